@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Installs what EMA Lab needs from the OS on Debian-like machines. Idempotent; run as root.
+#
+#   eng/install-prereqs.sh [libstdcxx] [chromium]     (no argument: both)
+#
+#   libstdcxx  TorchSharp 0.107.0's native library needs the symbol version GLIBCXX_3.4.32, which
+#              Debian 12's libstdc++ lacks. Where it is missing, libstdc++6 alone is upgraded from
+#              Debian 13 ("trixie"), pinned at low priority so nothing else moves to trixie.
+#              Where the symbol is present (Debian 13, Ubuntu 24.04, the .NET 10 images) nothing happens.
+#   chromium   Debian's chromium for the browser tests (never a downloaded browser).
+set -euo pipefail
+
+say()  { echo "install-prereqs: $*"; }
+fail() { echo "install-prereqs: ERROR: $*" >&2; exit 1; }
+
+libstdcxx=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(libstdcxx chromium)
+
+need_root() {
+  [ "$(id -u)" = 0 ] || fail "$1 is missing and installing it needs root: run 'sudo $0 $2'"
+  command -v apt-get >/dev/null || fail "$1 is missing and this machine has no apt-get; install it by hand"
+}
+
+apt_updated=0
+apt_update() {
+  [ $apt_updated = 1 ] && return
+  say "apt-get update"
+  apt-get update -qq || fail "apt-get update failed (is the Debian mirror reachable?)"
+  apt_updated=1
+}
+
+ensure_libstdcxx() {
+  if [ "$(uname -s)" != Linux ]; then say "not Linux: libstdc++ check not needed"; return; fi
+  if [ -e "$libstdcxx" ] && grep -qa 'GLIBCXX_3\.4\.32' "$libstdcxx"; then
+    say "libstdc++ already provides GLIBCXX_3.4.32: nothing to do"; return
+  fi
+  need_root "libstdc++ with GLIBCXX_3.4.32 (needed by TorchSharp)" libstdcxx
+  [ -r /etc/os-release ] && . /etc/os-release
+  [ "${VERSION_CODENAME:-}" = bookworm ] || fail "libstdc++ lacks GLIBCXX_3.4.32 and this is not Debian 12 (found '${PRETTY_NAME:-unknown}'): install a libstdc++6 from GCC 13 or newer by hand"
+
+  # Reuse the mirrors this machine already trusts (they may be a local snapshot or proxy).
+  local main_uri="http://deb.debian.org/debian" security_uri="http://deb.debian.org/debian-security" src
+  src=/etc/apt/sources.list.d/debian.sources
+  if [ -r "$src" ]; then
+    main_uri=$(awk '/^URIs:/{print $2}' "$src" | grep -v -- '-security' | head -n1 || true)
+    security_uri=$(awk '/^URIs:/{print $2}' "$src" | grep -- '-security' | head -n1 || true)
+    [ -n "$main_uri" ] || main_uri="http://deb.debian.org/debian"
+    [ -n "$security_uri" ] || security_uri="http://deb.debian.org/debian-security"
+  fi
+
+  say "adding Debian 13 (trixie) as a low-priority apt source to upgrade libstdc++6 only"
+  cat > /etc/apt/sources.list.d/emalab-trixie.sources <<SRC
+Types: deb
+URIs: $main_uri
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $security_uri
+Suites: trixie-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  # Both pins are needed: without the second, apt would upgrade the whole system from trixie-security.
+  cat > /etc/apt/preferences.d/emalab-trixie <<PIN
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+
+Package: *
+Pin: release n=trixie-security
+Pin-Priority: 100
+PIN
+  apt_updated=0
+  apt_update
+  say "apt-get install -t trixie libstdc++6"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie libstdc++6 >/dev/null \
+    || fail "could not install libstdc++6 from trixie"
+  grep -qa 'GLIBCXX_3\.4\.32' "$libstdcxx" || fail "libstdc++6 was upgraded but still lacks GLIBCXX_3.4.32"
+  say "libstdc++ now provides GLIBCXX_3.4.32"
+}
+
+ensure_chromium() {
+  if command -v chromium >/dev/null; then say "chromium present: $(command -v chromium)"; return; fi
+  need_root "chromium (needed by the browser tests)" chromium
+  apt_update
+  say "apt-get install chromium"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || fail "could not install chromium"
+  say "chromium installed: $(command -v chromium)"
+}
+
+for w in "${want[@]}"; do
+  case "$w" in
+    libstdcxx) ensure_libstdcxx ;;
+    chromium)  ensure_chromium ;;
+    *) fail "unknown component '$w' (known: libstdcxx chromium)" ;;
+  esac
+done

@@ -1,0 +1,69 @@
+using System.Globalization;
+
+namespace EmaLab.TrainingEngine.Averaging;
+
+/// <summary>What happens to batch-norm running statistics (buffers) in an EMA copy of the model.</summary>
+public enum BatchNormPolicy
+{
+    /// <summary>Average the running mean/variance like weights, with the same decay.</summary>
+    Average,
+    /// <summary>Take the live model's running statistics as they are.</summary>
+    Copy,
+    /// <summary>Before evaluating or exporting an EMA, recompute the statistics with forward passes in train mode (as <c>torch.optim.swa_utils.update_bn</c>).</summary>
+    Recalibrate,
+}
+
+/// <summary>
+/// How the EMA shadows of one run behave, following <c>tf.train.ExponentialMovingAverage</c>
+/// (see docs: the EMA contract in the README).
+/// </summary>
+public sealed record EmaSettings
+{
+    public const int MaxDecays = 8;
+
+    /// <summary>One shadow per decay, all fed by the same trajectory of weights.</summary>
+    public IReadOnlyList<double> Decays { get; init; } = [0.99, 0.999];
+    /// <summary>TF's <c>num_updates</c>: the effective decay is <c>min(d, (1 + n) / (10 + n))</c>, n = global step.</summary>
+    public bool Warmup { get; init; }
+    /// <summary>Shadows start at zero and are read as <c>s / (1 − Π d_eff)</c>.</summary>
+    public bool ZeroDebias { get; init; }
+    /// <summary>Update only on steps that are multiples of this.</summary>
+    public int Every { get; init; } = 1;
+    /// <summary>No averaging before this step: until then the shadow equals the live weights.</summary>
+    public long StartStep { get; init; }
+    public BatchNormPolicy BnPolicy { get; init; } = BatchNormPolicy.Average;
+    /// <summary>Training batches run in train mode to recompute batch-norm statistics under <see cref="BatchNormPolicy.Recalibrate"/>.</summary>
+    public int RecalibrationBatches { get; init; } = 16;
+
+    public static string TrackName(double decay) => "ema-" + decay.ToString("R", CultureInfo.InvariantCulture);
+
+    /// <summary>Throws <see cref="ArgumentException"/> whose ParamName is the offending setting.</summary>
+    public void Validate()
+    {
+        if (Decays.Count == 0) throw new ArgumentException("At least one decay is needed.", nameof(Decays));
+        if (Decays.Count > MaxDecays) throw new ArgumentException($"At most {MaxDecays} decays can be shadowed in one run.", nameof(Decays));
+        foreach (var d in Decays)
+            if (!(d > 0 && d < 1)) throw new ArgumentException($"Decay {d.ToString(CultureInfo.InvariantCulture)} is outside (0, 1).", nameof(Decays));
+        if (Decays.Distinct().Count() != Decays.Count) throw new ArgumentException("The decays must be distinct.", nameof(Decays));
+        if (Every < 1) throw new ArgumentException("'every' must be at least 1.", nameof(Every));
+        if (StartStep < 0) throw new ArgumentException("The start step must not be negative.", nameof(StartStep));
+        if (RecalibrationBatches < 1) throw new ArgumentException("At least one recalibration batch is needed.", nameof(RecalibrationBatches));
+    }
+}
+
+/// <summary>The decay arithmetic shared by the engine and the UI (half-life, window, warm-up curve).</summary>
+public static class EmaMath
+{
+    /// <summary>The decay actually applied at global step <paramref name="step"/> (TF's <c>num_updates</c> warm-up when enabled).</summary>
+    public static double EffectiveDecay(double decay, long step, bool warmup) =>
+        warmup ? Math.Min(decay, (1.0 + step) / (10.0 + step)) : decay;
+
+    /// <summary>Steps after which a weight's contribution has halved: ln 0.5 / ln d.</summary>
+    public static double HalfLife(double decay) => Math.Log(0.5) / Math.Log(decay);
+
+    /// <summary>The effective averaging window 1 / (1 − d), in updates.</summary>
+    public static double Window(double decay) => 1.0 / (1.0 - decay);
+
+    /// <summary>Whether the shadow is updated after <paramref name="step"/>.</summary>
+    public static bool IsUpdateStep(long step, EmaSettings settings) => step >= settings.StartStep && step % settings.Every == 0;
+}

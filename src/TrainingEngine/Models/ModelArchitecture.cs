@@ -1,0 +1,54 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace EmaLab.TrainingEngine.Models;
+
+/// <summary>
+/// Everything needed to rebuild a model: its kind, sizes, input shape and class count. Stored as
+/// JSON in every exported checkpoint; the README shows the equivalent PyTorch <c>nn.Sequential</c>.
+/// </summary>
+public sealed record ModelArchitecture
+{
+    public const string Mlp = "mlp";
+    public const string Cnn = "cnn";
+
+    public required string Kind { get; init; }
+    public int InputChannels { get; init; } = 1;
+    public required int Height { get; init; }
+    public required int Width { get; init; }
+    public required int Classes { get; init; }
+    /// <summary>Hidden layer widths of the MLP.</summary>
+    public int[] Hidden { get; init; } = [];
+    /// <summary>Output channels of each conv block of the CNN (each block halves the spatial size).</summary>
+    public int[] Channels { get; init; } = [];
+
+    public static readonly int[] DefaultHidden = [256, 256];
+    public static readonly int[] DefaultChannels = [16, 32];
+
+    public static IReadOnlyList<string> Kinds { get; } = [Mlp, Cnn];
+
+    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.Never };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    public static ModelArchitecture FromJson(string json) =>
+        JsonSerializer.Deserialize<ModelArchitecture>(json, Json) ?? throw new InvalidDataException("The model architecture JSON is empty.");
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first thing that cannot be built.</summary>
+    public void Validate()
+    {
+        if (Kind is not (Mlp or Cnn)) throw new ArgumentException($"Unknown model '{Kind}'; known models: {string.Join(", ", Kinds)}.", nameof(Kind));
+        if (Height < 1 || Width < 1 || InputChannels < 1) throw new ArgumentException("The input shape must be positive.", nameof(Height));
+        if (Classes < 2) throw new ArgumentException("A classifier needs at least 2 classes.", nameof(Classes));
+        if (Kind == Mlp && (Hidden.Length == 0 || Hidden.Any(h => h < 1 || h > 16384)))
+            throw new ArgumentException("The MLP needs 1 or more hidden sizes, each from 1 to 16384.", nameof(Hidden));
+        if (Kind == Cnn)
+        {
+            if (Channels.Length == 0 || Channels.Any(c => c < 1 || c > 1024))
+                throw new ArgumentException("The CNN needs 1 or more channel counts, each from 1 to 1024.", nameof(Channels));
+            var factor = 1 << Channels.Length;
+            if (Height % factor != 0 || Width % factor != 0)
+                throw new ArgumentException($"The CNN's {Channels.Length} pooling stages need the input size to be a multiple of {factor}; it is {Height}x{Width}.", nameof(Channels));
+        }
+    }
+}

@@ -1,0 +1,81 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using Sequential = TorchSharp.Modules.Sequential;
+
+namespace EmaLab.TrainingEngine.Models;
+
+/// <summary>
+/// Builds the models as a plain <c>nn.Sequential</c>, so parameter and buffer names are those of the
+/// same PyTorch <c>nn.Sequential</c> (<c>1.weight</c>, <c>1.running_mean</c>, ...). See the README for
+/// the PyTorch definitions.
+/// </summary>
+public static class ModelFactory
+{
+    /// <summary>
+    /// Builds the model and initialises it like PyTorch's defaults (uniform ±1/√fan_in for linear and
+    /// conv weights and biases; BatchNorm γ=1, β=0), drawing from <paramref name="generator"/> so that
+    /// concurrent runs in one process stay reproducible (the global torch seed is process-wide).
+    /// </summary>
+    public static Sequential Build(ModelArchitecture architecture, Generator? generator = null)
+    {
+        architecture.Validate();
+        var layers = architecture.Kind == ModelArchitecture.Mlp ? MlpLayers(architecture) : CnnLayers(architecture);
+        var model = Sequential(layers.Select((m, i) => (i.ToString(System.Globalization.CultureInfo.InvariantCulture), m)).ToArray());
+        if (generator is not null) Initialise(model, generator);
+        return model;
+    }
+
+    static List<Module<Tensor, Tensor>> MlpLayers(ModelArchitecture a)
+    {
+        var layers = new List<Module<Tensor, Tensor>> { Flatten() };
+        long inputs = a.InputChannels * a.Height * a.Width;
+        foreach (var width in a.Hidden)
+        {
+            layers.Add(Linear(inputs, width));
+            layers.Add(ReLU());
+            inputs = width;
+        }
+        layers.Add(Linear(inputs, a.Classes));
+        return layers;
+    }
+
+    static List<Module<Tensor, Tensor>> CnnLayers(ModelArchitecture a)
+    {
+        var layers = new List<Module<Tensor, Tensor>>();
+        long channels = a.InputChannels, height = a.Height, width = a.Width;
+        foreach (var outChannels in a.Channels)
+        {
+            // No conv bias: the BatchNorm that follows has its own shift.
+            layers.Add(Conv2d(channels, outChannels, kernel_size: 3, padding: 1, bias: false));
+            layers.Add(BatchNorm2d(outChannels));
+            layers.Add(ReLU());
+            layers.Add(MaxPool2d(2));
+            channels = outChannels;
+            height /= 2;
+            width /= 2;
+        }
+        layers.Add(Flatten());
+        layers.Add(Linear(channels * height * width, a.Classes));
+        return layers;
+    }
+
+    static void Initialise(Sequential model, Generator generator)
+    {
+        using var _ = no_grad();
+        foreach (var (_, module) in model.named_children())
+        {
+            if (module is not (TorchSharp.Modules.Linear or TorchSharp.Modules.Conv2d)) continue;
+            foreach (var parameter in module.parameters())
+            {
+                var weight = module.get_parameter("weight")!;
+                var fanIn = weight.shape.Skip(1).Aggregate(1L, (x, y) => x * y);
+                var bound = 1.0 / Math.Sqrt(fanIn);
+                using var u = rand(parameter.shape, parameter.dtype, generator: generator);
+                parameter.copy_(u.mul_(2 * bound).sub_(bound));
+            }
+        }
+    }
+
+    public static long ParameterCount(Module model) => model.parameters().Sum(p => p.numel());
+}

@@ -1,0 +1,123 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Data;
+using EmaLab.TrainingEngine.Models;
+
+namespace EmaLab.TrainingEngine.Training;
+
+/// <summary>How the EMA update is applied in the training loop; both give bit-identical shadows.</summary>
+public enum EmaApplication
+{
+    /// <summary>A callback after the optimizer step (TF's <c>SessionRunHook</c> style).</summary>
+    Hook,
+    /// <summary>Inside the optimizer step, as TF groups the EMA op into the train op.</summary>
+    Fused,
+}
+
+/// <summary>Everything that defines a training run. Validated by <see cref="Validate"/>, whose errors name the field.</summary>
+public sealed record RunSpec
+{
+    public const string Sgd = "sgd";
+    public const string Adam = "adam";
+    public const string AdamW = "adamw";
+    public static IReadOnlyList<string> Optimizers { get; } = [Sgd, Adam, AdamW];
+
+    public const string NoSchedule = "none";
+    public const string Cosine = "cosine";
+    public const string StepSchedule = "step";
+    public static IReadOnlyList<string> Schedules { get; } = [NoSchedule, Cosine, StepSchedule];
+
+    public const long MaxSteps = 1_000_000;
+    public const int MaxThreads = 64;
+
+    public string Dataset { get; init; } = DatasetCatalog.Digits8x8;
+    public string Model { get; init; } = ModelArchitecture.Mlp;
+    /// <summary>MLP hidden widths (default 256, 256).</summary>
+    public int[]? Hidden { get; init; }
+    /// <summary>CNN channels per conv block (default 16, 32).</summary>
+    public int[]? Channels { get; init; }
+
+    public string Optimizer { get; init; } = Adam;
+    public double LearningRate { get; init; } = 1e-3;
+    /// <summary>SGD momentum.</summary>
+    public double Momentum { get; init; } = 0.9;
+    public double WeightDecay { get; init; }
+    /// <summary>none, cosine (to zero at the last step) or step (× <see cref="StepGamma"/> every <see cref="StepSize"/> steps).</summary>
+    public string Schedule { get; init; } = NoSchedule;
+    public int StepSize { get; init; } = 1000;
+    public double StepGamma { get; init; } = 0.1;
+
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Either <see cref="Steps"/> or <see cref="Epochs"/>; steps win when both are given.</summary>
+    public long? Steps { get; init; }
+    public int? Epochs { get; init; }
+    public long Seed { get; init; } = 1;
+    public int EvalInterval { get; init; } = 50;
+    /// <summary>torch.set_num_threads for this run (process-wide in libtorch).</summary>
+    public int Threads { get; init; } = 1;
+
+    public EmaSettings Ema { get; init; } = new();
+    public EmaApplication EmaApplication { get; init; } = EmaApplication.Hook;
+
+    public ModelArchitecture ArchitectureFor(DatasetSplits data) => new()
+    {
+        Kind = Model,
+        Height = data.Height,
+        Width = data.Width,
+        Classes = data.ClassCount,
+        Hidden = Model == ModelArchitecture.Mlp ? Hidden ?? ModelArchitecture.DefaultHidden : [],
+        Channels = Model == ModelArchitecture.Cnn ? Channels ?? ModelArchitecture.DefaultChannels : [],
+    };
+
+    public long TotalSteps(int batchesPerEpoch) => Steps ?? (long)(Epochs ?? 1) * batchesPerEpoch;
+
+    /// <summary>
+    /// Checks every field and throws <see cref="ArgumentException"/> whose ParamName is the field's
+    /// JSON path (e.g. <c>learningRate</c>, <c>ema.decays</c>). Nothing is loaded but the dataset sizes.
+    /// </summary>
+    public void Validate()
+    {
+        if (!DatasetCatalog.Contains(Dataset))
+            throw Invalid("dataset", $"Unknown dataset '{Dataset}'; choose one of {string.Join(", ", DatasetCatalog.Names)}.");
+        if (!ModelArchitecture.Kinds.Contains(Model))
+            throw Invalid("model", $"Unknown model '{Model}'; choose one of {string.Join(", ", ModelArchitecture.Kinds)}.");
+        if (!Optimizers.Contains(Optimizer))
+            throw Invalid("optimizer", $"Unknown optimizer '{Optimizer}'; choose one of {string.Join(", ", Optimizers)}.");
+        if (!double.IsFinite(LearningRate) || LearningRate <= 0 || LearningRate > 10)
+            throw Invalid("learningRate", "The learning rate must be a finite number in (0, 10].");
+        if (!double.IsFinite(Momentum) || Momentum < 0 || Momentum >= 1) throw Invalid("momentum", "Momentum must be in [0, 1).");
+        if (!double.IsFinite(WeightDecay) || WeightDecay < 0 || WeightDecay > 1) throw Invalid("weightDecay", "Weight decay must be in [0, 1].");
+        if (!Schedules.Contains(Schedule))
+            throw Invalid("schedule", $"Unknown schedule '{Schedule}'; choose one of {string.Join(", ", Schedules)}.");
+        if (StepSize < 1) throw Invalid("stepSize", "The schedule's step size must be at least 1.");
+        if (!double.IsFinite(StepGamma) || StepGamma <= 0 || StepGamma > 1) throw Invalid("stepGamma", "The schedule's gamma must be in (0, 1].");
+
+        var data = DatasetCatalog.Load(Dataset);
+        if (BatchSize < 1 || BatchSize > data.Train.Count)
+            throw Invalid("batchSize", $"The batch size must be from 1 to {data.Train.Count} (the size of {Dataset}'s training split).");
+        if (Steps is { } steps && (steps < 1 || steps > MaxSteps))
+            throw Invalid("steps", $"Steps must be from 1 to {MaxSteps:N0}.");
+        if (Steps is null && Epochs is { } epochs && (epochs < 1 || (long)epochs * (data.Train.Count / BatchSize) > MaxSteps))
+            throw Invalid("epochs", $"Epochs must be at least 1 and give at most {MaxSteps:N0} steps.");
+        if (EvalInterval < 1) throw Invalid("evalInterval", "The evaluation interval must be at least 1 step.");
+        if (Threads < 1 || Threads > MaxThreads) throw Invalid("threads", $"Threads must be from 1 to {MaxThreads}.");
+
+        try { ArchitectureFor(data).Validate(); }
+        catch (ArgumentException e) { throw Invalid(JsonNamingPolicy.CamelCase.ConvertName(e.ParamName ?? "model"), e.Message); }
+        try { Ema.Validate(); }
+        catch (ArgumentException e) { throw Invalid("ema." + JsonNamingPolicy.CamelCase.ConvertName(e.ParamName ?? ""), e.Message); }
+    }
+
+    static ArgumentException Invalid(string field, string message) => new(message, field);
+
+    public static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
+    {
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+
+    public static RunSpec FromJson(string json) =>
+        JsonSerializer.Deserialize<RunSpec>(json, JsonOptions) ?? throw new InvalidDataException("The run specification JSON is empty.");
+}

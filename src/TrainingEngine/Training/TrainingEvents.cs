@@ -1,0 +1,42 @@
+namespace EmaLab.TrainingEngine.Training;
+
+/// <summary>One metric value: <c>track</c> is <c>raw</c> or <c>ema-&lt;decay&gt;</c>; keys are e.g. <c>train/loss</c>, <c>eval/accuracy</c>.</summary>
+public readonly record struct MetricPoint(string RunId, string Track, string Key, long Step, double Value);
+
+public sealed record TrainingProgress(string RunId, long Step, long TotalSteps, double StepsPerSecond, TimeSpan? EstimatedRemaining);
+
+public enum TrainingLogLevel { Info, Warning, Error }
+
+/// <summary>
+/// How the engine reports: metrics, progress and log lines go to the observer, never to storage
+/// directly. Calls come on the training thread; an implementation may block to apply back-pressure.
+/// </summary>
+public interface ITrainingObserver
+{
+    void OnMetric(in MetricPoint point);
+    void OnProgress(TrainingProgress progress);
+    void OnLog(TrainingLogLevel level, string message);
+}
+
+public static class MetricKeys
+{
+    public const string TrainLoss = "train/loss";
+    public const string LearningRate = "train/lr";
+    public const string EvalLoss = "eval/loss";
+    public const string EvalAccuracy = "eval/accuracy";
+    public const string RawTrack = "raw";
+}
+
+public enum TrainingOutcome
+{
+    Completed,
+    /// <summary>The loss became NaN or infinite.</summary>
+    Diverged,
+    Cancelled,
+    /// <summary>Stopped at the step the caller asked for (to save a bundle, for instance).</summary>
+    Paused,
+}
+
+public sealed record EvalResult(double Loss, double Accuracy);
+
+public sealed record TrainingResult(TrainingOutcome Outcome, long Step, string? Message, IReadOnlyDictionary<string, EvalResult> LastEvaluation);

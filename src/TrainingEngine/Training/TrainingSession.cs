@@ -1,0 +1,309 @@
+using System.Diagnostics;
+using System.Globalization;
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Data;
+using EmaLab.TrainingEngine.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace EmaLab.TrainingEngine.Training;
+
+/// <summary>
+/// One training run in memory: the live model and its optimizer, the EMA shadows, the data and a
+/// separate evaluation model. Tracks (raw weights or one EMA) are evaluated and exported through the
+/// evaluation model, so reading a shadow never touches the live weights or the optimizer.
+/// Not thread-safe: drive it from one (long-running) thread.
+/// </summary>
+public sealed class TrainingSession : IDisposable
+{
+    const int EvalBatchSize = 512;
+    static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
+
+    readonly Tensor _trainX, _trainY, _evalX, _evalY;
+    readonly BatchSchedule _batches;
+    readonly Sequential _model;
+    readonly Sequential _evalModel;
+    readonly OptimizerHelper _optimizer;
+    readonly List<Action<long>> _afterStep = [];
+    readonly Action<long> _optimizerStep;
+
+    TrainingSession(RunSpec spec, string runId)
+    {
+        spec.Validate();
+        Spec = spec;
+        RunId = runId;
+        Data = DatasetCatalog.Load(spec.Dataset);
+        Architecture = spec.ArchitectureFor(Data);
+        (_trainX, _trainY) = ToTensors(Data.Train, Data.Normalization);
+        (_evalX, _evalY) = ToTensors(Data.Eval, Data.Normalization);
+        _batches = new BatchSchedule(Data.Train.Count, spec.BatchSize, spec.Seed);
+        TotalSteps = spec.TotalSteps(_batches.BatchesPerEpoch);
+
+        using (var generator = new Generator((ulong)spec.Seed))
+            _model = ModelFactory.Build(Architecture, generator);
+        _model.train();
+        _evalModel = ModelFactory.Build(Architecture);
+        _evalModel.eval();
+        _optimizer = CreateOptimizer(spec, _model);
+        Ema = new ExponentialMovingAverage(_model, spec.Ema, spec.Threads);
+
+        if (spec.EmaApplication == EmaApplication.Fused)
+        {
+            // The EMA is part of the step itself, as TF groups the EMA op into the train op.
+            _optimizerStep = step =>
+            {
+                _optimizer.step();
+                Ema.Update(step);
+            };
+        }
+        else
+        {
+            _optimizerStep = _ => _optimizer.step();
+            AddStepHook(Ema.Update);
+        }
+    }
+
+    public static TrainingSession Create(RunSpec spec, string runId = "") => new(spec, runId);
+
+    public string RunId { get; }
+    public RunSpec Spec { get; }
+    public DatasetSplits Data { get; }
+    public ModelArchitecture Architecture { get; }
+    public ExponentialMovingAverage Ema { get; }
+    /// <summary>The last completed step (0 before training).</summary>
+    public long Step { get; private set; }
+    public long TotalSteps { get; }
+    public int BatchesPerEpoch => _batches.BatchesPerEpoch;
+    /// <summary>The live model (train mode). Exposed for tests and export; do not modify.</summary>
+    public nn.Module LiveModel => _model;
+    internal OptimizerHelper Optimizer => _optimizer;
+    public IReadOnlyList<string> Tracks => [MetricKeys.RawTrack, .. Ema.Shadows.Select(s => s.Track)];
+
+    /// <summary>Registers a callback run after every optimizer step with the step number (TF's hook style).</summary>
+    public void AddStepHook(Action<long> hook) => _afterStep.Add(hook);
+
+    /// <summary>
+    /// Trains until the planned last step, cancellation, divergence or <paramref name="stopAfterStep"/>.
+    /// Evaluates every track at step 0 (on a fresh session), every eval interval and at the last step.
+    /// </summary>
+    public TrainingResult Train(ITrainingObserver observer, CancellationToken cancellationToken = default, long? stopAfterStep = null)
+    {
+        set_num_threads(Spec.Threads);
+        IReadOnlyDictionary<string, EvalResult> lastEvaluation = new Dictionary<string, EvalResult>();
+        if (Step == 0)
+        {
+            observer.OnLog(TrainingLogLevel.Info, $"Training {Architecture.Kind} ({ModelFactory.ParameterCount(_model):N0} parameters) on {Spec.Dataset} " +
+                $"for {TotalSteps:N0} steps with {Spec.Optimizer} lr={Spec.LearningRate.ToString(CultureInfo.InvariantCulture)}; tracks: {string.Join(", ", Tracks)}.");
+            lastEvaluation = EvaluateAll(observer);
+        }
+        else
+        {
+            observer.OnLog(TrainingLogLevel.Info, $"Resuming at step {Step:N0} of {TotalSteps:N0}.");
+        }
+
+        var clock = Stopwatch.StartNew();
+        var startStep = Step;
+        var lastProgress = TimeSpan.Zero;
+        while (Step < TotalSteps)
+        {
+            if (cancellationToken.IsCancellationRequested)
+                return new TrainingResult(TrainingOutcome.Cancelled, Step, $"Cancelled at step {Step:N0}.", lastEvaluation);
+            if (stopAfterStep is { } stop && Step >= stop)
+                return new TrainingResult(TrainingOutcome.Paused, Step, null, lastEvaluation);
+
+            var step = Step + 1;
+            var loss = TrainStep(step);
+            if (!double.IsFinite(loss))
+            {
+                var message = $"Diverged at step {step:N0}: the training loss is {loss.ToString(CultureInfo.InvariantCulture)}.";
+                observer.OnLog(TrainingLogLevel.Error, message);
+                return new TrainingResult(TrainingOutcome.Diverged, step, message, lastEvaluation);
+            }
+            Step = step;
+            observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.TrainLoss, step, loss));
+
+            if (step % Spec.EvalInterval == 0 || step == TotalSteps)
+            {
+                observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.LearningRate, step, LearningRateAt(step)));
+                lastEvaluation = EvaluateAll(observer);
+            }
+            if (clock.Elapsed - lastProgress >= ProgressInterval || step == TotalSteps)
+            {
+                lastProgress = clock.Elapsed;
+                var rate = (step - startStep) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
+                observer.OnProgress(new TrainingProgress(RunId, step, TotalSteps, rate, TimeSpan.FromSeconds((TotalSteps - step) / rate)));
+            }
+        }
+        observer.OnLog(TrainingLogLevel.Info, $"Completed {TotalSteps:N0} steps.");
+        return new TrainingResult(TrainingOutcome.Completed, Step, null, lastEvaluation);
+    }
+
+    double TrainStep(long step)
+    {
+        using var scope = NewDisposeScope();
+        var lr = LearningRateAt(step);
+        foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
+
+        var indices = tensor(ToLongs(_batches.IndicesOf(step)), ScalarType.Int64);
+        var x = _trainX.index_select(0, indices);
+        var y = _trainY.index_select(0, indices);
+        _optimizer.zero_grad();
+        var loss = nn.functional.cross_entropy(_model.forward(x), y);
+        loss.backward();
+        var value = loss.item<float>();
+        if (!float.IsFinite(value)) return value;
+        _optimizerStep(step);
+        foreach (var hook in _afterStep) hook(step);
+        return value;
+    }
+
+    /// <summary>The learning rate used for the 1-based step: a pure function of the step, so resuming needs no scheduler state.</summary>
+    public double LearningRateAt(long step) => Spec.Schedule switch
+    {
+        RunSpec.Cosine => Spec.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (step - 1) / TotalSteps)),
+        RunSpec.StepSchedule => Spec.LearningRate * Math.Pow(Spec.StepGamma, (step - 1) / Spec.StepSize),
+        _ => Spec.LearningRate,
+    };
+
+    IReadOnlyDictionary<string, EvalResult> EvaluateAll(ITrainingObserver observer)
+    {
+        var results = new Dictionary<string, EvalResult>();
+        foreach (var track in Tracks)
+        {
+            var result = Evaluate(track);
+            results[track] = result;
+            observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalLoss, Step, result.Loss));
+            observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalAccuracy, Step, result.Accuracy));
+        }
+        observer.OnLog(TrainingLogLevel.Info, $"Step {Step:N0}: " + string.Join("; ", results.Select(r =>
+            $"{r.Key} accuracy {r.Value.Accuracy.ToString("P2", CultureInfo.InvariantCulture)} loss {r.Value.Loss.ToString("G4", CultureInfo.InvariantCulture)}")));
+        return results;
+    }
+
+    /// <summary>Evaluates one track (<c>raw</c> or <c>ema-&lt;decay&gt;</c>) on the held-out split.</summary>
+    public EvalResult Evaluate(string track)
+    {
+        LoadTrack(track);
+        return Evaluate(_evalModel, _evalX, _evalY);
+    }
+
+    /// <summary>Evaluates any model of this architecture on the held-out split (the model is left in eval mode).</summary>
+    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model) => Evaluate(model, _evalX, _evalY);
+
+    static EvalResult Evaluate(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor labels)
+    {
+        model.eval();
+        using var _ = no_grad();
+        var count = inputs.shape[0];
+        double lossSum = 0;
+        long correct = 0;
+        for (long start = 0; start < count; start += EvalBatchSize)
+        {
+            using var scope = NewDisposeScope();
+            var length = Math.Min(EvalBatchSize, count - start);
+            var x = inputs.narrow(0, start, length);
+            var y = labels.narrow(0, start, length);
+            var logits = model.forward(x);
+            lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).item<float>();
+            correct += logits.argmax(1).eq(y).sum().item<long>();
+        }
+        return new EvalResult(lossSum / count, (double)correct / count);
+    }
+
+    /// <summary>
+    /// Puts a track's weights into the evaluation model: the live state for <c>raw</c>, the shadow's value
+    /// for an EMA (with batch-norm statistics per the run's policy, recalibrated when asked).
+    /// </summary>
+    void LoadTrack(string track)
+    {
+        if (track == MetricKeys.RawTrack)
+        {
+            CopyState(_model, _evalModel);
+            return;
+        }
+        var k = Ema.Shadows.ToList().FindIndex(s => s.Track == track);
+        if (k < 0) throw new ArgumentException($"Unknown track '{track}'; this run has {string.Join(", ", Tracks)}.", nameof(track));
+        Ema.WriteInto(k, _evalModel);
+        if (Spec.Ema.BnPolicy == BatchNormPolicy.Recalibrate) RecalibrateBatchNorm(_evalModel);
+    }
+
+    static void CopyState(nn.Module source, nn.Module target)
+    {
+        using var _ = no_grad();
+        var targetState = target.state_dict();
+        foreach (var (name, tensor) in source.state_dict()) targetState[name].copy_(tensor);
+    }
+
+    /// <summary>
+    /// Recomputes batch-norm running statistics for the weights in <paramref name="model"/> with a
+    /// cumulative average over fixed training batches in train mode (as <c>torch.optim.swa_utils.update_bn</c>).
+    /// The batches are the same for every call, so the result depends only on the weights.
+    /// </summary>
+    void RecalibrateBatchNorm(Sequential model)
+    {
+        var norms = model.modules().OfType<BatchNorm>().ToList();
+        if (norms.Count == 0) return;
+        var momenta = norms.Select(n => n.momentum).ToList();
+        foreach (var n in norms)
+        {
+            n.reset_running_stats();
+            n.momentum = null;
+        }
+        var order = DeterministicShuffle.Permutation(Data.Train.Count, Spec.Seed, stream: -1);
+        var batches = Math.Min(Spec.Ema.RecalibrationBatches, Math.Max(1, order.Length / Spec.BatchSize));
+        model.train();
+        using (no_grad())
+        {
+            for (var b = 0; b < batches; b++)
+            {
+                using var scope = NewDisposeScope();
+                var indices = tensor(ToLongs(order.AsSpan(b * Spec.BatchSize, Math.Min(Spec.BatchSize, order.Length - b * Spec.BatchSize))), ScalarType.Int64);
+                model.forward(_trainX.index_select(0, indices));
+            }
+        }
+        model.eval();
+        for (var i = 0; i < norms.Count; i++) norms[i].momentum = momenta[i];
+    }
+
+    /// <summary>The evaluation model holding <paramref name="track"/>'s weights, for export (valid until the next call).</summary>
+    public nn.Module ModelForTrack(string track)
+    {
+        LoadTrack(track);
+        return _evalModel;
+    }
+
+    static OptimizerHelper CreateOptimizer(RunSpec spec, nn.Module model) => spec.Optimizer switch
+    {
+        RunSpec.Sgd => optim.SGD(model.parameters(), spec.LearningRate, momentum: spec.Momentum, weight_decay: spec.WeightDecay),
+        RunSpec.Adam => optim.Adam(model.parameters(), spec.LearningRate, weight_decay: spec.WeightDecay),
+        RunSpec.AdamW => optim.AdamW(model.parameters(), spec.LearningRate, weight_decay: spec.WeightDecay),
+        _ => throw new ArgumentException($"Unknown optimizer '{spec.Optimizer}'.", nameof(spec)),
+    };
+
+    static (Tensor X, Tensor Y) ToTensors(LabeledImages images, Normalization normalization)
+    {
+        var x = tensor(normalization.Apply(images.Pixels), [images.Count, 1, images.Height, images.Width]);
+        var y = tensor(images.Labels.Select(l => (long)l).ToArray(), ScalarType.Int64);
+        return (x, y);
+    }
+
+    static long[] ToLongs(ReadOnlySpan<int> indices)
+    {
+        var result = new long[indices.Length];
+        for (var i = 0; i < indices.Length; i++) result[i] = indices[i];
+        return result;
+    }
+
+    /// <summary>Restores the state a resume bundle captured (used by <see cref="Checkpoints.ResumeBundle"/>).</summary>
+    internal void RestoreStep(long step) => Step = step;
+
+    public void Dispose()
+    {
+        Ema.Dispose();
+        _optimizer.Dispose();
+        _model.Dispose();
+        _evalModel.Dispose();
+        foreach (var t in new[] { _trainX, _trainY, _evalX, _evalY }) t.Dispose();
+    }
+}

@@ -1,0 +1,155 @@
+using EmaLab.TrainingEngine.Averaging;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace EmaLab.TrainingEngine.Tests;
+
+/// <summary>The EMA contract against hand-computed values and an independent scalar reference, for both kernels.</summary>
+public class EmaMathTests
+{
+    /// <summary>A one-parameter "model" whose weight the test scripts step by step.</summary>
+    sealed class ScriptedWeights : nn.Module
+    {
+        public readonly TorchSharp.Modules.Parameter Weight;
+
+        public ScriptedWeights(float initial) : base(nameof(ScriptedWeights))
+        {
+            Weight = new TorchSharp.Modules.Parameter(tensor(new[] { initial, -initial }));
+            register_parameter("weight", Weight);
+        }
+
+        public void Set(double value)
+        {
+            using var _ = no_grad();
+            Weight.copy_(tensor(new[] { (float)value, (float)-value }));
+        }
+    }
+
+    /// <summary>Runs the scripted weights w_1..w_T through the EMA and returns the value read after each step.</summary>
+    static List<double> Run(EmaSettings settings, double initial, IReadOnlyList<double> weights, EmaKernel kernel)
+    {
+        using var model = new ScriptedWeights((float)initial);
+        using var ema = new ExponentialMovingAverage(model, settings, kernel: kernel);
+        using var reader = new ScriptedWeights(0);
+        var values = new List<double>();
+        for (var step = 1; step <= weights.Count; step++)
+        {
+            model.Set(weights[step - 1]);
+            ema.Update(step);
+            ema.WriteInto(0, reader);
+            var read = reader.Weight.data<float>().ToArray();
+            Assert.Equal(read[0], -read[1]); // every element gets the same arithmetic
+            values.Add(read[0]);
+        }
+        return values;
+    }
+
+    /// <summary>The contract written out plainly in doubles, independent of the engine's code.</summary>
+    static List<double> Reference(EmaSettings s, double initial, IReadOnlyList<double> weights)
+    {
+        var d = s.Decays[0];
+        double shadow = s.ZeroDebias ? 0 : initial, product = 1;
+        long updates = 0;
+        var values = new List<double>();
+        for (var step = 1; step <= weights.Count; step++)
+        {
+            var w = weights[step - 1];
+            if (step < s.StartStep) { if (!s.ZeroDebias) shadow = w; }
+            else if (step % s.Every == 0)
+            {
+                var dEff = s.Warmup ? Math.Min(d, (1.0 + step) / (10.0 + step)) : d;
+                shadow -= (1 - dEff) * (shadow - w);
+                product *= dEff;
+                updates++;
+            }
+            values.Add(!s.ZeroDebias ? shadow : updates == 0 ? w : shadow / (1 - product));
+        }
+        return values;
+    }
+
+    static readonly double[] Script = [1, 2, 3];
+
+    [Theory]
+    [InlineData(EmaKernel.Fused)]
+    [InlineData(EmaKernel.Lerp)]
+    public void Plain_update_matches_hand_computed_values(EmaKernel kernel)
+    {
+        // d = 0.5 from s0 = 0: 0 + 0.5(1 − 0) = 0.5; 0.5 + 0.5(2 − 0.5) = 1.25; 1.25 + 0.5(3 − 1.25) = 2.125
+        var values = Run(new EmaSettings { Decays = [0.5] }, 0, Script, kernel);
+        Assert.Equal([0.5, 1.25, 2.125], values, new Tolerance(1e-6));
+    }
+
+    [Theory]
+    [InlineData(EmaKernel.Fused)]
+    [InlineData(EmaKernel.Lerp)]
+    public void Zero_debias_matches_hand_computed_values(EmaKernel kernel)
+    {
+        // s: 0.5, 1.25, 2.125 (from zero); Π d: 0.5, 0.25, 0.125 → read 0.5/0.5 = 1, 1.25/0.75, 2.125/0.875
+        var values = Run(new EmaSettings { Decays = [0.5], ZeroDebias = true }, 7, Script, kernel);
+        Assert.Equal([1.0, 1.25 / 0.75, 2.125 / 0.875], values, new Tolerance(1e-6));
+    }
+
+    [Theory]
+    [InlineData(EmaKernel.Fused)]
+    [InlineData(EmaKernel.Lerp)]
+    public void Warmup_uses_num_updates_formula(EmaKernel kernel)
+    {
+        // d = 0.9 with warm-up: step 1 uses min(0.9, 2/11), step 2 min(0.9, 3/12) = 0.25
+        var s1 = 0 - (1 - 2.0 / 11) * (0 - 1);
+        var s2 = s1 - (1 - 0.25) * (s1 - 2);
+        var values = Run(new EmaSettings { Decays = [0.9], Warmup = true }, 0, Script[..2], kernel);
+        Assert.Equal([s1, s2], values, new Tolerance(1e-6));
+        Assert.Equal(2.0 / 11, EmaMath.EffectiveDecay(0.9, 1, warmup: true), 12);
+        Assert.Equal(0.9, EmaMath.EffectiveDecay(0.9, 1000, warmup: true), 12);
+        Assert.Equal(0.9, EmaMath.EffectiveDecay(0.9, 1, warmup: false), 12);
+    }
+
+    [Theory]
+    [InlineData(EmaKernel.Fused)]
+    [InlineData(EmaKernel.Lerp)]
+    public void Every_n_and_start_step(EmaKernel kernel)
+    {
+        // start 3, every 2: steps 1, 2 copy w; step 3 is not even (hold); step 4 updates; 5 holds; 6 updates.
+        var weights = new double[] { 1, 2, 3, 4, 5, 6 };
+        var values = Run(new EmaSettings { Decays = [0.5], StartStep = 3, Every = 2 }, 0, weights, kernel);
+        Assert.Equal([1, 2, 2, 3, 3, 4.5], values, new Tolerance(1e-6));
+    }
+
+    public static TheoryData<bool, bool, int, long, EmaKernel> Combinations()
+    {
+        var data = new TheoryData<bool, bool, int, long, EmaKernel>();
+        foreach (var kernel in new[] { EmaKernel.Fused, EmaKernel.Lerp })
+        foreach (var warmup in new[] { false, true })
+        foreach (var debias in new[] { false, true })
+        {
+            data.Add(warmup, debias, 1, 0, kernel);
+            data.Add(warmup, debias, 3, 7, kernel);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Combinations))]
+    public void Long_scripted_sequence_matches_reference(bool warmup, bool zeroDebias, int every, long start, EmaKernel kernel)
+    {
+        var settings = new EmaSettings { Decays = [0.95], Warmup = warmup, ZeroDebias = zeroDebias, Every = every, StartStep = start };
+        var weights = Enumerable.Range(1, 60).Select(t => Math.Sin(t * 0.37) + 0.01 * t).ToList();
+        var expected = Reference(settings, 0.25, weights);
+        var actual = Run(settings, 0.25, weights, kernel);
+        Assert.Equal(expected, actual, new Tolerance(1e-6));
+    }
+
+    [Fact]
+    public void Derived_numbers_for_the_lens()
+    {
+        Assert.Equal(Math.Log(0.5) / Math.Log(0.99), EmaMath.HalfLife(0.99), 12);
+        Assert.Equal(68.97, EmaMath.HalfLife(0.99), 2);
+        Assert.Equal(1000, EmaMath.Window(0.999), 6);
+    }
+
+    sealed class Tolerance(double epsilon) : IEqualityComparer<double>
+    {
+        public bool Equals(double x, double y) => Math.Abs(x - y) <= epsilon;
+        public int GetHashCode(double obj) => 0;
+    }
+}

@@ -1,0 +1,173 @@
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Training;
+using static TorchSharp.torch;
+
+namespace EmaLab.TrainingEngine.Tests;
+
+[Collection(TrainingCollection.Name)]
+public class TrainingTests
+{
+    static readonly RunSpec DigitsMlp = new()
+    {
+        Dataset = "digits-8x8", Model = "mlp", Hidden = [64], Optimizer = RunSpec.Adam, LearningRate = 1e-3,
+        BatchSize = 64, Steps = 300, Seed = 3, EvalInterval = 100,
+        Ema = new EmaSettings { Decays = [0.9, 0.99] },
+    };
+
+    static readonly RunSpec DigitsCnn = new()
+    {
+        Dataset = "digits-8x8", Model = "cnn", Channels = [8, 16], Optimizer = RunSpec.Sgd, LearningRate = 0.05, Momentum = 0.9,
+        BatchSize = 32, Steps = 60, Seed = 11, EvalInterval = 20,
+        Ema = new EmaSettings { Decays = [0.8, 0.95], Warmup = true },
+    };
+
+    [Fact]
+    public void Mlp_learns_digits_and_every_track_is_evaluated()
+    {
+        using var session = TrainingSession.Create(DigitsMlp, "run-1");
+        var observer = new RecordingObserver();
+        var result = session.Train(observer);
+
+        Assert.Equal(TrainingOutcome.Completed, result.Outcome);
+        Assert.Equal(300, result.Step);
+        Assert.Equal(["raw", "ema-0.9", "ema-0.99"], session.Tracks);
+        // Chance is 10 %; a few hundred Adam steps on the 8x8 digits reach well above 85 %.
+        Assert.True(result.LastEvaluation["raw"].Accuracy > 0.85, $"raw accuracy {result.LastEvaluation["raw"].Accuracy}");
+        Assert.True(result.LastEvaluation["ema-0.99"].Accuracy > 0.85, $"EMA accuracy {result.LastEvaluation["ema-0.99"].Accuracy}");
+
+        foreach (var track in session.Tracks)
+        {
+            Assert.Equal([0L, 100, 200, 300], observer.Series(track, MetricKeys.EvalAccuracy).Select(m => m.Step));
+            Assert.Equal(4, observer.Series(track, MetricKeys.EvalLoss).Count());
+        }
+        var firstAccuracy = observer.Series("raw", MetricKeys.EvalAccuracy).First().Value;
+        Assert.True(firstAccuracy < 0.4, $"an untrained model should be near chance, got {firstAccuracy}");
+        var losses = observer.Series("raw", MetricKeys.TrainLoss).Select(m => m.Value).ToList();
+        Assert.Equal(300, losses.Count);
+        Assert.True(losses.Skip(250).Average() < losses.Take(20).Average() / 3);
+        Assert.All(observer.Metrics, m => Assert.Equal("run-1", m.RunId));
+        Assert.Equal(300, observer.Progress.Last().Step);
+        Assert.Equal(300, observer.Progress.Last().TotalSteps);
+    }
+
+    [Fact]
+    public void Nan_loss_stops_the_run_as_diverged_with_the_step()
+    {
+        using var session = TrainingSession.Create(DigitsMlp with { Steps = 50 });
+        // Poison the weights after step 7: the forward pass of step 8 yields NaN.
+        session.AddStepHook(step =>
+        {
+            if (step != 7) return;
+            using var _ = no_grad();
+            session.LiveModel.parameters().First().fill_(double.NaN);
+        });
+        var observer = new RecordingObserver();
+        var result = session.Train(observer);
+
+        Assert.Equal(TrainingOutcome.Diverged, result.Outcome);
+        Assert.Equal(8, result.Step);
+        Assert.Contains("step 8", result.Message);
+        Assert.Contains("NaN", result.Message);
+        Assert.Equal(7, observer.Series("raw", MetricKeys.TrainLoss).Max(m => m.Step));
+        Assert.Contains(observer.Log, l => l.Level == TrainingLogLevel.Error && l.Message == result.Message);
+    }
+
+    [Fact]
+    public void Cancellation_stops_at_the_next_step()
+    {
+        using var cts = new CancellationTokenSource();
+        using var session = TrainingSession.Create(DigitsMlp);
+        var observer = new RecordingObserver(m => { if (m.Key == MetricKeys.TrainLoss && m.Step == 20) cts.Cancel(); });
+        var result = session.Train(observer, cts.Token);
+
+        Assert.Equal(TrainingOutcome.Cancelled, result.Outcome);
+        Assert.Equal(20, result.Step);
+        Assert.Equal(20, session.Step);
+    }
+
+    [Fact]
+    public void Hook_and_fused_application_give_identical_shadows()
+    {
+        var spec = DigitsCnn with { Ema = DigitsCnn.Ema with { ZeroDebias = true, Every = 2 } };
+        using var hook = TrainingSession.Create(spec with { EmaApplication = EmaApplication.Hook });
+        using var fused = TrainingSession.Create(spec with { EmaApplication = EmaApplication.Fused });
+        hook.Train(new RecordingObserver());
+        fused.Train(new RecordingObserver());
+
+        TensorAssert.Identical(hook.Ema.StateTensors(), fused.Ema.StateTensors());
+        TensorAssert.Identical(State(hook.LiveModel), State(fused.LiveModel));
+        Assert.Equal(hook.Ema.Counters(), fused.Ema.Counters());
+        Assert.Equal(30, hook.Ema.Shadows[0].UpdatesApplied);
+    }
+
+    [Fact]
+    public void Evaluating_and_exporting_shadows_does_not_disturb_training()
+    {
+        var spec = DigitsCnn with { Ema = DigitsCnn.Ema with { BnPolicy = BatchNormPolicy.Recalibrate }, EvalInterval = 1000 };
+        using var disturbed = TrainingSession.Create(spec);
+        using var quiet = TrainingSession.Create(spec);
+
+        disturbed.Train(new RecordingObserver(), stopAfterStep: 30);
+        foreach (var track in disturbed.Tracks)
+        {
+            disturbed.Evaluate(track);
+            Checkpoints.CheckpointExport.Export(disturbed, track, Stream.Null);
+        }
+        disturbed.Train(new RecordingObserver());
+        quiet.Train(new RecordingObserver());
+
+        TensorAssert.Identical(State(quiet.LiveModel), State(disturbed.LiveModel));
+        TensorAssert.Identical(quiet.Ema.StateTensors(), disturbed.Ema.StateTensors());
+        Assert.Equal(OptimizerBytes(quiet), OptimizerBytes(disturbed));
+    }
+
+    [Fact]
+    public void Batch_norm_policies_decide_the_ema_buffers()
+    {
+        RunSpec With(BatchNormPolicy p) => DigitsCnn with { Ema = DigitsCnn.Ema with { BnPolicy = p, RecalibrationBatches = 5 } };
+        using var average = TrainingSession.Create(With(BatchNormPolicy.Average));
+        using var copy = TrainingSession.Create(With(BatchNormPolicy.Copy));
+        using var recalibrate = TrainingSession.Create(With(BatchNormPolicy.Recalibrate));
+        foreach (var s in new[] { average, copy, recalibrate }) s.Train(new RecordingObserver());
+
+        Tensor Buffer(TrainingSession s, string track, string name) => s.ModelForTrack(track).state_dict()[name].clone();
+        var live = average.LiveModel.state_dict()["1.running_mean"];
+
+        Assert.True(TensorAssert.Identical(live, Buffer(copy, "ema-0.95", "1.running_mean")));
+        Assert.False(TensorAssert.Identical(live, Buffer(average, "ema-0.95", "1.running_mean")));
+        Assert.True(TensorAssert.Identical(average.Ema.StateTensors().Single(t => t.Key == "ema-0.95/1.running_mean").Tensor,
+            Buffer(average, "ema-0.95", "1.running_mean")));
+
+        var recalibrated = Buffer(recalibrate, "ema-0.95", "1.running_mean");
+        Assert.False(TensorAssert.Identical(live, recalibrated));
+        Assert.Equal(5, recalibrate.ModelForTrack("ema-0.95").state_dict()["1.num_batches_tracked"].item<long>());
+        // Depends only on the weights: doing it again gives the same statistics.
+        Assert.True(TensorAssert.Identical(recalibrated, Buffer(recalibrate, "ema-0.95", "1.running_mean")));
+    }
+
+    [Fact]
+    public void Parameter_names_match_pytorch_sequential()
+    {
+        using var mlp = TrainingSession.Create(DigitsMlp with { Hidden = [32, 16] });
+        Assert.Equal(["1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias"], mlp.LiveModel.state_dict().Keys);
+        Assert.Equal([32L, 64], mlp.LiveModel.state_dict()["1.weight"].shape);
+
+        using var cnn = TrainingSession.Create(DigitsCnn);
+        Assert.Equal(
+            ["0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
+             "4.weight", "5.weight", "5.bias", "5.running_mean", "5.running_var", "5.num_batches_tracked", "9.weight", "9.bias"],
+            cnn.LiveModel.state_dict().Keys.Order(StringComparer.Ordinal).ToList().OrderBy(k => int.Parse(k.Split('.')[0])).ThenBy(k => KeyOrder(k)));
+        Assert.Equal([10L, 16 * 2 * 2], cnn.LiveModel.state_dict()["9.weight"].shape);
+    }
+
+    static int KeyOrder(string key) => Array.IndexOf(["weight", "bias", "running_mean", "running_var", "num_batches_tracked"], key.Split('.')[1]);
+
+    internal static IEnumerable<(string, Tensor)> State(nn.Module m) => m.state_dict().Select(p => (p.Key, p.Value));
+
+    internal static byte[] OptimizerBytes(TrainingSession s)
+    {
+        using var stream = new MemoryStream();
+        using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true)) s.Optimizer.save_state_dict(writer);
+        return stream.ToArray();
+    }
+}

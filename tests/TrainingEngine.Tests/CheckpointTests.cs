@@ -1,0 +1,164 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Models;
+using EmaLab.TrainingEngine.Training;
+using static TorchSharp.torch;
+
+namespace EmaLab.TrainingEngine.Tests;
+
+[Collection(TrainingCollection.Name)]
+public class CheckpointTests
+{
+    public static TheoryData<string> ResumeSpecs() => new()
+    {
+        // MLP + Adam, cosine schedule, warm-up, zero-debias, every 2, start step 10, averaged buffers (none here).
+        new RunSpec
+        {
+            Model = "mlp", Hidden = [48], Optimizer = RunSpec.Adam, LearningRate = 2e-3, Schedule = RunSpec.Cosine,
+            BatchSize = 50, Steps = 80, Seed = 5, EvalInterval = 25,
+            Ema = new EmaSettings { Decays = [0.9, 0.97, 0.99], Warmup = true, ZeroDebias = true, Every = 2, StartStep = 10 },
+        }.ToJson(),
+        // CNN with BatchNorm + SGD momentum + step schedule, recalibrated BN, fused application; 80 steps cross an epoch boundary (44 batches per epoch).
+        new RunSpec
+        {
+            Model = "cnn", Channels = [4, 8], Optimizer = RunSpec.Sgd, LearningRate = 0.05, Momentum = 0.9, WeightDecay = 1e-4,
+            Schedule = RunSpec.StepSchedule, StepSize = 30, StepGamma = 0.5, BatchSize = 32, Steps = 80, Seed = 9, EvalInterval = 40,
+            Ema = new EmaSettings { Decays = [0.9, 0.99], BnPolicy = BatchNormPolicy.Recalibrate, RecalibrationBatches = 3 },
+            EmaApplication = EmaApplication.Fused,
+        }.ToJson(),
+    };
+
+    [Theory]
+    [MemberData(nameof(ResumeSpecs))]
+    public void Resuming_from_a_bundle_continues_exactly(string specJson)
+    {
+        var spec = RunSpec.FromJson(specJson);
+        using var uninterrupted = TrainingSession.Create(spec, "r");
+        var expected = uninterrupted.Train(new RecordingObserver());
+
+        using var bundle = new MemoryStream();
+        using (var first = TrainingSession.Create(spec, "r"))
+        {
+            var paused = first.Train(new RecordingObserver(), stopAfterStep: 37);
+            Assert.Equal(TrainingOutcome.Paused, paused.Outcome);
+            ResumeBundle.Save(first, bundle);
+        }
+        bundle.Position = 0;
+        using var resumed = ResumeBundle.Resume(bundle);
+        Assert.Equal(37, resumed.Step);
+        var observer = new RecordingObserver();
+        var actual = resumed.Train(observer);
+
+        Assert.Equal(TrainingOutcome.Completed, actual.Outcome);
+        Assert.Equal(38, observer.Series("raw", MetricKeys.TrainLoss).First().Step);
+        TensorAssert.Identical(TrainingTests.State(uninterrupted.LiveModel), TrainingTests.State(resumed.LiveModel));
+        TensorAssert.Identical(uninterrupted.Ema.StateTensors(), resumed.Ema.StateTensors());
+        Assert.Equal(uninterrupted.Ema.Counters(), resumed.Ema.Counters());
+        Assert.Equal(TrainingTests.OptimizerBytes(uninterrupted), TrainingTests.OptimizerBytes(resumed));
+        Assert.Equal(expected.LastEvaluation, actual.LastEvaluation);
+    }
+
+    [Fact]
+    public void Resume_bundle_file_is_written_atomically_and_reloads()
+    {
+        var directory = Directory.CreateTempSubdirectory("emalab-bundle-");
+        try
+        {
+            var path = Path.Combine(directory.FullName, "resume.zip");
+            using var session = TrainingSession.Create(new RunSpec { Hidden = [16], Steps = 10, EvalInterval = 5 }, "x");
+            session.Train(new RecordingObserver());
+            ResumeBundle.SaveAtomically(session, path);
+            Assert.Equal(["resume.zip"], directory.GetFiles().Select(f => f.Name));
+            using var again = ResumeBundle.Resume(path);
+            Assert.Equal(10, again.Step);
+            Assert.Equal("x", again.RunId);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Exported_ema_track_is_spec_conformant_safetensors_and_round_trips()
+    {
+        var spec = new RunSpec { Model = "cnn", Channels = [4, 8], Steps = 40, EvalInterval = 20, Seed = 2, Ema = new EmaSettings { Decays = [0.9, 0.95] } };
+        using var session = TrainingSession.Create(spec, "run-7");
+        session.Train(new RecordingObserver());
+        using var file = new MemoryStream();
+        CheckpointExport.Export(session, "ema-0.95", file);
+        var bytes = file.ToArray();
+
+        // The format, read by hand: u64 LE header length, JSON header (padded to 8), then data.
+        var headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        Assert.Equal(0, headerLength % 8);
+        using var header = JsonDocument.Parse(Encoding.UTF8.GetString(bytes, 8, headerLength));
+        var metadata = header.RootElement.GetProperty("__metadata__");
+        Assert.All(metadata.EnumerateObject(), p => Assert.Equal(JsonValueKind.String, p.Value.ValueKind));
+        Assert.Equal("ema-0.95", metadata.GetProperty("track").GetString());
+        Assert.Equal("0.95", metadata.GetProperty("decay").GetString());
+        Assert.Equal("40", metadata.GetProperty("step").GetString());
+        Assert.Equal("digits-8x8", metadata.GetProperty("dataset").GetString());
+        Assert.Equal("cnn", ModelArchitecture.FromJson(metadata.GetProperty("architecture").GetString()!).Kind);
+        var preprocessing = JsonDocument.Parse(metadata.GetProperty("preprocessing").GetString()!).RootElement;
+        Assert.Equal(1.0 / 16, preprocessing.GetProperty("scale").GetDouble());
+
+        var conv = header.RootElement.GetProperty("0.weight");
+        Assert.Equal("F32", conv.GetProperty("dtype").GetString());
+        Assert.Equal([4L, 1, 3, 3], conv.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()));
+        var offsets = conv.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+        Assert.Equal(4 * 9 * 4, offsets[1] - offsets[0]);
+        var tracked = header.RootElement.GetProperty("1.num_batches_tracked");
+        Assert.Equal("I64", tracked.GetProperty("dtype").GetString());
+        var dataEnd = header.RootElement.EnumerateObject().Where(p => p.Name != "__metadata__")
+            .Max(p => p.Value.GetProperty("data_offsets")[1].GetInt64());
+        Assert.Equal(bytes.Length, 8 + headerLength + dataEnd);
+
+        // The exported weights are the shadow's, not the live model's.
+        var firstWeight = BitConverter.ToSingle(bytes, 8 + headerLength + (int)offsets[0]);
+        Assert.Equal(session.ModelForTrack("ema-0.95").state_dict()["0.weight"].flatten()[0].item<float>(), firstWeight);
+        Assert.NotEqual(session.LiveModel.state_dict()["0.weight"].flatten()[0].item<float>(), firstWeight);
+
+        // Import rebuilds the model; it scores exactly what the engine reported.
+        file.Position = 0;
+        using var imported = CheckpointExport.Import(file);
+        var reported = session.Evaluate("ema-0.95");
+        var rescored = session.Evaluate(imported.Model);
+        Assert.Equal(reported, rescored);
+        Assert.Equal(reported.Accuracy, double.Parse(imported.Metadata["eval_accuracy"], CultureInfo.InvariantCulture));
+        Assert.Equal(session.Data.Normalization, imported.Preprocessing.ToNormalization());
+    }
+
+    [Fact]
+    public void Import_rejects_files_that_are_not_checkpoints_of_the_architecture()
+    {
+        using var stream = new MemoryStream();
+        using (var t = ones(3)) SafeTensors.Write(stream, [("x", t)], new Dictionary<string, string> { ["format"] = "other" });
+        stream.Position = 0;
+        var e = Assert.Throws<InvalidDataException>(() => CheckpointExport.Import(stream, "other.safetensors"));
+        Assert.Contains("not an EMA Lab checkpoint", e.Message);
+
+        var truncated = new MemoryStream(new byte[] { 16, 0, 0, 0, 0, 0, 0, 0, (byte)'{' });
+        Assert.Throws<InvalidDataException>(() => SafeTensors.Read(truncated));
+    }
+
+    [Fact]
+    public void Safetensors_round_trip_keeps_dtypes_shapes_values_and_metadata()
+    {
+        using var a = arange(12, ScalarType.Float32).reshape(3, 4);
+        using var b = tensor(new long[] { -5, 7 });
+        using var c = tensor(new double[] { Math.PI });
+        using var stream = new MemoryStream();
+        SafeTensors.Write(stream, [("a", a), ("b", b), ("c", c)], new Dictionary<string, string> { ["k"] = "v" });
+        stream.Position = 0;
+        using var content = SafeTensors.Read(stream);
+        Assert.True(TensorAssert.Identical(a, content.Tensors["a"]));
+        Assert.True(TensorAssert.Identical(b, content.Tensors["b"]));
+        Assert.True(TensorAssert.Identical(c, content.Tensors["c"]));
+        Assert.Equal("v", content.Metadata["k"]);
+    }
+}

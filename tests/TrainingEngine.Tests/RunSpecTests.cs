@@ -1,0 +1,66 @@
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Training;
+
+namespace EmaLab.TrainingEngine.Tests;
+
+public class RunSpecTests
+{
+    public static TheoryData<string, string> InvalidSpecs() => new()
+    {
+        { new RunSpec { Dataset = "cifar" }.ToJson(), "dataset" },
+        { new RunSpec { Model = "resnet" }.ToJson(), "model" },
+        { new RunSpec { Optimizer = "lion" }.ToJson(), "optimizer" },
+        { new RunSpec { LearningRate = 0 }.ToJson(), "learningRate" },
+        { new RunSpec { LearningRate = -1 }.ToJson(), "learningRate" },
+        { new RunSpec { BatchSize = 0 }.ToJson(), "batchSize" },
+        { new RunSpec { BatchSize = 5000 }.ToJson(), "batchSize" },
+        { new RunSpec { Steps = 0 }.ToJson(), "steps" },
+        { new RunSpec { Steps = 10_000_000 }.ToJson(), "steps" },
+        { new RunSpec { Epochs = 0 }.ToJson(), "epochs" },
+        { new RunSpec { EvalInterval = 0 }.ToJson(), "evalInterval" },
+        { new RunSpec { Threads = 0 }.ToJson(), "threads" },
+        { new RunSpec { Schedule = "linear" }.ToJson(), "schedule" },
+        { new RunSpec { Model = "mlp", Hidden = [] }.ToJson(), "hidden" },
+        { new RunSpec { Model = "cnn", Channels = [8, 8, 8, 8] }.ToJson(), "channels" },
+        { new RunSpec { Ema = new EmaSettings { Decays = [] } }.ToJson(), "ema.decays" },
+        { new RunSpec { Ema = new EmaSettings { Decays = [1.0] } }.ToJson(), "ema.decays" },
+        { new RunSpec { Ema = new EmaSettings { Decays = [0] } }.ToJson(), "ema.decays" },
+        { new RunSpec { Ema = new EmaSettings { Decays = [0.9, 0.9] } }.ToJson(), "ema.decays" },
+        { new RunSpec { Ema = new EmaSettings { Decays = Enumerable.Range(1, 9).Select(i => 1 - 1.0 / (i + 1)).ToList() } }.ToJson(), "ema.decays" },
+        { new RunSpec { Ema = new EmaSettings { Every = 0 } }.ToJson(), "ema.every" },
+        { new RunSpec { Ema = new EmaSettings { StartStep = -1 } }.ToJson(), "ema.startStep" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidSpecs))]
+    public void Each_invalid_field_is_named(string json, string field)
+    {
+        var spec = RunSpec.FromJson(json);
+        var e = Assert.Throws<ArgumentException>(spec.Validate);
+        Assert.Equal(field, e.ParamName);
+    }
+
+    [Fact]
+    public void Nan_learning_rate_is_rejected() =>
+        Assert.Equal("learningRate", Assert.Throws<ArgumentException>(new RunSpec { LearningRate = double.NaN }.Validate).ParamName);
+
+    [Fact]
+    public void Defaults_are_valid_and_round_trip_through_json()
+    {
+        var spec = new RunSpec { Ema = new EmaSettings { Decays = [0.9, 0.999], BnPolicy = BatchNormPolicy.Recalibrate } };
+        spec.Validate();
+        var json = spec.ToJson();
+        Assert.Contains("\"bnPolicy\":\"recalibrate\"", json);
+        var back = RunSpec.FromJson(json);
+        Assert.Equal(json, back.ToJson());
+        Assert.Equal([0.9, 0.999], back.Ema.Decays);
+    }
+
+    [Fact]
+    public void Steps_or_epochs_set_the_length()
+    {
+        Assert.Equal(22 * 3, new RunSpec { Epochs = 3 }.TotalSteps(22));
+        Assert.Equal(10, new RunSpec { Steps = 10, Epochs = 3 }.TotalSteps(22));
+        Assert.Equal(22, new RunSpec().TotalSteps(22));
+    }
+}

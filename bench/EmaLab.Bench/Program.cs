@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using System.Globalization;
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Models;
+using EmaLab.TrainingEngine.Training;
+using static TorchSharp.torch;
+
+// A small timing harness (not BenchmarkDotNet): every figure is a median of repeated batches measured
+// in the same process, and the interesting numbers are ratios between them, which are steadier on a
+// shared 2-core machine than absolute times.
+//
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [steps]
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+var what = args.Length == 0 ? ["ema", "steps"] : args;
+if (what.Contains("ema")) EmaBenchmarks.Run();
+if (what.Contains("steps")) StepBenchmarks.Run();
+
+static class Timing
+{
+    /// <summary>
+    /// Median seconds per call of each action. The actions are timed in interleaved rounds (A B C A B C ...)
+    /// so that drift on a shared machine (turbo, neighbours) affects them alike and their ratios stay fair.
+    /// </summary>
+    public static double[] Interleaved(IReadOnlyList<Action> actions, double secondsPerSample = 0.1, int rounds = 9)
+    {
+        var perSample = new int[actions.Count];
+        var clock = new Stopwatch();
+        for (var a = 0; a < actions.Count; a++)
+        {
+            actions[a]();
+            clock.Restart();
+            var calls = 0;
+            while (clock.Elapsed.TotalSeconds < 0.03 || calls < 2) { actions[a](); calls++; }
+            perSample[a] = Math.Max(1, (int)(secondsPerSample / (clock.Elapsed.TotalSeconds / calls)));
+        }
+        var samples = actions.Select(_ => new List<double>()).ToArray();
+        for (var r = 0; r < rounds; r++)
+            for (var a = 0; a < actions.Count; a++)
+            {
+                clock.Restart();
+                for (var i = 0; i < perSample[a]; i++) actions[a]();
+                samples[a].Add(clock.Elapsed.TotalSeconds / perSample[a]);
+            }
+        return samples.Select(list => list.Order().ElementAt(list.Count / 2)).ToArray();
+    }
+
+    public static string Us(double seconds) => seconds < 1e-3 ? $"{seconds * 1e6,9:F1} µs" : $"{seconds * 1e3,9:F2} ms";
+}
+
+static class EmaBenchmarks
+{
+    static readonly double[] ThreeDecays = [0.99, 0.999, 0.9999];
+
+    public static void Run()
+    {
+        Console.WriteLine("== EMA update cost (per update of all parameters) ==");
+        Console.WriteLine("model         params      threads  copy_       lerp_ K=1   fused K=1   fused K=3   lerp_ K=3   K1/copy  K3/(3xK1)  lerp K3/(3xK1)  K3/step");
+        Measure("mlp-mnist", new ModelArchitecture { Kind = "mlp", Height = 28, Width = 28, Classes = 10, Hidden = [256, 256] }, threads: 1, stepBatch: 128);
+        Measure("cnn-mnist", new ModelArchitecture { Kind = "cnn", Height = 28, Width = 28, Classes = 10, Channels = [16, 32] }, threads: 1, stepBatch: 128);
+        Measure("mlp-53M", new ModelArchitecture { Kind = "mlp", Height = 28, Width = 28, Classes = 10, Hidden = [4096, 4096, 4096, 4096] }, threads: 2, stepBatch: null);
+        Measure("mlp-53M", new ModelArchitecture { Kind = "mlp", Height = 28, Width = 28, Classes = 10, Hidden = [4096, 4096, 4096, 4096] }, threads: 1, stepBatch: null);
+        Console.WriteLine("copy_ = shadow.copy_(w) per tensor (reads 1, writes 1 word); the bandwidth ideal for an EMA (reads 2, writes 1) is 1.5x copy_.");
+        Console.WriteLine("K3/(3xK1) = one fused pass for 3 decays over three single-decay passes; the ideal is 7/9 = 0.78.");
+        Console.WriteLine();
+    }
+
+    static void Measure(string name, ModelArchitecture architecture, int threads, int? stepBatch)
+    {
+        set_num_threads(threads);
+        using var generator = new Generator(1);
+        using var model = ModelFactory.Build(architecture, generator);
+        var parameters = model.parameters().Select(p => (Tensor)p).ToArray();
+        var count = parameters.Sum(p => p.numel());
+        var copies = parameters.Select(p => p.detach().clone()).ToArray();
+
+        var one = new EmaSettings { Decays = [0.999] };
+        var three = new EmaSettings { Decays = ThreeDecays };
+        using var lerpOne = new ExponentialMovingAverage(model, one, threads, EmaKernel.Lerp);
+        using var fusedOne = new ExponentialMovingAverage(model, one, threads, EmaKernel.Fused);
+        using var fusedThree = new ExponentialMovingAverage(model, three, threads, EmaKernel.Fused);
+        using var lerpThree = new ExponentialMovingAverage(model, three, threads, EmaKernel.Lerp);
+        long n = 0;
+        var times = Timing.Interleaved([
+            () => { for (var i = 0; i < parameters.Length; i++) copies[i].copy_(parameters[i]); },
+            () => lerpOne.Update(++n),
+            () => fusedOne.Update(++n),
+            () => fusedThree.Update(++n),
+            () => lerpThree.Update(++n),
+        ]);
+        var (copy, lerp1, fused1, fused3, lerp3) = (times[0], times[1], times[2], times[3], times[4]);
+        var step = stepBatch is { } b ? TrainStep(model, architecture, b) : double.NaN;
+        Console.WriteLine($"{name,-12} {count,11:N0}  {threads,5}  {Timing.Us(copy)} {Timing.Us(lerp1)} {Timing.Us(fused1)} {Timing.Us(fused3)} {Timing.Us(lerp3)}  {fused1 / copy,6:F2}  {fused3 / (3 * fused1),9:F2}  {lerp3 / (3 * lerp1),14:F2}  " +
+            (double.IsNaN(step) ? "    -" : $"{fused3 / step * 100,5:F2} % of a {Timing.Us(step).Trim()} Adam step (batch {stepBatch})"));
+        foreach (var c in copies) c.Dispose();
+    }
+
+    /// <summary>One Adam step (forward, backward, update) on random inputs of the model's shape.</summary>
+    static double TrainStep(nn.Module<Tensor, Tensor> model, ModelArchitecture a, int batch)
+    {
+        using var x = randn(batch, 1, a.Height, a.Width);
+        using var y = randint(0, a.Classes, [batch], ScalarType.Int64);
+        using var optimizer = optim.Adam(model.parameters(), 1e-3);
+        model.train();
+        return Timing.Interleaved([() =>
+        {
+            using var scope = NewDisposeScope();
+            optimizer.zero_grad();
+            nn.functional.cross_entropy(model.forward(x), y).backward();
+            optimizer.step();
+        }])[0];
+    }
+}
+
+static class StepBenchmarks
+{
+    public static void Run()
+    {
+        Console.WriteLine("== Training throughput on mnist-10k (batch 128, Adam, EMA with 3 decays, no evaluation) ==");
+        Console.WriteLine("model   threads   steps/s   ms/step");
+        foreach (var model in new[] { "mlp", "cnn" })
+        foreach (var threads in new[] { 1, 2 })
+        {
+            var spec = new RunSpec
+            {
+                Dataset = "mnist-10k", Model = model, BatchSize = 128, Steps = 100_000, EvalInterval = 100_000, Threads = threads,
+                Ema = new EmaSettings { Decays = [0.99, 0.999, 0.9999] },
+            };
+            using var session = TrainingSession.Create(spec);
+            var quiet = new QuietObserver();
+            session.Train(quiet, stopAfterStep: 20); // warm-up (includes the step-0 evaluation)
+            var steps = model == "mlp" ? 400 : 100;
+            var clock = Stopwatch.StartNew();
+            session.Train(quiet, stopAfterStep: session.Step + steps);
+            var seconds = clock.Elapsed.TotalSeconds;
+            Console.WriteLine($"{model,-6} {threads,7}   {steps / seconds,7:F1}   {seconds / steps * 1e3,7:F2}");
+        }
+        Console.WriteLine();
+    }
+
+    sealed class QuietObserver : ITrainingObserver
+    {
+        public void OnMetric(in MetricPoint point) { }
+        public void OnProgress(TrainingProgress progress) { }
+        public void OnLog(TrainingLogLevel level, string message) { }
+    }
+}

@@ -147,6 +147,23 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void Import_names_a_tensor_whose_shape_does_not_fit_the_architecture()
+    {
+        using var wide = TrainingSession.Create(new RunSpec { Hidden = [16], Steps = 1 });
+        using var narrow = TrainingSession.Create(new RunSpec { Hidden = [8], Steps = 1 });
+        using var exported = new MemoryStream();
+        CheckpointExport.Export(wide, "raw", exported);
+        exported.Position = 0;
+        using var content = SafeTensors.Read(exported);
+        using var forged = new MemoryStream();
+        SafeTensors.Write(forged, narrow.LiveModel.state_dict().Select(p => (p.Key, p.Value)), content.Metadata);
+        forged.Position = 0;
+
+        var e = Assert.Throws<InvalidDataException>(() => CheckpointExport.Import(forged, "forged.safetensors"));
+        Assert.Equal("forged.safetensors: tensor 1.weight has shape [8, 64], the model needs [16, 64].", e.Message);
+    }
+
+    [Fact]
     public void Safetensors_round_trip_keeps_dtypes_shapes_values_and_metadata()
     {
         using var a = arange(12, ScalarType.Float32).reshape(3, 4);

@@ -5,7 +5,6 @@ using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace EmaLab.TrainingEngine.Checkpoints;
 
@@ -89,14 +88,7 @@ public static class CheckpointExport
         var model = ModelFactory.Build(architecture);
         try
         {
-            using var _ = no_grad();
-            foreach (var (key, target) in model.state_dict())
-            {
-                if (!content.Tensors.TryGetValue(key, out var saved)) throw new InvalidDataException($"{name}: missing tensor {key}.");
-                if (!saved.shape.SequenceEqual(target.shape))
-                    throw new InvalidDataException($"{name}: tensor {key} has shape [{string.Join(", ", saved.shape)}], the architecture needs [{string.Join(", ", target.shape)}].");
-                target.copy_(saved);
-            }
+            content.LoadInto(model, name);
             model.eval();
             return new ImportedCheckpoint(model, architecture, preprocessing, content.Metadata);
         }

@@ -2,7 +2,6 @@ using System.IO.Compression;
 using System.Text.Json;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Training;
-using static TorchSharp.torch;
 
 namespace EmaLab.TrainingEngine.Checkpoints;
 
@@ -69,14 +68,7 @@ public static class ResumeBundle
         {
             using (var entry = Open(zip, ModelEntry, name))
             using (var model = SafeTensors.Read(entry, $"{name}/{ModelEntry}"))
-            using (no_grad())
-            {
-                foreach (var (key, target) in session.LiveModel.state_dict())
-                {
-                    if (!model.Tensors.TryGetValue(key, out var saved)) throw new InvalidDataException($"{name}: the model has no tensor {key}.");
-                    target.copy_(saved);
-                }
-            }
+                model.LoadInto(session.LiveModel, $"{name}/{ModelEntry}");
             using (var entry = Open(zip, EmaEntry, name))
             using (var ema = SafeTensors.Read(entry, $"{name}/{EmaEntry}"))
                 session.Ema.LoadState(ema.Tensors, manifest.Ema);

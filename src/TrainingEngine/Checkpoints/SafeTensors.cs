@@ -132,6 +132,19 @@ public static class SafeTensors
 /// <summary>Tensors read from a safetensors file (owned by the caller) and its metadata.</summary>
 public sealed record SafeTensorsContent(IReadOnlyDictionary<string, Tensor> Tensors, IReadOnlyDictionary<string, string> Metadata) : IDisposable
 {
+    /// <summary>Copies the tensors into every entry of <paramref name="model"/>'s state_dict; each must be present with the entry's shape.</summary>
+    public void LoadInto(nn.Module model, string name)
+    {
+        using var _ = no_grad();
+        foreach (var (key, target) in model.state_dict())
+        {
+            if (!Tensors.TryGetValue(key, out var saved)) throw new InvalidDataException($"{name}: missing tensor {key}.");
+            if (!saved.shape.SequenceEqual(target.shape))
+                throw new InvalidDataException($"{name}: tensor {key} has shape [{string.Join(", ", saved.shape)}], the model needs [{string.Join(", ", target.shape)}].");
+            target.copy_(saved);
+        }
+    }
+
     public void Dispose()
     {
         foreach (var t in Tensors.Values) t.Dispose();

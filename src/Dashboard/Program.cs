@@ -1,12 +1,36 @@
+using EmaLab.Dashboard;
 using EmaLab.Dashboard.Components;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Runs;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Scalar.AspNetCore;
 
 var builder = WebApplication.CreateBuilder(args);
 
-builder.Services.AddRazorComponents()
-    .AddInteractiveServerComponents();
-builder.Services.AddHealthChecks();
+builder.Services.AddOptions<EmaLabOptions>().BindConfiguration(EmaLabOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+builder.Services.AddSingleton<DataPaths>();
+builder.Services.AddDbContextFactory<EmaLabDbContext>((services, db) => db.UseSqlite(services.GetRequiredService<DataPaths>().ConnectionString));
+
+builder.Services.AddSingleton<RunEventHub>();
+builder.Services.AddSingleton<RunQueue>();
+builder.Services.AddSingleton<MetricQueries>();
+builder.Services.AddSingleton<RunExecutor>();
+builder.Services.AddSingleton<RunService>();
+// Registered before the worker: hosted services stop in reverse order, so the writer outlives the runs it records.
+builder.Services.AddSingleton<MetricPipeline>();
+builder.Services.AddHostedService(services => services.GetRequiredService<MetricPipeline>());
+builder.Services.AddHostedService<RunWorker>();
+
+builder.Services.AddProblemDetails();
+builder.Services.AddOpenApi();
+builder.Services.AddHealthChecks().AddDbContextCheck<EmaLabDbContext>();
+builder.Services.AddRazorComponents().AddInteractiveServerComponents();
 
 var app = builder.Build();
+await app.Services.InitializeDatabaseAsync();
 
 if (!app.Environment.IsDevelopment())
 {
@@ -17,10 +41,32 @@ app.UseAntiforgery();
 
 app.MapStaticAssets();
 app.MapHealthChecks("/health");
+app.MapOpenApi();
+app.MapScalarApiReference("/api/docs");
+app.MapEmaLabApi();
 app.MapRazorComponents<App>()
     .AddInteractiveServerRenderMode();
 
+app.Lifetime.ApplicationStarted.Register(() => RefuseRemoteListeningUnlessAllowed(app));
 app.Run();
+
+// Loopback only unless EmaLab:AllowRemote is set (which in turn requires EmaLab:ApiToken).
+static void RefuseRemoteListeningUnlessAllowed(WebApplication app)
+{
+    if (app.Services.GetRequiredService<IOptions<EmaLabOptions>>().Value.AllowRemote) return;
+    var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+    var remote = addresses.Where(a => !IsLoopback(a)).ToList();
+    if (remote.Count == 0) return;
+    app.Logger.LogCritical("Refusing to serve on {Addresses}: listening beyond loopback needs EmaLab:AllowRemote=true and an EmaLab:ApiToken.", string.Join(", ", remote));
+    Environment.ExitCode = 1;
+    app.Lifetime.StopApplication();
+}
+
+static bool IsLoopback(string address)
+{
+    var host = new Uri(address.Replace("://+", "://0.0.0.0").Replace("://*", "://0.0.0.0")).Host;
+    return host == "localhost" || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
+}
 
 /// <summary>Entry point, public so the test projects can host the app.</summary>
 public partial class Program;

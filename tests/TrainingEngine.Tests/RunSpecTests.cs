@@ -36,13 +36,14 @@ public class RunSpecTests
     public void Each_invalid_field_is_named(string json, string field)
     {
         var spec = RunSpec.FromJson(json);
-        var e = Assert.Throws<ArgumentException>(spec.Validate);
-        Assert.Equal(field, e.ParamName);
+        var e = Assert.Throws<InvalidSettingException>(spec.Validate);
+        Assert.Equal(field, e.Field);
+        Assert.DoesNotContain("Parameter", e.Reason);
     }
 
     [Fact]
     public void Nan_learning_rate_is_rejected() =>
-        Assert.Equal("learningRate", Assert.Throws<ArgumentException>(new RunSpec { LearningRate = double.NaN }.Validate).ParamName);
+        Assert.Equal("learningRate", Assert.Throws<InvalidSettingException>(new RunSpec { LearningRate = double.NaN }.Validate).Field);
 
     [Fact]
     public void Defaults_are_valid_and_round_trip_through_json()

@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Text.Json;
+using EmaLab.TrainingEngine.Training;
 
 namespace EmaLab.TrainingEngine.Averaging;
 
@@ -37,17 +39,19 @@ public sealed record EmaSettings
 
     public static string TrackName(double decay) => "ema-" + decay.ToString("R", CultureInfo.InvariantCulture);
 
-    /// <summary>Throws <see cref="ArgumentException"/> whose ParamName is the offending setting.</summary>
+    static string Field(string property) => "ema." + JsonNamingPolicy.CamelCase.ConvertName(property);
+
+    /// <summary>Throws <see cref="InvalidSettingException"/> naming the offending setting (e.g. <c>ema.decays</c>).</summary>
     public void Validate()
     {
-        if (Decays.Count == 0) throw new ArgumentException("At least one decay is needed.", nameof(Decays));
-        if (Decays.Count > MaxDecays) throw new ArgumentException($"At most {MaxDecays} decays can be shadowed in one run.", nameof(Decays));
+        if (Decays.Count == 0) throw new InvalidSettingException(Field(nameof(Decays)), "At least one decay is needed.");
+        if (Decays.Count > MaxDecays) throw new InvalidSettingException(Field(nameof(Decays)), $"At most {MaxDecays} decays can be shadowed in one run.");
         foreach (var d in Decays)
-            if (!(d > 0 && d < 1)) throw new ArgumentException($"Decay {d.ToString(CultureInfo.InvariantCulture)} is outside (0, 1).", nameof(Decays));
-        if (Decays.Distinct().Count() != Decays.Count) throw new ArgumentException("The decays must be distinct.", nameof(Decays));
-        if (Every < 1) throw new ArgumentException("'every' must be at least 1.", nameof(Every));
-        if (StartStep < 0) throw new ArgumentException("The start step must not be negative.", nameof(StartStep));
-        if (RecalibrationBatches < 1) throw new ArgumentException("At least one recalibration batch is needed.", nameof(RecalibrationBatches));
+            if (!(d > 0 && d < 1)) throw new InvalidSettingException(Field(nameof(Decays)), $"Decay {d.ToString(CultureInfo.InvariantCulture)} is outside (0, 1).");
+        if (Decays.Distinct().Count() != Decays.Count) throw new InvalidSettingException(Field(nameof(Decays)), "The decays must be distinct.");
+        if (Every < 1) throw new InvalidSettingException(Field(nameof(Every)), "'every' must be at least 1.");
+        if (StartStep < 0) throw new InvalidSettingException(Field(nameof(StartStep)), "The start step must not be negative.");
+        if (RecalibrationBatches < 1) throw new InvalidSettingException(Field(nameof(RecalibrationBatches)), "At least one recalibration batch is needed.");
     }
 }
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using EmaLab.TrainingEngine.Training;
 
 namespace EmaLab.TrainingEngine.Models;
 
@@ -34,21 +35,21 @@ public sealed record ModelArchitecture
     public static ModelArchitecture FromJson(string json) =>
         JsonSerializer.Deserialize<ModelArchitecture>(json, Json) ?? throw new InvalidDataException("The model architecture JSON is empty.");
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the first thing that cannot be built.</summary>
+    /// <summary>Throws <see cref="InvalidSettingException"/> naming the first thing that cannot be built.</summary>
     public void Validate()
     {
-        if (Kind is not (Mlp or Cnn)) throw new ArgumentException($"Unknown model '{Kind}'; known models: {string.Join(", ", Kinds)}.", nameof(Kind));
-        if (Height < 1 || Width < 1 || InputChannels < 1) throw new ArgumentException("The input shape must be positive.", nameof(Height));
-        if (Classes < 2) throw new ArgumentException("A classifier needs at least 2 classes.", nameof(Classes));
+        if (Kind is not (Mlp or Cnn)) throw new InvalidSettingException("model", $"Unknown model '{Kind}'; known models: {string.Join(", ", Kinds)}.");
+        if (Height < 1 || Width < 1 || InputChannels < 1) throw new InvalidSettingException("height", "The input shape must be positive.");
+        if (Classes < 2) throw new InvalidSettingException("classes", "A classifier needs at least 2 classes.");
         if (Kind == Mlp && (Hidden.Length == 0 || Hidden.Any(h => h < 1 || h > 16384)))
-            throw new ArgumentException("The MLP needs 1 or more hidden sizes, each from 1 to 16384.", nameof(Hidden));
+            throw new InvalidSettingException("hidden", "The MLP needs 1 or more hidden sizes, each from 1 to 16384.");
         if (Kind == Cnn)
         {
             if (Channels.Length == 0 || Channels.Any(c => c < 1 || c > 1024))
-                throw new ArgumentException("The CNN needs 1 or more channel counts, each from 1 to 1024.", nameof(Channels));
+                throw new InvalidSettingException("channels", "The CNN needs 1 or more channel counts, each from 1 to 1024.");
             var factor = 1 << Channels.Length;
             if (Height % factor != 0 || Width % factor != 0)
-                throw new ArgumentException($"The CNN's {Channels.Length} pooling stages need the input size to be a multiple of {factor}; it is {Height}x{Width}.", nameof(Channels));
+                throw new InvalidSettingException("channels", $"The CNN's {Channels.Length} pooling stages need the input size to be a multiple of {factor}; it is {Height}x{Width}.");
         }
     }
 }

@@ -72,8 +72,11 @@ public sealed record RunSpec
 
     public long TotalSteps(int batchesPerEpoch) => Steps ?? (long)(Epochs ?? 1) * batchesPerEpoch;
 
+    /// <summary>The run's length in steps (loads the dataset to count its batches).</summary>
+    public long PlannedSteps() => TotalSteps(new BatchSchedule(DatasetCatalog.Load(Dataset).Train.Count, BatchSize, Seed).BatchesPerEpoch);
+
     /// <summary>
-    /// Checks every field and throws <see cref="ArgumentException"/> whose ParamName is the field's
+    /// Checks every field and throws <see cref="InvalidSettingException"/> whose Field is the field's
     /// JSON path (e.g. <c>learningRate</c>, <c>ema.decays</c>). Nothing is loaded but the dataset sizes.
     /// </summary>
     public void Validate()
@@ -103,13 +106,11 @@ public sealed record RunSpec
         if (EvalInterval < 1) throw Invalid("evalInterval", "The evaluation interval must be at least 1 step.");
         if (Threads < 1 || Threads > MaxThreads) throw Invalid("threads", $"Threads must be from 1 to {MaxThreads}.");
 
-        try { ArchitectureFor(data).Validate(); }
-        catch (ArgumentException e) { throw Invalid(JsonNamingPolicy.CamelCase.ConvertName(e.ParamName ?? "model"), e.Message); }
-        try { Ema.Validate(); }
-        catch (ArgumentException e) { throw Invalid("ema." + JsonNamingPolicy.CamelCase.ConvertName(e.ParamName ?? ""), e.Message); }
+        ArchitectureFor(data).Validate();
+        Ema.Validate();
     }
 
-    static ArgumentException Invalid(string field, string message) => new(message, field);
+    static InvalidSettingException Invalid(string field, string message) => new(field, message);
 
     public static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {

@@ -1,0 +1,92 @@
+namespace EmaLab.Dashboard.Data;
+
+/// <summary>Lifecycle of a run. Stored as lower-case text, as the API shows it.</summary>
+public enum RunStatus
+{
+    Queued,
+    Running,
+    Completed,
+    /// <summary>Threw: <see cref="Run.Error"/> holds the message.</summary>
+    Failed,
+    /// <summary>The loss became NaN or infinite: <see cref="Run.Error"/> names the step.</summary>
+    Diverged,
+    Cancelled,
+    /// <summary>The server stopped while the run was in progress; resumable from its last bundle.</summary>
+    Interrupted,
+}
+
+public static class RunStatuses
+{
+    public static bool IsFinished(this RunStatus s) => s is RunStatus.Completed or RunStatus.Failed or RunStatus.Diverged or RunStatus.Cancelled or RunStatus.Interrupted;
+    public static string ToApi(this RunStatus s) => s.ToString().ToLowerInvariant();
+}
+
+public sealed class Run
+{
+    public long Id { get; set; }
+    public required string Name { get; set; }
+    public RunStatus Status { get; set; }
+    /// <summary>The engine's <c>RunSpec</c> as JSON (camelCase).</summary>
+    public required string SpecJson { get; set; }
+    /// <summary>Save raw and EMA checkpoints at step 0 and every this many steps (the final ones always).</summary>
+    public long? CheckpointEvery { get; set; }
+    public long Step { get; set; }
+    public long TotalSteps { get; set; }
+    public string? Error { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? StartedAt { get; set; }
+    public DateTimeOffset? FinishedAt { get; set; }
+    /// <summary>Step of the last resume bundle (its file is <c>runs/{id}/resume.zip</c>), if any.</summary>
+    public long? BundleStep { get; set; }
+    /// <summary>Set when the run was queued again to continue from its bundle.</summary>
+    public bool ResumeRequested { get; set; }
+
+    public List<EmaTrack> Tracks { get; set; } = [];
+}
+
+/// <summary>A series of weights evaluated during a run: <c>raw</c> or one EMA (<c>ema-0.999</c>).</summary>
+public sealed class EmaTrack
+{
+    public long Id { get; set; }
+    public long RunId { get; set; }
+    public required string Name { get; set; }
+    /// <summary>Null for <c>raw</c>.</summary>
+    public double? Decay { get; set; }
+}
+
+/// <summary>
+/// One metric value. Keyed by (run, track, key, step), so a resumed run that replays steps already
+/// written overwrites them with the same values instead of duplicating them.
+/// </summary>
+public sealed class Metric
+{
+    public long RunId { get; set; }
+    public required string Track { get; set; }
+    public required string Key { get; set; }
+    public long Step { get; set; }
+    public double Value { get; set; }
+    /// <summary>Unix milliseconds when the engine produced the value.</summary>
+    public long WallTimeMs { get; set; }
+}
+
+public sealed class Checkpoint
+{
+    public long Id { get; set; }
+    public long RunId { get; set; }
+    public required string Track { get; set; }
+    public long Step { get; set; }
+    /// <summary>Relative to the data directory.</summary>
+    public required string RelativePath { get; set; }
+    public long SizeBytes { get; set; }
+    public required string Sha256 { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+public sealed class RunLogEntry
+{
+    public long Id { get; set; }
+    public long RunId { get; set; }
+    public long WallTimeMs { get; set; }
+    public required string Level { get; set; }
+    public required string Message { get; set; }
+}

@@ -1,0 +1,43 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace EmaLab.Dashboard;
+
+/// <summary>The <c>EmaLab</c> configuration section. Every default works with no configuration.</summary>
+public sealed class EmaLabOptions : IValidatableObject
+{
+    public const string Section = "EmaLab";
+
+    /// <summary>Folder of the SQLite file (<c>emalab.db</c>) and of the runs' files; relative paths are under the content root. Created if missing.</summary>
+    [Required]
+    public string DataDirectory { get; set; } = "data";
+
+    /// <summary>Runs trained at the same time.</summary>
+    [Range(1, 16)]
+    public int MaxConcurrentRuns { get; set; } = 1;
+
+    /// <summary>A resume bundle is written every this many steps (and when a run stops).</summary>
+    [Range(1, 1_000_000)]
+    public int BundleEvery { get; set; } = 200;
+
+    /// <summary>How often the metric writer commits (milliseconds): the most a hard kill can lose.</summary>
+    [Range(10, 10_000)]
+    public int FlushIntervalMs { get; set; } = 250;
+
+    /// <summary>The writer commits early when this many rows are waiting.</summary>
+    [Range(1, 100_000)]
+    public int FlushRows { get; set; } = 500;
+
+    /// <summary>Allow listening on non-loopback addresses. Requires <see cref="ApiToken"/>.</summary>
+    public bool AllowRemote { get; set; }
+
+    /// <summary>When set, mutating API calls need <c>Authorization: Bearer &lt;token&gt;</c>.</summary>
+    public string? ApiToken { get; set; }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (AllowRemote && string.IsNullOrWhiteSpace(ApiToken))
+            yield return new ValidationResult("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.", [nameof(ApiToken)]);
+    }
+
+    public string ResolveDataDirectory(string contentRoot) => Path.GetFullPath(DataDirectory, contentRoot);
+}

@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using EmaLab.TrainingEngine.Training;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+
+namespace EmaLab.Dashboard.Runs;
+
+/// <summary>
+/// <b>Where a metric is written.</b> Engine events → this bounded channel (a full channel blocks the
+/// trainer: back-pressure, nothing dropped) → one writer that commits a transaction every
+/// <see cref="EmaLabOptions.FlushIntervalMs"/> or <see cref="EmaLabOptions.FlushRows"/> rows → SQLite,
+/// then → <see cref="RunEventHub"/> for live subscribers. A hard kill loses at most one flush interval.
+/// </summary>
+public sealed class MetricPipeline : BackgroundService
+{
+    enum Kind : byte { Metric, Progress, Log, Flush }
+
+    /// <summary>One queued item; a struct so that a metric costs no allocation on the training thread.</summary>
+    readonly record struct Item(Kind Kind, long RunId, string? Track, string? Key, long Step, double Value, long WallTimeMs,
+        TrainingLogLevel Level = default, string? Text = null, TrainingProgress? Progress = null, TaskCompletionSource? Flushed = null);
+
+    readonly Channel<Item> _channel = Channel.CreateBounded<Item>(new BoundedChannelOptions(16_384)
+    {
+        FullMode = BoundedChannelFullMode.Wait,
+        SingleReader = true,
+    });
+    readonly RunEventHub _hub;
+    readonly DataPaths _paths;
+    readonly EmaLabOptions _options;
+    readonly ILogger<MetricPipeline> _logger;
+
+    public MetricPipeline(RunEventHub hub, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<MetricPipeline> logger)
+    {
+        _hub = hub;
+        _paths = paths;
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    /// <summary>Queues a metric; blocks the calling (training) thread while the queue is full.</summary>
+    public void WriteMetric(long runId, in MetricPoint point) =>
+        Enqueue(new Item(Kind.Metric, runId, point.Track, point.Key, point.Step, point.Value, Now));
+
+    public void WriteProgress(long runId, TrainingProgress progress) =>
+        Enqueue(new Item(Kind.Progress, runId, null, null, progress.Step, 0, Now, Progress: progress));
+
+    public void WriteLog(long runId, TrainingLogLevel level, string message) =>
+        Enqueue(new Item(Kind.Log, runId, null, null, 0, 0, Now, level, message));
+
+    /// <summary>Completes once everything queued before the call is committed and broadcast.</summary>
+    public Task FlushAsync()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Enqueue(new Item(Kind.Flush, 0, null, null, 0, 0, 0, Flushed: done));
+        return done.Task;
+    }
+
+    void Enqueue(Item item)
+    {
+        if (_channel.Writer.TryWrite(item)) return;
+        // Full: wait for the writer (back-pressure). Training runs on its own thread, so blocking it is fine.
+        _channel.Writer.WriteAsync(item).AsTask().GetAwaiter().GetResult();
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await using var connection = new SqliteConnection(_paths.ConnectionString);
+        await connection.OpenAsync(stoppingToken);
+        using (var pragma = connection.CreateCommand())
+        {
+            // WAL + NORMAL: a committed transaction survives a process kill; only an OS crash could lose the last one.
+            pragma.CommandText = "PRAGMA synchronous=NORMAL;";
+            await pragma.ExecuteNonQueryAsync(stoppingToken);
+        }
+        var writer = new BatchWriter(connection);
+        var batch = new List<Item>(_options.FlushRows);
+        var interval = TimeSpan.FromMilliseconds(_options.FlushIntervalMs);
+        var reader = _channel.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync(stoppingToken))
+            {
+                batch.Clear();
+                var started = Stopwatch.StartNew();
+                while (batch.Count < _options.FlushRows)
+                {
+                    if (reader.TryRead(out var item))
+                    {
+                        batch.Add(item);
+                        if (item.Kind == Kind.Flush) break;
+                        continue;
+                    }
+                    var remaining = interval - started.Elapsed;
+                    if (remaining <= TimeSpan.Zero) break;
+                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                    timeout.CancelAfter(remaining);
+                    try
+                    {
+                        if (!await reader.WaitToReadAsync(timeout.Token)) break;
+                    }
+                    catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+                    {
+                        break;
+                    }
+                }
+                Commit(writer, batch);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        // Shutting down: commit what is queued so a graceful stop loses nothing.
+        batch.Clear();
+        while (reader.TryRead(out var rest)) batch.Add(rest);
+        if (batch.Count > 0) Commit(writer, batch);
+    }
+
+    void Commit(BatchWriter writer, List<Item> batch)
+    {
+        try
+        {
+            writer.Write(batch);
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "Could not commit {Count} metric rows", batch.Count);
+            foreach (var item in batch) item.Flushed?.TrySetException(e);
+            return;
+        }
+        foreach (var item in batch)
+        {
+            switch (item.Kind)
+            {
+                case Kind.Metric:
+                    _hub.Publish(new RunEvent("metric", item.RunId) { Track = item.Track, Key = item.Key, Step = item.Step, Value = item.Value });
+                    break;
+                case Kind.Progress:
+                    var p = item.Progress!;
+                    _hub.Publish(new RunEvent("progress", item.RunId)
+                    {
+                        Step = p.Step, TotalSteps = p.TotalSteps, StepsPerSecond = p.StepsPerSecond, EtaSeconds = p.EstimatedRemaining?.TotalSeconds,
+                    });
+                    break;
+                case Kind.Log:
+                    _hub.Publish(new RunEvent("log", item.RunId) { Status = LevelName(item.Level), Message = item.Text });
+                    break;
+                case Kind.Flush:
+                    item.Flushed!.TrySetResult();
+                    break;
+            }
+        }
+    }
+
+    static string LevelName(TrainingLogLevel level) => level.ToString().ToLowerInvariant();
+
+    /// <summary>Prepared statements on the writer's own connection, reused for every batch.</summary>
+    sealed class BatchWriter
+    {
+        readonly SqliteConnection _connection;
+        readonly SqliteCommand _metric, _progress, _log;
+
+        public BatchWriter(SqliteConnection connection)
+        {
+            _connection = connection;
+            _metric = Command("INSERT OR REPLACE INTO Metrics (RunId, Key, Track, Step, Value, WallTimeMs) VALUES ($run, $key, $track, $step, $value, $wall)",
+                "$run", "$key", "$track", "$step", "$value", "$wall");
+            _progress = Command("UPDATE Runs SET Step = $step, TotalSteps = $total WHERE Id = $run", "$run", "$step", "$total");
+            _log = Command("INSERT INTO RunLog (RunId, WallTimeMs, Level, Message) VALUES ($run, $wall, $level, $message)", "$run", "$wall", "$level", "$message");
+        }
+
+        SqliteCommand Command(string sql, params string[] parameters)
+        {
+            var command = _connection.CreateCommand();
+            command.CommandText = sql;
+            foreach (var p in parameters) command.Parameters.Add(new SqliteParameter { ParameterName = p });
+            return command;
+        }
+
+        public void Write(List<Item> batch)
+        {
+            using var transaction = _connection.BeginTransaction();
+            foreach (var c in new[] { _metric, _progress, _log }) c.Transaction = transaction;
+            foreach (var item in batch)
+            {
+                switch (item.Kind)
+                {
+                    case Kind.Metric:
+                        Run(_metric, item.RunId, item.Key!, item.Track!, item.Step, item.Value, item.WallTimeMs);
+                        break;
+                    case Kind.Progress:
+                        Run(_progress, item.RunId, item.Step, item.Progress!.TotalSteps);
+                        break;
+                    case Kind.Log:
+                        Run(_log, item.RunId, item.WallTimeMs, LevelName(item.Level), item.Text!);
+                        break;
+                }
+            }
+            transaction.Commit();
+        }
+
+        static void Run(SqliteCommand command, params object[] values)
+        {
+            for (var i = 0; i < values.Length; i++) command.Parameters[i].Value = values[i];
+            command.ExecuteNonQuery();
+        }
+    }
+}

@@ -1,0 +1,36 @@
+using System.Text.Json;
+using EmaLab.Dashboard.Data;
+using EmaLab.TrainingEngine.Training;
+
+namespace EmaLab.Dashboard.Runs;
+
+public sealed record TrackDto(string Name, double? Decay);
+
+public sealed record ProgressDto(long Step, long TotalSteps, double StepsPerSecond, double? EtaSeconds);
+
+public sealed record RunDto(
+    long Id, string Name, string Status, long Step, long TotalSteps, string? Error,
+    JsonElement Spec, long? CheckpointEvery, IReadOnlyList<TrackDto> Tracks,
+    DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
+    long? BundleStep, bool Resumable, ProgressDto? Progress)
+{
+    public static RunDto From(Run run, TrainingProgress? live) => new(
+        run.Id, run.Name, run.Status.ToApi(), live?.Step ?? run.Step, run.TotalSteps, run.Error,
+        JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
+        run.Tracks.OrderBy(t => t.Decay ?? 0).Select(t => new TrackDto(t.Name, t.Decay)).ToList(),
+        run.CreatedAt, run.StartedAt, run.FinishedAt, run.BundleStep,
+        run.Status is RunStatus.Interrupted or RunStatus.Cancelled && run.BundleStep is not null,
+        live is null ? null : new ProgressDto(live.Step, live.TotalSteps, live.StepsPerSecond, live.EstimatedRemaining?.TotalSeconds));
+}
+
+public sealed record RunPage(IReadOnlyList<RunDto> Items, int Total, int Page, int PageSize);
+
+public sealed record CheckpointDto(long Id, long RunId, string Track, long Step, long SizeBytes, string Sha256, DateTimeOffset CreatedAt, string DownloadUrl)
+{
+    public static CheckpointDto From(Checkpoint c) =>
+        new(c.Id, c.RunId, c.Track, c.Step, c.SizeBytes, c.Sha256, c.CreatedAt, $"/api/checkpoints/{c.Id}/download");
+}
+
+public sealed record LogEntryDto(DateTimeOffset Time, string Level, string Message);
+
+public sealed record ModelInfo(string Name, string Description, IReadOnlyList<int> DefaultSizes);

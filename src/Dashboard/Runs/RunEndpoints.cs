@@ -1,0 +1,226 @@
+using System.Globalization;
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using EmaLab.Dashboard.Data;
+using EmaLab.TrainingEngine.Data;
+using EmaLab.TrainingEngine.Models;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace EmaLab.Dashboard.Runs;
+
+/// <summary>The REST API (minimal APIs). Mutating endpoints need the API token when one is configured.</summary>
+public static class RunEndpoints
+{
+    public static void MapEmaLabApi(this IEndpointRouteBuilder app)
+    {
+        var api = app.MapGroup("/api");
+        var runs = api.MapGroup("/runs").WithTags("Runs");
+
+        runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first, optionally filtered by status.");
+        runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification.").RequireApiToken()
+            .Accepts<JsonObject>("application/json");
+        runs.MapGet("/{id:long}", GetRun).WithSummary("One run with its spec, tracks and live progress.");
+        runs.MapPost("/{id:long}/cancel", CancelRun).WithSummary("Cancels a queued or running run.").RequireApiToken();
+        runs.MapPost("/{id:long}/resume", ResumeRun).WithSummary("Continues an interrupted or cancelled run from its resume bundle.").RequireApiToken();
+        runs.MapPost("/{id:long}/clone", CloneRun).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).").RequireApiToken()
+            .Accepts<JsonObject>("application/json");
+        runs.MapDelete("/{id:long}", DeleteRun).WithSummary("Stops the run if needed and removes its rows and files.").RequireApiToken();
+        runs.MapGet("/{id:long}/metrics", GetMetrics).WithSummary("Metric series (downsampled with min/max buckets unless maxPoints=0); without key, the list of series.");
+        runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).WithSummary("Every metric of the run as CSV.");
+        runs.MapGet("/{id:long}/events", GetEvents).WithSummary("Server-Sent Events: live metrics, progress and status of the run.");
+        runs.MapGet("/{id:long}/checkpoints", GetCheckpoints).WithSummary("The run's checkpoints (raw and each EMA, periodic and final).");
+        runs.MapGet("/{id:long}/log", GetLog).WithSummary("The run's log: start, spec summary, evaluations, warnings, errors.");
+
+        api.MapGet("/checkpoints/{id:long}/download", DownloadCheckpoint).WithTags("Checkpoints").WithSummary("The checkpoint's .safetensors file.");
+        api.MapGet("/datasets", () => DatasetCatalog.Names.Select(DatasetCatalog.Describe)).WithTags("Catalog").WithSummary("Built-in datasets.");
+        api.MapGet("/models", () => new[]
+        {
+            new ModelInfo(ModelArchitecture.Mlp, "Multi-layer perceptron (Flatten, Linear+ReLU per hidden size, Linear)", ModelArchitecture.DefaultHidden),
+            new ModelInfo(ModelArchitecture.Cnn, "CNN: per channel count Conv3x3 + BatchNorm + ReLU + MaxPool2, then Linear", ModelArchitecture.DefaultChannels),
+        }).WithTags("Catalog").WithSummary("Model kinds and their default sizes.");
+    }
+
+    static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
+        IDbContextFactory<EmaLabDbContext> dbFactory, RunQueue queue, string? status = null, int page = 1, int pageSize = 50, CancellationToken ct = default)
+    {
+        if (page < 1) return Invalid("page", "page must be at least 1.");
+        if (pageSize is < 1 or > 500) return Invalid("pageSize", "pageSize must be from 1 to 500.");
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var query = db.Runs.AsNoTracking();
+        if (!string.IsNullOrEmpty(status))
+        {
+            if (!Enum.TryParse<RunStatus>(status, ignoreCase: true, out var s) || int.TryParse(status, out _))
+                return Invalid("status", $"Unknown status '{status}'; one of {string.Join(", ", Enum.GetValues<RunStatus>().Select(v => v.ToApi()))}.");
+            query = query.Where(r => r.Status == s);
+        }
+        var total = await query.CountAsync(ct);
+        var items = await query.Include(r => r.Tracks).OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(ct);
+        return TypedResults.Ok(new RunPage(items.Select(r => RunDto.From(r, queue.ProgressOf(r.Id))).ToList(), total, page, pageSize));
+    }
+
+    static async Task<Results<Created<RunDto>, ValidationProblem>> CreateRun(HttpRequest request, RunService runs, RunQueue queue, CancellationToken ct)
+    {
+        try
+        {
+            var run = await runs.CreateAsync(RunRequest.Parse(await ReadJsonAsync(request, ct)), ct);
+            return TypedResults.Created($"/api/runs/{run.Id}", RunDto.From(run, null));
+        }
+        catch (RequestValidationException e)
+        {
+            return Invalid(e.Field, e.Message);
+        }
+    }
+
+    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> GetRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
+        await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(RunDto.From(run, queue.ProgressOf(id))) : NotFound(id);
+
+    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, RunQueue queue, CancellationToken ct)
+    {
+        var (outcome, message) = await runs.CancelAsync(id, ct);
+        return outcome switch
+        {
+            RunService.Outcome.NotFound => NotFound(id),
+            RunService.Outcome.Conflict => Conflict(message!),
+            _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id))),
+        };
+    }
+
+    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, RunQueue queue, CancellationToken ct)
+    {
+        var (outcome, message) = await runs.ResumeAsync(id, ct);
+        return outcome switch
+        {
+            RunService.Outcome.NotFound => NotFound(id),
+            RunService.Outcome.Conflict => Conflict(message!),
+            _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id))),
+        };
+    }
+
+    static async Task<Results<Created<RunDto>, ValidationProblem, ProblemHttpResult>> CloneRun(long id, HttpRequest request, RunService runs, CancellationToken ct)
+    {
+        var original = await runs.FindAsync(id, ct);
+        if (original is null) return NotFound(id);
+        try
+        {
+            var overrides = request.ContentLength is 0 || (request.ContentLength is null && !request.HasJsonContentType()) ? null : await ReadJsonAsync(request, ct);
+            var run = await runs.CreateAsync(RunRequest.CloneOf(original, overrides), ct);
+            return TypedResults.Created($"/api/runs/{run.Id}", RunDto.From(run, null));
+        }
+        catch (RequestValidationException e)
+        {
+            return Invalid(e.Field, e.Message);
+        }
+    }
+
+    static async Task<Results<NoContent, ProblemHttpResult>> DeleteRun(long id, RunService runs, CancellationToken ct) =>
+        await runs.DeleteAsync(id, ct) == RunService.Outcome.NotFound ? NotFound(id) : TypedResults.NoContent();
+
+    static async Task<Results<Ok<List<SeriesInfo>>, Ok<List<MetricSeries>>, ValidationProblem, ProblemHttpResult>> GetMetrics(
+        long id, RunService runs, MetricQueries metrics, string? key = null, string? track = null, int maxPoints = MetricQueries.DefaultMaxPoints, CancellationToken ct = default)
+    {
+        if (maxPoints != 0 && maxPoints is < 10 or > 1_000_000) return Invalid("maxPoints", "maxPoints must be 0 (full resolution) or from 10 to 1,000,000.");
+        var run = await runs.FindAsync(id, ct);
+        if (run is null) return NotFound(id);
+        var series = metrics.ListSeries(id);
+        if (key is null && track is null) return TypedResults.Ok(series);
+        var wanted = series.Where(s => (key is null || s.Key == key) && (track is null || s.Track == track)).ToList();
+        return TypedResults.Ok(wanted.Select(s => metrics.Read(id, s.Track, s.Key, maxPoints)).ToList());
+    }
+
+    static async Task<IResult> GetMetricsCsv(long id, RunService runs, MetricQueries metrics, HttpContext context, CancellationToken ct)
+    {
+        var run = await runs.FindAsync(id, ct);
+        if (run is null) return NotFound(id);
+        context.Response.ContentType = "text/csv; charset=utf-8";
+        context.Response.Headers.ContentDisposition = $"attachment; filename=\"run{id}-metrics.csv\"";
+        await metrics.WriteCsvAsync(id, context.Response.Body, ct);
+        return TypedResults.Empty;
+    }
+
+    static async Task<Results<ServerSentEventsResult<RunEvent>, ProblemHttpResult>> GetEvents(long id, RunService runs, RunEventHub hub, CancellationToken ct)
+    {
+        if (await runs.FindAsync(id, ct) is null) return NotFound(id);
+        return TypedResults.ServerSentEvents(Stream(hub.Subscribe(id), ct));
+
+        static async IAsyncEnumerable<SseItem<RunEvent>> Stream(RunEventHub.Subscription subscription, [EnumeratorCancellation] CancellationToken ct)
+        {
+            using (subscription)
+                await foreach (var e in subscription.Reader.ReadAllAsync(ct))
+                    yield return new SseItem<RunEvent>(e, e.Type);
+        }
+    }
+
+    static async Task<Results<Ok<List<CheckpointDto>>, ProblemHttpResult>> GetCheckpoints(long id, IDbContextFactory<EmaLabDbContext> dbFactory, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        if (!await db.Runs.AnyAsync(r => r.Id == id, ct)) return NotFound(id);
+        var list = await db.Checkpoints.AsNoTracking().Where(c => c.RunId == id).OrderBy(c => c.Step).ThenBy(c => c.Track).ToListAsync(ct);
+        return TypedResults.Ok(list.Select(CheckpointDto.From).ToList());
+    }
+
+    static async Task<Results<Ok<List<LogEntryDto>>, ProblemHttpResult>> GetLog(long id, IDbContextFactory<EmaLabDbContext> dbFactory, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        if (!await db.Runs.AnyAsync(r => r.Id == id, ct)) return NotFound(id);
+        var entries = await db.RunLog.AsNoTracking().Where(l => l.RunId == id).OrderBy(l => l.Id).ToListAsync(ct);
+        return TypedResults.Ok(entries.Select(l => new LogEntryDto(DateTimeOffset.FromUnixTimeMilliseconds(l.WallTimeMs), l.Level, l.Message)).ToList());
+    }
+
+    static async Task<Results<PhysicalFileHttpResult, ProblemHttpResult>> DownloadCheckpoint(
+        long id, IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var checkpoint = await db.Checkpoints.AsNoTracking().SingleOrDefaultAsync(c => c.Id == id, ct);
+        if (checkpoint is null) return TypedResults.Problem($"Checkpoint {id} does not exist.", statusCode: StatusCodes.Status404NotFound, title: "Not found");
+        var path = paths.Absolute(checkpoint.RelativePath);
+        if (!File.Exists(path)) return TypedResults.Problem($"The file of checkpoint {id} is missing.", statusCode: StatusCodes.Status410Gone, title: "Gone");
+        var runName = await db.Runs.Where(r => r.Id == checkpoint.RunId).Select(r => r.Name).SingleAsync(ct);
+        var fileName = $"{Slug(runName)}-run{checkpoint.RunId}-{checkpoint.Track}-step{checkpoint.Step}.safetensors";
+        return TypedResults.PhysicalFile(path, "application/octet-stream", fileName);
+    }
+
+    static string Slug(string name)
+    {
+        var chars = name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' ? c : '-').ToArray();
+        var slug = string.Join('-', new string(chars).Split('-', StringSplitOptions.RemoveEmptyEntries));
+        return slug.Length == 0 ? "run" : slug[..Math.Min(slug.Length, 60)];
+    }
+
+    static async Task<JsonNode?> ReadJsonAsync(HttpRequest request, CancellationToken ct)
+    {
+        try
+        {
+            return await JsonNode.ParseAsync(request.Body, cancellationToken: ct);
+        }
+        catch (JsonException e)
+        {
+            throw new RequestValidationException("$", $"Malformed JSON: {e.Message}");
+        }
+    }
+
+    static ValidationProblem Invalid(string field, string message) =>
+        TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [message] }, title: "The request is invalid.");
+
+    static ProblemHttpResult NotFound(long id) =>
+        TypedResults.Problem($"Run {id.ToString(CultureInfo.InvariantCulture)} does not exist.", statusCode: StatusCodes.Status404NotFound, title: "Not found");
+
+    static ProblemHttpResult Conflict(string message) =>
+        TypedResults.Problem(message, statusCode: StatusCodes.Status409Conflict, title: "Conflict");
+
+    /// <summary>When <see cref="EmaLabOptions.ApiToken"/> is set, the request must carry <c>Authorization: Bearer &lt;token&gt;</c>.</summary>
+    static RouteHandlerBuilder RequireApiToken(this RouteHandlerBuilder builder) => builder.AddEndpointFilter(async (context, next) =>
+    {
+        var token = context.HttpContext.RequestServices.GetRequiredService<IOptions<EmaLabOptions>>().Value.ApiToken;
+        if (string.IsNullOrEmpty(token)) return await next(context);
+        var header = context.HttpContext.Request.Headers.Authorization.ToString();
+        var expected = "Bearer " + token;
+        if (System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                System.Text.Encoding.UTF8.GetBytes(header), System.Text.Encoding.UTF8.GetBytes(expected)))
+            return await next(context);
+        return TypedResults.Problem("This call changes data and needs 'Authorization: Bearer <EmaLab:ApiToken>'.", statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized");
+    });
+}

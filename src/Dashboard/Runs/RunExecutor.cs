@@ -1,0 +1,165 @@
+using System.Security.Cryptography;
+using EmaLab.Dashboard.Data;
+using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Training;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace EmaLab.Dashboard.Runs;
+
+/// <summary>
+/// Trains one run on the calling (dedicated) thread: status changes, resume bundles every
+/// <see cref="EmaLabOptions.BundleEvery"/> steps, checkpoints at step 0, every <c>checkpointEvery</c> steps
+/// and at the end, and a final status with a readable reason. Never throws: a failing run ends as failed.
+/// </summary>
+public sealed class RunExecutor(
+    IDbContextFactory<EmaLabDbContext> dbFactory,
+    MetricPipeline pipeline,
+    RunQueue queue,
+    RunEventHub hub,
+    DataPaths paths,
+    IOptions<EmaLabOptions> options,
+    ILogger<RunExecutor> logger)
+{
+    readonly int _bundleEvery = options.Value.BundleEvery;
+
+    public void Execute(long runId, CancellationToken stopping)
+    {
+        Run? run;
+        using (var db = dbFactory.CreateDbContext())
+        {
+            run = db.Runs.AsNoTracking().SingleOrDefault(r => r.Id == runId);
+        }
+        // Cancelled or deleted while it waited in the queue.
+        if (run is null || run.Status != RunStatus.Queued) return;
+
+        var active = queue.Activate(runId, stopping);
+        var outcome = RunStatus.Failed;
+        string? error = null;
+        long step = run.Step;
+        try
+        {
+            using var session = OpenSession(run);
+            step = session.Step;
+            MarkRunning(run, session);
+            var observer = new RunObserver(runId, pipeline, active);
+            var result = Train(run, session, observer, active.Cancellation.Token);
+            step = result.Step;
+            (outcome, error) = result.Outcome switch
+            {
+                TrainingOutcome.Completed => (RunStatus.Completed, (string?)null),
+                TrainingOutcome.Diverged => (RunStatus.Diverged, result.Message),
+                _ when active.UserCancelled => (RunStatus.Cancelled, result.Message),
+                _ => (RunStatus.Interrupted, $"The server stopped at step {result.Step:N0}; resume to continue."),
+            };
+            if (outcome == RunStatus.Completed) SaveCheckpoints(runId, session);
+            // A stopped run keeps a bundle at the step it reached, so resuming it loses nothing.
+            if (outcome is RunStatus.Cancelled or RunStatus.Interrupted) SaveBundle(runId, session);
+            if (outcome == RunStatus.Completed) File.Delete(paths.BundlePath(runId));
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Run {RunId} failed", runId);
+            error = e.Message;
+            pipeline.WriteLog(runId, TrainingLogLevel.Error, e.ToString());
+        }
+        finally
+        {
+            Finish(runId, outcome, error, step);
+            queue.Deactivate(runId);
+        }
+    }
+
+    TrainingSession OpenSession(Run run)
+    {
+        var bundle = paths.BundlePath(run.Id);
+        if (run.ResumeRequested && File.Exists(bundle)) return ResumeBundle.Resume(bundle);
+        return TrainingSession.Create(RunSpec.FromJson(run.SpecJson), run.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    TrainingResult Train(Run run, TrainingSession session, RunObserver observer, CancellationToken cancellation)
+    {
+        if (session.Step == 0 && run.CheckpointEvery is not null) SaveCheckpoints(run.Id, session);
+        while (true)
+        {
+            var result = session.Train(observer, cancellation, stopAfterStep: NextStop(session.Step, run.CheckpointEvery));
+            if (result.Outcome != TrainingOutcome.Paused) return result;
+            if (session.Step % _bundleEvery == 0) SaveBundle(run.Id, session);
+            if (run.CheckpointEvery is { } every && session.Step % every == 0) SaveCheckpoints(run.Id, session);
+        }
+    }
+
+    long NextStop(long step, long? checkpointEvery)
+    {
+        var next = (step / _bundleEvery + 1) * _bundleEvery;
+        if (checkpointEvery is { } every) next = Math.Min(next, (step / every + 1) * every);
+        return next;
+    }
+
+    void MarkRunning(Run run, TrainingSession session)
+    {
+        using var db = dbFactory.CreateDbContext();
+        var entity = db.Runs.Include(r => r.Tracks).Single(r => r.Id == run.Id);
+        entity.Status = RunStatus.Running;
+        entity.StartedAt ??= DateTimeOffset.UtcNow;
+        entity.FinishedAt = null;
+        entity.Error = null;
+        entity.ResumeRequested = false;
+        entity.Step = session.Step;
+        entity.TotalSteps = session.TotalSteps;
+        db.SaveChanges();
+        hub.Publish(new RunEvent("status", run.Id) { Status = RunStatus.Running.ToApi(), Step = session.Step, TotalSteps = session.TotalSteps });
+    }
+
+    void SaveBundle(long runId, TrainingSession session)
+    {
+        Directory.CreateDirectory(paths.RunDirectory(runId));
+        ResumeBundle.SaveAtomically(session, paths.BundlePath(runId));
+        using var db = dbFactory.CreateDbContext();
+        db.Runs.Where(r => r.Id == runId).ExecuteUpdate(s => s.SetProperty(r => r.BundleStep, session.Step));
+    }
+
+    /// <summary>Exports every track at the current step (replacing files of the same step left by an earlier attempt).</summary>
+    void SaveCheckpoints(long runId, TrainingSession session)
+    {
+        using var db = dbFactory.CreateDbContext();
+        foreach (var track in session.Tracks)
+        {
+            var relative = DataPaths.CheckpointRelativePath(runId, track, session.Step);
+            var path = paths.Absolute(relative);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            var temporary = path + ".partial";
+            CheckpointExport.Export(session, track, temporary);
+            File.Move(temporary, path, overwrite: true);
+            string sha256;
+            using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));
+            db.Checkpoints.Where(c => c.RunId == runId && c.Track == track && c.Step == session.Step).ExecuteDelete();
+            db.Checkpoints.Add(new Checkpoint
+            {
+                RunId = runId, Track = track, Step = session.Step, RelativePath = relative,
+                SizeBytes = new FileInfo(path).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
+            });
+        }
+        db.SaveChanges();
+    }
+
+    void Finish(long runId, RunStatus status, string? error, long step)
+    {
+        try
+        {
+            // Everything the run reported is committed before its final status is visible.
+            pipeline.FlushAsync().GetAwaiter().GetResult();
+            using var db = dbFactory.CreateDbContext();
+            db.Runs.Where(r => r.Id == runId).ExecuteUpdate(s => s
+                .SetProperty(r => r.Status, status)
+                .SetProperty(r => r.Error, error)
+                .SetProperty(r => r.Step, step)
+                .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow));
+            hub.Publish(new RunEvent("status", runId) { Status = status.ToApi(), Step = step, Message = error });
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Could not record the end of run {RunId}", runId);
+        }
+    }
+}

@@ -1,0 +1,17 @@
+using EmaLab.TrainingEngine.Training;
+
+namespace EmaLab.Dashboard.Runs;
+
+/// <summary>Connects the engine's reports for one run to the metric pipeline (the only way metrics reach storage).</summary>
+sealed class RunObserver(long runId, MetricPipeline pipeline, RunQueue.ActiveRun active) : ITrainingObserver
+{
+    public void OnMetric(in MetricPoint point) => pipeline.WriteMetric(runId, point);
+
+    public void OnProgress(TrainingProgress progress)
+    {
+        active.Progress = progress;
+        pipeline.WriteProgress(runId, progress);
+    }
+
+    public void OnLog(TrainingLogLevel level, string message) => pipeline.WriteLog(runId, level, message);
+}

@@ -1,0 +1,137 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using EmaLab.TrainingEngine.Training;
+
+namespace EmaLab.Dashboard.Runs;
+
+/// <summary>A request to create a run: the engine's run specification plus the service's own fields (name, checkpoint cadence).</summary>
+public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec)
+{
+    public const int MaxNameLength = 200;
+
+    static readonly JsonSerializerOptions StrictJson = new(RunSpec.JsonOptions)
+    {
+        // A misspelt field is an error the client should see, not a silently ignored setting.
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    /// <summary>Reads and validates a request body; every problem is reported by field (JSON path, camelCase).</summary>
+    public static RunRequest Parse(JsonNode? body)
+    {
+        if (body is not JsonObject fields) throw new RequestValidationException("$", "The body must be a JSON object holding the run specification.");
+        fields = (JsonObject)fields.DeepClone();
+
+        var name = TakeString(fields, "name");
+        if (name is { Length: > MaxNameLength }) throw new RequestValidationException("name", $"The name must be at most {MaxNameLength} characters.");
+        var checkpointEvery = TakeLong(fields, "checkpointEvery");
+        if (checkpointEvery is < 1) throw new RequestValidationException("checkpointEvery", "checkpointEvery must be at least 1 step.");
+
+        RunSpec spec;
+        try
+        {
+            spec = fields.Deserialize<RunSpec>(StrictJson) ?? throw new RequestValidationException("$", "The run specification is empty.");
+        }
+        catch (JsonException e)
+        {
+            throw FromJsonException(e);
+        }
+        try
+        {
+            spec.Validate();
+        }
+        catch (InvalidSettingException e)
+        {
+            throw new RequestValidationException(e.Field, e.Reason);
+        }
+        if (checkpointEvery is { } every && spec.Steps is { } steps && every > steps)
+            throw new RequestValidationException("checkpointEvery", "checkpointEvery must not exceed the number of steps.");
+        return new RunRequest(string.IsNullOrWhiteSpace(name) ? $"{spec.Model} on {spec.Dataset}" : name.Trim(), checkpointEvery, spec);
+    }
+
+    /// <summary>Applies <paramref name="overrides"/> (a partial request; nested objects such as <c>ema</c> merge field by field) to an existing run's request.</summary>
+    public static RunRequest CloneOf(Data.Run original, JsonNode? overrides)
+    {
+        var merged = JsonNode.Parse(original.SpecJson)!.AsObject();
+        merged["name"] = original.Name + " (clone)";
+        if (original.CheckpointEvery is { } every) merged["checkpointEvery"] = every;
+        if (overrides is not null and not JsonObject) throw new RequestValidationException("$", "Overrides must be a JSON object.");
+        if (overrides is JsonObject changes) Merge(merged, changes);
+        return Parse(merged);
+    }
+
+    static void Merge(JsonObject target, JsonObject changes)
+    {
+        foreach (var (key, value) in changes)
+        {
+            var existing = target.FirstOrDefault(p => string.Equals(p.Key, key, StringComparison.OrdinalIgnoreCase));
+            if (value is JsonObject nested && existing.Value is JsonObject inner) Merge(inner, nested);
+            else
+            {
+                if (existing.Key is not null) target.Remove(existing.Key);
+                target[key] = value?.DeepClone();
+            }
+        }
+    }
+
+    static JsonNode? Take(JsonObject fields, string name)
+    {
+        var match = fields.FirstOrDefault(p => string.Equals(p.Key, name, StringComparison.OrdinalIgnoreCase));
+        if (match.Key is null) return null;
+        fields.Remove(match.Key);
+        return match.Value;
+    }
+
+    static string? TakeString(JsonObject fields, string name) => Take(fields, name) switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<string>(out var s) => s,
+        _ => throw new RequestValidationException(name, $"'{name}' must be a string."),
+    };
+
+    static long? TakeLong(JsonObject fields, string name) => Take(fields, name) switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<long>(out var n) => n,
+        JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < 1e15 => (long)d,
+        _ => throw new RequestValidationException(name, $"'{name}' must be an integer."),
+    };
+
+    static RequestValidationException FromJsonException(JsonException e)
+    {
+        const string unmapped = "The JSON property '";
+        if (e.Message.StartsWith(unmapped, StringComparison.Ordinal))
+        {
+            var property = e.Message[unmapped.Length..e.Message.IndexOf('\'', unmapped.Length)];
+            // The path of an unmapped member already ends with the member's name.
+            var field = FieldFromPath(e.Path);
+            if (field == "$") field = property;
+            return new RequestValidationException(field, $"Unknown field '{field}'.");
+        }
+        var path = FieldFromPath(e.Path);
+        return new RequestValidationException(path, path switch
+        {
+            "model" or "dataset" or "optimizer" or "schedule" or "name" => $"'{path}' must be a string.",
+            "ema.bnPolicy" => "Unknown batch-norm policy; choose one of average, copy, recalibrate.",
+            "emaApplication" => "Unknown EMA application; choose hook or fused.",
+            "ema.decays" => "'ema.decays' must be a list of numbers.",
+            _ => $"'{path}' has a value of the wrong type.",
+        });
+    }
+
+    /// <summary><c>$.ema.decays[1]</c> → <c>ema.decays</c>.</summary>
+    static string FieldFromPath(string? path)
+    {
+        if (string.IsNullOrEmpty(path) || path == "$") return "$";
+        var field = path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path;
+        var bracket = field.IndexOf('[');
+        if (bracket >= 0) field = field[..bracket];
+        return string.Join('.', field.Split('.').Select(JsonNamingPolicy.CamelCase.ConvertName));
+    }
+}
+
+/// <summary>A request field that breaks a rule; answered with 400 and problem details naming the field.</summary>
+public sealed class RequestValidationException(string field, string message) : Exception(message)
+{
+    public string Field { get; } = field;
+}

@@ -51,6 +51,21 @@ public class TrainingTests
     }
 
     [Fact]
+    public void Progress_is_reported_when_training_in_slices()
+    {
+        // Slices far shorter than the 250 ms reporting interval, as a service that saves bundles trains.
+        using var session = TrainingSession.Create(DigitsMlp with { Steps = 6000, EvalInterval = 6000 });
+        var observer = new RecordingObserver();
+        while (session.Train(observer, stopAfterStep: session.Step + 20).Outcome == TrainingOutcome.Paused) { }
+
+        Assert.True(observer.Progress.Count >= 2, $"{observer.Progress.Count} progress reports");
+        Assert.All(observer.Progress, p => Assert.True(p.StepsPerSecond > 0));
+        Assert.Equal(observer.Progress.Select(p => p.Step).Order(), observer.Progress.Select(p => p.Step));
+        Assert.Equal(6000, observer.Progress[^1].Step);
+        Assert.Equal(TimeSpan.Zero, observer.Progress[^1].EstimatedRemaining);
+    }
+
+    [Fact]
     public void Nan_loss_stops_the_run_as_diverged_with_the_step()
     {
         using var session = TrainingSession.Create(DigitsMlp with { Steps = 50 });
@@ -83,6 +98,19 @@ public class TrainingTests
         Assert.Equal(TrainingOutcome.Cancelled, result.Outcome);
         Assert.Equal(20, result.Step);
         Assert.Equal(20, session.Step);
+    }
+
+    [Fact]
+    public void Cancellation_inside_an_evaluation_stops_before_the_next_track()
+    {
+        using var cts = new CancellationTokenSource();
+        using var session = TrainingSession.Create(DigitsMlp);
+        var observer = new RecordingObserver(m => { if (m is { Track: "raw", Key: MetricKeys.EvalAccuracy, Step: 100 }) cts.Cancel(); });
+        var result = session.Train(observer, cts.Token);
+
+        Assert.Equal(TrainingOutcome.Cancelled, result.Outcome);
+        Assert.Equal(100, result.Step);
+        Assert.DoesNotContain(observer.Metrics, m => m.Track == "ema-0.9" && m.Step == 100);
     }
 
     [Fact]

@@ -89,22 +89,37 @@ public sealed class TrainingSession : IDisposable
     /// </summary>
     public TrainingResult Train(ITrainingObserver observer, CancellationToken cancellationToken = default, long? stopAfterStep = null)
     {
+        try
+        {
+            return TrainUntilStopped(observer, cancellationToken, stopAfterStep);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Cancelled inside an evaluation: the weights are those of the last completed step.
+            return new TrainingResult(TrainingOutcome.Cancelled, Step, $"Cancelled at step {Step:N0}.", new Dictionary<string, EvalResult>());
+        }
+    }
+
+    TrainingResult TrainUntilStopped(ITrainingObserver observer, CancellationToken cancellationToken, long? stopAfterStep)
+    {
         set_num_threads(Spec.Threads);
+        if (!_progressClock.IsRunning)
+        {
+            _progressClock.Start();
+            _lastReportStep = Step;
+        }
         IReadOnlyDictionary<string, EvalResult> lastEvaluation = new Dictionary<string, EvalResult>();
         if (Step == 0)
         {
             observer.OnLog(TrainingLogLevel.Info, $"Training {Architecture.Kind} ({ModelFactory.ParameterCount(_model):N0} parameters) on {Spec.Dataset} " +
                 $"for {TotalSteps:N0} steps with {Spec.Optimizer} lr={Spec.LearningRate.ToString(CultureInfo.InvariantCulture)}; tracks: {string.Join(", ", Tracks)}.");
-            lastEvaluation = EvaluateAll(observer);
+            lastEvaluation = EvaluateAll(observer, cancellationToken);
         }
         else
         {
             observer.OnLog(TrainingLogLevel.Info, $"Resuming at step {Step:N0} of {TotalSteps:N0}.");
         }
 
-        var clock = Stopwatch.StartNew();
-        var startStep = Step;
-        var lastProgress = TimeSpan.Zero;
         while (Step < TotalSteps)
         {
             if (cancellationToken.IsCancellationRequested)
@@ -126,17 +141,30 @@ public sealed class TrainingSession : IDisposable
             if (step % Spec.EvalInterval == 0 || step == TotalSteps)
             {
                 observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.LearningRate, step, LearningRateAt(step)));
-                lastEvaluation = EvaluateAll(observer);
+                lastEvaluation = EvaluateAll(observer, cancellationToken);
             }
-            if (clock.Elapsed - lastProgress >= ProgressInterval || step == TotalSteps)
-            {
-                lastProgress = clock.Elapsed;
-                var rate = (step - startStep) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
-                observer.OnProgress(new TrainingProgress(RunId, step, TotalSteps, rate, TimeSpan.FromSeconds((TotalSteps - step) / rate)));
-            }
+            ReportProgress(observer, force: step == TotalSteps);
         }
         observer.OnLog(TrainingLogLevel.Info, $"Completed {TotalSteps:N0} steps.");
         return new TrainingResult(TrainingOutcome.Completed, Step, null, lastEvaluation);
+    }
+
+    // Progress is throttled across calls to Train: a caller that trains in slices (to save bundles) still
+    // reports every ProgressInterval, with the rate measured since the previous report.
+    readonly Stopwatch _progressClock = new();
+    TimeSpan _lastReportTime;
+    long _lastReportStep;
+
+    void ReportProgress(ITrainingObserver observer, bool force)
+    {
+        var now = _progressClock.Elapsed;
+        var elapsed = (now - _lastReportTime).TotalSeconds;
+        if (!force && elapsed < ProgressInterval.TotalSeconds) return;
+        var rate = (Step - _lastReportStep) / Math.Max(elapsed, 1e-9);
+        TimeSpan? remaining = rate > 0 ? TimeSpan.FromSeconds((TotalSteps - Step) / rate) : null;
+        observer.OnProgress(new TrainingProgress(RunId, Step, TotalSteps, rate, remaining));
+        _lastReportTime = now;
+        _lastReportStep = Step;
     }
 
     double TrainStep(long step)
@@ -166,12 +194,13 @@ public sealed class TrainingSession : IDisposable
         _ => Spec.LearningRate,
     };
 
-    IReadOnlyDictionary<string, EvalResult> EvaluateAll(ITrainingObserver observer)
+    IReadOnlyDictionary<string, EvalResult> EvaluateAll(ITrainingObserver observer, CancellationToken cancellationToken)
     {
         var results = new Dictionary<string, EvalResult>();
         foreach (var track in Tracks)
         {
-            var result = Evaluate(track);
+            LoadTrack(track);
+            var result = Evaluate(_evalModel, _evalX, _evalY, cancellationToken);
             results[track] = result;
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalLoss, Step, result.Loss));
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalAccuracy, Step, result.Accuracy));
@@ -185,13 +214,13 @@ public sealed class TrainingSession : IDisposable
     public EvalResult Evaluate(string track)
     {
         LoadTrack(track);
-        return Evaluate(_evalModel, _evalX, _evalY);
+        return Evaluate(_evalModel, _evalX, _evalY, CancellationToken.None);
     }
 
     /// <summary>Evaluates any model of this architecture on the held-out split (the model is left in eval mode).</summary>
-    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model) => Evaluate(model, _evalX, _evalY);
+    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model) => Evaluate(model, _evalX, _evalY, CancellationToken.None);
 
-    static EvalResult Evaluate(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor labels)
+    static EvalResult Evaluate(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor labels, CancellationToken cancellationToken)
     {
         model.eval();
         using var _ = no_grad();
@@ -200,6 +229,7 @@ public sealed class TrainingSession : IDisposable
         long correct = 0;
         for (long start = 0; start < count; start += EvalBatchSize)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             var length = Math.Min(EvalBatchSize, count - start);
             var x = inputs.narrow(0, start, length);

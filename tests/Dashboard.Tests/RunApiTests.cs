@@ -1,0 +1,180 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using EmaLab.TrainingEngine.Checkpoints;
+
+namespace EmaLab.Dashboard.Tests;
+
+public sealed class RunApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
+{
+    readonly HttpClient _client = factory.CreateClient();
+
+    [Fact]
+    public async Task A_run_trains_records_every_track_and_serves_its_checkpoints()
+    {
+        var body = Api.DigitsRun(steps: 200);
+        body["checkpointEvery"] = 100;
+        var created = await Api.CreateAsync(_client, body);
+        Assert.Equal("queued", created.Status());
+        Assert.Equal(200, created.GetProperty("totalSteps").GetInt64());
+        var run = await Api.WaitForFinishAsync(_client, created.Id());
+        Assert.Equal("completed", run.Status());
+        Assert.Equal(200, run.GetProperty("step").GetInt64());
+        Assert.Equal(["raw", "ema-0.9", "ema-0.99"], run.GetProperty("tracks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
+
+        foreach (var track in new[] { "raw", "ema-0.9", "ema-0.99" })
+        {
+            var series = await Api.GetAsync(_client, $"/api/runs/{run.Id()}/metrics?key=eval/accuracy&track={track}");
+            var points = series[0].GetProperty("points").EnumerateArray().ToList();
+            Assert.Equal([0L, 50, 100, 150, 200], points.Select(p => p.GetProperty("step").GetInt64()));
+            Assert.All(points, p => Assert.InRange(p.GetProperty("value").GetDouble(), 0, 1));
+            Assert.True(points[^1].GetProperty("value").GetDouble() > 0.8, $"{track} final accuracy {points[^1]}");
+        }
+        var loss = await Api.GetAsync(_client, $"/api/runs/{run.Id()}/metrics?key=train/loss&track=raw&maxPoints=0");
+        Assert.Equal(200, loss[0].GetProperty("totalPoints").GetInt32());
+
+        var checkpoints = (await Api.GetAsync(_client, $"/api/runs/{run.Id()}/checkpoints")).EnumerateArray().ToList();
+        Assert.Equal(9, checkpoints.Count); // 3 tracks at steps 0, 100 and 200
+        Assert.Equal([0L, 100, 200], checkpoints.Select(c => c.GetProperty("step").GetInt64()).Distinct());
+        var ema = checkpoints.Single(c => c.GetProperty("track").GetString() == "ema-0.99" && c.GetProperty("step").GetInt64() == 200);
+
+        var download = await _client.GetAsync($"/api/checkpoints/{ema.GetProperty("id").GetInt64()}/download");
+        Assert.Equal(HttpStatusCode.OK, download.StatusCode);
+        Assert.Equal($"test-run{run.Id()}-ema-0.99-step200.safetensors", download.Content.Headers.ContentDisposition!.FileNameStar);
+        var bytes = await download.Content.ReadAsByteArrayAsync();
+        Assert.Equal(ema.GetProperty("sizeBytes").GetInt64(), bytes.Length);
+        using var content = SafeTensors.Read(new MemoryStream(bytes));
+        Assert.Equal(["1.bias", "1.weight", "3.bias", "3.weight"], content.Tensors.Keys.Order());
+        Assert.Equal([64L, 64], content.Tensors["1.weight"].shape);
+        Assert.Equal("ema-0.99", content.Metadata["track"]);
+        Assert.Equal("200", content.Metadata["step"]);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)), ema.GetProperty("sha256").GetString());
+
+        var log = (await Api.GetAsync(_client, $"/api/runs/{run.Id()}/log")).EnumerateArray().Select(l => l.GetProperty("message").GetString()!).ToList();
+        Assert.StartsWith("Training mlp", log[0]);
+        Assert.Contains(log, l => l.StartsWith("Step 200: raw accuracy"));
+    }
+
+    [Fact]
+    public async Task Cancelling_a_running_run_stops_it_and_records_cancelled()
+    {
+        var body = Api.DigitsRun(steps: 200_000, evalInterval: 1000);
+        var created = await Api.CreateAsync(_client, body);
+        await Api.WaitForAsync(_client, created.Id(), r => r.Status() == "running" && r.GetProperty("step").GetInt64() > 20);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var response = await _client.PostAsync($"/api/runs/{created.Id()}/cancel", null);
+        clock.Stop();
+        var run = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("cancelled", run.Status());
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"cancel took {clock.Elapsed}");
+        Assert.True(run.GetProperty("resumable").GetBoolean());
+        var stoppedAt = run.GetProperty("step").GetInt64();
+        await Task.Delay(300);
+        Assert.Equal(stoppedAt, (await Api.GetAsync(_client, $"/api/runs/{created.Id()}")).GetProperty("step").GetInt64());
+
+        // Cancelling again is a conflict: the run is no longer running.
+        Assert.Equal(HttpStatusCode.Conflict, (await _client.PostAsync($"/api/runs/{created.Id()}/cancel", null)).StatusCode);
+    }
+
+    [Fact]
+    public async Task Clone_applies_overrides_and_keeps_the_rest()
+    {
+        var original = await Api.CreateAsync(_client, Api.DigitsRun(steps: 30));
+        var response = await _client.PostAsJsonAsync($"/api/runs/{original.Id()}/clone",
+            new JsonObject { ["ema"] = new JsonObject { ["decays"] = new JsonArray(0.5) }, ["seed"] = 7 });
+        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        var clone = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.NotEqual(original.Id(), clone.Id());
+        Assert.Equal("test (clone)", clone.GetProperty("name").GetString());
+        Assert.Equal(["raw", "ema-0.5"], clone.GetProperty("tracks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
+        var spec = clone.GetProperty("spec");
+        Assert.Equal(7, spec.GetProperty("seed").GetInt64());
+        Assert.Equal(30, spec.GetProperty("steps").GetInt64());
+        Assert.Equal("average", spec.GetProperty("ema").GetProperty("bnPolicy").GetString());
+        Assert.Equal("completed", (await Api.WaitForFinishAsync(_client, clone.Id())).Status());
+
+        var bad = await _client.PostAsJsonAsync($"/api/runs/{original.Id()}/clone", new JsonObject { ["ema"] = new JsonObject { ["decays"] = new JsonArray(2.0) } });
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.PostAsync("/api/runs/999999/clone", null)).StatusCode);
+    }
+
+    [Fact]
+    public async Task Delete_removes_rows_and_files()
+    {
+        var body = Api.DigitsRun(steps: 60);
+        body["checkpointEvery"] = 30;
+        var run = await Api.CreateAsync(_client, body);
+        await Api.WaitForFinishAsync(_client, run.Id());
+        var folder = Path.Combine(factory.DataDirectory, "runs", run.Id().ToString());
+        Assert.True(Directory.Exists(folder));
+
+        Assert.Equal(HttpStatusCode.NoContent, (await _client.DeleteAsync($"/api/runs/{run.Id()}")).StatusCode);
+        Assert.False(Directory.Exists(folder));
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/api/runs/{run.Id()}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/api/runs/{run.Id()}/metrics")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.DeleteAsync($"/api/runs/{run.Id()}")).StatusCode);
+        using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(factory.DataDirectory, "emalab.db")}");
+        db.Open();
+        foreach (var table in new[] { "Metrics", "Checkpoints", "RunLog", "Tracks" })
+        {
+            using var count = db.CreateCommand();
+            count.CommandText = $"SELECT COUNT(*) FROM {table} WHERE RunId = {run.Id()}";
+            Assert.Equal(0L, (long)count.ExecuteScalar()!);
+        }
+    }
+
+    [Fact]
+    public async Task Listing_filters_by_status_and_pages()
+    {
+        var queuedThenCancelled = await Api.CreateAsync(_client, Api.DigitsRun(steps: 100_000));
+        var other = await Api.CreateAsync(_client, Api.DigitsRun(steps: 10));
+        await _client.PostAsync($"/api/runs/{other.Id()}/cancel", null);      // cancelled while queued (or just after)
+        await _client.PostAsync($"/api/runs/{queuedThenCancelled.Id()}/cancel", null);
+
+        var cancelled = await Api.GetAsync(_client, "/api/runs?status=cancelled&pageSize=1");
+        Assert.Equal(1, cancelled.GetProperty("items").GetArrayLength());
+        Assert.True(cancelled.GetProperty("total").GetInt32() >= 2);
+        Assert.All(cancelled.GetProperty("items").EnumerateArray(), r => Assert.Equal("cancelled", r.Status()));
+        var bad = await _client.GetAsync("/api/runs?status=sleeping");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Contains("status", await bad.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Catalog_and_documents_are_served()
+    {
+        var datasets = await Api.GetAsync(_client, "/api/datasets");
+        Assert.Equal(["digits-8x8", "mnist-10k"], datasets.EnumerateArray().Select(d => d.GetProperty("name").GetString()));
+        Assert.Equal(8000, datasets[1].GetProperty("trainCount").GetInt32());
+        var models = await Api.GetAsync(_client, "/api/models");
+        Assert.Equal(["mlp", "cnn"], models.EnumerateArray().Select(d => d.GetProperty("name").GetString()));
+        var openApi = await Api.GetAsync(_client, "/openapi/v1.json");
+        Assert.True(openApi.GetProperty("paths").TryGetProperty("/api/runs/{id}/metrics", out _));
+        Assert.Equal("Healthy", await _client.GetStringAsync("/health"));
+        var docs = await _client.GetStringAsync("/api/docs/");
+        Assert.Contains("scalar.js", docs);
+        Assert.DoesNotContain("cdn.", docs);
+    }
+
+    [Fact]
+    public async Task Events_stream_live_metrics_of_a_run()
+    {
+        var created = await Api.CreateAsync(_client, Api.DigitsRun(steps: 100_000, evalInterval: 1000));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var response = await _client.GetAsync($"/api/runs/{created.Id()}/events", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
+        var types = new HashSet<string>();
+        while (!(types.Contains("metric") && types.Contains("progress")))
+        {
+            var line = await reader.ReadLineAsync(cts.Token);
+            Assert.NotNull(line);
+            if (line.StartsWith("event: ")) types.Add(line["event: ".Length..]);
+            if (line.StartsWith("data: ")) Assert.Equal(created.Id(), JsonDocument.Parse(line["data: ".Length..]).RootElement.GetProperty("runId").GetInt64());
+        }
+        await _client.PostAsync($"/api/runs/{created.Id()}/cancel", null);
+    }
+}

@@ -1,0 +1,110 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace EmaLab.Dashboard.Tests;
+
+public sealed class BadInputTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
+{
+    readonly HttpClient _client = factory.CreateClient();
+
+    static string With(Action<JsonObject> change)
+    {
+        var body = Api.DigitsRun(steps: 10);
+        change(body);
+        return body.ToJsonString();
+    }
+
+    static JsonObject Ema(JsonObject body) => body["ema"]!.AsObject();
+
+    public static TheoryData<string, string> Invalid() => new()
+    {
+        { With(b => Ema(b)["decays"] = new JsonArray(1.0)), "ema.decays" },
+        { With(b => Ema(b)["decays"] = new JsonArray(0.0)), "ema.decays" },
+        { With(b => Ema(b)["decays"] = new JsonArray(-0.5)), "ema.decays" },
+        { With(b => Ema(b)["decays"] = new JsonArray(1.5)), "ema.decays" },
+        { With(b => Ema(b)["decays"] = new JsonArray()), "ema.decays" },
+        { With(b => Ema(b)["decays"] = new JsonArray(0.9, 0.9)), "ema.decays" },
+        { With(b => Ema(b)["decays"] = new JsonArray(Enumerable.Range(1, 9).Select(i => (JsonNode)(1 - 1.0 / (i + 2))).ToArray())), "ema.decays" },
+        { With(b => Ema(b)["decays"] = "0.9"), "ema.decays" },
+        { With(b => b["learningRate"] = 0), "learningRate" },
+        { With(b => b["learningRate"] = -0.1), "learningRate" },
+        { With(b => b["learningRate"] = "fast"), "learningRate" },
+        { With(b => b["batchSize"] = 0), "batchSize" },
+        { With(b => b["batchSize"] = 100_000), "batchSize" },
+        { With(b => b["steps"] = 0), "steps" },
+        { With(b => b["steps"] = 1_000_000_000), "steps" },
+        { With(b => { b.Remove("steps"); b["epochs"] = 0; }), "epochs" },
+        { With(b => b["dataset"] = "imagenet"), "dataset" },
+        { With(b => b["model"] = "transformer"), "model" },
+        { With(b => b["optimizer"] = "lion"), "optimizer" },
+        { With(b => Ema(b)["bnPolicy"] = "freeze"), "ema.bnPolicy" },
+        { With(b => Ema(b)["every"] = 0), "ema.every" },
+        { With(b => b["evalInterval"] = 0), "evalInterval" },
+        { With(b => b["checkpointEvery"] = 0), "checkpointEvery" },
+        { With(b => b["lr"] = 0.1), "lr" },
+        { "{\"steps\": 10,", "$" },
+        { "[1, 2]", "$" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Invalid))]
+    public async Task Invalid_field_gets_400_naming_it_and_writes_nothing(string body, string field)
+    {
+        var before = await CountRunsAsync();
+        var response = await _client.PostAsync("/api/runs", new StringContent(body, Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);
+        var problem = JsonDocument.Parse(text).RootElement;
+        Assert.Equal(400, problem.GetProperty("status").GetInt32());
+        var errors = problem.GetProperty("errors");
+        Assert.True(errors.TryGetProperty(field, out var messages), text);
+        Assert.False(string.IsNullOrWhiteSpace(messages[0].GetString()));
+        Assert.Equal(before, await CountRunsAsync());
+    }
+
+    [Fact]
+    public async Task Unknown_run_is_404_with_problem_details()
+    {
+        foreach (var (method, url) in new[] { ("GET", "/api/runs/4242"), ("POST", "/api/runs/4242/cancel"), ("POST", "/api/runs/4242/resume"), ("DELETE", "/api/runs/4242"), ("GET", "/api/runs/4242/checkpoints"), ("GET", "/api/checkpoints/4242/download") })
+        {
+            var response = await _client.SendAsync(new HttpRequestMessage(new HttpMethod(method), url));
+            Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);
+        }
+    }
+
+    [Fact]
+    public async Task Resume_without_a_bundle_is_409()
+    {
+        // Held in the queue behind a long run, cancelled before it starts: it never trained, so it has no bundle.
+        var blocker = await Api.CreateAsync(_client, Api.DigitsRun(steps: 100_000));
+        var waiting = await Api.CreateAsync(_client, Api.DigitsRun(steps: 100));
+        await _client.PostAsync($"/api/runs/{waiting.Id()}/cancel", null);
+        await _client.PostAsync($"/api/runs/{blocker.Id()}/cancel", null);
+        Assert.Equal("cancelled", (await Api.GetAsync(_client, $"/api/runs/{waiting.Id()}")).Status());
+
+        var response = await _client.PostAsync($"/api/runs/{waiting.Id()}/resume", null);
+        Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
+        Assert.Contains("no resume bundle", await response.Content.ReadAsStringAsync());
+
+        // A completed run is not resumable either.
+        var done = await Api.CreateAsync(_client, Api.DigitsRun(steps: 5));
+        await Api.WaitForFinishAsync(_client, done.Id());
+        Assert.Equal(HttpStatusCode.Conflict, (await _client.PostAsync($"/api/runs/{done.Id()}/resume", null)).StatusCode);
+    }
+
+    [Fact]
+    public async Task Metrics_query_validates_max_points()
+    {
+        var run = await Api.CreateAsync(_client, Api.DigitsRun(steps: 5));
+        var response = await _client.GetAsync($"/api/runs/{run.Id()}/metrics?key=train/loss&maxPoints=3");
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("maxPoints", await response.Content.ReadAsStringAsync());
+    }
+
+    async Task<int> CountRunsAsync() => (await Api.GetAsync(_client, "/api/runs?pageSize=1")).GetProperty("total").GetInt32();
+}

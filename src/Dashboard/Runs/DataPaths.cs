@@ -3,7 +3,7 @@ using Microsoft.Extensions.Options;
 
 namespace EmaLab.Dashboard.Runs;
 
-/// <summary>Where everything lives under the data directory: <c>emalab.db</c> and <c>runs/{id}/</c> (resume bundle, checkpoints).</summary>
+/// <summary>Where everything lives under the data directory: <c>emalab.db</c> and <c>runs/{id}/</c> (resume bundles, checkpoints).</summary>
 public sealed class DataPaths
 {
     public DataPaths(IOptions<EmaLabOptions> options, IHostEnvironment environment)
@@ -19,7 +19,21 @@ public sealed class DataPaths
     public string ConnectionString { get; }
 
     public string RunDirectory(long runId) => Path.Combine(Root, "runs", runId.ToString(CultureInfo.InvariantCulture));
-    public string BundlePath(long runId) => Path.Combine(RunDirectory(runId), "resume.zip");
+    /// <summary>Bundles are named by step: the database names the one whose metrics are all committed.</summary>
+    public string BundlePath(long runId, long step) => Path.Combine(RunDirectory(runId), $"resume-{step}.zip");
+
+    /// <summary>Deletes the run's bundles older than <paramref name="keepStep"/> (all of them when null).</summary>
+    public void DeleteBundles(long runId, long? keepStep = null)
+    {
+        var folder = RunDirectory(runId);
+        if (!Directory.Exists(folder)) return;
+        foreach (var file in Directory.EnumerateFiles(folder, "resume-*.zip"))
+        {
+            var name = Path.GetFileNameWithoutExtension(file);
+            if (long.TryParse(name["resume-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var step) && (keepStep is null || step < keepStep))
+                File.Delete(file);
+        }
+    }
 
     /// <summary>Relative to <see cref="Root"/>, as stored in the database.</summary>
     public static string CheckpointRelativePath(long runId, string track, long step) =>

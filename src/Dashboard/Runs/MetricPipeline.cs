@@ -14,7 +14,7 @@ namespace EmaLab.Dashboard.Runs;
 /// </summary>
 public sealed class MetricPipeline : BackgroundService
 {
-    enum Kind : byte { Metric, Progress, Log, Flush }
+    enum Kind : byte { Metric, Progress, Log, BundleSaved, Flush }
 
     /// <summary>One queued item; a struct so that a metric costs no allocation on the training thread.</summary>
     readonly record struct Item(Kind Kind, long RunId, string? Track, string? Key, long Step, double Value, long WallTimeMs,
@@ -49,6 +49,10 @@ public sealed class MetricPipeline : BackgroundService
 
     public void WriteLog(long runId, TrainingLogLevel level, string message) =>
         Enqueue(new Item(Kind.Log, runId, null, null, 0, 0, Now, level, message));
+
+    /// <summary>Records that the run's resume bundle for <paramref name="step"/> is on disk, once the metrics queued before it are committed.</summary>
+    public void WriteBundleSaved(long runId, long step) =>
+        Enqueue(new Item(Kind.BundleSaved, runId, null, null, step, 0, Now));
 
     /// <summary>Completes once everything queued before the call is committed and broadcast.</summary>
     public Task FlushAsync()
@@ -147,6 +151,10 @@ public sealed class MetricPipeline : BackgroundService
                 case Kind.Log:
                     _hub.Publish(new RunEvent("log", item.RunId) { Status = LevelName(item.Level), Message = item.Text });
                     break;
+                case Kind.BundleSaved:
+                    // The database now names this bundle: older ones can go.
+                    _paths.DeleteBundles(item.RunId, keepStep: item.Step);
+                    break;
                 case Kind.Flush:
                     item.Flushed!.TrySetResult();
                     break;
@@ -160,7 +168,7 @@ public sealed class MetricPipeline : BackgroundService
     sealed class BatchWriter
     {
         readonly SqliteConnection _connection;
-        readonly SqliteCommand _metric, _progress, _log;
+        readonly SqliteCommand _metric, _progress, _log, _bundle;
 
         public BatchWriter(SqliteConnection connection)
         {
@@ -168,6 +176,7 @@ public sealed class MetricPipeline : BackgroundService
             _metric = Command("INSERT OR REPLACE INTO Metrics (RunId, Key, Track, Step, Value, WallTimeMs) VALUES ($run, $key, $track, $step, $value, $wall)",
                 "$run", "$key", "$track", "$step", "$value", "$wall");
             _progress = Command("UPDATE Runs SET Step = $step, TotalSteps = $total WHERE Id = $run", "$run", "$step", "$total");
+            _bundle = Command("UPDATE Runs SET BundleStep = $step WHERE Id = $run", "$run", "$step");
             _log = Command("INSERT INTO RunLog (RunId, WallTimeMs, Level, Message) VALUES ($run, $wall, $level, $message)", "$run", "$wall", "$level", "$message");
         }
 
@@ -182,7 +191,7 @@ public sealed class MetricPipeline : BackgroundService
         public void Write(List<Item> batch)
         {
             using var transaction = _connection.BeginTransaction();
-            foreach (var c in new[] { _metric, _progress, _log }) c.Transaction = transaction;
+            foreach (var c in new[] { _metric, _progress, _log, _bundle }) c.Transaction = transaction;
             foreach (var item in batch)
             {
                 switch (item.Kind)
@@ -195,6 +204,9 @@ public sealed class MetricPipeline : BackgroundService
                         break;
                     case Kind.Log:
                         Run(_log, item.RunId, item.WallTimeMs, LevelName(item.Level), item.Text!);
+                        break;
+                    case Kind.BundleSaved:
+                        Run(_bundle, item.RunId, item.Step);
                         break;
                 }
             }

@@ -1,12 +1,12 @@
 using System.Text.Json;
 using EmaLab.Dashboard.Data;
-using EmaLab.TrainingEngine.Training;
 
 namespace EmaLab.Dashboard.Runs;
 
 public sealed record TrackDto(string Name, double? Decay);
 
-public sealed record ProgressDto(long Step, long TotalSteps, double StepsPerSecond, double? EtaSeconds);
+/// <summary>Live progress of a running run; <see cref="ReportedAt"/> is when the trainer reported it.</summary>
+public sealed record ProgressDto(long Step, long TotalSteps, double StepsPerSecond, double? EtaSeconds, DateTimeOffset ReportedAt);
 
 public sealed record RunDto(
     long Id, string Name, string Status, long Step, long TotalSteps, string? Error,
@@ -14,13 +14,14 @@ public sealed record RunDto(
     DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
     long? BundleStep, bool Resumable, ProgressDto? Progress)
 {
-    public static RunDto From(Run run, TrainingProgress? live) => new(
-        run.Id, run.Name, run.Status.ToApi(), live?.Step ?? run.Step, run.TotalSteps, run.Error,
+    public static RunDto From(Run run, RunQueue.LiveProgress? live) => new(
+        run.Id, run.Name, run.Status.ToApi(), live?.Progress.Step ?? run.Step, run.TotalSteps, run.Error,
         JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
         run.Tracks.OrderBy(t => t.Decay ?? 0).Select(t => new TrackDto(t.Name, t.Decay)).ToList(),
         run.CreatedAt, run.StartedAt, run.FinishedAt, run.BundleStep,
         run.Status is RunStatus.Interrupted or RunStatus.Cancelled && run.BundleStep is not null,
-        live is null ? null : new ProgressDto(live.Step, live.TotalSteps, live.StepsPerSecond, live.EstimatedRemaining?.TotalSeconds));
+        live is null ? null : new ProgressDto(live.Progress.Step, live.Progress.TotalSteps, live.Progress.StepsPerSecond,
+            live.Progress.EstimatedRemaining?.TotalSeconds, live.ReportedAt));
 }
 
 public sealed record RunPage(IReadOnlyList<RunDto> Items, int Total, int Page, int PageSize);

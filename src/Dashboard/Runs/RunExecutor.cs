@@ -55,7 +55,7 @@ public sealed class RunExecutor(
             if (outcome == RunStatus.Completed) SaveCheckpoints(runId, session);
             // A stopped run keeps a bundle at the step it reached, so resuming it loses nothing.
             if (outcome is RunStatus.Cancelled or RunStatus.Interrupted) SaveBundle(runId, session);
-            if (outcome == RunStatus.Completed) File.Delete(paths.BundlePath(runId));
+            if (outcome == RunStatus.Completed) paths.DeleteBundles(runId);
         }
         catch (Exception e)
         {
@@ -72,8 +72,7 @@ public sealed class RunExecutor(
 
     TrainingSession OpenSession(Run run)
     {
-        var bundle = paths.BundlePath(run.Id);
-        if (run.ResumeRequested && File.Exists(bundle)) return ResumeBundle.Resume(bundle);
+        if (run.ResumeRequested && run.BundleStep is { } step) return ResumeBundle.Resume(paths.BundlePath(run.Id, step));
         return TrainingSession.Create(RunSpec.FromJson(run.SpecJson), run.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
@@ -111,12 +110,16 @@ public sealed class RunExecutor(
         hub.Publish(new RunEvent("status", run.Id) { Status = RunStatus.Running.ToApi(), Step = session.Step, TotalSteps = session.TotalSteps });
     }
 
+    /// <summary>
+    /// Writes the bundle file, then lets the metric writer record it: the run's bundle step advances in
+    /// the same transaction as the metrics before it, so after a crash the recorded bundle never skips
+    /// metrics that were still queued (a resume replays only the steps after it).
+    /// </summary>
     void SaveBundle(long runId, TrainingSession session)
     {
         Directory.CreateDirectory(paths.RunDirectory(runId));
-        ResumeBundle.SaveAtomically(session, paths.BundlePath(runId));
-        using var db = dbFactory.CreateDbContext();
-        db.Runs.Where(r => r.Id == runId).ExecuteUpdate(s => s.SetProperty(r => r.BundleStep, session.Step));
+        ResumeBundle.SaveAtomically(session, paths.BundlePath(runId, session.Step));
+        pipeline.WriteBundleSaved(runId, session.Step);
     }
 
     /// <summary>Exports every track at the current step (replacing files of the same step left by an earlier attempt).</summary>

@@ -9,7 +9,7 @@ sealed class RunObserver(long runId, MetricPipeline pipeline, RunQueue.ActiveRun
 
     public void OnProgress(TrainingProgress progress)
     {
-        active.Progress = progress;
+        active.Progress = new RunQueue.LiveProgress(progress, DateTimeOffset.UtcNow);
         pipeline.WriteProgress(runId, progress);
     }
 

@@ -32,7 +32,7 @@ public sealed class RunQueue
 
     public bool IsActive(long runId) => _active.ContainsKey(runId);
 
-    public TrainingProgress? ProgressOf(long runId) => _active.TryGetValue(runId, out var a) ? a.Progress : null;
+    public LiveProgress? ProgressOf(long runId) => _active.TryGetValue(runId, out var a) ? a.Progress : null;
 
     /// <summary>Asks an active run to stop and waits (up to <paramref name="timeout"/>) until it has. False if the run is not active.</summary>
     public async Task<bool> CancelAsync(long runId, TimeSpan timeout)
@@ -44,11 +44,14 @@ public sealed class RunQueue
         return true;
     }
 
+    /// <summary>The trainer's latest progress report and when it arrived.</summary>
+    public sealed record LiveProgress(TrainingProgress Progress, DateTimeOffset ReportedAt);
+
     internal sealed class ActiveRun(CancellationTokenSource cancellation)
     {
         public CancellationTokenSource Cancellation { get; } = cancellation;
         public TaskCompletionSource Stopped { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        public volatile TrainingProgress? Progress;
+        public volatile LiveProgress? Progress;
         public volatile bool UserCancelled;
     }
 }

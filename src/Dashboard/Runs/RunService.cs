@@ -68,7 +68,7 @@ public sealed class RunService(
         if (run is null) return (Outcome.NotFound, null);
         if (run.Status is not (RunStatus.Interrupted or RunStatus.Cancelled))
             return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only interrupted or cancelled runs can be resumed.");
-        if (run.BundleStep is null || !File.Exists(paths.BundlePath(id)))
+        if (run.BundleStep is not { } step || !File.Exists(paths.BundlePath(id, step)))
             return (Outcome.Conflict, $"Run {id} has no resume bundle (none was saved before it stopped); clone it to start again.");
         run.Status = RunStatus.Queued;
         run.ResumeRequested = true;

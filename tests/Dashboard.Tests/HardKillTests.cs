@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace EmaLab.Dashboard.Tests;
+
+/// <summary>
+/// Runs the real server as a child process, kills it with SIGKILL in the middle of a run, and checks what
+/// a crash leaves: a clean database, at most one flush interval of metrics lost, the run interrupted and
+/// resumable, and the resumed run ending exactly where an uninterrupted one does.
+/// </summary>
+public sealed class HardKillTests : IDisposable
+{
+    const int FlushIntervalMs = 250;
+    readonly string _data = Directory.CreateTempSubdirectory("emalab-kill-").FullName;
+
+    [Fact]
+    public async Task Kill_minus_9_loses_at_most_one_flush_interval_and_the_run_resumes_exactly()
+    {
+        // mnist-10k MLP: a few ms a step, so the kill lands mid-run.
+        var spec = Api.DigitsRun(steps: 1500, decays: [0.9, 0.99], evalInterval: 100);
+        spec["dataset"] = "mnist-10k";
+        spec["hidden"] = new System.Text.Json.Nodes.JsonArray(128);
+
+        long runId;
+        long killedAtMs;
+        var reports = new List<(long Step, long AtMs)>();
+        using (var server = await ChildServer.StartAsync(_data))
+        {
+            runId = (await Api.CreateAsync(server.Client, spec)).Id();
+            // Record the trainer's progress reports (step, when reported) until well into the run.
+            await Api.WaitForAsync(server.Client, runId, r =>
+            {
+                if (r.TryGetProperty("progress", out var p) && p.ValueKind == JsonValueKind.Object)
+                    reports.Add((p.GetProperty("step").GetInt64(), p.GetProperty("reportedAt").GetDateTimeOffset().ToUnixTimeMilliseconds()));
+                return reports.Count > 0 && reports[^1].Step >= 500 && reports[^1].AtMs - reports[0].AtMs > 1500;
+            });
+            // Taken before the signal: nothing the server does after this instant can be counted as committed in time.
+            killedAtMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            server.Kill();
+        }
+
+        using (var db = new SqliteConnection($"Data Source={Path.Combine(_data, "emalab.db")}"))
+        {
+            db.Open();
+            Assert.Equal("ok", Scalar<string>(db, "PRAGMA integrity_check"));
+            // Batches commit whole: the training-loss series has no holes.
+            var (count, max) = (Scalar<long>(db, $"SELECT COUNT(*) FROM Metrics WHERE RunId = {runId} AND Key = 'train/loss'"),
+                                Scalar<long>(db, $"SELECT COALESCE(MAX(Step), 0) FROM Metrics WHERE RunId = {runId} AND Key = 'train/loss'"));
+            Assert.Equal(max, count);
+            // Every step the trainer had reached one flush interval before the kill (plus the commit itself and
+            // scheduling slack on a busy 2-core machine) is committed: at most one interval of metrics is lost.
+            var settled = reports.Where(r => r.AtMs <= killedAtMs - (FlushIntervalMs + 250)).ToList();
+            Assert.NotEmpty(settled);
+            Assert.True(max >= settled[^1].Step, $"committed up to step {max}, but the trainer was at step {settled[^1].Step} {killedAtMs - settled[^1].AtMs} ms before the kill");
+            Assert.Equal("running", Scalar<string>(db, $"SELECT Status FROM Runs WHERE Id = {runId}"));
+        }
+
+        using (var server = await ChildServer.StartAsync(_data))
+        {
+            var interrupted = await Api.GetAsync(server.Client, $"/api/runs/{runId}");
+            Assert.Equal("interrupted", interrupted.Status());
+            Assert.True(interrupted.GetProperty("resumable").GetBoolean());
+            var bundleStep = interrupted.GetProperty("bundleStep").GetInt64();
+            Assert.Equal(0, bundleStep % 50);
+            Assert.Contains($"resume continues from step {bundleStep:N0}", interrupted.GetProperty("error").GetString());
+
+            var resume = await server.Client.PostAsync($"/api/runs/{runId}/resume", null);
+            Assert.Equal(HttpStatusCode.OK, resume.StatusCode);
+            Assert.Equal("completed", (await Api.WaitForFinishAsync(server.Client, runId)).Status());
+
+            var reference = (await Api.CreateAsync(server.Client, spec)).Id();
+            Assert.Equal("completed", (await Api.WaitForFinishAsync(server.Client, reference)).Status());
+
+            foreach (var key in new[] { "eval/accuracy", "eval/loss", "train/loss" })
+            {
+                var resumed = await Api.GetAsync(server.Client, $"/api/runs/{runId}/metrics?key={key}&maxPoints=0");
+                var uninterrupted = await Api.GetAsync(server.Client, $"/api/runs/{reference}/metrics?key={key}&maxPoints=0");
+                var (expected, actual) = (Series(uninterrupted), Series(resumed));
+                Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+                foreach (var track in expected.Keys)
+                {
+                    Assert.Equal(expected[track].Count, actual[track].Count);
+                    var firstDifference = expected[track].Zip(actual[track]).FirstOrDefault(p => p.First != p.Second);
+                    Assert.True(firstDifference == default, $"{key} {track}: uninterrupted {firstDifference.First}, resumed {firstDifference.Second}");
+                }
+            }
+        }
+    }
+
+    static Dictionary<string, List<(long, double)>> Series(JsonElement list) =>
+        list.EnumerateArray().ToDictionary(s => s.GetProperty("track").GetString()!, s =>
+            s.GetProperty("points").EnumerateArray().Select(p => (p.GetProperty("step").GetInt64(), p.GetProperty("value").GetDouble())).ToList());
+
+    static T Scalar<T>(SqliteConnection db, string sql)
+    {
+        using var command = db.CreateCommand();
+        command.CommandText = sql;
+        return (T)Convert.ChangeType(command.ExecuteScalar()!, typeof(T));
+    }
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearAllPools();
+        Directory.Delete(_data, recursive: true);
+    }
+
+    /// <summary>The dashboard as a separate process (<c>dotnet EmaLab.Dashboard.dll</c>) on a free loopback port.</summary>
+    sealed class ChildServer : IDisposable
+    {
+        readonly Process _process;
+        public HttpClient Client { get; }
+
+        ChildServer(Process process, HttpClient client)
+        {
+            _process = process;
+            Client = client;
+        }
+
+        public static async Task<ChildServer> StartAsync(string dataDirectory)
+        {
+            var port = FreePort();
+            var start = new ProcessStartInfo("dotnet", [DashboardAssembly()])
+            {
+                WorkingDirectory = Path.GetDirectoryName(DashboardAssembly())!,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                Environment =
+                {
+                    ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
+                    ["ASPNETCORE_ENVIRONMENT"] = "Production",
+                    ["EmaLab__DataDirectory"] = dataDirectory,
+                    ["EmaLab__BundleEvery"] = "50",
+                    ["EmaLab__FlushIntervalMs"] = FlushIntervalMs.ToString(),
+                    // Only the interval triggers commits, so the test measures exactly that bound.
+                    ["EmaLab__FlushRows"] = "100000",
+                },
+            };
+            var process = Process.Start(start)!;
+            process.OutputDataReceived += (_, _) => { };
+            process.ErrorDataReceived += (_, _) => { };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (true)
+            {
+                try
+                {
+                    if ((await client.GetAsync("/health")).IsSuccessStatusCode) return new ChildServer(process, client);
+                }
+                catch (HttpRequestException) { }
+                if (process.HasExited) throw new InvalidOperationException($"the server exited with {process.ExitCode}");
+                if (DateTime.UtcNow > deadline) throw new TimeoutException("the server did not become healthy");
+                await Task.Delay(100);
+            }
+        }
+
+        /// <summary>SIGKILL: no shutdown code runs.</summary>
+        public void Kill()
+        {
+            _process.Kill(entireProcessTree: false);
+            _process.WaitForExit();
+        }
+
+        public void Dispose()
+        {
+            if (!_process.HasExited) Kill();
+            _process.Dispose();
+            Client.Dispose();
+        }
+
+        static int FreePort()
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            return ((IPEndPoint)listener.LocalEndpoint).Port;
+        }
+
+        /// <summary>The app as built next to its project (bin/&lt;configuration&gt;/net10.0), the same configuration as these tests.</summary>
+        static string DashboardAssembly()
+        {
+            var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+            var configuration = testBin.Parent!.Name;
+            var path = Path.GetFullPath(Path.Combine(testBin.FullName, "../../../../../src/Dashboard/bin", configuration, testBin.Name, "EmaLab.Dashboard.dll"));
+            return File.Exists(path) ? path : throw new FileNotFoundException("Build the solution first: the dashboard assembly is missing.", path);
+        }
+    }
+}

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
 
@@ -14,6 +13,14 @@ namespace EmaLab.Dashboard.Tests;
 public sealed class HardKillTests : IDisposable
 {
     const int FlushIntervalMs = 250;
+
+    static readonly Dictionary<string, string> Settings = new()
+    {
+        ["EmaLab__BundleEvery"] = "50",
+        ["EmaLab__FlushIntervalMs"] = FlushIntervalMs.ToString(),
+        // Only the interval triggers commits, so the test measures exactly that bound.
+        ["EmaLab__FlushRows"] = "100000",
+    };
     readonly string _data = Directory.CreateTempSubdirectory("emalab-kill-").FullName;
 
     [Fact]
@@ -27,7 +34,7 @@ public sealed class HardKillTests : IDisposable
         long runId;
         long killedAtMs;
         var reports = new List<(long Step, long AtMs)>();
-        using (var server = await ChildServer.StartAsync(_data))
+        using (var server = await ChildServer.StartAsync(_data, Settings))
         {
             runId = (await Api.CreateAsync(server.Client, spec)).Id();
             // Record the trainer's progress reports (step, when reported) until well into the run.
@@ -58,7 +65,7 @@ public sealed class HardKillTests : IDisposable
             Assert.Equal("running", Scalar<string>(db, $"SELECT Status FROM Runs WHERE Id = {runId}"));
         }
 
-        using (var server = await ChildServer.StartAsync(_data))
+        using (var server = await ChildServer.StartAsync(_data, Settings))
         {
             var interrupted = await Api.GetAsync(server.Client, $"/api/runs/{runId}");
             Assert.Equal("interrupted", interrupted.Status());
@@ -105,87 +112,5 @@ public sealed class HardKillTests : IDisposable
     {
         SqliteConnection.ClearAllPools();
         Directory.Delete(_data, recursive: true);
-    }
-
-    /// <summary>The dashboard as a separate process (<c>dotnet EmaLab.Dashboard.dll</c>) on a free loopback port.</summary>
-    sealed class ChildServer : IDisposable
-    {
-        readonly Process _process;
-        public HttpClient Client { get; }
-
-        ChildServer(Process process, HttpClient client)
-        {
-            _process = process;
-            Client = client;
-        }
-
-        public static async Task<ChildServer> StartAsync(string dataDirectory)
-        {
-            var port = FreePort();
-            var start = new ProcessStartInfo("dotnet", [DashboardAssembly()])
-            {
-                WorkingDirectory = Path.GetDirectoryName(DashboardAssembly())!,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                Environment =
-                {
-                    ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
-                    ["ASPNETCORE_ENVIRONMENT"] = "Production",
-                    ["EmaLab__DataDirectory"] = dataDirectory,
-                    ["EmaLab__BundleEvery"] = "50",
-                    ["EmaLab__FlushIntervalMs"] = FlushIntervalMs.ToString(),
-                    // Only the interval triggers commits, so the test measures exactly that bound.
-                    ["EmaLab__FlushRows"] = "100000",
-                },
-            };
-            var process = Process.Start(start)!;
-            process.OutputDataReceived += (_, _) => { };
-            process.ErrorDataReceived += (_, _) => { };
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (true)
-            {
-                try
-                {
-                    if ((await client.GetAsync("/health")).IsSuccessStatusCode) return new ChildServer(process, client);
-                }
-                catch (HttpRequestException) { }
-                if (process.HasExited) throw new InvalidOperationException($"the server exited with {process.ExitCode}");
-                if (DateTime.UtcNow > deadline) throw new TimeoutException("the server did not become healthy");
-                await Task.Delay(100);
-            }
-        }
-
-        /// <summary>SIGKILL: no shutdown code runs.</summary>
-        public void Kill()
-        {
-            _process.Kill(entireProcessTree: false);
-            _process.WaitForExit();
-        }
-
-        public void Dispose()
-        {
-            if (!_process.HasExited) Kill();
-            _process.Dispose();
-            Client.Dispose();
-        }
-
-        static int FreePort()
-        {
-            using var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            return ((IPEndPoint)listener.LocalEndpoint).Port;
-        }
-
-        /// <summary>The app as built next to its project (bin/&lt;configuration&gt;/net10.0), the same configuration as these tests.</summary>
-        static string DashboardAssembly()
-        {
-            var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-            var configuration = testBin.Parent!.Name;
-            var path = Path.GetFullPath(Path.Combine(testBin.FullName, "../../../../../src/Dashboard/bin", configuration, testBin.Name, "EmaLab.Dashboard.dll"));
-            return File.Exists(path) ? path : throw new FileNotFoundException("Build the solution first: the dashboard assembly is missing.", path);
-        }
     }
 }

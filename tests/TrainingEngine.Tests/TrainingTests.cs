@@ -48,6 +48,17 @@ public class TrainingTests
         Assert.All(observer.Metrics, m => Assert.Equal("run-1", m.RunId));
         Assert.Equal(300, observer.Progress.Last().Step);
         Assert.Equal(300, observer.Progress.Last().TotalSteps);
+        Assert.DoesNotContain(observer.Log, l => l.Level == TrainingLogLevel.Warning);
+    }
+
+    [Fact]
+    public void A_decay_too_long_for_the_run_is_warned_about()
+    {
+        using var session = TrainingSession.Create(DigitsMlp with { Steps = 20, Ema = new EmaSettings { Decays = [0.5, 0.999] } });
+        var observer = new RecordingObserver();
+        session.Train(observer);
+        var warning = Assert.Single(observer.Log, l => l.Level == TrainingLogLevel.Warning);
+        Assert.StartsWith("ema-0.999: after 20 steps the initial weights still make up 98 % of this average", warning.Message);
     }
 
     [Fact]

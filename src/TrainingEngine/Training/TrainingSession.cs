@@ -111,8 +111,7 @@ public sealed class TrainingSession : IDisposable
         IReadOnlyDictionary<string, EvalResult> lastEvaluation = new Dictionary<string, EvalResult>();
         if (Step == 0)
         {
-            observer.OnLog(TrainingLogLevel.Info, $"Training {Architecture.Kind} ({ModelFactory.ParameterCount(_model):N0} parameters) on {Spec.Dataset} " +
-                $"for {TotalSteps:N0} steps with {Spec.Optimizer} lr={Spec.LearningRate.ToString(CultureInfo.InvariantCulture)}; tracks: {string.Join(", ", Tracks)}.");
+            LogStart(observer);
             lastEvaluation = EvaluateAll(observer, cancellationToken);
         }
         else
@@ -147,6 +146,25 @@ public sealed class TrainingSession : IDisposable
         }
         observer.OnLog(TrainingLogLevel.Info, $"Completed {TotalSteps:N0} steps.");
         return new TrainingResult(TrainingOutcome.Completed, Step, null, lastEvaluation);
+    }
+
+    void LogStart(ITrainingObserver observer)
+    {
+        var e = Spec.Ema;
+        observer.OnLog(TrainingLogLevel.Info, string.Create(CultureInfo.InvariantCulture,
+            $"Training {Architecture.Kind} ({ModelFactory.ParameterCount(_model):N0} parameters) on {Spec.Dataset} for {TotalSteps:N0} steps " +
+            $"(batch {Spec.BatchSize}, {BatchesPerEpoch} batches an epoch, seed {Spec.Seed}, {Spec.Threads} thread(s)) with {Spec.Optimizer} " +
+            $"lr={Spec.LearningRate} schedule={Spec.Schedule}; EMA decays {string.Join(", ", e.Decays)} (warm-up {(e.Warmup ? "on" : "off")}, " +
+            $"zero-debias {(e.ZeroDebias ? "on" : "off")}, every {e.Every}, from step {e.StartStep}, batch norm {e.BnPolicy.ToString().ToLowerInvariant()}, " +
+            $"{Spec.EmaApplication.ToString().ToLowerInvariant()} application)."));
+        foreach (var shadow in Ema.Shadows)
+        {
+            var share = EmaMath.InitialWeightShare(shadow.Decay, e, TotalSteps);
+            if (share > 0.1)
+                observer.OnLog(TrainingLogLevel.Warning, string.Create(CultureInfo.InvariantCulture,
+                    $"{shadow.Track}: after {TotalSteps:N0} steps the initial weights still make up {share:P0} of this average " +
+                    $"(half-life {EmaMath.HalfLife(shadow.Decay):N0} steps); turn on warm-up or zero-debias, or pick a smaller decay."));
+        }
     }
 
     // Progress is throttled across calls to Train: a caller that trains in slices (to save bundles) still

@@ -9,11 +9,12 @@ using static TorchSharp.torch;
 // in the same process, and the interesting numbers are ratios between them, which are steadier on a
 // shared 2-core machine than absolute times.
 //
-//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [steps]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [steps] [store]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
-var what = args.Length == 0 ? ["ema", "steps"] : args;
+var what = args.Length == 0 ? ["ema", "steps", "store"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();
 if (what.Contains("steps")) StepBenchmarks.Run();
+if (what.Contains("store")) await StoreBenchmarks.RunAsync();
 
 static class Timing
 {

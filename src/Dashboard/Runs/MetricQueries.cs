@@ -1,4 +1,5 @@
 using Microsoft.Data.Sqlite;
+using SQLitePCL;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -42,17 +43,37 @@ public sealed class MetricQueries(DataPaths paths)
     public MetricSeries Read(long runId, string track, string key, int maxPoints = DefaultMaxPoints)
     {
         using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT Step, Value FROM Metrics WHERE RunId = $run AND Key = $key AND Track = $track ORDER BY Step";
-        command.Parameters.AddWithValue("$run", runId);
-        command.Parameters.AddWithValue("$key", key);
-        command.Parameters.AddWithValue("$track", track);
-        using var reader = command.ExecuteReader();
-        var points = new List<MetricValue>();
-        while (reader.Read()) points.Add(new MetricValue(reader.GetInt64(0), reader.GetDouble(1)));
+        var points = ReadPoints(connection, runId, track, key);
         var total = points.Count;
         if (maxPoints <= 0 || total <= maxPoints) return new MetricSeries(track, key, total, false, points);
         return new MetricSeries(track, key, total, true, Downsampling.MinMax(points, maxPoints));
+    }
+
+    /// <summary>
+    /// Reads a series through SQLite's C API rather than ADO.NET: the per-row cost of a data reader was
+    /// a third of the time for a million points (bench/: 310 ms with a data reader, 205 ms this way).
+    /// </summary>
+    static List<MetricValue> ReadPoints(SqliteConnection connection, long runId, string track, string key)
+    {
+        var db = connection.Handle!;
+        Check(db, raw.sqlite3_prepare_v2(db, "SELECT Step, Value FROM Metrics WHERE RunId = ?1 AND Key = ?2 AND Track = ?3 ORDER BY Step", out var statement));
+        using (statement)
+        {
+            Check(db, raw.sqlite3_bind_int64(statement, 1, runId));
+            Check(db, raw.sqlite3_bind_text(statement, 2, key));
+            Check(db, raw.sqlite3_bind_text(statement, 3, track));
+            var points = new List<MetricValue>(1024);
+            int result;
+            while ((result = raw.sqlite3_step(statement)) == raw.SQLITE_ROW)
+                points.Add(new MetricValue(raw.sqlite3_column_int64(statement, 0), raw.sqlite3_column_double(statement, 1)));
+            if (result != raw.SQLITE_DONE) Check(db, result);
+            return points;
+        }
+    }
+
+    static void Check(sqlite3 db, int result)
+    {
+        if (result != raw.SQLITE_OK) throw new SqliteException(raw.sqlite3_errmsg(db).utf8_to_string(), result);
     }
 
     /// <summary>Every row of a run as CSV (track, key, step, value, wall time), streamed.</summary>

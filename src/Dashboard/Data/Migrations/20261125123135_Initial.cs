@@ -60,27 +60,21 @@ namespace EmaLab.Dashboard.Data.Migrations
                         onDelete: ReferentialAction.Cascade);
                 });
 
-            migrationBuilder.CreateTable(
-                name: "Metrics",
-                columns: table => new
-                {
-                    RunId = table.Column<long>(type: "INTEGER", nullable: false),
-                    Track = table.Column<string>(type: "TEXT", maxLength: 64, nullable: false),
-                    Key = table.Column<string>(type: "TEXT", maxLength: 64, nullable: false),
-                    Step = table.Column<long>(type: "INTEGER", nullable: false),
-                    Value = table.Column<double>(type: "REAL", nullable: false),
-                    WallTimeMs = table.Column<long>(type: "INTEGER", nullable: false)
-                },
-                constraints: table =>
-                {
-                    table.PrimaryKey("PK_Metrics", x => new { x.RunId, x.Key, x.Track, x.Step });
-                    table.ForeignKey(
-                        name: "FK_Metrics_Runs_RunId",
-                        column: x => x.RunId,
-                        principalTable: "Runs",
-                        principalColumn: "Id",
-                        onDelete: ReferentialAction.Cascade);
-                });
+            // Written by hand: EF Core cannot declare WITHOUT ROWID. Clustering the rows on the primary key
+            // makes a series read one sequential range scan instead of an index scan plus a row lookup per
+            // point (bench/: 1M points read and downsampled in 457 ms with a rowid table, 310 ms without).
+            migrationBuilder.Sql("""
+                CREATE TABLE "Metrics" (
+                    "RunId" INTEGER NOT NULL,
+                    "Track" TEXT NOT NULL,
+                    "Key" TEXT NOT NULL,
+                    "Step" INTEGER NOT NULL,
+                    "Value" REAL NOT NULL,
+                    "WallTimeMs" INTEGER NOT NULL,
+                    CONSTRAINT "PK_Metrics" PRIMARY KEY ("RunId", "Key", "Track", "Step"),
+                    CONSTRAINT "FK_Metrics_Runs_RunId" FOREIGN KEY ("RunId") REFERENCES "Runs" ("Id") ON DELETE CASCADE
+                ) WITHOUT ROWID;
+                """);
 
             migrationBuilder.CreateTable(
                 name: "RunLog",

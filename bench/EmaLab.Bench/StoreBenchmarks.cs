@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using EmaLab.Dashboard;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Runs;
+using EmaLab.TrainingEngine.Training;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Hosting.Internal;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+/// <summary>The metric store as the server builds it: ingestion through <see cref="MetricPipeline"/> and a series read through <see cref="MetricQueries"/>.</summary>
+static class StoreBenchmarks
+{
+    const int Points = 1_000_000;
+
+    public static async Task RunAsync()
+    {
+        Console.WriteLine("== Metric store (SQLite, WAL) ==");
+        var folder = Directory.CreateTempSubdirectory("emalab-bench-").FullName;
+        try
+        {
+            var options = Options.Create(new EmaLabOptions { DataDirectory = folder });
+            var paths = new DataPaths(options, new HostingEnvironment { ContentRootPath = folder });
+            var dbOptions = new DbContextOptionsBuilder<EmaLabDbContext>().UseSqlite(paths.ConnectionString).Options;
+            long runId;
+            await using (var db = new EmaLabDbContext(dbOptions))
+            {
+                await db.Database.MigrateAsync();
+                await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
+                var run = new Run { Name = "bench", SpecJson = new RunSpec().ToJson(), CreatedAt = DateTimeOffset.UtcNow };
+                db.Runs.Add(run);
+                await db.SaveChangesAsync();
+                runId = run.Id;
+            }
+
+            var pipeline = new MetricPipeline(new RunEventHub(), paths, options, NullLogger<MetricPipeline>.Instance);
+            await pipeline.StartAsync(CancellationToken.None);
+            var clock = Stopwatch.StartNew();
+            // One training-loss series of 1M steps, as a long run would write it (from one producer thread).
+            await Task.Factory.StartNew(() =>
+            {
+                for (var step = 1; step <= Points; step++)
+                    pipeline.WriteMetric(runId, new MetricPoint("", "raw", MetricKeys.TrainLoss, step, Math.Exp(-step / 2e5) + 0.01 * Math.Sin(step)));
+            }, TaskCreationOptions.LongRunning);
+            await pipeline.FlushAsync();
+            var seconds = clock.Elapsed.TotalSeconds;
+            await pipeline.StopAsync(CancellationToken.None);
+            Console.WriteLine($"ingestion: {Points:N0} points in {seconds:F2} s = {Points / seconds:N0} points/s (batches of {options.Value.FlushRows} rows or {options.Value.FlushIntervalMs} ms)");
+
+            var queries = new MetricQueries(paths);
+            var times = new List<double>();
+            MetricSeries? series = null;
+            for (var i = 0; i < 7; i++)
+            {
+                clock.Restart();
+                series = queries.Read(runId, "raw", MetricKeys.TrainLoss, 2000);
+                times.Add(clock.Elapsed.TotalMilliseconds);
+            }
+            times.Sort();
+            Console.WriteLine($"read + downsample: {series!.TotalPoints:N0} points to {series.Points.Count:N0} in {times[times.Count / 2]:F0} ms (median of 7; min {times[0]:F0} ms)");
+            Console.WriteLine($"database size: {new FileInfo(paths.DatabasePath).Length / 1e6:F1} MB (+ WAL {new FileInfo(paths.DatabasePath + "-wal").Length / 1e6:F1} MB)");
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            Directory.Delete(folder, recursive: true);
+        }
+        Console.WriteLine();
+    }
+}

@@ -62,7 +62,7 @@ public static class RunEndpoints
         return TypedResults.Ok(new RunPage(items.Select(r => RunDto.From(r, queue.ProgressOf(r.Id))).ToList(), total, page, pageSize));
     }
 
-    static async Task<Results<Created<RunDto>, ValidationProblem>> CreateRun(HttpRequest request, RunService runs, RunQueue queue, CancellationToken ct)
+    static async Task<Results<Created<RunDto>, ValidationProblem>> CreateRun(HttpRequest request, RunService runs, CancellationToken ct)
     {
         try
         {
@@ -78,27 +78,20 @@ public static class RunEndpoints
     static async Task<Results<Ok<RunDto>, ProblemHttpResult>> GetRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
         await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(RunDto.From(run, queue.ProgressOf(id))) : NotFound(id);
 
-    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, RunQueue queue, CancellationToken ct)
-    {
-        var (outcome, message) = await runs.CancelAsync(id, ct);
-        return outcome switch
-        {
-            RunService.Outcome.NotFound => NotFound(id),
-            RunService.Outcome.Conflict => Conflict(message!),
-            _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id))),
-        };
-    }
+    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
+        await AfterAction(id, await runs.CancelAsync(id, ct), runs, queue, ct);
 
-    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, RunQueue queue, CancellationToken ct)
+    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
+        await AfterAction(id, await runs.ResumeAsync(id, ct), runs, queue, ct);
+
+    /// <summary>The run as it stands after a cancel or resume, or why the action was refused.</summary>
+    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> AfterAction(
+        long id, (RunService.Outcome Outcome, string? Message) result, RunService runs, RunQueue queue, CancellationToken ct) => result.Outcome switch
     {
-        var (outcome, message) = await runs.ResumeAsync(id, ct);
-        return outcome switch
-        {
-            RunService.Outcome.NotFound => NotFound(id),
-            RunService.Outcome.Conflict => Conflict(message!),
-            _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id))),
-        };
-    }
+        RunService.Outcome.NotFound => NotFound(id),
+        RunService.Outcome.Conflict => Conflict(result.Message!),
+        _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id))),
+    };
 
     static async Task<Results<Created<RunDto>, ValidationProblem, ProblemHttpResult>> CloneRun(long id, HttpRequest request, RunService runs, CancellationToken ct)
     {

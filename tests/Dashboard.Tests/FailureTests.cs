@@ -10,20 +10,20 @@ public sealed class FailureTests(EmaLabFactory factory) : IClassFixture<EmaLabFa
     [Fact]
     public async Task A_run_that_throws_fails_with_its_reason_and_the_next_run_starts()
     {
-        // Stop a run so it keeps a resume bundle, then lose the bundle file: resuming it must fail cleanly.
+        // Stop a run so it keeps a resume bundle, then corrupt the bundle: resuming it must fail cleanly.
         var broken = await Api.CreateAsync(_client, Api.DigitsRun(steps: 100_000, evalInterval: 1000));
         await Api.WaitForAsync(_client, broken.Id(), r => r.Status() == "running" && r.GetProperty("step").GetInt64() > 10);
         await _client.PostAsync($"/api/runs/{broken.Id()}/cancel", null);
         var cancelled = await Api.WaitForAsync(_client, broken.Id(), r => r.GetProperty("bundleStep").ValueKind == System.Text.Json.JsonValueKind.Number);
         var bundle = Path.Combine(factory.DataDirectory, "runs", broken.Id().ToString(), $"resume-{cancelled.GetProperty("bundleStep").GetInt64()}.zip");
         Assert.True(File.Exists(bundle));
+        await File.WriteAllTextAsync(bundle, "not a zip");
         Assert.Equal(HttpStatusCode.OK, (await _client.PostAsync($"/api/runs/{broken.Id()}/resume", null)).StatusCode);
-        File.Delete(bundle);
         var next = await Api.CreateAsync(_client, Api.DigitsRun(steps: 20));
 
         var failed = await Api.WaitForFinishAsync(_client, broken.Id());
         Assert.Equal("failed", failed.Status());
-        Assert.Contains("resume-", failed.GetProperty("error").GetString());
+        Assert.StartsWith(bundle + ": not a readable resume bundle", failed.GetProperty("error").GetString());
         var log = await Api.GetAsync(_client, $"/api/runs/{broken.Id()}/log");
         Assert.Contains(log.EnumerateArray(), l => l.GetProperty("level").GetString() == "error" && l.GetProperty("message").GetString()!.Contains(" at "));
 

@@ -55,7 +55,7 @@ public static class ResumeBundle
     /// <summary>Rebuilds the session a bundle captured, ready to <see cref="TrainingSession.Train"/> on.</summary>
     public static TrainingSession Resume(Stream stream, string name = "resume bundle")
     {
-        using var zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
+        using var zip = OpenZip(stream, name);
         Manifest manifest;
         using (var entry = Open(zip, ManifestEntry, name))
             manifest = JsonSerializer.Deserialize<Manifest>(entry, RunSpec.JsonOptions) ?? throw new InvalidDataException($"{name}: empty {ManifestEntry}.");
@@ -89,6 +89,18 @@ public static class ResumeBundle
     {
         using var stream = File.OpenRead(path);
         return Resume(stream, path);
+    }
+
+    static ZipArchive OpenZip(Stream stream, string name)
+    {
+        try
+        {
+            return new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"{name}: not a readable resume bundle ({e.Message})", e);
+        }
     }
 
     static Stream Open(ZipArchive zip, string entry, string name) =>

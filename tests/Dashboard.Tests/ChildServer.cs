@@ -93,6 +93,13 @@ public sealed class ChildServer : IDisposable
     }
 }
 
+/// <summary>Tests that start child servers run alone, after the others: their timing checks need the cores.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ChildServerCollection
+{
+    public const string Name = "child servers";
+}
+
 public sealed class ChildServerExitedException(int exitCode, string output) : Exception($"the server exited with {exitCode}:\n{output}")
 {
     public int ExitCode { get; } = exitCode;

@@ -1,6 +1,7 @@
 namespace EmaLab.Dashboard.Tests;
 
 /// <summary>What the server refuses to start with.</summary>
+[Collection(ChildServerCollection.Name)]
 public sealed class StartupTests : IDisposable
 {
     readonly string _data = Directory.CreateTempSubdirectory("emalab-start-").FullName;

@@ -55,6 +55,7 @@ public class CheckpointTests
 
         Assert.Equal(TrainingOutcome.Completed, actual.Outcome);
         Assert.Equal(38, observer.Series("raw", MetricKeys.TrainLoss).First().Step);
+        Assert.Equal("Resuming at step 37 of 80.", observer.Log[0].Message);
         TensorAssert.Identical(TrainingTests.State(uninterrupted.LiveModel), TrainingTests.State(resumed.LiveModel));
         TensorAssert.Identical(uninterrupted.Ema.StateTensors(), resumed.Ema.StateTensors());
         Assert.Equal(uninterrupted.Ema.Counters(), resumed.Ema.Counters());

@@ -73,6 +73,8 @@ public class TrainingTests
         Assert.All(observer.Progress, p => Assert.True(p.StepsPerSecond > 0));
         Assert.Equal(observer.Progress.Select(p => p.Step).Order(), observer.Progress.Select(p => p.Step));
         Assert.Equal(6000, observer.Progress[^1].Step);
+        Assert.Single(observer.Log, l => l.Message.StartsWith("Training mlp"));
+        Assert.DoesNotContain(observer.Log, l => l.Message.StartsWith("Resuming"));
         Assert.Equal(TimeSpan.Zero, observer.Progress[^1].EstimatedRemaining);
     }
 

@@ -9,6 +9,9 @@ public sealed record MetricSeries(string Track, string Key, int TotalPoints, boo
 
 public sealed record SeriesInfo(string Track, string Key, int Points, long LastStep, double LastValue);
 
+/// <summary>Best and final value of one track for one metric.</summary>
+public sealed record TrackSummary(long RunId, string Track, double Best, long BestStep, double Final, long FinalStep);
+
 /// <summary>
 /// <b>Where a chart reads a metric.</b> Reads go straight to SQLite with a plain reader (the primary key
 /// (run, key, track, step) serves every query in step order), and long series are downsampled here so a
@@ -47,6 +50,30 @@ public sealed class MetricQueries(DataPaths paths)
         var total = points.Count;
         if (maxPoints <= 0 || total <= maxPoints) return new MetricSeries(track, key, total, false, points);
         return new MetricSeries(track, key, total, true, Downsampling.MinMax(points, maxPoints));
+    }
+
+    /// <summary>Best (highest, or lowest when <paramref name="lowerIsBetter"/>) and final value per run and track of one metric.</summary>
+    public List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter = false)
+    {
+        if (runIds.Count == 0) return [];
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        var ids = string.Join(",", runIds.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        // SQLite returns the bare column (Step, Value) of the row that holds the MIN/MAX.
+        command.CommandText = $"""
+            SELECT b.RunId, b.Track, b.BestValue, b.BestStep, f.Value, f.FinalStep FROM
+              (SELECT RunId, Track, {(lowerIsBetter ? "MIN" : "MAX")}(Value) AS BestValue, Step AS BestStep
+                 FROM Metrics WHERE Key = $key AND RunId IN ({ids}) GROUP BY RunId, Track) AS b
+            JOIN
+              (SELECT RunId, Track, MAX(Step) AS FinalStep, Value FROM Metrics WHERE Key = $key AND RunId IN ({ids}) GROUP BY RunId, Track) AS f
+            ON b.RunId = f.RunId AND b.Track = f.Track
+            """;
+        command.Parameters.AddWithValue("$key", key);
+        using var reader = command.ExecuteReader();
+        var result = new List<TrackSummary>();
+        while (reader.Read())
+            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), reader.GetDouble(2), reader.GetInt64(3), reader.GetDouble(4), reader.GetInt64(5)));
+        return result;
     }
 
     /// <summary>
@@ -91,6 +118,33 @@ public sealed class MetricQueries(DataPaths paths)
             cancellationToken.ThrowIfCancellationRequested();
             await writer.WriteLineAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"{reader.GetString(0)},{reader.GetString(1)},{reader.GetInt64(2)},{reader.GetDouble(3):R},{reader.GetInt64(4)}"));
+        }
+    }
+}
+
+public static class Smoothing
+{
+    /// <summary>
+    /// TensorBoard's smoothing: an exponential moving average of the series with the given weight in [0, 1),
+    /// debiased by 1 − weight^n so that the first points are not pulled towards zero.
+    /// </summary>
+    public static List<MetricValue> Debiased(IReadOnlyList<MetricValue> points, double weight)
+    {
+        var state = new State(weight);
+        return points.Select(state.Next).ToList();
+    }
+
+    /// <summary>The running state, so live points can be smoothed one at a time with the same result.</summary>
+    public sealed class State(double weight)
+    {
+        double _biased;
+        double _correction = 1;
+
+        public MetricValue Next(MetricValue point)
+        {
+            _biased = _biased * weight + (1 - weight) * point.Value;
+            _correction *= weight;
+            return point with { Value = _biased / (1 - _correction) };
         }
     }
 }

@@ -103,20 +103,21 @@ public sealed class TrainingSession : IDisposable
     TrainingResult TrainUntilStopped(ITrainingObserver observer, CancellationToken cancellationToken, long? stopAfterStep)
     {
         set_num_threads(Spec.Threads);
+        IReadOnlyDictionary<string, EvalResult> lastEvaluation = new Dictionary<string, EvalResult>();
+        // Later calls continue a run trained in slices: only the first one announces the start (or the resume).
         if (!_progressClock.IsRunning)
         {
             _progressClock.Start();
             _lastReportStep = Step;
-        }
-        IReadOnlyDictionary<string, EvalResult> lastEvaluation = new Dictionary<string, EvalResult>();
-        if (Step == 0)
-        {
-            LogStart(observer);
-            lastEvaluation = EvaluateAll(observer, cancellationToken);
-        }
-        else
-        {
-            observer.OnLog(TrainingLogLevel.Info, $"Resuming at step {Step:N0} of {TotalSteps:N0}.");
+            if (Step == 0)
+            {
+                LogStart(observer);
+                lastEvaluation = EvaluateAll(observer, cancellationToken);
+            }
+            else
+            {
+                observer.OnLog(TrainingLogLevel.Info, $"Resuming at step {Step:N0} of {TotalSteps:N0}.");
+            }
         }
 
         while (Step < TotalSteps)

@@ -1,0 +1,27 @@
+using System.Globalization;
+
+namespace EmaLab.Dashboard.Components.Shared;
+
+/// <summary>
+/// One colour per track on every page: <c>raw</c> is near-black, and an EMA's hue follows its
+/// timescale (−log10(1 − d): 0.9 → 1, 0.99 → 2, ...), so a decay has the same colour in every run.
+/// </summary>
+public static class TrackColors
+{
+    public const string Raw = "#1d2330";
+
+    public static string For(string track)
+    {
+        if (!track.StartsWith("ema-", StringComparison.Ordinal) ||
+            !double.TryParse(track.AsSpan(4), NumberStyles.Float, CultureInfo.InvariantCulture, out var decay) || decay is <= 0 or >= 1)
+            return Raw;
+        var timescale = -Math.Log10(1 - decay);
+        var hue = (int)Math.Round((200 + timescale * 75) % 360);
+        return $"hsl({hue}, 70%, 45%)";
+    }
+
+    /// <summary>A fixed palette for runs on the compare page.</summary>
+    public static string ForIndex(int index) => Palette[index % Palette.Length];
+
+    static readonly string[] Palette = ["#2f5bd3", "#d35f2f", "#1f8a4c", "#8e44ad", "#c0392b", "#16a085", "#b7791f", "#34495e"];
+}

@@ -1,0 +1,93 @@
+using System.Text.RegularExpressions;
+using EmaLab.TrainingEngine.Checkpoints;
+using Microsoft.Playwright;
+
+namespace EmaLab.Dashboard.E2E;
+
+/// <summary>A person's first session, in a real browser: start a run from the form, watch it, open it, download an EMA.</summary>
+public sealed class DashboardFlowTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+{
+    static readonly LocatorAssertionsToHaveTextOptions Patient = new() { Timeout = 60_000 };
+
+    [Fact]
+    public async Task Start_a_run_with_two_decays_watch_it_finish_and_download_an_ema_checkpoint()
+    {
+        await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, AcceptDownloads = true, ViewportSize = new() { Width = 1280, Height = 900 } });
+        var page = await context.NewPageAsync();
+        var errors = new List<string>();
+        page.Console += (_, m) => { if (m.Type == "error") errors.Add(m.Text); };
+        page.Response += (_, r) => { if (r.Status >= 400) errors.Add($"{r.Status} {r.Url}"); };
+
+        await page.GotoAsync("");
+        await Assertions.Expect(page.GetByTestId("empty")).ToContainTextAsync("No runs yet");
+        await page.ScreenshotAsync(new() { Path = Shot("1-empty-runs.png") });
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "New run" }).First.ClickAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "New run" })).ToBeVisibleAsync();
+        await page.SelectOptionAsync("#dataset", "digits-8x8");
+        await page.SelectOptionAsync("#model", "mlp");
+        await page.FillAsync("#name", "e2e digits");
+        await page.FillAsync("#steps", "400");
+        await page.FillAsync("#evalInterval", "50");
+        await page.FillAsync("#checkpointEvery", "200");
+        var decays = page.Locator("input.decay");
+        await Assertions.Expect(decays).ToHaveCountAsync(2);
+
+        // An invalid decay: the message appears by the field and nothing starts.
+        await decays.Nth(1).FillAsync("1.5");
+        await decays.Nth(1).DispatchEventAsync("change");
+        await page.ClickAsync("#start");
+        var decayError = page.Locator("[data-field='ema.decays']");
+        await Assertions.Expect(decayError).ToContainTextAsync("Decay 1.5 is outside (0, 1).");
+        await Assertions.Expect(page).ToHaveURLAsync(new Regex("/runs/new$"));
+        await page.ScreenshotAsync(new() { Path = Shot("2-new-run-invalid-decay.png"), FullPage = true });
+
+        await decays.Nth(0).FillAsync("0.9");
+        await decays.Nth(0).DispatchEventAsync("change");
+        await decays.Nth(1).FillAsync("0.99");
+        await decays.Nth(1).DispatchEventAsync("change");
+        await Assertions.Expect(page.Locator("[data-testid='lens'] tr[data-decay='0.99'] .half-life")).ToHaveTextAsync("69.0");
+        await page.ScreenshotAsync(new() { Path = Shot("3-new-run-lens.png"), FullPage = true });
+        await page.ClickAsync("#start");
+        await Assertions.Expect(page).ToHaveURLAsync(new Regex("/runs/\\d+$"));
+        var runUrl = page.Url;
+
+        // Back on the list, the progress bar fills up and the run completes.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Runs" }).ClickAsync();
+        var row = page.Locator("tr[data-run-id]").First;
+        await Assertions.Expect(row.Locator(".badge")).ToHaveTextAsync("completed", Patient);
+        await Assertions.Expect(row.Locator(".progress")).ToHaveAttributeAsync("data-step", "400");
+        await Assertions.Expect(row.Locator(".progress")).ToHaveAttributeAsync("data-total", "400");
+        await page.ScreenshotAsync(new() { Path = Shot("4-runs.png"), FullPage = true });
+
+        await row.GetByRole(AriaRole.Link, new() { Name = "Open" }).ClickAsync();
+        await Assertions.Expect(page).ToHaveURLAsync(runUrl);
+        var accuracyChart = page.Locator("#chart-accuracy");
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy')?.data?.length === 3");
+        var traces = await accuracyChart.EvaluateAsync<string[]>("el => el.data.map(t => t.name)");
+        Assert.Equal(["raw", "ema-0.9", "ema-0.99"], traces);
+        var points = await accuracyChart.EvaluateAsync<int>("el => el.data[0].x.length");
+        Assert.Equal(9, points); // steps 0, 50, ..., 400
+        await page.ScreenshotAsync(new() { Path = Shot("5-run-detail.png"), FullPage = true });
+
+        var download = await page.RunAndWaitForDownloadAsync(() =>
+            page.Locator("a[data-track='ema-0.99'][data-step='400']").ClickAsync());
+        Assert.Matches(new Regex(@"^e2e-digits-run\d+-ema-0\.99-step400\.safetensors$"), download.SuggestedFilename);
+        var file = Path.Combine(fixture.ScreenshotDirectory, download.SuggestedFilename);
+        await download.SaveAsAsync(file);
+        using (var checkpoint = CheckpointExport.Import(file))
+        {
+            Assert.Equal("ema-0.99", checkpoint.Metadata["track"]);
+            Assert.Equal("400", checkpoint.Metadata["step"]);
+            Assert.Equal("mlp", checkpoint.Architecture.Kind);
+        }
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Compare" }).ClickAsync();
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-compare')?.data?.length === 3");
+        await page.ScreenshotAsync(new() { Path = Shot("6-compare.png"), FullPage = true });
+
+        Assert.Empty(errors);
+    }
+
+    string Shot(string name) => Path.Combine(fixture.ScreenshotDirectory, name);
+}

@@ -91,3 +91,44 @@ public sealed class DashboardFlowTests(BrowserFixture fixture) : IClassFixture<B
 
     string Shot(string name) => Path.Combine(fixture.ScreenshotDirectory, name);
 }
+
+/// <summary>A long run followed live, in a narrow window (its own app and database: the first flow starts from an empty list).</summary>
+public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+{
+    static readonly LocatorAssertionsToHaveTextOptions Patient = new() { Timeout = 60_000 };
+
+    [Fact]
+    public async Task Charts_extend_live_survive_a_reload_and_the_run_cancels_from_the_page()
+    {
+        using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl) };
+        var response = await api.PostAsync("api/runs", new StringContent(
+            """{"name":"long","dataset":"digits-8x8","model":"mlp","hidden":[32],"steps":200000,"evalInterval":200,"ema":{"decays":[0.95,0.995]}}""",
+            System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+        var id = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetInt64();
+
+        await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 420, Height = 900 } });
+        var page = await context.NewPageAsync();
+        await page.GotoAsync($"runs/{id}");
+        await Assertions.Expect(page.Locator(".badge")).ToHaveTextAsync("running", Patient);
+        const string points = "() => document.getElementById('chart-accuracy')?.data?.[0]?.x?.length ?? 0";
+        await page.WaitForFunctionAsync($"() => ({points})() >= 3");
+        await page.EvaluateAsync("() => window.sameDocument = true");
+        var before = await page.EvaluateAsync<int>(points);
+        await page.WaitForFunctionAsync($"() => ({points})() > {before}", null, new() { Timeout = 30_000 });
+        Assert.True(await page.EvaluateAsync<bool>("() => window.sameDocument === true"), "the chart grew by a reload, not live");
+        await page.ScreenshotAsync(new() { Path = Shot("7-run-detail-narrow-live.png"), FullPage = true });
+
+        var seen = await page.EvaluateAsync<int>(points);
+        await page.ReloadAsync();
+        await page.WaitForFunctionAsync($"() => ({points})() >= {seen}");
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Cancel" }).ClickAsync();
+        await Assertions.Expect(page.Locator(".badge")).ToHaveTextAsync("cancelled", Patient);
+        await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Resume" })).ToBeVisibleAsync();
+        await page.GotoAsync("");
+        await page.ScreenshotAsync(new() { Path = Shot("8-runs-narrow.png"), FullPage = true });
+    }
+
+    string Shot(string name) => Path.Combine(fixture.ScreenshotDirectory, name);
+}

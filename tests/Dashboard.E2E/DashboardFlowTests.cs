@@ -17,7 +17,20 @@ public sealed class DashboardFlowTests(BrowserFixture fixture) : IClassFixture<B
         var errors = new List<string>();
         page.Console += (_, m) => { if (m.Type == "error") errors.Add(m.Text); };
         page.Response += (_, r) => { if (r.Status >= 400) errors.Add($"{r.Status} {r.Url}"); };
+        try
+        {
+            await Flow(page, errors);
+        }
+        catch (Exception e) when (e is PlaywrightException or TimeoutException)
+        {
+            // Leave evidence: what the page showed and what the browser complained about.
+            await page.ScreenshotAsync(new() { Path = Shot("failure.png"), FullPage = true });
+            throw new InvalidOperationException($"{e.Message}\nbrowser errors:\n{string.Join("\n", errors)}\npage: {page.Url}", e);
+        }
+    }
 
+    async Task Flow(IPage page, List<string> errors)
+    {
         await page.GotoAsync("");
         await Assertions.Expect(page.GetByTestId("empty")).ToContainTextAsync("No runs yet");
         await page.ScreenshotAsync(new() { Path = Shot("1-empty-runs.png") });

@@ -64,6 +64,20 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void A_bundle_saved_before_the_first_step_resumes()
+    {
+        // Shadow counters hold NaN (no effective decay yet) until the first update: the manifest must carry it.
+        using var fresh = TrainingSession.Create(new RunSpec { Hidden = [8], Steps = 5 }, "early");
+        using var bundle = new MemoryStream();
+        ResumeBundle.Save(fresh, bundle);
+        bundle.Position = 0;
+        using var resumed = ResumeBundle.Resume(bundle);
+        Assert.Equal(0, resumed.Step);
+        Assert.True(double.IsNaN(resumed.Ema.Shadows[0].LastEffectiveDecay));
+        Assert.Equal(TrainingOutcome.Completed, resumed.Train(new RecordingObserver()).Outcome);
+    }
+
+    [Fact]
     public void Resume_bundle_file_is_written_atomically_and_reloads()
     {
         var directory = Directory.CreateTempSubdirectory("emalab-bundle-");

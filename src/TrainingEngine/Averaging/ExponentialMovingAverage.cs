@@ -3,18 +3,24 @@ using static TorchSharp.torch;
 
 namespace EmaLab.TrainingEngine.Averaging;
 
-/// <summary>One shadow copy of the model's averaged tensors for one decay, with its own counters.</summary>
+/// <summary>One shadow copy of the model's averaged tensors for one decay rule, with its own counters.</summary>
 public sealed class EmaShadow
 {
-    internal EmaShadow(double decay, Tensor[] tensors)
+    readonly Func<long, double> _effectiveDecay;
+
+    internal EmaShadow(string track, double decay, Func<long, double> effectiveDecay, Tensor[] tensors)
     {
+        Track = track;
         Decay = decay;
-        Track = EmaSettings.TrackName(decay);
+        _effectiveDecay = effectiveDecay;
         Tensors = tensors;
     }
 
+    /// <summary>The configured decay of a classic shadow; NaN for a power-function shadow (its decay changes every step).</summary>
     public double Decay { get; }
     public string Track { get; }
+    /// <summary>The decay applied after a given step.</summary>
+    public double EffectiveDecay(long step) => _effectiveDecay(step);
     /// <summary>Aligned with <see cref="ExponentialMovingAverage.AveragedNames"/>.</summary>
     internal Tensor[] Tensors { get; }
     /// <summary>Updates applied since averaging started.</summary>
@@ -46,8 +52,35 @@ public sealed class ExponentialMovingAverage : IDisposable
     readonly Tensor[][] _shadowsPerTensor;
 
     public ExponentialMovingAverage(nn.Module liveModel, EmaSettings settings, int parallelism = 1, EmaKernel kernel = EmaKernel.Fused)
+        : this(liveModel, Validated(settings),
+               settings.Decays.Select(d => (EmaSettings.TrackName(d), d, (Func<long, double>)(step => EmaMath.EffectiveDecay(d, step, settings.Warmup)))).ToList(),
+               parallelism, kernel)
+    {
+    }
+
+    /// <summary>
+    /// Power-function EMAs (EDM2), one shadow per σ_rel, updated after every step t with β_t = (1 − 1/t)^(γ+1)
+    /// (the first update copies the weights). Tracks are named <c>pf-&lt;σ_rel&gt;</c>.
+    /// </summary>
+    public static ExponentialMovingAverage PowerFunction(nn.Module liveModel, IReadOnlyList<double> sigmaRels, BatchNormPolicy bnPolicy, int parallelism = 1) =>
+        new(liveModel, new EmaSettings { Decays = [], BnPolicy = bnPolicy },
+            sigmaRels.Select(sigma =>
+            {
+                var gamma = PowerFunctionProfile.Gamma(sigma);
+                return (PowerFunctionTrack(sigma), double.NaN, (Func<long, double>)(step => PowerFunctionProfile.Beta(gamma, step)));
+            }).ToList(),
+            parallelism, EmaKernel.Fused);
+
+    public static string PowerFunctionTrack(double sigmaRel) => "pf-" + sigmaRel.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+
+    static EmaSettings Validated(EmaSettings settings)
     {
         settings.Validate();
+        return settings;
+    }
+
+    ExponentialMovingAverage(nn.Module liveModel, EmaSettings settings, IReadOnlyList<(string Track, double Decay, Func<long, double> Rule)> shadows, int parallelism, EmaKernel kernel)
+    {
         Settings = settings;
         _parallelism = Math.Max(1, parallelism);
 
@@ -65,7 +98,7 @@ public sealed class ExponentialMovingAverage : IDisposable
 
         using (no_grad())
         {
-            Shadows = settings.Decays.Select(d => new EmaShadow(d, _live.Select(w =>
+            Shadows = shadows.Select(d => new EmaShadow(d.Track, d.Decay, d.Rule, _live.Select(w =>
                 settings.ZeroDebias ? zeros_like(w) : w.detach().clone()).ToArray())).ToArray();
         }
         _alphas = new float[Shadows.Count];
@@ -93,7 +126,7 @@ public sealed class ExponentialMovingAverage : IDisposable
         for (var k = 0; k < Shadows.Count; k++)
         {
             var shadow = Shadows[k];
-            var effective = EmaMath.EffectiveDecay(shadow.Decay, step, Settings.Warmup);
+            var effective = shadow.EffectiveDecay(step);
             _alphas[k] = (float)(1.0 - effective);
             shadow.UpdatesApplied++;
             shadow.DecayProduct *= effective;

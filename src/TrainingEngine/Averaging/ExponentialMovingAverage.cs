@@ -109,6 +109,8 @@ public sealed class ExponentialMovingAverage : IDisposable
     public EmaSettings Settings { get; }
     public IReadOnlyList<EmaShadow> Shadows { get; }
     public IReadOnlyList<string> AveragedNames { get; }
+    /// <summary>The live buffers that are copied rather than averaged (batch-norm statistics under copy/recalibrate, counters).</summary>
+    public IEnumerable<(string Name, Tensor Live)> CopiedBuffers => _copied;
     public bool UsesFusedKernel => _fused;
 
     /// <summary>Applies the update for the global step just taken (1-based).</summary>

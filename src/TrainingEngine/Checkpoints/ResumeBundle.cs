@@ -19,22 +19,26 @@ public static class ResumeBundle
     const string ModelEntry = "model.safetensors";
     const string EmaEntry = "ema.safetensors";
     const string OptimizerEntry = "optimizer.bin";
+    const string PostHocEntry = "posthoc.safetensors";
 
     sealed record Manifest(int FormatVersion, string RunId, JsonElement Spec, long Step, long TotalSteps,
-        long NextEpoch, int NextBatch, IReadOnlyList<EmaShadowCounters> Ema);
+        long NextEpoch, int NextBatch, IReadOnlyList<EmaShadowCounters> Ema, IReadOnlyList<EmaShadowCounters>? PostHoc = null);
 
     public static void Save(TrainingSession session, Stream stream)
     {
         using var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
         var batches = new BatchPosition(session);
         var manifest = new Manifest(FormatVersion, session.RunId, JsonSerializer.SerializeToElement(session.Spec, RunSpec.JsonOptions),
-            session.Step, session.TotalSteps, batches.Epoch, batches.Batch, session.Ema.Counters());
+            session.Step, session.TotalSteps, batches.Epoch, batches.Batch, session.Ema.Counters(), session.PostHocEma?.Counters());
         using (var entry = zip.CreateEntry(ManifestEntry, CompressionLevel.Fastest).Open())
             JsonSerializer.Serialize(entry, manifest, RunSpec.JsonOptions);
         using (var entry = zip.CreateEntry(ModelEntry, CompressionLevel.NoCompression).Open())
             SafeTensors.Write(entry, session.LiveModel.state_dict().Select(p => (p.Key, p.Value)));
         using (var entry = zip.CreateEntry(EmaEntry, CompressionLevel.NoCompression).Open())
             SafeTensors.Write(entry, session.Ema.StateTensors());
+        if (session.PostHocEma is { } postHoc)
+            using (var entry = zip.CreateEntry(PostHocEntry, CompressionLevel.NoCompression).Open())
+                SafeTensors.Write(entry, postHoc.StateTensors());
         using (var entry = zip.CreateEntry(OptimizerEntry, CompressionLevel.NoCompression).Open())
         using (var writer = new BinaryWriter(entry))
             session.Optimizer.save_state_dict(writer);
@@ -72,6 +76,12 @@ public static class ResumeBundle
             using (var entry = Open(zip, EmaEntry, name))
             using (var ema = SafeTensors.Read(entry, $"{name}/{EmaEntry}"))
                 session.Ema.LoadState(ema.Tensors, manifest.Ema);
+            if (session.PostHocEma is { } postHoc)
+            {
+                using var entry = Open(zip, PostHocEntry, name);
+                using var state = SafeTensors.Read(entry, $"{name}/{PostHocEntry}");
+                postHoc.LoadState(state.Tensors, manifest.PostHoc ?? throw new InvalidDataException($"{name}: no post-hoc EMA counters."));
+            }
             using (var entry = Open(zip, OptimizerEntry, name))
             using (var reader = new BinaryReader(entry))
                 session.Optimizer.load_state_dict(reader);

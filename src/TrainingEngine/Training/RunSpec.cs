@@ -58,6 +58,8 @@ public sealed record RunSpec
     public int Threads { get; init; } = 1;
 
     public EmaSettings Ema { get; init; } = new();
+    /// <summary>Post-hoc EMA (power-function profiles and snapshots); null when off.</summary>
+    public PostHocSettings? PostHoc { get; init; }
     public EmaApplication EmaApplication { get; init; } = EmaApplication.Hook;
 
     public ModelArchitecture ArchitectureFor(DatasetSplits data) => new()
@@ -108,6 +110,7 @@ public sealed record RunSpec
 
         ArchitectureFor(data).Validate();
         Ema.Validate();
+        PostHoc?.Validate();
     }
 
     static InvalidSettingException Invalid(string field, string message) => new(field, message);

@@ -48,6 +48,17 @@ public sealed class TrainingSession : IDisposable
         _optimizer = CreateOptimizer(spec, _model);
         Ema = new ExponentialMovingAverage(_model, spec.Ema, spec.Threads);
 
+        if (spec.PostHoc is { } postHoc)
+        {
+            PostHocEma = ExponentialMovingAverage.PowerFunction(_model, postHoc.SigmaRels, spec.Ema.BnPolicy, spec.Threads);
+            var every = postHoc.SnapshotInterval(TotalSteps);
+            AddStepHook(step =>
+            {
+                PostHocEma.Update(step);
+                if (SnapshotDirectory is { } directory && (step % every == 0 || step == TotalSteps)) PostHocSnapshots.Write(this, directory, step);
+            });
+        }
+
         if (spec.EmaApplication == EmaApplication.Fused)
         {
             // The EMA is part of the step itself, as TF groups the EMA op into the train op.
@@ -71,6 +82,10 @@ public sealed class TrainingSession : IDisposable
     public DatasetSplits Data { get; }
     public ModelArchitecture Architecture { get; }
     public ExponentialMovingAverage Ema { get; }
+    /// <summary>The power-function EMAs of post-hoc EMA, when the run has them.</summary>
+    public ExponentialMovingAverage? PostHocEma { get; }
+    /// <summary>Where post-hoc snapshots are written (nothing is written while null).</summary>
+    public string? SnapshotDirectory { get; set; }
     /// <summary>The last completed step (0 before training).</summary>
     public long Step { get; private set; }
     public long TotalSteps { get; }
@@ -271,6 +286,13 @@ public sealed class TrainingSession : IDisposable
             CopyState(_model, _evalModel);
             return;
         }
+        if (_addedTracks.TryGetValue(track, out var state))
+        {
+            using (no_grad())
+                foreach (var (name, target) in _evalModel.state_dict()) target.copy_(state[name]);
+            if (Spec.Ema.BnPolicy == BatchNormPolicy.Recalibrate) RecalibrateBatchNorm(_evalModel);
+            return;
+        }
         var k = Ema.Shadows.ToList().FindIndex(s => s.Track == track);
         if (k < 0) throw new ArgumentException($"Unknown track '{track}'; this run has {string.Join(", ", Tracks)}.", nameof(track));
         Ema.WriteInto(k, _evalModel);
@@ -315,6 +337,25 @@ public sealed class TrainingSession : IDisposable
         for (var i = 0; i < norms.Count; i++) norms[i].momentum = momenta[i];
     }
 
+    readonly Dictionary<string, Dictionary<string, Tensor>> _addedTracks = new();
+
+    /// <summary>
+    /// Adds weights made outside training (a post-hoc reconstruction) as a track that evaluates and exports
+    /// like the others; <paramref name="state"/> holds every state_dict entry and is copied.
+    /// </summary>
+    public void AddTrack(string track, IReadOnlyDictionary<string, Tensor> state)
+    {
+        if (Tracks.Contains(track)) throw new ArgumentException($"Track '{track}' already exists.", nameof(track));
+        var copy = new Dictionary<string, Tensor>();
+        foreach (var (name, target) in _evalModel.state_dict())
+        {
+            if (!state.TryGetValue(name, out var value)) throw new ArgumentException($"The weights of '{track}' have no {name}.", nameof(state));
+            copy[name] = value.detach().clone();
+        }
+        if (_addedTracks.Remove(track, out var old)) foreach (var t in old.Values) t.Dispose();
+        _addedTracks[track] = copy;
+    }
+
     /// <summary>The evaluation model holding <paramref name="track"/>'s weights, for export (valid until the next call).</summary>
     public nn.Module ModelForTrack(string track)
     {
@@ -350,6 +391,8 @@ public sealed class TrainingSession : IDisposable
     public void Dispose()
     {
         Ema.Dispose();
+        PostHocEma?.Dispose();
+        foreach (var state in _addedTracks.Values) foreach (var t in state.Values) t.Dispose();
         _optimizer.Dispose();
         _model.Dispose();
         _evalModel.Dispose();

@@ -1,0 +1,32 @@
+using System.Globalization;
+using EmaLab.TrainingEngine.Training;
+
+namespace EmaLab.TrainingEngine.Averaging;
+
+/// <summary>
+/// Post-hoc EMA (EDM2): power-function EMAs tracked during training and snapshotted every
+/// <see cref="SnapshotEvery"/> steps, so that any EMA length can be reconstructed after training.
+/// </summary>
+public sealed record PostHocSettings
+{
+    public const int MaxProfiles = 4;
+    /// <summary>About this many snapshots per run when <see cref="SnapshotEvery"/> is not set.</summary>
+    public const int DefaultSnapshots = 30;
+
+    public IReadOnlyList<double> SigmaRels { get; init; } = [0.05, 0.10];
+    public long? SnapshotEvery { get; init; }
+
+    public long SnapshotInterval(long totalSteps) => SnapshotEvery ?? Math.Max(1, totalSteps / DefaultSnapshots);
+
+    public void Validate()
+    {
+        if (SigmaRels.Count is 0 or > MaxProfiles)
+            throw new InvalidSettingException("postHoc.sigmaRels", $"Track 1 to {MaxProfiles} power-function profiles.");
+        foreach (var sigma in SigmaRels)
+            if (!(sigma > 0 && sigma <= PowerFunctionProfile.MaxSigmaRel))
+                throw new InvalidSettingException("postHoc.sigmaRels",
+                    $"σ_rel {sigma.ToString(CultureInfo.InvariantCulture)} is outside (0, {PowerFunctionProfile.MaxSigmaRel:F4}].");
+        if (SigmaRels.Distinct().Count() != SigmaRels.Count) throw new InvalidSettingException("postHoc.sigmaRels", "The σ_rel values must be distinct.");
+        if (SnapshotEvery is < 1) throw new InvalidSettingException("postHoc.snapshotEvery", "Snapshots need at least 1 step between them.");
+    }
+}

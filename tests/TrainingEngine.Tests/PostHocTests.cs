@@ -1,0 +1,93 @@
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Training;
+using static TorchSharp.torch;
+
+namespace EmaLab.TrainingEngine.Tests;
+
+[Collection(TrainingCollection.Name)]
+public sealed class PostHocTests : IDisposable
+{
+    readonly string _snapshots = Directory.CreateTempSubdirectory("emalab-posthoc-").FullName;
+
+    static readonly RunSpec Spec = new()
+    {
+        Model = "mlp", Hidden = [32], Steps = 300, EvalInterval = 300, Seed = 4,
+        Ema = new EmaSettings { Decays = [0.99] },
+        PostHoc = new PostHocSettings { SigmaRels = [0.05, 0.10], SnapshotEvery = 20 },
+    };
+
+    [Fact]
+    public void Snapshots_are_written_and_a_tracked_profile_reconstructs_to_its_shadow()
+    {
+        using var session = TrainingSession.Create(Spec);
+        session.SnapshotDirectory = _snapshots;
+        session.Train(new RecordingObserver());
+
+        Assert.Equal(Enumerable.Range(1, 15).Select(i => 20L * i), PostHocSnapshots.Steps(_snapshots));
+        // 2 profiles × (64·32 + 32 + 32·10 + 10) floats per snapshot.
+        Assert.InRange(PostHocSnapshots.SizeBytes(_snapshots), 15 * 2 * 2410 * 4, 15 * 2 * 2410 * 4 + 15 * 4096);
+
+        // σ_rel 0.10 is tracked: its reconstruction at the last snapshot is the shadow itself (up to float32 rounding of the solve).
+        var reconstructed = PostHocSnapshots.Reconstruct(_snapshots, Spec.PostHoc!.SigmaRels, 0.10);
+        var shadow = session.PostHocEma!.StateTensors().Where(t => t.Key.StartsWith("pf-0.1/")).ToDictionary(t => t.Key["pf-0.1/".Length..], t => t.Tensor);
+        Assert.Equal(shadow.Keys.Order(), reconstructed.Keys.Order());
+        foreach (var (name, tensor) in shadow)
+        {
+            var difference = (reconstructed[name] - tensor).abs().max().item<float>();
+            Assert.True(difference < 1e-4, $"{name} differs by {difference}");
+        }
+    }
+
+    [Fact]
+    public void A_reconstructed_profile_evaluates_and_exports_like_any_track()
+    {
+        using var session = TrainingSession.Create(Spec);
+        session.SnapshotDirectory = _snapshots;
+        session.Train(new RecordingObserver());
+
+        var state = PostHocSnapshots.Reconstruct(_snapshots, Spec.PostHoc!.SigmaRels, 0.075);
+        session.AddTrack("posthoc-0.075", state);
+        var result = session.Evaluate("posthoc-0.075");
+        Assert.True(result.Accuracy > 0.85, $"reconstructed σ_rel 0.075 scores {result.Accuracy}");
+        // An average, not the raw weights.
+        Assert.NotEqual(session.Evaluate("raw").Loss, result.Loss);
+
+        using var file = new MemoryStream();
+        CheckpointExport.Export(session, "posthoc-0.075", file);
+        file.Position = 0;
+        using var imported = CheckpointExport.Import(file);
+        Assert.Equal("posthoc-0.075", imported.Metadata["track"]);
+        Assert.Equal(result, session.Evaluate(imported.Model));
+    }
+
+    [Fact]
+    public void Post_hoc_state_resumes_exactly()
+    {
+        using var uninterrupted = TrainingSession.Create(Spec);
+        uninterrupted.Train(new RecordingObserver());
+
+        using var bundle = new MemoryStream();
+        using (var first = TrainingSession.Create(Spec))
+        {
+            first.Train(new RecordingObserver(), stopAfterStep: 130);
+            ResumeBundle.Save(first, bundle);
+        }
+        bundle.Position = 0;
+        using var resumed = ResumeBundle.Resume(bundle);
+        resumed.Train(new RecordingObserver());
+        TensorAssert.Identical(uninterrupted.PostHocEma!.StateTensors(), resumed.PostHocEma!.StateTensors());
+        Assert.Equal(uninterrupted.PostHocEma.Counters(), resumed.PostHocEma.Counters());
+    }
+
+    [Fact]
+    public void Settings_are_validated_by_field()
+    {
+        Assert.Equal("postHoc.sigmaRels", Assert.Throws<InvalidSettingException>((Spec with { PostHoc = new PostHocSettings { SigmaRels = [0.5] } }).Validate).Field);
+        Assert.Equal("postHoc.sigmaRels", Assert.Throws<InvalidSettingException>((Spec with { PostHoc = new PostHocSettings { SigmaRels = [] } }).Validate).Field);
+        Assert.Equal("postHoc.snapshotEvery", Assert.Throws<InvalidSettingException>((Spec with { PostHoc = new PostHocSettings { SnapshotEvery = 0 } }).Validate).Field);
+        Assert.Equal(10, new PostHocSettings().SnapshotInterval(300)); // about 30 snapshots by default
+    }
+
+    public void Dispose() => Directory.Delete(_snapshots, recursive: true);
+}

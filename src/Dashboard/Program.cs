@@ -17,8 +17,10 @@ builder.Services.AddDbContextFactory<EmaLabDbContext>((services, db) => db.UseSq
 builder.Services.AddSingleton<RunEventHub>();
 builder.Services.AddSingleton<RunQueue>();
 builder.Services.AddSingleton<MetricQueries>();
+builder.Services.AddSingleton<CheckpointStore>();
 builder.Services.AddSingleton<RunExecutor>();
 builder.Services.AddSingleton<RunService>();
+builder.Services.AddSingleton<PostHocService>();
 // Registered before the worker: hosted services stop in reverse order, so the writer outlives the runs it records.
 builder.Services.AddSingleton<MetricPipeline>();
 builder.Services.AddHostedService(services => services.GetRequiredService<MetricPipeline>());

@@ -36,6 +36,8 @@ public class PowerFunctionProfileTests
         Assert.Equal(4.0 / 6, P.Correlation(2, 1, 2, 1), 12);
         // A classic EMA's equivalent width: √0.99 / 0.01 steps, relative to 1,000 steps.
         Assert.Equal(0.0994987437, P.SigmaRelOfDecay(0.99, 1000), 9);
+        Assert.Equal(0.99, P.DecayOfSigmaRel(P.SigmaRelOfDecay(0.99, 1000), 1000), 12);
+        Assert.Equal(0.9999, P.DecayOfSigmaRel(P.SigmaRelOfDecay(0.9999, 2000), 2000), 12);
     }
 
     [Fact]

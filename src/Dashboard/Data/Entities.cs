@@ -50,8 +50,10 @@ public sealed class EmaTrack
     public long Id { get; set; }
     public long RunId { get; set; }
     public required string Name { get; set; }
-    /// <summary>Null for <c>raw</c>.</summary>
+    /// <summary>Null for <c>raw</c>; for a post-hoc track, the classic decay with the same width at its step.</summary>
     public double? Decay { get; set; }
+    /// <summary>Set for a post-hoc track (<c>posthoc-&lt;σ_rel&gt;</c>): the power-function profile it reconstructs.</summary>
+    public double? SigmaRel { get; set; }
 }
 
 /// <summary>

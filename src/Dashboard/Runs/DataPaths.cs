@@ -19,6 +19,9 @@ public sealed class DataPaths
     public string ConnectionString { get; }
 
     public string RunDirectory(long runId) => Path.Combine(Root, "runs", runId.ToString(CultureInfo.InvariantCulture));
+    /// <summary>The run's post-hoc EMA snapshots.</summary>
+    public string PostHocDirectory(long runId) => Path.Combine(RunDirectory(runId), "posthoc");
+
     /// <summary>Bundles are named by step: the database names the one whose metrics are all committed.</summary>
     public string BundlePath(long runId, long step) => Path.Combine(RunDirectory(runId), $"resume-{step}.zip");
 

@@ -3,7 +3,8 @@ using EmaLab.Dashboard.Data;
 
 namespace EmaLab.Dashboard.Runs;
 
-public sealed record TrackDto(string Name, double? Decay);
+/// <summary>A track: <c>raw</c>, a classic EMA (<see cref="Decay"/>), or a post-hoc reconstruction (<see cref="SigmaRel"/>, with the decay of the same width).</summary>
+public sealed record TrackDto(string Name, double? Decay, double? SigmaRel);
 
 /// <summary>Live progress of a running run; <see cref="ReportedAt"/> is when the trainer reported it.</summary>
 public sealed record ProgressDto(long Step, long TotalSteps, double StepsPerSecond, double? EtaSeconds, DateTimeOffset ReportedAt);
@@ -17,7 +18,7 @@ public sealed record RunDto(
     public static RunDto From(Run run, RunQueue.LiveProgress? live) => new(
         run.Id, run.Name, run.Status.ToApi(), live?.Progress.Step ?? run.Step, run.TotalSteps, run.Error,
         JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
-        run.Tracks.OrderBy(t => t.Decay ?? 0).Select(t => new TrackDto(t.Name, t.Decay)).ToList(),
+        run.Tracks.OrderBy(t => t.SigmaRel is null ? 0 : 1).ThenBy(t => t.Decay ?? 0).Select(t => new TrackDto(t.Name, t.Decay, t.SigmaRel)).ToList(),
         run.CreatedAt, run.StartedAt, run.FinishedAt, run.BundleStep,
         run.Status is RunStatus.Interrupted or RunStatus.Cancelled && run.BundleStep is not null,
         live is null ? null : new ProgressDto(live.Progress.Step, live.Progress.TotalSteps, live.Progress.StepsPerSecond,
@@ -35,3 +36,12 @@ public sealed record CheckpointDto(long Id, long RunId, string Track, long Step,
 public sealed record LogEntryDto(DateTimeOffset Time, string Level, string Message);
 
 public sealed record ModelInfo(string Name, string Description, IReadOnlyList<int> DefaultSizes);
+
+public sealed record PostHocRequest(double? SigmaRel, double? Decay);
+
+public sealed record SweepRequest(double From = 0.02, double To = 0.25, int Count = 12);
+
+/// <summary>A classic EMA of the run placed on the σ_rel axis: its equivalent width at the end of the run.</summary>
+public sealed record TrackedOnSigmaAxis(string Track, double Decay, double SigmaRel, double Accuracy, double Loss);
+
+public sealed record PostHocOverview(SweepStatus? Sweep, IReadOnlyList<PostHocResult> Results, IReadOnlyList<TrackedOnSigmaAxis> Tracked, IReadOnlyList<double> SnapshotSigmaRels, int Snapshots, long SnapshotBytes);

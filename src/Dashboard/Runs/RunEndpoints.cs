@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Data;
+using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -33,6 +34,11 @@ public static class RunEndpoints
         runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).WithSummary("Every metric of the run as CSV.");
         runs.MapGet("/{id:long}/events", GetEvents).WithSummary("Server-Sent Events: live metrics, progress and status of the run.");
         runs.MapGet("/{id:long}/checkpoints", GetCheckpoints).WithSummary("The run's checkpoints (raw and each EMA, periodic and final).");
+        runs.MapGet("/{id:long}/posthoc", GetPostHoc).WithTags("Post-hoc EMA").WithSummary("Post-hoc tracks, the sweep's progress, and the run's classic EMAs on the σ_rel axis.");
+        runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireApiToken()
+            .WithSummary("Reconstructs the EMA of a σ_rel (or of a classic decay) from the snapshots, evaluates it and stores it as a track.");
+        runs.MapPost("/{id:long}/posthoc/sweep", StartSweep).WithTags("Post-hoc EMA").RequireApiToken()
+            .WithSummary("Reconstructs and evaluates a range of σ_rel values in the background.");
         runs.MapGet("/{id:long}/log", GetLog).WithSummary("The run's log: start, spec summary, evaluations, warnings, errors.");
 
         api.MapGet("/checkpoints/{id:long}/download", DownloadCheckpoint).WithTags("Checkpoints").WithSummary("The checkpoint's .safetensors file.");
@@ -153,6 +159,61 @@ public static class RunEndpoints
         if (!await db.Runs.AnyAsync(r => r.Id == id, ct)) return NotFound(id);
         var list = await db.Checkpoints.AsNoTracking().Where(c => c.RunId == id).OrderBy(c => c.Step).ThenBy(c => c.Track).ToListAsync(ct);
         return TypedResults.Ok(list.Select(CheckpointDto.From).ToList());
+    }
+
+    static async Task<Results<Ok<PostHocResult>, ValidationProblem, ProblemHttpResult>> ReconstructPostHoc(long id, PostHocRequest request, PostHocService postHoc, CancellationToken ct)
+    {
+        if (request.SigmaRel is null == request.Decay is null) return Invalid("sigmaRel", "Give either sigmaRel or decay.");
+        if (request.SigmaRel is { } s && !(s > 0 && s <= PowerFunctionProfile.MaxSigmaRel))
+            return Invalid("sigmaRel", $"sigmaRel must be in (0, {PowerFunctionProfile.MaxSigmaRel:F4}].");
+        if (request.Decay is { } d && !(d > 0 && d < 1)) return Invalid("decay", "decay must be in (0, 1).");
+        var (run, problem) = await CheckReconstructable(id, postHoc, ct);
+        if (run is null) return NotFound(id);
+        if (problem is not null) return Conflict(problem);
+        var step = postHoc.LastSnapshotStep(id)!.Value;
+        var sigma = request.SigmaRel ?? PowerFunctionProfile.SigmaRelOfDecay(request.Decay!.Value, step);
+        if (!(sigma <= PowerFunctionProfile.MaxSigmaRel))
+            return Invalid("decay", $"decay {request.Decay} is wider than the whole run (σ_rel {sigma:F3} at step {step}); the widest average is the uniform one.");
+        return TypedResults.Ok((await postHoc.ReconstructAsync(run, [sigma]))[0]);
+    }
+
+    static async Task<Results<Accepted<SweepStatus>, ValidationProblem, ProblemHttpResult>> StartSweep(long id, SweepRequest request, PostHocService postHoc, CancellationToken ct)
+    {
+        if (!(request.From > 0 && request.From < request.To && request.To <= PowerFunctionProfile.MaxSigmaRel))
+            return Invalid("from", $"Need 0 < from < to ≤ {PowerFunctionProfile.MaxSigmaRel:F4}.");
+        if (request.Count is < 2 or > PostHocService.MaxSweepPoints) return Invalid("count", $"count must be from 2 to {PostHocService.MaxSweepPoints}.");
+        var (run, problem) = await CheckReconstructable(id, postHoc, ct);
+        if (run is null) return NotFound(id);
+        if (problem is not null) return Conflict(problem);
+        if (!postHoc.StartSweep(run, request.From, request.To, request.Count)) return Conflict($"A sweep of run {id} is already running.");
+        return TypedResults.Accepted($"/api/runs/{id}/posthoc", postHoc.SweepOf(id));
+    }
+
+    static async Task<Results<Ok<PostHocOverview>, ProblemHttpResult>> GetPostHoc(long id, RunService runs, PostHocService postHoc, MetricQueries metrics, DataPaths paths, CancellationToken ct)
+    {
+        var run = await runs.FindAsync(id, ct);
+        if (run is null) return NotFound(id);
+        var spec = TrainingEngine.Training.RunSpec.FromJson(run.SpecJson);
+        var steps = PostHocSnapshots.Steps(paths.PostHocDirectory(id));
+        var accuracy = metrics.Summaries([id], TrainingEngine.Training.MetricKeys.EvalAccuracy);
+        var loss = metrics.Summaries([id], TrainingEngine.Training.MetricKeys.EvalLoss, lowerIsBetter: true);
+        var end = steps.Count > 0 ? steps[^1] : run.Step;
+        var tracked = run.Tracks.Where(t => t.SigmaRel is null && t.Decay is not null).Select(t =>
+        {
+            var a = accuracy.FirstOrDefault(s => s.Track == t.Name);
+            var l = loss.FirstOrDefault(s => s.Track == t.Name);
+            return a is null || l is null || end < 1 ? null : new TrackedOnSigmaAxis(t.Name, t.Decay!.Value, PowerFunctionProfile.SigmaRelOfDecay(t.Decay.Value, end), a.Final, l.Final);
+        }).OfType<TrackedOnSigmaAxis>().ToList();
+        return TypedResults.Ok(new PostHocOverview(postHoc.SweepOf(id), await postHoc.ListAsync(id, metrics, ct), tracked,
+            spec.PostHoc?.SigmaRels ?? [], steps.Count, PostHocSnapshots.SizeBytes(paths.PostHocDirectory(id))));
+    }
+
+    static async Task<(Run? Run, string? Problem)> CheckReconstructable(long id, PostHocService postHoc, CancellationToken ct)
+    {
+        var (run, problem) = await postHoc.CheckAsync(id, ct);
+        if (run is not null && problem is null && run.Status is RunStatus.Queued or RunStatus.Running)
+            problem = $"Run {id} is {run.Status.ToApi()}; reconstruct once it has stopped.";
+        return (run, problem);
     }
 
     static async Task<Results<Ok<List<LogEntryDto>>, ProblemHttpResult>> GetLog(long id, IDbContextFactory<EmaLabDbContext> dbFactory, CancellationToken ct)

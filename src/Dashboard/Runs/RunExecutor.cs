@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Training;
@@ -18,6 +17,7 @@ public sealed class RunExecutor(
     RunQueue queue,
     RunEventHub hub,
     DataPaths paths,
+    CheckpointStore checkpoints,
     IOptions<EmaLabOptions> options,
     ILogger<RunExecutor> logger)
 {
@@ -40,6 +40,7 @@ public sealed class RunExecutor(
         try
         {
             using var session = OpenSession(run);
+            session.SnapshotDirectory = paths.PostHocDirectory(runId);
             step = session.Step;
             MarkRunning(run, session);
             var observer = new RunObserver(runId, pipeline, active);
@@ -52,7 +53,7 @@ public sealed class RunExecutor(
                 _ when active.UserCancelled => (RunStatus.Cancelled, result.Message),
                 _ => (RunStatus.Interrupted, $"The server stopped at step {result.Step:N0}; resume to continue."),
             };
-            if (outcome == RunStatus.Completed) SaveCheckpoints(runId, session);
+            if (outcome == RunStatus.Completed) checkpoints.Save(runId, session, session.Tracks);
             // A stopped run keeps a bundle at the step it reached, so resuming it loses nothing.
             if (outcome is RunStatus.Cancelled or RunStatus.Interrupted) SaveBundle(runId, session);
             if (outcome == RunStatus.Completed) paths.DeleteBundles(runId);
@@ -78,13 +79,13 @@ public sealed class RunExecutor(
 
     TrainingResult Train(Run run, TrainingSession session, RunObserver observer, CancellationToken cancellation)
     {
-        if (session.Step == 0 && run.CheckpointEvery is not null) SaveCheckpoints(run.Id, session);
+        if (session.Step == 0 && run.CheckpointEvery is not null) checkpoints.Save(run.Id, session, session.Tracks);
         while (true)
         {
             var result = session.Train(observer, cancellation, stopAfterStep: NextStop(session.Step, run.CheckpointEvery));
             if (result.Outcome != TrainingOutcome.Paused) return result;
             if (session.Step % _bundleEvery == 0) SaveBundle(run.Id, session);
-            if (run.CheckpointEvery is { } every && session.Step % every == 0) SaveCheckpoints(run.Id, session);
+            if (run.CheckpointEvery is { } every && session.Step % every == 0) checkpoints.Save(run.Id, session, session.Tracks);
         }
     }
 
@@ -120,30 +121,6 @@ public sealed class RunExecutor(
         Directory.CreateDirectory(paths.RunDirectory(runId));
         ResumeBundle.SaveAtomically(session, paths.BundlePath(runId, session.Step));
         pipeline.WriteBundleSaved(runId, session.Step);
-    }
-
-    /// <summary>Exports every track at the current step (replacing files of the same step left by an earlier attempt).</summary>
-    void SaveCheckpoints(long runId, TrainingSession session)
-    {
-        using var db = dbFactory.CreateDbContext();
-        foreach (var track in session.Tracks)
-        {
-            var relative = DataPaths.CheckpointRelativePath(runId, track, session.Step);
-            var path = paths.Absolute(relative);
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            var temporary = path + ".partial";
-            CheckpointExport.Export(session, track, temporary);
-            File.Move(temporary, path, overwrite: true);
-            string sha256;
-            using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));
-            db.Checkpoints.Where(c => c.RunId == runId && c.Track == track && c.Step == session.Step).ExecuteDelete();
-            db.Checkpoints.Add(new Checkpoint
-            {
-                RunId = runId, Track = track, Step = session.Step, RelativePath = relative,
-                SizeBytes = new FileInfo(path).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
-            });
-        }
-        db.SaveChanges();
     }
 
     void Finish(long runId, RunStatus status, string? error, long step)

@@ -59,6 +59,15 @@ public static class PowerFunctionProfile
     /// </summary>
     public static double SigmaRelOfDecay(double decay, long step) => Math.Sqrt(decay) / (1 - decay) / step;
 
+    /// <summary>The classic decay whose equivalent σ_rel at <paramref name="step"/> is <paramref name="sigmaRel"/> (inverse of <see cref="SigmaRelOfDecay"/>).</summary>
+    public static double DecayOfSigmaRel(double sigmaRel, long step)
+    {
+        // √d = s (1 − d) with s = σ_rel·t: a quadratic in u = √d.
+        var s = sigmaRel * step;
+        var u = (Math.Sqrt(1 + 4 * s * s) - 1) / (2 * s);
+        return u * u;
+    }
+
     /// <summary>
     /// The inner product of the profiles (t_a, γ_a) and (t_b, γ_b), each normalised to unit mass on [0, t]
     /// (EDM2 eq. 151): (γ_a + 1)(γ_b + 1)(t_a/t_b)^(t_a &lt; t_b ? γ_b : −γ_a) / ((γ_a + γ_b + 1) max(t_a, t_b)).

@@ -77,6 +77,17 @@ public sealed class TrainingSession : IDisposable
 
     public static TrainingSession Create(RunSpec spec, string runId = "") => new(spec, runId);
 
+    /// <summary>
+    /// A session standing at <paramref name="step"/> of a finished run, to evaluate and export weights made
+    /// after training (post-hoc reconstructions added with <see cref="AddTrack"/>); its own weights are unused.
+    /// </summary>
+    public static TrainingSession ForEvaluationAt(RunSpec spec, string runId, long step)
+    {
+        var session = new TrainingSession(spec, runId);
+        session.Step = step;
+        return session;
+    }
+
     public string RunId { get; }
     public RunSpec Spec { get; }
     public DatasetSplits Data { get; }

@@ -71,6 +71,9 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Property<long>("RunId")
                         .HasColumnType("INTEGER");
 
+                    b.Property<double?>("SigmaRel")
+                        .HasColumnType("REAL");
+
                     b.HasKey("Id");
 
                     b.HasIndex("RunId", "Name")

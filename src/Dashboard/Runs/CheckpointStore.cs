@@ -1,0 +1,35 @@
+using System.Security.Cryptography;
+using EmaLab.Dashboard.Data;
+using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Training;
+using Microsoft.EntityFrameworkCore;
+
+namespace EmaLab.Dashboard.Runs;
+
+/// <summary>Exports tracks of a session as checkpoint files under the run's folder and records them (the one place that does).</summary>
+public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths)
+{
+    /// <summary>Exports <paramref name="tracks"/> at the session's step, replacing files and rows of the same track and step.</summary>
+    public void Save(long runId, TrainingSession session, IEnumerable<string> tracks)
+    {
+        using var db = dbFactory.CreateDbContext();
+        foreach (var track in tracks)
+        {
+            var relative = DataPaths.CheckpointRelativePath(runId, track, session.Step);
+            var path = paths.Absolute(relative);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            var temporary = path + ".partial";
+            CheckpointExport.Export(session, track, temporary);
+            File.Move(temporary, path, overwrite: true);
+            string sha256;
+            using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));
+            db.Checkpoints.Where(c => c.RunId == runId && c.Track == track && c.Step == session.Step).ExecuteDelete();
+            db.Checkpoints.Add(new Checkpoint
+            {
+                RunId = runId, Track = track, Step = session.Step, RelativePath = relative,
+                SizeBytes = new FileInfo(path).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
+            });
+        }
+        db.SaveChanges();
+    }
+}

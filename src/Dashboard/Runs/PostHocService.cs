@@ -1,0 +1,128 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using EmaLab.Dashboard.Data;
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Training;
+using Microsoft.EntityFrameworkCore;
+
+namespace EmaLab.Dashboard.Runs;
+
+/// <summary>One reconstructed EMA: its track, width, the classic decay of the same width, and its evaluation.</summary>
+public sealed record PostHocResult(string Track, double SigmaRel, double EquivalentDecay, long Step, double Accuracy, double Loss);
+
+/// <summary>Progress of a background sweep over σ_rel.</summary>
+public sealed record SweepStatus(int Total, int Done, bool Running, string? Error);
+
+/// <summary>
+/// Post-hoc EMA for finished runs: reconstructs a σ_rel (or a classic decay, by its equivalent σ_rel at the
+/// last snapshot) from the run's snapshots, evaluates it, and stores it as a track like any other: metrics
+/// through the metric pipeline, a checkpoint through the checkpoint store. Torch work runs on its own thread.
+/// </summary>
+public sealed class PostHocService(
+    IDbContextFactory<EmaLabDbContext> dbFactory,
+    DataPaths paths,
+    MetricPipeline pipeline,
+    CheckpointStore checkpoints,
+    RunEventHub hub,
+    ILogger<PostHocService> logger)
+{
+    public const int MaxSweepPoints = 50;
+    readonly ConcurrentDictionary<long, SweepStatus> _sweeps = new();
+
+    public static string TrackName(double sigmaRel) => "posthoc-" + sigmaRel.ToString("G4", CultureInfo.InvariantCulture);
+
+    public SweepStatus? SweepOf(long runId) => _sweeps.GetValueOrDefault(runId);
+
+    /// <summary>The step reconstructions are made at: the run's last snapshot (null without snapshots).</summary>
+    public long? LastSnapshotStep(long runId) => PostHocSnapshots.Steps(paths.PostHocDirectory(runId)) is { Count: > 0 } steps ? steps[^1] : null;
+
+    /// <summary>Why the run cannot be reconstructed, or null when it can.</summary>
+    public async Task<(Run? Run, string? Problem)> CheckAsync(long runId, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var run = await db.Runs.AsNoTracking().Include(r => r.Tracks).SingleOrDefaultAsync(r => r.Id == runId, cancellationToken);
+        if (run is null) return (null, null);
+        if (RunSpec.FromJson(run.SpecJson).PostHoc is null) return (run, $"Run {runId} was trained without post-hoc EMA; clone it with \"postHoc\" set.");
+        if (LastSnapshotStep(runId) is null) return (run, $"Run {runId} has no post-hoc snapshots yet.");
+        return (run, null);
+    }
+
+    /// <summary>Reconstructs, evaluates and stores each σ_rel; returns their results in order.</summary>
+    public Task<List<PostHocResult>> ReconstructAsync(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress = null) =>
+        Task.Factory.StartNew(() => Reconstruct(run, sigmaRels, progress), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    List<PostHocResult> Reconstruct(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress)
+    {
+        var spec = RunSpec.FromJson(run.SpecJson);
+        var directory = paths.PostHocDirectory(run.Id);
+        var step = LastSnapshotStep(run.Id)!.Value;
+        using var session = TrainingSession.ForEvaluationAt(spec, run.Id.ToString(CultureInfo.InvariantCulture), step);
+        var results = new List<PostHocResult>();
+        foreach (var sigma in sigmaRels)
+        {
+            var track = TrackName(sigma);
+            var state = PostHocSnapshots.Reconstruct(directory, spec.PostHoc!.SigmaRels, sigma);
+            try { session.AddTrack(track, state); }
+            finally { foreach (var t in state.Values) t.Dispose(); }
+            var evaluation = session.Evaluate(track);
+            var result = new PostHocResult(track, sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, evaluation.Accuracy, evaluation.Loss);
+            Record(run.Id, result);
+            checkpoints.Save(run.Id, session, [track]);
+            results.Add(result);
+            progress?.Invoke(results.Count);
+        }
+        pipeline.FlushAsync().GetAwaiter().GetResult();
+        hub.Publish(new RunEvent("posthoc", run.Id) { Step = results.Count, Message = string.Join(",", results.Select(r => r.Track)) });
+        return results;
+    }
+
+    void Record(long runId, PostHocResult result)
+    {
+        using (var db = dbFactory.CreateDbContext())
+        {
+            var track = db.Tracks.SingleOrDefault(t => t.RunId == runId && t.Name == result.Track);
+            if (track is null) db.Tracks.Add(track = new EmaTrack { RunId = runId, Name = result.Track });
+            track.SigmaRel = result.SigmaRel;
+            track.Decay = result.EquivalentDecay;
+            db.SaveChanges();
+        }
+        pipeline.WriteMetric(runId, new MetricPoint("", result.Track, MetricKeys.EvalAccuracy, result.Step, result.Accuracy));
+        pipeline.WriteMetric(runId, new MetricPoint("", result.Track, MetricKeys.EvalLoss, result.Step, result.Loss));
+    }
+
+    /// <summary>Starts a sweep of <paramref name="count"/> σ_rel values spaced evenly in log scale; false when one is already running.</summary>
+    public bool StartSweep(Run run, double from, double to, int count)
+    {
+        var status = new SweepStatus(count, 0, true, null);
+        if (_sweeps.TryGetValue(run.Id, out var existing) && existing.Running) return false;
+        _sweeps[run.Id] = status;
+        var sigmas = Enumerable.Range(0, count).Select(i => count == 1 ? from : from * Math.Pow(to / from, (double)i / (count - 1))).ToList();
+        _ = ReconstructAsync(run, sigmas, done =>
+        {
+            _sweeps[run.Id] = status with { Done = done };
+            hub.Publish(new RunEvent("sweep", run.Id) { Step = done, TotalSteps = count });
+        }).ContinueWith(t =>
+        {
+            var error = t.Exception?.GetBaseException();
+            if (error is not null) logger.LogError(error, "Post-hoc sweep of run {RunId} failed", run.Id);
+            _sweeps[run.Id] = _sweeps[run.Id] with { Running = false, Error = error?.Message };
+            hub.Publish(new RunEvent("sweep", run.Id) { Step = _sweeps[run.Id].Done, TotalSteps = count, Message = error?.Message });
+        }, TaskScheduler.Default);
+        return true;
+    }
+
+    /// <summary>The run's post-hoc tracks with their evaluations.</summary>
+    public async Task<List<PostHocResult>> ListAsync(long runId, MetricQueries metrics, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == runId && t.SigmaRel != null).ToListAsync(cancellationToken);
+        var accuracy = metrics.Summaries([runId], MetricKeys.EvalAccuracy);
+        var loss = metrics.Summaries([runId], MetricKeys.EvalLoss, lowerIsBetter: true);
+        return tracks.Select(t =>
+        {
+            var a = accuracy.FirstOrDefault(s => s.Track == t.Name);
+            var l = loss.FirstOrDefault(s => s.Track == t.Name);
+            return a is null || l is null ? null : new PostHocResult(t.Name, t.SigmaRel!.Value, t.Decay ?? double.NaN, a.FinalStep, a.Final, l.Final);
+        }).OfType<PostHocResult>().OrderBy(r => r.SigmaRel).ToList();
+    }
+}

@@ -1,0 +1,109 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using EmaLab.TrainingEngine.Checkpoints;
+
+namespace EmaLab.Dashboard.Tests;
+
+public sealed class PostHocApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
+{
+    readonly HttpClient _client = factory.CreateClient();
+
+    async Task<long> TrainedRunAsync()
+    {
+        var body = Api.DigitsRun(steps: 200, decays: [0.9, 0.99]);
+        body["postHoc"] = new JsonObject { ["sigmaRels"] = new JsonArray(0.05, 0.10), ["snapshotEvery"] = 20 };
+        var run = await Api.CreateAsync(_client, body);
+        Assert.Equal("completed", (await Api.WaitForFinishAsync(_client, run.Id())).Status());
+        return run.Id();
+    }
+
+    [Fact]
+    public async Task A_sigma_rel_is_reconstructed_evaluated_and_stored_as_a_track()
+    {
+        var id = await TrainedRunAsync();
+        var response = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc", new { sigmaRel = 0.075 });
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        var result = JsonDocument.Parse(text).RootElement;
+        Assert.Equal("posthoc-0.075", result.GetProperty("track").GetString());
+        Assert.Equal(200, result.GetProperty("step").GetInt64());
+        var accuracy = result.GetProperty("accuracy").GetDouble();
+        Assert.True(accuracy > 0.8, text);
+
+        // Stored like any track: its metric, its checkpoint, listed on the run.
+        var series = await Api.GetAsync(_client, $"/api/runs/{id}/metrics?key=eval/accuracy&track=posthoc-0.075");
+        Assert.Equal(accuracy, series[0].GetProperty("points")[0].GetProperty("value").GetDouble());
+        var checkpoint = (await Api.GetAsync(_client, $"/api/runs/{id}/checkpoints")).EnumerateArray().Single(c => c.GetProperty("track").GetString() == "posthoc-0.075");
+        var bytes = await _client.GetByteArrayAsync($"/api/checkpoints/{checkpoint.GetProperty("id").GetInt64()}/download");
+        using (var imported = CheckpointExport.Import(new MemoryStream(bytes)))
+        {
+            Assert.Equal("posthoc-0.075", imported.Metadata["track"]);
+            Assert.Equal(accuracy, double.Parse(imported.Metadata["eval_accuracy"], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        var tracks = (await Api.GetAsync(_client, $"/api/runs/{id}")).GetProperty("tracks").EnumerateArray().ToList();
+        Assert.Equal(0.075, tracks.Single(t => t.GetProperty("name").GetString() == "posthoc-0.075").GetProperty("sigmaRel").GetDouble());
+
+        // A classic decay goes through its equivalent σ_rel at the last snapshot: √0.9 / 0.1 / 200.
+        var byDecay = JsonDocument.Parse(await (await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc", new { decay = 0.9 })).Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(Math.Sqrt(0.9) / 0.1 / 200, byDecay.GetProperty("sigmaRel").GetDouble(), 12);
+        Assert.Equal(0.9, byDecay.GetProperty("equivalentDecay").GetDouble(), 12);
+        // 0.99 averages over ~100 of the 200 steps: wider than any power-function profile.
+        var tooWide = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc", new { decay = 0.99 });
+        Assert.Equal(HttpStatusCode.BadRequest, tooWide.StatusCode);
+        Assert.Contains("wider than the whole run", await tooWide.Content.ReadAsStringAsync());
+
+        var overview = await Api.GetAsync(_client, $"/api/runs/{id}/posthoc");
+        Assert.Equal(10, overview.GetProperty("snapshots").GetInt32());
+        Assert.True(overview.GetProperty("snapshotBytes").GetInt64() > 0);
+        Assert.Equal(["ema-0.9", "ema-0.99"], overview.GetProperty("tracked").EnumerateArray().Select(t => t.GetProperty("track").GetString()));
+        Assert.Equal(2, overview.GetProperty("results").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task A_sweep_runs_in_the_background_and_reports_progress()
+    {
+        var id = await TrainedRunAsync();
+        var response = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc/sweep", new { from = 0.03, to = 0.2, count = 4 });
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        JsonElement overview;
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        do
+        {
+            await Task.Delay(100);
+            overview = await Api.GetAsync(_client, $"/api/runs/{id}/posthoc");
+        } while (overview.GetProperty("sweep").GetProperty("running").GetBoolean() && DateTime.UtcNow < deadline);
+        Assert.Equal(4, overview.GetProperty("sweep").GetProperty("done").GetInt32());
+        var sigmas = overview.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("sigmaRel").GetDouble()).ToList();
+        Assert.Equal(4, sigmas.Count);
+        Assert.Equal(0.03, sigmas[0], 12);
+        Assert.Equal(0.2, sigmas[^1], 12);
+    }
+
+    [Fact]
+    public async Task Bad_post_hoc_requests_are_refused_with_reasons()
+    {
+        var plain = await Api.CreateAsync(_client, Api.DigitsRun(steps: 20));
+        await Api.WaitForFinishAsync(_client, plain.Id());
+        var noPostHoc = await _client.PostAsJsonAsync($"/api/runs/{plain.Id()}/posthoc", new { sigmaRel = 0.1 });
+        Assert.Equal(HttpStatusCode.Conflict, noPostHoc.StatusCode);
+        Assert.Contains("without post-hoc EMA", await noPostHoc.Content.ReadAsStringAsync());
+
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.PostAsJsonAsync("/api/runs/999999/posthoc", new { sigmaRel = 0.1 })).StatusCode);
+        foreach (var (body, field) in new (object, string)[] { (new { sigmaRel = 0.5 }, "sigmaRel"), (new { decay = 1.0 }, "decay"), (new { }, "sigmaRel"), (new { sigmaRel = 0.1, decay = 0.9 }, "sigmaRel") })
+        {
+            var response = await _client.PostAsJsonAsync($"/api/runs/{plain.Id()}/posthoc", body);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.True(JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("errors").TryGetProperty(field, out _));
+        }
+        var badSweep = await _client.PostAsJsonAsync($"/api/runs/{plain.Id()}/posthoc/sweep", new { from = 0.2, to = 0.1, count = 4 });
+        Assert.Equal(HttpStatusCode.BadRequest, badSweep.StatusCode);
+
+        var body2 = Api.DigitsRun(steps: 20);
+        body2["postHoc"] = new JsonObject { ["sigmaRels"] = new JsonArray(0.5) };
+        var invalid = await _client.PostAsJsonAsync("/api/runs", body2);
+        Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);
+        Assert.Contains("postHoc.sigmaRels", await invalid.Content.ReadAsStringAsync());
+    }
+}

@@ -143,5 +143,40 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
         await page.ScreenshotAsync(new() { Path = Shot("8-runs-narrow.png"), FullPage = true });
     }
 
+    [Fact]
+    public async Task Post_hoc_slider_reconstructs_on_release_and_the_sweep_fills_the_plot()
+    {
+        using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl) };
+        var response = await api.PostAsync("api/runs", new StringContent(
+            """{"name":"post-hoc","dataset":"digits-8x8","model":"mlp","hidden":[64],"steps":400,"evalInterval":50,"ema":{"decays":[0.9,0.95]},"postHoc":{"sigmaRels":[0.05,0.1],"snapshotEvery":20}}""",
+            System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
+        var id = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetInt64();
+
+        await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 1280, Height = 900 } });
+        var page = await context.NewPageAsync();
+        await page.GotoAsync($"runs/{id}");
+        await Assertions.Expect(page.Locator(".badge").First).ToHaveTextAsync("completed", Patient);
+        var slider = page.Locator("#sigma");
+        await Assertions.Expect(slider).ToBeVisibleAsync(new() { Timeout = 30_000 });
+
+        // Release the slider at 0.075: the reconstruction is evaluated and reported.
+        await slider.EvaluateAsync("el => { el.value = '0.075'; el.dispatchEvent(new Event('input', { bubbles: true })); el.dispatchEvent(new Event('change', { bubbles: true })); }");
+        await Assertions.Expect(page.GetByTestId("posthoc-result")).ToContainTextAsync("posthoc-0.075: accuracy", new() { Timeout = 60_000 });
+        await Assertions.Expect(page.GetByTestId("sigma")).ToHaveTextAsync("0.075");
+
+        await page.ClickAsync("#sweep");
+        await Assertions.Expect(page.GetByTestId("sweep-status")).ToHaveTextAsync("sweep done: 12 values", Patient);
+        // 13 reconstructions (12 + the slider's) on the line, both tracked decays marked, the best highlighted.
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-sweep-accuracy')?.data?.[0]?.x?.length === 13", null, new() { Timeout = 30_000 });
+        var names = await page.Locator("#chart-sweep-accuracy").EvaluateAsync<string[]>("el => el.data.map(t => t.name)");
+        Assert.Equal("post-hoc", names[0]);
+        Assert.Contains("ema-0.9 (tracked)", names);
+        Assert.Contains("ema-0.95 (tracked)", names);
+        Assert.StartsWith("best: σ_rel", names[^1]);
+        await page.Locator("[data-testid=posthoc]").ScrollIntoViewIfNeededAsync();
+        await page.ScreenshotAsync(new() { Path = Shot("9-post-hoc.png"), FullPage = true });
+    }
+
     string Shot(string name) => Path.Combine(fixture.ScreenshotDirectory, name);
 }

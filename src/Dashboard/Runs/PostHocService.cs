@@ -21,6 +21,7 @@ public sealed record SweepStatus(int Total, int Done, bool Running, string? Erro
 public sealed class PostHocService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     DataPaths paths,
+    MetricQueries metrics,
     MetricPipeline pipeline,
     CheckpointStore checkpoints,
     RunEventHub hub,
@@ -111,8 +112,27 @@ public sealed class PostHocService(
         return true;
     }
 
+    /// <summary>Everything the post-hoc panel and API show: results, the sweep, the run's classic EMAs on the σ_rel axis, snapshot storage.</summary>
+    public async Task<PostHocOverview> OverviewAsync(Run run, CancellationToken cancellationToken = default)
+    {
+        var spec = RunSpec.FromJson(run.SpecJson);
+        var directory = paths.PostHocDirectory(run.Id);
+        var steps = PostHocSnapshots.Steps(directory);
+        var end = steps.Count > 0 ? steps[^1] : run.Step;
+        var accuracy = metrics.Summaries([run.Id], MetricKeys.EvalAccuracy);
+        var loss = metrics.Summaries([run.Id], MetricKeys.EvalLoss, lowerIsBetter: true);
+        var tracked = run.Tracks.Where(t => t.SigmaRel is null && t.Decay is not null).Select(t =>
+        {
+            var a = accuracy.FirstOrDefault(s => s.Track == t.Name);
+            var l = loss.FirstOrDefault(s => s.Track == t.Name);
+            return a is null || l is null || end < 1 ? null : new TrackedOnSigmaAxis(t.Name, t.Decay!.Value, PowerFunctionProfile.SigmaRelOfDecay(t.Decay.Value, end), a.Final, l.Final);
+        }).OfType<TrackedOnSigmaAxis>().ToList();
+        return new PostHocOverview(SweepOf(run.Id), await ListAsync(run.Id, cancellationToken), tracked,
+            spec.PostHoc?.SigmaRels ?? [], steps.Count, PostHocSnapshots.SizeBytes(directory));
+    }
+
     /// <summary>The run's post-hoc tracks with their evaluations.</summary>
-    public async Task<List<PostHocResult>> ListAsync(long runId, MetricQueries metrics, CancellationToken cancellationToken = default)
+    public async Task<List<PostHocResult>> ListAsync(long runId, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == runId && t.SigmaRel != null).ToListAsync(cancellationToken);

@@ -189,24 +189,8 @@ public static class RunEndpoints
         return TypedResults.Accepted($"/api/runs/{id}/posthoc", postHoc.SweepOf(id));
     }
 
-    static async Task<Results<Ok<PostHocOverview>, ProblemHttpResult>> GetPostHoc(long id, RunService runs, PostHocService postHoc, MetricQueries metrics, DataPaths paths, CancellationToken ct)
-    {
-        var run = await runs.FindAsync(id, ct);
-        if (run is null) return NotFound(id);
-        var spec = TrainingEngine.Training.RunSpec.FromJson(run.SpecJson);
-        var steps = PostHocSnapshots.Steps(paths.PostHocDirectory(id));
-        var accuracy = metrics.Summaries([id], TrainingEngine.Training.MetricKeys.EvalAccuracy);
-        var loss = metrics.Summaries([id], TrainingEngine.Training.MetricKeys.EvalLoss, lowerIsBetter: true);
-        var end = steps.Count > 0 ? steps[^1] : run.Step;
-        var tracked = run.Tracks.Where(t => t.SigmaRel is null && t.Decay is not null).Select(t =>
-        {
-            var a = accuracy.FirstOrDefault(s => s.Track == t.Name);
-            var l = loss.FirstOrDefault(s => s.Track == t.Name);
-            return a is null || l is null || end < 1 ? null : new TrackedOnSigmaAxis(t.Name, t.Decay!.Value, PowerFunctionProfile.SigmaRelOfDecay(t.Decay.Value, end), a.Final, l.Final);
-        }).OfType<TrackedOnSigmaAxis>().ToList();
-        return TypedResults.Ok(new PostHocOverview(postHoc.SweepOf(id), await postHoc.ListAsync(id, metrics, ct), tracked,
-            spec.PostHoc?.SigmaRels ?? [], steps.Count, PostHocSnapshots.SizeBytes(paths.PostHocDirectory(id))));
-    }
+    static async Task<Results<Ok<PostHocOverview>, ProblemHttpResult>> GetPostHoc(long id, RunService runs, PostHocService postHoc, CancellationToken ct) =>
+        await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(await postHoc.OverviewAsync(run, ct)) : NotFound(id);
 
     static async Task<(Run? Run, string? Problem)> CheckReconstructable(long id, PostHocService postHoc, CancellationToken ct)
     {

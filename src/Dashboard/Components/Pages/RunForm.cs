@@ -34,6 +34,11 @@ public sealed class RunForm
     public long StartStep { get; set; }
     public string BnPolicy { get; set; } = "average";
 
+    /// <summary>Post-hoc EMA: power-function profiles snapshotted during training.</summary>
+    public bool PostHoc { get; set; }
+    public string PostHocSigmaRels { get; set; } = "0.05, 0.10";
+    public long? SnapshotEvery { get; set; }
+
     public static RunForm From(Run run)
     {
         var spec = RunSpec.FromJson(run.SpecJson);
@@ -57,6 +62,9 @@ public sealed class RunForm
             Every = spec.Ema.Every,
             StartStep = spec.Ema.StartStep,
             BnPolicy = spec.Ema.BnPolicy.ToString().ToLowerInvariant(),
+            PostHoc = spec.PostHoc is not null,
+            PostHocSigmaRels = spec.PostHoc is { } p ? string.Join(", ", p.SigmaRels.Select(v => v.ToString("R", CultureInfo.InvariantCulture))) : "0.05, 0.10",
+            SnapshotEvery = spec.PostHoc?.SnapshotEvery,
         };
     }
 
@@ -101,6 +109,16 @@ public sealed class RunForm
             },
         };
         if (CheckpointEvery is { } every) body["checkpointEvery"] = every;
+        if (PostHoc)
+        {
+            var sigmas = new JsonArray();
+            foreach (var text in PostHocSigmaRels.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                sigmas.Add(double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var sigma)
+                    ? sigma : throw new RequestValidationException("postHoc.sigmaRels", $"'{text}' is not a number; σ_rel is in (0, 0.2887], e.g. 0.05."));
+            var postHoc = new JsonObject { ["sigmaRels"] = sigmas };
+            if (SnapshotEvery is { } snapshots) postHoc["snapshotEvery"] = snapshots;
+            body["postHoc"] = postHoc;
+        }
         return RunRequest.Parse(body);
     }
 }

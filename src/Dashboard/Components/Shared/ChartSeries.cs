@@ -2,5 +2,21 @@ using EmaLab.Dashboard.Runs;
 
 namespace EmaLab.Dashboard.Components.Shared;
 
-/// <summary>One line on a chart.</summary>
-public sealed record ChartSeries(string Name, string Color, IReadOnlyList<MetricValue> Points, double Width = 2, double Opacity = 1, string? Dash = null, bool ShowLegend = true);
+/// <summary>One line (or set of markers) on a chart: y over steps, or over <see cref="X"/> when given (σ_rel on the post-hoc sweep).</summary>
+public sealed record ChartSeries(string Name, string Color, IReadOnlyList<MetricValue> Points, double Width = 2, double Opacity = 1, string? Dash = null, bool ShowLegend = true)
+{
+    /// <summary>X values replacing the points' steps.</summary>
+    public IReadOnlyList<double>? X { get; init; }
+    public bool Markers { get; init; }
+    public bool LinesToo { get; init; } = true;
+    public double MarkerSize { get; init; } = 7;
+
+    public static ChartSeries Xy(string name, string color, IReadOnlyList<(double X, double Y)> points, bool lines = true, double markerSize = 7) =>
+        new(name, color, points.Select(p => new MetricValue(0, p.Y)).ToList())
+        {
+            X = points.Select(p => p.X).ToList(),
+            Markers = true,
+            LinesToo = lines,
+            MarkerSize = markerSize,
+        };
+}

@@ -9,14 +9,16 @@ namespace EmaLab.Dashboard.Components.Shared;
 public static class TrackColors
 {
     public const string Raw = "#1d2330";
+    public const string PostHoc = "#8a8f98";
 
     public static string For(string track)
     {
+        if (track.StartsWith("posthoc-", StringComparison.Ordinal)) return PostHoc;
         if (!track.StartsWith("ema-", StringComparison.Ordinal) ||
             !double.TryParse(track.AsSpan(4), NumberStyles.Float, CultureInfo.InvariantCulture, out var decay) || decay is <= 0 or >= 1)
             return Raw;
         var timescale = -Math.Log10(1 - decay);
-        var hue = (int)Math.Round((200 + timescale * 75) % 360);
+        var hue = (int)Math.Round((200 + timescale * 110) % 360);
         return $"hsl({hue}, 70%, 45%)";
     }
 

@@ -9,12 +9,13 @@ using static TorchSharp.torch;
 // in the same process, and the interesting numbers are ratios between them, which are steadier on a
 // shared 2-core machine than absolute times.
 //
-//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [steps] [store]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [steps] [store] [posthoc]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
-var what = args.Length == 0 ? ["ema", "steps", "store"] : args;
+var what = args.Length == 0 ? ["ema", "steps", "store", "posthoc"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();
 if (what.Contains("steps")) StepBenchmarks.Run();
 if (what.Contains("store")) await StoreBenchmarks.RunAsync();
+if (what.Contains("posthoc")) PostHocBenchmarks.Run();
 
 static class Timing
 {

@@ -67,6 +67,16 @@ public sealed class BadInputTests(EmaLabFactory factory) : IClassFixture<EmaLabF
     }
 
     [Fact]
+    public async Task Several_invalid_fields_are_all_named()
+    {
+        var body = With(b => { b["learningRate"] = -1; b["batchSize"] = 0; Ema(b)["decays"] = new JsonArray(1.5); });
+        var response = await _client.PostAsync("/api/runs", new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var errors = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("errors");
+        Assert.Equal(["learningRate", "batchSize", "ema.decays"], errors.EnumerateObject().Select(p => p.Name));
+    }
+
+    [Fact]
     public async Task Unknown_run_is_404_with_problem_details()
     {
         foreach (var (method, url) in new[] { ("GET", "/api/runs/4242"), ("POST", "/api/runs/4242/cancel"), ("POST", "/api/runs/4242/resume"), ("DELETE", "/api/runs/4242"), ("GET", "/api/runs/4242/checkpoints"), ("GET", "/api/checkpoints/4242/download") })

@@ -64,6 +64,13 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("form").Submit();
         Assert.Equal("Decay 1.5 is outside (0, 1).", cut.Find("[data-field='ema.decays']").TextContent);
 
+        // Every broken rule is shown at once, each by its field.
+        cut.Find("#batchSize").Change("0");
+        cut.Find("form").Submit();
+        Assert.Equal("Decay 1.5 is outside (0, 1).", cut.Find("[data-field='ema.decays']").TextContent);
+        Assert.StartsWith("The batch size must be from 1 to 8000", cut.Find("#batchSize").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        cut.Find("#batchSize").Change("64");
+
         cut.FindAll("input.decay")[1].Change("0.999");
         cut.Find("#learningRate").Change("0");
         cut.Find("form").Submit();

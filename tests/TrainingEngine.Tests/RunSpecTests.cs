@@ -42,6 +42,21 @@ public class RunSpecTests
     }
 
     [Fact]
+    public void Every_broken_rule_is_listed_once_per_field()
+    {
+        var spec = new RunSpec
+        {
+            LearningRate = 0, BatchSize = 0, Threads = 0,
+            Ema = new EmaSettings { Decays = [1.5, 2.0], Every = 0 },
+            PostHoc = new PostHocSettings { SnapshotEvery = 0 },
+        };
+        Assert.Equal(["learningRate", "batchSize", "threads", "ema.decays", "ema.every", "postHoc.snapshotEvery"], spec.Problems().Select(p => p.Field));
+        Assert.Equal("Decay 1.5 is outside (0, 1).", spec.Problems().Single(p => p.Field == "ema.decays").Reason);
+        Assert.Equal("learningRate", Assert.Throws<InvalidSettingException>(spec.Validate).Field);
+        Assert.Empty(new RunSpec().Problems());
+    }
+
+    [Fact]
     public void Nan_learning_rate_is_rejected() =>
         Assert.Equal("learningRate", Assert.Throws<InvalidSettingException>(new RunSpec { LearningRate = double.NaN }.Validate).Field);
 

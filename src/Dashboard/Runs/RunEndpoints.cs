@@ -77,7 +77,7 @@ public static class RunEndpoints
         }
         catch (RequestValidationException e)
         {
-            return Invalid(e.Field, e.Message);
+            return Invalid(e);
         }
     }
 
@@ -111,7 +111,7 @@ public static class RunEndpoints
         }
         catch (RequestValidationException e)
         {
-            return Invalid(e.Field, e.Message);
+            return Invalid(e);
         }
     }
 
@@ -240,8 +240,10 @@ public static class RunEndpoints
         }
     }
 
-    static ValidationProblem Invalid(string field, string message) =>
-        TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [message] }, title: "The request is invalid.");
+    static ValidationProblem Invalid(string field, string message) => Invalid(new RequestValidationException(field, message));
+
+    static ValidationProblem Invalid(RequestValidationException e) =>
+        TypedResults.ValidationProblem(e.Errors, title: "The request is invalid.");
 
     static ProblemHttpResult NotFound(long id) =>
         TypedResults.Problem($"Run {id.ToString(CultureInfo.InvariantCulture)} does not exist.", statusCode: StatusCodes.Status404NotFound, title: "Not found");

@@ -36,16 +36,11 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         {
             throw FromJsonException(e);
         }
-        try
-        {
-            spec.Validate();
-        }
-        catch (InvalidSettingException e)
-        {
-            throw new RequestValidationException(e.Field, e.Reason);
-        }
+        var problems = spec.Problems().Select(p => (p.Field, p.Reason)).ToList();
         if (checkpointEvery is { } every && spec.Steps is { } steps && every > steps)
-            throw new RequestValidationException("checkpointEvery", "checkpointEvery must not exceed the number of steps.");
+            problems.Add(("checkpointEvery", "checkpointEvery must not exceed the number of steps."));
+        if (problems.Count > 0)
+            throw new RequestValidationException(problems.GroupBy(p => p.Field).ToDictionary(g => g.Key, g => g.Select(p => p.Reason).ToArray()));
         return new RunRequest(string.IsNullOrWhiteSpace(name) ? $"{spec.Model} on {spec.Dataset}" : name.Trim(), checkpointEvery, spec);
     }
 
@@ -130,8 +125,18 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
     }
 }
 
-/// <summary>A request field that breaks a rule; answered with 400 and problem details naming the field.</summary>
-public sealed class RequestValidationException(string field, string message) : Exception(message)
+/// <summary>Request fields that break rules; answered with 400 and problem details naming each field.</summary>
+public sealed class RequestValidationException : Exception
 {
-    public string Field { get; } = field;
+    public RequestValidationException(string field, string message) : this(new Dictionary<string, string[]> { [field] = [message] }) { }
+
+    public RequestValidationException(IReadOnlyDictionary<string, string[]> errors) : base(errors.First().Value[0])
+    {
+        Errors = errors;
+        Field = errors.First().Key;
+    }
+
+    /// <summary>The first field (in the order the rules are checked).</summary>
+    public string Field { get; }
+    public IReadOnlyDictionary<string, string[]> Errors { get; }
 }

@@ -44,14 +44,22 @@ public sealed record EmaSettings
     /// <summary>Throws <see cref="InvalidSettingException"/> naming the offending setting (e.g. <c>ema.decays</c>).</summary>
     public void Validate()
     {
-        if (Decays.Count == 0) throw new InvalidSettingException(Field(nameof(Decays)), "At least one decay is needed.");
-        if (Decays.Count > MaxDecays) throw new InvalidSettingException(Field(nameof(Decays)), $"At most {MaxDecays} decays can be shadowed in one run.");
-        foreach (var d in Decays)
-            if (!(d > 0 && d < 1)) throw new InvalidSettingException(Field(nameof(Decays)), $"Decay {d.ToString(CultureInfo.InvariantCulture)} is outside (0, 1).");
-        if (Decays.Distinct().Count() != Decays.Count) throw new InvalidSettingException(Field(nameof(Decays)), "The decays must be distinct.");
-        if (Every < 1) throw new InvalidSettingException(Field(nameof(Every)), "'every' must be at least 1.");
-        if (StartStep < 0) throw new InvalidSettingException(Field(nameof(StartStep)), "The start step must not be negative.");
-        if (RecalibrationBatches < 1) throw new InvalidSettingException(Field(nameof(RecalibrationBatches)), "At least one recalibration batch is needed.");
+        if (Problems().FirstOrDefault() is { } problem) throw problem;
+    }
+
+    /// <summary>Every rule broken, at most one per setting.</summary>
+    public IEnumerable<InvalidSettingException> Problems()
+    {
+        var decays = Field(nameof(Decays));
+        var outside = Decays.Where(d => !(d > 0 && d < 1)).ToList();
+        if (Decays.Count == 0) yield return new InvalidSettingException(decays, "At least one decay is needed.");
+        else if (Decays.Count > MaxDecays) yield return new InvalidSettingException(decays, $"At most {MaxDecays} decays can be shadowed in one run.");
+        else if (outside.Count > 0)
+            yield return new InvalidSettingException(decays, $"Decay {outside[0].ToString(CultureInfo.InvariantCulture)} is outside (0, 1).");
+        else if (Decays.Distinct().Count() != Decays.Count) yield return new InvalidSettingException(decays, "The decays must be distinct.");
+        if (Every < 1) yield return new InvalidSettingException(Field(nameof(Every)), "'every' must be at least 1.");
+        if (StartStep < 0) yield return new InvalidSettingException(Field(nameof(StartStep)), "The start step must not be negative.");
+        if (RecalibrationBatches < 1) yield return new InvalidSettingException(Field(nameof(RecalibrationBatches)), "At least one recalibration batch is needed.");
     }
 }
 

@@ -20,13 +20,18 @@ public sealed record PostHocSettings
 
     public void Validate()
     {
-        if (SigmaRels.Count is 0 or > MaxProfiles)
-            throw new InvalidSettingException("postHoc.sigmaRels", $"Track 1 to {MaxProfiles} power-function profiles.");
-        foreach (var sigma in SigmaRels)
-            if (!(sigma > 0 && sigma <= PowerFunctionProfile.MaxSigmaRel))
-                throw new InvalidSettingException("postHoc.sigmaRels",
-                    $"σ_rel {sigma.ToString(CultureInfo.InvariantCulture)} is outside (0, {PowerFunctionProfile.MaxSigmaRel:F4}].");
-        if (SigmaRels.Distinct().Count() != SigmaRels.Count) throw new InvalidSettingException("postHoc.sigmaRels", "The σ_rel values must be distinct.");
-        if (SnapshotEvery is < 1) throw new InvalidSettingException("postHoc.snapshotEvery", "Snapshots need at least 1 step between them.");
+        if (Problems().FirstOrDefault() is { } problem) throw problem;
+    }
+
+    /// <summary>Every rule broken, at most one per setting.</summary>
+    public IEnumerable<InvalidSettingException> Problems()
+    {
+        const string sigmas = "postHoc.sigmaRels";
+        var outside = SigmaRels.Where(s => !(s > 0 && s <= PowerFunctionProfile.MaxSigmaRel)).ToList();
+        if (SigmaRels.Count is 0 or > MaxProfiles) yield return new InvalidSettingException(sigmas, $"Track 1 to {MaxProfiles} power-function profiles.");
+        else if (outside.Count > 0)
+            yield return new InvalidSettingException(sigmas, $"σ_rel {outside[0].ToString(CultureInfo.InvariantCulture)} is outside (0, {PowerFunctionProfile.MaxSigmaRel:F4}].");
+        else if (SigmaRels.Distinct().Count() != SigmaRels.Count) yield return new InvalidSettingException(sigmas, "The σ_rel values must be distinct.");
+        if (SnapshotEvery is < 1) yield return new InvalidSettingException("postHoc.snapshotEvery", "Snapshots need at least 1 step between them.");
     }
 }

@@ -38,18 +38,21 @@ public sealed record ModelArchitecture
     /// <summary>Throws <see cref="InvalidSettingException"/> naming the first thing that cannot be built.</summary>
     public void Validate()
     {
-        if (Kind is not (Mlp or Cnn)) throw new InvalidSettingException("model", $"Unknown model '{Kind}'; known models: {string.Join(", ", Kinds)}.");
-        if (Height < 1 || Width < 1 || InputChannels < 1) throw new InvalidSettingException("height", "The input shape must be positive.");
-        if (Classes < 2) throw new InvalidSettingException("classes", "A classifier needs at least 2 classes.");
+        if (Problems().FirstOrDefault() is { } problem) throw problem;
+    }
+
+    /// <summary>Everything that cannot be built, at most one problem per setting.</summary>
+    public IEnumerable<InvalidSettingException> Problems()
+    {
+        if (Kind is not (Mlp or Cnn)) yield return new InvalidSettingException("model", $"Unknown model '{Kind}'; known models: {string.Join(", ", Kinds)}.");
+        if (Height < 1 || Width < 1 || InputChannels < 1) yield return new InvalidSettingException("height", "The input shape must be positive.");
+        if (Classes < 2) yield return new InvalidSettingException("classes", "A classifier needs at least 2 classes.");
         if (Kind == Mlp && (Hidden.Length == 0 || Hidden.Any(h => h < 1 || h > 16384)))
-            throw new InvalidSettingException("hidden", "The MLP needs 1 or more hidden sizes, each from 1 to 16384.");
-        if (Kind == Cnn)
-        {
-            if (Channels.Length == 0 || Channels.Any(c => c < 1 || c > 1024))
-                throw new InvalidSettingException("channels", "The CNN needs 1 or more channel counts, each from 1 to 1024.");
-            var factor = 1 << Channels.Length;
-            if (Height % factor != 0 || Width % factor != 0)
-                throw new InvalidSettingException("channels", $"The CNN's {Channels.Length} pooling stages need the input size to be a multiple of {factor}; it is {Height}x{Width}.");
-        }
+            yield return new InvalidSettingException("hidden", "The MLP needs 1 or more hidden sizes, each from 1 to 16384.");
+        if (Kind == Cnn && (Channels.Length == 0 || Channels.Any(c => c < 1 || c > 1024)))
+            yield return new InvalidSettingException("channels", "The CNN needs 1 or more channel counts, each from 1 to 1024.");
+        else if (Kind == Cnn && (Height % (1 << Channels.Length) != 0 || Width % (1 << Channels.Length) != 0))
+            yield return new InvalidSettingException("channels",
+                $"The CNN's {Channels.Length} pooling stages need the input size to be a multiple of {1 << Channels.Length}; it is {Height}x{Width}.");
     }
 }

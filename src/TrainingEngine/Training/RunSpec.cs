@@ -83,34 +83,45 @@ public sealed record RunSpec
     /// </summary>
     public void Validate()
     {
-        if (!DatasetCatalog.Contains(Dataset))
-            throw Invalid("dataset", $"Unknown dataset '{Dataset}'; choose one of {string.Join(", ", DatasetCatalog.Names)}.");
-        if (!ModelArchitecture.Kinds.Contains(Model))
-            throw Invalid("model", $"Unknown model '{Model}'; choose one of {string.Join(", ", ModelArchitecture.Kinds)}.");
+        if (Problems().FirstOrDefault() is { } problem) throw problem;
+    }
+
+    /// <summary>Every rule the spec breaks, at most one per field, in field order (for forms and problem details that list them all).</summary>
+    public IEnumerable<InvalidSettingException> Problems()
+    {
+        var datasetKnown = DatasetCatalog.Contains(Dataset);
+        var modelKnown = ModelArchitecture.Kinds.Contains(Model);
+        if (!datasetKnown) yield return Invalid("dataset", $"Unknown dataset '{Dataset}'; choose one of {string.Join(", ", DatasetCatalog.Names)}.");
+        if (!modelKnown) yield return Invalid("model", $"Unknown model '{Model}'; choose one of {string.Join(", ", ModelArchitecture.Kinds)}.");
         if (!Optimizers.Contains(Optimizer))
-            throw Invalid("optimizer", $"Unknown optimizer '{Optimizer}'; choose one of {string.Join(", ", Optimizers)}.");
+            yield return Invalid("optimizer", $"Unknown optimizer '{Optimizer}'; choose one of {string.Join(", ", Optimizers)}.");
         if (!double.IsFinite(LearningRate) || LearningRate <= 0 || LearningRate > 10)
-            throw Invalid("learningRate", "The learning rate must be a finite number in (0, 10].");
-        if (!double.IsFinite(Momentum) || Momentum < 0 || Momentum >= 1) throw Invalid("momentum", "Momentum must be in [0, 1).");
-        if (!double.IsFinite(WeightDecay) || WeightDecay < 0 || WeightDecay > 1) throw Invalid("weightDecay", "Weight decay must be in [0, 1].");
+            yield return Invalid("learningRate", "The learning rate must be a finite number in (0, 10].");
+        if (!double.IsFinite(Momentum) || Momentum < 0 || Momentum >= 1) yield return Invalid("momentum", "Momentum must be in [0, 1).");
+        if (!double.IsFinite(WeightDecay) || WeightDecay < 0 || WeightDecay > 1) yield return Invalid("weightDecay", "Weight decay must be in [0, 1].");
         if (!Schedules.Contains(Schedule))
-            throw Invalid("schedule", $"Unknown schedule '{Schedule}'; choose one of {string.Join(", ", Schedules)}.");
-        if (StepSize < 1) throw Invalid("stepSize", "The schedule's step size must be at least 1.");
-        if (!double.IsFinite(StepGamma) || StepGamma <= 0 || StepGamma > 1) throw Invalid("stepGamma", "The schedule's gamma must be in (0, 1].");
+            yield return Invalid("schedule", $"Unknown schedule '{Schedule}'; choose one of {string.Join(", ", Schedules)}.");
+        if (StepSize < 1) yield return Invalid("stepSize", "The schedule's step size must be at least 1.");
+        if (!double.IsFinite(StepGamma) || StepGamma <= 0 || StepGamma > 1) yield return Invalid("stepGamma", "The schedule's gamma must be in (0, 1].");
 
-        var data = DatasetCatalog.Load(Dataset);
-        if (BatchSize < 1 || BatchSize > data.Train.Count)
-            throw Invalid("batchSize", $"The batch size must be from 1 to {data.Train.Count} (the size of {Dataset}'s training split).");
-        if (Steps is { } steps && (steps < 1 || steps > MaxSteps))
-            throw Invalid("steps", $"Steps must be from 1 to {MaxSteps:N0}.");
-        if (Steps is null && Epochs is { } epochs && (epochs < 1 || (long)epochs * (data.Train.Count / BatchSize) > MaxSteps))
-            throw Invalid("epochs", $"Epochs must be at least 1 and give at most {MaxSteps:N0} steps.");
-        if (EvalInterval < 1) throw Invalid("evalInterval", "The evaluation interval must be at least 1 step.");
-        if (Threads < 1 || Threads > MaxThreads) throw Invalid("threads", $"Threads must be from 1 to {MaxThreads}.");
-
-        ArchitectureFor(data).Validate();
-        Ema.Validate();
-        PostHoc?.Validate();
+        if (datasetKnown)
+        {
+            var data = DatasetCatalog.Load(Dataset);
+            var batchOk = BatchSize >= 1 && BatchSize <= data.Train.Count;
+            if (!batchOk)
+                yield return Invalid("batchSize", $"The batch size must be from 1 to {data.Train.Count} (the size of {Dataset}'s training split).");
+            if (Steps is { } steps && (steps < 1 || steps > MaxSteps))
+                yield return Invalid("steps", $"Steps must be from 1 to {MaxSteps:N0}.");
+            if (Steps is null && batchOk && Epochs is { } epochs && (epochs < 1 || (long)epochs * (data.Train.Count / BatchSize) > MaxSteps))
+                yield return Invalid("epochs", $"Epochs must be at least 1 and give at most {MaxSteps:N0} steps.");
+            if (modelKnown)
+                foreach (var problem in ArchitectureFor(data).Problems()) yield return problem;
+        }
+        if (EvalInterval < 1) yield return Invalid("evalInterval", "The evaluation interval must be at least 1 step.");
+        if (Threads < 1 || Threads > MaxThreads) yield return Invalid("threads", $"Threads must be from 1 to {MaxThreads}.");
+        foreach (var problem in Ema.Problems()) yield return problem;
+        if (PostHoc is not null)
+            foreach (var problem in PostHoc.Problems()) yield return problem;
     }
 
     static InvalidSettingException Invalid(string field, string message) => new(field, message);

@@ -29,6 +29,8 @@ public sealed class PostHocService(
 {
     public const int MaxSweepPoints = 50;
     readonly ConcurrentDictionary<long, SweepStatus> _sweeps = new();
+    // One reconstruction at a time: they are CPU-bound, and a slider release during a sweep must not race it on a track's row.
+    readonly SemaphoreSlim _gate = new(1, 1);
 
     public static string TrackName(double sigmaRel) => "posthoc-" + sigmaRel.ToString("G4", CultureInfo.InvariantCulture);
 
@@ -53,6 +55,19 @@ public sealed class PostHocService(
         Task.Factory.StartNew(() => Reconstruct(run, sigmaRels, progress), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     List<PostHocResult> Reconstruct(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress)
+    {
+        _gate.Wait();
+        try
+        {
+            return ReconstructEach(run, sigmaRels, progress);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    List<PostHocResult> ReconstructEach(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress)
     {
         var spec = RunSpec.FromJson(run.SpecJson);
         var directory = paths.PostHocDirectory(run.Id);

@@ -39,6 +39,7 @@ if (!app.Environment.IsDevelopment())
     app.UseExceptionHandler("/Error", createScopeForErrors: true);
 }
 app.UseStatusCodePagesWithReExecute("/not-found", createScopeForStatusCodePages: true);
+app.UseUiAccess();
 app.UseAntiforgery();
 
 app.MapStaticAssets();

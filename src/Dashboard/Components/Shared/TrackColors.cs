@@ -22,6 +22,12 @@ public static class TrackColors
         return $"hsl({hue}, 70%, 45%)";
     }
 
+    /// <summary>A track's name without its kind where that is clear: <c>ema-0.99</c> → 0.99, <c>posthoc-0.075</c> → post-hoc σ 0.075.</summary>
+    public static string ShortName(string track) =>
+        track.StartsWith("ema-", StringComparison.Ordinal) ? track["ema-".Length..]
+        : track.StartsWith("posthoc-", StringComparison.Ordinal) ? "post-hoc σ " + track["posthoc-".Length..]
+        : track;
+
     /// <summary>A fixed palette for runs on the compare page.</summary>
     public static string ForIndex(int index) => Palette[index % Palette.Length];
 

@@ -10,6 +10,14 @@ using Scalar.AspNetCore;
 
 var builder = WebApplication.CreateBuilder(args);
 
+// Loopback only unless EmaLab:AllowRemote is set (which in turn requires EmaLab:ApiToken): refused before
+// anything listens. The check after start-up below catches addresses configured in other ways.
+if (!builder.Configuration.GetValue<bool>($"{EmaLabOptions.Section}:{nameof(EmaLabOptions.AllowRemote)}") && ConfiguredRemoteAddresses(builder) is { Count: > 0 } configured)
+{
+    Console.Error.WriteLine(RemoteRefusal(configured));
+    return 1;
+}
+
 builder.Services.AddOptions<EmaLabOptions>().BindConfiguration(EmaLabOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton<DataPaths>();
 builder.Services.AddDbContextFactory<EmaLabDbContext>((services, db) => db.UseSqlite(services.GetRequiredService<DataPaths>().ConnectionString));
@@ -52,15 +60,27 @@ app.MapRazorComponents<App>()
 
 app.Lifetime.ApplicationStarted.Register(() => RefuseRemoteListeningUnlessAllowed(app));
 app.Run();
+return 0;
 
-// Loopback only unless EmaLab:AllowRemote is set (which in turn requires EmaLab:ApiToken).
+static string RemoteRefusal(IEnumerable<string> addresses) =>
+    $"Refusing to serve on {string.Join(", ", addresses)}: listening beyond loopback needs EmaLab:AllowRemote=true and an EmaLab:ApiToken.";
+
+// The addresses the host settings ask for (--urls / ASPNETCORE_URLS, ASPNETCORE_HTTP_PORTS, Kestrel endpoints) that are not loopback.
+static List<string> ConfiguredRemoteAddresses(WebApplicationBuilder builder)
+{
+    var urls = (builder.WebHost.GetSetting(WebHostDefaults.ServerUrlsKey) ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+    urls.AddRange((builder.WebHost.GetSetting("http_ports") ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(port => $"http://*:{port}"));
+    urls.AddRange(builder.Configuration.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e["Url"]).OfType<string>());
+    return urls.Where(u => !IsLoopback(u)).ToList();
+}
+
 static void RefuseRemoteListeningUnlessAllowed(WebApplication app)
 {
     if (app.Services.GetRequiredService<IOptions<EmaLabOptions>>().Value.AllowRemote) return;
     var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
     var remote = addresses.Where(a => !IsLoopback(a)).ToList();
     if (remote.Count == 0) return;
-    app.Logger.LogCritical("Refusing to serve on {Addresses}: listening beyond loopback needs EmaLab:AllowRemote=true and an EmaLab:ApiToken.", string.Join(", ", remote));
+    app.Logger.LogCritical("{Refusal}", RemoteRefusal(remote));
     Environment.ExitCode = 1;
     app.Lifetime.StopApplication();
 }

@@ -5,6 +5,21 @@ namespace EmaLab.TrainingEngine.Tests;
 
 public class MultiDecayLerpTests
 {
+    [Fact]
+    public void The_fused_update_allocates_nothing_per_step()
+    {
+        using var model = EmaLab.TrainingEngine.Models.ModelFactory.Build(new EmaLab.TrainingEngine.Models.ModelArchitecture
+        {
+            Kind = "mlp", Height = 8, Width = 8, Classes = 10, Hidden = [64, 64],
+        }, new Generator(1));
+        using var ema = new ExponentialMovingAverage(model, new EmaSettings { Decays = [0.9, 0.99, 0.999], Warmup = true });
+        Assert.True(ema.UsesFusedKernel);
+        for (var step = 1; step <= 10; step++) ema.Update(step); // warm up the JIT
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var step = 11; step <= 1010; step++) ema.Update(step);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     [Theory]
     [InlineData(1, 1)]
     [InlineData(1_000_003, 2)] // above the parallel threshold, odd length: exercises the split and the scalar tail

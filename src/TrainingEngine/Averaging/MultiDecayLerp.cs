@@ -52,15 +52,18 @@ public static unsafe class MultiDecayLerp
         var a = stackalloc float[k];
         for (var j = 0; j < k; j++) { s[j] = (float*)shadows[j]; a[j] = alphas[j]; }
 
-        if (parallelism <= 1 || length < ParallelThreshold)
-        {
-            Range(weights, s, a, k, 0, length);
-            return;
-        }
-        // Chunks aligned to the vector width so every thread runs the vector loop; pointers are passed as
-        // integers because a lambda cannot capture pointers.
-        var parts = parallelism;
+        if (parallelism <= 1 || length < ParallelThreshold) Range(weights, s, a, k, 0, length);
+        else Split(weights, s, a, k, length, parallelism);
+    }
+
+    /// <summary>
+    /// Chunks aligned to the vector width so every thread runs the vector loop. A method of its own: the
+    /// lambda's closure would otherwise be allocated on every call, parallel or not.
+    /// </summary>
+    static void Split(float* weights, float** s, float* a, int k, long length, int parts)
+    {
         var chunk = (length / parts + Vector<float>.Count - 1) / Vector<float>.Count * Vector<float>.Count;
+        // Pointers are passed as integers because a lambda cannot capture pointers.
         var w = (IntPtr)weights;
         var sp = (IntPtr)s;
         var ap = (IntPtr)a;

@@ -99,7 +99,7 @@ public sealed class RunExecutor(
     void MarkRunning(Run run, TrainingSession session)
     {
         using var db = dbFactory.CreateDbContext();
-        var entity = db.Runs.Include(r => r.Tracks).Single(r => r.Id == run.Id);
+        var entity = db.Runs.Single(r => r.Id == run.Id);
         entity.Status = RunStatus.Running;
         entity.StartedAt ??= DateTimeOffset.UtcNow;
         entity.FinishedAt = null;

@@ -59,6 +59,7 @@ public sealed class DashboardFlowTests(BrowserFixture fixture) : IClassFixture<B
         await decays.Nth(0).DispatchEventAsync("change");
         await decays.Nth(1).FillAsync("0.99");
         await decays.Nth(1).DispatchEventAsync("change");
+        await Assertions.Expect(decayError).ToHaveCountAsync(0); // re-checked on change, before Start
         await Assertions.Expect(page.Locator("[data-testid='lens'] tr[data-decay='0.99'] .half-life")).ToHaveTextAsync("69.0");
         await page.ScreenshotAsync(new() { Path = Shot("3-new-run-lens.png"), FullPage = true });
         await page.ClickAsync("#start");

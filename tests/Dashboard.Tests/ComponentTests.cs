@@ -70,6 +70,8 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal("Decay 1.5 is outside (0, 1).", cut.Find("[data-field='ema.decays']").TextContent);
         Assert.StartsWith("The batch size must be from 1 to 8000", cut.Find("#batchSize").ParentElement!.QuerySelector(".field-error")!.TextContent);
         cut.Find("#batchSize").Change("64");
+        // After a refused start every change re-checks: the fixed field's message leaves at once.
+        Assert.Empty(cut.Find("#batchSize").ParentElement!.QuerySelectorAll(".field-error"));
 
         cut.FindAll("input.decay")[1].Change("0.999");
         cut.Find("#learningRate").Change("0");

@@ -19,7 +19,7 @@ public static class TrackColors
             return Raw;
         var timescale = -Math.Log10(1 - decay);
         var hue = (int)Math.Round((200 + timescale * 110) % 360);
-        return $"hsl({hue}, 70%, 45%)";
+        return $"hsl({hue}, 70%, 40%)";
     }
 
     /// <summary>A track's name without its kind where that is clear: <c>ema-0.99</c> → 0.99, <c>posthoc-0.075</c> → post-hoc σ 0.075.</summary>

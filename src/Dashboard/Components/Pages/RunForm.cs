@@ -35,7 +35,7 @@ public sealed class RunForm
     public string BnPolicy { get; set; } = "average";
 
     /// <summary>Post-hoc EMA: power-function profiles snapshotted during training.</summary>
-    public bool PostHoc { get; set; }
+    public bool PostHoc { get; set; } = true;
     public string PostHocSigmaRels { get; set; } = "0.05, 0.10";
     public long? SnapshotEvery { get; set; }
 

@@ -244,8 +244,7 @@ public sealed class TrainingSession : IDisposable
         var results = new Dictionary<string, EvalResult>();
         foreach (var track in Tracks)
         {
-            LoadTrack(track);
-            var result = Evaluate(_evalModel, _evalX, _evalY, cancellationToken);
+            var result = Evaluate(track, cancellationToken);
             results[track] = result;
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalLoss, Step, result.Loss));
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalAccuracy, Step, result.Accuracy));
@@ -256,10 +255,12 @@ public sealed class TrainingSession : IDisposable
     }
 
     /// <summary>Evaluates one track (<c>raw</c> or <c>ema-&lt;decay&gt;</c>) on the held-out split.</summary>
-    public EvalResult Evaluate(string track)
+    public EvalResult Evaluate(string track) => Evaluate(track, CancellationToken.None);
+
+    EvalResult Evaluate(string track, CancellationToken cancellationToken)
     {
         LoadTrack(track);
-        return Evaluate(_evalModel, _evalX, _evalY, CancellationToken.None);
+        return Evaluate(_evalModel, _evalX, _evalY, cancellationToken);
     }
 
     /// <summary>Evaluates any model of this architecture on the held-out split (the model is left in eval mode).</summary>
@@ -301,12 +302,13 @@ public sealed class TrainingSession : IDisposable
         {
             using (no_grad())
                 foreach (var (name, target) in _evalModel.state_dict()) target.copy_(state[name]);
-            if (Spec.Ema.BnPolicy == BatchNormPolicy.Recalibrate) RecalibrateBatchNorm(_evalModel);
-            return;
         }
-        var k = Ema.Shadows.ToList().FindIndex(s => s.Track == track);
-        if (k < 0) throw new ArgumentException($"Unknown track '{track}'; this run has {string.Join(", ", Tracks)}.", nameof(track));
-        Ema.WriteInto(k, _evalModel);
+        else
+        {
+            var k = Ema.Shadows.ToList().FindIndex(s => s.Track == track);
+            if (k < 0) throw new ArgumentException($"Unknown track '{track}'; this run has {string.Join(", ", Tracks)}.", nameof(track));
+            Ema.WriteInto(k, _evalModel);
+        }
         if (Spec.Ema.BnPolicy == BatchNormPolicy.Recalibrate) RecalibrateBatchNorm(_evalModel);
     }
 

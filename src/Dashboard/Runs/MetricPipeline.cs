@@ -149,7 +149,7 @@ public sealed class MetricPipeline : BackgroundService
                     });
                     break;
                 case Kind.Log:
-                    _hub.Publish(new RunEvent("log", item.RunId) { Status = LevelName(item.Level), Message = item.Text });
+                    _hub.Publish(new RunEvent("log", item.RunId) { Level = LevelName(item.Level), Message = item.Text });
                     break;
                 case Kind.BundleSaved:
                     // The database now names this bundle: older ones can go.

@@ -17,6 +17,8 @@ public sealed record RunEvent(string Type, long RunId)
     public double? StepsPerSecond { get; init; }
     public double? EtaSeconds { get; init; }
     public string? Status { get; init; }
+    /// <summary>Of a <c>log</c> event: info, warning or error.</summary>
+    public string? Level { get; init; }
     public string? Message { get; init; }
 }
 

@@ -15,6 +15,17 @@ fail() { echo "install-prereqs: ERROR: $*" >&2; exit 1; }
 
 libstdcxx=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
 want=("$@")
+
+# Several projects' builds run this script at once in parallel MSBuild nodes (the engine asks for
+# libstdcxx, the browser tests for chromium); two apt-gets do not share dpkg's lock, so one run at a
+# time, and apt itself waits for a lock held by anything else (unattended upgrades) instead of failing.
+if [ -z "${EMALAB_PREREQS_LOCKED:-}" ] && command -v flock >/dev/null; then
+  lock=/tmp/emalab-install-prereqs.lock
+  exec 9>>"$lock" || { echo "install-prereqs: ERROR: cannot open $lock" >&2; exit 1; }
+  flock -w 900 9 || { echo "install-prereqs: ERROR: another install-prereqs held $lock for 15 min" >&2; exit 1; }
+  export EMALAB_PREREQS_LOCKED=1
+fi
+apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
 [ ${#want[@]} -gt 0 ] || want=(libstdcxx chromium)
 
 need_root() {
@@ -26,7 +37,7 @@ apt_updated=0
 apt_update() {
   [ $apt_updated = 1 ] && return
   say "apt-get update"
-  apt-get update -qq || fail "apt-get update failed (is the Debian mirror reachable?)"
+  apt_get update -qq || fail "apt-get update failed (is the Debian mirror reachable?)"
   apt_updated=1
 }
 
@@ -76,7 +87,7 @@ PIN
   apt_updated=0
   apt_update
   say "apt-get install -t trixie libstdc++6"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie libstdc++6 >/dev/null \
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq -t trixie libstdc++6 >/dev/null \
     || fail "could not install libstdc++6 from trixie"
   grep -qa 'GLIBCXX_3\.4\.32' "$libstdcxx" || fail "libstdc++6 was upgraded but still lacks GLIBCXX_3.4.32"
   say "libstdc++ now provides GLIBCXX_3.4.32"
@@ -87,7 +98,7 @@ ensure_chromium() {
   need_root "chromium (needed by the browser tests)" chromium
   apt_update
   say "apt-get install chromium"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || fail "could not install chromium"
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq chromium >/dev/null || fail "could not install chromium"
   say "chromium installed: $(command -v chromium)"
 }
 

@@ -30,4 +30,17 @@ public sealed class FailureTests(EmaLabFactory factory) : IClassFixture<EmaLabFa
         Assert.Equal("completed", (await Api.WaitForFinishAsync(_client, next.Id())).Status());
         Assert.Equal("Healthy", await _client.GetStringAsync("/health"));
     }
+
+    [Fact]
+    public async Task A_run_that_fails_mid_training_keeps_the_step_it_reached()
+    {
+        // The bundle at step 100 cannot be written: a directory stands at its path.
+        var run = await Api.CreateAsync(_client, Api.DigitsRun(steps: 100_000, evalInterval: 1000));
+        Directory.CreateDirectory(Path.Combine(factory.DataDirectory, "runs", run.Id().ToString(), "resume-100.zip"));
+
+        var failed = await Api.WaitForFinishAsync(_client, run.Id());
+        Assert.Equal("failed", failed.Status());
+        Assert.Equal(100, failed.GetProperty("step").GetInt64());
+        Assert.Contains("resume-100.zip", failed.GetProperty("error").GetString());
+    }
 }

@@ -37,9 +37,10 @@ public sealed class RunExecutor(
         var outcome = RunStatus.Failed;
         string? error = null;
         long step = run.Step;
+        TrainingSession? session = null;
         try
         {
-            using var session = OpenSession(run);
+            session = OpenSession(run);
             session.SnapshotDirectory = paths.PostHocDirectory(runId);
             step = session.Step;
             MarkRunning(run, session);
@@ -60,12 +61,15 @@ public sealed class RunExecutor(
         }
         catch (Exception e)
         {
+            // A run that fails keeps the step it reached (the last one completed).
+            if (session is not null) step = session.Step;
             logger.LogError(e, "Run {RunId} failed", runId);
             error = e.Message;
             pipeline.WriteLog(runId, TrainingLogLevel.Error, e.ToString());
         }
         finally
         {
+            session?.Dispose();
             Finish(runId, outcome, error, step);
             queue.Deactivate(runId);
         }

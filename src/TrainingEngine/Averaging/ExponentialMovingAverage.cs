@@ -149,7 +149,7 @@ public sealed class ExponentialMovingAverage : IDisposable
         using var _ = no_grad();
         for (var k = 0; k < Shadows.Count; k++)
         {
-            _lerpWeights[k].fill_(_alphas[k]);
+            using (var alpha = _alphas[k].ToScalar()) _lerpWeights[k].fill_(alpha); // held until fill_ returns
             var tensors = Shadows[k].Tensors;
             for (var i = 0; i < _live.Length; i++) tensors[i].lerp_(_live[i], _lerpWeights[k]);
         }
@@ -176,7 +176,11 @@ public sealed class ExponentialMovingAverage : IDisposable
         {
             var destination = targetState[AveragedNames[i]];
             if (shadow.UpdatesApplied == 0 && Settings.ZeroDebias) destination.copy_(_live[i]);
-            else if (Settings.ZeroDebias) destination.copy_(shadow.Tensors[i]).div_(1.0 - shadow.DecayProduct);
+            else if (Settings.ZeroDebias)
+            {
+                using var correction = (1.0 - shadow.DecayProduct).ToScalar(); // held until div_ returns
+                destination.copy_(shadow.Tensors[i]).div_(correction);
+            }
             else destination.copy_(shadow.Tensors[i]);
         }
         foreach (var (name, live) in _copied) targetState[name].copy_(live);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace EmaLab.TrainingEngine.Averaging;
@@ -68,7 +69,7 @@ public static class PostHocSnapshots
             foreach (var sigma in trackedSigmaRels)
             {
                 var prefix = ExponentialMovingAverage.PowerFunctionTrack(sigma) + "/";
-                var weight = coefficients[index++];
+                using var weight = coefficients[index++].ToScalar(); // held until every mul_ returns
                 foreach (var (key, tensor) in snapshot.Tensors.Where(t => t.Key.StartsWith(prefix, StringComparison.Ordinal)))
                 {
                     var name = key[prefix.Length..];

@@ -28,10 +28,17 @@ public static class SafeTensors
 
     public static void Write(Stream stream, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        // Contiguous CPU copies; their bytes are written in the order of the header's offsets.
-        var items = tensors.Select(t => (t.Name, Tensor: t.Tensor.detach().cpu().contiguous())).ToList();
+        // Contiguous CPU views or copies; their bytes are written in the order of the header's offsets. Each
+        // intermediate is held by a variable until the call that reads it returns (a temporary could be finalized mid-call).
+        var items = new List<(string Name, Tensor Tensor)>();
         try
         {
+            foreach (var (name, tensor) in tensors)
+            {
+                using var detached = tensor.detach();
+                using var cpu = detached.cpu();
+                items.Add((name, cpu.contiguous()));
+            }
             var header = new JsonObject();
             if (metadata is { Count: > 0 })
                 header[MetadataKey] = new JsonObject(metadata.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)JsonValue.Create(m.Value))));

@@ -48,7 +48,7 @@ public static class ModelFactory
         {
             // No conv bias: the BatchNorm that follows has its own shift.
             layers.Add(Conv2d(channels, outChannels, kernel_size: 3, padding: 1, bias: false));
-            layers.Add(BatchNorm2d(outChannels));
+            layers.Add(new ScalarFreeBatchNorm2d(outChannels));
             layers.Add(ReLU());
             layers.Add(MaxPool2d(2));
             channels = outChannels;
@@ -72,7 +72,10 @@ public static class ModelFactory
                 var fanIn = weight.shape.Skip(1).Aggregate(1L, (x, y) => x * y);
                 var bound = 1.0 / Math.Sqrt(fanIn);
                 using var u = rand(parameter.shape, parameter.dtype, generator: generator);
-                parameter.copy_(u.mul_(2 * bound).sub_(bound));
+                // Scalars held until the calls return (an implicit one can be finalized mid-call).
+                using var width = (2 * bound).ToScalar();
+                using var shift = bound.ToScalar();
+                parameter.copy_(u.mul_(width).sub_(shift));
             }
         }
     }

@@ -3,6 +3,7 @@ using System.Globalization;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
+using EmaLab.TrainingEngine.Optimization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -24,9 +25,9 @@ public sealed class TrainingSession : IDisposable
     readonly BatchSchedule _batches;
     readonly Sequential _model;
     readonly Sequential _evalModel;
-    readonly OptimizerHelper _optimizer;
+    readonly Optimizer _optimizer;
     readonly List<Action<long>> _afterStep = [];
-    readonly Action<long> _optimizerStep;
+    readonly Action<long, double> _optimizerStep;
 
     TrainingSession(RunSpec spec, string runId)
     {
@@ -45,7 +46,7 @@ public sealed class TrainingSession : IDisposable
         _model.train();
         _evalModel = ModelFactory.Build(Architecture);
         _evalModel.eval();
-        _optimizer = CreateOptimizer(spec, _model);
+        _optimizer = Optimizer.For(spec, _model);
         Ema = new ExponentialMovingAverage(_model, spec.Ema, spec.Threads);
 
         if (spec.PostHoc is { } postHoc)
@@ -62,15 +63,15 @@ public sealed class TrainingSession : IDisposable
         if (spec.EmaApplication == EmaApplication.Fused)
         {
             // The EMA is part of the step itself, as TF groups the EMA op into the train op.
-            _optimizerStep = step =>
+            _optimizerStep = (step, learningRate) =>
             {
-                _optimizer.step();
+                _optimizer.Step(learningRate);
                 Ema.Update(step);
             };
         }
         else
         {
-            _optimizerStep = _ => _optimizer.step();
+            _optimizerStep = (_, learningRate) => _optimizer.Step(learningRate);
             AddStepHook(Ema.Update);
         }
     }
@@ -103,7 +104,7 @@ public sealed class TrainingSession : IDisposable
     public int BatchesPerEpoch => _batches.BatchesPerEpoch;
     /// <summary>The live model (train mode). Exposed for tests and export; do not modify.</summary>
     public nn.Module LiveModel => _model;
-    internal OptimizerHelper Optimizer => _optimizer;
+    internal Optimizer Optimizer => _optimizer;
     public IReadOnlyList<string> Tracks => [MetricKeys.RawTrack, .. Ema.Shadows.Select(s => s.Track)];
 
     /// <summary>Registers a callback run after every optimizer step with the step number (TF's hook style).</summary>
@@ -215,18 +216,16 @@ public sealed class TrainingSession : IDisposable
     double TrainStep(long step)
     {
         using var scope = NewDisposeScope();
-        var lr = LearningRateAt(step);
-        foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
 
         var indices = tensor(ToLongs(_batches.IndicesOf(step)), ScalarType.Int64);
         var x = _trainX.index_select(0, indices);
         var y = _trainY.index_select(0, indices);
-        _optimizer.zero_grad();
+        _optimizer.ZeroGrad();
         var loss = nn.functional.cross_entropy(_model.forward(x), y);
         loss.backward();
         var value = loss.item<float>();
         if (!float.IsFinite(value)) return value;
-        _optimizerStep(step);
+        _optimizerStep(step, LearningRateAt(step));
         foreach (var hook in _afterStep) hook(step);
         return value;
     }
@@ -375,14 +374,6 @@ public sealed class TrainingSession : IDisposable
         LoadTrack(track);
         return _evalModel;
     }
-
-    static OptimizerHelper CreateOptimizer(RunSpec spec, nn.Module model) => spec.Optimizer switch
-    {
-        RunSpec.Sgd => optim.SGD(model.parameters(), spec.LearningRate, momentum: spec.Momentum, weight_decay: spec.WeightDecay),
-        RunSpec.Adam => optim.Adam(model.parameters(), spec.LearningRate, weight_decay: spec.WeightDecay),
-        RunSpec.AdamW => optim.AdamW(model.parameters(), spec.LearningRate, weight_decay: spec.WeightDecay),
-        _ => throw new ArgumentException($"Unknown optimizer '{spec.Optimizer}'.", nameof(spec)),
-    };
 
     static (Tensor X, Tensor Y) ToTensors(LabeledImages images, Normalization normalization)
     {

@@ -1,0 +1,170 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using EmaLab.TrainingEngine.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace EmaLab.TrainingEngine.Optimization;
+
+/// <summary>
+/// The optimizers a run can use (SGD with momentum and weight decay, Adam, AdamW), with PyTorch's update
+/// rules and TorchSharp's numbers, but computed by <see cref="OptimizerKernels"/> over tensor memory.
+/// TorchSharp 0.107's own optimizers pass implicitly created <c>Scalar</c>s to native calls without keeping
+/// them alive, so a garbage collection on another thread (a busy web server) can free one mid-call and fail
+/// the run; these steps create no native objects at all. Not thread-safe: drive it from the training thread.
+/// </summary>
+public abstract unsafe class Optimizer : IDisposable
+{
+    private protected readonly (string Name, Parameter Parameter)[] Parameters;
+    readonly int _parallelism;
+
+    private protected Optimizer(nn.Module model, int parallelism)
+    {
+        Parameters = model.named_parameters().Select(p => (p.name, p.parameter)).ToArray();
+        foreach (var (name, p) in Parameters)
+            if (p.dtype != ScalarType.Float32 || !p.is_contiguous() || p.device_type != DeviceType.CPU)
+                throw new ArgumentException($"Parameter {name} is not a contiguous float32 CPU tensor.", nameof(model));
+        _parallelism = Math.Max(1, parallelism);
+    }
+
+    public static Optimizer For(RunSpec spec, nn.Module model) => spec.Optimizer switch
+    {
+        RunSpec.Sgd => new Sgd(model, spec.Momentum, spec.WeightDecay, spec.Threads),
+        RunSpec.Adam => new Adam(model, spec.WeightDecay, decoupled: false, spec.Threads),
+        RunSpec.AdamW => new Adam(model, spec.WeightDecay, decoupled: true, spec.Threads),
+        _ => throw new ArgumentException($"Unknown optimizer '{spec.Optimizer}'.", nameof(spec)),
+    };
+
+    /// <summary>Steps taken (each parameter with a gradient is updated once per step).</summary>
+    public long Steps { get; private set; }
+
+    /// <summary>One update of every parameter that has a gradient, with the given learning rate.</summary>
+    public void Step(double learningRate)
+    {
+        Steps++;
+        for (var i = 0; i < Parameters.Length; i++)
+        {
+            using var gradient = Parameters[i].Parameter.grad;
+            if (gradient is null) continue;
+            var parameter = Pointer(Parameters[i].Parameter);
+            var length = Parameters[i].Parameter.NumberOfElements;
+            if (_parallelism <= 1 || length < OptimizerKernels.ParallelThreshold) UpdateRange(i, parameter, Pointer(gradient), 0, length, learningRate);
+            else UpdateInChunks(i, parameter, Pointer(gradient), length, learningRate);
+        }
+    }
+
+    /// <summary>
+    /// Splits a large tensor across the run's threads in chunks of a multiple of 16 elements (as libtorch's
+    /// vectorized loops split, so every chunk runs the vector path). A method of its own: the lambda's
+    /// closure would otherwise be allocated on every step, parallel or not.
+    /// </summary>
+    void UpdateInChunks(int index, float* parameter, float* gradient, long length, double learningRate)
+    {
+        var chunk = (length / _parallelism + 15) / 16 * 16;
+        var (p, g) = ((IntPtr)parameter, (IntPtr)gradient);
+        Parallel.For(0, _parallelism, new ParallelOptions { MaxDegreeOfParallelism = _parallelism }, part =>
+        {
+            var start = part * chunk;
+            var end = Math.Min(length, start + chunk);
+            if (start < end) UpdateRange(index, (float*)p, (float*)g, start, end, learningRate);
+        });
+    }
+
+    /// <summary>Sets every gradient to zero in place (PyTorch's <c>zero_grad(set_to_none=False)</c>): backward then accumulates into the same memory.</summary>
+    public void ZeroGrad()
+    {
+        foreach (var (_, parameter) in Parameters)
+        {
+            using var gradient = parameter.grad;
+            if (gradient is null) continue;
+            var length = gradient.NumberOfElements;
+            var start = Pointer(gradient);
+            for (long offset = 0; offset < length; offset += int.MaxValue / 4)
+                new Span<float>(start + offset, (int)Math.Min(length - offset, int.MaxValue / 4)).Clear();
+        }
+    }
+
+    /// <summary>Applies the rule to elements [start, end) of one parameter (<paramref name="index"/> into <see cref="Parameters"/>).</summary>
+    private protected abstract void UpdateRange(int index, float* parameter, float* gradient, long start, long end, double learningRate);
+
+    /// <summary>The optimizer's state tensors by name (<c>&lt;parameter&gt;/&lt;state&gt;</c>), for the resume bundle.</summary>
+    public abstract IEnumerable<(string Key, Tensor Tensor)> StateTensors();
+
+    /// <summary>Restores what <see cref="StateTensors"/> and <see cref="Steps"/> captured.</summary>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> tensors, long steps)
+    {
+        using var _ = no_grad();
+        foreach (var (key, tensor) in StateTensors())
+        {
+            if (!tensors.TryGetValue(key, out var saved)) throw new InvalidDataException($"The optimizer state has no tensor {key}.");
+            if (!saved.shape.SequenceEqual(tensor.shape)) throw new InvalidDataException($"The optimizer state's {key} has shape [{string.Join(", ", saved.shape)}], expected [{string.Join(", ", tensor.shape)}].");
+            tensor.copy_(saved);
+        }
+        Steps = steps;
+    }
+
+    private protected static Tensor ZerosLike(Parameter p) => zeros_like(p).DetachFromDisposeScope();
+
+    private protected static float* Pointer(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+
+    public void Dispose()
+    {
+        foreach (var (_, tensor) in StateTensors()) tensor.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>SGD with optional momentum (no dampening, not Nesterov) and L2 weight decay, as <c>torch.optim.SGD</c>.</summary>
+public sealed unsafe class Sgd : Optimizer
+{
+    readonly double _momentum, _weightDecay;
+    readonly Tensor[]? _buffers;
+
+    public Sgd(nn.Module model, double momentum, double weightDecay, int parallelism = 1) : base(model, parallelism)
+    {
+        _momentum = momentum;
+        _weightDecay = weightDecay;
+        if (momentum != 0) _buffers = Parameters.Select(p => ZerosLike(p.Parameter)).ToArray();
+    }
+
+    private protected override void UpdateRange(int index, float* parameter, float* gradient, long start, long end, double learningRate)
+    {
+        // The buffer starts as the first gradient (a resumed run is past step 1 on its first call).
+        var constants = new SgdConstants(learningRate, _momentum, _weightDecay, firstStep: Steps == 1);
+        OptimizerKernels.Sgd(parameter, gradient, _buffers is null ? null : Pointer(_buffers[index]), start, end, constants);
+    }
+
+    public override IEnumerable<(string Key, Tensor Tensor)> StateTensors() =>
+        _buffers is null ? [] : Parameters.Select((p, i) => ($"{p.Name}/momentum_buffer", _buffers[i]));
+}
+
+/// <summary>
+/// Adam (L2 weight decay added to the gradient, as <c>torch.optim.Adam</c>) or, with <c>decoupled</c>, AdamW
+/// (weights shrunk by <c>1 − lr·wd</c> before the update, as <c>torch.optim.AdamW</c>); β = (0.9, 0.999), ε = 1e-8.
+/// </summary>
+public sealed unsafe class Adam : Optimizer
+{
+    public const double Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8;
+
+    readonly double _weightDecay;
+    readonly bool _decoupled;
+    readonly Tensor[] _firstMoments, _secondMoments;
+
+    public Adam(nn.Module model, double weightDecay, bool decoupled, int parallelism = 1) : base(model, parallelism)
+    {
+        _weightDecay = weightDecay;
+        _decoupled = decoupled;
+        _firstMoments = Parameters.Select(p => ZerosLike(p.Parameter)).ToArray();
+        _secondMoments = Parameters.Select(p => ZerosLike(p.Parameter)).ToArray();
+    }
+
+    private protected override void UpdateRange(int index, float* parameter, float* gradient, long start, long end, double learningRate)
+    {
+        var constants = new AdamConstants(learningRate, Beta1, Beta2, Epsilon, _weightDecay, _decoupled, Steps);
+        OptimizerKernels.Adam(parameter, gradient, Pointer(_firstMoments[index]), Pointer(_secondMoments[index]), start, end, constants);
+    }
+
+    public override IEnumerable<(string Key, Tensor Tensor)> StateTensors() =>
+        Parameters.SelectMany((p, i) => new[] { ($"{p.Name}/exp_avg", _firstMoments[i]), ($"{p.Name}/exp_avg_sq", _secondMoments[i]) });
+}

@@ -1,0 +1,131 @@
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Training;
+
+namespace EmaLab.TrainingEngine.Tests;
+
+/// <summary>
+/// TorchSharp frees a native object when its .NET wrapper is finalized; a wrapper nothing references
+/// any more can be finalized while a native call still reads it (TorchSharp 0.107's optimizers fail
+/// within seconds this way on a busy server: "Unknown scalar type", "toFloat"). These tests drive every
+/// engine path while another thread collects garbage and runs finalizers non-stop, and require the
+/// results to be bit-identical to the same work done without that pressure.
+/// </summary>
+[Collection(TrainingCollection.Name)]
+public sealed class GcPressureTests : IDisposable
+{
+    readonly string _directory = Directory.CreateTempSubdirectory("emalab-gc-").FullName;
+
+    public static TheoryData<string> Configurations => new(Specs.Keys);
+
+    static readonly Dictionary<string, RunSpec> Specs = new()
+    {
+        ["sgd-momentum-step-fused-recalibrate"] = new RunSpec
+        {
+            Model = "cnn", Channels = [4, 8], Optimizer = RunSpec.Sgd, LearningRate = 0.05, Momentum = 0.9, WeightDecay = 1e-4,
+            Schedule = RunSpec.StepSchedule, StepSize = 40, StepGamma = 0.5, BatchSize = 32, Steps = 120, EvalInterval = 40, Seed = 5,
+            EmaApplication = EmaApplication.Fused,
+            Ema = new EmaSettings { Decays = [0.9, 0.99], Warmup = true, BnPolicy = BatchNormPolicy.Recalibrate, RecalibrationBatches = 3 },
+        },
+        ["adam-cosine-hook-debias"] = new RunSpec
+        {
+            Model = "mlp", Hidden = [512, 512], Optimizer = RunSpec.Adam, LearningRate = 3e-3, WeightDecay = 1e-4,
+            Schedule = RunSpec.Cosine, BatchSize = 32, Steps = 400, EvalInterval = 100, Seed = 6,
+            Ema = new EmaSettings { Decays = [0.9, 0.99, 0.999], ZeroDebias = true, Every = 2, StartStep = 10 },
+        },
+        ["adamw-cnn-average-posthoc"] = new RunSpec
+        {
+            Model = "cnn", Channels = [4, 8], Optimizer = RunSpec.AdamW, LearningRate = 2e-3, WeightDecay = 0.05,
+            BatchSize = 32, Steps = 120, EvalInterval = 60, Seed = 7,
+            Ema = new EmaSettings { Decays = [0.95], BnPolicy = BatchNormPolicy.Average },
+            PostHoc = new PostHocSettings { SigmaRels = [0.05, 0.10], SnapshotEvery = 20 },
+        },
+        ["sgd-plain-mlp-copy"] = new RunSpec
+        {
+            Model = "mlp", Hidden = [512, 256], Optimizer = RunSpec.Sgd, LearningRate = 0.1,
+            BatchSize = 32, Steps = 400, EvalInterval = 200, Seed = 8,
+            Ema = new EmaSettings { Decays = [0.99], BnPolicy = BatchNormPolicy.Copy },
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(Configurations))]
+    public void Training_evaluation_export_and_reconstruction_survive_a_collector_running_non_stop(string configuration)
+    {
+        var spec = Specs[configuration];
+        var calm = Exercise(spec, Path.Combine(_directory, "calm"));
+        Outcome busy;
+        using (var hammer = new FinalizerHammer())
+        {
+            busy = Exercise(spec, Path.Combine(_directory, "busy"));
+            Assert.True(hammer.Collections > 10, $"only {hammer.Collections} collections ran during the exercise");
+        }
+
+        Assert.Equal(TrainingOutcome.Completed, busy.Result.Outcome);
+        Assert.Equal(calm.Metrics, busy.Metrics);
+        Assert.Equal(calm.Checkpoints.Count, busy.Checkpoints.Count);
+        for (var i = 0; i < calm.Checkpoints.Count; i++) Assert.True(calm.Checkpoints[i].SequenceEqual(busy.Checkpoints[i]), $"checkpoint {i} differs");
+    }
+
+    sealed record Outcome(TrainingResult Result, List<(string, string, long, double)> Metrics, List<byte[]> Checkpoints);
+
+    /// <summary>Trains, evaluates every track, exports each, and (with post-hoc EMA) reconstructs and exports a σ_rel.</summary>
+    static Outcome Exercise(RunSpec spec, string directory)
+    {
+        Directory.CreateDirectory(directory);
+        using var session = TrainingSession.Create(spec, "gc");
+        if (spec.PostHoc is not null) session.SnapshotDirectory = directory;
+        var observer = new RecordingObserver();
+        var result = session.Train(observer);
+        var checkpoints = new List<byte[]>();
+        foreach (var track in session.Tracks) checkpoints.Add(Export(session, track));
+        if (spec.PostHoc is { } postHoc)
+        {
+            session.AddTrack("posthoc-0.07", PostHocSnapshots.Reconstruct(directory, postHoc.SigmaRels, 0.07));
+            var evaluation = session.Evaluate("posthoc-0.07");
+            observer.OnMetric(new MetricPoint("gc", "posthoc-0.07", MetricKeys.EvalAccuracy, session.Step, evaluation.Accuracy));
+            checkpoints.Add(Export(session, "posthoc-0.07"));
+        }
+        var metrics = observer.Metrics.Select(m => (m.Track, m.Key, m.Step, m.Value)).ToList();
+        return new Outcome(result, metrics, checkpoints);
+    }
+
+    static byte[] Export(TrainingSession session, string track)
+    {
+        using var stream = new MemoryStream();
+        CheckpointExport.Export(session, track, stream);
+        return stream.ToArray();
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+}
+
+/// <summary>Collects garbage and runs finalizers in a loop on its own thread until disposed.</summary>
+sealed class FinalizerHammer : IDisposable
+{
+    readonly Thread _thread;
+    volatile bool _stop;
+    int _collections;
+
+    public FinalizerHammer()
+    {
+        _thread = new Thread(() =>
+        {
+            while (!_stop)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                Interlocked.Increment(ref _collections);
+            }
+        }) { IsBackground = true, Name = "finalizer hammer" };
+        _thread.Start();
+    }
+
+    public int Collections => Volatile.Read(ref _collections);
+
+    public void Dispose()
+    {
+        _stop = true;
+        _thread.Join();
+    }
+}

@@ -9,10 +9,11 @@ using static TorchSharp.torch;
 // in the same process, and the interesting numbers are ratios between them, which are steadier on a
 // shared 2-core machine than absolute times.
 //
-//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [steps] [store] [posthoc]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [optimizer] [steps] [store] [posthoc]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
-var what = args.Length == 0 ? ["ema", "steps", "store", "posthoc"] : args;
+var what = args.Length == 0 ? ["ema", "optimizer", "steps", "store", "posthoc"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();
+if (what.Contains("optimizer")) OptimizerBenchmarks.Run();
 if (what.Contains("steps")) StepBenchmarks.Run();
 if (what.Contains("store")) await StoreBenchmarks.RunAsync();
 if (what.Contains("posthoc")) PostHocBenchmarks.Run();
@@ -96,19 +97,19 @@ static class EmaBenchmarks
         foreach (var c in copies) c.Dispose();
     }
 
-    /// <summary>One Adam step (forward, backward, update) on random inputs of the model's shape.</summary>
+    /// <summary>One Adam step of the engine's (forward, backward, update) on random inputs of the model's shape.</summary>
     static double TrainStep(nn.Module<Tensor, Tensor> model, ModelArchitecture a, int batch)
     {
         using var x = randn(batch, 1, a.Height, a.Width);
         using var y = randint(0, a.Classes, [batch], ScalarType.Int64);
-        using var optimizer = optim.Adam(model.parameters(), 1e-3);
+        using var optimizer = new EmaLab.TrainingEngine.Optimization.Adam(model, weightDecay: 0, decoupled: false);
         model.train();
         return Timing.Interleaved([() =>
         {
             using var scope = NewDisposeScope();
-            optimizer.zero_grad();
+            optimizer.ZeroGrad();
             nn.functional.cross_entropy(model.forward(x), y).backward();
-            optimizer.step();
+            optimizer.Step(1e-3);
         }])[0];
     }
 }
@@ -139,10 +140,11 @@ static class StepBenchmarks
         Console.WriteLine();
     }
 
-    sealed class QuietObserver : ITrainingObserver
-    {
-        public void OnMetric(in MetricPoint point) { }
-        public void OnProgress(TrainingProgress progress) { }
-        public void OnLog(TrainingLogLevel level, string message) { }
-    }
+}
+
+sealed class QuietObserver : ITrainingObserver
+{
+    public void OnMetric(in MetricPoint point) { }
+    public void OnProgress(TrainingProgress progress) { }
+    public void OnLog(TrainingLogLevel level, string message) { }
 }

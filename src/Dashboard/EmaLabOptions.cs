@@ -27,6 +27,27 @@ public sealed class EmaLabOptions : IValidatableObject
     [Range(1, 100_000)]
     public int FlushRows { get; set; } = 500;
 
+    /// <summary>
+    /// How long a database write waits for a lock held by another connection before it counts as failed
+    /// (seconds). The metric writer then keeps the batch and retries it, holding back training meanwhile.
+    /// </summary>
+    [Range(1, 600)]
+    public int StoreTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>
+    /// How long the metric writer keeps retrying a batch after a transient store error (seconds) before it
+    /// writes the batch run by run and fails the runs whose rows still cannot be stored.
+    /// </summary>
+    [Range(0, 86_400)]
+    public int StoreRetrySeconds { get; set; } = 120;
+
+    /// <summary>
+    /// Largest size the metric writer lets the SQLite file grow to (megabytes; 0 = no limit besides the
+    /// disk). A run whose metrics no longer fit fails with a reason instead of filling the disk.
+    /// </summary>
+    [Range(0, 10_000_000)]
+    public int MaxDatabaseMegabytes { get; set; }
+
     /// <summary>Allow listening on non-loopback addresses. Requires <see cref="ApiToken"/>.</summary>
     public bool AllowRemote { get; set; }
 

@@ -34,6 +34,9 @@ builder.Services.AddSingleton<MetricPipeline>();
 builder.Services.AddHostedService(services => services.GetRequiredService<MetricPipeline>());
 builder.Services.AddHostedService<RunWorker>();
 
+// A metric can be NaN or ±infinity (a diverged loss): JSON carries them as "NaN"/"Infinity"/"-Infinity", as
+// the proto3 JSON mapping that MLflow's clients use does.
+builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling |= System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals);
 builder.Services.AddProblemDetails();
 builder.Services.AddOpenApi();
 builder.Services.AddHealthChecks().AddDbContextCheck<EmaLabDbContext>();

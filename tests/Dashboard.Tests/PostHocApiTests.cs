@@ -53,6 +53,13 @@ public sealed class PostHocApiTests(EmaLabFactory factory) : IClassFixture<EmaLa
         var tooWide = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc", new { decay = 0.99 });
         Assert.Equal(HttpStatusCode.BadRequest, tooWide.StatusCode);
         Assert.Contains("wider than the whole run", await tooWide.Content.ReadAsStringAsync());
+        // 1e-200 once answered 500 after a NaN reconstruction; decays that narrow are refused by name too.
+        foreach (var narrow in new object[] { new { sigmaRel = 1e-200 }, new { decay = 1e-9 } })
+        {
+            var refused = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc", narrow);
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        }
+        Assert.DoesNotContain((await Api.GetAsync(_client, $"/api/runs/{id}")).GetProperty("tracks").EnumerateArray(), t => t.GetProperty("name").GetString()!.Contains("e-"));
 
         var overview = await Api.GetAsync(_client, $"/api/runs/{id}/posthoc");
         Assert.Equal(10, overview.GetProperty("snapshots").GetInt32());
@@ -91,7 +98,7 @@ public sealed class PostHocApiTests(EmaLabFactory factory) : IClassFixture<EmaLa
         Assert.Contains("without post-hoc EMA", await noPostHoc.Content.ReadAsStringAsync());
 
         Assert.Equal(HttpStatusCode.NotFound, (await _client.PostAsJsonAsync("/api/runs/999999/posthoc", new { sigmaRel = 0.1 })).StatusCode);
-        foreach (var (body, field) in new (object, string)[] { (new { sigmaRel = 0.5 }, "sigmaRel"), (new { decay = 1.0 }, "decay"), (new { }, "sigmaRel"), (new { sigmaRel = 0.1, decay = 0.9 }, "sigmaRel") })
+        foreach (var (body, field) in new (object, string)[] { (new { sigmaRel = 0.5 }, "sigmaRel"), (new { sigmaRel = 1e-200 }, "sigmaRel"), (new { sigmaRel = -0.1 }, "sigmaRel"), (new { decay = 1.0 }, "decay"), (new { }, "sigmaRel"), (new { sigmaRel = 0.1, decay = 0.9 }, "sigmaRel") })
         {
             var response = await _client.PostAsJsonAsync($"/api/runs/{plain.Id()}/posthoc", body);
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);

@@ -6,7 +6,8 @@ public static class DatabaseInitializer
 {
     /// <summary>
     /// Applies migrations, switches the file to WAL (persistent; readers never block the writer), and marks
-    /// runs left "running" by a crash as interrupted, resumable from their last bundle.
+    /// runs left "running" by a crash as interrupted, resumable from their last bundle, and removes files a
+    /// crash left half-written.
     /// </summary>
     public static async Task InitializeDatabaseAsync(this IServiceProvider services)
     {
@@ -23,8 +24,9 @@ public static class DatabaseInitializer
                 : $"The server stopped while this run was at step {run.Step:N0}, before its first resume bundle; clone it to start again.";
         }
         await db.SaveChangesAsync();
-        if (crashed.Count > 0)
-            services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DatabaseInitializer))
-                .LogWarning("Marked {Count} run(s) left running by an earlier process as interrupted", crashed.Count);
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DatabaseInitializer));
+        if (crashed.Count > 0) logger.LogWarning("Marked {Count} run(s) left running by an earlier process as interrupted", crashed.Count);
+        var partial = services.GetRequiredService<Runs.DataPaths>().DeletePartialFiles();
+        if (partial > 0) logger.LogWarning("Removed {Count} half-written file(s) left by an earlier process", partial);
     }
 }

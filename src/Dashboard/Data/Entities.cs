@@ -66,7 +66,8 @@ public sealed class Metric
     public required string Track { get; set; }
     public required string Key { get; set; }
     public long Step { get; set; }
-    public double Value { get; set; }
+    /// <summary>Null stands for NaN (SQLite has no NaN); ±infinity is stored as itself.</summary>
+    public double? Value { get; set; }
     /// <summary>Unix milliseconds when the engine produced the value.</summary>
     public long WallTimeMs { get; set; }
 }

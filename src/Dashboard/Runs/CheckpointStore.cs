@@ -9,27 +9,40 @@ namespace EmaLab.Dashboard.Runs;
 /// <summary>Exports tracks of a session as checkpoint files under the run's folder and records them (the one place that does).</summary>
 public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths)
 {
-    /// <summary>Exports <paramref name="tracks"/> at the session's step, replacing files and rows of the same track and step.</summary>
-    public void Save(long runId, TrainingSession session, IEnumerable<string> tracks)
+    /// <summary>
+    /// Exports <paramref name="tracks"/> at the session's step, replacing files and rows of the same track and
+    /// step. Files are written atomically (flushed, then renamed into place); <paramref name="recordAlso"/> adds
+    /// rows to the same transaction. All or nothing: when anything fails, the new files are removed and no row is written.
+    /// </summary>
+    public void Save(long runId, TrainingSession session, IEnumerable<string> tracks, Action<EmaLabDbContext>? recordAlso = null)
     {
-        using var db = dbFactory.CreateDbContext();
-        foreach (var track in tracks)
+        var written = new List<string>();
+        try
         {
-            var relative = DataPaths.CheckpointRelativePath(runId, track, session.Step);
-            var path = paths.Absolute(relative);
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            var temporary = path + ".partial";
-            CheckpointExport.Export(session, track, temporary);
-            File.Move(temporary, path, overwrite: true);
-            string sha256;
-            using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));
-            db.Checkpoints.Where(c => c.RunId == runId && c.Track == track && c.Step == session.Step).ExecuteDelete();
-            db.Checkpoints.Add(new Checkpoint
+            using var db = dbFactory.CreateDbContext();
+            foreach (var track in tracks)
             {
-                RunId = runId, Track = track, Step = session.Step, RelativePath = relative,
-                SizeBytes = new FileInfo(path).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
-            });
+                var relative = DataPaths.CheckpointRelativePath(runId, track, session.Step);
+                var path = paths.Absolute(relative);
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                AtomicFile.Write(path, stream => CheckpointExport.Export(session, track, stream));
+                written.Add(path);
+                string sha256;
+                using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));
+                db.Checkpoints.RemoveRange(db.Checkpoints.Where(c => c.RunId == runId && c.Track == track && c.Step == session.Step));
+                db.Checkpoints.Add(new Checkpoint
+                {
+                    RunId = runId, Track = track, Step = session.Step, RelativePath = relative,
+                    SizeBytes = new FileInfo(path).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
+                });
+            }
+            recordAlso?.Invoke(db);
+            db.SaveChanges();
         }
-        db.SaveChanges();
+        catch
+        {
+            foreach (var path in written) File.Delete(path);
+            throw;
+        }
     }
 }

@@ -11,7 +11,7 @@ public sealed class DataPaths
         Root = options.Value.ResolveDataDirectory(environment.ContentRootPath);
         Directory.CreateDirectory(Root);
         DatabasePath = Path.Combine(Root, "emalab.db");
-        ConnectionString = $"Data Source={DatabasePath};Pooling=True";
+        ConnectionString = $"Data Source={DatabasePath};Pooling=True;Default Timeout={options.Value.StoreTimeoutSeconds}";
     }
 
     public string Root { get; }
@@ -36,6 +36,16 @@ public sealed class DataPaths
             if (long.TryParse(name["resume-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var step) && (keepStep is null || step < keepStep))
                 File.Delete(file);
         }
+    }
+
+    /// <summary>Removes files a crash left half-written (<c>*.partial</c>: bundles, checkpoints, snapshots); returns how many.</summary>
+    public int DeletePartialFiles()
+    {
+        var runs = Path.Combine(Root, "runs");
+        if (!Directory.Exists(runs)) return 0;
+        var partial = Directory.GetFiles(runs, "*" + TrainingEngine.Checkpoints.AtomicFile.PartialSuffix, SearchOption.AllDirectories);
+        foreach (var file in partial) File.Delete(file);
+        return partial.Length;
     }
 
     /// <summary>Relative to <see cref="Root"/>, as stored in the database.</summary>

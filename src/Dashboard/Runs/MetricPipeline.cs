@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
+using SQLitePCL;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -11,6 +12,10 @@ namespace EmaLab.Dashboard.Runs;
 /// trainer: back-pressure, nothing dropped) → one writer that commits a transaction every
 /// <see cref="EmaLabOptions.FlushIntervalMs"/> or <see cref="EmaLabOptions.FlushRows"/> rows → SQLite,
 /// then → <see cref="RunEventHub"/> for live subscribers. A hard kill loses at most one flush interval.
+/// A batch is never dropped: a transient store error (a lock held past the timeout, a full disk, an I/O
+/// error) keeps it and retries with growing pauses while the full channel holds training back; an error
+/// that persists is narrowed to the runs whose rows fail, and only those runs fail, with the reason.
+/// NaN is stored as NULL (SQLite has no NaN), infinities as themselves.
 /// </summary>
 public sealed class MetricPipeline : BackgroundService
 {
@@ -25,6 +30,9 @@ public sealed class MetricPipeline : BackgroundService
         FullMode = BoundedChannelFullMode.Wait,
         SingleReader = true,
     });
+    static readonly TimeSpan MaxRetryPause = TimeSpan.FromSeconds(5);
+
+    readonly System.Collections.Concurrent.ConcurrentDictionary<long, string> _failedRuns = new();
     readonly RunEventHub _hub;
     readonly DataPaths _paths;
     readonly EmaLabOptions _options;
@@ -39,6 +47,12 @@ public sealed class MetricPipeline : BackgroundService
     }
 
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    /// <summary>Why the run's rows could not be stored, once the writer gave up on them; its trainer then stops with this reason.</summary>
+    public string? StoreFailureOf(long runId) => _failedRuns.TryGetValue(runId, out var reason) ? reason : null;
+
+    /// <summary>Forgets an earlier store failure of the run (it is starting again).</summary>
+    public void ClearStoreFailure(long runId) => _failedRuns.TryRemove(runId, out _);
 
     /// <summary>Queues a metric; blocks the calling (training) thread while the queue is full.</summary>
     public void WriteMetric(long runId, in MetricPoint point) =>
@@ -77,6 +91,8 @@ public sealed class MetricPipeline : BackgroundService
         {
             // WAL + NORMAL: a committed transaction survives a process kill; only an OS crash could lose the last one.
             pragma.CommandText = "PRAGMA synchronous=NORMAL;";
+            if (_options.MaxDatabaseMegabytes > 0)
+                pragma.CommandText += $"PRAGMA max_page_count={(long)_options.MaxDatabaseMegabytes * 1024 * 1024 / 4096};";
             await pragma.ExecuteNonQueryAsync(stoppingToken);
         }
         var writer = new BatchWriter(connection);
@@ -110,7 +126,7 @@ public sealed class MetricPipeline : BackgroundService
                         break;
                     }
                 }
-                Commit(writer, batch);
+                await CommitAsync(writer, batch, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -119,21 +135,70 @@ public sealed class MetricPipeline : BackgroundService
         // Shutting down: commit what is queued so a graceful stop loses nothing.
         batch.Clear();
         while (reader.TryRead(out var rest)) batch.Add(rest);
-        if (batch.Count > 0) Commit(writer, batch);
+        if (batch.Count > 0) await CommitAsync(writer, batch, CancellationToken.None);
     }
 
-    void Commit(BatchWriter writer, List<Item> batch)
+    async Task CommitAsync(BatchWriter writer, List<Item> batch, CancellationToken stoppingToken)
     {
-        try
+        // Rows of a run that already failed to store are not retried again and again: that run is stopping.
+        if (!_failedRuns.IsEmpty) batch.RemoveAll(i => i.Kind != Kind.Flush && _failedRuns.ContainsKey(i.RunId));
+        var pause = TimeSpan.FromMilliseconds(50);
+        var giveUp = Stopwatch.StartNew();
+        for (var attempt = 1; ; attempt++)
         {
-            writer.Write(batch);
+            try
+            {
+                writer.Write(batch);
+                Publish(batch);
+                return;
+            }
+            catch (SqliteException e) when (IsTransient(e) && giveUp.Elapsed.TotalSeconds < _options.StoreRetrySeconds && !stoppingToken.IsCancellationRequested)
+            {
+                // Nothing is dropped: the batch waits, the channel fills and holds the trainers back.
+                _logger.LogWarning("Could not commit {Count} rows ({Error}); retrying in {Pause} ms (attempt {Attempt})", batch.Count, e.Message, pause.TotalMilliseconds, attempt);
+                try { await Task.Delay(pause, stoppingToken); }
+                catch (OperationCanceledException) { }
+                pause = TimeSpan.FromTicks(Math.Min(pause.Ticks * 2, MaxRetryPause.Ticks));
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "Could not commit a batch of {Count} rows; writing it run by run", batch.Count);
+                CommitRunByRun(writer, batch);
+                return;
+            }
         }
-        catch (Exception e)
+    }
+
+    /// <summary>
+    /// The batch failed for good: each run's rows get a transaction of their own, so a run whose rows cannot be
+    /// stored fails alone (with the reason) and every other run's rows are kept.
+    /// </summary>
+    void CommitRunByRun(BatchWriter writer, List<Item> batch)
+    {
+        foreach (var group in batch.Where(i => i.Kind != Kind.Flush).GroupBy(i => i.RunId))
         {
-            _logger.LogError(e, "Could not commit {Count} metric rows", batch.Count);
-            foreach (var item in batch) item.Flushed?.TrySetException(e);
-            return;
+            var items = group.ToList();
+            try
+            {
+                writer.Write(items);
+                Publish(items);
+            }
+            catch (Exception e)
+            {
+                var reason = $"Could not store this run's metrics: {e.Message}";
+                _failedRuns[group.Key] = reason;
+                _logger.LogError(e, "Run {RunId}: {Count} rows could not be stored; the run stops", group.Key, items.Count);
+            }
         }
+        Publish(batch.Where(i => i.Kind == Kind.Flush).ToList());
+    }
+
+    /// <summary>Errors that may pass: a lock held past the timeout, a full disk or database, an I/O error.</summary>
+    static bool IsTransient(SqliteException e) =>
+        e.SqliteErrorCode is raw.SQLITE_BUSY or raw.SQLITE_LOCKED or raw.SQLITE_FULL or raw.SQLITE_IOERR;
+
+    void Publish(List<Item> batch)
+    {
         foreach (var item in batch)
         {
             switch (item.Kind)
@@ -197,7 +262,7 @@ public sealed class MetricPipeline : BackgroundService
                 switch (item.Kind)
                 {
                     case Kind.Metric:
-                        Run(_metric, item.RunId, item.Key!, item.Track!, item.Step, item.Value, item.WallTimeMs);
+                        Run(_metric, item.RunId, item.Key!, item.Track!, item.Step, double.IsNaN(item.Value) ? DBNull.Value : item.Value, item.WallTimeMs);
                         break;
                     case Kind.Progress:
                         Run(_progress, item.RunId, item.Step, item.Progress!.TotalSteps);

@@ -38,7 +38,7 @@ public sealed class MetricQueries(DataPaths paths)
         command.Parameters.AddWithValue("$run", runId);
         using var reader = command.ExecuteReader();
         var result = new List<SeriesInfo>();
-        while (reader.Read()) result.Add(new SeriesInfo(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), reader.GetDouble(4)));
+        while (reader.Read()) result.Add(new SeriesInfo(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), ValueAt(reader, 4)));
         return result;
     }
 
@@ -72,7 +72,7 @@ public sealed class MetricQueries(DataPaths paths)
         using var reader = command.ExecuteReader();
         var result = new List<TrackSummary>();
         while (reader.Read())
-            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), reader.GetDouble(2), reader.GetInt64(3), reader.GetDouble(4), reader.GetInt64(5)));
+            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4), reader.GetInt64(5)));
         return result;
     }
 
@@ -92,11 +92,15 @@ public sealed class MetricQueries(DataPaths paths)
             var points = new List<MetricValue>(1024);
             int result;
             while ((result = raw.sqlite3_step(statement)) == raw.SQLITE_ROW)
-                points.Add(new MetricValue(raw.sqlite3_column_int64(statement, 0), raw.sqlite3_column_double(statement, 1)));
+                points.Add(new MetricValue(raw.sqlite3_column_int64(statement, 0),
+                    raw.sqlite3_column_type(statement, 1) == raw.SQLITE_NULL ? double.NaN : raw.sqlite3_column_double(statement, 1)));
             if (result != raw.SQLITE_DONE) Check(db, result);
             return points;
         }
     }
+
+    /// <summary>A stored metric value: NULL is how NaN is stored (<see cref="MetricPipeline"/>).</summary>
+    static double ValueAt(SqliteDataReader reader, int column) => reader.IsDBNull(column) ? double.NaN : reader.GetDouble(column);
 
     static void Check(sqlite3 db, int result)
     {
@@ -117,7 +121,7 @@ public sealed class MetricQueries(DataPaths paths)
         {
             cancellationToken.ThrowIfCancellationRequested();
             await writer.WriteLineAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"{reader.GetString(0)},{reader.GetString(1)},{reader.GetInt64(2)},{reader.GetDouble(3):R},{reader.GetInt64(4)}"));
+                $"{reader.GetString(0)},{reader.GetString(1)},{reader.GetInt64(2)},{ValueAt(reader, 3):R},{reader.GetInt64(4)}"));
         }
     }
 }

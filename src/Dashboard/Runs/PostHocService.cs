@@ -82,8 +82,10 @@ public sealed class PostHocService(
             finally { foreach (var t in state.Values) t.Dispose(); }
             var evaluation = session.Evaluate(track);
             var result = new PostHocResult(track, sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, evaluation.Accuracy, evaluation.Loss);
-            Record(run.Id, result);
-            checkpoints.Save(run.Id, session, [track]);
+            // The checkpoint and the track row are written together or not at all; the metrics follow them.
+            checkpoints.Save(run.Id, session, [track], db => RecordTrack(db, run.Id, result));
+            pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalAccuracy, result.Step, result.Accuracy));
+            pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalLoss, result.Step, result.Loss));
             results.Add(result);
             progress?.Invoke(results.Count);
         }
@@ -92,18 +94,12 @@ public sealed class PostHocService(
         return results;
     }
 
-    void Record(long runId, PostHocResult result)
+    static void RecordTrack(EmaLabDbContext db, long runId, PostHocResult result)
     {
-        using (var db = dbFactory.CreateDbContext())
-        {
-            var track = db.Tracks.SingleOrDefault(t => t.RunId == runId && t.Name == result.Track);
-            if (track is null) db.Tracks.Add(track = new EmaTrack { RunId = runId, Name = result.Track });
-            track.SigmaRel = result.SigmaRel;
-            track.Decay = result.EquivalentDecay;
-            db.SaveChanges();
-        }
-        pipeline.WriteMetric(runId, new MetricPoint("", result.Track, MetricKeys.EvalAccuracy, result.Step, result.Accuracy));
-        pipeline.WriteMetric(runId, new MetricPoint("", result.Track, MetricKeys.EvalLoss, result.Step, result.Loss));
+        var track = db.Tracks.SingleOrDefault(t => t.RunId == runId && t.Name == result.Track);
+        if (track is null) db.Tracks.Add(track = new EmaTrack { RunId = runId, Name = result.Track });
+        track.SigmaRel = result.SigmaRel;
+        track.Decay = result.EquivalentDecay;
     }
 
     /// <summary>Starts a sweep of <paramref name="count"/> σ_rel values spaced evenly in log scale; false when one is already running.</summary>

@@ -164,8 +164,7 @@ public static class RunEndpoints
     static async Task<Results<Ok<PostHocResult>, ValidationProblem, ProblemHttpResult>> ReconstructPostHoc(long id, PostHocRequest request, PostHocService postHoc, CancellationToken ct)
     {
         if (request.SigmaRel is null == request.Decay is null) return Invalid("sigmaRel", "Give either sigmaRel or decay.");
-        if (request.SigmaRel is { } s && !(s > 0 && s <= PowerFunctionProfile.MaxSigmaRel))
-            return Invalid("sigmaRel", $"sigmaRel must be in (0, {PowerFunctionProfile.MaxSigmaRel:F4}].");
+        if (request.SigmaRel is { } s && !PowerFunctionProfile.IsSupported(s)) return Invalid("sigmaRel", PowerFunctionProfile.SupportedRange);
         if (request.Decay is { } d && !(d > 0 && d < 1)) return Invalid("decay", "decay must be in (0, 1).");
         var (run, problem) = await CheckReconstructable(id, postHoc, ct);
         if (run is null) return NotFound(id);
@@ -174,13 +173,15 @@ public static class RunEndpoints
         var sigma = request.SigmaRel ?? PowerFunctionProfile.SigmaRelOfDecay(request.Decay!.Value, step);
         if (!(sigma <= PowerFunctionProfile.MaxSigmaRel))
             return Invalid("decay", $"decay {request.Decay} is wider than the whole run (σ_rel {sigma:F3} at step {step}); the widest average is the uniform one.");
+        if (!PowerFunctionProfile.IsSupported(sigma))
+            return Invalid("decay", $"decay {request.Decay} is narrower than post-hoc EMA reconstructs (σ_rel {sigma:G3} at step {step}; {PowerFunctionProfile.SupportedRange})");
         return TypedResults.Ok((await postHoc.ReconstructAsync(run, [sigma]))[0]);
     }
 
     static async Task<Results<Accepted<SweepStatus>, ValidationProblem, ProblemHttpResult>> StartSweep(long id, SweepRequest request, PostHocService postHoc, CancellationToken ct)
     {
-        if (!(request.From > 0 && request.From < request.To && request.To <= PowerFunctionProfile.MaxSigmaRel))
-            return Invalid("from", $"Need 0 < from < to ≤ {PowerFunctionProfile.MaxSigmaRel:F4}.");
+        if (!PowerFunctionProfile.IsSupported(request.From)) return Invalid("from", PowerFunctionProfile.SupportedRange);
+        if (!(PowerFunctionProfile.IsSupported(request.To) && request.To > request.From)) return Invalid("to", "to must be above from; " + PowerFunctionProfile.SupportedRange);
         if (request.Count is < 2 or > PostHocService.MaxSweepPoints) return Invalid("count", $"count must be from 2 to {PostHocService.MaxSweepPoints}.");
         var (run, problem) = await CheckReconstructable(id, postHoc, ct);
         if (run is null) return NotFound(id);

@@ -34,6 +34,7 @@ public sealed class RunExecutor(
         if (run is null || run.Status != RunStatus.Queued) return;
 
         var active = queue.Activate(runId, stopping);
+        pipeline.ClearStoreFailure(runId);
         var outcome = RunStatus.Failed;
         string? error = null;
         long step = run.Step;

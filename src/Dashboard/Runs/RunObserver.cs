@@ -5,7 +5,12 @@ namespace EmaLab.Dashboard.Runs;
 /// <summary>Connects the engine's reports for one run to the metric pipeline (the only way metrics reach storage).</summary>
 sealed class RunObserver(long runId, MetricPipeline pipeline, RunQueue.ActiveRun active) : ITrainingObserver
 {
-    public void OnMetric(in MetricPoint point) => pipeline.WriteMetric(runId, point);
+    public void OnMetric(in MetricPoint point)
+    {
+        // The writer gave up on this run's rows (e.g. the database is full): stop training with its reason.
+        if (pipeline.StoreFailureOf(runId) is { } reason) throw new IOException(reason);
+        pipeline.WriteMetric(runId, point);
+    }
 
     public void OnProgress(TrainingProgress progress)
     {

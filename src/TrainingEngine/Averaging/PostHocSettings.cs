@@ -27,10 +27,10 @@ public sealed record PostHocSettings
     public IEnumerable<InvalidSettingException> Problems()
     {
         const string sigmas = "postHoc.sigmaRels";
-        var outside = SigmaRels.Where(s => !(s > 0 && s <= PowerFunctionProfile.MaxSigmaRel)).ToList();
+        var outside = SigmaRels.Where(s => !PowerFunctionProfile.IsSupported(s)).ToList();
         if (SigmaRels.Count is 0 or > MaxProfiles) yield return new InvalidSettingException(sigmas, $"Track 1 to {MaxProfiles} power-function profiles.");
         else if (outside.Count > 0)
-            yield return new InvalidSettingException(sigmas, $"σ_rel {outside[0].ToString(CultureInfo.InvariantCulture)} is outside (0, {PowerFunctionProfile.MaxSigmaRel:F4}].");
+            yield return new InvalidSettingException(sigmas, $"σ_rel {outside[0].ToString(CultureInfo.InvariantCulture)}: {PowerFunctionProfile.SupportedRange}");
         else if (SigmaRels.Distinct().Count() != SigmaRels.Count) yield return new InvalidSettingException(sigmas, "The σ_rel values must be distinct.");
         if (SnapshotEvery is < 1) yield return new InvalidSettingException("postHoc.snapshotEvery", "Snapshots need at least 1 step between them.");
     }

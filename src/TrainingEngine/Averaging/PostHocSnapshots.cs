@@ -24,15 +24,13 @@ public static class PostHocSnapshots
         var ema = session.PostHocEma ?? throw new InvalidOperationException("The run has no post-hoc EMA.");
         Directory.CreateDirectory(directory);
         var path = Path.Combine(directory, FileName(step));
-        var temporary = path + ".partial";
         var metadata = new Dictionary<string, string>
         {
             ["format"] = Format,
             ["step"] = step.ToString(CultureInfo.InvariantCulture),
             ["sigma_rels"] = JsonSerializer.Serialize(session.Spec.PostHoc!.SigmaRels),
         };
-        SafeTensors.Write(temporary, ema.StateTensors().Concat(ema.CopiedBuffers.Select(b => (BuffersPrefix + b.Name, b.Live))), metadata);
-        File.Move(temporary, path, overwrite: true);
+        AtomicFile.Write(path, stream => SafeTensors.Write(stream, ema.StateTensors().Concat(ema.CopiedBuffers.Select(b => (BuffersPrefix + b.Name, b.Live))), metadata));
     }
 
     /// <summary>The steps that have a snapshot in <paramref name="directory"/>, in order.</summary>

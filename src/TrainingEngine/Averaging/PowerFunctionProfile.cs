@@ -27,9 +27,7 @@ public static class PowerFunctionProfile
     /// </summary>
     public static double Gamma(double sigmaRel)
     {
-        // σ_rel peaks at 0.2887 (γ = 0, a uniform average of the whole run); wider profiles do not exist.
-        if (!(sigmaRel > 0 && sigmaRel <= MaxSigmaRel))
-            throw new ArgumentOutOfRangeException(nameof(sigmaRel), sigmaRel, $"σ_rel must be in (0, {MaxSigmaRel:F4}].");
+        if (!IsSupported(sigmaRel)) throw new ArgumentOutOfRangeException(nameof(sigmaRel), sigmaRel, SupportedRange);
         var t = 1 / (sigmaRel * sigmaRel);
         var gamma = Math.Max(t, 10.0);
         for (var i = 0; i < 200; i++)
@@ -43,8 +41,20 @@ public static class PowerFunctionProfile
         return gamma;
     }
 
-    /// <summary>σ_rel of γ = 0: the uniform average, √(1/12).</summary>
+    /// <summary>σ_rel of γ = 0: the uniform average, √(1/12). Wider profiles do not exist.</summary>
     public static readonly double MaxSigmaRel = Math.Sqrt(1.0 / 12);
+
+    /// <summary>
+    /// The narrowest σ_rel the engine works with (γ ≈ 10⁶). Narrower profiles are indistinguishable from the
+    /// last snapshot at any snapshot spacing, and as σ_rel → 0 γ overflows (σ_rel = 1e-200 gives γ = ∞ and NaN weights).
+    /// </summary>
+    public const double MinSigmaRel = 1e-3;
+
+    /// <summary>Whether <paramref name="sigmaRel"/> is a profile the engine can track and reconstruct: [<see cref="MinSigmaRel"/>, <see cref="MaxSigmaRel"/>].</summary>
+    public static bool IsSupported(double sigmaRel) => sigmaRel >= MinSigmaRel && sigmaRel <= MaxSigmaRel;
+
+    /// <summary>The message for a σ_rel outside <see cref="IsSupported"/>.</summary>
+    public static string SupportedRange => $"σ_rel must be from {MinSigmaRel.ToString(System.Globalization.CultureInfo.InvariantCulture)} to {MaxSigmaRel.ToString("F4", System.Globalization.CultureInfo.InvariantCulture)} (the uniform average of the whole run).";
 
     /// <summary>The decay applied after (1-based) step t to track the profile: (1 − 1/t)^(γ+1); 0 at step 1 (the shadow starts as a copy).</summary>
     public static double Beta(double gamma, long step)

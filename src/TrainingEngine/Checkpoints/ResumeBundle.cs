@@ -49,16 +49,7 @@ public static class ResumeBundle
     }
 
     /// <summary>Writes the bundle next to <paramref name="path"/> and renames it into place, so a crash never leaves a half-written bundle.</summary>
-    public static void SaveAtomically(TrainingSession session, string path)
-    {
-        var temporary = path + ".partial";
-        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            Save(session, stream);
-            stream.Flush(flushToDisk: true);
-        }
-        File.Move(temporary, path, overwrite: true);
-    }
+    public static void SaveAtomically(TrainingSession session, string path) => AtomicFile.Write(path, stream => Save(session, stream));
 
     /// <summary>Rebuilds the session a bundle captured, ready to <see cref="TrainingSession.Train"/> on.</summary>
     public static TrainingSession Resume(Stream stream, string name = "resume bundle")

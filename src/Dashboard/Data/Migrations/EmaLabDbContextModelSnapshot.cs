@@ -98,7 +98,7 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Property<long>("Step")
                         .HasColumnType("INTEGER");
 
-                    b.Property<double>("Value")
+                    b.Property<double?>("Value")
                         .HasColumnType("REAL");
 
                     b.Property<long>("WallTimeMs")

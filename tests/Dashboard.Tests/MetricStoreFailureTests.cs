@@ -1,0 +1,95 @@
+using System.Text.Json;
+using EmaLab.Dashboard.Runs;
+using EmaLab.TrainingEngine.Training;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace EmaLab.Dashboard.Tests;
+
+/// <summary>The metric writer keeps every row it was given: non-finite values, a busy database, a full one.</summary>
+public sealed class MetricStoreFailureTests
+{
+    static async Task<long[]> TrainLossStepsAsync(HttpClient client, long id)
+    {
+        var series = await Api.GetAsync(client, $"/api/runs/{id}/metrics?key=train/loss&track=raw&maxPoints=0");
+        return series[0].GetProperty("points").EnumerateArray().Select(p => p.GetProperty("step").GetInt64()).ToArray();
+    }
+
+    [Fact]
+    public async Task Non_finite_values_are_stored_and_served_and_do_not_cost_other_runs_their_rows()
+    {
+        using var factory = new EmaLabFactory();
+        var client = factory.CreateClient();
+        var first = await Api.CreateAsync(client, Api.DigitsRun(steps: 20));
+        await Api.WaitForFinishAsync(client, first.Id());
+        var other = await Api.CreateAsync(client, Api.DigitsRun(steps: 1500, evalInterval: 500));
+        await Api.WaitForAsync(client, other.Id(), r => r.Status() == "running");
+
+        // A diverged value arrives while the other run trains: the same batches carry both runs' rows.
+        var pipeline = factory.Services.GetRequiredService<MetricPipeline>();
+        double[] values = [double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0.5];
+        for (var i = 0; i < values.Length; i++) pipeline.WriteMetric(first.Id(), new MetricPoint("", "raw", "eval/diverged", i + 1, values[i]));
+
+        Assert.Equal("completed", (await Api.WaitForFinishAsync(client, other.Id())).Status());
+        Assert.Equal(Enumerable.Range(1, 1500).Select(i => (long)i), await TrainLossStepsAsync(client, other.Id()));
+
+        var text = await client.GetStringAsync($"/api/runs/{first.Id()}/metrics?key=eval/diverged&track=raw");
+        var points = JsonDocument.Parse(text).RootElement[0].GetProperty("points").EnumerateArray().Select(p => p.GetProperty("value")).ToList();
+        Assert.Equal(["NaN", "Infinity", "-Infinity"], points.Take(3).Select(p => p.GetString()));
+        Assert.Equal(0.5, points[3].GetDouble());
+        var csv = await client.GetStringAsync($"/api/runs/{first.Id()}/metrics.csv");
+        Assert.Contains("raw,eval/diverged,1,NaN,", csv);
+        Assert.Contains("raw,eval/diverged,2,Infinity,", csv);
+    }
+
+    [Fact]
+    public async Task A_lock_held_past_the_store_timeout_delays_rows_but_loses_none()
+    {
+        using var factory = new EmaLabFactory();
+        factory.Settings["EmaLab:StoreTimeoutSeconds"] = "1";
+        var client = factory.CreateClient();
+        var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 1000, evalInterval: 250));
+        await Api.WaitForAsync(client, run.Id(), r => r.Status() == "running");
+
+        // Another process holds the write lock for three store timeouts.
+        await using (var blocker = new SqliteConnection($"Data Source={Path.Combine(factory.DataDirectory, "emalab.db")}"))
+        {
+            await blocker.OpenAsync();
+            using var transaction = blocker.BeginTransaction(deferred: false);
+            await Task.Delay(TimeSpan.FromSeconds(3));
+        }
+
+        var finished = await Api.WaitForFinishAsync(client, run.Id());
+        Assert.Equal("completed", finished.Status());
+        Assert.Equal(Enumerable.Range(1, 1000).Select(i => (long)i), await TrainLossStepsAsync(client, run.Id()));
+    }
+
+    [Fact]
+    public async Task A_full_database_fails_the_run_with_a_reason_keeps_what_was_stored_and_the_server_serves()
+    {
+        using var factory = new EmaLabFactory();
+        factory.Settings["EmaLab:MaxDatabaseMegabytes"] = "2";
+        factory.Settings["EmaLab:StoreRetrySeconds"] = "1";
+        var client = factory.CreateClient();
+        var small = await Api.CreateAsync(client, Api.DigitsRun(steps: 50));
+        Assert.Equal("completed", (await Api.WaitForFinishAsync(client, small.Id())).Status());
+
+        // Fill the file to just under the writer's limit from another connection (which has no limit).
+        await using (var filler = new SqliteConnection($"Data Source={Path.Combine(factory.DataDirectory, "emalab.db")}"))
+        {
+            await filler.OpenAsync();
+            using var command = filler.CreateCommand();
+            command.CommandText = "CREATE TABLE Filler (Data BLOB); INSERT INTO Filler VALUES (zeroblob(1900000)); PRAGMA wal_checkpoint(TRUNCATE);";
+            await command.ExecuteNonQueryAsync();
+        }
+        var big = await Api.CreateAsync(client, Api.DigitsRun(steps: 200_000, evalInterval: 10_000));
+
+        var failed = await Api.WaitForFinishAsync(client, big.Id());
+        Assert.Equal("failed", failed.Status());
+        Assert.Contains("full", failed.GetProperty("error").GetString());
+        Assert.True(failed.GetProperty("step").GetInt64() > 0);
+        Assert.Equal(Enumerable.Range(1, 50).Select(i => (long)i), await TrainLossStepsAsync(client, small.Id()));
+        Assert.Equal("Healthy", await client.GetStringAsync("/health"));
+        Assert.Equal(2, (await Api.GetAsync(client, "/api/runs")).GetProperty("items").GetArrayLength());
+    }
+}

@@ -4,22 +4,32 @@
 #   docker run -p 8080:8080 -v emalab:/data -e EmaLab__ApiToken=change-me emalab
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
+# Restore in a layer of its own: it is redone only when a project file or package version changes.
 COPY global.json Directory.Build.props Directory.Packages.props ./
 COPY eng/ eng/
+COPY src/TrainingEngine/TrainingEngine.csproj src/TrainingEngine/
+COPY src/Dashboard/Dashboard.csproj src/Dashboard/
+RUN dotnet restore src/Dashboard/Dashboard.csproj -r linux-x64
 COPY src/ src/
-RUN dotnet publish src/Dashboard/Dashboard.csproj -c Release -o /app
+# linux-x64 only: no Windows or macOS natives of TorchSharp in the image.
+RUN dotnet publish src/Dashboard/Dashboard.csproj -c Release -r linux-x64 --self-contained false --no-restore -o /app
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0
 WORKDIR /app
 COPY --from=build /app .
 # Inside a container the app must listen on all interfaces (the port is published explicitly with -p);
-# that is an explicit setting here, and the app then refuses to start without EmaLab__ApiToken.
+# that is an explicit setting here, and the app then refuses to start without EmaLab__ApiToken. Every
+# API call and page then needs the token, so any host name may reach it (AllowedHosts).
 ENV ASPNETCORE_HTTP_PORTS=8080 \
     EmaLab__AllowRemote=true \
-    EmaLab__DataDirectory=/data
+    EmaLab__DataDirectory=/data \
+    AllowedHosts=*
 # The image's non-root user owns the data folder the volume is mounted on.
 RUN mkdir -p /data && chown "$APP_UID" /data
 USER $APP_UID
 VOLUME /data
 EXPOSE 8080
+# The image has no curl: the app probes its own /health.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["dotnet", "EmaLab.Dashboard.dll", "--health-check", "http://127.0.0.1:8080/health"]
 ENTRYPOINT ["dotnet", "EmaLab.Dashboard.dll"]

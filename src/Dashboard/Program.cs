@@ -2,11 +2,14 @@ using EmaLab.Dashboard;
 using EmaLab.Dashboard.Components;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Security;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Scalar.AspNetCore;
+
+if (args is [HealthProbe.Argument, var healthUrl]) return await HealthProbe.RunAsync(healthUrl);
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -37,6 +40,7 @@ builder.Services.AddHostedService<RunWorker>();
 // A metric can be NaN or ±infinity (a diverged loss): JSON carries them as "NaN"/"Infinity"/"-Infinity", as
 // the proto3 JSON mapping that MLflow's clients use does.
 builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling |= System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals);
+builder.AddEmaLabAccess();
 builder.Services.AddProblemDetails();
 builder.Services.AddOpenApi();
 builder.Services.AddHealthChecks().AddDbContextCheck<EmaLabDbContext>();
@@ -45,25 +49,38 @@ builder.Services.AddRazorComponents().AddInteractiveServerComponents();
 var app = builder.Build();
 await app.Services.InitializeDatabaseAsync();
 
-if (!app.Environment.IsDevelopment())
+// API errors are problem details in every environment (the developer page would echo request headers);
+// pages get the error and not-found pages. The API's own 4xx answers already carry problem details.
+app.UseWhen(context => IsApi(context), api =>
 {
-    app.UseExceptionHandler("/Error", createScopeForErrors: true);
-}
-app.UseStatusCodePagesWithReExecute("/not-found", createScopeForStatusCodePages: true);
-app.UseUiAccess();
+    api.UseExceptionHandler();
+    api.UseStatusCodePages();
+});
+app.UseWhen(context => !IsApi(context), pages =>
+{
+    if (!app.Environment.IsDevelopment()) pages.UseExceptionHandler("/Error", createScopeForErrors: true);
+    pages.UseStatusCodePagesWithReExecute("/not-found", createScopeForStatusCodePages: true);
+});
+app.UseAuthentication();
+app.UseAuthorization();
+app.UseRateLimiter();
 app.UseAntiforgery();
 
 app.MapStaticAssets();
 app.MapHealthChecks("/health");
 app.MapOpenApi();
 app.MapScalarApiReference("/api/docs");
+app.MapSignIn();
 app.MapEmaLabApi();
 app.MapRazorComponents<App>()
-    .AddInteractiveServerRenderMode();
+    .AddInteractiveServerRenderMode()
+    .RequireAuthorization(Access.Policy);
 
 app.Lifetime.ApplicationStarted.Register(() => RefuseRemoteListeningUnlessAllowed(app));
 app.Run();
 return 0;
+
+static bool IsApi(HttpContext context) => context.Request.Path.StartsWithSegments("/api");
 
 static string RemoteRefusal(IEnumerable<string> addresses) =>
     $"Refusing to serve on {string.Join(", ", addresses)}: listening beyond loopback needs EmaLab:AllowRemote=true and an EmaLab:ApiToken.";
@@ -88,10 +105,15 @@ static void RefuseRemoteListeningUnlessAllowed(WebApplication app)
     app.Lifetime.StopApplication();
 }
 
+// Parsed as Kestrel parses it (BindingAddress): "http://0.0.0.0@localhost:5080" has the host "0.0.0.0@localhost",
+// which is neither "localhost" nor an IP address, so Kestrel binds every interface; Uri.Host would say "localhost".
 static bool IsLoopback(string address)
 {
-    var host = new Uri(address.Replace("://+", "://0.0.0.0").Replace("://*", "://0.0.0.0")).Host;
-    return host == "localhost" || (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
+    BindingAddress binding;
+    try { binding = BindingAddress.Parse(address); }
+    catch (FormatException) { return false; }
+    if (binding.IsUnixPipe || binding.IsNamedPipe) return true;
+    return binding.Host == "localhost" || (System.Net.IPAddress.TryParse(binding.Host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
 }
 
 /// <summary>Entry point, public so the test projects can host the app.</summary>

@@ -1,61 +1,113 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Mvc.Testing;
 
 namespace EmaLab.Dashboard.Tests;
 
+/// <summary>With EmaLab:ApiToken set, every API call and page needs the token (bearer) or the sign-in cookie.</summary>
 public sealed class ApiTokenTests : IDisposable
 {
     readonly EmaLabFactory _factory = new() { Settings = { ["EmaLab:ApiToken"] = "s3cret" } };
 
     [Fact]
-    public async Task Mutating_calls_need_the_token_when_one_is_set()
+    public async Task Every_api_call_needs_the_token_when_one_is_set_and_health_stays_open()
     {
         var client = _factory.CreateClient();
         var denied = await client.PostAsJsonAsync("/api/runs", Api.DigitsRun(steps: 5));
         Assert.Equal(HttpStatusCode.Unauthorized, denied.StatusCode);
-        Assert.Equal(0, (await Api.GetAsync(client, "/api/runs")).GetProperty("total").GetInt32());
+        Assert.Equal("Bearer", denied.Headers.WwwAuthenticate.Single().Scheme);
+        Assert.Equal("application/problem+json", denied.Content.Headers.ContentType!.MediaType);
 
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "wrong");
-        Assert.Equal(HttpStatusCode.Unauthorized, (await client.PostAsJsonAsync("/api/runs", Api.DigitsRun(steps: 5))).StatusCode);
+        var wrong = await client.PostAsJsonAsync("/api/runs", Api.DigitsRun(steps: 5));
+        Assert.Equal(HttpStatusCode.Unauthorized, wrong.StatusCode);
+        Assert.Contains("invalid_token", wrong.Headers.WwwAuthenticate.ToString());
 
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "s3cret");
         var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 5));
         Assert.Equal("completed", (await Api.WaitForFinishAsync(client, run.Id())).Status());
+        var checkpoint = (await Api.GetAsync(client, $"/api/runs/{run.Id()}/checkpoints"))[0].GetProperty("id").GetInt64();
 
-        // Reads stay open.
+        // Reads too: downloads, logs (stack traces), CSV and the live stream are not anonymous.
         client.DefaultRequestHeaders.Authorization = null;
-        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/api/runs/{run.Id()}/metrics")).StatusCode);
+        foreach (var url in new[] { "/api/runs", $"/api/runs/{run.Id()}", $"/api/runs/{run.Id()}/metrics", $"/api/runs/{run.Id()}/metrics.csv",
+                     $"/api/runs/{run.Id()}/log", $"/api/runs/{run.Id()}/events", $"/api/checkpoints/{checkpoint}/download" })
+            Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync(url)).StatusCode);
+        Assert.Equal("Healthy", await client.GetStringAsync("/health"));
     }
 
     [Fact]
-    public async Task Pages_ask_for_the_token_once_and_remember_it()
+    public async Task Pages_ask_for_the_token_once_the_cookie_opens_the_api_and_sign_out_ends_it()
     {
-        var client = _factory.CreateClient(new Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true });
+        var client = _factory.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true });
         var page = await client.GetAsync("/runs/new");
         Assert.Equal(HttpStatusCode.Redirect, page.StatusCode);
-        Assert.Equal("/login?returnUrl=%2Fruns%2Fnew", page.Headers.Location!.OriginalString);
+        Assert.Equal("/login?returnUrl=%2Fruns%2Fnew", page.Headers.Location!.PathAndQuery);
         Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/_blazor/negotiate")).StatusCode);
 
-        var wrong = await client.PostAsync("/login", new FormUrlEncodedContent(new Dictionary<string, string> { ["token"] = "nope", ["returnUrl"] = "/runs/new" }));
+        // The form carries an antiforgery token; a post without one is refused.
+        Assert.Equal(HttpStatusCode.BadRequest, (await client.PostAsync("/login", Form(("token", "s3cret"), ("returnUrl", "/")))).StatusCode);
+
+        var wrong = await SignInAsync(client, "nope", "/runs/new");
         Assert.Equal(HttpStatusCode.Unauthorized, wrong.StatusCode);
         Assert.Contains("That is not the token.", await wrong.Content.ReadAsStringAsync());
 
-        // An absolute return address is not followed (no open redirect).
-        var right = await client.PostAsync("/login", new FormUrlEncodedContent(new Dictionary<string, string> { ["token"] = "s3cret", ["returnUrl"] = "https://evil.example/" }));
-        Assert.Equal(HttpStatusCode.Redirect, right.StatusCode);
-        Assert.Equal("/", right.Headers.Location!.OriginalString);
+        // Neither an absolute address nor a /\host one is followed (no open redirect, no 500).
+        foreach (var evil in new[] { "https://evil.example/", "/\\evil.com", "//evil.com" })
+        {
+            var right = await SignInAsync(client, "s3cret", evil);
+            Assert.Equal(HttpStatusCode.Redirect, right.StatusCode);
+            Assert.Equal("/", right.Headers.Location!.OriginalString);
+        }
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/runs/new")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/runs")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/login?returnUrl=/\\evil.com")).StatusCode);
+
+        var logout = await client.PostAsync("/logout", Form(AntiforgeryField(await client.GetStringAsync("/login"))));
+        Assert.Equal(HttpStatusCode.Redirect, logout.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/api/runs")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Failed_token_attempts_are_rate_limited_per_address()
+    {
+        var client = _factory.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "guess");
+        for (var i = 0; i < 10; i++) Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/api/runs")).StatusCode);
+        var limited = await client.GetAsync("/api/runs");
+        Assert.Equal(HttpStatusCode.TooManyRequests, limited.StatusCode);
+        Assert.NotNull(limited.Headers.RetryAfter);
+        // Blocked even with the right token until the window ends: guessing gains nothing.
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "s3cret");
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await client.GetAsync("/api/runs")).StatusCode);
     }
 
     [Fact]
     public async Task Without_a_token_pages_are_open()
     {
         using var open = new EmaLabFactory();
-        var client = open.CreateClient(new Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactoryClientOptions { AllowAutoRedirect = false });
+        var client = open.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false });
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/runs/new")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/runs")).StatusCode);
     }
+
+    static async Task<HttpResponseMessage> SignInAsync(HttpClient client, string token, string returnUrl)
+    {
+        var field = AntiforgeryField(await client.GetStringAsync("/login"));
+        return await client.PostAsync("/login", Form(("token", token), ("returnUrl", returnUrl), field));
+    }
+
+    static (string Name, string Value) AntiforgeryField(string html)
+    {
+        var match = Regex.Match(html, "name=\"(__RequestVerificationToken[^\"]*)\"[^>]*value=\"([^\"]+)\"");
+        Assert.True(match.Success, "no antiforgery field in the page");
+        return (match.Groups[1].Value, System.Net.WebUtility.HtmlDecode(match.Groups[2].Value));
+    }
+
+    static FormUrlEncodedContent Form(params (string Name, string Value)[] fields) =>
+        new(fields.Select(f => KeyValuePair.Create(f.Name, f.Value)));
 
     public void Dispose() => _factory.Dispose();
 }

@@ -84,7 +84,7 @@ public sealed class ChildServer : IDisposable
     }
 
     /// <summary>The app as built next to its project (bin/&lt;configuration&gt;/net10.0), the same configuration as these tests.</summary>
-    static string DashboardAssembly()
+    internal static string DashboardAssembly()
     {
         var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         var configuration = testBin.Parent!.Name;

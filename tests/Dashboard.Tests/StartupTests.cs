@@ -15,6 +15,15 @@ public sealed class StartupTests : IDisposable
     }
 
     [Fact]
+    public async Task An_address_that_only_looks_like_loopback_is_refused()
+    {
+        // Uri reads the host of "http://0.0.0.0@localhost:port" as localhost; Kestrel binds every interface.
+        var e = await Assert.ThrowsAsync<ChildServerExitedException>(() => ChildServer.StartAsync(_data, host: "0.0.0.0@localhost"));
+        Assert.Equal(1, e.ExitCode);
+        Assert.Contains("listening beyond loopback needs", e.Output);
+    }
+
+    [Fact]
     public async Task Allowing_remote_access_without_a_token_is_refused()
     {
         var e = await Assert.ThrowsAsync<ChildServerExitedException>(() =>
@@ -32,6 +41,20 @@ public sealed class StartupTests : IDisposable
             ["EmaLab__ApiToken"] = "t0ken",
         }, host: "0.0.0.0");
         Assert.Equal("Healthy", await server.Client.GetStringAsync("/health"));
+
+        // The container's HEALTHCHECK: the app probes a running server's /health.
+        Assert.Equal(0, await ProbeAsync(new Uri(server.Client.BaseAddress!, "/health").ToString()));
+        Assert.Equal(1, await ProbeAsync("http://127.0.0.1:1/health"));
+    }
+
+    static async Task<int> ProbeAsync(string url)
+    {
+        using var probe = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("dotnet", [ChildServer.DashboardAssembly(), "--health-check", url])
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true,
+        })!;
+        await probe.WaitForExitAsync();
+        return probe.ExitCode;
     }
 
     public void Dispose()

@@ -9,35 +9,36 @@ using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Options;
+using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Runs;
 
-/// <summary>The REST API (minimal APIs). Mutating endpoints need the API token when one is configured.</summary>
+/// <summary>The REST API (minimal APIs). Access rules are the group's (<see cref="Access"/>, <see cref="RequestChecks"/>).</summary>
 public static class RunEndpoints
 {
     public static void MapEmaLabApi(this IEndpointRouteBuilder app)
     {
-        var api = app.MapGroup("/api");
+        // Every API call: signed in when a token is set; changes only from this origin or non-browser clients.
+        var api = app.MapGroup("/api").RequireAuthorization(Security.Access.Policy).RequireSameOriginForChanges();
         var runs = api.MapGroup("/runs").WithTags("Runs");
 
         runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first, optionally filtered by status.");
-        runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification.").RequireApiToken()
+        runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification.").RequireJsonBody()
             .Accepts<JsonObject>("application/json");
         runs.MapGet("/{id:long}", GetRun).WithSummary("One run with its spec, tracks and live progress.");
-        runs.MapPost("/{id:long}/cancel", CancelRun).WithSummary("Cancels a queued or running run.").RequireApiToken();
-        runs.MapPost("/{id:long}/resume", ResumeRun).WithSummary("Continues an interrupted or cancelled run from its resume bundle.").RequireApiToken();
-        runs.MapPost("/{id:long}/clone", CloneRun).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).").RequireApiToken()
+        runs.MapPost("/{id:long}/cancel", CancelRun).WithSummary("Cancels a queued or running run.");
+        runs.MapPost("/{id:long}/resume", ResumeRun).WithSummary("Continues an interrupted or cancelled run from its resume bundle.");
+        runs.MapPost("/{id:long}/clone", CloneRun).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).").RequireJsonBody(optional: true)
             .Accepts<JsonObject>("application/json");
-        runs.MapDelete("/{id:long}", DeleteRun).WithSummary("Stops the run if needed and removes its rows and files.").RequireApiToken();
+        runs.MapDelete("/{id:long}", DeleteRun).WithSummary("Stops the run if needed and removes its rows and files.");
         runs.MapGet("/{id:long}/metrics", GetMetrics).WithSummary("Metric series (downsampled with min/max buckets unless maxPoints=0); without key, the list of series.");
         runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).WithSummary("Every metric of the run as CSV.");
         runs.MapGet("/{id:long}/events", GetEvents).WithSummary("Server-Sent Events: live metrics, progress and status of the run.");
         runs.MapGet("/{id:long}/checkpoints", GetCheckpoints).WithSummary("The run's checkpoints (raw and each EMA, periodic and final).");
         runs.MapGet("/{id:long}/posthoc", GetPostHoc).WithTags("Post-hoc EMA").WithSummary("Post-hoc tracks, the sweep's progress, and the run's classic EMAs on the σ_rel axis.");
-        runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireApiToken()
+        runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody()
             .WithSummary("Reconstructs the EMA of a σ_rel (or of a classic decay) from the snapshots, evaluates it and stores it as a track.");
-        runs.MapPost("/{id:long}/posthoc/sweep", StartSweep).WithTags("Post-hoc EMA").RequireApiToken()
+        runs.MapPost("/{id:long}/posthoc/sweep", StartSweep).WithTags("Post-hoc EMA").RequireJsonBody()
             .WithSummary("Reconstructs and evaluates a range of σ_rel values in the background.");
         runs.MapGet("/{id:long}/log", GetLog).WithSummary("The run's log: start, spec summary, evaluations, warnings, errors.");
 
@@ -251,17 +252,4 @@ public static class RunEndpoints
 
     static ProblemHttpResult Conflict(string message) =>
         TypedResults.Problem(message, statusCode: StatusCodes.Status409Conflict, title: "Conflict");
-
-    /// <summary>When <see cref="EmaLabOptions.ApiToken"/> is set, the request must carry <c>Authorization: Bearer &lt;token&gt;</c>.</summary>
-    static RouteHandlerBuilder RequireApiToken(this RouteHandlerBuilder builder) => builder.AddEndpointFilter(async (context, next) =>
-    {
-        var token = context.HttpContext.RequestServices.GetRequiredService<IOptions<EmaLabOptions>>().Value.ApiToken;
-        if (string.IsNullOrEmpty(token)) return await next(context);
-        var header = context.HttpContext.Request.Headers.Authorization.ToString();
-        var expected = "Bearer " + token;
-        if (System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
-                System.Text.Encoding.UTF8.GetBytes(header), System.Text.Encoding.UTF8.GetBytes(expected)))
-            return await next(context);
-        return TypedResults.Problem("This call changes data and needs 'Authorization: Bearer <EmaLab:ApiToken>'.", statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized");
-    });
 }

@@ -15,6 +15,16 @@ public sealed class MetricStoreFailureTests
         return series[0].GetProperty("points").EnumerateArray().Select(p => p.GetProperty("step").GetInt64()).ToArray();
     }
 
+    /// <summary>Lets a (long) run pass <paramref name="step"/>, cancels it and returns where it stopped.</summary>
+    static async Task<long> StopAfterAsync(HttpClient client, long id, long step)
+    {
+        await Api.WaitForAsync(client, id, r => r.GetProperty("step").GetInt64() >= step);
+        await client.PostAsync($"/api/runs/{id}/cancel", null);
+        var stopped = await Api.WaitForFinishAsync(client, id);
+        Assert.Equal("cancelled", stopped.Status());
+        return stopped.GetProperty("step").GetInt64();
+    }
+
     [Fact]
     public async Task Non_finite_values_are_stored_and_served_and_do_not_cost_other_runs_their_rows()
     {
@@ -22,7 +32,8 @@ public sealed class MetricStoreFailureTests
         var client = factory.CreateClient();
         var first = await Api.CreateAsync(client, Api.DigitsRun(steps: 20));
         await Api.WaitForFinishAsync(client, first.Id());
-        var other = await Api.CreateAsync(client, Api.DigitsRun(steps: 1500, evalInterval: 500));
+        // Far longer than needed; the test stops it.
+        var other = await Api.CreateAsync(client, Api.DigitsRun(steps: 1_000_000, evalInterval: 500));
         await Api.WaitForAsync(client, other.Id(), r => r.Status() == "running");
 
         // A diverged value arrives while the other run trains: the same batches carry both runs' rows.
@@ -30,8 +41,8 @@ public sealed class MetricStoreFailureTests
         double[] values = [double.NaN, double.PositiveInfinity, double.NegativeInfinity, 0.5];
         for (var i = 0; i < values.Length; i++) pipeline.WriteMetric(first.Id(), new MetricPoint("", "raw", "eval/diverged", i + 1, values[i]));
 
-        Assert.Equal("completed", (await Api.WaitForFinishAsync(client, other.Id())).Status());
-        Assert.Equal(Enumerable.Range(1, 1500).Select(i => (long)i), await TrainLossStepsAsync(client, other.Id()));
+        var stoppedAt = await StopAfterAsync(client, other.Id(), 1000);
+        Assert.Equal(Enumerable.Range(1, (int)stoppedAt).Select(i => (long)i), await TrainLossStepsAsync(client, other.Id()));
 
         var text = await client.GetStringAsync($"/api/runs/{first.Id()}/metrics?key=eval/diverged&track=raw");
         var points = JsonDocument.Parse(text).RootElement[0].GetProperty("points").EnumerateArray().Select(p => p.GetProperty("value")).ToList();
@@ -48,7 +59,7 @@ public sealed class MetricStoreFailureTests
         using var factory = new EmaLabFactory();
         factory.Settings["EmaLab:StoreTimeoutSeconds"] = "1";
         var client = factory.CreateClient();
-        var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 1000, evalInterval: 250));
+        var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 1_000_000, evalInterval: 250));
         await Api.WaitForAsync(client, run.Id(), r => r.Status() == "running");
 
         // Another process holds the write lock for three store timeouts.
@@ -59,9 +70,9 @@ public sealed class MetricStoreFailureTests
             await Task.Delay(TimeSpan.FromSeconds(3));
         }
 
-        var finished = await Api.WaitForFinishAsync(client, run.Id());
-        Assert.Equal("completed", finished.Status());
-        Assert.Equal(Enumerable.Range(1, 1000).Select(i => (long)i), await TrainLossStepsAsync(client, run.Id()));
+        var stepAfterLock = (await Api.GetAsync(client, $"/api/runs/{run.Id()}")).GetProperty("step").GetInt64();
+        var stoppedAt = await StopAfterAsync(client, run.Id(), stepAfterLock + 500);
+        Assert.Equal(Enumerable.Range(1, (int)stoppedAt).Select(i => (long)i), await TrainLossStepsAsync(client, run.Id()));
     }
 
     [Fact]

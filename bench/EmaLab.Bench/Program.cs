@@ -9,14 +9,15 @@ using static TorchSharp.torch;
 // in the same process, and the interesting numbers are ratios between them, which are steadier on a
 // shared 2-core machine than absolute times.
 //
-//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [optimizer] [steps] [store] [posthoc]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [optimizer] [steps] [store] [posthoc] [load]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
-var what = args.Length == 0 ? ["ema", "optimizer", "steps", "store", "posthoc"] : args;
+var what = args.Length == 0 ? ["ema", "optimizer", "steps", "store", "posthoc", "load"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();
 if (what.Contains("optimizer")) OptimizerBenchmarks.Run();
 if (what.Contains("steps")) StepBenchmarks.Run();
 if (what.Contains("store")) await StoreBenchmarks.RunAsync();
 if (what.Contains("posthoc")) PostHocBenchmarks.Run();
+if (what.Contains("load")) await LoadBenchmarks.RunAsync();
 
 static class Timing
 {

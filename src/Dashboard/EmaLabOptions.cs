@@ -48,6 +48,14 @@ public sealed class EmaLabOptions : IValidatableObject
     [Range(0, 10_000_000)]
     public int MaxDatabaseMegabytes { get; set; }
 
+    /// <summary>Live event streams (<c>GET /api/runs/{id}/events</c>) one run may have at once; more are answered 429.</summary>
+    [Range(1, 100_000)]
+    public int MaxEventStreamsPerRun { get; set; } = 50;
+
+    /// <summary>Live event streams the server keeps open at once, all runs together.</summary>
+    [Range(1, 100_000)]
+    public int MaxEventStreams { get; set; } = 200;
+
     /// <summary>Allow listening on non-loopback addresses. Requires <see cref="ApiToken"/>.</summary>
     public bool AllowRemote { get; set; }
 

@@ -168,13 +168,49 @@ public sealed class RunApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFac
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
         var types = new HashSet<string>();
-        while (!(types.Contains("metric") && types.Contains("progress")))
+        var trainSteps = new List<long>();
+        string? eventType = null;
+        while (!(types.Contains("metrics") && types.Contains("progress") && trainSteps.Count > 100))
         {
             var line = await reader.ReadLineAsync(cts.Token);
             Assert.NotNull(line);
-            if (line.StartsWith("event: ")) types.Add(line["event: ".Length..]);
-            if (line.StartsWith("data: ")) Assert.Equal(created.Id(), JsonDocument.Parse(line["data: ".Length..]).RootElement.GetProperty("runId").GetInt64());
+            if (line.StartsWith("event: ")) types.Add(eventType = line["event: ".Length..]);
+            if (!line.StartsWith("data: ")) continue;
+            var data = JsonDocument.Parse(line["data: ".Length..]).RootElement;
+            Assert.Equal(created.Id(), data.GetProperty("runId").GetInt64());
+            Assert.Equal(eventType, data.GetProperty("type").GetString());
+            // One message per writer flush carries all its points.
+            if (eventType == "metrics")
+                trainSteps.AddRange(data.GetProperty("points").EnumerateArray().Where(p => p.GetProperty("key").GetString() == "train/loss").Select(p => p.GetProperty("step").GetInt64()));
         }
+        Assert.Equal(Enumerable.Range((int)trainSteps[0], trainSteps.Count).Select(i => (long)i), trainSteps);
         await _client.PostAsync($"/api/runs/{created.Id()}/cancel", null);
+    }
+
+    [Fact]
+    public async Task Event_streams_are_capped_per_run()
+    {
+        using var factory = new EmaLabFactory { Settings = { ["EmaLab:MaxEventStreamsPerRun"] = "2" } };
+        var client = factory.CreateClient();
+        var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 5));
+        var open = new List<HttpResponseMessage>();
+        for (var i = 0; i < 2; i++)
+        {
+            open.Add(await client.GetAsync($"/api/runs/{run.Id()}/events", HttpCompletionOption.ResponseHeadersRead));
+            Assert.Equal(HttpStatusCode.OK, open[^1].StatusCode);
+        }
+        var third = await client.GetAsync($"/api/runs/{run.Id()}/events", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.TooManyRequests, third.StatusCode);
+        Assert.Equal("application/problem+json", third.Content.Headers.ContentType!.MediaType);
+
+        // A closed stream frees its place.
+        open[0].Dispose();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        HttpResponseMessage again;
+        while ((again = await client.GetAsync($"/api/runs/{run.Id()}/events", HttpCompletionOption.ResponseHeadersRead)).StatusCode != HttpStatusCode.OK && DateTime.UtcNow < deadline)
+            await Task.Delay(50);
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        again.Dispose();
+        open[1].Dispose();
     }
 }

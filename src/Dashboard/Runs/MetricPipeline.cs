@@ -197,24 +197,24 @@ public sealed class MetricPipeline : BackgroundService
     static bool IsTransient(SqliteException e) =>
         e.SqliteErrorCode is raw.SQLITE_BUSY or raw.SQLITE_LOCKED or raw.SQLITE_FULL or raw.SQLITE_IOERR;
 
+    /// <summary>Broadcasts what a batch committed: one <c>metrics</c> event per run (all its points), then progress, logs and flushes.</summary>
     void Publish(List<Item> batch)
     {
+        foreach (var run in batch.Where(i => i.Kind == Kind.Metric).GroupBy(i => i.RunId))
+            _hub.Publish(new RunEvent(RunEventType.Metrics, run.Key) { Points = run.Select(i => new MetricEventPoint(i.Track!, i.Key!, i.Step, i.Value)).ToList() });
         foreach (var item in batch)
         {
             switch (item.Kind)
             {
-                case Kind.Metric:
-                    _hub.Publish(new RunEvent("metric", item.RunId) { Track = item.Track, Key = item.Key, Step = item.Step, Value = item.Value });
-                    break;
                 case Kind.Progress:
                     var p = item.Progress!;
-                    _hub.Publish(new RunEvent("progress", item.RunId)
+                    _hub.Publish(new RunEvent(RunEventType.Progress, item.RunId)
                     {
                         Step = p.Step, TotalSteps = p.TotalSteps, StepsPerSecond = p.StepsPerSecond, EtaSeconds = p.EstimatedRemaining?.TotalSeconds,
                     });
                     break;
                 case Kind.Log:
-                    _hub.Publish(new RunEvent("log", item.RunId) { Level = LevelName(item.Level), Message = item.Text });
+                    _hub.Publish(new RunEvent(RunEventType.Log, item.RunId) { Level = LevelName(item.Level), Message = item.Text });
                     break;
                 case Kind.BundleSaved:
                     // The database now names this bundle: older ones can go.

@@ -90,7 +90,7 @@ public sealed class PostHocService(
             progress?.Invoke(results.Count);
         }
         pipeline.FlushAsync().GetAwaiter().GetResult();
-        hub.Publish(new RunEvent("posthoc", run.Id) { Step = results.Count, Message = string.Join(",", results.Select(r => r.Track)) });
+        hub.Publish(new RunEvent(RunEventType.PostHoc, run.Id) { Step = results.Count, Message = string.Join(",", results.Select(r => r.Track)) });
         return results;
     }
 
@@ -112,13 +112,13 @@ public sealed class PostHocService(
         _ = ReconstructAsync(run, sigmas, done =>
         {
             _sweeps[run.Id] = status with { Done = done };
-            hub.Publish(new RunEvent("sweep", run.Id) { Step = done, TotalSteps = count });
+            hub.Publish(new RunEvent(RunEventType.Sweep, run.Id) { Step = done, TotalSteps = count });
         }).ContinueWith(t =>
         {
             var error = t.Exception?.GetBaseException();
             if (error is not null) logger.LogError(error, "Post-hoc sweep of run {RunId} failed", run.Id);
             _sweeps[run.Id] = _sweeps[run.Id] with { Running = false, Error = error?.Message };
-            hub.Publish(new RunEvent("sweep", run.Id) { Step = _sweeps[run.Id].Done, TotalSteps = count, Message = error?.Message });
+            hub.Publish(new RunEvent(RunEventType.Sweep, run.Id) { Step = _sweeps[run.Id].Done, TotalSteps = count, Message = error?.Message });
         }, TaskScheduler.Default);
         return true;
     }

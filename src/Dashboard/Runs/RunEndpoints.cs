@@ -10,6 +10,7 @@ using EmaLab.TrainingEngine.Models;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using EmaLab.Dashboard.Security;
+using Microsoft.Extensions.Options;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -141,16 +142,26 @@ public static class RunEndpoints
         return TypedResults.Empty;
     }
 
-    static async Task<Results<ServerSentEventsResult<RunEvent>, ProblemHttpResult>> GetEvents(long id, RunService runs, RunEventHub hub, CancellationToken ct)
+    static async Task<Results<ServerSentEventsResult<RunEvent>, ProblemHttpResult>> GetEvents(
+        long id, RunService runs, RunEventHub hub, IOptions<EmaLabOptions> options, CancellationToken ct)
     {
-        if (await runs.FindAsync(id, ct) is null) return NotFound(id);
-        return TypedResults.ServerSentEvents(Stream(hub.Subscribe(id), ct));
+        if (await runs.FindAsync(id, ct) is not { } run) return NotFound(id);
+        var subscription = hub.TrySubscribeStream(id, options.Value.MaxEventStreamsPerRun, options.Value.MaxEventStreams);
+        if (subscription is null)
+            return TypedResults.Problem($"Too many event streams (at most {options.Value.MaxEventStreamsPerRun} per run and {options.Value.MaxEventStreams} in all); close one or poll /api/runs/{id}.",
+                statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests");
+        // The stream opens with where the run stands, so a client sees it at once (also for a finished run).
+        var current = new RunEvent(RunEventType.Status, id) { Status = run.Status.ToApi(), Step = run.Step, TotalSteps = run.TotalSteps, Message = run.Error };
+        return TypedResults.ServerSentEvents(Stream(current, subscription, ct));
 
-        static async IAsyncEnumerable<SseItem<RunEvent>> Stream(RunEventHub.Subscription subscription, [EnumeratorCancellation] CancellationToken ct)
+        static async IAsyncEnumerable<SseItem<RunEvent>> Stream(RunEvent current, RunEventHub.Subscription subscription, [EnumeratorCancellation] CancellationToken ct)
         {
             using (subscription)
+            {
+                yield return new SseItem<RunEvent>(current, current.Type.ToApi());
                 await foreach (var e in subscription.Reader.ReadAllAsync(ct))
-                    yield return new SseItem<RunEvent>(e, e.Type);
+                    yield return new SseItem<RunEvent>(e, e.Type.ToApi());
+            }
         }
     }
 

@@ -1,18 +1,54 @@
 using System.Collections.Concurrent;
+using System.Text.Json.Serialization;
 using System.Threading.Channels;
 
 namespace EmaLab.Dashboard.Runs;
 
+/// <summary>What a live event is about; the SSE event name is the camel-case name.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<RunEventType>))]
+public enum RunEventType
+{
+    /// <summary>The points one writer flush committed for the run (<see cref="RunEvent.Points"/>).</summary>
+    [JsonStringEnumMemberName("metrics")] Metrics,
+    [JsonStringEnumMemberName("progress")] Progress,
+    /// <summary>The run's status changed (<see cref="RunEvent.Status"/>).</summary>
+    [JsonStringEnumMemberName("status")] Status,
+    [JsonStringEnumMemberName("log")] Log,
+    /// <summary>Post-hoc reconstructions were stored.</summary>
+    [JsonStringEnumMemberName("posthoc")] PostHoc,
+    /// <summary>A post-hoc sweep advanced or ended.</summary>
+    [JsonStringEnumMemberName("sweep")] Sweep,
+    /// <summary>The run was deleted.</summary>
+    [JsonStringEnumMemberName("deleted")] Deleted,
+}
+
+public static class RunEventTypes
+{
+    public static string ToApi(this RunEventType type) => type switch
+    {
+        RunEventType.Metrics => "metrics",
+        RunEventType.Progress => "progress",
+        RunEventType.Status => "status",
+        RunEventType.Log => "log",
+        RunEventType.PostHoc => "posthoc",
+        RunEventType.Sweep => "sweep",
+        RunEventType.Deleted => "deleted",
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
+    };
+}
+
+/// <summary>One committed metric value in a <see cref="RunEventType.Metrics"/> event.</summary>
+public readonly record struct MetricEventPoint(string Track, string Key, long Step, double Value);
+
 /// <summary>
 /// What live subscribers (pages, SSE clients) receive. Flat so that a browser reads it without a
-/// type discriminator: <see cref="Type"/> is <c>metric</c>, <c>progress</c>, <c>status</c> or <c>log</c>.
+/// type discriminator beyond <see cref="Type"/>.
 /// </summary>
-public sealed record RunEvent(string Type, long RunId)
+public sealed record RunEvent(RunEventType Type, long RunId)
 {
-    public string? Track { get; init; }
-    public string? Key { get; init; }
+    /// <summary>Of a <c>metrics</c> event: every point of the run that one flush committed, in order.</summary>
+    public IReadOnlyList<MetricEventPoint>? Points { get; init; }
     public long? Step { get; init; }
-    public double? Value { get; init; }
     public long? TotalSteps { get; init; }
     public double? StepsPerSecond { get; init; }
     public double? EtaSeconds { get; init; }
@@ -23,41 +59,77 @@ public sealed record RunEvent(string Type, long RunId)
 }
 
 /// <summary>
-/// The in-process broadcast of committed metrics, progress and status changes. Each subscriber has its
-/// own bounded queue that drops its oldest events when the subscriber falls behind, so a slow page
-/// never slows training or other subscribers (the database keeps the full history).
+/// The in-process broadcast of committed metrics, progress and status changes. Publishing only queues the
+/// event; a dispatcher of its own fans it out, so neither the metric writer nor training ever waits for
+/// subscribers. Each subscriber has its own bounded queue that drops its oldest events when it falls
+/// behind, so a slow page never slows anything else (the database keeps the full history). Event streams
+/// (SSE) are capped per run and in total.
 /// </summary>
 public sealed class RunEventHub
 {
     readonly ConcurrentDictionary<Subscription, byte> _subscriptions = new();
+    readonly Channel<RunEvent> _outbox = Channel.CreateUnbounded<RunEvent>(new UnboundedChannelOptions { SingleReader = true });
+    readonly ConcurrentDictionary<long, int> _streamsPerRun = new();
+    int _streams;
+
+    public RunEventHub() => _ = Task.Factory.StartNew(DispatchAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
 
     /// <param name="runId">Only this run's events, or every run's when null.</param>
-    public Subscription Subscribe(long? runId = null, int capacity = 8192)
+    public Subscription Subscribe(long? runId = null, int capacity = 8192) => Add(new Subscription(this, runId, capacity, isStream: false));
+
+    /// <summary>A subscription for an event stream, or null when the run or the server has as many as allowed.</summary>
+    public Subscription? TrySubscribeStream(long runId, int maxPerRun, int maxTotal)
     {
-        var subscription = new Subscription(this, runId, Channel.CreateBounded<RunEvent>(new BoundedChannelOptions(capacity)
+        if (Interlocked.Increment(ref _streams) > maxTotal)
         {
-            FullMode = BoundedChannelFullMode.DropOldest,
-            SingleReader = true,
-        }));
+            Interlocked.Decrement(ref _streams);
+            return null;
+        }
+        if (_streamsPerRun.AddOrUpdate(runId, 1, (_, n) => n + 1) > maxPerRun)
+        {
+            ReleaseStream(runId);
+            return null;
+        }
+        return Add(new Subscription(this, runId, 8192, isStream: true));
+    }
+
+    void ReleaseStream(long runId)
+    {
+        Interlocked.Decrement(ref _streams);
+        _streamsPerRun.AddOrUpdate(runId, 0, (_, n) => n - 1);
+    }
+
+    Subscription Add(Subscription subscription)
+    {
         _subscriptions[subscription] = 0;
         return subscription;
     }
 
-    public void Publish(RunEvent e)
+    public void Publish(RunEvent e) => _outbox.Writer.TryWrite(e);
+
+    async Task DispatchAsync()
     {
-        foreach (var s in _subscriptions.Keys)
-            if (s.RunId is null || s.RunId == e.RunId) s.Channel.Writer.TryWrite(e);
+        await foreach (var e in _outbox.Reader.ReadAllAsync())
+            foreach (var s in _subscriptions.Keys)
+                if (s.RunId is null || s.RunId == e.RunId) s.Channel.Writer.TryWrite(e);
     }
 
     public sealed class Subscription : IDisposable
     {
         readonly RunEventHub _hub;
+        readonly bool _isStream;
+        int _disposed;
 
-        internal Subscription(RunEventHub hub, long? runId, Channel<RunEvent> channel)
+        internal Subscription(RunEventHub hub, long? runId, int capacity, bool isStream)
         {
             _hub = hub;
             RunId = runId;
-            Channel = channel;
+            _isStream = isStream;
+            Channel = System.Threading.Channels.Channel.CreateBounded<RunEvent>(new BoundedChannelOptions(capacity)
+            {
+                FullMode = BoundedChannelFullMode.DropOldest,
+                SingleReader = true,
+            });
         }
 
         public long? RunId { get; }
@@ -66,8 +138,10 @@ public sealed class RunEventHub
 
         public void Dispose()
         {
+            if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
             _hub._subscriptions.TryRemove(this, out _);
             Channel.Writer.TryComplete();
+            if (_isStream) _hub.ReleaseStream(RunId!.Value);
         }
     }
 }

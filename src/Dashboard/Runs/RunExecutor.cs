@@ -113,7 +113,7 @@ public sealed class RunExecutor(
         entity.Step = session.Step;
         entity.TotalSteps = session.TotalSteps;
         db.SaveChanges();
-        hub.Publish(new RunEvent("status", run.Id) { Status = RunStatus.Running.ToApi(), Step = session.Step, TotalSteps = session.TotalSteps });
+        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = RunStatus.Running.ToApi(), Step = session.Step, TotalSteps = session.TotalSteps });
     }
 
     /// <summary>
@@ -140,7 +140,7 @@ public sealed class RunExecutor(
                 .SetProperty(r => r.Error, error)
                 .SetProperty(r => r.Step, step)
                 .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow));
-            hub.Publish(new RunEvent("status", runId) { Status = status.ToApi(), Step = step, Message = error });
+            hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = status.ToApi(), Step = step, Message = error });
         }
         catch (Exception e)
         {

@@ -32,7 +32,7 @@ public sealed class RunService(
         db.Runs.Add(run);
         await db.SaveChangesAsync(cancellationToken);
         queue.Enqueue(run.Id);
-        hub.Publish(new RunEvent("status", run.Id) { Status = RunStatus.Queued.ToApi() });
+        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = RunStatus.Queued.ToApi() });
         return run;
     }
 
@@ -56,7 +56,7 @@ public sealed class RunService(
         run.Error = "Cancelled before it started.";
         run.FinishedAt = DateTimeOffset.UtcNow;
         await db.SaveChangesAsync(cancellationToken);
-        hub.Publish(new RunEvent("status", id) { Status = RunStatus.Cancelled.ToApi() });
+        hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Cancelled.ToApi() });
         return (Outcome.Done, null);
     }
 
@@ -75,7 +75,7 @@ public sealed class RunService(
         run.Error = null;
         await db.SaveChangesAsync(cancellationToken);
         queue.Enqueue(id);
-        hub.Publish(new RunEvent("status", id) { Status = RunStatus.Queued.ToApi() });
+        hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Queued.ToApi() });
         return (Outcome.Done, null);
     }
 
@@ -91,7 +91,7 @@ public sealed class RunService(
         if (deleted == 0) return Outcome.NotFound;
         var folder = paths.RunDirectory(id);
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
-        hub.Publish(new RunEvent("status", id) { Status = "deleted" });
+        hub.Publish(new RunEvent(RunEventType.Deleted, id));
         return Outcome.Done;
     }
 }

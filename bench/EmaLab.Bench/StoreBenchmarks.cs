@@ -33,7 +33,8 @@ static class StoreBenchmarks
                 runId = run.Id;
             }
 
-            var pipeline = new MetricPipeline(new RunEventHub(), paths, options, NullLogger<MetricPipeline>.Instance);
+            var versions = new MetricVersions();
+            var pipeline = new MetricPipeline(new RunEventHub(), versions, paths, options, NullLogger<MetricPipeline>.Instance);
             await pipeline.StartAsync(CancellationToken.None);
             var clock = Stopwatch.StartNew();
             // One training-loss series of 1M steps, as a long run would write it (from one producer thread).
@@ -47,7 +48,7 @@ static class StoreBenchmarks
             await pipeline.StopAsync(CancellationToken.None);
             Console.WriteLine($"ingestion: {Points:N0} points in {seconds:F2} s = {Points / seconds:N0} points/s (batches of {options.Value.FlushRows} rows or {options.Value.FlushIntervalMs} ms)");
 
-            var queries = new MetricQueries(paths);
+            var queries = new MetricQueries(paths, versions);
             var times = new List<double>();
             MetricSeries? series = null;
             for (var i = 0; i < 7; i++)

@@ -27,6 +27,7 @@ builder.Services.AddDbContextFactory<EmaLabDbContext>((services, db) => db.UseSq
 
 builder.Services.AddSingleton<RunEventHub>();
 builder.Services.AddSingleton<RunQueue>();
+builder.Services.AddSingleton<MetricVersions>();
 builder.Services.AddSingleton<MetricQueries>();
 builder.Services.AddSingleton<CheckpointStore>();
 builder.Services.AddSingleton<RunExecutor>();
@@ -41,6 +42,7 @@ builder.Services.AddHostedService<RunWorker>();
 // the proto3 JSON mapping that MLflow's clients use does.
 builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling |= System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals);
 builder.AddEmaLabAccess();
+builder.Services.AddApiLoadLimit();
 builder.Services.AddProblemDetails();
 builder.Services.AddOpenApi();
 builder.Services.AddHealthChecks().AddDbContextCheck<EmaLabDbContext>();

@@ -34,13 +34,15 @@ public sealed class MetricPipeline : BackgroundService
 
     readonly System.Collections.Concurrent.ConcurrentDictionary<long, string> _failedRuns = new();
     readonly RunEventHub _hub;
+    readonly MetricVersions _versions;
     readonly DataPaths _paths;
     readonly EmaLabOptions _options;
     readonly ILogger<MetricPipeline> _logger;
 
-    public MetricPipeline(RunEventHub hub, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<MetricPipeline> logger)
+    public MetricPipeline(RunEventHub hub, MetricVersions versions, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<MetricPipeline> logger)
     {
         _hub = hub;
+        _versions = versions;
         _paths = paths;
         _options = options.Value;
         _logger = logger;
@@ -201,7 +203,10 @@ public sealed class MetricPipeline : BackgroundService
     void Publish(List<Item> batch)
     {
         foreach (var run in batch.Where(i => i.Kind == Kind.Metric).GroupBy(i => i.RunId))
+        {
+            _versions.Advance(run.Key);
             _hub.Publish(new RunEvent(RunEventType.Metrics, run.Key) { Points = run.Select(i => new MetricEventPoint(i.Track!, i.Key!, i.Step, i.Value)).ToList() });
+        }
         foreach (var item in batch)
         {
             switch (item.Kind)

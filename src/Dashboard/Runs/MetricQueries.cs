@@ -17,9 +17,16 @@ public sealed record TrackSummary(long RunId, string Track, double Best, long Be
 /// (run, key, track, step) serves every query in step order), and long series are downsampled here so a
 /// browser never receives more than it can draw.
 /// </summary>
-public sealed class MetricQueries(DataPaths paths)
+public sealed class MetricQueries(DataPaths paths, MetricVersions versions)
 {
     public const int DefaultMaxPoints = 2000;
+    const int CachedSeries = 256;
+
+    /// <summary>
+    /// The last read of each series with the run's committed version at the time: while a run trains, many
+    /// pollers and pages asking for the same series between two writer flushes cost one read.
+    /// </summary>
+    readonly System.Collections.Concurrent.ConcurrentDictionary<(long Run, string Track, string Key, int MaxPoints), (long Version, MetricSeries Series)> _cache = new();
 
     SqliteConnection Open()
     {
@@ -44,6 +51,17 @@ public sealed class MetricQueries(DataPaths paths)
 
     /// <summary>One series in step order; <paramref name="maxPoints"/> ≤ 0 means full resolution.</summary>
     public MetricSeries Read(long runId, string track, string key, int maxPoints = DefaultMaxPoints)
+    {
+        var version = versions.Of(runId);
+        var cacheKey = (runId, track, key, maxPoints);
+        if (_cache.TryGetValue(cacheKey, out var cached) && cached.Version == version) return cached.Series;
+        var series = ReadUncached(runId, track, key, maxPoints);
+        if (_cache.Count >= CachedSeries) _cache.Clear();
+        _cache[cacheKey] = (version, series);
+        return series;
+    }
+
+    MetricSeries ReadUncached(long runId, string track, string key, int maxPoints)
     {
         using var connection = Open();
         var points = ReadPoints(connection, runId, track, key);
@@ -124,6 +142,19 @@ public sealed class MetricQueries(DataPaths paths)
                 $"{reader.GetString(0)},{reader.GetString(1)},{reader.GetInt64(2)},{ValueAt(reader, 3):R},{reader.GetInt64(4)}"));
         }
     }
+}
+
+/// <summary>
+/// A counter per run that the metric writer advances whenever it commits rows of the run (or they are
+/// deleted); readers compare it to know whether what they read before is still current.
+/// </summary>
+public sealed class MetricVersions
+{
+    readonly System.Collections.Concurrent.ConcurrentDictionary<long, long> _versions = new();
+
+    public long Of(long runId) => _versions.TryGetValue(runId, out var version) ? version : 0;
+
+    public void Advance(long runId) => _versions.AddOrUpdate(runId, 1, (_, v) => v + 1);
 }
 
 public static class Smoothing

@@ -19,8 +19,9 @@ public static class RunEndpoints
 {
     public static void MapEmaLabApi(this IEndpointRouteBuilder app)
     {
-        // Every API call: signed in when a token is set; changes only from this origin or non-browser clients.
-        var api = app.MapGroup("/api").RequireAuthorization(Security.Access.Policy).RequireSameOriginForChanges();
+        // Every API call: signed in when a token is set; changes only from this origin or non-browser clients;
+        // a bounded number at once, so request handling cannot take the cores training runs on.
+        var api = app.MapGroup("/api").RequireAuthorization(Security.Access.Policy).RequireSameOriginForChanges().RequireRateLimiting(ApiLoad.Policy);
         var runs = api.MapGroup("/runs").WithTags("Runs");
 
         runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first, optionally filtered by status.");
@@ -34,7 +35,8 @@ public static class RunEndpoints
         runs.MapDelete("/{id:long}", DeleteRun).WithSummary("Stops the run if needed and removes its rows and files.");
         runs.MapGet("/{id:long}/metrics", GetMetrics).WithSummary("Metric series (downsampled with min/max buckets unless maxPoints=0); without key, the list of series.");
         runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).WithSummary("Every metric of the run as CSV.");
-        runs.MapGet("/{id:long}/events", GetEvents).WithSummary("Server-Sent Events: live metrics, progress and status of the run.");
+        runs.MapGet("/{id:long}/events", GetEvents).WithSummary("Server-Sent Events: live metrics, progress and status of the run.")
+            .DisableRateLimiting(); // long-lived: capped by count instead (EmaLab:MaxEventStreams*)
         runs.MapGet("/{id:long}/checkpoints", GetCheckpoints).WithSummary("The run's checkpoints (raw and each EMA, periodic and final).");
         runs.MapGet("/{id:long}/posthoc", GetPostHoc).WithTags("Post-hoc EMA").WithSummary("Post-hoc tracks, the sweep's progress, and the run's classic EMAs on the σ_rel axis.");
         runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody()
@@ -126,6 +128,9 @@ public static class RunEndpoints
         if (maxPoints != 0 && maxPoints is < 10 or > 1_000_000) return Invalid("maxPoints", "maxPoints must be 0 (full resolution) or from 10 to 1,000,000.");
         var run = await runs.FindAsync(id, ct);
         if (run is null) return NotFound(id);
+        // One named series is read directly (listing every series scans the whole run).
+        if (key is not null && track is not null)
+            return TypedResults.Ok(metrics.Read(id, track, key, maxPoints) is { TotalPoints: > 0 } one ? [one] : new List<MetricSeries>());
         var series = metrics.ListSeries(id);
         if (key is null && track is null) return TypedResults.Ok(series);
         var wanted = series.Where(s => (key is null || s.Key == key) && (track is null || s.Track == track)).ToList();

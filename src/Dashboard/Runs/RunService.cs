@@ -11,6 +11,7 @@ public sealed class RunService(
     RunQueue queue,
     MetricPipeline pipeline,
     RunEventHub hub,
+    MetricVersions versions,
     DataPaths paths)
 {
     static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
@@ -88,6 +89,7 @@ public sealed class RunService(
         // Metrics are many: delete them in SQL rather than loading them for the cascade.
         await db.Metrics.Where(m => m.RunId == id).ExecuteDeleteAsync(cancellationToken);
         var deleted = await db.Runs.Where(r => r.Id == id).ExecuteDeleteAsync(cancellationToken);
+        versions.Advance(id); // what readers cached of it is gone
         if (deleted == 0) return Outcome.NotFound;
         var folder = paths.RunDirectory(id);
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);

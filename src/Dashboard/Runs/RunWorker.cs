@@ -27,6 +27,7 @@ public sealed class RunWorker(
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var thread = new Thread(() =>
             {
+                TrainerPriority.Raise(logger);
                 try { Work(stoppingToken); done.SetResult(); }
                 catch (Exception e) { done.SetException(e); }
             })
@@ -53,5 +54,32 @@ public sealed class RunWorker(
             logger.LogInformation("Starting run {RunId}", runId);
             executor.Execute(runId, stoppingToken);
         }
+    }
+}
+
+/// <summary>
+/// Training threads run at a higher scheduling priority than request handling (nice −5 on Linux, where .NET's
+/// ThreadPriority has no effect), so a busy web server slows training less. Lowering a nice value needs root or
+/// CAP_SYS_NICE; without it the thread keeps the default priority and this says so once.
+/// </summary>
+static class TrainerPriority
+{
+    const int PrioProcess = 0, Nice = -5;
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    static extern int setpriority(int which, int who, int priority);
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    static extern int gettid();
+
+    static int _reported;
+
+    public static void Raise(ILogger logger)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        if (setpriority(PrioProcess, gettid(), Nice) == 0) return;
+        if (Interlocked.Exchange(ref _reported, 1) == 0)
+            logger.LogInformation("Training threads keep the default scheduling priority (raising it needs root or CAP_SYS_NICE; errno {Errno})",
+                System.Runtime.InteropServices.Marshal.GetLastPInvokeError());
     }
 }

@@ -86,7 +86,7 @@ static class OptimizerBenchmarks
             return;
         }
         var p = pytorch.Order().ElementAt(pytorch.Count / 2);
-        Console.WriteLine($"PyTorch {p:F3} ms/step   (rounds: {string.Join(", ", pytorch.Select(v => v.ToString("F3")))}; torch {PythonTorchVersion(python)})");
+        Console.WriteLine($"PyTorch {p:F3} ms/step   (rounds: {string.Join(", ", pytorch.Select(v => v.ToString("F3")))}; torch {PythonTorchVersion(python)}, BLAS: {BlasOf(python)})");
         Console.WriteLine($"engine/PyTorch {e / p:F2}");
     }
 
@@ -94,7 +94,13 @@ static class OptimizerBenchmarks
     {
         try
         {
-            using var process = Process.Start(new ProcessStartInfo(python, [script, "1", "700"]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            // One thread everywhere, as the engine's run: torch, OpenMP and OpenBLAS (Debian's torch uses the system BLAS;
+            // with only the reference libblas3 installed it is ~25x slower: install libopenblas0 for a fair comparison).
+            using var process = Process.Start(new ProcessStartInfo(python, [script, "1", "700"])
+            {
+                RedirectStandardOutput = true, RedirectStandardError = true,
+                Environment = { ["OMP_NUM_THREADS"] = "1", ["OPENBLAS_NUM_THREADS"] = "1" },
+            })!;
             var output = process.StandardOutput.ReadToEnd();
             process.WaitForExit();
             return process.ExitCode == 0 && double.TryParse(output.Trim(), System.Globalization.CultureInfo.InvariantCulture, out var ms) ? ms : null;
@@ -103,6 +109,12 @@ static class OptimizerBenchmarks
         {
             return null;
         }
+    }
+
+    static string BlasOf(string python)
+    {
+        var blas = "/usr/lib/x86_64-linux-gnu/libblas.so.3";
+        return File.Exists(blas) ? Path.GetFileName(Path.GetDirectoryName(new FileInfo(blas).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? blas)!) : "unknown";
     }
 
     static string PythonTorchVersion(string python)

@@ -43,7 +43,11 @@ builder.Services.AddHostedService<RunWorker>();
 builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling |= System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals);
 builder.AddEmaLabAccess();
 builder.Services.AddApiLoadLimit();
-builder.Services.AddProblemDetails();
+builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = context =>
+{
+    // A query or route value that does not bind ("page=abc") is the client's mistake: say which parameter.
+    if (context.Exception is BadHttpRequestException bad) ApiErrors.Describe(context.ProblemDetails, bad);
+});
 builder.Services.AddOpenApi();
 builder.Services.AddHealthChecks().AddDbContextCheck<EmaLabDbContext>();
 builder.Services.AddRazorComponents().AddInteractiveServerComponents();
@@ -55,7 +59,7 @@ await app.Services.InitializeDatabaseAsync();
 // pages get the error and not-found pages. The API's own 4xx answers already carry problem details.
 app.UseWhen(context => IsApi(context), api =>
 {
-    api.UseExceptionHandler();
+    api.UseExceptionHandler(new ExceptionHandlerOptions { StatusCodeSelector = ApiErrors.StatusCodeOf });
     api.UseStatusCodePages();
 });
 app.UseWhen(context => !IsApi(context), pages =>

@@ -46,6 +46,17 @@ public sealed class BadInputTests(EmaLabFactory factory) : IClassFixture<EmaLabF
         { With(b => b["lr"] = 0.1), "lr" },
         { "{\"steps\": 10,", "$" },
         { "[1, 2]", "$" },
+        // JSON null where an object or list belongs (once 500s).
+        { With(b => b["dataset"] = null), "dataset" },
+        { With(b => b["ema"] = null), "ema" },
+        { With(b => Ema(b)["decays"] = null), "ema.decays" },
+        { With(b => b["postHoc"] = new JsonObject { ["sigmaRels"] = null }), "postHoc.sigmaRels" },
+        // Bounded resources.
+        { With(b => b["hidden"] = new JsonArray(Enumerable.Range(0, 17).Select(_ => (JsonNode)8).ToArray())), "hidden" },
+        { With(b => b["hidden"] = new JsonArray(16384, 16384)), "hidden" },
+        { With(b => { b["model"] = "cnn"; b.Remove("hidden"); b["channels"] = new JsonArray(Enumerable.Range(0, 32).Select(_ => (JsonNode)1).ToArray()); }), "channels" },
+        { With(b => { b["steps"] = 100_000; b["checkpointEvery"] = 100; }), "checkpointEvery" },
+        { With(b => { b["steps"] = 100_000; b["postHoc"] = new JsonObject { ["snapshotEvery"] = 10 }; }), "postHoc.snapshotEvery" },
     };
 
     [Theory]
@@ -117,4 +128,41 @@ public sealed class BadInputTests(EmaLabFactory factory) : IClassFixture<EmaLabF
     }
 
     async Task<int> CountRunsAsync() => (await Api.GetAsync(_client, "/api/runs?pageSize=1")).GetProperty("total").GetInt32();
+
+    [Fact]
+    public async Task A_body_that_is_not_utf8_is_refused_by_name()
+    {
+        var bytes = Encoding.UTF8.GetBytes(Api.DigitsRun(steps: 10).ToJsonString().Replace("test", "t\u00e9st")).ToList();
+        var valid = Encoding.UTF8.GetBytes("\"name\":\"");
+        var at = IndexOf(bytes, valid) + valid.Length;
+        bytes.Insert(at, 0xff); // not UTF-8 inside a string
+        var response = await _client.PostAsync("/api/runs", new ByteArrayContent(bytes.ToArray()) { Headers = { ContentType = new("application/json") } });
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("not valid UTF-8", await response.Content.ReadAsStringAsync());
+    }
+
+    static int IndexOf(List<byte> haystack, byte[] needle)
+    {
+        for (var i = 0; i + needle.Length <= haystack.Count; i++)
+            if (haystack.Skip(i).Take(needle.Length).SequenceEqual(needle)) return i;
+        return -1;
+    }
+
+    [Fact]
+    public async Task Query_and_clone_edge_cases_are_answered_without_500()
+    {
+        Assert.Equal(HttpStatusCode.BadRequest, (await _client.GetAsync($"/api/runs?page={int.MaxValue}&pageSize=500")).StatusCode);
+        // A value that does not bind names its parameter (once a 500 under the default profile).
+        var unbound = await _client.GetAsync("/api/runs?page=abc");
+        Assert.Equal(HttpStatusCode.BadRequest, unbound.StatusCode);
+        Assert.True(JsonDocument.Parse(await unbound.Content.ReadAsStringAsync()).RootElement.GetProperty("errors").TryGetProperty("page", out _));
+        var body = Api.DigitsRun(steps: 5);
+        body["name"] = new string('n', 200);
+        var run = await Api.CreateAsync(_client, body);
+        var clone = await _client.PostAsync($"/api/runs/{run.Id()}/clone", null);
+        Assert.Equal(HttpStatusCode.Created, clone.StatusCode);
+        var name = JsonDocument.Parse(await clone.Content.ReadAsStringAsync()).RootElement.GetProperty("name").GetString()!;
+        Assert.Equal(200, name.Length);
+        Assert.EndsWith(" (clone)", name);
+    }
 }

@@ -79,4 +79,28 @@ public class RunSpecTests
         Assert.Equal(10, new RunSpec { Steps = 10, Epochs = 3 }.TotalSteps(22));
         Assert.Equal(22, new RunSpec().TotalSteps(22));
     }
+
+    [Theory]
+    [InlineData("mlp", new[] { 64, 32 }, 8, 8)]
+    [InlineData("mlp", new[] { 256, 256 }, 28, 28)]
+    [InlineData("cnn", new[] { 4, 8 }, 8, 8)]
+    [InlineData("cnn", new[] { 16, 32 }, 28, 28)]
+    public void The_parameter_count_is_computed_without_building_the_model(string kind, int[] sizes, int height, int width)
+    {
+        var architecture = new Models.ModelArchitecture { Kind = kind, Height = height, Width = width, Classes = 10, Hidden = kind == "mlp" ? sizes : [], Channels = kind == "cnn" ? sizes : [] };
+        using var model = Models.ModelFactory.Build(architecture);
+        Assert.Equal(Models.ModelFactory.ParameterCount(model), architecture.ParameterCount());
+    }
+
+    [Fact]
+    public void Models_too_deep_or_too_large_are_refused_before_anything_is_built()
+    {
+        // 32 pooling stages once passed the size check: 1 << 32 wraps to 1.
+        Assert.Equal("channels", new RunSpec { Model = "cnn", Channels = Enumerable.Repeat(1, 32).ToArray() }.Problems().Single().Field);
+        Assert.Equal("hidden", new RunSpec { Hidden = Enumerable.Repeat(8, 17).ToArray() }.Problems().Single().Field);
+        var huge = new RunSpec { Dataset = "mnist-10k", Hidden = [16384, 16384] }.Problems().Single();
+        Assert.Equal("hidden", huge.Field);
+        Assert.Contains("at most 100,000,000", huge.Reason);
+        Assert.Equal("postHoc.snapshotEvery", new RunSpec { Steps = 100_000, PostHoc = new PostHocSettings { SnapshotEvery = 10 } }.Problems().Single().Field);
+    }
 }

@@ -40,6 +40,11 @@ public sealed class Run
     public long? BundleStep { get; set; }
     /// <summary>Set when the run was queued again to continue from its bundle.</summary>
     public bool ResumeRequested { get; set; }
+    /// <summary>
+    /// Starts (building the model, loading data or a bundle) begun and not yet finished. A start that crashes the
+    /// whole process leaves it above zero: the next process tries once more, and a second crash fails the run.
+    /// </summary>
+    public int StartAttempts { get; set; }
 
     public List<EmaTrack> Tracks { get; set; } = [];
 }

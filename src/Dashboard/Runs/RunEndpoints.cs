@@ -4,12 +4,13 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Security;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
+using EmaLab.TrainingEngine.Training;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
-using EmaLab.Dashboard.Security;
 using Microsoft.Extensions.Options;
 
 namespace EmaLab.Dashboard.Runs;
@@ -25,13 +26,13 @@ public static class RunEndpoints
         var runs = api.MapGroup("/runs").WithTags("Runs");
 
         runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first, optionally filtered by status.");
-        runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification.").RequireJsonBody()
-            .Accepts<JsonObject>("application/json");
+        runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).").RequireJsonBody()
+            .Accepts<RunSpec>("application/json");
         runs.MapGet("/{id:long}", GetRun).WithSummary("One run with its spec, tracks and live progress.");
         runs.MapPost("/{id:long}/cancel", CancelRun).WithSummary("Cancels a queued or running run.");
         runs.MapPost("/{id:long}/resume", ResumeRun).WithSummary("Continues an interrupted or cancelled run from its resume bundle.");
         runs.MapPost("/{id:long}/clone", CloneRun).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).").RequireJsonBody(optional: true)
-            .Accepts<JsonObject>("application/json");
+            .Accepts<RunSpec>(isOptional: true, "application/json");
         runs.MapDelete("/{id:long}", DeleteRun).WithSummary("Stops the run if needed and removes its rows and files.");
         runs.MapGet("/{id:long}/metrics", GetMetrics).WithSummary("Metric series (downsampled with min/max buckets unless maxPoints=0); without key, the list of series.");
         runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).WithSummary("Every metric of the run as CSV.");
@@ -39,9 +40,9 @@ public static class RunEndpoints
             .DisableRateLimiting(); // long-lived: capped by count instead (EmaLab:MaxEventStreams*)
         runs.MapGet("/{id:long}/checkpoints", GetCheckpoints).WithSummary("The run's checkpoints (raw and each EMA, periodic and final).");
         runs.MapGet("/{id:long}/posthoc", GetPostHoc).WithTags("Post-hoc EMA").WithSummary("Post-hoc tracks, the sweep's progress, and the run's classic EMAs on the σ_rel axis.");
-        runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody()
+        runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody().Accepts<PostHocRequest>("application/json")
             .WithSummary("Reconstructs the EMA of a σ_rel (or of a classic decay) from the snapshots, evaluates it and stores it as a track.");
-        runs.MapPost("/{id:long}/posthoc/sweep", StartSweep).WithTags("Post-hoc EMA").RequireJsonBody()
+        runs.MapPost("/{id:long}/posthoc/sweep", StartSweep).WithTags("Post-hoc EMA").RequireJsonBody().Accepts<SweepRequest>("application/json")
             .WithSummary("Reconstructs and evaluates a range of σ_rel values in the background.");
         runs.MapGet("/{id:long}/log", GetLog).WithSummary("The run's log: start, spec summary, evaluations, warnings, errors.");
 
@@ -54,10 +55,12 @@ public static class RunEndpoints
         }).WithTags("Catalog").WithSummary("Model kinds and their default sizes.");
     }
 
+    const int MaxPage = 1_000_000;
+
     static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
         IDbContextFactory<EmaLabDbContext> dbFactory, RunQueue queue, string? status = null, int page = 1, int pageSize = 50, CancellationToken ct = default)
     {
-        if (page < 1) return Invalid("page", "page must be at least 1.");
+        if (page is < 1 or > MaxPage) return Invalid("page", $"page must be from 1 to {MaxPage:N0}.");
         if (pageSize is < 1 or > 500) return Invalid("pageSize", "pageSize must be from 1 to 500.");
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var query = db.Runs.AsNoTracking();
@@ -88,18 +91,19 @@ public static class RunEndpoints
     static async Task<Results<Ok<RunDto>, ProblemHttpResult>> GetRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
         await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(RunDto.From(run, queue.ProgressOf(id))) : NotFound(id);
 
-    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
+    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
         await AfterAction(id, await runs.CancelAsync(id, ct), runs, queue, ct);
 
-    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
+    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
         await AfterAction(id, await runs.ResumeAsync(id, ct), runs, queue, ct);
 
-    /// <summary>The run as it stands after a cancel or resume, or why the action was refused.</summary>
-    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> AfterAction(
+    /// <summary>The run as it stands after a cancel or resume (202 while it is still stopping), or why the action was refused.</summary>
+    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> AfterAction(
         long id, (RunService.Outcome Outcome, string? Message) result, RunService runs, RunQueue queue, CancellationToken ct) => result.Outcome switch
     {
         RunService.Outcome.NotFound => NotFound(id),
         RunService.Outcome.Conflict => Conflict(result.Message!),
+        RunService.Outcome.Accepted => TypedResults.Accepted($"/api/runs/{id}", RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id))),
         _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id))),
     };
 
@@ -119,8 +123,13 @@ public static class RunEndpoints
         }
     }
 
-    static async Task<Results<NoContent, ProblemHttpResult>> DeleteRun(long id, RunService runs, CancellationToken ct) =>
-        await runs.DeleteAsync(id, ct) == RunService.Outcome.NotFound ? NotFound(id) : TypedResults.NoContent();
+    static async Task<Results<NoContent, Accepted, ProblemHttpResult>> DeleteRun(long id, RunService runs, CancellationToken ct) =>
+        await runs.DeleteAsync(id, ct) switch
+        {
+            RunService.Outcome.NotFound => NotFound(id),
+            RunService.Outcome.Accepted => TypedResults.Accepted($"/api/runs/{id}"), // removed once its current step ends
+            _ => TypedResults.NoContent(),
+        };
 
     static async Task<Results<Ok<List<SeriesInfo>>, Ok<List<MetricSeries>>, ValidationProblem, ProblemHttpResult>> GetMetrics(
         long id, RunService runs, MetricQueries metrics, string? key = null, string? track = null, int maxPoints = MetricQueries.DefaultMaxPoints, CancellationToken ct = default)
@@ -178,8 +187,11 @@ public static class RunEndpoints
         return TypedResults.Ok(list.Select(CheckpointDto.From).ToList());
     }
 
-    static async Task<Results<Ok<PostHocResult>, ValidationProblem, ProblemHttpResult>> ReconstructPostHoc(long id, PostHocRequest request, PostHocService postHoc, CancellationToken ct)
+    static async Task<Results<Ok<PostHocResult>, ValidationProblem, ProblemHttpResult>> ReconstructPostHoc(long id, HttpRequest http, PostHocService postHoc, CancellationToken ct)
     {
+        PostHocRequest request;
+        try { request = RequestJson.Deserialize<PostHocRequest>(await ReadJsonAsync(http, ct)); }
+        catch (RequestValidationException e) { return Invalid(e); }
         if (request.SigmaRel is null == request.Decay is null) return Invalid("sigmaRel", "Give either sigmaRel or decay.");
         if (request.SigmaRel is { } s && !PowerFunctionProfile.IsSupported(s)) return Invalid("sigmaRel", PowerFunctionProfile.SupportedRange);
         if (request.Decay is { } d && !(d > 0 && d < 1)) return Invalid("decay", "decay must be in (0, 1).");
@@ -195,8 +207,11 @@ public static class RunEndpoints
         return TypedResults.Ok((await postHoc.ReconstructAsync(run, [sigma]))[0]);
     }
 
-    static async Task<Results<Accepted<SweepStatus>, ValidationProblem, ProblemHttpResult>> StartSweep(long id, SweepRequest request, PostHocService postHoc, CancellationToken ct)
+    static async Task<Results<Accepted<SweepStatus>, ValidationProblem, ProblemHttpResult>> StartSweep(long id, HttpRequest http, PostHocService postHoc, CancellationToken ct)
     {
+        SweepRequest request;
+        try { request = RequestJson.Deserialize<SweepRequest>(await ReadJsonAsync(http, ct)); }
+        catch (RequestValidationException e) { return Invalid(e); }
         if (!PowerFunctionProfile.IsSupported(request.From)) return Invalid("from", PowerFunctionProfile.SupportedRange);
         if (!(PowerFunctionProfile.IsSupported(request.To) && request.To > request.From)) return Invalid("to", "to must be above from; " + PowerFunctionProfile.SupportedRange);
         if (request.Count is < 2 or > PostHocService.MaxSweepPoints) return Invalid("count", $"count must be from 2 to {PostHocService.MaxSweepPoints}.");
@@ -248,14 +263,9 @@ public static class RunEndpoints
 
     static async Task<JsonNode?> ReadJsonAsync(HttpRequest request, CancellationToken ct)
     {
-        try
-        {
-            return await JsonNode.ParseAsync(request.Body, cancellationToken: ct);
-        }
-        catch (JsonException e)
-        {
-            throw new RequestValidationException("$", $"Malformed JSON: {e.Message}");
-        }
+        using var buffer = new MemoryStream();
+        await request.Body.CopyToAsync(buffer, ct);
+        return RequestJson.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
     }
 
     static ValidationProblem Invalid(string field, string message) => Invalid(new RequestValidationException(field, message));

@@ -25,15 +25,15 @@ public sealed class RunExecutor(
 
     public void Execute(long runId, CancellationToken stopping)
     {
-        Run? run;
-        using (var db = dbFactory.CreateDbContext())
+        // Active before claimed: a cancel that sees the run running always finds its cancellation.
+        if (queue.Activate(runId, stopping) is not { } active) return; // another worker is training it
+        var run = Claim(runId);
+        // Cancelled, deleted or taken by another worker while it waited in the queue.
+        if (run is null)
         {
-            run = db.Runs.AsNoTracking().SingleOrDefault(r => r.Id == runId);
+            queue.Deactivate(runId);
+            return;
         }
-        // Cancelled or deleted while it waited in the queue.
-        if (run is null || run.Status != RunStatus.Queued) return;
-
-        var active = queue.Activate(runId, stopping);
         pipeline.ClearStoreFailure(runId);
         var outcome = RunStatus.Failed;
         string? error = null;
@@ -44,7 +44,7 @@ public sealed class RunExecutor(
             session = OpenSession(run);
             session.SnapshotDirectory = paths.PostHocDirectory(runId);
             step = session.Step;
-            MarkRunning(run, session);
+            MarkStarted(run, session);
             var observer = new RunObserver(runId, pipeline, active);
             var result = Train(run, session, observer, active.Cancellation.Token);
             step = result.Step;
@@ -101,15 +101,32 @@ public sealed class RunExecutor(
         return next;
     }
 
-    void MarkRunning(Run run, TrainingSession session)
+    /// <summary>
+    /// Takes a queued run in one conditional update (queued → running, one more start attempt), so two workers,
+    /// or a worker and a cancel, can never both have it. Null when the run is no longer queued.
+    /// </summary>
+    Run? Claim(long runId)
+    {
+        using var db = dbFactory.CreateDbContext();
+        var claimed = db.Runs.Where(r => r.Id == runId && r.Status == RunStatus.Queued).ExecuteUpdate(s => s
+            .SetProperty(r => r.Status, RunStatus.Running)
+            .SetProperty(r => r.StartAttempts, r => r.StartAttempts + 1)
+            .SetProperty(r => r.Error, (string?)null)
+            .SetProperty(r => r.FinishedAt, (DateTimeOffset?)null));
+        if (claimed == 0) return null;
+        var run = db.Runs.AsNoTracking().Single(r => r.Id == runId);
+        hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = RunStatus.Running.ToApi(), Step = run.Step, TotalSteps = run.TotalSteps });
+        return run;
+    }
+
+    /// <summary>The session is built: the start attempt succeeded.</summary>
+    void MarkStarted(Run run, TrainingSession session)
     {
         using var db = dbFactory.CreateDbContext();
         var entity = db.Runs.Single(r => r.Id == run.Id);
-        entity.Status = RunStatus.Running;
         entity.StartedAt ??= DateTimeOffset.UtcNow;
-        entity.FinishedAt = null;
-        entity.Error = null;
         entity.ResumeRequested = false;
+        entity.StartAttempts = 0;
         entity.Step = session.Step;
         entity.TotalSteps = session.TotalSteps;
         db.SaveChanges();

@@ -14,11 +14,13 @@ public sealed class RunQueue
 
     internal ChannelReader<long> Pending => _pending.Reader;
 
-    internal ActiveRun Activate(long runId, CancellationToken stopping)
+    /// <summary>Registers the run as being trained; null when it already is (queued twice by racing requests).</summary>
+    internal ActiveRun? Activate(long runId, CancellationToken stopping)
     {
         var active = new ActiveRun(CancellationTokenSource.CreateLinkedTokenSource(stopping));
-        _active[runId] = active;
-        return active;
+        if (_active.TryAdd(runId, active)) return active;
+        active.Cancellation.Dispose();
+        return null;
     }
 
     internal void Deactivate(long runId)
@@ -30,19 +32,32 @@ public sealed class RunQueue
         }
     }
 
-    public bool IsActive(long runId) => _active.ContainsKey(runId);
-
     public LiveProgress? ProgressOf(long runId) => _active.TryGetValue(runId, out var a) ? a.Progress : null;
 
-    /// <summary>Asks an active run to stop and waits (up to <paramref name="timeout"/>) until it has. False if the run is not active.</summary>
-    public async Task<bool> CancelAsync(long runId, TimeSpan timeout)
+    public enum CancelResult { NotActive, Stopped, Stopping }
+
+    /// <summary>
+    /// Asks an active run to stop and waits up to <paramref name="timeout"/> for it (a slow step or evaluation
+    /// may take longer: then it is still stopping, and <see cref="WhenStoppedAsync"/> tells when it has).
+    /// </summary>
+    public async Task<CancelResult> CancelAsync(long runId, TimeSpan timeout)
     {
-        if (!_active.TryGetValue(runId, out var active)) return false;
+        if (!_active.TryGetValue(runId, out var active)) return CancelResult.NotActive;
         active.UserCancelled = true;
         await active.Cancellation.CancelAsync();
-        await active.Stopped.Task.WaitAsync(timeout);
-        return true;
+        try
+        {
+            await active.Stopped.Task.WaitAsync(timeout);
+            return CancelResult.Stopped;
+        }
+        catch (TimeoutException)
+        {
+            return CancelResult.Stopping;
+        }
     }
+
+    /// <summary>Completes when the run is not being trained (at once when it is not active).</summary>
+    public Task WhenStoppedAsync(long runId) => _active.TryGetValue(runId, out var active) ? active.Stopped.Task : Task.CompletedTask;
 
     /// <summary>The trainer's latest progress report and when it arrived.</summary>
     public sealed record LiveProgress(TrainingProgress Progress, DateTimeOffset ReportedAt);

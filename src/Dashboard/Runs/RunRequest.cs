@@ -9,12 +9,8 @@ namespace EmaLab.Dashboard.Runs;
 public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec)
 {
     public const int MaxNameLength = 200;
-
-    static readonly JsonSerializerOptions StrictJson = new(RunSpec.JsonOptions)
-    {
-        // A misspelt field is an error the client should see, not a silently ignored setting.
-        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-    };
+    /// <summary>Checkpoint files one run may write ((steps / checkpointEvery + 2) × tracks).</summary>
+    public const int MaxCheckpoints = 1000;
 
     /// <summary>Reads and validates a request body; every problem is reported by field (JSON path, camelCase).</summary>
     public static RunRequest Parse(JsonNode? body)
@@ -27,18 +23,16 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         var checkpointEvery = TakeLong(fields, "checkpointEvery");
         if (checkpointEvery is < 1) throw new RequestValidationException("checkpointEvery", "checkpointEvery must be at least 1 step.");
 
-        RunSpec spec;
-        try
-        {
-            spec = fields.Deserialize<RunSpec>(StrictJson) ?? throw new RequestValidationException("$", "The run specification is empty.");
-        }
-        catch (JsonException e)
-        {
-            throw FromJsonException(e);
-        }
+        var spec = RequestJson.Deserialize<RunSpec>(fields);
         var problems = spec.Problems().Select(p => (p.Field, p.Reason)).ToList();
-        if (checkpointEvery is { } every && spec.Steps is { } steps && every > steps)
-            problems.Add(("checkpointEvery", "checkpointEvery must not exceed the number of steps."));
+        if (checkpointEvery is { } every && problems.Count == 0)
+        {
+            var steps = spec.PlannedSteps();
+            var files = (steps / every + 2) * (1 + spec.Ema.Decays.Count);
+            if (every > steps) problems.Add(("checkpointEvery", "checkpointEvery must not exceed the number of steps."));
+            else if (files > MaxCheckpoints)
+                problems.Add(("checkpointEvery", $"Every {every:N0} steps writes {files:N0} checkpoint files over {steps:N0} steps and {1 + spec.Ema.Decays.Count} tracks; at most {MaxCheckpoints:N0} are allowed."));
+        }
         if (problems.Count > 0)
             throw new RequestValidationException(problems.GroupBy(p => p.Field).ToDictionary(g => g.Key, g => g.Select(p => p.Reason).ToArray()));
         return new RunRequest(string.IsNullOrWhiteSpace(name) ? $"{spec.Model} on {spec.Dataset}" : name.Trim(), checkpointEvery, spec);
@@ -48,7 +42,8 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
     public static RunRequest CloneOf(Data.Run original, JsonNode? overrides)
     {
         var merged = JsonNode.Parse(original.SpecJson)!.AsObject();
-        merged["name"] = original.Name + " (clone)";
+        const string suffix = " (clone)";
+        merged["name"] = (original.Name.Length + suffix.Length > MaxNameLength ? original.Name[..(MaxNameLength - suffix.Length)] : original.Name) + suffix;
         if (original.CheckpointEvery is { } every) merged["checkpointEvery"] = every;
         if (overrides is not null and not JsonObject) throw new RequestValidationException("$", "Overrides must be a JSON object.");
         if (overrides is JsonObject changes) Merge(merged, changes);
@@ -91,6 +86,48 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < 1e15 => (long)d,
         _ => throw new RequestValidationException(name, $"'{name}' must be an integer."),
     };
+}
+
+/// <summary>
+/// How the API reads JSON bodies: UTF-8 checked first, unknown fields refused, JSON null refused where the
+/// type has no null, and every failure reported as a <see cref="RequestValidationException"/> naming the field.
+/// </summary>
+public static class RequestJson
+{
+    static readonly JsonSerializerOptions StrictJson = new(RunSpec.JsonOptions)
+    {
+        // A misspelt field is an error the client should see, not a silently ignored setting.
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        RespectNullableAnnotations = true,
+    };
+
+    /// <summary>Parses a request body that must be UTF-8 JSON (bytes that are not UTF-8 are refused here, not deep inside a string read).</summary>
+    public static JsonNode? Parse(ReadOnlySpan<byte> body)
+    {
+        if (!System.Text.Unicode.Utf8.IsValid(body)) throw new RequestValidationException("$", "The body is not valid UTF-8 JSON.");
+        try
+        {
+            return JsonNode.Parse(body);
+        }
+        catch (JsonException e)
+        {
+            throw new RequestValidationException("$", $"Malformed JSON: {e.Message}");
+        }
+    }
+
+    /// <summary>Reads <paramref name="node"/> as a <typeparamref name="T"/> (a JSON object); problems name their field.</summary>
+    public static T Deserialize<T>(JsonNode? node) where T : class
+    {
+        if (node is not JsonObject) throw new RequestValidationException("$", "The body must be a JSON object.");
+        try
+        {
+            return node.Deserialize<T>(StrictJson) ?? throw new RequestValidationException("$", "The body is empty.");
+        }
+        catch (JsonException e)
+        {
+            throw FromJsonException(e);
+        }
+    }
 
     static RequestValidationException FromJsonException(JsonException e)
     {
@@ -104,6 +141,8 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
             return new RequestValidationException(field, $"Unknown field '{field}'.");
         }
         var path = FieldFromPath(e.Path);
+        if (e.Message.Contains("null", StringComparison.OrdinalIgnoreCase) && e.Message.Contains("nullab", StringComparison.OrdinalIgnoreCase))
+            return new RequestValidationException(path, $"'{path}' must not be null.");
         return new RequestValidationException(path, path switch
         {
             "model" or "dataset" or "optimizer" or "schedule" or "name" => $"'{path}' must be a string.",

@@ -12,7 +12,8 @@ public sealed class RunService(
     MetricPipeline pipeline,
     RunEventHub hub,
     MetricVersions versions,
-    DataPaths paths)
+    DataPaths paths,
+    ILogger<RunService> logger)
 {
     static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
 
@@ -43,57 +44,97 @@ public sealed class RunService(
         return await db.Runs.AsNoTracking().Include(r => r.Tracks).SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
     }
 
-    public enum Outcome { Done, NotFound, Conflict }
+    /// <summary>What became of a request: done, unknown run, refused, or accepted and finishing in the background.</summary>
+    public enum Outcome { Done, NotFound, Conflict, Accepted }
 
-    /// <summary>Cancels a queued run at once, or stops a running one (within a step) and waits for it.</summary>
+    /// <summary>
+    /// Cancels a queued run at once (one conditional update, so it cannot race the worker taking it), or stops a
+    /// running one and waits up to <see cref="StopTimeout"/>; a step that takes longer leaves it stopping (Accepted).
+    /// </summary>
     public async Task<(Outcome, string?)> CancelAsync(long id, CancellationToken cancellationToken = default)
     {
-        if (await queue.CancelAsync(id, StopTimeout)) return (Outcome.Done, null);
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var run = await db.Runs.SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        var cancelledWhileQueued = await db.Runs.Where(r => r.Id == id && r.Status == RunStatus.Queued).ExecuteUpdateAsync(s => s
+            .SetProperty(r => r.Status, RunStatus.Cancelled)
+            .SetProperty(r => r.Error, "Cancelled before it started.")
+            .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow), cancellationToken);
+        if (cancelledWhileQueued == 1)
+        {
+            hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Cancelled.ToApi() });
+            return (Outcome.Done, null);
+        }
+        switch (await queue.CancelAsync(id, StopTimeout))
+        {
+            case RunQueue.CancelResult.Stopped: return (Outcome.Done, null);
+            case RunQueue.CancelResult.Stopping: return (Outcome.Accepted, $"Run {id} is stopping after its current step.");
+        }
+        var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
         if (run is null) return (Outcome.NotFound, null);
-        if (run.Status != RunStatus.Queued) return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only queued or running runs can be cancelled.");
-        run.Status = RunStatus.Cancelled;
-        run.Error = "Cancelled before it started.";
-        run.FinishedAt = DateTimeOffset.UtcNow;
-        await db.SaveChangesAsync(cancellationToken);
-        hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Cancelled.ToApi() });
-        return (Outcome.Done, null);
+        return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only queued or running runs can be cancelled.");
     }
 
-    /// <summary>Queues an interrupted or cancelled run to continue from its resume bundle.</summary>
+    /// <summary>Queues an interrupted or cancelled run to continue from its resume bundle (one conditional update: two resumes cannot both queue it).</summary>
     public async Task<(Outcome, string?)> ResumeAsync(long id, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var run = await db.Runs.SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
         if (run is null) return (Outcome.NotFound, null);
         if (run.Status is not (RunStatus.Interrupted or RunStatus.Cancelled))
             return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only interrupted or cancelled runs can be resumed.");
         if (run.BundleStep is not { } step || !File.Exists(paths.BundlePath(id, step)))
             return (Outcome.Conflict, $"Run {id} has no resume bundle (none was saved before it stopped); clone it to start again.");
-        run.Status = RunStatus.Queued;
-        run.ResumeRequested = true;
-        run.Error = null;
-        await db.SaveChangesAsync(cancellationToken);
+        var queued = await db.Runs.Where(r => r.Id == id && r.Status == run.Status && r.BundleStep == step).ExecuteUpdateAsync(s => s
+            .SetProperty(r => r.Status, RunStatus.Queued)
+            .SetProperty(r => r.ResumeRequested, true)
+            .SetProperty(r => r.StartAttempts, 0)
+            .SetProperty(r => r.Error, (string?)null), cancellationToken);
+        if (queued == 0) return (Outcome.Conflict, $"Run {id} changed while resuming (resumed or cancelled by another request).");
         queue.Enqueue(id);
         hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Queued.ToApi() });
         return (Outcome.Done, null);
     }
 
-    /// <summary>Stops the run if needed, then removes its rows and its folder.</summary>
+    /// <summary>
+    /// Stops the run if needed, then removes its rows and its folder. A run whose step outlasts <see cref="StopTimeout"/>
+    /// is removed in the background once it has stopped (Accepted).
+    /// </summary>
     public async Task<Outcome> DeleteAsync(long id, CancellationToken cancellationToken = default)
     {
-        await queue.CancelAsync(id, StopTimeout);
+        await using (var db = await dbFactory.CreateDbContextAsync(cancellationToken))
+            if (!await db.Runs.AnyAsync(r => r.Id == id, cancellationToken)) return Outcome.NotFound;
+        if (await queue.CancelAsync(id, StopTimeout) == RunQueue.CancelResult.Stopping)
+        {
+            _ = DeleteWhenStoppedAsync(id);
+            return Outcome.Accepted;
+        }
+        return await DeleteStoppedAsync(id, cancellationToken) ? Outcome.Done : Outcome.NotFound;
+    }
+
+    async Task DeleteWhenStoppedAsync(long id)
+    {
+        try
+        {
+            await queue.WhenStoppedAsync(id);
+            await DeleteStoppedAsync(id, CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Could not delete run {RunId} after it stopped", id);
+        }
+    }
+
+    async Task<bool> DeleteStoppedAsync(long id, CancellationToken cancellationToken)
+    {
         await pipeline.FlushAsync();
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         // Metrics are many: delete them in SQL rather than loading them for the cascade.
         await db.Metrics.Where(m => m.RunId == id).ExecuteDeleteAsync(cancellationToken);
         var deleted = await db.Runs.Where(r => r.Id == id).ExecuteDeleteAsync(cancellationToken);
         versions.Advance(id); // what readers cached of it is gone
-        if (deleted == 0) return Outcome.NotFound;
+        if (deleted == 0) return false;
         var folder = paths.RunDirectory(id);
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
         hub.Publish(new RunEvent(RunEventType.Deleted, id));
-        return Outcome.Done;
+        return true;
     }
 }

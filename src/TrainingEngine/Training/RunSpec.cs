@@ -89,7 +89,27 @@ public sealed record RunSpec
     /// <summary>Every rule the spec breaks, at most one per field, in field order (for forms and problem details that list them all).</summary>
     public IEnumerable<InvalidSettingException> Problems()
     {
+        var missing = MissingFields().ToList();
+        return missing.Count > 0 ? missing : BrokenRules();
+    }
+
+    /// <summary>JSON null where a value, object or list belongs (the declared types are non-null; only JSON breaks them).</summary>
+    IEnumerable<InvalidSettingException> MissingFields()
+    {
+        var missing = new List<InvalidSettingException>();
+        if (Dataset is null) missing.Add(Invalid("dataset", "'dataset' is required."));
+        if (Model is null) missing.Add(Invalid("model", "'model' is required."));
+        if (Optimizer is null) missing.Add(Invalid("optimizer", "'optimizer' is required."));
+        if (Schedule is null) missing.Add(Invalid("schedule", "'schedule' must be a string."));
+        if (Ema is null) missing.Add(Invalid("ema", "'ema' must be an object."));
+        else if (Ema.Decays is null) missing.Add(Invalid("ema.decays", "'ema.decays' must be a list of numbers."));
+        return missing;
+    }
+
+    IEnumerable<InvalidSettingException> BrokenRules()
+    {
         var datasetKnown = DatasetCatalog.Contains(Dataset);
+        long? plannedSteps = null; // known once the dataset, batch size and length are valid
         var modelKnown = ModelArchitecture.Kinds.Contains(Model);
         if (!datasetKnown) yield return Invalid("dataset", $"Unknown dataset '{Dataset}'; choose one of {string.Join(", ", DatasetCatalog.Names)}.");
         if (!modelKnown) yield return Invalid("model", $"Unknown model '{Model}'; choose one of {string.Join(", ", ModelArchitecture.Kinds)}.");
@@ -116,12 +136,14 @@ public sealed record RunSpec
                 yield return Invalid("epochs", $"Epochs must be at least 1 and give at most {MaxSteps:N0} steps.");
             if (modelKnown)
                 foreach (var problem in ArchitectureFor(data).Problems()) yield return problem;
+            if (batchOk && Steps is null or (>= 1 and <= MaxSteps) && Epochs is null or >= 1)
+                plannedSteps = TotalSteps(Math.Max(1, data.Train.Count / BatchSize));
         }
         if (EvalInterval < 1) yield return Invalid("evalInterval", "The evaluation interval must be at least 1 step.");
         if (Threads < 1 || Threads > MaxThreads) yield return Invalid("threads", $"Threads must be from 1 to {MaxThreads}.");
         foreach (var problem in Ema.Problems()) yield return problem;
         if (PostHoc is not null)
-            foreach (var problem in PostHoc.Problems()) yield return problem;
+            foreach (var problem in PostHoc.Problems(plannedSteps)) yield return problem;
     }
 
     static InvalidSettingException Invalid(string field, string message) => new(field, message);

@@ -48,6 +48,10 @@ public sealed class EmaLabOptions : IValidatableObject
     [Range(0, 10_000_000)]
     public int MaxDatabaseMegabytes { get; set; }
 
+    /// <summary>Disk space (megabytes) a run must leave free under the data directory; a run that would not fails before it starts.</summary>
+    [Range(0, 10_000_000)]
+    public int DiskReserveMegabytes { get; set; } = 64;
+
     /// <summary>Live event streams (<c>GET /api/runs/{id}/events</c>) one run may have at once; more are answered 429.</summary>
     [Range(1, 100_000)]
     public int MaxEventStreamsPerRun { get; set; } = 50;

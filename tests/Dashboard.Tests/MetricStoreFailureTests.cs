@@ -103,4 +103,22 @@ public sealed class MetricStoreFailureTests
         Assert.Equal("Healthy", await client.GetStringAsync("/health"));
         Assert.Equal(2, (await Api.GetAsync(client, "/api/runs")).GetProperty("items").GetArrayLength());
     }
+
+    [Fact]
+    public async Task A_run_whose_files_would_not_fit_on_the_disk_fails_before_it_starts()
+    {
+        using var factory = new EmaLabFactory();
+        // Leave this run only 5 MB: its final checkpoints and bundles need about 200 MB.
+        var free = TrainingEngine.Checkpoints.DiskSpace.FreeBytes(factory.DataDirectory);
+        factory.Settings["EmaLab:DiskReserveMegabytes"] = Math.Max(0, (free >> 20) - 5).ToString();
+        var client = factory.CreateClient();
+        var body = Api.DigitsRun(steps: 10);
+        body["hidden"] = new System.Text.Json.Nodes.JsonArray(2048, 2048);
+        var run = await Api.CreateAsync(client, body);
+        var failed = await Api.WaitForFinishAsync(client, run.Id());
+        Assert.Equal("failed", failed.Status());
+        Assert.Equal(0, failed.GetProperty("step").GetInt64());
+        Assert.StartsWith("Not enough free disk space for this run", failed.GetProperty("error").GetString());
+        Assert.Equal("Healthy", await client.GetStringAsync("/health"));
+    }
 }

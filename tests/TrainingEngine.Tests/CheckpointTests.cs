@@ -253,4 +253,28 @@ public class CheckpointTests
         Assert.True(TensorAssert.Identical(c, content.Tensors["c"]));
         Assert.Equal("v", content.Metadata["k"]);
     }
+
+    [Fact]
+    public void A_file_that_cannot_fit_on_the_disk_is_refused_before_a_byte_is_written()
+    {
+        var directory = Directory.CreateTempSubdirectory("emalab-disk-").FullName;
+        try
+        {
+            var path = Path.Combine(directory, "huge.safetensors");
+            Assert.True(DiskSpace.FreeBytes(path) > 0);
+            var written = false;
+            var e = Assert.Throws<IOException>(() => AtomicFile.Write(path, long.MaxValue / 2, _ => written = true));
+            Assert.StartsWith("Not enough free disk space for huge.safetensors", e.Message);
+            Assert.False(written);
+            Assert.Empty(Directory.GetFiles(directory));
+
+            // A write that fails half-way leaves neither the file nor its partial.
+            Assert.Throws<InvalidOperationException>(() => AtomicFile.Write(path, 1, stream => { stream.WriteByte(1); throw new InvalidOperationException("boom"); }));
+            Assert.Empty(Directory.GetFiles(directory));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
 }

@@ -25,7 +25,7 @@ public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory
                 var relative = DataPaths.CheckpointRelativePath(runId, track, session.Step);
                 var path = paths.Absolute(relative);
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                AtomicFile.Write(path, stream => CheckpointExport.Export(session, track, stream));
+                AtomicFile.Write(path, SafeTensors.ApproximateBytes(session.LiveModel.state_dict().Select(p => (p.Key, p.Value))), stream => CheckpointExport.Export(session, track, stream));
                 written.Add(path);
                 string sha256;
                 using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));

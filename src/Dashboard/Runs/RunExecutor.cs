@@ -22,6 +22,7 @@ public sealed class RunExecutor(
     ILogger<RunExecutor> logger)
 {
     readonly int _bundleEvery = options.Value.BundleEvery;
+    readonly int _diskReserveMegabytes = options.Value.DiskReserveMegabytes;
 
     public void Execute(long runId, CancellationToken stopping)
     {
@@ -41,6 +42,7 @@ public sealed class RunExecutor(
         TrainingSession? session = null;
         try
         {
+            DiskPlan.Require(RunSpec.FromJson(run.SpecJson), run.CheckpointEvery, paths.Root, (long)_diskReserveMegabytes << 20);
             session = OpenSession(run);
             session.SnapshotDirectory = paths.PostHocDirectory(runId);
             step = session.Step;

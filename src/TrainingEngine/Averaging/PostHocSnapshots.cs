@@ -30,7 +30,8 @@ public static class PostHocSnapshots
             ["step"] = step.ToString(CultureInfo.InvariantCulture),
             ["sigma_rels"] = JsonSerializer.Serialize(session.Spec.PostHoc!.SigmaRels),
         };
-        AtomicFile.Write(path, stream => SafeTensors.Write(stream, ema.StateTensors().Concat(ema.CopiedBuffers.Select(b => (BuffersPrefix + b.Name, b.Live))), metadata));
+        var tensors = ema.StateTensors().Concat(ema.CopiedBuffers.Select(b => (BuffersPrefix + b.Name, b.Live))).ToList();
+        AtomicFile.Write(path, SafeTensors.ApproximateBytes(tensors), stream => SafeTensors.Write(stream, tensors, metadata));
     }
 
     /// <summary>The steps that have a snapshot in <paramref name="directory"/>, in order.</summary>

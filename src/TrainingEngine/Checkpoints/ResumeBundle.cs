@@ -49,7 +49,12 @@ public static class ResumeBundle
     }
 
     /// <summary>Writes the bundle next to <paramref name="path"/> and renames it into place, so a crash never leaves a half-written bundle.</summary>
-    public static void SaveAtomically(TrainingSession session, string path) => AtomicFile.Write(path, stream => Save(session, stream));
+    public static void SaveAtomically(TrainingSession session, string path) => AtomicFile.Write(path, ApproximateBytes(session), stream => Save(session, stream));
+
+    /// <summary>About the size of a bundle of <paramref name="session"/>: its model, shadows, optimizer state and post-hoc profiles.</summary>
+    public static long ApproximateBytes(TrainingSession session) =>
+        SafeTensors.ApproximateBytes(session.LiveModel.state_dict().Select(p => (p.Key, p.Value))) + SafeTensors.ApproximateBytes(session.Ema.StateTensors()) +
+        SafeTensors.ApproximateBytes(session.Optimizer.StateTensors()) + (session.PostHocEma is { } p ? SafeTensors.ApproximateBytes(p.StateTensors()) : 0);
 
     /// <summary>Rebuilds the session a bundle captured, ready to <see cref="TrainingSession.Train"/> on.</summary>
     public static TrainingSession Resume(Stream stream, string name = "resume bundle")

@@ -26,6 +26,10 @@ public static class SafeTensors
     };
     static readonly Dictionary<string, ScalarType> DTypes = DTypeNames.ToDictionary(p => p.Value, p => p.Key);
 
+    /// <summary>About the size of the file <see cref="Write(Stream, IEnumerable{ValueTuple{string, Tensor}}, IReadOnlyDictionary{string, string}?)"/> makes of these tensors (data plus a header allowance).</summary>
+    public static long ApproximateBytes(IEnumerable<(string Name, Tensor Tensor)> tensors) =>
+        64 * 1024 + tensors.Sum(t => t.Tensor.NumberOfElements * t.Tensor.ElementSize);
+
     public static void Write(Stream stream, IEnumerable<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         // Contiguous CPU views or copies; their bytes are written in the order of the header's offsets. Each

@@ -34,6 +34,8 @@ public sealed class BrowserFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        // `dotnet test` runs the test projects in parallel: on 2 cores a page round trip can take seconds.
+        Assertions.SetDefaultExpectTimeout(30_000);
         _app = new App(_data);
         _app.UseKestrel(0);
         _app.StartServer();

@@ -248,9 +248,9 @@ public class CheckpointTests
         SafeTensors.Write(stream, [("a", a), ("b", b), ("c", c)], new Dictionary<string, string> { ["k"] = "v" });
         stream.Position = 0;
         using var content = SafeTensors.Read(stream);
-        Assert.True(TensorAssert.Identical(a, content.Tensors["a"]));
-        Assert.True(TensorAssert.Identical(b, content.Tensors["b"]));
-        Assert.True(TensorAssert.Identical(c, content.Tensors["c"]));
+        TensorAssert.Identical(a, content.Tensors["a"]);
+        TensorAssert.Identical(b, content.Tensors["b"]);
+        TensorAssert.Identical(c, content.Tensors["c"]);
         Assert.Equal("v", content.Metadata["k"]);
     }
 

@@ -15,9 +15,15 @@ public enum RunStatus
     Interrupted,
 }
 
+/// <summary>The status rules, in one place (pages, API and service ask here).</summary>
 public static class RunStatuses
 {
+    /// <summary>Stopped for now or for good: not queued and not running.</summary>
     public static bool IsFinished(this RunStatus s) => s is RunStatus.Completed or RunStatus.Failed or RunStatus.Diverged or RunStatus.Cancelled or RunStatus.Interrupted;
+    /// <summary>A queued or running run can be cancelled.</summary>
+    public static bool CanCancel(this RunStatus s) => !s.IsFinished();
+    /// <summary>An interrupted or cancelled run continues from its bundle (when it has one).</summary>
+    public static bool IsResumable(this RunStatus s) => s is RunStatus.Interrupted or RunStatus.Cancelled;
     public static string ToApi(this RunStatus s) => s.ToString().ToLowerInvariant();
 }
 
@@ -47,6 +53,9 @@ public sealed class Run
     public int StartAttempts { get; set; }
 
     public List<EmaTrack> Tracks { get; set; } = [];
+
+    /// <summary>Whether resuming can be asked for: a resumable status and a bundle recorded.</summary>
+    public bool CanResume => Status.IsResumable() && BundleStep is not null;
 }
 
 /// <summary>A series of weights evaluated during a run: <c>raw</c> or one EMA (<c>ema-0.999</c>).</summary>

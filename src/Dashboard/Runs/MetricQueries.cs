@@ -157,19 +157,13 @@ public sealed class MetricVersions
     public void Advance(long runId) => _versions.AddOrUpdate(runId, 1, (_, v) => v + 1);
 }
 
+/// <summary>
+/// TensorBoard's smoothing: an exponential moving average of a series with a weight in [0, 1), debiased by
+/// 1 − weight^n so that the first points are not pulled towards zero.
+/// </summary>
 public static class Smoothing
 {
-    /// <summary>
-    /// TensorBoard's smoothing: an exponential moving average of the series with the given weight in [0, 1),
-    /// debiased by 1 − weight^n so that the first points are not pulled towards zero.
-    /// </summary>
-    public static List<MetricValue> Debiased(IReadOnlyList<MetricValue> points, double weight)
-    {
-        var state = new State(weight);
-        return points.Select(state.Next).ToList();
-    }
-
-    /// <summary>The running state, so live points can be smoothed one at a time with the same result.</summary>
+    /// <summary>The running state: history and live points go through the same one, point by point.</summary>
     public sealed class State(double weight)
     {
         double _biased;

@@ -45,9 +45,17 @@ public sealed class PostHocService(
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var run = await db.Runs.AsNoTracking().Include(r => r.Tracks).SingleOrDefaultAsync(r => r.Id == runId, cancellationToken);
         if (run is null) return (null, null);
-        if (RunSpec.FromJson(run.SpecJson).PostHoc is null) return (run, $"Run {runId} was trained without post-hoc EMA; clone it with \"postHoc\" set.");
-        if (LastSnapshotStep(runId) is null) return (run, $"Run {runId} has no post-hoc snapshots yet.");
-        return (run, null);
+        return (run, ReconstructionProblem(run));
+    }
+
+    /// <summary>Why the run's post-hoc EMA cannot be reconstructed now, or null when it can (the API and the panel both ask here).</summary>
+    public string? ReconstructionProblem(Run run)
+    {
+        var runId = run.Id;
+        if (RunSpec.FromJson(run.SpecJson).PostHoc is null) return $"Run {runId} was trained without post-hoc EMA; clone it with \"postHoc\" set.";
+        if (!run.Status.IsFinished()) return $"Run {runId} is {run.Status.ToApi()}; reconstruct once it has stopped.";
+        if (LastSnapshotStep(runId) is null) return $"Run {runId} has no post-hoc snapshots yet.";
+        return null;
     }
 
     /// <summary>Reconstructs, evaluates and stores each σ_rel; returns their results in order.</summary>

@@ -20,7 +20,7 @@ public sealed record RunDto(
         JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
         run.Tracks.OrderBy(t => t.SigmaRel is null ? 0 : 1).ThenBy(t => t.Decay ?? 0).Select(t => new TrackDto(t.Name, t.Decay, t.SigmaRel)).ToList(),
         run.CreatedAt, run.StartedAt, run.FinishedAt, run.BundleStep,
-        run.Status is RunStatus.Interrupted or RunStatus.Cancelled && run.BundleStep is not null,
+        run.CanResume,
         live is null ? null : new ProgressDto(live.Progress.Step, live.Progress.TotalSteps, live.Progress.StepsPerSecond,
             live.Progress.EstimatedRemaining?.TotalSeconds, live.ReportedAt));
 }

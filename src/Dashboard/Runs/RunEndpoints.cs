@@ -195,7 +195,7 @@ public static class RunEndpoints
         if (request.SigmaRel is null == request.Decay is null) return Invalid("sigmaRel", "Give either sigmaRel or decay.");
         if (request.SigmaRel is { } s && !PowerFunctionProfile.IsSupported(s)) return Invalid("sigmaRel", PowerFunctionProfile.SupportedRange);
         if (request.Decay is { } d && !(d > 0 && d < 1)) return Invalid("decay", "decay must be in (0, 1).");
-        var (run, problem) = await CheckReconstructable(id, postHoc, ct);
+        var (run, problem) = await postHoc.CheckAsync(id, ct);
         if (run is null) return NotFound(id);
         if (problem is not null) return Conflict(problem);
         var step = postHoc.LastSnapshotStep(id)!.Value;
@@ -215,7 +215,7 @@ public static class RunEndpoints
         if (!PowerFunctionProfile.IsSupported(request.From)) return Invalid("from", PowerFunctionProfile.SupportedRange);
         if (!(PowerFunctionProfile.IsSupported(request.To) && request.To > request.From)) return Invalid("to", "to must be above from; " + PowerFunctionProfile.SupportedRange);
         if (request.Count is < 2 or > PostHocService.MaxSweepPoints) return Invalid("count", $"count must be from 2 to {PostHocService.MaxSweepPoints}.");
-        var (run, problem) = await CheckReconstructable(id, postHoc, ct);
+        var (run, problem) = await postHoc.CheckAsync(id, ct);
         if (run is null) return NotFound(id);
         if (problem is not null) return Conflict(problem);
         if (!postHoc.StartSweep(run, request.From, request.To, request.Count)) return Conflict($"A sweep of run {id} is already running.");
@@ -224,14 +224,6 @@ public static class RunEndpoints
 
     static async Task<Results<Ok<PostHocOverview>, ProblemHttpResult>> GetPostHoc(long id, RunService runs, PostHocService postHoc, CancellationToken ct) =>
         await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(await postHoc.OverviewAsync(run, ct)) : NotFound(id);
-
-    static async Task<(Run? Run, string? Problem)> CheckReconstructable(long id, PostHocService postHoc, CancellationToken ct)
-    {
-        var (run, problem) = await postHoc.CheckAsync(id, ct);
-        if (run is not null && problem is null && run.Status is RunStatus.Queued or RunStatus.Running)
-            problem = $"Run {id} is {run.Status.ToApi()}; reconstruct once it has stopped.";
-        return (run, problem);
-    }
 
     static async Task<Results<Ok<List<LogEntryDto>>, ProblemHttpResult>> GetLog(long id, IDbContextFactory<EmaLabDbContext> dbFactory, CancellationToken ct)
     {

@@ -79,7 +79,7 @@ public sealed class RunService(
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
         if (run is null) return (Outcome.NotFound, null);
-        if (run.Status is not (RunStatus.Interrupted or RunStatus.Cancelled))
+        if (!run.Status.IsResumable())
             return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only interrupted or cancelled runs can be resumed.");
         if (run.BundleStep is not { } step || !File.Exists(paths.BundlePath(id, step)))
             return (Outcome.Conflict, $"Run {id} has no resume bundle (none was saved before it stopped); clone it to start again.");

@@ -74,7 +74,7 @@ public static class PostHocSnapshots
                     var name = key[prefix.Length..];
                     // Accumulate in float64: the coefficients alternate in sign and partly cancel.
                     using var scaled = tensor.to_type(ScalarType.Float64).mul_(weight);
-                    if (result.TryGetValue(name, out var sum)) sum.add_(scaled);
+                    if (result.TryGetValue(name, out var sum)) sum.add_(scaled, TorchScalars.One); // an explicit alpha: the implicit one is not kept alive
                     else result[name] = scaled.clone();
                 }
             }

@@ -1,0 +1,110 @@
+using EmaLab.Dashboard.Runs;
+using EmaLab.TrainingEngine.Training;
+
+namespace EmaLab.Dashboard.Components.Shared;
+
+/// <summary>
+/// The run page's chart series, from the database and then from live points, with the same rules for both,
+/// so a reload draws exactly what the live page drew:
+/// <list type="bullet">
+/// <item>train loss: smoothed over every point (debiased EMA), then one point in <see cref="Stride"/> is kept
+/// for the browser (raw and smoothed alike), where <see cref="Stride"/> depends only on the run's length;</item>
+/// <item>eval accuracy and loss: every point (one per evaluation);</item>
+/// <item>EMA − raw accuracy gap: computed in one place from the accuracies by step.</item>
+/// </list>
+/// </summary>
+public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, double smoothing)
+{
+    public const string SmoothedTrainName = "raw (smoothed)";
+
+    /// <summary>Train-loss points kept for the browser: about <see cref="MetricQueries.DefaultMaxPoints"/> over the whole run.</summary>
+    public long Stride { get; } = Math.Max(1, (totalSteps + MetricQueries.DefaultMaxPoints - 1) / MetricQueries.DefaultMaxPoints);
+
+    public IReadOnlyList<string> Tracks => tracks;
+    public double Smoothing => smoothing;
+
+    readonly Runs.Smoothing.State _smoother = new(smoothing);
+    readonly Dictionary<long, Dictionary<string, double>> _accuracyByStep = new();
+
+    /// <summary>Points to add to each chart, by series name.</summary>
+    public sealed class Batch
+    {
+        public Dictionary<string, List<MetricValue>> Accuracy { get; } = new();
+        public Dictionary<string, List<MetricValue>> Loss { get; } = new();
+        public Dictionary<string, List<MetricValue>> Train { get; } = new();
+        public Dictionary<string, List<MetricValue>> Gap { get; } = new();
+        public bool Any => Accuracy.Count + Loss.Count + Train.Count + Gap.Count > 0;
+    }
+
+    /// <summary>Reads the history (train loss at full resolution, so its smoothing matches the live one) into a first batch.</summary>
+    public Batch Load(MetricQueries metrics, long runId)
+    {
+        var batch = new Batch();
+        foreach (var point in metrics.Read(runId, MetricKeys.RawTrack, MetricKeys.TrainLoss, maxPoints: 0).Points)
+            Add(batch, MetricKeys.RawTrack, MetricKeys.TrainLoss, point);
+        foreach (var track in tracks)
+        {
+            foreach (var point in metrics.Read(runId, track, MetricKeys.EvalAccuracy, maxPoints: 0).Points) Add(batch, track, MetricKeys.EvalAccuracy, point);
+            foreach (var point in metrics.Read(runId, track, MetricKeys.EvalLoss, maxPoints: 0).Points) Add(batch, track, MetricKeys.EvalLoss, point);
+        }
+        return batch;
+    }
+
+    /// <summary>Live points (a <c>metrics</c> event's) into a batch; points of other tracks (post-hoc) are skipped.</summary>
+    public Batch Apply(IEnumerable<MetricEventPoint> points, Batch? into = null)
+    {
+        var batch = into ?? new Batch();
+        foreach (var (track, key, step, value) in points)
+            if (tracks.Contains(track)) Add(batch, track, key, new MetricValue(step, value));
+        return batch;
+    }
+
+    void Add(Batch batch, string track, string key, MetricValue point)
+    {
+        switch (key)
+        {
+            case MetricKeys.EvalAccuracy:
+                Append(batch.Accuracy, track, point);
+                AddGap(batch.Gap, track, point);
+                break;
+            case MetricKeys.EvalLoss:
+                Append(batch.Loss, track, point);
+                break;
+            case MetricKeys.TrainLoss when track == MetricKeys.RawTrack:
+                var smoothed = _smoother.Next(point);
+                if (point.Step % Stride != 0 && point.Step != 1) break;
+                Append(batch.Train, MetricKeys.RawTrack, point);
+                Append(batch.Train, SmoothedTrainName, smoothed);
+                break;
+        }
+    }
+
+    /// <summary>EMA − raw accuracy at each evaluation step, for every EMA track whose pair is complete with this point.</summary>
+    void AddGap(Dictionary<string, List<MetricValue>> gap, string track, MetricValue point)
+    {
+        var byTrack = _accuracyByStep.TryGetValue(point.Step, out var existing) ? existing : _accuracyByStep[point.Step] = new();
+        byTrack[track] = point.Value;
+        if (!byTrack.TryGetValue(MetricKeys.RawTrack, out var raw)) return;
+        foreach (var (t, v) in byTrack.Where(p => p.Key != MetricKeys.RawTrack && (p.Key == track || track == MetricKeys.RawTrack)))
+            Append(gap, t, new MetricValue(point.Step, v - raw));
+    }
+
+    static void Append(Dictionary<string, List<MetricValue>> into, string name, MetricValue point) =>
+        (into.TryGetValue(name, out var list) ? list : into[name] = []).Add(point);
+
+    /// <summary>Chart series of a batch, in track order (a track has the same colour everywhere).</summary>
+    public IReadOnlyList<ChartSeries> Series(Dictionary<string, List<MetricValue>> points, IEnumerable<string> order) =>
+        order.Where(points.ContainsKey).Select(name => new ChartSeries(name, TrackColors.For(name), points[name])).ToList();
+
+    /// <summary>Train-loss series: the raw points faint behind their smoothing.</summary>
+    public static IReadOnlyList<ChartSeries> TrainSeries(Dictionary<string, List<MetricValue>> points) =>
+    [
+        new ChartSeries(MetricKeys.RawTrack, TrackColors.Raw, points.GetValueOrDefault(MetricKeys.RawTrack) ?? [], Width: 1, Opacity: 0.25, ShowLegend: false),
+        new ChartSeries(SmoothedTrainName, TrackColors.Raw, points.GetValueOrDefault(SmoothedTrainName) ?? []),
+    ];
+
+    /// <summary>How a live train-loss name that is not yet a trace is drawn.</summary>
+    public static ChartSeries NewTrainSeries(string name) => name == MetricKeys.RawTrack
+        ? new ChartSeries(name, TrackColors.Raw, [], Width: 1, Opacity: 0.25, ShowLegend: false)
+        : new ChartSeries(name, TrackColors.Raw, []);
+}

@@ -7,6 +7,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting.Internal;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using EmaLab.TrainingEngine;
 
 /// <summary>The metric store as the server builds it: ingestion through <see cref="MetricPipeline"/> and a series read through <see cref="MetricQueries"/>.</summary>
 static class StoreBenchmarks

@@ -3,6 +3,7 @@ using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
+using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.Dashboard.Tests;
 
@@ -109,7 +110,7 @@ public sealed class MetricStoreFailureTests
     {
         using var factory = new EmaLabFactory();
         // Leave this run only 5 MB: its final checkpoints and bundles need about 200 MB.
-        var free = TrainingEngine.Checkpoints.DiskSpace.FreeBytes(factory.DataDirectory);
+        var free = TrainingEngine.Formats.DiskSpace.FreeBytes(factory.DataDirectory);
         factory.Settings["EmaLab:DiskReserveMegabytes"] = Math.Max(0, (free >> 20) - 5).ToString();
         var client = factory.CreateClient();
         var body = Api.DigitsRun(steps: 10);

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.Dashboard.Tests;
 

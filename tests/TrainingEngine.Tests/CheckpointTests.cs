@@ -7,6 +7,7 @@ using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
 using static TorchSharp.torch;
+using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.TrainingEngine.Tests;
 

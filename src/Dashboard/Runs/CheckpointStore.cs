@@ -3,6 +3,7 @@ using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.EntityFrameworkCore;
+using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.Dashboard.Runs;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
+using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -43,7 +44,7 @@ public sealed class DataPaths
     {
         var runs = Path.Combine(Root, "runs");
         if (!Directory.Exists(runs)) return 0;
-        var partial = Directory.GetFiles(runs, "*" + TrainingEngine.Checkpoints.AtomicFile.PartialSuffix, SearchOption.AllDirectories);
+        var partial = Directory.GetFiles(runs, "*" + TrainingEngine.Formats.AtomicFile.PartialSuffix, SearchOption.AllDirectories);
         foreach (var file in partial) File.Delete(file);
         return partial.Length;
     }

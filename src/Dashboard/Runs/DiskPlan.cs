@@ -1,6 +1,7 @@
 using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Training;
+using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.Dashboard.Runs;
 

@@ -4,6 +4,7 @@ using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.EntityFrameworkCore;
+using EmaLab.TrainingEngine;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -32,7 +33,7 @@ public sealed class PostHocService(
     // One reconstruction at a time: they are CPU-bound, and a slider release during a sweep must not race it on a track's row.
     readonly SemaphoreSlim _gate = new(1, 1);
 
-    public static string TrackName(double sigmaRel) => "posthoc-" + sigmaRel.ToString("G4", CultureInfo.InvariantCulture);
+    public static string TrackName(double sigmaRel) => TrackNames.PostHoc(sigmaRel);
 
     public SweepStatus? SweepOf(long runId) => _sweeps.GetValueOrDefault(runId);
 

@@ -2,6 +2,7 @@ using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.EntityFrameworkCore;
+using EmaLab.TrainingEngine;
 
 namespace EmaLab.Dashboard.Runs;
 

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json;
-using EmaLab.TrainingEngine.Training;
 
 namespace EmaLab.TrainingEngine.Averaging;
 
@@ -37,7 +36,7 @@ public sealed record EmaSettings
     /// <summary>Training batches run in train mode to recompute batch-norm statistics under <see cref="BatchNormPolicy.Recalibrate"/>.</summary>
     public int RecalibrationBatches { get; init; } = 16;
 
-    public static string TrackName(double decay) => "ema-" + decay.ToString("R", CultureInfo.InvariantCulture);
+    public static string TrackName(double decay) => TrackNames.Ema(decay);
 
     static string Field(string property) => "ema." + JsonNamingPolicy.CamelCase.ConvertName(property);
 

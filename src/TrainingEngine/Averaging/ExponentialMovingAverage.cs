@@ -71,7 +71,7 @@ public sealed class ExponentialMovingAverage : IDisposable
             }).ToList(),
             parallelism, EmaKernel.Fused);
 
-    public static string PowerFunctionTrack(double sigmaRel) => "pf-" + sigmaRel.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+    public static string PowerFunctionTrack(double sigmaRel) => TrackNames.PowerFunction(sigmaRel);
 
     static EmaSettings Validated(EmaSettings settings)
     {

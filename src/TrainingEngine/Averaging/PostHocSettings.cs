@@ -1,5 +1,4 @@
 using System.Globalization;
-using EmaLab.TrainingEngine.Training;
 
 namespace EmaLab.TrainingEngine.Averaging;
 

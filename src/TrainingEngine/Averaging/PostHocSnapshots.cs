@@ -1,9 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
-using EmaLab.TrainingEngine.Checkpoints;
-using EmaLab.TrainingEngine.Training;
 using TorchSharp;
 using static TorchSharp.torch;
+using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.TrainingEngine.Averaging;
 
@@ -19,16 +18,16 @@ public static class PostHocSnapshots
 
     public static string FileName(long step) => $"snapshot-{step.ToString("D9", CultureInfo.InvariantCulture)}.safetensors";
 
-    public static void Write(TrainingSession session, string directory, long step)
+    /// <summary>Writes the power-function EMAs <paramref name="ema"/> (of the profiles <paramref name="sigmaRels"/>) as the snapshot of <paramref name="step"/>.</summary>
+    public static void Write(ExponentialMovingAverage ema, IReadOnlyList<double> sigmaRels, string directory, long step)
     {
-        var ema = session.PostHocEma ?? throw new InvalidOperationException("The run has no post-hoc EMA.");
         Directory.CreateDirectory(directory);
         var path = Path.Combine(directory, FileName(step));
         var metadata = new Dictionary<string, string>
         {
             ["format"] = Format,
             ["step"] = step.ToString(CultureInfo.InvariantCulture),
-            ["sigma_rels"] = JsonSerializer.Serialize(session.Spec.PostHoc!.SigmaRels),
+            ["sigma_rels"] = JsonSerializer.Serialize(sigmaRels),
         };
         var tensors = ema.StateTensors().Concat(ema.CopiedBuffers.Select(b => (BuffersPrefix + b.Name, b.Live))).ToList();
         AtomicFile.Write(path, SafeTensors.ApproximateBytes(tensors), stream => SafeTensors.Write(stream, tensors, metadata));

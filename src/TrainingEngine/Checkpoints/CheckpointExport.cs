@@ -5,6 +5,7 @@ using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
 using TorchSharp.Modules;
+using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.TrainingEngine.Checkpoints;
 

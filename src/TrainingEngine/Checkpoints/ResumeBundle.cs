@@ -5,6 +5,7 @@ using EmaLab.TrainingEngine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.TrainingEngine.Checkpoints;
 

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using EmaLab.TrainingEngine.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -27,14 +26,6 @@ public abstract unsafe class Optimizer : IDisposable
                 throw new ArgumentException($"Parameter {name} is not a contiguous float32 CPU tensor.", nameof(model));
         _parallelism = Math.Max(1, parallelism);
     }
-
-    public static Optimizer For(RunSpec spec, nn.Module model) => spec.Optimizer switch
-    {
-        RunSpec.Sgd => new Sgd(model, spec.Momentum, spec.WeightDecay, spec.Threads),
-        RunSpec.Adam => new Adam(model, spec.WeightDecay, decoupled: false, spec.Threads),
-        RunSpec.AdamW => new Adam(model, spec.WeightDecay, decoupled: true, spec.Threads),
-        _ => throw new ArgumentException($"Unknown optimizer '{spec.Optimizer}'.", nameof(spec)),
-    };
 
     /// <summary>Steps taken (each parameter with a gradient is updated once per step).</summary>
     public long Steps { get; private set; }

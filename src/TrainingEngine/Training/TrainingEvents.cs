@@ -18,15 +18,6 @@ public interface ITrainingObserver
     void OnLog(TrainingLogLevel level, string message);
 }
 
-public static class MetricKeys
-{
-    public const string TrainLoss = "train/loss";
-    public const string LearningRate = "train/lr";
-    public const string EvalLoss = "eval/loss";
-    public const string EvalAccuracy = "eval/accuracy";
-    public const string RawTrack = "raw";
-}
-
 public enum TrainingOutcome
 {
     Completed,

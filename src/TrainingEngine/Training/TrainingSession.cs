@@ -46,7 +46,7 @@ public sealed class TrainingSession : IDisposable
         _model.train();
         _evalModel = ModelFactory.Build(Architecture);
         _evalModel.eval();
-        _optimizer = Optimizer.For(spec, _model);
+        _optimizer = CreateOptimizer(spec, _model);
         Ema = new ExponentialMovingAverage(_model, spec.Ema, spec.Threads);
 
         if (spec.PostHoc is { } postHoc)
@@ -56,7 +56,7 @@ public sealed class TrainingSession : IDisposable
             AddStepHook(step =>
             {
                 PostHocEma.Update(step);
-                if (SnapshotDirectory is { } directory && (step % every == 0 || step == TotalSteps)) PostHocSnapshots.Write(this, directory, step);
+                if (SnapshotDirectory is { } directory && (step % every == 0 || step == TotalSteps)) PostHocSnapshots.Write(PostHocEma, postHoc.SigmaRels, directory, step);
             });
         }
 
@@ -374,6 +374,14 @@ public sealed class TrainingSession : IDisposable
         LoadTrack(track);
         return _evalModel;
     }
+
+    static Optimizer CreateOptimizer(RunSpec spec, nn.Module model) => spec.Optimizer switch
+    {
+        RunSpec.Sgd => new Sgd(model, spec.Momentum, spec.WeightDecay, spec.Threads),
+        RunSpec.Adam => new Optimization.Adam(model, spec.WeightDecay, decoupled: false, spec.Threads),
+        RunSpec.AdamW => new Optimization.Adam(model, spec.WeightDecay, decoupled: true, spec.Threads),
+        _ => throw new ArgumentException($"Unknown optimizer '{spec.Optimizer}'.", nameof(spec)),
+    };
 
     static (Tensor X, Tensor Y) ToTensors(LabeledImages images, Normalization normalization)
     {

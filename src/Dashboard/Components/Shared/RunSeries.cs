@@ -1,5 +1,6 @@
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Training;
+using EmaLab.TrainingEngine;
 
 namespace EmaLab.Dashboard.Components.Shared;
 

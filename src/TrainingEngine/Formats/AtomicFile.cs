@@ -1,4 +1,4 @@
-namespace EmaLab.TrainingEngine.Checkpoints;
+namespace EmaLab.TrainingEngine.Formats;
 
 /// <summary>
 /// Writes a file so that a crash leaves either the old file or the complete new one: the bytes go to

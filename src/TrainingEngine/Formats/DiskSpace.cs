@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace EmaLab.TrainingEngine.Checkpoints;
+namespace EmaLab.TrainingEngine.Formats;
 
 /// <summary>Free disk space where a file is about to go, so that a write that cannot fit fails early with a reason instead of filling the disk.</summary>
 public static class DiskSpace

@@ -1,4 +1,4 @@
-namespace EmaLab.TrainingEngine.Training;
+namespace EmaLab.TrainingEngine;
 
 /// <summary>A setting that breaks a rule. <see cref="ArgumentException.ParamName"/> is the setting's JSON path; <see cref="Reason"/> is the message without it.</summary>
 public sealed class InvalidSettingException(string field, string reason) : ArgumentException(reason, field)

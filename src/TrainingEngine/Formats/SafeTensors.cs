@@ -5,7 +5,7 @@ using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace EmaLab.TrainingEngine.Checkpoints;
+namespace EmaLab.TrainingEngine.Formats;
 
 /// <summary>
 /// Reads and writes the safetensors format (https://github.com/huggingface/safetensors): an 8-byte

@@ -1,4 +1,5 @@
 using EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Data;
 
 namespace EmaLab.Dashboard.Tests;
 

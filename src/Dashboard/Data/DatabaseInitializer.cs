@@ -42,7 +42,7 @@ public static class DatabaseInitializer
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DatabaseInitializer));
         if (crashed.Count > 0) logger.LogWarning("{Count} run(s) were left running by an earlier process: {Outcomes}", crashed.Count,
             string.Join(", ", crashed.Select(r => $"run {r.Id} {r.Status.ToApi()}")));
-        var partial = services.GetRequiredService<Runs.DataPaths>().DeletePartialFiles();
+        var partial = services.GetRequiredService<DataPaths>().DeletePartialFiles();
         if (partial > 0) logger.LogWarning("Removed {Count} half-written file(s) left by an earlier process", partial);
     }
 }

@@ -4,6 +4,7 @@ using EmaLab.TrainingEngine.Training;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using SQLitePCL;
+using EmaLab.Dashboard.Data;
 
 namespace EmaLab.Dashboard.Runs;
 

@@ -1,6 +1,7 @@
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Training;
 using EmaLab.TrainingEngine;
+using EmaLab.Dashboard.Data;
 
 namespace EmaLab.Dashboard.Components.Shared;
 
@@ -24,7 +25,7 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
     public IReadOnlyList<string> Tracks => tracks;
     public double Smoothing => smoothing;
 
-    readonly Runs.Smoothing.State _smoother = new(smoothing);
+    readonly Data.Smoothing.State _smoother = new(smoothing);
     readonly Dictionary<long, Dictionary<string, double>> _accuracyByStep = new();
 
     /// <summary>Points to add to each chart, by series name.</summary>

@@ -2,7 +2,7 @@ using System.Globalization;
 using Microsoft.Extensions.Options;
 using EmaLab.TrainingEngine.Formats;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Data;
 
 /// <summary>Where everything lives under the data directory: <c>emalab.db</c> and <c>runs/{id}/</c> (resume bundles, checkpoints).</summary>
 public sealed class DataPaths

@@ -1,7 +1,7 @@
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Data;
 
 public readonly record struct MetricValue(long Step, double Value);
 

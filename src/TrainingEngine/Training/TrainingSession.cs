@@ -241,10 +241,10 @@ public sealed class TrainingSession : IDisposable
     IReadOnlyDictionary<string, EvalResult> EvaluateAll(ITrainingObserver observer, CancellationToken cancellationToken)
     {
         var results = new Dictionary<string, EvalResult>();
-        foreach (var track in Tracks)
+        foreach (var track in Tracks) results[track] = Evaluate(track, cancellationToken);
+        // Reported only once every track is evaluated: a cancel during an evaluation leaves no partial step.
+        foreach (var (track, result) in results)
         {
-            var result = Evaluate(track, cancellationToken);
-            results[track] = result;
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalLoss, Step, result.Loss));
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalAccuracy, Step, result.Accuracy));
         }

@@ -1,3 +1,4 @@
+using EmaLab.TrainingEngine;
 using System.Globalization;
 
 namespace EmaLab.Dashboard.Components.Shared;
@@ -13,9 +14,9 @@ public static class TrackColors
 
     public static string For(string track)
     {
-        if (track.StartsWith("posthoc-", StringComparison.Ordinal)) return PostHoc;
-        if (!track.StartsWith("ema-", StringComparison.Ordinal) ||
-            !double.TryParse(track.AsSpan(4), NumberStyles.Float, CultureInfo.InvariantCulture, out var decay) || decay is <= 0 or >= 1)
+        if (track.StartsWith(TrackNames.PostHocPrefix, StringComparison.Ordinal)) return PostHoc;
+        if (!track.StartsWith(TrackNames.EmaPrefix, StringComparison.Ordinal) ||
+            !double.TryParse(track.AsSpan(TrackNames.EmaPrefix.Length), NumberStyles.Float, CultureInfo.InvariantCulture, out var decay) || decay is <= 0 or >= 1)
             return Raw;
         var timescale = -Math.Log10(1 - decay);
         var hue = (int)Math.Round((200 + timescale * 110) % 360);

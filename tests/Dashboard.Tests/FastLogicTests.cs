@@ -1,0 +1,136 @@
+using EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Data;
+
+namespace EmaLab.Dashboard.Tests;
+
+public class DownsamplingTests
+{
+    [Fact]
+    public void Min_max_buckets_keep_spikes_ends_and_order()
+    {
+        var points = Enumerable.Range(0, 100_000).Select(i => new MetricValue(i, Math.Sin(i / 1000.0))).ToList();
+        points[31_337] = new MetricValue(31_337, 50);    // a spike
+        points[77_777] = new MetricValue(77_777, -40);   // a dip
+        var result = Downsampling.MinMax(points, 2000);
+
+        Assert.InRange(result.Count, 1000, 2000);
+        Assert.Equal(points[0], result[0]);
+        Assert.Equal(points[^1], result[^1]);
+        Assert.Contains(points[31_337], result);
+        Assert.Contains(points[77_777], result);
+        Assert.Equal(result.Select(p => p.Step).Order(), result.Select(p => p.Step));
+        Assert.Equal(result.Count, result.Select(p => p.Step).Distinct().Count());
+    }
+
+    [Fact]
+    public void Short_series_are_returned_whole() =>
+        Assert.Equal(10, Downsampling.MinMax(Enumerable.Range(0, 10).Select(i => new MetricValue(i, i)).ToList(), 100).Count);
+}
+
+/// <summary>
+/// The fast tier: dashboard logic that needs no server and no training (request parsing, live events,
+/// chart series, colours). Runs in milliseconds.
+/// </summary>
+public class RequestParsingTests
+{
+    [Fact]
+    public void A_body_is_utf8_json_and_nulls_and_unknown_fields_are_named()
+    {
+        Assert.Equal("$", Assert.Throws<RequestValidationException>(() => RequestJson.Parse([0x7b, 0xff, 0x7d])).Field);
+        Assert.Equal("$", Assert.Throws<RequestValidationException>(() => RequestJson.Parse("{\"a\":"u8)).Field);
+        var body = System.Text.Json.Nodes.JsonNode.Parse("""{"dataset":null,"steps":10}""");
+        Assert.Equal("dataset", Assert.Throws<RequestValidationException>(() => RunRequest.Parse(body)).Field);
+        Assert.Equal("lr", Assert.Throws<RequestValidationException>(() => RunRequest.Parse(System.Text.Json.Nodes.JsonNode.Parse("""{"lr":0.1}"""))).Field);
+        Assert.Equal("sigma", Assert.Throws<RequestValidationException>(() => RequestJson.Deserialize<PostHocRequest>(System.Text.Json.Nodes.JsonNode.Parse("""{"sigma":0.1}"""))).Field);
+    }
+
+    [Fact]
+    public void A_clone_keeps_its_name_within_the_limit()
+    {
+        var original = new EmaLab.Dashboard.Data.Run { Name = new string('n', RunRequest.MaxNameLength), SpecJson = new EmaLab.TrainingEngine.Training.RunSpec { Steps = 5 }.ToJson() };
+        var clone = RunRequest.CloneOf(original, null);
+        Assert.Equal(RunRequest.MaxNameLength, clone.Name.Length);
+        Assert.EndsWith(" (clone)", clone.Name);
+    }
+}
+
+public class LiveEventTests
+{
+    [Fact]
+    public async Task Events_reach_the_subscribers_of_their_run_and_streams_are_capped()
+    {
+        var hub = new RunEventHub();
+        using var one = hub.Subscribe(1);
+        using var all = hub.Subscribe();
+        hub.Publish(new RunEvent(RunEventType.Progress, 2) { Step = 5 });
+        hub.Publish(new RunEvent(RunEventType.Progress, 1) { Step = 7 });
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        Assert.Equal(7, (await one.Reader.ReadAsync(timeout.Token)).Step);
+        var first5 = (await all.Reader.ReadAsync(timeout.Token)).Step;
+        var then7 = (await all.Reader.ReadAsync(timeout.Token)).Step;
+        Assert.Equal((5L, 7L), (first5!.Value, then7!.Value));
+
+        var first = hub.TrySubscribeStream(1, maxPerRun: 1, maxTotal: 2);
+        Assert.NotNull(first);
+        Assert.Null(hub.TrySubscribeStream(1, maxPerRun: 1, maxTotal: 2));
+        var other = hub.TrySubscribeStream(2, maxPerRun: 1, maxTotal: 2);
+        Assert.NotNull(other);
+        Assert.Null(hub.TrySubscribeStream(3, maxPerRun: 1, maxTotal: 2));
+        first!.Dispose();
+        first.Dispose(); // twice: released once
+        using var again = hub.TrySubscribeStream(1, maxPerRun: 1, maxTotal: 2);
+        Assert.NotNull(again);
+        other!.Dispose();
+    }
+
+    [Fact]
+    public void Event_kinds_have_their_wire_names()
+    {
+        Assert.Equal(["metrics", "progress", "status", "log", "posthoc", "sweep", "deleted"], Enum.GetValues<RunEventType>().Select(t => t.ToApi()));
+        var json = System.Text.Json.JsonSerializer.Serialize(new RunEvent(RunEventType.Metrics, 3) { Points = [new MetricEventPoint("raw", "train/loss", 1, double.NaN)] },
+            new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
+        Assert.Contains("\"type\":\"metrics\"", json);
+        Assert.Contains("\"value\":\"NaN\"", json);
+    }
+}
+
+public class RunSeriesTests
+{
+    [Fact]
+    public void History_and_live_points_follow_one_rule_so_a_reload_draws_the_same_curve()
+    {
+        var tracks = new[] { "raw", "ema-0.9" };
+        var points = Enumerable.Range(1, 10_000).Select(i => new EmaLab.Dashboard.Runs.MetricEventPoint("raw", "train/loss", i, 1.0 / i)).ToList();
+
+        // All at once (a reload) and in live batches give the same train-loss points.
+        var whole = new EmaLab.Dashboard.Components.Shared.RunSeries(tracks, 10_000, 0.6).Apply(points);
+        var live = new EmaLab.Dashboard.Components.Shared.RunSeries(tracks, 10_000, 0.6);
+        var collected = new Dictionary<string, List<MetricValue>>();
+        foreach (var chunk in points.Chunk(37))
+            foreach (var (name, list) in live.Apply(chunk).Train)
+                (collected.TryGetValue(name, out var into) ? into : collected[name] = []).AddRange(list);
+        Assert.Equal(whole.Train["raw (smoothed)"], collected["raw (smoothed)"]);
+        Assert.Equal(5, live.Stride); // 10,000 steps → about 2,000 points
+        Assert.Equal(2001, whole.Train["raw"].Count); // step 1 and every 5th
+    }
+
+    [Fact]
+    public void The_gap_is_ema_minus_raw_at_each_evaluation_whichever_arrives_first()
+    {
+        var series = new EmaLab.Dashboard.Components.Shared.RunSeries(["raw", "ema-0.9", "ema-0.99"], 100, 0.6);
+        var batch = series.Apply([new("ema-0.9", "eval/accuracy", 50, 0.8), new("raw", "eval/accuracy", 50, 0.75), new("ema-0.99", "eval/accuracy", 50, 0.7)]);
+        Assert.Equal(0.05, batch.Gap["ema-0.9"].Single().Value, 12);
+        Assert.Equal(-0.05, batch.Gap["ema-0.99"].Single().Value, 12);
+        // Post-hoc points belong to their own panel.
+        Assert.False(series.Apply([new("posthoc-0.1", "eval/accuracy", 100, 0.9)]).Any);
+    }
+
+    [Fact]
+    public void Colours_follow_the_track_names()
+    {
+        Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.Raw, EmaLab.Dashboard.Components.Shared.TrackColors.For("raw"));
+        Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.PostHoc, EmaLab.Dashboard.Components.Shared.TrackColors.For(TrainingEngine.TrackNames.PostHoc(0.1)));
+        Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999"), EmaLab.Dashboard.Components.Shared.TrackColors.For(TrainingEngine.TrackNames.Ema(0.999)));
+        Assert.NotEqual(EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.9"), EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999"));
+    }
+}

@@ -48,7 +48,7 @@ builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails 
     // A query or route value that does not bind ("page=abc") is the client's mistake: say which parameter.
     if (context.Exception is BadHttpRequestException bad) ApiErrors.Describe(context.ProblemDetails, bad);
 });
-builder.Services.AddOpenApi();
+builder.Services.AddOpenApi(RunSpecSchema.Describe);
 builder.Services.AddHealthChecks().AddDbContextCheck<EmaLabDbContext>();
 builder.Services.AddRazorComponents().AddInteractiveServerComponents();
 

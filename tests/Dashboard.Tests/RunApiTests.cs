@@ -154,6 +154,11 @@ public sealed class RunApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFac
         Assert.Equal(["mlp", "cnn"], models.EnumerateArray().Select(d => d.GetProperty("name").GetString()));
         var openApi = await Api.GetAsync(_client, "/openapi/v1.json");
         Assert.True(openApi.GetProperty("paths").TryGetProperty("/api/runs/{id}/metrics", out _));
+        // The run body is described: the spec's fields and the service's own.
+        var runSpec = openApi.GetProperty("components").GetProperty("schemas").GetProperty("RunSpec").GetProperty("properties");
+        foreach (var field in new[] { "dataset", "model", "learningRate", "ema", "postHoc", "name", "checkpointEvery" })
+            Assert.True(runSpec.TryGetProperty(field, out _), $"RunSpec schema lacks {field}");
+        Assert.Contains("RunSpec", openApi.GetProperty("paths").GetProperty("/api/runs").GetProperty("post").GetProperty("requestBody").GetRawText());
         Assert.Equal("Healthy", await _client.GetStringAsync("/health"));
         var docs = await _client.GetStringAsync("/api/docs/");
         Assert.Contains("scalar.js", docs);

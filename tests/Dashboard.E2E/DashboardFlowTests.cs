@@ -157,6 +157,9 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
         await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 1280, Height = 900 } });
         var page = await context.NewPageAsync();
         await page.GotoAsync($"runs/{id}");
+        // The run's end (slow on a machine busy with other test projects) comes first; then the open page must show it live.
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while (!(await api.GetStringAsync($"api/runs/{id}")).Contains("\"status\":\"completed\"") && DateTime.UtcNow < deadline) await Task.Delay(200);
         await Assertions.Expect(page.Locator(".badge").First).ToHaveTextAsync("completed", Patient);
         var slider = page.Locator("#sigma");
         await Assertions.Expect(slider).ToBeVisibleAsync(new() { Timeout = 30_000 });

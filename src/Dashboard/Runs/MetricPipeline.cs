@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Threading.Channels;
+using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using SQLitePCL;
-using EmaLab.Dashboard.Data;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -98,7 +98,7 @@ public sealed class MetricPipeline : BackgroundService
                 pragma.CommandText += $"PRAGMA max_page_count={(long)_options.MaxDatabaseMegabytes * 1024 * 1024 / 4096};";
             await pragma.ExecuteNonQueryAsync(stoppingToken);
         }
-        var writer = new BatchWriter(connection);
+        var writer = new MetricStoreWriter(connection);
         var batch = new List<Item>(_options.FlushRows);
         var interval = TimeSpan.FromMilliseconds(_options.FlushIntervalMs);
         var reader = _channel.Reader;
@@ -141,7 +141,7 @@ public sealed class MetricPipeline : BackgroundService
         if (batch.Count > 0) await CommitAsync(writer, batch, CancellationToken.None);
     }
 
-    async Task CommitAsync(BatchWriter writer, List<Item> batch, CancellationToken stoppingToken)
+    async Task CommitAsync(MetricStoreWriter writer, List<Item> batch, CancellationToken stoppingToken)
     {
         // Rows of a run that already failed to store are not retried again and again: that run is stopping.
         if (!_failedRuns.IsEmpty) batch.RemoveAll(i => i.Kind != Kind.Flush && _failedRuns.ContainsKey(i.RunId));
@@ -151,7 +151,7 @@ public sealed class MetricPipeline : BackgroundService
         {
             try
             {
-                writer.Write(batch);
+                Write(writer, batch);
                 Publish(batch);
                 return;
             }
@@ -176,14 +176,14 @@ public sealed class MetricPipeline : BackgroundService
     /// The batch failed for good: each run's rows get a transaction of their own, so a run whose rows cannot be
     /// stored fails alone (with the reason) and every other run's rows are kept.
     /// </summary>
-    void CommitRunByRun(BatchWriter writer, List<Item> batch)
+    void CommitRunByRun(MetricStoreWriter writer, List<Item> batch)
     {
         foreach (var group in batch.Where(i => i.Kind != Kind.Flush).GroupBy(i => i.RunId))
         {
             var items = group.ToList();
             try
             {
-                writer.Write(items);
+                Write(writer, items);
                 Publish(items);
             }
             catch (Exception e)
@@ -235,59 +235,20 @@ public sealed class MetricPipeline : BackgroundService
 
     static string LevelName(TrainingLogLevel level) => level.ToString().ToLowerInvariant();
 
-    /// <summary>Prepared statements on the writer's own connection, reused for every batch.</summary>
-    sealed class BatchWriter
+    /// <summary>Writes a batch in one transaction of the store (<see cref="MetricStoreWriter"/>).</summary>
+    static void Write(MetricStoreWriter store, List<Item> batch)
     {
-        readonly SqliteConnection _connection;
-        readonly SqliteCommand _metric, _progress, _log, _bundle;
-
-        public BatchWriter(SqliteConnection connection)
+        using var transaction = store.Begin();
+        foreach (var item in batch)
         {
-            _connection = connection;
-            _metric = Command("INSERT OR REPLACE INTO Metrics (RunId, Key, Track, Step, Value, WallTimeMs) VALUES ($run, $key, $track, $step, $value, $wall)",
-                "$run", "$key", "$track", "$step", "$value", "$wall");
-            _progress = Command("UPDATE Runs SET Step = $step, TotalSteps = $total WHERE Id = $run", "$run", "$step", "$total");
-            _bundle = Command("UPDATE Runs SET BundleStep = $step WHERE Id = $run", "$run", "$step");
-            _log = Command("INSERT INTO RunLog (RunId, WallTimeMs, Level, Message) VALUES ($run, $wall, $level, $message)", "$run", "$wall", "$level", "$message");
-        }
-
-        SqliteCommand Command(string sql, params string[] parameters)
-        {
-            var command = _connection.CreateCommand();
-            command.CommandText = sql;
-            foreach (var p in parameters) command.Parameters.Add(new SqliteParameter { ParameterName = p });
-            return command;
-        }
-
-        public void Write(List<Item> batch)
-        {
-            using var transaction = _connection.BeginTransaction();
-            foreach (var c in new[] { _metric, _progress, _log, _bundle }) c.Transaction = transaction;
-            foreach (var item in batch)
+            switch (item.Kind)
             {
-                switch (item.Kind)
-                {
-                    case Kind.Metric:
-                        Run(_metric, item.RunId, item.Key!, item.Track!, item.Step, double.IsNaN(item.Value) ? DBNull.Value : item.Value, item.WallTimeMs);
-                        break;
-                    case Kind.Progress:
-                        Run(_progress, item.RunId, item.Step, item.Progress!.TotalSteps);
-                        break;
-                    case Kind.Log:
-                        Run(_log, item.RunId, item.WallTimeMs, LevelName(item.Level), item.Text!);
-                        break;
-                    case Kind.BundleSaved:
-                        Run(_bundle, item.RunId, item.Step);
-                        break;
-                }
+                case Kind.Metric: store.Metric(item.RunId, item.Key!, item.Track!, item.Step, item.Value, item.WallTimeMs); break;
+                case Kind.Progress: store.Progress(item.RunId, item.Step, item.Progress!.TotalSteps); break;
+                case Kind.Log: store.Log(item.RunId, item.WallTimeMs, LevelName(item.Level), item.Text!); break;
+                case Kind.BundleSaved: store.BundleStep(item.RunId, item.Step); break;
             }
-            transaction.Commit();
         }
-
-        static void Run(SqliteCommand command, params object[] values)
-        {
-            for (var i = 0; i < values.Length; i++) command.Parameters[i].Value = values[i];
-            command.ExecuteNonQuery();
-        }
+        transaction.Commit();
     }
 }

@@ -21,12 +21,14 @@ public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory
         try
         {
             using var db = dbFactory.CreateDbContext();
+            // Every track's file holds one copy of the model's state.
+            var fileBytes = SafeTensors.ApproximateBytes(session.LiveModel.state_dict().Select(p => (p.Key, p.Value)));
             foreach (var track in tracks)
             {
                 var relative = DataPaths.CheckpointRelativePath(runId, track, session.Step);
                 var path = paths.Absolute(relative);
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                AtomicFile.Write(path, SafeTensors.ApproximateBytes(session.LiveModel.state_dict().Select(p => (p.Key, p.Value))), stream => CheckpointExport.Export(session, track, stream));
+                AtomicFile.Write(path, fileBytes, stream => CheckpointExport.Export(session, track, stream));
                 written.Add(path);
                 string sha256;
                 using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));

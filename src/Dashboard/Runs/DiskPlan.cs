@@ -1,7 +1,6 @@
-using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Data;
-using EmaLab.TrainingEngine.Training;
 using EmaLab.TrainingEngine.Formats;
+using EmaLab.TrainingEngine.Training;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -11,6 +10,10 @@ namespace EmaLab.Dashboard.Runs;
 /// </summary>
 public static class DiskPlan
 {
+    /// <summary>Checkpoint files a run writes: every track at step 0, every <paramref name="checkpointEvery"/> steps and at the end (the end only without it).</summary>
+    public static long CheckpointFiles(long steps, long? checkpointEvery, int tracks) =>
+        (checkpointEvery is { } every ? steps / every + 2 : 1) * tracks;
+
     public static long EstimateBytes(RunSpec spec, long? checkpointEvery)
     {
         var data = DatasetCatalog.Load(spec.Dataset);
@@ -18,7 +21,7 @@ public static class DiskPlan
         var copy = spec.ArchitectureFor(data).ParameterCount() * sizeof(float) + 64 * 1024;
         var steps = spec.PlannedSteps();
         var tracks = 1 + spec.Ema.Decays.Count;
-        var checkpoints = (checkpointEvery is { } every ? steps / every + 2 : 1) * tracks;
+        var checkpoints = CheckpointFiles(steps, checkpointEvery, tracks);
         var optimizerCopies = spec.Optimizer == RunSpec.Sgd ? (spec.Momentum != 0 ? 1 : 0) : 2;
         var profiles = spec.PostHoc?.SigmaRels.Count ?? 0;
         var bundle = (tracks + optimizerCopies + profiles) * copy;

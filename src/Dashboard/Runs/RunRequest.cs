@@ -28,7 +28,7 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         if (checkpointEvery is { } every && problems.Count == 0)
         {
             var steps = spec.PlannedSteps();
-            var files = (steps / every + 2) * (1 + spec.Ema.Decays.Count);
+            var files = DiskPlan.CheckpointFiles(steps, every, 1 + spec.Ema.Decays.Count);
             if (every > steps) problems.Add(("checkpointEvery", "checkpointEvery must not exceed the number of steps."));
             else if (files > MaxCheckpoints)
                 problems.Add(("checkpointEvery", $"Every {every:N0} steps writes {files:N0} checkpoint files over {steps:N0} steps and {1 + spec.Ema.Decays.Count} tracks; at most {MaxCheckpoints:N0} are allowed."));

@@ -30,8 +30,8 @@ public static class Access
     {
         var services = builder.Services;
         // Keys next to the data, so sign-ins survive restarts (the default key folder may not be writable in a container).
-        var dataDirectory = builder.Configuration.GetSection(EmaLabOptions.Section).Get<EmaLabOptions>() is { } o
-            ? o.ResolveDataDirectory(builder.Environment.ContentRootPath) : new EmaLabOptions().ResolveDataDirectory(builder.Environment.ContentRootPath);
+        var dataDirectory = (builder.Configuration.GetSection(EmaLabOptions.Section).Get<EmaLabOptions>() ?? new EmaLabOptions())
+            .ResolveDataDirectory(builder.Environment.ContentRootPath);
         services.AddDataProtection().SetApplicationName("EmaLab").PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(dataDirectory, "keys")));
 
         services.AddSingleton<FailedSignIns>();

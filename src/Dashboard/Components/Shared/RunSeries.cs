@@ -22,9 +22,6 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
     /// <summary>Train-loss points kept for the browser: about <see cref="MetricQueries.DefaultMaxPoints"/> over the whole run.</summary>
     public long Stride { get; } = Math.Max(1, (totalSteps + MetricQueries.DefaultMaxPoints - 1) / MetricQueries.DefaultMaxPoints);
 
-    public IReadOnlyList<string> Tracks => tracks;
-    public double Smoothing => smoothing;
-
     readonly Data.Smoothing.State _smoother = new(smoothing);
     readonly Dictionary<long, Dictionary<string, double>> _accuracyByStep = new();
 
@@ -95,7 +92,7 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
         (into.TryGetValue(name, out var list) ? list : into[name] = []).Add(point);
 
     /// <summary>Chart series of a batch, in track order (a track has the same colour everywhere).</summary>
-    public IReadOnlyList<ChartSeries> Series(Dictionary<string, List<MetricValue>> points, IEnumerable<string> order) =>
+    public static IReadOnlyList<ChartSeries> Series(Dictionary<string, List<MetricValue>> points, IEnumerable<string> order) =>
         order.Where(points.ContainsKey).Select(name => new ChartSeries(name, TrackColors.For(name), points[name])).ToList();
 
     /// <summary>Train-loss series: the raw points faint behind their smoothing.</summary>

@@ -35,9 +35,9 @@ static class PostHocBenchmarks
                 var state = PostHocSnapshots.Reconstruct(folder, spec.PostHoc!.SigmaRels, 0.075);
                 reconstruct.Add(clock.Elapsed.TotalMilliseconds);
                 clock.Restart();
-                using var session = TrainingSession.ForEvaluationAt(spec, "bench", snapshots[^1]);
-                session.AddTrack("posthoc-0.075", state);
-                result = session.Evaluate("posthoc-0.075");
+                using var evaluator = new TrackEvaluator(spec);
+                evaluator.LoadAveraged(state, "posthoc-0.075");
+                result = evaluator.Evaluate();
                 evaluate.Add(clock.Elapsed.TotalMilliseconds);
                 foreach (var t in state.Values) t.Dispose();
             }

@@ -196,14 +196,14 @@ public class CheckpointTests
 
         // The exported weights are the shadow's, not the live model's.
         var firstWeight = BitConverter.ToSingle(bytes, 8 + headerLength + (int)offsets[0]);
-        Assert.Equal(session.ModelForTrack("ema-0.95").state_dict()["0.weight"].flatten()[0].item<float>(), firstWeight);
+        Assert.Equal(session.LoadTrack("ema-0.95").state_dict()["0.weight"].flatten()[0].item<float>(), firstWeight);
         Assert.NotEqual(session.LiveModel.state_dict()["0.weight"].flatten()[0].item<float>(), firstWeight);
 
         // Import rebuilds the model; it scores exactly what the engine reported.
         file.Position = 0;
         using var imported = CheckpointExport.Import(file);
         var reported = session.Evaluate("ema-0.95");
-        var rescored = session.Evaluate(imported.Model);
+        var rescored = session.Evaluator.Evaluate(imported.Model);
         Assert.Equal(reported, rescored);
         Assert.Equal(reported.Accuracy, double.Parse(imported.Metadata["eval_accuracy"], CultureInfo.InvariantCulture));
         Assert.Equal(session.Data.Normalization, imported.Preprocessing.ToNormalization());

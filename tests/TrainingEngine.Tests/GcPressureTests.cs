@@ -81,10 +81,15 @@ public sealed class GcPressureTests : IDisposable
         foreach (var track in session.Tracks) checkpoints.Add(Export(session, track));
         if (spec.PostHoc is { } postHoc)
         {
-            session.AddTrack("posthoc-0.07", PostHocSnapshots.Reconstruct(directory, postHoc.SigmaRels, 0.07));
-            var evaluation = session.Evaluate("posthoc-0.07");
+            using var evaluator = new TrackEvaluator(spec);
+            var state = PostHocSnapshots.Reconstruct(directory, postHoc.SigmaRels, 0.07);
+            evaluator.LoadAveraged(state, "posthoc-0.07");
+            foreach (var t in state.Values) t.Dispose();
+            var evaluation = evaluator.Evaluate();
             observer.OnMetric(new MetricPoint("gc", "posthoc-0.07", MetricKeys.EvalAccuracy, session.Step, evaluation.Accuracy));
-            checkpoints.Add(Export(session, "posthoc-0.07"));
+            using var stream = new MemoryStream();
+            CheckpointExport.Export(evaluator, new CheckpointLabel("gc", "posthoc-0.07", session.Step, null, evaluation), stream);
+            checkpoints.Add(stream.ToArray());
         }
         var metrics = observer.Metrics.Select(m => (m.Track, m.Key, m.Step, m.Value)).ToList();
         return new Outcome(result, metrics, checkpoints);

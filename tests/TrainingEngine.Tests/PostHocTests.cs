@@ -1,3 +1,4 @@
+using System.Globalization;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Training;
@@ -40,25 +41,41 @@ public sealed class PostHocTests : IDisposable
     }
 
     [Fact]
-    public void A_reconstructed_profile_evaluates_and_exports_like_any_track()
+    public void A_reconstructed_profile_evaluates_and_exports_like_any_track_without_a_session()
     {
         using var session = TrainingSession.Create(Spec);
         session.SnapshotDirectory = _snapshots;
         session.Train(new RecordingObserver());
 
+        // After training only the snapshots and the spec are needed: an evaluator, no live model or optimizer.
+        using var evaluator = new TrackEvaluator(Spec);
         var state = PostHocSnapshots.Reconstruct(_snapshots, Spec.PostHoc!.SigmaRels, 0.075);
-        session.AddTrack("posthoc-0.075", state);
-        var result = session.Evaluate("posthoc-0.075");
+        evaluator.LoadAveraged(state, "posthoc-0.075");
+        foreach (var t in state.Values) t.Dispose();
+        var result = evaluator.Evaluate();
         Assert.True(result.Accuracy > 0.85, $"reconstructed σ_rel 0.075 scores {result.Accuracy}");
         // An average, not the raw weights.
         Assert.NotEqual(session.Evaluate("raw").Loss, result.Loss);
 
         using var file = new MemoryStream();
-        CheckpointExport.Export(session, "posthoc-0.075", file);
+        CheckpointExport.Export(evaluator, new CheckpointLabel("r", "posthoc-0.075", session.Step, null, result), file);
         file.Position = 0;
         using var imported = CheckpointExport.Import(file);
         Assert.Equal("posthoc-0.075", imported.Metadata["track"]);
-        Assert.Equal(result, session.Evaluate(imported.Model));
+        Assert.Equal(session.Step.ToString(CultureInfo.InvariantCulture), imported.Metadata["step"]);
+        Assert.Equal(result, session.Evaluator.Evaluate(imported.Model));
+    }
+
+    [Fact]
+    public void Reconstructions_missing_a_weight_are_refused_by_name()
+    {
+        using var evaluator = new TrackEvaluator(Spec);
+        var state = evaluator.Model.state_dict();
+        var missing = state.Keys.Last();
+        var partial = state.Where(p => p.Key != missing).ToDictionary(p => p.Key, p => p.Value);
+        var error = Assert.Throws<ArgumentException>(() => evaluator.LoadAveraged(partial, "posthoc-0.1"));
+        Assert.Contains("posthoc-0.1", error.Message);
+        Assert.Contains(missing, error.Message);
     }
 
     [Fact]

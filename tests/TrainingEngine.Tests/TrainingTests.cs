@@ -174,7 +174,7 @@ public class TrainingTests
         using var recalibrate = TrainingSession.Create(With(BatchNormPolicy.Recalibrate));
         foreach (var s in new[] { average, copy, recalibrate }) s.Train(new RecordingObserver());
 
-        Tensor Buffer(TrainingSession s, string track, string name) => s.ModelForTrack(track).state_dict()[name].clone();
+        Tensor Buffer(TrainingSession s, string track, string name) => s.LoadTrack(track).state_dict()[name].clone();
         var live = average.LiveModel.state_dict()["1.running_mean"];
 
         TensorAssert.Identical(live, Buffer(copy, "ema-0.95", "1.running_mean"));
@@ -184,7 +184,7 @@ public class TrainingTests
 
         var recalibrated = Buffer(recalibrate, "ema-0.95", "1.running_mean");
         TensorAssert.Different(live, recalibrated);
-        Assert.Equal(5, recalibrate.ModelForTrack("ema-0.95").state_dict()["1.num_batches_tracked"].item<long>());
+        Assert.Equal(5, recalibrate.LoadTrack("ema-0.95").state_dict()["1.num_batches_tracked"].item<long>());
         // Depends only on the weights: doing it again gives the same statistics.
         TensorAssert.Identical(recalibrated, Buffer(recalibrate, "ema-0.95", "1.running_mean"));
     }

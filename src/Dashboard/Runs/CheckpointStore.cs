@@ -10,32 +10,36 @@ namespace EmaLab.Dashboard.Runs;
 /// <summary>Exports tracks of a session as checkpoint files under the run's folder and records them (the one place that does).</summary>
 public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths)
 {
+    /// <summary>Exports <paramref name="tracks"/> of a training session at its step (see the overload below).</summary>
+    public void Save(long runId, TrainingSession session, IEnumerable<string> tracks) =>
+        Save(runId, session.Step, session.Evaluator, tracks.Select(track => (track, (Action<Stream>)(stream => CheckpointExport.Export(session, track, stream)))));
+
     /// <summary>
-    /// Exports <paramref name="tracks"/> at the session's step, replacing files and rows of the same track and
+    /// Writes one checkpoint file per track at <paramref name="step"/>, replacing files and rows of the same track and
     /// step. Files are written atomically (flushed, then renamed into place); <paramref name="recordAlso"/> adds
     /// rows to the same transaction. All or nothing: when anything fails, the new files are removed and no row is written.
     /// </summary>
-    public void Save(long runId, TrainingSession session, IEnumerable<string> tracks, Action<EmaLabDbContext>? recordAlso = null)
+    public void Save(long runId, long step, TrackEvaluator evaluator, IEnumerable<(string Track, Action<Stream> Export)> files, Action<EmaLabDbContext>? recordAlso = null)
     {
         var written = new List<string>();
         try
         {
             using var db = dbFactory.CreateDbContext();
             // Every track's file holds one copy of the model's state.
-            var fileBytes = SafeTensors.ApproximateBytes(session.LiveModel.state_dict().Select(p => (p.Key, p.Value)));
-            foreach (var track in tracks)
+            var fileBytes = SafeTensors.ApproximateBytes(evaluator.Model.state_dict().Select(p => (p.Key, p.Value)));
+            foreach (var (track, export) in files)
             {
-                var relative = DataPaths.CheckpointRelativePath(runId, track, session.Step);
+                var relative = DataPaths.CheckpointRelativePath(runId, track, step);
                 var path = paths.Absolute(relative);
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                AtomicFile.Write(path, fileBytes, stream => CheckpointExport.Export(session, track, stream));
+                AtomicFile.Write(path, fileBytes, export);
                 written.Add(path);
                 string sha256;
                 using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));
-                db.Checkpoints.RemoveRange(db.Checkpoints.Where(c => c.RunId == runId && c.Track == track && c.Step == session.Step));
+                db.Checkpoints.RemoveRange(db.Checkpoints.Where(c => c.RunId == runId && c.Track == track && c.Step == step));
                 db.Checkpoints.Add(new Checkpoint
                 {
-                    RunId = runId, Track = track, Step = session.Step, RelativePath = relative,
+                    RunId = runId, Track = track, Step = step, RelativePath = relative,
                     SizeBytes = new FileInfo(path).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
                 });
             }

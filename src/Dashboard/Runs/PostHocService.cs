@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.EntityFrameworkCore;
 using EmaLab.TrainingEngine;
@@ -81,18 +82,21 @@ public sealed class PostHocService(
         var spec = RunSpec.FromJson(run.SpecJson);
         var directory = paths.PostHocDirectory(run.Id);
         var step = LastSnapshotStep(run.Id)!.Value;
-        using var session = TrainingSession.ForEvaluationAt(spec, run.Id.ToString(CultureInfo.InvariantCulture), step);
+        var runId = run.Id.ToString(CultureInfo.InvariantCulture);
+        // Only the evaluation model and the data: no live model, optimizer or EMA is built to score a reconstruction.
+        using var evaluator = new TrackEvaluator(spec);
         var results = new List<PostHocResult>();
         foreach (var sigma in sigmaRels)
         {
             var track = TrackName(sigma);
             var state = PostHocSnapshots.Reconstruct(directory, spec.PostHoc!.SigmaRels, sigma);
-            try { session.AddTrack(track, state); }
+            try { evaluator.LoadAveraged(state, track); }
             finally { foreach (var t in state.Values) t.Dispose(); }
-            var evaluation = session.Evaluate(track);
+            var evaluation = evaluator.Evaluate();
             var result = new PostHocResult(track, sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, evaluation.Accuracy, evaluation.Loss);
+            var label = new CheckpointLabel(runId, track, step, Decay: null, evaluation);
             // The checkpoint and the track row are written together or not at all; the metrics follow them.
-            checkpoints.Save(run.Id, session, [track], db => RecordTrack(db, run.Id, result));
+            checkpoints.Save(run.Id, step, evaluator, [(track, stream => CheckpointExport.Export(evaluator, label, stream))], db => RecordTrack(db, run.Id, result));
             pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalAccuracy, result.Step, result.Accuracy));
             pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalLoss, result.Step, result.Loss));
             results.Add(result);

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json;
-using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
@@ -14,6 +13,10 @@ public sealed record InputPreprocessing(double Scale, double Mean, double Std, i
 {
     public Normalization ToNormalization() => new(Scale, Mean, Std);
 }
+
+/// <summary>What a checkpoint says about the weights it holds, besides the run's settings: whose, which track, when, and how they scored.</summary>
+/// <param name="Decay">The EMA decay of the track; null for raw weights and post-hoc reconstructions.</param>
+public sealed record CheckpointLabel(string RunId, string Track, long Step, double? Decay, EvalResult Evaluation);
 
 /// <summary>A model rebuilt from an exported checkpoint, with what its metadata says.</summary>
 public sealed record ImportedCheckpoint(Sequential Model, ModelArchitecture Architecture, InputPreprocessing Preprocessing, IReadOnlyDictionary<string, string> Metadata) : IDisposable
@@ -47,34 +50,42 @@ public static class CheckpointExport
 
     static readonly JsonSerializerOptions Json = RunSpec.JsonOptions;
 
+    /// <summary>Evaluates <paramref name="track"/> of a session at its step and exports it.</summary>
     public static void Export(TrainingSession session, string track, Stream stream)
     {
-        var evaluation = session.Evaluate(track);
-        var model = session.ModelForTrack(track);
-        var shadow = session.Ema.Shadows.FirstOrDefault(s => s.Track == track);
-        var n = session.Data.Normalization;
-        var preprocessing = new InputPreprocessing(n.Scale, n.Mean, n.Std, [session.Architecture.InputChannels, session.Architecture.Height, session.Architecture.Width]);
-        var metadata = new Dictionary<string, string>
-        {
-            [Keys.Format] = Format,
-            [Keys.Architecture] = session.Architecture.ToJson(),
-            [Keys.Preprocessing] = JsonSerializer.Serialize(preprocessing, Json),
-            [Keys.Dataset] = session.Spec.Dataset,
-            [Keys.Step] = session.Step.ToString(CultureInfo.InvariantCulture),
-            [Keys.Track] = track,
-            [Keys.Decay] = shadow is null ? "" : shadow.Decay.ToString("R", CultureInfo.InvariantCulture),
-            [Keys.Ema] = JsonSerializer.Serialize(session.Spec.Ema, Json),
-            [Keys.RunId] = session.RunId,
-            [Keys.EvalAccuracy] = evaluation.Accuracy.ToString("R", CultureInfo.InvariantCulture),
-            [Keys.EvalLoss] = evaluation.Loss.ToString("R", CultureInfo.InvariantCulture),
-        };
-        SafeTensors.Write(stream, model.state_dict().Select(p => (p.Key, p.Value)), metadata);
+        session.LoadTrack(track);
+        var evaluation = session.Evaluator.Evaluate();
+        var decay = session.Ema.Shadows.FirstOrDefault(s => s.Track == track)?.Decay;
+        Export(session.Evaluator, new CheckpointLabel(session.RunId, track, session.Step, decay, evaluation), stream);
     }
 
     public static void Export(TrainingSession session, string track, string path)
     {
         using var stream = File.Create(path);
         Export(session, track, stream);
+    }
+
+    /// <summary>Exports the weights loaded in <paramref name="evaluator"/>, described by <paramref name="label"/>.</summary>
+    public static void Export(TrackEvaluator evaluator, CheckpointLabel label, Stream stream)
+    {
+        var architecture = evaluator.Architecture;
+        var n = evaluator.Data.Normalization;
+        var preprocessing = new InputPreprocessing(n.Scale, n.Mean, n.Std, [architecture.InputChannels, architecture.Height, architecture.Width]);
+        var metadata = new Dictionary<string, string>
+        {
+            [Keys.Format] = Format,
+            [Keys.Architecture] = architecture.ToJson(),
+            [Keys.Preprocessing] = JsonSerializer.Serialize(preprocessing, Json),
+            [Keys.Dataset] = evaluator.Spec.Dataset,
+            [Keys.Step] = label.Step.ToString(CultureInfo.InvariantCulture),
+            [Keys.Track] = label.Track,
+            [Keys.Decay] = label.Decay is { } decay ? decay.ToString("R", CultureInfo.InvariantCulture) : "",
+            [Keys.Ema] = JsonSerializer.Serialize(evaluator.Spec.Ema, Json),
+            [Keys.RunId] = label.RunId,
+            [Keys.EvalAccuracy] = label.Evaluation.Accuracy.ToString("R", CultureInfo.InvariantCulture),
+            [Keys.EvalLoss] = label.Evaluation.Loss.ToString("R", CultureInfo.InvariantCulture),
+        };
+        SafeTensors.Write(stream, evaluator.Model.state_dict().Select(p => (p.Key, p.Value)), metadata);
     }
 
     /// <summary>Rebuilds the model a checkpoint describes and loads its weights; every state_dict entry must be present with its shape.</summary>

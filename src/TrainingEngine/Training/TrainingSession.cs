@@ -11,41 +11,32 @@ using static TorchSharp.torch;
 namespace EmaLab.TrainingEngine.Training;
 
 /// <summary>
-/// One training run in memory: the live model and its optimizer, the EMA shadows, the data and a
-/// separate evaluation model. Tracks (raw weights or one EMA) are evaluated and exported through the
-/// evaluation model, so reading a shadow never touches the live weights or the optimizer.
-/// Not thread-safe: drive it from one (long-running) thread.
+/// One training run in memory: the live model and its optimizer, the EMA shadows, and a
+/// <see cref="TrackEvaluator"/> holding the data and a separate evaluation model. Tracks (raw weights or one
+/// EMA) are evaluated and exported through the evaluator, so reading a shadow never touches the live weights
+/// or the optimizer. Not thread-safe: drive it from one (long-running) thread.
 /// </summary>
 public sealed class TrainingSession : IDisposable
 {
-    const int EvalBatchSize = 512;
     static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
 
-    readonly Tensor _trainX, _trainY, _evalX, _evalY;
     readonly BatchSchedule _batches;
     readonly Sequential _model;
-    readonly Sequential _evalModel;
     readonly Optimizer _optimizer;
     readonly List<Action<long>> _afterStep = [];
     readonly Action<long, double> _optimizerStep;
 
     TrainingSession(RunSpec spec, string runId)
     {
-        spec.Validate();
+        Evaluator = new TrackEvaluator(spec);
         Spec = spec;
         RunId = runId;
-        Data = DatasetCatalog.Load(spec.Dataset);
-        Architecture = spec.ArchitectureFor(Data);
-        (_trainX, _trainY) = ToTensors(Data.Train, Data.Normalization);
-        (_evalX, _evalY) = ToTensors(Data.Eval, Data.Normalization);
         _batches = new BatchSchedule(Data.Train.Count, spec.BatchSize, spec.Seed);
         TotalSteps = spec.TotalSteps(_batches.BatchesPerEpoch);
 
         using (var generator = new Generator((ulong)spec.Seed))
             _model = ModelFactory.Build(Architecture, generator);
         _model.train();
-        _evalModel = ModelFactory.Build(Architecture);
-        _evalModel.eval();
         _optimizer = CreateOptimizer(spec, _model);
         Ema = new ExponentialMovingAverage(_model, spec.Ema, spec.Threads);
 
@@ -78,21 +69,12 @@ public sealed class TrainingSession : IDisposable
 
     public static TrainingSession Create(RunSpec spec, string runId = "") => new(spec, runId);
 
-    /// <summary>
-    /// A session standing at <paramref name="step"/> of a finished run, to evaluate and export weights made
-    /// after training (post-hoc reconstructions added with <see cref="AddTrack"/>); its own weights are unused.
-    /// </summary>
-    public static TrainingSession ForEvaluationAt(RunSpec spec, string runId, long step)
-    {
-        var session = new TrainingSession(spec, runId);
-        session.Step = step;
-        return session;
-    }
-
     public string RunId { get; }
     public RunSpec Spec { get; }
-    public DatasetSplits Data { get; }
-    public ModelArchitecture Architecture { get; }
+    /// <summary>Evaluates tracks; holds the run's data.</summary>
+    public TrackEvaluator Evaluator { get; }
+    public DatasetSplits Data => Evaluator.Data;
+    public ModelArchitecture Architecture => Evaluator.Architecture;
     public ExponentialMovingAverage Ema { get; }
     /// <summary>The power-function EMAs of post-hoc EMA, when the run has them.</summary>
     public ExponentialMovingAverage? PostHocEma { get; }
@@ -217,9 +199,9 @@ public sealed class TrainingSession : IDisposable
     {
         using var scope = NewDisposeScope();
 
-        var indices = tensor(ToLongs(_batches.IndicesOf(step)), ScalarType.Int64);
-        var x = _trainX.index_select(0, indices);
-        var y = _trainY.index_select(0, indices);
+        var indices = TrackEvaluator.Indices(_batches.IndicesOf(step));
+        var x = Evaluator.TrainX.index_select(0, indices);
+        var y = Evaluator.TrainY.index_select(0, indices);
         _optimizer.ZeroGrad();
         var loss = nn.functional.cross_entropy(_model.forward(x), y);
         loss.backward();
@@ -259,120 +241,26 @@ public sealed class TrainingSession : IDisposable
     EvalResult Evaluate(string track, CancellationToken cancellationToken)
     {
         LoadTrack(track);
-        return Evaluate(_evalModel, _evalX, _evalY, cancellationToken);
-    }
-
-    /// <summary>Evaluates any model of this architecture on the held-out split (the model is left in eval mode).</summary>
-    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model) => Evaluate(model, _evalX, _evalY, CancellationToken.None);
-
-    static EvalResult Evaluate(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor labels, CancellationToken cancellationToken)
-    {
-        model.eval();
-        using var _ = no_grad();
-        var count = inputs.shape[0];
-        double lossSum = 0;
-        long correct = 0;
-        for (long start = 0; start < count; start += EvalBatchSize)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var scope = NewDisposeScope();
-            var length = Math.Min(EvalBatchSize, count - start);
-            var x = inputs.narrow(0, start, length);
-            var y = labels.narrow(0, start, length);
-            var logits = model.forward(x);
-            lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).item<float>();
-            correct += logits.argmax(1).eq(y).sum().item<long>();
-        }
-        return new EvalResult(lossSum / count, (double)correct / count);
+        return Evaluator.Evaluate(cancellationToken);
     }
 
     /// <summary>
-    /// Puts a track's weights into the evaluation model: the live state for <c>raw</c>, the shadow's value
-    /// for an EMA (with batch-norm statistics per the run's policy, recalibrated when asked).
+    /// Puts a track's weights into the evaluator's model and returns it (valid until the next load): the live
+    /// state for <c>raw</c>, the shadow's value for an EMA (batch-norm statistics per the run's policy).
     /// </summary>
-    void LoadTrack(string track)
+    public nn.Module LoadTrack(string track)
     {
         if (track == MetricKeys.RawTrack)
         {
-            CopyState(_model, _evalModel);
-            return;
-        }
-        if (_addedTracks.TryGetValue(track, out var state))
-        {
-            using (no_grad())
-                foreach (var (name, target) in _evalModel.state_dict()) target.copy_(state[name]);
+            Evaluator.LoadRaw(_model);
         }
         else
         {
             var k = Ema.Shadows.ToList().FindIndex(s => s.Track == track);
             if (k < 0) throw new ArgumentException($"Unknown track '{track}'; this run has {string.Join(", ", Tracks)}.", nameof(track));
-            Ema.WriteInto(k, _evalModel);
+            Evaluator.LoadShadow(Ema, k);
         }
-        if (Spec.Ema.BnPolicy == BatchNormPolicy.Recalibrate) RecalibrateBatchNorm(_evalModel);
-    }
-
-    static void CopyState(nn.Module source, nn.Module target)
-    {
-        using var _ = no_grad();
-        var targetState = target.state_dict();
-        foreach (var (name, tensor) in source.state_dict()) targetState[name].copy_(tensor);
-    }
-
-    /// <summary>
-    /// Recomputes batch-norm running statistics for the weights in <paramref name="model"/> with a
-    /// cumulative average over fixed training batches in train mode (as <c>torch.optim.swa_utils.update_bn</c>).
-    /// The batches are the same for every call, so the result depends only on the weights.
-    /// </summary>
-    void RecalibrateBatchNorm(Sequential model)
-    {
-        var norms = model.modules().OfType<BatchNorm>().ToList();
-        if (norms.Count == 0) return;
-        var momenta = norms.Select(n => n.momentum).ToList();
-        foreach (var n in norms)
-        {
-            n.reset_running_stats();
-            n.momentum = null;
-        }
-        var order = DeterministicShuffle.Permutation(Data.Train.Count, Spec.Seed, stream: -1);
-        var batches = Math.Min(Spec.Ema.RecalibrationBatches, Math.Max(1, order.Length / Spec.BatchSize));
-        model.train();
-        using (no_grad())
-        {
-            for (var b = 0; b < batches; b++)
-            {
-                using var scope = NewDisposeScope();
-                var indices = tensor(ToLongs(order.AsSpan(b * Spec.BatchSize, Math.Min(Spec.BatchSize, order.Length - b * Spec.BatchSize))), ScalarType.Int64);
-                model.forward(_trainX.index_select(0, indices));
-            }
-        }
-        model.eval();
-        for (var i = 0; i < norms.Count; i++) norms[i].momentum = momenta[i];
-    }
-
-    readonly Dictionary<string, Dictionary<string, Tensor>> _addedTracks = new();
-
-    /// <summary>
-    /// Adds weights made outside training (a post-hoc reconstruction) as a track that evaluates and exports
-    /// like the others; <paramref name="state"/> holds every state_dict entry and is copied.
-    /// </summary>
-    public void AddTrack(string track, IReadOnlyDictionary<string, Tensor> state)
-    {
-        if (Tracks.Contains(track)) throw new ArgumentException($"Track '{track}' already exists.", nameof(track));
-        var copy = new Dictionary<string, Tensor>();
-        foreach (var (name, target) in _evalModel.state_dict())
-        {
-            if (!state.TryGetValue(name, out var value)) throw new ArgumentException($"The weights of '{track}' have no {name}.", nameof(state));
-            copy[name] = value.detach().clone();
-        }
-        if (_addedTracks.Remove(track, out var old)) foreach (var t in old.Values) t.Dispose();
-        _addedTracks[track] = copy;
-    }
-
-    /// <summary>The evaluation model holding <paramref name="track"/>'s weights, for export (valid until the next call).</summary>
-    public nn.Module ModelForTrack(string track)
-    {
-        LoadTrack(track);
-        return _evalModel;
+        return Evaluator.Model;
     }
 
     static Optimizer CreateOptimizer(RunSpec spec, nn.Module model) => spec.Optimizer switch
@@ -383,20 +271,6 @@ public sealed class TrainingSession : IDisposable
         _ => throw new ArgumentException($"Unknown optimizer '{spec.Optimizer}'.", nameof(spec)),
     };
 
-    static (Tensor X, Tensor Y) ToTensors(LabeledImages images, Normalization normalization)
-    {
-        var x = tensor(normalization.Apply(images.Pixels), [images.Count, 1, images.Height, images.Width]);
-        var y = tensor(images.Labels.Select(l => (long)l).ToArray(), ScalarType.Int64);
-        return (x, y);
-    }
-
-    static long[] ToLongs(ReadOnlySpan<int> indices)
-    {
-        var result = new long[indices.Length];
-        for (var i = 0; i < indices.Length; i++) result[i] = indices[i];
-        return result;
-    }
-
     /// <summary>Restores the state a resume bundle captured (used by <see cref="Checkpoints.ResumeBundle"/>).</summary>
     internal void RestoreStep(long step) => Step = step;
 
@@ -404,10 +278,8 @@ public sealed class TrainingSession : IDisposable
     {
         Ema.Dispose();
         PostHocEma?.Dispose();
-        foreach (var state in _addedTracks.Values) foreach (var t in state.Values) t.Dispose();
         _optimizer.Dispose();
         _model.Dispose();
-        _evalModel.Dispose();
-        foreach (var t in new[] { _trainX, _trainY, _evalX, _evalY }) t.Dispose();
+        Evaluator.Dispose();
     }
 }

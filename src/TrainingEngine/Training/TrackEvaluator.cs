@@ -1,0 +1,157 @@
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Data;
+using EmaLab.TrainingEngine.Models;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace EmaLab.TrainingEngine.Training;
+
+/// <summary>
+/// Scores weights of one run's architecture on its held-out split: holds the run's data as tensors and an
+/// evaluation model that weights are loaded into (raw weights, an EMA shadow, or weights made after
+/// training such as a post-hoc reconstruction), applying the run's batch-norm policy to averaged weights.
+/// A training session evaluates through one; post-hoc reconstruction and export need nothing else, so
+/// they build no live model, optimizer or EMA. Not thread-safe.
+/// </summary>
+public sealed class TrackEvaluator : IDisposable
+{
+    const int EvalBatchSize = 512;
+
+    readonly Sequential _model;
+
+    public TrackEvaluator(RunSpec spec)
+    {
+        spec.Validate();
+        Spec = spec;
+        Data = DatasetCatalog.Load(spec.Dataset);
+        Architecture = spec.ArchitectureFor(Data);
+        (TrainX, TrainY) = ToTensors(Data.Train, Data.Normalization);
+        (EvalX, EvalY) = ToTensors(Data.Eval, Data.Normalization);
+        _model = ModelFactory.Build(Architecture);
+        _model.eval();
+    }
+
+    public RunSpec Spec { get; }
+    public DatasetSplits Data { get; }
+    public ModelArchitecture Architecture { get; }
+    /// <summary>The training split, normalised (the session trains on it; recalibration reads it).</summary>
+    internal Tensor TrainX { get; }
+    internal Tensor TrainY { get; }
+    Tensor EvalX { get; }
+    Tensor EvalY { get; }
+
+    /// <summary>The evaluation model with the weights loaded last (eval mode). Read it; load weights through this class.</summary>
+    public nn.Module Model => _model;
+
+    /// <summary>Loads the current weights and statistics of <paramref name="source"/> as they are (the raw track).</summary>
+    public void LoadRaw(nn.Module source)
+    {
+        using var _ = no_grad();
+        var state = _model.state_dict();
+        foreach (var (name, tensor) in source.state_dict()) state[name].copy_(tensor);
+    }
+
+    /// <summary>Loads one shadow of <paramref name="ema"/>, applying the run's batch-norm policy.</summary>
+    public void LoadShadow(ExponentialMovingAverage ema, int shadow)
+    {
+        ema.WriteInto(shadow, _model);
+        RecalibrateIfAsked();
+    }
+
+    /// <summary>
+    /// Loads averaged weights made outside training (a post-hoc reconstruction); <paramref name="state"/> must hold
+    /// every state_dict entry. The run's batch-norm policy applies as for a shadow.
+    /// </summary>
+    public void LoadAveraged(IReadOnlyDictionary<string, Tensor> state, string track)
+    {
+        var targets = _model.state_dict();
+        foreach (var name in targets.Keys)
+            if (!state.ContainsKey(name)) throw new ArgumentException($"The weights of '{track}' have no {name}.", nameof(state));
+        using (no_grad())
+            foreach (var (name, target) in targets) target.copy_(state[name]);
+        RecalibrateIfAsked();
+    }
+
+    /// <summary>Evaluates the loaded weights.</summary>
+    public EvalResult Evaluate(CancellationToken cancellationToken = default) => Evaluate(_model, cancellationToken);
+
+    /// <summary>Evaluates any model of this architecture on the held-out split (the model is left in eval mode).</summary>
+    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model, CancellationToken cancellationToken = default)
+    {
+        model.eval();
+        using var _ = no_grad();
+        var count = EvalX.shape[0];
+        double lossSum = 0;
+        long correct = 0;
+        for (long start = 0; start < count; start += EvalBatchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            var length = Math.Min(EvalBatchSize, count - start);
+            var x = EvalX.narrow(0, start, length);
+            var y = EvalY.narrow(0, start, length);
+            var logits = model.forward(x);
+            lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).item<float>();
+            correct += logits.argmax(1).eq(y).sum().item<long>();
+        }
+        return new EvalResult(lossSum / count, (double)correct / count);
+    }
+
+    void RecalibrateIfAsked()
+    {
+        if (Spec.Ema.BnPolicy == BatchNormPolicy.Recalibrate) RecalibrateBatchNorm();
+    }
+
+    /// <summary>
+    /// Recomputes batch-norm running statistics for the loaded weights with a cumulative average over fixed
+    /// training batches in train mode (as <c>torch.optim.swa_utils.update_bn</c>). The batches are the same
+    /// for every call, so the result depends only on the weights.
+    /// </summary>
+    void RecalibrateBatchNorm()
+    {
+        var norms = _model.modules().OfType<BatchNorm>().ToList();
+        if (norms.Count == 0) return;
+        var momenta = norms.Select(n => n.momentum).ToList();
+        foreach (var n in norms)
+        {
+            n.reset_running_stats();
+            n.momentum = null;
+        }
+        var order = DeterministicShuffle.Permutation(Data.Train.Count, Spec.Seed, stream: -1);
+        var batchSize = Spec.BatchSize;
+        var batches = Math.Min(Spec.Ema.RecalibrationBatches, Math.Max(1, order.Length / batchSize));
+        _model.train();
+        using (no_grad())
+        {
+            for (var b = 0; b < batches; b++)
+            {
+                using var scope = NewDisposeScope();
+                var indices = Indices(order.AsSpan(b * batchSize, Math.Min(batchSize, order.Length - b * batchSize)));
+                _model.forward(TrainX.index_select(0, indices));
+            }
+        }
+        _model.eval();
+        for (var i = 0; i < norms.Count; i++) norms[i].momentum = momenta[i];
+    }
+
+    /// <summary>Sample indices as the int64 tensor <c>index_select</c> takes.</summary>
+    internal static Tensor Indices(ReadOnlySpan<int> indices)
+    {
+        var longs = new long[indices.Length];
+        for (var i = 0; i < indices.Length; i++) longs[i] = indices[i];
+        return tensor(longs, ScalarType.Int64);
+    }
+
+    static (Tensor X, Tensor Y) ToTensors(LabeledImages images, Normalization normalization)
+    {
+        var x = tensor(normalization.Apply(images.Pixels), [images.Count, 1, images.Height, images.Width]);
+        var y = tensor(images.Labels.Select(l => (long)l).ToArray(), ScalarType.Int64);
+        return (x, y);
+    }
+
+    public void Dispose()
+    {
+        _model.Dispose();
+        foreach (var t in new[] { TrainX, TrainY, EvalX, EvalY }) t.Dispose();
+    }
+}

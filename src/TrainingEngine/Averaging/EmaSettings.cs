@@ -35,6 +35,35 @@ public sealed record EmaSettings
     public BatchNormPolicy BnPolicy { get; init; } = BatchNormPolicy.Average;
     /// <summary>Training batches run in train mode to recompute batch-norm statistics under <see cref="BatchNormPolicy.Recalibrate"/>.</summary>
     public int RecalibrationBatches { get; init; } = 16;
+    /// <summary>
+    /// Tracks with their own rules (presets of other libraries, SWA, low-precision shadows). When given they replace
+    /// <see cref="Decays"/>; a track without a preset follows the shared settings above unless it overrides them.
+    /// </summary>
+    public IReadOnlyList<EmaTrackSettings>? Tracks { get; init; }
+
+    /// <summary>Every shadow's complete rule, in order: the <see cref="Tracks"/> when given, else one per decay. Throws on invalid settings.</summary>
+    public IReadOnlyList<EmaRule> Rules()
+    {
+        if (Tracks is null) return Decays.Select(d => EmaRule.FromCompact(this, d)).ToArray();
+        var rules = new List<EmaRule>();
+        for (var i = 0; i < Tracks.Count; i++)
+        {
+            var field = $"ema.tracks[{i}]";
+            var rule = (Tracks[i] ?? throw new InvalidSettingException(field, "A track is an object.")).Resolve(this, field);
+            if (Tracks[i].Name is null)
+            {
+                // Generated names stay unique: a second identical rule becomes name-2.
+                var name = rule.Name;
+                for (var n = 2; rules.Any(r => r.Name == name); n++) name = $"{rule.Name}-{n}";
+                rule = rule with { Name = name };
+            }
+            if (EmaTrackSettings.NameProblem(rule.Name) is { } problem)
+                throw new InvalidSettingException(field + ".name", Tracks[i].Name is null ? problem + " Give the track a shorter name." : problem);
+            if (rules.Any(r => r.Name == rule.Name)) throw new InvalidSettingException(field + ".name", $"Two tracks are named '{rule.Name}'.");
+            rules.Add(rule);
+        }
+        return rules;
+    }
 
     public static string TrackName(double decay) => TrackNames.Ema(decay);
 
@@ -49,16 +78,37 @@ public sealed record EmaSettings
     /// <summary>Every rule broken, at most one per setting.</summary>
     public IEnumerable<InvalidSettingException> Problems()
     {
-        var decays = Field(nameof(Decays));
-        var outside = Decays.Where(d => !(d > 0 && d < 1)).ToList();
-        if (Decays.Count == 0) yield return new InvalidSettingException(decays, "At least one decay is needed.");
-        else if (Decays.Count > MaxDecays) yield return new InvalidSettingException(decays, $"At most {MaxDecays} decays can be shadowed in one run.");
-        else if (outside.Count > 0)
-            yield return new InvalidSettingException(decays, $"Decay {outside[0].ToString(CultureInfo.InvariantCulture)} is outside (0, 1).");
-        else if (Decays.Distinct().Count() != Decays.Count) yield return new InvalidSettingException(decays, "The decays must be distinct.");
+        foreach (var problem in TrackProblems()) yield return problem;
+        // With tracks the decays are not used, so their (default) value is not checked.
+        if (Tracks is null && DecaysProblem() is { } decaysProblem) yield return new InvalidSettingException(Field(nameof(Decays)), decaysProblem);
         if (Every < 1) yield return new InvalidSettingException(Field(nameof(Every)), "'every' must be at least 1.");
         if (StartStep < 0) yield return new InvalidSettingException(Field(nameof(StartStep)), "The start step must not be negative.");
         if (RecalibrationBatches < 1) yield return new InvalidSettingException(Field(nameof(RecalibrationBatches)), "At least one recalibration batch is needed.");
+    }
+
+    string? DecaysProblem()
+    {
+        var outside = Decays.Where(d => !(d > 0 && d < 1)).ToList();
+        if (Decays.Count == 0) return "At least one decay is needed.";
+        if (Decays.Count > MaxDecays) return $"At most {MaxDecays} decays can be shadowed in one run.";
+        if (outside.Count > 0) return $"Decay {outside[0].ToString(CultureInfo.InvariantCulture)} is outside (0, 1).";
+        if (Decays.Distinct().Count() != Decays.Count) return "The decays must be distinct.";
+        return null;
+    }
+
+    IEnumerable<InvalidSettingException> TrackProblems()
+    {
+        if (Tracks is null) yield break;
+        var tracks = Field(nameof(Tracks));
+        if (Tracks.Count == 0) yield return new InvalidSettingException(tracks, "At least one track is needed (or leave 'tracks' out to use 'decays').");
+        else if (Tracks.Count > MaxDecays) yield return new InvalidSettingException(tracks, $"At most {MaxDecays} tracks can be shadowed in one run.");
+        else
+        {
+            InvalidSettingException? problem = null;
+            try { Rules(); }
+            catch (InvalidSettingException e) { problem = e; }
+            if (problem is not null) yield return problem;
+        }
     }
 }
 
@@ -80,12 +130,28 @@ public static class EmaMath
     /// the product of the effective decays of the updates applied (0 under zero-debias, which divides it out).
     /// Near 1 means the average never forgets where it started, as 0.9999 over 2,000 steps without warm-up.
     /// </summary>
-    public static double InitialWeightShare(double decay, EmaSettings settings, long totalSteps)
+    public static double InitialWeightShare(double decay, EmaSettings settings, long totalSteps) =>
+        InitialWeightShare(EmaRule.FromCompact(settings, decay), totalSteps);
+
+    /// <summary>
+    /// The same for any track's rule, by running its schedule: a copy of the live weights (before the start, or a
+    /// library's first update) restarts the shadow, and each average keeps d of what it held.
+    /// </summary>
+    public static double InitialWeightShare(EmaRule rule, long totalSteps)
     {
-        if (settings.ZeroDebias) return 0;
+        if (rule.ZeroDebias) return 0;
         var share = 1.0;
-        for (var step = Math.Max(1, settings.StartStep); step <= totalSteps && share > 1e-12; step++)
-            if (IsUpdateStep(step, settings)) share *= EffectiveDecay(decay, step, settings.Warmup);
+        long updates = 0;
+        // Copies only happen early (before the start, the update-after steps, the first update): past them a tiny share stays tiny.
+        var lastCopy = Math.Max(rule.StartStep + 1, rule.UpdateAfterStep + 2) * Math.Max(1, rule.Every) + 1;
+        for (var step = 1L; step <= totalSteps; step++)
+        {
+            var next = EmaSchedule.Next(rule, step, updates);
+            if (next.Action is ShadowAction.FollowLive or ShadowAction.Copy) share = 1;
+            else if (next.Action == ShadowAction.Average) share *= next.Decay;
+            if (next.Action is ShadowAction.Copy or ShadowAction.Average) updates++;
+            if (share < 1e-12 && step > lastCopy) return share;
+        }
         return share;
     }
 

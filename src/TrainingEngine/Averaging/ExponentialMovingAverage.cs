@@ -3,41 +3,44 @@ using static TorchSharp.torch;
 
 namespace EmaLab.TrainingEngine.Averaging;
 
-/// <summary>One shadow copy of the model's averaged tensors for one decay rule, with its own counters.</summary>
+/// <summary>One shadow copy of the model's averaged tensors for one track's rule, with its own counters.</summary>
 public sealed class EmaShadow
 {
-    readonly Func<long, double> _effectiveDecay;
+    readonly Func<long, long, ShadowStep> _next;
 
-    internal EmaShadow(string track, double decay, Func<long, double> effectiveDecay, Tensor[] tensors)
+    internal EmaShadow(EmaRule rule, Func<long, long, ShadowStep> next, Tensor[] tensors)
     {
-        Track = track;
-        Decay = decay;
-        _effectiveDecay = effectiveDecay;
+        Rule = rule;
+        _next = next;
         Tensors = tensors;
     }
 
-    /// <summary>The configured decay of a classic shadow; NaN for a power-function shadow (its decay changes every step).</summary>
-    public double Decay { get; }
-    public string Track { get; }
-    /// <summary>The decay applied after a given step.</summary>
-    public double EffectiveDecay(long step) => _effectiveDecay(step);
+    public EmaRule Rule { get; }
+    public string Track => Rule.Name;
+    /// <summary>The configured decay; NaN for SWA and power-function shadows (their decay changes every update).</summary>
+    public double Decay => Rule.Decay;
+    /// <summary>Stored in float32 (the fused pass) or in bfloat16/float16 (rounded once per update).</summary>
+    public bool IsFloat32 => Rule.Dtype == EmaDtype.Float32;
+    /// <summary>What the rule does after <paramref name="step"/>, given the updates counted so far.</summary>
+    public ShadowStep Next(long step) => _next(step, UpdatesApplied);
     /// <summary>Aligned with <see cref="ExponentialMovingAverage.AveragedNames"/>.</summary>
     internal Tensor[] Tensors { get; }
-    /// <summary>Updates applied since averaging started.</summary>
+    /// <summary>Updates counted so far (averages, and the first copy of the rules that count it).</summary>
     public long UpdatesApplied { get; internal set; }
-    /// <summary>Π d_eff over the updates applied (zero-debias divides by 1 − this).</summary>
+    /// <summary>Π d over the updates applied (zero-debias divides by 1 − this).</summary>
     public double DecayProduct { get; internal set; } = 1.0;
-    /// <summary>The last effective decay applied (for display; equals the decay once warm-up is over).</summary>
+    /// <summary>The last decay applied (for display; equals the decay once a warm-up is over).</summary>
     public double LastEffectiveDecay { get; internal set; } = double.NaN;
 }
 
 /// <summary>
-/// <b>Where an EMA update happens.</b> K shadows of one live model, updated after each optimizer step
-/// with TensorFlow's semantics: <c>s ← s − (1 − d_eff)(s − w)</c>, optional <c>num_updates</c> warm-up,
-/// optional zero-debias, every-N and start step. Trainable parameters are always averaged; float
-/// buffers (batch-norm running statistics) are averaged only under <see cref="BatchNormPolicy.Average"/>,
-/// otherwise they are taken from the live model (or recomputed by the evaluator) when a track is read.
-/// The live model is only ever read.
+/// <b>Where an EMA update happens.</b> K shadows of one live model, one per track, each with its own rule
+/// (<see cref="EmaRule"/>: EMA Lab's TF-semantics rule or a library preset, see <see cref="EmaSchedule"/>),
+/// updated after each optimizer step. Float32 shadows that update at a step go through one fused pass over
+/// the weights (<see cref="MultiDecayLerp"/>); bfloat16/float16 shadows are updated in float32 from their stored
+/// value and rounded once, with no hidden float32 copy. Trainable parameters are always averaged; float buffers
+/// (batch-norm running statistics) only under <see cref="BatchNormPolicy.Average"/>, otherwise they are taken
+/// from the live model (or recomputed by the evaluator) when a track is read. The live model is only ever read.
 /// </summary>
 public sealed class ExponentialMovingAverage : IDisposable
 {
@@ -45,15 +48,18 @@ public sealed class ExponentialMovingAverage : IDisposable
     readonly (string Name, Tensor Live)[] _copied;
     readonly bool _fused;
     readonly int _parallelism;
-    readonly float[] _alphas;
+    // Per step, the float32 shadows that average and their updates (pre-allocated: the update allocates nothing).
+    readonly int[] _active;
+    readonly ShadowUpdate[] _activeUpdates;
+    readonly Tensor[] _activeTensors;
+    // Float32 scratch per averaged tensor for low-precision shadows (null when there are none).
+    readonly Tensor[]? _scratch;
     // Pre-allocated scalar weights for the lerp_ path: the double overload would allocate a tensor per call.
     readonly Tensor[] _lerpWeights;
-    // Shadows grouped per live tensor, for the fused kernel.
-    readonly Tensor[][] _shadowsPerTensor;
 
     public ExponentialMovingAverage(nn.Module liveModel, EmaSettings settings, int parallelism = 1, EmaKernel kernel = EmaKernel.Fused)
         : this(liveModel, Validated(settings),
-               settings.Decays.Select(d => (EmaSettings.TrackName(d), d, (Func<long, double>)(step => EmaMath.EffectiveDecay(d, step, settings.Warmup)))).ToList(),
+               settings.Rules().Select(rule => (rule, (Func<long, long, ShadowStep>)((t, u) => EmaSchedule.Next(rule, t, u)))).ToList(),
                parallelism, kernel)
     {
     }
@@ -67,7 +73,12 @@ public sealed class ExponentialMovingAverage : IDisposable
             sigmaRels.Select(sigma =>
             {
                 var gamma = PowerFunctionProfile.Gamma(sigma);
-                return (PowerFunctionTrack(sigma), double.NaN, (Func<long, double>)(step => PowerFunctionProfile.Beta(gamma, step)));
+                var rule = new EmaRule { Name = PowerFunctionTrack(sigma), Preset = EmaPresets.EmaLab, Decay = double.NaN };
+                return (rule, (Func<long, long, ShadowStep>)((t, _) =>
+                {
+                    var beta = PowerFunctionProfile.Beta(gamma, t);
+                    return new ShadowStep(ShadowAction.Average, ShadowUpdate.Subtract((float)(1.0 - beta)), beta);
+                }));
             }).ToList(),
             parallelism, EmaKernel.Fused);
 
@@ -79,7 +90,7 @@ public sealed class ExponentialMovingAverage : IDisposable
         return settings;
     }
 
-    ExponentialMovingAverage(nn.Module liveModel, EmaSettings settings, IReadOnlyList<(string Track, double Decay, Func<long, double> Rule)> shadows, int parallelism, EmaKernel kernel)
+    ExponentialMovingAverage(nn.Module liveModel, EmaSettings settings, IReadOnlyList<(EmaRule Rule, Func<long, long, ShadowStep> Next)> shadows, int parallelism, EmaKernel kernel)
     {
         Settings = settings;
         _parallelism = Math.Max(1, parallelism);
@@ -95,15 +106,24 @@ public sealed class ExponentialMovingAverage : IDisposable
         _live = averaged.Select(a => a.Item2).ToArray();
         _copied = copied.ToArray();
         _fused = kernel == EmaKernel.Fused && _live.All(MultiDecayLerp.Supports);
+        if (shadows.Any(s => s.Rule.Dtype != EmaDtype.Float32) && !_live.All(MultiDecayLerp.Supports))
+            throw new ArgumentException("Low-precision shadows need contiguous float32 CPU weights.", nameof(liveModel));
 
         using (no_grad())
         {
-            Shadows = shadows.Select(d => new EmaShadow(d.Track, d.Decay, d.Rule, _live.Select(w =>
-                settings.ZeroDebias ? zeros_like(w) : w.detach().clone()).ToArray())).ToArray();
+            Shadows = shadows.Select(d => new EmaShadow(d.Rule, d.Next, _live.Select(w => InitialShadow(w, d.Rule)).ToArray())).ToArray();
+            _scratch = Shadows.Any(s => !s.IsFloat32) ? _live.Select(w => empty_like(w)).ToArray() : null;
         }
-        _alphas = new float[Shadows.Count];
+        _active = new int[Shadows.Count];
+        _activeUpdates = new ShadowUpdate[Shadows.Count];
+        _activeTensors = new Tensor[Shadows.Count];
         _lerpWeights = Shadows.Select(_ => tensor(0f)).ToArray();
-        _shadowsPerTensor = _live.Select((_, i) => Shadows.Select(s => s.Tensors[i]).ToArray()).ToArray();
+    }
+
+    static Tensor InitialShadow(Tensor live, EmaRule rule)
+    {
+        var dtype = rule.Dtype switch { EmaDtype.BFloat16 => ScalarType.BFloat16, EmaDtype.Float16 => ScalarType.Float16, _ => ScalarType.Float32 };
+        return rule.ZeroDebias ? zeros_like(live, dtype) : live.detach().to(dtype, copy: true);
     }
 
     public EmaSettings Settings { get; }
@@ -113,53 +133,78 @@ public sealed class ExponentialMovingAverage : IDisposable
     public IEnumerable<(string Name, Tensor Live)> CopiedBuffers => _copied;
     public bool UsesFusedKernel => _fused;
 
-    /// <summary>Applies the update for the global step just taken (1-based).</summary>
+    /// <summary>Applies every shadow's rule for the global step just taken (1-based).</summary>
     public void Update(long step)
     {
-        if (step < Settings.StartStep)
-        {
-            // Before averaging starts the shadow is the live weights (zero-debias shadows stay at zero
-            // and read as the live weights until their first update).
-            if (!Settings.ZeroDebias) CopyLiveIntoShadows();
-            return;
-        }
-        if (step % Settings.Every != 0) return;
-
+        var averaging = 0;
         for (var k = 0; k < Shadows.Count; k++)
         {
             var shadow = Shadows[k];
-            var effective = shadow.EffectiveDecay(step);
-            _alphas[k] = (float)(1.0 - effective);
+            var next = shadow.Next(step);
+            switch (next.Action)
+            {
+                case ShadowAction.None:
+                    continue;
+                case ShadowAction.FollowLive:
+                    CopyLiveInto(shadow);
+                    continue;
+                case ShadowAction.Copy:
+                    CopyLiveInto(shadow);
+                    break;
+                default:
+                    if (shadow.IsFloat32 && _fused) { _active[averaging] = k; _activeUpdates[averaging++] = next.Update; }
+                    else if (shadow.IsFloat32) UpdateWithLerp(shadow, k, next.Update);
+                    else UpdateLowPrecision(shadow, next.Update);
+                    break;
+            }
             shadow.UpdatesApplied++;
-            shadow.DecayProduct *= effective;
-            shadow.LastEffectiveDecay = effective;
+            shadow.DecayProduct *= next.Decay;
+            shadow.LastEffectiveDecay = next.Decay;
         }
-
-        if (_fused) UpdateFused();
-        else UpdateWithLerp();
+        if (averaging > 0) UpdateFused(averaging);
     }
 
-    void UpdateFused()
+    void UpdateFused(int count)
     {
-        for (var i = 0; i < _live.Length; i++) MultiDecayLerp.ApplyUnchecked(_live[i], _shadowsPerTensor[i], _alphas, _parallelism);
-    }
-
-    void UpdateWithLerp()
-    {
-        using var _ = no_grad();
-        for (var k = 0; k < Shadows.Count; k++)
+        var updates = _activeUpdates.AsSpan(0, count);
+        for (var i = 0; i < _live.Length; i++)
         {
-            using (var alpha = _alphas[k].ToScalar()) _lerpWeights[k].fill_(alpha); // held until fill_ returns
-            var tensors = Shadows[k].Tensors;
-            for (var i = 0; i < _live.Length; i++) tensors[i].lerp_(_live[i], _lerpWeights[k]);
+            for (var j = 0; j < count; j++) _activeTensors[j] = Shadows[_active[j]].Tensors[i];
+            MultiDecayLerp.ApplyUnchecked(_live[i], _activeTensors.AsSpan(0, count), updates, _parallelism);
         }
     }
 
-    void CopyLiveIntoShadows()
+    /// <summary>The reference path: one <c>lerp_</c> per tensor (every form to float rounding; blend by its weight on w).</summary>
+    void UpdateWithLerp(EmaShadow shadow, int k, ShadowUpdate update)
     {
         using var _ = no_grad();
-        foreach (var shadow in Shadows)
-            for (var i = 0; i < _live.Length; i++) shadow.Tensors[i].copy_(_live[i]);
+        var weight = update.Form == UpdateForm.Blend ? update.B : update.A;
+        using (var alpha = weight.ToScalar()) _lerpWeights[k].fill_(alpha); // held until fill_ returns
+        for (var i = 0; i < _live.Length; i++) shadow.Tensors[i].lerp_(_live[i], _lerpWeights[k]);
+    }
+
+    /// <summary>
+    /// A bfloat16/float16 shadow: the update is computed in float32 from the stored value and the float32 weights and
+    /// rounded to the shadow's type once (as an in-place op on a low-precision tensor does). An update smaller than
+    /// half a unit in the last place is lost; that stall is what such a track shows.
+    /// </summary>
+    void UpdateLowPrecision(EmaShadow shadow, ShadowUpdate update)
+    {
+        using var _ = no_grad();
+        Span<ShadowUpdate> updates = [update];
+        for (var i = 0; i < _live.Length; i++)
+        {
+            var scratch = _scratch![i];
+            scratch.copy_(shadow.Tensors[i]);
+            MultiDecayLerp.ApplyUnchecked(_live[i], new ReadOnlySpan<Tensor>(ref scratch), updates, _parallelism);
+            shadow.Tensors[i].copy_(scratch);
+        }
+    }
+
+    void CopyLiveInto(EmaShadow shadow)
+    {
+        using var _ = no_grad();
+        for (var i = 0; i < _live.Length; i++) shadow.Tensors[i].copy_(_live[i]);
     }
 
     /// <summary>
@@ -172,15 +217,16 @@ public sealed class ExponentialMovingAverage : IDisposable
         var shadow = Shadows[k];
         var targetState = target.state_dict();
         using var _ = no_grad();
+        var debias = shadow.Rule.ZeroDebias && shadow.UpdatesApplied > 0;
+        // TF divides by 1 − d^k with the current float32 decay; EMA Lab by 1 − Π d in double.
+        using var correction = (shadow.Rule.Preset == EmaPresets.TensorFlow
+            ? 1f - MathF.Pow((float)shadow.LastEffectiveDecay, shadow.UpdatesApplied)
+            : 1.0 - shadow.DecayProduct).ToScalar(); // held until div_ returns
         for (var i = 0; i < _live.Length; i++)
         {
             var destination = targetState[AveragedNames[i]];
-            if (shadow.UpdatesApplied == 0 && Settings.ZeroDebias) destination.copy_(_live[i]);
-            else if (Settings.ZeroDebias)
-            {
-                using var correction = (1.0 - shadow.DecayProduct).ToScalar(); // held until div_ returns
-                destination.copy_(shadow.Tensors[i]).div_(correction);
-            }
+            if (shadow.Rule.ZeroDebias && !debias) destination.copy_(_live[i]);
+            else if (debias) destination.copy_(shadow.Tensors[i]).div_(correction);
             else destination.copy_(shadow.Tensors[i]);
         }
         foreach (var (name, live) in _copied) targetState[name].copy_(live);
@@ -216,6 +262,7 @@ public sealed class ExponentialMovingAverage : IDisposable
     {
         foreach (var s in Shadows) foreach (var t in s.Tensors) t.Dispose();
         foreach (var t in _lerpWeights) t.Dispose();
+        if (_scratch is not null) foreach (var t in _scratch) t.Dispose();
     }
 }
 

@@ -5,11 +5,30 @@ using static TorchSharp.torch;
 
 namespace EmaLab.TrainingEngine.Averaging;
 
+/// <summary>How a shadow's update is rounded: each library writes the same average with different float32 arithmetic.</summary>
+public enum UpdateForm : byte
+{
+    /// <summary><c>s − α(s − w)</c>, two roundings (TF's <c>assign_sub</c>, diffusers' <c>sub_</c>; bit-identical to <c>s + α(w − s)</c>).</summary>
+    Subtract,
+    /// <summary>libtorch's <c>lerp_</c> on an AVX2 CPU: <c>fma(α, w − s, s)</c> for α &lt; 0.5, else <c>fma(α − 1, w − s, w)</c> (timm, ema-pytorch, <c>AveragedModel</c>).</summary>
+    Lerp,
+    /// <summary><c>a·s + b·w</c>, three roundings (Keras, PyTorch's <c>get_ema_avg_fn</c> in Lightning).</summary>
+    Blend,
+}
+
+/// <summary>One shadow's update: its form and coefficients (α for subtract and lerp; a and b for blend).</summary>
+public readonly record struct ShadowUpdate(UpdateForm Form, float A, float B = 0)
+{
+    public static ShadowUpdate Subtract(float alpha) => new(UpdateForm.Subtract, alpha);
+    public static ShadowUpdate Lerp(float alpha) => new(UpdateForm.Lerp, alpha);
+    public static ShadowUpdate Blend(float onShadow, float onWeights) => new(UpdateForm.Blend, onShadow, onWeights);
+}
+
 /// <summary>
-/// The EMA update <c>s_k ← s_k + α_k (w − s_k)</c> for K shadows of one float32 tensor in a single
-/// pass over memory: each block of <c>w</c> is read from memory once and applied to every shadow, so
-/// the pass moves 2K + 1 words per element instead of the 3K of K separate <c>lerp_</c> calls (stock
-/// libtorch has no fused multi-output lerp). Large tensors are split across <c>parallelism</c> threads.
+/// The EMA update of K shadows of one float32 tensor in a single pass over memory: each block of <c>w</c>
+/// is read from memory once and applied to every shadow, so the pass moves 2K + 1 words per element
+/// instead of the 3K of K separate <c>lerp_</c> calls (stock libtorch has no fused multi-output lerp).
+/// Each shadow has its own <see cref="UpdateForm"/>. Large tensors are split across <c>parallelism</c> threads.
 /// </summary>
 public static unsafe class MultiDecayLerp
 {
@@ -18,39 +37,47 @@ public static unsafe class MultiDecayLerp
 
     public const int MaxShadows = EmaSettings.MaxDecays;
 
-    /// <summary>Updates <paramref name="shadows"/> towards <paramref name="weights"/>; all must be contiguous float32 CPU tensors of one size.</summary>
+    /// <summary>Updates <paramref name="shadows"/> towards <paramref name="weights"/> (<c>s ← s + α(w − s)</c>, the subtract form).</summary>
     public static void Apply(Tensor weights, ReadOnlySpan<Tensor> shadows, ReadOnlySpan<float> alphas, int parallelism)
+    {
+        Span<ShadowUpdate> updates = stackalloc ShadowUpdate[alphas.Length];
+        for (var k = 0; k < alphas.Length; k++) updates[k] = ShadowUpdate.Subtract(alphas[k]);
+        Apply(weights, shadows, updates, parallelism);
+    }
+
+    /// <summary>Updates <paramref name="shadows"/> towards <paramref name="weights"/>; all must be contiguous float32 CPU tensors of one size.</summary>
+    public static void Apply(Tensor weights, ReadOnlySpan<Tensor> shadows, ReadOnlySpan<ShadowUpdate> updates, int parallelism)
     {
         if (!Supports(weights)) throw new ArgumentException("The weights must be a contiguous float32 CPU tensor.", nameof(weights));
         foreach (var s in shadows)
             if (!Supports(s) || s.NumberOfElements != weights.NumberOfElements)
                 throw new ArgumentException("Every shadow must be a contiguous float32 CPU tensor the size of the weights.", nameof(shadows));
-        ApplyUnchecked(weights, shadows, alphas, parallelism);
+        ApplyUnchecked(weights, shadows, updates, parallelism);
     }
 
     public static bool Supports(Tensor t) => t.dtype == ScalarType.Float32 && t.is_contiguous() && t.device_type == TorchSharp.DeviceType.CPU;
 
     /// <summary>The hot path for callers that checked <see cref="Supports"/> once up front.</summary>
-    internal static void ApplyUnchecked(Tensor weights, ReadOnlySpan<Tensor> shadows, ReadOnlySpan<float> alphas, int parallelism)
+    internal static void ApplyUnchecked(Tensor weights, ReadOnlySpan<Tensor> shadows, ReadOnlySpan<ShadowUpdate> updates, int parallelism)
     {
         Span<IntPtr> pointers = stackalloc IntPtr[shadows.Length];
         for (var k = 0; k < shadows.Length; k++) pointers[k] = (IntPtr)DataPointer(shadows[k]);
-        Apply((float*)DataPointer(weights), pointers, alphas, weights.NumberOfElements, parallelism);
+        Apply((float*)DataPointer(weights), pointers, updates, weights.NumberOfElements, parallelism);
     }
 
     static void* DataPointer(Tensor t) => Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     /// <param name="weights">The live tensor's memory.</param>
     /// <param name="shadows">One pointer per shadow, each to memory of the same length.</param>
-    /// <param name="alphas">1 − d_eff per shadow.</param>
-    static void Apply(float* weights, ReadOnlySpan<IntPtr> shadows, ReadOnlySpan<float> alphas, long length, int parallelism)
+    /// <param name="updates">The form and coefficients per shadow.</param>
+    static void Apply(float* weights, ReadOnlySpan<IntPtr> shadows, ReadOnlySpan<ShadowUpdate> updates, long length, int parallelism)
     {
-        if (shadows.Length != alphas.Length || shadows.Length > MaxShadows)
-            throw new ArgumentException($"Need one alpha per shadow and at most {MaxShadows} shadows.");
+        if (shadows.Length != updates.Length || shadows.Length > MaxShadows)
+            throw new ArgumentException($"Need one update per shadow and at most {MaxShadows} shadows.");
         var k = shadows.Length;
         var s = stackalloc float*[k];
-        var a = stackalloc float[k];
-        for (var j = 0; j < k; j++) { s[j] = (float*)shadows[j]; a[j] = alphas[j]; }
+        var a = stackalloc ShadowUpdate[k];
+        for (var j = 0; j < k; j++) { s[j] = (float*)shadows[j]; a[j] = updates[j]; }
 
         if (parallelism <= 1 || length < ParallelThreshold) Range(weights, s, a, k, 0, length);
         else Split(weights, s, a, k, length, parallelism);
@@ -60,7 +87,7 @@ public static unsafe class MultiDecayLerp
     /// Chunks aligned to the vector width so every thread runs the vector loop. A method of its own: the
     /// lambda's closure would otherwise be allocated on every call, parallel or not.
     /// </summary>
-    static void Split(float* weights, float** s, float* a, int k, long length, int parts)
+    static void Split(float* weights, float** s, ShadowUpdate* a, int k, long length, int parts)
     {
         var chunk = (length / parts + Vector<float>.Count - 1) / Vector<float>.Count * Vector<float>.Count;
         // Pointers are passed as integers because a lambda cannot capture pointers.
@@ -71,7 +98,7 @@ public static unsafe class MultiDecayLerp
         {
             var start = p * chunk;
             var end = Math.Min(length, start + chunk);
-            if (start < end) Range((float*)w, (float**)sp, (float*)ap, k, start, end);
+            if (start < end) Range((float*)w, (float**)sp, (ShadowUpdate*)ap, k, start, end);
         });
     }
 
@@ -83,18 +110,28 @@ public static unsafe class MultiDecayLerp
     /// </summary>
     const int Block = 2048;
 
-    static void Range(float* w, float** s, float* a, int k, long start, long end)
+    static void Range(float* w, float** s, ShadowUpdate* a, int k, long start, long end)
     {
         for (var blockStart = start; blockStart < end; blockStart += Block)
         {
             var blockEnd = Math.Min(end, blockStart + Block);
-            for (var j = 0; j < k; j++) Lerp(w, s[j], a[j], blockStart, blockEnd);
+            for (var j = 0; j < k; j++)
+            {
+                switch (a[j].Form)
+                {
+                    case UpdateForm.Subtract: Subtract(w, s[j], a[j].A, blockStart, blockEnd); break;
+                    // libtorch picks the formula by the weight: near 0 it moves from s, near 1 from w.
+                    case UpdateForm.Lerp when a[j].A < 0.5f: FusedLerp(s[j], w, s[j], a[j].A, blockStart, blockEnd); break;
+                    case UpdateForm.Lerp: FusedLerp(w, w, s[j], a[j].A - 1f, blockStart, blockEnd); break;
+                    default: Blend(w, s[j], a[j].A, a[j].B, blockStart, blockEnd); break;
+                }
+            }
         }
     }
 
     /// <summary>s[i] += α (w[i] − s[i]); the same arithmetic for every element and any K, so results never depend on K or on the split.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Lerp(float* w, float* s, float alpha, long start, long end)
+    static void Subtract(float* w, float* s, float alpha, long start, long end)
     {
         var width = Vector<float>.Count;
         var av = new Vector<float>(alpha);
@@ -117,5 +154,33 @@ public static unsafe class MultiDecayLerp
             Vector.Store(sv + av * (Vector.Load(w + i) - sv), s + i);
         }
         for (; i < end; i++) s[i] += alpha * (w[i] - s[i]);
+    }
+
+    /// <summary>s[i] = fma(c, w[i] − s[i], base[i]), one rounding for the multiply-add, as libtorch's vectorized lerp.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void FusedLerp(float* baseValues, float* w, float* s, float c, long start, long end)
+    {
+        var width = Vector<float>.Count;
+        var cv = new Vector<float>(c);
+        var i = start;
+        for (; i + width <= end; i += width)
+        {
+            var sv = Vector.Load(s + i);
+            Vector.Store(Vector.FusedMultiplyAdd(cv, Vector.Load(w + i) - sv, Vector.Load(baseValues + i)), s + i);
+        }
+        for (; i < end; i++) s[i] = MathF.FusedMultiplyAdd(c, w[i] - s[i], baseValues[i]);
+    }
+
+    /// <summary>s[i] = a·s[i] + b·w[i], each product rounded, then the sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Blend(float* w, float* s, float a, float b, long start, long end)
+    {
+        var width = Vector<float>.Count;
+        var av = new Vector<float>(a);
+        var bv = new Vector<float>(b);
+        var i = start;
+        for (; i + width <= end; i += width)
+            Vector.Store(av * Vector.Load(s + i) + bv * Vector.Load(w + i), s + i);
+        for (; i < end; i++) s[i] = a * s[i] + b * w[i];
     }
 }

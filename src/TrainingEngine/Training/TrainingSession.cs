@@ -164,13 +164,13 @@ public sealed class TrainingSession : IDisposable
         observer.OnLog(TrainingLogLevel.Info, string.Create(CultureInfo.InvariantCulture,
             $"Training {Architecture.Kind} ({ModelFactory.ParameterCount(_model):N0} parameters) on {Spec.Dataset} for {TotalSteps:N0} steps " +
             $"(batch {Spec.BatchSize}, {BatchesPerEpoch} batches an epoch, seed {Spec.Seed}, {Spec.Threads} thread(s)) with {Spec.Optimizer} " +
-            $"lr={Spec.LearningRate} schedule={Spec.Schedule}; EMA decays {string.Join(", ", e.Decays)} (warm-up {(e.Warmup ? "on" : "off")}, " +
+            $"lr={Spec.LearningRate} schedule={Spec.Schedule}; EMA tracks {string.Join(", ", Ema.Shadows.Select(s => s.Track))} (shared: warm-up {(e.Warmup ? "on" : "off")}, " +
             $"zero-debias {(e.ZeroDebias ? "on" : "off")}, every {e.Every}, from step {e.StartStep}, batch norm {e.BnPolicy.ToString().ToLowerInvariant()}, " +
             $"{Spec.EmaApplication.ToString().ToLowerInvariant()} application)."));
         foreach (var shadow in Ema.Shadows)
         {
-            var share = EmaMath.InitialWeightShare(shadow.Decay, e, TotalSteps);
-            if (share > 0.1)
+            var share = EmaMath.InitialWeightShare(shadow.Rule, TotalSteps);
+            if (share > 0.1 && !double.IsNaN(shadow.Decay))
                 observer.OnLog(TrainingLogLevel.Warning, string.Create(CultureInfo.InvariantCulture,
                     $"{shadow.Track}: after {TotalSteps:N0} steps the initial weights still make up {share:P0} of this average " +
                     $"(half-life {EmaMath.HalfLife(shadow.Decay):N0} steps); turn on warm-up or zero-debias, or pick a smaller decay."));

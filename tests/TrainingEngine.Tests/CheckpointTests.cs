@@ -31,6 +31,24 @@ public class CheckpointTests
             Ema = new EmaSettings { Decays = [0.9, 0.99], BnPolicy = BatchNormPolicy.Recalibrate, RecalibrationBatches = 3 },
             EmaApplication = EmaApplication.Fused,
         }.ToJson(),
+        // Mixed tracks: every preset's counters (copies, n_averaged, warm-up counts) and a bfloat16 shadow survive a resume.
+        new RunSpec
+        {
+            Model = "mlp", Hidden = [32], Optimizer = RunSpec.Sgd, LearningRate = 0.05, BatchSize = 40, Steps = 80, Seed = 3, EvalInterval = 40,
+            Ema = new EmaSettings
+            {
+                Tracks =
+                [
+                    new EmaTrackSettings { Decay = 0.99, Warmup = EmaWarmup.Power, Every = 3, AdjustDecay = true, Init = EmaInit.FirstUpdate },
+                    new EmaTrackSettings { Preset = EmaPresets.Timm, Decay = 0.99, Warmup = EmaWarmup.Power, UpdateAfterStep = 5 },
+                    new EmaTrackSettings { Preset = EmaPresets.EmaPytorch, Decay = 0.99, UpdateAfterStep = 20, Every = 3 },
+                    new EmaTrackSettings { Preset = EmaPresets.Keras, Decay = 0.95 },
+                    new EmaTrackSettings { Preset = EmaPresets.Swa, StartStep = 30, Every = 2 },
+                    new EmaTrackSettings { Preset = EmaPresets.TensorFlow, Decay = 0.97, Warmup = EmaWarmup.Tf, ZeroDebias = true },
+                    new EmaTrackSettings { Decay = 0.97, Dtype = EmaDtype.BFloat16 },
+                ],
+            },
+        }.ToJson(),
     };
 
     [Theory]

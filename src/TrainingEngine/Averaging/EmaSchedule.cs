@@ -1,3 +1,6 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
 namespace EmaLab.TrainingEngine.Averaging;
 
 /// <summary>What a shadow does after one optimizer step.</summary>
@@ -129,9 +132,22 @@ public static class EmaSchedule
         if ((t - 1) % r.Every != 0) return ShadowStep.None;
         if (t - 1 <= r.UpdateAfterStep) return ShadowStep.FollowLive;
         var epoch = (float)(t - r.UpdateAfterStep - 1);
-        var value = 1f - MathF.Pow(1f + epoch / (float)r.InvGamma, (float)-r.Power);
+        var value = 1f - LibtorchPow(1f + epoch / (float)r.InvGamma, -r.Power);
         double d = Math.Clamp(value, (float)r.MinDecay, (float)r.Decay);
         return Average(UpdateForm.Lerp, d);
+    }
+
+    /// <summary>
+    /// <c>float32_tensor ** exponent</c> as libtorch computes it: its vectorized pow is not correctly rounded (it differs
+    /// from <see cref="MathF.Pow"/> in about 1 in 120 values), so a library that computes its decay on tensors is
+    /// reproduced only by asking libtorch. The exponent is a held Scalar, passed as Python passes a float.
+    /// </summary>
+    static float LibtorchPow(float value, double exponent)
+    {
+        using var power = exponent.ToScalar();
+        using var input = tensor(value);
+        using var result = input.pow(power);
+        return result.item<float>();
     }
 
     /// <summary>

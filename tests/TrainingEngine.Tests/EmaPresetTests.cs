@@ -1,0 +1,387 @@
+using EmaLab.TrainingEngine.Averaging;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace EmaLab.TrainingEngine.Tests;
+
+/// <summary>
+/// Each preset against a direct re-implementation of its library's update loop, written with the same torch ops
+/// the library calls (lerp_, sub_, mul/add on float32 tensors, decays as Python floats or float32 tensors), on a
+/// scripted weight sequence: the engine's shadows must be identical bit for bit at every step.
+/// </summary>
+public class EmaPresetTests
+{
+    const int Steps = 160;
+    const int Size = 1003; // not a multiple of the vector width: the tail runs too
+
+    /// <summary>A one-tensor "model" the test moves step by step.</summary>
+    sealed class Weights : nn.Module
+    {
+        public readonly TorchSharp.Modules.Parameter W;
+
+        public Weights(Tensor initial) : base(nameof(Weights))
+        {
+            W = new TorchSharp.Modules.Parameter(initial.clone());
+            register_parameter("w", W);
+        }
+    }
+
+    /// <summary>A random walk with steps of very different sizes, so rounding differences would show.</summary>
+    static List<Tensor> Trajectory(int seed)
+    {
+        using var generator = new Generator((ulong)seed);
+        var w = randn([Size], generator: generator);
+        var list = new List<Tensor> { w };
+        for (var t = 1; t <= Steps; t++)
+        {
+            var scale = t % 7 == 0 ? 1.0 : 0.01;
+            list.Add(list[^1] + randn([Size], generator: generator) * scale);
+        }
+        return list; // list[0] is the initial weights, list[t] the weights after step t
+    }
+
+    /// <summary>Runs the engine with one track (or, without one, <paramref name="run"/>'s compact form) and returns the value read after every step.</summary>
+    static List<Tensor> Engine(EmaTrackSettings? track, List<Tensor> trajectory, EmaSettings? run = null)
+    {
+        using var model = new Weights(trajectory[0]);
+        using var reader = new Weights(zeros(Size));
+        using var ema = new ExponentialMovingAverage(model, track is null ? run! : (run ?? new EmaSettings()) with { Tracks = [track] });
+        var read = new List<Tensor>();
+        for (var t = 1; t <= Steps; t++)
+        {
+            using (no_grad()) model.W.copy_(trajectory[t]);
+            ema.Update(t);
+            ema.WriteInto(0, reader);
+            read.Add(reader.W.detach().clone());
+        }
+        return read;
+    }
+
+    static void AssertSame(List<Tensor> reference, List<Tensor> engine, string preset)
+    {
+        for (var t = 1; t <= Steps; t++)
+            TensorAssert.Identical(reference[t - 1], engine[t - 1], $"{preset}: the shadow differs from the library's loop after step {t}");
+    }
+
+    [Fact]
+    public void Timm_ModelEmaV3_with_and_without_warmup()
+    {
+        var trajectory = Trajectory(1);
+        foreach (var (warmup, after) in new[] { (false, 0L), (true, 0L), (true, 12L) })
+        {
+            // ModelEmaV3.get_decay(step) in Python floats; train.py calls update(model, step=num_updates) after each optimizer step.
+            double GetDecay(long step)
+            {
+                step = Math.Max(0, step - after - 1);
+                if (step <= 0) return 0.0;
+                if (!warmup) return 0.995;
+                var decay = 1 - Math.Pow(1 + step / 1.0, -(2.0 / 3.0));
+                return Math.Max(Math.Min(decay, 0.995), 0.0);
+            }
+            var ema = trajectory[0].clone(); // deepcopy(model)
+            var reference = new List<Tensor>();
+            for (var t = 1; t <= Steps; t++)
+            {
+                ema.lerp_(trajectory[t], tensor((float)(1.0 - GetDecay(t))));
+                reference.Add(ema.clone());
+            }
+            var track = new EmaTrackSettings { Preset = EmaPresets.Timm, Decay = 0.995, Warmup = warmup ? EmaWarmup.Power : null, UpdateAfterStep = after };
+            AssertSame(reference, Engine(track, trajectory), $"timm warmup={warmup} after={after}");
+        }
+    }
+
+    [Fact]
+    public void Diffusers_EMAModel_with_and_without_warmup()
+    {
+        var trajectory = Trajectory(2);
+        foreach (var (warmup, after) in new[] { (false, 0L), (true, 0L), (false, 9L) })
+        {
+            double GetDecay(long optimizationStep)
+            {
+                var step = Math.Max(0, optimizationStep - after - 1);
+                if (step <= 0) return 0.0;
+                var value = warmup ? 1 - Math.Pow(1 + step / 1.0, -(2.0 / 3.0)) : (1.0 + step) / (10.0 + step);
+                value = Math.Min(value, 0.99);
+                return Math.Max(value, 0.0);
+            }
+            var shadow = trajectory[0].clone(); // p.clone().detach() at construction
+            var reference = new List<Tensor>();
+            for (var optimizationStep = 1; optimizationStep <= Steps; optimizationStep++)
+            {
+                var oneMinusDecay = 1 - GetDecay(optimizationStep);
+                shadow.sub_((shadow - trajectory[optimizationStep]) * oneMinusDecay);
+                reference.Add(shadow.clone());
+            }
+            var track = new EmaTrackSettings { Preset = EmaPresets.Diffusers, Decay = 0.99, Warmup = warmup ? EmaWarmup.Power : null, UpdateAfterStep = after };
+            AssertSame(reference, Engine(track, trajectory), $"diffusers warmup={warmup} after={after}");
+        }
+    }
+
+    [Fact]
+    public void Ema_pytorch_EMA_with_its_defaults_and_float32_decays()
+    {
+        var trajectory = Trajectory(3);
+        // Its defaults are update_after_step=100, update_every=10; the run is shorter, so scale them down too.
+        foreach (var (after, every) in new[] { (100L, 10), (20L, 3) })
+        {
+            const double beta = 0.9999, invGamma = 1.0, power = 2.0 / 3.0, minValue = 0.0;
+            var stepBuffer = tensor(0L);
+            var ema = trajectory[0].clone();
+            var initted = false;
+            var reference = new List<Tensor>();
+            for (var t = 1; t <= Steps; t++)
+            {
+                var model = trajectory[t];
+                var step = stepBuffer.item<long>();
+                stepBuffer.add_(1);
+                if (!initted) { ema.copy_(model); initted = true; }
+                else if (step % every == 0)
+                {
+                    if (step <= after) ema.copy_(model);
+                    else
+                    {
+                        // get_current_decay on the step buffer: float32 tensors throughout, then .item().
+                        var epoch = (stepBuffer - after - 1).clamp(min: 0.0);
+                        var value = 1 - (1 + epoch / invGamma).pow(-power);
+                        var decay = (double)value.clamp(minValue, beta).item<float>();
+                        ema.lerp_(model, tensor((float)(1.0 - decay)));
+                    }
+                }
+                reference.Add(ema.clone());
+            }
+            var track = new EmaTrackSettings { Preset = EmaPresets.EmaPytorch, Decay = beta, UpdateAfterStep = after, Every = every };
+            AssertSame(reference, Engine(track, trajectory), $"ema-pytorch after={after} every={every}");
+        }
+    }
+
+    [Fact]
+    public void Keras_use_ema()
+    {
+        var trajectory = Trajectory(4);
+        var average = zeros(Size); // add_variable_from_reference: zeros, overwritten by the first step
+        var reference = new List<Tensor>();
+        for (var iterations = 0; iterations < Steps; iterations++)
+        {
+            var momentum = tensor(iterations != 0 ? 1f : 0f) * 0.99;
+            average = momentum * average + (1 - momentum) * trajectory[iterations + 1];
+            reference.Add(average.clone());
+        }
+        AssertSame(reference, Engine(new EmaTrackSettings { Preset = EmaPresets.Keras }, trajectory), "keras");
+    }
+
+    [Fact]
+    public void AveragedModel_with_get_ema_multi_avg_fn()
+    {
+        var trajectory = Trajectory(5);
+        const double decay = 0.99;
+        var averaged = trajectory[0].clone();
+        long nAveraged = 0;
+        var reference = new List<Tensor>();
+        for (var t = 1; t <= Steps; t++)
+        {
+            if (nAveraged == 0) averaged.copy_(trajectory[t]);
+            else averaged.lerp_(trajectory[t], tensor((float)(1 - decay)));
+            nAveraged++;
+            reference.Add(averaged.clone());
+        }
+        AssertSame(reference, Engine(new EmaTrackSettings { Preset = EmaPresets.AveragedModel, Decay = decay }, trajectory), "averaged-model");
+    }
+
+    [Fact]
+    public void Lightning_EMAWeightAveraging_every_n_steps_from_a_start()
+    {
+        var trajectory = Trajectory(6);
+        const double decay = 0.98;
+        const long startingAt = 10;
+        const int every = 4;
+        var averaged = trajectory[0].clone();
+        long nAveraged = 0;
+        var reference = new List<Tensor>();
+        for (var globalStep = 1; globalStep <= Steps; globalStep++)
+        {
+            var stepIdx = globalStep - 1;
+            if (stepIdx >= startingAt && stepIdx % every == 0)
+            {
+                if (nAveraged == 0) averaged.copy_(trajectory[globalStep]);
+                else averaged.copy_(decay * averaged + (1 - decay) * trajectory[globalStep]);
+                nAveraged++;
+            }
+            reference.Add(averaged.clone());
+        }
+        var track = new EmaTrackSettings { Preset = EmaPresets.Lightning, Decay = decay, StartStep = startingAt, Every = every };
+        AssertSame(reference, Engine(track, trajectory), "lightning");
+    }
+
+    [Fact]
+    public void Swa_is_the_uniform_average_from_its_start()
+    {
+        var trajectory = Trajectory(7);
+        var averaged = trajectory[0].clone();
+        var nAveraged = tensor(0L);
+        var reference = new List<Tensor>();
+        for (var t = 1; t <= Steps; t++)
+        {
+            if (t >= 40 && t % 2 == 0)
+            {
+                if (nAveraged.item<long>() == 0) averaged.copy_(trajectory[t]);
+                else averaged.lerp_(trajectory[t], tensor((1 / (nAveraged + 1)).item<float>()));
+                nAveraged.add_(1);
+            }
+            reference.Add(averaged.clone());
+        }
+        AssertSame(reference, Engine(new EmaTrackSettings { Preset = EmaPresets.Swa, StartStep = 40, Every = 2 }, trajectory), "swa");
+
+        // And it is the mean of the weights it saw, to float rounding.
+        var seen = Enumerable.Range(40, Steps - 39).Where(t => t % 2 == 0).Select(t => trajectory[t]).ToList();
+        var mean = stack(seen).mean([0]);
+        Assert.True((mean - reference[^1]).abs().max().item<float>() < 1e-5);
+    }
+
+    [Fact]
+    public void TensorFlow_ExponentialMovingAverage_with_num_updates_and_zero_debias()
+    {
+        var trajectory = Trajectory(8);
+        foreach (var (numUpdates, zeroDebias) in new[] { (false, false), (true, false), (false, true), (true, true) })
+        {
+            const double decayValue = 0.97;
+            var variable = trajectory[0].clone(); // the shadow starts as the variable's initial value
+            var biased = zeros(Size);
+            var localStep = tensor(0f);
+            var reference = new List<Tensor>();
+            for (var globalStep = 1; globalStep <= Steps; globalStep++)
+            {
+                var value = trajectory[globalStep];
+                var decay = tensor((float)decayValue);
+                if (numUpdates)
+                {
+                    var n = tensor((float)globalStep);
+                    decay = minimum(decay, (1f + n) / (10f + n));
+                }
+                var oneMinus = 1f - decay; // assign_moving_average: decay = 1.0 - decay, float32
+                if (!zeroDebias) variable.sub_((variable - value) * oneMinus);
+                else
+                {
+                    biased.sub_((biased - value) * oneMinus);
+                    localStep.add_(1);
+                    var biasFactor = 1f - (1f - oneMinus).pow(localStep);
+                    variable = biased / biasFactor;
+                }
+                reference.Add(variable.clone());
+            }
+            var track = new EmaTrackSettings { Preset = EmaPresets.TensorFlow, Decay = decayValue, Warmup = numUpdates ? EmaWarmup.Tf : null, ZeroDebias = zeroDebias };
+            AssertSame(reference, Engine(track, trajectory), $"tensorflow num_updates={numUpdates} zero_debias={zeroDebias}");
+        }
+    }
+
+    [Fact]
+    public void The_compact_form_and_its_tracks_give_todays_shadows_bit_for_bit()
+    {
+        var trajectory = Trajectory(9);
+        var compact = new EmaSettings { Decays = [0.9, 0.99], Warmup = true, Every = 2, StartStep = 5 };
+        var asTracks = compact with { Tracks = [new EmaTrackSettings { Decay = 0.9 }, new EmaTrackSettings { Decay = 0.99 }] };
+        Assert.Equal(compact.Rules(), asTracks.Rules());
+        Assert.Equal(["ema-0.9", "ema-0.99"], asTracks.Rules().Select(r => r.Name));
+
+        // Today's arithmetic written out: before the start the shadow is w; then s + (float)(1 − d)(w − s) on multiples of 2.
+        for (var k = 0; k < 2; k++)
+        {
+            var decay = compact.Decays[k];
+            var s = trajectory[0].data<float>().ToArray();
+            var expected = new List<Tensor>();
+            for (var t = 1; t <= Steps; t++)
+            {
+                var w = trajectory[t].data<float>().ToArray();
+                if (t < 5) s = (float[])w.Clone();
+                else if (t % 2 == 0)
+                {
+                    var alpha = (float)(1.0 - Math.Min(decay, (1.0 + t) / (10.0 + t)));
+                    for (var i = 0; i < Size; i++) s[i] += alpha * (w[i] - s[i]);
+                }
+                expected.Add(tensor(s));
+            }
+            AssertSame(expected, Engine(asTracks.Tracks![k], trajectory, compact), $"track {k}");
+            AssertSame(expected, Engine(null, trajectory, compact with { Decays = [decay] }), $"decay {k} in the compact form");
+        }
+    }
+
+    [Fact]
+    public void A_bfloat16_shadow_stalls_where_a_float32_shadow_of_the_same_rule_moves()
+    {
+        // w sits 0.001 above the shadow: each update moves it by 1e-6, far below half a bfloat16 unit at 1.0 (2^-9).
+        using var model = new Weights(ones(Size));
+        using var ema = new ExponentialMovingAverage(model, new EmaSettings
+        {
+            Tracks = [new EmaTrackSettings { Decay = 0.999 }, new EmaTrackSettings { Decay = 0.999, Dtype = EmaDtype.BFloat16 }],
+        });
+        Assert.Equal(["ema-0.999", "ema-0.999-bf16"], ema.Shadows.Select(s => s.Track));
+        using (no_grad()) model.W.fill_(1.001f);
+        for (var t = 1; t <= 500; t++) ema.Update(t);
+        using var reader = new Weights(zeros(Size));
+        ema.WriteInto(1, reader);
+        TensorAssert.Identical(ones(Size), reader.W.detach(), "the bfloat16 shadow should not have moved");
+        ema.WriteInto(0, reader);
+        var expected = 1.001 - 0.001 * Math.Pow(0.999, 500);
+        Assert.Equal(expected, reader.W[0].item<float>(), 4);
+    }
+
+    [Fact]
+    public void Decays_match_hand_computed_values()
+    {
+        static double D(EmaRule rule, long t, long u = 0) => EmaSchedule.Next(rule, t, u).Decay;
+        var run = new EmaSettings();
+        EmaRule Rule(EmaTrackSettings s) => s.Resolve(run, "t");
+
+        var timm = Rule(new EmaTrackSettings { Preset = EmaPresets.Timm, Warmup = EmaWarmup.Power });
+        Assert.Equal(0, D(timm, 1));
+        Assert.Equal(1 - Math.Pow(2, -2.0 / 3), D(timm, 2), 15); // 0.370
+        Assert.Equal(0.9999, D(timm, 10_000_000));
+        var diffusers = Rule(new EmaTrackSettings { Preset = EmaPresets.Diffusers });
+        Assert.Equal(2.0 / 11, D(diffusers, 2), 15);
+        var emaPytorch = Rule(new EmaTrackSettings { Preset = EmaPresets.EmaPytorch });
+        Assert.Equal(ShadowAction.FollowLive, EmaSchedule.Next(emaPytorch, 101, 0).Action);
+        Assert.Equal(ShadowAction.None, EmaSchedule.Next(emaPytorch, 110, 0).Action);
+        Assert.Equal(1 - Math.Pow(11, -2.0 / 3), D(emaPytorch, 111), 6); // epoch 10, in float32
+        var keras = Rule(new EmaTrackSettings { Preset = EmaPresets.Keras });
+        Assert.Equal(0, D(keras, 1));
+        Assert.Equal(0.99f, D(keras, 2));
+        var adjusted = Rule(new EmaTrackSettings { Decay = 0.99, Every = 4, AdjustDecay = true });
+        Assert.Equal(Math.Pow(0.99, 4), D(adjusted, 4), 15);
+        var swa = Rule(new EmaTrackSettings { Preset = EmaPresets.Swa, StartStep = 10 });
+        Assert.Equal(ShadowAction.Copy, EmaSchedule.Next(swa, 10, 0).Action);
+        Assert.Equal(0.75, D(swa, 13, 3));
+    }
+
+    [Fact]
+    public void Tracks_are_named_and_checked_by_field()
+    {
+        var settings = new EmaSettings
+        {
+            Warmup = true,
+            Tracks =
+            [
+                new EmaTrackSettings { Decay = 0.999 },
+                new EmaTrackSettings { Decay = 0.999, Warmup = EmaWarmup.Power },
+                new EmaTrackSettings { Preset = EmaPresets.Timm, Warmup = EmaWarmup.Power },
+                new EmaTrackSettings { Preset = EmaPresets.Timm, Warmup = EmaWarmup.Power },
+                new EmaTrackSettings { Preset = EmaPresets.Swa, StartStep = 1500 },
+                new EmaTrackSettings { Name = "mine", Preset = EmaPresets.Keras },
+            ],
+        };
+        Assert.Equal(["ema-0.999", "ema-0.999-power", "ema-0.9999-timm-warmup", "ema-0.9999-timm-warmup-2", "swa-from-1500", "mine"], settings.Rules().Select(r => r.Name));
+
+        static string FieldOf(params EmaTrackSettings[] tracks) =>
+            Assert.Throws<InvalidSettingException>(() => new EmaSettings { Tracks = tracks }.Validate()).Field;
+        Assert.Equal("ema.tracks[1].name", FieldOf(new EmaTrackSettings { Decay = 0.9, Name = "a" }, new EmaTrackSettings { Decay = 0.99, Name = "a" }));
+        Assert.Equal("ema.tracks[0].name", FieldOf(new EmaTrackSettings { Decay = 0.9, Name = "Big Name" }));
+        Assert.Equal("ema.tracks[0].name", FieldOf(new EmaTrackSettings { Decay = 0.9, Name = "raw" }));
+        Assert.Equal("ema.tracks[0].every", FieldOf(new EmaTrackSettings { Preset = EmaPresets.Keras, Every = 2 }));
+        Assert.Equal("ema.tracks[0].preset", FieldOf(new EmaTrackSettings { Preset = "torch-ema" }));
+        Assert.Equal("ema.tracks[0].decay", FieldOf(new EmaTrackSettings()));
+        Assert.Equal("ema.tracks[0].decay", FieldOf(new EmaTrackSettings { Decay = 1 }));
+        Assert.Equal("ema.tracks[0].warmup", FieldOf(new EmaTrackSettings { Preset = EmaPresets.Timm, Warmup = EmaWarmup.Tf }));
+        Assert.Equal("ema.tracks[0].dtype", FieldOf(new EmaTrackSettings { Decay = 0.9, Dtype = "float8" }));
+        Assert.Equal("ema.tracks[0].minDecay", FieldOf(new EmaTrackSettings { Preset = EmaPresets.Timm, Decay = 0.9, MinDecay = 0.95 }));
+        Assert.Equal("ema.tracks", FieldOf());
+        Assert.Equal("ema.tracks", FieldOf(Enumerable.Range(0, 9).Select(i => new EmaTrackSettings { Decay = 0.9 + i / 100.0 }).ToArray()));
+    }
+}

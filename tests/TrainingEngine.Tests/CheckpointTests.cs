@@ -228,6 +228,35 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void An_exported_track_carries_its_whole_rule()
+    {
+        var spec = new RunSpec
+        {
+            Hidden = [16], Steps = 30, EvalInterval = 30,
+            Ema = new EmaSettings { Tracks = [new EmaTrackSettings { Preset = EmaPresets.Timm, Decay = 0.99, Warmup = EmaWarmup.Power }, new EmaTrackSettings { Preset = EmaPresets.Swa, StartStep = 20 }] },
+        };
+        using var session = TrainingSession.Create(spec, "rules");
+        session.Train(new RecordingObserver());
+        Assert.Equal(["raw", "ema-0.99-timm-warmup", "swa-from-20"], session.Tracks);
+
+        foreach (var (track, preset, decay) in new[] { ("ema-0.99-timm-warmup", "timm", "0.99"), ("swa-from-20", "swa", "") })
+        {
+            using var file = new MemoryStream();
+            CheckpointExport.Export(session, track, file);
+            file.Position = 0;
+            using var imported = CheckpointExport.Import(file);
+            Assert.Equal(decay, imported.Metadata["decay"]);
+            var rule = JsonSerializer.Deserialize<EmaRule>(imported.Metadata["ema_rule"], RunSpec.JsonOptions)!;
+            Assert.Equal(session.Ema.Shadows.Single(s => s.Track == track).Rule, rule);
+            Assert.Equal(preset, rule.Preset);
+        }
+        // The spec round-trips with its tracks and without the fields nobody set.
+        var json = spec.ToJson();
+        Assert.DoesNotContain("null", json);
+        Assert.Equal(spec.Ema.Rules(), RunSpec.FromJson(json).Ema.Rules());
+    }
+
+    [Fact]
     public void Import_rejects_files_that_are_not_checkpoints_of_the_architecture()
     {
         using var stream = new MemoryStream();

@@ -40,6 +40,22 @@ public sealed class GcPressureTests : IDisposable
             Ema = new EmaSettings { Decays = [0.95], BnPolicy = BatchNormPolicy.Average },
             PostHoc = new PostHocSettings { SigmaRels = [0.05, 0.10], SnapshotEvery = 20 },
         },
+        ["sgd-mixed-presets-low-precision"] = new RunSpec
+        {
+            Model = "mlp", Hidden = [256], Optimizer = RunSpec.Sgd, LearningRate = 0.1, Momentum = 0.9,
+            BatchSize = 32, Steps = 300, EvalInterval = 150, Seed = 10,
+            Ema = new EmaSettings
+            {
+                Tracks =
+                [
+                    new EmaTrackSettings { Preset = EmaPresets.EmaPytorch, Decay = 0.99, UpdateAfterStep = 10, Every = 1 },
+                    new EmaTrackSettings { Preset = EmaPresets.TensorFlow, Decay = 0.99, Warmup = EmaWarmup.Tf, ZeroDebias = true },
+                    new EmaTrackSettings { Preset = EmaPresets.Keras },
+                    new EmaTrackSettings { Preset = EmaPresets.Swa, StartStep = 100 },
+                    new EmaTrackSettings { Decay = 0.99, Dtype = EmaDtype.Float16, Warmup = EmaWarmup.Power },
+                ],
+            },
+        },
         ["sgd-plain-mlp-copy"] = new RunSpec
         {
             Model = "mlp", Hidden = [512, 256], Optimizer = RunSpec.Sgd, LearningRate = 0.1,

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
@@ -15,8 +16,12 @@ public sealed record InputPreprocessing(double Scale, double Mean, double Std, i
 }
 
 /// <summary>What a checkpoint says about the weights it holds, besides the run's settings: whose, which track, when, and how they scored.</summary>
-/// <param name="Decay">The EMA decay of the track; null for raw weights and post-hoc reconstructions.</param>
-public sealed record CheckpointLabel(string RunId, string Track, long Step, double? Decay, EvalResult Evaluation);
+/// <param name="Decay">The EMA decay of the track; null for raw weights and post-hoc reconstructions (and SWA, which has none).</param>
+public sealed record CheckpointLabel(string RunId, string Track, long Step, double? Decay, EvalResult Evaluation)
+{
+    /// <summary>The track's averaging rule, written whole into the metadata.</summary>
+    public EmaRule? Rule { get; init; }
+}
 
 /// <summary>A model rebuilt from an exported checkpoint, with what its metadata says.</summary>
 public sealed record ImportedCheckpoint(Sequential Model, ModelArchitecture Architecture, InputPreprocessing Preprocessing, IReadOnlyDictionary<string, string> Metadata) : IDisposable
@@ -43,6 +48,8 @@ public static class CheckpointExport
         public const string Track = "track";
         public const string Decay = "decay";
         public const string Ema = "ema";
+        /// <summary>The track's complete averaging rule (preset and every setting), absent for raw weights and reconstructions.</summary>
+        public const string EmaRule = "ema_rule";
         public const string RunId = "run_id";
         public const string EvalAccuracy = "eval_accuracy";
         public const string EvalLoss = "eval_loss";
@@ -55,8 +62,8 @@ public static class CheckpointExport
     {
         session.LoadTrack(track);
         var evaluation = session.Evaluator.Evaluate();
-        var decay = session.Ema.Shadows.FirstOrDefault(s => s.Track == track)?.Decay;
-        Export(session.Evaluator, new CheckpointLabel(session.RunId, track, session.Step, decay, evaluation), stream);
+        var rule = session.Ema.Shadows.FirstOrDefault(s => s.Track == track)?.Rule;
+        Export(session.Evaluator, new CheckpointLabel(session.RunId, track, session.Step, rule?.Decay, evaluation) { Rule = rule }, stream);
     }
 
     public static void Export(TrainingSession session, string track, string path)
@@ -79,12 +86,13 @@ public static class CheckpointExport
             [Keys.Dataset] = evaluator.Spec.Dataset,
             [Keys.Step] = label.Step.ToString(CultureInfo.InvariantCulture),
             [Keys.Track] = label.Track,
-            [Keys.Decay] = label.Decay is { } decay ? decay.ToString("R", CultureInfo.InvariantCulture) : "",
+            [Keys.Decay] = label.Decay is { } decay && !double.IsNaN(decay) ? decay.ToString("R", CultureInfo.InvariantCulture) : "",
             [Keys.Ema] = JsonSerializer.Serialize(evaluator.Spec.Ema, Json),
             [Keys.RunId] = label.RunId,
             [Keys.EvalAccuracy] = label.Evaluation.Accuracy.ToString("R", CultureInfo.InvariantCulture),
             [Keys.EvalLoss] = label.Evaluation.Loss.ToString("R", CultureInfo.InvariantCulture),
         };
+        if (label.Rule is { } rule) metadata[Keys.EmaRule] = JsonSerializer.Serialize(rule, Json);
         SafeTensors.Write(stream, evaluator.Model.state_dict().Select(p => (p.Key, p.Value)), metadata);
     }
 

@@ -152,6 +152,8 @@ public sealed record RunSpec
     {
         // Counters such as the last effective decay are NaN before a shadow's first update.
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        // Optional settings left out stay out (a track's unset fields mean "the preset's default").
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 

@@ -50,6 +50,13 @@ public sealed class BadInputTests(EmaLabFactory factory) : IClassFixture<EmaLabF
         { With(b => b["dataset"] = null), "dataset" },
         { With(b => b["ema"] = null), "ema" },
         { With(b => Ema(b)["decays"] = null), "ema.decays" },
+        // Per-track rules: each problem names the track and the setting.
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["preset"] = "keras", ["every"] = 2 })), "ema.tracks[0].every" },
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["decay"] = 0.9 }, new JsonObject { ["preset"] = "timm", ["warmup"] = "tf" })), "ema.tracks[1].warmup" },
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["decay"] = 0.9, ["name"] = "Raw!" })), "ema.tracks[0].name" },
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["preset"] = "torch-ema" })), "ema.tracks[0].preset" },
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["decay"] = 0.9, ["dtype"] = "float8" })), "ema.tracks[0].dtype" },
+        { With(b => Ema(b)["tracks"] = new JsonArray()), "ema.tracks" },
         { With(b => b["postHoc"] = new JsonObject { ["sigmaRels"] = null }), "postHoc.sigmaRels" },
         // Bounded resources.
         { With(b => b["hidden"] = new JsonArray(Enumerable.Range(0, 17).Select(_ => (JsonNode)8).ToArray())), "hidden" },

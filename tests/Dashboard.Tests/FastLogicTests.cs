@@ -132,5 +132,11 @@ public class RunSeriesTests
         Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.PostHoc, EmaLab.Dashboard.Components.Shared.TrackColors.For(TrainingEngine.TrackNames.PostHoc(0.1)));
         Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999"), EmaLab.Dashboard.Components.Shared.TrackColors.For(TrainingEngine.TrackNames.Ema(0.999)));
         Assert.NotEqual(EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.9"), EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999"));
+        // A track with its own rule keeps a colour of its own, the same on every page load.
+        var timm = EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999-timm-warmup");
+        Assert.NotEqual(EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999"), timm);
+        Assert.NotEqual(EmaLab.Dashboard.Components.Shared.TrackColors.Raw, timm);
+        Assert.Equal(timm, EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999-timm-warmup"));
+        Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.Swa, EmaLab.Dashboard.Components.Shared.TrackColors.For("swa-from-1500"));
     }
 }

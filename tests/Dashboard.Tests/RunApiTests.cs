@@ -12,6 +12,27 @@ public sealed class RunApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFac
     readonly HttpClient _client = factory.CreateClient();
 
     [Fact]
+    public async Task A_run_with_its_own_tracks_trains_each_rule_and_records_them_by_name()
+    {
+        var body = Api.DigitsRun(steps: 60);
+        body["ema"]!["tracks"] = new JsonArray(
+            new JsonObject { ["decay"] = 0.9 },
+            new JsonObject { ["preset"] = "timm", ["decay"] = 0.99, ["warmup"] = "power" },
+            new JsonObject { ["preset"] = "swa", ["startStep"] = 30 },
+            new JsonObject { ["name"] = "keras-bf16", ["preset"] = "keras", ["dtype"] = "bfloat16" });
+        var created = await Api.CreateAsync(_client, body);
+        var run = await Api.WaitForFinishAsync(_client, created.Id());
+        Assert.Equal("completed", run.Status());
+        string[] names = ["raw", "ema-0.9", "ema-0.99-timm-warmup", "swa-from-30", "keras-bf16"];
+        Assert.Equal(names, run.GetProperty("tracks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
+        foreach (var track in names)
+        {
+            var series = await Api.GetAsync(_client, $"/api/runs/{run.Id()}/metrics?key=eval/accuracy&track={track}");
+            Assert.Equal(60, series[0].GetProperty("points").EnumerateArray().Last().GetProperty("step").GetInt64());
+        }
+    }
+
+    [Fact]
     public async Task A_run_trains_records_every_track_and_serves_its_checkpoints()
     {
         var body = Api.DigitsRun(steps: 200);

@@ -68,6 +68,10 @@ public sealed class EmaTrack
     public double? Decay { get; set; }
     /// <summary>Set for a post-hoc track (<c>posthoc-&lt;σ_rel&gt;</c>): the power-function profile it reconstructs.</summary>
     public double? SigmaRel { get; set; }
+
+    /// <summary>The order tracks are shown in everywhere: raw, the run's tracks as its spec lists them, then post-hoc ones by width.</summary>
+    public static IEnumerable<EmaTrack> InDisplayOrder(IEnumerable<EmaTrack> tracks) =>
+        tracks.OrderBy(t => t.SigmaRel is not null ? 2 : t.Name == TrainingEngine.TrackNames.Raw ? 0 : 1).ThenBy(t => t.SigmaRel ?? 0).ThenBy(t => t.Id);
 }
 
 /// <summary>

@@ -18,7 +18,7 @@ public sealed record RunDto(
     public static RunDto From(Run run, RunQueue.LiveProgress? live) => new(
         run.Id, run.Name, run.Status.ToApi(), live?.Progress.Step ?? run.Step, run.TotalSteps, run.Error,
         JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
-        run.Tracks.OrderBy(t => t.SigmaRel is null ? 0 : 1).ThenBy(t => t.Decay ?? 0).Select(t => new TrackDto(t.Name, t.Decay, t.SigmaRel)).ToList(),
+        EmaTrack.InDisplayOrder(run.Tracks).Select(t => new TrackDto(t.Name, t.Decay, t.SigmaRel)).ToList(),
         run.CreatedAt, run.StartedAt, run.FinishedAt, run.BundleStep,
         run.CanResume,
         live is null ? null : new ProgressDto(live.Progress.Step, live.Progress.TotalSteps, live.Progress.StepsPerSecond,

@@ -30,7 +30,7 @@ public sealed class RunService(
             Status = RunStatus.Queued,
             TotalSteps = request.Spec.PlannedSteps(),
             CreatedAt = DateTimeOffset.UtcNow,
-            Tracks = [new EmaTrack { Name = MetricKeys.RawTrack }, .. request.Spec.Ema.Decays.Select(d => new EmaTrack { Name = EmaSettings.TrackName(d), Decay = d })],
+            Tracks = [new EmaTrack { Name = MetricKeys.RawTrack }, .. request.Spec.Ema.Rules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
         };
         db.Runs.Add(run);
         await db.SaveChangesAsync(cancellationToken);

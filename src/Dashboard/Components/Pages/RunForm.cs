@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Data;
@@ -33,6 +34,8 @@ public sealed class RunForm
     public int Every { get; set; } = 1;
     public long StartStep { get; set; }
     public string BnPolicy { get; set; } = "average";
+    /// <summary>A cloned run's <c>ema.tracks</c> (JSON), kept as they are: the form edits the compact decays only.</summary>
+    public string? TracksJson { get; set; }
 
     /// <summary>Post-hoc EMA: power-function profiles snapshotted during training.</summary>
     public bool PostHoc { get; set; } = true;
@@ -62,6 +65,7 @@ public sealed class RunForm
             Every = spec.Ema.Every,
             StartStep = spec.Ema.StartStep,
             BnPolicy = spec.Ema.BnPolicy.ToString().ToLowerInvariant(),
+            TracksJson = spec.Ema.Tracks is { } tracks ? JsonSerializer.Serialize(tracks, RunSpec.JsonOptions) : null,
             PostHoc = spec.PostHoc is not null,
             PostHocSigmaRels = spec.PostHoc is { } p ? string.Join(", ", p.SigmaRels.Select(v => v.ToString("R", CultureInfo.InvariantCulture))) : "0.05, 0.10",
             SnapshotEvery = spec.PostHoc?.SnapshotEvery,
@@ -108,6 +112,7 @@ public sealed class RunForm
                 ["bnPolicy"] = BnPolicy,
             },
         };
+        if (TracksJson is not null) body["ema"]!["tracks"] = JsonNode.Parse(TracksJson);
         if (CheckpointEvery is { } every) body["checkpointEvery"] = every;
         if (PostHoc)
         {

@@ -1,5 +1,6 @@
 using EmaLab.TrainingEngine;
 using System.Globalization;
+using System.Text.RegularExpressions;
 
 namespace EmaLab.Dashboard.Components.Shared;
 
@@ -7,21 +8,34 @@ namespace EmaLab.Dashboard.Components.Shared;
 /// One colour per track on every page: <c>raw</c> is near-black, and an EMA's hue follows its
 /// timescale (−log10(1 − d): 0.9 → 1, 0.99 → 2, ...), so a decay has the same colour in every run.
 /// </summary>
-public static class TrackColors
+public static partial class TrackColors
 {
     public const string Raw = "#1d2330";
     public const string PostHoc = "#8a8f98";
 
+    public const string Swa = "#b7791f";
+
+    /// <summary>
+    /// <c>ema-&lt;decay&gt;</c> takes its decay's hue; a track with its own rule (<c>ema-0.999-timm</c>) keeps that hue,
+    /// turned by a fixed amount per rule so two rules of one decay differ; SWA is amber; anything else near-black.
+    /// </summary>
     public static string For(string track)
     {
         if (track.StartsWith(TrackNames.PostHocPrefix, StringComparison.Ordinal)) return PostHoc;
-        if (!track.StartsWith(TrackNames.EmaPrefix, StringComparison.Ordinal) ||
-            !double.TryParse(track.AsSpan(TrackNames.EmaPrefix.Length), NumberStyles.Float, CultureInfo.InvariantCulture, out var decay) || decay is <= 0 or >= 1)
+        if (track.StartsWith("swa", StringComparison.Ordinal)) return Swa;
+        var match = EmaName().Match(track);
+        if (!match.Success || !double.TryParse(match.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var decay) || decay is <= 0 or >= 1)
             return Raw;
         var timescale = -Math.Log10(1 - decay);
-        var hue = (int)Math.Round((200 + timescale * 110) % 360);
-        return $"hsl({hue}, 70%, 40%)";
+        var rule = match.Groups[2].Value;
+        // A stable turn per rule name (not string.GetHashCode, which differs between processes).
+        var turn = rule.Length == 0 ? 0 : 25 + rule.Aggregate(0, (h, c) => (h * 31 + c) % 997) % 6 * 22;
+        var hue = (int)Math.Round((200 + timescale * 110 + turn) % 360);
+        return rule.Length == 0 ? $"hsl({hue}, 70%, 40%)" : $"hsl({hue}, 60%, 48%)";
     }
+
+    [GeneratedRegex(@"^ema-(\d*\.?\d+(?:E-?\d+)?)(?:-(.+))?$", RegexOptions.IgnoreCase)]
+    private static partial Regex EmaName();
 
     /// <summary>A track's name without its kind where that is clear: <c>ema-0.99</c> → 0.99, <c>posthoc-0.075</c> → post-hoc σ 0.075.</summary>
     public static string ShortName(string track) =>

@@ -104,7 +104,7 @@ public sealed class GcPressureTests : IDisposable
             var evaluation = evaluator.Evaluate();
             observer.OnMetric(new MetricPoint("gc", "posthoc-0.07", MetricKeys.EvalAccuracy, session.Step, evaluation.Accuracy));
             using var stream = new MemoryStream();
-            CheckpointExport.Export(evaluator, new CheckpointLabel("gc", "posthoc-0.07", session.Step, null, evaluation), stream);
+            CheckpointExport.Export(evaluator, new CheckpointLabel("gc", "posthoc-0.07", session.Step, evaluation), stream);
             checkpoints.Add(stream.ToArray());
         }
         var metrics = observer.Metrics.Select(m => (m.Track, m.Key, m.Step, m.Value)).ToList();

@@ -58,7 +58,7 @@ public sealed class PostHocTests : IDisposable
         Assert.NotEqual(session.Evaluate("raw").Loss, result.Loss);
 
         using var file = new MemoryStream();
-        CheckpointExport.Export(evaluator, new CheckpointLabel("r", "posthoc-0.075", session.Step, null, result), file);
+        CheckpointExport.Export(evaluator, new CheckpointLabel("r", "posthoc-0.075", session.Step, result), file);
         file.Position = 0;
         using var imported = CheckpointExport.Import(file);
         Assert.Equal("posthoc-0.075", imported.Metadata["track"]);

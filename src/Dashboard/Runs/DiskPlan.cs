@@ -20,7 +20,7 @@ public static class DiskPlan
         // One float32 copy of the model (buffers are a rounding error next to the weights) plus a header allowance.
         var copy = spec.ArchitectureFor(data).ParameterCount() * sizeof(float) + 64 * 1024;
         var steps = spec.PlannedSteps();
-        var tracks = 1 + spec.Ema.Rules().Count;
+        var tracks = 1 + spec.Ema.ShadowCount;
         var checkpoints = CheckpointFiles(steps, checkpointEvery, tracks);
         var optimizerCopies = spec.Optimizer == RunSpec.Sgd ? (spec.Momentum != 0 ? 1 : 0) : 2;
         var profiles = spec.PostHoc?.SigmaRels.Count ?? 0;

@@ -94,7 +94,7 @@ public sealed class PostHocService(
             finally { foreach (var t in state.Values) t.Dispose(); }
             var evaluation = evaluator.Evaluate();
             var result = new PostHocResult(track, sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, evaluation.Accuracy, evaluation.Loss);
-            var label = new CheckpointLabel(runId, track, step, Decay: null, evaluation);
+            var label = new CheckpointLabel(runId, track, step, evaluation);
             // The checkpoint and the track row are written together or not at all; the metrics follow them.
             checkpoints.Save(run.Id, step, evaluator, [(track, stream => CheckpointExport.Export(evaluator, label, stream))], db => RecordTrack(db, run.Id, result));
             pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalAccuracy, result.Step, result.Accuracy));

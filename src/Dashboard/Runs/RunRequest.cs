@@ -28,10 +28,11 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         if (checkpointEvery is { } every && problems.Count == 0)
         {
             var steps = spec.PlannedSteps();
-            var files = DiskPlan.CheckpointFiles(steps, every, 1 + spec.Ema.Rules().Count);
+            var tracks = 1 + spec.Ema.ShadowCount;
+            var files = DiskPlan.CheckpointFiles(steps, every, tracks);
             if (every > steps) problems.Add(("checkpointEvery", "checkpointEvery must not exceed the number of steps."));
             else if (files > MaxCheckpoints)
-                problems.Add(("checkpointEvery", $"Every {every:N0} steps writes {files:N0} checkpoint files over {steps:N0} steps and {1 + spec.Ema.Rules().Count} tracks; at most {MaxCheckpoints:N0} are allowed."));
+                problems.Add(("checkpointEvery", $"Every {every:N0} steps writes {files:N0} checkpoint files over {steps:N0} steps and {tracks} tracks; at most {MaxCheckpoints:N0} are allowed."));
         }
         if (problems.Count > 0)
             throw new RequestValidationException(problems.GroupBy(p => p.Field).ToDictionary(g => g.Key, g => g.Select(p => p.Reason).ToArray()));

@@ -41,6 +41,9 @@ public sealed record EmaSettings
     /// </summary>
     public IReadOnlyList<EmaTrackSettings>? Tracks { get; init; }
 
+    /// <summary>How many shadows the run keeps (one per track, or per decay), without resolving their rules.</summary>
+    public int ShadowCount => Tracks?.Count ?? Decays.Count;
+
     /// <summary>Every shadow's complete rule, in order: the <see cref="Tracks"/> when given, else one per decay. Throws on invalid settings.</summary>
     public IReadOnlyList<EmaRule> Rules()
     {
@@ -154,7 +157,4 @@ public static class EmaMath
         }
         return share;
     }
-
-    /// <summary>Whether the shadow is updated after <paramref name="step"/>.</summary>
-    public static bool IsUpdateStep(long step, EmaSettings settings) => step >= settings.StartStep && step % settings.Every == 0;
 }

@@ -62,7 +62,7 @@ public sealed partial record EmaTrackSettings
             Preset = preset,
             Decay = preset == EmaPresets.Swa ? double.NaN : Decay ?? EmaPresets.DefaultDecay(preset)
                 ?? throw new InvalidSettingException(field + ".decay", "A decay is needed."),
-            Warmup = Warmup ?? (isEmaLab ? (run.Warmup ? EmaWarmup.Tf : EmaWarmup.None) : preset == EmaPresets.EmaPytorch ? EmaWarmup.Power : EmaWarmup.None),
+            Warmup = Warmup ?? (isEmaLab ? (run.Warmup ? EmaWarmup.Tf : EmaWarmup.None) : EmaPresets.Warmups(preset)[0]),
             InvGamma = InvGamma ?? 1.0,
             Power = Power ?? 2.0 / 3.0,
             MinDecay = MinDecay ?? 0.0,

@@ -58,7 +58,7 @@ public sealed class ExponentialMovingAverage : IDisposable
     readonly Tensor[] _lerpWeights;
 
     public ExponentialMovingAverage(nn.Module liveModel, EmaSettings settings, int parallelism = 1, EmaKernel kernel = EmaKernel.Fused)
-        : this(liveModel, Validated(settings),
+        : this(liveModel, Validated(settings).BnPolicy,
                settings.Rules().Select(rule => (rule, (Func<long, long, ShadowStep>)((t, u) => EmaSchedule.Next(rule, t, u)))).ToList(),
                parallelism, kernel)
     {
@@ -69,7 +69,7 @@ public sealed class ExponentialMovingAverage : IDisposable
     /// (the first update copies the weights). Tracks are named <c>pf-&lt;σ_rel&gt;</c>.
     /// </summary>
     public static ExponentialMovingAverage PowerFunction(nn.Module liveModel, IReadOnlyList<double> sigmaRels, BatchNormPolicy bnPolicy, int parallelism = 1) =>
-        new(liveModel, new EmaSettings { Decays = [], BnPolicy = bnPolicy },
+        new(liveModel, bnPolicy,
             sigmaRels.Select(sigma =>
             {
                 var gamma = PowerFunctionProfile.Gamma(sigma);
@@ -90,16 +90,15 @@ public sealed class ExponentialMovingAverage : IDisposable
         return settings;
     }
 
-    ExponentialMovingAverage(nn.Module liveModel, EmaSettings settings, IReadOnlyList<(EmaRule Rule, Func<long, long, ShadowStep> Next)> shadows, int parallelism, EmaKernel kernel)
+    ExponentialMovingAverage(nn.Module liveModel, BatchNormPolicy bnPolicy, IReadOnlyList<(EmaRule Rule, Func<long, long, ShadowStep> Next)> shadows, int parallelism, EmaKernel kernel)
     {
-        Settings = settings;
         _parallelism = Math.Max(1, parallelism);
 
         var averaged = new List<(string, Tensor)>(liveModel.named_parameters().Select(p => (p.name, (Tensor)p.parameter)));
         var copied = new List<(string, Tensor)>();
         foreach (var (name, buffer) in liveModel.named_buffers())
         {
-            if (buffer.is_floating_point() && settings.BnPolicy == BatchNormPolicy.Average) averaged.Add((name, buffer));
+            if (buffer.is_floating_point() && bnPolicy == BatchNormPolicy.Average) averaged.Add((name, buffer));
             else copied.Add((name, buffer));
         }
         AveragedNames = averaged.Select(a => a.Item1).ToArray();
@@ -126,7 +125,6 @@ public sealed class ExponentialMovingAverage : IDisposable
         return rule.ZeroDebias ? zeros_like(live, dtype) : live.detach().to(dtype, copy: true);
     }
 
-    public EmaSettings Settings { get; }
     public IReadOnlyList<EmaShadow> Shadows { get; }
     public IReadOnlyList<string> AveragedNames { get; }
     /// <summary>The live buffers that are copied rather than averaged (batch-norm statistics under copy/recalibrate, counters).</summary>

@@ -16,12 +16,8 @@ public sealed record InputPreprocessing(double Scale, double Mean, double Std, i
 }
 
 /// <summary>What a checkpoint says about the weights it holds, besides the run's settings: whose, which track, when, and how they scored.</summary>
-/// <param name="Decay">The EMA decay of the track; null for raw weights and post-hoc reconstructions (and SWA, which has none).</param>
-public sealed record CheckpointLabel(string RunId, string Track, long Step, double? Decay, EvalResult Evaluation)
-{
-    /// <summary>The track's averaging rule, written whole into the metadata.</summary>
-    public EmaRule? Rule { get; init; }
-}
+/// <param name="Rule">The track's averaging rule (its decay and every setting); null for raw weights and post-hoc reconstructions.</param>
+public sealed record CheckpointLabel(string RunId, string Track, long Step, EvalResult Evaluation, EmaRule? Rule = null);
 
 /// <summary>A model rebuilt from an exported checkpoint, with what its metadata says.</summary>
 public sealed record ImportedCheckpoint(Sequential Model, ModelArchitecture Architecture, InputPreprocessing Preprocessing, IReadOnlyDictionary<string, string> Metadata) : IDisposable
@@ -63,7 +59,7 @@ public static class CheckpointExport
         session.LoadTrack(track);
         var evaluation = session.Evaluator.Evaluate();
         var rule = session.Ema.Shadows.FirstOrDefault(s => s.Track == track)?.Rule;
-        Export(session.Evaluator, new CheckpointLabel(session.RunId, track, session.Step, rule?.Decay, evaluation) { Rule = rule }, stream);
+        Export(session.Evaluator, new CheckpointLabel(session.RunId, track, session.Step, evaluation, rule), stream);
     }
 
     public static void Export(TrainingSession session, string track, string path)
@@ -86,7 +82,8 @@ public static class CheckpointExport
             [Keys.Dataset] = evaluator.Spec.Dataset,
             [Keys.Step] = label.Step.ToString(CultureInfo.InvariantCulture),
             [Keys.Track] = label.Track,
-            [Keys.Decay] = label.Decay is { } decay && !double.IsNaN(decay) ? decay.ToString("R", CultureInfo.InvariantCulture) : "",
+            // SWA has no decay (NaN), like raw weights and reconstructions.
+            [Keys.Decay] = label.Rule is { Decay: var decay } && !double.IsNaN(decay) ? decay.ToString("R", CultureInfo.InvariantCulture) : "",
             [Keys.Ema] = JsonSerializer.Serialize(evaluator.Spec.Ema, Json),
             [Keys.RunId] = label.RunId,
             [Keys.EvalAccuracy] = label.Evaluation.Accuracy.ToString("R", CultureInfo.InvariantCulture),

@@ -22,7 +22,7 @@ public static partial class TrackColors
     public static string For(string track)
     {
         if (track.StartsWith(TrackNames.PostHocPrefix, StringComparison.Ordinal)) return PostHoc;
-        if (track.StartsWith("swa", StringComparison.Ordinal)) return Swa;
+        if (track == "swa" || track.StartsWith("swa-", StringComparison.Ordinal)) return Swa;
         var match = EmaName().Match(track);
         if (!match.Success || !double.TryParse(match.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var decay) || decay is <= 0 or >= 1)
             return Raw;

@@ -43,24 +43,33 @@ public sealed class DashboardFlowTests(BrowserFixture fixture) : IClassFixture<B
         await page.FillAsync("#steps", "400");
         await page.FillAsync("#evalInterval", "50");
         await page.FillAsync("#checkpointEvery", "200");
-        var decays = page.Locator("input.decay");
-        await Assertions.Expect(decays).ToHaveCountAsync(2);
+        var rows = page.Locator(".track-row");
+        await Assertions.Expect(rows).ToHaveCountAsync(2);
 
-        // An invalid decay: the message appears by the field and nothing starts.
-        await decays.Nth(1).FillAsync("1.5");
-        await decays.Nth(1).DispatchEventAsync("change");
+        // An invalid decay: the message appears by the setting and nothing starts.
+        await page.FillAsync("#track-1-decay", "1.5");
+        await page.DispatchEventAsync("#track-1-decay", "change");
         await page.ClickAsync("#start");
-        var decayError = page.Locator("[data-field='ema.decays']");
+        var decayError = page.Locator("[data-field='ema.tracks[1].decay']");
         await Assertions.Expect(decayError).ToContainTextAsync("Decay 1.5 is outside (0, 1).");
         await Assertions.Expect(page).ToHaveURLAsync(new Regex("/runs/new$"));
         await page.ScreenshotAsync(new() { Path = Shot("2-new-run-invalid-decay.png"), FullPage = true });
 
-        await decays.Nth(0).FillAsync("0.9");
-        await decays.Nth(0).DispatchEventAsync("change");
-        await decays.Nth(1).FillAsync("0.99");
-        await decays.Nth(1).DispatchEventAsync("change");
+        await page.FillAsync("#track-0-decay", "0.9");
+        await page.DispatchEventAsync("#track-0-decay", "change");
+        await page.FillAsync("#track-1-decay", "0.99");
+        await page.DispatchEventAsync("#track-1-decay", "change");
         await Assertions.Expect(decayError).ToHaveCountAsync(0); // re-checked on change, before Start
-        await Assertions.Expect(page.Locator("[data-testid='lens'] tr[data-decay='0.99'] .half-life")).ToHaveTextAsync("69.0");
+        await Assertions.Expect(page.Locator("[data-testid='lens'] tr[data-track='ema-0.99'] .half-life")).ToHaveTextAsync("69.0");
+
+        // One click adds a library's EMA as a row, shown in the lens by its generated name; × takes it away again.
+        await page.ClickAsync("button[data-preset='diffusers use_ema_warmup']");
+        await Assertions.Expect(rows).ToHaveCountAsync(3);
+        await Assertions.Expect(page.Locator("#track-2-preset")).ToHaveValueAsync("diffusers");
+        await Assertions.Expect(page.Locator("[data-testid='lens'] tr[data-track='ema-0.9999-diffusers-warmup']")).ToBeVisibleAsync();
+        await page.ScreenshotAsync(new() { Path = Shot("3-new-run-tracks.png"), FullPage = true });
+        await rows.Nth(2).Locator("button.remove").ClickAsync();
+        await Assertions.Expect(rows).ToHaveCountAsync(2);
         await page.ScreenshotAsync(new() { Path = Shot("3-new-run-lens.png"), FullPage = true });
         await page.ClickAsync("#start");
         await Assertions.Expect(page).ToHaveURLAsync(new Regex("/runs/\\d+$"));

@@ -95,6 +95,21 @@ public sealed class BadInputTests(EmaLabFactory factory) : IClassFixture<EmaLabF
     }
 
     [Fact]
+    public async Task Every_broken_track_is_named_with_its_setting()
+    {
+        var body = With(b => Ema(b)["tracks"] = new JsonArray(
+            new JsonObject { ["preset"] = "keras", ["every"] = 2 },
+            new JsonObject { ["decay"] = 0.9 },
+            new JsonObject { ["preset"] = "swa", ["startStep"] = -1 },
+            new JsonObject { ["decay"] = 0.99, ["name"] = "ema-0.9" }));
+        var response = await _client.PostAsync("/api/runs", new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var errors = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("errors");
+        Assert.Equal(["ema.tracks[0].every", "ema.tracks[2].startStep", "ema.tracks[3].name"], errors.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("Two tracks are named 'ema-0.9'.", errors.GetProperty("ema.tracks[3].name")[0].GetString());
+    }
+
+    [Fact]
     public async Task Unknown_run_is_404_with_problem_details()
     {
         foreach (var (method, url) in new[] { ("GET", "/api/runs/4242"), ("POST", "/api/runs/4242/cancel"), ("POST", "/api/runs/4242/resume"), ("DELETE", "/api/runs/4242"), ("GET", "/api/runs/4242/checkpoints"), ("GET", "/api/checkpoints/4242/download") })

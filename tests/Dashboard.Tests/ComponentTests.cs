@@ -1,3 +1,4 @@
+using EmaLab.TrainingEngine.Averaging;
 using Bunit;
 using EmaLab.Dashboard.Components.Pages;
 using EmaLab.Dashboard.Components.Shared;
@@ -69,32 +70,106 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         var before = (await Api.GetAsync(_client, "/api/runs")).GetProperty("total").GetInt32();
         var cut = Render<NewRun>();
 
-        cut.FindAll("input.decay")[1].Change("1.5");
+        cut.Find("#track-1-decay").Change("1.5");
         cut.Find("form").Submit();
-        Assert.Equal("Decay 1.5 is outside (0, 1).", cut.Find("[data-field='ema.decays']").TextContent);
+        Assert.Equal("Decay 1.5 is outside (0, 1).", cut.Find("[data-field='ema.tracks[1].decay']").TextContent);
 
         // Every broken rule is shown at once, each by its field.
         cut.Find("#batchSize").Change("0");
         cut.Find("form").Submit();
-        Assert.Equal("Decay 1.5 is outside (0, 1).", cut.Find("[data-field='ema.decays']").TextContent);
+        Assert.Equal("Decay 1.5 is outside (0, 1).", cut.Find("[data-field='ema.tracks[1].decay']").TextContent);
         Assert.StartsWith("The batch size must be from 1 to 8000", cut.Find("#batchSize").ParentElement!.QuerySelector(".field-error")!.TextContent);
         cut.Find("#batchSize").Change("64");
         // After a refused start every change re-checks: the fixed field's message leaves at once.
         Assert.Empty(cut.Find("#batchSize").ParentElement!.QuerySelectorAll(".field-error"));
 
-        cut.FindAll("input.decay")[1].Change("0.999");
+        cut.Find("#track-1-decay").Change("0.999");
         cut.Find("#learningRate").Change("0");
         cut.Find("form").Submit();
-        Assert.Empty(cut.FindAll("[data-field='ema.decays']"));
+        Assert.Empty(cut.FindAll("[data-field='ema.tracks[1].decay']"));
         var lrField = cut.Find("#learningRate").ParentElement!;
         Assert.Contains("invalid", lrField.ClassName);
         Assert.Equal("The learning rate must be a finite number in (0, 10].", lrField.QuerySelector(".field-error")!.TextContent);
 
+        // Text that is not a number is named as such, and the API's other rules are still shown with it.
         cut.Find("#learningRate").Change("fast");
+        cut.Find("#track-0-decay").Change("high");
+        cut.Find("#batchSize").Change("0");
         cut.Find("form").Submit();
         Assert.Equal("'fast' is not a number.", cut.Find("#learningRate").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        Assert.Equal("'high' is not a number.", cut.Find("[data-field='ema.tracks[0].decay']").TextContent);
+        Assert.StartsWith("The batch size must be from 1 to 8000", cut.Find("#batchSize").ParentElement!.QuerySelector(".field-error")!.TextContent);
 
         Assert.Equal(before, (await Api.GetAsync(_client, "/api/runs")).GetProperty("total").GetInt32());
+    }
+
+    [Fact]
+    public async Task New_run_form_edits_tracks_as_rows_with_one_click_presets_and_messages_by_setting()
+    {
+        UseAppServices();
+        var cut = Render<NewRun>();
+        cut.Find("#dataset").Change("digits-8x8");
+        cut.Find("#model").Change("mlp");
+        cut.Find("#steps").Change("60");
+        cut.Find("#evalInterval").Change("30");
+        cut.Find("#checkpointEvery").Change("");
+        Assert.Equal(2, cut.FindAll(".track-row").Count);
+
+        // One click adds timm's ModelEmaV3 with use_warmup: its settings only, empty ones showing timm's defaults.
+        cut.Find("button[data-preset='timm use_warmup']").Click();
+        Assert.Equal("timm", cut.Find("#track-2-preset").GetAttribute("value"));
+        Assert.Equal("power", cut.Find("#track-2-warmup").GetAttribute("value"));
+        Assert.Equal("0.9999", cut.Find("#track-2-decay").GetAttribute("placeholder"));
+        Assert.Equal("0", cut.Find("#track-2-updateAfterStep").GetAttribute("placeholder"));
+        Assert.Empty(cut.FindAll("#track-2-every"));                    // timm has no every-N
+        Assert.Equal("ema-0.9999-timm-warmup", cut.Find("#track-2-name").GetAttribute("placeholder"));
+        Assert.NotNull(cut.Find("[data-testid=lens] tr[data-track='ema-0.9999-timm-warmup']"));
+
+        // SWA and a bfloat16 EMA Lab row; an EMA Lab row's empty every shows the run's shared setting.
+        cut.Find("button[data-preset='SWA']").Click();
+        cut.Find("#add-track").Click();
+        Assert.Equal("0.9999", cut.Find("#track-4-decay").GetAttribute("value")); // the next timescale after 0.999
+        cut.Find("#track-4-dtype").Change("bfloat16");
+        Assert.Equal("1", cut.Find("#track-4-every").GetAttribute("placeholder"));
+        cut.Find("#every").Change("5");
+        Assert.Equal("5", cut.Find("#track-4-every").GetAttribute("placeholder"));
+        cut.Find("#every").Change("1");
+
+        // Every row's problems at once, each by its setting; a changed preset drops the settings it does not have.
+        cut.Find("#track-3-every").Change("0");
+        cut.Find("#track-2-minDecay").Change("0.99999");
+        cut.Find("#track-0-decay").Change("");
+        cut.Find("form").Submit();
+        Assert.Equal("'every' must be at least 1.", cut.Find("[data-field='ema.tracks[3].every']").TextContent);
+        Assert.Equal("minDecay must not exceed the decay.", cut.Find("[data-field='ema.tracks[2].minDecay']").TextContent);
+        Assert.Equal("A decay is needed.", cut.Find("[data-field='ema.tracks[0].decay']").TextContent);
+        cut.Find("#track-0-decay").Change("0.9");
+        cut.Find("#track-3-preset").Change("keras");
+        Assert.Empty(cut.FindAll("[data-field='ema.tracks[3].every']"));
+        cut.Find("#track-2-minDecay").Change("");
+        cut.Find("#track-3-name").Change("Bad Name");
+        Assert.StartsWith("Track name 'Bad Name' may use lower-case letters", cut.Find("[data-field='ema.tracks[3].name']").TextContent);
+        cut.Find("#track-3-name").Change("keras-default");
+        Assert.Empty(cut.FindAll(".field-error").Select(e => $"{e.GetAttribute("data-field")}: {e.TextContent}"));
+
+        var before = (await Api.GetAsync(_client, "/api/runs")).GetProperty("total").GetInt32();
+        cut.Find("form").Submit();
+        var runs = await Api.GetAsync(_client, "/api/runs");
+        Assert.Equal(before + 1, runs.GetProperty("total").GetInt32());
+        var id = runs.GetProperty("items")[0].GetProperty("id").GetInt64();
+        await Api.WaitForFinishAsync(_client, id);
+        var run = await Api.GetAsync(_client, $"/api/runs/{id}");
+        Assert.Equal(["raw", "ema-0.9", "ema-0.999", "ema-0.9999-timm-warmup", "keras-default", "ema-0.9999-bf16"],
+            run.GetProperty("tracks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
+
+        // A clone brings the rows back as they were typed.
+        Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"runs/new?from={id}");
+        var clone = Render<NewRun>();
+        Assert.Equal(5, clone.FindAll(".track-row").Count);
+        Assert.Equal("keras", clone.Find("#track-3-preset").GetAttribute("value"));
+        Assert.Equal("keras-default", clone.Find("#track-3-name").GetAttribute("value"));
+        Assert.Equal("bfloat16", clone.Find("#track-4-dtype").GetAttribute("value"));
+        Assert.Equal("", clone.Find("#track-2-decay").GetAttribute("value"));
     }
 
     [Fact]
@@ -102,29 +177,69 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     {
         UseAppServices();
         var cut = Render<DecayLens>(p => p
-            .Add(l => l.Decays, [0.99, 0.9999])
+            .Add(l => l.Rules, new EmaSettings { Decays = [0.99, 0.9999] }.Rules())
             .Add(l => l.PlannedSteps, 2000));
 
-        var slow = cut.Find("tr[data-decay='0.9999']");
+        var slow = cut.Find("tr[data-track='ema-0.9999']");
         Assert.Equal("6,931.1", slow.QuerySelector(".half-life")!.TextContent);   // ln 0.5 / ln 0.9999
         Assert.Equal("10,000", slow.QuerySelector(".window")!.TextContent);
         Assert.Equal("81.9 %", slow.QuerySelector(".share")!.TextContent);        // 0.9999^2000
         Assert.Equal("never forgets its initial weights in this run", slow.QuerySelector(".note")!.TextContent);
-        var fast = cut.Find("tr[data-decay='0.99']");
+        var fast = cut.Find("tr[data-track='ema-0.99']");
         Assert.Equal("69.0", fast.QuerySelector(".half-life")!.TextContent);
         Assert.Equal("0.0 %", fast.QuerySelector(".share")!.TextContent);
 
         // Warm-up forgets the start quickly; updating every 10 steps stretches the half-life tenfold.
-        cut.Render(p => p.Add(l => l.Warmup, true).Add(l => l.Every, 10));
-        slow = cut.Find("tr[data-decay='0.9999']");
+        cut.Render(p => p.Add(l => l.Rules, new EmaSettings { Decays = [0.99, 0.9999], Warmup = true, Every = 10 }.Rules()));
+        slow = cut.Find("tr[data-track='ema-0.9999']");
         var share = 1.0;
         for (var n = 10; n <= 2000; n += 10) share *= Math.Min(0.9999, (1.0 + n) / (10.0 + n));
         Assert.Equal(share.ToString("P1", System.Globalization.CultureInfo.InvariantCulture), slow.QuerySelector(".share")!.TextContent);
         Assert.True(share < 0.01);
         Assert.Equal((10 * Math.Log(0.5) / Math.Log(0.9999)).ToString("N1", System.Globalization.CultureInfo.InvariantCulture), slow.QuerySelector(".half-life")!.TextContent);
         Assert.Equal("69,311.3", slow.QuerySelector(".half-life")!.TextContent);
-        // One solid and one dashed (warm-up) curve per decay.
-        Assert.Equal(["ema-0.99", "ema-0.99 warm-up", "ema-0.9999", "ema-0.9999 warm-up"], cut.FindComponent<MetricChart>().Instance.TraceNames);
+        // One curve per track: its warm-up climbs from TF's (1 + 10)/(10 + 10) at the first update to the decay.
+        var chart = cut.FindComponent<MetricChart>().Instance;
+        Assert.Equal(["ema-0.99", "ema-0.9999"], chart.TraceNames);
+        var curve = chart.Series[1].Points;
+        Assert.Equal(11.0 / 20.0, curve[0].Value, 12);
+        Assert.Equal(Math.Min(0.9999, 2001.0 / 2010.0), curve[^1].Value, 12);
+    }
+
+    [Fact]
+    public void Decay_lens_reads_every_rule_the_presets_bring()
+    {
+        UseAppServices();
+        var settings = new EmaSettings
+        {
+            Tracks =
+            [
+                new EmaTrackSettings { Preset = EmaPresets.EmaPytorch, Decay = 0.99 },
+                new EmaTrackSettings { Decay = 0.99, Every = 10, AdjustDecay = true },
+                new EmaTrackSettings { Preset = EmaPresets.Swa, StartStep = 1001 },
+            ],
+        };
+        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, settings.Rules()).Add(l => l.PlannedSteps, 2000));
+
+        // ema-pytorch updates every 10 steps with beta: the half-life in steps is ten times 0.99's.
+        var lucid = cut.Find("tr[data-track='ema-0.99-ema-pytorch']");
+        Assert.Equal("689.7", lucid.QuerySelector(".half-life")!.TextContent);
+        Assert.Contains("after step 100", lucid.QuerySelector(".rule")!.TextContent);
+        // Adjusted to 0.99^10 per update, the same 0.99 keeps its horizon in steps.
+        var adjusted = cut.Find("tr[data-track='ema-0.99-every10-adjusted']");
+        Assert.Equal("69.0", adjusted.QuerySelector(".half-life")!.TextContent);
+        Assert.Equal(Math.Pow(0.99, 10).ToString("G6", System.Globalization.CultureInfo.InvariantCulture), adjusted.QuerySelector(".decay")!.TextContent);
+        // SWA: a uniform average of the second half; the first weights it copied weigh 1/1000 at the end.
+        var swa = cut.Find("tr[data-track='swa-from-1001']");
+        Assert.Equal("uniform", swa.QuerySelector(".decay")!.TextContent);
+        Assert.Equal("0.1 %", swa.QuerySelector(".share")!.TextContent);
+        Assert.Equal("uniform average of steps 1,001–2,000", swa.QuerySelector(".note")!.TextContent);
+
+        // ema-pytorch's curve: it copies (0) until its counter passes update_after_step, then warms up towards beta.
+        var curves = cut.FindComponent<MetricChart>().Instance.Series;
+        var lucidCurve = curves[0].Points;
+        Assert.Equal(0, lucidCurve.Single(p => p.Step == 100).Value);
+        Assert.Equal((double)0.99f, lucidCurve[^1].Value); // clamped to beta in float32, as its tensors do
     }
 
     [Fact]

@@ -48,24 +48,46 @@ public sealed record EmaSettings
     public IReadOnlyList<EmaRule> Rules()
     {
         if (Tracks is null) return Decays.Select(d => EmaRule.FromCompact(this, d)).ToArray();
+        var (rules, problems) = ResolveTracks();
+        return problems.Count > 0 ? throw problems[0] : rules.Select(r => r!).ToArray();
+    }
+
+    /// <summary>
+    /// Each track's rule (null where the track has a problem), and one problem for each such track: a form shows every
+    /// row's message at once, a preview such as the decay lens shows the rows that are complete. Generated names stay
+    /// unique: a second identical rule becomes <c>name-2</c>.
+    /// </summary>
+    public (IReadOnlyList<EmaRule?> ByTrack, IReadOnlyList<InvalidSettingException> Problems) ResolveTracks()
+    {
+        var byTrack = new List<EmaRule?>();
         var rules = new List<EmaRule>();
-        for (var i = 0; i < Tracks.Count; i++)
+        var problems = new List<InvalidSettingException>();
+        for (var i = 0; i < (Tracks?.Count ?? 0); i++)
         {
             var field = $"ema.tracks[{i}]";
-            var rule = (Tracks[i] ?? throw new InvalidSettingException(field, "A track is an object.")).Resolve(this, field);
-            if (Tracks[i].Name is null)
+            var track = Tracks![i];
+            try
             {
-                // Generated names stay unique: a second identical rule becomes name-2.
-                var name = rule.Name;
-                for (var n = 2; rules.Any(r => r.Name == name); n++) name = $"{rule.Name}-{n}";
-                rule = rule with { Name = name };
+                var rule = (track ?? throw new InvalidSettingException(field, "A track is an object.")).Resolve(this, field);
+                if (track.Name is null)
+                {
+                    var name = rule.Name;
+                    for (var n = 2; rules.Any(r => r.Name == name); n++) name = $"{rule.Name}-{n}";
+                    rule = rule with { Name = name };
+                }
+                if (EmaTrackSettings.NameProblem(rule.Name) is { } problem)
+                    throw new InvalidSettingException(field + ".name", track.Name is null ? problem + " Give the track a shorter name." : problem);
+                if (rules.Any(r => r.Name == rule.Name)) throw new InvalidSettingException(field + ".name", $"Two tracks are named '{rule.Name}'.");
+                rules.Add(rule);
+                byTrack.Add(rule);
             }
-            if (EmaTrackSettings.NameProblem(rule.Name) is { } problem)
-                throw new InvalidSettingException(field + ".name", Tracks[i].Name is null ? problem + " Give the track a shorter name." : problem);
-            if (rules.Any(r => r.Name == rule.Name)) throw new InvalidSettingException(field + ".name", $"Two tracks are named '{rule.Name}'.");
-            rules.Add(rule);
+            catch (InvalidSettingException e)
+            {
+                problems.Add(e);
+                byTrack.Add(null);
+            }
         }
-        return rules;
+        return (byTrack, problems);
     }
 
     public static string TrackName(double decay) => TrackNames.Ema(decay);
@@ -106,12 +128,7 @@ public sealed record EmaSettings
         if (Tracks.Count == 0) yield return new InvalidSettingException(tracks, "At least one track is needed (or leave 'tracks' out to use 'decays').");
         else if (Tracks.Count > MaxDecays) yield return new InvalidSettingException(tracks, $"At most {MaxDecays} tracks can be shadowed in one run.");
         else
-        {
-            InvalidSettingException? problem = null;
-            try { Rules(); }
-            catch (InvalidSettingException e) { problem = e; }
-            if (problem is not null) yield return problem;
-        }
+            foreach (var problem in ResolveTracks().Problems) yield return problem;
     }
 }
 

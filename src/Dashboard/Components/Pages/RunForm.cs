@@ -1,8 +1,8 @@
-using System.Text.Json;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
+using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Training;
 
@@ -27,15 +27,14 @@ public sealed class RunForm
     public int Threads { get; set; } = Math.Clamp(Environment.ProcessorCount, 1, 2);
     public long? CheckpointEvery { get; set; } = 500;
 
-    /// <summary>Kept as text so that what the person typed is shown back with its message.</summary>
-    public List<string> Decays { get; set; } = ["0.99", "0.999"];
+    /// <summary>The shadows, one row per track of <c>ema.tracks</c>.</summary>
+    public List<TrackRow> Tracks { get; set; } = [TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.99")), TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.999"))];
+    // The run's shared settings: what an EMA Lab row takes where it says nothing (the compact form's settings).
     public bool Warmup { get; set; } = true;
     public bool ZeroDebias { get; set; }
     public int Every { get; set; } = 1;
     public long StartStep { get; set; }
     public string BnPolicy { get; set; } = "average";
-    /// <summary>A cloned run's <c>ema.tracks</c> (JSON), kept as they are: the form edits the compact decays only.</summary>
-    public string? TracksJson { get; set; }
 
     /// <summary>Post-hoc EMA: power-function profiles snapshotted during training.</summary>
     public bool PostHoc { get; set; } = true;
@@ -59,43 +58,61 @@ public sealed class RunForm
             EvalInterval = spec.EvalInterval,
             Threads = spec.Threads,
             CheckpointEvery = run.CheckpointEvery,
-            Decays = spec.Ema.Decays.Select(d => d.ToString("R", CultureInfo.InvariantCulture)).ToList(),
+            // A compact run's decays become EMA Lab rows with the same rules (and names).
+            Tracks = spec.Ema.Tracks?.Select(TrackRow.From).ToList()
+                ?? spec.Ema.Decays.Select(d => TrackRow.Of(EmaPresets.EmaLab, ("decay", d.ToString("R", CultureInfo.InvariantCulture)))).ToList(),
             Warmup = spec.Ema.Warmup,
             ZeroDebias = spec.Ema.ZeroDebias,
             Every = spec.Ema.Every,
             StartStep = spec.Ema.StartStep,
             BnPolicy = spec.Ema.BnPolicy.ToString().ToLowerInvariant(),
-            TracksJson = spec.Ema.Tracks is { } tracks ? JsonSerializer.Serialize(tracks, RunSpec.JsonOptions) : null,
             PostHoc = spec.PostHoc is not null,
             PostHocSigmaRels = spec.PostHoc is { } p ? string.Join(", ", p.SigmaRels.Select(v => v.ToString("R", CultureInfo.InvariantCulture))) : "0.05, 0.10",
             SnapshotEvery = spec.PostHoc?.SnapshotEvery,
         };
     }
 
-    /// <summary>The decays that parse as numbers (for the lens, which shows what it can while typing).</summary>
-    public IReadOnlyList<double> ParsedDecays() =>
-        Decays.Select(d => double.TryParse(d, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : double.NaN)
-              .Where(v => v is > 0 and < 1).Distinct().ToList();
+    /// <summary>The shared settings as typed (clamped to valid values: the lens previews while the person types).</summary>
+    public EmaSettings SharedEma() => new() { Warmup = Warmup, ZeroDebias = ZeroDebias, Every = Math.Max(1, Every), StartStep = Math.Max(0, StartStep) };
 
-    /// <summary>The request the API would receive, validated by the API's rules; throws <see cref="RequestValidationException"/>.</summary>
+    /// <summary>
+    /// Each row's rule as it stands, null for a row that is not complete or valid yet: the decay lens and the rows'
+    /// generated names preview what they can while the person types.
+    /// </summary>
+    public IReadOnlyList<EmaRule?> RowRules()
+    {
+        var typos = new Dictionary<string, string>();
+        var tracks = new List<EmaTrackSettings>();
+        foreach (var row in Tracks)
+        {
+            var json = row.ToJson("", SharedEma(), typos);
+            EmaTrackSettings? track = null;
+            if (typos.Count == 0)
+                try { track = RequestJson.Deserialize<EmaTrackSettings>(json); }
+                catch (RequestValidationException) { }
+            typos.Clear();
+            tracks.Add(track!); // a missing track resolves to null with a problem, keeping the rows' positions
+        }
+        return (SharedEma() with { Tracks = tracks }).ResolveTracks().ByTrack;
+    }
+
+    /// <summary>
+    /// The request the API would receive, validated by the API's rules; throws <see cref="RequestValidationException"/>
+    /// with every problem by field. Text that is not a number is reported as such, in place of what the API says about the gap.
+    /// </summary>
     public RunRequest ToRequest()
     {
-        var decays = new JsonArray();
-        foreach (var text in Decays)
-        {
-            if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var d))
-                throw new RequestValidationException("ema.decays", $"'{text}' is not a number; a decay is in (0, 1), e.g. 0.999.");
-            decays.Add(d);
-        }
-        if (!double.TryParse(LearningRate, NumberStyles.Float, CultureInfo.InvariantCulture, out var lr))
-            throw new RequestValidationException("learningRate", $"'{LearningRate}' is not a number.");
+        var typos = new Dictionary<string, string>();
+        var tracks = new JsonArray();
+        for (var i = 0; i < Tracks.Count; i++) tracks.Add(Tracks[i].ToJson($"ema.tracks[{i}]", SharedEma(), typos));
+        var lr = double.TryParse(LearningRate, NumberStyles.Float, CultureInfo.InvariantCulture, out var rate) ? rate : (double?)null;
+        if (lr is null) typos["learningRate"] = $"'{LearningRate}' is not a number.";
         var body = new JsonObject
         {
             ["name"] = Name,
             ["dataset"] = Dataset,
             ["model"] = Model,
             ["optimizer"] = Optimizer,
-            ["learningRate"] = lr,
             ["schedule"] = Schedule,
             ["batchSize"] = BatchSize,
             ["steps"] = Steps,
@@ -104,7 +121,7 @@ public sealed class RunForm
             ["threads"] = Threads,
             ["ema"] = new JsonObject
             {
-                ["decays"] = decays,
+                ["tracks"] = tracks,
                 ["warmup"] = Warmup,
                 ["zeroDebias"] = ZeroDebias,
                 ["every"] = Every,
@@ -112,18 +129,28 @@ public sealed class RunForm
                 ["bnPolicy"] = BnPolicy,
             },
         };
-        if (TracksJson is not null) body["ema"]!["tracks"] = JsonNode.Parse(TracksJson);
+        if (lr is not null) body["learningRate"] = lr;
         if (CheckpointEvery is { } every) body["checkpointEvery"] = every;
         if (PostHoc)
         {
             var sigmas = new JsonArray();
             foreach (var text in PostHocSigmaRels.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                sigmas.Add(double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var sigma)
-                    ? sigma : throw new RequestValidationException("postHoc.sigmaRels", $"'{text}' is not a number; σ_rel is in (0, 0.2887], e.g. 0.05."));
+                if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var sigma)) sigmas.Add(sigma);
+                else typos["postHoc.sigmaRels"] = $"'{text}' is not a number; σ_rel is in (0, 0.2887], e.g. 0.05.";
             var postHoc = new JsonObject { ["sigmaRels"] = sigmas };
             if (SnapshotEvery is { } snapshots) postHoc["snapshotEvery"] = snapshots;
             body["postHoc"] = postHoc;
         }
-        return RunRequest.Parse(body);
+        try
+        {
+            var request = RunRequest.Parse(body);
+            return typos.Count == 0 ? request : throw new RequestValidationException(typos.ToDictionary(t => t.Key, t => new[] { t.Value }));
+        }
+        catch (RequestValidationException refused) when (typos.Count > 0)
+        {
+            var errors = typos.ToDictionary(t => t.Key, t => new[] { t.Value });
+            foreach (var (field, messages) in refused.Errors) errors.TryAdd(field, messages);
+            throw new RequestValidationException(errors);
+        }
     }
 }

@@ -1,0 +1,182 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using EmaLab.TrainingEngine;
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Training;
+
+namespace EmaLab.Dashboard.Components.Pages;
+
+/// <summary>
+/// One row of the new-run form's EMA panel: a track of <c>ema.tracks</c> as the person types it. Settings are kept
+/// as text under the API's field names (what was typed is shown back with its message); an empty setting takes the
+/// preset's default, so a row holds exactly what the JSON track would.
+/// </summary>
+public sealed class TrackRow
+{
+    public string Preset { get; private set; } = EmaPresets.EmaLab;
+    public string Name { get; set; } = "";
+    readonly Dictionary<string, string> _values = [];
+
+    public string this[string field]
+    {
+        get => _values.GetValueOrDefault(field, "");
+        set => _values[field] = value.Trim();
+    }
+
+    public static TrackRow Of(string preset, params (string Field, string Value)[] values)
+    {
+        var row = new TrackRow { Preset = preset };
+        foreach (var (field, value) in values) row[field] = value;
+        return row;
+    }
+
+    /// <summary>A track of a stored spec, setting by setting (what was given, not the defaults filled in).</summary>
+    public static TrackRow From(EmaTrackSettings track)
+    {
+        var row = new TrackRow { Preset = track.Preset ?? EmaPresets.EmaLab, Name = track.Name ?? "" };
+        foreach (var (field, value) in JsonSerializer.SerializeToNode(track, RunSpec.JsonOptions)!.AsObject())
+            if (field is not ("name" or "preset") && value is not null)
+                row[field] = value.GetValueKind() == JsonValueKind.String ? value.GetValue<string>() : value.ToJsonString();
+        return row;
+    }
+
+    /// <summary>Switches the library; settings the new preset does not have are dropped (the API would refuse them).</summary>
+    public void ChangePreset(string preset)
+    {
+        Preset = preset;
+        foreach (var field in _values.Keys.Where(f => !EmaPresets.Accepts(preset, f)).ToList()) _values.Remove(field);
+    }
+
+    public static bool IsNumber(string field) => field is "decay" or "invGamma" or "power" or "minDecay";
+    public static bool IsWholeNumber(string field) => field is "updateAfterStep" or "startStep" or "every";
+    public static bool IsSwitch(string field) => field is "adjustDecay" or "zeroDebias";
+
+    /// <summary>The values a choice setting takes (warm-up, init, dtype, switches); empty for typed settings.</summary>
+    public IReadOnlyList<string> Choices(string field) => field switch
+    {
+        "warmup" => EmaPresets.Warmups(Preset),
+        "init" => [EmaInit.Initial, EmaInit.FirstUpdate],
+        "dtype" => EmaDtype.All,
+        _ when IsSwitch(field) => ["true", "false"],
+        _ => [],
+    };
+
+    /// <summary>
+    /// The settings that matter for this row as it stands: the preset's settings, without the power warm-up's parameters
+    /// when the row does not warm up that way (diffusers clamps by minDecay either way), and without adjustDecay when
+    /// the row updates every step. A hidden setting is not sent, so what the row shows is what the track is.
+    /// </summary>
+    public IEnumerable<string> VisibleFields(EmaSettings shared)
+    {
+        var warmup = this["warmup"] is { Length: > 0 } chosen ? chosen : DefaultOf("warmup", shared);
+        var every = int.TryParse(this["every"], NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : shared.Every;
+        foreach (var field in EmaPresets.Fields(Preset))
+        {
+            if (field is "invGamma" or "power" && warmup != EmaWarmup.Power) continue;
+            if (field == "minDecay" && warmup != EmaWarmup.Power && Preset != EmaPresets.Diffusers) continue;
+            if (field == "adjustDecay" && every <= 1) continue;
+            yield return field;
+        }
+    }
+
+    /// <summary>
+    /// The track as the API reads it. Text that is not a number is left out and reported in <paramref name="typos"/>
+    /// by its field (<c>ema.tracks[2].decay</c>), so the API's own rules still check everything else.
+    /// </summary>
+    public JsonObject ToJson(string path, EmaSettings shared, IDictionary<string, string> typos)
+    {
+        var track = new JsonObject { ["preset"] = Preset };
+        if (Name.Trim() is { Length: > 0 } name) track["name"] = name;
+        foreach (var field in VisibleFields(shared))
+        {
+            var text = this[field];
+            if (text.Length == 0) continue;
+            if (IsNumber(field))
+            {
+                if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number)) track[field] = number;
+                else typos[$"{path}.{field}"] = $"'{text}' is not a number.";
+            }
+            else if (IsWholeNumber(field))
+            {
+                if (long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var whole)) track[field] = whole;
+                else typos[$"{path}.{field}"] = $"'{text}' is not a whole number.";
+            }
+            else if (IsSwitch(field)) track[field] = text == "true";
+            else track[field] = text;
+        }
+        return track;
+    }
+
+    /// <summary>
+    /// What an empty setting means for this preset (shown as the input's placeholder): the library's default, or for
+    /// EMA Lab rows the run's shared settings. Empty when there is no default (EMA Lab's and TensorFlow's decay).
+    /// </summary>
+    public string DefaultOf(string field, EmaSettings shared)
+    {
+        if (field == "decay") return EmaPresets.DefaultDecay(Preset) is { } decay ? decay.ToString("R", CultureInfo.InvariantCulture) : "";
+        EmaRule rule;
+        try
+        {
+            // Any valid decay: the other defaults do not depend on it.
+            rule = new EmaTrackSettings { Preset = Preset, Decay = EmaPresets.DefaultDecay(Preset) is null && Preset != EmaPresets.Swa ? 0.5 : null }.Resolve(shared, "");
+        }
+        catch (InvalidSettingException)
+        {
+            return ""; // the shared settings are being edited into something invalid; their own message says so
+        }
+        return field switch
+        {
+            "warmup" => rule.Warmup,
+            "invGamma" => rule.InvGamma.ToString("R", CultureInfo.InvariantCulture),
+            "power" => rule.Power.ToString("0.###", CultureInfo.InvariantCulture),
+            "minDecay" => rule.MinDecay.ToString("R", CultureInfo.InvariantCulture),
+            "updateAfterStep" => rule.UpdateAfterStep.ToString(CultureInfo.InvariantCulture),
+            "startStep" => rule.StartStep.ToString(CultureInfo.InvariantCulture),
+            "every" => rule.Every.ToString(CultureInfo.InvariantCulture),
+            "adjustDecay" => rule.AdjustDecay ? "true" : "false",
+            "init" => rule.Init,
+            "zeroDebias" => rule.ZeroDebias ? "true" : "false",
+            "dtype" => rule.Dtype,
+            _ => "",
+        };
+    }
+
+    public static string Label(string field) => field switch
+    {
+        "decay" => "Decay",
+        "warmup" => "Warm-up",
+        "invGamma" => "inv_gamma",
+        "power" => "Power",
+        "minDecay" => "Min decay",
+        "updateAfterStep" => "Update after step",
+        "startStep" => "Start step",
+        "every" => "Every (steps)",
+        "adjustDecay" => "Adjust decay (d^N)",
+        "init" => "Initial shadow",
+        "zeroDebias" => "Zero-debias",
+        "dtype" => "Shadow dtype",
+        _ => field,
+    };
+}
+
+/// <summary>A one-click track: a library's EMA with its defaults (and the variant named), as the EMA panel offers it.</summary>
+public sealed record PresetChoice(string Label, string Preset, (string Field, string Value)[] Values)
+{
+    public static IReadOnlyList<PresetChoice> All { get; } =
+    [
+        new("TensorFlow", EmaPresets.TensorFlow, [("decay", "0.999")]),
+        new("TensorFlow + num_updates", EmaPresets.TensorFlow, [("decay", "0.999"), ("warmup", EmaWarmup.Tf)]),
+        new("timm ModelEmaV3", EmaPresets.Timm, []),
+        new("timm use_warmup", EmaPresets.Timm, [("warmup", EmaWarmup.Power)]),
+        new("diffusers EMAModel", EmaPresets.Diffusers, []),
+        new("diffusers use_ema_warmup", EmaPresets.Diffusers, [("warmup", EmaWarmup.Power)]),
+        new("ema-pytorch", EmaPresets.EmaPytorch, []),
+        new("Keras use_ema", EmaPresets.Keras, []),
+        new("AveragedModel EMA", EmaPresets.AveragedModel, []),
+        new("Lightning EMA", EmaPresets.Lightning, []),
+        new("SWA", EmaPresets.Swa, []),
+    ];
+
+    public TrackRow NewRow() => TrackRow.Of(Preset, Values);
+}

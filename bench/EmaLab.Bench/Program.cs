@@ -9,10 +9,11 @@ using static TorchSharp.torch;
 // in the same process, and the interesting numbers are ratios between them, which are steadier on a
 // shared 2-core machine than absolute times.
 //
-//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [optimizer] [steps] [store] [posthoc] [load]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [optimizer] [steps] [store] [posthoc] [load]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
-var what = args.Length == 0 ? ["ema", "optimizer", "steps", "store", "posthoc", "load"] : args;
+var what = args.Length == 0 ? ["ema", "tracks", "optimizer", "steps", "store", "posthoc", "load"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();
+if (what.Contains("tracks")) EmaBenchmarks.RunMixed();
 if (what.Contains("optimizer")) OptimizerBenchmarks.Run();
 if (what.Contains("steps")) StepBenchmarks.Run();
 if (what.Contains("store")) await StoreBenchmarks.RunAsync();
@@ -66,6 +67,61 @@ static class EmaBenchmarks
         Console.WriteLine("copy_ = shadow.copy_(w) per tensor (reads 1, writes 1 word); the bandwidth ideal for an EMA (reads 2, writes 1) is 1.5x copy_.");
         Console.WriteLine("K3/(3xK1) = one fused pass for 3 decays over three single-decay passes; the ideal is 7/9 = 0.78.");
         Console.WriteLine();
+    }
+
+    public static void RunMixed()
+    {
+        Console.WriteLine("== 8 mixed tracks (emalab x2, tensorflow, timm warm-up, diffusers, keras, averaged-model, swa), per step past the warm-ups ==");
+        Console.WriteLine("model         params      threads  copy_       float32     bfloat16    float16     f32/copy  bf16/f32  f16/f32  f32/step  bf16/step");
+        MeasureMixed("mlp-mnist", new ModelArchitecture { Kind = "mlp", Height = 28, Width = 28, Classes = 10, Hidden = [256, 256] }, threads: 1, stepBatch: 128);
+        MeasureMixed("mlp-5.8M", new ModelArchitecture { Kind = "mlp", Height = 28, Width = 28, Classes = 10, Hidden = [2048, 2048] }, threads: 1, stepBatch: 128);
+        MeasureMixed("mlp-5.8M", new ModelArchitecture { Kind = "mlp", Height = 28, Width = 28, Classes = 10, Hidden = [2048, 2048] }, threads: 2, stepBatch: 128);
+        Console.WriteLine("float32: the shadows of the same update cadence share one fused pass; bfloat16/float16: each shadow is widened to a float32");
+        Console.WriteLine("scratch, updated by the same pass and rounded once (torch ops), so the low-precision shadows cost more time, not less.");
+        Console.WriteLine("x/step = share of one Adam step (forward, backward, update) of that model with batch 128.");
+        Console.WriteLine();
+    }
+
+    /// <summary>Eight tracks of different libraries as one run would carry them, in float32 and in the two half precisions.</summary>
+    static EmaSettings MixedTracks(string dtype) => new()
+    {
+        Tracks =
+        [
+            new EmaTrackSettings { Decay = 0.99, Dtype = dtype },
+            new EmaTrackSettings { Decay = 0.999, Dtype = dtype },
+            new EmaTrackSettings { Preset = EmaPresets.TensorFlow, Decay = 0.999, Warmup = EmaWarmup.Tf, Dtype = dtype },
+            new EmaTrackSettings { Preset = EmaPresets.Timm, Warmup = EmaWarmup.Power, Dtype = dtype },
+            new EmaTrackSettings { Preset = EmaPresets.Diffusers, Dtype = dtype },
+            new EmaTrackSettings { Preset = EmaPresets.Keras, Dtype = dtype },
+            new EmaTrackSettings { Preset = EmaPresets.AveragedModel, Dtype = dtype },
+            new EmaTrackSettings { Preset = EmaPresets.Swa, Dtype = dtype },
+        ],
+    };
+
+    static void MeasureMixed(string name, ModelArchitecture architecture, int threads, int stepBatch)
+    {
+        set_num_threads(threads);
+        using var generator = new Generator(1);
+        using var model = ModelFactory.Build(architecture, generator);
+        var parameters = model.parameters().Select(p => (Tensor)p).ToArray();
+        var count = parameters.Sum(p => p.numel());
+        var copies = parameters.Select(p => p.detach().clone()).ToArray();
+        var emas = new[] { EmaDtype.Float32, EmaDtype.BFloat16, EmaDtype.Float16 }
+            .Select(dtype => new ExponentialMovingAverage(model, MixedTracks(dtype), threads)).ToArray();
+        var step = new long[emas.Length];
+        foreach (var (ema, i) in emas.Select((e, i) => (e, i)))
+            for (step[i] = 1; step[i] <= 200; step[i]++) ema.Update(step[i]); // past the copies and the warm-ups' first steps
+        var times = Timing.Interleaved([
+            () => { for (var i = 0; i < parameters.Length; i++) copies[i].copy_(parameters[i]); },
+            () => emas[0].Update(step[0]++),
+            () => emas[1].Update(step[1]++),
+            () => emas[2].Update(step[2]++),
+        ]);
+        var (copy, f32, bf16, f16) = (times[0], times[1], times[2], times[3]);
+        var train = TrainStep(model, architecture, stepBatch);
+        Console.WriteLine($"{name,-12} {count,11:N0}  {threads,5}  {Timing.Us(copy)} {Timing.Us(f32)} {Timing.Us(bf16)} {Timing.Us(f16)}  {f32 / copy,7:F2}  {bf16 / f32,8:F2}  {f16 / f32,7:F2}  {f32 / train * 100,6:F1} %  {bf16 / train * 100,6:F1} %   (step {Timing.Us(train).Trim()})");
+        foreach (var ema in emas) ema.Dispose();
+        foreach (var c in copies) c.Dispose();
     }
 
     static void Measure(string name, ModelArchitecture architecture, int threads, int? stepBatch)

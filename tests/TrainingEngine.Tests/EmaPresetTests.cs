@@ -322,6 +322,9 @@ public class EmaPresetTests
         ema.WriteInto(0, reader);
         var expected = 1.001 - 0.001 * Math.Pow(0.999, 500);
         Assert.Equal(expected, reader.W[0].item<float>(), 4);
+        // The stall as the run page shows it: the bfloat16 shadow's distance to its float32 twin, |1 − s| / s everywhere.
+        double full = reader.W[0].item<float>();
+        Assert.Equal((full - 1) / full, ema.RelativeDistance(1, 0), 1e-12);
     }
 
     [Fact]

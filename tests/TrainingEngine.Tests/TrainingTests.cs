@@ -62,6 +62,44 @@ public class TrainingTests
     }
 
     [Fact]
+    public void A_low_precision_track_reports_its_distance_to_the_float32_track_of_the_same_rule()
+    {
+        using var session = TrainingSession.Create(DigitsMlp with
+        {
+            Steps = 60, EvalInterval = 30,
+            Ema = new EmaSettings
+            {
+                Tracks =
+                [
+                    new EmaTrackSettings { Decay = 0.999 },
+                    new EmaTrackSettings { Decay = 0.999, Dtype = EmaDtype.BFloat16 },
+                    new EmaTrackSettings { Decay = 0.99, Dtype = EmaDtype.Float16 }, // no float32 twin: nothing to compare with
+                ],
+            },
+        });
+        var observer = new RecordingObserver();
+        session.Train(observer);
+
+        Assert.Equal(["ema-0.999-bf16"], observer.Metrics.Where(m => m.Key == MetricKeys.Float32Gap).Select(m => m.Track).Distinct());
+        var gaps = observer.Series("ema-0.999-bf16", MetricKeys.Float32Gap).ToList();
+        Assert.Equal([0L, 30, 60], gaps.Select(g => g.Step));
+        // At step 0 the only difference is bfloat16's rounding of the initial weights: at most 2^-9 relative, element by element.
+        Assert.InRange(gaps[0].Value, 1e-4, Math.Pow(2, -9));
+        // The last value is the distance between the two shadows as they are, computed here independently.
+        var shadows = session.Ema.Shadows;
+        var difference = 0.0;
+        var norm = 0.0;
+        for (var i = 0; i < session.Ema.AveragedNames.Count; i++)
+        {
+            var low = shadows[1].Tensors[i].to(ScalarType.Float64).data<double>().ToArray();
+            var full = shadows[0].Tensors[i].to(ScalarType.Float64).data<double>().ToArray();
+            difference += low.Zip(full, (a, b) => (a - b) * (a - b)).Sum();
+            norm += full.Sum(b => b * b);
+        }
+        Assert.Equal(Math.Sqrt(difference / norm), gaps[^1].Value, 1e-12);
+    }
+
+    [Fact]
     public void Progress_is_reported_when_training_in_slices()
     {
         // Slices far shorter than the 250 ms reporting interval, as a service that saves bundles trains.

@@ -214,6 +214,17 @@ public sealed record EmaRule
         ZeroDebias = run.ZeroDebias,
     };
 
+    /// <summary>
+    /// The float32 track among <paramref name="rules"/> that follows the same rule as low-precision
+    /// <paramref name="rule"/> (its reference: the difference between the two is what the precision costs); null if none.
+    /// </summary>
+    public static EmaRule? Float32Twin(EmaRule rule, IEnumerable<EmaRule> rules)
+    {
+        if (rule.Dtype == EmaDtype.Float32) return null;
+        var same = rule with { Name = "", Dtype = EmaDtype.Float32 };
+        return rules.FirstOrDefault(r => r.Dtype == EmaDtype.Float32 && r with { Name = "" } == same);
+    }
+
     internal void Check(string field)
     {
         if (Preset != EmaPresets.Swa && !(Decay >= 0 && Decay < 1 && (Decay > 0 || Preset != EmaPresets.EmaLab)))

@@ -230,6 +230,25 @@ public sealed class ExponentialMovingAverage : IDisposable
         foreach (var (name, live) in _copied) targetState[name].copy_(live);
     }
 
+    /// <summary>
+    /// ‖s_k − s_j‖ / ‖s_j‖ over every averaged tensor, summed in float64: how far a low-precision shadow has drifted
+    /// from its float32 twin (<see cref="EmaRule.Float32Twin"/>). Both hold the same rule, so a zero-debias divisor,
+    /// which they share, cancels out.
+    /// </summary>
+    public double RelativeDistance(int k, int j)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        double difference = 0, norm = 0;
+        for (var i = 0; i < _live.Length; i++)
+        {
+            var reference = Shadows[j].Tensors[i].to(ScalarType.Float64);
+            difference += Shadows[k].Tensors[i].to(ScalarType.Float64).sub_(reference).square().sum().item<double>();
+            norm += reference.square().sum().item<double>();
+        }
+        return norm > 0 ? Math.Sqrt(difference / norm) : Math.Sqrt(difference);
+    }
+
     /// <summary>The shadows' raw tensors and counters, for the resume bundle.</summary>
     public IEnumerable<(string Key, Tensor Tensor)> StateTensors() =>
         Shadows.SelectMany(s => s.Tensors.Select((t, i) => ($"{s.Track}/{AveragedNames[i]}", t)));

@@ -9,6 +9,8 @@ public static class MetricKeys
     public const string LearningRate = "train/lr";
     public const string EvalLoss = "eval/loss";
     public const string EvalAccuracy = "eval/accuracy";
+    /// <summary>A low-precision shadow's relative distance ‖s − s_f32‖ / ‖s_f32‖ to its float32 twin, at each evaluation.</summary>
+    public const string Float32Gap = "weights/float32_gap";
     /// <summary>The live weights' track (same as <see cref="TrackNames.Raw"/>).</summary>
     public const string RawTrack = TrackNames.Raw;
 }

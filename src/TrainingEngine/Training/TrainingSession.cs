@@ -230,6 +230,11 @@ public sealed class TrainingSession : IDisposable
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalLoss, Step, result.Loss));
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalAccuracy, Step, result.Accuracy));
         }
+        // What a bfloat16/float16 shadow loses: its distance to the float32 shadow of the same rule, when the run has one.
+        var rules = Ema.Shadows.Select(s => s.Rule).ToList();
+        for (var k = 0; k < rules.Count; k++)
+            if (EmaRule.Float32Twin(rules[k], rules) is { } twin)
+                observer.OnMetric(new MetricPoint(RunId, rules[k].Name, MetricKeys.Float32Gap, Step, Ema.RelativeDistance(k, rules.IndexOf(twin))));
         observer.OnLog(TrainingLogLevel.Info, $"Step {Step:N0}: " + string.Join("; ", results.Select(r =>
             $"{r.Key} accuracy {r.Value.Accuracy.ToString("P2", CultureInfo.InvariantCulture)} loss {r.Value.Loss.ToString("G4", CultureInfo.InvariantCulture)}")));
         return results;

@@ -130,6 +130,9 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#add-track").Click();
         Assert.Equal("0.9999", cut.Find("#track-4-decay").GetAttribute("value")); // the next timescale after 0.999
         cut.Find("#track-4-dtype").Change("bfloat16");
+        cut.Find("[data-track-index='4'] button.twin").Click();     // its float32 twin, for the run page's precision gap
+        Assert.Equal("0.9999", cut.Find("#track-5-decay").GetAttribute("value"));
+        Assert.Equal("", cut.Find("#track-5-dtype").GetAttribute("value"));
         Assert.Equal("1", cut.Find("#track-4-every").GetAttribute("placeholder"));
         cut.Find("#every").Change("5");
         Assert.Equal("5", cut.Find("#track-4-every").GetAttribute("placeholder"));
@@ -159,13 +162,13 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         var id = runs.GetProperty("items")[0].GetProperty("id").GetInt64();
         await Api.WaitForFinishAsync(_client, id);
         var run = await Api.GetAsync(_client, $"/api/runs/{id}");
-        Assert.Equal(["raw", "ema-0.9", "ema-0.999", "ema-0.9999-timm-warmup", "keras-default", "ema-0.9999-bf16"],
+        Assert.Equal(["raw", "ema-0.9", "ema-0.999", "ema-0.9999-timm-warmup", "keras-default", "ema-0.9999-bf16", "ema-0.9999"],
             run.GetProperty("tracks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
 
         // A clone brings the rows back as they were typed.
         Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"runs/new?from={id}");
         var clone = Render<NewRun>();
-        Assert.Equal(5, clone.FindAll(".track-row").Count);
+        Assert.Equal(6, clone.FindAll(".track-row").Count);
         Assert.Equal("keras", clone.Find("#track-3-preset").GetAttribute("value"));
         Assert.Equal("keras-default", clone.Find("#track-3-name").GetAttribute("value"));
         Assert.Equal("bfloat16", clone.Find("#track-4-dtype").GetAttribute("value"));
@@ -263,6 +266,31 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Contains("Completed 100 steps.", cut.Find("[data-testid=log]").TextContent);
         // Every chart was drawn through Plotly's interop module.
         Assert.Equal(4, _plotly!.Invocations.Count(i => i.Identifier == "newPlot"));
+    }
+
+    [Fact]
+    public async Task Run_detail_shows_what_a_low_precision_shadow_loses_against_its_float32_twin()
+    {
+        UseAppServices();
+        var body = Api.DigitsRun(steps: 60, evalInterval: 30);
+        body["ema"]!["tracks"] = new System.Text.Json.Nodes.JsonArray(
+            new System.Text.Json.Nodes.JsonObject { ["decay"] = 0.99 },
+            new System.Text.Json.Nodes.JsonObject { ["decay"] = 0.99, ["dtype"] = "bfloat16" },
+            new System.Text.Json.Nodes.JsonObject { ["decay"] = 0.9, ["dtype"] = "float16" });
+        var run = await Api.CreateAsync(_client, body);
+        await Api.WaitForFinishAsync(_client, run.Id());
+
+        var cut = Render<RunDetail>(p => p.Add(d => d.Id, run.Id()));
+        var gaps = (await Api.GetAsync(_client, $"/api/runs/{run.Id()}/metrics?key=weights/float32_gap"))[0];
+        Assert.Equal("ema-0.99-bf16", gaps.GetProperty("track").GetString());
+        var last = gaps.GetProperty("points").EnumerateArray().Last().GetProperty("value").GetDouble();
+        Assert.True(last > 0);
+        var bf16 = cut.Find("[data-testid=precision] tr[data-track='ema-0.99-bf16']");
+        Assert.Contains("ema-0.99", bf16.Children[1].TextContent);
+        Assert.Equal(last.ToString("G3", System.Globalization.CultureInfo.InvariantCulture), bf16.QuerySelector(".gap")!.TextContent);
+        Assert.EndsWith(" pt", bf16.QuerySelector(".delta")!.TextContent);
+        Assert.Contains("No float32 track with the same rule", cut.Find("[data-testid=precision] tr[data-track='ema-0.9-fp16']").TextContent);
+        Assert.Equal(["ema-0.99-bf16"], cut.FindComponents<MetricChart>().Single(c => c.Instance.Id == "chart-precision").Instance.TraceNames);
     }
 
     [Fact]

@@ -41,6 +41,16 @@ public sealed class TrackRow
         return row;
     }
 
+    /// <summary>The same rule in float32 (unnamed): the reference a low-precision row's gap is measured against.</summary>
+    public TrackRow Float32Twin()
+    {
+        var twin = new TrackRow { Preset = Preset };
+        foreach (var (field, value) in _values.Where(v => v.Key != "dtype")) twin[field] = value;
+        return twin;
+    }
+
+    public bool IsLowPrecision => this["dtype"] is EmaDtype.BFloat16 or EmaDtype.Float16;
+
     /// <summary>Switches the library; settings the new preset does not have are dropped (the API would refuse them).</summary>
     public void ChangePreset(string preset)
     {

@@ -80,6 +80,17 @@ static class EmaBenchmarks
         Console.WriteLine("scratch, updated by the same pass and rounded once (torch ops), so the low-precision shadows cost more time, not less.");
         Console.WriteLine("x/step = share of one Adam step (forward, backward, update) of that model with batch 128.");
         Console.WriteLine();
+
+        // The decay lens and the σ_rel axis walk each rule's schedule over every planned step: how long for the longest run allowed?
+        Console.WriteLine($"== Walking a rule's schedule over {RunSpec.MaxSteps:N0} steps (decay lens, σ_rel of a track) ==");
+        var rules = MixedTracks(EmaDtype.Float32).Rules().Append(new EmaTrackSettings { Preset = EmaPresets.EmaPytorch }.Resolve(new EmaSettings(), "t"));
+        foreach (var rule in rules)
+        {
+            var clock = Stopwatch.StartNew();
+            var sigma = EmaMath.SigmaRel(rule, RunSpec.MaxSteps);
+            Console.WriteLine($"{rule.Name,-28} {clock.Elapsed.TotalMilliseconds,8:F1} ms   (σ_rel {sigma:G3})");
+        }
+        Console.WriteLine();
     }
 
     /// <summary>Eight tracks of different libraries as one run would carry them, in float32 and in the two half precisions.</summary>

@@ -1,3 +1,4 @@
+using EmaLab.TrainingEngine.Averaging;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -10,9 +11,10 @@ public sealed class PostHocApiTests(EmaLabFactory factory) : IClassFixture<EmaLa
 {
     readonly HttpClient _client = factory.CreateClient();
 
-    async Task<long> TrainedRunAsync()
+    async Task<long> TrainedRunAsync(JsonArray? tracks = null)
     {
         var body = Api.DigitsRun(steps: 200, decays: [0.9, 0.99]);
+        if (tracks is not null) body["ema"]!["tracks"] = tracks;
         body["postHoc"] = new JsonObject { ["sigmaRels"] = new JsonArray(0.05, 0.10), ["snapshotEvery"] = 20 };
         var run = await Api.CreateAsync(_client, body);
         Assert.Equal("completed", (await Api.WaitForFinishAsync(_client, run.Id())).Status());
@@ -71,7 +73,10 @@ public sealed class PostHocApiTests(EmaLabFactory factory) : IClassFixture<EmaLa
     [Fact]
     public async Task A_sweep_runs_in_the_background_and_reports_progress()
     {
-        var id = await TrainedRunAsync();
+        var id = await TrainedRunAsync(new JsonArray(
+            new JsonObject { ["decay"] = 0.9 },
+            new JsonObject { ["preset"] = "timm", ["decay"] = 0.99, ["warmup"] = "power" },
+            new JsonObject { ["preset"] = "swa", ["startStep"] = 101 }));
         var response = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc/sweep", new { from = 0.03, to = 0.2, count = 4 });
         Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
         JsonElement overview;
@@ -86,6 +91,14 @@ public sealed class PostHocApiTests(EmaLabFactory factory) : IClassFixture<EmaLa
         Assert.Equal(4, sigmas.Count);
         Assert.Equal(0.03, sigmas[0], 12);
         Assert.Equal(0.2, sigmas[^1], 12);
+
+        // Every track sits on the σ_rel axis at the width of its own rule's profile; SWA, which has no decay, too.
+        var tracked = overview.GetProperty("tracked").EnumerateArray().ToDictionary(t => t.GetProperty("track").GetString()!);
+        Assert.Equal(["ema-0.9", "ema-0.99-timm-warmup", "swa-from-101"], tracked.Keys);
+        Assert.Equal(JsonValueKind.Null, tracked["swa-from-101"].GetProperty("decay").ValueKind);
+        // A uniform average of the weights after steps 101..200, read at 200: σ = √((100² − 1)/12) steps.
+        Assert.Equal(Math.Sqrt((100 * 100 - 1) / 12.0) / 200, tracked["swa-from-101"].GetProperty("sigmaRel").GetDouble(), 1e-8);
+        Assert.Equal(PowerFunctionProfile.SigmaRelOfDecay(0.9, 200), tracked["ema-0.9"].GetProperty("sigmaRel").GetDouble(), 1e-9);
     }
 
     [Fact]

@@ -165,4 +165,29 @@ public class EmaMathTests
         public bool Equals(double x, double y) => Math.Abs(x - y) <= epsilon;
         public int GetHashCode(double obj) => 0;
     }
+
+    [Fact]
+    public void Equivalent_sigma_rel_follows_each_rule_s_own_averaging_profile()
+    {
+        var run = new EmaSettings();
+        EmaRule Rule(EmaTrackSettings track) => track.Resolve(run, "t");
+
+        // A plain EMA long past its window: EDM2's steady-state formula √d / (1 − d) / t.
+        Assert.Equal(PowerFunctionProfile.SigmaRelOfDecay(0.99, 10_000), EmaMath.SigmaRel(Rule(new EmaTrackSettings { Decay = 0.99 }), 10_000), 1e-9);
+        // Updated every 10 steps with the same decay, its profile is ten times as wide in steps.
+        Assert.Equal(10 * PowerFunctionProfile.SigmaRelOfDecay(0.99, 100_000), EmaMath.SigmaRel(Rule(new EmaTrackSettings { Decay = 0.99, Every = 10 }), 100_000), 1e-9);
+        // SWA of the whole run is the uniform average of the weights after steps 1..T: σ = √((T² − 1) / 12)
+        // (to float32's rounding of the weights 1/(n + 1), as AveragedModel computes them).
+        const long steps = 1200;
+        Assert.Equal(Math.Sqrt((steps * steps - 1) / 12.0) / steps, EmaMath.SigmaRel(Rule(new EmaTrackSettings { Preset = EmaPresets.Swa }), steps), 1e-8);
+        // A decay too long for the run keeps most of its weight on the initial weights (step 0), far from the
+        // steady-state √d/(1−d)/t = 5: against the profile written out, d^T at step 0 and (1 − d)·d^(T−t) at step t.
+        const double d = 0.9999;
+        const long t2 = 2000;
+        var weights = Enumerable.Range(0, (int)t2 + 1).Select(t => t == 0 ? Math.Pow(d, t2) : (1 - d) * Math.Pow(d, t2 - t)).ToArray();
+        var mean = weights.Select((a, t) => a * t).Sum();
+        var sigma = Math.Sqrt(weights.Select((a, t) => a * (t - mean) * (t - mean)).Sum()) / t2;
+        Assert.Equal(sigma, EmaMath.SigmaRel(Rule(new EmaTrackSettings { Decay = d }), t2), 1e-9);
+    }
 }
+

@@ -145,15 +145,25 @@ public sealed class PostHocService(
         var end = steps.Count > 0 ? steps[^1] : run.Step;
         var accuracy = metrics.Summaries([run.Id], MetricKeys.EvalAccuracy);
         var loss = metrics.Summaries([run.Id], MetricKeys.EvalLoss, lowerIsBetter: true);
-        var tracked = run.Tracks.Where(t => t.SigmaRel is null && t.Decay is not null).Select(t =>
+        var tracked = end < 1 ? [] : spec.Ema.Rules().Select(rule =>
         {
-            var a = accuracy.FirstOrDefault(s => s.Track == t.Name);
-            var l = loss.FirstOrDefault(s => s.Track == t.Name);
-            return a is null || l is null || end < 1 ? null : new TrackedOnSigmaAxis(t.Name, t.Decay!.Value, PowerFunctionProfile.SigmaRelOfDecay(t.Decay.Value, end), a.Final, l.Final);
+            var a = accuracy.FirstOrDefault(s => s.Track == rule.Name);
+            var l = loss.FirstOrDefault(s => s.Track == rule.Name);
+            return a is null || l is null ? null
+                : new TrackedOnSigmaAxis(rule.Name, double.IsNaN(rule.Decay) ? null : rule.Decay, SigmaRelOf(run.Id, rule, end), a.Final, l.Final);
         }).OfType<TrackedOnSigmaAxis>().ToList();
         return new PostHocOverview(SweepOf(run.Id), await ListAsync(run.Id, cancellationToken), tracked,
             spec.PostHoc?.SigmaRels ?? [], steps.Count, PostHocSnapshots.SizeBytes(directory));
     }
+
+    /// <summary>A track's σ_rel at the run's end, kept: it runs the rule's schedule over every step, and the panel asks on each refresh.</summary>
+    double SigmaRelOf(long runId, EmaRule rule, long end)
+    {
+        if (_sigmaRels.Count > 10_000) _sigmaRels.Clear(); // a bound, not an eviction policy: recomputing is cheap enough
+        return _sigmaRels.GetOrAdd((runId, rule.Name, end), _ => EmaMath.SigmaRel(rule, end));
+    }
+
+    readonly ConcurrentDictionary<(long RunId, string Track, long End), double> _sigmaRels = new();
 
     /// <summary>The run's post-hoc tracks with their evaluations.</summary>
     public async Task<List<PostHocResult>> ListAsync(long runId, CancellationToken cancellationToken = default)

@@ -41,7 +41,11 @@ public sealed record PostHocRequest(double? SigmaRel, double? Decay);
 
 public sealed record SweepRequest(double From = 0.02, double To = 0.25, int Count = 12);
 
-/// <summary>A classic EMA of the run placed on the σ_rel axis: its equivalent width at the end of the run.</summary>
-public sealed record TrackedOnSigmaAxis(string Track, double Decay, double SigmaRel, double Accuracy, double Loss);
+/// <summary>
+/// A track of the run placed on the σ_rel axis at its equivalent width at the end of the run (the standard deviation
+/// of the weight its rule gave each step, <see cref="EmaLab.TrainingEngine.Averaging.EmaMath.SigmaRel"/>); its
+/// final evaluation. <see cref="Decay"/> is null for SWA.
+/// </summary>
+public sealed record TrackedOnSigmaAxis(string Track, double? Decay, double SigmaRel, double Accuracy, double Loss);
 
 public sealed record PostHocOverview(SweepStatus? Sweep, IReadOnlyList<PostHocResult> Results, IReadOnlyList<TrackedOnSigmaAxis> Tracked, IReadOnlyList<double> SnapshotSigmaRels, int Snapshots, long SnapshotBytes);

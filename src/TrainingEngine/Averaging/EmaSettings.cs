@@ -161,17 +161,53 @@ public static class EmaMath
     {
         if (rule.ZeroDebias) return 0;
         var share = 1.0;
-        long updates = 0;
         // Copies only happen early (before the start, the update-after steps, the first update): past them a tiny share stays tiny.
         var lastCopy = Math.Max(rule.StartStep + 1, rule.UpdateAfterStep + 2) * Math.Max(1, rule.Every) + 1;
-        for (var step = 1L; step <= totalSteps; step++)
+        foreach (var (step, next) in Schedule(rule, totalSteps))
         {
-            var next = EmaSchedule.Next(rule, step, updates);
             if (next.Action is ShadowAction.FollowLive or ShadowAction.Copy) share = 1;
             else if (next.Action == ShadowAction.Average) share *= next.Decay;
-            if (next.Action is ShadowAction.Copy or ShadowAction.Average) updates++;
             if (share < 1e-12 && step > lastCopy) return share;
         }
         return share;
+    }
+
+    /// <summary>
+    /// The equivalent σ_rel of a track read at <paramref name="step"/> (EDM2's measure of an average's length): the
+    /// standard deviation of the weight it gives each step's weights (the initial weights at step 0), relative to
+    /// <paramref name="step"/>. Computed from the rule's own schedule, so warm-up, every-N, copies, zero-debias and
+    /// SWA's uniform average all count; for a plain EMA long past its window it is √d / (1 − d) / t
+    /// (<see cref="PowerFunctionProfile.SigmaRelOfDecay"/>); a uniform average of the whole run gives 1/√12.
+    /// </summary>
+    public static double SigmaRel(EmaRule rule, long step)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(step, 1);
+        // Unnormalised moments Σ a_τ, Σ a_τ·τ, Σ a_τ·τ² of the profile (steps in units of the end step, for precision).
+        double mass = rule.ZeroDebias ? 0 : 1, first = 0, second = 0;
+        foreach (var (t, next) in Schedule(rule, step))
+        {
+            var tau = (double)t / step;
+            if (next.Action is ShadowAction.FollowLive or ShadowAction.Copy) (mass, first, second) = (1, tau, tau * tau);
+            else if (next.Action == ShadowAction.Average)
+            {
+                var d = next.Decay;
+                (mass, first, second) = (d * mass + (1 - d), d * first + (1 - d) * tau, d * second + (1 - d) * tau * tau);
+            }
+        }
+        if (mass <= 0) return 0;
+        var mean = first / mass;
+        return Math.Sqrt(Math.Max(0, second / mass - mean * mean));
+    }
+
+    /// <summary>What the rule does at each step 1..<paramref name="steps"/>, with the update count the rule keeps.</summary>
+    public static IEnumerable<(long Step, ShadowStep Next)> Schedule(EmaRule rule, long steps)
+    {
+        long updates = 0;
+        for (var step = 1L; step <= steps; step++)
+        {
+            var next = EmaSchedule.Next(rule, step, updates);
+            if (next.Action is ShadowAction.Copy or ShadowAction.Average) updates++;
+            yield return (step, next);
+        }
     }
 }

@@ -112,12 +112,8 @@ static class EmaBenchmarks
 
     static void MeasureMixed(string name, ModelArchitecture architecture, int threads, int stepBatch)
     {
-        set_num_threads(threads);
-        using var generator = new Generator(1);
-        using var model = ModelFactory.Build(architecture, generator);
-        var parameters = model.parameters().Select(p => (Tensor)p).ToArray();
-        var count = parameters.Sum(p => p.numel());
-        var copies = parameters.Select(p => p.detach().clone()).ToArray();
+        using var bench = new BenchModel(architecture, threads);
+        var (model, count) = (bench.Model, bench.Count);
         // The reference: eight plain EMA Lab decays in one fused pass (one rule, one update form).
         var plain = new EmaSettings { Decays = [0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995] };
         var emas = new[] { MixedTracks(EmaDtype.Float32), MixedTracks(EmaDtype.BFloat16), MixedTracks(EmaDtype.Float16), plain }
@@ -126,7 +122,7 @@ static class EmaBenchmarks
         foreach (var (ema, i) in emas.Select((e, i) => (e, i)))
             for (step[i] = 1; step[i] <= 200; step[i]++) ema.Update(step[i]); // past the copies and the warm-ups' first steps
         var times = Timing.Interleaved([
-            () => { for (var i = 0; i < parameters.Length; i++) copies[i].copy_(parameters[i]); },
+            bench.CopyAll,
             () => emas[0].Update(step[0]++),
             () => emas[1].Update(step[1]++),
             () => emas[2].Update(step[2]++),
@@ -136,17 +132,12 @@ static class EmaBenchmarks
         var train = TrainStep(model, architecture, stepBatch);
         Console.WriteLine($"{name,-12} {count,11:N0}  {threads,5}  {Timing.Us(copy)} {Timing.Us(eight)} {Timing.Us(f32)} {Timing.Us(bf16)} {Timing.Us(f16)}  {f32 / copy,7:F2}  {f32 / eight,8:F2}  {bf16 / f32,8:F2}  {f16 / f32,7:F2}  {f32 / train * 100,6:F1} %  {bf16 / train * 100,6:F1} %   (step {Timing.Us(train).Trim()})");
         foreach (var ema in emas) ema.Dispose();
-        foreach (var c in copies) c.Dispose();
     }
 
     static void Measure(string name, ModelArchitecture architecture, int threads, int? stepBatch)
     {
-        set_num_threads(threads);
-        using var generator = new Generator(1);
-        using var model = ModelFactory.Build(architecture, generator);
-        var parameters = model.parameters().Select(p => (Tensor)p).ToArray();
-        var count = parameters.Sum(p => p.numel());
-        var copies = parameters.Select(p => p.detach().clone()).ToArray();
+        using var bench = new BenchModel(architecture, threads);
+        var (model, count) = (bench.Model, bench.Count);
 
         var one = new EmaSettings { Decays = [0.999] };
         var three = new EmaSettings { Decays = ThreeDecays };
@@ -156,7 +147,7 @@ static class EmaBenchmarks
         using var lerpThree = new ExponentialMovingAverage(model, three, threads, EmaKernel.Lerp);
         long n = 0;
         var times = Timing.Interleaved([
-            () => { for (var i = 0; i < parameters.Length; i++) copies[i].copy_(parameters[i]); },
+            bench.CopyAll,
             () => lerpOne.Update(++n),
             () => fusedOne.Update(++n),
             () => fusedThree.Update(++n),
@@ -166,7 +157,6 @@ static class EmaBenchmarks
         var step = stepBatch is { } b ? TrainStep(model, architecture, b) : double.NaN;
         Console.WriteLine($"{name,-12} {count,11:N0}  {threads,5}  {Timing.Us(copy)} {Timing.Us(lerp1)} {Timing.Us(fused1)} {Timing.Us(fused3)} {Timing.Us(lerp3)}  {fused1 / copy,6:F2}  {fused3 / (3 * fused1),9:F2}  {lerp3 / (3 * lerp1),14:F2}  " +
             (double.IsNaN(step) ? "    -" : $"{fused3 / step * 100,5:F2} % of a {Timing.Us(step).Trim()} Adam step (batch {stepBatch})"));
-        foreach (var c in copies) c.Dispose();
     }
 
     /// <summary>One Adam step of the engine's (forward, backward, update) on random inputs of the model's shape.</summary>
@@ -183,6 +173,39 @@ static class EmaBenchmarks
             nn.functional.cross_entropy(model.forward(x), y).backward();
             optimizer.Step(1e-3);
         }])[0];
+    }
+}
+
+/// <summary>A freshly initialised model on the given threads, with a copy of its parameters for the copy_ baseline.</summary>
+sealed class BenchModel : IDisposable
+{
+    readonly Generator _generator = new(1);
+    readonly Tensor[] _parameters;
+    readonly Tensor[] _copies;
+
+    public BenchModel(ModelArchitecture architecture, int threads)
+    {
+        set_num_threads(threads);
+        Model = ModelFactory.Build(architecture, _generator);
+        _parameters = Model.parameters().Select(p => (Tensor)p).ToArray();
+        _copies = _parameters.Select(p => p.detach().clone()).ToArray();
+        Count = _parameters.Sum(p => p.numel());
+    }
+
+    public nn.Module<Tensor, Tensor> Model { get; }
+    public long Count { get; }
+
+    /// <summary><c>copy_</c> of every parameter: one word read and one written per element, the bandwidth yardstick.</summary>
+    public void CopyAll()
+    {
+        for (var i = 0; i < _parameters.Length; i++) _copies[i].copy_(_parameters[i]);
+    }
+
+    public void Dispose()
+    {
+        foreach (var copy in _copies) copy.Dispose();
+        Model.Dispose();
+        _generator.Dispose();
     }
 }
 

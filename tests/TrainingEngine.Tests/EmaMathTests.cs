@@ -150,14 +150,15 @@ public class EmaMathTests
     [Fact]
     public void Initial_weight_share_shows_when_an_average_never_forgets_its_start()
     {
+        static double Share(double decay, EmaSettings run, long steps) => EmaMath.InitialWeightShare((run with { Decays = [decay] }).Rules()[0], steps);
         // 0.9999 over 2,000 steps without warm-up: 0.9999^2000 = e^(2000 ln 0.9999) ≈ 0.8187.
-        Assert.Equal(Math.Pow(0.9999, 2000), EmaMath.InitialWeightShare(0.9999, new EmaSettings(), 2000), 12);
-        Assert.Equal(0.8187, EmaMath.InitialWeightShare(0.9999, new EmaSettings(), 2000), 4);
+        Assert.Equal(Math.Pow(0.9999, 2000), Share(0.9999, new EmaSettings(), 2000), 12);
+        Assert.Equal(0.8187, Share(0.9999, new EmaSettings(), 2000), 4);
         // Every 4 steps from step 100 over 200 steps: updates at 100, 104, ..., 200 = 26 updates.
-        Assert.Equal(Math.Pow(0.9, 26), EmaMath.InitialWeightShare(0.9, new EmaSettings { Every = 4, StartStep = 100 }, 200), 12);
+        Assert.Equal(Math.Pow(0.9, 26), Share(0.9, new EmaSettings { Every = 4, StartStep = 100 }, 200), 12);
         // Warm-up: the first update keeps only 2/11 of the start, then 3/12, ...: gone almost at once.
-        Assert.True(EmaMath.InitialWeightShare(0.9999, new EmaSettings { Warmup = true }, 2000) < 1e-6);
-        Assert.Equal(0, EmaMath.InitialWeightShare(0.9999, new EmaSettings { ZeroDebias = true }, 2000));
+        Assert.True(Share(0.9999, new EmaSettings { Warmup = true }, 2000) < 1e-6);
+        Assert.Equal(0, Share(0.9999, new EmaSettings { ZeroDebias = true }, 2000));
     }
 
     sealed class Tolerance(double epsilon) : IEqualityComparer<double>

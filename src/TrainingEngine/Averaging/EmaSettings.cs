@@ -47,7 +47,8 @@ public sealed record EmaSettings
     /// <summary>Every shadow's complete rule, in order: the <see cref="Tracks"/> when given, else one per decay. Throws on invalid settings.</summary>
     public IReadOnlyList<EmaRule> Rules()
     {
-        if (Tracks is null) return Decays.Select(d => EmaRule.FromCompact(this, d)).ToArray();
+        // The compact form is a track per decay that says nothing else: the run's own rule, named ema-<decay>.
+        if (Tracks is null) return Decays.Select(d => new EmaTrackSettings { Decay = d }.Resolve(this, Field(nameof(Decays)))).ToArray();
         var (rules, problems) = ResolveTracks();
         return problems.Count > 0 ? throw problems[0] : rules.Select(r => r!).ToArray();
     }
@@ -146,16 +147,10 @@ public static class EmaMath
     public static double Window(double decay) => 1.0 / (1.0 - decay);
 
     /// <summary>
-    /// How much of the shadow is still its initial value after <paramref name="totalSteps"/> steps:
-    /// the product of the effective decays of the updates applied (0 under zero-debias, which divides it out).
-    /// Near 1 means the average never forgets where it started, as 0.9999 over 2,000 steps without warm-up.
-    /// </summary>
-    public static double InitialWeightShare(double decay, EmaSettings settings, long totalSteps) =>
-        InitialWeightShare(EmaRule.FromCompact(settings, decay), totalSteps);
-
-    /// <summary>
-    /// The same for any track's rule, by running its schedule: a copy of the live weights (before the start, or a
-    /// library's first update) restarts the shadow, and each average keeps d of what it held.
+    /// How much of the shadow is still its initial value after <paramref name="totalSteps"/> steps (0 under zero-debias,
+    /// which divides it out): near 1, the average never forgets where it started, as 0.9999 over 2,000 steps without
+    /// warm-up. Runs the rule's schedule: a copy of the live weights (before the start, or a library's first update)
+    /// restarts the shadow, and each average keeps d of what it held.
     /// </summary>
     public static double InitialWeightShare(EmaRule rule, long totalSteps)
     {

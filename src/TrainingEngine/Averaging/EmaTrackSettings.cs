@@ -202,18 +202,6 @@ public sealed record EmaRule
     public bool ZeroDebias { get; init; }
     public string Dtype { get; init; } = EmaDtype.Float32;
 
-    /// <summary>The rule the compact form (<c>decays</c> + shared settings) gives one decay: today's shadows, bit for bit.</summary>
-    public static EmaRule FromCompact(EmaSettings run, double decay) => new()
-    {
-        Name = TrackNames.Ema(decay),
-        Preset = EmaPresets.EmaLab,
-        Decay = decay,
-        Warmup = run.Warmup ? EmaWarmup.Tf : EmaWarmup.None,
-        Every = run.Every,
-        StartStep = run.StartStep,
-        ZeroDebias = run.ZeroDebias,
-    };
-
     /// <summary>
     /// The float32 track among <paramref name="rules"/> that follows the same rule as low-precision
     /// <paramref name="rule"/> (its reference: the difference between the two is what the precision costs); null if none.

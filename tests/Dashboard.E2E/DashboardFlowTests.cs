@@ -158,7 +158,7 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
     {
         using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl) };
         var response = await api.PostAsync("api/runs", new StringContent(
-            """{"name":"post-hoc","dataset":"digits-8x8","model":"mlp","hidden":[64],"steps":400,"evalInterval":50,"ema":{"decays":[0.9,0.95]},"postHoc":{"sigmaRels":[0.05,0.1],"snapshotEvery":20}}""",
+            """{"name":"post-hoc","dataset":"digits-8x8","model":"mlp","hidden":[64],"steps":400,"evalInterval":50,"ema":{"tracks":[{"decay":0.9},{"decay":0.95},{"decay":0.95,"dtype":"bfloat16"},{"preset":"swa","startStep":201}]},"postHoc":{"sigmaRels":[0.05,0.1],"snapshotEvery":20}}""",
             System.Text.Encoding.UTF8, "application/json"));
         Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
         var id = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetInt64();
@@ -180,13 +180,18 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
 
         await page.ClickAsync("#sweep");
         await Assertions.Expect(page.GetByTestId("sweep-status")).ToHaveTextAsync("sweep done: 12 values", Patient);
-        // 13 reconstructions (12 + the slider's) on the line, both tracked decays marked, the best highlighted.
+        // 13 reconstructions (12 + the slider's) on the line, every track marked (SWA too), the best highlighted.
         await page.WaitForFunctionAsync("() => document.getElementById('chart-sweep-accuracy')?.data?.[0]?.x?.length === 13", null, new() { Timeout = 30_000 });
         var names = await page.Locator("#chart-sweep-accuracy").EvaluateAsync<string[]>("el => el.data.map(t => t.name)");
         Assert.Equal("post-hoc", names[0]);
         Assert.Contains("ema-0.9 (tracked)", names);
         Assert.Contains("ema-0.95 (tracked)", names);
+        Assert.Contains("ema-0.95-bf16 (tracked)", names);
+        Assert.Contains("swa-from-201 (tracked)", names);
         Assert.StartsWith("best: σ_rel", names[^1]);
+        // The bfloat16 track's drift from its float32 twin, plotted over the run.
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-precision')?.data?.[0]?.name === 'ema-0.95-bf16'", null, new() { Timeout = 30_000 });
+        await Assertions.Expect(page.Locator("[data-testid=precision] tr[data-track='ema-0.95-bf16'] .gap")).Not.ToHaveTextAsync("–");
         await page.Locator("[data-testid=posthoc]").ScrollIntoViewIfNeededAsync();
         await page.ScreenshotAsync(new() { Path = Shot("9-post-hoc.png"), FullPage = true });
     }

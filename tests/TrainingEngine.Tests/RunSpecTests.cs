@@ -42,6 +42,17 @@ public class RunSpecTests
     }
 
     [Fact]
+    public void A_spec_with_tracks_writes_no_compact_decays_it_does_not_use()
+    {
+        var compact = new RunSpec { Ema = new EmaSettings { Decays = [0.9] } };
+        var tracked = new RunSpec { Ema = new EmaSettings { Tracks = [new EmaTrackSettings { Preset = EmaPresets.Swa }] } };
+        Assert.Contains("\"decays\":[0.9]", compact.ToJson());
+        Assert.DoesNotContain("decays", tracked.ToJson());
+        Assert.DoesNotContain("shadowCount", tracked.ToJson());
+        Assert.Equal(["swa"], RunSpec.FromJson(tracked.ToJson()).Ema.Rules().Select(r => r.Name));
+    }
+
+    [Fact]
     public void Every_broken_rule_is_listed_once_per_field()
     {
         var spec = new RunSpec

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace EmaLab.TrainingEngine.Averaging;
 
@@ -42,7 +43,7 @@ public sealed record EmaSettings
     public IReadOnlyList<EmaTrackSettings>? Tracks { get; init; }
 
     /// <summary>How many shadows the run keeps (one per track, or per decay), without resolving their rules.</summary>
-    public int ShadowCount => Tracks?.Count ?? Decays.Count;
+    [JsonIgnore] public int ShadowCount => Tracks?.Count ?? Decays.Count;
 
     /// <summary>Every shadow's complete rule, in order: the <see cref="Tracks"/> when given, else one per decay. Throws on invalid settings.</summary>
     public IReadOnlyList<EmaRule> Rules()

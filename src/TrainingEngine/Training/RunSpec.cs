@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
@@ -155,7 +156,16 @@ public sealed record RunSpec
         // Optional settings left out stay out (a track's unset fields mean "the preset's default").
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { OmitDecaysReplacedByTracks } },
     };
+
+    /// <summary>With tracks the compact decays are not used: writing their default would suggest the run shadows them.</summary>
+    static void OmitDecaysReplacedByTracks(JsonTypeInfo info)
+    {
+        if (info.Type != typeof(EmaSettings)) return;
+        foreach (var property in info.Properties.Where(p => p.Name == "decays"))
+            property.ShouldSerialize = (settings, _) => ((EmaSettings)settings).Tracks is null;
+    }
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 

@@ -28,7 +28,7 @@ static class StoreBenchmarks
             {
                 await db.Database.MigrateAsync();
                 await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
-                var run = new Run { Name = "bench", SpecJson = new RunSpec().ToJson(), CreatedAt = DateTimeOffset.UtcNow };
+                var run = new Run { Name = "bench", Uuid = Run.NewUuid(), SpecJson = new RunSpec().ToJson(), CreatedAt = DateTimeOffset.UtcNow };
                 db.Runs.Add(run);
                 await db.SaveChangesAsync();
                 runId = run.Id;

@@ -47,7 +47,7 @@ public class RequestParsingTests
     [Fact]
     public void A_clone_keeps_its_name_within_the_limit()
     {
-        var original = new EmaLab.Dashboard.Data.Run { Name = new string('n', RunRequest.MaxNameLength), SpecJson = new EmaLab.TrainingEngine.Training.RunSpec { Steps = 5 }.ToJson() };
+        var original = new EmaLab.Dashboard.Data.Run { Name = new string('n', RunRequest.MaxNameLength), Uuid = EmaLab.Dashboard.Data.Run.NewUuid(), SpecJson = new EmaLab.TrainingEngine.Training.RunSpec { Steps = 5 }.ToJson() };
         var clone = RunRequest.CloneOf(original, null);
         Assert.Equal(RunRequest.MaxNameLength, clone.Name.Length);
         Assert.EndsWith(" (clone)", clone.Name);

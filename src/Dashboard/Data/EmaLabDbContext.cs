@@ -9,6 +9,10 @@ public sealed class EmaLabDbContext(DbContextOptions<EmaLabDbContext> options) :
     public DbSet<Metric> Metrics => Set<Metric>();
     public DbSet<Checkpoint> Checkpoints => Set<Checkpoint>();
     public DbSet<RunLogEntry> RunLog => Set<RunLogEntry>();
+    public DbSet<Experiment> Experiments => Set<Experiment>();
+    public DbSet<RunParam> Params => Set<RunParam>();
+    public DbSet<RunTag> RunTags => Set<RunTag>();
+    public DbSet<ClientMetricKey> ClientMetricKeys => Set<ClientMetricKey>();
 
     protected override void OnModelCreating(ModelBuilder model)
     {
@@ -17,6 +21,14 @@ public sealed class EmaLabDbContext(DbContextOptions<EmaLabDbContext> options) :
             run.Property(r => r.Name).HasMaxLength(200);
             run.Property(r => r.Status).HasConversion(s => s.ToString().ToLowerInvariant(), s => Enum.Parse<RunStatus>(s, true)).HasMaxLength(16);
             run.HasIndex(r => r.Status);
+            run.Property(r => r.Origin).HasConversion(o => o.ToString().ToLowerInvariant(), o => Enum.Parse<RunOrigin>(o, true)).HasMaxLength(16);
+            run.Property(r => r.Uuid).HasMaxLength(32);
+            run.HasIndex(r => r.Uuid).IsUnique();
+            run.HasIndex(r => r.ExperimentId);
+            run.HasOne<Experiment>().WithMany().HasForeignKey(r => r.ExperimentId).OnDelete(DeleteBehavior.Restrict);
+            run.HasMany<RunParam>().WithOne().HasForeignKey(p => p.RunId).OnDelete(DeleteBehavior.Cascade);
+            run.HasMany<RunTag>().WithOne().HasForeignKey(t => t.RunId).OnDelete(DeleteBehavior.Cascade);
+            run.HasMany<ClientMetricKey>().WithOne().HasForeignKey(k => k.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany(r => r.Tracks).WithOne().HasForeignKey(t => t.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany<Metric>().WithOne().HasForeignKey(m => m.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany<Checkpoint>().WithOne().HasForeignKey(c => c.RunId).OnDelete(DeleteBehavior.Cascade);
@@ -30,9 +42,40 @@ public sealed class EmaLabDbContext(DbContextOptions<EmaLabDbContext> options) :
         model.Entity<Metric>(metric =>
         {
             // The primary key is also the index every chart query uses: one run, key and track in step order.
-            metric.HasKey(m => new { m.RunId, m.Key, m.Track, m.Step });
+            metric.HasKey(m => new { m.RunId, m.Key, m.Track, m.Step, m.WallTimeMs });
             metric.Property(m => m.Track).HasMaxLength(64);
-            metric.Property(m => m.Key).HasMaxLength(64);
+            metric.Property(m => m.Key).HasMaxLength(250);
+        });
+        model.Entity<Experiment>(experiment =>
+        {
+            experiment.Property(e => e.Name).HasMaxLength(Experiment.MaxNameLength);
+            experiment.HasIndex(e => e.Name).IsUnique();
+            experiment.HasMany(e => e.Tags).WithOne().HasForeignKey(t => t.ExperimentId).OnDelete(DeleteBehavior.Cascade);
+        });
+        model.Entity<ExperimentTag>(tag =>
+        {
+            tag.HasKey(t => new { t.ExperimentId, t.Key });
+            tag.Property(t => t.Key).HasMaxLength(250);
+            tag.Property(t => t.Value).HasMaxLength(5000);
+        });
+        model.Entity<RunParam>(param =>
+        {
+            param.HasKey(p => new { p.RunId, p.Key });
+            param.Property(p => p.Key).HasMaxLength(250);
+            param.Property(p => p.Value).HasMaxLength(6000);
+        });
+        model.Entity<RunTag>(tag =>
+        {
+            tag.HasKey(t => new { t.RunId, t.Key });
+            tag.Property(t => t.Key).HasMaxLength(250);
+            tag.Property(t => t.Value).HasMaxLength(8000);
+        });
+        model.Entity<ClientMetricKey>(key =>
+        {
+            key.HasKey(k => new { k.RunId, k.LoggedKey });
+            key.Property(k => k.LoggedKey).HasMaxLength(250);
+            key.Property(k => k.Track).HasMaxLength(64);
+            key.Property(k => k.Key).HasMaxLength(250);
         });
         model.Entity<Checkpoint>(checkpoint =>
         {

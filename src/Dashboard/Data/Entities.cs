@@ -27,13 +27,79 @@ public static class RunStatuses
     public static string ToApi(this RunStatus s) => s.ToString().ToLowerInvariant();
 }
 
+/// <summary>Who trains a run: EMA Lab's engine, or a client script that logs to the tracking API.</summary>
+public enum RunOrigin
+{
+    Engine,
+    /// <summary>Created through the MLflow-compatible tracking API; its metrics, params and tags come from the client.</summary>
+    Client,
+}
+
+/// <summary>A group of runs (MLflow's experiment). Experiment 0, <c>Default</c>, always exists.</summary>
+public sealed class Experiment
+{
+    public const long DefaultId = 0;
+    public const string DefaultName = "Default";
+    public const int MaxNameLength = 500;
+
+    public long Id { get; set; }
+    public required string Name { get; set; }
+    public string? ArtifactLocation { get; set; }
+    /// <summary>MLflow's lifecycle stage <c>deleted</c>: hidden, restorable.</summary>
+    public bool Deleted { get; set; }
+    public long CreationTimeMs { get; set; }
+    public long LastUpdateTimeMs { get; set; }
+    public List<ExperimentTag> Tags { get; set; } = [];
+}
+
+public sealed class ExperimentTag
+{
+    public long ExperimentId { get; set; }
+    public required string Key { get; set; }
+    public required string Value { get; set; }
+}
+
+/// <summary>A run's parameter (MLflow: written once; the same value again is fine).</summary>
+public sealed class RunParam
+{
+    public long RunId { get; set; }
+    public required string Key { get; set; }
+    public required string Value { get; set; }
+}
+
+/// <summary>A run's tag (MLflow: overwritable). <c>mlflow.*</c> tags carry the client's source, user and so on.</summary>
+public sealed class RunTag
+{
+    public long RunId { get; set; }
+    public required string Key { get; set; }
+    public required string Value { get; set; }
+}
+
+/// <summary>
+/// How a metric key a client logged is stored: the track and metric name it maps to (fixed when the key is first
+/// logged, so the history of a key never moves between tracks).
+/// </summary>
+public sealed class ClientMetricKey
+{
+    public long RunId { get; set; }
+    public required string LoggedKey { get; set; }
+    public required string Track { get; set; }
+    public required string Key { get; set; }
+}
+
 public sealed class Run
 {
     public long Id { get; set; }
     public required string Name { get; set; }
     public RunStatus Status { get; set; }
-    /// <summary>The engine's <c>RunSpec</c> as JSON (camelCase).</summary>
-    public required string SpecJson { get; set; }
+    /// <summary>The engine's <c>RunSpec</c> as JSON (camelCase); null for a client's run.</summary>
+    public string? SpecJson { get; set; }
+    public RunOrigin Origin { get; set; }
+    public long ExperimentId { get; set; } = Experiment.DefaultId;
+    /// <summary>The run's id in the tracking API (32 hex digits, as MLflow's): every run has one, the engine's too.</summary>
+    public required string Uuid { get; set; }
+    /// <summary>MLflow's lifecycle stage <c>deleted</c> (soft delete through the tracking API: restorable).</summary>
+    public bool Deleted { get; set; }
     /// <summary>Save raw and EMA checkpoints at step 0 and every this many steps (the final ones always).</summary>
     public long? CheckpointEvery { get; set; }
     public long Step { get; set; }
@@ -53,6 +119,13 @@ public sealed class Run
     public int StartAttempts { get; set; }
 
     public List<EmaTrack> Tracks { get; set; } = [];
+
+    /// <summary>The engine's spec of the run; a client's run has none (it cannot be trained, cloned or resumed here).</summary>
+    public TrainingEngine.Training.RunSpec EngineSpec() => TrainingEngine.Training.RunSpec.FromJson(
+        SpecJson ?? throw new InvalidOperationException($"Run {Id} was logged by a client: it has no engine spec."));
+
+    /// <summary>A new tracking id: 32 lower-case hex digits, as MLflow makes them.</summary>
+    public static string NewUuid() => Guid.NewGuid().ToString("N");
 
     /// <summary>Whether resuming can be asked for: a resumable status and a bundle recorded.</summary>
     public bool CanResume => Status.IsResumable() && BundleStep is not null;
@@ -75,8 +148,9 @@ public sealed class EmaTrack
 }
 
 /// <summary>
-/// One metric value. Keyed by (run, track, key, step), so a resumed run that replays steps already
-/// written overwrites them with the same values instead of duplicating them.
+/// One metric value, keyed by (run, key, track, step, time) as MLflow keeps them: values are appended, never
+/// overwritten, so a client that logs many values at one step (MLflow's default step is 0) keeps them all; the same
+/// value at the same time again is stored once. A resumed engine run first drops what it will replay.
 /// </summary>
 public sealed class Metric
 {
@@ -86,7 +160,7 @@ public sealed class Metric
     public long Step { get; set; }
     /// <summary>Null stands for NaN (SQLite has no NaN); ±infinity is stored as itself.</summary>
     public double? Value { get; set; }
-    /// <summary>Unix milliseconds when the engine produced the value.</summary>
+    /// <summary>Unix milliseconds when the engine produced the value (a client's own timestamp for its runs).</summary>
     public long WallTimeMs { get; set; }
 }
 

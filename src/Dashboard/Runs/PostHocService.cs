@@ -54,7 +54,8 @@ public sealed class PostHocService(
     public string? ReconstructionProblem(Run run)
     {
         var runId = run.Id;
-        if (RunSpec.FromJson(run.SpecJson).PostHoc is null) return $"Run {runId} was trained without post-hoc EMA; clone it with \"postHoc\" set.";
+        if (run.SpecJson is null) return $"Run {runId} was logged by a client; post-hoc EMA needs the snapshots EMA Lab's engine takes.";
+        if (run.EngineSpec().PostHoc is null) return $"Run {runId} was trained without post-hoc EMA; clone it with \"postHoc\" set.";
         if (!run.Status.IsFinished()) return $"Run {runId} is {run.Status.ToApi()}; reconstruct once it has stopped.";
         if (LastSnapshotStep(runId) is null) return $"Run {runId} has no post-hoc snapshots yet.";
         return null;
@@ -79,7 +80,7 @@ public sealed class PostHocService(
 
     List<PostHocResult> ReconstructEach(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress)
     {
-        var spec = RunSpec.FromJson(run.SpecJson);
+        var spec = run.EngineSpec();
         var directory = paths.PostHocDirectory(run.Id);
         var step = LastSnapshotStep(run.Id)!.Value;
         var runId = run.Id.ToString(CultureInfo.InvariantCulture);
@@ -139,13 +140,13 @@ public sealed class PostHocService(
     /// <summary>Everything the post-hoc panel and API show: results, the sweep, the run's classic EMAs on the σ_rel axis, snapshot storage.</summary>
     public async Task<PostHocOverview> OverviewAsync(Run run, CancellationToken cancellationToken = default)
     {
-        var spec = RunSpec.FromJson(run.SpecJson);
+        var spec = run.SpecJson is null ? null : run.EngineSpec();
         var directory = paths.PostHocDirectory(run.Id);
         var steps = PostHocSnapshots.Steps(directory);
         var end = steps.Count > 0 ? steps[^1] : run.Step;
         var accuracy = metrics.Summaries([run.Id], MetricKeys.EvalAccuracy);
         var loss = metrics.Summaries([run.Id], MetricKeys.EvalLoss, lowerIsBetter: true);
-        var tracked = end < 1 ? [] : spec.Ema.Rules().Select(rule =>
+        var tracked = end < 1 || spec is null ? [] : spec.Ema.Rules().Select(rule =>
         {
             var a = accuracy.FirstOrDefault(s => s.Track == rule.Name);
             var l = loss.FirstOrDefault(s => s.Track == rule.Name);
@@ -153,7 +154,7 @@ public sealed class PostHocService(
                 : new TrackedOnSigmaAxis(rule.Name, double.IsNaN(rule.Decay) ? null : rule.Decay, SigmaRelOf(run.Id, rule, end), a.Final, l.Final);
         }).OfType<TrackedOnSigmaAxis>().ToList();
         return new PostHocOverview(SweepOf(run.Id), await ListAsync(run.Id, cancellationToken), tracked,
-            spec.PostHoc?.SigmaRels ?? [], steps.Count, PostHocSnapshots.SizeBytes(directory));
+            spec?.PostHoc?.SigmaRels ?? [], steps.Count, PostHocSnapshots.SizeBytes(directory));
     }
 
     /// <summary>A track's σ_rel at the run's end, kept: it runs the rule's schedule over every step, and the panel asks on each refresh.</summary>

@@ -11,13 +11,13 @@ public sealed record ProgressDto(long Step, long TotalSteps, double StepsPerSeco
 
 public sealed record RunDto(
     long Id, string Name, string Status, long Step, long TotalSteps, string? Error,
-    JsonElement Spec, long? CheckpointEvery, IReadOnlyList<TrackDto> Tracks,
+    JsonElement? Spec, long? CheckpointEvery, IReadOnlyList<TrackDto> Tracks,
     DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
     long? BundleStep, bool Resumable, ProgressDto? Progress)
 {
     public static RunDto From(Run run, RunQueue.LiveProgress? live) => new(
         run.Id, run.Name, run.Status.ToApi(), live?.Progress.Step ?? run.Step, run.TotalSteps, run.Error,
-        JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
+        run.SpecJson is null ? null : JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
         EmaTrack.InDisplayOrder(run.Tracks).Select(t => new TrackDto(t.Name, t.Decay, t.SigmaRel)).ToList(),
         run.CreatedAt, run.StartedAt, run.FinishedAt, run.BundleStep,
         run.CanResume,

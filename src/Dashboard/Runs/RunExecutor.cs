@@ -42,7 +42,7 @@ public sealed class RunExecutor(
         TrainingSession? session = null;
         try
         {
-            DiskPlan.Require(RunSpec.FromJson(run.SpecJson), run.CheckpointEvery, paths.Root, (long)_diskReserveMegabytes << 20);
+            DiskPlan.Require(run.EngineSpec(), run.CheckpointEvery, paths.Root, (long)_diskReserveMegabytes << 20);
             session = OpenSession(run);
             session.SnapshotDirectory = paths.PostHocDirectory(runId);
             step = session.Step;
@@ -81,7 +81,7 @@ public sealed class RunExecutor(
     TrainingSession OpenSession(Run run)
     {
         if (run.ResumeRequested && run.BundleStep is { } step) return ResumeBundle.Resume(paths.BundlePath(run.Id, step));
-        return TrainingSession.Create(RunSpec.FromJson(run.SpecJson), run.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return TrainingSession.Create(run.EngineSpec(), run.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
     TrainingResult Train(Run run, TrainingSession session, RunObserver observer, CancellationToken cancellation)
@@ -124,7 +124,13 @@ public sealed class RunExecutor(
     /// <summary>The session is built: the start attempt succeeded.</summary>
     void MarkStarted(Run run, TrainingSession session)
     {
+        // Metrics are appended, never overwritten (a client's many values at one step all count), so what this start
+        // will log again goes first: everything after the bundle it resumes from, or everything on a fresh start.
+        // The queue is flushed before, so no row of an earlier attempt lands after the delete.
+        pipeline.FlushAsync().GetAwaiter().GetResult();
         using var db = dbFactory.CreateDbContext();
+        var replayedFrom = session.Step > 0 ? session.Step + 1 : 0;
+        db.Metrics.Where(m => m.RunId == run.Id && m.Step >= replayedFrom).ExecuteDelete();
         var entity = db.Runs.Single(r => r.Id == run.Id);
         entity.StartedAt ??= DateTimeOffset.UtcNow;
         entity.ResumeRequested = false;

@@ -42,6 +42,7 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
     /// <summary>Applies <paramref name="overrides"/> (a partial request; nested objects such as <c>ema</c> merge field by field) to an existing run's request.</summary>
     public static RunRequest CloneOf(Data.Run original, JsonNode? overrides)
     {
+        if (original.SpecJson is null) throw new RequestValidationException("$", $"Run {original.Id} was logged by a client; only runs EMA Lab trained can be cloned to train.");
         var merged = JsonNode.Parse(original.SpecJson)!.AsObject();
         const string suffix = " (clone)";
         merged["name"] = (original.Name.Length + suffix.Length > MaxNameLength ? original.Name[..(MaxNameLength - suffix.Length)] : original.Name) + suffix;

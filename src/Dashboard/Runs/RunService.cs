@@ -25,6 +25,7 @@ public sealed class RunService(
         var run = new Run
         {
             Name = request.Name,
+            Uuid = Run.NewUuid(),
             SpecJson = request.Spec.ToJson(),
             CheckpointEvery = request.CheckpointEvery,
             Status = RunStatus.Queued,

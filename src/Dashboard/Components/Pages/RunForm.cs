@@ -43,7 +43,7 @@ public sealed class RunForm
 
     public static RunForm From(Run run)
     {
-        var spec = RunSpec.FromJson(run.SpecJson);
+        var spec = run.EngineSpec();
         return new RunForm
         {
             Name = run.Name + " (clone)",

@@ -54,6 +54,30 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.ToTable("Checkpoints");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ClientMetricKey", b =>
+                {
+                    b.Property<long>("RunId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("LoggedKey")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Key")
+                        .IsRequired()
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Track")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("RunId", "LoggedKey");
+
+                    b.ToTable("ClientMetricKeys");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.EmaTrack", b =>
                 {
                     b.Property<long>("Id")
@@ -82,13 +106,63 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.ToTable("Tracks");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.Experiment", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("ArtifactLocation")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreationTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("Deleted")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("LastUpdateTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("Name")
+                        .IsUnique();
+
+                    b.ToTable("Experiments");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ExperimentTag", b =>
+                {
+                    b.Property<long>("ExperimentId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasMaxLength(5000)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("ExperimentId", "Key");
+
+                    b.ToTable("ExperimentTag");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.Property<long>("RunId")
                         .HasColumnType("INTEGER");
 
                     b.Property<string>("Key")
-                        .HasMaxLength(64)
+                        .HasMaxLength(250)
                         .HasColumnType("TEXT");
 
                     b.Property<string>("Track")
@@ -98,13 +172,13 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Property<long>("Step")
                         .HasColumnType("INTEGER");
 
-                    b.Property<double?>("Value")
-                        .HasColumnType("REAL");
-
                     b.Property<long>("WallTimeMs")
                         .HasColumnType("INTEGER");
 
-                    b.HasKey("RunId", "Key", "Track", "Step");
+                    b.Property<double?>("Value")
+                        .HasColumnType("REAL");
+
+                    b.HasKey("RunId", "Key", "Track", "Step", "WallTimeMs");
 
                     b.ToTable("Metrics");
                 });
@@ -124,8 +198,14 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("TEXT");
 
+                    b.Property<bool>("Deleted")
+                        .HasColumnType("INTEGER");
+
                     b.Property<string>("Error")
                         .HasColumnType("TEXT");
+
+                    b.Property<long>("ExperimentId")
+                        .HasColumnType("INTEGER");
 
                     b.Property<DateTimeOffset?>("FinishedAt")
                         .HasColumnType("TEXT");
@@ -135,11 +215,15 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .HasMaxLength(200)
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("Origin")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
                     b.Property<bool>("ResumeRequested")
                         .HasColumnType("INTEGER");
 
                     b.Property<string>("SpecJson")
-                        .IsRequired()
                         .HasColumnType("TEXT");
 
                     b.Property<int>("StartAttempts")
@@ -159,9 +243,19 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Property<long>("TotalSteps")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("Uuid")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
                     b.HasKey("Id");
 
+                    b.HasIndex("ExperimentId");
+
                     b.HasIndex("Status");
+
+                    b.HasIndex("Uuid")
+                        .IsUnique();
 
                     b.ToTable("Runs");
                 });
@@ -193,7 +287,54 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.ToTable("RunLog");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunParam", b =>
+                {
+                    b.Property<long>("RunId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasMaxLength(6000)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("RunId", "Key");
+
+                    b.ToTable("Params");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunTag", b =>
+                {
+                    b.Property<long>("RunId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasMaxLength(8000)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("RunId", "Key");
+
+                    b.ToTable("RunTags");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Checkpoint", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ClientMetricKey", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
                         .WithMany()
@@ -211,12 +352,30 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .IsRequired();
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ExperimentTag", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Experiment", null)
+                        .WithMany("Tags")
+                        .HasForeignKey("ExperimentId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
                         .WithMany()
                         .HasForeignKey("RunId")
                         .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.Run", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Experiment", null)
+                        .WithMany()
+                        .HasForeignKey("ExperimentId")
+                        .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired();
                 });
 
@@ -227,6 +386,29 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .HasForeignKey("RunId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunParam", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunTag", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.Experiment", b =>
+                {
+                    b.Navigation("Tags");
                 });
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.Run", b =>

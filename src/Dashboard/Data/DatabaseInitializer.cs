@@ -14,7 +14,8 @@ public static class DatabaseInitializer
         await using var db = await services.GetRequiredService<IDbContextFactory<EmaLabDbContext>>().CreateDbContextAsync();
         await db.Database.MigrateAsync();
         await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
-        var crashed = await db.Runs.Where(r => r.Status == RunStatus.Running).ToListAsync();
+        // A client's run is trained elsewhere: the server stopping says nothing about it.
+        var crashed = await db.Runs.Where(r => r.Status == RunStatus.Running && r.Origin == RunOrigin.Engine).ToListAsync();
         foreach (var run in crashed)
         {
             switch (run.StartAttempts)

@@ -61,6 +61,13 @@ public sealed class MetricPipeline : BackgroundService
     public void WriteMetric(long runId, in MetricPoint point) =>
         Enqueue(new Item(Kind.Metric, runId, point.Track, point.Key, point.Step, point.Value, Now));
 
+    /// <summary>
+    /// Queues a metric a client logged through the tracking API, with the client's timestamp; waits (without holding a
+    /// thread) while the queue is full, so a fast client is slowed down rather than dropped.
+    /// </summary>
+    public ValueTask WriteClientMetricAsync(long runId, string track, string key, long step, double value, long timestampMs, CancellationToken cancellationToken) =>
+        _channel.Writer.WriteAsync(new Item(Kind.Metric, runId, track, key, step, value, timestampMs), cancellationToken);
+
     public void WriteProgress(long runId, TrainingProgress progress) =>
         Enqueue(new Item(Kind.Progress, runId, null, null, progress.Step, 0, Now, Progress: progress));
 

@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Security;
+using EmaLab.Dashboard.Tracking;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
@@ -24,6 +25,7 @@ public static class RunEndpoints
         // a bounded number at once, so request handling cannot take the cores training runs on.
         var api = app.MapGroup("/api").RequireAuthorization(Security.Access.Policy).RequireSameOriginForChanges().RequireRateLimiting(ApiLoad.Policy);
         var runs = api.MapGroup("/runs").WithTags("Runs");
+        api.MapMlflowApi();
 
         runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first, optionally filtered by status.");
         runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).").RequireJsonBody()

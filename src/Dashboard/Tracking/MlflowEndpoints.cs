@@ -1,0 +1,163 @@
+using System.Text.Json;
+
+namespace EmaLab.Dashboard.Tracking;
+
+/// <summary>
+/// MLflow's tracking REST API 2.0 (paths and messages of mlflow/protos/service.proto), the part its clients use, so
+/// <c>MLFLOW_TRACKING_URI=http://host:port</c> makes any MLflow client log here. Errors are MLflow's
+/// <c>{"error_code", "message"}</c>; access is the API's (a Bearer token is what <c>MLFLOW_TRACKING_TOKEN</c> sends).
+/// </summary>
+public static class MlflowEndpoints
+{
+    public static void MapMlflowApi(this RouteGroupBuilder api)
+    {
+        var mlflow = api.MapGroup("/2.0/mlflow").WithTags("MLflow tracking").AddEndpointFilter(async (context, next) =>
+        {
+            try
+            {
+                return await next(context);
+            }
+            catch (MlflowException e)
+            {
+                return MlflowJson.Error(e);
+            }
+        });
+
+        mlflow.MapPost("/experiments/create", async (HttpContext http, TrackingService store) =>
+            MlflowJson.Ok(new { experiment_id = await store.CreateExperimentAsync(await BodyAsync<CreateExperimentRequest>(http), http.RequestAborted) }));
+        mlflow.MapGet("/experiments/get", async (HttpContext http, TrackingService store) =>
+            MlflowJson.Ok(new { experiment = await store.GetExperimentAsync(Query(http, "experiment_id"), http.RequestAborted) }));
+        mlflow.MapGet("/experiments/get-by-name", async (HttpContext http, TrackingService store) =>
+            MlflowJson.Ok(new { experiment = await store.GetExperimentByNameAsync(Query(http, "experiment_name"), http.RequestAborted) }));
+        mlflow.MapPost("/experiments/search", async (HttpContext http, TrackingService store) =>
+            SearchExperiments(await store.SearchExperimentsAsync(await BodyAsync<SearchExperimentsRequest>(http), http.RequestAborted)));
+        mlflow.MapGet("/experiments/search", async (HttpContext http, TrackingService store) =>
+            SearchExperiments(await store.SearchExperimentsAsync(new SearchExperimentsRequest(
+                QueryLong(http, "max_results"), Query(http, "page_token"), Query(http, "filter"), http.Request.Query["order_by"].OfType<string>().ToList(), Query(http, "view_type")),
+                http.RequestAborted)));
+        // Removed from MLflow 2.0 but still sent by 1.x clients: every experiment of the view, in one page.
+        mlflow.MapGet("/experiments/list", async (HttpContext http, TrackingService store) =>
+            MlflowJson.Ok(new { experiments = (await store.SearchExperimentsAsync(new SearchExperimentsRequest(50_000, null, null, null, Query(http, "view_type")), http.RequestAborted)).Experiments }));
+        mlflow.MapPost("/experiments/delete", async (HttpContext http, TrackingService store) =>
+        {
+            await store.DeleteExperimentAsync((await BodyAsync<ExperimentIdRequest>(http)).ExperimentId, deleted: true, http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/experiments/restore", async (HttpContext http, TrackingService store) =>
+        {
+            await store.DeleteExperimentAsync((await BodyAsync<ExperimentIdRequest>(http)).ExperimentId, deleted: false, http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/experiments/update", async (HttpContext http, TrackingService store) =>
+        {
+            await store.RenameExperimentAsync(await BodyAsync<UpdateExperimentRequest>(http), http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/experiments/set-experiment-tag", async (HttpContext http, TrackingService store) =>
+        {
+            await store.SetExperimentTagAsync(await BodyAsync<SetExperimentTagRequest>(http), http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+
+        mlflow.MapPost("/runs/create", async (HttpContext http, TrackingService store) =>
+            MlflowJson.Ok(new { run = await store.CreateRunAsync(await BodyAsync<CreateRunRequest>(http), http.RequestAborted) }));
+        mlflow.MapGet("/runs/get", async (HttpContext http, TrackingService store) =>
+            MlflowJson.Ok(new { run = await store.GetRunAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), http.RequestAborted) }));
+        mlflow.MapPost("/runs/update", async (HttpContext http, TrackingService store) =>
+            MlflowJson.Ok(new { run_info = await store.UpdateRunAsync(await BodyAsync<UpdateRunRequest>(http), http.RequestAborted) }));
+        mlflow.MapPost("/runs/delete", async (HttpContext http, TrackingService store) =>
+        {
+            await store.SetRunDeletedAsync((await BodyAsync<RunIdRequest>(http)).RunId, deleted: true, http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/runs/restore", async (HttpContext http, TrackingService store) =>
+        {
+            await store.SetRunDeletedAsync((await BodyAsync<RunIdRequest>(http)).RunId, deleted: false, http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/runs/search", async (HttpContext http, TrackingService store) =>
+        {
+            var (runs, next) = await store.SearchRunsAsync(await BodyAsync<SearchRunsRequest>(http), http.RequestAborted);
+            return MlflowJson.Ok(new { runs, next_page_token = next });
+        });
+        mlflow.MapPost("/runs/log-metric", async (HttpContext http, TrackingService store) =>
+        {
+            var request = await BodyAsync<LogMetricRequest>(http);
+            if (request.Key is null) throw MlflowException.Missing("key");
+            if (request.Value is null) throw MlflowException.Missing("value");
+            if (request.Timestamp is null) throw MlflowException.Missing("timestamp");
+            await store.LogBatchAsync(request.RunId ?? request.RunUuid, [new MlflowMetric(request.Key, request.Value, request.Timestamp, request.Step)], [], [], http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/runs/log-parameter", async (HttpContext http, TrackingService store) =>
+        {
+            var request = await BodyAsync<LogParamRequest>(http);
+            if (request.Key is null) throw MlflowException.Missing("key");
+            if (request.Value is null) throw MlflowException.Missing("value");
+            await store.LogBatchAsync(request.RunId ?? request.RunUuid, [], [new MlflowTag(request.Key, request.Value)], [], http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/runs/set-tag", async (HttpContext http, TrackingService store) =>
+        {
+            var request = await BodyAsync<SetTagRequest>(http);
+            if (request.Key is null) throw MlflowException.Missing("key");
+            if (request.Value is null) throw MlflowException.Missing("value");
+            await store.LogBatchAsync(request.RunId ?? request.RunUuid, [], [], [new MlflowTag(request.Key, request.Value)], http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/runs/delete-tag", async (HttpContext http, TrackingService store) =>
+        {
+            await store.DeleteTagAsync(await BodyAsync<DeleteTagRequest>(http), http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/runs/log-batch", async (HttpContext http, TrackingService store) =>
+        {
+            var request = await BodyAsync<LogBatchRequest>(http, TrackingService.MaxBatchRequestBytes);
+            await store.LogBatchAsync(request.RunId, request.Metrics ?? [], request.Params ?? [], request.Tags ?? [], http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapGet("/metrics/get-history", async (HttpContext http, TrackingService store) =>
+        {
+            var (metrics, next) = await store.GetMetricHistoryAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), Query(http, "metric_key"),
+                (int?)QueryLong(http, "max_results"), Query(http, "page_token"), http.RequestAborted);
+            return MlflowJson.Ok(new { metrics, next_page_token = next });
+        });
+    }
+
+    static IResult SearchExperiments((List<MlflowExperiment> Experiments, string? NextPageToken) result) =>
+        MlflowJson.Ok(new { experiments = result.Experiments, next_page_token = result.NextPageToken });
+
+    static string? Query(HttpContext http, string name) => http.Request.Query.TryGetValue(name, out var values) ? values.ToString() : null;
+
+    static long? QueryLong(HttpContext http, string name) =>
+        Query(http, name) is not { } text ? null
+            : long.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var value) ? value
+            : throw MlflowException.Invalid($"Invalid value '{text}' for parameter '{name}': an integer is expected.");
+
+    /// <summary>
+    /// A POST body as MLflow's server reads it: JSON, unknown fields ignored, int64 as numbers or strings. Over
+    /// <paramref name="maxBytes"/> (log-batch: 1 MB) it is refused with MLflow's message.
+    /// </summary>
+    static async Task<T> BodyAsync<T>(HttpContext http, int maxBytes = 16 << 20) where T : class
+    {
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await http.Request.Body.ReadAsync(chunk, http.RequestAborted)) > 0)
+        {
+            buffer.Write(chunk, 0, read);
+            if (buffer.Length > maxBytes)
+                throw MlflowException.Invalid($"Batched logging API requests must be at most {maxBytes} bytes, got a request of size {http.Request.ContentLength?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? $"over {maxBytes}"}.");
+        }
+        if (buffer.Length == 0) return JsonSerializer.Deserialize<T>("{}", MlflowJson.Options)!;
+        try
+        {
+            return JsonSerializer.Deserialize<T>(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), MlflowJson.Options)
+                ?? throw new MlflowException(MlflowException.BadRequest, "The request body must be a JSON object.");
+        }
+        catch (JsonException e)
+        {
+            throw new MlflowException(MlflowException.InvalidParameterValue, $"Invalid request body: {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace EmaLab.Dashboard.Tracking;
+
+/// <summary>
+/// An MLflow REST error: <c>{"error_code": …, "message": …}</c> with the HTTP status MLflow gives the code
+/// (mlflow/exceptions.py, <c>ERROR_CODE_TO_HTTP_STATUS</c>).
+/// </summary>
+public sealed class MlflowException(string errorCode, string message) : Exception(message)
+{
+    public const string InvalidParameterValue = "INVALID_PARAMETER_VALUE";
+    public const string ResourceDoesNotExist = "RESOURCE_DOES_NOT_EXIST";
+    public const string ResourceAlreadyExists = "RESOURCE_ALREADY_EXISTS";
+    public const string InvalidState = "INVALID_STATE";
+    public const string BadRequest = "BAD_REQUEST";
+    public const string EndpointNotFound = "ENDPOINT_NOT_FOUND";
+
+    public string ErrorCode { get; } = errorCode;
+
+    public int HttpStatus => ErrorCode switch
+    {
+        InvalidParameterValue or ResourceAlreadyExists or BadRequest => StatusCodes.Status400BadRequest,
+        ResourceDoesNotExist or EndpointNotFound => StatusCodes.Status404NotFound,
+        _ => StatusCodes.Status500InternalServerError, // INVALID_STATE and INTERNAL_ERROR are 500 in MLflow
+    };
+
+    public static MlflowException Invalid(string message) => new(InvalidParameterValue, message);
+    public static MlflowException Missing(string parameter) =>
+        Invalid($"Missing value for required parameter '{parameter}'. See the API docs for more information about request parameters.");
+}
+
+/// <summary>MLflow's JSON: snake_case fields, enums by name, int64 as numbers (as its server writes them), unset fields left out.</summary>
+public static class MlflowJson
+{
+    public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        // Protobuf's JSON writes int64 as strings and NaN as "NaN": its clients send both.
+        NumberHandling = JsonNumberHandling.AllowReadingFromString | JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        // Quotes in values written as they are (as Python's json does), not as \u0022.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    public static IResult Ok(object response) => Results.Json(response, Options);
+    public static IResult Empty() => Results.Json(new { }, Options);
+
+    public static IResult Error(MlflowException e) =>
+        Results.Json(new { error_code = e.ErrorCode, message = e.Message }, Options, statusCode: e.HttpStatus);
+}
+
+// The messages of mlflow/protos/service.proto that EMA Lab serves (fields by their proto names).
+
+public sealed record MlflowTag(string? Key, string? Value);
+
+public sealed record MlflowMetric(string? Key, double? Value, long? Timestamp, long? Step);
+
+public sealed record MlflowExperiment(
+    string ExperimentId, string Name, string ArtifactLocation, string LifecycleStage, long LastUpdateTime, long CreationTime, IReadOnlyList<MlflowTag> Tags);
+
+public sealed record MlflowRunInfo(
+    string RunId, string RunUuid, string RunName, string ExperimentId, string UserId, string Status, long StartTime, long? EndTime,
+    string ArtifactUri, string LifecycleStage);
+
+public sealed record MlflowRunData(IReadOnlyList<MlflowMetric> Metrics, IReadOnlyList<MlflowTag> Params, IReadOnlyList<MlflowTag> Tags);
+
+public sealed record MlflowRun(MlflowRunInfo Info, MlflowRunData Data, object Inputs);
+
+// Requests (POST bodies; GET requests bind the same names from the query string).
+
+public sealed record CreateExperimentRequest(string? Name, string? ArtifactLocation, IReadOnlyList<MlflowTag>? Tags);
+public sealed record ExperimentIdRequest(string? ExperimentId);
+public sealed record UpdateExperimentRequest(string? ExperimentId, string? NewName);
+public sealed record SetExperimentTagRequest(string? ExperimentId, string? Key, string? Value);
+public sealed record SearchExperimentsRequest(long? MaxResults, string? PageToken, string? Filter, IReadOnlyList<string>? OrderBy, string? ViewType);
+public sealed record CreateRunRequest(string? ExperimentId, string? UserId, string? RunName, long? StartTime, IReadOnlyList<MlflowTag>? Tags);
+public sealed record UpdateRunRequest(string? RunId, string? RunUuid, string? Status, long? EndTime, string? RunName);
+public sealed record RunIdRequest(string? RunId);
+public sealed record LogMetricRequest(string? RunId, string? RunUuid, string? Key, double? Value, long? Timestamp, long? Step);
+public sealed record LogParamRequest(string? RunId, string? RunUuid, string? Key, string? Value);
+public sealed record SetTagRequest(string? RunId, string? RunUuid, string? Key, string? Value);
+public sealed record DeleteTagRequest(string? RunId, string? Key);
+public sealed record LogBatchRequest(string? RunId, IReadOnlyList<MlflowMetric>? Metrics, IReadOnlyList<MlflowTag>? Params, IReadOnlyList<MlflowTag>? Tags);
+public sealed record SearchRunsRequest(IReadOnlyList<string>? ExperimentIds, string? Filter, string? RunViewType, int? MaxResults, IReadOnlyList<string>? OrderBy, string? PageToken);

@@ -1,0 +1,551 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Runs;
+using EmaLab.TrainingEngine;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+
+namespace EmaLab.Dashboard.Tracking;
+
+/// <summary>
+/// The MLflow tracking store over EMA Lab's database: experiments, runs, params, tags and metrics as MLflow's
+/// server keeps them (mlflow/store/tracking/sqlalchemy_store.py), with its validation rules and messages
+/// (mlflow/utils/validation.py). Metrics go through the same <see cref="MetricPipeline"/> as the engine's.
+/// </summary>
+public sealed partial class TrackingService(
+    IDbContextFactory<EmaLabDbContext> dbFactory,
+    MetricPipeline pipeline,
+    RunEventHub hub)
+{
+    // MLflow's limits (mlflow/utils/validation.py).
+    public const int MaxMetricsPerBatch = 1000;
+    public const int MaxParamsTagsPerBatch = 100;
+    public const int MaxEntitiesPerBatch = 1000;
+    public const int MaxBatchRequestBytes = 1_000_000;
+    public const int MaxEntityKeyLength = 250;
+    public const int MaxParamValueLength = 6000;
+    public const int MaxTagValueLength = 8000;
+    public const int MaxExperimentTagValueLength = 5000;
+    public const int MaxRunNameLength = 200;
+
+    static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    // ---------------------------------------------------------------- experiments
+
+    public async Task<string> CreateExperimentAsync(CreateExperimentRequest request, CancellationToken ct)
+    {
+        var name = request.Name;
+        if (string.IsNullOrEmpty(name)) throw MlflowException.Invalid($"Invalid experiment name: '{name}'");
+        if (name.Length > Experiment.MaxNameLength)
+            throw MlflowException.Invalid($"Experiment name exceeds the maximum length of {Experiment.MaxNameLength} characters");
+        var tags = (request.Tags ?? []).Select(t => ValidExperimentTag(t.Key, t.Value)).ToList();
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        if (await db.Experiments.AnyAsync(e => e.Name == name, ct))
+            throw new MlflowException(MlflowException.ResourceAlreadyExists, $"Experiment(name={name}) already exists.");
+        var now = Now;
+        var experiment = new Experiment
+        {
+            Name = name, ArtifactLocation = request.ArtifactLocation, CreationTimeMs = now, LastUpdateTimeMs = now,
+            Tags = tags.Select(t => new ExperimentTag { Key = t.Key, Value = t.Value }).ToList(),
+        };
+        db.Experiments.Add(experiment);
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException e) when (e.InnerException is SqliteException { SqliteErrorCode: 19 })
+        {
+            throw new MlflowException(MlflowException.ResourceAlreadyExists, $"Experiment(name={name}) already exists.");
+        }
+        return Id(experiment.Id);
+    }
+
+    public async Task<MlflowExperiment> GetExperimentAsync(string? experimentId, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        return ToDto(await FindExperimentAsync(db, experimentId, ct));
+    }
+
+    public async Task<MlflowExperiment> GetExperimentByNameAsync(string? name, CancellationToken ct)
+    {
+        if (name is null) throw MlflowException.Missing("experiment_name");
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var experiment = await db.Experiments.Include(e => e.Tags).AsNoTracking().SingleOrDefaultAsync(e => e.Name == name, ct)
+            ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Could not find experiment with name '{name}'");
+        return ToDto(experiment);
+    }
+
+    public async Task<(List<MlflowExperiment> Experiments, string? NextPageToken)> SearchExperimentsAsync(SearchExperimentsRequest request, CancellationToken ct)
+    {
+        var max = request.MaxResults ?? 1000;
+        if (max is < 1 or > 50_000)
+            throw MlflowException.Invalid($"Invalid value {max} for parameter 'max_results' supplied. It must be at most 50000 and positive.");
+        var view = ViewType(request.ViewType);
+        var filter = SearchFilter.Parse(request.Filter, SearchFilter.Entity.Experiment);
+        var order = SearchOrder.Parse(request.OrderBy, SearchFilter.Entity.Experiment);
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var all = await db.Experiments.Include(e => e.Tags).AsNoTracking().ToListAsync(ct);
+        var matching = all.Where(e => view.Includes(e.Deleted)).Select(ToDto).Where(filter.Matches).ToList();
+        return Page(order.Sort(matching), request.PageToken, (int)max);
+    }
+
+    public async Task DeleteExperimentAsync(string? experimentId, bool deleted, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var experiment = await FindExperimentAsync(db, experimentId, ct, tracking: true);
+        if (deleted && experiment.Id == Experiment.DefaultId) throw MlflowException.Invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment.");
+        experiment.Deleted = deleted;
+        experiment.LastUpdateTimeMs = Now;
+        await db.SaveChangesAsync(ct);
+    }
+
+    public async Task RenameExperimentAsync(UpdateExperimentRequest request, CancellationToken ct)
+    {
+        if (string.IsNullOrEmpty(request.NewName)) throw MlflowException.Missing("new_name");
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var experiment = await FindExperimentAsync(db, request.ExperimentId, ct, tracking: true);
+        if (experiment.Deleted) throw new MlflowException(MlflowException.InvalidState, "Cannot rename a non-active experiment.");
+        if (await db.Experiments.AnyAsync(e => e.Name == request.NewName && e.Id != experiment.Id, ct))
+            throw new MlflowException(MlflowException.ResourceAlreadyExists, $"Experiment(name={request.NewName}) already exists.");
+        experiment.Name = request.NewName;
+        experiment.LastUpdateTimeMs = Now;
+        await db.SaveChangesAsync(ct);
+    }
+
+    public async Task SetExperimentTagAsync(SetExperimentTagRequest request, CancellationToken ct)
+    {
+        var (key, value) = ValidExperimentTag(request.Key, request.Value);
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var experiment = await FindExperimentAsync(db, request.ExperimentId, ct, tracking: true);
+        if (experiment.Deleted) throw new MlflowException(MlflowException.InvalidState, $"The experiment {experiment.Id} must be in the 'active' state. Current state is deleted.");
+        var existing = experiment.Tags.FirstOrDefault(t => t.Key == key);
+        if (existing is null) experiment.Tags.Add(new ExperimentTag { Key = key, Value = value });
+        else existing.Value = value;
+        await db.SaveChangesAsync(ct);
+    }
+
+    static async Task<Experiment> FindExperimentAsync(EmaLabDbContext db, string? experimentId, CancellationToken ct, bool tracking = false)
+    {
+        if (experimentId is null) throw MlflowException.Missing("experiment_id");
+        var id = ParseExperimentId(experimentId);
+        var query = db.Experiments.Include(e => e.Tags);
+        var experiment = await (tracking ? query : query.AsNoTracking()).SingleOrDefaultAsync(e => e.Id == id, ct);
+        return experiment ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No Experiment with id={experimentId} exists");
+    }
+
+    static long ParseExperimentId(string experimentId) =>
+        long.TryParse(experimentId, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id
+            : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No Experiment with id={experimentId} exists");
+
+    static (string Key, string Value) ValidExperimentTag(string? key, string? value)
+    {
+        ValidateName("tag", key);
+        if (value is null) throw MlflowException.Missing("value");
+        LengthLimit("Tag key", MaxEntityKeyLength, key!);
+        LengthLimit("Tag value", MaxExperimentTagValueLength, value);
+        return (key!, value);
+    }
+
+    static string Id(long id) => id.ToString(CultureInfo.InvariantCulture);
+
+    public static MlflowExperiment ToDto(Experiment e) => new(
+        Id(e.Id), e.Name, e.ArtifactLocation ?? $"mlflow-artifacts:/{Id(e.Id)}", e.Deleted ? "deleted" : "active",
+        e.LastUpdateTimeMs, e.CreationTimeMs, e.Tags.Select(t => new MlflowTag(t.Key, t.Value)).ToList());
+
+    // ---------------------------------------------------------------- runs
+
+    public async Task<MlflowRun> CreateRunAsync(CreateRunRequest request, CancellationToken ct)
+    {
+        var tags = ValidTags(request.Tags ?? []);
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var experiment = await FindExperimentAsync(db, request.ExperimentId ?? Id(Experiment.DefaultId), ct);
+        if (experiment.Deleted)
+            throw new MlflowException(MlflowException.InvalidState, $"The experiment {experiment.Id} must be in the 'active' state. Current state is deleted.");
+        // MLflow's run name: the argument, else the mlflow.runName tag, else a generated one; the tag is set to it.
+        var name = request.RunName is { Length: > 0 } given ? given : tags.GetValueOrDefault(RunNameTag) is { Length: > 0 } tagged ? tagged : GeneratedName();
+        if (request.RunName is { Length: > 0 } && tags.TryGetValue(RunNameTag, out var other) && other != request.RunName)
+            throw MlflowException.Invalid($"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values (run_name='{request.RunName}', mlflow.runName='{other}').");
+        tags[RunNameTag] = name;
+        if (request.UserId is { Length: > 0 } user) tags.TryAdd(UserTag, user);
+        var start = request.StartTime ?? Now;
+        var run = new Run
+        {
+            Name = Truncate(name, MaxRunNameLength),
+            Uuid = Run.NewUuid(),
+            Origin = RunOrigin.Client,
+            ExperimentId = experiment.Id,
+            Status = RunStatus.Running,
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(start),
+            StartedAt = DateTimeOffset.FromUnixTimeMilliseconds(start),
+            Tracks = [new EmaTrack { Name = TrackNames.Raw }],
+        };
+        db.Runs.Add(run);
+        await db.SaveChangesAsync(ct);
+        db.RunTags.AddRange(tags.Select(t => new RunTag { RunId = run.Id, Key = t.Key, Value = t.Value }));
+        await db.SaveChangesAsync(ct);
+        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
+        return await GetRunAsync(run.Uuid, ct);
+    }
+
+    public async Task<MlflowRun> GetRunAsync(string? runId, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var run = await FindRunAsync(db, runId, ct);
+        return await ToDtoAsync(db, run, ct);
+    }
+
+    public async Task<MlflowRunInfo> UpdateRunAsync(UpdateRunRequest request, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var run = await FindRunAsync(db, request.RunId ?? request.RunUuid, ct, tracking: true);
+        RequireActive(run);
+        RequireClient(run);
+        if (request.Status is { } status)
+        {
+            run.Status = status switch
+            {
+                "RUNNING" => RunStatus.Running,
+                "SCHEDULED" => RunStatus.Queued,
+                "FINISHED" => RunStatus.Completed,
+                "FAILED" => RunStatus.Failed,
+                "KILLED" => RunStatus.Cancelled,
+                _ => throw MlflowException.Invalid($"Invalid value '{status}' for parameter 'status': one of RUNNING, SCHEDULED, FINISHED, FAILED, KILLED."),
+            };
+            run.FinishedAt = run.Status.IsFinished() ? DateTimeOffset.FromUnixTimeMilliseconds(request.EndTime ?? Now) : null;
+        }
+        else if (request.EndTime is { } end) run.FinishedAt = DateTimeOffset.FromUnixTimeMilliseconds(end);
+        if (request.RunName is { Length: > 0 } name)
+        {
+            run.Name = Truncate(name, MaxRunNameLength);
+            await UpsertTagAsync(db, run.Id, RunNameTag, name, ct);
+        }
+        await db.SaveChangesAsync(ct);
+        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
+        return InfoOf(run, await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id).ToListAsync(ct));
+    }
+
+    /// <summary>MLflow's soft delete and restore: the run is hidden from lists and searches, and kept.</summary>
+    public async Task SetRunDeletedAsync(string? runId, bool deleted, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var run = await FindRunAsync(db, runId, ct, tracking: true);
+        run.Deleted = deleted;
+        await db.SaveChangesAsync(ct);
+        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
+    }
+
+    /// <summary>
+    /// log-batch, log-metric, log-parameter and set-tag in one: everything is validated before anything is written
+    /// (MLflow may write part of a batch; here a refused batch leaves no trace), then params and tags commit and the
+    /// metrics go through the metric pipeline; the call returns once they are stored, so a read that follows sees them.
+    /// </summary>
+    public async Task LogBatchAsync(string? runId, IReadOnlyList<MlflowMetric> metrics, IReadOnlyList<MlflowTag> @params, IReadOnlyList<MlflowTag> tags, CancellationToken ct)
+    {
+        if (runId is null) throw MlflowException.Missing("run_id");
+        BatchLimit("metrics", MaxMetricsPerBatch, metrics.Count);
+        BatchLimit("params", MaxParamsTagsPerBatch, @params.Count);
+        BatchLimit("tags", MaxParamsTagsPerBatch, tags.Count);
+        BatchLimit("metrics, params, and tags", MaxEntitiesPerBatch, metrics.Count + @params.Count + tags.Count);
+
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var run = await FindRunAsync(db, runId, ct);
+        RequireActive(run);
+        if (metrics.Count > 0 || @params.Count > 0) RequireClient(run);
+
+        var validMetrics = metrics.Select(ValidMetric).ToList();
+        var validParams = new Dictionary<string, string>();
+        foreach (var p in @params)
+        {
+            ValidateName("param", p.Key);
+            LengthLimit("Param key", MaxEntityKeyLength, p.Key!);
+            if (!validParams.TryAdd(p.Key!, Truncate(p.Value ?? "", MaxParamValueLength)))
+                throw MlflowException.Invalid($"Duplicate parameter keys have been submitted: ['{p.Key}']. Please ensure the request contains only one param value per param key.");
+        }
+        var validTags = ValidTags(tags);
+        var stored = await db.Params.AsNoTracking().Where(p => p.RunId == run.Id).ToDictionaryAsync(p => p.Key, p => p.Value, ct);
+        foreach (var (key, value) in validParams)
+            if (stored.TryGetValue(key, out var old) && old != value)
+                throw MlflowException.Invalid($"Changing param values is not allowed. Param with key='{key}' was already logged with value='{old}' for run ID='{run.Uuid}'. Attempted logging new value '{value}'.");
+
+        // Tags first: a batch may set the suffix map and log the metrics it maps.
+        var suffixTag = validTags.TryGetValue(ClientTrackKeys.SuffixTag, out var newSuffixes) ? newSuffixes
+            : await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key == ClientTrackKeys.SuffixTag).Select(t => t.Value).SingleOrDefaultAsync(ct);
+        var suffixes = ClientTrackKeys.ParseSuffixes(suffixTag);
+        var known = await db.ClientMetricKeys.AsNoTracking().Where(k => k.RunId == run.Id).ToDictionaryAsync(k => k.LoggedKey, ct);
+        var newKeys = new List<ClientMetricKey>();
+        var mapped = new List<(string Track, string Key, MlflowMetric Metric)>(validMetrics.Count);
+        foreach (var metric in validMetrics)
+        {
+            if (!known.TryGetValue(metric.Key!, out var key))
+            {
+                var (track, name) = ClientTrackKeys.Map(metric.Key!, suffixes);
+                key = new ClientMetricKey { RunId = run.Id, LoggedKey = metric.Key!, Track = track, Key = name };
+                known[metric.Key!] = key;
+                newKeys.Add(key);
+            }
+            mapped.Add((key.Track, key.Key, metric));
+        }
+
+        db.Params.AddRange(validParams.Where(p => !stored.ContainsKey(p.Key)).Select(p => new RunParam { RunId = run.Id, Key = p.Key, Value = p.Value }));
+        foreach (var (key, value) in validTags) await UpsertTagAsync(db, run.Id, key, value, ct);
+        db.ClientMetricKeys.AddRange(newKeys);
+        var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id).Select(t => t.Name).ToListAsync(ct);
+        db.Tracks.AddRange(newKeys.Select(k => k.Track).Distinct().Except(tracks).Select(t => new EmaTrack { RunId = run.Id, Name = t, Decay = ClientTrackKeys.DecayOf(t) }));
+        await SaveIgnoringRacesAsync(db, ct);
+
+        foreach (var (track, key, metric) in mapped)
+            await pipeline.WriteClientMetricAsync(run.Id, track, key, metric.Step ?? 0, metric.Value!.Value, metric.Timestamp ?? 0, ct);
+        if (mapped.Count > 0) await pipeline.FlushAsync();
+    }
+
+    public async Task DeleteTagAsync(DeleteTagRequest request, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var run = await FindRunAsync(db, request.RunId, ct);
+        RequireActive(run);
+        if (request.Key is null) throw MlflowException.Missing("key");
+        var deleted = await db.RunTags.Where(t => t.RunId == run.Id && t.Key == request.Key).ExecuteDeleteAsync(ct);
+        if (deleted == 0) throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No tag with name: {request.Key} in run with id {run.Uuid}");
+    }
+
+    public async Task<(List<MlflowMetric> Metrics, string? NextPageToken)> GetMetricHistoryAsync(string? runId, string? metricKey, int? maxResults, string? pageToken, CancellationToken ct)
+    {
+        if (metricKey is null) throw MlflowException.Missing("metric_key");
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var run = await FindRunAsync(db, runId, ct);
+        var (track, key) = await StoredKeyAsync(db, run, metricKey, ct);
+        var offset = ParsePageToken(pageToken);
+        var query = db.Metrics.AsNoTracking().Where(m => m.RunId == run.Id && m.Key == key && m.Track == track)
+            .OrderBy(m => m.Step).ThenBy(m => m.WallTimeMs).Skip(offset);
+        if (maxResults is { } max)
+        {
+            if (max < 1) throw MlflowException.Invalid($"Invalid value {max} for parameter 'max_results': it must be positive.");
+            query = query.Take(max + 1);
+        }
+        var rows = (await query.Select(m => new { m.Value, m.WallTimeMs, m.Step }).ToListAsync(ct))
+            .Select(m => new MlflowMetric(metricKey, m.Value ?? double.NaN, m.WallTimeMs, m.Step)).ToList(); // NULL stands for NaN
+        if (maxResults is { } take && rows.Count > take)
+            return (rows.Take(take).ToList(), (offset + take).ToString(CultureInfo.InvariantCulture));
+        return (rows, null);
+    }
+
+    public async Task<(List<MlflowRun> Runs, string? NextPageToken)> SearchRunsAsync(SearchRunsRequest request, CancellationToken ct)
+    {
+        var max = request.MaxResults ?? 1000;
+        if (max is < 1 or > 50_000)
+            throw MlflowException.Invalid($"Invalid value {max} for parameter 'max_results' supplied. It must be at most 50000 and positive.");
+        var view = ViewType(request.RunViewType);
+        var filter = SearchFilter.Parse(request.Filter, SearchFilter.Entity.Run);
+        var order = SearchOrder.Parse(request.OrderBy, SearchFilter.Entity.Run);
+        var experimentIds = (request.ExperimentIds ?? []).Select(ParseExperimentId).ToHashSet();
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var runs = await db.Runs.AsNoTracking().Where(r => experimentIds.Contains(r.ExperimentId)).ToListAsync(ct);
+        var results = new List<MlflowRun>();
+        foreach (var run in runs.Where(r => view.Includes(r.Deleted)))
+        {
+            var dto = await ToDtoAsync(db, run, ct);
+            if (filter.Matches(dto)) results.Add(dto);
+        }
+        return Page(order.Sort(results), request.PageToken, max);
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    public const string RunNameTag = "mlflow.runName";
+    public const string UserTag = "mlflow.user";
+
+    static async Task<Run> FindRunAsync(EmaLabDbContext db, string? runId, CancellationToken ct, bool tracking = false)
+    {
+        if (runId is null) throw MlflowException.Missing("run_id");
+        var query = tracking ? db.Runs : db.Runs.AsNoTracking();
+        return await query.SingleOrDefaultAsync(r => r.Uuid == runId, ct)
+            ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Run with id={runId} not found");
+    }
+
+    static void RequireActive(Run run)
+    {
+        if (run.Deleted) throw new MlflowException(MlflowException.InvalidState, $"The run {run.Uuid} must be in the 'active' state. Current state is deleted.");
+    }
+
+    /// <summary>An engine run's metrics, params and status are the engine's: a client may tag it, not log into it.</summary>
+    static void RequireClient(Run run)
+    {
+        if (run.Origin != RunOrigin.Client)
+            throw new MlflowException(MlflowException.InvalidState, $"Run {run.Uuid} is trained by EMA Lab's engine (run #{run.Id}); only runs created through the tracking API take metrics, params and status.");
+    }
+
+    /// <summary>The stored (track, key) of a key as the tracking API names it.</summary>
+    static async Task<(string Track, string Key)> StoredKeyAsync(EmaLabDbContext db, Run run, string metricKey, CancellationToken ct)
+    {
+        if (run.Origin == RunOrigin.Client)
+        {
+            var key = await db.ClientMetricKeys.AsNoTracking().SingleOrDefaultAsync(k => k.RunId == run.Id && k.LoggedKey == metricKey, ct);
+            return key is null ? (TrackNames.Raw, metricKey) : (key.Track, key.Key);
+        }
+        return ClientTrackKeys.Map(metricKey, new Dictionary<string, string>());
+    }
+
+    async Task<MlflowRun> ToDtoAsync(EmaLabDbContext db, Run run, CancellationToken ct)
+    {
+        var tags = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id).ToListAsync(ct);
+        var @params = await db.Params.AsNoTracking().Where(p => p.RunId == run.Id).OrderBy(p => p.Key).ToListAsync(ct);
+        var latest = await LatestMetricsAsync(db, run, ct);
+        return new MlflowRun(InfoOf(run, tags),
+            new MlflowRunData(latest, @params.Select(p => new MlflowTag(p.Key, p.Value)).ToList(), tags.Select(t => new MlflowTag(t.Key, t.Value)).ToList()),
+            new { });
+    }
+
+    /// <summary>MLflow's latest value of each key: the one with the latest timestamp, the largest of those on a tie.</summary>
+    static async Task<List<MlflowMetric>> LatestMetricsAsync(EmaLabDbContext db, Run run, CancellationToken ct)
+    {
+        var latest = await db.Metrics.AsNoTracking().Where(m => m.RunId == run.Id)
+            .GroupBy(m => new { m.Key, m.Track })
+            .Select(g => g.OrderByDescending(m => m.WallTimeMs).ThenByDescending(m => m.Value).First())
+            .ToListAsync(ct);
+        var names = run.Origin == RunOrigin.Client
+            ? await db.ClientMetricKeys.AsNoTracking().Where(k => k.RunId == run.Id).ToDictionaryAsync(k => (k.Track, k.Key), k => k.LoggedKey, ct)
+            : [];
+        return latest
+            .Select(m => new MlflowMetric(names.GetValueOrDefault((m.Track, m.Key)) ?? ClientTrackKeys.EngineKey(m.Track, m.Key), m.Value ?? double.NaN, m.WallTimeMs, m.Step))
+            .OrderBy(m => m.Key, StringComparer.Ordinal).ToList();
+    }
+
+    static MlflowRunInfo InfoOf(Run run, IReadOnlyList<RunTag> tags) => new(
+        run.Uuid, run.Uuid, run.Name, Id(run.ExperimentId), tags.FirstOrDefault(t => t.Key == UserTag)?.Value ?? "",
+        StatusOf(run.Status), (run.StartedAt ?? run.CreatedAt).ToUnixTimeMilliseconds(), run.FinishedAt?.ToUnixTimeMilliseconds(),
+        $"mlflow-artifacts:/{Id(run.ExperimentId)}/{run.Uuid}/artifacts", run.Deleted ? "deleted" : "active");
+
+    public static string StatusOf(RunStatus status) => status switch
+    {
+        RunStatus.Queued => "SCHEDULED",
+        RunStatus.Running => "RUNNING",
+        RunStatus.Completed => "FINISHED",
+        RunStatus.Cancelled or RunStatus.Interrupted => "KILLED",
+        _ => "FAILED",
+    };
+
+    static MlflowMetric ValidMetric(MlflowMetric metric)
+    {
+        ValidateName("metric", metric.Key);
+        if (metric.Value is null)
+            throw MlflowException.Invalid($"Got invalid value None for metric '{metric.Key}' (timestamp={metric.Timestamp}). Please specify value as a valid double (64-bit floating point)");
+        if (metric.Timestamp is < 0)
+            throw MlflowException.Invalid($"Got invalid timestamp {metric.Timestamp} for metric '{metric.Key}' (value={metric.Value}). Timestamp must be a nonnegative long (64-bit integer) ");
+        LengthLimit("Metric name", MaxEntityKeyLength, metric.Key!);
+        return metric;
+    }
+
+    static Dictionary<string, string> ValidTags(IReadOnlyList<MlflowTag> tags)
+    {
+        var valid = new Dictionary<string, string>();
+        foreach (var tag in tags)
+        {
+            ValidateName("tag", tag.Key);
+            LengthLimit("Tag key", MaxEntityKeyLength, tag.Key!);
+            valid[tag.Key!] = Truncate(tag.Value ?? "", MaxTagValueLength); // the last value of a key wins, as in MLflow
+        }
+        if (valid.TryGetValue(ClientTrackKeys.SuffixTag, out var suffixes)) ClientTrackKeys.ParseSuffixes(suffixes);
+        return valid;
+    }
+
+    // mlflow/utils/validation.py: names of params, metrics and tags.
+    [GeneratedRegex(@"^[/\w.\- ]*$")]
+    private static partial Regex ValidName();
+
+    static void ValidateName(string kind, string? name)
+    {
+        var title = kind == "param" ? "Parameter" : char.ToUpperInvariant(kind[0]) + kind[1..];
+        if (name is null) throw MlflowException.Invalid($"{title} name cannot be None. A key name must be provided.");
+        if (!ValidName().IsMatch(name))
+            throw MlflowException.Invalid($"Invalid {(kind == "param" ? "parameter" : kind)} name: '{name}'. Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), and slashes (/).");
+        var normalized = NormalizePath(name);
+        if (normalized != name || normalized == "." || normalized.StartsWith("..", StringComparison.Ordinal) || normalized.StartsWith('/'))
+            throw MlflowException.Invalid($"Invalid {(kind == "param" ? "parameter" : kind)} name: '{name}'. Names may be treated as files in certain cases, and must not resolve to other names when treated as such. This name would resolve to '{normalized}'");
+    }
+
+    /// <summary>Python's <c>posixpath.normpath</c> (collapses '//', '.', 'x/..', trailing '/').</summary>
+    static string NormalizePath(string path)
+    {
+        if (path.Length == 0) return ".";
+        var initialSlashes = path.StartsWith('/') ? path.StartsWith("//", StringComparison.Ordinal) && !path.StartsWith("///", StringComparison.Ordinal) ? 2 : 1 : 0;
+        var parts = new List<string>();
+        foreach (var part in path.Split('/'))
+        {
+            if (part is "" or ".") continue;
+            if (part != ".." || (initialSlashes == 0 && parts.Count == 0) || (parts.Count > 0 && parts[^1] == "..")) parts.Add(part);
+            else if (parts.Count > 0) parts.RemoveAt(parts.Count - 1);
+        }
+        var result = new string('/', initialSlashes) + string.Join('/', parts);
+        return result.Length == 0 ? "." : result;
+    }
+
+    static void LengthLimit(string entity, int limit, string value)
+    {
+        if (value.Length > limit)
+            throw MlflowException.Invalid($"{entity} '{value[..250]}' had length {value.Length}, which exceeded length limit of {limit}");
+    }
+
+    static void BatchLimit(string entity, int limit, int count)
+    {
+        if (count > limit)
+            throw MlflowException.Invalid($"A batch logging request can contain at most {limit} {entity}. Got {count} {entity}. Please split up {entity} across multiple requests and try again.");
+    }
+
+    /// <summary>MLflow truncates param and tag values over the limit (MLFLOW_TRUNCATE_LONG_VALUES, on by default) rather than refusing them.</summary>
+    static string Truncate(string value, int limit) => value.Length <= limit ? value : value[..limit];
+
+    static async Task UpsertTagAsync(EmaLabDbContext db, long runId, string key, string value, CancellationToken ct)
+    {
+        var tag = await db.RunTags.FindAsync([runId, key], ct);
+        if (tag is null) db.RunTags.Add(new RunTag { RunId = runId, Key = key, Value = value });
+        else tag.Value = value;
+    }
+
+    /// <summary>Two requests for one run may both add a new key or track: the second one's rows exist already, which is what it wanted.</summary>
+    static async Task SaveIgnoringRacesAsync(EmaLabDbContext db, CancellationToken ct)
+    {
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException e) when (e.InnerException is SqliteException { SqliteErrorCode: 19 })
+        {
+            foreach (var entry in db.ChangeTracker.Entries().Where(x => x.Entity is EmaTrack or ClientMetricKey && x.State == EntityState.Added).ToList())
+                entry.State = EntityState.Detached;
+            await db.SaveChangesAsync(ct);
+        }
+    }
+
+    static (List<T> Page, string? NextPageToken) Page<T>(List<T> items, string? pageToken, int max)
+    {
+        var offset = ParsePageToken(pageToken);
+        var page = items.Skip(offset).Take(max).ToList();
+        return (page, offset + max < items.Count ? (offset + max).ToString(CultureInfo.InvariantCulture) : null);
+    }
+
+    static int ParsePageToken(string? token) =>
+        string.IsNullOrEmpty(token) ? 0
+            : int.TryParse(token, NumberStyles.None, CultureInfo.InvariantCulture, out var offset) ? offset
+            : throw MlflowException.Invalid($"Invalid page token, could not base64-decode: '{token}'");
+
+    sealed record View(bool Active, bool Deleted)
+    {
+        public bool Includes(bool deleted) => deleted ? Deleted : Active;
+    }
+
+    static View ViewType(string? viewType) => viewType switch
+    {
+        null or "ACTIVE_ONLY" or "1" => new View(true, false),
+        "DELETED_ONLY" or "2" => new View(false, true),
+        "ALL" or "3" => new View(true, true),
+        _ => throw MlflowException.Invalid($"Invalid value '{viewType}' for parameter 'view_type': one of ACTIVE_ONLY, DELETED_ONLY, ALL."),
+    };
+
+    static readonly string[] Adjectives = ["bold", "calm", "clever", "eager", "gentle", "keen", "lucky", "merry", "quiet", "swift", "tidy", "wise"];
+    static readonly string[] Nouns = ["badger", "crane", "fox", "hare", "heron", "lark", "lynx", "otter", "owl", "seal", "stoat", "wren"];
+
+    /// <summary>A readable name for a run created without one, as MLflow's <c>adjective-noun-number</c>.</summary>
+    static string GeneratedName() =>
+        $"{Adjectives[Random.Shared.Next(Adjectives.Length)]}-{Nouns[Random.Shared.Next(Nouns.Length)]}-{Random.Shared.Next(1000)}";
+}

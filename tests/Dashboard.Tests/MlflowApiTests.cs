@@ -1,0 +1,221 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace EmaLab.Dashboard.Tests;
+
+/// <summary>
+/// The MLflow-compatible tracking API with the request bodies MLflow's Python client sends: protobuf JSON, where
+/// int64 fields (timestamps, steps) are strings and NaN is "NaN" (mlflow/utils/proto_json_utils.py, message_to_json).
+/// </summary>
+public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
+{
+    readonly HttpClient _client = factory.CreateClient();
+    const string Base = "/api/2.0/mlflow/";
+
+    async Task<(HttpStatusCode Status, JsonElement Body)> PostAsync(string path, string json)
+    {
+        var response = await _client.PostAsync(Base + path, new StringContent(json, Encoding.UTF8, "application/json"));
+        return (response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement);
+    }
+
+    async Task<(HttpStatusCode Status, JsonElement Body)> GetAsync(string pathAndQuery)
+    {
+        var response = await _client.GetAsync(Base + pathAndQuery);
+        return (response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement);
+    }
+
+    async Task<JsonElement> OkAsync(Task<(HttpStatusCode Status, JsonElement Body)> call)
+    {
+        var (status, body) = await call;
+        Assert.True(status == HttpStatusCode.OK, $"{(int)status}: {body}");
+        return body;
+    }
+
+    static void AssertError(HttpStatusCode expectedStatus, string errorCode, (HttpStatusCode Status, JsonElement Body) answer, string? messageContains = null)
+    {
+        Assert.True(answer.Status == expectedStatus, $"{(int)answer.Status}: {answer.Body}");
+        Assert.Equal(errorCode, answer.Body.GetProperty("error_code").GetString());
+        if (messageContains is not null) Assert.Contains(messageContains, answer.Body.GetProperty("message").GetString());
+    }
+
+    async Task<string> NewRunAsync(string experimentId = "0", string tags = "[]")
+    {
+        var created = await OkAsync(PostAsync("runs/create", $$"""{"experiment_id": "{{experimentId}}", "start_time": "1700000000000", "tags": {{tags}}}"""));
+        return created.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
+    }
+
+    [Fact]
+    public async Task Experiments_are_created_found_searched_and_named_uniquely()
+    {
+        var zero = await OkAsync(GetAsync("experiments/get?experiment_id=0"));
+        Assert.Equal("Default", zero.GetProperty("experiment").GetProperty("name").GetString());
+        Assert.Equal("active", zero.GetProperty("experiment").GetProperty("lifecycle_stage").GetString());
+
+        var id = (await OkAsync(PostAsync("experiments/create", """{"name": "ema-decays", "tags": [{"key": "team", "value": "vision"}]}""")))
+            .GetProperty("experiment_id").GetString()!;
+        AssertError(HttpStatusCode.BadRequest, "RESOURCE_ALREADY_EXISTS", await PostAsync("experiments/create", """{"name": "ema-decays"}"""), "already exists");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("experiments/create", """{}"""), "Invalid experiment name");
+        AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await GetAsync("experiments/get?experiment_id=424242"));
+        AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await GetAsync("experiments/get-by-name?experiment_name=nope"), "Could not find experiment with name 'nope'");
+
+        var byName = await OkAsync(GetAsync("experiments/get-by-name?experiment_name=ema-decays"));
+        Assert.Equal(id, byName.GetProperty("experiment").GetProperty("experiment_id").GetString());
+        Assert.Equal($"mlflow-artifacts:/{id}", byName.GetProperty("experiment").GetProperty("artifact_location").GetString());
+
+        var found = await OkAsync(PostAsync("experiments/search", """{"max_results": 10, "filter": "name LIKE 'ema-%' AND tags.team = 'vision'"}"""));
+        Assert.Equal(["ema-decays"], found.GetProperty("experiments").EnumerateArray().Select(e => e.GetProperty("name").GetString()));
+        var viaGet = await OkAsync(GetAsync("experiments/search?filter=name%20%3D%20%27Default%27"));
+        Assert.Equal(["Default"], viaGet.GetProperty("experiments").EnumerateArray().Select(e => e.GetProperty("name").GetString()));
+
+        // Deleted experiments leave the default view and take no runs; restored, they do again.
+        await OkAsync(PostAsync("experiments/delete", $$"""{"experiment_id": "{{id}}"}"""));
+        var active = await OkAsync(PostAsync("experiments/search", "{}"));
+        Assert.DoesNotContain("ema-decays", active.GetProperty("experiments").EnumerateArray().Select(e => e.GetProperty("name").GetString()));
+        AssertError(HttpStatusCode.InternalServerError, "INVALID_STATE", await PostAsync("runs/create", $$"""{"experiment_id": "{{id}}"}"""), "must be in the 'active' state");
+        await OkAsync(PostAsync("experiments/restore", $$"""{"experiment_id": "{{id}}"}"""));
+        await NewRunAsync(id);
+    }
+
+    [Fact]
+    public async Task A_client_logs_raw_and_two_ema_tracks_and_reads_them_back()
+    {
+        // The script logs val_acc and val_acc_ema (mapped by the suffix tag) and an ema-0.99/… key (mapped by its prefix).
+        var runId = await NewRunAsync(tags: """[{"key": "mlflow.source.name", "value": "train.py"}, {"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]""");
+        var metrics = new JsonArray();
+        for (var step = 1; step <= 5; step++)
+        {
+            metrics.Add(new JsonObject { ["key"] = "val_acc", ["value"] = 0.5 + step / 100.0, ["timestamp"] = (1700000000000 + step).ToString(), ["step"] = step.ToString() });
+            metrics.Add(new JsonObject { ["key"] = "val_acc_ema", ["value"] = 0.6 + step / 100.0, ["timestamp"] = (1700000000000 + step).ToString(), ["step"] = step.ToString() });
+            metrics.Add(new JsonObject { ["key"] = "ema-0.99/val_acc", ["value"] = 0.55 + step / 100.0, ["timestamp"] = 1700000000000 + step, ["step"] = step });
+        }
+        var batch = new JsonObject { ["run_id"] = runId, ["metrics"] = metrics, ["params"] = new JsonArray(new JsonObject { ["key"] = "lr", ["value"] = "0.001" }) };
+        await OkAsync(PostAsync("runs/log-batch", batch.ToJsonString()));
+        await OkAsync(PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "val_acc", "value": "NaN", "timestamp": "1700000000010", "step": "6"}"""));
+
+        // The tracking API answers with the keys as logged; the latest value of each.
+        var run = (await OkAsync(GetAsync($"runs/get?run_id={runId}"))).GetProperty("run");
+        var latest = run.GetProperty("data").GetProperty("metrics").EnumerateArray().ToDictionary(m => m.GetProperty("key").GetString()!);
+        Assert.Equal(["ema-0.99/val_acc", "val_acc", "val_acc_ema"], latest.Keys);
+        Assert.Equal("NaN", latest["val_acc"].GetProperty("value").GetString());
+        Assert.Equal(0.65, latest["val_acc_ema"].GetProperty("value").GetDouble(), 12);
+        Assert.Equal(5, latest["val_acc_ema"].GetProperty("step").GetInt64());
+        Assert.Equal("0.001", run.GetProperty("data").GetProperty("params")[0].GetProperty("value").GetString());
+
+        // History, paged.
+        var first = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=val_acc_ema&max_results=3"));
+        Assert.Equal([1L, 2, 3], first.GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("step").GetInt64()));
+        var token = first.GetProperty("next_page_token").GetString();
+        var rest = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=val_acc_ema&max_results=3&page_token={token}"));
+        Assert.Equal([4L, 5], rest.GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("step").GetInt64()));
+        Assert.False(rest.TryGetProperty("next_page_token", out _));
+        Assert.Equal(1700000000004, rest.GetProperty("metrics")[0].GetProperty("timestamp").GetInt64());
+
+        // EMA Lab sees three tracks with the same metric name: the run page and compare work on them as on the engine's.
+        var emaLabRun = (await Api.GetAsync(_client, "/api/runs?pageSize=100")).GetProperty("items").EnumerateArray()
+            .Single(r => r.GetProperty("name").GetString() == run.GetProperty("info").GetProperty("run_name").GetString());
+        var detail = await Api.GetAsync(_client, $"/api/runs/{emaLabRun.Id()}");
+        Assert.Equal(["raw", "ema-0.999", "ema-0.99"], detail.GetProperty("tracks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
+        Assert.Equal(0.999, detail.GetProperty("tracks")[1].GetProperty("decay").GetDouble());
+        Assert.Equal("running", detail.Status());
+        var series = await Api.GetAsync(_client, $"/api/runs/{emaLabRun.Id()}/metrics?key=val_acc&maxPoints=0");
+        Assert.Equal(["ema-0.99", "ema-0.999", "raw"], series.EnumerateArray().Select(s => s.GetProperty("track").GetString()).Order());
+        Assert.Equal(6, series.EnumerateArray().Single(s => s.GetProperty("track").GetString() == "raw").GetProperty("points").GetArrayLength());
+
+        // Search with a filter on the mapped EMA key and a param; then the run finishes.
+        var found = await OkAsync(PostAsync("runs/search", """{"experiment_ids": ["0"], "filter": "metrics.val_acc_ema > 0.64 and params.lr = '0.001'", "max_results": 10, "order_by": ["attributes.start_time DESC"]}"""));
+        Assert.Contains(runId, found.GetProperty("runs").EnumerateArray().Select(r => r.GetProperty("info").GetProperty("run_id").GetString()));
+        var none = await OkAsync(PostAsync("runs/search", """{"experiment_ids": ["0"], "filter": "metrics.val_acc_ema > 0.9"}"""));
+        Assert.False(none.TryGetProperty("runs", out var runs) && runs.GetArrayLength() > 0);
+        var finished = await OkAsync(PostAsync("runs/update", $$"""{"run_id": "{{runId}}", "status": "FINISHED", "end_time": "1700000099999"}"""));
+        Assert.Equal("FINISHED", finished.GetProperty("run_info").GetProperty("status").GetString());
+        Assert.Equal(1700000099999, finished.GetProperty("run_info").GetProperty("end_time").GetInt64());
+        Assert.Equal("completed", (await Api.GetAsync(_client, $"/api/runs/{emaLabRun.Id()}")).Status());
+    }
+
+    [Fact]
+    public async Task Many_values_at_one_step_are_all_kept_as_mlflow_keeps_them()
+    {
+        // mlflow.log_metric without a step logs at step 0: a loop of them is a history, not one value.
+        var runId = await NewRunAsync();
+        for (var i = 0; i < 4; i++)
+            await OkAsync(PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "loss", "value": {{1.0 / (i + 1)}}, "timestamp": {{1700000000000 + i}}}"""));
+        var history = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=loss"));
+        Assert.Equal([1.0, 0.5, 1.0 / 3, 0.25], history.GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("value").GetDouble()));
+        Assert.All(history.GetProperty("metrics").EnumerateArray(), m => Assert.Equal(0, m.GetProperty("step").GetInt64()));
+    }
+
+    [Fact]
+    public async Task Bad_logging_gets_mlflow_errors_and_writes_nothing()
+    {
+        var runId = await NewRunAsync();
+        async Task<int> Points() => (await OkAsync(GetAsync($"runs/get?run_id={runId}"))).GetProperty("run").GetProperty("data").GetProperty("metrics").GetArrayLength();
+
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-batch", """{"metrics": []}"""), "Missing value for required parameter 'run_id'");
+        AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await PostAsync("runs/log-batch", """{"run_id": "0123456789abcdef0123456789abcdef"}"""), "Run with id=0123456789abcdef0123456789abcdef not found");
+
+        // A key over 250 characters, a bad character or a negative timestamp refuses the whole batch: the good metric beside it is not written.
+        foreach (var (bad, message) in new[]
+        {
+            ($$"""{"key": "{{new string('k', 251)}}", "value": 1, "timestamp": 1}""", "which exceeded length limit of 250"),
+            ("""{"key": "acc@1", "value": 1, "timestamp": 1}""", "Invalid metric name: 'acc@1'"),
+            ("""{"key": "../up", "value": 1, "timestamp": 1}""", "must not resolve to other names"),
+            ("""{"key": "acc", "value": 1, "timestamp": -5}""", "Timestamp must be a nonnegative long"),
+            ("""{"key": "acc", "timestamp": 5}""", "Got invalid value None for metric 'acc'"),
+        })
+            AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE",
+                await PostAsync("runs/log-batch", $$"""{"run_id": "{{runId}}", "metrics": [{"key": "good", "value": 1, "timestamp": 1}, {{bad}}]}"""), message);
+        Assert.Equal(0, await Points());
+
+        // MLflow's batch limits.
+        var tooMany = new JsonObject { ["run_id"] = runId, ["metrics"] = new JsonArray(Enumerable.Range(0, 1001).Select(i => (JsonNode)new JsonObject { ["key"] = "m", ["value"] = i, ["timestamp"] = i }).ToArray()) };
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-batch", tooMany.ToJsonString()), "A batch logging request can contain at most 1000 metrics. Got 1001 metrics.");
+        var tooManyParams = new JsonObject { ["run_id"] = runId, ["params"] = new JsonArray(Enumerable.Range(0, 101).Select(i => (JsonNode)new JsonObject { ["key"] = $"p{i}", ["value"] = "v" }).ToArray()) };
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-batch", tooManyParams.ToJsonString()), "at most 100 params");
+        var mixed = new JsonObject
+        {
+            ["run_id"] = runId,
+            ["metrics"] = new JsonArray(Enumerable.Range(0, 901).Select(i => (JsonNode)new JsonObject { ["key"] = "m", ["value"] = i, ["timestamp"] = i }).ToArray()),
+            ["tags"] = new JsonArray(Enumerable.Range(0, 100).Select(i => (JsonNode)new JsonObject { ["key"] = $"t{i}", ["value"] = "v" }).ToArray()),
+        };
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-batch", mixed.ToJsonString()), "at most 1000 metrics, params, and tags");
+        var huge = $$"""{"run_id": "{{runId}}", "tags": [{"key": "note", "value": "{{new string('x', 1_000_100)}}"}]}""";
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-batch", huge), "must be at most 1000000 bytes");
+        Assert.Equal(0, await Points());
+
+        // A param is written once; the same value again is fine. A suffix map that is not a map is refused by name.
+        await OkAsync(PostAsync("runs/log-parameter", $$"""{"run_id": "{{runId}}", "key": "lr", "value": "0.1"}"""));
+        await OkAsync(PostAsync("runs/log-parameter", $$"""{"run_id": "{{runId}}", "key": "lr", "value": "0.1"}"""));
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-parameter", $$"""{"run_id": "{{runId}}", "key": "lr", "value": "0.2"}"""), "Changing param values is not allowed");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/set-tag", $$"""{"run_id": "{{runId}}", "key": "emalab.track_suffixes", "value": "[1]"}"""), "emalab.track_suffixes");
+        AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await PostAsync("runs/delete-tag", $$"""{"run_id": "{{runId}}", "key": "nope"}"""), "No tag with name: nope");
+
+        // A deleted run takes nothing until restored; it leaves the default search view.
+        await OkAsync(PostAsync("runs/delete", $$"""{"run_id": "{{runId}}"}"""));
+        AssertError(HttpStatusCode.InternalServerError, "INVALID_STATE", await PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}"""), "must be in the 'active' state");
+        var deleted = await OkAsync(PostAsync("runs/search", """{"experiment_ids": ["0"], "run_view_type": "DELETED_ONLY"}"""));
+        Assert.Contains(runId, deleted.GetProperty("runs").EnumerateArray().Select(r => r.GetProperty("info").GetProperty("run_id").GetString()));
+        await OkAsync(PostAsync("runs/restore", $$"""{"run_id": "{{runId}}"}"""));
+        await OkAsync(PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}"""));
+        Assert.Equal(1, await Points());
+
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", """{"experiment_ids": ["0"], "filter": "metrics.acc ~ 3"}"""), "Invalid filter");
+    }
+
+    [Fact]
+    public async Task Engine_runs_are_readable_through_the_tracking_api_but_take_no_client_metrics()
+    {
+        var created = await Api.CreateAsync(_client, Api.DigitsRun(steps: 20, evalInterval: 10));
+        await Api.WaitForFinishAsync(_client, created.Id());
+        var search = await OkAsync(PostAsync("runs/search", """{"experiment_ids": ["0"], "filter": "attributes.status = 'FINISHED'"}"""));
+        var run = search.GetProperty("runs").EnumerateArray().Single(r => r.GetProperty("info").GetProperty("run_name").GetString() == "test");
+        var runId = run.GetProperty("info").GetProperty("run_id").GetString()!;
+        var keys = run.GetProperty("data").GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("key").GetString()).ToList();
+        Assert.Contains("eval/accuracy", keys);
+        Assert.Contains("ema-0.99/eval/accuracy", keys);
+        var history = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=ema-0.99/eval/accuracy"));
+        Assert.Equal([0L, 10, 20], history.GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("step").GetInt64()));
+        AssertError(HttpStatusCode.InternalServerError, "INVALID_STATE", await PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}"""), "trained by EMA Lab's engine");
+    }
+}

@@ -13,7 +13,7 @@ public sealed record RunDto(
     long Id, string Name, string Status, long Step, long TotalSteps, string? Error,
     JsonElement? Spec, long? CheckpointEvery, IReadOnlyList<TrackDto> Tracks,
     DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
-    long? BundleStep, bool Resumable, ProgressDto? Progress)
+    long? BundleStep, bool Resumable, ProgressDto? Progress, string Origin, long ExperimentId, string TrackingId)
 {
     public static RunDto From(Run run, RunQueue.LiveProgress? live) => new(
         run.Id, run.Name, run.Status.ToApi(), live?.Progress.Step ?? run.Step, run.TotalSteps, run.Error,
@@ -22,7 +22,8 @@ public sealed record RunDto(
         run.CreatedAt, run.StartedAt, run.FinishedAt, run.BundleStep,
         run.CanResume,
         live is null ? null : new ProgressDto(live.Progress.Step, live.Progress.TotalSteps, live.Progress.StepsPerSecond,
-            live.Progress.EstimatedRemaining?.TotalSeconds, live.ReportedAt));
+            live.Progress.EstimatedRemaining?.TotalSeconds, live.ReportedAt),
+        run.Origin.ToString().ToLowerInvariant(), run.ExperimentId, run.Uuid);
 }
 
 public sealed record RunPage(IReadOnlyList<RunDto> Items, int Total, int Page, int PageSize);

@@ -27,7 +27,7 @@ public static class RunEndpoints
         var runs = api.MapGroup("/runs").WithTags("Runs");
         api.MapMlflowApi();
 
-        runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first, optionally filtered by status.");
+        runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first, optionally filtered by status and experiment.");
         runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).").RequireJsonBody()
             .Accepts<RunSpec>("application/json");
         runs.MapGet("/{id:long}", GetRun).WithSummary("One run with its spec, tracks and live progress.");
@@ -60,12 +60,14 @@ public static class RunEndpoints
     const int MaxPage = 1_000_000;
 
     static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
-        IDbContextFactory<EmaLabDbContext> dbFactory, RunQueue queue, string? status = null, int page = 1, int pageSize = 50, CancellationToken ct = default)
+        IDbContextFactory<EmaLabDbContext> dbFactory, RunQueue queue, string? status = null, long? experiment = null, int page = 1, int pageSize = 50, CancellationToken ct = default)
     {
         if (page is < 1 or > MaxPage) return Invalid("page", $"page must be from 1 to {MaxPage:N0}.");
         if (pageSize is < 1 or > 500) return Invalid("pageSize", "pageSize must be from 1 to 500.");
         await using var db = await dbFactory.CreateDbContextAsync(ct);
-        var query = db.Runs.AsNoTracking();
+        // Runs deleted through the tracking API (restorable there) are not listed.
+        var query = db.Runs.AsNoTracking().Where(r => !r.Deleted);
+        if (experiment is { } experimentId) query = query.Where(r => r.ExperimentId == experimentId);
         if (!string.IsNullOrEmpty(status))
         {
             if (!Enum.TryParse<RunStatus>(status, ignoreCase: true, out var s) || int.TryParse(status, out _))

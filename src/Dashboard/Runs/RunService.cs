@@ -56,7 +56,7 @@ public sealed class RunService(
     public async Task<(Outcome, string?)> CancelAsync(long id, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var cancelledWhileQueued = await db.Runs.Where(r => r.Id == id && r.Status == RunStatus.Queued).ExecuteUpdateAsync(s => s
+        var cancelledWhileQueued = await db.Runs.Where(r => r.Id == id && r.Status == RunStatus.Queued && r.Origin == RunOrigin.Engine).ExecuteUpdateAsync(s => s
             .SetProperty(r => r.Status, RunStatus.Cancelled)
             .SetProperty(r => r.Error, "Cancelled before it started.")
             .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow), cancellationToken);
@@ -72,6 +72,7 @@ public sealed class RunService(
         }
         var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
         if (run is null) return (Outcome.NotFound, null);
+        if (run.Origin == RunOrigin.Client) return (Outcome.Conflict, ClientRunMessage(id));
         return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only queued or running runs can be cancelled.");
     }
 
@@ -81,6 +82,7 @@ public sealed class RunService(
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
         if (run is null) return (Outcome.NotFound, null);
+        if (run.Origin == RunOrigin.Client) return (Outcome.Conflict, ClientRunMessage(id));
         if (!run.Status.IsResumable())
             return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only interrupted or cancelled runs can be resumed.");
         if (run.BundleStep is not { } step || !File.Exists(paths.BundlePath(id, step)))
@@ -95,6 +97,9 @@ public sealed class RunService(
         hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Queued.ToApi() });
         return (Outcome.Done, null);
     }
+
+    static string ClientRunMessage(long id) =>
+        $"Run {id} is logged by a client through the tracking API; it is started and ended there (runs/update), not here.";
 
     /// <summary>
     /// Stops the run if needed, then removes its rows and its folder. A run whose step outlasts <see cref="StopTimeout"/>

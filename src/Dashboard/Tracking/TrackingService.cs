@@ -446,6 +446,7 @@ public sealed partial class TrackingService(
             valid[tag.Key!] = Truncate(tag.Value ?? "", MaxTagValueLength); // the last value of a key wins, as in MLflow
         }
         if (valid.TryGetValue(ClientTrackKeys.SuffixTag, out var suffixes)) ClientTrackKeys.ParseSuffixes(suffixes);
+        if (valid.TryGetValue(MetricRoles.Tag, out var roles) && MetricRoles.Problem(roles) is { } problem) throw MlflowException.Invalid(problem);
         return valid;
     }
 

@@ -9,14 +9,18 @@ namespace EmaLab.Dashboard.Components.Shared;
 /// The run page's chart series, from the database and then from live points, with the same rules for both,
 /// so a reload draws exactly what the live page drew:
 /// <list type="bullet">
+/// <item>the keys come from the run's <see cref="MetricRoles"/> (the engine's eval/accuracy, eval/loss, train/loss, or a client's own);</item>
 /// <item>train loss: smoothed over every point (debiased EMA), then one point in <see cref="Stride"/> is kept
 /// for the browser (raw and smoothed alike), where <see cref="Stride"/> depends only on the run's length;</item>
 /// <item>eval accuracy and loss: every point (one per evaluation);</item>
 /// <item>EMA − raw accuracy gap: computed in one place from the accuracies by step.</item>
 /// </list>
 /// </summary>
-public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, double smoothing)
+public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, double smoothing, MetricRoles roles)
 {
+    /// <summary>The tracks this series set draws (a point of another track means the page must reload).</summary>
+    public IReadOnlyList<string> Tracks => tracks;
+
     public const string SmoothedTrainName = "raw (smoothed)";
 
     /// <summary>Train-loss points kept for the browser: about <see cref="MetricQueries.DefaultMaxPoints"/> over the whole run.</summary>
@@ -39,13 +43,12 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
     public Batch Load(MetricQueries metrics, long runId)
     {
         var batch = new Batch();
-        foreach (var point in metrics.Read(runId, MetricKeys.RawTrack, MetricKeys.TrainLoss, maxPoints: 0).Points)
-            Add(batch, MetricKeys.RawTrack, MetricKeys.TrainLoss, point);
+        if (roles.Train is { } train)
+            foreach (var point in metrics.Read(runId, MetricKeys.RawTrack, train, maxPoints: 0).Points)
+                Add(batch, MetricKeys.RawTrack, train, point);
         foreach (var track in tracks)
-        {
-            foreach (var point in metrics.Read(runId, track, MetricKeys.EvalAccuracy, maxPoints: 0).Points) Add(batch, track, MetricKeys.EvalAccuracy, point);
-            foreach (var point in metrics.Read(runId, track, MetricKeys.EvalLoss, maxPoints: 0).Points) Add(batch, track, MetricKeys.EvalLoss, point);
-        }
+            foreach (var key in new[] { roles.Accuracy, roles.Loss }.OfType<string>())
+                foreach (var point in metrics.Read(runId, track, key, maxPoints: 0).Points) Add(batch, track, key, point);
         return batch;
     }
 
@@ -60,21 +63,18 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
 
     void Add(Batch batch, string track, string key, MetricValue point)
     {
-        switch (key)
+        if (key == roles.Accuracy)
         {
-            case MetricKeys.EvalAccuracy:
-                Append(batch.Accuracy, track, point);
-                AddGap(batch.Gap, track, point);
-                break;
-            case MetricKeys.EvalLoss:
-                Append(batch.Loss, track, point);
-                break;
-            case MetricKeys.TrainLoss when track == MetricKeys.RawTrack:
-                var smoothed = _smoother.Next(point);
-                if (point.Step % Stride != 0 && point.Step != 1) break;
-                Append(batch.Train, MetricKeys.RawTrack, point);
-                Append(batch.Train, SmoothedTrainName, smoothed);
-                break;
+            Append(batch.Accuracy, track, point);
+            AddGap(batch.Gap, track, point);
+        }
+        else if (key == roles.Loss) Append(batch.Loss, track, point);
+        else if (key == roles.Train && track == MetricKeys.RawTrack)
+        {
+            var smoothed = _smoother.Next(point);
+            if (point.Step % Stride != 0 && point.Step != 1) return;
+            Append(batch.Train, MetricKeys.RawTrack, point);
+            Append(batch.Train, SmoothedTrainName, smoothed);
         }
     }
 

@@ -198,3 +198,44 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
 
     string Shot(string name) => Path.Combine(fixture.ScreenshotDirectory, name);
 }
+
+/// <summary>A training script elsewhere logs through the MLflow REST API while a person watches its run page (its own app).</summary>
+public sealed class ClientRunTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+{
+    [Fact]
+    public async Task A_client_logging_through_the_tracking_api_extends_the_open_run_page_live()
+    {
+        using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl + "api/2.0/mlflow/") };
+        async Task<System.Text.Json.JsonElement> Post(string path, string json)
+        {
+            var response = await api.PostAsync(path, new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.IsSuccessStatusCode, text);
+            return System.Text.Json.JsonDocument.Parse(text).RootElement;
+        }
+        var created = await Post("runs/create", """{"experiment_id": "0", "run_name": "script", "tags": [{"key": "mlflow.source.name", "value": "/home/me/train.py"}, {"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]}""");
+        var runId = created.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        async Task Log(int step) => await Post("runs/log-batch",
+            $$"""{"run_id": "{{runId}}", "metrics": [{"key": "val_acc", "value": {{0.5 + step / 100.0}}, "timestamp": "{{1700000000000 + step}}", "step": "{{step}}"}, {"key": "val_acc_ema", "value": {{0.55 + step / 100.0}}, "timestamp": "{{1700000000000 + step}}", "step": "{{step}}"}, {"key": "loss", "value": {{1.0 / step}}, "timestamp": "{{1700000000000 + step}}", "step": "{{step}}"}]}""");
+        await Log(1);
+
+        await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 1280, Height = 900 } });
+        var page = await context.NewPageAsync();
+        await page.GotoAsync("");
+        var row = page.Locator("tr[data-run-id]").First;
+        await Assertions.Expect(row.Locator(".source")).ToContainTextAsync("client: train.py");
+        await row.GetByRole(AriaRole.Link, new() { Name = "Open" }).ClickAsync();
+        await Assertions.Expect(page.GetByTestId("origin")).ToContainTextAsync("logged by a client (/home/me/train.py)");
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy')?.data?.length === 2");
+        Assert.Equal(["raw", "ema-0.999"], await page.Locator("#chart-accuracy").EvaluateAsync<string[]>("el => el.data.map(t => t.name)"));
+
+        // The script goes on logging: the open page's charts extend without a reload.
+        for (var step = 2; step <= 6; step++) await Log(step);
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy').data[1].x.length === 6", null, new() { Timeout = 30_000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-gap')?.data?.[0]?.x?.length === 6", null, new() { Timeout = 30_000 });
+        Assert.Equal(0.05, await page.Locator("#chart-gap").EvaluateAsync<double>("el => el.data[0].y[5]"), 9);
+        await Post("runs/update", $$"""{"run_id": "{{runId}}", "status": "FINISHED"}""");
+        await Assertions.Expect(page.Locator(".badge").First).ToHaveTextAsync("completed", new() { Timeout = 30_000 });
+        await page.ScreenshotAsync(new() { Path = Path.Combine(fixture.ScreenshotDirectory, "10-client-run.png"), FullPage = true });
+    }
+}

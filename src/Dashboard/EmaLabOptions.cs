@@ -52,6 +52,10 @@ public sealed class EmaLabOptions : IValidatableObject
     [Range(0, 10_000_000)]
     public int DiskReserveMegabytes { get; set; } = 64;
 
+    /// <summary>The largest artifact (a client's checkpoint) one upload through the tracking API may carry, in megabytes.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxArtifactMegabytes { get; set; } = 4096;
+
     /// <summary>Live event streams (<c>GET /api/runs/{id}/events</c>) one run may have at once; more are answered 429.</summary>
     [Range(1, 100_000)]
     public int MaxEventStreamsPerRun { get; set; } = 50;

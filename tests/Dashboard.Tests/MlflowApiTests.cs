@@ -218,4 +218,61 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
         Assert.Equal([0L, 10, 20], history.GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("step").GetInt64()));
         AssertError(HttpStatusCode.InternalServerError, "INVALID_STATE", await PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}"""), "trained by EMA Lab's engine");
     }
+
+    [Fact]
+    public async Task Artifacts_upload_through_the_proxy_and_a_safetensors_file_becomes_a_checkpoint_of_its_track()
+    {
+        var runId = await NewRunAsync(tags: """[{"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]""");
+        var run = (await OkAsync(GetAsync($"runs/get?run_id={runId}"))).GetProperty("run").GetProperty("info");
+        // The client turns artifact_uri mlflow-artifacts:/0/<run>/artifacts into this path.
+        Assert.Equal($"mlflow-artifacts:/0/{runId}/artifacts", run.GetProperty("artifact_uri").GetString());
+        var root = $"/api/2.0/mlflow-artifacts/artifacts/0/{runId}/artifacts";
+        await OkAsync(PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "val_acc", "value": 0.9, "timestamp": 1, "step": 300}"""));
+
+        byte[] Checkpoint(Dictionary<string, string>? metadata)
+        {
+            using var stream = new MemoryStream();
+            using var weights = TorchSharp.torch.arange(6, TorchSharp.torch.ScalarType.Float32).reshape(2, 3);
+            EmaLab.TrainingEngine.Formats.SafeTensors.Write(stream, [("fc.weight", weights)], metadata);
+            return stream.ToArray();
+        }
+        async Task<HttpStatusCode> Put(string path, byte[] bytes) =>
+            (await _client.PutAsync($"{root}/{path}", new ByteArrayContent(bytes))).StatusCode;
+
+        var ema = Checkpoint(null);
+        Assert.Equal(HttpStatusCode.OK, await Put("checkpoints/model_ema.safetensors", ema));               // by the suffix map
+        Assert.Equal(HttpStatusCode.OK, await Put("raw.safetensors", Checkpoint(new() { ["step"] = "150" }))); // by its name, step from metadata
+        Assert.Equal(HttpStatusCode.OK, await Put("notes/config.yaml", Encoding.UTF8.GetBytes("lr: 0.001\n")));  // a plain artifact
+
+        // A broken safetensors file is refused with the reason and not kept.
+        var broken = (byte[])ema.Clone();
+        broken[0] = 0xff; broken[1] = 0xff; // an absurd header length
+        var refused = await _client.PutAsync($"{root}/broken.safetensors", new ByteArrayContent(broken));
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", (refused.StatusCode, JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement), "header length");
+        var truncated = await _client.PutAsync($"{root}/short.safetensors", new ByteArrayContent(ema[..^4]));
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", (truncated.StatusCode, JsonDocument.Parse(await truncated.Content.ReadAsStringAsync()).RootElement), "the file holds");
+        // A path that climbs out of the run's folder (escaped, so the client does not resolve it) is refused.
+        var escape = await _client.PutAsync($"{root}/..%2F..%2Fescape.txt", new ByteArrayContent([1]));
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", (escape.StatusCode, JsonDocument.Parse(await escape.Content.ReadAsStringAsync()).RootElement), "Invalid path");
+
+        // Listed as MLflow lists them: names relative to the folder asked for; the tracking API's list has full paths.
+        var listed = JsonDocument.Parse(await _client.GetStringAsync($"/api/2.0/mlflow-artifacts/artifacts?path=0/{runId}/artifacts")).RootElement;
+        Assert.Equal(["checkpoints", "notes", "raw.safetensors"], listed.GetProperty("files").EnumerateArray().Select(f => f.GetProperty("path").GetString()));
+        Assert.True(listed.GetProperty("files")[0].GetProperty("is_dir").GetBoolean());
+        var nested = await OkAsync(GetAsync($"artifacts/list?run_id={runId}&path=checkpoints"));
+        Assert.Equal("checkpoints/model_ema.safetensors", nested.GetProperty("files")[0].GetProperty("path").GetString());
+        Assert.Equal(ema.Length, nested.GetProperty("files")[0].GetProperty("file_size").GetInt64());
+        Assert.Equal(ema, await _client.GetByteArrayAsync($"{root}/checkpoints/model_ema.safetensors"));
+        Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"{root}/nope.bin")).StatusCode);
+
+        // EMA Lab lists the two checkpoints with their tracks and steps; downloads give the same bytes.
+        var emaLabId = (await Api.GetAsync(_client, "/api/runs?pageSize=100")).GetProperty("items").EnumerateArray()
+            .Single(r => r.GetProperty("trackingId").GetString() == runId).Id();
+        var checkpoints = await Api.GetAsync(_client, $"/api/runs/{emaLabId}/checkpoints");
+        var byTrack = checkpoints.EnumerateArray().ToDictionary(c => c.GetProperty("track").GetString()!);
+        Assert.Equal(["ema-0.999", "raw"], byTrack.Keys.Order());
+        Assert.Equal(300, byTrack["ema-0.999"].GetProperty("step").GetInt64()); // the last step the run logged
+        Assert.Equal(150, byTrack["raw"].GetProperty("step").GetInt64());
+        Assert.Equal(ema, await _client.GetByteArrayAsync($"/api/checkpoints/{byTrack["ema-0.999"].GetProperty("id").GetInt64()}/download"));
+    }
 }

@@ -11,17 +11,9 @@ public static class MlflowEndpoints
 {
     public static void MapMlflowApi(this RouteGroupBuilder api)
     {
-        var mlflow = api.MapGroup("/2.0/mlflow").WithTags("MLflow tracking").AddEndpointFilter(async (context, next) =>
-        {
-            try
-            {
-                return await next(context);
-            }
-            catch (MlflowException e)
-            {
-                return MlflowJson.Error(e);
-            }
-        });
+        var mlflow = api.MapGroup("/2.0/mlflow").WithTags("MLflow tracking").AddEndpointFilter(MlflowErrors);
+        MapArtifacts(api.MapGroup("/2.0/mlflow-artifacts").WithTags("MLflow artifacts").AddEndpointFilter(MlflowErrors),
+            ((IEndpointRouteBuilder)api).ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value);
 
         mlflow.MapPost("/experiments/create", async (HttpContext http, TrackingService store) =>
             MlflowJson.Ok(new { experiment_id = await store.CreateExperimentAsync(await BodyAsync<CreateExperimentRequest>(http), http.RequestAborted) }));
@@ -116,12 +108,51 @@ public static class MlflowEndpoints
             await store.LogBatchAsync(request.RunId, request.Metrics ?? [], request.Params ?? [], request.Tags ?? [], http.RequestAborted);
             return MlflowJson.Empty();
         });
+        mlflow.MapGet("/artifacts/list", async (HttpContext http, TrackingService runs, ArtifactStore store) =>
+        {
+            var run = (await runs.GetRunAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), http.RequestAborted)).Info;
+            var root = $"{run.ExperimentId}/{run.RunId}/artifacts";
+            var location = await store.ResolveAsync(Query(http, "path") is { Length: > 0 } sub ? $"{root}/{sub}" : root, http.RequestAborted);
+            return MlflowJson.Ok(new { root_uri = run.ArtifactUri, files = store.List(location, fullPaths: true) });
+        });
         mlflow.MapGet("/metrics/get-history", async (HttpContext http, TrackingService store) =>
         {
             var (metrics, next) = await store.GetMetricHistoryAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), Query(http, "metric_key"),
                 (int?)QueryLong(http, "max_results"), Query(http, "page_token"), http.RequestAborted);
             return MlflowJson.Ok(new { metrics, next_page_token = next });
         });
+    }
+
+    /// <summary>Every MLflow error the handlers raise becomes MLflow's error body with its status.</summary>
+    static async ValueTask<object?> MlflowErrors(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        try
+        {
+            return await next(context);
+        }
+        catch (MlflowException e)
+        {
+            return MlflowJson.Error(e);
+        }
+    }
+
+    /// <summary>The artifact proxy the client's <c>mlflow-artifacts:</c> URIs resolve to, and the tracking API's artifact list.</summary>
+    static void MapArtifacts(RouteGroupBuilder artifacts, EmaLabOptions options)
+    {
+        artifacts.MapPut("/artifacts/{**path}", async (string path, HttpContext http, ArtifactStore store) =>
+        {
+            await store.UploadAsync(await store.ResolveAsync(path, http.RequestAborted), http.Request.Body, http.RequestAborted);
+            return MlflowJson.Empty();
+        }).WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute((long)options.MaxArtifactMegabytes << 20))
+          .WithSummary("Uploads an artifact; a .safetensors file is checked and listed as a checkpoint of its track.");
+        artifacts.MapGet("/artifacts/{**path}", async (string path, HttpContext http, ArtifactStore store) =>
+            store.FileOf(await store.ResolveAsync(path, http.RequestAborted)) is { } file
+                ? Results.File(file, "application/octet-stream", Path.GetFileName(file), enableRangeProcessing: true)
+                : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Artifact '{path}' does not exist."))
+            .WithSummary("Downloads an artifact.");
+        artifacts.MapGet("/artifacts", async (HttpContext http, ArtifactStore store) =>
+            MlflowJson.Ok(new { files = store.List(await store.ResolveAsync(Query(http, "path"), http.RequestAborted), fullPaths: false) }))
+            .WithSummary("Lists a folder of artifacts (names relative to it).");
     }
 
     static IResult SearchExperiments((List<MlflowExperiment> Experiments, string? NextPageToken) result) =>

@@ -83,54 +83,95 @@ public static class SafeTensors
         Write(stream, tensors, metadata);
     }
 
-    /// <summary>Reads every tensor (as new CPU tensors the caller owns) and the metadata.</summary>
-    public static SafeTensorsContent Read(Stream stream, string name = "safetensors data")
+    /// <summary>Bytes per element of every dtype the format defines (a header may use dtypes torch here cannot hold).</summary>
+    static readonly Dictionary<string, int> ElementBytes = new()
+    {
+        ["BOOL"] = 1, ["U8"] = 1, ["I8"] = 1, ["F8_E5M2"] = 1, ["F8_E4M3"] = 1, ["I16"] = 2, ["U16"] = 2, ["F16"] = 2, ["BF16"] = 2,
+        ["I32"] = 4, ["U32"] = 4, ["F32"] = 4, ["F64"] = 8, ["I64"] = 8, ["U64"] = 8,
+    };
+
+    /// <summary>
+    /// Reads and checks the header alone, as the format's own loader would before trusting a file: a plausible length,
+    /// a JSON object, string metadata, for each tensor a known dtype, a shape of non-negative sizes, and data_offsets
+    /// that match dtype × shape, stay inside the data and together cover it without gaps or overlaps.
+    /// <paramref name="dataLength"/> (the file's length minus the header, when known) is checked too.
+    /// </summary>
+    public static SafeTensorsHeader ReadHeader(Stream stream, string name, long? fileLength = null)
     {
         Span<byte> lengthBytes = stackalloc byte[8];
         if (stream.ReadAtLeast(lengthBytes, 8, throwOnEndOfStream: false) < 8) throw new InvalidDataException($"{name}: too short for a safetensors header.");
         var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(lengthBytes);
-        if (headerLength is 0 or > MaxHeaderBytes) throw new InvalidDataException($"{name}: header length {headerLength} is not plausible.");
+        if (headerLength is 0 or > MaxHeaderBytes || fileLength is { } total && headerLength > (ulong)(total - 8))
+            throw new InvalidDataException($"{name}: header length {headerLength} is not plausible.");
         var headerBytes = new byte[headerLength];
         if (stream.ReadAtLeast(headerBytes, headerBytes.Length, throwOnEndOfStream: false) < headerBytes.Length)
             throw new InvalidDataException($"{name}: truncated inside the header.");
 
         JsonObject header;
-        try { header = JsonNode.Parse(headerBytes)?.AsObject() ?? throw new InvalidDataException($"{name}: empty header."); }
+        try { header = JsonNode.Parse(headerBytes) as JsonObject ?? throw new InvalidDataException($"{name}: the header is not a JSON object."); }
         catch (JsonException e) { throw new InvalidDataException($"{name}: the header is not valid JSON ({e.Message}).", e); }
 
         var metadata = new Dictionary<string, string>();
-        var entries = new List<(string Name, ScalarType DType, long[] Shape, long Begin, long End)>();
+        var entries = new List<SafeTensorsEntry>();
         foreach (var (key, value) in header)
         {
             if (key == MetadataKey)
             {
-                foreach (var (mk, mv) in value!.AsObject())
-                    metadata[mk] = mv is JsonValue v && v.TryGetValue<string>(out var s) ? s : throw new InvalidDataException($"{name}: metadata '{mk}' is not a string.");
+                foreach (var (mk, mv) in value as JsonObject ?? throw new InvalidDataException($"{name}: __metadata__ is not an object."))
+                    metadata[mk] = mv is JsonValue v && v.TryGetValue<string>(out var text) ? text : throw new InvalidDataException($"{name}: metadata '{mk}' is not a string.");
                 continue;
             }
-            var o = value?.AsObject() ?? throw new InvalidDataException($"{name}: tensor {key} has no description.");
-            var dtypeName = o["dtype"]?.GetValue<string>() ?? throw new InvalidDataException($"{name}: tensor {key} has no dtype.");
-            if (!DTypes.TryGetValue(dtypeName, out var dtype)) throw new InvalidDataException($"{name}: tensor {key} has unsupported dtype {dtypeName}.");
-            var shape = o["shape"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
-            var offsets = o["data_offsets"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
-            entries.Add((key, dtype, shape, offsets[0], offsets[1]));
+            try
+            {
+                var o = value as JsonObject ?? throw new InvalidDataException($"{name}: tensor {key} has no description.");
+                var dtype = o["dtype"]?.GetValue<string>() ?? throw new InvalidDataException($"{name}: tensor {key} has no dtype.");
+                if (!ElementBytes.TryGetValue(dtype, out var size)) throw new InvalidDataException($"{name}: tensor {key} has unknown dtype {dtype}.");
+                var shape = (o["shape"] as JsonArray ?? throw new InvalidDataException($"{name}: tensor {key} has no shape.")).Select(d => d!.GetValue<long>()).ToArray();
+                var offsets = (o["data_offsets"] as JsonArray ?? throw new InvalidDataException($"{name}: tensor {key} has no data_offsets.")).Select(d => d!.GetValue<long>()).ToArray();
+                if (shape.Any(d => d < 0)) throw new InvalidDataException($"{name}: tensor {key} has a negative size in its shape.");
+                if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0]) throw new InvalidDataException($"{name}: tensor {key}'s data_offsets are not [begin, end].");
+                var bytes = checked(shape.Aggregate(1L, (a, d) => a * d) * size);
+                if (offsets[1] - offsets[0] != bytes) throw new InvalidDataException($"{name}: tensor {key}'s data_offsets do not match its shape and dtype.");
+                entries.Add(new SafeTensorsEntry(key, dtype, shape, offsets[0], offsets[1]));
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException)
+            {
+                throw new InvalidDataException($"{name}: tensor {key} is described wrongly ({e.Message}).", e);
+            }
         }
+        // The tensors tile the data exactly: each begins where the previous one ends.
+        var at = 0L;
+        foreach (var entry in entries.OrderBy(e => e.Begin))
+        {
+            if (entry.Begin != at) throw new InvalidDataException($"{name}: tensor {entry.Name} begins at byte {entry.Begin} of the data, not {at} (gap or overlap).");
+            at = entry.End;
+        }
+        if (fileLength is { } length && length - 8 - (long)headerLength != at)
+            throw new InvalidDataException($"{name}: the header describes {at} bytes of tensor data, the file holds {length - 8 - (long)headerLength}.");
+        return new SafeTensorsHeader(entries, metadata, at);
+    }
 
-        var dataLength = entries.Count == 0 ? 0 : entries.Max(e => e.End);
-        var data = new byte[dataLength];
+    /// <summary>Reads every tensor (as new CPU tensors the caller owns) and the metadata.</summary>
+    public static SafeTensorsContent Read(Stream stream, string name = "safetensors data")
+    {
+        var header = ReadHeader(stream, name);
+        var data = new byte[header.DataBytes];
         if (stream.ReadAtLeast(data, data.Length, throwOnEndOfStream: false) < data.Length)
-            throw new InvalidDataException($"{name}: truncated: the header describes {dataLength} bytes of tensor data.");
+            throw new InvalidDataException($"{name}: truncated: the header describes {header.DataBytes} bytes of tensor data.");
 
         var result = new Dictionary<string, Tensor>();
-        foreach (var (key, dtype, shape, begin, end) in entries)
+        foreach (var entry in header.Tensors)
         {
-            var t = empty(shape, dtype);
-            var size = t.NumberOfElements * t.ElementSize;
-            if (end - begin != size || begin < 0) { t.Dispose(); throw new InvalidDataException($"{name}: tensor {key}'s data_offsets do not match its shape and dtype."); }
-            data.AsSpan((int)begin, (int)size).CopyTo(t.bytes);
-            result[key] = t;
+            if (!DTypes.TryGetValue(entry.DType, out var dtype))
+            {
+                foreach (var t in result.Values) t.Dispose();
+                throw new InvalidDataException($"{name}: tensor {entry.Name} has unsupported dtype {entry.DType}.");
+            }
+            var tensor = empty(entry.Shape, dtype);
+            data.AsSpan((int)entry.Begin, (int)(entry.End - entry.Begin)).CopyTo(tensor.bytes);
+            result[entry.Name] = tensor;
         }
-        return new SafeTensorsContent(result, metadata);
+        return new SafeTensorsContent(result, header.Metadata);
     }
 
     public static SafeTensorsContent Read(string path)
@@ -139,6 +180,12 @@ public static class SafeTensors
         return Read(stream, path);
     }
 }
+
+/// <summary>One tensor of a safetensors header: its dtype name, shape and byte range in the data.</summary>
+public sealed record SafeTensorsEntry(string Name, string DType, long[] Shape, long Begin, long End);
+
+/// <summary>A checked safetensors header: its tensors (in header order), metadata, and the length of the data it describes.</summary>
+public sealed record SafeTensorsHeader(IReadOnlyList<SafeTensorsEntry> Tensors, IReadOnlyDictionary<string, string> Metadata, long DataBytes);
 
 /// <summary>Tensors read from a safetensors file (owned by the caller) and its metadata.</summary>
 public sealed record SafeTensorsContent(IReadOnlyDictionary<string, Tensor> Tensors, IReadOnlyDictionary<string, string> Metadata) : IDisposable

@@ -1,0 +1,152 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Runs;
+using EmaLab.TrainingEngine;
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Formats;
+using Microsoft.EntityFrameworkCore;
+
+namespace EmaLab.Dashboard.Tracking;
+
+/// <summary>
+/// MLflow's artifact proxy (<c>/api/2.0/mlflow-artifacts/artifacts/…</c>, mlflow/server/handlers.py): a run's artifact
+/// URI is <c>mlflow-artifacts:/&lt;experiment&gt;/&lt;run_id&gt;/artifacts</c>, which the client turns into that path, and its
+/// files live in the run's folder (<c>runs/&lt;id&gt;/artifacts/</c>). A <c>.safetensors</c> file is checked (a bad header is
+/// refused with the reason, and not kept) and listed as a checkpoint of the track its metadata (<c>track</c>) or its
+/// name says; any other file is kept as a plain artifact.
+/// </summary>
+public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, RunEventHub hub)
+{
+    /// <summary>A run's artifacts: the run and the path under its artifact root.</summary>
+    public sealed record Location(Run Run, string RelativePath);
+
+    [GeneratedRegex(@"^(\d+)/([0-9a-f]{32})/artifacts(?:/(.*))?$")]
+    private static partial Regex ArtifactPath();
+
+    [GeneratedRegex(@"step[-_]?(\d+)")]
+    private static partial Regex StepInName();
+
+    /// <summary>Resolves <c>&lt;experiment&gt;/&lt;run_id&gt;/artifacts/&lt;path&gt;</c> to a known run, refusing unsafe paths as MLflow does.</summary>
+    public async Task<Location> ResolveAsync(string? path, CancellationToken ct)
+    {
+        var safe = SafePath(path ?? "");
+        if (ArtifactPath().Match(safe) is not { Success: true } match)
+            throw MlflowException.Invalid($"Artifact path '{path}' is not '<experiment_id>/<run_id>/artifacts/<path>' (the run's artifact_uri).");
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var uuid = match.Groups[2].Value;
+        var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Uuid == uuid, ct)
+            ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Run with id={uuid} not found");
+        if (run.ExperimentId.ToString(CultureInfo.InvariantCulture) != match.Groups[1].Value)
+            throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Run {uuid} is not in experiment {match.Groups[1].Value}.");
+        return new Location(run, match.Groups[3].Value);
+    }
+
+    /// <summary>mlflow/utils/uri.py <c>validate_path_is_safe</c>: no absolute paths, no '..', no backslashes or odd characters.</summary>
+    static string SafePath(string path)
+    {
+        var decoded = Uri.UnescapeDataString(path);
+        if (decoded.Contains('\\') || decoded.Contains('\0') || decoded.StartsWith('/') || decoded.Contains(':')
+            || decoded.Split('/').Any(part => part is ".." or "."))
+            throw MlflowException.Invalid($"Invalid path: '{path}'");
+        return decoded.TrimEnd('/');
+    }
+
+    string Root(Run run) => Path.Combine(paths.RunDirectory(run.Id), "artifacts");
+
+    string FullPath(Location location) => Path.GetFullPath(Path.Combine(Root(location.Run), location.RelativePath));
+
+    /// <summary>Stores an upload: written to a temporary file, checked, then moved into place, so a refused or broken upload leaves nothing.</summary>
+    public async Task UploadAsync(Location location, Stream body, CancellationToken ct)
+    {
+        if (location.RelativePath.Length == 0) throw MlflowException.Invalid("An artifact upload needs a file name after 'artifacts/'.");
+        if (location.Run.Origin != RunOrigin.Client)
+            throw new MlflowException(MlflowException.InvalidState, $"Run {location.Run.Uuid} is trained by EMA Lab's engine; its checkpoints are its own.");
+        if (location.Run.Deleted)
+            throw new MlflowException(MlflowException.InvalidState, $"The run {location.Run.Uuid} must be in the 'active' state. Current state is deleted.");
+        var target = FullPath(location);
+        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        var temporary = target + $".{Guid.NewGuid():N}.partial";
+        try
+        {
+            await using (var file = File.Create(temporary)) await body.CopyToAsync(file, ct);
+            SafeTensorsHeader? header = null;
+            if (target.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            {
+                await using var file = File.OpenRead(temporary);
+                try { header = SafeTensors.ReadHeader(file, Path.GetFileName(target), file.Length); }
+                catch (InvalidDataException e) { throw MlflowException.Invalid($"Not a valid safetensors file: {e.Message}"); }
+            }
+            File.Move(temporary, target, overwrite: true);
+            if (header is not null) await RecordCheckpointAsync(location, target, header, ct);
+        }
+        finally
+        {
+            if (File.Exists(temporary)) File.Delete(temporary);
+        }
+    }
+
+    /// <summary>
+    /// A checkpoint of the track its metadata names (<c>track</c>, as EMA Lab's own exports write it), else of the track
+    /// its file name is (<c>ema-0.999.safetensors</c>) or ends with by the run's suffix map (<c>model_ema.safetensors</c>);
+    /// a file that names no track stays a plain artifact. Its step is the metadata's <c>step</c>, a <c>step123</c> in
+    /// the name, or the last step the run logged.
+    /// </summary>
+    async Task RecordCheckpointAsync(Location location, string file, SafeTensorsHeader header, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var run = location.Run;
+        var stem = Path.GetFileNameWithoutExtension(file);
+        var suffixes = ClientTrackKeys.ParseSuffixes(await db.RunTags.Where(t => t.RunId == run.Id && t.Key == ClientTrackKeys.SuffixTag).Select(t => t.Value).SingleOrDefaultAsync(ct));
+        var track = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Track) is { } named && IsTrackName(named) ? named
+            : IsTrackName(stem) ? stem
+            : ClientTrackKeys.Map(stem, suffixes) is var (mapped, rest) && mapped != TrackNames.Raw && rest.Length > 0 ? mapped
+            : null;
+        if (track is null) return;
+        var step = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Step) is { } text && long.TryParse(text, CultureInfo.InvariantCulture, out var s) ? s
+            : StepInName().Match(stem) is { Success: true } m ? long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)
+            : await db.Metrics.Where(x => x.RunId == run.Id).MaxAsync(x => (long?)x.Step, ct) ?? 0;
+        string sha256;
+        await using (var stream = File.OpenRead(file)) sha256 = Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, ct));
+        var relative = Path.GetRelativePath(paths.Root, file);
+        db.Checkpoints.RemoveRange(db.Checkpoints.Where(c => c.RunId == run.Id && c.RelativePath == relative));
+        db.Checkpoints.Add(new Checkpoint
+        {
+            RunId = run.Id, Track = track, Step = step, RelativePath = relative, SizeBytes = new FileInfo(file).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
+        });
+        if (!await db.Tracks.AnyAsync(t => t.RunId == run.Id && t.Name == track, ct))
+            db.Tracks.Add(new EmaTrack { RunId = run.Id, Name = track, Decay = ClientTrackKeys.DecayOf(track) });
+        await db.SaveChangesAsync(ct);
+        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
+    }
+
+    static bool IsTrackName(string name) => name == TrackNames.Raw || EmaTrackSettings.NameProblem(name) is null && (name.StartsWith("ema", StringComparison.Ordinal) || name.StartsWith("swa", StringComparison.Ordinal));
+
+    /// <summary>The file to download, or null.</summary>
+    public string? FileOf(Location location) => FullPath(location) is var path && File.Exists(path) && !path.EndsWith(".partial", StringComparison.Ordinal) ? path : null;
+
+    /// <summary>The entries of a folder (relative to it), as MLflow lists them; a folder that does not exist lists nothing.</summary>
+    public IReadOnlyList<MlflowFileInfo> List(Location location, bool fullPaths)
+    {
+        var folder = FullPath(location);
+        if (!Directory.Exists(folder)) return [];
+        string Name(string entry) => fullPaths ? Path.GetRelativePath(Root(location.Run), entry).Replace('\\', '/') : Path.GetFileName(entry);
+        return Directory.EnumerateDirectories(folder).Select(d => new MlflowFileInfo(Name(d), true, null))
+            .Concat(Directory.EnumerateFiles(folder).Where(f => !f.EndsWith(".partial", StringComparison.Ordinal)).Select(f => new MlflowFileInfo(Name(f), false, new FileInfo(f).Length)))
+            .OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>Every file of a run's artifacts (for its page), by path relative to the artifact root.</summary>
+    public IReadOnlyList<MlflowFileInfo> AllFiles(Run run)
+    {
+        var root = Root(run);
+        if (!Directory.Exists(root)) return [];
+        return Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Where(f => !f.EndsWith(".partial", StringComparison.Ordinal))
+            .Select(f => new MlflowFileInfo(Path.GetRelativePath(root, f).Replace('\\', '/'), false, new FileInfo(f).Length))
+            .OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
+    }
+}
+
+public sealed record MlflowFileInfo(string Path, bool IsDir, long? FileSize);

@@ -101,7 +101,7 @@ static class LoadBenchmarks
     static async Task<long> StepAsync(HttpClient client, long id) =>
         JsonDocument.Parse(await client.GetStringAsync($"/api/runs/{id}")).RootElement.GetProperty("step").GetInt64();
 
-    static Process StartServer(string data, int port)
+    internal static Process StartServer(string data, int port)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "EmaLab.Dashboard.dll");
         var start = new ProcessStartInfo("dotnet", [dll])
@@ -127,7 +127,7 @@ static class LoadBenchmarks
         return process;
     }
 
-    static async Task WaitHealthyAsync(HttpClient client)
+    internal static async Task WaitHealthyAsync(HttpClient client)
     {
         for (var i = 0; i < 300; i++)
         {
@@ -138,7 +138,7 @@ static class LoadBenchmarks
         throw new TimeoutException("the server did not become healthy");
     }
 
-    static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -26,6 +26,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Services.AddSingleton(app.GetRequiredService<RunEventHub>());
         Services.AddSingleton(app.GetRequiredService<MetricQueries>());
         Services.AddSingleton(app.GetRequiredService<IDbContextFactory<EmaLabDbContext>>());
+        Services.AddSingleton(app.GetRequiredService<EmaLab.Dashboard.Tracking.ArtifactStore>());
         // Services first, then JS interop (bUnit's order).
         JSInterop.Mode = JSRuntimeMode.Loose;
         _plotly = JSInterop.SetupModule("./_content/Plotly.Blazor/plotly-interop-7.2.0.js");

@@ -10,6 +10,11 @@ namespace EmaLab.Dashboard.Runs;
 public static class ApiLoad
 {
     public const string Policy = "api";
+    /// <summary>
+    /// The tracking API's calls (a client's log-batch) mostly wait for their rows to be committed, so more of them run at
+    /// once: several clients' rows then share one commit (bench/: tracking).
+    /// </summary>
+    public const string TrackingPolicy = "tracking";
     const int QueueLimit = 512;
 
     public static void AddApiLoadLimit(this IServiceCollection services) => services.AddRateLimiter(limiter =>
@@ -18,6 +23,12 @@ public static class ApiLoad
         limiter.AddPolicy(Policy, _ => RateLimitPartition.GetConcurrencyLimiter("api", _ => new ConcurrencyLimiterOptions
         {
             PermitLimit = Math.Max(1, Environment.ProcessorCount - 1),
+            QueueLimit = QueueLimit,
+            QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+        }));
+        limiter.AddPolicy(TrackingPolicy, _ => RateLimitPartition.GetConcurrencyLimiter("tracking", _ => new ConcurrencyLimiterOptions
+        {
+            PermitLimit = 4 * Environment.ProcessorCount,
             QueueLimit = QueueLimit,
             QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
         }));

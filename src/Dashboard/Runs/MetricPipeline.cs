@@ -115,14 +115,18 @@ public sealed class MetricPipeline : BackgroundService
             {
                 batch.Clear();
                 var started = Stopwatch.StartNew();
+                var flushAsked = false;
                 while (batch.Count < _options.FlushRows)
                 {
                     if (reader.TryRead(out var item))
                     {
                         batch.Add(item);
-                        if (item.Kind == Kind.Flush) break;
+                        flushAsked |= item.Kind == Kind.Flush;
                         continue;
                     }
+                    // Someone waits for a commit: take what is queued already (other clients' rows share the
+                    // commit), but do not wait for more.
+                    if (flushAsked) break;
                     var remaining = interval - started.Elapsed;
                     if (remaining <= TimeSpan.Zero) break;
                     using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);

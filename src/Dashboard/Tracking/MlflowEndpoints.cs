@@ -11,8 +11,8 @@ public static class MlflowEndpoints
 {
     public static void MapMlflowApi(this RouteGroupBuilder api)
     {
-        var mlflow = api.MapGroup("/2.0/mlflow").WithTags("MLflow tracking").AddEndpointFilter(MlflowErrors);
-        MapArtifacts(api.MapGroup("/2.0/mlflow-artifacts").WithTags("MLflow artifacts").AddEndpointFilter(MlflowErrors),
+        var mlflow = api.MapGroup("/2.0/mlflow").WithTags("MLflow tracking").AddEndpointFilter(MlflowErrors).RequireRateLimiting(Runs.ApiLoad.TrackingPolicy);
+        MapArtifacts(api.MapGroup("/2.0/mlflow-artifacts").WithTags("MLflow artifacts").AddEndpointFilter(MlflowErrors).RequireRateLimiting(Runs.ApiLoad.TrackingPolicy),
             ((IEndpointRouteBuilder)api).ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value);
 
         mlflow.MapPost("/experiments/create", async (HttpContext http, TrackingService store) =>

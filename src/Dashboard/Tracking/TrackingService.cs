@@ -263,40 +263,61 @@ public sealed partial class TrackingService(
                 throw MlflowException.Invalid($"Duplicate parameter keys have been submitted: ['{p.Key}']. Please ensure the request contains only one param value per param key.");
         }
         var validTags = ValidTags(tags);
-        var stored = await db.Params.AsNoTracking().Where(p => p.RunId == run.Id).ToDictionaryAsync(p => p.Key, p => p.Value, ct);
+        var stored = validParams.Count == 0 ? []
+            : await db.Params.AsNoTracking().Where(p => p.RunId == run.Id).ToDictionaryAsync(p => p.Key, p => p.Value, ct);
         foreach (var (key, value) in validParams)
             if (stored.TryGetValue(key, out var old) && old != value)
                 throw MlflowException.Invalid($"Changing param values is not allowed. Param with key='{key}' was already logged with value='{old}' for run ID='{run.Uuid}'. Attempted logging new value '{value}'.");
 
-        // Tags first: a batch may set the suffix map and log the metrics it maps.
-        var suffixTag = validTags.TryGetValue(ClientTrackKeys.SuffixTag, out var newSuffixes) ? newSuffixes
-            : await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key == ClientTrackKeys.SuffixTag).Select(t => t.Value).SingleOrDefaultAsync(ct);
-        var suffixes = ClientTrackKeys.ParseSuffixes(suffixTag);
-        var known = await db.ClientMetricKeys.AsNoTracking().Where(k => k.RunId == run.Id).ToDictionaryAsync(k => k.LoggedKey, ct);
+        // Keys already mapped (the common case: the same keys every batch) come from memory; a new key is mapped by
+        // the suffix map, which the same batch may set (tags are applied first).
+        var known = await KnownKeysAsync(db, run.Id, ct);
         var newKeys = new List<ClientMetricKey>();
+        IReadOnlyDictionary<string, string>? suffixes = null;
         var mapped = new List<(string Track, string Key, MlflowMetric Metric)>(validMetrics.Count);
         foreach (var metric in validMetrics)
         {
-            if (!known.TryGetValue(metric.Key!, out var key))
+            (string Track, string Key) key;
+            if (known.TryGetValue(metric.Key!, out var mappedBefore)) key = mappedBefore;
+            else if (newKeys.FirstOrDefault(k => k.LoggedKey == metric.Key) is { } added) key = (added.Track, added.Key);
+            else
             {
-                var (track, name) = ClientTrackKeys.Map(metric.Key!, suffixes);
-                key = new ClientMetricKey { RunId = run.Id, LoggedKey = metric.Key!, Track = track, Key = name };
-                known[metric.Key!] = key;
-                newKeys.Add(key);
+                suffixes ??= ClientTrackKeys.ParseSuffixes(validTags.TryGetValue(ClientTrackKeys.SuffixTag, out var newSuffixes) ? newSuffixes
+                    : await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key == ClientTrackKeys.SuffixTag).Select(t => t.Value).SingleOrDefaultAsync(ct));
+                key = ClientTrackKeys.Map(metric.Key!, suffixes);
+                newKeys.Add(new ClientMetricKey { RunId = run.Id, LoggedKey = metric.Key!, Track = key.Track, Key = key.Key });
             }
             mapped.Add((key.Track, key.Key, metric));
         }
 
-        db.Params.AddRange(validParams.Where(p => !stored.ContainsKey(p.Key)).Select(p => new RunParam { RunId = run.Id, Key = p.Key, Value = p.Value }));
-        foreach (var (key, value) in validTags) await UpsertTagAsync(db, run.Id, key, value, ct);
-        db.ClientMetricKeys.AddRange(newKeys);
-        var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id).Select(t => t.Name).ToListAsync(ct);
-        db.Tracks.AddRange(newKeys.Select(k => k.Track).Distinct().Except(tracks).Select(t => new EmaTrack { RunId = run.Id, Name = t, Decay = ClientTrackKeys.DecayOf(t) }));
-        await SaveIgnoringRacesAsync(db, ct);
+        if (validParams.Count + validTags.Count + newKeys.Count > 0)
+        {
+            db.Params.AddRange(validParams.Where(p => !stored.ContainsKey(p.Key)).Select(p => new RunParam { RunId = run.Id, Key = p.Key, Value = p.Value }));
+            foreach (var (key, value) in validTags) await UpsertTagAsync(db, run.Id, key, value, ct);
+            db.ClientMetricKeys.AddRange(newKeys);
+            if (newKeys.Count > 0)
+            {
+                var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id).Select(t => t.Name).ToListAsync(ct);
+                db.Tracks.AddRange(newKeys.Select(k => k.Track).Distinct().Except(tracks).Select(t => new EmaTrack { RunId = run.Id, Name = t, Decay = ClientTrackKeys.DecayOf(t) }));
+            }
+            await SaveIgnoringRacesAsync(db, ct);
+            // What is stored is what counts (a concurrent request may have mapped the same key first).
+            if (newKeys.Count > 0) _knownKeys.TryRemove(run.Id, out _);
+        }
 
         foreach (var (track, key, metric) in mapped)
             await pipeline.WriteClientMetricAsync(run.Id, track, key, metric.Step ?? 0, metric.Value!.Value, metric.Timestamp ?? 0, ct);
         if (mapped.Count > 0) await pipeline.FlushAsync();
+    }
+
+    /// <summary>Each client run's logged key → (track, key), as stored; a key's mapping never changes once stored, so it is kept in memory.</summary>
+    readonly System.Collections.Concurrent.ConcurrentDictionary<long, IReadOnlyDictionary<string, (string Track, string Key)>> _knownKeys = new();
+
+    async Task<IReadOnlyDictionary<string, (string Track, string Key)>> KnownKeysAsync(EmaLabDbContext db, long runId, CancellationToken ct)
+    {
+        if (_knownKeys.TryGetValue(runId, out var cached)) return cached;
+        var stored = await db.ClientMetricKeys.AsNoTracking().Where(k => k.RunId == runId).ToDictionaryAsync(k => k.LoggedKey, k => (k.Track, k.Key), ct);
+        return _knownKeys[runId] = stored;
     }
 
     public async Task DeleteTagAsync(DeleteTagRequest request, CancellationToken ct)

@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+
+/// <summary>
+/// Ingestion through the MLflow-compatible tracking API: clients (1, 4, 8 at once, a run each) post log-batch
+/// calls of 1,000 metrics (MLflow's largest batch) to the real server as a child process; points/s over the
+/// whole phase, then every run's points counted back through the API (none may be missing).
+/// </summary>
+static class TrackingBenchmarks
+{
+    const int BatchesPerClient = 60;
+    const int MetricsPerBatch = 1000;
+    static readonly string[] Keys = ["loss", "val_acc", "val_acc_ema", "ema-0.99/val_acc"];
+
+    public static async Task RunAsync()
+    {
+        Console.WriteLine($"== Tracking API ingestion: log-batch of {MetricsPerBatch:N0} metrics, {BatchesPerClient} batches per client (server as a child process) ==");
+        Console.WriteLine("clients   points     seconds   points/s    batches/s   counted back");
+        var data = Directory.CreateTempSubdirectory("emalab-tracking-").FullName;
+        var port = LoadBenchmarks.FreePort();
+        using var server = LoadBenchmarks.StartServer(data, port);
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(5) };
+            await LoadBenchmarks.WaitHealthyAsync(client);
+            await Phase(client, 1, warmUp: true);
+            foreach (var clients in new[] { 1, 4, 8 }) await Phase(client, clients, warmUp: false);
+        }
+        finally
+        {
+            server.Kill(entireProcessTree: true);
+            server.WaitForExit();
+            Directory.Delete(data, recursive: true);
+        }
+        Console.WriteLine();
+    }
+
+    static async Task Phase(HttpClient client, int clients, bool warmUp)
+    {
+        var runs = new List<string>();
+        for (var c = 0; c < clients; c++)
+        {
+            var created = await Post(client, "runs/create", """{"experiment_id": "0", "tags": [{"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]}""");
+            runs.Add(created.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!);
+        }
+        // Bodies built before the clock starts: what is timed is the server.
+        var bodies = runs.Select(run => Enumerable.Range(0, warmUp ? 3 : BatchesPerClient).Select(b => Body(run, b)).ToList()).ToList();
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(bodies.Select(list => Task.Run(async () =>
+        {
+            using var own = new HttpClient { BaseAddress = client.BaseAddress, Timeout = client.Timeout };
+            foreach (var body in list) await Post(own, "runs/log-batch", body);
+        })));
+        var seconds = clock.Elapsed.TotalSeconds;
+        if (warmUp) return;
+        long counted = 0;
+        foreach (var run in runs)
+            foreach (var key in Keys)
+                counted += (await Get(client, $"metrics/get-history?run_id={run}&metric_key={Uri.EscapeDataString(key)}")).GetProperty("metrics").GetArrayLength();
+        var points = (long)clients * BatchesPerClient * MetricsPerBatch;
+        Console.WriteLine($"{clients,7}   {points,9:N0}  {seconds,7:F2}   {points / seconds,9:N0}   {clients * BatchesPerClient / seconds,9:F1}   {counted:N0}{(counted == points ? "" : "  MISSING POINTS")}");
+    }
+
+    /// <summary>A batch as MLflow's client writes it: protobuf JSON, int64 fields as strings.</summary>
+    static string Body(string run, int batch)
+    {
+        var metrics = new StringBuilder();
+        for (var i = 0; i < MetricsPerBatch; i++)
+        {
+            var step = batch * (MetricsPerBatch / Keys.Length) + i / Keys.Length;
+            if (i > 0) metrics.Append(',');
+            metrics.Append($$"""{"key": "{{Keys[i % Keys.Length]}}", "value": {{(0.5 + i * 1e-4).ToString(System.Globalization.CultureInfo.InvariantCulture)}}, "timestamp": "{{1700000000000 + step}}", "step": "{{step}}"}""");
+        }
+        return $$"""{"run_id": "{{run}}", "metrics": [{{metrics}}]}""";
+    }
+
+    static async Task<JsonElement> Post(HttpClient client, string path, string body)
+    {
+        using var response = await client.PostAsync("/api/2.0/mlflow/" + path, new StringContent(body, Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"{path}: {(int)response.StatusCode} {text}");
+        return JsonDocument.Parse(text).RootElement;
+    }
+
+    static async Task<JsonElement> Get(HttpClient client, string path) =>
+        JsonDocument.Parse(await client.GetStringAsync("/api/2.0/mlflow/" + path)).RootElement;
+}

@@ -78,16 +78,14 @@ public sealed partial class TrackingService(
 
     public async Task<(List<MlflowExperiment> Experiments, string? NextPageToken)> SearchExperimentsAsync(SearchExperimentsRequest request, CancellationToken ct)
     {
-        var max = request.MaxResults ?? 1000;
-        if (max is < 1 or > 50_000)
-            throw MlflowException.Invalid($"Invalid value {max} for parameter 'max_results' supplied. It must be at most 50000 and positive.");
+        var max = MaxResults(request.MaxResults);
         var view = ViewType(request.ViewType);
         var filter = SearchFilter.Parse(request.Filter, SearchFilter.Entity.Experiment);
         var order = SearchOrder.Parse(request.OrderBy, SearchFilter.Entity.Experiment);
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var all = await db.Experiments.Include(e => e.Tags).AsNoTracking().ToListAsync(ct);
         var matching = all.Where(e => view.Includes(e.Deleted)).Select(ToDto).Where(filter.Matches).ToList();
-        return Page(order.Sort(matching), request.PageToken, (int)max);
+        return Page(order.Sort(matching), request.PageToken, max);
     }
 
     public async Task DeleteExperimentAsync(string? experimentId, bool deleted, CancellationToken ct)
@@ -353,9 +351,7 @@ public sealed partial class TrackingService(
 
     public async Task<(List<MlflowRun> Runs, string? NextPageToken)> SearchRunsAsync(SearchRunsRequest request, CancellationToken ct)
     {
-        var max = request.MaxResults ?? 1000;
-        if (max is < 1 or > 50_000)
-            throw MlflowException.Invalid($"Invalid value {max} for parameter 'max_results' supplied. It must be at most 50000 and positive.");
+        var max = MaxResults(request.MaxResults);
         var view = ViewType(request.RunViewType);
         var filter = SearchFilter.Parse(request.Filter, SearchFilter.Entity.Run);
         var order = SearchOrder.Parse(request.OrderBy, SearchFilter.Entity.Run);
@@ -545,6 +541,11 @@ public sealed partial class TrackingService(
         var page = items.Skip(offset).Take(max).ToList();
         return (page, offset + max < items.Count ? (offset + max).ToString(CultureInfo.InvariantCulture) : null);
     }
+
+    /// <summary>A search's page size: 1,000 unless asked; MLflow's servers take up to 50,000.</summary>
+    static int MaxResults(long? requested) =>
+        (requested ?? 1000) is >= 1 and <= 50_000 and var max ? (int)max
+            : throw MlflowException.Invalid($"Invalid value {requested} for parameter 'max_results' supplied. It must be at most 50000 and positive.");
 
     static int ParsePageToken(string? token) =>
         string.IsNullOrEmpty(token) ? 0

@@ -295,6 +295,31 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     }
 
     [Fact]
+    public async Task Compare_puts_a_client_run_beside_an_engine_run_each_on_its_own_accuracy_key()
+    {
+        UseAppServices();
+        var engine = await Api.CreateAsync(_client, Api.DigitsRun(steps: 20, evalInterval: 10));
+        await Api.WaitForFinishAsync(_client, engine.Id());
+        async Task<System.Text.Json.JsonElement> Mlflow(string path, string body)
+        {
+            var response = await _client.PostAsync("/api/2.0/mlflow/" + path, new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+            Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+            return System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        }
+        var uuid = (await Mlflow("runs/create", """{"tags": [{"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]}"""))
+            .GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        await Mlflow("runs/log-batch", $$"""{"run_id": "{{uuid}}", "metrics": [{"key": "val_acc", "value": 0.8, "timestamp": 1, "step": 10}, {"key": "val_acc_ema", "value": 0.85, "timestamp": 1, "step": 10}]}""");
+        var client = (await Api.GetAsync(_client, "/api/runs?pageSize=100")).GetProperty("items").EnumerateArray().Single(r => r.GetProperty("trackingId").GetString() == uuid).Id();
+
+        Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"compare?runs={engine.Id()},{client}");
+        var cut = Render<Compare>();
+        var chart = cut.FindComponents<MetricChart>().Single(c => c.Instance.Id == "chart-compare").Instance;
+        Assert.Equal([$"#{engine.Id()} raw", $"#{engine.Id()} ema-0.9", $"#{engine.Id()} ema-0.99", $"#{client} raw", $"#{client} ema-0.999"], chart.TraceNames);
+        Assert.Equal("accuracy (eval/accuracy, val_acc)", chart.Title);
+        Assert.Contains("85.00 %", cut.Find("[data-testid=compare-table]").TextContent);
+    }
+
+    [Fact]
     public void Run_detail_of_an_unknown_run_says_so()
     {
         UseAppServices();

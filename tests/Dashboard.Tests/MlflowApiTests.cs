@@ -275,4 +275,26 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
         Assert.Equal(150, byTrack["raw"].GetProperty("step").GetInt64());
         Assert.Equal(ema, await _client.GetByteArrayAsync($"/api/checkpoints/{byTrack["ema-0.999"].GetProperty("id").GetInt64()}/download"));
     }
+
+    [Fact]
+    public async Task Engine_runs_join_an_experiment_by_id_and_a_clone_stays_in_it()
+    {
+        var id = (await OkAsync(PostAsync("experiments/create", """{"name": "engine-study"}"""))).GetProperty("experiment_id").GetString()!;
+        var body = Api.DigitsRun(steps: 5);
+        body["experimentId"] = long.Parse(id);
+        var run = await Api.CreateAsync(_client, body);
+        Assert.Equal(long.Parse(id), run.GetProperty("experimentId").GetInt64());
+        var clone = await _client.PostAsync($"/api/runs/{run.Id()}/clone", new StringContent("{}", Encoding.UTF8, "application/json"));
+        Assert.Equal(long.Parse(id), JsonDocument.Parse(await clone.Content.ReadAsStringAsync()).RootElement.GetProperty("experimentId").GetInt64());
+        var listed = await Api.GetAsync(_client, $"/api/runs?experiment={id}");
+        Assert.Equal(2, listed.GetProperty("total").GetInt32());
+
+        // An experiment that does not exist is a 400 naming the field; nothing is written.
+        var before = (await Api.GetAsync(_client, "/api/runs")).GetProperty("total").GetInt32();
+        body["experimentId"] = 987654;
+        var refused = await _client.PostAsync("/api/runs", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("experimentId", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(before, (await Api.GetAsync(_client, "/api/runs")).GetProperty("total").GetInt32());
+    }
 }

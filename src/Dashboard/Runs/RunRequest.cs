@@ -6,7 +6,8 @@ using EmaLab.TrainingEngine.Training;
 namespace EmaLab.Dashboard.Runs;
 
 /// <summary>A request to create a run: the engine's run specification plus the service's own fields (name, checkpoint cadence).</summary>
-public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec)
+/// <param name="ExperimentId">The experiment the run joins (the default experiment, 0, when not given); checked against the database when the run is created.</param>
+public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec, long ExperimentId = Data.Experiment.DefaultId)
 {
     public const int MaxNameLength = 200;
     /// <summary>Checkpoint files one run may write ((steps / checkpointEvery + 2) × tracks).</summary>
@@ -21,6 +22,8 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         var name = TakeString(fields, "name");
         if (name is { Length: > MaxNameLength }) throw new RequestValidationException("name", $"The name must be at most {MaxNameLength} characters.");
         var checkpointEvery = TakeLong(fields, "checkpointEvery");
+        var experimentId = TakeLong(fields, "experimentId") ?? Data.Experiment.DefaultId;
+        if (experimentId < 0) throw new RequestValidationException("experimentId", "experimentId is an experiment's id (0 is the default experiment).");
         if (checkpointEvery is < 1) throw new RequestValidationException("checkpointEvery", "checkpointEvery must be at least 1 step.");
 
         var spec = RequestJson.Deserialize<RunSpec>(fields);
@@ -36,7 +39,7 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         }
         if (problems.Count > 0)
             throw new RequestValidationException(problems.GroupBy(p => p.Field).ToDictionary(g => g.Key, g => g.Select(p => p.Reason).ToArray()));
-        return new RunRequest(string.IsNullOrWhiteSpace(name) ? $"{spec.Model} on {spec.Dataset}" : name.Trim(), checkpointEvery, spec);
+        return new RunRequest(string.IsNullOrWhiteSpace(name) ? $"{spec.Model} on {spec.Dataset}" : name.Trim(), checkpointEvery, spec, experimentId);
     }
 
     /// <summary>Applies <paramref name="overrides"/> (a partial request; nested objects such as <c>ema</c> merge field by field) to an existing run's request.</summary>
@@ -47,6 +50,7 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         const string suffix = " (clone)";
         merged["name"] = (original.Name.Length + suffix.Length > MaxNameLength ? original.Name[..(MaxNameLength - suffix.Length)] : original.Name) + suffix;
         if (original.CheckpointEvery is { } every) merged["checkpointEvery"] = every;
+        merged["experimentId"] = original.ExperimentId;
         if (overrides is not null and not JsonObject) throw new RequestValidationException("$", "Overrides must be a JSON object.");
         if (overrides is JsonObject changes) Merge(merged, changes);
         return Parse(merged);

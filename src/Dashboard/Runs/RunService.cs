@@ -22,9 +22,12 @@ public sealed class RunService(
     public async Task<Run> CreateAsync(RunRequest request, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        if (!await db.Experiments.AnyAsync(e => e.Id == request.ExperimentId && !e.Deleted, cancellationToken))
+            throw new RequestValidationException("experimentId", $"There is no active experiment {request.ExperimentId}.");
         var run = new Run
         {
             Name = request.Name,
+            ExperimentId = request.ExperimentId,
             Uuid = Run.NewUuid(),
             SpecJson = request.Spec.ToJson(),
             CheckpointEvery = request.CheckpointEvery,

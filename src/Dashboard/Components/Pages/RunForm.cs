@@ -26,6 +26,7 @@ public sealed class RunForm
     public int EvalInterval { get; set; } = 100;
     public int Threads { get; set; } = Math.Clamp(Environment.ProcessorCount, 1, 2);
     public long? CheckpointEvery { get; set; } = 500;
+    public long ExperimentId { get; set; } = Experiment.DefaultId;
 
     /// <summary>The shadows, one row per track of <c>ema.tracks</c>.</summary>
     public List<TrackRow> Tracks { get; set; } = [TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.99")), TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.999"))];
@@ -58,6 +59,7 @@ public sealed class RunForm
             EvalInterval = spec.EvalInterval,
             Threads = spec.Threads,
             CheckpointEvery = run.CheckpointEvery,
+            ExperimentId = run.ExperimentId,
             // A compact run's decays become EMA Lab rows with the same rules (and names).
             Tracks = spec.Ema.Tracks?.Select(TrackRow.From).ToList()
                 ?? spec.Ema.Decays.Select(d => TrackRow.Of(EmaPresets.EmaLab, ("decay", d.ToString("R", CultureInfo.InvariantCulture)))).ToList(),
@@ -130,6 +132,7 @@ public sealed class RunForm
             },
         };
         if (lr is not null) body["learningRate"] = lr;
+        body["experimentId"] = ExperimentId;
         if (CheckpointEvery is { } every) body["checkpointEvery"] = every;
         if (PostHoc)
         {

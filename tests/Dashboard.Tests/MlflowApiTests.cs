@@ -135,6 +135,26 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
     }
 
     [Fact]
+    public async Task Bulk_interval_history_samples_steps_as_mlflow_does()
+    {
+        var (a, b) = (await NewRunAsync(), await NewRunAsync());
+        foreach (var (run, steps) in new[] { (a, Enumerable.Range(0, 50)), (b, Enumerable.Range(10, 5)) })
+            await OkAsync(PostAsync("runs/log-batch", new JsonObject
+            {
+                ["run_id"] = run,
+                ["metrics"] = new JsonArray(steps.Select(s => (JsonNode)new JsonObject { ["key"] = "acc", ["value"] = s / 100.0, ["timestamp"] = s, ["step"] = s }).ToArray()),
+            }.ToJsonString()));
+        var answer = await OkAsync(GetAsync($"metrics/get-history-bulk-interval?run_ids={a}&run_ids={b}&metric_key=acc&max_results=5"));
+        var byRun = answer.GetProperty("metrics").EnumerateArray().GroupBy(m => m.GetProperty("run_id").GetString()!)
+            .ToDictionary(g => g.Key, g => g.Select(m => m.GetProperty("step").GetInt64()).ToList());
+        // Steps 0..49 over both runs, 5 results: indices 0, 10, 20, 30, 40 and the last (49), plus each run's first and last (10, 14).
+        Assert.Equal([0L, 10, 14, 20, 30, 40, 49], byRun[a]);
+        Assert.Equal([10L, 14], byRun[b]);
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await GetAsync($"metrics/get-history-bulk-interval?run_ids={a}&metric_key=acc&max_results=2501"), "max_results must be between 1 and 2500");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await GetAsync($"metrics/get-history-bulk-interval?run_ids={a}&metric_key=acc&start_step=3"), "both must be specified");
+    }
+
+    [Fact]
     public async Task Many_values_at_one_step_are_all_kept_as_mlflow_keeps_them()
     {
         // mlflow.log_metric without a step logs at step 0: a loop of them is a history, not one value.
@@ -162,7 +182,8 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
             ("""{"key": "acc@1", "value": 1, "timestamp": 1}""", "Invalid metric name: 'acc@1'"),
             ("""{"key": "../up", "value": 1, "timestamp": 1}""", "must not resolve to other names"),
             ("""{"key": "acc", "value": 1, "timestamp": -5}""", "Timestamp must be a nonnegative long"),
-            ("""{"key": "acc", "timestamp": 5}""", "Got invalid value None for metric 'acc'"),
+            ("""{"key": "acc", "timestamp": 5}""", "Missing value for required parameter 'metrics[1].value'"),
+            ("""{"key": "acc", "value": 5}""", "Missing value for required parameter 'metrics[1].timestamp'"),
         })
             AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE",
                 await PostAsync("runs/log-batch", $$"""{"run_id": "{{runId}}", "metrics": [{"key": "good", "value": 1, "timestamp": 1}, {{bad}}]}"""), message);

@@ -115,6 +115,12 @@ public static class MlflowEndpoints
             var location = await store.ResolveAsync(Query(http, "path") is { Length: > 0 } sub ? $"{root}/{sub}" : root, http.RequestAborted);
             return MlflowJson.Ok(new { root_uri = run.ArtifactUri, files = store.List(location, fullPaths: true) });
         });
+        mlflow.MapGet("/metrics/get-history-bulk-interval", async (HttpContext http, TrackingService store) =>
+            MlflowJson.Ok(new
+            {
+                metrics = await store.GetMetricHistoryBulkIntervalAsync(http.Request.Query["run_ids"].OfType<string>().ToList(), Query(http, "metric_key"),
+                    Query(http, "start_step"), Query(http, "end_step"), Query(http, "max_results"), http.RequestAborted),
+            }));
         mlflow.MapGet("/metrics/get-history", async (HttpContext http, TrackingService store) =>
         {
             var (metrics, next) = await store.GetMetricHistoryAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), Query(http, "metric_key"),

@@ -56,6 +56,8 @@ public sealed record MlflowTag(string? Key, string? Value);
 
 public sealed record MlflowMetric(string? Key, double? Value, long? Timestamp, long? Step);
 
+public sealed record MlflowMetricWithRunId(string Key, double Value, long Timestamp, long Step, string RunId);
+
 public sealed record MlflowExperiment(
     string ExperimentId, string Name, string ArtifactLocation, string LifecycleStage, long LastUpdateTime, long CreationTime, IReadOnlyList<MlflowTag> Tags);
 

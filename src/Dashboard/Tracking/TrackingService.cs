@@ -245,6 +245,15 @@ public sealed partial class TrackingService(
         BatchLimit("params", MaxParamsTagsPerBatch, @params.Count);
         BatchLimit("tags", MaxParamsTagsPerBatch, tags.Count);
         BatchLimit("metrics, params, and tags", MaxEntitiesPerBatch, metrics.Count + @params.Count + tags.Count);
+        // The fields log-batch requires (mlflow/server/handlers.py, _log_batch), named by their place in the request.
+        for (var i = 0; i < metrics.Count; i++)
+        {
+            if (metrics[i].Key is null) throw MlflowException.Missing($"metrics[{i}].key");
+            if (metrics[i].Value is null) throw MlflowException.Missing($"metrics[{i}].value");
+            if (metrics[i].Timestamp is null) throw MlflowException.Missing($"metrics[{i}].timestamp");
+        }
+        for (var i = 0; i < @params.Count; i++) if (@params[i].Key is null) throw MlflowException.Missing($"params[{i}].key");
+        for (var i = 0; i < tags.Count; i++) if (tags[i].Key is null) throw MlflowException.Missing($"tags[{i}].key");
 
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var run = await FindRunAsync(db, runId, ct);
@@ -347,6 +356,78 @@ public sealed partial class TrackingService(
         if (maxResults is { } take && rows.Count > take)
             return (rows.Take(take).ToList(), (offset + take).ToString(CultureInfo.InvariantCulture));
         return (rows, null);
+    }
+
+    // mlflow/server/handlers.py: the limits of get-history-bulk-interval.
+    public const int MaxRunsPerBulkHistory = 100;
+    public const int MaxResultsPerRun = 2500;
+    const int MaxResultsGetMetricHistory = 25000;
+
+    /// <summary>
+    /// metrics/get-history-bulk-interval as MLflow's server answers it: the steps the runs logged (within start..end, or
+    /// 0..the last), sampled evenly down to max_results (2,500 at most) as <c>_get_sampled_steps_from_steps</c> does, plus
+    /// each run's first and last step in range; then every value of the key at those steps, by run and step.
+    /// </summary>
+    public async Task<List<MlflowMetricWithRunId>> GetMetricHistoryBulkIntervalAsync(
+        IReadOnlyList<string> runIds, string? metricKey, string? startStep, string? endStep, string? maxResults, CancellationToken ct)
+    {
+        if (runIds.Count == 0) throw MlflowException.Missing("run_ids");
+        if (runIds.Count > MaxRunsPerBulkHistory)
+            throw MlflowException.Invalid($"GetMetricHistoryBulkInterval request must specify at most {MaxRunsPerBulkHistory} run_ids. Received {runIds.Count} run_ids.");
+        if (metricKey is null) throw MlflowException.Missing("metric_key");
+        static long? IntLike(string name, string? text) => text is null ? null
+            : long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value
+            : throw MlflowException.Invalid($"Invalid value {text} for parameter '{name}' supplied: an integer is expected.");
+        var max = IntLike("max_results", maxResults) ?? MaxResultsPerRun;
+        if (max is < 1 or > MaxResultsPerRun) throw MlflowException.Invalid($"max_results must be between 1 and {MaxResultsPerRun}.");
+        var (start, end) = (IntLike("start_step", startStep), IntLike("end_step", endStep));
+        if (start is { } s && end is { } e && s > e) throw MlflowException.Invalid($"end_step must be greater than start_step. Found start_step={s} and end_step={e}.");
+        if (start is null != end is null) throw MlflowException.Invalid("If either start step or end step are specified, both must be specified.");
+
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var histories = new List<(Run Run, List<(long Step, long Time, double? Value)> Points)>();
+        foreach (var runId in runIds)
+        {
+            var run = await FindRunAsync(db, runId, ct);
+            var (track, key) = await StoredKeyAsync(db, run, metricKey, ct);
+            var points = (await db.Metrics.AsNoTracking().Where(m => m.RunId == run.Id && m.Key == key && m.Track == track)
+                .OrderBy(m => m.Step).ThenBy(m => m.WallTimeMs).Select(m => new { m.Step, m.WallTimeMs, m.Value }).ToListAsync(ct))
+                .Select(m => (m.Step, m.WallTimeMs, m.Value)).ToList();
+            histories.Add((run, points));
+        }
+        var allSteps = histories.SelectMany(h => h.Points.Select(p => p.Step)).Distinct().Order().ToList();
+        var (from, to) = (start ?? 0, end ?? (allSteps.Count > 0 ? allSteps[^1] : 0));
+        var ends = histories.Where(h => h.Points.Count > 0).SelectMany(h => new[] { h.Points.Min(p => p.Step), h.Points.Max(p => p.Step) })
+            .Where(step => from <= step && step <= to);
+        var steps = SampledSteps(from, to, (int)max, allSteps).Union(ends).ToHashSet();
+        return histories.SelectMany(h => h.Points.Where(p => steps.Contains(p.Step)).Take(MaxResultsGetMetricHistory)
+            .Select(p => new MlflowMetricWithRunId(metricKey, p.Value ?? double.NaN, p.Time, p.Step, h.Run.Uuid))).ToList();
+    }
+
+    /// <summary>MLflow's <c>_get_sampled_steps_from_steps</c>: evenly spaced indices into the sorted steps in range, and the last one.</summary>
+    static HashSet<long> SampledSteps(long start, long end, int maxResults, List<long> allSteps)
+    {
+        var startIndex = LowerBound(allSteps, start);
+        var endIndex = LowerBound(allSteps, end + 1);
+        if (endIndex - startIndex <= maxResults) return allSteps.GetRange(startIndex, endIndex - startIndex).ToHashSet();
+        var count = endIndex - startIndex;
+        var interval = (double)count / maxResults;
+        var sampled = new HashSet<long>();
+        for (var i = 0; i < maxResults; i++)
+        {
+            var index = startIndex + (int)(i * interval);
+            if (index < count) sampled.Add(allSteps[index]); // MLflow compares with the count, not the end index
+        }
+        sampled.Add(allSteps[endIndex - 1]);
+        return sampled;
+    }
+
+    static int LowerBound(List<long> sorted, long value)
+    {
+        var index = sorted.BinarySearch(value);
+        if (index < 0) return ~index;
+        while (index > 0 && sorted[index - 1] == value) index--;
+        return index;
     }
 
     public async Task<(List<MlflowRun> Runs, string? NextPageToken)> SearchRunsAsync(SearchRunsRequest request, CancellationToken ct)

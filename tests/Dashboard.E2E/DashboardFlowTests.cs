@@ -213,7 +213,7 @@ public sealed class ClientRunTests(BrowserFixture fixture) : IClassFixture<Brows
             Assert.True(response.IsSuccessStatusCode, text);
             return System.Text.Json.JsonDocument.Parse(text).RootElement;
         }
-        var created = await Post("runs/create", """{"experiment_id": "0", "run_name": "script", "tags": [{"key": "mlflow.source.name", "value": "/home/me/train.py"}, {"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]}""");
+        var created = await Post("runs/create", """{"experiment_id": "0", "run_name": "script", "tags": [{"key": "mlflow.source.name", "value": "/home/me/train.py"}, {"key": "team", "value": "vision"}, {"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]}""");
         var runId = created.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
         async Task Log(int step) => await Post("runs/log-batch",
             $$"""{"run_id": "{{runId}}", "metrics": [{"key": "val_acc", "value": {{0.5 + step / 100.0}}, "timestamp": "{{1700000000000 + step}}", "step": "{{step}}"}, {"key": "val_acc_ema", "value": {{0.55 + step / 100.0}}, "timestamp": "{{1700000000000 + step}}", "step": "{{step}}"}, {"key": "loss", "value": {{1.0 / step}}, "timestamp": "{{1700000000000 + step}}", "step": "{{step}}"}]}""");
@@ -224,6 +224,7 @@ public sealed class ClientRunTests(BrowserFixture fixture) : IClassFixture<Brows
         await page.GotoAsync("");
         var row = page.Locator("tr[data-run-id]").First;
         await Assertions.Expect(row.Locator(".source")).ToContainTextAsync("client: train.py");
+        await Assertions.Expect(row.Locator(".source .tag")).ToHaveTextAsync("team=vision");
         await row.GetByRole(AriaRole.Link, new() { Name = "Open" }).ClickAsync();
         await Assertions.Expect(page.GetByTestId("origin")).ToContainTextAsync("logged by a client (/home/me/train.py)");
         await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy')?.data?.length === 2");

@@ -318,4 +318,18 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
         Assert.Contains("experimentId", await refused.Content.ReadAsStringAsync());
         Assert.Equal(before, (await Api.GetAsync(_client, "/api/runs")).GetProperty("total").GetInt32());
     }
+
+    [Fact]
+    public async Task An_artifact_that_would_eat_the_disk_reserve_is_refused_and_nothing_is_kept()
+    {
+        using var tight = new EmaLabFactory();
+        tight.Settings["EmaLab:DiskReserveMegabytes"] = "10000000"; // 10 TB must stay free: nothing fits
+        var client = tight.CreateClient();
+        var created = await client.PostAsync(Base + "runs/create", new StringContent("{}", Encoding.UTF8, "application/json"));
+        var runId = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        var refused = await client.PutAsync($"/api/2.0/mlflow-artifacts/artifacts/0/{runId}/artifacts/big.bin", new ByteArrayContent(new byte[1024]));
+        AssertError((HttpStatusCode)429, "RESOURCE_EXHAUSTED", (refused.StatusCode, JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement), "Not enough free disk space");
+        var listed = JsonDocument.Parse(await client.GetStringAsync($"/api/2.0/mlflow-artifacts/artifacts?path=0/{runId}/artifacts")).RootElement;
+        Assert.Equal(0, listed.GetProperty("files").GetArrayLength());
+    }
 }

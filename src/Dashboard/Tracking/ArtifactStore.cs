@@ -18,8 +18,10 @@ namespace EmaLab.Dashboard.Tracking;
 /// refused with the reason, and not kept) and listed as a checkpoint of the track its metadata (<c>track</c>) or its
 /// name says; any other file is kept as a plain artifact.
 /// </summary>
-public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, RunEventHub hub)
+public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, RunEventHub hub, Microsoft.Extensions.Options.IOptions<EmaLabOptions> options)
 {
+    readonly long _reserveBytes = (long)options.Value.DiskReserveMegabytes << 20;
+
     /// <summary>A run's artifacts: the run and the path under its artifact root.</summary>
     public sealed record Location(Run Run, string RelativePath);
 
@@ -59,7 +61,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     string FullPath(Location location) => Path.GetFullPath(Path.Combine(Root(location.Run), location.RelativePath));
 
     /// <summary>Stores an upload: written to a temporary file, checked, then moved into place, so a refused or broken upload leaves nothing.</summary>
-    public async Task UploadAsync(Location location, Stream body, CancellationToken ct)
+    public async Task UploadAsync(Location location, Stream body, long? length, CancellationToken ct)
     {
         if (location.RelativePath.Length == 0) throw MlflowException.Invalid("An artifact upload needs a file name after 'artifacts/'.");
         if (location.Run.Origin != RunOrigin.Client)
@@ -67,11 +69,22 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
         if (location.Run.Deleted)
             throw new MlflowException(MlflowException.InvalidState, $"The run {location.Run.Uuid} must be in the 'active' state. Current state is deleted.");
         var target = FullPath(location);
+        // The upload must leave the disk reserve free (training runs need it), as a run's checkpoints must.
+        try { DiskSpace.Require(target, (length ?? 0) + _reserveBytes, $"artifact {location.RelativePath}"); }
+        catch (IOException e) { throw new MlflowException(MlflowException.ResourceExhausted, e.Message); }
         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
         var temporary = target + $".{Guid.NewGuid():N}.partial";
         try
         {
-            await using (var file = File.Create(temporary)) await body.CopyToAsync(file, ct);
+            try
+            {
+                await using var file = File.Create(temporary);
+                await body.CopyToAsync(file, ct);
+            }
+            catch (IOException e) when (e is not EndOfStreamException && DiskSpace.FreeBytes(temporary) < _reserveBytes)
+            {
+                throw new MlflowException(MlflowException.ResourceExhausted, $"The disk filled while storing artifact {location.RelativePath}: {e.Message}");
+            }
             SafeTensorsHeader? header = null;
             if (target.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
             {

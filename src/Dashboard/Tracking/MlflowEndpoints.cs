@@ -147,7 +147,7 @@ public static class MlflowEndpoints
     {
         artifacts.MapPut("/artifacts/{**path}", async (string path, HttpContext http, ArtifactStore store) =>
         {
-            await store.UploadAsync(await store.ResolveAsync(path, http.RequestAborted), http.Request.Body, http.RequestAborted);
+            await store.UploadAsync(await store.ResolveAsync(path, http.RequestAborted), http.Request.Body, http.Request.ContentLength, http.RequestAborted);
             return MlflowJson.Empty();
         }).WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute((long)options.MaxArtifactMegabytes << 20))
           .WithSummary("Uploads an artifact; a .safetensors file is checked and listed as a checkpoint of its track.");

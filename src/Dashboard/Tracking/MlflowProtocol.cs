@@ -15,6 +15,7 @@ public sealed class MlflowException(string errorCode, string message) : Exceptio
     public const string InvalidState = "INVALID_STATE";
     public const string BadRequest = "BAD_REQUEST";
     public const string EndpointNotFound = "ENDPOINT_NOT_FOUND";
+    public const string ResourceExhausted = "RESOURCE_EXHAUSTED";
 
     public string ErrorCode { get; } = errorCode;
 
@@ -22,6 +23,7 @@ public sealed class MlflowException(string errorCode, string message) : Exceptio
     {
         InvalidParameterValue or ResourceAlreadyExists or BadRequest => StatusCodes.Status400BadRequest,
         ResourceDoesNotExist or EndpointNotFound => StatusCodes.Status404NotFound,
+        ResourceExhausted => StatusCodes.Status429TooManyRequests,
         _ => StatusCodes.Status500InternalServerError, // INVALID_STATE and INTERNAL_ERROR are 500 in MLflow
     };
 

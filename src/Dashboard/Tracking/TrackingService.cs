@@ -260,7 +260,9 @@ public sealed partial class TrackingService(
         RequireActive(run);
         if (metrics.Count > 0 || @params.Count > 0) RequireClient(run);
 
-        var validMetrics = metrics.Select(ValidMetric).ToList();
+        // A key this run has logged before passed the name rules then: only the new ones are checked again.
+        var known = await KnownKeysAsync(db, run.Id, ct);
+        var validMetrics = metrics.Select(m => ValidMetric(m, nameChecked: known.ContainsKey(m.Key!))).ToList();
         var validParams = new Dictionary<string, string>();
         foreach (var p in @params)
         {
@@ -278,7 +280,6 @@ public sealed partial class TrackingService(
 
         // Keys already mapped (the common case: the same keys every batch) come from memory; a new key is mapped by
         // the suffix map, which the same batch may set (tags are applied first).
-        var known = await KnownKeysAsync(db, run.Id, ct);
         var newKeys = new List<ClientMetricKey>();
         IReadOnlyDictionary<string, string>? suffixes = null;
         var mapped = new List<(string Track, string Key, MlflowMetric Metric)>(validMetrics.Count);
@@ -523,14 +524,14 @@ public sealed partial class TrackingService(
         _ => "FAILED",
     };
 
-    static MlflowMetric ValidMetric(MlflowMetric metric)
+    static MlflowMetric ValidMetric(MlflowMetric metric, bool nameChecked)
     {
-        ValidateName("metric", metric.Key);
+        if (!nameChecked) ValidateName("metric", metric.Key);
         if (metric.Value is null)
             throw MlflowException.Invalid($"Got invalid value None for metric '{metric.Key}' (timestamp={metric.Timestamp}). Please specify value as a valid double (64-bit floating point)");
         if (metric.Timestamp is < 0)
             throw MlflowException.Invalid($"Got invalid timestamp {metric.Timestamp} for metric '{metric.Key}' (value={metric.Value}). Timestamp must be a nonnegative long (64-bit integer) ");
-        LengthLimit("Metric name", MaxEntityKeyLength, metric.Key!);
+        if (!nameChecked) LengthLimit("Metric name", MaxEntityKeyLength, metric.Key!);
         return metric;
     }
 

@@ -184,6 +184,8 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
             ("""{"key": "acc", "value": 1, "timestamp": -5}""", "Timestamp must be a nonnegative long"),
             ("""{"key": "acc", "timestamp": 5}""", "Missing value for required parameter 'metrics[1].value'"),
             ("""{"key": "acc", "value": 5}""", "Missing value for required parameter 'metrics[1].timestamp'"),
+            ("""{"key": "acc", "value": 5, "timestamp": 1, "step": "NaN"}""", "Invalid request body"),
+            ("""{"key": "acc", "value": 5, "timestamp": 1.5}""", "Invalid request body"),
         })
             AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE",
                 await PostAsync("runs/log-batch", $$"""{"run_id": "{{runId}}", "metrics": [{"key": "good", "value": 1, "timestamp": 1}, {{bad}}]}"""), message);

@@ -16,7 +16,7 @@ static class TrackingBenchmarks
     public static async Task RunAsync()
     {
         Console.WriteLine($"== Tracking API ingestion: log-batch of {MetricsPerBatch:N0} metrics, {BatchesPerClient} batches per client (server as a child process) ==");
-        Console.WriteLine("clients   points     seconds   points/s    batches/s   counted back");
+        Console.WriteLine("clients   points     seconds   points/s    batches/s   server CPU µs/point   counted back");
         var data = Directory.CreateTempSubdirectory("emalab-tracking-").FullName;
         var port = LoadBenchmarks.FreePort();
         using var server = LoadBenchmarks.StartServer(data, port);
@@ -24,8 +24,8 @@ static class TrackingBenchmarks
         {
             using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(5) };
             await LoadBenchmarks.WaitHealthyAsync(client);
-            await Phase(client, 1, warmUp: true);
-            foreach (var clients in new[] { 1, 4, 8 }) await Phase(client, clients, warmUp: false);
+            await Phase(client, server, 1, warmUp: true);
+            foreach (var clients in new[] { 1, 4, 8 }) await Phase(client, server, clients, warmUp: false);
         }
         finally
         {
@@ -36,7 +36,7 @@ static class TrackingBenchmarks
         Console.WriteLine();
     }
 
-    static async Task Phase(HttpClient client, int clients, bool warmUp)
+    static async Task Phase(HttpClient client, Process server, int clients, bool warmUp)
     {
         var runs = new List<string>();
         for (var c = 0; c < clients; c++)
@@ -46,6 +46,8 @@ static class TrackingBenchmarks
         }
         // Bodies built before the clock starts: what is timed is the server.
         var bodies = runs.Select(run => Enumerable.Range(0, warmUp ? 3 : BatchesPerClient).Select(b => Body(run, b)).ToList()).ToList();
+        server.Refresh();
+        var cpuBefore = server.TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         await Task.WhenAll(bodies.Select(list => Task.Run(async () =>
         {
@@ -53,13 +55,15 @@ static class TrackingBenchmarks
             foreach (var body in list) await Post(own, "runs/log-batch", body);
         })));
         var seconds = clock.Elapsed.TotalSeconds;
+        server.Refresh();
+        var serverCpu = (server.TotalProcessorTime - cpuBefore).TotalSeconds;
         if (warmUp) return;
         long counted = 0;
         foreach (var run in runs)
             foreach (var key in Keys)
                 counted += (await Get(client, $"metrics/get-history?run_id={run}&metric_key={Uri.EscapeDataString(key)}")).GetProperty("metrics").GetArrayLength();
         var points = (long)clients * BatchesPerClient * MetricsPerBatch;
-        Console.WriteLine($"{clients,7}   {points,9:N0}  {seconds,7:F2}   {points / seconds,9:N0}   {clients * BatchesPerClient / seconds,9:F1}   {counted:N0}{(counted == points ? "" : "  MISSING POINTS")}");
+        Console.WriteLine($"{clients,7}   {points,9:N0}  {seconds,7:F2}   {points / seconds,9:N0}   {clients * BatchesPerClient / seconds,9:F1}   {serverCpu / points * 1e6,12:F1}          {counted:N0}{(counted == points ? "" : "  MISSING POINTS")}");
     }
 
     /// <summary>A batch as MLflow's client writes it: protobuf JSON, int64 fields as strings.</summary>

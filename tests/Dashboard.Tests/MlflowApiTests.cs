@@ -334,4 +334,35 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
         var listed = JsonDocument.Parse(await client.GetStringAsync($"/api/2.0/mlflow-artifacts/artifacts?path=0/{runId}/artifacts")).RootElement;
         Assert.Equal(0, listed.GetProperty("files").GetArrayLength());
     }
+
+    [Fact]
+    public async Task A_batch_the_store_refuses_is_an_error_for_that_run_only_never_a_silent_200()
+    {
+        using var own = new EmaLabFactory();
+        var client = own.CreateClient();
+        async Task<(HttpStatusCode, JsonElement)> Post(string path, string body)
+        {
+            var response = await client.PostAsync(Base + path, new StringContent(body, Encoding.UTF8, "application/json"));
+            return (response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement);
+        }
+        var (_, a) = await Post("runs/create", "{}");
+        var (_, b) = await Post("runs/create", "{}");
+        var (runA, runB) = (a.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString(), b.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString());
+        var idA = (await Api.GetAsync(client, "/api/runs")).GetProperty("items").EnumerateArray().Single(r => r.GetProperty("trackingId").GetString() == runA).Id();
+        // The database refuses run A's rows for good (as a corrupt page or a constraint would).
+        using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(own.DataDirectory, "emalab.db")}"))
+        {
+            db.Open();
+            using var trigger = db.CreateCommand();
+            trigger.CommandText = $"CREATE TRIGGER refuse BEFORE INSERT ON Metrics WHEN NEW.RunId = {idA} BEGIN SELECT RAISE(ABORT, 'rows of this run cannot be stored'); END;";
+            trigger.ExecuteNonQuery();
+        }
+        string Batch(string? run) => $$"""{"run_id": "{{run}}", "metrics": [{"key": "acc", "value": 0.5, "timestamp": 1, "step": 1}]}""";
+        AssertError(HttpStatusCode.InternalServerError, "INTERNAL_ERROR", await Post("runs/log-batch", Batch(runA)), "cannot be stored");
+        AssertError(HttpStatusCode.InternalServerError, "INTERNAL_ERROR", await Post("runs/log-batch", Batch(runA)), "cannot be stored");
+        var (status, _) = await Post("runs/log-batch", Batch(runB));
+        Assert.Equal(HttpStatusCode.OK, status);
+        var history = JsonDocument.Parse(await client.GetStringAsync($"{Base}metrics/get-history?run_id={runB}&metric_key=acc")).RootElement;
+        Assert.Equal(1, history.GetProperty("metrics").GetArrayLength());
+    }
 }

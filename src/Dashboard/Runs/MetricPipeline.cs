@@ -20,11 +20,19 @@ namespace EmaLab.Dashboard.Runs;
 /// </summary>
 public sealed class MetricPipeline : BackgroundService
 {
-    enum Kind : byte { Metric, Progress, Log, BundleSaved, Flush }
+    enum Kind : byte { Metric, ClientMetrics, Progress, Log, BundleSaved, Flush }
 
     /// <summary>One queued item; a struct so that a metric costs no allocation on the training thread.</summary>
     readonly record struct Item(Kind Kind, long RunId, string? Track, string? Key, long Step, double Value, long WallTimeMs,
-        TrainingLogLevel Level = default, string? Text = null, TrainingProgress? Progress = null, TaskCompletionSource? Flushed = null);
+        TrainingLogLevel Level = default, string? Text = null, TrainingProgress? Progress = null, TaskCompletionSource? Flushed = null,
+        IReadOnlyList<ClientMetric>? Points = null)
+    {
+        /// <summary>Rows this item writes (a client's batch is one item of many rows).</summary>
+        public int Rows => Points?.Count ?? (Kind == Kind.Metric ? 1 : 0);
+    }
+
+    /// <summary>One metric a client logged: its track and key (as mapped), step, value and the client's timestamp.</summary>
+    public readonly record struct ClientMetric(string Track, string Key, long Step, double Value, long TimestampMs);
 
     readonly Channel<Item> _channel = Channel.CreateBounded<Item>(new BoundedChannelOptions(16_384)
     {
@@ -62,11 +70,12 @@ public sealed class MetricPipeline : BackgroundService
         Enqueue(new Item(Kind.Metric, runId, point.Track, point.Key, point.Step, point.Value, Now));
 
     /// <summary>
-    /// Queues a metric a client logged through the tracking API, with the client's timestamp; waits (without holding a
-    /// thread) while the queue is full, so a fast client is slowed down rather than dropped.
+    /// Queues the metrics of one client call as one item (one wake-up of the writer, not one per point), with the
+    /// client's timestamps; waits (without holding a thread) while the queue is full, so a fast client is slowed
+    /// down rather than dropped.
     /// </summary>
-    public ValueTask WriteClientMetricAsync(long runId, string track, string key, long step, double value, long timestampMs, CancellationToken cancellationToken) =>
-        _channel.Writer.WriteAsync(new Item(Kind.Metric, runId, track, key, step, value, timestampMs), cancellationToken);
+    public ValueTask WriteClientMetricsAsync(long runId, IReadOnlyList<ClientMetric> points, CancellationToken cancellationToken) =>
+        _channel.Writer.WriteAsync(new Item(Kind.ClientMetrics, runId, null, null, 0, 0, 0, Points: points), cancellationToken);
 
     public void WriteProgress(long runId, TrainingProgress progress) =>
         Enqueue(new Item(Kind.Progress, runId, null, null, progress.Step, 0, Now, Progress: progress));
@@ -116,11 +125,13 @@ public sealed class MetricPipeline : BackgroundService
                 batch.Clear();
                 var started = Stopwatch.StartNew();
                 var flushAsked = false;
-                while (batch.Count < _options.FlushRows)
+                var rows = 0;
+                while (rows < _options.FlushRows)
                 {
                     if (reader.TryRead(out var item))
                     {
                         batch.Add(item);
+                        rows += Math.Max(1, item.Rows);
                         flushAsked |= item.Kind == Kind.Flush;
                         continue;
                     }
@@ -214,10 +225,15 @@ public sealed class MetricPipeline : BackgroundService
     /// <summary>Broadcasts what a batch committed: one <c>metrics</c> event per run (all its points), then progress, logs and flushes.</summary>
     void Publish(List<Item> batch)
     {
-        foreach (var run in batch.Where(i => i.Kind == Kind.Metric).GroupBy(i => i.RunId))
+        foreach (var run in batch.Where(i => i.Kind is Kind.Metric or Kind.ClientMetrics).GroupBy(i => i.RunId))
         {
             _versions.Advance(run.Key);
-            _hub.Publish(new RunEvent(RunEventType.Metrics, run.Key) { Points = run.Select(i => new MetricEventPoint(i.Track!, i.Key!, i.Step, i.Value)).ToList() });
+            _hub.Publish(new RunEvent(RunEventType.Metrics, run.Key)
+            {
+                Points = run.SelectMany(i => i.Points is { } points
+                    ? points.Select(p => new MetricEventPoint(p.Track, p.Key, p.Step, p.Value))
+                    : [new MetricEventPoint(i.Track!, i.Key!, i.Step, i.Value)]).ToList(),
+            });
         }
         foreach (var item in batch)
         {
@@ -255,6 +271,9 @@ public sealed class MetricPipeline : BackgroundService
             switch (item.Kind)
             {
                 case Kind.Metric: store.Metric(item.RunId, item.Key!, item.Track!, item.Step, item.Value, item.WallTimeMs); break;
+                case Kind.ClientMetrics:
+                    foreach (var p in item.Points!) store.Metric(item.RunId, p.Key, p.Track, p.Step, p.Value, p.TimestampMs);
+                    break;
                 case Kind.Progress: store.Progress(item.RunId, item.Step, item.Progress!.TotalSteps); break;
                 case Kind.Log: store.Log(item.RunId, item.WallTimeMs, LevelName(item.Level), item.Text!); break;
                 case Kind.BundleSaved: store.BundleStep(item.RunId, item.Step); break;

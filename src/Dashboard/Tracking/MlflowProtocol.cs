@@ -16,6 +16,7 @@ public sealed class MlflowException(string errorCode, string message) : Exceptio
     public const string BadRequest = "BAD_REQUEST";
     public const string EndpointNotFound = "ENDPOINT_NOT_FOUND";
     public const string ResourceExhausted = "RESOURCE_EXHAUSTED";
+    public const string InternalError = "INTERNAL_ERROR";
 
     public string ErrorCode { get; } = errorCode;
 

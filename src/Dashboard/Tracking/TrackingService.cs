@@ -313,9 +313,13 @@ public sealed partial class TrackingService(
             if (newKeys.Count > 0) _knownKeys.TryRemove(run.Id, out _);
         }
 
-        foreach (var (track, key, metric) in mapped)
-            await pipeline.WriteClientMetricAsync(run.Id, track, key, metric.Step ?? 0, metric.Value!.Value, metric.Timestamp ?? 0, ct);
-        if (mapped.Count > 0) await pipeline.FlushAsync();
+        if (mapped.Count == 0) return;
+        // Rows the store refused for good are not taken again and again (the pipeline drops them): say so instead of 200.
+        if (pipeline.StoreFailureOf(run.Id) is { } failed) throw new MlflowException(MlflowException.InternalError, failed);
+        await pipeline.WriteClientMetricsAsync(run.Id,
+            mapped.Select(m => new MetricPipeline.ClientMetric(m.Track, m.Key, m.Metric.Step ?? 0, m.Metric.Value!.Value, m.Metric.Timestamp ?? 0)).ToArray(), ct);
+        await pipeline.FlushAsync();
+        if (pipeline.StoreFailureOf(run.Id) is { } reason) throw new MlflowException(MlflowException.InternalError, reason);
     }
 
     /// <summary>Each client run's logged key → (track, key), as stored; a key's mapping never changes once stored, so it is kept in memory.</summary>

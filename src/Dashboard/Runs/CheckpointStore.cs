@@ -14,6 +14,18 @@ public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory
     public void Save(long runId, TrainingSession session, IEnumerable<string> tracks) =>
         Save(runId, session.Step, session.Evaluator, tracks.Select(track => (track, (Action<Stream>)(stream => CheckpointExport.Export(session, track, stream)))));
 
+    /// <summary>The row of a checkpoint file that is in place: its size and SHA-256 read from the file.</summary>
+    public static Checkpoint Describe(long runId, string track, long step, string relativePath, string path)
+    {
+        string sha256;
+        using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));
+        return new Checkpoint
+        {
+            RunId = runId, Track = track, Step = step, RelativePath = relativePath,
+            SizeBytes = new FileInfo(path).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
+        };
+    }
+
     /// <summary>
     /// Writes one checkpoint file per track at <paramref name="step"/>, replacing files and rows of the same track and
     /// step. Files are written atomically (flushed, then renamed into place); <paramref name="recordAlso"/> adds
@@ -34,14 +46,8 @@ public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
                 AtomicFile.Write(path, fileBytes, export);
                 written.Add(path);
-                string sha256;
-                using (var stream = File.OpenRead(path)) sha256 = Convert.ToHexStringLower(SHA256.HashData(stream));
                 db.Checkpoints.RemoveRange(db.Checkpoints.Where(c => c.RunId == runId && c.Track == track && c.Step == step));
-                db.Checkpoints.Add(new Checkpoint
-                {
-                    RunId = runId, Track = track, Step = step, RelativePath = relative,
-                    SizeBytes = new FileInfo(path).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
-                });
+                db.Checkpoints.Add(Describe(runId, track, step, relative, path));
             }
             recordAlso?.Invoke(db);
             db.SaveChanges();

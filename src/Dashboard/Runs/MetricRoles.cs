@@ -18,6 +18,10 @@ public sealed record MetricRoles(string? Accuracy, string? Loss, string? Train)
 
     public static readonly MetricRoles Engine = new(MetricKeys.EvalAccuracy, MetricKeys.EvalLoss, MetricKeys.TrainLoss);
 
+    /// <summary>The roles for <paramref name="run"/>, given its tag value (if any); a client's series are read only when needed.</summary>
+    public static MetricRoles For(Run run, string? tag, MetricQueries metrics) =>
+        run.Origin == RunOrigin.Engine ? Engine : For(run, tag, metrics.ListSeries(run.Id).Select(s => (s.Track, s.Key)));
+
     /// <summary>The roles for <paramref name="run"/>, given its tag value (if any) and the (track, key) series it has.</summary>
     public static MetricRoles For(Run run, string? tag, IEnumerable<(string Track, string Key)> series)
     {

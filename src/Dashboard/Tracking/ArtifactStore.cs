@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
@@ -113,29 +112,22 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
         var run = location.Run;
         var stem = Path.GetFileNameWithoutExtension(file);
         var suffixes = ClientTrackKeys.ParseSuffixes(await db.RunTags.Where(t => t.RunId == run.Id && t.Key == ClientTrackKeys.SuffixTag).Select(t => t.Value).SingleOrDefaultAsync(ct));
-        var track = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Track) is { } named && IsTrackName(named) ? named
-            : IsTrackName(stem) ? stem
+        var track = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Track) is { } named && ClientTrackKeys.IsTrackName(named) ? named
+            : ClientTrackKeys.IsTrackName(stem) ? stem
             : ClientTrackKeys.Map(stem, suffixes) is var (mapped, rest) && mapped != TrackNames.Raw && rest.Length > 0 ? mapped
             : null;
         if (track is null) return;
         var step = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Step) is { } text && long.TryParse(text, CultureInfo.InvariantCulture, out var s) ? s
             : StepInName().Match(stem) is { Success: true } m ? long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)
             : await db.Metrics.Where(x => x.RunId == run.Id).MaxAsync(x => (long?)x.Step, ct) ?? 0;
-        string sha256;
-        await using (var stream = File.OpenRead(file)) sha256 = Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, ct));
         var relative = Path.GetRelativePath(paths.Root, file);
         db.Checkpoints.RemoveRange(db.Checkpoints.Where(c => c.RunId == run.Id && c.RelativePath == relative));
-        db.Checkpoints.Add(new Checkpoint
-        {
-            RunId = run.Id, Track = track, Step = step, RelativePath = relative, SizeBytes = new FileInfo(file).Length, Sha256 = sha256, CreatedAt = DateTimeOffset.UtcNow,
-        });
+        db.Checkpoints.Add(CheckpointStore.Describe(run.Id, track, step, relative, file));
         if (!await db.Tracks.AnyAsync(t => t.RunId == run.Id && t.Name == track, ct))
             db.Tracks.Add(new EmaTrack { RunId = run.Id, Name = track, Decay = ClientTrackKeys.DecayOf(track) });
         await db.SaveChangesAsync(ct);
         hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
     }
-
-    static bool IsTrackName(string name) => name == TrackNames.Raw || EmaTrackSettings.NameProblem(name) is null && (name.StartsWith("ema", StringComparison.Ordinal) || name.StartsWith("swa", StringComparison.Ordinal));
 
     /// <summary>The file to download, or null.</summary>
     public string? FileOf(Location location) => FullPath(location) is var path && File.Exists(path) && !path.EndsWith(".partial", StringComparison.Ordinal) ? path : null;

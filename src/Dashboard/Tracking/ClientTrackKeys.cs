@@ -29,10 +29,13 @@ public static partial class ClientTrackKeys
             if (loggedKey.Length > suffix.Length && loggedKey.EndsWith(suffix, StringComparison.Ordinal))
                 return (track, loggedKey[..^suffix.Length]);
         var slash = loggedKey.IndexOf('/');
-        if (slash > 0 && slash < loggedKey.Length - 1 && slash <= EmaTrackSettings.MaxNameLength && TrackSegment().IsMatch(loggedKey[..slash]))
+        if (slash > 0 && slash < loggedKey.Length - 1 && IsTrackName(loggedKey[..slash]))
             return (loggedKey[..slash], loggedKey[(slash + 1)..]);
         return (TrackNames.Raw, loggedKey);
     }
+
+    /// <summary>Whether a name (a key's first segment, a checkpoint's file name) names a track: <c>raw</c>, or <c>ema</c>/<c>swa</c> alone or followed by <c>-</c>, <c>_</c> or <c>.</c> and more.</summary>
+    public static bool IsTrackName(string name) => name.Length <= EmaTrackSettings.MaxNameLength && TrackSegment().IsMatch(name);
 
     /// <summary>The suffix map of the tag's value; a value that is not such a map is refused by name (nothing is logged).</summary>
     public static IReadOnlyDictionary<string, string> ParseSuffixes(string? tagValue)

@@ -119,7 +119,7 @@ public static class MlflowEndpoints
             MlflowJson.Ok(new
             {
                 metrics = await store.GetMetricHistoryBulkIntervalAsync(http.Request.Query["run_ids"].OfType<string>().ToList(), Query(http, "metric_key"),
-                    Query(http, "start_step"), Query(http, "end_step"), Query(http, "max_results"), http.RequestAborted),
+                    QueryLong(http, "start_step"), QueryLong(http, "end_step"), QueryLong(http, "max_results"), http.RequestAborted),
             }));
         mlflow.MapGet("/metrics/get-history", async (HttpContext http, TrackingService store) =>
         {

@@ -116,7 +116,7 @@ public sealed partial class TrackingService(
         var (key, value) = ValidExperimentTag(request.Key, request.Value);
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var experiment = await FindExperimentAsync(db, request.ExperimentId, ct, tracking: true);
-        if (experiment.Deleted) throw new MlflowException(MlflowException.InvalidState, $"The experiment {experiment.Id} must be in the 'active' state. Current state is deleted.");
+        RequireActive(experiment);
         var existing = experiment.Tags.FirstOrDefault(t => t.Key == key);
         if (existing is null) experiment.Tags.Add(new ExperimentTag { Key = key, Value = value });
         else existing.Value = value;
@@ -130,6 +130,12 @@ public sealed partial class TrackingService(
         var query = db.Experiments.Include(e => e.Tags);
         var experiment = await (tracking ? query : query.AsNoTracking()).SingleOrDefaultAsync(e => e.Id == id, ct);
         return experiment ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No Experiment with id={experimentId} exists");
+    }
+
+    static void RequireActive(Experiment experiment)
+    {
+        if (experiment.Deleted)
+            throw new MlflowException(MlflowException.InvalidState, $"The experiment {experiment.Id} must be in the 'active' state. Current state is deleted.");
     }
 
     static long ParseExperimentId(string experimentId) =>
@@ -158,8 +164,7 @@ public sealed partial class TrackingService(
         var tags = ValidTags(request.Tags ?? []);
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var experiment = await FindExperimentAsync(db, request.ExperimentId ?? Id(Experiment.DefaultId), ct);
-        if (experiment.Deleted)
-            throw new MlflowException(MlflowException.InvalidState, $"The experiment {experiment.Id} must be in the 'active' state. Current state is deleted.");
+        RequireActive(experiment);
         // MLflow's run name: the argument, else the mlflow.runName tag, else a generated one; the tag is set to it.
         var name = request.RunName is { Length: > 0 } given ? given : tags.GetValueOrDefault(RunNameTag) is { Length: > 0 } tagged ? tagged : GeneratedName();
         if (request.RunName is { Length: > 0 } && tags.TryGetValue(RunNameTag, out var other) && other != request.RunName)
@@ -374,18 +379,14 @@ public sealed partial class TrackingService(
     /// each run's first and last step in range; then every value of the key at those steps, by run and step.
     /// </summary>
     public async Task<List<MlflowMetricWithRunId>> GetMetricHistoryBulkIntervalAsync(
-        IReadOnlyList<string> runIds, string? metricKey, string? startStep, string? endStep, string? maxResults, CancellationToken ct)
+        IReadOnlyList<string> runIds, string? metricKey, long? start, long? end, long? maxResults, CancellationToken ct)
     {
         if (runIds.Count == 0) throw MlflowException.Missing("run_ids");
         if (runIds.Count > MaxRunsPerBulkHistory)
             throw MlflowException.Invalid($"GetMetricHistoryBulkInterval request must specify at most {MaxRunsPerBulkHistory} run_ids. Received {runIds.Count} run_ids.");
         if (metricKey is null) throw MlflowException.Missing("metric_key");
-        static long? IntLike(string name, string? text) => text is null ? null
-            : long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value
-            : throw MlflowException.Invalid($"Invalid value {text} for parameter '{name}' supplied: an integer is expected.");
-        var max = IntLike("max_results", maxResults) ?? MaxResultsPerRun;
+        var max = maxResults ?? MaxResultsPerRun;
         if (max is < 1 or > MaxResultsPerRun) throw MlflowException.Invalid($"max_results must be between 1 and {MaxResultsPerRun}.");
-        var (start, end) = (IntLike("start_step", startStep), IntLike("end_step", endStep));
         if (start is { } s && end is { } e && s > e) throw MlflowException.Invalid($"end_step must be greater than start_step. Found start_step={s} and end_step={e}.");
         if (start is null != end is null) throw MlflowException.Invalid("If either start step or end step are specified, both must be specified.");
 

@@ -173,6 +173,9 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
         async Task<int> Points() => (await OkAsync(GetAsync($"runs/get?run_id={runId}"))).GetProperty("run").GetProperty("data").GetProperty("metrics").GetArrayLength();
 
         AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-batch", """{"metrics": []}"""), "Missing value for required parameter 'run_id'");
+        // A body that does not say it is JSON (what a cross-site form can send) is refused before it is read.
+        var form = await _client.PostAsync(Base + "runs/log-metric", new StringContent($$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}""", Encoding.UTF8, "text/plain"));
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", (form.StatusCode, JsonDocument.Parse(await form.Content.ReadAsStringAsync()).RootElement), "Content-Type must be one of ['application/json']");
         AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await PostAsync("runs/log-batch", """{"run_id": "0123456789abcdef0123456789abcdef"}"""), "Run with id=0123456789abcdef0123456789abcdef not found");
 
         // A key over 250 characters, a bad character or a negative timestamp refuses the whole batch: the good metric beside it is not written.

@@ -172,11 +172,17 @@ public static class MlflowEndpoints
             : throw MlflowException.Invalid($"Invalid value '{text}' for parameter '{name}': an integer is expected.");
 
     /// <summary>
-    /// A POST body as MLflow's server reads it: JSON, unknown fields ignored, int64 as numbers or strings. Over
+    /// A POST body as MLflow's server reads it: JSON declared as such, unknown fields ignored, int64 as numbers or strings. Over
     /// <paramref name="maxBytes"/> (log-batch: 1 MB) it is refused with MLflow's message.
     /// </summary>
     static async Task<T> BodyAsync<T>(HttpContext http, int maxBytes = 16 << 20) where T : class
     {
+        // MLflow's _validate_content_type: a JSON body must say so (a cross-site page cannot send that without a
+        // CORS preflight, which this server never grants), the content-type rule of the rest of the API.
+        if (http.Request.ContentType is null)
+            throw MlflowException.Invalid("Bad Request. Content-Type header is missing.");
+        if (!http.Request.HasJsonContentType())
+            throw MlflowException.Invalid("Bad Request. Content-Type must be one of ['application/json'].");
         using var buffer = new MemoryStream();
         var chunk = new byte[81920];
         int read;

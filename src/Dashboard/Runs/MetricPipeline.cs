@@ -114,7 +114,7 @@ public sealed class MetricPipeline : BackgroundService
                 pragma.CommandText += $"PRAGMA max_page_count={(long)_options.MaxDatabaseMegabytes * 1024 * 1024 / 4096};";
             await pragma.ExecuteNonQueryAsync(stoppingToken);
         }
-        var writer = new MetricStoreWriter(connection);
+        using var writer = new MetricStoreWriter(connection);
         var batch = new List<Item>(_options.FlushRows);
         var interval = TimeSpan.FromMilliseconds(_options.FlushIntervalMs);
         var reader = _channel.Reader;

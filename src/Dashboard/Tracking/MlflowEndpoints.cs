@@ -183,24 +183,36 @@ public static class MlflowEndpoints
             throw MlflowException.Invalid("Bad Request. Content-Type header is missing.");
         if (!http.Request.HasJsonContentType())
             throw MlflowException.Invalid("Bad Request. Content-Type must be one of ['application/json'].");
-        using var buffer = new MemoryStream();
-        var chunk = new byte[81920];
-        int read;
-        while ((read = await http.Request.Body.ReadAsync(chunk, http.RequestAborted)) > 0)
-        {
-            buffer.Write(chunk, 0, read);
-            if (buffer.Length > maxBytes)
-                throw MlflowException.Invalid($"Batched logging API requests must be at most {maxBytes} bytes, got a request of size {http.Request.ContentLength?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? $"over {maxBytes}"}.");
-        }
-        if (buffer.Length == 0) return JsonSerializer.Deserialize<T>("{}", MlflowJson.Options)!;
+        // A pooled buffer: a log-batch body (up to 1 MB) would otherwise be a new large-object-heap array per call.
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(64 << 10);
+        var length = 0;
         try
         {
-            return JsonSerializer.Deserialize<T>(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), MlflowJson.Options)
+            int read;
+            while ((read = await http.Request.Body.ReadAsync(buffer.AsMemory(length), http.RequestAborted)) > 0)
+            {
+                length += read;
+                if (length > maxBytes)
+                    throw MlflowException.Invalid($"Batched logging API requests must be at most {maxBytes} bytes, got a request of size {http.Request.ContentLength?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? $"over {maxBytes}"}.");
+                if (length == buffer.Length)
+                {
+                    var larger = System.Buffers.ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                    buffer.AsSpan(0, length).CopyTo(larger);
+                    System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+            }
+            if (length == 0) return JsonSerializer.Deserialize<T>("{}", MlflowJson.Options)!;
+            return JsonSerializer.Deserialize<T>(buffer.AsSpan(0, length), MlflowJson.Options)
                 ?? throw new MlflowException(MlflowException.BadRequest, "The request body must be a JSON object.");
         }
         catch (JsonException e)
         {
             throw new MlflowException(MlflowException.InvalidParameterValue, $"Invalid request body: {e.Message}");
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 }

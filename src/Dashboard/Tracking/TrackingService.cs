@@ -459,11 +459,16 @@ public sealed partial class TrackingService(
     public const string RunNameTag = "mlflow.runName";
     public const string UserTag = "mlflow.user";
 
+    // Every logging call looks its run up: compiled once, not translated again per call.
+    static readonly Func<EmaLabDbContext, string, CancellationToken, Task<Run?>> RunByUuid =
+        EF.CompileAsyncQuery((EmaLabDbContext db, string uuid, CancellationToken ct) => db.Runs.AsNoTracking().SingleOrDefault(r => r.Uuid == uuid));
+    static readonly Func<EmaLabDbContext, string, CancellationToken, Task<Run?>> TrackedRunByUuid =
+        EF.CompileAsyncQuery((EmaLabDbContext db, string uuid, CancellationToken ct) => db.Runs.SingleOrDefault(r => r.Uuid == uuid));
+
     static async Task<Run> FindRunAsync(EmaLabDbContext db, string? runId, CancellationToken ct, bool tracking = false)
     {
         if (runId is null) throw MlflowException.Missing("run_id");
-        var query = tracking ? db.Runs : db.Runs.AsNoTracking();
-        return await query.SingleOrDefaultAsync(r => r.Uuid == runId, ct)
+        return await (tracking ? TrackedRunByUuid : RunByUuid)(db, runId, ct)
             ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Run with id={runId} not found");
     }
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what EMA Lab needs from the OS on Debian-like machines. Idempotent; run as root.
 #
-#   eng/install-prereqs.sh [libstdcxx] [chromium]     (no argument: both)
+#   eng/install-prereqs.sh [libstdcxx] [chromium] [postgres]     (no argument: the first two)
 #
 #   libstdcxx  TorchSharp 0.107.0's native library needs the symbol version GLIBCXX_3.4.32, which
 #              Debian 12's libstdc++ lacks. Where it is missing, libstdc++6 alone is upgraded from
 #              Debian 13 ("trixie"), pinned at low priority so nothing else moves to trixie.
 #              Where the symbol is present (Debian 13, Ubuntu 24.04, the .NET 10 images) nothing happens.
 #   chromium   Debian's chromium for the browser tests (never a downloaded browser).
+#   postgres   Debian's PostgreSQL server binaries (initdb, pg_ctl) for the tests and benchmarks, which start
+#              a throwaway cluster of their own. No cluster is created and no service is started here.
 set -euo pipefail
 
 say()  { echo "install-prereqs: $*"; }
@@ -102,10 +104,26 @@ ensure_chromium() {
   say "chromium installed: $(command -v chromium)"
 }
 
+ensure_postgres() {
+  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then say "postgresql present: $(ls -d /usr/lib/postgresql/*/bin | head -n1)"; return; fi
+  need_root "PostgreSQL (needed by the PostgreSQL tests)" postgres
+  # Debian's package would create and start a "main" cluster as a system service; EMA Lab's tests run their own.
+  mkdir -p /etc/postgresql-common
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+  fi
+  apt_update
+  say "apt-get install postgresql"
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq postgresql >/dev/null || fail "could not install postgresql"
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || fail "postgresql was installed but initdb is missing"
+  say "postgresql installed: $(ls -d /usr/lib/postgresql/*/bin | head -n1)"
+}
+
 for w in "${want[@]}"; do
   case "$w" in
     libstdcxx) ensure_libstdcxx ;;
     chromium)  ensure_chromium ;;
-    *) fail "unknown component '$w' (known: libstdcxx chromium)" ;;
+    postgres)  ensure_postgres ;;
+    *) fail "unknown component '$w' (known: libstdcxx chromium postgres)" ;;
   esac
 done

@@ -22,12 +22,12 @@ static class StoreBenchmarks
         {
             var options = Options.Create(new EmaLabOptions { DataDirectory = folder });
             var paths = new DataPaths(options, new HostingEnvironment { ContentRootPath = folder });
-            var dbOptions = new DbContextOptionsBuilder<EmaLabDbContext>().UseSqlite(paths.ConnectionString).Options;
+            var store = new SqliteMetricStore(paths, options.Value);
             long runId;
-            await using (var db = new EmaLabDbContext(dbOptions))
+            await using (var db = store.CreateContext())
             {
                 await db.Database.MigrateAsync();
-                await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
+                await store.PrepareAsync(db, CancellationToken.None);
                 var run = new Run { Name = "bench", Uuid = Run.NewUuid(), SpecJson = new RunSpec().ToJson(), CreatedAt = DateTimeOffset.UtcNow };
                 db.Runs.Add(run);
                 await db.SaveChangesAsync();
@@ -35,7 +35,7 @@ static class StoreBenchmarks
             }
 
             var versions = new MetricVersions();
-            var pipeline = new MetricPipeline(new RunEventHub(), versions, paths, options, NullLogger<MetricPipeline>.Instance);
+            var pipeline = new MetricPipeline(new RunEventHub(), versions, store, paths, options, NullLogger<MetricPipeline>.Instance);
             await pipeline.StartAsync(CancellationToken.None);
             var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             var clock = Stopwatch.StartNew();
@@ -56,7 +56,7 @@ static class StoreBenchmarks
             for (var i = 0; i < 7; i++)
             {
                 // A fresh query object each time: its cache would answer the repeats without reading.
-                var queries = new MetricQueries(paths, versions);
+                var queries = new MetricQueries(store, versions);
                 clock.Restart();
                 series = queries.Read(runId, "raw", MetricKeys.TrainLoss, 2000);
                 times.Add(clock.Elapsed.TotalMilliseconds);

@@ -11,6 +11,14 @@ public sealed class EmaLabOptions : IValidatableObject
     [Required]
     public string DataDirectory { get; set; } = "data";
 
+    /// <summary>
+    /// The database: <c>sqlite</c> (the default: <c>emalab.db</c> in the data directory) or <c>postgres</c>, reached through
+    /// the connection string <c>ConnectionStrings:EmaLab</c> (several machines share one server).
+    /// </summary>
+    public string Database { get; set; } = SqliteDatabase;
+    public const string SqliteDatabase = "sqlite";
+    public const string PostgresDatabase = "postgres";
+
     /// <summary>Runs trained at the same time.</summary>
     [Range(1, 16)]
     public int MaxConcurrentRuns { get; set; } = 1;
@@ -72,6 +80,8 @@ public sealed class EmaLabOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (Database is not (SqliteDatabase or PostgresDatabase))
+            yield return new ValidationResult($"EmaLab:Database must be '{SqliteDatabase}' or '{PostgresDatabase}', not '{Database}'.", [nameof(Database)]);
         if (AllowRemote && string.IsNullOrWhiteSpace(ApiToken))
             yield return new ValidationResult("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.", [nameof(ApiToken)]);
     }

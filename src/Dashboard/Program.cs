@@ -23,7 +23,7 @@ if (!builder.Configuration.GetValue<bool>($"{EmaLabOptions.Section}:{nameof(EmaL
 
 builder.Services.AddOptions<EmaLabOptions>().BindConfiguration(EmaLabOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 builder.Services.AddSingleton<DataPaths>();
-builder.Services.AddDbContextFactory<EmaLabDbContext>((services, db) => db.UseSqlite(services.GetRequiredService<DataPaths>().ConnectionString));
+builder.Services.AddEmaLabDatabase();
 
 builder.Services.AddSingleton<RunEventHub>();
 builder.Services.AddSingleton<RunQueue>();

@@ -5,15 +5,16 @@ namespace EmaLab.Dashboard.Data;
 public static class DatabaseInitializer
 {
     /// <summary>
-    /// Applies migrations, switches the file to WAL (persistent; readers never block the writer), and marks
+    /// Applies migrations, prepares the store (SQLite: WAL, persistent; readers never block the writer), and marks
     /// runs left "running" by a crash as interrupted, resumable from their last bundle (a run whose start was cut
     /// short is queued again once, then failed), and removes files a crash left half-written.
     /// </summary>
     public static async Task InitializeDatabaseAsync(this IServiceProvider services)
     {
-        await using var db = await services.GetRequiredService<IDbContextFactory<EmaLabDbContext>>().CreateDbContextAsync();
+        var store = services.GetRequiredService<MetricStore>();
+        await using var db = store.CreateContext();
         await db.Database.MigrateAsync();
-        await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
+        await store.PrepareAsync(db, CancellationToken.None);
         // A client's run is trained elsewhere: the server stopping says nothing about it.
         var crashed = await db.Runs.Where(r => r.Status == RunStatus.Running && r.Origin == RunOrigin.Engine).ToListAsync();
         foreach (var run in crashed)

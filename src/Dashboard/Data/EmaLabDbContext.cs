@@ -2,7 +2,8 @@ using Microsoft.EntityFrameworkCore;
 
 namespace EmaLab.Dashboard.Data;
 
-public sealed class EmaLabDbContext(DbContextOptions<EmaLabDbContext> options) : DbContext(options)
+/// <summary>EMA Lab's entities. This type carries the SQLite migrations; <see cref="PostgresDbContext"/> the PostgreSQL ones.</summary>
+public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
 {
     public DbSet<Run> Runs => Set<Run>();
     public DbSet<EmaTrack> Tracks => Set<EmaTrack>();

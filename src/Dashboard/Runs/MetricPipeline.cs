@@ -2,21 +2,19 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Training;
-using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
-using SQLitePCL;
 
 namespace EmaLab.Dashboard.Runs;
 
 /// <summary>
 /// <b>Where a metric is written.</b> Engine events → this bounded channel (a full channel blocks the
 /// trainer: back-pressure, nothing dropped) → one writer that commits a transaction every
-/// <see cref="EmaLabOptions.FlushIntervalMs"/> or <see cref="EmaLabOptions.FlushRows"/> rows → SQLite,
+/// <see cref="EmaLabOptions.FlushIntervalMs"/> or <see cref="EmaLabOptions.FlushRows"/> rows → the store (<see cref="MetricStore"/>),
 /// then → <see cref="RunEventHub"/> for live subscribers. A hard kill loses at most one flush interval.
 /// A batch is never dropped: a transient store error (a lock held past the timeout, a full disk, an I/O
 /// error) keeps it and retries with growing pauses while the full channel holds training back; an error
 /// that persists is narrowed to the runs whose rows fail, and only those runs fail, with the reason.
-/// NaN is stored as NULL (SQLite has no NaN), infinities as themselves.
+/// NaN is stored as NULL, infinities as themselves.
 /// </summary>
 public sealed class MetricPipeline : BackgroundService
 {
@@ -44,13 +42,15 @@ public sealed class MetricPipeline : BackgroundService
     readonly System.Collections.Concurrent.ConcurrentDictionary<long, string> _failedRuns = new();
     readonly RunEventHub _hub;
     readonly MetricVersions _versions;
+    readonly MetricStore _store;
     readonly DataPaths _paths;
     readonly EmaLabOptions _options;
     readonly ILogger<MetricPipeline> _logger;
 
-    public MetricPipeline(RunEventHub hub, MetricVersions versions, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<MetricPipeline> logger)
+    public MetricPipeline(RunEventHub hub, MetricVersions versions, MetricStore store, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<MetricPipeline> logger)
     {
         _hub = hub;
+        _store = store;
         _versions = versions;
         _paths = paths;
         _options = options.Value;
@@ -104,17 +104,7 @@ public sealed class MetricPipeline : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await using var connection = new SqliteConnection(_paths.ConnectionString);
-        await connection.OpenAsync(stoppingToken);
-        using (var pragma = connection.CreateCommand())
-        {
-            // WAL + NORMAL: a committed transaction survives a process kill; only an OS crash could lose the last one.
-            pragma.CommandText = "PRAGMA synchronous=NORMAL;";
-            if (_options.MaxDatabaseMegabytes > 0)
-                pragma.CommandText += $"PRAGMA max_page_count={(long)_options.MaxDatabaseMegabytes * 1024 * 1024 / 4096};";
-            await pragma.ExecuteNonQueryAsync(stoppingToken);
-        }
-        using var writer = new MetricStoreWriter(connection);
+        using var writer = _store.OpenWriter();
         var batch = new List<Item>(_options.FlushRows);
         var interval = TimeSpan.FromMilliseconds(_options.FlushIntervalMs);
         var reader = _channel.Reader;
@@ -177,7 +167,7 @@ public sealed class MetricPipeline : BackgroundService
                 Publish(batch);
                 return;
             }
-            catch (SqliteException e) when (IsTransient(e) && giveUp.Elapsed.TotalSeconds < _options.StoreRetrySeconds && !stoppingToken.IsCancellationRequested)
+            catch (Exception e) when (_store.IsTransient(e) && giveUp.Elapsed.TotalSeconds < _options.StoreRetrySeconds && !stoppingToken.IsCancellationRequested)
             {
                 // Nothing is dropped: the batch waits, the channel fills and holds the trainers back.
                 _logger.LogWarning("Could not commit {Count} rows ({Error}); retrying in {Pause} ms (attempt {Attempt})", batch.Count, e.Message, pause.TotalMilliseconds, attempt);
@@ -217,10 +207,6 @@ public sealed class MetricPipeline : BackgroundService
         }
         Publish(batch.Where(i => i.Kind == Kind.Flush).ToList());
     }
-
-    /// <summary>Errors that may pass: a lock held past the timeout, a full disk or database, an I/O error.</summary>
-    static bool IsTransient(SqliteException e) =>
-        e.SqliteErrorCode is raw.SQLITE_BUSY or raw.SQLITE_LOCKED or raw.SQLITE_FULL or raw.SQLITE_IOERR;
 
     /// <summary>Broadcasts what a batch committed: one <c>metrics</c> event per run (all its points), then progress, logs and flushes.</summary>
     void Publish(List<Item> batch)
@@ -262,7 +248,7 @@ public sealed class MetricPipeline : BackgroundService
 
     static string LevelName(TrainingLogLevel level) => level.ToString().ToLowerInvariant();
 
-    /// <summary>Writes a batch in one transaction of the store (<see cref="MetricStoreWriter"/>).</summary>
+    /// <summary>Writes a batch in one transaction of the store.</summary>
     static void Write(MetricStoreWriter store, List<Item> batch)
     {
         using var transaction = store.Begin();

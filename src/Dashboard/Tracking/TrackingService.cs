@@ -3,7 +3,6 @@ using System.Text.RegularExpressions;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
 namespace EmaLab.Dashboard.Tracking;
@@ -16,6 +15,7 @@ namespace EmaLab.Dashboard.Tracking;
 public sealed partial class TrackingService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     MetricPipeline pipeline,
+    MetricStore store,
     RunEventHub hub)
 {
     // MLflow's limits (mlflow/utils/validation.py).
@@ -54,7 +54,7 @@ public sealed partial class TrackingService(
         {
             await db.SaveChangesAsync(ct);
         }
-        catch (DbUpdateException e) when (e.InnerException is SqliteException { SqliteErrorCode: 19 })
+        catch (DbUpdateException e) when (store.IsUniqueViolation(e))
         {
             throw new MlflowException(MlflowException.ResourceAlreadyExists, $"Experiment(name={name}) already exists.");
         }
@@ -613,13 +613,13 @@ public sealed partial class TrackingService(
     }
 
     /// <summary>Two requests for one run may both add a new key or track: the second one's rows exist already, which is what it wanted.</summary>
-    static async Task SaveIgnoringRacesAsync(EmaLabDbContext db, CancellationToken ct)
+    async Task SaveIgnoringRacesAsync(EmaLabDbContext db, CancellationToken ct)
     {
         try
         {
             await db.SaveChangesAsync(ct);
         }
-        catch (DbUpdateException e) when (e.InnerException is SqliteException { SqliteErrorCode: 19 })
+        catch (DbUpdateException e) when (store.IsUniqueViolation(e))
         {
             foreach (var entry in db.ChangeTracker.Entries().Where(x => x.Entity is EmaTrack or ClientMetricKey && x.State == EntityState.Added).ToList())
                 entry.State = EntityState.Detached;

@@ -1,0 +1,95 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace EmaLab.Dashboard.Data;
+
+/// <summary>One stored metric row, as the CSV export lists them.</summary>
+public readonly record struct MetricRow(string Track, string Key, long Step, double Value, long WallTimeMs);
+
+/// <summary>
+/// The database behind EMA Lab, chosen by <see cref="EmaLabOptions.Database"/>: SQLite (a file under the data directory,
+/// the default) or PostgreSQL (<c>ConnectionStrings:EmaLab</c>). EF Core keeps the entities; the metric table is read
+/// and written here in each database's own SQL (the hot paths: one row per point), behind one contract that
+/// <see cref="MetricQueries"/> and <see cref="Runs.MetricPipeline"/> use. NaN is stored as NULL in both, so that
+/// MIN/MAX skip it alike; infinities as themselves.
+/// </summary>
+public abstract class MetricStore
+{
+    /// <summary>"sqlite" or "postgres", as configured.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Options for a new context of this database (a PostgreSQL context carries its own migrations).</summary>
+    public abstract EmaLabDbContext CreateContext();
+
+    /// <summary>Run once at start-up after the migrations (SQLite: WAL journal).</summary>
+    public virtual Task PrepareAsync(EmaLabDbContext db, CancellationToken ct) => Task.CompletedTask;
+
+    /// <summary>The metric writer's own connection, open, with its statements prepared.</summary>
+    public abstract MetricStoreWriter OpenWriter();
+
+    /// <summary>An error that may pass (a lock held too long, a full disk, a lost connection): the writer keeps the batch and retries.</summary>
+    public abstract bool IsTransient(Exception e);
+
+    /// <summary>A save refused because a unique key exists already (two requests raced to add the same row).</summary>
+    public abstract bool IsUniqueViolation(DbUpdateException e);
+
+    /// <summary>Which (track, key) series a run has, with their point counts and last values.</summary>
+    public abstract List<SeriesInfo> ListSeries(long runId);
+
+    /// <summary>One series in step order (rows at one step in time order).</summary>
+    public abstract List<MetricValue> ReadPoints(long runId, string track, string key);
+
+    /// <summary>Best (highest, or lowest when <paramref name="lowerIsBetter"/>) and final value per run and track of one metric.</summary>
+    public abstract List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter);
+
+    /// <summary>Every row of a run by key, track and step, read lazily (a long run has millions).</summary>
+    public abstract IEnumerable<MetricRow> Rows(long runId);
+}
+
+/// <summary>
+/// The metric pipeline's writes on its own connection, one transaction per batch: <c>using var t = writer.Begin();</c>,
+/// the writes, <c>t.Commit()</c>; a transaction disposed without a commit leaves nothing.
+/// </summary>
+public abstract class MetricStoreWriter : IDisposable
+{
+    public abstract Transaction Begin();
+    public abstract void Metric(long runId, string key, string track, long step, double value, long wallTimeMs);
+    public abstract void Progress(long runId, long step, long totalSteps);
+    public abstract void Log(long runId, long wallTimeMs, string level, string message);
+    /// <summary>Records the run's latest resume bundle (in the transaction that commits the metrics before it).</summary>
+    public abstract void BundleStep(long runId, long step);
+    public abstract void Dispose();
+
+    public sealed class Transaction(Action commit, Action dispose) : IDisposable
+    {
+        public void Commit() => commit();
+        public void Dispose() => dispose();
+    }
+}
+
+/// <summary>Contexts of the configured database, for everything that uses EF Core.</summary>
+public sealed class StoreContextFactory(MetricStore store) : IDbContextFactory<EmaLabDbContext>
+{
+    public EmaLabDbContext CreateDbContext() => store.CreateContext();
+}
+
+public static class MetricStoreRegistration
+{
+    public const string ConnectionStringName = "EmaLab";
+
+    /// <summary>The configured database (<see cref="EmaLabOptions.Database"/>) as the store, EF Core's context factory and a scoped context.</summary>
+    public static IServiceCollection AddEmaLabDatabase(this IServiceCollection services)
+    {
+        services.AddSingleton<MetricStore>(provider =>
+        {
+            var options = provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value;
+            if (options.Database != EmaLabOptions.PostgresDatabase) return new SqliteMetricStore(provider.GetRequiredService<DataPaths>(), options);
+            var connectionString = provider.GetRequiredService<IConfiguration>().GetConnectionString(ConnectionStringName);
+            if (string.IsNullOrWhiteSpace(connectionString))
+                throw new InvalidOperationException($"EmaLab:Database is '{EmaLabOptions.PostgresDatabase}' but ConnectionStrings:{ConnectionStringName} is not set (e.g. \"Host=db;Username=emalab;Password=…;Database=emalab\").");
+            return new PostgresMetricStore(connectionString);
+        });
+        services.AddSingleton<IDbContextFactory<EmaLabDbContext>, StoreContextFactory>();
+        services.AddScoped(provider => provider.GetRequiredService<IDbContextFactory<EmaLabDbContext>>().CreateDbContext());
+        return services;
+    }
+}

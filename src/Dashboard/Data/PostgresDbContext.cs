@@ -1,0 +1,20 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Design;
+
+namespace EmaLab.Dashboard.Data;
+
+/// <summary>
+/// The same entities on PostgreSQL. A type of its own because EF Core finds a context's migrations by its type: the
+/// PostgreSQL set (Data/PostgresMigrations) lives beside the SQLite one and neither sees the other.
+/// </summary>
+public sealed class PostgresDbContext(DbContextOptions options) : EmaLabDbContext(options)
+{
+    public static DbContextOptions Options(string connectionString) =>
+        new DbContextOptionsBuilder<PostgresDbContext>().UseNpgsql(connectionString).Options;
+
+    /// <summary>For <c>dotnet ef migrations add … --context PostgresDbContext</c>: adding a migration needs no server.</summary>
+    public sealed class DesignTimeFactory : IDesignTimeDbContextFactory<PostgresDbContext>
+    {
+        public PostgresDbContext CreateDbContext(string[] args) => new(Options("Host=localhost;Database=emalab"));
+    }
+}

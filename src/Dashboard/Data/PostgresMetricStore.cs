@@ -1,0 +1,204 @@
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace EmaLab.Dashboard.Data;
+
+/// <summary>
+/// PostgreSQL (<c>EmaLab:Database=postgres</c>): one server that the web role and every worker share. A batch of metric
+/// rows goes in with binary COPY into a per-connection staging table and one INSERT … ON CONFLICT from there (COPY alone
+/// cannot replace a row that exists, which a resumed run's replay needs); reads pick per series on the server.
+/// </summary>
+public sealed class PostgresMetricStore : MetricStore, IDisposable
+{
+    readonly NpgsqlDataSource _source;
+    readonly DbContextOptions _contextOptions;
+
+    public PostgresMetricStore(string connectionString)
+    {
+        _source = NpgsqlDataSource.Create(connectionString);
+        _contextOptions = PostgresDbContext.Options(connectionString);
+    }
+
+    public override string Name => "postgres";
+
+    public override EmaLabDbContext CreateContext() => new PostgresDbContext(_contextOptions);
+
+    public override MetricStoreWriter OpenWriter() => new Writer(_source);
+
+    /// <summary>What Npgsql calls transient (a lost connection, a timeout, a serialization failure), a full disk or memory, a server starting up.</summary>
+    public override bool IsTransient(Exception e) =>
+        e is NpgsqlException { IsTransient: true } || e is PostgresException { SqlState: "53100" or "53200" or "57P03" } || e is TimeoutException;
+
+    public override bool IsUniqueViolation(DbUpdateException e) => e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation };
+
+    public override List<SeriesInfo> ListSeries(long runId)
+    {
+        using var command = _source.CreateCommand("""
+            SELECT DISTINCT ON ("Key", "Track") "Track", "Key", COUNT(*) OVER (PARTITION BY "Key", "Track"), "Step", "Value"
+            FROM "Metrics" WHERE "RunId" = $1 ORDER BY "Key", "Track", "Step" DESC, "WallTimeMs" DESC
+            """);
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = runId });
+        using var reader = command.ExecuteReader();
+        var result = new List<SeriesInfo>();
+        while (reader.Read()) result.Add(new SeriesInfo(reader.GetString(0), reader.GetString(1), (int)reader.GetInt64(2), reader.GetInt64(3), ValueAt(reader, 4)));
+        return result;
+    }
+
+    public override List<MetricValue> ReadPoints(long runId, string track, string key)
+    {
+        using var command = _source.CreateCommand("""
+            SELECT "Step", "Value" FROM "Metrics" WHERE "RunId" = $1 AND "Key" = $2 AND "Track" = $3 ORDER BY "Step", "WallTimeMs"
+            """);
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = runId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = track });
+        using var reader = command.ExecuteReader();
+        var points = new List<MetricValue>(1024);
+        while (reader.Read()) points.Add(new MetricValue(reader.GetInt64(0), ValueAt(reader, 1)));
+        return points;
+    }
+
+    public override List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter)
+    {
+        // The best row per run and track (a NaN, stored as NULL, never wins), the earliest step of a tie; and the last row.
+        using var command = _source.CreateCommand($"""
+            SELECT b."RunId", b."Track", b."Value", b."Step", f."Value", f."Step" FROM
+              (SELECT DISTINCT ON ("RunId", "Track") "RunId", "Track", "Value", "Step" FROM "Metrics"
+                 WHERE "Key" = $1 AND "RunId" = ANY($2) ORDER BY "RunId", "Track", "Value" {(lowerIsBetter ? "ASC" : "DESC")} NULLS LAST, "Step") AS b
+            JOIN
+              (SELECT DISTINCT ON ("RunId", "Track") "RunId", "Track", "Value", "Step" FROM "Metrics"
+                 WHERE "Key" = $1 AND "RunId" = ANY($2) ORDER BY "RunId", "Track", "Step" DESC, "WallTimeMs" DESC) AS f
+            ON b."RunId" = f."RunId" AND b."Track" = f."Track"
+            """);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = runIds.ToArray() });
+        using var reader = command.ExecuteReader();
+        var result = new List<TrackSummary>();
+        while (reader.Read())
+            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4), reader.GetInt64(5)));
+        return result;
+    }
+
+    public override IEnumerable<MetricRow> Rows(long runId)
+    {
+        using var command = _source.CreateCommand("""
+            SELECT "Track", "Key", "Step", "Value", "WallTimeMs" FROM "Metrics" WHERE "RunId" = $1 ORDER BY "Key", "Track", "Step", "WallTimeMs"
+            """);
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = runId });
+        using var reader = command.ExecuteReader();
+        while (reader.Read()) yield return new MetricRow(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), ValueAt(reader, 3), reader.GetInt64(4));
+    }
+
+    static double ValueAt(NpgsqlDataReader reader, int column) => reader.IsDBNull(column) ? double.NaN : reader.GetDouble(column);
+
+    public void Dispose() => _source.Dispose();
+
+    /// <summary>
+    /// The pipeline's connection. Metric rows of a batch wait in memory until the commit, then go in with one COPY and one
+    /// merge; progress, log lines and bundle steps are statements of the same transaction. A connection that broke (the
+    /// server restarted) is opened again at the next batch, which the pipeline retries.
+    /// </summary>
+    sealed class Writer(NpgsqlDataSource source) : MetricStoreWriter
+    {
+        readonly List<(long RunId, string Key, string Track, long Step, double Value, long WallTimeMs)> _rows = [];
+        NpgsqlConnection? _connection;
+        NpgsqlTransaction? _transaction;
+
+        NpgsqlConnection Connection()
+        {
+            if (_connection is { State: System.Data.ConnectionState.Open }) return _connection;
+            _connection?.Dispose();
+            _connection = source.OpenConnection();
+            using var staging = new NpgsqlCommand("""
+                CREATE TEMP TABLE IF NOT EXISTS metric_batch
+                  ("Ord" bigint, "RunId" bigint, "Key" text, "Track" text, "Step" bigint, "Value" double precision, "WallTimeMs" bigint)
+                ON COMMIT DELETE ROWS
+                """, _connection);
+            staging.ExecuteNonQuery();
+            return _connection;
+        }
+
+        public override Transaction Begin()
+        {
+            _rows.Clear();
+            _transaction = Connection().BeginTransaction();
+            return new Transaction(Commit, Rollback);
+        }
+
+        public override void Metric(long runId, string key, string track, long step, double value, long wallTimeMs) =>
+            _rows.Add((runId, key, track, step, value, wallTimeMs));
+
+        public override void Progress(long runId, long step, long totalSteps) =>
+            Execute("""UPDATE "Runs" SET "Step" = $2, "TotalSteps" = $3 WHERE "Id" = $1""", runId, step, totalSteps);
+
+        public override void Log(long runId, long wallTimeMs, string level, string message) =>
+            Execute("""INSERT INTO "RunLog" ("RunId", "WallTimeMs", "Level", "Message") VALUES ($1, $2, $3, $4)""", runId, wallTimeMs, level, message);
+
+        public override void BundleStep(long runId, long step) =>
+            Execute("""UPDATE "Runs" SET "BundleStep" = $2 WHERE "Id" = $1""", runId, step);
+
+        void Execute(string sql, params object[] values)
+        {
+            using var command = new NpgsqlCommand(sql, _connection, _transaction);
+            foreach (var value in values) command.Parameters.Add(new NpgsqlParameter { Value = value });
+            command.ExecuteNonQuery();
+        }
+
+        void Commit()
+        {
+            if (_rows.Count > 0)
+            {
+                using (var copy = _connection!.BeginBinaryImport("""COPY metric_batch ("Ord", "RunId", "Key", "Track", "Step", "Value", "WallTimeMs") FROM STDIN (FORMAT BINARY)"""))
+                {
+                    for (var i = 0; i < _rows.Count; i++)
+                    {
+                        var row = _rows[i];
+                        copy.StartRow();
+                        copy.Write((long)i, NpgsqlDbType.Bigint);
+                        copy.Write(row.RunId, NpgsqlDbType.Bigint);
+                        copy.Write(row.Key, NpgsqlDbType.Text);
+                        copy.Write(row.Track, NpgsqlDbType.Text);
+                        copy.Write(row.Step, NpgsqlDbType.Bigint);
+                        if (double.IsNaN(row.Value)) copy.WriteNull();
+                        else copy.Write(row.Value, NpgsqlDbType.Double);
+                        copy.Write(row.WallTimeMs, NpgsqlDbType.Bigint);
+                    }
+                    copy.Complete();
+                }
+                // The same row twice in a batch (a replayed step): the later one wins, as SQLite's INSERT OR REPLACE does.
+                using var merge = new NpgsqlCommand("""
+                    INSERT INTO "Metrics" ("RunId", "Key", "Track", "Step", "Value", "WallTimeMs")
+                    SELECT DISTINCT ON ("RunId", "Key", "Track", "Step", "WallTimeMs") "RunId", "Key", "Track", "Step", "Value", "WallTimeMs"
+                    FROM metric_batch ORDER BY "RunId", "Key", "Track", "Step", "WallTimeMs", "Ord" DESC
+                    ON CONFLICT ("RunId", "Key", "Track", "Step", "WallTimeMs") DO UPDATE SET "Value" = EXCLUDED."Value"
+                    """, _connection, _transaction);
+                merge.ExecuteNonQuery();
+            }
+            _transaction!.Commit();
+            _rows.Clear();
+        }
+
+        void Rollback()
+        {
+            _rows.Clear();
+            var transaction = _transaction;
+            _transaction = null;
+            if (transaction is null) return;
+            try
+            {
+                transaction.Dispose(); // rolls back what was not committed
+            }
+            catch (NpgsqlException)
+            {
+                // The connection broke: the server dropped the transaction already; the next batch opens a new connection.
+            }
+        }
+
+        public override void Dispose()
+        {
+            Rollback();
+            _connection?.Dispose();
+        }
+    }
+}

@@ -1,0 +1,207 @@
+using System.Text;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using SQLitePCL;
+
+namespace EmaLab.Dashboard.Data;
+
+/// <summary>
+/// The default store: <c>emalab.db</c> under the data directory, WAL journal (readers never block the writer).
+/// The primary key (run, key, track, step, time) of the WITHOUT ROWID metric table serves every query in step order.
+/// </summary>
+public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : MetricStore
+{
+    readonly DbContextOptions<EmaLabDbContext> _contextOptions =
+        new DbContextOptionsBuilder<EmaLabDbContext>().UseSqlite(paths.ConnectionString).Options;
+
+    public override string Name => "sqlite";
+
+    public override EmaLabDbContext CreateContext() => new(_contextOptions);
+
+    public override Task PrepareAsync(EmaLabDbContext db, CancellationToken ct) => db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", ct);
+
+    public override MetricStoreWriter OpenWriter()
+    {
+        var connection = new SqliteConnection(paths.ConnectionString);
+        connection.Open();
+        using (var pragma = connection.CreateCommand())
+        {
+            // WAL + NORMAL: a committed transaction survives a process kill; only an OS crash could lose the last one.
+            pragma.CommandText = "PRAGMA synchronous=NORMAL;";
+            if (options.MaxDatabaseMegabytes > 0)
+                pragma.CommandText += $"PRAGMA max_page_count={(long)options.MaxDatabaseMegabytes * 1024 * 1024 / 4096};";
+            pragma.ExecuteNonQuery();
+        }
+        return new Writer(connection);
+    }
+
+    /// <summary>A lock held past the timeout, a full disk or database, an I/O error.</summary>
+    public override bool IsTransient(Exception e) =>
+        e is SqliteException { SqliteErrorCode: raw.SQLITE_BUSY or raw.SQLITE_LOCKED or raw.SQLITE_FULL or raw.SQLITE_IOERR };
+
+    public override bool IsUniqueViolation(DbUpdateException e) => e.InnerException is SqliteException { SqliteErrorCode: raw.SQLITE_CONSTRAINT };
+
+    SqliteConnection Open()
+    {
+        var connection = new SqliteConnection(paths.ConnectionString);
+        connection.Open();
+        return connection;
+    }
+
+    public override List<SeriesInfo> ListSeries(long runId)
+    {
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        // SQLite returns the bare columns of the row that holds MAX(Step).
+        command.CommandText = "SELECT Track, Key, COUNT(*), MAX(Step), Value FROM Metrics WHERE RunId = $run GROUP BY Key, Track ORDER BY Key, Track";
+        command.Parameters.AddWithValue("$run", runId);
+        using var reader = command.ExecuteReader();
+        var result = new List<SeriesInfo>();
+        while (reader.Read()) result.Add(new SeriesInfo(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), ValueAt(reader, 4)));
+        return result;
+    }
+
+    /// <summary>
+    /// Reads a series through SQLite's C API rather than ADO.NET: the per-row cost of a data reader was
+    /// a third of the time for a million points (bench/: 310 ms with a data reader, 205 ms this way).
+    /// </summary>
+    public override List<MetricValue> ReadPoints(long runId, string track, string key)
+    {
+        using var connection = Open();
+        var db = connection.Handle!;
+        Check(db, raw.sqlite3_prepare_v2(db, "SELECT Step, Value FROM Metrics WHERE RunId = ?1 AND Key = ?2 AND Track = ?3 ORDER BY Step", out var statement));
+        using (statement)
+        {
+            Check(db, raw.sqlite3_bind_int64(statement, 1, runId));
+            Check(db, raw.sqlite3_bind_text(statement, 2, key));
+            Check(db, raw.sqlite3_bind_text(statement, 3, track));
+            var points = new List<MetricValue>(1024);
+            int result;
+            while ((result = raw.sqlite3_step(statement)) == raw.SQLITE_ROW)
+                points.Add(new MetricValue(raw.sqlite3_column_int64(statement, 0),
+                    raw.sqlite3_column_type(statement, 1) == raw.SQLITE_NULL ? double.NaN : raw.sqlite3_column_double(statement, 1)));
+            if (result != raw.SQLITE_DONE) Check(db, result);
+            return points;
+        }
+    }
+
+    public override List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter)
+    {
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        var ids = string.Join(",", runIds.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        // SQLite returns the bare column (Step, Value) of the row that holds the MIN/MAX.
+        command.CommandText = $"""
+            SELECT b.RunId, b.Track, b.BestValue, b.BestStep, f.Value, f.FinalStep FROM
+              (SELECT RunId, Track, {(lowerIsBetter ? "MIN" : "MAX")}(Value) AS BestValue, Step AS BestStep
+                 FROM Metrics WHERE Key = $key AND RunId IN ({ids}) GROUP BY RunId, Track) AS b
+            JOIN
+              (SELECT RunId, Track, MAX(Step) AS FinalStep, Value FROM Metrics WHERE Key = $key AND RunId IN ({ids}) GROUP BY RunId, Track) AS f
+            ON b.RunId = f.RunId AND b.Track = f.Track
+            """;
+        command.Parameters.AddWithValue("$key", key);
+        using var reader = command.ExecuteReader();
+        var result = new List<TrackSummary>();
+        while (reader.Read())
+            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4), reader.GetInt64(5)));
+        return result;
+    }
+
+    public override IEnumerable<MetricRow> Rows(long runId)
+    {
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT Track, Key, Step, Value, WallTimeMs FROM Metrics WHERE RunId = $run ORDER BY Key, Track, Step";
+        command.Parameters.AddWithValue("$run", runId);
+        using var reader = command.ExecuteReader();
+        while (reader.Read()) yield return new MetricRow(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), ValueAt(reader, 3), reader.GetInt64(4));
+    }
+
+    /// <summary>A stored metric value: NULL is how NaN is stored.</summary>
+    static double ValueAt(SqliteDataReader reader, int column) => reader.IsDBNull(column) ? double.NaN : reader.GetDouble(column);
+
+    static void Check(sqlite3 db, int result)
+    {
+        if (result != raw.SQLITE_OK) SqliteException.ThrowExceptionForRC(result, db);
+    }
+
+    /// <summary>Prepared statements on the writer's own connection, reused for every batch.</summary>
+    sealed class Writer : MetricStoreWriter
+    {
+        readonly SqliteConnection _connection;
+        readonly SqliteCommand _progress, _log, _bundle;
+
+        // The metric insert runs once per point, so it is bound and stepped through SQLite's own API: through
+        // Microsoft.Data.Sqlite each call also builds a data reader, looks parameters up by name and re-encodes the key
+        // and track to UTF-8, which made the tracking API's ingestion ~30 % slower (bench `tracking`).
+        readonly sqlite3 _db;
+        readonly sqlite3_stmt _metric;
+        // Keys and track names repeat on every row: each is encoded once (bounded: a run may log many distinct keys).
+        readonly Dictionary<string, byte[]> _utf8 = new(StringComparer.Ordinal);
+        const int MaxEncodedNames = 4096;
+
+        public Writer(SqliteConnection connection)
+        {
+            _connection = connection;
+            _db = connection.Handle ?? throw new InvalidOperationException("The metric writer needs an open connection.");
+            Check(_db, raw.sqlite3_prepare_v2(_db, "INSERT OR REPLACE INTO Metrics (RunId, Key, Track, Step, Value, WallTimeMs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", out _metric));
+            _progress = Command("UPDATE Runs SET Step = $step, TotalSteps = $total WHERE Id = $run", "$run", "$step", "$total");
+            _bundle = Command("UPDATE Runs SET BundleStep = $step WHERE Id = $run", "$run", "$step");
+            _log = Command("INSERT INTO RunLog (RunId, WallTimeMs, Level, Message) VALUES ($run, $wall, $level, $message)", "$run", "$wall", "$level", "$message");
+        }
+
+        SqliteCommand Command(string sql, params string[] parameters)
+        {
+            var command = _connection.CreateCommand();
+            command.CommandText = sql;
+            foreach (var p in parameters) command.Parameters.Add(new SqliteParameter { ParameterName = p });
+            return command;
+        }
+
+        public override Transaction Begin()
+        {
+            var transaction = _connection.BeginTransaction();
+            foreach (var c in new[] { _progress, _log, _bundle }) c.Transaction = transaction;
+            return new Transaction(transaction.Commit, transaction.Dispose);
+        }
+
+        public override void Metric(long runId, string key, string track, long step, double value, long wallTimeMs)
+        {
+            Check(_db, raw.sqlite3_bind_int64(_metric, 1, runId));
+            Check(_db, raw.sqlite3_bind_text(_metric, 2, Utf8(key)));
+            Check(_db, raw.sqlite3_bind_text(_metric, 3, Utf8(track)));
+            Check(_db, raw.sqlite3_bind_int64(_metric, 4, step));
+            Check(_db, double.IsNaN(value) ? raw.sqlite3_bind_null(_metric, 5) : raw.sqlite3_bind_double(_metric, 5, value));
+            Check(_db, raw.sqlite3_bind_int64(_metric, 6, wallTimeMs));
+            var rc = raw.sqlite3_step(_metric);
+            // Reset even after a failure so that the statement can run again (the pipeline retries a failed batch).
+            raw.sqlite3_reset(_metric);
+            if (rc != raw.SQLITE_DONE) SqliteException.ThrowExceptionForRC(rc, _db);
+        }
+
+        byte[] Utf8(string text)
+        {
+            if (_utf8.TryGetValue(text, out var bytes)) return bytes;
+            if (_utf8.Count >= MaxEncodedNames) _utf8.Clear();
+            return _utf8[text] = Encoding.UTF8.GetBytes(text);
+        }
+
+        public override void Progress(long runId, long step, long totalSteps) => Run(_progress, runId, step, totalSteps);
+
+        public override void Log(long runId, long wallTimeMs, string level, string message) => Run(_log, runId, wallTimeMs, level, message);
+
+        public override void BundleStep(long runId, long step) => Run(_bundle, runId, step);
+
+        public override void Dispose()
+        {
+            _metric.Dispose();
+            _connection.Dispose();
+        }
+
+        static void Run(SqliteCommand command, params object[] values)
+        {
+            for (var i = 0; i < values.Length; i++) command.Parameters[i].Value = values[i];
+            command.ExecuteNonQuery();
+        }
+    }
+}

@@ -5,7 +5,12 @@ using System.Text.Json.Nodes;
 
 namespace EmaLab.Dashboard.Tests;
 
-public sealed class BadInputTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
+public sealed class BadInputTests(EmaLabFactory factory) : BadInputSuite(factory), IClassFixture<EmaLabFactory>;
+
+/// <summary>The same tests with the app on PostgreSQL.</summary>
+public sealed class BadInputOnPostgresTests(PostgresEmaLabFactory factory) : BadInputSuite(factory), IClassFixture<PostgresEmaLabFactory>;
+
+public abstract class BadInputSuite(EmaLabFactory factory)
 {
     readonly HttpClient _client = factory.CreateClient();
 

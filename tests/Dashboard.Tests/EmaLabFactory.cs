@@ -6,11 +6,53 @@ using Microsoft.AspNetCore.Mvc.Testing;
 
 namespace EmaLab.Dashboard.Tests;
 
-/// <summary>The real app in process, with a real SQLite file in a fresh temporary data directory.</summary>
-public sealed class EmaLabFactory : WebApplicationFactory<Program>
+/// <summary>
+/// The real app in process, with a fresh temporary data directory and a real database: a SQLite file there, or (the
+/// PostgreSQL subclass) a database of its own on the tests' throwaway PostgreSQL server.
+/// </summary>
+public class EmaLabFactory : WebApplicationFactory<Program>
 {
+    public EmaLabFactory() : this(postgres: false) { }
+
+    protected EmaLabFactory(bool postgres)
+    {
+        if (!postgres) return;
+        ConnectionString = PostgresCluster.Instance.CreateDatabase();
+        Settings["EmaLab:Database"] = "postgres";
+        Settings["ConnectionStrings:EmaLab"] = ConnectionString;
+    }
+
     public string DataDirectory { get; } = Directory.CreateTempSubdirectory("emalab-test-").FullName;
     public Dictionary<string, string?> Settings { get; } = new();
+    /// <summary>The PostgreSQL database's connection string; null on SQLite.</summary>
+    public string? ConnectionString { get; }
+
+    /// <summary>Another app on the same kind of database (a test that needs its own settings).</summary>
+    public EmaLabFactory New() => ConnectionString is null ? new EmaLabFactory() : new PostgresEmaLabFactory();
+
+    /// <summary>From now on the database refuses every metric row of the run with <paramref name="message"/> (as a corrupt page or a constraint would).</summary>
+    public void RefuseMetricsOf(long runId, string message)
+    {
+        if (ConnectionString is null)
+        {
+            using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(DataDirectory, "emalab.db")}");
+            db.Open();
+            using var trigger = db.CreateCommand();
+            trigger.CommandText = $"CREATE TRIGGER refuse BEFORE INSERT ON Metrics WHEN NEW.RunId = {runId} BEGIN SELECT RAISE(ABORT, '{message}'); END;";
+            trigger.ExecuteNonQuery();
+        }
+        else
+        {
+            using var db = new Npgsql.NpgsqlConnection(ConnectionString);
+            db.Open();
+            using var trigger = db.CreateCommand();
+            trigger.CommandText = $"""
+                CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{message}'; END $$;
+                CREATE TRIGGER refuse BEFORE INSERT ON "Metrics" FOR EACH ROW WHEN (NEW."RunId" = {runId}) EXECUTE FUNCTION refuse();
+                """;
+            trigger.ExecuteNonQuery();
+        }
+    }
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
@@ -22,9 +64,14 @@ public sealed class EmaLabFactory : WebApplicationFactory<Program>
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing && Directory.Exists(DataDirectory)) Directory.Delete(DataDirectory, recursive: true);
+        if (!disposing) return;
+        if (Directory.Exists(DataDirectory)) Directory.Delete(DataDirectory, recursive: true);
+        if (ConnectionString is not null) PostgresCluster.Instance.DropDatabase(ConnectionString);
     }
 }
+
+/// <summary>The app on PostgreSQL (<c>EmaLab:Database=postgres</c>): the API test classes run once on each database.</summary>
+public sealed class PostgresEmaLabFactory() : EmaLabFactory(postgres: true);
 
 /// <summary>Small helpers over the REST API, used by several tests.</summary>
 static class Api

@@ -3,7 +3,12 @@ using System.Text.Json.Nodes;
 
 namespace EmaLab.Dashboard.Tests;
 
-public sealed class FailureTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
+public sealed class FailureTests(EmaLabFactory factory) : FailureSuite(factory), IClassFixture<EmaLabFactory>;
+
+/// <summary>The same tests with the app on PostgreSQL.</summary>
+public sealed class FailureOnPostgresTests(PostgresEmaLabFactory factory) : FailureSuite(factory), IClassFixture<PostgresEmaLabFactory>;
+
+public abstract class FailureSuite(EmaLabFactory factory)
 {
     readonly HttpClient _client = factory.CreateClient();
 

@@ -9,7 +9,12 @@ namespace EmaLab.Dashboard.Tests;
 /// The MLflow-compatible tracking API with the request bodies MLflow's Python client sends: protobuf JSON, where
 /// int64 fields (timestamps, steps) are strings and NaN is "NaN" (mlflow/utils/proto_json_utils.py, message_to_json).
 /// </summary>
-public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
+public sealed class MlflowApiTests(EmaLabFactory factory) : MlflowApiSuite(factory), IClassFixture<EmaLabFactory>;
+
+/// <summary>The same tests with the app on PostgreSQL.</summary>
+public sealed class MlflowApiOnPostgresTests(PostgresEmaLabFactory factory) : MlflowApiSuite(factory), IClassFixture<PostgresEmaLabFactory>;
+
+public abstract class MlflowApiSuite(EmaLabFactory factory)
 {
     readonly HttpClient _client = factory.CreateClient();
     const string Base = "/api/2.0/mlflow/";
@@ -327,7 +332,7 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
     [Fact]
     public async Task An_artifact_that_would_eat_the_disk_reserve_is_refused_and_nothing_is_kept()
     {
-        using var tight = new EmaLabFactory();
+        using var tight = factory.New();
         tight.Settings["EmaLab:DiskReserveMegabytes"] = "10000000"; // 10 TB must stay free: nothing fits
         var client = tight.CreateClient();
         var created = await client.PostAsync(Base + "runs/create", new StringContent("{}", Encoding.UTF8, "application/json"));
@@ -341,7 +346,7 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
     [Fact]
     public async Task A_batch_the_store_refuses_is_an_error_for_that_run_only_never_a_silent_200()
     {
-        using var own = new EmaLabFactory();
+        using var own = factory.New();
         var client = own.CreateClient();
         async Task<(HttpStatusCode, JsonElement)> Post(string path, string body)
         {
@@ -353,13 +358,7 @@ public sealed class MlflowApiTests(EmaLabFactory factory) : IClassFixture<EmaLab
         var (runA, runB) = (a.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString(), b.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString());
         var idA = (await Api.GetAsync(client, "/api/runs")).GetProperty("items").EnumerateArray().Single(r => r.GetProperty("trackingId").GetString() == runA).Id();
         // The database refuses run A's rows for good (as a corrupt page or a constraint would).
-        using (var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(own.DataDirectory, "emalab.db")}"))
-        {
-            db.Open();
-            using var trigger = db.CreateCommand();
-            trigger.CommandText = $"CREATE TRIGGER refuse BEFORE INSERT ON Metrics WHEN NEW.RunId = {idA} BEGIN SELECT RAISE(ABORT, 'rows of this run cannot be stored'); END;";
-            trigger.ExecuteNonQuery();
-        }
+        own.RefuseMetricsOf(idA, "rows of this run cannot be stored");
         string Batch(string? run) => $$"""{"run_id": "{{run}}", "metrics": [{"key": "acc", "value": 0.5, "timestamp": 1, "step": 1}]}""";
         AssertError(HttpStatusCode.InternalServerError, "INTERNAL_ERROR", await Post("runs/log-batch", Batch(runA)), "cannot be stored");
         AssertError(HttpStatusCode.InternalServerError, "INTERNAL_ERROR", await Post("runs/log-batch", Batch(runA)), "cannot be stored");

@@ -7,7 +7,12 @@ using EmaLab.TrainingEngine.Checkpoints;
 
 namespace EmaLab.Dashboard.Tests;
 
-public sealed class PostHocApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
+public sealed class PostHocApiTests(EmaLabFactory factory) : PostHocApiSuite(factory), IClassFixture<EmaLabFactory>;
+
+/// <summary>The same tests with the app on PostgreSQL.</summary>
+public sealed class PostHocApiOnPostgresTests(PostgresEmaLabFactory factory) : PostHocApiSuite(factory), IClassFixture<PostgresEmaLabFactory>;
+
+public abstract class PostHocApiSuite(EmaLabFactory factory)
 {
     readonly HttpClient _client = factory.CreateClient();
 

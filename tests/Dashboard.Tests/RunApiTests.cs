@@ -1,3 +1,5 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -7,9 +9,29 @@ using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.Dashboard.Tests;
 
-public sealed class RunApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
+public sealed class RunApiTests(EmaLabFactory factory) : RunApiSuite(factory), IClassFixture<EmaLabFactory>;
+
+/// <summary>The same tests with the app on PostgreSQL.</summary>
+public sealed class RunApiOnPostgresTests(PostgresEmaLabFactory factory) : RunApiSuite(factory), IClassFixture<PostgresEmaLabFactory>;
+
+public abstract class RunApiSuite(EmaLabFactory factory)
 {
     readonly HttpClient _client = factory.CreateClient();
+
+    [Fact]
+    public async Task The_app_trains_into_the_configured_database()
+    {
+        var run = await Api.CreateAsync(_client, Api.DigitsRun(steps: 20, evalInterval: 10));
+        await Api.WaitForFinishAsync(_client, run.Id());
+        var postgres = factory.ConnectionString is not null;
+        Assert.Equal(postgres ? "postgres" : "sqlite", factory.Services.GetRequiredService<EmaLab.Dashboard.Data.MetricStore>().Name);
+        Assert.Equal(!postgres, File.Exists(Path.Combine(factory.DataDirectory, "emalab.db")));
+        if (!postgres) return;
+        await using var db = new Npgsql.NpgsqlConnection(factory.ConnectionString);
+        await db.OpenAsync();
+        await using var count = new Npgsql.NpgsqlCommand($"SELECT COUNT(*) FROM \"Metrics\" WHERE \"RunId\" = {run.Id()}", db);
+        Assert.True((long)(await count.ExecuteScalarAsync())! >= 20, "the run's metrics are rows of the PostgreSQL database");
+    }
 
     [Fact]
     public async Task A_run_with_its_own_tracks_trains_each_rule_and_records_them_by_name()
@@ -138,14 +160,12 @@ public sealed class RunApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFac
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/api/runs/{run.Id()}")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await _client.GetAsync($"/api/runs/{run.Id()}/metrics")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await _client.DeleteAsync($"/api/runs/{run.Id()}")).StatusCode);
-        using var db = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(factory.DataDirectory, "emalab.db")}");
-        db.Open();
-        foreach (var table in new[] { "Metrics", "Checkpoints", "RunLog", "Tracks" })
-        {
-            using var count = db.CreateCommand();
-            count.CommandText = $"SELECT COUNT(*) FROM {table} WHERE RunId = {run.Id()}";
-            Assert.Equal(0L, (long)count.ExecuteScalar()!);
-        }
+        using var scope = factory.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLab.Dashboard.Data.EmaLabDbContext>();
+        Assert.Equal(0, await db.Metrics.CountAsync(m => m.RunId == run.Id()));
+        Assert.Equal(0, await db.Checkpoints.CountAsync(c => c.RunId == run.Id()));
+        Assert.Equal(0, await db.RunLog.CountAsync(l => l.RunId == run.Id()));
+        Assert.Equal(0, await db.Tracks.CountAsync(t => t.RunId == run.Id()));
     }
 
     [Fact]
@@ -217,8 +237,9 @@ public sealed class RunApiTests(EmaLabFactory factory) : IClassFixture<EmaLabFac
     [Fact]
     public async Task Event_streams_are_capped_per_run()
     {
-        using var factory = new EmaLabFactory { Settings = { ["EmaLab:MaxEventStreamsPerRun"] = "2" } };
-        var client = factory.CreateClient();
+        using var capped = factory.New();
+        capped.Settings["EmaLab:MaxEventStreamsPerRun"] = "2";
+        var client = capped.CreateClient();
         var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 5));
         var open = new List<HttpResponseMessage>();
         for (var i = 0; i < 2; i++)

@@ -459,16 +459,17 @@ public sealed partial class TrackingService(
     public const string RunNameTag = "mlflow.runName";
     public const string UserTag = "mlflow.user";
 
-    // Every logging call looks its run up: compiled once, not translated again per call.
-    static readonly Func<EmaLabDbContext, string, CancellationToken, Task<Run?>> RunByUuid =
+    // Every logging call looks its run up: compiled once, not translated again per call. Per instance, not static: a
+    // compiled query keeps the SQL of the first database it ran on (the tests host SQLite and PostgreSQL apps at once).
+    readonly Func<EmaLabDbContext, string, CancellationToken, Task<Run?>> _runByUuid =
         EF.CompileAsyncQuery((EmaLabDbContext db, string uuid, CancellationToken ct) => db.Runs.AsNoTracking().SingleOrDefault(r => r.Uuid == uuid));
-    static readonly Func<EmaLabDbContext, string, CancellationToken, Task<Run?>> TrackedRunByUuid =
+    readonly Func<EmaLabDbContext, string, CancellationToken, Task<Run?>> _trackedRunByUuid =
         EF.CompileAsyncQuery((EmaLabDbContext db, string uuid, CancellationToken ct) => db.Runs.SingleOrDefault(r => r.Uuid == uuid));
 
-    static async Task<Run> FindRunAsync(EmaLabDbContext db, string? runId, CancellationToken ct, bool tracking = false)
+    async Task<Run> FindRunAsync(EmaLabDbContext db, string? runId, CancellationToken ct, bool tracking = false)
     {
         if (runId is null) throw MlflowException.Missing("run_id");
-        return await (tracking ? TrackedRunByUuid : RunByUuid)(db, runId, ct)
+        return await (tracking ? _trackedRunByUuid : _runByUuid)(db, runId, ct)
             ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Run with id={runId} not found");
     }
 

@@ -16,13 +16,33 @@ static class StoreBenchmarks
 
     public static async Task RunAsync()
     {
-        Console.WriteLine("== Metric store (SQLite, WAL) ==");
+        Console.WriteLine("== Metric store: SQLite (WAL) and PostgreSQL (a local throwaway server with fsync), same pipeline, same points ==");
+        await MeasureAsync("sqlite", folder => new SqliteMetricStore(Paths(folder), new EmaLabOptions { DataDirectory = folder }));
+        using var cluster = EmaLab.Dashboard.Tests.PostgresCluster.StartDurable();
+        string? database = null;
+        try
+        {
+            database = cluster.CreateDatabase();
+            await MeasureAsync("postgres", _ => new PostgresMetricStore(database));
+        }
+        finally
+        {
+            if (database is not null) cluster.DropDatabase(database);
+        }
+        Console.WriteLine();
+    }
+
+    static DataPaths Paths(string folder) =>
+        new(Options.Create(new EmaLabOptions { DataDirectory = folder }), new HostingEnvironment { ContentRootPath = folder });
+
+    static async Task MeasureAsync(string name, Func<string, MetricStore> open)
+    {
         var folder = Directory.CreateTempSubdirectory("emalab-bench-").FullName;
+        var store = open(folder);
         try
         {
             var options = Options.Create(new EmaLabOptions { DataDirectory = folder });
-            var paths = new DataPaths(options, new HostingEnvironment { ContentRootPath = folder });
-            var store = new SqliteMetricStore(paths, options.Value);
+            var paths = Paths(folder);
             long runId;
             await using (var db = store.CreateContext())
             {
@@ -49,7 +69,7 @@ static class StoreBenchmarks
             var seconds = clock.Elapsed.TotalSeconds;
             var cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds;
             await pipeline.StopAsync(CancellationToken.None);
-            Console.WriteLine($"ingestion: {Points:N0} points in {seconds:F2} s = {Points / seconds:N0} points/s, {cpu / Points * 1e6:F1} µs CPU/point with the producer (batches of {options.Value.FlushRows} rows or {options.Value.FlushIntervalMs} ms)");
+            Console.WriteLine($"{name}: ingestion {Points:N0} points in {seconds:F2} s = {Points / seconds:N0} points/s, {cpu / Points * 1e6:F1} µs CPU/point in this process (batches of {options.Value.FlushRows} rows or {options.Value.FlushIntervalMs} ms)");
 
             var times = new List<double>();
             MetricSeries? series = null;
@@ -62,14 +82,16 @@ static class StoreBenchmarks
                 times.Add(clock.Elapsed.TotalMilliseconds);
             }
             times.Sort();
-            Console.WriteLine($"read + downsample: {series!.TotalPoints:N0} points to {series.Points.Count:N0} in {times[times.Count / 2]:F0} ms (median of 7; min {times[0]:F0} ms)");
-            Console.WriteLine($"database size: {new FileInfo(paths.DatabasePath).Length / 1e6:F1} MB (+ WAL {new FileInfo(paths.DatabasePath + "-wal").Length / 1e6:F1} MB)");
+            Console.WriteLine($"{name}: read + downsample {series!.TotalPoints:N0} points to {series.Points.Count:N0} in {times[times.Count / 2]:F0} ms (median of 7; min {times[0]:F0} ms)");
+            if (store is SqliteMetricStore)
+                Console.WriteLine($"{name}: database size {new FileInfo(paths.DatabasePath).Length / 1e6:F1} MB (+ WAL {new FileInfo(paths.DatabasePath + "-wal").Length / 1e6:F1} MB)");
         }
         finally
         {
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            Npgsql.NpgsqlConnection.ClearAllPools();
+            (store as IDisposable)?.Dispose();
             Directory.Delete(folder, recursive: true);
         }
-        Console.WriteLine();
     }
 }

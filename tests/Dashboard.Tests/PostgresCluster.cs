@@ -13,16 +13,20 @@ namespace EmaLab.Dashboard.Tests;
 /// </summary>
 public sealed class PostgresCluster : IDisposable
 {
-    static readonly Lazy<PostgresCluster> Shared = new(() => new PostgresCluster(), LazyThreadSafetyMode.ExecutionAndPublication);
+    static readonly Lazy<PostgresCluster> Shared = new(() => new PostgresCluster(durable: false), LazyThreadSafetyMode.ExecutionAndPublication);
     static int _databases;
 
     readonly string _folder;
     readonly string _bin;
     readonly int _port;
 
+    /// <summary>The tests' server: fsync off (a test database need not survive a power cut, and the tests run several times faster).</summary>
     public static PostgresCluster Instance => Shared.Value;
 
-    PostgresCluster()
+    /// <summary>A server of its own that commits as a production one does (fsync, synchronous commit): for benchmarks.</summary>
+    public static PostgresCluster StartDurable() => new(durable: true);
+
+    PostgresCluster(bool durable)
     {
         _bin = Directory.GetDirectories("/usr/lib/postgresql").Select(d => Path.Combine(d, "bin")).Where(d => File.Exists(Path.Combine(d, "initdb")))
             .OrderByDescending(d => int.TryParse(Path.GetFileName(Path.GetDirectoryName(d)), out var v) ? v : 0).FirstOrDefault()
@@ -34,10 +38,10 @@ public sealed class PostgresCluster : IDisposable
         if (IsRoot) Run("chown", "postgres", _folder);
         try
         {
-            RunServerTool("initdb", "-D", Data, "-A", "trust", "-U", "emalab", "--no-sync", "-E", "UTF8");
-            // fsync off: a test database need not survive a power cut, and the tests run several times faster.
+            RunServerTool("initdb", ["-D", Data, "-A", "trust", "-U", "emalab", "-E", "UTF8", .. durable ? Array.Empty<string>() : ["--no-sync"]]);
+            var fast = durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off";
             RunServerTool("pg_ctl", "-D", Data, "-l", Path.Combine(_folder, "log"), "-w", "-t", "60", "-o",
-                $"-p {_port} -k {_folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", "start");
+                $"-p {_port} -k {_folder} -c listen_addresses=127.0.0.1 -c max_connections=300{fast}", "start");
         }
         catch
         {

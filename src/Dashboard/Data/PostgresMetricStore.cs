@@ -110,7 +110,11 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
             if (_connection is { State: System.Data.ConnectionState.Open }) return _connection;
             _connection?.Dispose();
             _connection = source.OpenConnection();
+            // As SQLite's synchronous=NORMAL: a commit does not wait for its WAL flush, so a crash of the machine or of the
+            // server (not of EMA Lab) may lose the last fraction of a second of metrics, and the database stays consistent.
+            // Runs, checkpoints and everything else EF Core writes keep the server's setting.
             using var staging = new NpgsqlCommand("""
+                SET synchronous_commit = off;
                 CREATE TEMP TABLE IF NOT EXISTS metric_batch
                   ("Ord" bigint, "RunId" bigint, "Key" text, "Track" text, "Step" bigint, "Value" double precision, "WallTimeMs" bigint)
                 ON COMMIT DELETE ROWS

@@ -114,7 +114,8 @@ ensure_postgres() {
   fi
   apt_update
   say "apt-get install postgresql"
-  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq postgresql >/dev/null || fail "could not install postgresql"
+  # Without recommends: they pull in a mail server (exim4) whose set-up fails where no init system runs.
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq --no-install-recommends postgresql >/dev/null || fail "could not install postgresql"
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || fail "postgresql was installed but initdb is missing"
   say "postgresql installed: $(ls -d /usr/lib/postgresql/*/bin | head -n1)"
 }

@@ -105,7 +105,26 @@ ensure_chromium() {
 }
 
 ensure_postgres() {
-  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then say "postgresql present: $(ls -d /usr/lib/postgresql/*/bin | head -n1)"; return; fi
+  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    say "postgresql present: $(ls -d /usr/lib/postgresql/*/bin | head -n1)"
+  else
+    install_postgres
+  fi
+  ensure_root_traversable
+}
+
+# PostgreSQL refuses to run as root, so the tests run it as the 'postgres' user, which must be able to reach its
+# binaries. A root directory of mode 0700 (seen in chroots made from a mktemp folder) lets no other user run
+# anything; every normal system has 0755. Others get traverse permission (x) only, not listing.
+ensure_root_traversable() {
+  [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 || return 0
+  if ! runuser -u postgres -- test -x /bin/sh 2>/dev/null; then
+    say "the root directory is not traversable by other users (mode $(stat -c %a /)); adding o+x so that the 'postgres' user can run PostgreSQL"
+    chmod o+x /
+  fi
+}
+
+install_postgres() {
   need_root "PostgreSQL (needed by the PostgreSQL tests)" postgres
   # Debian's package would create and start a "main" cluster as a system service; EMA Lab's tests run their own.
   mkdir -p /etc/postgresql-common

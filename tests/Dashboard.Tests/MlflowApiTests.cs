@@ -172,6 +172,22 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
     }
 
     [Fact]
+    public async Task A_point_logged_again_with_the_same_step_and_time_is_stored_once_and_its_neighbours_are_kept()
+    {
+        // A retried call (the client timed out, the server had stored it) and a batch that repeats a point: each point
+        // is one row, and the other points of those batches are all stored (PostgreSQL takes its merge path here).
+        var runId = await NewRunAsync();
+        string Point(string key, double value, int step) => $$"""{"key": "{{key}}", "value": {{value}}, "timestamp": "{{1700000000000 + step}}", "step": "{{step}}"}""";
+        var batch = $$"""{"run_id": "{{runId}}", "metrics": [{{Point("acc", 0.5, 1)}}, {{Point("acc", 0.6, 2)}}]}""";
+        await OkAsync(PostAsync("runs/log-batch", batch));
+        await OkAsync(PostAsync("runs/log-batch", batch));
+        await OkAsync(PostAsync("runs/log-batch", $$"""{"run_id": "{{runId}}", "metrics": [{{Point("acc", 0.7, 3)}}, {{Point("acc", 0.7, 3)}}, {{Point("acc", 0.6, 2)}}, {{Point("acc", 0.8, 4)}}]}"""));
+        var history = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=acc"));
+        Assert.Equal([(1L, 0.5), (2L, 0.6), (3L, 0.7), (4L, 0.8)],
+            history.GetProperty("metrics").EnumerateArray().Select(m => (m.GetProperty("step").GetInt64(), m.GetProperty("value").GetDouble())));
+    }
+
+    [Fact]
     public async Task Bad_logging_gets_mlflow_errors_and_writes_nothing()
     {
         var runId = await NewRunAsync();

@@ -9,6 +9,18 @@ namespace EmaLab.Dashboard.Data;
 /// </summary>
 public sealed class PostgresDbContext(DbContextOptions options) : EmaLabDbContext(options)
 {
+    protected override void OnModelCreating(ModelBuilder model)
+    {
+        base.OnModelCreating(model);
+        // The metric key's text columns compare byte-wise ("C"), as SQLite's do: the same order of series on both
+        // databases, and a key index that does not go through the locale's collation on every insert.
+        model.Entity<Metric>(metric =>
+        {
+            metric.Property(m => m.Key).UseCollation("C");
+            metric.Property(m => m.Track).UseCollation("C");
+        });
+    }
+
     public static DbContextOptions Options(string connectionString) =>
         new DbContextOptionsBuilder<PostgresDbContext>().UseNpgsql(connectionString).Options;
 

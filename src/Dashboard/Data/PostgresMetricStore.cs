@@ -6,8 +6,8 @@ namespace EmaLab.Dashboard.Data;
 
 /// <summary>
 /// PostgreSQL (<c>EmaLab:Database=postgres</c>): one server that the web role and every worker share. A batch of metric
-/// rows goes in with binary COPY into a per-connection staging table and one INSERT … ON CONFLICT from there (COPY alone
-/// cannot replace a row that exists, which a resumed run's replay needs); reads pick per series on the server.
+/// rows goes in with binary COPY (a batch that meets an existing row is merged through a staging table instead); reads
+/// pick per series on the server.
 /// </summary>
 public sealed class PostgresMetricStore : MetricStore, IDisposable
 {
@@ -95,8 +95,7 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
     public void Dispose() => _source.Dispose();
 
     /// <summary>
-    /// The pipeline's connection. Metric rows of a batch wait in memory until the commit, then go in with one COPY and one
-    /// merge; progress, log lines and bundle steps are statements of the same transaction. A connection that broke (the
+    /// The pipeline's connection. Metric rows of a batch wait in memory until the commit, then go in with one COPY; progress, log lines and bundle steps are statements of the same transaction. A connection that broke (the
     /// server restarted) is opened again at the next batch, which the pipeline retries.
     /// </summary>
     sealed class Writer(NpgsqlDataSource source) : MetricStoreWriter
@@ -117,7 +116,6 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
                 SET synchronous_commit = off;
                 CREATE TEMP TABLE IF NOT EXISTS metric_batch
                   ("Ord" bigint, "RunId" bigint, "Key" text, "Track" text, "Step" bigint, "Value" double precision, "WallTimeMs" bigint)
-                ON COMMIT DELETE ROWS
                 """, _connection);
             staging.ExecuteNonQuery();
             return _connection;
@@ -153,34 +151,50 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
         {
             if (_rows.Count > 0)
             {
-                using (var copy = _connection!.BeginBinaryImport("""COPY metric_batch ("Ord", "RunId", "Key", "Track", "Step", "Value", "WallTimeMs") FROM STDIN (FORMAT BINARY)"""))
+                // Straight into the table: rows are new in all but rare cases. One that exists already (a client that
+                // logs the same step and timestamp twice) makes COPY fail: back to the savepoint, and the batch goes
+                // through the staging table and a merge in which the later value wins, as SQLite's INSERT OR REPLACE.
+                _transaction!.Save("copy");
+                try
                 {
-                    for (var i = 0; i < _rows.Count; i++)
-                    {
-                        var row = _rows[i];
-                        copy.StartRow();
-                        copy.Write((long)i, NpgsqlDbType.Bigint);
-                        copy.Write(row.RunId, NpgsqlDbType.Bigint);
-                        copy.Write(row.Key, NpgsqlDbType.Text);
-                        copy.Write(row.Track, NpgsqlDbType.Text);
-                        copy.Write(row.Step, NpgsqlDbType.Bigint);
-                        if (double.IsNaN(row.Value)) copy.WriteNull();
-                        else copy.Write(row.Value, NpgsqlDbType.Double);
-                        copy.Write(row.WallTimeMs, NpgsqlDbType.Bigint);
-                    }
-                    copy.Complete();
+                    Copy("""COPY "Metrics" ("RunId", "Key", "Track", "Step", "Value", "WallTimeMs") FROM STDIN (FORMAT BINARY)""", ordinal: false);
+                    _transaction.Release("copy");
                 }
-                // The same row twice in a batch (a replayed step): the later one wins, as SQLite's INSERT OR REPLACE does.
-                using var merge = new NpgsqlCommand("""
-                    INSERT INTO "Metrics" ("RunId", "Key", "Track", "Step", "Value", "WallTimeMs")
-                    SELECT DISTINCT ON ("RunId", "Key", "Track", "Step", "WallTimeMs") "RunId", "Key", "Track", "Step", "Value", "WallTimeMs"
-                    FROM metric_batch ORDER BY "RunId", "Key", "Track", "Step", "WallTimeMs", "Ord" DESC
-                    ON CONFLICT ("RunId", "Key", "Track", "Step", "WallTimeMs") DO UPDATE SET "Value" = EXCLUDED."Value"
-                    """, _connection, _transaction);
-                merge.ExecuteNonQuery();
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
+                {
+                    _transaction.Rollback("copy");
+                    Copy("""COPY metric_batch ("Ord", "RunId", "Key", "Track", "Step", "Value", "WallTimeMs") FROM STDIN (FORMAT BINARY)""", ordinal: true);
+                    using var merge = new NpgsqlCommand("""
+                        INSERT INTO "Metrics" ("RunId", "Key", "Track", "Step", "Value", "WallTimeMs")
+                        SELECT DISTINCT ON ("RunId", "Key", "Track", "Step", "WallTimeMs") "RunId", "Key", "Track", "Step", "Value", "WallTimeMs"
+                        FROM metric_batch ORDER BY "RunId", "Key", "Track", "Step", "WallTimeMs", "Ord" DESC
+                        ON CONFLICT ("RunId", "Key", "Track", "Step", "WallTimeMs") DO UPDATE SET "Value" = EXCLUDED."Value";
+                        DELETE FROM metric_batch;
+                        """, _connection, _transaction);
+                    merge.ExecuteNonQuery();
+                }
             }
             _transaction!.Commit();
             _rows.Clear();
+        }
+
+        void Copy(string command, bool ordinal)
+        {
+            using var copy = _connection!.BeginBinaryImport(command);
+            for (var i = 0; i < _rows.Count; i++)
+            {
+                var row = _rows[i];
+                copy.StartRow();
+                if (ordinal) copy.Write((long)i, NpgsqlDbType.Bigint);
+                copy.Write(row.RunId, NpgsqlDbType.Bigint);
+                copy.Write(row.Key, NpgsqlDbType.Text);
+                copy.Write(row.Track, NpgsqlDbType.Text);
+                copy.Write(row.Step, NpgsqlDbType.Bigint);
+                if (double.IsNaN(row.Value)) copy.WriteNull();
+                else copy.Write(row.Value, NpgsqlDbType.Double);
+                copy.Write(row.WallTimeMs, NpgsqlDbType.Bigint);
+            }
+            copy.Complete();
         }
 
         void Rollback()

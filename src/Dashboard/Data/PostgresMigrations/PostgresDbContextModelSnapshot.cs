@@ -174,11 +174,13 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
 
                     b.Property<string>("Key")
                         .HasMaxLength(250)
-                        .HasColumnType("character varying(250)");
+                        .HasColumnType("character varying(250)")
+                        .UseCollation("C");
 
                     b.Property<string>("Track")
                         .HasMaxLength(64)
-                        .HasColumnType("character varying(64)");
+                        .HasColumnType("character varying(64)")
+                        .UseCollation("C");
 
                     b.Property<long>("Step")
                         .HasColumnType("bigint");

@@ -101,7 +101,7 @@ static class LoadBenchmarks
     static async Task<long> StepAsync(HttpClient client, long id) =>
         JsonDocument.Parse(await client.GetStringAsync($"/api/runs/{id}")).RootElement.GetProperty("step").GetInt64();
 
-    internal static Process StartServer(string data, int port)
+    internal static Process StartServer(string data, int port, IReadOnlyDictionary<string, string>? settings = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "EmaLab.Dashboard.dll");
         var start = new ProcessStartInfo("dotnet", [dll])
@@ -119,6 +119,7 @@ static class LoadBenchmarks
                 ["Logging__LogLevel__Default"] = "Warning",
             },
         };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>()) start.Environment[key] = value;
         var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine("server: " + e.Data); };

@@ -18,10 +18,25 @@ static class TrackingBenchmarks
 
     public static async Task RunAsync()
     {
-        Console.WriteLine($"== Tracking API ingestion: log-batch of {MetricsPerBatch:N0} metrics, {BatchesPerClient} batches per client (server as a child process) ==");
+        await RunAsync("SQLite", null);
+        using var cluster = EmaLab.Dashboard.Tests.PostgresCluster.StartDurable();
+        var database = cluster.CreateDatabase();
+        try
+        {
+            await RunAsync("PostgreSQL (a local server with fsync)", new Dictionary<string, string> { ["EmaLab__Database"] = "postgres", ["ConnectionStrings__EmaLab"] = database });
+        }
+        finally
+        {
+            cluster.DropDatabase(database);
+        }
+    }
+
+    static async Task RunAsync(string storeName, IReadOnlyDictionary<string, string>? settings)
+    {
+        Console.WriteLine($"== Tracking API ingestion into {storeName}: log-batch of {MetricsPerBatch:N0} metrics, {BatchesPerClient} batches per client (server as a child process) ==");
         var data = Directory.CreateTempSubdirectory("emalab-tracking-").FullName;
         var port = LoadBenchmarks.FreePort();
-        using var server = LoadBenchmarks.StartServer(data, port);
+        using var server = LoadBenchmarks.StartServer(data, port, settings);
         try
         {
             using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(5) };

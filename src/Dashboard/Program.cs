@@ -39,6 +39,8 @@ builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.ArtifactStore>();
 builder.Services.AddSingleton<MetricPipeline>();
 builder.Services.AddHostedService(services => services.GetRequiredService<MetricPipeline>());
 builder.Services.AddHostedService<RunWorker>();
+// On PostgreSQL: live events to and from the other processes on the same database (nothing on SQLite).
+builder.Services.AddHostedService<PostgresEventRelay>();
 
 // A metric can be NaN or ±infinity (a diverged loss): JSON carries them as "NaN"/"Infinity"/"-Infinity", as
 // the proto3 JSON mapping that MLflow's clients use does.

@@ -14,13 +14,16 @@ public class EmaLabFactory : WebApplicationFactory<Program>
 {
     public EmaLabFactory() : this(postgres: false) { }
 
-    protected EmaLabFactory(bool postgres)
+    protected EmaLabFactory(bool postgres, string? sharedDatabase = null)
     {
         if (!postgres) return;
-        ConnectionString = PostgresCluster.Instance.CreateDatabase();
+        _ownsDatabase = sharedDatabase is null;
+        ConnectionString = sharedDatabase ?? PostgresCluster.Instance.CreateDatabase();
         Settings["EmaLab:Database"] = "postgres";
         Settings["ConnectionStrings:EmaLab"] = ConnectionString;
     }
+
+    readonly bool _ownsDatabase;
 
     public string DataDirectory { get; } = Directory.CreateTempSubdirectory("emalab-test-").FullName;
     public Dictionary<string, string?> Settings { get; } = new();
@@ -66,12 +69,20 @@ public class EmaLabFactory : WebApplicationFactory<Program>
         base.Dispose(disposing);
         if (!disposing) return;
         if (Directory.Exists(DataDirectory)) Directory.Delete(DataDirectory, recursive: true);
-        if (ConnectionString is not null) PostgresCluster.Instance.DropDatabase(ConnectionString);
+        if (_ownsDatabase) PostgresCluster.Instance.DropDatabase(ConnectionString!);
     }
 }
 
 /// <summary>The app on PostgreSQL (<c>EmaLab:Database=postgres</c>): the API test classes run once on each database.</summary>
-public sealed class PostgresEmaLabFactory() : EmaLabFactory(postgres: true);
+public sealed class PostgresEmaLabFactory : EmaLabFactory
+{
+    public PostgresEmaLabFactory() : base(postgres: true) { }
+
+    PostgresEmaLabFactory(string database) : base(postgres: true, database) { }
+
+    /// <summary>A second app on this app's database (another process of a deployment); the database stays this app's.</summary>
+    public PostgresEmaLabFactory SharingDatabase() => new(ConnectionString!);
+}
 
 /// <summary>Small helpers over the REST API, used by several tests.</summary>
 static class Api

@@ -26,6 +26,9 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
 
     public override MetricStoreWriter OpenWriter() => new Writer(_source);
 
+    /// <summary>A connection of the store's pool (the live-event relay listens and notifies on its own).</summary>
+    public ValueTask<NpgsqlConnection> OpenConnectionAsync(CancellationToken ct) => _source.OpenConnectionAsync(ct);
+
     /// <summary>What Npgsql calls transient (a lost connection, a timeout, a serialization failure), a full disk or memory, a server starting up.</summary>
     public override bool IsTransient(Exception e) =>
         e is NpgsqlException { IsTransient: true } || e is PostgresException { SqlState: "53100" or "53200" or "57P03" } || e is TimeoutException;

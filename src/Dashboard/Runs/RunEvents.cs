@@ -56,6 +56,9 @@ public sealed record RunEvent(RunEventType Type, long RunId)
     /// <summary>Of a <c>log</c> event: info, warning or error.</summary>
     public string? Level { get; init; }
     public string? Message { get; init; }
+    /// <summary>Published by another process on the same database and relayed here (not sent on again).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool Relayed { get; init; }
 }
 
 /// <summary>

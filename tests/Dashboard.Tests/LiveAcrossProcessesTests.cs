@@ -1,0 +1,60 @@
+using System.Text.Json;
+
+namespace EmaLab.Dashboard.Tests;
+
+/// <summary>Two apps on one PostgreSQL database, as a deployment's processes: what one trains, the other shows live.</summary>
+public sealed class LiveAcrossProcessesTests
+{
+    [Fact]
+    public async Task A_run_trained_by_one_process_streams_live_from_another_and_its_series_stay_current_there()
+    {
+        using var trainer = new PostgresEmaLabFactory();
+        using var viewer = trainer.SharingDatabase();
+        var trainerClient = trainer.CreateClient();
+        var viewerClient = viewer.CreateClient(); // both started before the run exists
+
+        var created = await Api.CreateAsync(trainerClient, Api.DigitsRun(steps: 100_000, evalInterval: 1000));
+        var id = created.Id();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var response = await viewerClient.GetAsync($"/api/runs/{id}/events", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
+        var types = new HashSet<string>();
+        var trainSteps = new List<long>();
+        string? eventType = null, status = null;
+        var cancelled = false;
+        long pointsSeenMidRun = 0;
+        while (status != "cancelled")
+        {
+            var line = await reader.ReadLineAsync(cts.Token);
+            Assert.NotNull(line);
+            if (line.StartsWith("event: ")) types.Add(eventType = line["event: ".Length..]);
+            if (!line.StartsWith("data: ")) continue;
+            var data = JsonDocument.Parse(line["data: ".Length..]).RootElement;
+            Assert.Equal(id, data.GetProperty("runId").GetInt64());
+            if (eventType == "status") status = data.GetProperty("status").GetString();
+            if (eventType == "metrics")
+                trainSteps.AddRange(data.GetProperty("points").EnumerateArray().Where(p => p.GetProperty("key").GetString() == "train/loss").Select(p => p.GetProperty("step").GetInt64()));
+            if (!cancelled && trainSteps.Count == 0) continue;
+            if (pointsSeenMidRun == 0)
+                // The viewer reads the series once mid-run (and caches it); later reads must not answer from that cache.
+                pointsSeenMidRun = await TrainLossPointsAsync(viewerClient, id);
+            if (!cancelled && trainSteps.Count > 300)
+            {
+                cancelled = true;
+                Assert.True((await trainerClient.PostAsync($"/api/runs/{id}/cancel", null)).IsSuccessStatusCode);
+            }
+        }
+        Assert.Contains("progress", types);
+        Assert.Equal(Enumerable.Range((int)trainSteps[0], trainSteps.Count).Select(i => (long)i), trainSteps);
+        var final = await TrainLossPointsAsync(viewerClient, id);
+        Assert.True(final > pointsSeenMidRun, $"the viewer's series grew after the first read ({pointsSeenMidRun} → {final})");
+        Assert.Equal(await TrainLossPointsAsync(trainerClient, id), final);
+        Assert.Equal("cancelled", (await Api.GetAsync(viewerClient, $"/api/runs/{id}")).GetProperty("status").GetString());
+    }
+
+    static async Task<long> TrainLossPointsAsync(HttpClient client, long id)
+    {
+        var series = await Api.GetAsync(client, $"/api/runs/{id}/metrics?key=train/loss&track=raw&maxPoints=0");
+        return series.EnumerateArray().Single().GetProperty("totalPoints").GetInt64();
+    }
+}

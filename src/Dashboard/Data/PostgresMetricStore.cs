@@ -210,9 +210,10 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
             {
                 transaction.Dispose(); // rolls back what was not committed
             }
-            catch (NpgsqlException)
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
             {
-                // The connection broke: the server dropped the transaction already; the next batch opens a new connection.
+                // The connection broke: the server dropped the transaction already, and the batch's own error is the one
+                // to report (this runs while it propagates); the next batch opens a new connection.
             }
         }
 

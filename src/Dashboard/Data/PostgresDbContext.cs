@@ -21,8 +21,10 @@ public sealed class PostgresDbContext(DbContextOptions options) : EmaLabDbContex
         });
     }
 
+    // Retries on transient errors: a pooled connection that the server or a proxy ended (a restart, an idle cut)
+    // fails its next command, and the request or the run that happened to draw it must not.
     public static DbContextOptions Options(string connectionString) =>
-        new DbContextOptionsBuilder<PostgresDbContext>().UseNpgsql(connectionString).Options;
+        new DbContextOptionsBuilder<PostgresDbContext>().UseNpgsql(connectionString, npgsql => npgsql.EnableRetryOnFailure()).Options;
 
     /// <summary>For <c>dotnet ef migrations add … --context PostgresDbContext</c>: adding a migration needs no server.</summary>
     public sealed class DesignTimeFactory : IDesignTimeDbContextFactory<PostgresDbContext>

@@ -35,7 +35,17 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
 
     public override bool IsUniqueViolation(DbUpdateException e) => e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation };
 
-    public override List<SeriesInfo> ListSeries(long runId)
+    /// <summary>A read, tried again on a transient error (a pooled connection that the server ended fails once).</summary>
+    T Read<T>(Func<T> read)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try { return read(); }
+            catch (Exception e) when (attempt < 3 && IsTransient(e)) { }
+        }
+    }
+
+    public override List<SeriesInfo> ListSeries(long runId) => Read(() =>
     {
         using var command = _source.CreateCommand("""
             SELECT DISTINCT ON ("Key", "Track") "Track", "Key", COUNT(*) OVER (PARTITION BY "Key", "Track"), "Step", "Value"
@@ -46,9 +56,9 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
         var result = new List<SeriesInfo>();
         while (reader.Read()) result.Add(new SeriesInfo(reader.GetString(0), reader.GetString(1), (int)reader.GetInt64(2), reader.GetInt64(3), ValueAt(reader, 4)));
         return result;
-    }
+    });
 
-    public override List<MetricValue> ReadPoints(long runId, string track, string key)
+    public override List<MetricValue> ReadPoints(long runId, string track, string key) => Read(() =>
     {
         using var command = _source.CreateCommand("""
             SELECT "Step", "Value" FROM "Metrics" WHERE "RunId" = $1 AND "Key" = $2 AND "Track" = $3 ORDER BY "Step", "WallTimeMs"
@@ -60,9 +70,9 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
         var points = new List<MetricValue>(1024);
         while (reader.Read()) points.Add(new MetricValue(reader.GetInt64(0), ValueAt(reader, 1)));
         return points;
-    }
+    });
 
-    public override List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter)
+    public override List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter) => Read(() =>
     {
         // The best row per run and track (a NaN, stored as NULL, never wins), the earliest step of a tie; and the last row.
         using var command = _source.CreateCommand($"""
@@ -81,7 +91,7 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
         while (reader.Read())
             result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4), reader.GetInt64(5)));
         return result;
-    }
+    });
 
     public override IEnumerable<MetricRow> Rows(long runId)
     {

@@ -52,6 +52,37 @@ public sealed class LiveAcrossProcessesTests
         Assert.Equal("cancelled", (await Api.GetAsync(viewerClient, $"/api/runs/{id}")).GetProperty("status").GetString());
     }
 
+    [Fact]
+    public async Task A_client_run_logged_through_one_process_streams_from_another_including_nan()
+    {
+        using var tracking = new PostgresEmaLabFactory();
+        using var viewer = tracking.SharingDatabase();
+        var client = tracking.CreateClient();
+        var viewerClient = viewer.CreateClient();
+        static StringContent Json(string body) => new(body, System.Text.Encoding.UTF8, "application/json");
+        var created = JsonDocument.Parse(await (await client.PostAsync("/api/2.0/mlflow/runs/create", Json("{}"))).Content.ReadAsStringAsync()).RootElement;
+        var runId = created.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        var id = (await Api.GetAsync(viewerClient, "/api/runs")).GetProperty("items").EnumerateArray().Single(r => r.GetProperty("trackingId").GetString() == runId).Id();
+
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var response = await viewerClient.GetAsync($"/api/runs/{id}/events", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
+        Assert.StartsWith("event: status", await reader.ReadLineAsync(cts.Token)); // the stream has begun: what follows is live
+        var batch = $$"""{"run_id": "{{runId}}", "metrics": [{"key": "loss", "value": "NaN", "timestamp": "1", "step": "1"}, {"key": "loss", "value": 0.5, "timestamp": "2", "step": "2"}]}""";
+        Assert.True((await client.PostAsync("/api/2.0/mlflow/runs/log-batch", Json(batch))).IsSuccessStatusCode);
+        while (true)
+        {
+            var line = await reader.ReadLineAsync(cts.Token);
+            Assert.NotNull(line);
+            if (!line.StartsWith("data: ")) continue;
+            var data = JsonDocument.Parse(line["data: ".Length..]).RootElement;
+            if (data.GetProperty("type").GetString() != "metrics") continue;
+            var points = data.GetProperty("points").EnumerateArray().ToList();
+            Assert.Equal(["NaN", "0.5"], points.Select(p => p.GetProperty("value").ToString()));
+            break;
+        }
+    }
+
     static async Task<long> TrainLossPointsAsync(HttpClient client, long id)
     {
         var series = await Api.GetAsync(client, $"/api/runs/{id}/metrics?key=train/loss&track=raw&maxPoints=0");

@@ -25,7 +25,10 @@ public sealed class PostgresEventRelay(
     /// <summary>This process among those on the database: its own events come back to it and are skipped.</summary>
     readonly string _sender = Guid.NewGuid().ToString("N");
 
-    sealed record Envelope(string Sender, RunEvent Event);
+    // A payload is "<sender>\n<event as JSON>": a process skips its own events without parsing them.
+    const char SenderEnd = '\n';
+    // A diverged metric is NaN or infinite: written as "NaN"/"Infinity", as the event streams write them.
+    static readonly JsonSerializerOptions Json = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -60,12 +63,14 @@ public sealed class PostgresEventRelay(
 
     void Receive(string payload)
     {
-        Envelope? envelope;
-        try { envelope = JsonSerializer.Deserialize<Envelope>(payload); }
-        catch (JsonException) { return; } // not ours
-        if (envelope is null || envelope.Sender == _sender) return;
-        if (envelope.Event.Type == RunEventType.Metrics) versions.Advance(envelope.Event.RunId);
-        hub.Publish(envelope.Event with { Relayed = true });
+        var end = payload.IndexOf(SenderEnd);
+        if (end <= 0 || payload.AsSpan(0, end).SequenceEqual(_sender)) return;
+        RunEvent? e;
+        try { e = JsonSerializer.Deserialize<RunEvent>(payload.AsSpan(end + 1), Json); }
+        catch (JsonException) { return; } // not an event of EMA Lab's
+        if (e is null) return;
+        if (e.Type == RunEventType.Metrics) versions.Advance(e.RunId);
+        hub.Publish(e with { Relayed = true });
     }
 
     async Task SendAsync(PostgresMetricStore postgres, CancellationToken stoppingToken)
@@ -106,7 +111,7 @@ public sealed class PostgresEventRelay(
     /// <summary>The event as NOTIFY payloads under the size limit: a metrics event split by its points, anything else whole (a long log line cut).</summary>
     IEnumerable<string> Parts(RunEvent e)
     {
-        var whole = JsonSerializer.Serialize(new Envelope(_sender, e));
+        var whole = _sender + SenderEnd + JsonSerializer.Serialize(e, Json);
         if (System.Text.Encoding.UTF8.GetByteCount(whole) <= MaxPayloadBytes)
         {
             yield return whole;
@@ -120,6 +125,6 @@ public sealed class PostgresEventRelay(
             yield break;
         }
         if (e.Message is { Length: > 2000 } message)
-            yield return JsonSerializer.Serialize(new Envelope(_sender, e with { Message = message[..2000] + " …" }));
+            yield return _sender + SenderEnd + JsonSerializer.Serialize(e with { Message = message[..2000] + " …" }, Json);
     }
 }

@@ -146,6 +146,28 @@ public abstract class RunApiSuite(EmaLabFactory factory)
     }
 
     [Fact]
+    public async Task A_trainer_whose_run_another_start_took_over_stops_and_writes_nothing_more()
+    {
+        var run = await Api.CreateAsync(_client, Api.DigitsRun(steps: 100_000, evalInterval: 1000));
+        await Api.WaitForAsync(_client, run.Id(), r => r.GetProperty("step").GetInt64() >= 100);
+        using var scope = factory.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLab.Dashboard.Data.EmaLabDbContext>();
+        var ours = await db.Runs.Where(r => r.Id == run.Id()).Select(r => r.Attempt).SingleAsync();
+        Assert.Matches("^[0-9a-f]{32}$", ours);
+
+        // Another start takes the run over, as a worker does that found this trainer gone.
+        const string successor = "0123456789abcdef0123456789abcdef";
+        await db.Runs.Where(r => r.Id == run.Id()).ExecuteUpdateAsync(s => s.SetProperty(r => r.Attempt, successor));
+        await Api.WaitForAsync(_client, run.Id(), r => !r.TryGetProperty("progress", out var live) || live.ValueKind == JsonValueKind.Null);
+        var rows = await db.Metrics.CountAsync(m => m.RunId == run.Id());
+        await Task.Delay(1000);
+        Assert.Equal(rows, await db.Metrics.CountAsync(m => m.RunId == run.Id()));
+        // Its end is the successor's to record: the run is still running under the successor's attempt, with no error.
+        var now = await db.Runs.AsNoTracking().SingleAsync(r => r.Id == run.Id());
+        Assert.Equal((EmaLab.Dashboard.Data.RunStatus.Running, successor, (string?)null), (now.Status, now.Attempt, now.Error));
+    }
+
+    [Fact]
     public async Task Delete_removes_rows_and_files()
     {
         var body = Api.DigitsRun(steps: 60);

@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Design;
 
 namespace EmaLab.Dashboard.Data;
 
@@ -24,6 +25,7 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
             run.HasIndex(r => r.Status);
             run.Property(r => r.Origin).HasConversion(o => o.ToString().ToLowerInvariant(), o => Enum.Parse<RunOrigin>(o, true)).HasMaxLength(16);
             run.Property(r => r.Uuid).HasMaxLength(32);
+            run.Property(r => r.Attempt).HasMaxLength(32);
             run.HasIndex(r => r.Uuid).IsUnique();
             run.HasIndex(r => r.ExperimentId);
             run.HasOne<Experiment>().WithMany().HasForeignKey(r => r.ExperimentId).OnDelete(DeleteBehavior.Restrict);
@@ -83,5 +85,15 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
             checkpoint.HasIndex(c => new { c.RunId, c.Track, c.Step });
         });
         model.Entity<RunLogEntry>(log => log.HasIndex(l => new { l.RunId, l.Id }));
+    }
+
+    /// <summary>
+    /// For <c>dotnet ef migrations add … --context EmaLabDbContext</c> (the SQLite set); without it the tools would take
+    /// <see cref="PostgresDbContext"/>'s factory, whose context is an EmaLabDbContext too.
+    /// </summary>
+    public sealed class SqliteDesignTimeFactory : IDesignTimeDbContextFactory<EmaLabDbContext>
+    {
+        public EmaLabDbContext CreateDbContext(string[] args) =>
+            new(new DbContextOptionsBuilder<EmaLabDbContext>().UseSqlite("Data Source=design-time.db").Options);
     }
 }

@@ -117,6 +117,12 @@ public sealed class Run
     /// whole process leaves it above zero: the next process tries once more, and a second crash fails the run.
     /// </summary>
     public int StartAttempts { get; set; }
+    /// <summary>
+    /// Which start of the run is training it (a new id at each claim). The metric writer stores a report only while its
+    /// attempt is the run's current one, and an attempt's end is recorded only if it still is: a trainer that was
+    /// presumed gone and replaced writes nothing over its successor.
+    /// </summary>
+    public string? Attempt { get; set; }
 
     public List<EmaTrack> Tracks { get; set; } = [];
 

@@ -57,6 +57,11 @@ public abstract class MetricStoreWriter : IDisposable
     public abstract void Log(long runId, long wallTimeMs, string level, string message);
     /// <summary>Records the run's latest resume bundle (in the transaction that commits the metrics before it).</summary>
     public abstract void BundleStep(long runId, long step);
+    /// <summary>
+    /// The runs' current attempts, read in the open transaction (on PostgreSQL with a share lock, so that no other start
+    /// can take a run over between this read and the commit).
+    /// </summary>
+    public abstract Dictionary<long, string?> Attempts(IReadOnlyCollection<long> runIds);
     public abstract void Dispose();
 
     public sealed class Transaction(Action commit, Action dispose) : IDisposable

@@ -153,6 +153,16 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
         public override void BundleStep(long runId, long step) =>
             Execute("""UPDATE "Runs" SET "BundleStep" = $2 WHERE "Id" = $1""", runId, step);
 
+        public override Dictionary<long, string?> Attempts(IReadOnlyCollection<long> runIds)
+        {
+            using var command = new NpgsqlCommand("""SELECT "Id", "Attempt" FROM "Runs" WHERE "Id" = ANY($1) FOR SHARE""", _connection, _transaction);
+            command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = runIds.ToArray() });
+            using var reader = command.ExecuteReader();
+            var attempts = new Dictionary<long, string?>();
+            while (reader.Read()) attempts[reader.GetInt64(0)] = reader.IsDBNull(1) ? null : reader.GetString(1);
+            return attempts;
+        }
+
         void Execute(string sql, params object[] values)
         {
             using var command = new NpgsqlCommand(sql, _connection, _transaction);

@@ -192,6 +192,17 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
 
         public override void BundleStep(long runId, long step) => Run(_bundle, runId, step);
 
+        public override Dictionary<long, string?> Attempts(IReadOnlyCollection<long> runIds)
+        {
+            using var command = _connection.CreateCommand();
+            command.Transaction = _progress.Transaction;
+            command.CommandText = $"SELECT Id, Attempt FROM Runs WHERE Id IN ({string.Join(",", runIds.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture)))})";
+            using var reader = command.ExecuteReader();
+            var attempts = new Dictionary<long, string?>();
+            while (reader.Read()) attempts[reader.GetInt64(0)] = reader.IsDBNull(1) ? null : reader.GetString(1);
+            return attempts;
+        }
+
         public override void Dispose()
         {
             _metric.Dispose();

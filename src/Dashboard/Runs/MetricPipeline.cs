@@ -23,7 +23,7 @@ public sealed class MetricPipeline : BackgroundService
     /// <summary>One queued item; a struct so that a metric costs no allocation on the training thread.</summary>
     readonly record struct Item(Kind Kind, long RunId, string? Track, string? Key, long Step, double Value, long WallTimeMs,
         TrainingLogLevel Level = default, string? Text = null, TrainingProgress? Progress = null, TaskCompletionSource? Flushed = null,
-        IReadOnlyList<ClientMetric>? Points = null)
+        IReadOnlyList<ClientMetric>? Points = null, string? Attempt = null)
     {
         /// <summary>Rows this item writes (a client's batch is one item of many rows).</summary>
         public int Rows => Points?.Count ?? (Kind == Kind.Metric ? 1 : 0);
@@ -66,8 +66,9 @@ public sealed class MetricPipeline : BackgroundService
     public void ClearStoreFailure(long runId) => _failedRuns.TryRemove(runId, out _);
 
     /// <summary>Queues a metric; blocks the calling (training) thread while the queue is full.</summary>
-    public void WriteMetric(long runId, in MetricPoint point) =>
-        Enqueue(new Item(Kind.Metric, runId, point.Track, point.Key, point.Step, point.Value, Now));
+    /// <param name="attempt">The trainer's start of the run: its reports are stored only while it is the run's current one (null: not checked).</param>
+    public void WriteMetric(long runId, in MetricPoint point, string? attempt = null) =>
+        Enqueue(new Item(Kind.Metric, runId, point.Track, point.Key, point.Step, point.Value, Now, Attempt: attempt));
 
     /// <summary>
     /// Queues the metrics of one client call as one item (one wake-up of the writer, not one per point), with the
@@ -77,15 +78,15 @@ public sealed class MetricPipeline : BackgroundService
     public ValueTask WriteClientMetricsAsync(long runId, IReadOnlyList<ClientMetric> points, CancellationToken cancellationToken) =>
         _channel.Writer.WriteAsync(new Item(Kind.ClientMetrics, runId, null, null, 0, 0, 0, Points: points), cancellationToken);
 
-    public void WriteProgress(long runId, TrainingProgress progress) =>
-        Enqueue(new Item(Kind.Progress, runId, null, null, progress.Step, 0, Now, Progress: progress));
+    public void WriteProgress(long runId, TrainingProgress progress, string? attempt = null) =>
+        Enqueue(new Item(Kind.Progress, runId, null, null, progress.Step, 0, Now, Progress: progress, Attempt: attempt));
 
-    public void WriteLog(long runId, TrainingLogLevel level, string message) =>
-        Enqueue(new Item(Kind.Log, runId, null, null, 0, 0, Now, level, message));
+    public void WriteLog(long runId, TrainingLogLevel level, string message, string? attempt = null) =>
+        Enqueue(new Item(Kind.Log, runId, null, null, 0, 0, Now, level, message, Attempt: attempt));
 
     /// <summary>Records that the run's resume bundle for <paramref name="step"/> is on disk, once the metrics queued before it are committed.</summary>
-    public void WriteBundleSaved(long runId, long step) =>
-        Enqueue(new Item(Kind.BundleSaved, runId, null, null, step, 0, Now));
+    public void WriteBundleSaved(long runId, long step, string? attempt = null) =>
+        Enqueue(new Item(Kind.BundleSaved, runId, null, null, step, 0, Now, Attempt: attempt));
 
     /// <summary>Completes once everything queued before the call is committed and broadcast.</summary>
     public Task FlushAsync()
@@ -208,6 +209,23 @@ public sealed class MetricPipeline : BackgroundService
         Publish(batch.Where(i => i.Kind == Kind.Flush).ToList());
     }
 
+    /// <summary>
+    /// Reports of a start that is no longer the run's current attempt (another start took the run over, e.g. a worker that
+    /// found this trainer gone) are not stored, and that trainer is told to stop (<see cref="StoreFailureOf"/>).
+    /// </summary>
+    void DropSuperseded(MetricStoreWriter store, List<Item> batch)
+    {
+        var checkedRuns = batch.Where(i => i.Attempt is not null).Select(i => i.RunId).Distinct().ToList();
+        if (checkedRuns.Count == 0) return;
+        var current = store.Attempts(checkedRuns);
+        foreach (var stale in batch.Where(i => i.Attempt is not null && current.GetValueOrDefault(i.RunId) != i.Attempt).Select(i => (i.RunId, i.Attempt)).Distinct().ToList())
+        {
+            var reason = $"Run {stale.RunId} was taken over by another start (attempt {current.GetValueOrDefault(stale.RunId) ?? "none"}); this one (attempt {stale.Attempt}) stops and its reports are not stored.";
+            if (_failedRuns.TryAdd(stale.RunId, reason)) _logger.LogWarning("{Reason}", reason);
+        }
+        batch.RemoveAll(i => i.Attempt is not null && current.GetValueOrDefault(i.RunId) != i.Attempt);
+    }
+
     /// <summary>Broadcasts what a batch committed: one <c>metrics</c> event per run (all its points), then progress, logs and flushes.</summary>
     void Publish(List<Item> batch)
     {
@@ -248,10 +266,11 @@ public sealed class MetricPipeline : BackgroundService
 
     static string LevelName(TrainingLogLevel level) => level.ToString().ToLowerInvariant();
 
-    /// <summary>Writes a batch in one transaction of the store.</summary>
-    static void Write(MetricStoreWriter store, List<Item> batch)
+    /// <summary>Writes a batch in one transaction of the store, without the reports of superseded attempts (removed from the batch).</summary>
+    void Write(MetricStoreWriter store, List<Item> batch)
     {
         using var transaction = store.Begin();
+        DropSuperseded(store, batch);
         foreach (var item in batch)
         {
             switch (item.Kind)

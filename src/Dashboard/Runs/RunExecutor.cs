@@ -36,6 +36,7 @@ public sealed class RunExecutor(
             return;
         }
         pipeline.ClearStoreFailure(runId);
+        var attempt = run.Attempt!;
         var outcome = RunStatus.Failed;
         string? error = null;
         long step = run.Step;
@@ -47,7 +48,7 @@ public sealed class RunExecutor(
             session.SnapshotDirectory = paths.PostHocDirectory(runId);
             step = session.Step;
             MarkStarted(run, session);
-            var observer = new RunObserver(runId, pipeline, active);
+            var observer = new RunObserver(runId, attempt, pipeline, active);
             var result = Train(run, session, observer, active.Cancellation.Token);
             step = result.Step;
             (outcome, error) = result.Outcome switch
@@ -59,7 +60,7 @@ public sealed class RunExecutor(
             };
             if (outcome == RunStatus.Completed) checkpoints.Save(runId, session, session.Tracks);
             // A stopped run keeps a bundle at the step it reached, so resuming it loses nothing.
-            if (outcome is RunStatus.Cancelled or RunStatus.Interrupted) SaveBundle(runId, session);
+            if (outcome is RunStatus.Cancelled or RunStatus.Interrupted) SaveBundle(runId, attempt, session);
             if (outcome == RunStatus.Completed) paths.DeleteBundles(runId);
         }
         catch (Exception e)
@@ -68,12 +69,12 @@ public sealed class RunExecutor(
             if (session is not null) step = session.Step;
             logger.LogError(e, "Run {RunId} failed", runId);
             error = e.Message;
-            pipeline.WriteLog(runId, TrainingLogLevel.Error, e.ToString());
+            pipeline.WriteLog(runId, TrainingLogLevel.Error, e.ToString(), attempt);
         }
         finally
         {
             session?.Dispose();
-            Finish(runId, outcome, error, step);
+            Finish(runId, attempt, outcome, error, step);
             queue.Deactivate(runId);
         }
     }
@@ -91,7 +92,7 @@ public sealed class RunExecutor(
         {
             var result = session.Train(observer, cancellation, stopAfterStep: NextStop(session.Step, run.CheckpointEvery));
             if (result.Outcome != TrainingOutcome.Paused) return result;
-            if (session.Step % _bundleEvery == 0) SaveBundle(run.Id, session);
+            if (session.Step % _bundleEvery == 0) SaveBundle(run.Id, run.Attempt!, session);
             if (run.CheckpointEvery is { } every && session.Step % every == 0) checkpoints.Save(run.Id, session, session.Tracks);
         }
     }
@@ -104,14 +105,16 @@ public sealed class RunExecutor(
     }
 
     /// <summary>
-    /// Takes a queued run in one conditional update (queued → running, one more start attempt), so two workers,
-    /// or a worker and a cancel, can never both have it. Null when the run is no longer queued.
+    /// Takes a queued run in one conditional update (queued → running, one more start attempt, a new attempt id), so
+    /// two workers, or a worker and a cancel, can never both have it. Null when the run is no longer queued.
     /// </summary>
     Run? Claim(long runId)
     {
         using var db = dbFactory.CreateDbContext();
+        var attempt = Run.NewUuid();
         var claimed = db.Runs.Where(r => r.Id == runId && r.Status == RunStatus.Queued).ExecuteUpdate(s => s
             .SetProperty(r => r.Status, RunStatus.Running)
+            .SetProperty(r => r.Attempt, attempt)
             .SetProperty(r => r.StartAttempts, r => r.StartAttempts + 1)
             .SetProperty(r => r.Error, (string?)null)
             .SetProperty(r => r.FinishedAt, (DateTimeOffset?)null));
@@ -146,25 +149,31 @@ public sealed class RunExecutor(
     /// the same transaction as the metrics before it, so after a crash the recorded bundle never skips
     /// metrics that were still queued (a resume replays only the steps after it).
     /// </summary>
-    void SaveBundle(long runId, TrainingSession session)
+    void SaveBundle(long runId, string attempt, TrainingSession session)
     {
         Directory.CreateDirectory(paths.RunDirectory(runId));
         ResumeBundle.SaveAtomically(session, paths.BundlePath(runId, session.Step));
-        pipeline.WriteBundleSaved(runId, session.Step);
+        pipeline.WriteBundleSaved(runId, session.Step, attempt);
     }
 
-    void Finish(long runId, RunStatus status, string? error, long step)
+    /// <summary>Records the end of this attempt, unless another start has taken the run over meanwhile.</summary>
+    void Finish(long runId, string attempt, RunStatus status, string? error, long step)
     {
         try
         {
             // Everything the run reported is committed before its final status is visible.
             pipeline.FlushAsync().GetAwaiter().GetResult();
             using var db = dbFactory.CreateDbContext();
-            db.Runs.Where(r => r.Id == runId).ExecuteUpdate(s => s
+            var recorded = db.Runs.Where(r => r.Id == runId && r.Attempt == attempt).ExecuteUpdate(s => s
                 .SetProperty(r => r.Status, status)
                 .SetProperty(r => r.Error, error)
                 .SetProperty(r => r.Step, step)
                 .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow));
+            if (recorded == 0)
+            {
+                logger.LogWarning("Run {RunId}: the end of attempt {Attempt} ({Status}) is not recorded: another start has taken the run over", runId, attempt, status.ToApi());
+                return;
+            }
             hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = status.ToApi(), Step = step, Message = error });
         }
         catch (Exception e)

@@ -189,6 +189,10 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .ValueGeneratedOnAdd()
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("Attempt")
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
                     b.Property<long?>("BundleStep")
                         .HasColumnType("INTEGER");
 

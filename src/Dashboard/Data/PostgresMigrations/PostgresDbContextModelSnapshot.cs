@@ -204,6 +204,10 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
 
                     NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
 
+                    b.Property<string>("Attempt")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)");
+
                     b.Property<long?>("BundleStep")
                         .HasColumnType("bigint");
 

@@ -152,16 +152,18 @@ public abstract class RunApiSuite(EmaLabFactory factory)
         await Api.WaitForAsync(_client, run.Id(), r => r.GetProperty("step").GetInt64() >= 100);
         using var scope = factory.Services.CreateScope();
         var db = scope.ServiceProvider.GetRequiredService<EmaLab.Dashboard.Data.EmaLabDbContext>();
+        while (!await db.Metrics.AnyAsync(m => m.RunId == run.Id())) await Task.Delay(50);
         var ours = await db.Runs.Where(r => r.Id == run.Id()).Select(r => r.Attempt).SingleAsync();
         Assert.Matches("^[0-9a-f]{32}$", ours);
 
         // Another start takes the run over, as a worker does that found this trainer gone.
         const string successor = "0123456789abcdef0123456789abcdef";
         await db.Runs.Where(r => r.Id == run.Id()).ExecuteUpdateAsync(s => s.SetProperty(r => r.Attempt, successor));
-        await Api.WaitForAsync(_client, run.Id(), r => !r.TryGetProperty("progress", out var live) || live.ValueKind == JsonValueKind.Null);
+        // Every batch the writer commits from now on checks the attempt: no row of this trainer lands any more.
         var rows = await db.Metrics.CountAsync(m => m.RunId == run.Id());
-        await Task.Delay(1000);
+        await Api.WaitForAsync(_client, run.Id(), r => !r.TryGetProperty("progress", out var live) || live.ValueKind == JsonValueKind.Null, seconds: 30);
         Assert.Equal(rows, await db.Metrics.CountAsync(m => m.RunId == run.Id()));
+        Assert.True(await db.Metrics.Where(m => m.RunId == run.Id()).MaxAsync(m => (long?)m.Step) < 50_000, "the trainer stopped long before its last step");
         // Its end is the successor's to record: the run is still running under the successor's attempt, with no error.
         var now = await db.Runs.AsNoTracking().SingleAsync(r => r.Id == run.Id());
         Assert.Equal((EmaLab.Dashboard.Data.RunStatus.Running, successor, (string?)null), (now.Status, now.Attempt, now.Error));

@@ -36,30 +36,14 @@ public sealed class PostgresEventRelay(
         await Task.WhenAll(ListenAsync(postgres, stoppingToken), SendAsync(postgres, stoppingToken));
     }
 
-    async Task ListenAsync(PostgresMetricStore postgres, CancellationToken stoppingToken)
+    Task ListenAsync(PostgresMetricStore postgres, CancellationToken stoppingToken) => KeepConnectedAsync("from", async () =>
     {
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                await using var connection = await postgres.OpenConnectionAsync(stoppingToken);
-                connection.Notification += (_, notification) => Receive(notification.Payload);
-                await using (var listen = new NpgsqlCommand($"LISTEN {Channel}", connection))
-                    await listen.ExecuteNonQueryAsync(stoppingToken);
-                while (true) await connection.WaitAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                logger.LogWarning("Live events from other processes paused ({Error}); listening again in 2 s", e.Message);
-                try { await Task.Delay(TimeSpan.FromSeconds(2), stoppingToken); }
-                catch (OperationCanceledException) { return; }
-            }
-        }
-    }
+        await using var connection = await postgres.OpenConnectionAsync(stoppingToken);
+        connection.Notification += (_, notification) => Receive(notification.Payload);
+        await using (var listen = new NpgsqlCommand($"LISTEN {Channel}", connection))
+            await listen.ExecuteNonQueryAsync(stoppingToken);
+        while (true) await connection.WaitAsync(stoppingToken);
+    }, stoppingToken);
 
     void Receive(string payload)
     {
@@ -76,24 +60,33 @@ public sealed class PostgresEventRelay(
     async Task SendAsync(PostgresMetricStore postgres, CancellationToken stoppingToken)
     {
         using var subscription = hub.Subscribe(capacity: 65_536);
+        await KeepConnectedAsync("to", async () =>
+        {
+            await using var connection = await postgres.OpenConnectionAsync(stoppingToken);
+            await using var notify = new NpgsqlCommand("SELECT pg_notify($1, $2)", connection);
+            notify.Parameters.Add(new NpgsqlParameter<string> { TypedValue = Channel });
+            var payload = new NpgsqlParameter<string>();
+            notify.Parameters.Add(payload);
+            await foreach (var e in subscription.Reader.ReadAllAsync(stoppingToken))
+            {
+                if (e.Relayed) continue;
+                foreach (var part in Parts(e))
+                {
+                    payload.TypedValue = part;
+                    await notify.ExecuteNonQueryAsync(stoppingToken);
+                }
+            }
+        }, stoppingToken);
+    }
+
+    /// <summary>Runs <paramref name="connected"/> until the process stops, again 2 s after each failure (a lost connection).</summary>
+    async Task KeepConnectedAsync(string direction, Func<Task> connected, CancellationToken stoppingToken)
+    {
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                await using var connection = await postgres.OpenConnectionAsync(stoppingToken);
-                await using var notify = new NpgsqlCommand("SELECT pg_notify($1, $2)", connection);
-                notify.Parameters.Add(new NpgsqlParameter<string> { TypedValue = Channel });
-                var payload = new NpgsqlParameter<string>();
-                notify.Parameters.Add(payload);
-                await foreach (var e in subscription.Reader.ReadAllAsync(stoppingToken))
-                {
-                    if (e.Relayed) continue;
-                    foreach (var part in Parts(e))
-                    {
-                        payload.TypedValue = part;
-                        await notify.ExecuteNonQueryAsync(stoppingToken);
-                    }
-                }
+                await connected();
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -101,7 +94,7 @@ public sealed class PostgresEventRelay(
             }
             catch (Exception e)
             {
-                logger.LogWarning("Live events to other processes paused ({Error}); sending again in 2 s", e.Message);
+                logger.LogWarning("Live events {Direction} other processes paused ({Error}); connecting again in 2 s", direction, e.Message);
                 try { await Task.Delay(TimeSpan.FromSeconds(2), stoppingToken); }
                 catch (OperationCanceledException) { return; }
             }

@@ -88,22 +88,21 @@ public sealed class ApiTokenTests : IDisposable
     public async Task An_mlflow_client_logs_with_its_tracking_token_and_nothing_gets_in_without_it()
     {
         var client = _factory.CreateClient();
-        static StringContent Json(string body) => new(body, System.Text.Encoding.UTF8, "application/json");
 
         // MLFLOW_TRACKING_TOKEN=s3cret makes MLflow's client send exactly this header.
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "s3cret");
-        var created = await client.PostAsync("/api/2.0/mlflow/runs/create", Json("""{"experiment_id": "0"}"""));
+        var created = await client.PostAsync("/api/2.0/mlflow/runs/create", Api.JsonBody("""{"experiment_id": "0"}"""));
         Assert.Equal(HttpStatusCode.OK, created.StatusCode);
         var runId = System.Text.Json.JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
         var batch = $$"""{"run_id": "{{runId}}", "metrics": [{"key": "val_acc", "value": 0.5, "timestamp": "1700000000000", "step": "1"}]}""";
-        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/api/2.0/mlflow/runs/log-batch", Json(batch))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/api/2.0/mlflow/runs/log-batch", Api.JsonBody(batch))).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await client.PutAsync($"/api/2.0/mlflow-artifacts/artifacts/0/{runId}/artifacts/notes.txt", new StringContent("kept"))).StatusCode);
 
         // Without it (or with another one): no logging, no reading, no artifact in or out.
         foreach (var token in new string?[] { null, "wrong" })
         {
             client.DefaultRequestHeaders.Authorization = token is null ? null : new AuthenticationHeaderValue("Bearer", token);
-            Assert.Equal(HttpStatusCode.Unauthorized, (await client.PostAsync("/api/2.0/mlflow/runs/log-batch", Json(batch))).StatusCode);
+            Assert.Equal(HttpStatusCode.Unauthorized, (await client.PostAsync("/api/2.0/mlflow/runs/log-batch", Api.JsonBody(batch))).StatusCode);
             Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync($"/api/2.0/mlflow/metrics/get-history?run_id={runId}&metric_key=val_acc")).StatusCode);
             Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync($"/api/2.0/mlflow-artifacts/artifacts/0/{runId}/artifacts/notes.txt")).StatusCode);
             Assert.Equal(HttpStatusCode.Unauthorized, (await client.PutAsync($"/api/2.0/mlflow-artifacts/artifacts/0/{runId}/artifacts/other.txt", new StringContent("no"))).StatusCode);

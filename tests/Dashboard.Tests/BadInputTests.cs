@@ -76,7 +76,7 @@ public abstract class BadInputSuite(EmaLabFactory factory)
     public async Task Invalid_field_gets_400_naming_it_and_writes_nothing(string body, string field)
     {
         var before = await CountRunsAsync();
-        var response = await _client.PostAsync("/api/runs", new StringContent(body, Encoding.UTF8, "application/json"));
+        var response = await _client.PostAsync("/api/runs", Api.JsonBody(body));
         var text = await response.Content.ReadAsStringAsync();
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
@@ -93,7 +93,7 @@ public abstract class BadInputSuite(EmaLabFactory factory)
     public async Task Several_invalid_fields_are_all_named()
     {
         var body = With(b => { b["learningRate"] = -1; b["batchSize"] = 0; Ema(b)["decays"] = new JsonArray(1.5); });
-        var response = await _client.PostAsync("/api/runs", new StringContent(body, Encoding.UTF8, "application/json"));
+        var response = await _client.PostAsync("/api/runs", Api.JsonBody(body));
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         var errors = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("errors");
         Assert.Equal(["learningRate", "batchSize", "ema.decays"], errors.EnumerateObject().Select(p => p.Name));
@@ -107,7 +107,7 @@ public abstract class BadInputSuite(EmaLabFactory factory)
             new JsonObject { ["decay"] = 0.9 },
             new JsonObject { ["preset"] = "swa", ["startStep"] = -1 },
             new JsonObject { ["decay"] = 0.99, ["name"] = "ema-0.9" }));
-        var response = await _client.PostAsync("/api/runs", new StringContent(body, Encoding.UTF8, "application/json"));
+        var response = await _client.PostAsync("/api/runs", Api.JsonBody(body));
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         var errors = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("errors");
         Assert.Equal(["ema.tracks[0].every", "ema.tracks[2].startStep", "ema.tracks[3].name"], errors.EnumerateObject().Select(p => p.Name));

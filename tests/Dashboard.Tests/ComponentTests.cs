@@ -302,7 +302,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         await Api.WaitForFinishAsync(_client, engine.Id());
         async Task<System.Text.Json.JsonElement> Mlflow(string path, string body)
         {
-            var response = await _client.PostAsync("/api/2.0/mlflow/" + path, new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+            var response = await _client.PostAsync("/api/2.0/mlflow/" + path, Api.JsonBody(body));
             Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
             return System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
         }

@@ -104,6 +104,9 @@ static class Api
         ["ema"] = new JsonObject { ["decays"] = new JsonArray((decays ?? [0.9, 0.99]).Select(d => (JsonNode)d).ToArray()) },
     };
 
+    /// <summary>A request body declared as JSON (the API and the tracking API refuse others).</summary>
+    public static StringContent JsonBody(string json) => new(json, System.Text.Encoding.UTF8, "application/json");
+
     public static async Task<JsonElement> CreateAsync(HttpClient client, JsonObject body)
     {
         var response = await client.PostAsJsonAsync("/api/runs", body);

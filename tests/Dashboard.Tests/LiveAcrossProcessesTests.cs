@@ -59,8 +59,7 @@ public sealed class LiveAcrossProcessesTests
         using var viewer = tracking.SharingDatabase();
         var client = tracking.CreateClient();
         var viewerClient = viewer.CreateClient();
-        static StringContent Json(string body) => new(body, System.Text.Encoding.UTF8, "application/json");
-        var created = JsonDocument.Parse(await (await client.PostAsync("/api/2.0/mlflow/runs/create", Json("{}"))).Content.ReadAsStringAsync()).RootElement;
+        var created = JsonDocument.Parse(await (await client.PostAsync("/api/2.0/mlflow/runs/create", Api.JsonBody("{}"))).Content.ReadAsStringAsync()).RootElement;
         var runId = created.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
         var id = (await Api.GetAsync(viewerClient, "/api/runs")).GetProperty("items").EnumerateArray().Single(r => r.GetProperty("trackingId").GetString() == runId).Id();
 
@@ -69,7 +68,7 @@ public sealed class LiveAcrossProcessesTests
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
         Assert.StartsWith("event: status", await reader.ReadLineAsync(cts.Token)); // the stream has begun: what follows is live
         var batch = $$"""{"run_id": "{{runId}}", "metrics": [{"key": "loss", "value": "NaN", "timestamp": "1", "step": "1"}, {"key": "loss", "value": 0.5, "timestamp": "2", "step": "2"}]}""";
-        Assert.True((await client.PostAsync("/api/2.0/mlflow/runs/log-batch", Json(batch))).IsSuccessStatusCode);
+        Assert.True((await client.PostAsync("/api/2.0/mlflow/runs/log-batch", Api.JsonBody(batch))).IsSuccessStatusCode);
         while (true)
         {
             var line = await reader.ReadLineAsync(cts.Token);

@@ -21,7 +21,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
 
     async Task<(HttpStatusCode Status, JsonElement Body)> PostAsync(string path, string json)
     {
-        var response = await _client.PostAsync(Base + path, new StringContent(json, Encoding.UTF8, "application/json"));
+        var response = await _client.PostAsync(Base + path, Api.JsonBody(json));
         return (response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement);
     }
 
@@ -331,7 +331,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         body["experimentId"] = long.Parse(id);
         var run = await Api.CreateAsync(_client, body);
         Assert.Equal(long.Parse(id), run.GetProperty("experimentId").GetInt64());
-        var clone = await _client.PostAsync($"/api/runs/{run.Id()}/clone", new StringContent("{}", Encoding.UTF8, "application/json"));
+        var clone = await _client.PostAsync($"/api/runs/{run.Id()}/clone", Api.JsonBody("{}"));
         Assert.Equal(long.Parse(id), JsonDocument.Parse(await clone.Content.ReadAsStringAsync()).RootElement.GetProperty("experimentId").GetInt64());
         var listed = await Api.GetAsync(_client, $"/api/runs?experiment={id}");
         Assert.Equal(2, listed.GetProperty("total").GetInt32());
@@ -339,7 +339,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         // An experiment that does not exist is a 400 naming the field; nothing is written.
         var before = (await Api.GetAsync(_client, "/api/runs")).GetProperty("total").GetInt32();
         body["experimentId"] = 987654;
-        var refused = await _client.PostAsync("/api/runs", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
+        var refused = await _client.PostAsync("/api/runs", Api.JsonBody(body.ToJsonString()));
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Contains("experimentId", await refused.Content.ReadAsStringAsync());
         Assert.Equal(before, (await Api.GetAsync(_client, "/api/runs")).GetProperty("total").GetInt32());
@@ -351,7 +351,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         using var tight = factory.New();
         tight.Settings["EmaLab:DiskReserveMegabytes"] = "10000000"; // 10 TB must stay free: nothing fits
         var client = tight.CreateClient();
-        var created = await client.PostAsync(Base + "runs/create", new StringContent("{}", Encoding.UTF8, "application/json"));
+        var created = await client.PostAsync(Base + "runs/create", Api.JsonBody("{}"));
         var runId = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
         var refused = await client.PutAsync($"/api/2.0/mlflow-artifacts/artifacts/0/{runId}/artifacts/big.bin", new ByteArrayContent(new byte[1024]));
         AssertError((HttpStatusCode)429, "RESOURCE_EXHAUSTED", (refused.StatusCode, JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement), "Not enough free disk space");
@@ -366,7 +366,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         var client = own.CreateClient();
         async Task<(HttpStatusCode, JsonElement)> Post(string path, string body)
         {
-            var response = await client.PostAsync(Base + path, new StringContent(body, Encoding.UTF8, "application/json"));
+            var response = await client.PostAsync(Base + path, Api.JsonBody(body));
             return (response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement);
         }
         var (_, a) = await Post("runs/create", "{}");

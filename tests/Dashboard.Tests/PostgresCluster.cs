@@ -38,9 +38,9 @@ public sealed class PostgresCluster : IDisposable
         if (IsRoot) Run("chown", "postgres", _folder);
         try
         {
-            RunServerTool("initdb", ["-D", Data, "-A", "trust", "-U", "emalab", "-E", "UTF8", .. durable ? Array.Empty<string>() : ["--no-sync"]]);
+            RunServerTool(_bin, "initdb", ["-D", Data, "-A", "trust", "-U", "emalab", "-E", "UTF8", .. durable ? Array.Empty<string>() : ["--no-sync"]]);
             var fast = durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off";
-            RunServerTool("pg_ctl", "-D", Data, "-l", Path.Combine(_folder, "log"), "-w", "-t", "60", "-o",
+            RunServerTool(_bin, "pg_ctl", "-D", Data, "-l", Path.Combine(_folder, "log"), "-w", "-t", "60", "-o",
                 $"-p {_port} -k {_folder} -c listen_addresses=127.0.0.1 -c max_connections=300{fast}", "start");
         }
         catch
@@ -69,12 +69,7 @@ public sealed class PostgresCluster : IDisposable
             try
             {
                 var data = Path.Combine(folder, "data");
-                if (File.Exists(Path.Combine(data, "postmaster.pid")))
-                {
-                    var stop = Path.Combine(bin, "pg_ctl");
-                    if (IsRoot) Run("runuser", "-u", "postgres", "--", stop, "-D", data, "-m", "immediate", "-w", "stop");
-                    else Run(stop, "-D", data, "-m", "immediate", "-w", "stop");
-                }
+                if (File.Exists(Path.Combine(data, "postmaster.pid"))) RunServerTool(bin, "pg_ctl", StopArguments(data));
             }
             catch (InvalidOperationException)
             {
@@ -121,18 +116,22 @@ public sealed class PostgresCluster : IDisposable
         if (!Directory.Exists(_folder)) return;
         // The test host is ended moments after its exit handlers start: stopping and removing run in a session of their
         // own that outlives it (a folder left anyway is swept by the next test run).
-        var stop = $"{Path.Combine(_bin, "pg_ctl")} -D {Data} -m immediate -w stop";
-        var script = $"{(IsRoot ? $"runuser -u postgres -- {stop}" : stop)} >/dev/null 2>&1; rm -rf {_folder}";
+        var script = $"{string.Join(' ', ServerToolCommand(_bin, "pg_ctl", StopArguments(Data)))} >/dev/null 2>&1; rm -rf {_folder}";
         Process.Start(new ProcessStartInfo("setsid", ["sh", "-c", script]) { UseShellExecute = false })?.Dispose();
     }
 
     static bool IsRoot => Environment.UserName == "root";
 
-    void RunServerTool(string tool, params string[] arguments)
+    static string[] StopArguments(string data) => ["-D", data, "-m", "immediate", "-w", "stop"];
+
+    /// <summary>A server tool's command line: as the <c>postgres</c> user when this process is root (PostgreSQL refuses root).</summary>
+    static string[] ServerToolCommand(string bin, string tool, string[] arguments) =>
+        IsRoot ? ["runuser", "-u", "postgres", "--", Path.Combine(bin, tool), .. arguments] : [Path.Combine(bin, tool), .. arguments];
+
+    static void RunServerTool(string bin, string tool, params string[] arguments)
     {
-        var path = Path.Combine(_bin, tool);
-        if (IsRoot) Run("runuser", ["-u", "postgres", "--", path, .. arguments]);
-        else Run(path, arguments);
+        var command = ServerToolCommand(bin, tool, arguments);
+        Run(command[0], command[1..]);
     }
 
     static void Run(string file, params string[] arguments)

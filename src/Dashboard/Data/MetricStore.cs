@@ -14,9 +14,6 @@ public readonly record struct MetricRow(string Track, string Key, long Step, dou
 /// </summary>
 public abstract class MetricStore
 {
-    /// <summary>"sqlite" or "postgres", as configured.</summary>
-    public abstract string Name { get; }
-
     /// <summary>Options for a new context of this database (a PostgreSQL context carries its own migrations).</summary>
     public abstract EmaLabDbContext CreateContext();
 

@@ -20,8 +20,6 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
         _contextOptions = PostgresDbContext.Options(connectionString);
     }
 
-    public override string Name => "postgres";
-
     public override EmaLabDbContext CreateContext() => new PostgresDbContext(_contextOptions);
 
     public override MetricStoreWriter OpenWriter() => new Writer(_source);

@@ -14,8 +14,6 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
     readonly DbContextOptions<EmaLabDbContext> _contextOptions =
         new DbContextOptionsBuilder<EmaLabDbContext>().UseSqlite(paths.ConnectionString).Options;
 
-    public override string Name => "sqlite";
-
     public override EmaLabDbContext CreateContext() => new(_contextOptions);
 
     public override Task PrepareAsync(EmaLabDbContext db, CancellationToken ct) => db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", ct);
@@ -89,7 +87,7 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
     {
         using var connection = Open();
         using var command = connection.CreateCommand();
-        var ids = string.Join(",", runIds.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var ids = IdList(runIds);
         // SQLite returns the bare column (Step, Value) of the row that holds the MIN/MAX.
         command.CommandText = $"""
             SELECT b.RunId, b.Track, b.BestValue, b.BestStep, f.Value, f.FinalStep FROM
@@ -116,6 +114,9 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
         using var reader = command.ExecuteReader();
         while (reader.Read()) yield return new MetricRow(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), ValueAt(reader, 3), reader.GetInt64(4));
     }
+
+    /// <summary>Run ids as an SQL list (integers: nothing to escape).</summary>
+    static string IdList(IEnumerable<long> runIds) => string.Join(",", runIds.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
     /// <summary>A stored metric value: NULL is how NaN is stored.</summary>
     static double ValueAt(SqliteDataReader reader, int column) => reader.IsDBNull(column) ? double.NaN : reader.GetDouble(column);
@@ -196,7 +197,7 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
         {
             using var command = _connection.CreateCommand();
             command.Transaction = _progress.Transaction;
-            command.CommandText = $"SELECT Id, Attempt FROM Runs WHERE Id IN ({string.Join(",", runIds.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture)))})";
+            command.CommandText = $"SELECT Id, Attempt FROM Runs WHERE Id IN ({IdList(runIds)})";
             using var reader = command.ExecuteReader();
             var attempts = new Dictionary<long, string?>();
             while (reader.Read()) attempts[reader.GetInt64(0)] = reader.IsDBNull(1) ? null : reader.GetString(1);

@@ -218,12 +218,13 @@ public sealed class MetricPipeline : BackgroundService
         var checkedRuns = batch.Where(i => i.Attempt is not null).Select(i => i.RunId).Distinct().ToList();
         if (checkedRuns.Count == 0) return;
         var current = store.Attempts(checkedRuns);
-        foreach (var stale in batch.Where(i => i.Attempt is not null && current.GetValueOrDefault(i.RunId) != i.Attempt).Select(i => (i.RunId, i.Attempt)).Distinct().ToList())
+        bool Superseded(Item i) => i.Attempt is not null && current.GetValueOrDefault(i.RunId) != i.Attempt;
+        foreach (var stale in batch.Where(Superseded).Select(i => (i.RunId, i.Attempt)).Distinct().ToList())
         {
             var reason = $"Run {stale.RunId} was taken over by another start (attempt {current.GetValueOrDefault(stale.RunId) ?? "none"}); this one (attempt {stale.Attempt}) stops and its reports are not stored.";
             if (_failedRuns.TryAdd(stale.RunId, reason)) _logger.LogWarning("{Reason}", reason);
         }
-        batch.RemoveAll(i => i.Attempt is not null && current.GetValueOrDefault(i.RunId) != i.Attempt);
+        batch.RemoveAll(Superseded);
     }
 
     /// <summary>Broadcasts what a batch committed: one <c>metrics</c> event per run (all its points), then progress, logs and flushes.</summary>

@@ -19,6 +19,39 @@ public sealed class EmaLabOptions : IValidatableObject
     public const string SqliteDatabase = "sqlite";
     public const string PostgresDatabase = "postgres";
 
+    /// <summary>
+    /// What this process does: <c>all</c> (the default: pages, API and training in one process), <c>web</c> (pages and API,
+    /// no training) or <c>worker</c> (trains the runs the others queue; no pages). <c>web</c> and <c>worker</c> need
+    /// <c>postgres</c>: the processes meet in its database and its job queue.
+    /// </summary>
+    public string Role { get; set; } = AllRole;
+    public const string AllRole = "all";
+    public const string WebRole = "web";
+    public const string WorkerRole = "worker";
+
+    /// <summary>This process trains runs (role <c>all</c> or <c>worker</c>).</summary>
+    public bool Trains => Role != WebRole;
+    /// <summary>This process serves pages and the API (role <c>all</c> or <c>web</c>).</summary>
+    public bool Serves => Role != WorkerRole;
+    /// <summary>Runs reach their trainer through the database's job queue (Hangfire), so any process on it may train them.</summary>
+    public bool JobsAcrossProcesses => Database == PostgresDatabase;
+
+    /// <summary>
+    /// Folder of the runs' files (<c>runs/{id}/</c>: resume bundles, checkpoints, post-hoc snapshots, artifacts); defaults to
+    /// the data directory. With several machines it is a folder every one of them mounts at this path.
+    /// </summary>
+    public string? ArtifactDirectory { get; set; }
+
+    /// <summary>
+    /// How long a training job may go without its worker's heartbeat before another worker takes it over (seconds; jobs
+    /// across processes only). The worker renews it every fifth of this while the job runs.
+    /// </summary>
+    [Range(5, 86_400)]
+    public int JobInvisibilitySeconds { get; set; } = 300;
+
+    /// <summary>The name this process's trainer goes by in run logs (default <c>host:pid</c>).</summary>
+    public string? WorkerName { get; set; }
+
     /// <summary>Runs trained at the same time.</summary>
     [Range(1, 16)]
     public int MaxConcurrentRuns { get; set; } = 1;
@@ -82,9 +115,17 @@ public sealed class EmaLabOptions : IValidatableObject
     {
         if (Database is not (SqliteDatabase or PostgresDatabase))
             yield return new ValidationResult($"EmaLab:Database must be '{SqliteDatabase}' or '{PostgresDatabase}', not '{Database}'.", [nameof(Database)]);
+        if (Role is not (AllRole or WebRole or WorkerRole))
+            yield return new ValidationResult($"EmaLab:Role must be '{AllRole}', '{WebRole}' or '{WorkerRole}', not '{Role}'.", [nameof(Role)]);
+        else if (Role != AllRole && Database != PostgresDatabase)
+            yield return new ValidationResult($"EmaLab:Role={Role} needs EmaLab:Database={PostgresDatabase}: separate web and worker processes share its database and job queue.", [nameof(Role)]);
         if (AllowRemote && string.IsNullOrWhiteSpace(ApiToken))
             yield return new ValidationResult("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.", [nameof(ApiToken)]);
     }
 
     public string ResolveDataDirectory(string contentRoot) => Path.GetFullPath(DataDirectory, contentRoot);
+
+    public string ResolveArtifactDirectory(string contentRoot) => Path.GetFullPath(ArtifactDirectory ?? DataDirectory, contentRoot);
+
+    public string ResolveWorkerName() => string.IsNullOrWhiteSpace(WorkerName) ? $"{Environment.MachineName}:{Environment.ProcessId}" : WorkerName;
 }

@@ -22,6 +22,8 @@ if (!builder.Configuration.GetValue<bool>($"{EmaLabOptions.Section}:{nameof(EmaL
 }
 
 builder.Services.AddOptions<EmaLabOptions>().BindConfiguration(EmaLabOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+// The role and the database decide which services this process runs; the values are validated at start like the rest.
+var setup = builder.Configuration.GetSection(EmaLabOptions.Section).Get<EmaLabOptions>() ?? new EmaLabOptions();
 builder.Services.AddSingleton<DataPaths>();
 builder.Services.AddEmaLabDatabase();
 
@@ -38,7 +40,13 @@ builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.ArtifactStore>();
 // Registered before the worker: hosted services stop in reverse order, so the writer outlives the runs it records.
 builder.Services.AddSingleton<MetricPipeline>();
 builder.Services.AddHostedService(services => services.GetRequiredService<MetricPipeline>());
-builder.Services.AddHostedService<RunWorker>();
+if (setup.JobsAcrossProcesses)
+    builder.Services.AddRunJobs(setup);
+else
+{
+    builder.Services.AddSingleton<RunDispatch, InProcessDispatch>();
+    builder.Services.AddHostedService<RunWorker>();
+}
 // On PostgreSQL: live events to and from the other processes on the same database (nothing on SQLite).
 builder.Services.AddHostedService<PostgresEventRelay>();
 
@@ -76,15 +84,19 @@ app.UseAuthorization();
 app.UseRateLimiter();
 app.UseAntiforgery();
 
-app.MapStaticAssets();
 app.MapHealthChecks("/health");
-app.MapOpenApi();
-app.MapScalarApiReference("/api/docs");
-app.MapSignIn();
-app.MapEmaLabApi();
-app.MapRazorComponents<App>()
-    .AddInteractiveServerRenderMode()
-    .RequireAuthorization(Access.Policy);
+// A worker serves its health only: pages and the API are the web role's.
+if (setup.Serves)
+{
+    app.MapStaticAssets();
+    app.MapOpenApi();
+    app.MapScalarApiReference("/api/docs");
+    app.MapSignIn();
+    app.MapEmaLabApi();
+    app.MapRazorComponents<App>()
+        .AddInteractiveServerRenderMode()
+        .RequireAuthorization(Access.Policy);
+}
 
 app.Lifetime.ApplicationStarted.Register(() => RefuseRemoteListeningUnlessAllowed(app));
 app.Run();

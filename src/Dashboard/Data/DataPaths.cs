@@ -4,17 +4,31 @@ using EmaLab.TrainingEngine.Formats;
 
 namespace EmaLab.Dashboard.Data;
 
-/// <summary>Where everything lives under the data directory: <c>emalab.db</c> and <c>runs/{id}/</c> (resume bundles, checkpoints).</summary>
+/// <summary>
+/// Where everything lives: <c>emalab.db</c> in the data directory, and the runs' files (<c>runs/{id}/</c>: resume bundles,
+/// checkpoints, snapshots, artifacts) under the artifact directory, which is the data directory unless configured.
+/// </summary>
 public sealed class DataPaths
 {
     public DataPaths(IOptions<EmaLabOptions> options, IHostEnvironment environment)
     {
-        Root = options.Value.ResolveDataDirectory(environment.ContentRootPath);
-        Directory.CreateDirectory(Root);
-        DatabasePath = Path.Combine(Root, "emalab.db");
+        var dataDirectory = options.Value.ResolveDataDirectory(environment.ContentRootPath);
+        Root = options.Value.ResolveArtifactDirectory(environment.ContentRootPath);
+        // A shared folder that is not mounted must stop the process here, not fail runs one by one later.
+        try
+        {
+            Directory.CreateDirectory(dataDirectory);
+            Directory.CreateDirectory(Root);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException($"The data directory '{dataDirectory}' or the artifact directory '{Root}' cannot be created or reached: {e.Message}", e);
+        }
+        DatabasePath = Path.Combine(dataDirectory, "emalab.db");
         ConnectionString = $"Data Source={DatabasePath};Pooling=True;Default Timeout={options.Value.StoreTimeoutSeconds}";
     }
 
+    /// <summary>The artifact directory: every path the database records is relative to it.</summary>
     public string Root { get; }
     public string DatabasePath { get; }
     public string ConnectionString { get; }
@@ -39,14 +53,18 @@ public sealed class DataPaths
         }
     }
 
-    /// <summary>Removes files a crash left half-written (<c>*.partial</c>: bundles, checkpoints, snapshots); returns how many.</summary>
-    public int DeletePartialFiles()
+    /// <summary>
+    /// Removes files a crash left half-written (<c>*.partial</c>: bundles, checkpoints, snapshots) that were last written
+    /// before <paramref name="writtenBefore"/>; returns how many. Another process sharing the folder may be writing newer ones.
+    /// </summary>
+    public int DeletePartialFiles(DateTime writtenBefore)
     {
         var runs = Path.Combine(Root, "runs");
         if (!Directory.Exists(runs)) return 0;
-        var partial = Directory.GetFiles(runs, "*" + TrainingEngine.Formats.AtomicFile.PartialSuffix, SearchOption.AllDirectories);
+        var partial = Directory.GetFiles(runs, "*" + TrainingEngine.Formats.AtomicFile.PartialSuffix, SearchOption.AllDirectories)
+            .Where(file => File.GetLastWriteTimeUtc(file) < writtenBefore).ToList();
         foreach (var file in partial) File.Delete(file);
-        return partial.Length;
+        return partial.Count;
     }
 
     /// <summary>Relative to <see cref="Root"/>, as stored in the database.</summary>

@@ -26,6 +26,8 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
             run.Property(r => r.Origin).HasConversion(o => o.ToString().ToLowerInvariant(), o => Enum.Parse<RunOrigin>(o, true)).HasMaxLength(16);
             run.Property(r => r.Uuid).HasMaxLength(32);
             run.Property(r => r.Attempt).HasMaxLength(32);
+            run.Property(r => r.DispatchId).HasMaxLength(32);
+            run.Property(r => r.JobId).HasMaxLength(64);
             run.HasIndex(r => r.Uuid).IsUnique();
             run.HasIndex(r => r.ExperimentId);
             run.HasOne<Experiment>().WithMany().HasForeignKey(r => r.ExperimentId).OnDelete(DeleteBehavior.Restrict);

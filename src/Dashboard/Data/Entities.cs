@@ -123,6 +123,15 @@ public sealed class Run
     /// presumed gone and replaced writes nothing over its successor.
     /// </summary>
     public string? Attempt { get; set; }
+    /// <summary>
+    /// With jobs across processes (PostgreSQL): the ticket of the job that may train the run (a new one each time the run
+    /// is queued). A job whose ticket is not the run's own finds nothing to do, so a job sent twice trains nothing twice.
+    /// </summary>
+    public string? DispatchId { get; set; }
+    /// <summary>The Hangfire job carrying <see cref="DispatchId"/> (deleted to stop the run on whichever machine trains it).</summary>
+    public string? JobId { get; set; }
+    /// <summary>A cancel was asked for while the run trained, perhaps on another machine: its trainer ends it as cancelled.</summary>
+    public bool CancelRequested { get; set; }
 
     public List<EmaTrack> Tracks { get; set; } = [];
 

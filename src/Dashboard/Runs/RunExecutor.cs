@@ -16,6 +16,7 @@ public sealed class RunExecutor(
     MetricPipeline pipeline,
     RunQueue queue,
     RunEventHub hub,
+    RunDispatch dispatch,
     DataPaths paths,
     CheckpointStore checkpoints,
     IOptions<EmaLabOptions> options,
@@ -24,11 +25,22 @@ public sealed class RunExecutor(
     readonly int _bundleEvery = options.Value.BundleEvery;
     readonly int _diskReserveMegabytes = options.Value.DiskReserveMegabytes;
 
-    public void Execute(long runId, CancellationToken stopping)
+    /// <summary>
+    /// Trains the run if it is still queued, or, for a <paramref name="job"/> whose ticket the run still carries, if its
+    /// previous trainer died with it running (Hangfire fetched the job again): then it resumes from the last bundle.
+    /// </summary>
+    public void Execute(long runId, CancellationToken stopping, JobTicket? job = null)
     {
         // Active before claimed: a cancel that sees the run running always finds its cancellation.
-        if (queue.Activate(runId, stopping) is not { } active) return; // another worker is training it
-        var run = Claim(runId);
+        if (queue.Activate(runId, stopping, job?.Withdrawn ?? default) is not { } active) return; // another worker is training it
+        // A job fetched while this process begins to stop goes back to the queue for another worker, unstarted.
+        if (job is not null && stopping.IsCancellationRequested)
+        {
+            Redispatch(runId, job.DispatchId, attempt: null, "the worker is stopping");
+            queue.Deactivate(runId);
+            return;
+        }
+        var run = Claim(runId, job);
         // Cancelled, deleted or taken by another worker while it waited in the queue.
         if (run is null)
         {
@@ -55,7 +67,8 @@ public sealed class RunExecutor(
             {
                 TrainingOutcome.Completed => (RunStatus.Completed, (string?)null),
                 TrainingOutcome.Diverged => (RunStatus.Diverged, result.Message),
-                _ when active.UserCancelled => (RunStatus.Cancelled, result.Message),
+                // Not the process stopping, so a cancel: here, or on another machine (its job was deleted).
+                _ when active.UserCancelled || !stopping.IsCancellationRequested => (RunStatus.Cancelled, result.Message),
                 _ => (RunStatus.Interrupted, $"The server stopped at step {result.Step:N0}; resume to continue."),
             };
             if (outcome == RunStatus.Completed) checkpoints.Save(runId, session, session.Tracks);
@@ -74,13 +87,17 @@ public sealed class RunExecutor(
         finally
         {
             session?.Dispose();
-            Finish(runId, attempt, outcome, error, step);
+            // With jobs across processes, a run its worker stopped goes on with another worker instead of waiting for a resume.
+            if (outcome == RunStatus.Interrupted && job is not null) Redispatch(runId, job.DispatchId, attempt, $"worker {job.WorkerName} stopped at step {step:N0}");
+            else Finish(runId, attempt, outcome, error, step);
             queue.Deactivate(runId);
         }
     }
 
     TrainingSession OpenSession(Run run)
     {
+        if (run.ResumeRequested && run.BundleStep is { } bundleStep && !File.Exists(paths.BundlePath(run.Id, bundleStep)))
+            throw new FileNotFoundException($"The resume bundle of step {bundleStep:N0} is not at {paths.BundlePath(run.Id, bundleStep)}: is EmaLab:ArtifactDirectory the same shared folder on every machine?");
         if (run.ResumeRequested && run.BundleStep is { } step) return ResumeBundle.Resume(paths.BundlePath(run.Id, step));
         return TrainingSession.Create(run.EngineSpec(), run.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
@@ -105,23 +122,92 @@ public sealed class RunExecutor(
     }
 
     /// <summary>
-    /// Takes a queued run in one conditional update (queued → running, one more start attempt, a new attempt id), so
-    /// two workers, or a worker and a cancel, can never both have it. Null when the run is no longer queued.
+    /// Takes the run in one conditional update (one more start attempt, a new attempt id), so two workers, or a worker and a
+    /// cancel, can never both have it. Without a job only a queued run is taken; a job takes the run its ticket names,
+    /// queued, or running under a trainer that died (a takeover: it resumes from the last bundle). Null when there is
+    /// nothing to train.
     /// </summary>
-    Run? Claim(long runId)
+    Run? Claim(long runId, JobTicket? job)
     {
         using var db = dbFactory.CreateDbContext();
+        var seen = db.Runs.AsNoTracking().SingleOrDefault(r => r.Id == runId);
+        if (seen is null || (job is not null && seen.DispatchId != job.DispatchId)) return null;
+        var takeover = job is not null && seen.Status == RunStatus.Running;
+        if (seen.Status != RunStatus.Queued && !takeover) return null;
+        if (takeover && seen.CancelRequested)
+        {
+            EndUnclaimed(db, seen, RunStatus.Cancelled, $"Cancelled at step {seen.Step:N0} while its worker was gone.");
+            return null;
+        }
+        if (takeover && seen.StartAttempts >= 2)
+        {
+            EndUnclaimed(db, seen, RunStatus.Failed, $"A worker stopped {seen.StartAttempts} times while starting this run (building its model or loading its data or bundle); it is not started again.");
+            return null;
+        }
         var attempt = Run.NewUuid();
-        var claimed = db.Runs.Where(r => r.Id == runId && r.Status == RunStatus.Queued).ExecuteUpdate(s => s
+        var jobId = job?.JobId;
+        var claimed = db.Runs.Where(r => r.Id == runId && r.Status == seen.Status && r.Attempt == seen.Attempt && r.DispatchId == seen.DispatchId).ExecuteUpdate(s => s
             .SetProperty(r => r.Status, RunStatus.Running)
             .SetProperty(r => r.Attempt, attempt)
             .SetProperty(r => r.StartAttempts, r => r.StartAttempts + 1)
+            .SetProperty(r => r.ResumeRequested, r => r.ResumeRequested || (takeover && r.BundleStep != null))
+            .SetProperty(r => r.JobId, r => jobId ?? r.JobId)
             .SetProperty(r => r.Error, (string?)null)
             .SetProperty(r => r.FinishedAt, (DateTimeOffset?)null));
         if (claimed == 0) return null;
         var run = db.Runs.AsNoTracking().Single(r => r.Id == runId);
+        if (job is not null)
+            pipeline.WriteLog(runId, TrainingLogLevel.Info, takeover
+                ? $"Worker {job.WorkerName} took the run over at step {seen.Step:N0}: the worker training it stopped responding. " +
+                  (run.BundleStep is { } step ? $"It continues from the bundle of step {step:N0}." : "It had saved no bundle yet: training starts again.")
+                : $"Worker {job.WorkerName} started the run{(run.ResumeRequested ? $" from the bundle of step {run.BundleStep:N0}" : "")}.", attempt);
         hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = RunStatus.Running.ToApi(), Step = run.Step, TotalSteps = run.TotalSteps });
         return run;
+    }
+
+    /// <summary>Ends a run that is not claimed (no trainer writes for it), unless it changed meanwhile.</summary>
+    void EndUnclaimed(EmaLabDbContext db, Run seen, RunStatus status, string reason)
+    {
+        var ended = db.Runs.Where(r => r.Id == seen.Id && r.Status == seen.Status && r.Attempt == seen.Attempt).ExecuteUpdate(s => s
+            .SetProperty(r => r.Status, status)
+            .SetProperty(r => r.Error, reason)
+            .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow));
+        if (ended == 1) hub.Publish(new RunEvent(RunEventType.Status, seen.Id) { Status = status.ToApi(), Step = seen.Step, Message = reason });
+    }
+
+    /// <summary>
+    /// Queues the run again under a new ticket and sends the job, so that another worker continues it (from the bundle
+    /// just saved, when <paramref name="attempt"/> trained it). Nothing happens if the run changed meanwhile.
+    /// </summary>
+    void Redispatch(long runId, string dispatchId, string? attempt, string why)
+    {
+        try
+        {
+            pipeline.FlushAsync().GetAwaiter().GetResult();
+            using var db = dbFactory.CreateDbContext();
+            var next = Run.NewUuid();
+            var trained = attempt is not null;
+            var runs = db.Runs.Where(r => r.Id == runId && r.DispatchId == dispatchId && (r.Status == RunStatus.Queued || r.Status == RunStatus.Running));
+            if (trained) runs = runs.Where(r => r.Attempt == attempt);
+            var requeued = runs.ExecuteUpdate(s => s
+                .SetProperty(r => r.Status, r => trained ? RunStatus.Queued : r.Status)
+                .SetProperty(r => r.ResumeRequested, r => r.ResumeRequested || (trained && r.BundleStep != null))
+                .SetProperty(r => r.StartAttempts, r => trained ? 0 : r.StartAttempts)
+                .SetProperty(r => r.DispatchId, next)
+                .SetProperty(r => r.JobId, (string?)null));
+            if (requeued == 0) return;
+            dispatch.Send(runId, next);
+            logger.LogInformation("Run {RunId} is queued again for another worker: {Why}", runId, why);
+            if (attempt is not null)
+            {
+                pipeline.WriteLog(runId, TrainingLogLevel.Info, $"Queued again for another worker: {why}.", attempt: null);
+                hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = RunStatus.Queued.ToApi() });
+            }
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Could not queue run {RunId} again", runId);
+        }
     }
 
     /// <summary>The session is built: the start attempt succeeded.</summary>

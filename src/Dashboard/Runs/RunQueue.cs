@@ -14,10 +14,13 @@ public sealed class RunQueue
 
     internal ChannelReader<long> Pending => _pending.Reader;
 
-    /// <summary>Registers the run as being trained; null when it already is (queued twice by racing requests).</summary>
-    internal ActiveRun? Activate(long runId, CancellationToken stopping)
+    /// <summary>
+    /// Registers the run as being trained; null when it already is (queued twice by racing requests). Training stops when
+    /// the process stops, when the run is cancelled here, or when <paramref name="withdrawn"/> fires (its job was deleted).
+    /// </summary>
+    internal ActiveRun? Activate(long runId, CancellationToken stopping, CancellationToken withdrawn = default)
     {
-        var active = new ActiveRun(CancellationTokenSource.CreateLinkedTokenSource(stopping));
+        var active = new ActiveRun(CancellationTokenSource.CreateLinkedTokenSource(stopping, withdrawn));
         if (_active.TryAdd(runId, active)) return active;
         active.Cancellation.Dispose();
         return null;

@@ -10,13 +10,18 @@ namespace EmaLab.Dashboard.Runs;
 public sealed class RunService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     RunQueue queue,
+    RunDispatch dispatch,
     MetricPipeline pipeline,
     RunEventHub hub,
     MetricVersions versions,
     DataPaths paths,
+    Microsoft.Extensions.Options.IOptions<EmaLabOptions> options,
     ILogger<RunService> logger)
 {
     static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
+    static readonly TimeSpan StopPollInterval = TimeSpan.FromMilliseconds(200);
+    /// <summary>How long a trainer on another machine may take to answer a cancel before it is presumed gone: its job's heartbeat has lapsed by then.</summary>
+    readonly TimeSpan _trainerGoneAfter = TimeSpan.FromSeconds(options.Value.JobInvisibilitySeconds) + StopTimeout;
 
     /// <summary>Stores the run (with its tracks) in one transaction and queues it.</summary>
     public async Task<Run> CreateAsync(RunRequest request, CancellationToken cancellationToken = default)
@@ -32,13 +37,14 @@ public sealed class RunService(
             SpecJson = request.Spec.ToJson(),
             CheckpointEvery = request.CheckpointEvery,
             Status = RunStatus.Queued,
+            DispatchId = Run.NewUuid(),
             TotalSteps = request.Spec.PlannedSteps(),
             CreatedAt = DateTimeOffset.UtcNow,
             Tracks = [new EmaTrack { Name = MetricKeys.RawTrack }, .. request.Spec.Ema.Rules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
         };
         db.Runs.Add(run);
         await db.SaveChangesAsync(cancellationToken);
-        queue.Enqueue(run.Id);
+        dispatch.Send(run.Id, run.DispatchId);
         hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = RunStatus.Queued.ToApi() });
         return run;
     }
@@ -65,10 +71,11 @@ public sealed class RunService(
             .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow), cancellationToken);
         if (cancelledWhileQueued == 1)
         {
+            dispatch.Withdraw(await db.Runs.Where(r => r.Id == id).Select(r => r.JobId).SingleAsync(cancellationToken));
             hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Cancelled.ToApi() });
             return (Outcome.Done, null);
         }
-        switch (await queue.CancelAsync(id, StopTimeout))
+        switch (await StopAsync(id, cancellationToken))
         {
             case RunQueue.CancelResult.Stopped: return (Outcome.Done, null);
             case RunQueue.CancelResult.Stopping: return (Outcome.Accepted, $"Run {id} is stopping after its current step.");
@@ -77,6 +84,61 @@ public sealed class RunService(
         if (run is null) return (Outcome.NotFound, null);
         if (run.Origin == RunOrigin.Client) return (Outcome.Conflict, ClientRunMessage(id));
         return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only queued or running runs can be cancelled.");
+    }
+
+    /// <summary>
+    /// Tells the run's trainer to stop and waits up to <see cref="StopTimeout"/>. In this process that is its cancellation;
+    /// on another machine, a flag on the run plus the deletion of its job, whose token Hangfire fires within seconds.
+    /// NotActive when nothing here or elsewhere trains it.
+    /// </summary>
+    async Task<RunQueue.CancelResult> StopAsync(long id, CancellationToken cancellationToken)
+    {
+        if (!dispatch.AcrossProcesses) return await queue.CancelAsync(id, StopTimeout);
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var running = await db.Runs.AsNoTracking().Where(r => r.Id == id && r.Status == RunStatus.Running && r.Origin == RunOrigin.Engine)
+            .Select(r => new { r.Attempt, r.JobId }).SingleOrDefaultAsync(cancellationToken);
+        if (running is null) return RunQueue.CancelResult.NotActive;
+        // Durable: a worker that takes the run over later (its trainer died) ends it as cancelled instead of training it.
+        await db.Runs.Where(r => r.Id == id && r.Attempt == running.Attempt).ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelRequested, true), cancellationToken);
+        var local = await queue.CancelAsync(id, StopTimeout);
+        if (local != RunQueue.CancelResult.NotActive) return local;
+        dispatch.Withdraw(running.JobId);
+        if (await StoppedWithinAsync(id, StopTimeout)) return RunQueue.CancelResult.Stopped;
+        // Its job is deleted, so no worker will take the run over: if its trainer does not answer, it is gone, and the run ends here.
+        _ = EndIfTrainerGoneAsync(id, running.Attempt);
+        return RunQueue.CancelResult.Stopping;
+    }
+
+    /// <summary>Whether the run stops training (in any process) within <paramref name="timeout"/>.</summary>
+    async Task<bool> StoppedWithinAsync(long id, TimeSpan timeout)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            await using (var db = await dbFactory.CreateDbContextAsync())
+                if (!await db.Runs.AnyAsync(r => r.Id == id && r.Status == RunStatus.Running)) return true;
+            if (waited.Elapsed >= timeout) return false;
+            await Task.Delay(StopPollInterval);
+        }
+    }
+
+    async Task EndIfTrainerGoneAsync(long id, string? attempt)
+    {
+        try
+        {
+            if (await StoppedWithinAsync(id, _trainerGoneAfter)) return;
+            await using var db = await dbFactory.CreateDbContextAsync();
+            var reason = "Cancelled; its worker did not answer (it stopped while training the run).";
+            if (await db.Runs.Where(r => r.Id == id && r.Status == RunStatus.Running && r.Attempt == attempt).ExecuteUpdateAsync(s => s
+                    .SetProperty(r => r.Status, RunStatus.Cancelled)
+                    .SetProperty(r => r.Error, reason)
+                    .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow)) == 1)
+                hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Cancelled.ToApi(), Message = reason });
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "Could not end run {RunId} after its cancel", id);
+        }
     }
 
     /// <summary>Queues an interrupted or cancelled run to continue from its resume bundle (one conditional update: two resumes cannot both queue it).</summary>
@@ -90,13 +152,17 @@ public sealed class RunService(
             return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only interrupted or cancelled runs can be resumed.");
         if (run.BundleStep is not { } step || !File.Exists(paths.BundlePath(id, step)))
             return (Outcome.Conflict, $"Run {id} has no resume bundle (none was saved before it stopped); clone it to start again.");
+        var ticket = Run.NewUuid();
         var queued = await db.Runs.Where(r => r.Id == id && r.Status == run.Status && r.BundleStep == step).ExecuteUpdateAsync(s => s
             .SetProperty(r => r.Status, RunStatus.Queued)
+            .SetProperty(r => r.DispatchId, ticket)
+            .SetProperty(r => r.JobId, (string?)null)
+            .SetProperty(r => r.CancelRequested, false)
             .SetProperty(r => r.ResumeRequested, true)
             .SetProperty(r => r.StartAttempts, 0)
             .SetProperty(r => r.Error, (string?)null), cancellationToken);
         if (queued == 0) return (Outcome.Conflict, $"Run {id} changed while resuming (resumed or cancelled by another request).");
-        queue.Enqueue(id);
+        dispatch.Send(id, ticket);
         hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Queued.ToApi() });
         return (Outcome.Done, null);
     }
@@ -112,7 +178,7 @@ public sealed class RunService(
     {
         await using (var db = await dbFactory.CreateDbContextAsync(cancellationToken))
             if (!await db.Runs.AnyAsync(r => r.Id == id, cancellationToken)) return Outcome.NotFound;
-        if (await queue.CancelAsync(id, StopTimeout) == RunQueue.CancelResult.Stopping)
+        if (await StopAsync(id, cancellationToken) == RunQueue.CancelResult.Stopping)
         {
             _ = DeleteWhenStoppedAsync(id);
             return Outcome.Accepted;
@@ -125,6 +191,8 @@ public sealed class RunService(
         try
         {
             await queue.WhenStoppedAsync(id);
+            // On another machine: deleted once its trainer has stopped, or has been presumed gone (see EndIfTrainerGoneAsync).
+            if (dispatch.AcrossProcesses) await StoppedWithinAsync(id, _trainerGoneAfter);
             await DeleteStoppedAsync(id, CancellationToken.None);
         }
         catch (Exception e)

@@ -196,6 +196,9 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Property<long?>("BundleStep")
                         .HasColumnType("INTEGER");
 
+                    b.Property<bool>("CancelRequested")
+                        .HasColumnType("INTEGER");
+
                     b.Property<long?>("CheckpointEvery")
                         .HasColumnType("INTEGER");
 
@@ -205,6 +208,10 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Property<bool>("Deleted")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("DispatchId")
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("Error")
                         .HasColumnType("TEXT");
 
@@ -212,6 +219,10 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .HasColumnType("INTEGER");
 
                     b.Property<DateTimeOffset?>("FinishedAt")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("JobId")
+                        .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
                     b.Property<string>("Name")

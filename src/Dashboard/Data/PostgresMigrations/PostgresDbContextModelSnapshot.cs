@@ -211,6 +211,9 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.Property<long?>("BundleStep")
                         .HasColumnType("bigint");
 
+                    b.Property<bool>("CancelRequested")
+                        .HasColumnType("boolean");
+
                     b.Property<long?>("CheckpointEvery")
                         .HasColumnType("bigint");
 
@@ -220,6 +223,10 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.Property<bool>("Deleted")
                         .HasColumnType("boolean");
 
+                    b.Property<string>("DispatchId")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)");
+
                     b.Property<string>("Error")
                         .HasColumnType("text");
 
@@ -228,6 +235,10 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
 
                     b.Property<DateTimeOffset?>("FinishedAt")
                         .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("JobId")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
 
                     b.Property<string>("Name")
                         .IsRequired()

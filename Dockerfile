@@ -24,8 +24,9 @@ ENV ASPNETCORE_HTTP_PORTS=8080 \
     EmaLab__AllowRemote=true \
     EmaLab__DataDirectory=/data \
     AllowedHosts=*
-# The image's non-root user owns the data folder the volume is mounted on.
-RUN mkdir -p /data && chown "$APP_UID" /data
+# The image's non-root user owns the data folder the volume is mounted on, and the artifact folder that
+# compose.yaml shares between the web and worker containers.
+RUN mkdir -p /data /artifacts && chown "$APP_UID" /data /artifacts
 USER $APP_UID
 VOLUME /data
 EXPOSE 8080

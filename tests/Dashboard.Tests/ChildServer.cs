@@ -69,6 +69,16 @@ public sealed class ChildServer : IDisposable
         _process.WaitForExit();
     }
 
+    /// <summary>SIGTERM, as a service manager stops a process: it shuts down gracefully; waits until it has exited.</summary>
+    public void Terminate()
+    {
+        if (kill(_process.Id, 15) != 0) throw new InvalidOperationException($"kill failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        if (!_process.WaitForExit(TimeSpan.FromSeconds(60))) throw new TimeoutException($"the server did not stop within a minute:\n{Output}");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    static extern int kill(int pid, int signal);
+
     public void Dispose()
     {
         if (!_process.HasExited) Kill();

@@ -196,13 +196,15 @@ public sealed class RunExecutor(
                 .SetProperty(r => r.DispatchId, next)
                 .SetProperty(r => r.JobId, (string?)null));
             if (requeued == 0) return;
-            dispatch.Send(runId, next);
             logger.LogInformation("Run {RunId} is queued again for another worker: {Why}", runId, why);
-            if (attempt is not null)
+            if (trained)
             {
+                // Committed before the job is sent, so the log reads in order: this line, then the next worker's start.
                 pipeline.WriteLog(runId, TrainingLogLevel.Info, $"Queued again for another worker: {why}.", attempt: null);
+                pipeline.FlushAsync().GetAwaiter().GetResult();
                 hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = RunStatus.Queued.ToApi() });
             }
+            dispatch.Send(runId, next);
         }
         catch (Exception e)
         {

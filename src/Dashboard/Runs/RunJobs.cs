@@ -81,11 +81,14 @@ public sealed class RunJobServer(JobStorage storage, IServiceProvider services, 
         return Task.CompletedTask;
     }
 
-    public Task StopAsync(CancellationToken cancellationToken)
+    public async Task StopAsync(CancellationToken cancellationToken)
     {
-        // Waits for the jobs to end: each saves a bundle and hands its run back.
-        _server?.Dispose();
-        return Task.CompletedTask;
+        if (_server is null) return;
+        _server.SendStop();
+        // Waits for the jobs to end (each saves a bundle and hands its run back), as long as the host gives its services.
+        try { await _server.WaitForShutdownAsync(cancellationToken); }
+        catch (OperationCanceledException) { }
+        _server.Dispose();
     }
 
     sealed class ServiceJobActivator(IServiceProvider services) : JobActivator

@@ -37,7 +37,7 @@ public sealed class WorkerDeploymentTests : IDisposable
             ["EmaLab__JobInvisibilitySeconds"] = InvisibilitySeconds.ToString(),
             ["EmaLab__BundleEvery"] = BundleEvery.ToString(),
         });
-        servers.Add(server);
+        lock (servers) servers.Add(server);
         return server;
     }
 
@@ -67,10 +67,7 @@ public sealed class WorkerDeploymentTests : IDisposable
         foreach (var id in ids)
         {
             Assert.Equal("completed", (await Api.WaitForFinishAsync(web.Client, id)).Status());
-            var log = await LogAsync(web.Client, id);
-            var starts = log.Where(l => l.StartsWith("Worker ")).ToList();
-            Assert.True(starts.Count == 1, $"run {id} was started {starts.Count} times: {string.Join(" | ", starts)}");
-            trainers.Add(starts[0].Split(' ')[1]);
+            trainers.Add(await TrainerAsync(web.Client, id));
             AssertEveryStepOnce(await SeriesAsync(web.Client, id, "train/loss"), 1500);
             // Its files are in the shared folder, where the web role serves them from.
             var checkpoint = (await Api.GetAsync(web.Client, $"/api/runs/{id}/checkpoints")).EnumerateArray().First();
@@ -89,14 +86,14 @@ public sealed class WorkerDeploymentTests : IDisposable
     [Fact]
     public async Task A_worker_killed_mid_run_is_replaced_within_the_invisibility_timeout_and_the_run_equals_an_uninterrupted_one()
     {
-        var web = await StartAsync("web");
-        var workers = new[] { await StartAsync("worker", "worker-a"), await StartAsync("worker", "worker-b") };
+        // All three at once on the new database: the web role migrates it while the workers wait for it.
+        var started = await Task.WhenAll(StartAsync("web"), StartAsync("worker", "worker-a"), StartAsync("worker", "worker-b"));
+        var (web, workers) = (started[0], started[1..]);
         var steps = 2500;
         var id = (await Api.CreateAsync(web.Client, MnistRun(steps, "interrupted"))).Id();
         var running = await Api.WaitForAsync(web.Client, id, r => r.GetProperty("bundleStep").ValueKind == JsonValueKind.Number && r.GetProperty("bundleStep").GetInt64() >= 2 * BundleEvery);
         Assert.True(running.GetProperty("step").GetInt64() < steps - BundleEvery, "the run ended too soon to be interrupted");
-        var first = (await LogAsync(web.Client, id)).Single(l => l.StartsWith("Worker ")).Split(' ')[1];
-        var (victim, survivor) = first == "worker-a" ? (workers[0], "worker-b") : (workers[1], "worker-a");
+        var (victim, survivor) = await TrainerAsync(web.Client, id) == "worker-a" ? (workers[0], "worker-b") : (workers[1], "worker-a");
         victim.Kill();
         var killed = Stopwatch.StartNew();
 
@@ -117,7 +114,7 @@ public sealed class WorkerDeploymentTests : IDisposable
 
         var reference = (await Api.CreateAsync(web.Client, MnistRun(steps, "uninterrupted"))).Id();
         Assert.Equal("completed", (await Api.WaitForFinishAsync(web.Client, reference)).Status());
-        Assert.Single(await LogAsync(web.Client, reference), l => l.StartsWith("Worker "));
+        await TrainerAsync(web.Client, reference);
 
         foreach (var key in new[] { "train/loss", "eval/accuracy", "eval/loss" })
         {
@@ -181,7 +178,7 @@ public sealed class WorkerDeploymentTests : IDisposable
 
         // A worker told to stop hands its run back at once: the other continues it without waiting for a timeout.
         await Api.WaitForAsync(restarted.Client, id, r => r.GetProperty("bundleStep").ValueKind == JsonValueKind.Number);
-        var first = (await LogAsync(restarted.Client, id)).Single(l => l.StartsWith("Worker ")).Split(' ')[1];
+        var first = await TrainerAsync(restarted.Client, id);
         var (stopped, other) = first == "worker-a" ? (workers[0], "worker-b") : (workers[1], "worker-a");
         var stopping = Stopwatch.StartNew();
         stopped.Terminate();
@@ -196,6 +193,14 @@ public sealed class WorkerDeploymentTests : IDisposable
 
     static async Task<List<string>> LogAsync(HttpClient client, long id) =>
         (await Api.GetAsync(client, $"/api/runs/{id}/log")).EnumerateArray().Select(l => l.GetProperty("message").GetString()!).ToList();
+
+    /// <summary>The worker that started the run, which it did once.</summary>
+    static async Task<string> TrainerAsync(HttpClient client, long id)
+    {
+        var starts = (await LogAsync(client, id)).Where(l => l.StartsWith("Worker ")).ToList();
+        Assert.True(starts.Count == 1, $"run {id} was started {starts.Count} times: {string.Join(" | ", starts)}");
+        return starts[0].Split(' ')[1];
+    }
 
     static async Task<List<string>> WaitForLogAsync(HttpClient client, long id, Func<string, bool> line)
     {

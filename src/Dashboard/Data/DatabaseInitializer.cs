@@ -5,7 +5,7 @@ namespace EmaLab.Dashboard.Data;
 public static class DatabaseInitializer
 {
     /// <summary>
-    /// Applies migrations (every role: EF Core serialises concurrent migrations with a lock in the database), prepares the
+    /// Applies migrations (the web role, or the single process; a worker waits until the database is current), prepares the
     /// store (SQLite: WAL, persistent; readers never block the writer), then recovers from a crash as the role may:
     /// in one process, runs left "running" are marked interrupted, resumable from their last bundle (a run whose start
     /// was cut short is queued again once, then failed), and half-written files are removed. With jobs across processes
@@ -18,10 +18,30 @@ public static class DatabaseInitializer
         var options = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value;
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(DatabaseInitializer));
         await using var db = store.CreateContext();
-        await db.Database.MigrateAsync();
+        if (options.Serves) await store.ExclusivelyAsync(async () =>
+        {
+            await db.Database.MigrateAsync();
+            // Hangfire's tables too: built with the storage, which only the web role lets install them.
+            if (options.JobsAcrossProcesses) services.GetRequiredService<Hangfire.JobStorage>();
+            return true;
+        });
+        else await WaitForSchemaAsync(store, db, logger);
         await store.PrepareAsync(db, CancellationToken.None);
         if (!options.JobsAcrossProcesses) await RecoverSingleProcessAsync(db, services.GetRequiredService<DataPaths>(), logger);
         else if (options.Serves) await SendMissingJobsAsync(db, services.GetRequiredService<Runs.RunDispatch>(), services.GetRequiredService<DataPaths>(), logger);
+    }
+
+    /// <summary>A worker never changes the schema: it waits until the web role has applied every migration it knows.</summary>
+    static async Task WaitForSchemaAsync(MetricStore store, EmaLabDbContext db, ILogger logger)
+    {
+        for (var waited = false; ; waited = true)
+        {
+            // Under the lock: seen current only once the web role has finished, Hangfire's tables included.
+            var pending = await store.ExclusivelyAsync(async () => (await db.Database.GetPendingMigrationsAsync()).Count());
+            if (pending == 0) return;
+            if (!waited) logger.LogWarning("Waiting for the web role to apply {Count} database migration(s)", pending);
+            await Task.Delay(TimeSpan.FromSeconds(1));
+        }
     }
 
     static async Task RecoverSingleProcessAsync(EmaLabDbContext db, DataPaths paths, ILogger logger)

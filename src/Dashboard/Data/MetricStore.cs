@@ -20,6 +20,12 @@ public abstract class MetricStore
     /// <summary>Run once at start-up after the migrations (SQLite: WAL journal).</summary>
     public virtual Task PrepareAsync(EmaLabDbContext db, CancellationToken ct) => Task.CompletedTask;
 
+    /// <summary>
+    /// Runs <paramref name="action"/> while no other process on the database runs one (schema changes: processes starting
+    /// together on a new database would each create the same tables). One process on SQLite has no one to exclude.
+    /// </summary>
+    public virtual Task<T> ExclusivelyAsync<T>(Func<Task<T>> action) => action();
+
     /// <summary>The metric writer's own connection, open, with its statements prepared.</summary>
     public abstract MetricStoreWriter OpenWriter();
 

@@ -24,6 +24,22 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
 
     public override MetricStoreWriter OpenWriter() => new Writer(_source);
 
+    /// <summary>The session-level advisory lock that serialises schema changes between the processes on the database.</summary>
+    const long SchemaLock = 0x656D616C6162; // "emalab"
+
+    public override async Task<T> ExclusivelyAsync<T>(Func<Task<T>> action)
+    {
+        // Measured: three processes migrating a new database at once failed with a duplicate key in __EFMigrationsHistory.
+        await using var connection = await _source.OpenConnectionAsync();
+        await using (var take = new NpgsqlCommand($"SELECT pg_advisory_lock({SchemaLock})", connection)) await take.ExecuteNonQueryAsync();
+        try { return await action(); }
+        finally
+        {
+            await using var release = new NpgsqlCommand($"SELECT pg_advisory_unlock({SchemaLock})", connection);
+            await release.ExecuteNonQueryAsync();
+        }
+    }
+
     /// <summary>A connection of the store's pool (the live-event relay listens and notifies on its own).</summary>
     public ValueTask<NpgsqlConnection> OpenConnectionAsync(CancellationToken ct) => _source.OpenConnectionAsync(ct);
 

@@ -134,9 +134,10 @@ public sealed class RunExecutor(
         if (seen is null || (job is not null && seen.DispatchId != job.DispatchId)) return null;
         var takeover = job is not null && seen.Status == RunStatus.Running;
         if (seen.Status != RunStatus.Queued && !takeover) return null;
-        if (takeover && seen.CancelRequested)
+        // Cancelled while its worker was gone or stopping (a cancel of a queued run needs no flag: it ends the run at once).
+        if (seen.CancelRequested)
         {
-            EndUnclaimed(db, seen, RunStatus.Cancelled, $"Cancelled at step {seen.Step:N0} while its worker was gone.");
+            EndUnclaimed(db, seen, RunStatus.Cancelled, $"Cancelled at step {seen.Step:N0} while no worker trained it.");
             return null;
         }
         if (takeover && seen.StartAttempts >= 2)

@@ -47,7 +47,8 @@ public static class RunJobStorage
                 // Workers learn of a new job through LISTEN/NOTIFY at once; polling is only the fallback.
                 EnableLongPolling = true,
                 QueuePollInterval = TimeSpan.FromSeconds(5),
-                PrepareSchemaIfNecessary = true,
+                // Installed by the web role only, under the database's schema lock (see DatabaseInitializer).
+                PrepareSchemaIfNecessary = options.Serves,
             };
             var connectionString = provider.GetRequiredService<IConfiguration>().GetConnectionString(Data.MetricStoreRegistration.ConnectionStringName)!;
             return new PostgreSqlStorage(new Hangfire.PostgreSql.Factories.NpgsqlConnectionFactory(connectionString, storageOptions), storageOptions);

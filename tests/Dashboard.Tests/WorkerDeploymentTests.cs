@@ -165,6 +165,24 @@ public sealed class WorkerDeploymentTests : IDisposable
     }
 
     [Fact]
+    public async Task A_run_whose_worker_died_is_cancelled_once_the_workers_heartbeat_has_lapsed()
+    {
+        var web = await StartAsync("web");
+        var worker = await StartAsync("worker", "worker-a");
+        var id = (await Api.CreateAsync(web.Client, MnistRun(1_000_000, "orphan"))).Id();
+        await Api.WaitForAsync(web.Client, id, r => r.GetProperty("step").GetInt64() > 100);
+        worker.Kill();
+
+        // Nothing answers the cancel: the run is still stopping when the request ends…
+        Assert.Equal(HttpStatusCode.Accepted, (await web.Client.PostAsync($"/api/runs/{id}/cancel", null)).StatusCode);
+        Assert.Equal("running", (await Api.GetAsync(web.Client, $"/api/runs/{id}")).Status());
+        // …and ends cancelled once no heartbeat can be pending any more (its job is deleted: no worker will take it).
+        var cancelled = await Api.WaitForAsync(web.Client, id, r => r.Status() != "running", seconds: InvisibilitySeconds * 4);
+        Assert.Equal("cancelled", cancelled.Status());
+        Assert.Contains("its worker did not answer", cancelled.GetProperty("error").GetString());
+    }
+
+    [Fact]
     public async Task Restarting_the_web_role_or_stopping_a_worker_while_runs_train_loses_nothing()
     {
         var web = await StartAsync("web");

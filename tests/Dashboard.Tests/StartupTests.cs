@@ -32,6 +32,19 @@ public sealed class StartupTests : IDisposable
         Assert.Contains("EmaLab:AllowRemote needs EmaLab:ApiToken", e.Output);
     }
 
+    [Theory]
+    [InlineData("EmaLab__Role", "worker", "EmaLab:Role=worker needs EmaLab:Database=postgres")]
+    [InlineData("EmaLab__Role", "trainer", "EmaLab:Role must be 'all', 'web' or 'worker', not 'trainer'")]
+    [InlineData("EmaLab__ArtifactDirectory", "{data}/a-file/artifacts", "the artifact directory '{data}/a-file/artifacts' cannot be created or reached")]
+    public async Task A_role_or_artifact_directory_that_cannot_work_is_refused_with_the_reason(string setting, string value, string message)
+    {
+        File.WriteAllText(Path.Combine(_data, "a-file"), "not a folder");
+        var e = await Assert.ThrowsAsync<ChildServerExitedException>(() =>
+            ChildServer.StartAsync(_data, new Dictionary<string, string> { [setting] = value.Replace("{data}", _data) }));
+        Assert.NotEqual(0, e.ExitCode);
+        Assert.Contains(message.Replace("{data}", _data), e.Output);
+    }
+
     [Fact]
     public async Task Remote_access_with_a_token_serves()
     {

@@ -17,6 +17,7 @@ public sealed class PostgresEventRelay(
     MetricStore store,
     RunEventHub hub,
     MetricVersions versions,
+    Microsoft.Extensions.Options.IOptions<EmaLabOptions> options,
     ILogger<PostgresEventRelay> logger) : BackgroundService
 {
     public const string Channel = "emalab_events";
@@ -33,7 +34,8 @@ public sealed class PostgresEventRelay(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (store is not PostgresMetricStore postgres) return;
-        await Task.WhenAll(ListenAsync(postgres, stoppingToken), SendAsync(postgres, stoppingToken));
+        // A worker shows nothing: it only sends (receiving every point of every run would cost each worker CPU for nothing).
+        await Task.WhenAll(options.Value.Serves ? ListenAsync(postgres, stoppingToken) : Task.CompletedTask, SendAsync(postgres, stoppingToken));
     }
 
     Task ListenAsync(PostgresMetricStore postgres, CancellationToken stoppingToken) => KeepConnectedAsync("from", async () =>

@@ -96,10 +96,12 @@ public sealed class RunExecutor(
 
     TrainingSession OpenSession(Run run)
     {
-        if (run.ResumeRequested && run.BundleStep is { } bundleStep && !File.Exists(paths.BundlePath(run.Id, bundleStep)))
-            throw new FileNotFoundException($"The resume bundle of step {bundleStep:N0} is not at {paths.BundlePath(run.Id, bundleStep)}: is EmaLab:ArtifactDirectory the same shared folder on every machine?");
-        if (run.ResumeRequested && run.BundleStep is { } step) return ResumeBundle.Resume(paths.BundlePath(run.Id, step));
-        return TrainingSession.Create(run.EngineSpec(), run.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (!run.ResumeRequested || run.BundleStep is not { } step)
+            return TrainingSession.Create(run.EngineSpec(), run.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var bundle = paths.BundlePath(run.Id, step);
+        if (!File.Exists(bundle))
+            throw new FileNotFoundException($"The resume bundle of step {step:N0} is not at {bundle}: is EmaLab:ArtifactDirectory the same shared folder on every machine?");
+        return ResumeBundle.Resume(bundle);
     }
 
     TrainingResult Train(Run run, TrainingSession session, RunObserver observer, CancellationToken cancellation)

@@ -35,6 +35,7 @@ builder.Services.AddSingleton<CheckpointStore>();
 builder.Services.AddSingleton<RunExecutor>();
 builder.Services.AddSingleton<RunService>();
 builder.Services.AddSingleton<PostHocService>();
+builder.Services.AddSingleton<EmaLab.Dashboard.Groups.GroupService>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.TrackingService>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.ArtifactStore>();
 // Registered before the worker: hosted services stop in reverse order, so the writer outlives the runs it records.

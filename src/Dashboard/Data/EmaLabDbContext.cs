@@ -32,7 +32,7 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
             run.HasIndex(r => r.ExperimentId);
             run.HasOne<Experiment>().WithMany().HasForeignKey(r => r.ExperimentId).OnDelete(DeleteBehavior.Restrict);
             run.HasMany<RunParam>().WithOne().HasForeignKey(p => p.RunId).OnDelete(DeleteBehavior.Cascade);
-            run.HasMany<RunTag>().WithOne().HasForeignKey(t => t.RunId).OnDelete(DeleteBehavior.Cascade);
+            run.HasMany(r => r.Tags).WithOne().HasForeignKey(t => t.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany<ClientMetricKey>().WithOne().HasForeignKey(k => k.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany(r => r.Tracks).WithOne().HasForeignKey(t => t.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany<Metric>().WithOne().HasForeignKey(m => m.RunId).OnDelete(DeleteBehavior.Cascade);

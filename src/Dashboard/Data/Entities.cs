@@ -134,6 +134,8 @@ public sealed class Run
     public bool CancelRequested { get; set; }
 
     public List<EmaTrack> Tracks { get; set; } = [];
+    /// <summary>Loaded only where asked for (<c>Include</c>); the tracking API reads and writes tags through their own set.</summary>
+    public List<RunTag> Tags { get; set; } = [];
 
     /// <summary>The engine's spec of the run; a client's run has none (it cannot be trained, cloned or resumed here).</summary>
     public TrainingEngine.Training.RunSpec EngineSpec() => TrainingEngine.Training.RunSpec.FromJson(

@@ -127,18 +127,25 @@ public sealed record PairedComparison(SampleSummary Difference, double T, double
 
     /// <summary>
     /// A plain sentence for people: "ema-0.999 beats raw by 0.31 ± 0.12 pt (5 seeds, p = 0.004)", or that the data show
-    /// no difference at the 95 % level. <paramref name="scale"/> turns values into the unit shown (100 for accuracy in points).
+    /// no difference at the 95 % level. <paramref name="scale"/> turns values into the unit shown (100 for accuracy in points),
+    /// <paramref name="format"/> writes them (a loss needs more digits than points of accuracy).
     /// </summary>
-    public string Verdict(string candidate, string baseline, bool higherIsBetter, double scale = 100, string unit = "pt")
+    public string Verdict(string candidate, string baseline, bool higherIsBetter, double scale = 100, string unit = "pt", string format = "0.00")
     {
         var seeds = $"{Difference.Count} seed{(Difference.Count == 1 ? "" : "s")}";
         if (Difference.Count < 2) return $"{seeds}: too few to tell {candidate} from {baseline} (at least 2 seeds are needed).";
         var inv = System.Globalization.CultureInfo.InvariantCulture;
         var p = PValue < 0.001 ? "p < 0.001" : string.Create(inv, $"p = {PValue:0.000}");
         if (PValue >= 1 - SampleSummary.Confidence)
-            return string.Create(inv, $"No evidence of a difference between {candidate} and {baseline}: {Difference.Mean * scale:+0.00;-0.00;0.00} ± {Difference.ConfidenceHalfWidth * scale:0.00} {unit} ({seeds}, {p}).");
+        {
+            var signed = $"+{format};-{format};{format}";
+            return $"No evidence of a difference between {candidate} and {baseline}: {(Difference.Mean * scale).ToString(signed, inv)} ± {Number(Difference.ConfidenceHalfWidth)}{Unit()} ({seeds}, {p}).";
+        }
         var better = Difference.Mean > 0 == higherIsBetter;
         var (winner, loser) = better ? (candidate, baseline) : (baseline, candidate);
-        return string.Create(inv, $"{winner} beats {loser} by {Math.Abs(Difference.Mean) * scale:0.00} ± {Difference.ConfidenceHalfWidth * scale:0.00} {unit} ({seeds}, {p}).");
+        return $"{winner} beats {loser} by {Number(Math.Abs(Difference.Mean))} ± {Number(Difference.ConfidenceHalfWidth)}{Unit()} ({seeds}, {p}).";
+
+        string Number(double value) => (value * scale).ToString(format, inv);
+        string Unit() => unit.Length == 0 ? "" : " " + unit;
     }
 }

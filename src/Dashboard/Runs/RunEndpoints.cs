@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Groups;
 using EmaLab.Dashboard.Security;
 using EmaLab.Dashboard.Tracking;
 using EmaLab.TrainingEngine.Averaging;
@@ -26,6 +27,7 @@ public static class RunEndpoints
         var api = app.MapGroup("/api").RequireAuthorization(Security.Access.Policy).RequireSameOriginForChanges().RequireRateLimiting(ApiLoad.Policy);
         var runs = api.MapGroup("/runs").WithTags("Runs");
         api.MapMlflowApi();
+        api.MapGroupApi();
 
         runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first, optionally filtered by status and experiment.");
         runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).").RequireJsonBody()
@@ -257,21 +259,21 @@ public static class RunEndpoints
         return slug.Length == 0 ? "run" : slug[..Math.Min(slug.Length, 60)];
     }
 
-    static async Task<JsonNode?> ReadJsonAsync(HttpRequest request, CancellationToken ct)
+    internal static async Task<JsonNode?> ReadJsonAsync(HttpRequest request, CancellationToken ct)
     {
         using var buffer = new MemoryStream();
         await request.Body.CopyToAsync(buffer, ct);
         return RequestJson.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
     }
 
-    static ValidationProblem Invalid(string field, string message) => Invalid(new RequestValidationException(field, message));
+    internal static ValidationProblem Invalid(string field, string message) => Invalid(new RequestValidationException(field, message));
 
-    static ValidationProblem Invalid(RequestValidationException e) =>
+    internal static ValidationProblem Invalid(RequestValidationException e) =>
         TypedResults.ValidationProblem(e.Errors, title: "The request is invalid.");
 
     static ProblemHttpResult NotFound(long id) =>
         TypedResults.Problem($"Run {id.ToString(CultureInfo.InvariantCulture)} does not exist.", statusCode: StatusCodes.Status404NotFound, title: "Not found");
 
-    static ProblemHttpResult Conflict(string message) =>
+    internal static ProblemHttpResult Conflict(string message) =>
         TypedResults.Problem(message, statusCode: StatusCodes.Status409Conflict, title: "Conflict");
 }

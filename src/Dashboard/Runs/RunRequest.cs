@@ -7,7 +7,8 @@ namespace EmaLab.Dashboard.Runs;
 
 /// <summary>A request to create a run: the engine's run specification plus the service's own fields (name, checkpoint cadence).</summary>
 /// <param name="ExperimentId">The experiment the run joins (the default experiment, 0, when not given); checked against the database when the run is created.</param>
-public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec, long ExperimentId = Data.Experiment.DefaultId)
+/// <param name="Group">The group the run joins within its experiment (its <see cref="Groups.RunGroups.Tag"/> tag), if any.</param>
+public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec, long ExperimentId = Data.Experiment.DefaultId, string? Group = null)
 {
     public const int MaxNameLength = 200;
     /// <summary>Checkpoint files one run may write ((steps / checkpointEvery + 2) × tracks).</summary>
@@ -25,6 +26,8 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         var experimentId = TakeLong(fields, "experimentId") ?? Data.Experiment.DefaultId;
         if (experimentId < 0) throw new RequestValidationException("experimentId", "experimentId is an experiment's id (0 is the default experiment).");
         if (checkpointEvery is < 1) throw new RequestValidationException("checkpointEvery", "checkpointEvery must be at least 1 step.");
+        var group = TakeString(fields, "group")?.Trim();
+        if (group is { Length: > MaxNameLength }) throw new RequestValidationException("group", $"The group name must be at most {MaxNameLength} characters.");
 
         var spec = RequestJson.Deserialize<RunSpec>(fields);
         var problems = spec.Problems().Select(p => (p.Field, p.Reason)).ToList();
@@ -39,7 +42,8 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         }
         if (problems.Count > 0)
             throw new RequestValidationException(problems.GroupBy(p => p.Field).ToDictionary(g => g.Key, g => g.Select(p => p.Reason).ToArray()));
-        return new RunRequest(string.IsNullOrWhiteSpace(name) ? $"{spec.Model} on {spec.Dataset}" : name.Trim(), checkpointEvery, spec, experimentId);
+        return new RunRequest(string.IsNullOrWhiteSpace(name) ? $"{spec.Model} on {spec.Dataset}" : name.Trim(), checkpointEvery, spec, experimentId,
+            string.IsNullOrEmpty(group) ? null : group);
     }
 
     /// <summary>Applies <paramref name="overrides"/> (a partial request; nested objects such as <c>ema</c> merge field by field) to an existing run's request.</summary>

@@ -24,12 +24,17 @@ public sealed class RunService(
     readonly TimeSpan _trainerGoneAfter = TimeSpan.FromSeconds(options.Value.JobInvisibilitySeconds) + StopTimeout;
 
     /// <summary>Stores the run (with its tracks) in one transaction and queues it.</summary>
-    public async Task<Run> CreateAsync(RunRequest request, CancellationToken cancellationToken = default)
+    public async Task<Run> CreateAsync(RunRequest request, CancellationToken cancellationToken = default) =>
+        (await CreateManyAsync([request], cancellationToken))[0];
+
+    /// <summary>Stores the runs (a group's, say) with their tracks and group tags in one transaction — all or none — then queues them.</summary>
+    public async Task<IReadOnlyList<Run>> CreateManyAsync(IReadOnlyList<RunRequest> requests, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        if (!await db.Experiments.AnyAsync(e => e.Id == request.ExperimentId && !e.Deleted, cancellationToken))
-            throw new RequestValidationException("experimentId", $"There is no active experiment {request.ExperimentId}.");
-        var run = new Run
+        foreach (var experimentId in requests.Select(r => r.ExperimentId).Distinct())
+            if (!await db.Experiments.AnyAsync(e => e.Id == experimentId && !e.Deleted, cancellationToken))
+                throw new RequestValidationException("experimentId", $"There is no active experiment {experimentId}.");
+        var runs = requests.Select(request => new Run
         {
             Name = request.Name,
             ExperimentId = request.ExperimentId,
@@ -41,12 +46,16 @@ public sealed class RunService(
             TotalSteps = request.Spec.PlannedSteps(),
             CreatedAt = DateTimeOffset.UtcNow,
             Tracks = [new EmaTrack { Name = MetricKeys.RawTrack }, .. request.Spec.Ema.Rules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
-        };
-        db.Runs.Add(run);
-        await db.SaveChangesAsync(cancellationToken);
-        dispatch.Send(run.Id, run.DispatchId);
-        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = RunStatus.Queued.ToApi() });
-        return run;
+            Tags = request.Group is { } group ? [new RunTag { Key = Groups.RunGroups.Tag, Value = group }] : [],
+        }).ToList();
+        db.Runs.AddRange(runs);
+        await db.SaveChangesAsync(cancellationToken); // one transaction: all runs or none
+        foreach (var run in runs)
+        {
+            dispatch.Send(run.Id, run.DispatchId!);
+            hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = RunStatus.Queued.ToApi() });
+        }
+        return runs;
     }
 
     public async Task<Run?> FindAsync(long id, CancellationToken cancellationToken = default)

@@ -1,0 +1,193 @@
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Runs;
+using EmaLab.TrainingEngine;
+using Microsoft.EntityFrameworkCore;
+
+namespace EmaLab.Dashboard.Groups;
+
+/// <summary>
+/// Runs of one experiment carrying the same <see cref="Tag"/> value form a group — the engine's grids set it, and a
+/// client script joins a group by setting the tag through the tracking API (W&amp;B's <c>group</c>).
+/// </summary>
+public static class RunGroups
+{
+    public const string Tag = "emalab.group";
+}
+
+/// <summary>A group as the list shows it.</summary>
+public sealed record GroupSummary(string Name, long ExperimentId, int Runs, int Active, int Completed, int Failed, DateTimeOffset CreatedAt);
+
+/// <summary>A run of a group: its configuration (what sets it apart, seed aside) and its seed.</summary>
+public sealed record GroupRun(long Id, string Name, string Status, string Configuration, string? Seed, long Step, long TotalSteps, string Origin);
+
+/// <summary>
+/// One track of a configuration over its finished seeds: the final and the best value, and — for an EMA — the paired
+/// gap to raw on the same seeds (EMA − raw; at the final step, and between each track's best values) with a verdict.
+/// </summary>
+public sealed record TrackStatistics(string Track, int Seeds, SampleSummary Final, SampleSummary Best, PairedComparison? FinalGap, PairedComparison? BestGap, string? Verdict);
+
+/// <summary>The runs of a group that differ only in their seed, and what they show together.</summary>
+public sealed record GroupConfiguration(
+    string Label, IReadOnlyDictionary<string, string> Parameters, IReadOnlyList<long> RunIds, int Finished, int Unusable,
+    IReadOnlyList<TrackStatistics> Tracks, string? BestTrack);
+
+/// <summary>Everything the group page and <c>GET /api/groups/{name}</c> show, for one metric.</summary>
+public sealed record GroupAnalysis(
+    string Name, long ExperimentId, string Metric, bool HigherIsBetter, IReadOnlyList<string> Varied,
+    IReadOnlyList<GroupRun> Runs, IReadOnlyList<GroupConfiguration> Configurations);
+
+/// <summary>One step of a configuration's mean curve: mean and band over the seeds that reached it.</summary>
+public readonly record struct BandPoint(long Step, double Mean, double Lower, double Upper, int Count);
+
+/// <summary>The band drawn around a mean curve.</summary>
+public enum Band { StandardDeviation, MinMax }
+
+/// <summary>
+/// Reads groups and works out their statistics: configurations (runs equal in every parameter but the seed), mean
+/// curves with bands, and the paired EMA − raw comparison of <see cref="PairedComparison"/> per configuration.
+/// </summary>
+public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, MetricQueries metrics, PostHocService postHoc)
+{
+    /// <summary>The parts a group is judged on: held-out accuracy (higher is better) or held-out loss.</summary>
+    public static IReadOnlyList<string> Metrics { get; } = ["accuracy", "loss"];
+
+    /// <summary>A group's runs as loaded once: parameters and metric roles, for the analysis and the curves.</summary>
+    public sealed record GroupData(string Name, long ExperimentId, IReadOnlyList<Member> Members, IReadOnlyList<string> Varied);
+
+    public sealed record Member(Run Run, IReadOnlyDictionary<string, string> Parameters, MetricRoles Roles, string Configuration);
+
+    public async Task<List<GroupSummary>> ListAsync(long? experimentId, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var members = await (from tag in db.RunTags.AsNoTracking()
+                             join run in db.Runs.AsNoTracking() on tag.RunId equals run.Id
+                             where tag.Key == RunGroups.Tag && !run.Deleted && (experimentId == null || run.ExperimentId == experimentId)
+                             select new { tag.Value, run.ExperimentId, run.Status, run.CreatedAt }).ToListAsync(cancellationToken);
+        return members.GroupBy(m => (m.ExperimentId, m.Value))
+            .Select(g => new GroupSummary(g.Key.Value, g.Key.ExperimentId, g.Count(),
+                g.Count(m => !m.Status.IsFinished()), g.Count(m => m.Status == RunStatus.Completed),
+                g.Count(m => m.Status is RunStatus.Failed or RunStatus.Diverged), g.Min(m => m.CreatedAt)))
+            .OrderByDescending(g => g.CreatedAt).ToList();
+    }
+
+    /// <summary>The group's runs in id order with their parameters, or null when no run carries the name in the experiment.</summary>
+    public async Task<GroupData?> LoadAsync(long experimentId, string name, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var ids = db.RunTags.Where(t => t.Key == RunGroups.Tag && t.Value == name).Select(t => t.RunId);
+        var runs = await db.Runs.AsNoTracking().Include(r => r.Tracks)
+            .Where(r => ids.Contains(r.Id) && r.ExperimentId == experimentId && !r.Deleted).OrderBy(r => r.Id).ToListAsync(cancellationToken);
+        if (runs.Count == 0) return null;
+        var runIds = runs.Select(r => r.Id).ToList();
+        var clientParams = (await db.Params.AsNoTracking().Where(p => runIds.Contains(p.RunId)).ToListAsync(cancellationToken)).ToLookup(p => p.RunId);
+        var roleTags = await db.RunTags.AsNoTracking().Where(t => runIds.Contains(t.RunId) && t.Key == MetricRoles.Tag).ToDictionaryAsync(t => t.RunId, t => t.Value, cancellationToken);
+
+        var parameters = runs.Select(r => (IReadOnlyDictionary<string, string>)RunParameters.Of(r, clientParams[r.Id])).ToList();
+        var varied = RunParameters.Differing(parameters).Where(k => !RunParameters.IsSeed(k)).ToList();
+        var members = runs.Select((run, i) => new Member(run, parameters[i], MetricRoles.For(run, roleTags.GetValueOrDefault(run.Id), metrics),
+            varied.Count == 0 ? "all runs" : string.Join(' ', varied.Select(k => $"{k}={parameters[i].GetValueOrDefault(k) ?? "—"}")))).ToList();
+        return new GroupData(name, experimentId, members, varied);
+    }
+
+    static string? KeyFor(MetricRoles roles, string metric) => metric == "loss" ? roles.Loss : roles.Accuracy;
+
+    /// <summary>
+    /// Configurations in order of first appearance, each with its tracks' statistics over the seeds that finished
+    /// (completed runs with a finite value; a diverged or failed seed is counted as unusable, never averaged in).
+    /// </summary>
+    public GroupAnalysis Analyze(GroupData group, string metric)
+    {
+        var higherIsBetter = metric != "loss";
+        var configurations = new List<GroupConfiguration>();
+        foreach (var configuration in group.Members.GroupBy(m => m.Configuration))
+        {
+            var finished = configuration.Where(m => m.Run.Status == RunStatus.Completed).ToList();
+            var unusable = configuration.Count(m => m.Run.Status is RunStatus.Failed or RunStatus.Diverged);
+            // Best and final value of every track of every finished seed (each run reads its own key for the part).
+            var values = finished.GroupBy(m => KeyFor(m.Roles, metric)).Where(g => g.Key is not null)
+                .SelectMany(g => metrics.Summaries(g.Select(m => m.Run.Id).ToList(), g.Key!, lowerIsBetter: !higherIsBetter))
+                .Where(s => double.IsFinite(s.Final) && double.IsFinite(s.Best))
+                .ToDictionary(s => (s.RunId, s.Track));
+            var trackOrder = finished.SelectMany(m => EmaTrack.InDisplayOrder(m.Run.Tracks)).Select(t => t.Name).Distinct().ToList();
+            var tracks = new List<TrackStatistics>();
+            foreach (var track in trackOrder)
+            {
+                var seeds = finished.Where(m => values.ContainsKey((m.Run.Id, track))).Select(m => m.Run.Id).ToList();
+                if (seeds.Count == 0) continue;
+                var final = SampleSummary.Of(seeds.Select(id => values[(id, track)].Final).ToList());
+                var best = SampleSummary.Of(seeds.Select(id => values[(id, track)].Best).ToList());
+                PairedComparison? finalGap = null, bestGap = null;
+                string? verdict = null;
+                var paired = seeds.Where(id => values.ContainsKey((id, TrackNames.Raw))).ToList();
+                if (track != TrackNames.Raw && paired.Count > 0)
+                {
+                    finalGap = PairedComparison.Of(paired.Select(id => values[(id, track)].Final).ToList(), paired.Select(id => values[(id, TrackNames.Raw)].Final).ToList());
+                    bestGap = PairedComparison.Of(paired.Select(id => values[(id, track)].Best).ToList(), paired.Select(id => values[(id, TrackNames.Raw)].Best).ToList());
+                    verdict = higherIsBetter
+                        ? finalGap.Verdict(track, TrackNames.Raw, higherIsBetter: true)
+                        : finalGap.Verdict(track, TrackNames.Raw, higherIsBetter: false, scale: 1, unit: "", format: "0.0000");
+                }
+                tracks.Add(new TrackStatistics(track, seeds.Count, final, best, finalGap, bestGap, verdict));
+            }
+            // Only a track every finished seed has can be the best (one lucky seed with a post-hoc track proves nothing).
+            var complete = tracks.Where(t => t.Seeds == finished.Count).ToList();
+            var bestTrack = complete.Count == 0 ? null
+                : (higherIsBetter ? complete.MaxBy(t => t.Final.Mean) : complete.MinBy(t => t.Final.Mean))!.Track;
+            var first = configuration.First();
+            configurations.Add(new GroupConfiguration(configuration.Key,
+                group.Varied.ToDictionary(k => k, k => first.Parameters.GetValueOrDefault(k) ?? ""),
+                configuration.Select(m => m.Run.Id).ToList(), finished.Count, unusable, tracks, bestTrack));
+        }
+        var runs = group.Members.Select(m => new GroupRun(m.Run.Id, m.Run.Name, m.Run.Status.ToApi(), m.Configuration,
+            m.Parameters.FirstOrDefault(p => RunParameters.IsSeed(p.Key)).Value, m.Run.Step, m.Run.TotalSteps, m.Run.Origin.ToString().ToLowerInvariant())).ToList();
+        return new GroupAnalysis(group.Name, group.ExperimentId, metric, higherIsBetter, group.Varied, runs, configurations);
+    }
+
+    /// <summary>
+    /// The mean curve of one track over the runs of a configuration, with its band, at every step some run reached
+    /// (running runs included, so the page fills live). Each run reads its own key for the metric.
+    /// </summary>
+    public List<BandPoint> Curve(GroupData group, string configuration, string track, string metric, Band band)
+    {
+        var byStep = new SortedDictionary<long, List<double>>();
+        foreach (var member in group.Members.Where(m => m.Configuration == configuration))
+        {
+            if (KeyFor(member.Roles, metric) is not { } key) continue;
+            foreach (var point in metrics.Read(member.Run.Id, track, key, maxPoints: 0).Points)
+            {
+                if (!double.IsFinite(point.Value)) continue;
+                if (!byStep.TryGetValue(point.Step, out var list)) byStep[point.Step] = list = [];
+                list.Add(point.Value);
+            }
+        }
+        return byStep.Select(p => Point(p.Key, p.Value, band)).ToList();
+    }
+
+    static BandPoint Point(long step, List<double> values, Band band)
+    {
+        var mean = values.Average();
+        if (band == Band.MinMax) return new BandPoint(step, mean, values.Min(), values.Max(), values.Count);
+        var deviation = values.Count < 2 ? 0 : Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1));
+        return new BandPoint(step, mean, mean - deviation, mean + deviation, values.Count);
+    }
+
+    /// <summary>What became of one run when a σ_rel was reconstructed across the group.</summary>
+    public sealed record PostHocOutcome(long RunId, PostHocResult? Result, string? Problem);
+
+    /// <summary>
+    /// Reconstructs the same σ_rel on every run of the group that can be (finished engine runs with snapshots), so the
+    /// post-hoc track joins the statistics on every seed; the others are listed with the reason.
+    /// </summary>
+    public async Task<List<PostHocOutcome>> ReconstructAsync(GroupData group, double sigmaRel, Action<int>? progress = null)
+    {
+        var outcomes = new List<PostHocOutcome>();
+        foreach (var member in group.Members)
+        {
+            var (run, problem) = await postHoc.CheckAsync(member.Run.Id);
+            if (run is null) continue; // deleted meanwhile
+            outcomes.Add(problem is not null ? new PostHocOutcome(run.Id, null, problem) : new PostHocOutcome(run.Id, (await postHoc.ReconstructAsync(run, [sigmaRel]))[0], null));
+            progress?.Invoke(outcomes.Count);
+        }
+        return outcomes;
+    }
+}

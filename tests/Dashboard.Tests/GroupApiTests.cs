@@ -1,0 +1,162 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace EmaLab.Dashboard.Tests;
+
+public sealed class GroupApiTests(EmaLabFactory factory) : GroupApiSuite(factory), IClassFixture<EmaLabFactory>;
+
+/// <summary>The same tests with the app on PostgreSQL (groups are a join of tags and runs: both databases must answer it).</summary>
+public sealed class GroupApiOnPostgresTests(PostgresEmaLabFactory factory) : GroupApiSuite(factory), IClassFixture<PostgresEmaLabFactory>;
+
+public abstract class GroupApiSuite(EmaLabFactory factory)
+{
+    readonly HttpClient _client = factory.CreateClient();
+
+    static JsonObject Grid(string name, JsonArray seeds, JsonArray? rates = null, int steps = 30)
+    {
+        var body = Api.DigitsRun(steps: steps, evalInterval: 10);
+        body["name"] = name;
+        body["seed"] = seeds;
+        if (rates is not null) body["learningRate"] = rates;
+        return body;
+    }
+
+    async Task<JsonElement> CreateGroupAsync(JsonObject body)
+    {
+        var response = await _client.PostAsJsonAsync("/api/groups", body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Created, $"{(int)response.StatusCode}: {text}");
+        return JsonDocument.Parse(text).RootElement;
+    }
+
+    async Task<int> RunCountAsync() => (await Api.GetAsync(_client, "/api/runs?pageSize=1")).GetProperty("total").GetInt32();
+
+    async Task<JsonElement> BadRequestAsync(string url, JsonObject body, string field)
+    {
+        var response = await _client.PostAsJsonAsync(url, body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{(int)response.StatusCode}: {text}");
+        var problem = JsonDocument.Parse(text).RootElement;
+        Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"the problem names '{field}': {text}");
+        return problem;
+    }
+
+    [Fact]
+    public async Task A_grid_becomes_the_cross_product_of_runs_and_the_group_shows_paired_statistics_computed_from_their_metrics()
+    {
+        var created = await CreateGroupAsync(Grid("lr grid", [1, 2, 3], [0.001, 0.003]));
+        Assert.Equal("lr grid", created.GetProperty("name").GetString());
+        var ids = created.GetProperty("runIds").EnumerateArray().Select(i => i.GetInt64()).ToList();
+        Assert.Equal(6, ids.Count);
+        Assert.Equal(6 * 30, created.GetProperty("totalSteps").GetInt64());
+
+        var specs = new List<(long Seed, double Rate)>();
+        foreach (var id in ids)
+        {
+            var run = await Api.WaitForFinishAsync(_client, id);
+            Assert.Equal("completed", run.Status());
+            var spec = run.GetProperty("spec");
+            specs.Add((spec.GetProperty("seed").GetInt64(), spec.GetProperty("learningRate").GetDouble()));
+            Assert.StartsWith("lr grid · learningRate=", run.GetProperty("name").GetString());
+        }
+        // Axes in the body's order, the last varying fastest: a configuration's seeds come together.
+        Assert.Equal([(1, 0.001), (2, 0.001), (3, 0.001), (1, 0.003), (2, 0.003), (3, 0.003)], specs);
+
+        var listed = await Api.GetAsync(_client, "/api/groups?experiment=0");
+        var summary = listed.EnumerateArray().Single(g => g.GetProperty("name").GetString() == "lr grid");
+        Assert.Equal(6, summary.GetProperty("runs").GetInt32());
+        Assert.Equal(6, summary.GetProperty("completed").GetInt32());
+
+        var group = await Api.GetAsync(_client, "/api/groups/lr%20grid");
+        Assert.Equal(["learningRate"], group.GetProperty("varied").EnumerateArray().Select(v => v.GetString()));
+        var configurations = group.GetProperty("configurations").EnumerateArray().ToList();
+        Assert.Equal(["learningRate=0.001", "learningRate=0.003"], configurations.Select(c => c.GetProperty("label").GetString()));
+
+        // The paired gap of ema-0.9 at the final step, recomputed here from the runs' own series.
+        var slow = configurations[0];
+        var runIds = slow.GetProperty("runIds").EnumerateArray().Select(i => i.GetInt64()).ToList();
+        Assert.Equal(ids[..3], runIds);
+        var differences = new List<double>();
+        foreach (var id in runIds)
+        {
+            async Task<double> FinalAsync(string track) =>
+                (await Api.GetAsync(_client, $"/api/runs/{id}/metrics?key=eval/accuracy&track={track}"))[0].GetProperty("points").EnumerateArray().Last().GetProperty("value").GetDouble();
+            differences.Add(await FinalAsync("ema-0.9") - await FinalAsync("raw"));
+        }
+        var ema = slow.GetProperty("tracks").EnumerateArray().Single(t => t.GetProperty("track").GetString() == "ema-0.9");
+        Assert.Equal(3, ema.GetProperty("seeds").GetInt32());
+        var gap = ema.GetProperty("finalGap").GetProperty("difference");
+        var mean = differences.Average();
+        Assert.Equal(mean, gap.GetProperty("mean").GetDouble(), 12);
+        Assert.Equal(Math.Sqrt(differences.Sum(d => (d - mean) * (d - mean)) / 2), gap.GetProperty("standardDeviation").GetDouble(), 12);
+        var verdict = ema.GetProperty("verdict").GetString()!;
+        Assert.Contains("3 seeds", verdict);
+        Assert.True(verdict.Contains("beats") || verdict.StartsWith("No evidence"), verdict);
+        Assert.Equal(JsonValueKind.Null, slow.GetProperty("tracks")[0].GetProperty("finalGap").ValueKind); // raw has no gap to itself
+        Assert.NotNull(slow.GetProperty("bestTrack").GetString());
+    }
+
+    [Fact]
+    public async Task A_preview_counts_runs_and_steps_and_stores_nothing()
+    {
+        var before = await RunCountAsync();
+        var response = await _client.PostAsJsonAsync("/api/groups/preview", Grid("preview", [1, 2], [0.001, 0.002, 0.003], steps: 40));
+        var preview = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(6, preview.GetProperty("runs").GetInt32());
+        Assert.Equal(240, preview.GetProperty("totalSteps").GetInt64());
+        Assert.Equal("preview · learningRate=0.001 seed=1", preview.GetProperty("runNames")[0].GetString());
+        Assert.Equal(before, await RunCountAsync());
+    }
+
+    [Fact]
+    public async Task Bad_grids_are_refused_by_field_and_store_no_run()
+    {
+        var before = await RunCountAsync();
+        await BadRequestAsync("/api/groups", Grid("empty", []), "seed");
+        await BadRequestAsync("/api/groups", Grid("twice", [1, 2, 1]), "seed");
+        var tooMany = await BadRequestAsync("/api/groups", Grid("big", new JsonArray(Enumerable.Range(1, 51).Select(i => (JsonNode)i).ToArray()), [0.001, 0.002]), "seed");
+        Assert.Contains("102 runs", tooMany.GetProperty("errors").GetProperty("seed")[0].GetString());
+        // One bad combination refuses the whole group, and says which run it is.
+        var bad = await BadRequestAsync("/api/groups", Grid("bad rate", [1, 2], [0.001, 20]), "learningRate");
+        Assert.Contains("learningRate=20", bad.GetProperty("errors").GetProperty("learningRate")[0].GetString());
+        var misplaced = Grid("misplaced", [1, 2]);
+        misplaced["group"] = "x";
+        await BadRequestAsync("/api/groups", misplaced, "group");
+        var elsewhere = Grid("elsewhere", [1, 2]);
+        elsewhere["experimentId"] = 999;
+        await BadRequestAsync("/api/groups", elsewhere, "experimentId");
+        Assert.Equal(before, await RunCountAsync());
+        Assert.DoesNotContain((await Api.GetAsync(_client, "/api/groups")).EnumerateArray(), g => g.GetProperty("name").GetString() is "bad rate" or "elsewhere");
+    }
+
+    [Fact]
+    public async Task Runs_join_a_group_from_the_runs_api_and_from_a_tracking_client_and_names_may_hold_slashes()
+    {
+        var single = Api.DigitsRun(steps: 20, evalInterval: 10);
+        single["group"] = "mixed/one";
+        var engine = await Api.CreateAsync(_client, single);
+
+        var created = await _client.PostAsync("/api/2.0/mlflow/runs/create", Api.JsonBody("""{"experiment_id": "0", "run_name": "script", "tags": [{"key": "emalab.group", "value": "mixed/one"}]}"""));
+        Assert.Equal(HttpStatusCode.OK, created.StatusCode);
+        var uuid = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        var logged = await _client.PostAsync("/api/2.0/mlflow/runs/log-batch", Api.JsonBody($$"""
+            {"run_id": "{{uuid}}", "params": [{"key": "seed", "value": "7"}], "metrics": [{"key": "val_acc", "value": 0.5, "timestamp": 1, "step": 1}]}
+            """));
+        Assert.Equal(HttpStatusCode.OK, logged.StatusCode);
+
+        var group = await Api.GetAsync(_client, "/api/groups/mixed%2Fone");
+        Assert.Equal("mixed/one", group.GetProperty("name").GetString());
+        var runs = group.GetProperty("runs").EnumerateArray().ToList();
+        Assert.Equal([engine.Id(), runs[1].GetProperty("id").GetInt64()], runs.Select(r => r.GetProperty("id").GetInt64()));
+        Assert.Equal(["engine", "client"], runs.Select(r => r.GetProperty("origin").GetString()));
+        Assert.Equal("7", runs[1].GetProperty("seed").GetString());
+
+        var missing = await _client.GetAsync("/api/groups/nothing-here");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        var badMetric = await _client.GetAsync("/api/groups/mixed%2Fone?metric=speed");
+        Assert.Equal(HttpStatusCode.BadRequest, badMetric.StatusCode);
+    }
+}

@@ -159,4 +159,34 @@ public abstract class GroupApiSuite(EmaLabFactory factory)
         var badMetric = await _client.GetAsync("/api/groups/mixed%2Fone?metric=speed");
         Assert.Equal(HttpStatusCode.BadRequest, badMetric.StatusCode);
     }
+
+    [Fact]
+    public async Task One_sigma_rel_reconstructed_on_every_seed_joins_the_statistics_and_the_table_downloads_as_csv()
+    {
+        var body = Grid("posthoc seeds", [1, 2], steps: 60);
+        body["postHoc"] = new JsonObject { ["sigmaRels"] = new JsonArray(0.05, 0.10), ["snapshotEvery"] = 20 };
+        var created = await CreateGroupAsync(body);
+        foreach (var id in created.GetProperty("runIds").EnumerateArray()) await Api.WaitForFinishAsync(_client, id.GetInt64());
+
+        await BadRequestAsync("/api/groups/posthoc%20seeds/posthoc", new JsonObject { ["sigmaRel"] = 0.9 }, "sigmaRel");
+        var response = await _client.PostAsJsonAsync("/api/groups/posthoc%20seeds/posthoc", new JsonObject { ["sigmaRel"] = 0.08 });
+        var outcomes = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(2, outcomes.GetArrayLength());
+        Assert.All(outcomes.EnumerateArray(), o => Assert.Equal("posthoc-0.08", o.GetProperty("result").GetProperty("track").GetString()));
+
+        var configuration = (await Api.GetAsync(_client, "/api/groups/posthoc%20seeds")).GetProperty("configurations")[0];
+        var postHoc = configuration.GetProperty("tracks").EnumerateArray().Single(t => t.GetProperty("track").GetString() == "posthoc-0.08");
+        Assert.Equal(2, postHoc.GetProperty("seeds").GetInt32());
+        var accuracies = outcomes.EnumerateArray().Select(o => o.GetProperty("result").GetProperty("accuracy").GetDouble()).ToList();
+        Assert.Equal(accuracies.Average(), postHoc.GetProperty("final").GetProperty("mean").GetDouble(), 12);
+        Assert.Contains("2 seeds", postHoc.GetProperty("verdict").GetString());
+
+        var csv = await _client.GetAsync("/api/groups/posthoc%20seeds/runs.csv");
+        Assert.Equal("text/csv", csv.Content.Headers.ContentType!.MediaType);
+        var lines = (await csv.Content.ReadAsStringAsync()).TrimEnd('\n').Split('\n');
+        Assert.StartsWith("configuration,track,seeds,final_accuracy_mean,", lines[0]);
+        Assert.Equal(1 + configuration.GetProperty("tracks").GetArrayLength(), lines.Length);
+        Assert.Contains(lines, l => l.StartsWith("all runs,posthoc-0.08,2,", StringComparison.Ordinal));
+    }
 }

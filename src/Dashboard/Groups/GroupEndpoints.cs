@@ -29,6 +29,7 @@ public static class GroupEndpoints
         groups.MapPost("/preview", Preview).RequireJsonBody().Accepts<EmaLab.TrainingEngine.Training.RunSpec>("application/json")
             .WithSummary("What POST /api/groups would create (run count, planned steps, run names), validated, without storing anything.");
         groups.MapGet("/{name}", Get).WithSummary("The group's runs, configurations and statistics: per track the mean final and best value over seeds, the paired EMA − raw gap with its 95 % CI and p-value, a verdict, the best track.");
+        groups.MapGet("/{name}/runs.csv", GetCsv).WithSummary("The group's statistics table as CSV: per configuration and track, the final and best mean with 95 % CI half-widths, the paired gaps with p-values, the verdict.");
         groups.MapPost("/{name}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody().Accepts<GroupPostHocRequest>("application/json")
             .WithSummary("Reconstructs the same σ_rel on every run of the group that has post-hoc snapshots (the others are listed with the reason).");
     }
@@ -70,6 +71,27 @@ public static class GroupEndpoints
         if (!GroupService.Metrics.Contains(metric)) return RunEndpoints.Invalid("metric", $"Unknown metric '{metric}'; one of {string.Join(", ", GroupService.Metrics)}.");
         var data = await groups.LoadAsync(experiment, NameOf(name), ct);
         return data is null ? NotFound(NameOf(name), experiment) : TypedResults.Ok(groups.Analyze(data, metric));
+    }
+
+    static async Task<IResult> GetCsv(string name, GroupService groups, HttpContext context, long experiment = Data.Experiment.DefaultId, string metric = "accuracy", CancellationToken ct = default)
+    {
+        if (!GroupService.Metrics.Contains(metric)) return RunEndpoints.Invalid("metric", $"Unknown metric '{metric}'; one of {string.Join(", ", GroupService.Metrics)}.");
+        var data = await groups.LoadAsync(experiment, NameOf(name), ct);
+        if (data is null) return NotFound(NameOf(name), experiment);
+        var analysis = groups.Analyze(data, metric);
+        var lines = new List<string>
+        {
+            CsvText.Row("configuration", "track", "seeds", $"final_{metric}_mean", "final_ci95", $"best_{metric}_mean", "best_ci95",
+                "gap_final_mean", "gap_final_ci95", "gap_final_p", "gap_best_mean", "gap_best_ci95", "gap_best_p", "best_track", "verdict"),
+        };
+        foreach (var configuration in analysis.Configurations)
+            foreach (var t in configuration.Tracks)
+                lines.Add(CsvText.Row(configuration.Label, t.Track, t.Seeds, t.Final.Mean, t.Final.ConfidenceHalfWidth, t.Best.Mean, t.Best.ConfidenceHalfWidth,
+                    t.FinalGap?.Difference.Mean, t.FinalGap?.Difference.ConfidenceHalfWidth, t.FinalGap?.PValue,
+                    t.BestGap?.Difference.Mean, t.BestGap?.Difference.ConfidenceHalfWidth, t.BestGap?.PValue, t.Track == configuration.BestTrack, t.Verdict));
+        var file = new string(analysis.Name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' ? c : '-').ToArray());
+        context.Response.Headers.ContentDisposition = $"attachment; filename=\"group-{file}.csv\"";
+        return TypedResults.Text(string.Join("\n", lines) + "\n", "text/csv; charset=utf-8");
     }
 
     static async Task<Results<Ok<List<GroupService.PostHocOutcome>>, ValidationProblem, ProblemHttpResult>> ReconstructPostHoc(

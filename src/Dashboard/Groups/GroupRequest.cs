@@ -11,7 +11,7 @@ public sealed record GridAxis(string Field, IReadOnlyList<string> Values);
 /// <summary>
 /// A group to launch: one run request whose top-level fields may be lists (<c>"seed": [1, 2, 3]</c>,
 /// <c>"learningRate": [0.001, 0.003]</c>; for the list-valued <c>hidden</c> and <c>channels</c> a list of lists) →
-/// the cross product as runs of one group. Decays stay inside each run (<c>ema</c> is never an axis): a run shadows
+/// the cross product as runs of one group, axes in the body's order with the seed last (varying fastest). Decays stay inside each run (<c>ema</c> is never an axis): a run shadows
 /// all its decays at once, so multiplying runs by decays would only repeat the same raw training.
 /// </summary>
 public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<GridAxis> Axes, IReadOnlyList<RunRequest> Runs, long TotalSteps)
@@ -47,6 +47,8 @@ public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<
             fields.Remove(key);
         }
 
+        // The seed varies fastest: a configuration's seeds are queued together, so its statistics can show first.
+        axes = [.. axes.OrderBy(a => a.Field == RunParameters.Seed)];
         var count = axes.Aggregate(1L, (product, axis) => product * axis.Values.Count);
         if (count > MaxRuns)
         {

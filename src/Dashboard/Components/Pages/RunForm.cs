@@ -4,6 +4,7 @@ using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
+using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
 
 namespace EmaLab.Dashboard.Components.Pages;
@@ -27,6 +28,17 @@ public sealed class RunForm
     public int Threads { get; set; } = Math.Clamp(Environment.ProcessorCount, 1, 2);
     public long? CheckpointEvery { get; set; } = 500;
     public long ExperimentId { get; set; } = Experiment.DefaultId;
+
+    /// <summary>
+    /// Launch a group instead of one run: then <see cref="Seeds"/>, <see cref="LearningRate"/> and <see cref="BatchSizes"/>
+    /// take lists and <see cref="Optimizers"/>/<see cref="Models"/> several choices, and the form sends the cross product.
+    /// </summary>
+    public bool IsGroup { get; set; }
+    /// <summary>Seeds of a group: numbers and ranges, <c>1-5</c> or <c>1, 2, 7</c>.</summary>
+    public string Seeds { get; set; } = "1-3";
+    public string BatchSizes { get; set; } = "64";
+    public HashSet<string> Optimizers { get; set; } = [RunSpec.Adam];
+    public HashSet<string> Models { get; set; } = ["cnn"];
 
     /// <summary>The shadows, one row per track of <c>ema.tracks</c>.</summary>
     public List<TrackRow> Tracks { get; set; } = [TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.99")), TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.999"))];
@@ -102,13 +114,33 @@ public sealed class RunForm
     /// The request the API would receive, validated by the API's rules; throws <see cref="RequestValidationException"/>
     /// with every problem by field. Text that is not a number is reported as such, in place of what the API says about the gap.
     /// </summary>
-    public RunRequest ToRequest()
+    public RunRequest ToRequest() => Parsed(RunRequest.Parse);
+
+    /// <summary>The group the form describes (its lists → the cross product), validated as the API validates <c>POST /api/groups</c>.</summary>
+    public Groups.GroupRequest ToGroupRequest() => Parsed(Groups.GroupRequest.Parse);
+
+    T Parsed<T>(Func<JsonObject, T> parse)
     {
         var typos = new Dictionary<string, string>();
+        var body = Body(typos);
+        try
+        {
+            var request = parse(body);
+            return typos.Count == 0 ? request : throw new RequestValidationException(typos.ToDictionary(t => t.Key, t => new[] { t.Value }));
+        }
+        catch (RequestValidationException refused) when (typos.Count > 0)
+        {
+            var errors = typos.ToDictionary(t => t.Key, t => new[] { t.Value });
+            foreach (var (field, messages) in refused.Errors) errors.TryAdd(field, messages);
+            throw new RequestValidationException(errors);
+        }
+    }
+
+    /// <summary>The JSON body the API would receive; text that is not a number goes to <paramref name="typos"/> by field.</summary>
+    JsonObject Body(Dictionary<string, string> typos)
+    {
         var tracks = new JsonArray();
         for (var i = 0; i < Tracks.Count; i++) tracks.Add(Tracks[i].ToJson($"ema.tracks[{i}]", SharedEma(), typos));
-        var lr = double.TryParse(LearningRate, NumberStyles.Float, CultureInfo.InvariantCulture, out var rate) ? rate : (double?)null;
-        if (lr is null) typos["learningRate"] = $"'{LearningRate}' is not a number.";
         var body = new JsonObject
         {
             ["name"] = Name,
@@ -131,7 +163,16 @@ public sealed class RunForm
                 ["bnPolicy"] = BnPolicy,
             },
         };
-        if (lr is not null) body["learningRate"] = lr;
+        if (IsGroup)
+        {
+            body["seed"] = List(Seeds, "seed", typos, SeedRange);
+            body["learningRate"] = List(LearningRate, "learningRate", typos, Number);
+            body["batchSize"] = List(BatchSizes, "batchSize", typos, Integer);
+            body["optimizer"] = new JsonArray(RunSpec.Optimizers.Where(Optimizers.Contains).Select(o => (JsonNode)o).ToArray());
+            body["model"] = new JsonArray(ModelArchitecture.Kinds.Where(Models.Contains).Select(m => (JsonNode)m).ToArray());
+        }
+        else if (Number(LearningRate) is [var rate]) body["learningRate"] = rate;
+        else typos["learningRate"] = $"'{LearningRate}' is not a number.";
         body["experimentId"] = ExperimentId;
         if (CheckpointEvery is { } every) body["checkpointEvery"] = every;
         if (PostHoc)
@@ -144,16 +185,35 @@ public sealed class RunForm
             if (SnapshotEvery is { } snapshots) postHoc["snapshotEvery"] = snapshots;
             body["postHoc"] = postHoc;
         }
-        try
-        {
-            var request = RunRequest.Parse(body);
-            return typos.Count == 0 ? request : throw new RequestValidationException(typos.ToDictionary(t => t.Key, t => new[] { t.Value }));
-        }
-        catch (RequestValidationException refused) when (typos.Count > 0)
-        {
-            var errors = typos.ToDictionary(t => t.Key, t => new[] { t.Value });
-            foreach (var (field, messages) in refused.Errors) errors.TryAdd(field, messages);
-            throw new RequestValidationException(errors);
-        }
+        return body;
+    }
+
+    /// <summary>A comma-separated list read item by item; an item that does not read is reported under <paramref name="field"/>.</summary>
+    static JsonArray List(string text, string field, Dictionary<string, string> typos, Func<string, JsonNode[]?> read)
+    {
+        var list = new JsonArray();
+        foreach (var item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            if (read(item) is { } values) foreach (var value in values) list.Add(value);
+            else typos[field] = $"'{item}' is not {(field == "seed" ? "a seed or a range such as 1-5" : field == "batchSize" ? "a whole number" : "a number")}.";
+        return list;
+    }
+
+    static JsonNode[]? Number(string text) =>
+        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) ? [JsonValue.Create(value)] : null;
+
+    static JsonNode[]? Integer(string text) =>
+        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? [JsonValue.Create(value)] : null;
+
+    /// <summary><c>7</c> or <c>1-5</c> (at most a group's worth of seeds, so a typo such as 1-100000 stays a message).</summary>
+    static JsonNode[]? SeedRange(string text)
+    {
+        var dash = text.IndexOf('-', 1);
+        if (dash < 0) return long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seed) ? [JsonValue.Create(seed)] : null;
+        if (!long.TryParse(text[..dash].Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var from)
+            || !long.TryParse(text[(dash + 1)..].Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var to)
+            || to < from || to - from >= Groups.GroupRequest.MaxRuns) return null;
+        var seeds = new List<JsonNode>();
+        for (var s = from; s <= to; s++) seeds.Add(JsonValue.Create(s));
+        return [.. seeds];
     }
 }

@@ -11,6 +11,18 @@ public sealed record ChartSeries(string Name, string Color, IReadOnlyList<Metric
     public bool Markers { get; init; }
     public bool LinesToo { get; init; } = true;
     public double MarkerSize { get; init; } = 7;
+    /// <summary>Fills the area between this line and the series drawn just before it (a band's upper edge over its lower edge).</summary>
+    public string? FillToPrevious { get; init; }
+
+    /// <summary>
+    /// A band from <paramref name="lower"/> to <paramref name="upper"/> as Plotly draws one: an invisible lower edge, then the
+    /// upper edge filled down to it. Both stay out of the legend (the mean line names the band).
+    /// </summary>
+    public static IEnumerable<ChartSeries> Band(string name, string color, IReadOnlyList<MetricValue> lower, IReadOnlyList<MetricValue> upper)
+    {
+        yield return new ChartSeries(name + " (band low)", color, lower, Width: 0, ShowLegend: false);
+        yield return new ChartSeries(name + " (band high)", color, upper, Width: 0, ShowLegend: false) { FillToPrevious = TrackColors.Translucent(color, 0.18) };
+    }
 
     public static ChartSeries Xy(string name, string color, IReadOnlyList<(double X, double Y)> points, bool lines = true, double markerSize = 7) =>
         new(name, color, points.Select(p => new MetricValue(0, p.Y)).ToList())

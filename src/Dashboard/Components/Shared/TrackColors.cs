@@ -46,5 +46,18 @@ public static partial class TrackColors
     /// <summary>A fixed palette for runs on the compare page.</summary>
     public static string ForIndex(int index) => Palette[index % Palette.Length];
 
+    /// <summary>The colour with an alpha (for bands): <c>hsl(…)</c> → <c>hsla(…, a)</c>, <c>#rrggbb</c> → <c>rgba(…, a)</c>.</summary>
+    public static string Translucent(string color, double alpha)
+    {
+        var a = alpha.ToString("0.###", CultureInfo.InvariantCulture);
+        if (color.StartsWith("hsl(", StringComparison.Ordinal)) return $"hsla({color[4..^1]}, {a})";
+        if (color is ['#', _, _, _, _, _, _])
+        {
+            var rgb = Convert.FromHexString(color[1..]);
+            return $"rgba({rgb[0]}, {rgb[1]}, {rgb[2]}, {a})";
+        }
+        return color;
+    }
+
     static readonly string[] Palette = ["#2f5bd3", "#d35f2f", "#1f8a4c", "#8e44ad", "#c0392b", "#16a085", "#b7791f", "#34495e"];
 }

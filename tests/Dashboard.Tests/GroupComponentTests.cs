@@ -1,0 +1,104 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Bunit;
+using EmaLab.Dashboard.Components.Pages;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Groups;
+using EmaLab.Dashboard.Runs;
+using Microsoft.AspNetCore.Components;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace EmaLab.Dashboard.Tests;
+
+/// <summary>The group form and the group page with bUnit against a real app (real runs, real SQLite).</summary>
+public sealed class GroupComponentTests(EmaLabFactory factory) : BunitContext, IClassFixture<EmaLabFactory>
+{
+    readonly HttpClient _client = factory.CreateClient();
+
+    void UseAppServices()
+    {
+        var app = factory.Services;
+        Services.AddSingleton(app.GetRequiredService<RunService>());
+        Services.AddSingleton(app.GetRequiredService<GroupService>());
+        Services.AddSingleton(app.GetRequiredService<IDbContextFactory<EmaLabDbContext>>());
+        JSInterop.Mode = JSRuntimeMode.Loose;
+        JSInterop.SetupModule("./_content/Plotly.Blazor/plotly-interop-7.2.0.js");
+    }
+
+    [Fact]
+    public async Task The_group_form_previews_the_cross_product_refuses_bad_lists_by_field_and_launches_the_group()
+    {
+        UseAppServices();
+        var before = (await Api.GetAsync(_client, "/api/runs?pageSize=1")).GetProperty("total").GetInt32();
+        var navigation = Services.GetRequiredService<NavigationManager>();
+        navigation.NavigateTo("runs/new?group=true");
+        var cut = Render<NewRun>();
+        Assert.Equal("New group", cut.Find("h1").TextContent);
+        cut.Find("#name").Change("form grid");
+        cut.Find("#dataset").Change("digits-8x8");
+        cut.Find("#steps").Change("40");
+        cut.Find("#evalInterval").Change("20");
+        cut.Find("#checkpointEvery").Change("");
+        cut.Find("#postHoc").Change(false);
+        cut.Find("#seed").Change("1-3");
+        Assert.StartsWith("3 runs, 120 steps in all (3 seed)", cut.Find("[data-testid=group-preview]").TextContent.Trim());
+
+        cut.Find("#learningRate").Change("0.001, 0.003");
+        Assert.StartsWith("6 runs, 240 steps in all (2 learningRate × 3 seed)", cut.Find("[data-testid=group-preview]").TextContent.Trim());
+        Assert.Equal("Start 6 runs", cut.Find("#start").TextContent);
+
+        cut.Find("#seed").Change("1-x");
+        cut.Find("form").Submit();
+        Assert.Equal("'1-x' is not a seed or a range such as 1-5.", cut.Find("#seed").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        cut.Find("#seed").Change("1, 2");
+        cut.Find("[data-testid=optimizers] input[value=adam]").Change(false);
+        cut.Find("form").Submit();
+        Assert.Contains("'optimizer' lists no values", cut.Find("[data-testid=optimizers]").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        Assert.Equal(before, (await Api.GetAsync(_client, "/api/runs?pageSize=1")).GetProperty("total").GetInt32());
+
+        cut.Find("[data-testid=optimizers] input[value=sgd]").Change(true);
+        cut.Find("[data-testid=models] input[value=mlp]").Change(true);
+        cut.Find("[data-testid=models] input[value=cnn]").Change(false);
+        Assert.StartsWith("4 runs", cut.Find("[data-testid=group-preview]").TextContent.Trim());
+        cut.Find("form").Submit();
+        cut.WaitForAssertion(() => Assert.EndsWith("groups/form%20grid?experiment=0", navigation.Uri));
+        var group = await Api.GetAsync(_client, "/api/groups/form%20grid");
+        var runs = group.GetProperty("runs").EnumerateArray().ToList();
+        Assert.Equal(4, runs.Count);
+        var spec = (await Api.GetAsync(_client, $"/api/runs/{runs[3].GetProperty("id").GetInt64()}")).GetProperty("spec");
+        Assert.Equal(("mlp", "sgd", 0.003, 2), (spec.GetProperty("model").GetString(), spec.GetProperty("optimizer").GetString(), spec.GetProperty("learningRate").GetDouble(), spec.GetProperty("seed").GetInt32()));
+    }
+
+    [Fact]
+    public async Task The_group_page_shows_each_configuration_with_the_verdicts_and_statistics_of_the_api()
+    {
+        UseAppServices();
+        var body = Api.DigitsRun(steps: 40, evalInterval: 20);
+        body["name"] = "page seeds";
+        body["seed"] = new JsonArray(1, 2, 3);
+        var created = await (await _client.PostAsJsonAsync("/api/groups", body)).Content.ReadFromJsonAsync<JsonElement>();
+        foreach (var id in created.GetProperty("runIds").EnumerateArray()) await Api.WaitForFinishAsync(_client, id.GetInt64());
+        var api = (await Api.GetAsync(_client, "/api/groups/page%20seeds")).GetProperty("configurations")[0];
+
+        var cut = Render<GroupDetail>(p => p.Add(c => c.Name, "page seeds"));
+        cut.WaitForAssertion(() => Assert.Single(cut.FindAll("[data-testid=configuration]")));
+        Assert.Contains("3 runs · 1 configuration · 3 completed", cut.Find("[data-testid=group-summary]").TextContent);
+        var verdicts = cut.FindAll("[data-testid=verdicts] li");
+        Assert.Equal(["ema-0.9", "ema-0.99"], verdicts.Select(v => v.GetAttribute("data-track")));
+        var apiVerdicts = api.GetProperty("tracks").EnumerateArray().Skip(1).Select(t => t.GetProperty("verdict").GetString()).ToList();
+        Assert.Equal(apiVerdicts, verdicts.Select(v => v.TextContent.Trim()));
+        Assert.Contains(api.GetProperty("bestTrack").GetString()!, cut.Find("[data-testid=best-track]").TextContent);
+        var rows = cut.FindAll("[data-testid=group-table] tbody tr");
+        Assert.Equal(3, rows.Count);
+        var rawFinal = api.GetProperty("tracks")[0].GetProperty("final");
+        Assert.Contains($"{rawFinal.GetProperty("mean").GetDouble() * 100:0.00} % ± {rawFinal.GetProperty("confidenceHalfWidth").GetDouble() * 100:0.00}", rows[0].TextContent);
+        Assert.Equal(3, cut.FindAll("[data-testid=group-runs] tbody tr").Count);
+        Assert.Empty(cut.FindAll("[data-testid=group-posthoc]")); // the runs took no post-hoc snapshots
+
+        // Judged on the loss instead, lower is better and the gaps read in loss units.
+        cut.Find("#metric").Change("loss");
+        Assert.All(cut.FindAll("[data-testid=verdicts] li"), v => Assert.DoesNotContain(" pt ", v.TextContent));
+    }
+}

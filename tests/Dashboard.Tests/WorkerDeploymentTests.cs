@@ -187,7 +187,8 @@ public sealed class WorkerDeploymentTests : IDisposable
     {
         var web = await StartAsync("web");
         var workers = new[] { await StartAsync("worker", "worker-a"), await StartAsync("worker", "worker-b") };
-        var steps = 4000;
+        // Long enough to outlast a web restart and a hand-over on a loaded machine (4,000 steps once finished first).
+        var steps = 10_000;
         var id = (await Api.CreateAsync(web.Client, MnistRun(steps, "through restarts"))).Id();
         await Api.WaitForAsync(web.Client, id, r => r.GetProperty("step").GetInt64() > 300);
         web.Kill();

@@ -13,8 +13,10 @@ public sealed record RunDto(
     long Id, string Name, string Status, long Step, long TotalSteps, string? Error,
     JsonElement? Spec, long? CheckpointEvery, IReadOnlyList<TrackDto> Tracks,
     DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
-    long? BundleStep, bool Resumable, ProgressDto? Progress, string Origin, long ExperimentId, string TrackingId)
+    long? BundleStep, bool Resumable, ProgressDto? Progress, string Origin, long ExperimentId, string TrackingId,
+    string? Group, string? Notes, IReadOnlyDictionary<string, string> Tags)
 {
+    /// <summary>The run as the API shows it; its tags must be loaded (<c>Include(r => r.Tags)</c>) for group, notes and tags.</summary>
     public static RunDto From(Run run, RunQueue.LiveProgress? live) => new(
         run.Id, run.Name, run.Status.ToApi(), live?.Progress.Step ?? run.Step, run.TotalSteps, run.Error,
         run.SpecJson is null ? null : JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
@@ -23,7 +25,8 @@ public sealed record RunDto(
         run.CanResume,
         live is null ? null : new ProgressDto(live.Progress.Step, live.Progress.TotalSteps, live.Progress.StepsPerSecond,
             live.Progress.EstimatedRemaining?.TotalSeconds, live.ReportedAt),
-        run.Origin.ToString().ToLowerInvariant(), run.ExperimentId, run.Uuid);
+        run.Origin.ToString().ToLowerInvariant(), run.ExperimentId, run.Uuid,
+        RunAnnotations.Group(run.Tags), RunAnnotations.Notes(run.Tags), RunAnnotations.UserTags(run.Tags));
 }
 
 public sealed record RunPage(IReadOnlyList<RunDto> Items, int Total, int Page, int PageSize);

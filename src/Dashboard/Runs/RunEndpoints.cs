@@ -29,10 +29,12 @@ public static class RunEndpoints
         api.MapMlflowApi();
         api.MapGroupApi();
 
-        runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first, optionally filtered by status and experiment.");
+        runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first; filters: search (in the name), status, experiment, dataset, model, group, tag (a key, or key=value); all combine.");
         runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).").RequireJsonBody()
             .Accepts<RunSpec>("application/json");
         runs.MapGet("/{id:long}", GetRun).WithSummary("One run with its spec, tracks and live progress.");
+        runs.MapPatch("/{id:long}", UpdateRun).RequireJsonBody().Accepts<RunUpdate>("application/json")
+            .WithSummary("Renames the run and sets its notes and tags (each field only when given; 'tags' replaces the run's own tags, system tags stay).");
         runs.MapPost("/{id:long}/cancel", CancelRun).WithSummary("Cancels a queued or running run.");
         runs.MapPost("/{id:long}/resume", ResumeRun).WithSummary("Continues an interrupted or cancelled run from its resume bundle.");
         runs.MapPost("/{id:long}/clone", CloneRun).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).").RequireJsonBody(optional: true)
@@ -62,23 +64,38 @@ public static class RunEndpoints
     const int MaxPage = 1_000_000;
 
     static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
-        IDbContextFactory<EmaLabDbContext> dbFactory, RunQueue queue, string? status = null, long? experiment = null, int page = 1, int pageSize = 50, CancellationToken ct = default)
+        IDbContextFactory<EmaLabDbContext> dbFactory, RunQueue queue, string? status = null, long? experiment = null, string? search = null,
+        string? dataset = null, string? model = null, string? group = null, string? tag = null, int page = 1, int pageSize = 50, CancellationToken ct = default)
     {
         if (page is < 1 or > MaxPage) return Invalid("page", $"page must be from 1 to {MaxPage:N0}.");
         if (pageSize is < 1 or > 500) return Invalid("pageSize", "pageSize must be from 1 to 500.");
-        await using var db = await dbFactory.CreateDbContextAsync(ct);
-        // Runs deleted through the tracking API (restorable there) are not listed.
-        var query = db.Runs.AsNoTracking().Where(r => !r.Deleted);
-        if (experiment is { } experimentId) query = query.Where(r => r.ExperimentId == experimentId);
+        RunStatus? wanted = null;
         if (!string.IsNullOrEmpty(status))
         {
             if (!Enum.TryParse<RunStatus>(status, ignoreCase: true, out var s) || int.TryParse(status, out _))
                 return Invalid("status", $"Unknown status '{status}'; one of {string.Join(", ", Enum.GetValues<RunStatus>().Select(v => v.ToApi()))}.");
-            query = query.Where(r => r.Status == s);
+            wanted = s;
         }
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var query = new RunFilter(search, wanted, experiment, dataset, model, group, tag).Apply(db.Runs.AsNoTracking(), db);
         var total = await query.CountAsync(ct);
-        var items = await query.Include(r => r.Tracks).OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(ct);
+        var items = await query.Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery()
+            .OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(ct);
         return TypedResults.Ok(new RunPage(items.Select(r => RunDto.From(r, queue.ProgressOf(r.Id))).ToList(), total, page, pageSize));
+    }
+
+    static async Task<Results<Ok<RunDto>, ValidationProblem, ProblemHttpResult>> UpdateRun(long id, HttpRequest request, RunService runs, RunQueue queue, CancellationToken ct)
+    {
+        try
+        {
+            var update = RequestJson.Deserialize<RunUpdate>(await ReadJsonAsync(request, ct));
+            if (await runs.UpdateAsync(id, update, ct) is null) return NotFound(id);
+            return TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id)));
+        }
+        catch (RequestValidationException e)
+        {
+            return Invalid(e);
+        }
     }
 
     static async Task<Results<Created<RunDto>, ValidationProblem>> CreateRun(HttpRequest request, RunService runs, CancellationToken ct)

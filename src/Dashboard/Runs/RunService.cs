@@ -61,7 +61,38 @@ public sealed class RunService(
     public async Task<Run?> FindAsync(long id, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        return await db.Runs.AsNoTracking().Include(r => r.Tracks).SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        return await db.Runs.AsNoTracking().Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+    }
+
+    /// <summary>Renames the run and sets its notes and user tags (each only when given); null when there is no such run.</summary>
+    public async Task<Run?> UpdateAsync(long id, RunUpdate update, CancellationToken cancellationToken = default)
+    {
+        update.Validate();
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var run = await db.Runs.Include(r => r.Tags).SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        if (run is null) return null;
+        void Set(string key, string? value)
+        {
+            var tag = run.Tags.FirstOrDefault(t => t.Key == key);
+            if (value is null) { if (tag is not null) run.Tags.Remove(tag); }
+            else if (tag is null) run.Tags.Add(new RunTag { Key = key, Value = value });
+            else tag.Value = value;
+        }
+        if (update.Name is { } name)
+        {
+            run.Name = name.Trim();
+            // MLflow keeps the name in a tag too: a client reading the run sees the new one.
+            if (run.Tags.Any(t => t.Key == Tracking.TrackingService.RunNameTag)) Set(Tracking.TrackingService.RunNameTag, run.Name);
+        }
+        if (update.Notes is { } notes) Set(RunAnnotations.NotesTag, notes.Length == 0 ? null : notes);
+        if (update.Tags is { } tags)
+        {
+            foreach (var old in run.Tags.Where(t => RunAnnotations.IsUserTag(t.Key) && !tags.ContainsKey(t.Key)).ToList()) run.Tags.Remove(old);
+            foreach (var (key, value) in tags) Set(key, value);
+        }
+        await db.SaveChangesAsync(cancellationToken);
+        hub.Publish(new RunEvent(RunEventType.Status, id) { Status = run.Status.ToApi() }); // lists showing it reload
+        return run;
     }
 
     /// <summary>What became of a request: done, unknown run, refused, or accepted and finishing in the background.</summary>

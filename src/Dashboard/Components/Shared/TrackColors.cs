@@ -5,19 +5,20 @@ using System.Text.RegularExpressions;
 namespace EmaLab.Dashboard.Components.Shared;
 
 /// <summary>
-/// One colour per track on every page: <c>raw</c> is near-black, and an EMA's hue follows its
+/// One colour per track on every page: <c>raw</c> is slate grey, and an EMA's hue follows its
 /// timescale (−log10(1 − d): 0.9 → 1, 0.99 → 2, ...), so a decay has the same colour in every run.
 /// </summary>
 public static partial class TrackColors
 {
-    public const string Raw = "#1d2330";
+    /// <summary>A slate grey that reads on the light and the dark (prefers-color-scheme) page alike.</summary>
+    public const string Raw = "#5f6b85";
     public const string PostHoc = "#8a8f98";
 
     public const string Swa = "#b7791f";
 
     /// <summary>
     /// <c>ema-&lt;decay&gt;</c> takes its decay's hue; a track with its own rule (<c>ema-0.999-timm</c>) keeps that hue,
-    /// turned by a fixed amount per rule so two rules of one decay differ; SWA is amber; anything else near-black.
+    /// turned by a fixed amount per rule so two rules of one decay differ; SWA is amber; anything else the raw grey.
     /// </summary>
     public static string For(string track)
     {

@@ -12,8 +12,8 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace EmaLab.Dashboard.Tests;
 
-/// <summary>The group form and the group page with bUnit against a real app (real runs, real SQLite).</summary>
-public sealed class GroupComponentTests(EmaLabFactory factory) : BunitContext, IClassFixture<EmaLabFactory>
+/// <summary>The pages for experimenting — group form, group page, runs list filters, notes and tags — with bUnit against a real app (real runs, real SQLite).</summary>
+public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, IClassFixture<EmaLabFactory>
 {
     readonly HttpClient _client = factory.CreateClient();
 
@@ -23,6 +23,9 @@ public sealed class GroupComponentTests(EmaLabFactory factory) : BunitContext, I
         Services.AddSingleton(app.GetRequiredService<RunService>());
         Services.AddSingleton(app.GetRequiredService<GroupService>());
         Services.AddSingleton(app.GetRequiredService<IDbContextFactory<EmaLabDbContext>>());
+        Services.AddSingleton(app.GetRequiredService<MetricQueries>());
+        Services.AddSingleton(app.GetRequiredService<RunQueue>());
+        Services.AddSingleton(app.GetRequiredService<RunEventHub>());
         JSInterop.Mode = JSRuntimeMode.Loose;
         JSInterop.SetupModule("./_content/Plotly.Blazor/plotly-interop-7.2.0.js");
     }
@@ -100,5 +103,68 @@ public sealed class GroupComponentTests(EmaLabFactory factory) : BunitContext, I
         // Judged on the loss instead, lower is better and the gaps read in loss units.
         cut.Find("#metric").Change("loss");
         Assert.All(cut.FindAll("[data-testid=verdicts] li"), v => Assert.DoesNotContain(" pt ", v.TextContent));
+    }
+
+    [Fact]
+    public async Task The_runs_list_filters_by_name_and_tag_keeps_them_in_the_address_and_compares_the_runs_checked()
+    {
+        UseAppServices();
+        var marker = Guid.NewGuid().ToString("N")[..8];
+        var body = Api.DigitsRun(steps: 10, evalInterval: 5);
+        body["name"] = $"list-{marker} a";
+        var a = (await Api.CreateAsync(_client, body)).Id();
+        body["name"] = $"list-{marker} b";
+        var b = (await Api.CreateAsync(_client, body)).Id();
+        await _client.PatchAsync($"/api/runs/{b}", Api.JsonBody("""{"tags": {"keeper": ""}}"""));
+
+        var navigation = Services.GetRequiredService<NavigationManager>();
+        var cut = Render<RunsList>();
+        cut.Find("#search").Change($"LIST-{marker}");
+        cut.WaitForAssertion(() => Assert.Equal([b, a], cut.FindAll("tr[data-run-id]").Select(r => long.Parse(r.GetAttribute("data-run-id")!))));
+        Assert.Contains($"q=LIST-{marker}", navigation.Uri);
+        Assert.Equal("2 runs", cut.Find("[data-testid=run-count]").TextContent);
+        Assert.Contains("keeper", cut.Find($"tr[data-run-id='{b}']").TextContent);
+
+        cut.Find("#filter-tag").Change("keeper");
+        cut.WaitForAssertion(() => Assert.Equal([b], cut.FindAll("tr[data-run-id]").Select(r => long.Parse(r.GetAttribute("data-run-id")!))));
+        cut.Find("#filter-tag").Change("");
+        cut.WaitForAssertion(() => Assert.Equal(2, cut.FindAll("tr[data-run-id]").Count));
+
+        Assert.Empty(cut.FindAll("#compare-selected"));
+        cut.Find($"tr[data-run-id='{a}'] td.select input").Change(true);
+        cut.Find($"tr[data-run-id='{b}'] td.select input").Change(true);
+        Assert.Equal($"compare?runs={a},{b}", cut.Find("#compare-selected").GetAttribute("href"));
+        Assert.Equal("Compare 2", cut.Find("#compare-selected").TextContent);
+    }
+
+    [Fact]
+    public async Task A_run_is_renamed_annotated_and_tagged_on_its_page_and_bad_tags_are_named_by_the_field()
+    {
+        UseAppServices();
+        Services.AddSingleton(factory.Services.GetRequiredService<EmaLab.Dashboard.Tracking.ArtifactStore>());
+        Services.AddSingleton(factory.Services.GetRequiredService<PostHocService>());
+        var id = (await Api.CreateAsync(_client, Api.DigitsRun(steps: 10, evalInterval: 5))).Id();
+        await Api.WaitForFinishAsync(_client, id);
+        var cut = Render<RunDetail>(p => p.Add(c => c.Id, id));
+        cut.WaitForAssertion(() => cut.Find("[data-testid=annotations]"));
+
+        cut.Find("#rename-run").Click();
+        cut.Find("#rename").Change("renamed on the page");
+        cut.Find("#save-name").Click();
+        cut.Find("#notes").Input("EMA 0.99 looks best here");
+        cut.Find("#save-notes").Click();
+        cut.Find("#new-tag").Change("owner=ana");
+        cut.Find("#add-tag").Click();
+        cut.Find("#new-tag").Change("mlflow.user=x");
+        cut.Find("#add-tag").Click();
+        Assert.Contains("is the system's", cut.Find("[data-field='tags.mlflow.user']").TextContent);
+
+        var run = await Api.GetAsync(_client, $"/api/runs/{id}");
+        Assert.Equal("renamed on the page", run.GetProperty("name").GetString());
+        Assert.Equal("EMA 0.99 looks best here", run.GetProperty("notes").GetString());
+        Assert.Equal("""{"owner":"ana"}""", run.GetProperty("tags").GetRawText());
+
+        cut.Find("[data-tag=owner] button.remove").Click();
+        Assert.Equal("{}", (await Api.GetAsync(_client, $"/api/runs/{id}")).GetProperty("tags").GetRawText());
     }
 }

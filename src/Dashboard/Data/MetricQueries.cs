@@ -1,8 +1,15 @@
 namespace EmaLab.Dashboard.Data;
 
-public readonly record struct MetricValue(long Step, double Value);
+/// <summary>A point of a series; <see cref="WallTimeMs"/> (Unix ms when it was logged) is 0 where a point has no time (derived series).</summary>
+public readonly record struct MetricValue(long Step, double Value)
+{
+    public long WallTimeMs { get; init; }
+}
 
 public sealed record MetricSeries(string Track, string Key, int TotalPoints, bool Downsampled, IReadOnlyList<MetricValue> Points);
+
+/// <summary>A series as a chart draws it: the line, and where it was thinned, the band of what each point stands for.</summary>
+public sealed record SeriesEnvelope(IReadOnlyList<MetricValue> Line, IReadOnlyList<MetricValue>? Low, IReadOnlyList<MetricValue>? High);
 
 public sealed record SeriesInfo(string Track, string Key, int Points, long LastStep, double LastValue);
 
@@ -46,6 +53,19 @@ public sealed class MetricQueries(MetricStore store, MetricVersions versions)
         var total = points.Count;
         if (maxPoints <= 0 || total <= maxPoints) return new MetricSeries(track, key, total, false, points);
         return new MetricSeries(track, key, total, true, Downsampling.MinMax(points, maxPoints));
+    }
+
+    /// <summary>
+    /// One series for a chart: every point when it has at most <paramref name="maxPoints"/>, else one point per bucket of
+    /// consecutive points (their mean, at the bucket's last step) with the bucket's min and max as a band, so a long,
+    /// noisy series keeps its spread in a few thousand points.
+    /// </summary>
+    public SeriesEnvelope ReadEnvelope(long runId, string track, string key, int maxPoints = DefaultMaxPoints)
+    {
+        var points = Read(runId, track, key, maxPoints: 0).Points;
+        if (points.Count <= maxPoints) return new SeriesEnvelope(points, null, null);
+        var buckets = Downsampling.Buckets(points, maxPoints);
+        return new SeriesEnvelope(buckets.Select(b => b.Mean).ToList(), buckets.Select(b => b.Mean with { Value = b.Min }).ToList(), buckets.Select(b => b.Mean with { Value = b.Max }).ToList());
     }
 
     /// <summary>Best (highest, or lowest when <paramref name="lowerIsBetter"/>) and final value per run and track of one metric.</summary>
@@ -102,6 +122,41 @@ public static class Smoothing
 
 public static class Downsampling
 {
+    /// <summary>One bucket of consecutive points: their mean (at the bucket's last step and time), lowest and highest finite value.</summary>
+    public readonly record struct Bucket(MetricValue Mean, double Min, double Max);
+
+    /// <summary>
+    /// <paramref name="count"/> buckets of consecutive points, as equal in size as the points allow; non-finite values
+    /// (a diverged loss) are left out of a bucket's mean and band (a bucket of only such values is a gap: NaN).
+    /// </summary>
+    public static List<Bucket> Buckets(IReadOnlyList<MetricValue> points, int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        var result = new List<Bucket>(count);
+        for (var b = 0; b < count; b++)
+        {
+            var start = (int)((long)points.Count * b / count);
+            var end = (int)((long)points.Count * (b + 1) / count);
+            if (start >= end) continue;
+            double sum = 0, min = double.PositiveInfinity, max = double.NegativeInfinity;
+            var finite = 0;
+            for (var i = start; i < end; i++)
+            {
+                var v = points[i].Value;
+                if (!double.IsFinite(v)) continue;
+                sum += v;
+                finite++;
+                min = Math.Min(min, v);
+                max = Math.Max(max, v);
+            }
+            var last = points[end - 1];
+            result.Add(finite == 0
+                ? new Bucket(last with { Value = double.NaN }, double.NaN, double.NaN)
+                : new Bucket(last with { Value = sum / finite }, min, max));
+        }
+        return result;
+    }
+
     /// <summary>
     /// Min/max buckets: the series is cut into maxPoints/2 buckets of consecutive points and each keeps its
     /// lowest and highest point (in step order), so spikes and dips survive; the first and last points always do.

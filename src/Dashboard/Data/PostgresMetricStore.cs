@@ -75,14 +75,14 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
     public override List<MetricValue> ReadPoints(long runId, string track, string key) => Read(() =>
     {
         using var command = _source.CreateCommand("""
-            SELECT "Step", "Value" FROM "Metrics" WHERE "RunId" = $1 AND "Key" = $2 AND "Track" = $3 ORDER BY "Step", "WallTimeMs"
+            SELECT "Step", "Value", "WallTimeMs" FROM "Metrics" WHERE "RunId" = $1 AND "Key" = $2 AND "Track" = $3 ORDER BY "Step", "WallTimeMs"
             """);
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = runId });
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = track });
         using var reader = command.ExecuteReader();
         var points = new List<MetricValue>(1024);
-        while (reader.Read()) points.Add(new MetricValue(reader.GetInt64(0), ValueAt(reader, 1)));
+        while (reader.Read()) points.Add(new MetricValue(reader.GetInt64(0), ValueAt(reader, 1)) { WallTimeMs = reader.GetInt64(2) });
         return points;
     });
 

@@ -67,7 +67,7 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
     {
         using var connection = Open();
         var db = connection.Handle!;
-        Check(db, raw.sqlite3_prepare_v2(db, "SELECT Step, Value FROM Metrics WHERE RunId = ?1 AND Key = ?2 AND Track = ?3 ORDER BY Step", out var statement));
+        Check(db, raw.sqlite3_prepare_v2(db, "SELECT Step, Value, WallTimeMs FROM Metrics WHERE RunId = ?1 AND Key = ?2 AND Track = ?3 ORDER BY Step", out var statement));
         using (statement)
         {
             Check(db, raw.sqlite3_bind_int64(statement, 1, runId));
@@ -77,7 +77,8 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
             int result;
             while ((result = raw.sqlite3_step(statement)) == raw.SQLITE_ROW)
                 points.Add(new MetricValue(raw.sqlite3_column_int64(statement, 0),
-                    raw.sqlite3_column_type(statement, 1) == raw.SQLITE_NULL ? double.NaN : raw.sqlite3_column_double(statement, 1)));
+                    raw.sqlite3_column_type(statement, 1) == raw.SQLITE_NULL ? double.NaN : raw.sqlite3_column_double(statement, 1))
+                { WallTimeMs = raw.sqlite3_column_int64(statement, 2) });
             if (result != raw.SQLITE_DONE) Check(db, result);
             return points;
         }

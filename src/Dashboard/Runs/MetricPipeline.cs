@@ -236,8 +236,8 @@ public sealed class MetricPipeline : BackgroundService
             _hub.Publish(new RunEvent(RunEventType.Metrics, run.Key)
             {
                 Points = run.SelectMany(i => i.Points is { } points
-                    ? points.Select(p => new MetricEventPoint(p.Track, p.Key, p.Step, p.Value))
-                    : [new MetricEventPoint(i.Track!, i.Key!, i.Step, i.Value)]).ToList(),
+                    ? points.Select(p => new MetricEventPoint(p.Track, p.Key, p.Step, p.Value, p.TimestampMs))
+                    : [new MetricEventPoint(i.Track!, i.Key!, i.Step, i.Value, i.WallTimeMs)]).ToList(),
             });
         }
         foreach (var item in batch)

@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using System.Text.Json.Serialization;
 using System.Threading.Channels;
 
+using EmaLab.Dashboard.Data;
+
 namespace EmaLab.Dashboard.Runs;
 
 /// <summary>What a live event is about; the SSE event name is the camel-case name.</summary>
@@ -38,7 +40,10 @@ public static class RunEventTypes
 }
 
 /// <summary>One committed metric value in a <see cref="RunEventType.Metrics"/> event.</summary>
-public readonly record struct MetricEventPoint(string Track, string Key, long Step, double Value);
+public readonly record struct MetricEventPoint(string Track, string Key, long Step, double Value, long WallTimeMs = 0)
+{
+    public MetricValue Point => new(Step, Value) { WallTimeMs = WallTimeMs };
+}
 
 /// <summary>
 /// What live subscribers (pages, SSE clients) receive. Flat so that a browser reads it without a

@@ -56,8 +56,8 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
     public Batch Apply(IEnumerable<MetricEventPoint> points, Batch? into = null)
     {
         var batch = into ?? new Batch();
-        foreach (var (track, key, step, value) in points)
-            if (tracks.Contains(track)) Add(batch, track, key, new MetricValue(step, value));
+        foreach (var point in points)
+            if (tracks.Contains(point.Track)) Add(batch, point.Track, point.Key, point.Point);
         return batch;
     }
 
@@ -85,7 +85,7 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
         byTrack[track] = point.Value;
         if (!byTrack.TryGetValue(MetricKeys.RawTrack, out var raw)) return;
         foreach (var (t, v) in byTrack.Where(p => p.Key != MetricKeys.RawTrack && (p.Key == track || track == MetricKeys.RawTrack)))
-            Append(gap, t, new MetricValue(point.Step, v - raw));
+            Append(gap, t, point with { Value = v - raw });
     }
 
     static void Append(Dictionary<string, List<MetricValue>> into, string name, MetricValue point) =>

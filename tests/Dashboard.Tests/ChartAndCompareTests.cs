@@ -1,0 +1,130 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Bunit;
+using EmaLab.Dashboard.Components.Pages;
+using EmaLab.Dashboard.Components.Shared;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Runs;
+using Microsoft.AspNetCore.Components;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Plotly.Blazor.Traces;
+
+namespace EmaLab.Dashboard.Tests;
+
+/// <summary>The chart's options (focus, log, smoothing) and the compare page's table and parallel coordinates, with bUnit.</summary>
+public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, IClassFixture<EmaLabFactory>
+{
+    readonly HttpClient _client = factory.CreateClient();
+
+    void UseJs()
+    {
+        JSInterop.Mode = JSRuntimeMode.Loose;
+        JSInterop.SetupModule("./_content/Plotly.Blazor/plotly-interop-7.2.0.js");
+    }
+
+    /// <summary>An accuracy curve that learns fast (0.1 → 0.9 in the first steps) and then creeps from 0.90 to 0.95.</summary>
+    static List<MetricValue> Learning() =>
+        [.. Enumerable.Range(0, 101).Select(i => new MetricValue(i * 10, i < 5 ? 0.1 + 0.2 * i : 0.90 + 0.05 * (i - 5) / 95.0))];
+
+    [Fact]
+    public void The_y_axis_focuses_past_the_first_tenth_of_the_steps_until_full_range_or_log_is_chosen()
+    {
+        UseJs();
+        var cut = Render<MetricChart>(p => p.Add(c => c.Id, "c").Add(c => c.Title, "t").Add(c => c.LogToggle, true)
+            .Add(c => c.Series, [new ChartSeries("raw", "#000", Learning())]));
+        var (low, high) = cut.Instance.YRange!.Value;
+        // Steps 100 … 1000 (past the first tenth) hold 0.9026 … 0.95: the range is theirs plus 5 %, not [0.1, 0.95].
+        var (first, last) = (0.90 + 0.05 * 5 / 95.0, 0.95);
+        Assert.Equal(first - 0.05 * (last - first), low, 9);
+        Assert.Equal(last + 0.05 * (last - first), high, 9);
+
+        cut.Find("input.full-range").Change(true);
+        Assert.Null(cut.Instance.YRange);
+        cut.Find("input.full-range").Change(false);
+        Assert.NotNull(cut.Instance.YRange);
+        cut.Find("input.log-y").Change(true);
+        Assert.Null(cut.Instance.YRange);
+        Assert.Empty(cut.FindAll("input.full-range")); // a log axis fits itself
+    }
+
+    [Fact]
+    public void Smoothing_draws_the_debiased_ema_of_the_points_and_leaves_bands_and_markers_alone()
+    {
+        UseJs();
+        var points = Learning();
+        IReadOnlyList<ChartSeries> series =
+        [
+            .. ChartSeries.Band("raw", "#000", points, points),
+            new ChartSeries("raw", "#000", points),
+            new ChartSeries("posthoc-0.1", "#888", [new MetricValue(1000, 0.96)]) { Markers = true, LinesToo = false },
+        ];
+        var cut = Render<MetricChart>(p => p.Add(c => c.Id, "c").Add(c => c.Title, "t").Add(c => c.Series, series));
+        cut.Find("input.smoothing").Change("0.6");
+
+        var smoother = new Smoothing.State(0.6);
+        var expected = points.Select(p => smoother.Next(p).Value).ToList();
+        var traces = cut.Instance.Traces.Cast<Scatter>().ToList();
+        Assert.Equal(expected, traces[2].Y.Cast<double>());
+        Assert.Equal(points.Select(p => p.Value), traces[0].Y.Cast<double>()); // band edges keep their values
+        Assert.Equal([0.96], traces[3].Y.Cast<double>());
+        Assert.Empty(cut.FindAll("select.x-axis")); // these points have no wall time
+    }
+
+    [Fact]
+    public void Points_with_wall_times_can_be_drawn_over_relative_time()
+    {
+        UseJs();
+        var points = new List<MetricValue> { new(1, 0.5) { WallTimeMs = 10_000 }, new(2, 0.6) { WallTimeMs = 12_500 }, new(3, 0.7) { WallTimeMs = 16_000 } };
+        var cut = Render<MetricChart>(p => p.Add(c => c.Id, "c").Add(c => c.Title, "t").Add(c => c.Series, [new ChartSeries("raw", "#000", points)]));
+        cut.Find("select.x-axis").Change(nameof(MetricChart.XAxisMode.RelativeTime));
+        Assert.Equal([0.0, 2.5, 6.0], ((Scatter)cut.Instance.Traces[0]).X.Cast<double>());
+    }
+
+    [Fact]
+    public void Buckets_average_consecutive_points_and_keep_their_spread_without_non_finite_values()
+    {
+        List<MetricValue> points = [new(1, 1), new(2, 3), new(3, double.NaN), new(4, 5), new(5, 2), new(6, 8)];
+        var buckets = Downsampling.Buckets(points, 2);
+        Assert.Equal([(3L, 2.0, 1.0, 3.0), (6L, 5.0, 2.0, 8.0)], buckets.Select(b => (b.Mean.Step, b.Mean.Value, b.Min, b.Max)));
+    }
+
+    [Fact]
+    public async Task Compare_shows_only_the_parameters_that_differ_sorts_by_a_result_and_draws_parallel_coordinates()
+    {
+        var app = factory.Services;
+        Services.AddSingleton(app.GetRequiredService<MetricQueries>());
+        Services.AddSingleton(app.GetRequiredService<RunEventHub>());
+        Services.AddSingleton(app.GetRequiredService<IDbContextFactory<EmaLabDbContext>>());
+        UseJs();
+        var body = Api.DigitsRun(steps: 40, evalInterval: 20);
+        body["name"] = "compare grid";
+        body["learningRate"] = new JsonArray(0.0005, 0.003);
+        body["optimizer"] = new JsonArray("adam", "sgd");
+        var ids = (await (await _client.PostAsJsonAsync("/api/groups", body)).Content.ReadFromJsonAsync<JsonElement>())
+            .GetProperty("runIds").EnumerateArray().Select(i => i.GetInt64()).ToList();
+        foreach (var id in ids) await Api.WaitForFinishAsync(_client, id);
+
+        Services.GetRequiredService<NavigationManager>().NavigateTo($"compare?runs={string.Join(",", ids)}");
+        var cut = Render<Compare>();
+        var headings = cut.FindAll("[data-testid=compare-table] th").Select(th => th.GetAttribute("data-column")).ToList();
+        Assert.Equal(["run", "status", "param:learningRate", "param:optimizer", "best:raw", "final:raw", "best:ema-0.9", "final:ema-0.9", "best:ema-0.99", "final:ema-0.99"], headings);
+
+        cut.Find("#all-parameters").Change(true);
+        Assert.Contains("param:batchSize", cut.FindAll("[data-testid=compare-table] th").Select(th => th.GetAttribute("data-column")));
+        cut.Find("#all-parameters").Change(false);
+
+        // Sorted by the final accuracy of ema-0.99, best first: the order of the API's own values.
+        cut.Find("th[data-column='final:ema-0.99']").Click();
+        var finals = new Dictionary<long, double>();
+        foreach (var id in ids)
+            finals[id] = (await Api.GetAsync(_client, $"/api/runs/{id}/metrics?key=eval/accuracy&track=ema-0.99"))[0].GetProperty("points").EnumerateArray().Last().GetProperty("value").GetDouble();
+        var shown = cut.FindAll("[data-testid=compare-table] tbody tr").Select(r => long.Parse(r.GetAttribute("data-run-id")!)).ToList();
+        Assert.Equal(finals.OrderByDescending(f => f.Value).Select(f => f.Key), shown);
+
+        var parallel = cut.FindComponent<ParallelCoordinates>().Instance;
+        Assert.Equal(["learningRate", "optimizer"], parallel.Dimensions);
+        Assert.Equal(4, parallel.Lines.Count);
+    }
+}

@@ -97,6 +97,10 @@ public sealed class EmaLabOptions : IValidatableObject
     [Range(1, 1_000_000)]
     public int MaxArtifactMegabytes { get; set; } = 4096;
 
+    /// <summary>The largest dataset upload (all its files together), in megabytes; Fashion-MNIST's four gzip files take 31.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxDatasetMegabytes { get; set; } = 512;
+
     /// <summary>Live event streams (<c>GET /api/runs/{id}/events</c>) one run may have at once; more are answered 429.</summary>
     [Range(1, 100_000)]
     public int MaxEventStreamsPerRun { get; set; } = 50;

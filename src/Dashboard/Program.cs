@@ -36,6 +36,7 @@ builder.Services.AddSingleton<RunExecutor>();
 builder.Services.AddSingleton<RunService>();
 builder.Services.AddSingleton<PostHocService>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Groups.GroupService>();
+builder.Services.AddSingleton<EmaLab.Dashboard.Datasets.DatasetStore>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.TrackingService>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.ArtifactStore>();
 // Registered before the worker: hosted services stop in reverse order, so the writer outlives the runs it records.
@@ -66,6 +67,8 @@ builder.Services.AddHealthChecks().AddDbContextCheck<EmaLabDbContext>();
 builder.Services.AddRazorComponents().AddInteractiveServerComponents();
 
 var app = builder.Build();
+// The folders first: this also makes the uploaded datasets known to the engine before any spec is checked.
+app.Services.GetRequiredService<DataPaths>();
 await app.Services.InitializeDatabaseAsync();
 
 // API errors are problem details in every environment (the developer page would echo request headers);

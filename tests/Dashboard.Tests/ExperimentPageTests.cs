@@ -167,4 +167,29 @@ public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, I
         cut.Find("[data-tag=owner] button.remove").Click();
         Assert.Equal("{}", (await Api.GetAsync(_client, $"/api/runs/{id}")).GetProperty("tags").GetRawText());
     }
+
+    [Fact]
+    public void A_dataset_uploads_from_the_page_is_listed_and_a_bad_file_is_named_by_its_field()
+    {
+        UseAppServices();
+        Services.AddSingleton(factory.Services.GetRequiredService<EmaLab.Dashboard.Datasets.DatasetStore>());
+        using var gz = typeof(EmaLab.TrainingEngine.Data.DatasetCatalog).Assembly.GetManifestResourceStream("EmaLab.Datasets.digits-8x8/digits.csv.gz")!;
+        using var copy = new MemoryStream();
+        gz.CopyTo(copy);
+        var name = $"page-digits-{Guid.NewGuid().ToString("N")[..6]}";
+
+        var cut = Render<DatasetList>();
+        Assert.Equal(["digits-8x8", "mnist-10k"], cut.FindAll("[data-testid=datasets] tr[data-dataset]").Select(r => r.GetAttribute("data-dataset")).Take(2));
+        cut.Find("#dataset-format").Change("Csv");
+        cut.Find("#dataset-name").Change(name);
+        cut.FindComponents<Microsoft.AspNetCore.Components.Forms.InputFile>()[0].UploadFiles(InputFileContent.CreateFromBinary("1,2,3\n"u8.ToArray(), "bad.csv"));
+        cut.Find("form[data-testid=upload]").Submit();
+        cut.WaitForAssertion(() => Assert.Contains("bad.csv: 2 pixels a line is not a square image", cut.Find("[data-field=train]").TextContent));
+
+        cut.FindComponents<Microsoft.AspNetCore.Components.Forms.InputFile>()[0].UploadFiles(InputFileContent.CreateFromBinary(copy.ToArray(), "digits.csv.gz"));
+        cut.Find("form[data-testid=upload]").Submit();
+        cut.WaitForAssertion(() => Assert.Contains($"Uploaded {name}", cut.Find("[data-testid=uploaded]").TextContent));
+        Assert.Contains("8×8", cut.Find($"tr[data-dataset='{name}']").TextContent);
+        Assert.Contains(name, EmaLab.TrainingEngine.Data.DatasetCatalog.Names);
+    }
 }

@@ -25,12 +25,18 @@ public sealed class DataPaths
             throw new InvalidOperationException($"The data directory '{dataDirectory}' or the artifact directory '{Root}' cannot be created or reached: {e.Message}", e);
         }
         DatabasePath = Path.Combine(dataDirectory, "emalab.db");
+        // Under the artifact directory, so every worker of a deployment trains on what was uploaded to the web role.
+        DatasetsDirectory = Path.Combine(Root, "datasets");
+        Directory.CreateDirectory(DatasetsDirectory);
+        TrainingEngine.Data.DatasetCatalog.AddDirectory(DatasetsDirectory);
         ConnectionString = $"Data Source={DatabasePath};Pooling=True;Default Timeout={options.Value.StoreTimeoutSeconds}";
     }
 
     /// <summary>The artifact directory: every path the database records is relative to it.</summary>
     public string Root { get; }
     public string DatabasePath { get; }
+    /// <summary>Uploaded datasets, one folder each (<see cref="TrainingEngine.Data.DatasetFolder"/>).</summary>
+    public string DatasetsDirectory { get; }
     public string ConnectionString { get; }
 
     public string RunDirectory(long runId) => Path.Combine(Root, "runs", runId.ToString(CultureInfo.InvariantCulture));

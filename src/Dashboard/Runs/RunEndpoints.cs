@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Groups;
+using EmaLab.Dashboard.Datasets;
 using EmaLab.Dashboard.Security;
 using EmaLab.Dashboard.Tracking;
 using EmaLab.TrainingEngine.Averaging;
@@ -53,7 +54,7 @@ public static class RunEndpoints
         runs.MapGet("/{id:long}/log", GetLog).WithSummary("The run's log: start, spec summary, evaluations, warnings, errors.");
 
         api.MapGet("/checkpoints/{id:long}/download", DownloadCheckpoint).WithTags("Checkpoints").WithSummary("The checkpoint's .safetensors file.");
-        api.MapGet("/datasets", () => DatasetCatalog.Names.Select(DatasetCatalog.Describe)).WithTags("Catalog").WithSummary("Built-in datasets.");
+        api.MapDatasetApi();
         api.MapGet("/models", () => new[]
         {
             new ModelInfo(ModelArchitecture.Mlp, "Multi-layer perceptron (Flatten, Linear+ReLU per hidden size, Linear)", ModelArchitecture.DefaultHidden),

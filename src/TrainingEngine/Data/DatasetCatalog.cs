@@ -10,12 +10,14 @@ public sealed record DatasetSplits(string Name, LabeledImages Train, LabeledImag
     public int ClassCount => Math.Max(Train.ClassCount, Eval.ClassCount);
 }
 
-/// <summary>What a client can show about a built-in dataset.</summary>
-public sealed record DatasetInfo(string Name, string Description, int TrainCount, int EvalCount, int Height, int Width, int ClassCount);
+/// <summary>What a client can show about a dataset; <see cref="BuiltIn"/> is false for an uploaded one.</summary>
+public sealed record DatasetInfo(string Name, string Description, int TrainCount, int EvalCount, int Height, int Width, int ClassCount, bool BuiltIn = true);
 
 /// <summary>
-/// The datasets shipped inside the assembly (see Data/Datasets/README.md for provenance and licences),
-/// so a fresh machine trains with no download. Loaded once per process; the splits are immutable.
+/// The datasets runs train on: those shipped inside the assembly (see Data/Datasets/README.md for provenance and
+/// licences), so a fresh machine trains with no download, and those uploaded into a dataset directory
+/// (<see cref="AddDirectory"/>: one folder per dataset, see <see cref="DatasetFolder"/>). Loaded once per process and
+/// import; the splits are immutable.
 /// </summary>
 public static class DatasetCatalog
 {
@@ -27,6 +29,8 @@ public static class DatasetCatalog
     const double DigitsEvalFraction = 0.2;
 
     static readonly ConcurrentDictionary<string, Lazy<DatasetSplits>> Cache = new();
+    /// <summary>Folders holding uploaded datasets (a process serves one; a test process hosts several apps, each with its own).</summary>
+    static readonly List<string> Directories = [];
 
     static readonly Dictionary<string, string> Descriptions = new()
     {
@@ -34,19 +38,63 @@ public static class DatasetCatalog
         [Mnist10k] = "MNIST subset, 28x28, 8,000 train / 2,000 test (CC BY-SA 3.0)",
     };
 
-    public static IReadOnlyList<string> Names { get; } = [Digits8x8, Mnist10k];
+    public static IReadOnlyList<string> BuiltInNames { get; } = [Digits8x8, Mnist10k];
 
-    public static bool Contains(string name) => Descriptions.ContainsKey(name);
+    /// <summary>The built-in datasets, then the uploaded ones by name.</summary>
+    public static IReadOnlyList<string> Names => [.. BuiltInNames, .. Uploaded().Select(u => u.Manifest.Name).Order(StringComparer.Ordinal)];
+
+    public static bool IsBuiltIn(string name) => Descriptions.ContainsKey(name);
+
+    public static bool Contains(string name) => IsBuiltIn(name) || Find(name) is not null;
+
+    /// <summary>Makes the datasets uploaded into <paramref name="directory"/> (one folder each) available by name.</summary>
+    public static void AddDirectory(string directory)
+    {
+        lock (Directories)
+            if (!Directories.Contains(directory)) Directories.Add(directory);
+    }
+
+    /// <summary>The folder and manifest of an uploaded dataset, or null.</summary>
+    public static (string Directory, DatasetManifest Manifest)? Find(string name)
+    {
+        if (string.IsNullOrEmpty(name) || IsBuiltIn(name) || name.IndexOfAny(['/', '\\']) >= 0 || name.StartsWith('.')) return null;
+        lock (Directories)
+            foreach (var root in Directories)
+            {
+                var folder = Path.Combine(root, name);
+                if (DatasetFolder.ReadManifest(folder) is { } manifest && manifest.Name == name) return (folder, manifest);
+            }
+        return null;
+    }
+
+    static IEnumerable<(string Directory, DatasetManifest Manifest)> Uploaded()
+    {
+        List<string> roots;
+        lock (Directories) roots = [.. Directories];
+        foreach (var root in roots.Where(Directory.Exists))
+            foreach (var folder in Directory.EnumerateDirectories(root))
+                if (DatasetFolder.ReadManifest(folder) is { } manifest && manifest.Name == Path.GetFileName(folder)) yield return (folder, manifest);
+    }
 
     public static DatasetSplits Load(string name)
     {
-        if (!Contains(name))
-            throw new ArgumentException($"Unknown dataset '{name}'; built-in datasets: {string.Join(", ", Names)}.", nameof(name));
-        return Cache.GetOrAdd(name, n => new Lazy<DatasetSplits>(() => LoadUncached(n))).Value;
+        if (IsBuiltIn(name)) return Cache.GetOrAdd(name, n => new Lazy<DatasetSplits>(() => LoadUncached(n))).Value;
+        if (Find(name) is not { } uploaded)
+            throw new ArgumentException($"Unknown dataset '{name}'; available: {string.Join(", ", Names)}.", nameof(name));
+        // Keyed by the import's id: a dataset deleted and uploaded again under its name is read afresh.
+        return Cache.GetOrAdd($"{name}#{uploaded.Manifest.Id}", _ => new Lazy<DatasetSplits>(() => DatasetFolder.Load(uploaded.Directory, uploaded.Manifest))).Value;
+    }
+
+    /// <summary>Drops what was loaded of an uploaded dataset (it was deleted).</summary>
+    public static void Forget(string name)
+    {
+        foreach (var key in Cache.Keys.Where(k => k.StartsWith(name + "#", StringComparison.Ordinal))) Cache.TryRemove(key, out _);
     }
 
     public static DatasetInfo Describe(string name)
     {
+        if (Find(name) is { Manifest: var m })
+            return new DatasetInfo(name, m.Description, m.TrainCount, m.EvalCount, m.Height, m.Width, m.ClassCount, BuiltIn: false);
         var d = Load(name);
         return new DatasetInfo(name, Descriptions[name], d.Train.Count, d.Eval.Count, d.Height, d.Width, d.ClassCount);
     }

@@ -224,7 +224,7 @@ public sealed class ClientRunTests(BrowserFixture fixture) : IClassFixture<Brows
         await page.GotoAsync("");
         var row = page.Locator("tr[data-run-id]").First;
         await Assertions.Expect(row.Locator(".source")).ToContainTextAsync("client: train.py");
-        await Assertions.Expect(row.Locator(".source .tag")).ToHaveTextAsync("team=vision");
+        await Assertions.Expect(row.Locator(".tag[title='tag team']")).ToHaveTextAsync("team: vision");
         await row.GetByRole(AriaRole.Link, new() { Name = "Open" }).ClickAsync();
         await Assertions.Expect(page.GetByTestId("origin")).ToContainTextAsync("logged by a client (/home/me/train.py)");
         await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy')?.data?.length === 2");

@@ -119,6 +119,11 @@ public abstract class GroupApiSuite(EmaLabFactory factory)
         await BadRequestAsync("/api/groups", Grid("twice", [1, 2, 1]), "seed");
         var tooMany = await BadRequestAsync("/api/groups", Grid("big", new JsonArray(Enumerable.Range(1, 51).Select(i => (JsonNode)i).ToArray()), [0.001, 0.002]), "seed");
         Assert.Contains("102 runs", tooMany.GetProperty("errors").GetProperty("seed")[0].GetString());
+        // So many long lists that their product would wrap around a 64-bit count: refused by count all the same.
+        var huge = Grid("huge", new JsonArray(Enumerable.Range(1, 1000).Select(i => (JsonNode)i).ToArray()));
+        foreach (var field in new[] { "batchSize", "steps", "evalInterval", "threads", "stepSize", "learningRate" })
+            huge[field] = new JsonArray(Enumerable.Range(1, 1000).Select(i => (JsonNode)(field == "learningRate" ? i / 1e4 : i)).ToArray());
+        Assert.Contains("1,000,000,000,000,000,000,000 runs", (await BadRequestAsync("/api/groups", huge, "learningRate")).GetProperty("errors").GetProperty("learningRate")[0].GetString());
         // One bad combination refuses the whole group, and says which run it is.
         var bad = await BadRequestAsync("/api/groups", Grid("bad rate", [1, 2], [0.001, 20]), "learningRate");
         Assert.Contains("learningRate=20", bad.GetProperty("errors").GetProperty("learningRate")[0].GetString());

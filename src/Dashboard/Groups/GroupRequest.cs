@@ -49,7 +49,8 @@ public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<
 
         // The seed varies fastest: a configuration's seeds are queued together, so its statistics can show first.
         axes = [.. axes.OrderBy(a => a.Field == RunParameters.Seed)];
-        var count = axes.Aggregate(1L, (product, axis) => product * axis.Values.Count);
+        // In double: many long axes must be refused by count, not wrap around a long.
+        var count = axes.Aggregate(1.0, (product, axis) => product * axis.Values.Count);
         if (count > MaxRuns)
         {
             var largest = axes.MaxBy(a => a.Values.Count).Field;

@@ -5,7 +5,7 @@ using System.Text.Json.Nodes;
 namespace EmaLab.Dashboard.Tests;
 
 /// <summary>
-/// Seeded random mutations of valid requests to the run, clone, post-hoc and query endpoints: whatever arrives,
+/// Seeded random mutations of valid requests to the run, clone, post-hoc, group preview, run update and query endpoints: whatever arrives,
 /// the answer is never a 5xx, and a refused body is answered with problem details.
 /// </summary>
 public sealed class FuzzTests(EmaLabFactory factory) : IClassFixture<EmaLabFactory>
@@ -29,13 +29,15 @@ public sealed class FuzzTests(EmaLabFactory factory) : IClassFixture<EmaLabFacto
         await Api.WaitForFinishAsync(_client, finished.Id());
 
         var failures = new List<string>();
-        for (var i = 0; i < 400; i++)
+        for (var i = 0; i < 600; i++)
         {
-            var (method, url, body) = (i % 4) switch
+            var (method, url, body) = (i % 6) switch
             {
                 0 => (HttpMethod.Post, "/api/runs", Mutate(Api.DigitsRun(steps: 3, evalInterval: 3), random)),
                 1 => (HttpMethod.Post, $"/api/runs/{finished.Id()}/clone", Mutate(new JsonObject { ["ema"] = new JsonObject { ["decays"] = new JsonArray(0.5) } }, random)),
                 2 => (HttpMethod.Post, $"/api/runs/{finished.Id()}/posthoc", Mutate(new JsonObject { ["sigmaRel"] = 0.1 }, random)),
+                3 => (HttpMethod.Post, "/api/groups/preview", Mutate(Grid(), random)),
+                4 => (HttpMethod.Patch, $"/api/runs/{finished.Id()}", Mutate(new JsonObject { ["name"] = "fuzzed", ["notes"] = "n", ["tags"] = new JsonObject { ["a"] = "b" } }, random)),
                 _ => (HttpMethod.Get, RandomQuery(finished.Id(), random), null),
             };
             var request = new HttpRequestMessage(method, url);
@@ -50,6 +52,15 @@ public sealed class FuzzTests(EmaLabFactory factory) : IClassFixture<EmaLabFacto
                 await _client.PostAsync($"/api/runs/{id.GetInt64()}/cancel", null);
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures.Take(10)));
+    }
+
+    /// <summary>A small grid: two lists become axes (previewed, so the fuzz creates no group).</summary>
+    static JsonObject Grid()
+    {
+        var body = Api.DigitsRun(steps: 3, evalInterval: 3);
+        body["seed"] = new JsonArray(1, 2);
+        body["learningRate"] = new JsonArray(0.001, 0.002);
+        return body;
     }
 
     static byte[] Mutate(JsonObject body, Random random)
@@ -88,9 +99,11 @@ public sealed class FuzzTests(EmaLabFactory factory) : IClassFixture<EmaLabFacto
     {
         string[] values = ["", "0", "-1", "1", "10", "2147483647", "99999999999", "abc", "%00", "1e3", "NaN", "running", "RUNNING", "raw", "train/loss"];
         string V() => values[random.Next(values.Length)];
-        return random.Next(5) switch
+        return random.Next(7) switch
         {
             0 => $"/api/runs?page={V()}&pageSize={V()}&status={V()}",
+            5 => $"/api/runs?search={V()}&dataset={V()}&model={V()}&group={V()}&tag={V()}=&experiment={V()}",
+            6 => $"/api/groups/{Uri.EscapeDataString(V())}?experiment={V()}&metric={V()}",
             1 => $"/api/runs/{id}/metrics?key={V()}&track={V()}&maxPoints={V()}",
             2 => $"/api/runs/{Uri.EscapeDataString(values[random.Next(values.Length)].Replace("%00", "x"))}",
             3 => $"/api/runs/{id}/posthoc?x={V()}",

@@ -79,7 +79,9 @@ public sealed class GroupFlowTests(BrowserFixture fixture) : IClassFixture<Brows
         await page.GetByRole(AriaRole.Link, new() { Name = "Compare runs" }).ClickAsync();
         await Assertions.Expect(page.Locator("[data-testid=compare-table] tbody tr")).ToHaveCountAsync(3);
         await Assertions.Expect(page.Locator("[data-testid=compare-table] th[data-column='param:seed']")).ToBeVisibleAsync();
-        await page.WaitForFunctionAsync("() => document.getElementById('compare-parcoords')?.data?.[0]?.type === 'parcoords'", null, new() { Timeout = 30_000 });
+        // Drawn, not only given: the parcoords layer exists only where Plotly's bundle knows the trace.
+        await page.WaitForFunctionAsync("() => document.querySelector('#compare-parcoords .parcoords') !== null", null, new() { Timeout = 30_000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-compare')?.data?.length === 9");
         await page.ScreenshotAsync(new() { Path = Shot("14-compare-parcoords.png"), FullPage = true });
 
         // A dataset of one's own: IDX files (here the digits written as IDX, gzip), uploaded and trained on.

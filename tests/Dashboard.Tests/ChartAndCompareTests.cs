@@ -127,4 +127,23 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
         Assert.Equal(["learningRate", "optimizer"], parallel.Dimensions);
         Assert.Equal(4, parallel.Lines.Count);
     }
+
+    [Fact]
+    public async Task The_compare_chart_follows_a_selected_run_while_it_trains()
+    {
+        var app = factory.Services;
+        Services.AddSingleton(app.GetRequiredService<MetricQueries>());
+        Services.AddSingleton(app.GetRequiredService<RunEventHub>());
+        Services.AddSingleton(app.GetRequiredService<IDbContextFactory<EmaLabDbContext>>());
+        UseJs();
+        var id = (await Api.CreateAsync(_client, Api.DigitsRun(steps: 200_000, evalInterval: 100))).Id();
+        await Api.WaitForAsync(_client, id, r => r.GetProperty("step").GetInt64() >= 100);
+        Services.GetRequiredService<NavigationManager>().NavigateTo($"compare?runs={id}");
+        var cut = Render<Compare>();
+        var chart = cut.FindComponents<MetricChart>().Single(c => c.Instance.Id == "chart-compare").Instance;
+        int Points() => ((Scatter)chart.Traces[chart.TraceNames.ToList().IndexOf($"#{id} raw")]).Y.Count;
+        var first = Points();
+        cut.WaitForAssertion(() => Assert.True(Points() >= first + 3, $"{first} → {Points()} points"), TimeSpan.FromSeconds(30));
+        await _client.PostAsync($"/api/runs/{id}/cancel", null);
+    }
 }

@@ -110,8 +110,13 @@ public class RunSeriesTests
             foreach (var (name, list) in live.Apply(chunk).Train)
                 (collected.TryGetValue(name, out var into) ? into : collected[name] = []).AddRange(list);
         Assert.Equal(whole.Train["raw (smoothed)"], collected["raw (smoothed)"]);
+        Assert.Equal(whole.Train["raw (band high)"], collected["raw (band high)"]);
         Assert.Equal(5, live.Stride); // 10,000 steps → about 2,000 points
-        Assert.Equal(2001, whole.Train["raw"].Count); // step 1 and every 5th
+        Assert.Equal(2001, whole.Train["raw (band low)"].Count); // step 1 and every 5th
+        // Each kept point's band spans the raw values since the one before: steps 6 … 10 for step 10.
+        var atTen = whole.Train["raw (band low)"].FindIndex(p => p.Step == 10);
+        Assert.Equal((1.0 / 10, 1.0 / 6), (whole.Train["raw (band low)"][atTen].Value, whole.Train["raw (band high)"][atTen].Value));
+        Assert.False(whole.Train.ContainsKey("raw")); // thinned: the band stands for the raw points
     }
 
     [Fact]

@@ -20,9 +20,19 @@ public sealed record ChartSeries(string Name, string Color, IReadOnlyList<Metric
     /// </summary>
     public static IEnumerable<ChartSeries> Band(string name, string color, IReadOnlyList<MetricValue> lower, IReadOnlyList<MetricValue> upper)
     {
-        yield return new ChartSeries(name + " (band low)", color, lower, Width: 0, ShowLegend: false);
-        yield return new ChartSeries(name + " (band high)", color, upper, Width: 0, ShowLegend: false) { FillToPrevious = TrackColors.Translucent(color, 0.18) };
+        yield return BandEdge(BandLow(name), color, lower);
+        yield return BandEdge(BandHigh(name), color, upper);
     }
+
+    public static string BandLow(string name) => name + " (band low)";
+    public static string BandHigh(string name) => name + " (band high)";
+
+    /// <summary>One edge of a band by its name (<see cref="BandLow"/> or <see cref="BandHigh"/>; the high one fills down to the low).</summary>
+    public static ChartSeries BandEdge(string edgeName, string color, IReadOnlyList<MetricValue> points) =>
+        new(edgeName, color, points, Width: 0, ShowLegend: false)
+        {
+            FillToPrevious = edgeName.EndsWith(" (band high)", StringComparison.Ordinal) ? TrackColors.Translucent(color, 0.18) : null,
+        };
 
     public static ChartSeries Xy(string name, string color, IReadOnlyList<(double X, double Y)> points, bool lines = true, double markerSize = 7) =>
         new(name, color, points.Select(p => new MetricValue(0, p.Y)).ToList())

@@ -11,7 +11,8 @@ namespace EmaLab.Dashboard.Components.Shared;
 /// <list type="bullet">
 /// <item>the keys come from the run's <see cref="MetricRoles"/> (the engine's eval/accuracy, eval/loss, train/loss, or a client's own);</item>
 /// <item>train loss: smoothed over every point (debiased EMA), then one point in <see cref="Stride"/> is kept
-/// for the browser (raw and smoothed alike), where <see cref="Stride"/> depends only on the run's length;</item>
+/// for the browser, where <see cref="Stride"/> depends only on the run's length; the raw points between two kept ones
+/// become a min–max band (no spike is lost to the thinning), or with every point kept, a faint raw line;</item>
 /// <item>eval accuracy and loss: every point (one per evaluation);</item>
 /// <item>EMA − raw accuracy gap: computed in one place from the accuracies by step.</item>
 /// </list>
@@ -27,6 +28,8 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
     public long Stride { get; } = Math.Max(1, (totalSteps + MetricQueries.DefaultMaxPoints - 1) / MetricQueries.DefaultMaxPoints);
 
     readonly Data.Smoothing.State _smoother = new(smoothing);
+    // The raw train losses since the last kept point: the band's edges at the next one.
+    double _bucketLow = double.PositiveInfinity, _bucketHigh = double.NegativeInfinity;
     readonly Dictionary<long, Dictionary<string, double>> _accuracyByStep = new();
 
     /// <summary>Points to add to each chart, by series name.</summary>
@@ -72,8 +75,17 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
         else if (key == roles.Train && track == MetricKeys.RawTrack)
         {
             var smoothed = _smoother.Next(point);
+            if (double.IsFinite(point.Value))
+                (_bucketLow, _bucketHigh) = (Math.Min(_bucketLow, point.Value), Math.Max(_bucketHigh, point.Value));
             if (point.Step % Stride != 0 && point.Step != 1) return;
-            Append(batch.Train, MetricKeys.RawTrack, point);
+            if (Stride == 1) Append(batch.Train, MetricKeys.RawTrack, point);
+            else
+            {
+                var empty = _bucketLow > _bucketHigh; // only non-finite values since the last kept point: a gap
+                Append(batch.Train, ChartSeries.BandLow(MetricKeys.RawTrack), point with { Value = empty ? double.NaN : _bucketLow });
+                Append(batch.Train, ChartSeries.BandHigh(MetricKeys.RawTrack), point with { Value = empty ? double.NaN : _bucketHigh });
+            }
+            (_bucketLow, _bucketHigh) = (double.PositiveInfinity, double.NegativeInfinity);
             Append(batch.Train, SmoothedTrainName, smoothed);
         }
     }
@@ -95,15 +107,19 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
     public static IReadOnlyList<ChartSeries> Series(Dictionary<string, List<MetricValue>> points, IEnumerable<string> order) =>
         order.Where(points.ContainsKey).Select(name => new ChartSeries(name, TrackColors.For(name), points[name])).ToList();
 
-    /// <summary>Train-loss series: the raw points faint behind their smoothing.</summary>
+    /// <summary>Train-loss series: the raw points (or their min–max band when thinned) faint behind their smoothing.</summary>
     public static IReadOnlyList<ChartSeries> TrainSeries(Dictionary<string, List<MetricValue>> points) =>
-    [
-        new ChartSeries(MetricKeys.RawTrack, TrackColors.Raw, points.GetValueOrDefault(MetricKeys.RawTrack) ?? [], Width: 1, Opacity: 0.25, ShowLegend: false),
-        new ChartSeries(SmoothedTrainName, TrackColors.Raw, points.GetValueOrDefault(SmoothedTrainName) ?? []),
-    ];
+        points.Keys.Order(Comparer<string>.Create((a, b) => TrainOrder(a).CompareTo(TrainOrder(b)))).Select(name => NewTrainSeries(name) with { Points = points[name] }).ToList();
 
-    /// <summary>How a live train-loss name that is not yet a trace is drawn.</summary>
-    public static ChartSeries NewTrainSeries(string name) => name == MetricKeys.RawTrack
-        ? new ChartSeries(name, TrackColors.Raw, [], Width: 1, Opacity: 0.25, ShowLegend: false)
-        : new ChartSeries(name, TrackColors.Raw, []);
+    /// <summary>Band edges first (low before high, which fills down to it), then the raw line, then the smoothed one on top.</summary>
+    static int TrainOrder(string name) =>
+        name == ChartSeries.BandLow(MetricKeys.RawTrack) ? 0 : name == ChartSeries.BandHigh(MetricKeys.RawTrack) ? 1 : name == MetricKeys.RawTrack ? 2 : 3;
+
+    /// <summary>How a train-loss series is drawn by its name (also for a live name that is not yet a trace).</summary>
+    public static ChartSeries NewTrainSeries(string name) => name switch
+    {
+        MetricKeys.RawTrack => new ChartSeries(name, TrackColors.Raw, [], Width: 1, Opacity: 0.25, ShowLegend: false),
+        SmoothedTrainName => new ChartSeries(name, TrackColors.Raw, []),
+        _ => ChartSeries.BandEdge(name, TrackColors.Raw, []),
+    };
 }

@@ -78,18 +78,26 @@ public sealed class RunJobServer(JobStorage storage, IServiceProvider services, 
             Activator = new ServiceJobActivator(services),
         }, storage);
         // No new job is fetched once the process begins to stop: a run it hands back goes to another worker.
-        lifetime.ApplicationStopping.Register(() => _server.SendStop());
+        lifetime.ApplicationStopping.Register(SendStop);
         return Task.CompletedTask;
+    }
+
+    /// <summary>Once, whoever asks first; a host may be stopped twice (a test factory's dispose after a stop), the server disposed by then.</summary>
+    void SendStop()
+    {
+        try { Volatile.Read(ref _server)?.SendStop(); }
+        catch (ObjectDisposedException) { }
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (_server is null) return;
-        _server.SendStop();
+        var server = Interlocked.Exchange(ref _server, null);
+        if (server is null) return;
+        server.SendStop();
         // Waits for the jobs to end (each saves a bundle and hands its run back), as long as the host gives its services.
-        try { await _server.WaitForShutdownAsync(cancellationToken); }
+        try { await server.WaitForShutdownAsync(cancellationToken); }
         catch (OperationCanceledException) { }
-        _server.Dispose();
+        server.Dispose();
     }
 
     sealed class ServiceJobActivator(IServiceProvider services) : JobActivator

@@ -79,11 +79,15 @@ public abstract class GroupApiSuite(EmaLabFactory factory)
         var runIds = slow.GetProperty("runIds").EnumerateArray().Select(i => i.GetInt64()).ToList();
         Assert.Equal(ids[..3], runIds);
         var differences = new List<double>();
+        var curves = new List<(Dictionary<long, double> Ema, Dictionary<long, double> Raw)>();
         foreach (var id in runIds)
         {
-            async Task<double> FinalAsync(string track) =>
-                (await Api.GetAsync(_client, $"/api/runs/{id}/metrics?key=eval/accuracy&track={track}"))[0].GetProperty("points").EnumerateArray().Last().GetProperty("value").GetDouble();
-            differences.Add(await FinalAsync("ema-0.9") - await FinalAsync("raw"));
+            async Task<Dictionary<long, double>> SeriesAsync(string track) =>
+                (await Api.GetAsync(_client, $"/api/runs/{id}/metrics?key=eval/accuracy&track={track}&maxPoints=0"))[0].GetProperty("points").EnumerateArray()
+                    .ToDictionary(p => p.GetProperty("step").GetInt64(), p => p.GetProperty("value").GetDouble());
+            var (emaSeries, rawSeries) = (await SeriesAsync("ema-0.9"), await SeriesAsync("raw"));
+            curves.Add((emaSeries, rawSeries));
+            differences.Add(emaSeries[emaSeries.Keys.Max()] - rawSeries[rawSeries.Keys.Max()]);
         }
         var ema = slow.GetProperty("tracks").EnumerateArray().Single(t => t.GetProperty("track").GetString() == "ema-0.9");
         Assert.Equal(3, ema.GetProperty("seeds").GetInt32());
@@ -91,6 +95,10 @@ public abstract class GroupApiSuite(EmaLabFactory factory)
         var mean = differences.Average();
         Assert.Equal(mean, gap.GetProperty("mean").GetDouble(), 12);
         Assert.Equal(Math.Sqrt(differences.Sum(d => (d - mean) * (d - mean)) / 2), gap.GetProperty("standardDeviation").GetDouble(), 12);
+        // At the best step (where the mean of ema-0.9 over the seeds is highest, the earliest on a tie), paired the same way.
+        var bestStep = curves[0].Ema.Keys.OrderBy(s => s).MaxBy(s => curves.Average(c => c.Ema[s]));
+        Assert.Equal(bestStep, ema.GetProperty("bestStep").GetInt64());
+        Assert.Equal(curves.Average(c => c.Ema[bestStep] - c.Raw[bestStep]), ema.GetProperty("bestGap").GetProperty("difference").GetProperty("mean").GetDouble(), 12);
         var verdict = ema.GetProperty("verdict").GetString()!;
         Assert.Contains("3 seeds", verdict);
         Assert.True(verdict.Contains("beats") || verdict.StartsWith("No evidence"), verdict);

@@ -82,12 +82,12 @@ public static class GroupEndpoints
         var lines = new List<string>
         {
             CsvText.Row("configuration", "track", "seeds", $"final_{metric}_mean", "final_ci95", $"best_{metric}_mean", "best_ci95",
-                "gap_final_mean", "gap_final_ci95", "gap_final_p", "gap_best_mean", "gap_best_ci95", "gap_best_p", "best_track", "verdict"),
+                "gap_final_mean", "gap_final_ci95", "gap_final_p", "best_step", "gap_best_mean", "gap_best_ci95", "gap_best_p", "best_track", "verdict"),
         };
         foreach (var configuration in analysis.Configurations)
             foreach (var t in configuration.Tracks)
                 lines.Add(CsvText.Row(configuration.Label, t.Track, t.Seeds, t.Final.Mean, t.Final.ConfidenceHalfWidth, t.Best.Mean, t.Best.ConfidenceHalfWidth,
-                    t.FinalGap?.Difference.Mean, t.FinalGap?.Difference.ConfidenceHalfWidth, t.FinalGap?.PValue,
+                    t.FinalGap?.Difference.Mean, t.FinalGap?.Difference.ConfidenceHalfWidth, t.FinalGap?.PValue, t.BestStep,
                     t.BestGap?.Difference.Mean, t.BestGap?.Difference.ConfidenceHalfWidth, t.BestGap?.PValue, t.Track == configuration.BestTrack, t.Verdict));
         var file = new string(analysis.Name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' ? c : '-').ToArray());
         context.Response.Headers.ContentDisposition = $"attachment; filename=\"group-{file}.csv\"";

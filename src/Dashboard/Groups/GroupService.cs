@@ -21,10 +21,12 @@ public sealed record GroupSummary(string Name, long ExperimentId, int Runs, int 
 public sealed record GroupRun(long Id, string Name, string Status, string Configuration, string? Seed, long Step, long TotalSteps, string Origin);
 
 /// <summary>
-/// One track of a configuration over its finished seeds: the final and the best value, and — for an EMA — the paired
-/// gap to raw on the same seeds (EMA − raw; at the final step, and between each track's best values) with a verdict.
+/// One track of a configuration over its finished seeds: the final and the best value (each seed's own best), and — for
+/// an EMA — the paired gap to raw, EMA − raw of the same seed at the same step: at the final step, and at the track's
+/// best step (<see cref="BestStep"/>: the evaluation where its mean over the seeds is best), with a verdict on the final gap.
 /// </summary>
-public sealed record TrackStatistics(string Track, int Seeds, SampleSummary Final, SampleSummary Best, PairedComparison? FinalGap, PairedComparison? BestGap, string? Verdict);
+public sealed record TrackStatistics(
+    string Track, int Seeds, SampleSummary Final, SampleSummary Best, PairedComparison? FinalGap, PairedComparison? BestGap, long? BestStep, string? Verdict);
 
 /// <summary>The runs of a group that differ only in their seed, and what they show together.</summary>
 public sealed record GroupConfiguration(
@@ -117,17 +119,19 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
                 var final = SampleSummary.Of(seeds.Select(id => values[(id, track)].Final).ToList());
                 var best = SampleSummary.Of(seeds.Select(id => values[(id, track)].Best).ToList());
                 PairedComparison? finalGap = null, bestGap = null;
+                long? bestStep = null;
                 string? verdict = null;
                 var paired = seeds.Where(id => values.ContainsKey((id, TrackNames.Raw))).ToList();
                 if (track != TrackNames.Raw && paired.Count > 0)
                 {
                     finalGap = PairedComparison.Of(paired.Select(id => values[(id, track)].Final).ToList(), paired.Select(id => values[(id, TrackNames.Raw)].Final).ToList());
-                    bestGap = PairedComparison.Of(paired.Select(id => values[(id, track)].Best).ToList(), paired.Select(id => values[(id, TrackNames.Raw)].Best).ToList());
+                    var keys = finished.ToDictionary(m => m.Run.Id, m => KeyFor(m.Roles, metric)!);
+                    (bestStep, bestGap) = GapAtBestStep(paired.Select(id => (id, keys[id])).ToList(), track, higherIsBetter);
                     verdict = higherIsBetter
                         ? finalGap.Verdict(track, TrackNames.Raw, higherIsBetter: true)
                         : finalGap.Verdict(track, TrackNames.Raw, higherIsBetter: false, scale: 1, unit: "", format: "0.0000");
                 }
-                tracks.Add(new TrackStatistics(track, seeds.Count, final, best, finalGap, bestGap, verdict));
+                tracks.Add(new TrackStatistics(track, seeds.Count, final, best, finalGap, bestGap, bestStep, verdict));
             }
             // Only a track every finished seed has can be the best (one lucky seed with a post-hoc track proves nothing).
             var complete = tracks.Where(t => t.Seeds == finished.Count).ToList();
@@ -141,6 +145,23 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
         var runs = group.Members.Select(m => new GroupRun(m.Run.Id, m.Run.Name, m.Run.Status.ToApi(), m.Configuration,
             m.Parameters.FirstOrDefault(p => RunParameters.IsSeed(p.Key)).Value, m.Run.Step, m.Run.TotalSteps, m.Run.Origin.ToString().ToLowerInvariant())).ToList();
         return new GroupAnalysis(group.Name, group.ExperimentId, metric, higherIsBetter, group.Varied, runs, configurations);
+    }
+
+    /// <summary>
+    /// The paired gap at the track's best step: among the evaluation steps every seed has for both the track and raw,
+    /// the one where the track's mean over the seeds is best (chosen once for all seeds, as early stopping on the mean
+    /// curve would); there each seed's track value minus its raw value.
+    /// </summary>
+    (long? Step, PairedComparison? Gap) GapAtBestStep(IReadOnlyList<(long RunId, string Key)> seeds, string track, bool higherIsBetter)
+    {
+        Dictionary<long, double> ByStep(long runId, string t, string key) => metrics.Read(runId, t, key, maxPoints: 0).Points
+            .Where(p => double.IsFinite(p.Value)).GroupBy(p => p.Step).ToDictionary(g => g.Key, g => g.Last().Value);
+        var series = seeds.Select(s => (Track: ByStep(s.RunId, track, s.Key), Raw: ByStep(s.RunId, TrackNames.Raw, s.Key))).ToList();
+        var steps = series.Select(s => s.Track.Keys.Intersect(s.Raw.Keys)).Aggregate((a, b) => a.Intersect(b)).ToList();
+        if (steps.Count == 0) return (null, null);
+        var means = steps.ToDictionary(step => step, step => series.Average(s => s.Track[step]));
+        var best = higherIsBetter ? steps.MaxBy(step => (means[step], -step)) : steps.MinBy(step => (means[step], step));
+        return (best, PairedComparison.Of(series.Select(s => s.Track[best]).ToList(), series.Select(s => s.Raw[best]).ToList()));
     }
 
     /// <summary>

@@ -169,6 +169,21 @@ public sealed class DatasetApiTests(EmaLabFactory factory) : IClassFixture<EmaLa
         Assert.Equal(HttpStatusCode.UnsupportedMediaType, json.StatusCode);
     }
 
+    [Fact]
+    public async Task An_upload_a_crash_cut_short_is_removed_at_the_next_start()
+    {
+        using var restarted = new EmaLabFactory();
+        var datasets = Directory.CreateDirectory(Path.Combine(restarted.DataDirectory, "datasets")).FullName;
+        var cut = Directory.CreateDirectory(Path.Combine(datasets, ".incoming-" + Guid.NewGuid().ToString("N"))).FullName;
+        File.WriteAllBytes(Path.Combine(cut, "train-images.gz"), TrainImages[..1000]);
+        var client = restarted.CreateClient();
+        var name = Unique("kept");
+        var form = Form(name, ("train", "digits.csv", Encoding.ASCII.GetBytes(DigitsCsv)));
+        Assert.False(Directory.Exists(cut));
+        Assert.Equal(HttpStatusCode.Created, (await client.PostAsync("/api/datasets", form)).StatusCode);
+        Assert.True(Directory.Exists(Path.Combine(datasets, name)));
+    }
+
     static byte[] Gzip(byte[] plain)
     {
         using var output = new MemoryStream();

@@ -60,17 +60,29 @@ public sealed class DataPaths
     }
 
     /// <summary>
-    /// Removes files a crash left half-written (<c>*.partial</c>: bundles, checkpoints, snapshots) that were last written
-    /// before <paramref name="writtenBefore"/>; returns how many. Another process sharing the folder may be writing newer ones.
+    /// Removes files a crash left half-written (<c>*.partial</c>: bundles, checkpoints, snapshots) and dataset uploads it
+    /// cut short (<c>datasets/.incoming-*</c>) that were last written before <paramref name="writtenBefore"/>; returns how many. Another process sharing the folder may be writing newer ones.
     /// </summary>
     public int DeletePartialFiles(DateTime writtenBefore)
     {
+        var count = 0;
         var runs = Path.Combine(Root, "runs");
-        if (!Directory.Exists(runs)) return 0;
-        var partial = Directory.GetFiles(runs, "*" + TrainingEngine.Formats.AtomicFile.PartialSuffix, SearchOption.AllDirectories)
-            .Where(file => File.GetLastWriteTimeUtc(file) < writtenBefore).ToList();
-        foreach (var file in partial) File.Delete(file);
-        return partial.Count;
+        if (Directory.Exists(runs))
+        {
+            var partial = Directory.GetFiles(runs, "*" + TrainingEngine.Formats.AtomicFile.PartialSuffix, SearchOption.AllDirectories)
+                .Where(file => File.GetLastWriteTimeUtc(file) < writtenBefore).ToList();
+            foreach (var file in partial) File.Delete(file);
+            count += partial.Count;
+        }
+        // Dataset uploads a crash cut short: their folder, once nothing in it has been written since.
+        foreach (var folder in Directory.GetDirectories(DatasetsDirectory, ".incoming-*"))
+        {
+            var lastWrite = Directory.EnumerateFiles(folder).Select(File.GetLastWriteTimeUtc).Append(Directory.GetLastWriteTimeUtc(folder)).Max();
+            if (lastWrite >= writtenBefore) continue;
+            Directory.Delete(folder, recursive: true);
+            count++;
+        }
+        return count;
     }
 
     /// <summary>Relative to <see cref="Root"/>, as stored in the database.</summary>

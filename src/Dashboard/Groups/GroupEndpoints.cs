@@ -73,12 +73,11 @@ public static class GroupEndpoints
         return data is null ? NotFound(NameOf(name), experiment) : TypedResults.Ok(groups.Analyze(data, metric));
     }
 
+    /// <summary>The statistics <see cref="Get"/> answers, as a table (the same checks: an unknown metric or group is refused alike).</summary>
     static async Task<IResult> GetCsv(string name, GroupService groups, HttpContext context, long experiment = Data.Experiment.DefaultId, string metric = "accuracy", CancellationToken ct = default)
     {
-        if (!GroupService.Metrics.Contains(metric)) return RunEndpoints.Invalid("metric", $"Unknown metric '{metric}'; one of {string.Join(", ", GroupService.Metrics)}.");
-        var data = await groups.LoadAsync(experiment, NameOf(name), ct);
-        if (data is null) return NotFound(NameOf(name), experiment);
-        var analysis = groups.Analyze(data, metric);
+        var found = await Get(name, groups, experiment, metric, ct);
+        if (found.Result is not Ok<GroupAnalysis> { Value: { } analysis }) return found.Result;
         var lines = new List<string>
         {
             CsvText.Row("configuration", "track", "seeds", $"final_{metric}_mean", "final_ci95", $"best_{metric}_mean", "best_ci95",
@@ -89,8 +88,7 @@ public static class GroupEndpoints
                 lines.Add(CsvText.Row(configuration.Label, t.Track, t.Seeds, t.Final.Mean, t.Final.ConfidenceHalfWidth, t.Best.Mean, t.Best.ConfidenceHalfWidth,
                     t.FinalGap?.Difference.Mean, t.FinalGap?.Difference.ConfidenceHalfWidth, t.FinalGap?.PValue, t.BestStep,
                     t.BestGap?.Difference.Mean, t.BestGap?.Difference.ConfidenceHalfWidth, t.BestGap?.PValue, t.Track == configuration.BestTrack, t.Verdict));
-        var file = new string(analysis.Name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' ? c : '-').ToArray());
-        context.Response.Headers.ContentDisposition = $"attachment; filename=\"group-{file}.csv\"";
+        context.Response.Headers.ContentDisposition = $"attachment; filename=\"group-{RunEndpoints.Slug(analysis.Name)}.csv\"";
         return TypedResults.Text(string.Join("\n", lines) + "\n", "text/csv; charset=utf-8");
     }
 

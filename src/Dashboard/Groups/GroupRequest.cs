@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Runs;
@@ -40,7 +39,7 @@ public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<
             var listValued = ListValued.Contains(field, StringComparer.OrdinalIgnoreCase);
             if (listValued && !list.All(v => v is JsonArray)) continue; // a plain [256, 256] is one value
             if (list.Count == 0) throw new RequestValidationException(field, $"'{field}' lists no values; give at least one.");
-            var texts = list.Select(Text).ToList();
+            var texts = list.Select(RunParameters.Text).ToList();
             if (texts.GroupBy(t => t).FirstOrDefault(g => g.Count() > 1) is { } twice)
                 throw new RequestValidationException(field, $"'{field}' lists {twice.Key} more than once; each combination would run twice.");
             axes.Add((field, list.Select(v => v?.DeepClone()).ToList()));
@@ -81,7 +80,7 @@ public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<
             if (name.Length > RunRequest.MaxNameLength) throw new RequestValidationException("name", $"The group name must be at most {RunRequest.MaxNameLength} characters.");
         }
         else throw new RequestValidationException("name", "'name' must be a string.");
-        return new GroupRequest(name, runs[0].Request.ExperimentId, axes.Select(a => new GridAxis(a.Field, a.Values.Select(Text).ToList())).ToList(),
+        return new GroupRequest(name, runs[0].Request.ExperimentId, axes.Select(a => new GridAxis(a.Field, a.Values.Select(RunParameters.Text).ToList())).ToList(),
             runs.Select(r => r.Request with { Name = Truncate(r.Label.Length == 0 ? name : $"{name} · {r.Label}", RunRequest.MaxNameLength), Group = name }).ToList(),
             runs.Sum(r => r.Request.Spec.PlannedSteps()));
     }
@@ -104,7 +103,7 @@ public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<
         var parts = new List<string>();
         foreach (var (field, values) in Enumerable.Reverse(axes))
         {
-            if (values.Count > 1) parts.Add($"{field}={Text(values[(int)(index % values.Count)])}");
+            if (values.Count > 1) parts.Add($"{field}={RunParameters.Text(values[(int)(index % values.Count)])}");
             index /= values.Count;
         }
         parts.Reverse();
@@ -119,15 +118,6 @@ public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<
 
     static KeyValuePair<string, JsonNode?> Find(JsonObject fields, string name) =>
         fields.FirstOrDefault(p => string.Equals(p.Key, name, StringComparison.OrdinalIgnoreCase));
-
-    /// <summary>A value as the labels show it: numbers and strings bare, lists compact (<c>[128,128]</c>).</summary>
-    static string Text(JsonNode? value) => value switch
-    {
-        null => "null",
-        JsonValue v when v.TryGetValue<string>(out var s) => s,
-        JsonValue v when v.TryGetValue<double>(out var d) => d.ToString("R", CultureInfo.InvariantCulture),
-        _ => value.ToJsonString(),
-    };
 
     static string Truncate(string text, int length) => text.Length <= length ? text : text[..(length - 1)] + "…";
 }

@@ -49,7 +49,12 @@ public static class RunParameters
         }
     }
 
-    static string Text(JsonNode node) => node is JsonValue value && value.TryGetValue<string>(out var text) ? text
-        : node is JsonValue number && number.TryGetValue<double>(out var d) ? d.ToString("R", CultureInfo.InvariantCulture)
-        : node.ToJsonString();
+    /// <summary>A JSON value as parameters and grid labels show it: strings and numbers bare, lists compact (<c>[128,128]</c>).</summary>
+    public static string Text(JsonNode? node) => node switch
+    {
+        null => "null",
+        JsonValue value when value.TryGetValue<string>(out var text) => text,
+        JsonValue number when number.TryGetValue<double>(out var d) => d.ToString("R", CultureInfo.InvariantCulture),
+        _ => node.ToJsonString(),
+    };
 }

@@ -270,7 +270,8 @@ public static class RunEndpoints
         return TypedResults.PhysicalFile(path, "application/octet-stream", fileName);
     }
 
-    static string Slug(string name)
+    /// <summary>A name made safe for a file name: ASCII letters, digits, '.' and '-', at most 60 characters.</summary>
+    internal static string Slug(string name)
     {
         var chars = name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' ? c : '-').ToArray();
         var slug = string.Join('-', new string(chars).Split('-', StringSplitOptions.RemoveEmptyEntries));

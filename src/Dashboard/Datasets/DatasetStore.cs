@@ -91,7 +91,7 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
             throw new RequestValidationException("evalFraction", $"evalFraction must be from {DatasetFolder.MinEvalFraction} to {DatasetFolder.MaxEvalFraction} (the share held out when no test files are sent).");
         try
         {
-            var (manifest, _) = DatasetFolder.Import(import.Folder, name, format, train, test, upload.EvalFraction, upload.SplitSeed, upload.Width);
+            var manifest = DatasetFolder.Import(import.Folder, name, format, train, test, upload.EvalFraction, upload.SplitSeed, upload.Width);
             var target = Path.Combine(paths.DatasetsDirectory, name);
             if (Directory.Exists(target)) throw new RequestValidationException("name", $"A dataset named '{name}' exists already.");
             Directory.Move(import.Folder, target);

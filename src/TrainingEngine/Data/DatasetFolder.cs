@@ -59,9 +59,9 @@ public static class DatasetFolder
     /// <summary>Loads the splits the manifest describes, reading each file by its own name.</summary>
     public static DatasetSplits Load(string directory, DatasetManifest manifest)
     {
-        var train = Read(directory, manifest.Format, manifest.TrainFiles, manifest.Width * manifest.Height, manifest.Height, manifest.Width);
+        var train = Read(directory, manifest.Format, manifest.TrainFiles, manifest.Height, manifest.Width, manifest.PixelMax);
         LabeledImages eval;
-        if (manifest.TestFiles is { } test) eval = Read(directory, manifest.Format, test, manifest.Width * manifest.Height, manifest.Height, manifest.Width);
+        if (manifest.TestFiles is { } test) eval = Read(directory, manifest.Format, test, manifest.Height, manifest.Width, manifest.PixelMax);
         else (train, eval) = Split(train, manifest.EvalFraction ?? DefaultEvalFraction, manifest.SplitSeed ?? 1, manifest.Name);
         return new DatasetSplits(manifest.Name, train, eval, Normalization.FitTo(train));
     }
@@ -69,48 +69,52 @@ public static class DatasetFolder
     /// <summary>
     /// Validates the files in <paramref name="directory"/> by reading them (each problem names its file), detects the
     /// shape, pixel range and classes, and writes the manifest. <paramref name="csvWidth"/> is needed only for CSV images
-    /// that are not square (a square's side is found from the number of values a line).
+    /// that are not square (a square's side is found from the number of values a line). The splits are made here only to be
+    /// checked; <see cref="Load"/> makes them again when a run needs them.
     /// </summary>
-    public static (DatasetManifest Manifest, DatasetSplits Splits) Import(
+    public static DatasetManifest Import(
         string directory, string name, DatasetFormat format, IReadOnlyList<string> trainFiles, IReadOnlyList<string>? testFiles,
         double evalFraction, long splitSeed, int? csvWidth = null)
     {
         if (testFiles is null && evalFraction is < MinEvalFraction or > MaxEvalFraction)
             throw new InvalidDataException($"The held-out fraction must be from {MinEvalFraction} to {MaxEvalFraction}.");
         var (height, width) = format == DatasetFormat.Csv ? CsvShape(directory, trainFiles[0], csvWidth) : (0, 0);
-        var train = Read(directory, format, trainFiles, width * height, height, width);
+        // The pixel scale is the training files' (test images are scaled as the model's inputs were).
+        var train = Read(directory, format, trainFiles, height, width, pixelMax: null);
         LabeledImages eval;
         if (testFiles is not null)
         {
-            eval = Read(directory, format, testFiles, train.Height * train.Width, train.Height, train.Width);
+            eval = Read(directory, format, testFiles, train.Height, train.Width, train.PixelMax);
             if (eval.Height != train.Height || eval.Width != train.Width)
                 throw new InvalidDataException($"{testFiles[0]}: images are {eval.Height}x{eval.Width} but the training images are {train.Height}x{train.Width}");
         }
         else (train, eval) = Split(train, evalFraction, splitSeed, name);
         if (train.Count < 2) throw new InvalidDataException($"{trainFiles[0]}: {train.Count} training sample(s) is too few to train on");
-        var pixelMax = DetectPixelMax(train);
         var manifest = new DatasetManifest(name, Guid.NewGuid().ToString("N"), format, trainFiles, testFiles,
             testFiles is null ? evalFraction : null, testFiles is null ? splitSeed : null,
-            train.Height, train.Width, pixelMax, Math.Max(train.ClassCount, eval.ClassCount), train.Count, eval.Count, DateTimeOffset.UtcNow);
+            train.Height, train.Width, train.PixelMax, Math.Max(train.ClassCount, eval.ClassCount), train.Count, eval.Count, DateTimeOffset.UtcNow);
         File.WriteAllText(Path.Combine(directory, ManifestFile), JsonSerializer.Serialize(manifest, Json));
-        var splits = Load(directory, manifest);
-        return (manifest, splits);
+        return manifest;
     }
 
-    static LabeledImages Read(string directory, DatasetFormat format, IReadOnlyList<string> files, int pixelsPerRow, int height, int width)
+    /// <summary>The files' images; <paramref name="pixelMax"/> null: detected from them. IDX files carry their own shape.</summary>
+    static LabeledImages Read(string directory, DatasetFormat format, IReadOnlyList<string> files, int height, int width, int? pixelMax)
     {
+        byte[] pixels, labels;
         if (format == DatasetFormat.Idx)
         {
             if (files.Count != 2) throw new InvalidDataException("An IDX dataset needs an image file and a label file.");
-            using var images = File.OpenRead(Path.Combine(directory, files[0]));
-            using var labels = File.OpenRead(Path.Combine(directory, files[1]));
-            var read = LabeledImages.FromIdx(images, files[0], labels, files[1]);
-            return new LabeledImages(files[0], read.Pixels, read.Labels, read.Height, read.Width, DetectPixelMax(read));
+            using var imageFile = File.OpenRead(Path.Combine(directory, files[0]));
+            using var labelFile = File.OpenRead(Path.Combine(directory, files[1]));
+            var read = LabeledImages.FromIdx(imageFile, files[0], labelFile, files[1]);
+            (pixels, labels, height, width) = (read.Pixels, read.Labels, read.Height, read.Width);
         }
-        using var stream = File.OpenRead(Path.Combine(directory, files[0]));
-        var (pixels, labelBytes) = CsvImageReader.Read(stream, files[0], pixelsPerRow);
-        var csv = new LabeledImages(files[0], pixels, labelBytes, height, width, pixelMax: 255);
-        return new LabeledImages(files[0], pixels, labelBytes, height, width, DetectPixelMax(csv));
+        else
+        {
+            using var stream = File.OpenRead(Path.Combine(directory, files[0]));
+            (pixels, labels) = CsvImageReader.Read(stream, files[0], height * width);
+        }
+        return new LabeledImages(files[0], pixels, labels, height, width, pixelMax ?? DetectPixelMax(pixels));
     }
 
     /// <summary>The image side from the first line's number of values (pixels then the label): a square unless a width is given.</summary>
@@ -134,10 +138,9 @@ public static class DatasetFolder
     }
 
     /// <summary>The scale the pixels were stored on: 1, 16 (the UCI digits) or 255.</summary>
-    static int DetectPixelMax(LabeledImages images)
+    static int DetectPixelMax(byte[] pixels)
     {
-        var max = 0;
-        foreach (var p in images.Pixels) if (p > max) max = p;
+        var max = pixels.Length == 0 ? 0 : pixels.Max();
         return max <= 1 ? 1 : max <= 16 ? 16 : 255;
     }
 

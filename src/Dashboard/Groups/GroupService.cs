@@ -127,9 +127,7 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
                     finalGap = PairedComparison.Of(paired.Select(id => values[(id, track)].Final).ToList(), paired.Select(id => values[(id, TrackNames.Raw)].Final).ToList());
                     var keys = finished.ToDictionary(m => m.Run.Id, m => KeyFor(m.Roles, metric)!);
                     (bestStep, bestGap) = GapAtBestStep(paired.Select(id => (id, keys[id])).ToList(), track, higherIsBetter);
-                    verdict = higherIsBetter
-                        ? finalGap.Verdict(track, TrackNames.Raw, higherIsBetter: true)
-                        : finalGap.Verdict(track, TrackNames.Raw, higherIsBetter: false, scale: 1, unit: "", format: "0.0000");
+                    verdict = finalGap.Verdict(track, TrackNames.Raw, higherIsBetter, ValueFormat.For(higherIsBetter));
                 }
                 tracks.Add(new TrackStatistics(track, seeds.Count, final, best, finalGap, bestGap, bestStep, verdict));
             }

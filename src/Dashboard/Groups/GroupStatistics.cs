@@ -127,25 +127,40 @@ public sealed record PairedComparison(SampleSummary Difference, double T, double
 
     /// <summary>
     /// A plain sentence for people: "ema-0.999 beats raw by 0.31 ± 0.12 pt (5 seeds, p = 0.004)", or that the data show
-    /// no difference at the 95 % level. <paramref name="scale"/> turns values into the unit shown (100 for accuracy in points),
-    /// <paramref name="format"/> writes them (a loss needs more digits than points of accuracy).
+    /// no difference at the 95 % level. Values are written in <paramref name="units"/> (points of accuracy by default).
     /// </summary>
-    public string Verdict(string candidate, string baseline, bool higherIsBetter, double scale = 100, string unit = "pt", string format = "0.00")
+    public string Verdict(string candidate, string baseline, bool higherIsBetter, ValueFormat? units = null)
     {
+        units ??= ValueFormat.Points;
         var seeds = $"{Difference.Count} seed{(Difference.Count == 1 ? "" : "s")}";
         if (Difference.Count < 2) return $"{seeds}: too few to tell {candidate} from {baseline} (at least 2 seeds are needed).";
-        var inv = System.Globalization.CultureInfo.InvariantCulture;
-        var p = PValue < 0.001 ? "p < 0.001" : string.Create(inv, $"p = {PValue:0.000}");
+        var p = PValue < 0.001 ? "p < 0.001" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"p = {PValue:0.000}");
         if (PValue >= 1 - SampleSummary.Confidence)
-        {
-            var signed = $"+{format};-{format};{format}";
-            return $"No evidence of a difference between {candidate} and {baseline}: {(Difference.Mean * scale).ToString(signed, inv)} ± {Number(Difference.ConfidenceHalfWidth)}{Unit()} ({seeds}, {p}).";
-        }
+            return $"No evidence of a difference between {candidate} and {baseline}: {units.Interval(Difference.Mean, Difference.ConfidenceHalfWidth, signed: true)} ({seeds}, {p}).";
         var better = Difference.Mean > 0 == higherIsBetter;
         var (winner, loser) = better ? (candidate, baseline) : (baseline, candidate);
-        return $"{winner} beats {loser} by {Number(Math.Abs(Difference.Mean))} ± {Number(Difference.ConfidenceHalfWidth)}{Unit()} ({seeds}, {p}).";
+        return $"{winner} beats {loser} by {units.Interval(Math.Abs(Difference.Mean), Difference.ConfidenceHalfWidth)} ({seeds}, {p}).";
+    }
+}
 
-        string Number(double value) => (value * scale).ToString(format, inv);
-        string Unit() => unit.Length == 0 ? "" : " " + unit;
+/// <summary>
+/// How differences of a metric are written: accuracy in points (0.0049 → "0.49 pt"), a loss as itself with more digits.
+/// The verdicts and the group page's gaps use the same one.
+/// </summary>
+public sealed record ValueFormat(double Scale, string Digits, string Unit)
+{
+    public static readonly ValueFormat Points = new(100, "0.00", "pt");
+    public static readonly ValueFormat Plain = new(1, "0.0000", "");
+
+    public static ValueFormat For(bool higherIsBetter) => higherIsBetter ? Points : Plain;
+
+    public string Number(double value) => (value * Scale).ToString(Digits, System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>"0.49 ± 0.42 pt" ("+0.49 …" when <paramref name="signed"/>); without a half-width (one seed), the value alone.</summary>
+    public string Interval(double value, double halfWidth, bool signed = false)
+    {
+        var text = signed ? (value * Scale).ToString($"+{Digits};-{Digits};{Digits}", System.Globalization.CultureInfo.InvariantCulture) : Number(value);
+        if (!double.IsNaN(halfWidth)) text += $" ± {Number(halfWidth)}";
+        return Unit.Length == 0 ? text : $"{text} {Unit}";
     }
 }

@@ -18,11 +18,7 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
 {
     readonly HttpClient _client = factory.CreateClient();
 
-    void UseJs()
-    {
-        JSInterop.Mode = JSRuntimeMode.Loose;
-        JSInterop.SetupModule("./_content/Plotly.Blazor/plotly-interop-7.2.0.js");
-    }
+    void UseAppServices() => PageServices.Use(this, factory.Services);
 
     /// <summary>An accuracy curve that learns fast (0.1 → 0.9 in the first steps) and then creeps from 0.90 to 0.95.</summary>
     static List<MetricValue> Learning() =>
@@ -31,7 +27,7 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
     [Fact]
     public void The_y_axis_focuses_past_the_first_tenth_of_the_steps_until_full_range_or_log_is_chosen()
     {
-        UseJs();
+        UseAppServices();
         var cut = Render<MetricChart>(p => p.Add(c => c.Id, "c").Add(c => c.Title, "t").Add(c => c.LogToggle, true)
             .Add(c => c.Series, [new ChartSeries("raw", "#000", Learning())]));
         var (low, high) = cut.Instance.YRange!.Value;
@@ -52,7 +48,7 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
     [Fact]
     public void Smoothing_draws_the_debiased_ema_of_the_points_and_leaves_bands_and_markers_alone()
     {
-        UseJs();
+        UseAppServices();
         var points = Learning();
         IReadOnlyList<ChartSeries> series =
         [
@@ -75,7 +71,7 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
     [Fact]
     public void Points_with_wall_times_can_be_drawn_over_relative_time()
     {
-        UseJs();
+        UseAppServices();
         var points = new List<MetricValue> { new(1, 0.5) { WallTimeMs = 10_000 }, new(2, 0.6) { WallTimeMs = 12_500 }, new(3, 0.7) { WallTimeMs = 16_000 } };
         var cut = Render<MetricChart>(p => p.Add(c => c.Id, "c").Add(c => c.Title, "t").Add(c => c.Series, [new ChartSeries("raw", "#000", points)]));
         cut.Find("select.x-axis").Change(nameof(MetricChart.XAxisMode.RelativeTime));
@@ -93,11 +89,7 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
     [Fact]
     public async Task Compare_shows_only_the_parameters_that_differ_sorts_by_a_result_and_draws_parallel_coordinates()
     {
-        var app = factory.Services;
-        Services.AddSingleton(app.GetRequiredService<MetricQueries>());
-        Services.AddSingleton(app.GetRequiredService<RunEventHub>());
-        Services.AddSingleton(app.GetRequiredService<IDbContextFactory<EmaLabDbContext>>());
-        UseJs();
+        UseAppServices();
         var body = Api.DigitsRun(steps: 40, evalInterval: 20);
         body["name"] = "compare grid";
         body["learningRate"] = new JsonArray(0.0005, 0.003);
@@ -131,11 +123,7 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
     [Fact]
     public async Task The_compare_chart_follows_a_selected_run_while_it_trains()
     {
-        var app = factory.Services;
-        Services.AddSingleton(app.GetRequiredService<MetricQueries>());
-        Services.AddSingleton(app.GetRequiredService<RunEventHub>());
-        Services.AddSingleton(app.GetRequiredService<IDbContextFactory<EmaLabDbContext>>());
-        UseJs();
+        UseAppServices();
         var id = (await Api.CreateAsync(_client, Api.DigitsRun(steps: 200_000, evalInterval: 100))).Id();
         await Api.WaitForAsync(_client, id, r => r.GetProperty("step").GetInt64() >= 100);
         Services.GetRequiredService<NavigationManager>().NavigateTo($"compare?runs={id}");

@@ -18,19 +18,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     readonly HttpClient _client = factory.CreateClient();
     BunitJSModuleInterop? _plotly;
 
-    void UseAppServices(EmaLabFactory? of = null)
-    {
-        var app = (of ?? factory).Services;
-        Services.AddSingleton(app.GetRequiredService<RunService>());
-        Services.AddSingleton(app.GetRequiredService<RunQueue>());
-        Services.AddSingleton(app.GetRequiredService<RunEventHub>());
-        Services.AddSingleton(app.GetRequiredService<MetricQueries>());
-        Services.AddSingleton(app.GetRequiredService<IDbContextFactory<EmaLabDbContext>>());
-        Services.AddSingleton(app.GetRequiredService<EmaLab.Dashboard.Tracking.ArtifactStore>());
-        // Services first, then JS interop (bUnit's order).
-        JSInterop.Mode = JSRuntimeMode.Loose;
-        _plotly = JSInterop.SetupModule("./_content/Plotly.Blazor/plotly-interop-7.2.0.js");
-    }
+    void UseAppServices(EmaLabFactory? of = null) => _plotly = PageServices.Use(this, (of ?? factory).Services);
 
     [Fact]
     public void Runs_list_shows_an_empty_state_on_a_server_without_runs()

@@ -17,18 +17,7 @@ public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, I
 {
     readonly HttpClient _client = factory.CreateClient();
 
-    void UseAppServices()
-    {
-        var app = factory.Services;
-        Services.AddSingleton(app.GetRequiredService<RunService>());
-        Services.AddSingleton(app.GetRequiredService<GroupService>());
-        Services.AddSingleton(app.GetRequiredService<IDbContextFactory<EmaLabDbContext>>());
-        Services.AddSingleton(app.GetRequiredService<MetricQueries>());
-        Services.AddSingleton(app.GetRequiredService<RunQueue>());
-        Services.AddSingleton(app.GetRequiredService<RunEventHub>());
-        JSInterop.Mode = JSRuntimeMode.Loose;
-        JSInterop.SetupModule("./_content/Plotly.Blazor/plotly-interop-7.2.0.js");
-    }
+    void UseAppServices() => PageServices.Use(this, factory.Services);
 
     [Fact]
     public async Task The_group_form_previews_the_cross_product_refuses_bad_lists_by_field_and_launches_the_group()
@@ -141,8 +130,6 @@ public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, I
     public async Task A_run_is_renamed_annotated_and_tagged_on_its_page_and_bad_tags_are_named_by_the_field()
     {
         UseAppServices();
-        Services.AddSingleton(factory.Services.GetRequiredService<EmaLab.Dashboard.Tracking.ArtifactStore>());
-        Services.AddSingleton(factory.Services.GetRequiredService<PostHocService>());
         var id = (await Api.CreateAsync(_client, Api.DigitsRun(steps: 10, evalInterval: 5))).Id();
         await Api.WaitForFinishAsync(_client, id);
         var cut = Render<RunDetail>(p => p.Add(c => c.Id, id));
@@ -172,7 +159,6 @@ public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, I
     public void A_dataset_uploads_from_the_page_is_listed_and_a_bad_file_is_named_by_its_field()
     {
         UseAppServices();
-        Services.AddSingleton(factory.Services.GetRequiredService<EmaLab.Dashboard.Datasets.DatasetStore>());
         using var gz = typeof(EmaLab.TrainingEngine.Data.DatasetCatalog).Assembly.GetManifestResourceStream("EmaLab.Datasets.digits-8x8/digits.csv.gz")!;
         using var copy = new MemoryStream();
         gz.CopyTo(copy);

@@ -105,6 +105,8 @@ public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, I
         body["name"] = $"list-{marker} b";
         var b = (await Api.CreateAsync(_client, body)).Id();
         await _client.PatchAsync($"/api/runs/{b}", Api.JsonBody("""{"tags": {"keeper": ""}}"""));
+        // Finished first: a status change reloads the list live, and a reload between finding a checkbox and ticking it would lose the tick.
+        foreach (var id in new[] { a, b }) await Api.WaitForFinishAsync(_client, id);
 
         var navigation = Services.GetRequiredService<NavigationManager>();
         var cut = Render<RunsList>();
@@ -121,8 +123,9 @@ public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, I
 
         Assert.Empty(cut.FindAll("#compare-selected"));
         cut.Find($"tr[data-run-id='{a}'] td.select input").Change(true);
+        cut.WaitForAssertion(() => Assert.Equal($"compare?runs={a}", cut.Find("#compare-selected").GetAttribute("href")));
         cut.Find($"tr[data-run-id='{b}'] td.select input").Change(true);
-        Assert.Equal($"compare?runs={a},{b}", cut.Find("#compare-selected").GetAttribute("href"));
+        cut.WaitForAssertion(() => Assert.Equal($"compare?runs={a},{b}", cut.Find("#compare-selected").GetAttribute("href")));
         Assert.Equal("Compare 2", cut.Find("#compare-selected").TextContent);
     }
 

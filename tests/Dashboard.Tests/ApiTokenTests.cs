@@ -36,6 +36,11 @@ public sealed class ApiTokenTests : IDisposable
                      $"/api/runs/{run.Id()}/log", $"/api/runs/{run.Id()}/events", $"/api/checkpoints/{checkpoint}/download" })
             Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync(url)).StatusCode);
         Assert.Equal("Healthy", await client.GetStringAsync("/health"));
+
+        // MLflow's clients read the error code from the body: theirs, not problem details.
+        var tracking = await client.GetAsync("/api/2.0/mlflow/experiments/get?experiment_id=0");
+        Assert.Equal(HttpStatusCode.Unauthorized, tracking.StatusCode);
+        Assert.Equal("UNAUTHENTICATED", (await tracking.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("error_code").GetString());
     }
 
     [Fact]

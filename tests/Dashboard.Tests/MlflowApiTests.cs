@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -78,7 +79,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         await OkAsync(PostAsync("experiments/delete", $$"""{"experiment_id": "{{id}}"}"""));
         var active = await OkAsync(PostAsync("experiments/search", "{}"));
         Assert.DoesNotContain("ema-decays", active.GetProperty("experiments").EnumerateArray().Select(e => e.GetProperty("name").GetString()));
-        AssertError(HttpStatusCode.InternalServerError, "INVALID_STATE", await PostAsync("runs/create", $$"""{"experiment_id": "{{id}}"}"""), "must be in the 'active' state");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/create", $$"""{"experiment_id": "{{id}}"}"""), "must be in the 'active' state");
         await OkAsync(PostAsync("experiments/restore", $$"""{"experiment_id": "{{id}}"}"""));
         await NewRunAsync(id);
     }
@@ -202,8 +203,8 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         // A key over 250 characters, a bad character or a negative timestamp refuses the whole batch: the good metric beside it is not written.
         foreach (var (bad, message) in new[]
         {
-            ($$"""{"key": "{{new string('k', 251)}}", "value": 1, "timestamp": 1}""", "which exceeded length limit of 250"),
-            ("""{"key": "acc@1", "value": 1, "timestamp": 1}""", "Invalid metric name: 'acc@1'"),
+            ($$"""{"key": "{{new string('k', 251)}}", "value": 1, "timestamp": 1}""", "exceeds the maximum length of 250 characters"),
+            ("""{"key": "acc@1", "value": 1, "timestamp": 1}""", "Invalid value \"acc@1\" for parameter 'metrics[1].name' supplied: Names may only contain"),
             ("""{"key": "../up", "value": 1, "timestamp": 1}""", "must not resolve to other names"),
             ("""{"key": "acc", "value": 1, "timestamp": -5}""", "Timestamp must be a nonnegative long"),
             ("""{"key": "acc", "timestamp": 5}""", "Missing value for required parameter 'metrics[1].value'"),
@@ -240,7 +241,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
 
         // A deleted run takes nothing until restored; it leaves the default search view.
         await OkAsync(PostAsync("runs/delete", $$"""{"run_id": "{{runId}}"}"""));
-        AssertError(HttpStatusCode.InternalServerError, "INVALID_STATE", await PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}"""), "must be in the 'active' state");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}"""), "must be in the 'active' state");
         var deleted = await OkAsync(PostAsync("runs/search", """{"experiment_ids": ["0"], "run_view_type": "DELETED_ONLY"}"""));
         Assert.Contains(runId, deleted.GetProperty("runs").EnumerateArray().Select(r => r.GetProperty("info").GetProperty("run_id").GetString()));
         await OkAsync(PostAsync("runs/restore", $$"""{"run_id": "{{runId}}"}"""));
@@ -248,6 +249,103 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         Assert.Equal(1, await Points());
 
         AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", """{"experiment_ids": ["0"], "filter": "metrics.acc ~ 3"}"""), "Invalid filter");
+    }
+
+    async Task<JsonElement> RunDataAsync(string runId) =>
+        (await OkAsync(GetAsync($"runs/get?run_id={runId}"))).GetProperty("run").GetProperty("data");
+
+    static double? MetricOf(JsonElement data, string key) =>
+        data.GetProperty("metrics").EnumerateArray().Where(m => m.GetProperty("key").GetString() == key).Select(m => (double?)m.GetProperty("value").GetDouble()).SingleOrDefault();
+
+    async Task<List<string>> SearchAsync(string filter, string orderBy = "[]") =>
+        (await OkAsync(PostAsync("runs/search", $$"""{"experiment_ids": ["0"], "filter": {{JsonSerializer.Serialize(filter)}}, "order_by": {{orderBy}}}""")))
+            .TryGetProperty("runs", out var runs) ? runs.EnumerateArray().Select(r => r.GetProperty("info").GetProperty("run_id").GetString()!).ToList() : [];
+
+    [Fact]
+    public async Task The_latest_value_is_mlflows_the_highest_step_then_the_latest_time()
+    {
+        var runId = await NewRunAsync(tags: """[{"key": "case", "value": "latest"}]""");
+        async Task Log(string key, double value, long step, long time) =>
+            await OkAsync(PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "{{key}}", "value": {{value.ToString(System.Globalization.CultureInfo.InvariantCulture)}}, "timestamp": "{{time}}", "step": "{{step}}"}"""));
+
+        // Step 10 = 0.9, then step 5 = 0.1 logged later: the latest is step 10's (MLflow's (step, timestamp, value) rule).
+        await Log("x", 0.9, step: 10, time: 1000);
+        await Log("x", 0.1, step: 5, time: 2000);
+        // A script logging each epoch without a step: many values at step 0, sent out of time order.
+        await Log("epoch_acc", 0.3, step: 0, time: 3000);
+        await Log("epoch_acc", 0.7, step: 0, time: 1000);
+        await Log("epoch_acc", 0.5, step: 0, time: 2000);
+        // The same step and time again: the later write wins, as it replaces the stored point.
+        await Log("same", 0.2, step: 4, time: 500);
+        await Log("same", 0.6, step: 4, time: 500);
+
+        var data = await RunDataAsync(runId);
+        Assert.Equal(0.9, MetricOf(data, "x"));
+        Assert.Equal("10", data.GetProperty("metrics").EnumerateArray().Single(m => m.GetProperty("key").GetString() == "x").GetProperty("step").ToString());
+        Assert.Equal(0.3, MetricOf(data, "epoch_acc"));
+        Assert.Equal(0.6, MetricOf(data, "same"));
+
+        Assert.Contains(runId, await SearchAsync("metrics.x > 0.5 and tags.case = 'latest'"));
+        Assert.DoesNotContain(runId, await SearchAsync("metrics.x < 0.5 and tags.case = 'latest'"));
+        Assert.Contains(runId, await SearchAsync("metrics.epoch_acc = 0.3"));
+
+        // The run page's series list and summaries read the same final value.
+        var runs = await _client.GetFromJsonAsync<JsonElement>("/api/runs");
+        var id = runs.GetProperty("items").EnumerateArray().First(r => r.GetProperty("trackingId").GetString() == runId).GetProperty("id").GetInt64();
+        var series = await _client.GetFromJsonAsync<JsonElement>($"/api/runs/{id}/metrics");
+        var x = series.EnumerateArray().Single(s => s.GetProperty("key").GetString() == "x");
+        Assert.Equal(0.9, x.GetProperty("lastValue").GetDouble());
+        Assert.Equal(10, x.GetProperty("lastStep").GetInt64());
+    }
+
+    [Fact]
+    public async Task Keys_with_a_colon_and_characters_beyond_the_basic_plane_are_mlflows()
+    {
+        var runId = await NewRunAsync();
+        var doubleStruck = string.Concat(Enumerable.Repeat("𝔼", 250)); // 250 characters, 500 UTF-16 units
+        await OkAsync(PostAsync("runs/log-batch", $$"""
+            {"run_id": "{{runId}}", "metrics": [{"key": "val:acc", "value": 0.5, "timestamp": 1}, {"key": "{{doubleStruck}}", "value": 1, "timestamp": 1}],
+             "params": [{"key": "opt:lr", "value": "0.1"}], "tags": [{"key": "ema:decay", "value": "0.999"}]}
+            """));
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE",
+            await PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "{{doubleStruck}}𝔼", "value": 1, "timestamp": 1}"""), "exceeds the maximum length of 250");
+
+        // Values over the limit are cut to the limit in characters, never inside a surrogate pair.
+        var emoji = string.Concat(Enumerable.Repeat("😀", 8_001));
+        await OkAsync(PostAsync("runs/set-tag", $$"""{"run_id": "{{runId}}", "key": "long", "value": "{{emoji}}"}"""));
+        var longParam = string.Concat(Enumerable.Repeat("😀", 6_001));
+        await OkAsync(PostAsync("runs/log-parameter", $$"""{"run_id": "{{runId}}", "key": "p", "value": "{{longParam}}"}"""));
+        // A resumed script logs the same value again: the same truncated value, not a change.
+        await OkAsync(PostAsync("runs/log-parameter", $$"""{"run_id": "{{runId}}", "key": "p", "value": "{{longParam}}"}"""));
+
+        var data = await RunDataAsync(runId);
+        Assert.Equal(0.5, MetricOf(data, "val:acc"));
+        Assert.Equal(1, MetricOf(data, doubleStruck));
+        var tag = data.GetProperty("tags").EnumerateArray().Single(t => t.GetProperty("key").GetString() == "long").GetProperty("value").GetString()!;
+        Assert.Equal(string.Concat(Enumerable.Repeat("😀", 8_000)), tag);
+        var param = data.GetProperty("params").EnumerateArray().Single(t => t.GetProperty("key").GetString() == "p").GetProperty("value").GetString()!;
+        Assert.Equal(string.Concat(Enumerable.Repeat("😀", 6_000)), param);
+        Assert.Equal("0.999", data.GetProperty("tags").EnumerateArray().Single(t => t.GetProperty("key").GetString() == "ema:decay").GetProperty("value").GetString());
+
+        // An artifact named with a colon (allowed on Linux by MLflow's validate_path_is_safe); '..' and '#' are not.
+        var root = $"/api/2.0/mlflow-artifacts/artifacts/0/{runId}/artifacts";
+        Assert.Equal(HttpStatusCode.OK, (await _client.PutAsync($"{root}/epoch:3.txt", new ByteArrayContent("three"u8.ToArray()))).StatusCode);
+        Assert.Equal("three", await _client.GetStringAsync($"{root}/epoch:3.txt"));
+        foreach (var bad in new[] { "a/..%2F..%2Fx.txt", "x%23y.txt" })
+            Assert.True(HttpStatusCode.BadRequest == (await _client.PutAsync($"{root}/{bad}", new ByteArrayContent([1]))).StatusCode, bad);
+    }
+
+    [Fact]
+    public async Task Unknown_endpoints_and_methods_answer_endpoint_not_found_never_405()
+    {
+        AssertError(HttpStatusCode.NotFound, "ENDPOINT_NOT_FOUND", await PostAsync("no-such/endpoint", "{}"));
+        AssertError(HttpStatusCode.NotFound, "ENDPOINT_NOT_FOUND", await PostAsync("experiments/get", "{}"));
+        var delete = await _client.DeleteAsync(Base + "runs/get");
+        Assert.Equal(HttpStatusCode.NotFound, delete.StatusCode);
+        Assert.Equal("ENDPOINT_NOT_FOUND", JsonDocument.Parse(await delete.Content.ReadAsStringAsync()).RootElement.GetProperty("error_code").GetString());
+        var artifacts = await _client.PostAsync("/api/2.0/mlflow-artifacts/presigned/0/x", Api.JsonBody("{}"));
+        Assert.Equal(HttpStatusCode.NotFound, artifacts.StatusCode);
+        Assert.Equal("ENDPOINT_NOT_FOUND", JsonDocument.Parse(await artifacts.Content.ReadAsStringAsync()).RootElement.GetProperty("error_code").GetString());
     }
 
     [Fact]
@@ -263,7 +361,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         Assert.Contains("ema-0.99/eval/accuracy", keys);
         var history = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=ema-0.99/eval/accuracy"));
         Assert.Equal([0L, 10, 20], history.GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("step").GetInt64()));
-        AssertError(HttpStatusCode.InternalServerError, "INVALID_STATE", await PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}"""), "trained by EMA Lab's engine");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}"""), "trained by EMA Lab's engine");
     }
 
     [Fact]

@@ -9,6 +9,7 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
     public DbSet<Run> Runs => Set<Run>();
     public DbSet<EmaTrack> Tracks => Set<EmaTrack>();
     public DbSet<Metric> Metrics => Set<Metric>();
+    public DbSet<LatestMetric> LatestMetrics => Set<LatestMetric>();
     public DbSet<Checkpoint> Checkpoints => Set<Checkpoint>();
     public DbSet<RunLogEntry> RunLog => Set<RunLogEntry>();
     public DbSet<Experiment> Experiments => Set<Experiment>();
@@ -36,6 +37,7 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
             run.HasMany<ClientMetricKey>().WithOne().HasForeignKey(k => k.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany(r => r.Tracks).WithOne().HasForeignKey(t => t.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany<Metric>().WithOne().HasForeignKey(m => m.RunId).OnDelete(DeleteBehavior.Cascade);
+            run.HasMany<LatestMetric>().WithOne().HasForeignKey(m => m.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany<Checkpoint>().WithOne().HasForeignKey(c => c.RunId).OnDelete(DeleteBehavior.Cascade);
             run.HasMany<RunLogEntry>().WithOne().HasForeignKey(l => l.RunId).OnDelete(DeleteBehavior.Cascade);
         });
@@ -50,6 +52,12 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
             metric.HasKey(m => new { m.RunId, m.Key, m.Track, m.Step, m.WallTimeMs });
             metric.Property(m => m.Track).HasMaxLength(64);
             metric.Property(m => m.Key).HasMaxLength(250);
+        });
+        model.Entity<LatestMetric>(latest =>
+        {
+            latest.HasKey(m => new { m.RunId, m.Key, m.Track });
+            latest.Property(m => m.Track).HasMaxLength(64);
+            latest.Property(m => m.Key).HasMaxLength(250);
         });
         model.Entity<Experiment>(experiment =>
         {

@@ -181,6 +181,22 @@ public sealed class Metric
     public long WallTimeMs { get; set; }
 }
 
+/// <summary>
+/// The latest value of each series of a run, kept by the metric writer in the transaction that stores the points (as
+/// MLflow's <c>latest_metrics</c>): the row with the highest step, then the latest time — what the tracking API's
+/// <c>run.data.metrics</c>, its searches and every "final" value in the dashboard read, without scanning the series.
+/// </summary>
+public sealed class LatestMetric
+{
+    public long RunId { get; set; }
+    public required string Track { get; set; }
+    public required string Key { get; set; }
+    public long Step { get; set; }
+    public long WallTimeMs { get; set; }
+    /// <summary>Null stands for NaN, as in <see cref="Metric"/>.</summary>
+    public double? Value { get; set; }
+}
+
 public sealed class Checkpoint
 {
     public long Id { get; set; }

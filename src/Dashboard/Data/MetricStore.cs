@@ -50,12 +50,44 @@ public abstract class MetricStore
 
 /// <summary>
 /// The metric pipeline's writes on its own connection, one transaction per batch: <c>using var t = writer.Begin();</c>,
-/// the writes, <c>t.Commit()</c>; a transaction disposed without a commit leaves nothing.
+/// the writes, <c>t.Commit()</c>; a transaction disposed without a commit leaves nothing. The latest value of each
+/// series the batch touched (<see cref="LatestValues"/>) is written in the same transaction, once per series.
 /// </summary>
 public abstract class MetricStoreWriter : IDisposable
 {
-    public abstract Transaction Begin();
-    public abstract void Metric(long runId, string key, string track, long step, double value, long wallTimeMs);
+    readonly Dictionary<(long RunId, string Key, string Track), LatestMetric> _latest = [];
+
+    public Transaction Begin()
+    {
+        _latest.Clear();
+        var (commit, dispose) = BeginTransaction();
+        return new Transaction(() =>
+        {
+            if (_latest.Count > 0) WriteLatest(_latest.Values);
+            commit();
+            _latest.Clear();
+        }, () =>
+        {
+            _latest.Clear();
+            dispose();
+        });
+    }
+
+    public void Metric(long runId, string key, string track, long step, double value, long wallTimeMs)
+    {
+        WriteMetric(runId, key, track, step, value, wallTimeMs);
+        if (_latest.TryGetValue((runId, key, track), out var latest) && !LatestValues.Replaces(step, wallTimeMs, latest.Step, latest.WallTimeMs)) return;
+        _latest[(runId, key, track)] = new LatestMetric
+        {
+            RunId = runId, Key = key, Track = track, Step = step, WallTimeMs = wallTimeMs, Value = double.IsNaN(value) ? null : value,
+        };
+    }
+
+    /// <summary>Opens the transaction: what commits it and what rolls it back (a dispose without commit).</summary>
+    protected abstract (Action Commit, Action Dispose) BeginTransaction();
+    protected abstract void WriteMetric(long runId, string key, string track, long step, double value, long wallTimeMs);
+    /// <summary>Upserts each series' latest row where the stored one is not later (<see cref="LatestValues.Replaces"/>).</summary>
+    protected abstract void WriteLatest(IReadOnlyCollection<LatestMetric> latest);
     public abstract void Progress(long runId, long step, long totalSteps);
     public abstract void Log(long runId, long wallTimeMs, string level, string message);
     /// <summary>Records the run's latest resume bundle (in the transaction that commits the metrics before it).</summary>

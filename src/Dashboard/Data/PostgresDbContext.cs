@@ -19,6 +19,11 @@ public sealed class PostgresDbContext(DbContextOptions options) : EmaLabDbContex
             metric.Property(m => m.Key).UseCollation("C");
             metric.Property(m => m.Track).UseCollation("C");
         });
+        model.Entity<LatestMetric>(latest =>
+        {
+            latest.Property(m => m.Key).UseCollation("C");
+            latest.Property(m => m.Track).UseCollation("C");
+        });
     }
 
     // Retries on transient errors: a pooled connection that the server or a proxy ended (a restart, an idle cut)

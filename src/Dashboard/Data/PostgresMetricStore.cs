@@ -62,8 +62,9 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
     public override List<SeriesInfo> ListSeries(long runId) => Read(() =>
     {
         using var command = _source.CreateCommand("""
-            SELECT DISTINCT ON ("Key", "Track") "Track", "Key", COUNT(*) OVER (PARTITION BY "Key", "Track"), "Step", "Value"
-            FROM "Metrics" WHERE "RunId" = $1 ORDER BY "Key", "Track", "Step" DESC, "WallTimeMs" DESC
+            SELECT l."Track", l."Key", c."Count", l."Step", l."Value" FROM "LatestMetrics" AS l
+            JOIN (SELECT "Key", "Track", COUNT(*) AS "Count" FROM "Metrics" WHERE "RunId" = $1 GROUP BY "Key", "Track") AS c ON c."Key" = l."Key" AND c."Track" = l."Track"
+            WHERE l."RunId" = $1 ORDER BY l."Key", l."Track"
             """);
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = runId });
         using var reader = command.ExecuteReader();
@@ -88,15 +89,12 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
 
     public override List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter) => Read(() =>
     {
-        // The best row per run and track (a NaN, stored as NULL, never wins), the earliest step of a tie; and the last row.
+        // The best row per run and track (a NaN, stored as NULL, never wins), the earliest step of a tie; and the latest value.
         using var command = _source.CreateCommand($"""
             SELECT b."RunId", b."Track", b."Value", b."Step", f."Value", f."Step" FROM
               (SELECT DISTINCT ON ("RunId", "Track") "RunId", "Track", "Value", "Step" FROM "Metrics"
                  WHERE "Key" = $1 AND "RunId" = ANY($2) ORDER BY "RunId", "Track", "Value" {(lowerIsBetter ? "ASC" : "DESC")} NULLS LAST, "Step") AS b
-            JOIN
-              (SELECT DISTINCT ON ("RunId", "Track") "RunId", "Track", "Value", "Step" FROM "Metrics"
-                 WHERE "Key" = $1 AND "RunId" = ANY($2) ORDER BY "RunId", "Track", "Step" DESC, "WallTimeMs" DESC) AS f
-            ON b."RunId" = f."RunId" AND b."Track" = f."Track"
+            JOIN "LatestMetrics" AS f ON f."Key" = $1 AND b."RunId" = f."RunId" AND b."Track" = f."Track"
             """);
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
         command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = runIds.ToArray() });
@@ -148,15 +146,34 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
             return _connection;
         }
 
-        public override Transaction Begin()
+        protected override (Action Commit, Action Dispose) BeginTransaction()
         {
             _rows.Clear();
             _transaction = Connection().BeginTransaction();
-            return new Transaction(Commit, Rollback);
+            return (Commit, Rollback);
         }
 
-        public override void Metric(long runId, string key, string track, long step, double value, long wallTimeMs) =>
+        protected override void WriteMetric(long runId, string key, string track, long step, double value, long wallTimeMs) =>
             _rows.Add((runId, key, track, step, value, wallTimeMs));
+
+        /// <summary>One statement for the batch's series; the same rule as LatestValues.Replaces.</summary>
+        protected override void WriteLatest(IReadOnlyCollection<LatestMetric> latest)
+        {
+            using var command = new NpgsqlCommand("""
+                INSERT INTO "LatestMetrics" ("RunId", "Key", "Track", "Step", "WallTimeMs", "Value")
+                SELECT * FROM unnest($1, $2, $3, $4, $5, $6)
+                ON CONFLICT ("RunId", "Key", "Track") DO UPDATE
+                  SET "Step" = EXCLUDED."Step", "WallTimeMs" = EXCLUDED."WallTimeMs", "Value" = EXCLUDED."Value"
+                  WHERE (EXCLUDED."Step", EXCLUDED."WallTimeMs") >= ("LatestMetrics"."Step", "LatestMetrics"."WallTimeMs")
+                """, _connection, _transaction);
+            command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = latest.Select(l => l.RunId).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = latest.Select(l => l.Key).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = latest.Select(l => l.Track).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = latest.Select(l => l.Step).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = latest.Select(l => l.WallTimeMs).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<double?[]> { TypedValue = latest.Select(l => l.Value).ToArray() });
+            command.ExecuteNonQuery();
+        }
 
         public override void Progress(long runId, long step, long totalSteps) =>
             Execute("""UPDATE "Runs" SET "Step" = $2, "TotalSteps" = $3 WHERE "Id" = $1""", runId, step, totalSteps);

@@ -50,8 +50,11 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
     {
         using var connection = Open();
         using var command = connection.CreateCommand();
-        // SQLite returns the bare columns of the row that holds MAX(Step).
-        command.CommandText = "SELECT Track, Key, COUNT(*), MAX(Step), Value FROM Metrics WHERE RunId = $run GROUP BY Key, Track ORDER BY Key, Track";
+        command.CommandText = """
+            SELECT l.Track, l.Key, c.Count, l.Step, l.Value FROM LatestMetrics AS l
+            JOIN (SELECT Key, Track, COUNT(*) AS Count FROM Metrics WHERE RunId = $run GROUP BY Key, Track) AS c ON c.Key = l.Key AND c.Track = l.Track
+            WHERE l.RunId = $run ORDER BY l.Key, l.Track
+            """;
         command.Parameters.AddWithValue("$run", runId);
         using var reader = command.ExecuteReader();
         var result = new List<SeriesInfo>();
@@ -91,12 +94,10 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
         var ids = IdList(runIds);
         // SQLite returns the bare column (Step, Value) of the row that holds the MIN/MAX.
         command.CommandText = $"""
-            SELECT b.RunId, b.Track, b.BestValue, b.BestStep, f.Value, f.FinalStep FROM
+            SELECT b.RunId, b.Track, b.BestValue, b.BestStep, f.Value, f.Step FROM
               (SELECT RunId, Track, {(lowerIsBetter ? "MIN" : "MAX")}(Value) AS BestValue, Step AS BestStep
                  FROM Metrics WHERE Key = $key AND RunId IN ({ids}) GROUP BY RunId, Track) AS b
-            JOIN
-              (SELECT RunId, Track, MAX(Step) AS FinalStep, Value FROM Metrics WHERE Key = $key AND RunId IN ({ids}) GROUP BY RunId, Track) AS f
-            ON b.RunId = f.RunId AND b.Track = f.Track
+            JOIN LatestMetrics AS f ON f.Key = $key AND b.RunId = f.RunId AND b.Track = f.Track
             """;
         command.Parameters.AddWithValue("$key", key);
         using var reader = command.ExecuteReader();
@@ -137,7 +138,7 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
         // Microsoft.Data.Sqlite each call also builds a data reader, looks parameters up by name and re-encodes the key
         // and track to UTF-8, which made the tracking API's ingestion ~30 % slower (bench `tracking`).
         readonly sqlite3 _db;
-        readonly sqlite3_stmt _metric;
+        readonly sqlite3_stmt _metric, _latest;
         // Keys and track names repeat on every row: each is encoded once (bounded: a run may log many distinct keys).
         readonly Dictionary<string, byte[]> _utf8 = new(StringComparer.Ordinal);
         const int MaxEncodedNames = 4096;
@@ -147,6 +148,12 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
             _connection = connection;
             _db = connection.Handle ?? throw new InvalidOperationException("The metric writer needs an open connection.");
             Check(_db, raw.sqlite3_prepare_v2(_db, "INSERT OR REPLACE INTO Metrics (RunId, Key, Track, Step, Value, WallTimeMs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", out _metric));
+            // The same rule as LatestValues.Replaces: a later step, or the same step at the same or a later time.
+            Check(_db, raw.sqlite3_prepare_v2(_db, """
+                INSERT INTO LatestMetrics (RunId, Key, Track, Step, Value, WallTimeMs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                ON CONFLICT (RunId, Key, Track) DO UPDATE SET Step = excluded.Step, Value = excluded.Value, WallTimeMs = excluded.WallTimeMs
+                WHERE (excluded.Step, excluded.WallTimeMs) >= (LatestMetrics.Step, LatestMetrics.WallTimeMs)
+                """, out _latest));
             _progress = Command("UPDATE Runs SET Step = $step, TotalSteps = $total WHERE Id = $run", "$run", "$step", "$total");
             _bundle = Command("UPDATE Runs SET BundleStep = $step WHERE Id = $run", "$run", "$step");
             _log = Command("INSERT INTO RunLog (RunId, WallTimeMs, Level, Message) VALUES ($run, $wall, $level, $message)", "$run", "$wall", "$level", "$message");
@@ -160,24 +167,33 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
             return command;
         }
 
-        public override Transaction Begin()
+        protected override (Action Commit, Action Dispose) BeginTransaction()
         {
             var transaction = _connection.BeginTransaction();
             foreach (var c in new[] { _progress, _log, _bundle }) c.Transaction = transaction;
-            return new Transaction(transaction.Commit, transaction.Dispose);
+            return (transaction.Commit, transaction.Dispose);
         }
 
-        public override void Metric(long runId, string key, string track, long step, double value, long wallTimeMs)
+        protected override void WriteMetric(long runId, string key, string track, long step, double value, long wallTimeMs) =>
+            Step(_metric, runId, key, track, step, value, wallTimeMs);
+
+        protected override void WriteLatest(IReadOnlyCollection<LatestMetric> latest)
         {
-            Check(_db, raw.sqlite3_bind_int64(_metric, 1, runId));
-            Check(_db, raw.sqlite3_bind_text(_metric, 2, Utf8(key)));
-            Check(_db, raw.sqlite3_bind_text(_metric, 3, Utf8(track)));
-            Check(_db, raw.sqlite3_bind_int64(_metric, 4, step));
-            Check(_db, double.IsNaN(value) ? raw.sqlite3_bind_null(_metric, 5) : raw.sqlite3_bind_double(_metric, 5, value));
-            Check(_db, raw.sqlite3_bind_int64(_metric, 6, wallTimeMs));
-            var rc = raw.sqlite3_step(_metric);
+            foreach (var row in latest) Step(_latest, row.RunId, row.Key, row.Track, row.Step, row.Value ?? double.NaN, row.WallTimeMs);
+        }
+
+        /// <summary>Binds (run, key, track, step, value, time) to a prepared statement and runs it.</summary>
+        void Step(sqlite3_stmt statement, long runId, string key, string track, long step, double value, long wallTimeMs)
+        {
+            Check(_db, raw.sqlite3_bind_int64(statement, 1, runId));
+            Check(_db, raw.sqlite3_bind_text(statement, 2, Utf8(key)));
+            Check(_db, raw.sqlite3_bind_text(statement, 3, Utf8(track)));
+            Check(_db, raw.sqlite3_bind_int64(statement, 4, step));
+            Check(_db, double.IsNaN(value) ? raw.sqlite3_bind_null(statement, 5) : raw.sqlite3_bind_double(statement, 5, value));
+            Check(_db, raw.sqlite3_bind_int64(statement, 6, wallTimeMs));
+            var rc = raw.sqlite3_step(statement);
             // Reset even after a failure so that the statement can run again (the pipeline retries a failed batch).
-            raw.sqlite3_reset(_metric);
+            raw.sqlite3_reset(statement);
             if (rc != raw.SQLITE_DONE) SqliteException.ThrowExceptionForRC(rc, _db);
         }
 
@@ -208,6 +224,7 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
         public override void Dispose()
         {
             _metric.Dispose();
+            _latest.Dispose();
             _connection.Dispose();
         }
 

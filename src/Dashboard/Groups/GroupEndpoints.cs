@@ -81,12 +81,12 @@ public static class GroupEndpoints
         var lines = new List<string>
         {
             CsvText.Row("configuration", "track", "seeds", $"final_{metric}_mean", "final_ci95", $"best_{metric}_mean", "best_ci95",
-                "gap_final_mean", "gap_final_ci95", "gap_final_p", "best_step", "gap_best_mean", "gap_best_ci95", "gap_best_p", "best_track", "verdict"),
+                "gap_final_mean", "gap_final_ci95", "gap_final_p", "gap_final_steps", "best_step", "gap_best_mean", "gap_best_ci95", "gap_best_p", "best_track", "verdict"),
         };
         foreach (var configuration in analysis.Configurations)
             foreach (var t in configuration.Tracks)
                 lines.Add(CsvText.Row(configuration.Label, t.Track, t.Seeds, t.Final.Mean, t.Final.ConfidenceHalfWidth, t.Best.Mean, t.Best.ConfidenceHalfWidth,
-                    t.FinalGap?.Difference.Mean, t.FinalGap?.Difference.ConfidenceHalfWidth, t.FinalGap?.PValue, t.BestStep,
+                    t.FinalGap?.Difference.Mean, t.FinalGap?.Difference.ConfidenceHalfWidth, t.FinalGap?.PValue, t.FinalGapSteps?.ToString().Replace("–", "-", StringComparison.Ordinal).Replace(",", "", StringComparison.Ordinal), t.BestStep,
                     t.BestGap?.Difference.Mean, t.BestGap?.Difference.ConfidenceHalfWidth, t.BestGap?.PValue, t.Track == configuration.BestTrack, t.Verdict));
         context.Response.Headers.ContentDisposition = $"attachment; filename=\"group-{RunEndpoints.Slug(analysis.Name)}.csv\"";
         return TypedResults.Text(string.Join("\n", lines) + "\n", "text/csv; charset=utf-8");

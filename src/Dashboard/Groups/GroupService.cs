@@ -21,12 +21,22 @@ public sealed record GroupSummary(string Name, long ExperimentId, int Runs, int 
 public sealed record GroupRun(long Id, string Name, string Status, string Configuration, string? Seed, long Step, long TotalSteps, string Origin);
 
 /// <summary>
-/// One track of a configuration over its finished seeds: the final and the best value (each seed's own best), and — for
-/// an EMA — the paired gap to raw, EMA − raw of the same seed at the same step: at the final step, and at the track's
-/// best step (<see cref="BestStep"/>: the evaluation where its mean over the seeds is best), with a verdict on the final gap.
+/// One track of a configuration over its finished seeds: the final (latest, <see cref="Data.LatestValues"/>) and the best
+/// value (each seed's own best), and — for an EMA — the paired gap to raw, EMA − raw of the same seed at the same step:
+/// at the last step where both have a value (<see cref="FinalGapSteps"/>: one step, or a range when seeds stopped at
+/// different steps), and at the track's best step (<see cref="BestStep"/>: the evaluation where its mean over the seeds
+/// is best), with a verdict on the final gap. A step where only one of the two has a value is never paired.
 /// </summary>
 public sealed record TrackStatistics(
-    string Track, int Seeds, SampleSummary Final, SampleSummary Best, PairedComparison? FinalGap, PairedComparison? BestGap, long? BestStep, string? Verdict);
+    string Track, int Seeds, SampleSummary Final, SampleSummary Best, PairedComparison? FinalGap, StepRange? FinalGapSteps,
+    PairedComparison? BestGap, long? BestStep, string? Verdict);
+
+/// <summary>The steps a paired gap was taken at over the seeds (one step when <see cref="From"/> = <see cref="To"/>).</summary>
+public sealed record StepRange(long From, long To)
+{
+    public override string ToString() => From == To ? From.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)
+        : $"{From.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)}–{To.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)}";
+}
 
 /// <summary>The runs of a group that differ only in their seed, and what they show together.</summary>
 public sealed record GroupConfiguration(
@@ -118,18 +128,16 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
                 if (seeds.Count == 0) continue;
                 var final = SampleSummary.Of(seeds.Select(id => values[(id, track)].Final).ToList());
                 var best = SampleSummary.Of(seeds.Select(id => values[(id, track)].Best).ToList());
-                PairedComparison? finalGap = null, bestGap = null;
-                long? bestStep = null;
+                var gaps = new PairedGaps(null, null, null, null);
                 string? verdict = null;
                 var paired = seeds.Where(id => values.ContainsKey((id, TrackNames.Raw))).ToList();
                 if (track != TrackNames.Raw && paired.Count > 0)
                 {
-                    finalGap = PairedComparison.Of(paired.Select(id => values[(id, track)].Final).ToList(), paired.Select(id => values[(id, TrackNames.Raw)].Final).ToList());
                     var keys = finished.ToDictionary(m => m.Run.Id, m => KeyFor(m.Roles, metric)!);
-                    (bestStep, bestGap) = GapAtBestStep(paired.Select(id => (id, keys[id])).ToList(), track, higherIsBetter);
-                    verdict = finalGap.Verdict(track, TrackNames.Raw, higherIsBetter, ValueFormat.For(higherIsBetter));
+                    gaps = Gaps(paired.Select(id => (id, keys[id])).ToList(), track, higherIsBetter);
+                    verdict = gaps.Final?.Verdict(track, TrackNames.Raw, higherIsBetter, ValueFormat.For(higherIsBetter));
                 }
-                tracks.Add(new TrackStatistics(track, seeds.Count, final, best, finalGap, bestGap, bestStep, verdict));
+                tracks.Add(new TrackStatistics(track, seeds.Count, final, best, gaps.Final, gaps.FinalSteps, gaps.Best, gaps.BestStep, verdict));
             }
             // Only a track every finished seed has can be the best (one lucky seed with a post-hoc track proves nothing).
             var complete = tracks.Where(t => t.Seeds == finished.Count).ToList();
@@ -145,21 +153,41 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
         return new GroupAnalysis(group.Name, group.ExperimentId, metric, higherIsBetter, group.Varied, runs, configurations);
     }
 
+    sealed record PairedGaps(PairedComparison? Final, StepRange? FinalSteps, PairedComparison? Best, long? BestStep);
+
     /// <summary>
-    /// The paired gap at the track's best step: among the evaluation steps every seed has for both the track and raw,
-    /// the one where the track's mean over the seeds is best (chosen once for all seeds, as early stopping on the mean
-    /// curve would); there each seed's track value minus its raw value.
+    /// Two means whose difference is below this share of their size are a tie (a mean of seeds summed in another order
+    /// differs in its last bits): the earliest of the tied steps is the best step.
     /// </summary>
-    (long? Step, PairedComparison? Gap) GapAtBestStep(IReadOnlyList<(long RunId, string Key)> seeds, string track, bool higherIsBetter)
+    public const double BestStepTolerance = 1e-9;
+
+    /// <summary>
+    /// The paired gaps of a track to raw over the seeds, each seed's values paired at one step where both have a finite value
+    /// (the latest at that step). Final: each seed's last such step. Best step: among the steps every seed has for both,
+    /// the one where the track's mean over the seeds is best (chosen once for all seeds, as early stopping on the mean curve
+    /// would; ties within <see cref="BestStepTolerance"/> go to the earliest step); there each seed's track minus its raw.
+    /// </summary>
+    PairedGaps Gaps(IReadOnlyList<(long RunId, string Key)> seeds, string track, bool higherIsBetter)
     {
+        // A step's value is the latest one logged at it (a series is read in step, then time order).
         Dictionary<long, double> ByStep(long runId, string t, string key) => metrics.Read(runId, t, key, maxPoints: 0).Points
-            .Where(p => double.IsFinite(p.Value)).GroupBy(p => p.Step).ToDictionary(g => g.Key, g => g.Last().Value);
+            .GroupBy(p => p.Step).Where(g => double.IsFinite(g.Last().Value)).ToDictionary(g => g.Key, g => g.Last().Value);
         var series = seeds.Select(s => (Track: ByStep(s.RunId, track, s.Key), Raw: ByStep(s.RunId, TrackNames.Raw, s.Key))).ToList();
-        var steps = series.Select(s => s.Track.Keys.Intersect(s.Raw.Keys)).Aggregate((a, b) => a.Intersect(b)).ToList();
-        if (steps.Count == 0) return (null, null);
+        var lastShared = series.Select(s => s.Track.Keys.Intersect(s.Raw.Keys).DefaultIfEmpty(-1).Max()).ToList();
+        var pairedSeeds = Enumerable.Range(0, series.Count).Where(i => lastShared[i] >= 0).ToList();
+        PairedComparison? final = null;
+        StepRange? finalSteps = null;
+        if (pairedSeeds.Count > 0)
+        {
+            final = PairedComparison.Of(pairedSeeds.Select(i => series[i].Track[lastShared[i]]).ToList(), pairedSeeds.Select(i => series[i].Raw[lastShared[i]]).ToList());
+            finalSteps = new StepRange(pairedSeeds.Min(i => lastShared[i]), pairedSeeds.Max(i => lastShared[i]));
+        }
+        var steps = series.Select(s => s.Track.Keys.Intersect(s.Raw.Keys)).Aggregate((a, b) => a.Intersect(b)).Order().ToList();
+        if (steps.Count == 0) return new PairedGaps(final, finalSteps, null, null);
         var means = steps.ToDictionary(step => step, step => series.Average(s => s.Track[step]));
-        var best = higherIsBetter ? steps.MaxBy(step => (means[step], -step)) : steps.MinBy(step => (means[step], step));
-        return (best, PairedComparison.Of(series.Select(s => s.Track[best]).ToList(), series.Select(s => s.Raw[best]).ToList()));
+        var bestMean = higherIsBetter ? means.Values.Max() : means.Values.Min();
+        var best = steps.First(step => Math.Abs(means[step] - bestMean) <= BestStepTolerance * Math.Max(1, Math.Abs(bestMean)));
+        return new PairedGaps(final, finalSteps, PairedComparison.Of(series.Select(s => s.Track[best]).ToList(), series.Select(s => s.Raw[best]).ToList()), best);
     }
 
     /// <summary>

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using EmaLab.Dashboard.Data;
 
 namespace EmaLab.Dashboard.Runs;
@@ -8,7 +7,7 @@ namespace EmaLab.Dashboard.Runs;
 /// <c>mlflow.note.content</c> tag and tags are run tags, so an MLflow client sees what the pages edit and the other
 /// way round. A tag may be a bare label (<c>baseline</c>, an empty value) or a key and value (<c>owner: ana</c>).
 /// </summary>
-public static partial class RunAnnotations
+public static class RunAnnotations
 {
     public const string NotesTag = "mlflow.note.content";
     public const int MaxTags = 50;
@@ -27,14 +26,12 @@ public static partial class RunAnnotations
     public static string? TagKeyProblem(string key)
     {
         if (string.IsNullOrWhiteSpace(key)) return "A tag needs a name.";
-        if (key.Length > Tracking.TrackingService.MaxEntityKeyLength) return $"Tag '{key[..20]}…' is longer than {Tracking.TrackingService.MaxEntityKeyLength} characters.";
-        if (!TagName().IsMatch(key)) return $"Tag '{key}' may only hold letters, digits, spaces and _ - . / (as MLflow's tag names).";
+        if (Tracking.MlflowValidation.Length(key) > Tracking.MlflowValidation.MaxEntityKeyLength)
+            return $"Tag '{Tracking.MlflowValidation.Truncate(key, 20)}…' is longer than {Tracking.MlflowValidation.MaxEntityKeyLength} characters.";
+        if (Tracking.MlflowValidation.NameProblem(key) is { } problem) return $"Tag '{key}': {problem}";
         if (!IsUserTag(key)) return $"Tag '{key}' is the system's (mlflow.* and emalab.* are set by the tracking API and EMA Lab).";
         return null;
     }
-
-    [GeneratedRegex(@"^[\w\-. /]+$")]
-    private static partial Regex TagName();
 }
 
 /// <summary>
@@ -48,8 +45,8 @@ public sealed record RunUpdate(string? Name = null, string? Notes = null, Dictio
         var errors = new Dictionary<string, string[]>();
         if (Name is not null && (Name.Trim().Length == 0 || Name.Trim().Length > RunRequest.MaxNameLength))
             errors["name"] = [$"The name must have 1 to {RunRequest.MaxNameLength} characters."];
-        if (Notes is { Length: > Tracking.TrackingService.MaxTagValueLength })
-            errors["notes"] = [$"Notes may have at most {Tracking.TrackingService.MaxTagValueLength:N0} characters."];
+        if (Notes is not null && Tracking.MlflowValidation.Length(Notes) > Tracking.MlflowValidation.MaxTagValueLength)
+            errors["notes"] = [$"Notes may have at most {Tracking.MlflowValidation.MaxTagValueLength:N0} characters."];
         if (Tags is not null)
         {
             if (Tags.Count > RunAnnotations.MaxTags) errors["tags"] = [$"A run may have at most {RunAnnotations.MaxTags} tags."];
@@ -57,7 +54,7 @@ public sealed record RunUpdate(string? Name = null, string? Notes = null, Dictio
             {
                 if (RunAnnotations.TagKeyProblem(key) is { } problem) errors[$"tags.{key}"] = [problem];
                 else if (value is null) errors[$"tags.{key}"] = [$"Tag '{key}' needs a value (\"\" for a bare label)."];
-                else if (value.Length > Tracking.TrackingService.MaxTagValueLength) errors[$"tags.{key}"] = [$"Tag '{key}' has a value over {Tracking.TrackingService.MaxTagValueLength:N0} characters."];
+                else if (Tracking.MlflowValidation.Length(value) > Tracking.MlflowValidation.MaxTagValueLength) errors[$"tags.{key}"] = [$"Tag '{key}' has a value over {Tracking.MlflowValidation.MaxTagValueLength:N0} characters."];
             }
         }
         if (errors.Count > 0) throw new RequestValidationException(errors);

@@ -224,7 +224,7 @@ public sealed class RunExecutor(
         pipeline.FlushAsync().GetAwaiter().GetResult();
         using var db = dbFactory.CreateDbContext();
         var replayedFrom = session.Step > 0 ? session.Step + 1 : 0;
-        db.Metrics.Where(m => m.RunId == run.Id && m.Step >= replayedFrom).ExecuteDelete();
+        if (db.Metrics.Where(m => m.RunId == run.Id && m.Step >= replayedFrom).ExecuteDelete() > 0) LatestValues.Rebuild(db, run.Id);
         var entity = db.Runs.Single(r => r.Id == run.Id);
         entity.StartedAt ??= DateTimeOffset.UtcNow;
         entity.ResumeRequested = false;

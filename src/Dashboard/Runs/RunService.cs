@@ -247,6 +247,7 @@ public sealed class RunService(
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         // Metrics are many: delete them in SQL rather than loading them for the cascade.
         await db.Metrics.Where(m => m.RunId == id).ExecuteDeleteAsync(cancellationToken);
+        await db.LatestMetrics.Where(m => m.RunId == id).ExecuteDeleteAsync(cancellationToken);
         var deleted = await db.Runs.Where(r => r.Id == id).ExecuteDeleteAsync(cancellationToken);
         versions.Advance(id); // what readers cached of it is gone
         if (deleted == 0) return false;

@@ -157,11 +157,10 @@ sealed class ApiTokenHandler(IOptionsMonitor<AuthenticationSchemeOptions> scheme
     {
         context.Response.StatusCode = StatusCodes.Status401Unauthorized;
         context.Response.Headers.WWWAuthenticate = error is null ? "Bearer realm=\"EmaLab\"" : $"Bearer realm=\"EmaLab\", error=\"{error}\"";
-        return context.Response.WriteAsJsonAsync(new
-        {
-            title = "Unauthorized",
-            status = 401,
-            detail = "This server needs 'Authorization: Bearer <EmaLab:ApiToken>' (or, in a browser, signing in at /login).",
-        }, options: null, contentType: "application/problem+json");
+        const string detail = "This server needs 'Authorization: Bearer <EmaLab:ApiToken>' (or, in a browser, signing in at /login).";
+        // MLflow's clients read the error code from the body: without one they report INTERNAL_ERROR.
+        if (Tracking.MlflowEndpoints.IsMlflowPath(context.Request.Path))
+            return context.Response.WriteAsJsonAsync(new { error_code = Tracking.MlflowException.Unauthenticated, message = detail });
+        return context.Response.WriteAsJsonAsync(new { title = "Unauthorized", status = 401, detail }, options: null, contentType: "application/problem+json");
     }
 }

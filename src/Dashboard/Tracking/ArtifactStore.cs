@@ -45,14 +45,19 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
         return new Location(run, match.Groups[3].Value);
     }
 
-    /// <summary>mlflow/utils/uri.py <c>validate_path_is_safe</c>: no absolute paths, no '..', no backslashes or odd characters.</summary>
+    /// <summary>
+    /// mlflow/utils/uri.py <c>validate_path_is_safe</c> as a Linux server applies it: decoded once more, no '#', no '..'
+    /// segment, not absolute (POSIX, or Windows: <c>C:\</c>, <c>C:/</c>, <c>\\server</c>); ':' and '\' are ordinary
+    /// characters of a name there (<c>epoch:3.txt</c>). Empty and '.' segments are dropped, as the file system would.
+    /// </summary>
     static string SafePath(string path)
     {
         var decoded = Uri.UnescapeDataString(path);
-        if (decoded.Contains('\\') || decoded.Contains('\0') || decoded.StartsWith('/') || decoded.Contains(':')
-            || decoded.Split('/').Any(part => part is ".." or "."))
-            throw MlflowException.Invalid($"Invalid path: '{path}'");
-        return decoded.TrimEnd('/');
+        if (decoded.Contains('#') || decoded.Contains('\0') || decoded.StartsWith('/') || decoded.StartsWith(@"\\", StringComparison.Ordinal)
+            || decoded.Length >= 3 && char.IsAsciiLetter(decoded[0]) && decoded[1] == ':' && decoded[2] is '/' or '\\'
+            || decoded.Split('/').Contains(".."))
+            throw MlflowException.Invalid("Invalid path");
+        return string.Join('/', decoded.Split('/').Where(part => part is not ("" or ".")));
     }
 
     string Root(Run run) => Path.Combine(paths.RunDirectory(run.Id), "artifacts");
@@ -64,9 +69,9 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     {
         if (location.RelativePath.Length == 0) throw MlflowException.Invalid("An artifact upload needs a file name after 'artifacts/'.");
         if (location.Run.Origin != RunOrigin.Client)
-            throw new MlflowException(MlflowException.InvalidState, $"Run {location.Run.Uuid} is trained by EMA Lab's engine; its checkpoints are its own.");
+            throw MlflowException.Invalid($"Run {location.Run.Uuid} is trained by EMA Lab's engine; its checkpoints are its own.");
         if (location.Run.Deleted)
-            throw new MlflowException(MlflowException.InvalidState, $"The run {location.Run.Uuid} must be in the 'active' state. Current state is deleted.");
+            throw MlflowException.Invalid($"The run {location.Run.Uuid} must be in the 'active' state. Current state is deleted.");
         var target = FullPath(location);
         // The upload must leave the disk reserve free (training runs need it), as a run's checkpoints must.
         try { DiskSpace.Require(target, (length ?? 0) + _reserveBytes, $"artifact {location.RelativePath}"); }

@@ -9,11 +9,18 @@ namespace EmaLab.Dashboard.Tracking;
 /// </summary>
 public static class MlflowEndpoints
 {
+    const string TrackingPrefix = "/api/2.0/mlflow";
+
+    /// <summary>A request to the tracking or artifact API (whose errors are MLflow's JSON, not problem details).</summary>
+    public static bool IsMlflowPath(PathString path) => path.StartsWithSegments(TrackingPrefix) || path.StartsWithSegments(TrackingPrefix + "-artifacts");
+
     public static void MapMlflowApi(this RouteGroupBuilder api)
     {
         var mlflow = api.MapGroup("/2.0/mlflow").WithTags("MLflow tracking").AddEndpointFilter(MlflowErrors).RequireRateLimiting(Runs.ApiLoad.TrackingPolicy);
-        MapArtifacts(api.MapGroup("/2.0/mlflow-artifacts").WithTags("MLflow artifacts").AddEndpointFilter(MlflowErrors).RequireRateLimiting(Runs.ApiLoad.TrackingPolicy),
-            ((IEndpointRouteBuilder)api).ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value);
+        var artifacts = api.MapGroup("/2.0/mlflow-artifacts").WithTags("MLflow artifacts").AddEndpointFilter(MlflowErrors).RequireRateLimiting(Runs.ApiLoad.TrackingPolicy);
+        MapArtifacts(artifacts, ((IEndpointRouteBuilder)api).ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value);
+        MapEndpointNotFound(artifacts);
+        MapEndpointNotFound(mlflow);
 
         mlflow.MapPost("/experiments/create", async (HttpContext http, TrackingService store) =>
             MlflowJson.Ok(new { experiment_id = await store.CreateExperimentAsync(await BodyAsync<CreateExperimentRequest>(http), http.RequestAborted) }));
@@ -104,7 +111,7 @@ public static class MlflowEndpoints
         });
         mlflow.MapPost("/runs/log-batch", async (HttpContext http, TrackingService store) =>
         {
-            var request = await BodyAsync<LogBatchRequest>(http, TrackingService.MaxBatchRequestBytes);
+            var request = await BodyAsync<LogBatchRequest>(http, MlflowValidation.MaxBatchRequestBytes);
             await store.LogBatchAsync(request.RunId, request.Metrics ?? [], request.Params ?? [], request.Tags ?? [], http.RequestAborted);
             return MlflowJson.Empty();
         });
@@ -128,6 +135,15 @@ public static class MlflowEndpoints
             return MlflowJson.Ok(new { metrics, next_page_token = next });
         });
     }
+
+    /// <summary>
+    /// Any other path or method under the group: 404 <c>ENDPOINT_NOT_FOUND</c>, the code on which MLflow's client falls back
+    /// to an older endpoint (a 405 would be reported as a failure).
+    /// </summary>
+    static void MapEndpointNotFound(RouteGroupBuilder group) =>
+        group.Map("/{**rest}", (HttpContext http) => MlflowJson.Error(new MlflowException(MlflowException.EndpointNotFound,
+            $"No endpoint {http.Request.Method} {http.Request.Path} in this server's MLflow API.")))
+            .ExcludeFromDescription();
 
     /// <summary>Every MLflow error the handlers raise becomes MLflow's error body with its status.</summary>
     static async ValueTask<object?> MlflowErrors(EndpointFilterInvocationContext context, EndpointFilterDelegate next)

@@ -12,7 +12,7 @@ public sealed class MlflowException(string errorCode, string message) : Exceptio
     public const string InvalidParameterValue = "INVALID_PARAMETER_VALUE";
     public const string ResourceDoesNotExist = "RESOURCE_DOES_NOT_EXIST";
     public const string ResourceAlreadyExists = "RESOURCE_ALREADY_EXISTS";
-    public const string InvalidState = "INVALID_STATE";
+    public const string Unauthenticated = "UNAUTHENTICATED";
     public const string BadRequest = "BAD_REQUEST";
     public const string EndpointNotFound = "ENDPOINT_NOT_FOUND";
     public const string ResourceExhausted = "RESOURCE_EXHAUSTED";
@@ -25,7 +25,10 @@ public sealed class MlflowException(string errorCode, string message) : Exceptio
         InvalidParameterValue or ResourceAlreadyExists or BadRequest => StatusCodes.Status400BadRequest,
         ResourceDoesNotExist or EndpointNotFound => StatusCodes.Status404NotFound,
         ResourceExhausted => StatusCodes.Status429TooManyRequests,
-        _ => StatusCodes.Status500InternalServerError, // INVALID_STATE and INTERNAL_ERROR are 500 in MLflow
+        Unauthenticated => StatusCodes.Status401Unauthorized,
+        // MLflow answers INVALID_STATE with 500 too, for client mistakes such as logging into a deleted run; its client
+        // retries every 5xx for minutes, so EMA Lab keeps 500 for its own failures and answers mistakes with 400.
+        _ => StatusCodes.Status500InternalServerError,
     };
 
     public static MlflowException Invalid(string message) => new(InvalidParameterValue, message);

@@ -4,6 +4,7 @@ using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine;
 using Microsoft.EntityFrameworkCore;
+using static EmaLab.Dashboard.Tracking.MlflowValidation;
 
 namespace EmaLab.Dashboard.Tracking;
 
@@ -18,17 +19,6 @@ public sealed partial class TrackingService(
     MetricStore store,
     RunEventHub hub)
 {
-    // MLflow's limits (mlflow/utils/validation.py).
-    public const int MaxMetricsPerBatch = 1000;
-    public const int MaxParamsTagsPerBatch = 100;
-    public const int MaxEntitiesPerBatch = 1000;
-    public const int MaxBatchRequestBytes = 1_000_000;
-    public const int MaxEntityKeyLength = 250;
-    public const int MaxParamValueLength = 6000;
-    public const int MaxTagValueLength = 8000;
-    public const int MaxExperimentTagValueLength = 5000;
-    public const int MaxRunNameLength = 200;
-
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
     // ---------------------------------------------------------------- experiments
@@ -37,7 +27,7 @@ public sealed partial class TrackingService(
     {
         var name = request.Name;
         if (string.IsNullOrEmpty(name)) throw MlflowException.Invalid($"Invalid experiment name: '{name}'");
-        if (name.Length > Experiment.MaxNameLength)
+        if (Length(name) > Experiment.MaxNameLength)
             throw MlflowException.Invalid($"Experiment name exceeds the maximum length of {Experiment.MaxNameLength} characters");
         var tags = (request.Tags ?? []).Select(t => ValidExperimentTag(t.Key, t.Value)).ToList();
         await using var db = await dbFactory.CreateDbContextAsync(ct);
@@ -103,7 +93,7 @@ public sealed partial class TrackingService(
         if (string.IsNullOrEmpty(request.NewName)) throw MlflowException.Missing("new_name");
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var experiment = await FindExperimentAsync(db, request.ExperimentId, ct, tracking: true);
-        if (experiment.Deleted) throw new MlflowException(MlflowException.InvalidState, "Cannot rename a non-active experiment.");
+        if (experiment.Deleted) throw MlflowException.Invalid("Cannot rename a non-active experiment.");
         if (await db.Experiments.AnyAsync(e => e.Name == request.NewName && e.Id != experiment.Id, ct))
             throw new MlflowException(MlflowException.ResourceAlreadyExists, $"Experiment(name={request.NewName}) already exists.");
         experiment.Name = request.NewName;
@@ -135,7 +125,7 @@ public sealed partial class TrackingService(
     static void RequireActive(Experiment experiment)
     {
         if (experiment.Deleted)
-            throw new MlflowException(MlflowException.InvalidState, $"The experiment {experiment.Id} must be in the 'active' state. Current state is deleted.");
+            throw MlflowException.Invalid($"The experiment {experiment.Id} must be in the 'active' state. Current state is deleted.");
     }
 
     static long ParseExperimentId(string experimentId) =>
@@ -144,10 +134,10 @@ public sealed partial class TrackingService(
 
     static (string Key, string Value) ValidExperimentTag(string? key, string? value)
     {
-        ValidateName("tag", key);
+        Name("tag", key, "key");
         if (value is null) throw MlflowException.Missing("value");
-        LengthLimit("Tag key", MaxEntityKeyLength, key!);
-        LengthLimit("Tag value", MaxExperimentTagValueLength, value);
+        LengthLimit("key", MaxEntityKeyLength, key!);
+        LengthLimit("value", MaxExperimentTagValueLength, value);
         return (key!, value);
     }
 
@@ -267,11 +257,11 @@ public sealed partial class TrackingService(
 
         // A key this run has logged before passed the name rules then: only the new ones are checked again.
         var known = await KnownKeysAsync(db, run.Id, ct);
-        var validMetrics = metrics.Select(m => ValidMetric(m, nameChecked: known.ContainsKey(m.Key!))).ToList();
+        var validMetrics = metrics.Select((m, i) => ValidMetric(m, $"metrics[{i}]", nameChecked: known.ContainsKey(m.Key!))).ToList();
         var validParams = new Dictionary<string, string>();
         foreach (var p in @params)
         {
-            ValidateName("param", p.Key);
+            Name("param", p.Key, $"params[{validParams.Count}].key");
             LengthLimit("Param key", MaxEntityKeyLength, p.Key!);
             if (!validParams.TryAdd(p.Key!, Truncate(p.Value ?? "", MaxParamValueLength)))
                 throw MlflowException.Invalid($"Duplicate parameter keys have been submitted: ['{p.Key}']. Please ensure the request contains only one param value per param key.");
@@ -475,14 +465,14 @@ public sealed partial class TrackingService(
 
     static void RequireActive(Run run)
     {
-        if (run.Deleted) throw new MlflowException(MlflowException.InvalidState, $"The run {run.Uuid} must be in the 'active' state. Current state is deleted.");
+        if (run.Deleted) throw MlflowException.Invalid($"The run {run.Uuid} must be in the 'active' state. Current state is deleted.");
     }
 
     /// <summary>An engine run's metrics, params and status are the engine's: a client may tag it, not log into it.</summary>
     static void RequireClient(Run run)
     {
         if (run.Origin != RunOrigin.Client)
-            throw new MlflowException(MlflowException.InvalidState, $"Run {run.Uuid} is trained by EMA Lab's engine (run #{run.Id}); only runs created through the tracking API take metrics, params and status.");
+            throw MlflowException.Invalid($"Run {run.Uuid} is trained by EMA Lab's engine (run #{run.Id}); only runs created through the tracking API take metrics, params and status.");
     }
 
     /// <summary>The stored (track, key) of a key as the tracking API names it.</summary>
@@ -506,13 +496,10 @@ public sealed partial class TrackingService(
             new { });
     }
 
-    /// <summary>MLflow's latest value of each key: the one with the latest timestamp, the largest of those on a tie.</summary>
+    /// <summary>MLflow's latest value of each key (<see cref="LatestValues"/>), kept by the metric writer: no series is scanned.</summary>
     static async Task<List<MlflowMetric>> LatestMetricsAsync(EmaLabDbContext db, Run run, CancellationToken ct)
     {
-        var latest = await db.Metrics.AsNoTracking().Where(m => m.RunId == run.Id)
-            .GroupBy(m => new { m.Key, m.Track })
-            .Select(g => g.OrderByDescending(m => m.WallTimeMs).ThenByDescending(m => m.Value).First())
-            .ToListAsync(ct);
+        var latest = await db.LatestMetrics.AsNoTracking().Where(m => m.RunId == run.Id).ToListAsync(ct);
         var names = run.Origin == RunOrigin.Client
             ? await db.ClientMetricKeys.AsNoTracking().Where(k => k.RunId == run.Id).ToDictionaryAsync(k => (k.Track, k.Key), k => k.LoggedKey, ct)
             : [];
@@ -535,9 +522,9 @@ public sealed partial class TrackingService(
         _ => "FAILED",
     };
 
-    static MlflowMetric ValidMetric(MlflowMetric metric, bool nameChecked)
+    static MlflowMetric ValidMetric(MlflowMetric metric, string path, bool nameChecked)
     {
-        if (!nameChecked) ValidateName("metric", metric.Key);
+        if (!nameChecked) Name("metric", metric.Key, $"{path}.name");
         if (metric.Value is null)
             throw MlflowException.Invalid($"Got invalid value None for metric '{metric.Key}' (timestamp={metric.Timestamp}). Please specify value as a valid double (64-bit floating point)");
         if (metric.Timestamp is < 0)
@@ -549,62 +536,17 @@ public sealed partial class TrackingService(
     static Dictionary<string, string> ValidTags(IReadOnlyList<MlflowTag> tags)
     {
         var valid = new Dictionary<string, string>();
-        foreach (var tag in tags)
+        for (var i = 0; i < tags.Count; i++)
         {
-            ValidateName("tag", tag.Key);
-            LengthLimit("Tag key", MaxEntityKeyLength, tag.Key!);
+            var tag = tags[i];
+            Name("tag", tag.Key, $"tags[{i}].key");
+            LengthLimit($"tags[{i}].key", MaxEntityKeyLength, tag.Key!);
             valid[tag.Key!] = Truncate(tag.Value ?? "", MaxTagValueLength); // the last value of a key wins, as in MLflow
         }
         if (valid.TryGetValue(ClientTrackKeys.SuffixTag, out var suffixes)) ClientTrackKeys.ParseSuffixes(suffixes);
         if (valid.TryGetValue(MetricRoles.Tag, out var roles) && MetricRoles.Problem(roles) is { } problem) throw MlflowException.Invalid(problem);
         return valid;
     }
-
-    // mlflow/utils/validation.py: names of params, metrics and tags.
-    [GeneratedRegex(@"^[/\w.\- ]*$")]
-    private static partial Regex ValidName();
-
-    static void ValidateName(string kind, string? name)
-    {
-        var title = kind == "param" ? "Parameter" : char.ToUpperInvariant(kind[0]) + kind[1..];
-        if (name is null) throw MlflowException.Invalid($"{title} name cannot be None. A key name must be provided.");
-        if (!ValidName().IsMatch(name))
-            throw MlflowException.Invalid($"Invalid {(kind == "param" ? "parameter" : kind)} name: '{name}'. Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), and slashes (/).");
-        var normalized = NormalizePath(name);
-        if (normalized != name || normalized == "." || normalized.StartsWith("..", StringComparison.Ordinal) || normalized.StartsWith('/'))
-            throw MlflowException.Invalid($"Invalid {(kind == "param" ? "parameter" : kind)} name: '{name}'. Names may be treated as files in certain cases, and must not resolve to other names when treated as such. This name would resolve to '{normalized}'");
-    }
-
-    /// <summary>Python's <c>posixpath.normpath</c> (collapses '//', '.', 'x/..', trailing '/').</summary>
-    static string NormalizePath(string path)
-    {
-        if (path.Length == 0) return ".";
-        var initialSlashes = path.StartsWith('/') ? path.StartsWith("//", StringComparison.Ordinal) && !path.StartsWith("///", StringComparison.Ordinal) ? 2 : 1 : 0;
-        var parts = new List<string>();
-        foreach (var part in path.Split('/'))
-        {
-            if (part is "" or ".") continue;
-            if (part != ".." || (initialSlashes == 0 && parts.Count == 0) || (parts.Count > 0 && parts[^1] == "..")) parts.Add(part);
-            else if (parts.Count > 0) parts.RemoveAt(parts.Count - 1);
-        }
-        var result = new string('/', initialSlashes) + string.Join('/', parts);
-        return result.Length == 0 ? "." : result;
-    }
-
-    static void LengthLimit(string entity, int limit, string value)
-    {
-        if (value.Length > limit)
-            throw MlflowException.Invalid($"{entity} '{value[..250]}' had length {value.Length}, which exceeded length limit of {limit}");
-    }
-
-    static void BatchLimit(string entity, int limit, int count)
-    {
-        if (count > limit)
-            throw MlflowException.Invalid($"A batch logging request can contain at most {limit} {entity}. Got {count} {entity}. Please split up {entity} across multiple requests and try again.");
-    }
-
-    /// <summary>MLflow truncates param and tag values over the limit (MLFLOW_TRUNCATE_LONG_VALUES, on by default) rather than refusing them.</summary>
-    static string Truncate(string value, int limit) => value.Length <= limit ? value : value[..limit];
 
     static async Task UpsertTagAsync(EmaLabDbContext db, long runId, string key, string value, CancellationToken ct)
     {

@@ -156,6 +156,33 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.ToTable("ExperimentTag");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LatestMetric", b =>
+                {
+                    b.Property<long>("RunId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Track")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Step")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<double?>("Value")
+                        .HasColumnType("REAL");
+
+                    b.Property<long>("WallTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("RunId", "Key", "Track");
+
+                    b.ToTable("LatestMetrics");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.Property<long>("RunId")
@@ -376,6 +403,15 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .IsRequired();
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LatestMetric", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
@@ -415,7 +451,7 @@ namespace EmaLab.Dashboard.Data.Migrations
             modelBuilder.Entity("EmaLab.Dashboard.Data.RunTag", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
-                        .WithMany()
+                        .WithMany("Tags")
                         .HasForeignKey("RunId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
@@ -428,6 +464,8 @@ namespace EmaLab.Dashboard.Data.Migrations
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.Run", b =>
                 {
+                    b.Navigation("Tags");
+
                     b.Navigation("Tracks");
                 });
 #pragma warning restore 612, 618

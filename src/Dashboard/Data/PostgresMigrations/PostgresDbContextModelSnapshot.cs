@@ -167,6 +167,35 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.ToTable("ExperimentTag");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LatestMetric", b =>
+                {
+                    b.Property<long>("RunId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)")
+                        .UseCollation("C");
+
+                    b.Property<string>("Track")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .UseCollation("C");
+
+                    b.Property<long>("Step")
+                        .HasColumnType("bigint");
+
+                    b.Property<double?>("Value")
+                        .HasColumnType("double precision");
+
+                    b.Property<long>("WallTimeMs")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("RunId", "Key", "Track");
+
+                    b.ToTable("LatestMetrics");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.Property<long>("RunId")
@@ -393,6 +422,15 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                         .IsRequired();
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LatestMetric", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
@@ -432,7 +470,7 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
             modelBuilder.Entity("EmaLab.Dashboard.Data.RunTag", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
-                        .WithMany()
+                        .WithMany("Tags")
                         .HasForeignKey("RunId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
@@ -445,6 +483,8 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.Run", b =>
                 {
+                    b.Navigation("Tags");
+
                     b.Navigation("Tracks");
                 });
 #pragma warning restore 612, 618

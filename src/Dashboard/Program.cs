@@ -38,6 +38,7 @@ builder.Services.AddSingleton<PostHocService>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Groups.GroupService>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Datasets.DatasetStore>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.TrackingService>();
+builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.LoggedModelService>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.ArtifactStore>();
 // Registered before the worker: hosted services stop in reverse order, so the writer outlives the runs it records.
 builder.Services.AddSingleton<MetricPipeline>();

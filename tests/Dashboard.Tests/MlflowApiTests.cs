@@ -348,6 +348,88 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         Assert.Equal("ENDPOINT_NOT_FOUND", JsonDocument.Parse(await artifacts.Content.ReadAsStringAsync()).RootElement.GetProperty("error_code").GetString());
     }
 
+    /// <summary>
+    /// The requests of <c>mlflow.pytorch.log_model(ema_model, name="ema")</c> in a run, in the order MLflow 3's client sends
+    /// them (mlflow/models/model.py Model.log, rest_store.py, http_artifact_repo.py), then what <c>load_model("models:/…")</c>
+    /// reads: the model, its directory listings and its files.
+    /// </summary>
+    [Fact]
+    public async Task Log_model_creates_a_logged_model_whose_files_go_through_the_artifact_proxy_and_load_back()
+    {
+        var runId = await NewRunAsync();
+        await OkAsync(PostAsync("runs/log-batch", $$"""
+            {"run_id": "{{runId}}", "metrics": [{"key": "val_acc", "value": 0.91, "timestamp": "1000", "step": "300"}], "params": [{"key": "lr", "value": "0.001"}]}
+            """));
+        await OkAsync(PostAsync("runs/log-inputs", $$$"""
+            {"run_id": "{{{runId}}}", "datasets": [{"tags": [{"key": "mlflow.data.context", "value": "training"}],
+              "dataset": {"name": "digits", "digest": "abc123", "source_type": "local", "source": "{\"uri\": \"digits.npz\"}"}}]}
+            """));
+
+        // 1. create (PENDING) with the run's params, 2. the run's output at the step, 3. the step's metrics with model_id.
+        var created = (await OkAsync(PostAsync("logged-models", $$"""
+            {"experiment_id": "0", "name": "ema", "source_run_id": "{{runId}}", "params": [{"key": "lr", "value": "0.001"}],
+             "tags": [{"key": "mlflow.source.name", "value": "train.py"}, {"key": "emalab.track", "value": "ema-0.999"}]}
+            """))).GetProperty("model");
+        var modelId = created.GetProperty("info").GetProperty("model_id").GetString()!;
+        Assert.Matches("^m-[0-9a-f]{32}$", modelId);
+        Assert.Equal("LOGGED_MODEL_PENDING", created.GetProperty("info").GetProperty("status").GetString());
+        var artifactUri = created.GetProperty("info").GetProperty("artifact_uri").GetString()!;
+        Assert.Equal($"mlflow-artifacts:/0/models/{modelId}/artifacts", artifactUri);
+        await OkAsync(PostAsync("runs/outputs", $$"""{"run_id": "{{runId}}", "models": [{"model_id": "{{modelId}}", "step": "300"}]}"""));
+        await OkAsync(PostAsync("runs/log-batch", $$"""
+            {"run_id": "{{runId}}", "metrics": [{"key": "val_acc", "value": 0.91, "timestamp": "1000", "step": "300", "model_id": "{{modelId}}", "run_id": "{{runId}}"}]}
+            """));
+
+        // 4. the files, PUT to the proxy path of the model's artifact_uri; 5. finalize READY.
+        var root = $"/api/2.0/mlflow-artifacts/artifacts/0/models/{modelId}/artifacts";
+        var weights = Enumerable.Range(0, 4096).Select(i => (byte)(i * 7)).ToArray();
+        Assert.Equal(HttpStatusCode.OK, (await _client.PutAsync($"{root}/MLmodel", new ByteArrayContent("artifact_path: mlflow-artifacts:/0/models\n"u8.ToArray()))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await _client.PutAsync($"{root}/data/model.pth", new ByteArrayContent(weights))).StatusCode);
+        var ready = (await OkAsync(SendAsync(HttpMethod.Patch, $"logged-models/{modelId}", $$"""{"model_id": "{{modelId}}", "status": "LOGGED_MODEL_READY"}"""))).GetProperty("model");
+        Assert.Equal("LOGGED_MODEL_READY", ready.GetProperty("info").GetProperty("status").GetString());
+
+        // load_model: get the model, list its root and sub-folders through the proxy, download the files.
+        var model = (await OkAsync(GetAsync($"logged-models/{modelId}"))).GetProperty("model");
+        Assert.Equal(runId, model.GetProperty("info").GetProperty("source_run_id").GetString());
+        Assert.Equal(0.91, model.GetProperty("data").GetProperty("metrics")[0].GetProperty("value").GetDouble());
+        Assert.Equal("lr", model.GetProperty("data").GetProperty("params")[0].GetProperty("key").GetString());
+        var listing = await _client.GetFromJsonAsync<JsonElement>($"/api/2.0/mlflow-artifacts/artifacts?path=0/models/{modelId}/artifacts");
+        Assert.Equal(["MLmodel", "data"], listing.GetProperty("files").EnumerateArray().Select(f => f.GetProperty("path").GetString()).Order(StringComparer.Ordinal));
+        Assert.Equal(weights, await _client.GetByteArrayAsync($"{root}/data/model.pth"));
+        var directories = await OkAsync(GetAsync($"logged-models/{modelId}/artifacts/directories?artifact_directory_path=data"));
+        Assert.Equal("data/model.pth", directories.GetProperty("files")[0].GetProperty("path").GetString());
+        Assert.Equal(artifactUri, directories.GetProperty("root_uri").GetString());
+
+        // The run shows its output model and its dataset input; the run's own history has one value at step 300, not two.
+        var run = (await OkAsync(GetAsync($"runs/get?run_id={runId}"))).GetProperty("run");
+        Assert.Equal(modelId, run.GetProperty("outputs").GetProperty("model_outputs")[0].GetProperty("model_id").GetString());
+        Assert.Equal("digits", run.GetProperty("inputs").GetProperty("dataset_inputs")[0].GetProperty("dataset").GetProperty("name").GetString());
+        var history = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=val_acc"));
+        Assert.Single(history.GetProperty("metrics").EnumerateArray());
+
+        // Search, tags, params and delete as MLflow's handlers answer them.
+        var found = await OkAsync(PostAsync("logged-models/search", """{"experiment_ids": ["0"], "filter": "name = 'ema' AND metrics.val_acc > 0.9"}"""));
+        Assert.Equal(modelId, found.GetProperty("models")[0].GetProperty("info").GetProperty("model_id").GetString());
+        await OkAsync(SendAsync(HttpMethod.Patch, $"logged-models/{modelId}/tags", """{"tags": [{"key": "stage", "value": "best"}]}"""));
+        await OkAsync(SendAsync(HttpMethod.Delete, $"logged-models/{modelId}/tags/stage", null));
+        AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await SendAsync(HttpMethod.Delete, $"logged-models/{modelId}/tags/stage", null));
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync($"logged-models/{modelId}/params", """{"params": [{"key": "lr", "value": "0.1"}]}"""), "Changing param values is not allowed");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("logged-models", """{"experiment_id": "0", "name": "a/b"}"""), "Invalid model name");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("logged-models", """{}"""), "experiment_id");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await SendAsync(HttpMethod.Patch, $"logged-models/{modelId}", """{"status": "DONE"}"""), "status");
+        AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await GetAsync("logged-models/m-00000000000000000000000000000000"));
+        await OkAsync(SendAsync(HttpMethod.Delete, $"logged-models/{modelId}", null));
+        AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await GetAsync($"logged-models/{modelId}"));
+        Assert.Equal(modelId, (await OkAsync(GetAsync($"logged-models/{modelId}?allow_deleted=true"))).GetProperty("model").GetProperty("info").GetProperty("model_id").GetString());
+    }
+
+    async Task<(HttpStatusCode Status, JsonElement Body)> SendAsync(HttpMethod method, string path, string? json)
+    {
+        using var request = new HttpRequestMessage(method, Base + path) { Content = json is null ? null : Api.JsonBody(json) };
+        var response = await _client.SendAsync(request);
+        return (response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement);
+    }
+
     [Fact]
     public async Task Engine_runs_are_readable_through_the_tracking_api_but_take_no_client_metrics()
     {

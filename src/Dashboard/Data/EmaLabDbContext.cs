@@ -16,6 +16,10 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
     public DbSet<RunParam> Params => Set<RunParam>();
     public DbSet<RunTag> RunTags => Set<RunTag>();
     public DbSet<ClientMetricKey> ClientMetricKeys => Set<ClientMetricKey>();
+    public DbSet<LoggedModel> LoggedModels => Set<LoggedModel>();
+    public DbSet<LoggedModelMetric> LoggedModelMetrics => Set<LoggedModelMetric>();
+    public DbSet<RunInput> RunInputs => Set<RunInput>();
+    public DbSet<RunOutput> RunOutputs => Set<RunOutput>();
 
     protected override void OnModelCreating(ModelBuilder model)
     {
@@ -89,6 +93,46 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
             key.Property(k => k.LoggedKey).HasMaxLength(250);
             key.Property(k => k.Track).HasMaxLength(64);
             key.Property(k => k.Key).HasMaxLength(250);
+        });
+        model.Entity<LoggedModel>(logged =>
+        {
+            logged.Property(m => m.Id).HasMaxLength(34);
+            logged.Property(m => m.Name).HasMaxLength(LoggedModel.MaxNameLength);
+            logged.Property(m => m.ModelType).HasMaxLength(250);
+            logged.HasIndex(m => m.ExperimentId);
+            logged.HasIndex(m => m.SourceRunId);
+            logged.HasOne<Experiment>().WithMany().HasForeignKey(m => m.ExperimentId).OnDelete(DeleteBehavior.Restrict);
+            logged.HasOne<Run>().WithMany().HasForeignKey(m => m.SourceRunId).OnDelete(DeleteBehavior.Cascade);
+            logged.HasMany(m => m.Tags).WithOne().HasForeignKey(t => t.ModelId).OnDelete(DeleteBehavior.Cascade);
+            logged.HasMany(m => m.Params).WithOne().HasForeignKey(p => p.ModelId).OnDelete(DeleteBehavior.Cascade);
+            logged.HasMany(m => m.Metrics).WithOne().HasForeignKey(p => p.ModelId).OnDelete(DeleteBehavior.Cascade);
+        });
+        model.Entity<LoggedModelTag>(tag =>
+        {
+            tag.HasKey(t => new { t.ModelId, t.Key });
+            tag.Property(t => t.Key).HasMaxLength(250);
+            tag.Property(t => t.Value).HasMaxLength(8000);
+        });
+        model.Entity<LoggedModelParam>(param =>
+        {
+            param.HasKey(p => new { p.ModelId, p.Key });
+            param.Property(p => p.Key).HasMaxLength(250);
+            param.Property(p => p.Value).HasMaxLength(6000);
+        });
+        model.Entity<LoggedModelMetric>(metric =>
+        {
+            metric.Property(m => m.Key).HasMaxLength(250);
+            metric.HasIndex(m => new { m.ModelId, m.Key, m.Step });
+        });
+        model.Entity<RunInput>(input =>
+        {
+            input.HasIndex(i => i.RunId);
+            input.HasOne<Run>().WithMany().HasForeignKey(i => i.RunId).OnDelete(DeleteBehavior.Cascade);
+        });
+        model.Entity<RunOutput>(output =>
+        {
+            output.HasKey(o => new { o.RunId, o.ModelId, o.Step });
+            output.HasOne<Run>().WithMany().HasForeignKey(o => o.RunId).OnDelete(DeleteBehavior.Cascade);
         });
         model.Entity<Checkpoint>(checkpoint =>
         {

@@ -21,11 +21,28 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
 {
     readonly long _reserveBytes = (long)options.Value.DiskReserveMegabytes << 20;
 
-    /// <summary>A run's artifacts: the run and the path under its artifact root.</summary>
-    public sealed record Location(Run Run, string RelativePath);
+    /// <summary>A run's or a logged model's artifacts: the owner, its artifact root folder and the path under it.</summary>
+    public sealed record Location(Run? Run, LoggedModel? Model, string Root, string RelativePath);
 
     [GeneratedRegex(@"^(\d+)/([0-9a-f]{32})/artifacts(?:/(.*))?$")]
     private static partial Regex ArtifactPath();
+
+    [GeneratedRegex(@"^(\d+)/models/(m-[0-9a-f]{32})/artifacts(?:/(.*))?$")]
+    private static partial Regex ModelArtifactPath();
+
+    /// <summary>A logged model's folder: under its source run's (deleted with it), else under <c>models/</c>.</summary>
+    string ModelRoot(LoggedModel model) => model.SourceRunId is { } run
+        ? Path.Combine(paths.RunDirectory(run), "models", model.Id, "artifacts")
+        : Path.Combine(paths.Root, "models", model.Id, "artifacts");
+
+    /// <summary>A path under a logged model's artifact root (<c>…/logged-models/{id}/artifacts/directories</c>).</summary>
+    public async Task<Location> ResolveModelAsync(string modelId, string? relativePath, CancellationToken ct)
+    {
+        var safe = SafePath(relativePath ?? "");
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var model = await LoggedModelService.FindAsync(db, modelId, ct);
+        return new Location(null, model, ModelRoot(model), safe);
+    }
 
     [GeneratedRegex(@"step[-_]?(\d+)")]
     private static partial Regex StepInName();
@@ -34,6 +51,13 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     public async Task<Location> ResolveAsync(string? path, CancellationToken ct)
     {
         var safe = SafePath(path ?? "");
+        if (ModelArtifactPath().Match(safe) is { Success: true } modelPath)
+        {
+            var located = await ResolveModelAsync(modelPath.Groups[2].Value, modelPath.Groups[3].Value, ct);
+            if (located.Model!.ExperimentId.ToString(CultureInfo.InvariantCulture) != modelPath.Groups[1].Value)
+                throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Logged model {located.Model.Id} is not in experiment {modelPath.Groups[1].Value}.");
+            return located;
+        }
         if (ArtifactPath().Match(safe) is not { Success: true } match)
             throw MlflowException.Invalid($"Artifact path '{path}' is not '<experiment_id>/<run_id>/artifacts/<path>' (the run's artifact_uri).");
         await using var db = await dbFactory.CreateDbContextAsync(ct);
@@ -42,7 +66,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
             ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Run with id={uuid} not found");
         if (run.ExperimentId.ToString(CultureInfo.InvariantCulture) != match.Groups[1].Value)
             throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Run {uuid} is not in experiment {match.Groups[1].Value}.");
-        return new Location(run, match.Groups[3].Value);
+        return new Location(run, null, Root(run), match.Groups[3].Value);
     }
 
     /// <summary>
@@ -62,16 +86,16 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
 
     string Root(Run run) => Path.Combine(paths.RunDirectory(run.Id), "artifacts");
 
-    string FullPath(Location location) => Path.GetFullPath(Path.Combine(Root(location.Run), location.RelativePath));
+    static string FullPath(Location location) => Path.GetFullPath(Path.Combine(location.Root, location.RelativePath));
 
     /// <summary>Stores an upload: written to a temporary file, checked, then moved into place, so a refused or broken upload leaves nothing.</summary>
     public async Task UploadAsync(Location location, Stream body, long? length, CancellationToken ct)
     {
         if (location.RelativePath.Length == 0) throw MlflowException.Invalid("An artifact upload needs a file name after 'artifacts/'.");
-        if (location.Run.Origin != RunOrigin.Client)
-            throw MlflowException.Invalid($"Run {location.Run.Uuid} is trained by EMA Lab's engine; its checkpoints are its own.");
-        if (location.Run.Deleted)
-            throw MlflowException.Invalid($"The run {location.Run.Uuid} must be in the 'active' state. Current state is deleted.");
+        if (location.Run is { Origin: not RunOrigin.Client } engineRun)
+            throw MlflowException.Invalid($"Run {engineRun.Uuid} is trained by EMA Lab's engine; its checkpoints are its own.");
+        if (location.Run is { Deleted: true } deletedRun)
+            throw MlflowException.Invalid($"The run {deletedRun.Uuid} must be in the 'active' state. Current state is deleted.");
         var target = FullPath(location);
         // The upload must leave the disk reserve free (training runs need it), as a run's checkpoints must.
         try { DiskSpace.Require(target, (length ?? 0) + _reserveBytes, $"artifact {location.RelativePath}"); }
@@ -97,7 +121,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
                 catch (InvalidDataException e) { throw MlflowException.Invalid($"Not a valid safetensors file: {e.Message}"); }
             }
             File.Move(temporary, target, overwrite: true);
-            if (header is not null) await RecordCheckpointAsync(location, target, header, ct);
+            if (header is not null && location.Run is not null) await RecordCheckpointAsync(location.Run, target, header, ct);
         }
         finally
         {
@@ -111,10 +135,9 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     /// a file that names no track stays a plain artifact. Its step is the metadata's <c>step</c>, a <c>step123</c> in
     /// the name, or the last step the run logged.
     /// </summary>
-    async Task RecordCheckpointAsync(Location location, string file, SafeTensorsHeader header, CancellationToken ct)
+    async Task RecordCheckpointAsync(Run run, string file, SafeTensorsHeader header, CancellationToken ct)
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
-        var run = location.Run;
         var stem = Path.GetFileNameWithoutExtension(file);
         var suffixes = ClientTrackKeys.ParseSuffixes(await db.RunTags.Where(t => t.RunId == run.Id && t.Key == ClientTrackKeys.SuffixTag).Select(t => t.Value).SingleOrDefaultAsync(ct));
         var track = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Track) is { } named && ClientTrackKeys.IsTrackName(named) ? named
@@ -142,7 +165,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     {
         var folder = FullPath(location);
         if (!Directory.Exists(folder)) return [];
-        string Name(string entry) => fullPaths ? Path.GetRelativePath(Root(location.Run), entry).Replace('\\', '/') : Path.GetFileName(entry);
+        string Name(string entry) => fullPaths ? Path.GetRelativePath(location.Root, entry).Replace('\\', '/') : Path.GetFileName(entry);
         return Directory.EnumerateDirectories(folder).Select(d => new MlflowFileInfo(Name(d), true, null))
             .Concat(Directory.EnumerateFiles(folder).Where(f => !f.EndsWith(".partial", StringComparison.Ordinal)).Select(f => new MlflowFileInfo(Name(f), false, new FileInfo(f).Length)))
             .OrderBy(f => f.Path, StringComparer.Ordinal).ToList();

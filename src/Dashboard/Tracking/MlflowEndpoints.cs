@@ -115,6 +115,17 @@ public static class MlflowEndpoints
             await store.LogBatchAsync(request.RunId, request.Metrics ?? [], request.Params ?? [], request.Tags ?? [], http.RequestAborted);
             return MlflowJson.Empty();
         });
+        mlflow.MapPost("/runs/log-inputs", async (HttpContext http, LoggedModelService models) =>
+        {
+            await models.LogInputsAsync(await BodyAsync<LogInputsRequest>(http), http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        mlflow.MapPost("/runs/outputs", async (HttpContext http, LoggedModelService models) =>
+        {
+            await models.LogOutputsAsync(await BodyAsync<LogOutputsRequest>(http), http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        MapLoggedModels(mlflow.MapGroup("/logged-models"));
         mlflow.MapGet("/artifacts/list", async (HttpContext http, TrackingService runs, ArtifactStore store) =>
         {
             var run = (await runs.GetRunAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), http.RequestAborted)).Info;
@@ -133,6 +144,47 @@ public static class MlflowEndpoints
             var (metrics, next) = await store.GetMetricHistoryAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), Query(http, "metric_key"),
                 (int?)QueryLong(http, "max_results"), Query(http, "page_token"), http.RequestAborted);
             return MlflowJson.Ok(new { metrics, next_page_token = next });
+        });
+    }
+
+    /// <summary>MLflow 3's logged models (service.proto: CreateLoggedModel … ListLoggedModelArtifacts), at the paths and methods its client calls.</summary>
+    static void MapLoggedModels(RouteGroupBuilder models)
+    {
+        models.MapPost("", async (HttpContext http, LoggedModelService service) =>
+            MlflowJson.Ok(new { model = await service.CreateAsync(await BodyAsync<CreateLoggedModelRequest>(http), http.RequestAborted) }));
+        models.MapPost("/search", async (HttpContext http, LoggedModelService service) =>
+        {
+            var (found, next) = await service.SearchAsync(await BodyAsync<SearchLoggedModelsRequest>(http), http.RequestAborted);
+            return MlflowJson.Ok(new { models = found, next_page_token = next });
+        });
+        models.MapGet("/{modelId}", async (string modelId, HttpContext http, LoggedModelService service) =>
+            MlflowJson.Ok(new { model = await service.GetAsync(modelId, string.Equals(Query(http, "allow_deleted"), "true", StringComparison.OrdinalIgnoreCase), http.RequestAborted) }));
+        models.MapMethods("/{modelId}", ["PATCH"], async (string modelId, HttpContext http, LoggedModelService service) =>
+            MlflowJson.Ok(new { model = await service.FinalizeAsync(modelId, await BodyAsync<FinalizeLoggedModelRequest>(http), http.RequestAborted) }));
+        models.MapDelete("/{modelId}", async (string modelId, HttpContext http, LoggedModelService service) =>
+        {
+            await service.DeleteAsync(modelId, http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        models.MapMethods("/{modelId}/tags", ["PATCH"], async (string modelId, HttpContext http, LoggedModelService service) =>
+        {
+            await service.SetTagsAsync(modelId, (await BodyAsync<LoggedModelTagsRequest>(http)).Tags, http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        models.MapDelete("/{modelId}/tags/{**tagKey}", async (string modelId, string tagKey, HttpContext http, LoggedModelService service) =>
+        {
+            await service.DeleteTagAsync(modelId, tagKey, http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        models.MapPost("/{modelId}/params", async (string modelId, HttpContext http, LoggedModelService service) =>
+        {
+            await service.LogParamsAsync(modelId, (await BodyAsync<LoggedModelParamsRequest>(http)).Params, http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        models.MapGet("/{modelId}/artifacts/directories", async (string modelId, HttpContext http, ArtifactStore store) =>
+        {
+            var location = await store.ResolveModelAsync(modelId, Query(http, "artifact_directory_path"), http.RequestAborted);
+            return MlflowJson.Ok(new { root_uri = LoggedModelService.ArtifactUri(location.Model!), files = store.List(location, fullPaths: true) });
         });
     }
 

@@ -60,7 +60,9 @@ public static class MlflowJson
 
 public sealed record MlflowTag(string? Key, string? Value);
 
-public sealed record MlflowMetric(string? Key, double? Value, long? Timestamp, long? Step);
+/// <summary>A metric as the client sends and reads it; <see cref="ModelId"/> and the dataset fields tie it to a logged model (MLflow 3).</summary>
+public sealed record MlflowMetric(string? Key, double? Value, long? Timestamp, long? Step,
+    string? DatasetName = null, string? DatasetDigest = null, string? ModelId = null, string? RunId = null);
 
 public sealed record MlflowMetricWithRunId(string Key, double Value, long Timestamp, long Step, string RunId);
 
@@ -73,7 +75,21 @@ public sealed record MlflowRunInfo(
 
 public sealed record MlflowRunData(IReadOnlyList<MlflowMetric> Metrics, IReadOnlyList<MlflowTag> Params, IReadOnlyList<MlflowTag> Tags);
 
-public sealed record MlflowRun(MlflowRunInfo Info, MlflowRunData Data, object Inputs);
+public sealed record MlflowRun(MlflowRunInfo Info, MlflowRunData Data, MlflowRunInputs Inputs, MlflowRunOutputs Outputs);
+
+public sealed record MlflowRunInputs(IReadOnlyList<MlflowDatasetInput>? DatasetInputs, IReadOnlyList<MlflowModelInput>? ModelInputs);
+public sealed record MlflowRunOutputs(IReadOnlyList<MlflowModelOutput>? ModelOutputs);
+public sealed record MlflowDatasetInput(IReadOnlyList<MlflowTag>? Tags, MlflowDataset? Dataset);
+public sealed record MlflowDataset(string? Name, string? Digest, string? SourceType, string? Source, string? Schema, string? Profile);
+public sealed record MlflowModelInput(string? ModelId);
+public sealed record MlflowModelOutput(string? ModelId, long? Step);
+
+// MLflow 3's logged models (service.proto: LoggedModel, LoggedModelInfo, LoggedModelData).
+public sealed record MlflowLoggedModel(MlflowLoggedModelInfo Info, MlflowLoggedModelData Data);
+public sealed record MlflowLoggedModelInfo(
+    string ModelId, string ExperimentId, string Name, long CreationTimestampMs, long LastUpdatedTimestampMs, string ArtifactUri,
+    string Status, string? ModelType, string? SourceRunId, string? StatusMessage, IReadOnlyList<MlflowTag> Tags);
+public sealed record MlflowLoggedModelData(IReadOnlyList<MlflowTag> Params, IReadOnlyList<MlflowMetric> Metrics);
 
 // Requests (POST bodies; GET requests bind the same names from the query string).
 
@@ -90,4 +106,13 @@ public sealed record LogParamRequest(string? RunId, string? RunUuid, string? Key
 public sealed record SetTagRequest(string? RunId, string? RunUuid, string? Key, string? Value);
 public sealed record DeleteTagRequest(string? RunId, string? Key);
 public sealed record LogBatchRequest(string? RunId, IReadOnlyList<MlflowMetric>? Metrics, IReadOnlyList<MlflowTag>? Params, IReadOnlyList<MlflowTag>? Tags);
+public sealed record LogInputsRequest(string? RunId, IReadOnlyList<MlflowDatasetInput>? Datasets, IReadOnlyList<MlflowModelInput>? Models);
+public sealed record LogOutputsRequest(string? RunId, IReadOnlyList<MlflowModelOutput>? Models);
+public sealed record CreateLoggedModelRequest(string? ExperimentId, string? Name, string? ModelType, string? SourceRunId, IReadOnlyList<MlflowTag>? Params, IReadOnlyList<MlflowTag>? Tags);
+/// <summary>The status as protobuf JSON writes an enum (its name) or as its number.</summary>
+public sealed record FinalizeLoggedModelRequest(string? ModelId, JsonElement? Status);
+public sealed record LoggedModelTagsRequest(string? ModelId, IReadOnlyList<MlflowTag>? Tags);
+public sealed record LoggedModelParamsRequest(string? ModelId, IReadOnlyList<MlflowTag>? Params);
+public sealed record SearchLoggedModelsRequest(IReadOnlyList<string>? ExperimentIds, string? Filter, int? MaxResults, IReadOnlyList<LoggedModelOrderBy>? OrderBy, string? PageToken);
+public sealed record LoggedModelOrderBy(string? FieldName, bool? Ascending);
 public sealed record SearchRunsRequest(IReadOnlyList<string>? ExperimentIds, string? Filter, string? RunViewType, int? MaxResults, IReadOnlyList<string>? OrderBy, string? PageToken);

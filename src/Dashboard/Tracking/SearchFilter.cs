@@ -13,7 +13,7 @@ namespace EmaLab.Dashboard.Tracking;
 /// </summary>
 public sealed partial class SearchFilter
 {
-    public enum Entity { Run, Experiment }
+    public enum Entity { Run, Experiment, LoggedModel }
 
     readonly List<Clause> _clauses;
 
@@ -58,7 +58,8 @@ public sealed partial class SearchFilter
 
     static Clause Check(Clause c, string filter)
     {
-        var numeric = c.Kind == "metrics" || c.Kind == "attributes" && c.Name is "start_time" or "end_time" or "creation_time" or "last_update_time";
+        var numeric = c.Kind == "metrics" || c.Kind == "attributes" && c.Name is "start_time" or "end_time" or "creation_time" or "last_update_time"
+            or "creation_timestamp" or "last_updated_timestamp";
         if (numeric)
         {
             if (c.Comparator is not ("=" or "!=" or "<" or "<=" or ">" or ">="))
@@ -70,7 +71,7 @@ public sealed partial class SearchFilter
         }
         if (c.Comparator is "IN" or "NOT IN")
         {
-            if (c.Kind != "attributes" || c.Name != "run_id") throw Invalid(filter, $"{c.Comparator} works on run_id only");
+            if (c.Kind != "attributes" || c.Name is not ("run_id" or "model_id" or "source_run_id")) throw Invalid(filter, $"{c.Comparator} works on run_id, model_id and source_run_id only");
             return c;
         }
         if (c.Comparator is not ("=" or "!=" or "LIKE" or "ILIKE"))
@@ -109,6 +110,32 @@ public sealed partial class SearchFilter
         },
     });
 
+    public bool Matches(MlflowLoggedModel model) => _clauses.All(c => c.Kind switch
+    {
+        "metrics" => model.Data.Metrics.Where(m => m.Key == c.Name).MaxBy(m => (m.Step, m.Timestamp)) is { Value: { } v } && Compare(v, c),
+        "params" => model.Data.Params.FirstOrDefault(p => p.Key == c.Name) is { Value: { } p } && Compare(p, c),
+        "tags" => model.Info.Tags.FirstOrDefault(t => t.Key == c.Name) is { Value: { } t } && Compare(t, c),
+        _ => LoggedModelAttribute(model, c.Name) switch
+        {
+            string text => Compare(text, c),
+            long number => Compare(number, c),
+            _ => false,
+        },
+    });
+
+    /// <summary>An attribute of a logged model by its search name (the status without its <c>LOGGED_MODEL_</c> prefix, as MLflow's filter writes it).</summary>
+    internal static object? LoggedModelAttribute(MlflowLoggedModel model, string name) => name switch
+    {
+        "name" => model.Info.Name,
+        "model_id" => model.Info.ModelId,
+        "model_type" => model.Info.ModelType,
+        "status" => model.Info.Status.Replace("LOGGED_MODEL_", "", StringComparison.Ordinal),
+        "source_run_id" => model.Info.SourceRunId,
+        "creation_timestamp" => model.Info.CreationTimestampMs,
+        "last_updated_timestamp" => model.Info.LastUpdatedTimestampMs,
+        _ => null,
+    };
+
     static bool Compare(double value, Clause c)
     {
         var target = (double)c.Value;
@@ -139,6 +166,7 @@ public sealed partial class SearchFilter
 
     static readonly string[] RunAttributes = ["run_id", "run_name", "status", "user_id", "start_time", "end_time", "artifact_uri", "lifecycle_stage"];
     static readonly string[] ExperimentAttributes = ["name", "creation_time", "last_update_time"];
+    static readonly string[] LoggedModelAttributes = ["name", "model_id", "model_type", "status", "source_run_id", "creation_timestamp", "last_updated_timestamp"];
 
     /// <summary>(kind, name) of <c>metrics.x</c>, <c>params."a b"</c>, <c>attributes.status</c> or a bare attribute.</summary>
     internal static (string Kind, string Name) Identifier(string token, Entity entity, string text)
@@ -147,8 +175,8 @@ public sealed partial class SearchFilter
         var prefix = dot > 0 ? token[..dot].ToLowerInvariant() : "";
         var kind = prefix switch
         {
-            "metric" or "metrics" => entity == Entity.Run ? "metrics" : null,
-            "param" or "params" or "parameter" or "parameters" => entity == Entity.Run ? "params" : null,
+            "metric" or "metrics" => entity != Entity.Experiment ? "metrics" : null,
+            "param" or "params" or "parameter" or "parameters" => entity != Entity.Experiment ? "params" : null,
             "tag" or "tags" => "tags",
             "attribute" or "attributes" or "attr" or "run" => "attributes",
             _ => null,
@@ -159,9 +187,9 @@ public sealed partial class SearchFilter
         if (kind == "attributes")
         {
             name = name switch { "run_uuid" => "run_id", "experiment_name" => "name", _ => name };
-            var known = entity == Entity.Run ? RunAttributes : ExperimentAttributes;
+            var known = entity switch { Entity.Run => RunAttributes, Entity.Experiment => ExperimentAttributes, _ => LoggedModelAttributes };
             if (!known.Contains(name))
-                throw Invalid(text, $"'{token}' is not a searchable {(entity == Entity.Run ? "run" : "experiment")} attribute (use {string.Join(", ", known)}, or metrics., params., tags.)");
+                throw Invalid(text, $"'{token}' is not a searchable {entity switch { Entity.Run => "run", Entity.Experiment => "experiment", _ => "logged model" }} attribute (use {string.Join(", ", known)}, or metrics., params., tags.)");
         }
         if (name.Length == 0) throw Invalid(text, $"'{token}' has no name");
         return (kind, name);

@@ -113,7 +113,7 @@ public sealed partial class TrackingService(
         await db.SaveChangesAsync(ct);
     }
 
-    static async Task<Experiment> FindExperimentAsync(EmaLabDbContext db, string? experimentId, CancellationToken ct, bool tracking = false)
+    internal static async Task<Experiment> FindExperimentAsync(EmaLabDbContext db, string? experimentId, CancellationToken ct, bool tracking = false)
     {
         if (experimentId is null) throw MlflowException.Missing("experiment_id");
         var id = ParseExperimentId(experimentId);
@@ -122,13 +122,13 @@ public sealed partial class TrackingService(
         return experiment ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No Experiment with id={experimentId} exists");
     }
 
-    static void RequireActive(Experiment experiment)
+    internal static void RequireActive(Experiment experiment)
     {
         if (experiment.Deleted)
             throw MlflowException.Invalid($"The experiment {experiment.Id} must be in the 'active' state. Current state is deleted.");
     }
 
-    static long ParseExperimentId(string experimentId) =>
+    internal static long ParseExperimentId(string experimentId) =>
         long.TryParse(experimentId, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id
             : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No Experiment with id={experimentId} exists");
 
@@ -293,8 +293,12 @@ public sealed partial class TrackingService(
             mapped.Add((key.Track, key.Key, metric));
         }
 
-        if (validParams.Count + validTags.Count + newKeys.Count > 0)
+        // Metrics naming a logged model (log_model copies the run's metrics of its step) are the model's too.
+        var modelMetrics = await LoggedModelService.ModelMetricsAsync(db, run.Id, validMetrics, ct);
+
+        if (validParams.Count + validTags.Count + newKeys.Count + modelMetrics.Count > 0)
         {
+            db.LoggedModelMetrics.AddRange(modelMetrics);
             db.Params.AddRange(validParams.Where(p => !stored.ContainsKey(p.Key)).Select(p => new RunParam { RunId = run.Id, Key = p.Key, Value = p.Value }));
             foreach (var (key, value) in validTags) await UpsertTagAsync(db, run.Id, key, value, ct);
             db.ClientMetricKeys.AddRange(newKeys);
@@ -456,14 +460,14 @@ public sealed partial class TrackingService(
     readonly Func<EmaLabDbContext, string, CancellationToken, Task<Run?>> _trackedRunByUuid =
         EF.CompileAsyncQuery((EmaLabDbContext db, string uuid, CancellationToken ct) => db.Runs.SingleOrDefault(r => r.Uuid == uuid));
 
-    async Task<Run> FindRunAsync(EmaLabDbContext db, string? runId, CancellationToken ct, bool tracking = false)
+    internal async Task<Run> FindRunAsync(EmaLabDbContext db, string? runId, CancellationToken ct, bool tracking = false)
     {
         if (runId is null) throw MlflowException.Missing("run_id");
         return await (tracking ? _trackedRunByUuid : _runByUuid)(db, runId, ct)
             ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Run with id={runId} not found");
     }
 
-    static void RequireActive(Run run)
+    internal static void RequireActive(Run run)
     {
         if (run.Deleted) throw MlflowException.Invalid($"The run {run.Uuid} must be in the 'active' state. Current state is deleted.");
     }
@@ -491,9 +495,11 @@ public sealed partial class TrackingService(
         var tags = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id).ToListAsync(ct);
         var @params = await db.Params.AsNoTracking().Where(p => p.RunId == run.Id).OrderBy(p => p.Key).ToListAsync(ct);
         var latest = await LatestMetricsAsync(db, run, ct);
+        var inputs = await db.RunInputs.AsNoTracking().Where(i => i.RunId == run.Id).OrderBy(i => i.Id).ToListAsync(ct);
+        var outputs = await db.RunOutputs.AsNoTracking().Where(o => o.RunId == run.Id).OrderBy(o => o.Step).ThenBy(o => o.ModelId).ToListAsync(ct);
         return new MlflowRun(InfoOf(run, tags),
             new MlflowRunData(latest, @params.Select(p => new MlflowTag(p.Key, p.Value)).ToList(), tags.Select(t => new MlflowTag(t.Key, t.Value)).ToList()),
-            new { });
+            LoggedModelService.InputsOf(inputs), LoggedModelService.OutputsOf(outputs));
     }
 
     /// <summary>MLflow's latest value of each key (<see cref="LatestValues"/>), kept by the metric writer: no series is scanned.</summary>
@@ -582,7 +588,7 @@ public sealed partial class TrackingService(
         (requested ?? 1000) is >= 1 and <= 50_000 and var max ? (int)max
             : throw MlflowException.Invalid($"Invalid value {requested} for parameter 'max_results' supplied. It must be at most 50000 and positive.");
 
-    static int ParsePageToken(string? token) =>
+    internal static int ParsePageToken(string? token) =>
         string.IsNullOrEmpty(token) ? 0
             : int.TryParse(token, NumberStyles.None, CultureInfo.InvariantCulture, out var offset) ? offset
             : throw MlflowException.Invalid($"Invalid page token, could not base64-decode: '{token}'");
@@ -604,6 +610,6 @@ public sealed partial class TrackingService(
     static readonly string[] Nouns = ["badger", "crane", "fox", "hare", "heron", "lark", "lynx", "otter", "owl", "seal", "stoat", "wren"];
 
     /// <summary>A readable name for a run created without one, as MLflow's <c>adjective-noun-number</c>.</summary>
-    static string GeneratedName() =>
+    internal static string GeneratedName() =>
         $"{Adjectives[Random.Shared.Next(Adjectives.Length)]}-{Nouns[Random.Shared.Next(Nouns.Length)]}-{Random.Shared.Next(1000)}";
 }

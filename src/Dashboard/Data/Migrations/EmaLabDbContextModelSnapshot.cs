@@ -183,6 +183,129 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.ToTable("LatestMetrics");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModel", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(34)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreationTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("Deleted")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("ExperimentId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("LastUpdatedTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("ModelType")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("SourceRunId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("Status")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("StatusMessage")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ExperimentId");
+
+                    b.HasIndex("SourceRunId");
+
+                    b.ToTable("LoggedModels");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelMetric", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("DatasetDigest")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("DatasetName")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Key")
+                        .IsRequired()
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ModelId")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("RunId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Step")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("TimestampMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<double?>("Value")
+                        .HasColumnType("REAL");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ModelId", "Key", "Step");
+
+                    b.ToTable("LoggedModelMetrics");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelParam", b =>
+                {
+                    b.Property<string>("ModelId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasMaxLength(6000)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("ModelId", "Key");
+
+                    b.ToTable("LoggedModelParam");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelTag", b =>
+                {
+                    b.Property<string>("ModelId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasMaxLength(8000)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("ModelId", "Key");
+
+                    b.ToTable("LoggedModelTag");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.Property<long>("RunId")
@@ -302,6 +425,46 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.ToTable("Runs");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunInput", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("DatasetDigest")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("DatasetName")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ModelId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Profile")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("RunId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Schema")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Source")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("SourceType")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("TagsJson")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("RunId");
+
+                    b.ToTable("RunInputs");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.RunLogEntry", b =>
                 {
                     b.Property<long>("Id")
@@ -327,6 +490,22 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.HasIndex("RunId", "Id");
 
                     b.ToTable("RunLog");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunOutput", b =>
+                {
+                    b.Property<long>("RunId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("ModelId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("Step")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("RunId", "ModelId", "Step");
+
+                    b.ToTable("RunOutputs");
                 });
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.RunParam", b =>
@@ -412,6 +591,47 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .IsRequired();
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModel", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Experiment", null)
+                        .WithMany()
+                        .HasForeignKey("ExperimentId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired();
+
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("SourceRunId")
+                        .OnDelete(DeleteBehavior.Cascade);
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelMetric", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.LoggedModel", null)
+                        .WithMany("Metrics")
+                        .HasForeignKey("ModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelParam", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.LoggedModel", null)
+                        .WithMany("Params")
+                        .HasForeignKey("ModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelTag", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.LoggedModel", null)
+                        .WithMany("Tags")
+                        .HasForeignKey("ModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
@@ -430,7 +650,25 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .IsRequired();
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunInput", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.RunLogEntry", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunOutput", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
                         .WithMany()
@@ -459,6 +697,15 @@ namespace EmaLab.Dashboard.Data.Migrations
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.Experiment", b =>
                 {
+                    b.Navigation("Tags");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModel", b =>
+                {
+                    b.Navigation("Metrics");
+
+                    b.Navigation("Params");
+
                     b.Navigation("Tags");
                 });
 

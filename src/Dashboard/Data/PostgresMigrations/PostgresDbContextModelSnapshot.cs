@@ -196,6 +196,131 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.ToTable("LatestMetrics");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModel", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(34)
+                        .HasColumnType("character varying(34)");
+
+                    b.Property<long>("CreationTimeMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<bool>("Deleted")
+                        .HasColumnType("boolean");
+
+                    b.Property<long>("ExperimentId")
+                        .HasColumnType("bigint");
+
+                    b.Property<long>("LastUpdatedTimeMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("ModelType")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)");
+
+                    b.Property<long?>("SourceRunId")
+                        .HasColumnType("bigint");
+
+                    b.Property<int>("Status")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("StatusMessage")
+                        .HasColumnType("text");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ExperimentId");
+
+                    b.HasIndex("SourceRunId");
+
+                    b.ToTable("LoggedModels");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelMetric", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<string>("DatasetDigest")
+                        .HasColumnType("text");
+
+                    b.Property<string>("DatasetName")
+                        .HasColumnType("text");
+
+                    b.Property<string>("Key")
+                        .IsRequired()
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("ModelId")
+                        .IsRequired()
+                        .HasColumnType("character varying(34)");
+
+                    b.Property<long?>("RunId")
+                        .HasColumnType("bigint");
+
+                    b.Property<long>("Step")
+                        .HasColumnType("bigint");
+
+                    b.Property<long>("TimestampMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<double?>("Value")
+                        .HasColumnType("double precision");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ModelId", "Key", "Step");
+
+                    b.ToTable("LoggedModelMetrics");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelParam", b =>
+                {
+                    b.Property<string>("ModelId")
+                        .HasColumnType("character varying(34)");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasMaxLength(6000)
+                        .HasColumnType("character varying(6000)");
+
+                    b.HasKey("ModelId", "Key");
+
+                    b.ToTable("LoggedModelParam");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelTag", b =>
+                {
+                    b.Property<string>("ModelId")
+                        .HasColumnType("character varying(34)");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasMaxLength(8000)
+                        .HasColumnType("character varying(8000)");
+
+                    b.HasKey("ModelId", "Key");
+
+                    b.ToTable("LoggedModelTag");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.Property<long>("RunId")
@@ -319,6 +444,48 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.ToTable("Runs");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunInput", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<string>("DatasetDigest")
+                        .HasColumnType("text");
+
+                    b.Property<string>("DatasetName")
+                        .HasColumnType("text");
+
+                    b.Property<string>("ModelId")
+                        .HasColumnType("text");
+
+                    b.Property<string>("Profile")
+                        .HasColumnType("text");
+
+                    b.Property<long>("RunId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Schema")
+                        .HasColumnType("text");
+
+                    b.Property<string>("Source")
+                        .HasColumnType("text");
+
+                    b.Property<string>("SourceType")
+                        .HasColumnType("text");
+
+                    b.Property<string>("TagsJson")
+                        .HasColumnType("text");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("RunId");
+
+                    b.ToTable("RunInputs");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.RunLogEntry", b =>
                 {
                     b.Property<long>("Id")
@@ -346,6 +513,22 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.HasIndex("RunId", "Id");
 
                     b.ToTable("RunLog");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunOutput", b =>
+                {
+                    b.Property<long>("RunId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("ModelId")
+                        .HasColumnType("text");
+
+                    b.Property<long>("Step")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("RunId", "ModelId", "Step");
+
+                    b.ToTable("RunOutputs");
                 });
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.RunParam", b =>
@@ -431,6 +614,47 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                         .IsRequired();
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModel", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Experiment", null)
+                        .WithMany()
+                        .HasForeignKey("ExperimentId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired();
+
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("SourceRunId")
+                        .OnDelete(DeleteBehavior.Cascade);
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelMetric", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.LoggedModel", null)
+                        .WithMany("Metrics")
+                        .HasForeignKey("ModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelParam", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.LoggedModel", null)
+                        .WithMany("Params")
+                        .HasForeignKey("ModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModelTag", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.LoggedModel", null)
+                        .WithMany("Tags")
+                        .HasForeignKey("ModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.Metric", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
@@ -449,7 +673,25 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                         .IsRequired();
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunInput", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.RunLogEntry", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Run", null)
+                        .WithMany()
+                        .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RunOutput", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
                         .WithMany()
@@ -478,6 +720,15 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.Experiment", b =>
                 {
+                    b.Navigation("Tags");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.LoggedModel", b =>
+                {
+                    b.Navigation("Metrics");
+
+                    b.Navigation("Params");
+
                     b.Navigation("Tags");
                 });
 

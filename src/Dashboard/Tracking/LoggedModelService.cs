@@ -149,7 +149,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
             var (kind, name) = SearchFilter.Identifier(order.FieldName, SearchFilter.Entity.LoggedModel, order.FieldName);
             IComparable? Key(MlflowLoggedModel m) => kind switch
             {
-                "metrics" => m.Data.Metrics.Where(x => x.Key == name).MaxBy(x => (x.Step, x.Timestamp))?.Value,
+                "metrics" => SearchFilter.LatestMetric(m, name),
                 "params" => m.Data.Params.FirstOrDefault(p => p.Key == name)?.Value,
                 "tags" => m.Info.Tags.FirstOrDefault(t => t.Key == name)?.Value,
                 _ => SearchFilter.LoggedModelAttribute(m, name) as IComparable,

@@ -112,7 +112,7 @@ public sealed partial class SearchFilter
 
     public bool Matches(MlflowLoggedModel model) => _clauses.All(c => c.Kind switch
     {
-        "metrics" => model.Data.Metrics.Where(m => m.Key == c.Name).MaxBy(m => (m.Step, m.Timestamp)) is { Value: { } v } && Compare(v, c),
+        "metrics" => LatestMetric(model, c.Name) is { } v && Compare(v, c),
         "params" => model.Data.Params.FirstOrDefault(p => p.Key == c.Name) is { Value: { } p } && Compare(p, c),
         "tags" => model.Info.Tags.FirstOrDefault(t => t.Key == c.Name) is { Value: { } t } && Compare(t, c),
         _ => LoggedModelAttribute(model, c.Name) switch
@@ -122,6 +122,15 @@ public sealed partial class SearchFilter
             _ => false,
         },
     });
+
+    /// <summary>A logged model's latest value of a metric, by the one rule of <see cref="Data.LatestValues"/>.</summary>
+    internal static double? LatestMetric(MlflowLoggedModel model, string key)
+    {
+        MlflowMetric? latest = null;
+        foreach (var metric in model.Data.Metrics.Where(m => m.Key == key))
+            if (latest is null || Data.LatestValues.Replaces(metric.Step ?? 0, metric.Timestamp ?? 0, latest.Step ?? 0, latest.Timestamp ?? 0)) latest = metric;
+        return latest?.Value;
+    }
 
     /// <summary>An attribute of a logged model by its search name (the status without its <c>LOGGED_MODEL_</c> prefix, as MLflow's filter writes it).</summary>
     internal static object? LoggedModelAttribute(MlflowLoggedModel model, string name) => name switch

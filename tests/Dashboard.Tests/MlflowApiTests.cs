@@ -262,6 +262,92 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
             .TryGetProperty("runs", out var runs) ? runs.EnumerateArray().Select(r => r.GetProperty("info").GetProperty("run_id").GetString()!).ToList() : [];
 
     [Fact]
+    public async Task Search_runs_filters_orders_and_pages_as_mlflows_sql_store()
+    {
+        var experiment = (await OkAsync(PostAsync("experiments/create", $$"""{"name": "search-{{Guid.NewGuid():N}}"}"""))).GetProperty("experiment_id").GetString();
+        async Task<string> Run(string name, long start, string tags, params (string Key, double Value)[] metrics)
+        {
+            var created = await OkAsync(PostAsync("runs/create", $$"""{"experiment_id": "{{experiment}}", "run_name": "{{name}}", "start_time": "{{start}}", "tags": {{tags}}}"""));
+            var id = created.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
+            foreach (var (key, value) in metrics)
+                await OkAsync(PostAsync("runs/log-metric", $$"""{"run_id": "{{id}}", "key": "{{key}}", "value": {{(double.IsNaN(value) ? "\"NaN\"" : value.ToString(System.Globalization.CultureInfo.InvariantCulture))}}, "timestamp": "1", "step": "1"}"""));
+            return id;
+        }
+        async Task Param(string run, string key, string value) =>
+            await OkAsync(PostAsync("runs/log-parameter", $$"""{"run_id": "{{run}}", "key": "{{key}}", "value": "{{value}}"}"""));
+        var a = await Run("alpha", 1700000000000, """[{"key": "team", "value": "vision"}]""", ("train/loss", 0.5), ("acc", 0.9), ("val.acc", 0.8));
+        var b = await Run("beta", 1700000000005, "[]", ("train/loss", 0.2), ("acc", double.NaN));
+        var c = await Run("gamma", 1700000000010, """[{"key": "team", "value": "nlp"}]""", ("acc", 0.7));
+        var d = await Run("delta", 1700000000015, """[{"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]""", ("acc_ema", 0.95));
+        await Param(a, "lr", "0.01");
+        await Param(a, "opt", "Adam");
+        await Param(b, "lr", "0.001");
+        await Param(b, "opt", "adam");
+        await Param(c, "lr", "0.1");
+        await OkAsync(PostAsync("runs/update", $$"""{"run_id": "{{c}}", "status": "FINISHED", "end_time": "1700000001000"}"""));
+
+        async Task<List<string>> Search(string filter, params string[] orderBy)
+        {
+            var body = new JsonObject { ["experiment_ids"] = new JsonArray(experiment), ["filter"] = filter, ["order_by"] = new JsonArray(orderBy.Select(o => (JsonNode)o).ToArray()) };
+            var found = await OkAsync(PostAsync("runs/search", body.ToJsonString()));
+            return found.TryGetProperty("runs", out var runs) ? runs.EnumerateArray().Select(r => r.GetProperty("info").GetProperty("run_id").GetString()!).ToList() : [];
+        }
+
+        // Quoted keys, either quote; an unquoted key may hold dots. Newest start first unless ordered otherwise.
+        Assert.Equal([b], await Search("metrics.`train/loss` < 0.4"));
+        Assert.Equal([b, a], await Search("metrics.\"train/loss\" >= 0.2"));
+        Assert.Equal([a], await Search("metrics.val.acc > 0.5"));
+        // A NaN matches no comparison, != included; a key logged through the suffix map is found by its logged name.
+        Assert.Equal([c], await Search("metrics.acc != 0.9"));
+        Assert.Equal([d], await Search("metrics.acc_ema > 0.9"));
+        Assert.Equal([a], await Search("metrics.acc > 0.5 and params.lr = '0.01'"));
+        // LIKE is case-sensitive, ILIKE is not; IS NULL finds runs without the tag.
+        Assert.Equal([b], await Search("params.opt LIKE 'a%'"));
+        Assert.Equal([b, a], await Search("params.opt ILIKE 'A%'"));
+        Assert.Equal([a], await Search("params.opt LIKE 'A_a%'"));
+        Assert.Equal([d, b], await Search("tags.team IS NULL"));
+        Assert.Equal([c, a], await Search("tags.team IS NOT NULL"));
+        // Times in whole milliseconds; MLflow's aliases; status as MLflow names it; names and ids.
+        Assert.Equal([d, c], await Search("attributes.start_time > 1700000000005"));
+        Assert.Equal([b], await Search("created = 1700000000005"));
+        Assert.Equal([b, a], await Search("start_time <= 1700000000005"));
+        Assert.Equal([c], await Search("end_time > 0"));
+        Assert.Equal([c], await Search("status = 'FINISHED'"));
+        Assert.Equal([d, b, a], await Search("status LIKE 'RUN%'"));
+        Assert.Equal([a], await Search("\"run name\" = 'alpha'"));
+        Assert.Equal([a], await Search("attributes.run_name ILIKE 'ALP%'"));
+        Assert.Equal([c, a], await Search($"run_id IN ('{a}', '{c}')"));
+        Assert.Equal([d, b], await Search($"run_id NOT IN ('{a}', '{c}')"));
+
+        // Order: a number, then NaN, then missing, in either direction; strings as strings; a quoted key with a space.
+        Assert.Equal([a, c, b, d], await Search("", "metrics.acc DESC"));
+        Assert.Equal([c, a, b, d], await Search("", "metrics.acc"));
+        Assert.Equal([a, b, d, c], await Search("", "metrics.`train/loss` DESC"));
+        Assert.Equal([b, a, c, d], await Search("", "params.lr ASC"));
+        Assert.Equal([c, a, b, d], await Search("", "params.lr DESC"));
+        Assert.Equal([c, d, b, a], await Search("", "end_time DESC"));
+        Assert.Equal([a, b, c, d], await Search("", "attributes.start_time ASC"));
+        Assert.Equal([a, c, b, d], await Search("", "tags.team DESC", "run_name"));
+
+        // Pages cut by the database: the token leads to the rest, and the last page has none.
+        var first = await OkAsync(PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "max_results": 3, "order_by": ["start_time ASC"]}"""));
+        Assert.Equal([a, b, c], first.GetProperty("runs").EnumerateArray().Select(r => r.GetProperty("info").GetProperty("run_id").GetString()));
+        var token = first.GetProperty("next_page_token").GetString();
+        var rest = await OkAsync(PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "max_results": 3, "order_by": ["start_time ASC"], "page_token": "{{token}}"}"""));
+        Assert.Equal([d], rest.GetProperty("runs").EnumerateArray().Select(r => r.GetProperty("info").GetProperty("run_id").GetString()));
+        Assert.False(rest.TryGetProperty("next_page_token", out _));
+        // Each run of a page is whole: its metrics, params and tags.
+        var whole = first.GetProperty("runs")[0].GetProperty("data");
+        Assert.Equal(0.9, MetricOf(whole, "acc"));
+        Assert.Equal(["lr", "opt"], whole.GetProperty("params").EnumerateArray().Select(p => p.GetProperty("key").GetString()));
+
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "order_by": ["metrics.acc", "metrics.acc DESC"]}"""), "duplicate fields");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "filter": "start_time > 1.5"}"""), "expected an integer");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "filter": "metrics.acc IS NULL"}"""), "only supported for tags and params");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "order_by": ["metrics.acc SIDEWAYS"]}"""), "Invalid ordering key");
+    }
+
+    [Fact]
     public async Task The_latest_value_is_mlflows_the_highest_step_then_the_latest_time()
     {
         var runId = await NewRunAsync(tags: """[{"key": "case", "value": "latest"}]""");
@@ -443,6 +529,10 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         Assert.Contains("ema-0.99/eval/accuracy", keys);
         var history = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=ema-0.99/eval/accuracy"));
         Assert.Equal([0L, 10, 20], history.GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("step").GetInt64()));
+        // The search finds an engine run by its keys as the API names them: raw's bare, a track's under its name.
+        Assert.Contains(runId, await SearchAsync($"metrics.`eval/accuracy` >= 0 and run_id = '{runId}'"));
+        Assert.Contains(runId, await SearchAsync($"metrics.\"ema-0.99/eval/accuracy\" >= 0 and run_id = '{runId}'"));
+        Assert.Empty(await SearchAsync($"metrics.`raw/eval/accuracy` >= 0 and run_id = '{runId}'"));
         AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/log-metric", $$"""{"run_id": "{{runId}}", "key": "acc", "value": 1, "timestamp": 1}"""), "trained by EMA Lab's engine");
     }
 

@@ -1,5 +1,7 @@
+using System.Globalization;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Design;
+using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 namespace EmaLab.Dashboard.Data;
 
@@ -20,6 +22,22 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
     public DbSet<LoggedModelMetric> LoggedModelMetrics => Set<LoggedModelMetric>();
     public DbSet<RunInput> RunInputs => Set<RunInput>();
     public DbSet<RunOutput> RunOutputs => Set<RunOutput>();
+
+    /// <summary>
+    /// SQLite has no time type, and the text EF writes for a <see cref="DateTimeOffset"/> by default cannot be compared
+    /// or ordered in SQL. Written as UTC with seven fractional digits it sorts as the instants do, so the tracking API
+    /// filters and orders runs by time in the database (PostgreSQL has its own type and does not take this).
+    /// </summary>
+    protected override void ConfigureConventions(ModelConfigurationBuilder conventions) =>
+        conventions.Properties<DateTimeOffset>().HaveConversion<SortableUtcText>();
+
+    /// <summary><c>2026-12-02 05:27:08.1234567+00:00</c>. Text EF wrote before (fewer digits) still reads, and sorts the same.</summary>
+    public sealed class SortableUtcText() : ValueConverter<DateTimeOffset, string>(
+        at => at.UtcDateTime.ToString(Format, CultureInfo.InvariantCulture),
+        text => DateTimeOffset.Parse(text, CultureInfo.InvariantCulture))
+    {
+        public const string Format = "yyyy'-'MM'-'dd' 'HH':'mm':'ss'.'fffffff'+00:00'";
+    }
 
     protected override void OnModelCreating(ModelBuilder model)
     {

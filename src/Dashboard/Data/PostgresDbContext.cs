@@ -9,6 +9,11 @@ namespace EmaLab.Dashboard.Data;
 /// </summary>
 public sealed class PostgresDbContext(DbContextOptions options) : EmaLabDbContext(options)
 {
+    /// <summary>timestamptz compares and orders natively: none of SQLite's text conventions.</summary>
+    protected override void ConfigureConventions(ModelConfigurationBuilder conventions)
+    {
+    }
+
     protected override void OnModelCreating(ModelBuilder model)
     {
         base.OnModelCreating(model);

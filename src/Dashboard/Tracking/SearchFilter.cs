@@ -8,8 +8,10 @@ namespace EmaLab.Dashboard.Tracking;
 /// MLflow's search filter (mlflow/utils/search_utils.py): clauses joined by <c>AND</c>, each
 /// <c>&lt;entity&gt;.&lt;name&gt; &lt;comparator&gt; &lt;value&gt;</c>. Entities: <c>metrics.</c> (numbers: = != &lt; &lt;= &gt; &gt;=),
 /// <c>params.</c> and <c>tags.</c> (strings: = != LIKE ILIKE), <c>attributes.</c> or a bare attribute name
-/// (runs: run_id, run_name, status, user_id, start_time, end_time, artifact_uri, lifecycle_stage; experiments:
-/// name, creation_time, last_update_time; <c>IN</c>/<c>NOT IN</c> for run_id). Names may be quoted with "…" or `…`.
+/// (runs: run_id, run_name, status, user_id, start_time, end_time, artifact_uri, and MLflow's aliases <c>created</c> and
+/// <c>"run name"</c>; experiments: name, creation_time, last_update_time; <c>IN</c>/<c>NOT IN</c> for run_id);
+/// <c>IS NULL</c>/<c>IS NOT NULL</c> for params and tags. Names may be quoted with "…" or `…` (<c>metrics.`train/loss`</c>).
+/// Runs are searched in SQL (<see cref="RunSearch"/>); experiments and logged models, few, in memory.
 /// </summary>
 public sealed partial class SearchFilter
 {
@@ -19,7 +21,10 @@ public sealed partial class SearchFilter
 
     SearchFilter(List<Clause> clauses) => _clauses = clauses;
 
-    sealed record Clause(string Kind, string Name, string Comparator, object Value);
+    /// <summary>One comparison: Value is a double (metrics), a long (time attributes), a string, a list of strings (IN) or null (IS NULL).</summary>
+    internal sealed record Clause(string Kind, string Name, string Comparator, object? Value);
+
+    internal IReadOnlyList<Clause> Clauses => _clauses;
 
     public static SearchFilter Parse(string? filter, Entity entity)
     {
@@ -38,6 +43,16 @@ public sealed partial class SearchFilter
             var (kind, name) = Identifier(tokens[i++], entity, filter);
             var comparator = tokens[i++].ToUpperInvariant();
             if (comparator == "NOT" && i < tokens.Count && tokens[i].Equals("IN", StringComparison.OrdinalIgnoreCase)) { comparator = "NOT IN"; i++; }
+            if (comparator == "IS")
+            {
+                var not = i < tokens.Count && tokens[i].Equals("NOT", StringComparison.OrdinalIgnoreCase);
+                if (not) i++;
+                if (i >= tokens.Count || !tokens[i].Equals("NULL", StringComparison.OrdinalIgnoreCase)) throw Invalid(filter, $"expected IS NULL or IS NOT NULL after '{name}'");
+                i++;
+                if (kind is not ("params" or "tags")) throw Invalid(filter, $"IS NULL / IS NOT NULL is only supported for tags and params, not for '{kind}' '{name}'");
+                clauses.Add(new Clause(kind, name, not ? "IS NOT NULL" : "IS NULL", null));
+                continue;
+            }
             if (i >= tokens.Count) throw Invalid(filter, $"'{name}' {comparator} has no value");
             object value;
             if (comparator is "IN" or "NOT IN")
@@ -58,13 +73,16 @@ public sealed partial class SearchFilter
 
     static Clause Check(Clause c, string filter)
     {
-        var numeric = c.Kind == "metrics" || c.Kind == "attributes" && c.Name is "start_time" or "end_time" or "creation_time" or "last_update_time"
-            or "creation_timestamp" or "last_updated_timestamp";
-        if (numeric)
+        var time = c.Kind == "attributes" && IsTime(c.Name);
+        if (c.Kind == "metrics" || time)
         {
             if (c.Comparator is not ("=" or "!=" or "<" or "<=" or ">" or ">="))
                 throw Invalid(filter, $"'{c.Comparator}' is not a comparator for {c.Kind}.{c.Name}: use =, !=, <, <=, > or >=");
-            var text = (string)c.Value;
+            var text = (string)c.Value!;
+            // A time is milliseconds since the epoch, an integer (MLflow reads it with int()).
+            if (time)
+                return long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var ms) ? c with { Value = ms }
+                    : throw Invalid(filter, $"expected an integer (milliseconds since the epoch) for {c.Name}, got {text}");
             if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number))
                 throw Invalid(filter, $"expected a number for {c.Kind}.{c.Name}, got {text}");
             return c with { Value = number };
@@ -76,31 +94,15 @@ public sealed partial class SearchFilter
         }
         if (c.Comparator is not ("=" or "!=" or "LIKE" or "ILIKE"))
             throw Invalid(filter, $"'{c.Comparator}' is not a comparator for {c.Kind}.{c.Name}: use =, !=, LIKE or ILIKE");
-        return c with { Value = StringValue((string)c.Value, filter) };
+        return c with { Value = StringValue((string)c.Value!, filter) };
     }
 
-    public bool Matches(MlflowRun run) => _clauses.All(c => c.Kind switch
-    {
-        "metrics" => run.Data.Metrics.FirstOrDefault(m => m.Key == c.Name) is { Value: { } v } && Compare(v, c),
-        "params" => run.Data.Params.FirstOrDefault(p => p.Key == c.Name) is { Value: { } p } && Compare(p, c),
-        "tags" => run.Data.Tags.FirstOrDefault(t => t.Key == c.Name) is { Value: { } t } && Compare(t, c),
-        _ => c.Name switch
-        {
-            "run_id" => Compare(run.Info.RunId, c),
-            "run_name" => Compare(run.Info.RunName, c),
-            "status" => Compare(run.Info.Status, c),
-            "user_id" => Compare(run.Info.UserId, c),
-            "artifact_uri" => Compare(run.Info.ArtifactUri, c),
-            "lifecycle_stage" => Compare(run.Info.LifecycleStage, c),
-            "start_time" => Compare(run.Info.StartTime, c),
-            "end_time" => run.Info.EndTime is { } end && Compare(end, c),
-            _ => false,
-        },
-    });
+    internal static bool IsTime(string attribute) =>
+        attribute is "start_time" or "end_time" or "creation_time" or "last_update_time" or "creation_timestamp" or "last_updated_timestamp";
 
     public bool Matches(MlflowExperiment experiment) => _clauses.All(c => c.Kind switch
     {
-        "tags" => experiment.Tags.FirstOrDefault(t => t.Key == c.Name) is { Value: { } t } && Compare(t, c),
+        "tags" => CompareOptional(experiment.Tags.FirstOrDefault(t => t.Key == c.Name)?.Value, c),
         _ => c.Name switch
         {
             "name" => Compare(experiment.Name, c),
@@ -113,8 +115,8 @@ public sealed partial class SearchFilter
     public bool Matches(MlflowLoggedModel model) => _clauses.All(c => c.Kind switch
     {
         "metrics" => LatestMetric(model, c.Name) is { } v && Compare(v, c),
-        "params" => model.Data.Params.FirstOrDefault(p => p.Key == c.Name) is { Value: { } p } && Compare(p, c),
-        "tags" => model.Info.Tags.FirstOrDefault(t => t.Key == c.Name) is { Value: { } t } && Compare(t, c),
+        "params" => CompareOptional(model.Data.Params.FirstOrDefault(p => p.Key == c.Name)?.Value, c),
+        "tags" => CompareOptional(model.Info.Tags.FirstOrDefault(t => t.Key == c.Name)?.Value, c),
         _ => LoggedModelAttribute(model, c.Name) switch
         {
             string text => Compare(text, c),
@@ -147,7 +149,7 @@ public sealed partial class SearchFilter
 
     static bool Compare(double value, Clause c)
     {
-        var target = (double)c.Value;
+        var target = Convert.ToDouble(c.Value, CultureInfo.InvariantCulture);
         return c.Comparator switch
         {
             "=" => value == target, "!=" => value != target, "<" => value < target,
@@ -155,14 +157,22 @@ public sealed partial class SearchFilter
         };
     }
 
+    /// <summary>A param's or tag's value, null when the entity has none: only IS NULL matches a missing one.</summary>
+    static bool CompareOptional(string? value, Clause c) => c.Comparator switch
+    {
+        "IS NULL" => value is null,
+        "IS NOT NULL" => value is not null,
+        _ => value is not null && Compare(value, c),
+    };
+
     static bool Compare(string value, Clause c) => c.Comparator switch
     {
-        "=" => value == (string)c.Value,
-        "!=" => value != (string)c.Value,
-        "LIKE" => Like((string)c.Value, RegexOptions.None).IsMatch(value),
-        "ILIKE" => Like((string)c.Value, RegexOptions.IgnoreCase).IsMatch(value),
-        "IN" => ((List<string>)c.Value).Contains(value),
-        _ => !((List<string>)c.Value).Contains(value),
+        "=" => value == (string)c.Value!,
+        "!=" => value != (string)c.Value!,
+        "LIKE" => Like((string)c.Value!, RegexOptions.None).IsMatch(value),
+        "ILIKE" => Like((string)c.Value!, RegexOptions.IgnoreCase).IsMatch(value),
+        "IN" => ((List<string>)c.Value!).Contains(value),
+        _ => !((List<string>)c.Value!).Contains(value),
     };
 
     /// <summary>SQL's LIKE: % any run of characters, _ one character.</summary>
@@ -173,7 +183,7 @@ public sealed partial class SearchFilter
         return new Regex(regex.Append('$').ToString(), options | RegexOptions.Singleline | RegexOptions.CultureInvariant);
     }
 
-    static readonly string[] RunAttributes = ["run_id", "run_name", "status", "user_id", "start_time", "end_time", "artifact_uri", "lifecycle_stage"];
+    static readonly string[] RunAttributes = ["run_id", "run_name", "status", "user_id", "start_time", "end_time", "artifact_uri"];
     static readonly string[] ExperimentAttributes = ["name", "creation_time", "last_update_time"];
     static readonly string[] LoggedModelAttributes = ["name", "model_id", "model_type", "status", "source_run_id", "creation_timestamp", "last_updated_timestamp"];
 
@@ -195,7 +205,15 @@ public sealed partial class SearchFilter
         kind ??= "attributes";
         if (kind == "attributes")
         {
-            name = name switch { "run_uuid" => "run_id", "experiment_name" => "name", _ => name };
+            // MLflow's aliases (SearchUtils.translate_key_alias), and the older names of two attributes.
+            name = name switch
+            {
+                "run_uuid" => "run_id",
+                "experiment_name" => "name",
+                "created" or "Created" when entity == Entity.Run => "start_time",
+                "run name" or "Run name" or "Run Name" when entity == Entity.Run => "run_name",
+                _ => name,
+            };
             var known = entity switch { Entity.Run => RunAttributes, Entity.Experiment => ExperimentAttributes, _ => LoggedModelAttributes };
             if (!known.Contains(name))
                 throw Invalid(text, $"'{token}' is not a searchable {entity switch { Entity.Run => "run", Entity.Experiment => "experiment", _ => "logged model" }} attribute (use {string.Join(", ", known)}, or metrics., params., tags.)");
@@ -211,7 +229,7 @@ public sealed partial class SearchFilter
         token.Length >= 2 && (token[0] == '\'' && token[^1] == '\'' || token[0] == '"' && token[^1] == '"') ? token[1..^1]
             : throw Invalid(text, $"expected a quoted string, got {token}");
 
-    [GeneratedRegex("""\s*(`[^`]*`|"[^"]*"|'[^']*'|[A-Za-z_][\w.]*(?:\.(?:`[^`]*`|"[^"]*"))?|-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|!=|<=|>=|=|<|>|\(|\)|,)""")]
+    [GeneratedRegex("""\s*(`[^`]*`|"[^"]*"|'[^']*'|[A-Za-z_]\w*(?:\.(?:\w+|`[^`]*`|"[^"]*"))*|-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|!=|<=|>=|=|<|>|\(|\)|,)""")]
     private static partial Regex Token();
 
     static List<string> Tokenize(string filter)
@@ -232,48 +250,64 @@ public sealed partial class SearchFilter
     static MlflowException Invalid(string filter, string why) => MlflowException.Invalid($"Invalid filter '{filter}': {why}.");
 }
 
-/// <summary>MLflow's order_by: <c>metrics.x DESC</c>, <c>params.p</c>, <c>attributes.start_time ASC</c>; missing values last.</summary>
+/// <summary>
+/// MLflow's order_by: <c>metrics.x DESC</c>, <c>params.p</c>, <c>attributes.start_time ASC</c>, <c>metrics.`val loss`</c>;
+/// missing values last in both directions. A field may appear once.
+/// </summary>
 public sealed class SearchOrder
 {
     readonly List<(string Kind, string Name, bool Descending)> _keys;
 
     SearchOrder(List<(string, string, bool)> keys) => _keys = keys;
 
+    internal IReadOnlyList<(string Kind, string Name, bool Descending)> Keys => _keys;
+
     public static SearchOrder Parse(IReadOnlyList<string>? orderBy, SearchFilter.Entity entity)
     {
-        var keys = new List<(string, string, bool)>();
+        var keys = new List<(string Kind, string Name, bool Descending)>();
         foreach (var item in orderBy ?? [])
         {
-            var parts = item.Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (parts.Length is 0 or > 2 || parts.Length == 2 && parts[1].ToUpperInvariant() is not ("ASC" or "DESC"))
-                throw MlflowException.Invalid($"Invalid order_by clause '{item}'. Could not be parsed.");
+            var parts = ShellWords(item);
+            if (parts.Count is 0 or > 2) throw MlflowException.Invalid($"Invalid order_by clause '{item}'. Could not be parsed.");
+            if (parts.Count == 2 && parts[1].ToUpperInvariant() is not ("ASC" or "DESC"))
+                throw MlflowException.Invalid($"Invalid ordering key in order_by clause '{item}'.");
             var (kind, name) = SearchFilter.Identifier(parts[0], entity, item);
-            keys.Add((kind, name, parts.Length == 2 && parts[1].Equals("DESC", StringComparison.OrdinalIgnoreCase)));
+            if (keys.Any(k => k.Kind == kind && k.Name == name))
+                throw MlflowException.Invalid($"`order_by` contains duplicate fields: [{string.Join(", ", orderBy!.Select(o => $"'{o}'"))}]");
+            keys.Add((kind, name, parts.Count == 2 && parts[1].Equals("DESC", StringComparison.OrdinalIgnoreCase)));
         }
         return new SearchOrder(keys);
     }
 
-    /// <summary>The requested order, then MLflow's tiebreak: runs by start time (newest first) and id; experiments by id, highest first.</summary>
-    public List<MlflowRun> Sort(List<MlflowRun> runs)
+    /// <summary>
+    /// The words of an order_by item as MLflow reads them (<c>shlex.split</c> after backticks become double quotes):
+    /// <c>metrics.`val loss` DESC</c> is <c>metrics.val loss</c> and <c>DESC</c>.
+    /// </summary>
+    static List<string> ShellWords(string item)
     {
-        IOrderedEnumerable<MlflowRun>? sorted = null;
-        foreach (var (kind, name, descending) in _keys)
+        var words = new List<string>();
+        var word = new StringBuilder();
+        var inWord = false;
+        char? quote = null;
+        foreach (var ch in item.Replace('`', '"'))
         {
-            object? Key(MlflowRun r) => kind switch
+            if (quote is { } open)
             {
-                "metrics" => r.Data.Metrics.FirstOrDefault(m => m.Key == name)?.Value,
-                "params" => r.Data.Params.FirstOrDefault(p => p.Key == name)?.Value,
-                "tags" => r.Data.Tags.FirstOrDefault(t => t.Key == name)?.Value,
-                _ => name switch
-                {
-                    "start_time" => r.Info.StartTime, "end_time" => r.Info.EndTime, "run_name" => r.Info.RunName,
-                    "status" => r.Info.Status, "run_id" => r.Info.RunId, "user_id" => r.Info.UserId, _ => null,
-                },
-            };
-            sorted = Then(sorted, runs, Key, descending);
+                if (ch == open) quote = null;
+                else word.Append(ch);
+            }
+            else if (ch is '"' or '\'') { quote = ch; inWord = true; }
+            else if (char.IsWhiteSpace(ch))
+            {
+                if (inWord) words.Add(word.ToString());
+                word.Clear();
+                inWord = false;
+            }
+            else { word.Append(ch); inWord = true; }
         }
-        sorted = Then(sorted, runs, r => r.Info.StartTime, descending: true);
-        return sorted.ThenBy(r => r.Info.RunId, StringComparer.Ordinal).ToList();
+        if (quote is not null) throw MlflowException.Invalid($"Invalid order_by clause '{item}'. Could not be parsed.");
+        if (inWord) words.Add(word.ToString());
+        return words;
     }
 
     public List<MlflowExperiment> Sort(List<MlflowExperiment> experiments)

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Linq.Expressions;
 using System.Text.RegularExpressions;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
@@ -185,7 +186,7 @@ public sealed partial class TrackingService(
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var run = await FindRunAsync(db, runId, ct);
-        return await ToDtoAsync(db, run, ct);
+        return (await ToDtosAsync(db, [run], ct))[0];
     }
 
     public async Task<MlflowRunInfo> UpdateRunAsync(UpdateRunRequest request, CancellationToken ct)
@@ -430,22 +431,23 @@ public sealed partial class TrackingService(
         return index;
     }
 
+    /// <summary>One query filters, orders and pages in the database (<see cref="RunSearch"/>); then the page's runs are read whole.</summary>
     public async Task<(List<MlflowRun> Runs, string? NextPageToken)> SearchRunsAsync(SearchRunsRequest request, CancellationToken ct)
     {
         var max = MaxResults(request.MaxResults);
         var view = ViewType(request.RunViewType);
         var filter = SearchFilter.Parse(request.Filter, SearchFilter.Entity.Run);
         var order = SearchOrder.Parse(request.OrderBy, SearchFilter.Entity.Run);
-        var experimentIds = (request.ExperimentIds ?? []).Select(ParseExperimentId).ToHashSet();
+        var offset = ParsePageToken(request.PageToken);
+        var experimentIds = (request.ExperimentIds ?? []).Select(ParseExperimentId).Distinct().ToList();
         await using var db = await dbFactory.CreateDbContextAsync(ct);
-        var runs = await db.Runs.AsNoTracking().Where(r => experimentIds.Contains(r.ExperimentId)).ToListAsync(ct);
-        var results = new List<MlflowRun>();
-        foreach (var run in runs.Where(r => view.Includes(r.Deleted)))
-        {
-            var dto = await ToDtoAsync(db, run, ct);
-            if (filter.Matches(dto)) results.Add(dto);
-        }
-        return Page(order.Sort(results), request.PageToken, max);
+        var runs = db.Runs.AsNoTracking().Where(r => experimentIds.Contains(r.ExperimentId));
+        if (!view.Deleted) runs = runs.Where(r => !r.Deleted);
+        if (!view.Active) runs = runs.Where(r => r.Deleted);
+        // One more than the page: whether a next page exists, without counting every match.
+        var page = await RunSearch.Order(RunSearch.Filter(runs, db, filter), db, order).Skip(offset).Take(max + 1).ToListAsync(ct);
+        var next = page.Count > max ? (offset + max).ToString(CultureInfo.InvariantCulture) : null;
+        return (await ToDtosAsync(db, page.Take(max).ToList(), ct), next);
     }
 
     // ---------------------------------------------------------------- helpers
@@ -490,43 +492,60 @@ public sealed partial class TrackingService(
         return ClientTrackKeys.Map(metricKey, new Dictionary<string, string>());
     }
 
-    async Task<MlflowRun> ToDtoAsync(EmaLabDbContext db, Run run, CancellationToken ct)
+    /// <summary>
+    /// Runs as the tracking API returns them, read in six queries however many runs there are. A run's metrics are
+    /// MLflow's latest value of each key (<see cref="LatestValues"/>), kept by the metric writer: no series is scanned.
+    /// </summary>
+    async Task<List<MlflowRun>> ToDtosAsync(EmaLabDbContext db, IReadOnlyList<Run> runs, CancellationToken ct)
     {
-        var tags = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id).ToListAsync(ct);
-        var @params = await db.Params.AsNoTracking().Where(p => p.RunId == run.Id).OrderBy(p => p.Key).ToListAsync(ct);
-        var latest = await LatestMetricsAsync(db, run, ct);
-        var inputs = await db.RunInputs.AsNoTracking().Where(i => i.RunId == run.Id).OrderBy(i => i.Id).ToListAsync(ct);
-        var outputs = await db.RunOutputs.AsNoTracking().Where(o => o.RunId == run.Id).OrderBy(o => o.Step).ThenBy(o => o.ModelId).ToListAsync(ct);
-        return new MlflowRun(InfoOf(run, tags),
-            new MlflowRunData(latest, @params.Select(p => new MlflowTag(p.Key, p.Value)).ToList(), tags.Select(t => new MlflowTag(t.Key, t.Value)).ToList()),
-            LoggedModelService.InputsOf(inputs), LoggedModelService.OutputsOf(outputs));
-    }
-
-    /// <summary>MLflow's latest value of each key (<see cref="LatestValues"/>), kept by the metric writer: no series is scanned.</summary>
-    static async Task<List<MlflowMetric>> LatestMetricsAsync(EmaLabDbContext db, Run run, CancellationToken ct)
-    {
-        var latest = await db.LatestMetrics.AsNoTracking().Where(m => m.RunId == run.Id).ToListAsync(ct);
-        var names = run.Origin == RunOrigin.Client
-            ? await db.ClientMetricKeys.AsNoTracking().Where(k => k.RunId == run.Id).ToDictionaryAsync(k => (k.Track, k.Key), k => k.LoggedKey, ct)
-            : [];
-        return latest
-            .Select(m => new MlflowMetric(names.GetValueOrDefault((m.Track, m.Key)) ?? ClientTrackKeys.EngineKey(m.Track, m.Key), m.Value ?? double.NaN, m.WallTimeMs, m.Step))
-            .OrderBy(m => m.Key, StringComparer.Ordinal).ToList();
+        if (runs.Count == 0) return [];
+        var ids = runs.Select(r => r.Id).ToList();
+        var clientIds = runs.Where(r => r.Origin == RunOrigin.Client).Select(r => r.Id).ToList();
+        var tags = (await db.RunTags.AsNoTracking().Where(t => ids.Contains(t.RunId)).ToListAsync(ct)).ToLookup(t => t.RunId);
+        var @params = (await db.Params.AsNoTracking().Where(p => ids.Contains(p.RunId)).ToListAsync(ct)).ToLookup(p => p.RunId);
+        var latest = (await db.LatestMetrics.AsNoTracking().Where(m => ids.Contains(m.RunId)).ToListAsync(ct)).ToLookup(m => m.RunId);
+        var loggedKeys = clientIds.Count == 0 ? []
+            : await db.ClientMetricKeys.AsNoTracking().Where(k => clientIds.Contains(k.RunId)).ToDictionaryAsync(k => (k.RunId, k.Track, k.Key), k => k.LoggedKey, ct);
+        var inputs = (await db.RunInputs.AsNoTracking().Where(i => ids.Contains(i.RunId)).OrderBy(i => i.Id).ToListAsync(ct)).ToLookup(i => i.RunId);
+        var outputs = (await db.RunOutputs.AsNoTracking().Where(o => ids.Contains(o.RunId)).ToListAsync(ct)).ToLookup(o => o.RunId);
+        return runs.Select(run =>
+        {
+            var runTags = tags[run.Id].ToList();
+            var metrics = latest[run.Id]
+                .Select(m => new MlflowMetric(loggedKeys.GetValueOrDefault((run.Id, m.Track, m.Key)) ?? ClientTrackKeys.EngineKey(m.Track, m.Key), m.Value ?? double.NaN, m.WallTimeMs, m.Step))
+                .OrderBy(m => m.Key, StringComparer.Ordinal).ToList();
+            return new MlflowRun(InfoOf(run, runTags),
+                new MlflowRunData(metrics, @params[run.Id].OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => new MlflowTag(p.Key, p.Value)).ToList(),
+                    runTags.Select(t => new MlflowTag(t.Key, t.Value)).ToList()),
+                LoggedModelService.InputsOf(inputs[run.Id].ToList()),
+                LoggedModelService.OutputsOf(outputs[run.Id].OrderBy(o => o.Step).ThenBy(o => o.ModelId, StringComparer.Ordinal).ToList()));
+        }).ToList();
     }
 
     static MlflowRunInfo InfoOf(Run run, IReadOnlyList<RunTag> tags) => new(
         run.Uuid, run.Uuid, run.Name, Id(run.ExperimentId), tags.FirstOrDefault(t => t.Key == UserTag)?.Value ?? "",
-        StatusOf(run.Status), (run.StartedAt ?? run.CreatedAt).ToUnixTimeMilliseconds(), run.FinishedAt?.ToUnixTimeMilliseconds(),
-        $"mlflow-artifacts:/{Id(run.ExperimentId)}/{run.Uuid}/artifacts", run.Deleted ? "deleted" : "active");
+        StatusOf(run.Status), StartTimeOf(run).ToUnixTimeMilliseconds(), run.FinishedAt?.ToUnixTimeMilliseconds(),
+        ArtifactUriOf(run), run.Deleted ? "deleted" : "active");
 
-    public static string StatusOf(RunStatus status) => status switch
-    {
-        RunStatus.Queued => "SCHEDULED",
-        RunStatus.Running => "RUNNING",
-        RunStatus.Completed => "FINISHED",
-        RunStatus.Cancelled or RunStatus.Interrupted => "KILLED",
-        _ => "FAILED",
-    };
+    // A run's computed fields, each written once as an expression: the search runs them as SQL, the API's answers as code.
+
+    /// <summary>MLflow's status of a run.</summary>
+    internal static readonly Expression<Func<RunStatus, string>> MlflowStatus = s =>
+        s == RunStatus.Queued ? "SCHEDULED"
+        : s == RunStatus.Running ? "RUNNING"
+        : s == RunStatus.Completed ? "FINISHED"
+        : s == RunStatus.Cancelled || s == RunStatus.Interrupted ? "KILLED"
+        : "FAILED";
+
+    /// <summary>MLflow's start time: when the run started, else when it was created (a queued run).</summary>
+    internal static readonly Expression<Func<Run, DateTimeOffset>> StartTime = r => r.StartedAt ?? r.CreatedAt;
+
+    /// <summary>Where the run's artifacts are, through the artifact proxy.</summary>
+    internal static readonly Expression<Func<Run, string>> ArtifactUri = r => "mlflow-artifacts:/" + r.ExperimentId.ToString() + "/" + r.Uuid + "/artifacts";
+
+    public static readonly Func<RunStatus, string> StatusOf = MlflowStatus.Compile();
+    static readonly Func<Run, DateTimeOffset> StartTimeOf = StartTime.Compile();
+    static readonly Func<Run, string> ArtifactUriOf = ArtifactUri.Compile();
 
     static MlflowMetric ValidMetric(MlflowMetric metric, string path, bool nameChecked)
     {

@@ -101,12 +101,17 @@ static class LoadBenchmarks
     static async Task<long> StepAsync(HttpClient client, long id) =>
         JsonDocument.Parse(await client.GetStringAsync($"/api/runs/{id}")).RootElement.GetProperty("step").GetInt64();
 
+    /// <summary>
+    /// The server as a child process: this build's, or the build in <c>EMALAB_BENCH_SERVER</c> (a directory holding
+    /// another commit's EmaLab.Dashboard.dll), so that one bench measures an older server against a newer one.
+    /// </summary>
     internal static Process StartServer(string data, int port, IReadOnlyDictionary<string, string>? settings = null)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "EmaLab.Dashboard.dll");
+        var directory = Environment.GetEnvironmentVariable("EMALAB_BENCH_SERVER") is { Length: > 0 } other ? other : AppContext.BaseDirectory;
+        var dll = Path.Combine(directory, "EmaLab.Dashboard.dll");
         var start = new ProcessStartInfo("dotnet", [dll])
         {
-            WorkingDirectory = AppContext.BaseDirectory,
+            WorkingDirectory = directory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             Environment =

@@ -159,6 +159,49 @@ public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, I
     }
 
     [Fact]
+    public async Task A_clients_logged_models_are_listed_on_its_page_beside_their_tracks_with_weights_to_download()
+    {
+        UseAppServices();
+        async Task<JsonElement> Post(string path, string json)
+        {
+            var response = await _client.PostAsync("/api/2.0/mlflow/" + path, Api.JsonBody(json));
+            var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+            Assert.True(response.IsSuccessStatusCode, body.ToString());
+            return body;
+        }
+        // A script that logs val_acc and val_acc_ema (one EMA track), then log_model of the raw and the EMA model.
+        var run = (await Post("runs/create", """{"experiment_id": "0", "run_name": "logged-models", "tags": [{"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]}"""))
+            .GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        await Post("runs/log-batch", $$"""{"run_id": "{{run}}", "metrics": [{"key": "val_acc", "value": 0.9, "timestamp": 1, "step": 10}, {"key": "val_acc_ema", "value": 0.93, "timestamp": 1, "step": 10}]}""");
+        var weights = new Dictionary<string, byte[]>();
+        foreach (var name in new[] { "model", "ema" })
+        {
+            var id = (await Post("logged-models", $$"""{"experiment_id": "0", "name": "{{name}}", "source_run_id": "{{run}}", "model_type": "pytorch"}"""))
+                .GetProperty("model").GetProperty("info").GetProperty("model_id").GetString()!;
+            await Post("runs/outputs", $$"""{"run_id": "{{run}}", "models": [{"model_id": "{{id}}", "step": "10"}]}""");
+            weights[name] = [.. Enumerable.Range(0, 2048).Select(i => (byte)(i * (name == "ema" ? 3 : 5)))];
+            var root = $"/api/2.0/mlflow-artifacts/artifacts/0/models/{id}/artifacts";
+            (await _client.PutAsync($"{root}/MLmodel", new ByteArrayContent("flavors: {}\n"u8.ToArray()))).EnsureSuccessStatusCode();
+            (await _client.PutAsync($"{root}/data/model.pth", new ByteArrayContent(weights[name]))).EnsureSuccessStatusCode();
+            var finalize = await _client.PatchAsync($"/api/2.0/mlflow/logged-models/{id}", Api.JsonBody($$"""{"model_id": "{{id}}", "status": "LOGGED_MODEL_READY"}"""));
+            finalize.EnsureSuccessStatusCode();
+        }
+        var runId = (await Api.GetAsync(_client, "/api/runs?pageSize=100")).GetProperty("items").EnumerateArray()
+            .Single(r => r.GetProperty("trackingId").GetString() == run).Id();
+
+        var cut = Render<RunDetail>(p => p.Add(c => c.Id, runId));
+        cut.WaitForAssertion(() => Assert.Equal(2, cut.FindAll("[data-testid=logged-models] tbody tr").Count));
+        var rows = cut.FindAll("[data-testid=logged-models] tbody tr");
+        Assert.Contains("model", rows[0].TextContent);
+        Assert.Equal("—", rows[0].QuerySelector("[data-testid=model-track]")!.TextContent.Trim());
+        Assert.Equal("ema-0.999", rows[1].QuerySelector("[data-testid=model-track]")!.TextContent.Trim());
+        Assert.Contains("10", rows[1].TextContent);
+        // The weights link goes through the artifact proxy and returns the file the client uploaded.
+        var link = rows[1].QuerySelector("a[download][data-track='ema-0.999']")!.GetAttribute("href")!;
+        Assert.Equal(weights["ema"], await _client.GetByteArrayAsync("/" + link));
+    }
+
+    [Fact]
     public void A_dataset_uploads_from_the_page_is_listed_and_a_bad_file_is_named_by_its_field()
     {
         UseAppServices();

@@ -174,6 +174,54 @@ public abstract class GroupApiSuite(EmaLabFactory factory)
     }
 
     [Fact]
+    public async Task Seeds_logged_by_a_script_pair_their_final_gap_at_the_last_step_both_tracks_have_and_read_the_latest_value()
+    {
+        // Each seed: raw evaluated at steps 100, 200, 300, its EMA at 100 and 200 only; at step 300 raw has two values sent
+        // out of time order (the latest, 0.75, is final — not the first stored, nor the last sent); and an epoch metric
+        // logged without a step (all at step 0). The EMA is better by 0.03 + seed/1000 at step 200, the last step both have.
+        var group = $"script seeds {Guid.NewGuid():N}";
+        string? lastRun = null;
+        foreach (var seed in new[] { 0, 1, 2 })
+        {
+            var created = await _client.PostAsync("/api/2.0/mlflow/runs/create", Api.JsonBody($$"""
+                {"experiment_id": "0", "run_name": "seed {{seed}}", "tags": [{"key": "emalab.group", "value": "{{group}}"}, {"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]}
+                """));
+            var uuid = lastRun = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+            var d = seed / 1000.0;
+            (string Key, double Value, int Step, int Time)[] points =
+            [
+                ("val_acc", 0.60, 100, 1000), ("val_acc_ema", 0.62 + d, 100, 1000),
+                ("val_acc", 0.70, 200, 2000), ("val_acc_ema", 0.73 + d, 200, 2000),
+                ("val_acc", 0.75, 300, 3000), ("val_acc", 0.95, 300, 2500),
+                ("epoch_loss", 0.9, 0, 1000), ("epoch_loss", 0.5, 0, 3000), ("epoch_loss", 0.7, 0, 2000),
+            ];
+            var metrics = string.Join(", ", points.Select(p => $$"""{"key": "{{p.Key}}", "value": {{p.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)}}, "timestamp": "{{p.Time}}", "step": "{{p.Step}}"}"""));
+            (await _client.PostAsync("/api/2.0/mlflow/runs/log-batch", Api.JsonBody($$"""{"run_id": "{{uuid}}", "params": [{"key": "seed", "value": "{{seed}}"}], "metrics": [{{metrics}}]}"""))).EnsureSuccessStatusCode();
+            (await _client.PostAsync("/api/2.0/mlflow/runs/update", Api.JsonBody($$"""{"run_id": "{{uuid}}", "status": "FINISHED"}"""))).EnsureSuccessStatusCode();
+        }
+
+        var statistics = await Api.GetAsync(_client, $"/api/groups/{Uri.EscapeDataString(group)}");
+        var tracks = statistics.GetProperty("configurations")[0].GetProperty("tracks").EnumerateArray().ToDictionary(t => t.GetProperty("track").GetString()!);
+        Assert.Equal(0.75, tracks["raw"].GetProperty("final").GetProperty("mean").GetDouble(), 12);
+        Assert.Equal(0.95, tracks["raw"].GetProperty("best").GetProperty("mean").GetDouble(), 12);
+        var ema = tracks["ema-0.999"];
+        Assert.Equal(0.731, ema.GetProperty("final").GetProperty("mean").GetDouble(), 12);
+        Assert.Equal(0.031, ema.GetProperty("finalGap").GetProperty("difference").GetProperty("mean").GetDouble(), 12);
+        Assert.Equal(200, ema.GetProperty("finalGapSteps").GetProperty("from").GetInt64());
+        Assert.Equal(200, ema.GetProperty("finalGapSteps").GetProperty("to").GetInt64());
+        Assert.Contains("ema-0.999 beats raw", ema.GetProperty("verdict").GetString());
+
+        // The CSV says at which step the final gap paired the seeds; the run's own latest values are MLflow's.
+        var csv = await _client.GetStringAsync($"/api/groups/{Uri.EscapeDataString(group)}/runs.csv");
+        Assert.Contains(",200,", csv.Split('\n').Single(l => l.Contains(",ema-0.999,", StringComparison.Ordinal)));
+        var run = await Api.GetAsync(_client, $"/api/2.0/mlflow/runs/get?run_id={lastRun}");
+        var latest = run.GetProperty("run").GetProperty("data").GetProperty("metrics").EnumerateArray().ToDictionary(m => m.GetProperty("key").GetString()!, m => m.GetProperty("value").GetDouble());
+        Assert.Equal(0.5, latest["epoch_loss"]);
+        Assert.Equal(0.75, latest["val_acc"]);
+        Assert.Equal(0.732, latest["val_acc_ema"], 12);
+    }
+
+    [Fact]
     public async Task One_sigma_rel_reconstructed_on_every_seed_joins_the_statistics_and_the_table_downloads_as_csv()
     {
         var body = Grid("posthoc seeds", [1, 2], steps: 60);

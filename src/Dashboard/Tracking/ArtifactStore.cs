@@ -172,9 +172,13 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     }
 
     /// <summary>Every file of a run's artifacts (for its page), by path relative to the artifact root.</summary>
-    public IReadOnlyList<MlflowFileInfo> AllFiles(Run run)
+    public IReadOnlyList<MlflowFileInfo> AllFiles(Run run) => FilesUnder(Root(run));
+
+    /// <summary>Every file of a logged model's artifacts, by path relative to its artifact root.</summary>
+    public IReadOnlyList<MlflowFileInfo> AllFiles(LoggedModel model) => FilesUnder(ModelRoot(model));
+
+    static IReadOnlyList<MlflowFileInfo> FilesUnder(string root)
     {
-        var root = Root(run);
         if (!Directory.Exists(root)) return [];
         return Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Where(f => !f.EndsWith(".partial", StringComparison.Ordinal))
             .Select(f => new MlflowFileInfo(Path.GetRelativePath(root, f).Replace('\\', '/'), false, new FileInfo(f).Length))

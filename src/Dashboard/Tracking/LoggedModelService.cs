@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
+using EmaLab.TrainingEngine;
 using Microsoft.EntityFrameworkCore;
 using static EmaLab.Dashboard.Tracking.MlflowValidation;
 
@@ -252,6 +253,30 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         var model = await (track ? query : query.AsNoTracking()).SingleOrDefaultAsync(m => m.Id == modelId, ct);
         return model is not null && (allowDeleted || !model.Deleted) ? model
             : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Logged model with ID '{modelId}' not found.");
+    }
+
+    /// <summary>The tag that names the track a logged model's weights are (<c>mlflow.pytorch.log_model(ema, name="ema", tags={"emalab.track": "ema-0.999"})</c>).</summary>
+    public const string TrackTag = "emalab.track";
+
+    /// <summary>
+    /// Which of the run's tracks a logged model holds, so the run page shows it beside that track: the track its
+    /// <see cref="TrackTag"/> tag names; else one its name or a tag's value names (<c>ema-0.999</c>); else, when its name
+    /// says EMA or SWA (<c>ema</c>, <c>ema_model</c>, <c>swa</c>, as <see cref="ClientTrackKeys.IsTrackName"/>), the run's
+    /// only track of that kind, or the EMA track of the decay a <c>…decay…</c> tag states. Null when nothing says which.
+    /// </summary>
+    public static string? TrackOf(string name, IReadOnlyDictionary<string, string> tags, IReadOnlyCollection<string> tracks)
+    {
+        if (tags.TryGetValue(TrackTag, out var tagged) && tracks.Contains(tagged)) return tagged;
+        if (tracks.Contains(name)) return name;
+        if (tags.Values.FirstOrDefault(tracks.Contains) is { } named) return named;
+        var lower = name.ToLowerInvariant();
+        if (!ClientTrackKeys.IsTrackName(lower) || lower == TrackNames.Raw) return null;
+        if (tags.FirstOrDefault(t => t.Key.Contains("decay", StringComparison.OrdinalIgnoreCase)).Value is { } decayText
+            && double.TryParse(decayText, NumberStyles.Float, CultureInfo.InvariantCulture, out var decay)
+            && tracks.FirstOrDefault(t => ClientTrackKeys.DecayOf(t) == decay) is { } byDecay) return byDecay;
+        var kind = lower.StartsWith("swa", StringComparison.Ordinal) ? "swa" : "ema";
+        var ofKind = tracks.Where(t => t.StartsWith(kind, StringComparison.Ordinal)).ToList();
+        return ofKind.Count == 1 ? ofKind[0] : null;
     }
 
     static LoggedModelStatus? StatusOf(string? name) => name switch

@@ -38,7 +38,8 @@ public sealed class LiveAcrossProcessesTests
             if (pointsSeenMidRun == 0)
                 // The viewer reads the series once mid-run (and caches it); later reads must not answer from that cache.
                 pointsSeenMidRun = await TrainLossPointsAsync(viewerClient, id);
-            if (!cancelled && trainSteps.Count > 300)
+            // Cancelled once a progress event has crossed too: on a loaded machine 300 steps can pass before the trainer's first one.
+            if (!cancelled && trainSteps.Count > 300 && types.Contains("progress"))
             {
                 cancelled = true;
                 Assert.True((await trainerClient.PostAsync($"/api/runs/{id}/cancel", null)).IsSuccessStatusCode);

@@ -35,21 +35,24 @@ static class RunSearch
                         : engineValues.Any(m => m.RunId == r.Id));
                     break;
                 case "params":
+                    // Correlated EXISTS throughout: each run's rows are found by the (RunId, Key) primary key.
                     var @params = db.Params.Where(p => p.Key == name);
+                    var matchingParams = @params.Where(Test<RunParam, string>(p => p.Value, body => StringTest(body, clause, sqlite)));
                     runs = clause.Comparator switch
                     {
                         "IS NULL" => runs.Where(r => !@params.Any(p => p.RunId == r.Id)),
                         "IS NOT NULL" => runs.Where(r => @params.Any(p => p.RunId == r.Id)),
-                        _ => Matching(runs, @params.Where(Test<RunParam, string>(p => p.Value, body => StringTest(body, clause, sqlite))).Select(p => p.RunId)),
+                        _ => runs.Where(r => matchingParams.Any(p => p.RunId == r.Id)),
                     };
                     break;
                 case "tags":
                     var tags = db.RunTags.Where(t => t.Key == name);
+                    var matchingTags = tags.Where(Test<RunTag, string>(t => t.Value, body => StringTest(body, clause, sqlite)));
                     runs = clause.Comparator switch
                     {
                         "IS NULL" => runs.Where(r => !tags.Any(t => t.RunId == r.Id)),
                         "IS NOT NULL" => runs.Where(r => tags.Any(t => t.RunId == r.Id)),
-                        _ => Matching(runs, tags.Where(Test<RunTag, string>(t => t.Value, body => StringTest(body, clause, sqlite))).Select(t => t.RunId)),
+                        _ => runs.Where(r => matchingTags.Any(t => t.RunId == r.Id)),
                     };
                     break;
                 default:
@@ -124,8 +127,6 @@ static class RunSearch
     /// <summary>An engine run's latest rows named <paramref name="name"/> in the tracking API (<see cref="ClientTrackKeys.EngineKey"/>).</summary>
     static Expression<Func<LatestMetric, bool>> EngineKeyIs(string name) =>
         m => m.Track == TrackNames.Raw ? m.Key == name : m.Track + "/" + m.Key == name;
-
-    static IQueryable<Run> Matching(IQueryable<Run> runs, IQueryable<long> runIds) => runs.Where(r => runIds.Contains(r.Id));
 
     // ---------------------------------------------------------------- comparisons as expression trees
 

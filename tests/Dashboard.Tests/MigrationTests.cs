@@ -47,7 +47,10 @@ public sealed class MigrationTests
         }
     }
 
-    /// <summary>Migrates to just before LatestMetrics, writes a run and its points as that version did, migrates to the end and reads them back.</summary>
+    /// <summary>
+    /// Migrates to just before LatestMetrics, writes a run and its points as that version did; to just before DatasetContext,
+    /// writes a dataset input as that version did; migrates to the end and reads them back.
+    /// </summary>
     static async Task UpgradeAsync(EmaLabDbContext db, object createdAt, object startedAt)
     {
         var migrations = db.Database.GetMigrations().ToList();
@@ -66,7 +69,13 @@ public sealed class MigrationTests
             await db.Database.ExecuteSqlRawAsync(
                 """INSERT INTO "Metrics" ("RunId", "Key", "Track", "Step", "WallTimeMs", "Value") VALUES ({0}, {1}, 'raw', {2}, {3}, {4})""", runId, key, step, time, value);
 
+        // A dataset input logged before its context had a column of its own.
+        await db.GetService<IMigrator>().MigrateAsync(migrations[migrations.FindIndex(m => m.EndsWith("_DatasetContext", StringComparison.Ordinal)) - 1]);
+        await db.Database.ExecuteSqlRawAsync(
+            """INSERT INTO "RunInputs" ("RunId", "DatasetName", "DatasetDigest", "SourceType", "Source", "TagsJson") VALUES ({0}, 'mnist', 'd1', 'local', '{{}}', {1})""",
+            runId, """{"mlflow.data.context":"training","other":"x"}""");
         await db.Database.MigrateAsync();
+        Assert.Equal("training", await db.RunInputs.Select(i => i.Context).SingleAsync());
 
         var latest = await db.LatestMetrics.AsNoTracking().Where(m => m.RunId == runId).OrderBy(m => m.Key).ToListAsync();
         Assert.Equal(["epoch", "x"], latest.Select(m => m.Key));

@@ -285,6 +285,12 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         await Param(b, "opt", "adam");
         await Param(c, "lr", "0.1");
         await OkAsync(PostAsync("runs/update", $$"""{"run_id": "{{c}}", "status": "FINISHED", "end_time": "1700000001000"}"""));
+        async Task Input(string run, string name, string digest, string context) => await OkAsync(PostAsync("runs/log-inputs", $$$"""
+            {"run_id": "{{{run}}}", "datasets": [{"tags": [{"key": "mlflow.data.context", "value": "{{{context}}}"}], "dataset": {"name": "{{{name}}}", "digest": "{{{digest}}}", "source_type": "local", "source": "digits.npz"}}]}
+            """));
+        await Input(a, "mnist", "d1", "training");
+        await Input(a, "mnist-test", "d3", "eval");
+        await Input(b, "digits", "d2", "eval");
 
         async Task<List<string>> Search(string filter, params string[] orderBy)
         {
@@ -319,6 +325,14 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         Assert.Equal([c, a], await Search($"run_id IN ('{a}', '{c}')"));
         Assert.Equal([d, b], await Search($"run_id NOT IN ('{a}', '{c}')"));
 
+        // A run matches when one of its dataset inputs does.
+        Assert.Equal([a], await Search("datasets.name = 'mnist'"));
+        Assert.Equal([b, a], await Search("datasets.context = 'eval'"));
+        Assert.Equal([a], await Search("datasets.context = 'training' and datasets.digest != 'd2'"));
+        Assert.Equal([b, a], await Search("datasets.digest IN ('d1', 'd2')"));
+        Assert.Equal([], await Search("datasets.name LIKE 'DIG%'"));
+        Assert.Equal([b], await Search("datasets.name ILIKE 'DIG%'"));
+
         // Order: a number, then NaN, then missing, in either direction; strings as strings; a quoted key with a space.
         Assert.Equal([a, c, b, d], await Search("", "metrics.acc DESC"));
         Assert.Equal([c, a, b, d], await Search("", "metrics.acc"));
@@ -345,6 +359,8 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "filter": "start_time > 1.5"}"""), "expected an integer");
         AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "filter": "metrics.acc IS NULL"}"""), "only supported for tags and params");
         AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "order_by": ["metrics.acc SIDEWAYS"]}"""), "Invalid ordering key");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "filter": "datasets.size = '1'"}"""), "Invalid dataset key");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("runs/search", $$"""{"experiment_ids": ["{{experiment}}"], "order_by": ["datasets.name"]}"""), "not ordered by their datasets");
     }
 
     [Fact]

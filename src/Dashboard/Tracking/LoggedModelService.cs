@@ -195,10 +195,12 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         {
             var d = input.Dataset!;
             if (!existing.Add((d.Name, d.Digest))) continue;
+            var tags = new Dictionary<string, string>();
+            foreach (var tag in input.Tags ?? []) tags[tag.Key!] = tag.Value!; // a key sent twice: the last value, as for a run's tags
             db.RunInputs.Add(new RunInput
             {
                 RunId = run.Id, DatasetName = d.Name, DatasetDigest = d.Digest, SourceType = d.SourceType, Source = d.Source, Schema = d.Schema, Profile = d.Profile,
-                TagsJson = JsonSerializer.Serialize((input.Tags ?? []).ToDictionary(t => t.Key!, t => t.Value!)),
+                TagsJson = JsonSerializer.Serialize(tags), Context = tags.GetValueOrDefault(RunInput.ContextTag),
             });
         }
         foreach (var model in models)

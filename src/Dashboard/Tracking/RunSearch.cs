@@ -55,6 +55,14 @@ static class RunSearch
                         _ => runs.Where(r => matchingTags.Any(t => t.RunId == r.Id)),
                     };
                     break;
+                case "datasets":
+                    // A run matches when one of its dataset inputs does (a dataset without the field does not).
+                    Expression<Func<RunInput, string?>> field = name switch { "name" => i => i.DatasetName, "digest" => i => i.DatasetDigest, _ => i => i.Context };
+                    var inputs = db.RunInputs.Where(i => i.ModelId == null)
+                        .Where(Test(field, body => Expression.NotEqual(body, Expression.Constant(null, typeof(string)))))
+                        .Where(Test(field, body => StringTest(body, clause, sqlite)));
+                    runs = runs.Where(r => inputs.Any(i => i.RunId == r.Id));
+                    break;
                 default:
                     runs = name switch
                     {

@@ -10,7 +10,8 @@ namespace EmaLab.Dashboard.Tracking;
 /// <c>params.</c> and <c>tags.</c> (strings: = != LIKE ILIKE), <c>attributes.</c> or a bare attribute name
 /// (runs: run_id, run_name, status, user_id, start_time, end_time, artifact_uri, and MLflow's aliases <c>created</c> and
 /// <c>"run name"</c>; experiments: name, creation_time, last_update_time; <c>IN</c>/<c>NOT IN</c> for run_id);
-/// <c>IS NULL</c>/<c>IS NOT NULL</c> for params and tags. Names may be quoted with "…" or `…` (<c>metrics.`train/loss`</c>).
+/// <c>IS NULL</c>/<c>IS NOT NULL</c> for params and tags; <c>datasets.name</c>, <c>datasets.digest</c>, <c>datasets.context</c> (a run
+/// matches when one of its dataset inputs does). Names may be quoted with "…" or `…` (<c>metrics.`train/loss`</c>).
 /// Runs are searched in SQL (<see cref="RunSearch"/>); experiments and logged models, few, in memory.
 /// </summary>
 public sealed partial class SearchFilter
@@ -89,7 +90,8 @@ public sealed partial class SearchFilter
         }
         if (c.Comparator is "IN" or "NOT IN")
         {
-            if (c.Kind != "attributes" || c.Name is not ("run_id" or "model_id" or "source_run_id")) throw Invalid(filter, $"{c.Comparator} works on run_id, model_id and source_run_id only");
+            if (c.Kind != "datasets" && (c.Kind != "attributes" || c.Name is not ("run_id" or "model_id" or "source_run_id")))
+                throw Invalid(filter, $"{c.Comparator} works on run_id, model_id, source_run_id and datasets only");
             return c;
         }
         if (c.Comparator is not ("=" or "!=" or "LIKE" or "ILIKE"))
@@ -198,6 +200,7 @@ public sealed partial class SearchFilter
             "param" or "params" or "parameter" or "parameters" => entity != Entity.Experiment ? "params" : null,
             "tag" or "tags" => "tags",
             "attribute" or "attributes" or "attr" or "run" => "attributes",
+            "dataset" or "datasets" => entity == Entity.Run ? "datasets" : null,
             _ => null,
         };
         var name = kind is null ? token : token[(dot + 1)..];
@@ -218,6 +221,8 @@ public sealed partial class SearchFilter
             if (!known.Contains(name))
                 throw Invalid(text, $"'{token}' is not a searchable {entity switch { Entity.Run => "run", Entity.Experiment => "experiment", _ => "logged model" }} attribute (use {string.Join(", ", known)}, or metrics., params., tags.)");
         }
+        if (kind == "datasets" && name is not ("name" or "digest" or "context"))
+            throw Invalid(text, $"Invalid dataset key '{name}' specified. Valid keys are name, digest and context");
         if (name.Length == 0) throw Invalid(text, $"'{token}' has no name");
         return (kind, name);
     }
@@ -272,6 +277,7 @@ public sealed class SearchOrder
             if (parts.Count == 2 && parts[1].ToUpperInvariant() is not ("ASC" or "DESC"))
                 throw MlflowException.Invalid($"Invalid ordering key in order_by clause '{item}'.");
             var (kind, name) = SearchFilter.Identifier(parts[0], entity, item);
+            if (kind == "datasets") throw MlflowException.Invalid($"Invalid order_by clause '{item}': runs are not ordered by their datasets.");
             if (keys.Any(k => k.Kind == kind && k.Name == name))
                 throw MlflowException.Invalid($"`order_by` contains duplicate fields: [{string.Join(", ", orderBy!.Select(o => $"'{o}'"))}]");
             keys.Add((kind, name, parts.Count == 2 && parts[1].Equals("DESC", StringComparison.OrdinalIgnoreCase)));

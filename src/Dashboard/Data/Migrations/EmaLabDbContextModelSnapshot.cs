@@ -432,6 +432,9 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .ValueGeneratedOnAdd()
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("Context")
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("DatasetDigest")
                         .HasColumnType("TEXT");
 

@@ -452,6 +452,9 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
 
                     NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
 
+                    b.Property<string>("Context")
+                        .HasColumnType("text");
+
                     b.Property<string>("DatasetDigest")
                         .HasColumnType("text");
 

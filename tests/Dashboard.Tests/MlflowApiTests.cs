@@ -291,6 +291,11 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         await Input(a, "mnist", "d1", "training");
         await Input(a, "mnist-test", "d3", "eval");
         await Input(b, "digits", "d2", "eval");
+        // A tag key sent twice takes its last value (never a 500).
+        await OkAsync(PostAsync("runs/log-inputs", $$$"""
+            {"run_id": "{{{d}}}", "datasets": [{"tags": [{"key": "mlflow.data.context", "value": "x"}, {"key": "mlflow.data.context", "value": "test"}],
+              "dataset": {"name": "digits", "digest": "d4", "source_type": "local", "source": "digits.npz"}}]}
+            """));
 
         async Task<List<string>> Search(string filter, params string[] orderBy)
         {
@@ -331,7 +336,8 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         Assert.Equal([a], await Search("datasets.context = 'training' and datasets.digest != 'd2'"));
         Assert.Equal([b, a], await Search("datasets.digest IN ('d1', 'd2')"));
         Assert.Equal([], await Search("datasets.name LIKE 'DIG%'"));
-        Assert.Equal([b], await Search("datasets.name ILIKE 'DIG%'"));
+        Assert.Equal([d, b], await Search("datasets.name ILIKE 'DIG%'"));
+        Assert.Equal([d], await Search("datasets.context = 'test'"));
 
         // Order: a number, then NaN, then missing, in either direction; strings as strings; a quoted key with a space.
         Assert.Equal([a, c, b, d], await Search("", "metrics.acc DESC"));

@@ -176,10 +176,12 @@ public sealed partial class TrackingService(
         };
         db.Runs.Add(run);
         await db.SaveChangesAsync(ct);
-        db.RunTags.AddRange(tags.Select(t => new RunTag { RunId = run.Id, Key = t.Key, Value = t.Value }));
+        var runTags = tags.Select(t => new RunTag { RunId = run.Id, Key = t.Key, Value = t.Value }).ToList();
+        db.RunTags.AddRange(runTags);
         await db.SaveChangesAsync(ct);
         hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
-        return await GetRunAsync(run.Uuid, ct);
+        // A new run has its tags and nothing else yet: answered from what was written, without reading it back.
+        return ToDto(run, runTags, [], [], new Dictionary<(string, string), string>(), [], []);
     }
 
     public async Task<MlflowRun> GetRunAsync(string? runId, CancellationToken ct)
@@ -504,22 +506,25 @@ public sealed partial class TrackingService(
         var tags = (await db.RunTags.AsNoTracking().Where(t => ids.Contains(t.RunId)).ToListAsync(ct)).ToLookup(t => t.RunId);
         var @params = (await db.Params.AsNoTracking().Where(p => ids.Contains(p.RunId)).ToListAsync(ct)).ToLookup(p => p.RunId);
         var latest = (await db.LatestMetrics.AsNoTracking().Where(m => ids.Contains(m.RunId)).ToListAsync(ct)).ToLookup(m => m.RunId);
-        var loggedKeys = clientIds.Count == 0 ? []
-            : await db.ClientMetricKeys.AsNoTracking().Where(k => clientIds.Contains(k.RunId)).ToDictionaryAsync(k => (k.RunId, k.Track, k.Key), k => k.LoggedKey, ct);
+        var loggedKeys = (clientIds.Count == 0 ? [] : await db.ClientMetricKeys.AsNoTracking().Where(k => clientIds.Contains(k.RunId)).ToListAsync(ct)).ToLookup(k => k.RunId);
         var inputs = (await db.RunInputs.AsNoTracking().Where(i => ids.Contains(i.RunId)).OrderBy(i => i.Id).ToListAsync(ct)).ToLookup(i => i.RunId);
         var outputs = (await db.RunOutputs.AsNoTracking().Where(o => ids.Contains(o.RunId)).ToListAsync(ct)).ToLookup(o => o.RunId);
-        return runs.Select(run =>
-        {
-            var runTags = tags[run.Id].ToList();
-            var metrics = latest[run.Id]
-                .Select(m => new MlflowMetric(loggedKeys.GetValueOrDefault((run.Id, m.Track, m.Key)) ?? ClientTrackKeys.EngineKey(m.Track, m.Key), m.Value ?? double.NaN, m.WallTimeMs, m.Step))
-                .OrderBy(m => m.Key, StringComparer.Ordinal).ToList();
-            return new MlflowRun(InfoOf(run, runTags),
-                new MlflowRunData(metrics, @params[run.Id].OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => new MlflowTag(p.Key, p.Value)).ToList(),
-                    runTags.Select(t => new MlflowTag(t.Key, t.Value)).ToList()),
-                LoggedModelService.InputsOf(inputs[run.Id].ToList()),
-                LoggedModelService.OutputsOf(outputs[run.Id].OrderBy(o => o.Step).ThenBy(o => o.ModelId, StringComparer.Ordinal).ToList()));
-        }).ToList();
+        return runs.Select(run => ToDto(run, tags[run.Id].ToList(), @params[run.Id], latest[run.Id],
+            loggedKeys[run.Id].ToDictionary(k => (k.Track, k.Key), k => k.LoggedKey), inputs[run.Id].ToList(), outputs[run.Id])).ToList();
+    }
+
+    /// <summary>A run as the tracking API returns it, from its rows: a metric under the key the client logged, else the engine's name for it.</summary>
+    static MlflowRun ToDto(Run run, IReadOnlyList<RunTag> tags, IEnumerable<RunParam> @params, IEnumerable<LatestMetric> latest,
+        IReadOnlyDictionary<(string Track, string Key), string> loggedKeys, IReadOnlyList<RunInput> inputs, IEnumerable<RunOutput> outputs)
+    {
+        var metrics = latest
+            .Select(m => new MlflowMetric(loggedKeys.GetValueOrDefault((m.Track, m.Key)) ?? ClientTrackKeys.EngineKey(m.Track, m.Key), m.Value ?? double.NaN, m.WallTimeMs, m.Step))
+            .OrderBy(m => m.Key, StringComparer.Ordinal).ToList();
+        return new MlflowRun(InfoOf(run, tags),
+            new MlflowRunData(metrics, @params.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => new MlflowTag(p.Key, p.Value)).ToList(),
+                tags.Select(t => new MlflowTag(t.Key, t.Value)).ToList()),
+            LoggedModelService.InputsOf(inputs),
+            LoggedModelService.OutputsOf(outputs.OrderBy(o => o.Step).ThenBy(o => o.ModelId, StringComparer.Ordinal).ToList()));
     }
 
     static MlflowRunInfo InfoOf(Run run, IReadOnlyList<RunTag> tags) => new(

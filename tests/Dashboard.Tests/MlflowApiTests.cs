@@ -582,6 +582,8 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         Assert.Equal(HttpStatusCode.OK, await Put("checkpoints/model_ema.safetensors", ema));               // by the suffix map
         Assert.Equal(HttpStatusCode.OK, await Put("raw.safetensors", Checkpoint(new() { ["step"] = "150" }))); // by its name, step from metadata
         Assert.Equal(HttpStatusCode.OK, await Put("notes/config.yaml", Encoding.UTF8.GetBytes("lr: 0.001\n")));  // a plain artifact
+        // A step in the name too large for a long is no step (never a 500): the run's last step.
+        Assert.Equal(HttpStatusCode.OK, await Put("swa-step99999999999999999999.safetensors", Checkpoint(null)));
 
         // A broken safetensors file is refused with the reason and not kept.
         var broken = (byte[])ema.Clone();
@@ -596,7 +598,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
 
         // Listed as MLflow lists them: names relative to the folder asked for; the tracking API's list has full paths.
         var listed = JsonDocument.Parse(await _client.GetStringAsync($"/api/2.0/mlflow-artifacts/artifacts?path=0/{runId}/artifacts")).RootElement;
-        Assert.Equal(["checkpoints", "notes", "raw.safetensors"], listed.GetProperty("files").EnumerateArray().Select(f => f.GetProperty("path").GetString()));
+        Assert.Equal(["checkpoints", "notes", "raw.safetensors", "swa-step99999999999999999999.safetensors"], listed.GetProperty("files").EnumerateArray().Select(f => f.GetProperty("path").GetString()));
         Assert.True(listed.GetProperty("files")[0].GetProperty("is_dir").GetBoolean());
         var nested = await OkAsync(GetAsync($"artifacts/list?run_id={runId}&path=checkpoints"));
         Assert.Equal("checkpoints/model_ema.safetensors", nested.GetProperty("files")[0].GetProperty("path").GetString());
@@ -609,8 +611,9 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
             .Single(r => r.GetProperty("trackingId").GetString() == runId).Id();
         var checkpoints = await Api.GetAsync(_client, $"/api/runs/{emaLabId}/checkpoints");
         var byTrack = checkpoints.EnumerateArray().ToDictionary(c => c.GetProperty("track").GetString()!);
-        Assert.Equal(["ema-0.999", "raw"], byTrack.Keys.Order());
+        Assert.Equal(["ema-0.999", "raw", "swa-step99999999999999999999"], byTrack.Keys.Order());
         Assert.Equal(300, byTrack["ema-0.999"].GetProperty("step").GetInt64()); // the last step the run logged
+        Assert.Equal(300, byTrack["swa-step99999999999999999999"].GetProperty("step").GetInt64());
         Assert.Equal(150, byTrack["raw"].GetProperty("step").GetInt64());
         Assert.Equal(ema, await _client.GetByteArrayAsync($"/api/checkpoints/{byTrack["ema-0.999"].GetProperty("id").GetInt64()}/download"));
     }

@@ -145,9 +145,10 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
             : ClientTrackKeys.Map(stem, suffixes) is var (mapped, rest) && mapped != TrackNames.Raw && rest.Length > 0 ? mapped
             : null;
         if (track is null) return;
+        // A step too large for a long (step99999999999999999999) names no step: the file is still the track's checkpoint.
         var step = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Step) is { } text && long.TryParse(text, CultureInfo.InvariantCulture, out var s) ? s
-            : StepInName().Match(stem) is { Success: true } m ? long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)
-            : await db.Metrics.Where(x => x.RunId == run.Id).MaxAsync(x => (long?)x.Step, ct) ?? 0;
+            : StepInName().Match(stem) is { Success: true } m && long.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var inName) ? inName
+            : await db.LatestMetrics.Where(x => x.RunId == run.Id).MaxAsync(x => (long?)x.Step, ct) ?? 0;
         var relative = Path.GetRelativePath(paths.Root, file);
         db.Checkpoints.RemoveRange(db.Checkpoints.Where(c => c.RunId == run.Id && c.RelativePath == relative));
         db.Checkpoints.Add(CheckpointStore.Describe(run.Id, track, step, relative, file));

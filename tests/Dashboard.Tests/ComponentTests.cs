@@ -199,6 +199,34 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     }
 
     [Fact]
+    public void Decay_lens_says_when_a_warm_up_reaches_the_decay_and_warns_when_two_tracks_are_one()
+    {
+        UseAppServices();
+        // The old default: 0.99 and 0.999 under TF's warm-up over 1,500 steps.
+        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, new EmaSettings { Decays = [0.99, 0.999], Warmup = true }.Rules()).Add(l => l.PlannedSteps, 1500));
+        Assert.Equal("890", cut.Find("tr[data-track='ema-0.99'] .reached").TextContent);
+        Assert.Equal("never in this run", cut.Find("tr[data-track='ema-0.999'] .reached").TextContent);
+        Assert.StartsWith("its warm-up never reaches the decay in this run", cut.Find("tr[data-track='ema-0.999'] .note").TextContent);
+        Assert.Equal("ema-0.99 and ema-0.999 are identical until step 890 of 1,500: the warm-up, not the decay, sets both.",
+            cut.Find("[data-testid=lens-warnings] li").TextContent);
+        Assert.Single(cut.FindAll("[data-testid=lens-warnings] li"));
+
+        // Without the warm-up they differ from the first step; a float32 track and its bfloat16 twin are the same rule on purpose.
+        var twins = new EmaSettings
+        {
+            Tracks =
+            [
+                new EmaTrackSettings { Decay = 0.99 }, new EmaTrackSettings { Decay = 0.999 },
+                new EmaTrackSettings { Preset = EmaPresets.AveragedModel, Decay = 0.99 },
+                new EmaTrackSettings { Preset = EmaPresets.AveragedModel, Decay = 0.99, Dtype = EmaDtype.BFloat16 },
+            ],
+        };
+        cut.Render(p => p.Add(l => l.Rules, twins.Rules()));
+        Assert.Empty(cut.FindAll("[data-testid=lens-warnings]"));
+        Assert.Equal("1", cut.Find("tr[data-track='ema-0.999'] .reached").TextContent);
+    }
+
+    [Fact]
     public void Decay_lens_reads_every_rule_the_presets_bring()
     {
         UseAppServices();

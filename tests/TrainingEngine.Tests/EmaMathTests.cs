@@ -161,6 +161,25 @@ public class EmaMathTests
         Assert.Equal(0, Share(0.9999, new EmaSettings { ZeroDebias = true }, 2000));
     }
 
+    [Fact]
+    public void The_lens_knows_when_a_warm_up_reaches_the_decay_and_how_long_two_tracks_are_one()
+    {
+        var rules = new EmaSettings { Decays = [0.99, 0.999], Warmup = true }.Rules();
+        // TF's warm-up (1+t)/(10+t) reaches 0.99 at t = 890 and 0.999 at t = 8,990: never in a run of 1,500 steps.
+        Assert.Equal(890, EmaMath.NominalDecayFrom(rules[0], 1500));
+        Assert.Null(EmaMath.NominalDecayFrom(rules[1], 1500));
+        Assert.Equal(8990, EmaMath.NominalDecayFrom(rules[1], 10_000));
+        // Both apply the warm-up's decay, the same one, through step 890, where it reaches 0.99 (from 891 the first is capped).
+        Assert.Equal(890, EmaMath.IdenticalUntil(rules[0], rules[1], 1500));
+        // Without the warm-up they differ from step 1; a late start holds both on the live weights until it.
+        var plain = new EmaSettings { Decays = [0.99, 0.999] }.Rules();
+        Assert.Equal(0, EmaMath.IdenticalUntil(plain[0], plain[1], 1500));
+        Assert.Equal(1, EmaMath.NominalDecayFrom(plain[0], 1500));
+        var late = new EmaSettings { Decays = [0.99, 0.999], StartStep = 300 }.Rules();
+        Assert.Equal(299, EmaMath.IdenticalUntil(late[0], late[1], 1500)); // both follow the live weights before step 300
+        Assert.Equal(300, EmaMath.NominalDecayFrom(late[0], 1500));
+    }
+
     sealed class Tolerance(double epsilon) : IEqualityComparer<double>
     {
         public bool Equals(double x, double y) => Math.Abs(x - y) <= epsilon;

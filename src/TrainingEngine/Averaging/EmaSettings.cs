@@ -195,6 +195,40 @@ public static class EmaMath
         return Math.Sqrt(Math.Max(0, second / mass - mean * mean));
     }
 
+    /// <summary>
+    /// The first step at which the rule averages with its nominal decay (d, or d^N when adjusted to an update every N
+    /// steps): a warm-up or a late start gets there later, and a decay the warm-up never reaches within
+    /// <paramref name="steps"/> gives null — TF's <c>min(d, (1+t)/(10+t))</c> reaches 0.999 only at step 8,990. Null for
+    /// SWA, whose uniform average has no one decay. Within 1e-7, the rounding of a float32 rule (TensorFlow's) to its decay.
+    /// </summary>
+    public static long? NominalDecayFrom(EmaRule rule, long steps)
+    {
+        if (rule.Preset == EmaPresets.Swa) return null;
+        var nominal = rule.AdjustDecay ? Math.Pow(rule.Decay, rule.Every) : rule.Decay;
+        foreach (var (step, next) in Schedule(rule, steps))
+            if (next.Action == ShadowAction.Average && Math.Abs(next.Decay - nominal) <= 1e-7) return step;
+        return null;
+    }
+
+    /// <summary>
+    /// The last step up to which two rules do the same thing at every step — the same action, and the same decay when
+    /// they average — so that their tracks are one track until then (0 when they differ from step 1). Two decays under
+    /// TF's warm-up, 0.99 and 0.999, are identical until step 890 (where 0.99 caps the first): the warm-up, not the decay, sets both.
+    /// </summary>
+    public static long IdenticalUntil(EmaRule a, EmaRule b, long steps)
+    {
+        using var first = Schedule(a, steps).GetEnumerator();
+        using var second = Schedule(b, steps).GetEnumerator();
+        long same = 0;
+        while (first.MoveNext() && second.MoveNext())
+        {
+            var (x, y) = (first.Current.Next, second.Current.Next);
+            if (x.Action != y.Action || x.Action == ShadowAction.Average && Math.Abs(x.Decay - y.Decay) > 1e-12) return same;
+            same = first.Current.Step;
+        }
+        return same;
+    }
+
     /// <summary>What the rule does at each step 1..<paramref name="steps"/>, with the update count the rule keeps.</summary>
     public static IEnumerable<(long Step, ShadowStep Next)> Schedule(EmaRule rule, long steps)
     {

@@ -133,6 +133,42 @@ static class LoadBenchmarks
         return process;
     }
 
+    /// <summary>A measurement on the server with SQLite, then with a local PostgreSQL server with fsync (a throwaway cluster).</summary>
+    internal static async Task OnBothStoresAsync(Func<string, IReadOnlyDictionary<string, string>?, Task> measure)
+    {
+        await measure("SQLite", null);
+        using var cluster = EmaLab.Dashboard.Tests.PostgresCluster.StartDurable();
+        var database = cluster.CreateDatabase();
+        try
+        {
+            await measure("PostgreSQL (a local server with fsync)", new Dictionary<string, string> { ["EmaLab__Database"] = "postgres", ["ConnectionStrings__EmaLab"] = database });
+        }
+        finally
+        {
+            cluster.DropDatabase(database);
+        }
+    }
+
+    /// <summary>A server as a child process on a fresh data folder, healthy before <paramref name="measure"/> runs; killed and its folder removed after.</summary>
+    internal static async Task WithServerAsync(IReadOnlyDictionary<string, string>? settings, Func<HttpClient, Process, Task> measure)
+    {
+        var data = Directory.CreateTempSubdirectory("emalab-bench-").FullName;
+        var port = FreePort();
+        using var server = StartServer(data, port, settings);
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(10) };
+            await WaitHealthyAsync(client);
+            await measure(client, server);
+        }
+        finally
+        {
+            server.Kill(entireProcessTree: true);
+            server.WaitForExit();
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
     internal static async Task WaitHealthyAsync(HttpClient client)
     {
         for (var i = 0; i < 300; i++)

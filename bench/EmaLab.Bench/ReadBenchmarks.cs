@@ -12,31 +12,11 @@ using System.Text.Json;
 /// </summary>
 static class ReadBenchmarks
 {
-    public static async Task RunAsync()
-    {
-        await RunAsync("SQLite", null);
-        using var cluster = EmaLab.Dashboard.Tests.PostgresCluster.StartDurable();
-        var database = cluster.CreateDatabase();
-        try
-        {
-            await RunAsync("PostgreSQL (a local server with fsync)", new Dictionary<string, string> { ["EmaLab__Database"] = "postgres", ["ConnectionStrings__EmaLab"] = database });
-        }
-        finally
-        {
-            cluster.DropDatabase(database);
-        }
-    }
-
-    static async Task RunAsync(string storeName, IReadOnlyDictionary<string, string>? settings)
+    public static Task RunAsync() => LoadBenchmarks.OnBothStoresAsync(async (storeName, settings) =>
     {
         Console.WriteLine($"== Tracking API reads on {storeName} (server as a child process) ==");
-        var data = Directory.CreateTempSubdirectory("emalab-reads-").FullName;
-        var port = LoadBenchmarks.FreePort();
-        using var server = LoadBenchmarks.StartServer(data, port, settings);
-        try
+        await LoadBenchmarks.WithServerAsync(settings, async (client, _) =>
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(10) };
-            await LoadBenchmarks.WaitHealthyAsync(client);
             var clock = Stopwatch.StartNew();
             var small = await ExperimentAsync(client, "small-500", 500);
             var large = await ExperimentAsync(client, "small-10000", 10_000);
@@ -63,15 +43,9 @@ static class ReadBenchmarks
             var getMillion = await MedianAsync(() => TrackingBenchmarks.Get(client, $"runs/get?run_id={million}"));
             Console.WriteLine($"{"get_run, a small run (30 points)",-55}  {"",7}   {Timing.Us(getSmall)}");
             Console.WriteLine($"{"get_run, a run of 1,000,000 points",-55}  {"",7}   {Timing.Us(getMillion)}   1M / small = {getMillion / getSmall:F2}");
-        }
-        finally
-        {
-            server.Kill(entireProcessTree: true);
-            server.WaitForExit();
-            Directory.Delete(data, recursive: true);
-        }
+        });
         Console.WriteLine();
-    }
+    });
 
     /// <summary>An experiment of small runs as a sweep makes them: 4 clients at once, a run each: create, then one log-batch.</summary>
     static async Task<string> ExperimentAsync(HttpClient client, string name, int runs)

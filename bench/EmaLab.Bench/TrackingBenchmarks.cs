@@ -16,43 +16,17 @@ static class TrackingBenchmarks
     const int MetricsPerBatch = 1000;
     static readonly string[] Keys = ["loss", "val_acc", "val_acc_ema", "ema-0.99/val_acc"];
 
-    public static async Task RunAsync()
-    {
-        await RunAsync("SQLite", null);
-        using var cluster = EmaLab.Dashboard.Tests.PostgresCluster.StartDurable();
-        var database = cluster.CreateDatabase();
-        try
-        {
-            await RunAsync("PostgreSQL (a local server with fsync)", new Dictionary<string, string> { ["EmaLab__Database"] = "postgres", ["ConnectionStrings__EmaLab"] = database });
-        }
-        finally
-        {
-            cluster.DropDatabase(database);
-        }
-    }
-
-    static async Task RunAsync(string storeName, IReadOnlyDictionary<string, string>? settings)
+    public static Task RunAsync() => LoadBenchmarks.OnBothStoresAsync(async (storeName, settings) =>
     {
         Console.WriteLine($"== Tracking API ingestion into {storeName}: log-batch of {MetricsPerBatch:N0} metrics, {BatchesPerClient} batches per client (server as a child process) ==");
-        var data = Directory.CreateTempSubdirectory("emalab-tracking-").FullName;
-        var port = LoadBenchmarks.FreePort();
-        using var server = LoadBenchmarks.StartServer(data, port, settings);
-        try
+        await LoadBenchmarks.WithServerAsync(settings, async (client, server) =>
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(5) };
-            await LoadBenchmarks.WaitHealthyAsync(client);
             await Phase(client, server, 4, warmUp: true);
             Console.WriteLine("clients   points     seconds   points/s    batches/s   server CPU µs/point   client CPU µs/point   read back (get-history)");
             foreach (var clients in new[] { 1, 4, 8 }) await Phase(client, server, clients, warmUp: false);
-        }
-        finally
-        {
-            server.Kill(entireProcessTree: true);
-            server.WaitForExit();
-            Directory.Delete(data, recursive: true);
-        }
+        });
         Console.WriteLine();
-    }
+    });
 
     static async Task Phase(HttpClient client, Process server, int clients, bool warmUp)
     {

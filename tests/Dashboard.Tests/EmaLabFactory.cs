@@ -68,8 +68,22 @@ public class EmaLabFactory : WebApplicationFactory<Program>
     {
         base.Dispose(disposing);
         if (!disposing) return;
-        if (Directory.Exists(DataDirectory)) Directory.Delete(DataDirectory, recursive: true);
+        DeleteFolder(DataDirectory);
         if (_ownsDatabase) PostgresCluster.Instance.DropDatabase(ConnectionString!);
+    }
+
+    /// <summary>
+    /// The app's folder, once the host has stopped. A file closing as the folder goes (a run wound down by the stop) makes
+    /// one pass fail with "Directory not empty" (seen once in a fresh-Debian run): it is tried again for up to five seconds,
+    /// and a folder still being written after that fails the class, as a leaking writer should.
+    /// </summary>
+    static void DeleteFolder(string path)
+    {
+        for (var attempt = 1; Directory.Exists(path); attempt++)
+        {
+            try { Directory.Delete(path, recursive: true); }
+            catch (IOException) when (attempt < 20) { Thread.Sleep(250); }
+        }
     }
 }
 

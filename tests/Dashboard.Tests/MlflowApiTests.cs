@@ -541,7 +541,10 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
     [Fact]
     public async Task Engine_runs_are_readable_through_the_tracking_api_but_take_no_client_metrics()
     {
-        var created = await Api.CreateAsync(_client, Api.DigitsRun(steps: 20, evalInterval: 10));
+        var body = Api.DigitsRun(steps: 20, evalInterval: 10);
+        // A track with a name of its own: its keys are `slow/…`, and not a raw key with a slash in it.
+        body["ema"] = new JsonObject { ["tracks"] = new JsonArray(new JsonObject { ["decay"] = 0.99 }, new JsonObject { ["decay"] = 0.9, ["name"] = "slow" }) };
+        var created = await Api.CreateAsync(_client, body);
         await Api.WaitForFinishAsync(_client, created.Id());
         var search = await OkAsync(PostAsync("runs/search", """{"experiment_ids": ["0"], "filter": "attributes.status = 'FINISHED'"}"""));
         var run = search.GetProperty("runs").EnumerateArray().Single(r => r.GetProperty("info").GetProperty("run_name").GetString() == "test");
@@ -551,6 +554,9 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         Assert.Contains("ema-0.99/eval/accuracy", keys);
         var history = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=ema-0.99/eval/accuracy"));
         Assert.Equal([0L, 10, 20], history.GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("step").GetInt64()));
+        Assert.Contains("slow/eval/accuracy", keys);
+        var slow = await OkAsync(GetAsync($"metrics/get-history?run_id={runId}&metric_key=slow/eval/accuracy"));
+        Assert.Equal([0L, 10, 20], slow.GetProperty("metrics").EnumerateArray().Select(m => m.GetProperty("step").GetInt64()));
         // The search finds an engine run by its keys as the API names them: raw's bare, a track's under its name.
         Assert.Contains(runId, await SearchAsync($"metrics.`eval/accuracy` >= 0 and run_id = '{runId}'"));
         Assert.Contains(runId, await SearchAsync($"metrics.\"ema-0.99/eval/accuracy\" >= 0 and run_id = '{runId}'"));

@@ -1,4 +1,6 @@
+using System.Linq.Expressions;
 using System.Text.Json;
+using EmaLab.Dashboard.Data;
 using System.Text.RegularExpressions;
 using EmaLab.TrainingEngine;
 using EmaLab.TrainingEngine.Averaging;
@@ -55,6 +57,13 @@ public static partial class ClientTrackKeys
 
     /// <summary>The key a track's metric is shown under in the tracking API for an engine run: <c>eval/accuracy</c> for raw, else <c>track/key</c>.</summary>
     public static string EngineKey(string track, string key) => track == TrackNames.Raw ? key : $"{track}/{key}";
+
+    /// <summary>
+    /// <see cref="EngineKey"/> read backwards, as a query over an engine run's series: exact for any track name the engine
+    /// allows (a custom <c>slow</c> as well as <c>ema-0.999</c>), where <see cref="Map"/>'s rule knows only raw/ema/swa names.
+    /// </summary>
+    public static Expression<Func<LatestMetric, bool>> EngineKeyIs(string name) =>
+        m => m.Track == TrackNames.Raw ? m.Key == name : m.Track + "/" + m.Key == name;
 
     /// <summary>The decay a track's name states (<c>ema-0.999</c> → 0.999), for the track row; null otherwise.</summary>
     public static double? DecayOf(string track) =>

@@ -28,7 +28,7 @@ static class RunSearch
             {
                 case "metrics":
                     var metricValues = db.LatestMetrics.Where(Test<LatestMetric, double?>(m => m.Value, body => NumberTest(body, clause)));
-                    var engineValues = metricValues.Where(EngineKeyIs(name));
+                    var engineValues = metricValues.Where(ClientTrackKeys.EngineKeyIs(name));
                     runs = runs.Where(r => r.Origin == RunOrigin.Client
                         ? db.ClientMetricKeys.Where(k => k.RunId == r.Id && k.LoggedKey == name)
                             .Join(metricValues, k => new { k.RunId, k.Track, k.Key }, m => new { m.RunId, m.Track, m.Key }, (k, m) => m).Any()
@@ -86,7 +86,7 @@ static class RunSearch
             {
                 case "metrics":
                     var latest = db.LatestMetrics.AsQueryable();
-                    var engine = latest.Where(EngineKeyIs(name));
+                    var engine = latest.Where(ClientTrackKeys.EngineKeyIs(name));
                     // 0: a number, 1: NaN (stored as null), 2: no such metric.
                     Expression<Func<Run, int>> rank = r => (r.Origin == RunOrigin.Client
                         ? db.ClientMetricKeys.Where(k => k.RunId == r.Id && k.LoggedKey == name)
@@ -131,10 +131,6 @@ static class RunSearch
         "artifact_uri" => TrackingService.ArtifactUri,
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, "not a run attribute"),
     };
-
-    /// <summary>An engine run's latest rows named <paramref name="name"/> in the tracking API (<see cref="ClientTrackKeys.EngineKey"/>).</summary>
-    static Expression<Func<LatestMetric, bool>> EngineKeyIs(string name) =>
-        m => m.Track == TrackNames.Raw ? m.Key == name : m.Track + "/" + m.Key == name;
 
     // ---------------------------------------------------------------- comparisons as expression trees
 

@@ -483,7 +483,7 @@ public sealed partial class TrackingService(
             throw MlflowException.Invalid($"Run {run.Uuid} is trained by EMA Lab's engine (run #{run.Id}); only runs created through the tracking API take metrics, params and status.");
     }
 
-    /// <summary>The stored (track, key) of a key as the tracking API names it.</summary>
+    /// <summary>The stored (track, key) of a key as the tracking API names it (a key nothing was logged under: raw's, empty).</summary>
     static async Task<(string Track, string Key)> StoredKeyAsync(EmaLabDbContext db, Run run, string metricKey, CancellationToken ct)
     {
         if (run.Origin == RunOrigin.Client)
@@ -491,7 +491,9 @@ public sealed partial class TrackingService(
             var key = await db.ClientMetricKeys.AsNoTracking().SingleOrDefaultAsync(k => k.RunId == run.Id && k.LoggedKey == metricKey, ct);
             return key is null ? (TrackNames.Raw, metricKey) : (key.Track, key.Key);
         }
-        return ClientTrackKeys.Map(metricKey, new Dictionary<string, string>());
+        var series = await db.LatestMetrics.AsNoTracking().Where(m => m.RunId == run.Id).Where(ClientTrackKeys.EngineKeyIs(metricKey))
+            .Select(m => new { m.Track, m.Key }).FirstOrDefaultAsync(ct);
+        return series is null ? (TrackNames.Raw, metricKey) : (series.Track, series.Key);
     }
 
     /// <summary>

@@ -94,8 +94,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
         if (location.RelativePath.Length == 0) throw MlflowException.Invalid("An artifact upload needs a file name after 'artifacts/'.");
         if (location.Run is { Origin: not RunOrigin.Client } engineRun)
             throw MlflowException.Invalid($"Run {engineRun.Uuid} is trained by EMA Lab's engine; its checkpoints are its own.");
-        if (location.Run is { Deleted: true } deletedRun)
-            throw MlflowException.Invalid($"The run {deletedRun.Uuid} must be in the 'active' state. Current state is deleted.");
+        if (location.Run is { } run) TrackingService.RequireActive(run);
         var target = FullPath(location);
         // The upload must leave the disk reserve free (training runs need it), as a run's checkpoints must.
         try { DiskSpace.Require(target, (length ?? 0) + _reserveBytes, $"artifact {location.RelativePath}"); }

@@ -134,8 +134,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
     public async Task<(List<MlflowLoggedModel> Models, string? NextPageToken)> SearchAsync(SearchLoggedModelsRequest request, CancellationToken ct)
     {
         if (request.ExperimentIds is not { Count: > 0 } experimentIds) throw MlflowException.Missing("experiment_ids");
-        var max = request.MaxResults ?? 50;
-        if (max is < 1 or > 50_000) throw MlflowException.Invalid($"Invalid value {max} for parameter 'max_results' supplied. It must be at most 50000 and positive.");
+        var max = TrackingService.MaxResults(request.MaxResults, unasked: 50);
         var filter = SearchFilter.Parse(request.Filter, SearchFilter.Entity.LoggedModel);
         var ids = experimentIds.Select(TrackingService.ParseExperimentId).ToList();
         await using var db = await dbFactory.CreateDbContextAsync(ct);
@@ -161,9 +160,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         }
         // MLflow's default order: newest first, then by id.
         var ordered = (sorted ?? matching.OrderByDescending(m => m.Info.CreationTimestampMs)).ThenBy(m => m.Info.ModelId, StringComparer.Ordinal).ToList();
-        var offset = TrackingService.ParsePageToken(request.PageToken);
-        var page = ordered.Skip(offset).Take(max).ToList();
-        return (page, offset + max < ordered.Count ? (offset + max).ToString(CultureInfo.InvariantCulture) : null);
+        return TrackingService.Page(ordered, request.PageToken, max);
     }
 
     /// <summary>

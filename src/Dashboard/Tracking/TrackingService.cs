@@ -602,19 +602,19 @@ public sealed partial class TrackingService(
         }
     }
 
-    static (List<T> Page, string? NextPageToken) Page<T>(List<T> items, string? pageToken, int max)
+    internal static (List<T> Page, string? NextPageToken) Page<T>(List<T> items, string? pageToken, int max)
     {
         var offset = ParsePageToken(pageToken);
         var page = items.Skip(offset).Take(max).ToList();
         return (page, offset + max < items.Count ? (offset + max).ToString(CultureInfo.InvariantCulture) : null);
     }
 
-    /// <summary>A search's page size: 1,000 unless asked; MLflow's servers take up to 50,000.</summary>
-    static int MaxResults(long? requested) =>
-        (requested ?? 1000) is >= 1 and <= 50_000 and var max ? (int)max
+    /// <summary>A search's page size: <paramref name="unasked"/> (MLflow's 1,000 for runs and experiments) unless asked; MLflow's servers take up to 50,000.</summary>
+    internal static int MaxResults(long? requested, int unasked = 1000) =>
+        (requested ?? unasked) is >= 1 and <= 50_000 and var max ? (int)max
             : throw MlflowException.Invalid($"Invalid value {requested} for parameter 'max_results' supplied. It must be at most 50000 and positive.");
 
-    internal static int ParsePageToken(string? token) =>
+    static int ParsePageToken(string? token) =>
         string.IsNullOrEmpty(token) ? 0
             : int.TryParse(token, NumberStyles.None, CultureInfo.InvariantCulture, out var offset) ? offset
             : throw MlflowException.Invalid($"Invalid page token, could not base64-decode: '{token}'");

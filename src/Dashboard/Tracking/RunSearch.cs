@@ -197,7 +197,7 @@ static class RunSearch
     }
 
     /// <summary>A LIKE pattern as GLOB's: % → *, _ → ?, and GLOB's own wildcards taken literally.</summary>
-    internal static string GlobPattern(string like)
+    static string GlobPattern(string like)
     {
         var glob = new StringBuilder(like.Length);
         foreach (var ch in like)

@@ -146,21 +146,6 @@ public class RunSeriesTests
         // Post-hoc points belong to their own panel.
         Assert.False(series.Apply([new("posthoc-0.1", "eval/accuracy", 100, 0.9)]).Any);
     }
-
-    [Fact]
-    public void Colours_follow_the_track_names()
-    {
-        Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.Raw, EmaLab.Dashboard.Components.Shared.TrackColors.For("raw"));
-        Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.PostHoc, EmaLab.Dashboard.Components.Shared.TrackColors.For(TrainingEngine.TrackNames.PostHoc(0.1)));
-        Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999"), EmaLab.Dashboard.Components.Shared.TrackColors.For(TrainingEngine.TrackNames.Ema(0.999)));
-        Assert.NotEqual(EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.9"), EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999"));
-        // A track with its own rule keeps a colour of its own, the same on every page load.
-        var timm = EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999-timm-warmup");
-        Assert.NotEqual(EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999"), timm);
-        Assert.NotEqual(EmaLab.Dashboard.Components.Shared.TrackColors.Raw, timm);
-        Assert.Equal(timm, EmaLab.Dashboard.Components.Shared.TrackColors.For("ema-0.999-timm-warmup"));
-        Assert.Equal(EmaLab.Dashboard.Components.Shared.TrackColors.Swa, EmaLab.Dashboard.Components.Shared.TrackColors.For("swa-from-1500"));
-    }
 }
 
 public class LoggedModelTrackTests

@@ -103,9 +103,9 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
     static void Append(Dictionary<string, List<MetricValue>> into, string name, MetricValue point) =>
         (into.TryGetValue(name, out var list) ? list : into[name] = []).Add(point);
 
-    /// <summary>Chart series of a batch, in track order (a track has the same colour everywhere).</summary>
-    public static IReadOnlyList<ChartSeries> Series(Dictionary<string, List<MetricValue>> points, IEnumerable<string> order) =>
-        order.Where(points.ContainsKey).Select(name => new ChartSeries(name, TrackColors.For(name), points[name])).ToList();
+    /// <summary>Chart series of a batch, in track order, drawn as the run's palette draws each track.</summary>
+    public static IReadOnlyList<ChartSeries> Series(Dictionary<string, List<MetricValue>> points, IEnumerable<string> order, TrackPalette palette) =>
+        order.Where(points.ContainsKey).Select(name => palette.Series(name, points[name])).ToList();
 
     /// <summary>Train-loss series: the raw points (or their min–max band when thinned) faint behind their smoothing.</summary>
     public static IReadOnlyList<ChartSeries> TrainSeries(Dictionary<string, List<MetricValue>> points) =>

@@ -1,42 +1,31 @@
-using EmaLab.TrainingEngine;
 using System.Globalization;
-using System.Text.RegularExpressions;
 
 namespace EmaLab.Dashboard.Components.Shared;
 
 /// <summary>
-/// One colour per track on every page: <c>raw</c> is slate grey, and an EMA's hue follows its
-/// timescale (−log10(1 − d): 0.9 → 1, 0.99 → 2, ...), so a decay has the same colour in every run.
+/// The colours EMA Lab draws with: <see cref="Raw"/> grey for the raw weights and a categorical palette of twelve for
+/// everything compared with it (a run's tracks through <see cref="TrackPalette"/>, runs on the compare page, a group's
+/// configurations).
 /// </summary>
-public static partial class TrackColors
+public static class TrackColors
 {
-    /// <summary>A slate grey that reads on the light and the dark (prefers-color-scheme) page alike.</summary>
-    public const string Raw = "#5f6b85";
-    public const string PostHoc = "#8a8f98";
-
-    public const string Swa = "#b7791f";
+    /// <summary>A neutral grey that reads on the light and the dark page alike; no palette colour is grey.</summary>
+    public const string Raw = "#6b7280";
 
     /// <summary>
-    /// <c>ema-&lt;decay&gt;</c> takes its decay's hue; a track with its own rule (<c>ema-0.999-timm</c>) keeps that hue,
-    /// turned by a fixed amount per rule so two rules of one decay differ; SWA is amber; anything else the raw grey.
+    /// Twelve colours chosen greedily, each the one farthest from raw's grey and from all before it (CIEDE2000, in
+    /// normal vision and as protanopia, deuteranopia and tritanopia show them: Machado et al. 2009), among colours with
+    /// a contrast of at least 2.5:1 against the light and the dark card. The first colours are the most distinct, so a
+    /// run with few tracks gets the clearest ones. <c>TrackPaletteTests</c> holds the measured distances.
     /// </summary>
-    public static string For(string track)
-    {
-        if (track.StartsWith(TrackNames.PostHocPrefix, StringComparison.Ordinal)) return PostHoc;
-        if (track == "swa" || track.StartsWith("swa-", StringComparison.Ordinal)) return Swa;
-        var match = EmaName().Match(track);
-        if (!match.Success || !double.TryParse(match.Groups[1].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var decay) || decay is <= 0 or >= 1)
-            return Raw;
-        var timescale = -Math.Log10(1 - decay);
-        var rule = match.Groups[2].Value;
-        // A stable turn per rule name (not string.GetHashCode, which differs between processes).
-        var turn = rule.Length == 0 ? 0 : 25 + rule.Aggregate(0, (h, c) => (h * 31 + c) % 997) % 6 * 22;
-        var hue = (int)Math.Round((200 + timescale * 110 + turn) % 360);
-        return rule.Length == 0 ? $"hsl({hue}, 70%, 40%)" : $"hsl({hue}, 60%, 48%)";
-    }
+    public static readonly IReadOnlyList<string> Palette =
+    [
+        "#2563eb", "#e07000", "#00b880", "#b80030", "#e080d0", "#007048",
+        "#983090", "#88a050", "#a078ff", "#e02880", "#986800", "#f88080",
+    ];
 
-    [GeneratedRegex(@"^ema-(\d*\.?\d+(?:E-?\d+)?)(?:-(.+))?$", RegexOptions.IgnoreCase)]
-    private static partial Regex EmaName();
+    /// <summary>The <paramref name="index"/>-th palette colour (repeating after twelve): runs on the compare page, a group's configurations.</summary>
+    public static string ForIndex(int index) => Palette[index % Palette.Count];
 
     /// <summary>A track's name without its kind where that is clear: <c>ema-0.99</c> → 0.99, <c>posthoc-0.075</c> → post-hoc σ 0.075.</summary>
     public static string ShortName(string track) =>
@@ -44,21 +33,12 @@ public static partial class TrackColors
         : track.StartsWith("posthoc-", StringComparison.Ordinal) ? "post-hoc σ " + track["posthoc-".Length..]
         : track;
 
-    /// <summary>A fixed palette for runs on the compare page.</summary>
-    public static string ForIndex(int index) => Palette[index % Palette.Length];
-
-    /// <summary>The colour with an alpha (for bands): <c>hsl(…)</c> → <c>hsla(…, a)</c>, <c>#rrggbb</c> → <c>rgba(…, a)</c>.</summary>
+    /// <summary>The colour with an alpha (for bands): <c>#rrggbb</c> → <c>rgba(…, a)</c>.</summary>
     public static string Translucent(string color, double alpha)
     {
         var a = alpha.ToString("0.###", CultureInfo.InvariantCulture);
-        if (color.StartsWith("hsl(", StringComparison.Ordinal)) return $"hsla({color[4..^1]}, {a})";
-        if (color is ['#', _, _, _, _, _, _])
-        {
-            var rgb = Convert.FromHexString(color[1..]);
-            return $"rgba({rgb[0]}, {rgb[1]}, {rgb[2]}, {a})";
-        }
-        return color;
+        if (color is not ['#', _, _, _, _, _, _]) return color;
+        var rgb = Convert.FromHexString(color[1..]);
+        return $"rgba({rgb[0]}, {rgb[1]}, {rgb[2]}, {a})";
     }
-
-    static readonly string[] Palette = ["#2f5bd3", "#d35f2f", "#1f8a4c", "#8e44ad", "#c0392b", "#16a085", "#b7791f", "#34495e"];
 }

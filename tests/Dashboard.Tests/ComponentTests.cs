@@ -278,6 +278,19 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal(["raw", "raw (smoothed)"], charts["chart-train"].TraceNames);
         Assert.Equal(["ema-0.9", "ema-0.99"], charts["chart-gap"].TraceNames);
         Assert.Equal(3, cut.FindAll("[data-testid=summary] tbody tr").Count);
+        // The ranking at the top: each EMA against raw, the better best first, the difference in points.
+        var summaries = Services.GetRequiredService<MetricQueries>().Summaries([run.Id()], "eval/accuracy");
+        var raw = summaries.Single(s => s.Track == "raw");
+        var expected = summaries.Where(s => s.Track != "raw").OrderByDescending(s => s.Best).ThenByDescending(s => s.Final).ToList();
+        var ranked = cut.FindAll("[data-testid=ranking] .ranking-name");
+        Assert.Equal(expected.Select(s => s.Track), ranked.Select(e => e.GetAttribute("data-track")));
+        var firstBest = cut.FindAll("[data-testid=ranking] .ranking-bar.best .delta")[0].TextContent;
+        Assert.Equal(((expected[0].Best - raw.Best) * 100).ToString("+0.00;−0.00;0.00", System.Globalization.CultureInfo.InvariantCulture) + " pt", firstBest);
+        // Each track keeps its colour from the ranking to the charts; raw is grey.
+        var accuracy = charts["chart-accuracy"].Series.ToDictionary(s => s.Name);
+        Assert.Equal(TrackColors.Raw, accuracy["raw"].Color);
+        Assert.Equal([TrackColors.Palette[0], TrackColors.Palette[1]], [accuracy["ema-0.9"].Color, accuracy["ema-0.99"].Color]);
+        Assert.Contains(accuracy[expected[0].Track].Color, ranked[0].QuerySelector(".swatch")!.GetAttribute("style"));
         Assert.Equal(9, cut.FindAll("[data-testid=checkpoints] a[download]").Count); // 3 tracks × steps 0, 50, 100
         Assert.Contains("\"decays\"", cut.Find("[data-testid=spec]").TextContent);
         Assert.Contains("Completed 100 steps.", cut.Find("[data-testid=log]").TextContent);
@@ -308,6 +321,11 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.EndsWith(" pt", bf16.QuerySelector(".delta")!.TextContent);
         Assert.Contains("No float32 track with the same rule", cut.Find("[data-testid=precision] tr[data-track='ema-0.9-fp16']").TextContent);
         Assert.Equal(["ema-0.99-bf16"], cut.FindComponents<MetricChart>().Single(c => c.Instance.Id == "chart-precision").Instance.TraceNames);
+        // The bfloat16 shadow is drawn dashed in its float32 twin's colour; the unpaired float16 one has its own.
+        var lines = cut.FindComponents<MetricChart>().Single(c => c.Instance.Id == "chart-accuracy").Instance.Series.ToDictionary(s => s.Name);
+        Assert.Equal((lines["ema-0.99"].Color, "dash"), (lines["ema-0.99-bf16"].Color, lines["ema-0.99-bf16"].Dash));
+        Assert.Null(lines["ema-0.99"].Dash);
+        Assert.NotEqual(lines["ema-0.99"].Color, lines["ema-0.9-fp16"].Color);
     }
 
     [Fact]

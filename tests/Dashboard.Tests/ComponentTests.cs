@@ -227,6 +227,18 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     }
 
     [Fact]
+    public void The_new_run_forms_default_tracks_differ_from_the_first_step_and_forget_the_random_start()
+    {
+        var form = new RunForm();
+        var rules = form.RowRules().Select(r => r!).ToList();
+        Assert.Equal(["ema-0.99", "ema-0.999"], rules.Select(r => r.Name));
+        Assert.Empty(DecayLens.Warnings(rules, form.Steps));
+        Assert.Equal(0, EmaMath.IdenticalUntil(rules[0], rules[1], form.Steps));
+        Assert.All(rules, r => Assert.Equal(1, EmaMath.NominalDecayFrom(r, form.Steps)));
+        Assert.All(rules, r => Assert.True(EmaMath.InitialWeightShare(r, form.Steps) < 0.01, $"{r.Name} keeps {EmaMath.InitialWeightShare(r, form.Steps):P1} of the start"));
+    }
+
+    [Fact]
     public void Decay_lens_reads_every_rule_the_presets_bring()
     {
         UseAppServices();

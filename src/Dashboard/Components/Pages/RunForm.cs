@@ -43,8 +43,11 @@ public sealed class RunForm
     /// <summary>The shadows, one row per track of <c>ema.tracks</c>.</summary>
     public List<TrackRow> Tracks { get; set; } = [TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.99")), TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.999"))];
     // The run's shared settings: what an EMA Lab row takes where it says nothing (the compact form's settings).
-    public bool Warmup { get; set; } = true;
-    public bool ZeroDebias { get; set; }
+    // The default tracks are zero-debiased without a warm-up, so they differ from the first step: under TF's warm-up
+    // (1 + t)/(10 + t) both decays would apply the warm-up's value until step 890, and 0.999 would never be reached in
+    // 1,500 steps; without either, ema-0.999 would still hold 22 % of the random initial weights at the end.
+    public bool Warmup { get; set; }
+    public bool ZeroDebias { get; set; } = true;
     public int Every { get; set; } = 1;
     public long StartStep { get; set; }
     public string BnPolicy { get; set; } = "average";

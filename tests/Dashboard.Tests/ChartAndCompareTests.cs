@@ -46,6 +46,23 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
     }
 
     [Fact]
+    public async Task Live_points_extend_the_traces_and_move_the_focus_with_the_last_half_of_the_steps()
+    {
+        UseAppServices();
+        var all = Learning();
+        var cut = Render<MetricChart>(p => p.Add(c => c.Id, "c").Add(c => c.Title, "t")
+            .Add(c => c.Series, [new ChartSeries("raw", "#000", all.Take(11).ToList())]));
+        // Steps 0 … 100: the last half (50 … 100) is still learning.
+        Assert.True(cut.Instance.YRange!.Value.Low < 0.9);
+
+        await cut.InvokeAsync(() => cut.Instance.ExtendAsync(new Dictionary<string, List<MetricValue>> { ["raw"] = all.Skip(11).ToList() }, n => new ChartSeries(n, "#000", [])));
+        Assert.Contains(JSInterop.Invocations, i => i.Identifier == "extendTraces");
+        var (first, last) = (0.90 + 0.05 * 45 / 95.0, 0.95);
+        Assert.Equal(first - 0.08 * (last - first), cut.Instance.YRange!.Value.Low, 9);
+        Assert.Contains(JSInterop.Invocations, i => i.Identifier == "relayout");
+    }
+
+    [Fact]
     public void Smoothing_draws_the_debiased_ema_of_the_points_and_leaves_bands_and_markers_alone()
     {
         UseAppServices();

@@ -61,7 +61,10 @@ public sealed class MetricStoreFailureTests
         factory.Settings["EmaLab:StoreTimeoutSeconds"] = "1";
         var client = factory.CreateClient();
         var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 1_000_000, evalInterval: 250));
-        await Api.WaitForAsync(client, run.Id(), r => r.Status() == "running");
+        // Training, not just claimed: the start itself (building the session, then recording it) is not what is tested, and
+        // on a slow machine a lock over it would fail the run at step 0 (its start record waits one store timeout, as a
+        // page's write would).
+        await Api.WaitForAsync(client, run.Id(), r => r.Status() == "running" && r.GetProperty("step").GetInt64() > 0);
 
         // Another process holds the write lock for three store timeouts.
         await using (var blocker = new SqliteConnection($"Data Source={Path.Combine(factory.DataDirectory, "emalab.db")}"))

@@ -214,7 +214,9 @@ public abstract class RunApiSuite(EmaLabFactory factory)
     public async Task Catalog_and_documents_are_served()
     {
         var datasets = await Api.GetAsync(_client, "/api/datasets");
-        Assert.Equal(["digits-8x8", "mnist-10k"], datasets.EnumerateArray().Select(d => d.GetProperty("name").GetString()));
+        // The built-in ones first; uploads (another test's, in this process's dataset folder) after them.
+        Assert.Equal(["digits-8x8", "mnist-10k"], datasets.EnumerateArray().Where(d => d.GetProperty("builtIn").GetBoolean()).Select(d => d.GetProperty("name").GetString()));
+        Assert.Equal(["digits-8x8", "mnist-10k"], datasets.EnumerateArray().Take(2).Select(d => d.GetProperty("name").GetString()));
         Assert.Equal(8000, datasets[1].GetProperty("trainCount").GetInt32());
         var models = await Api.GetAsync(_client, "/api/models");
         Assert.Equal(["mlp", "cnn"], models.EnumerateArray().Select(d => d.GetProperty("name").GetString()));

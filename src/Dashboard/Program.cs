@@ -29,6 +29,7 @@ builder.Services.AddEmaLabDatabase();
 
 builder.Services.AddSingleton<RunEventHub>();
 builder.Services.AddSingleton<RunQueue>();
+builder.Services.AddSingleton<RunLifecycle>();
 builder.Services.AddSingleton<MetricVersions>();
 builder.Services.AddSingleton<MetricQueries>();
 builder.Services.AddSingleton<CheckpointStore>();
@@ -71,6 +72,7 @@ var app = builder.Build();
 // The folders first: this also makes the uploaded datasets known to the engine before any spec is checked.
 app.Services.GetRequiredService<DataPaths>();
 await app.Services.InitializeDatabaseAsync();
+await app.Services.RecoverRunsAsync();
 
 // API errors are problem details in every environment (the developer page would echo request headers);
 // pages get the error and not-found pages. The API's own 4xx answers already carry problem details.

@@ -1,6 +1,4 @@
-using EmaLab.Dashboard.Data;
 using Hangfire;
-using Microsoft.EntityFrameworkCore;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -35,7 +33,7 @@ public sealed class InProcessDispatch(RunQueue queue) : RunDispatch
 /// Each queued run is one Hangfire job in PostgreSQL; whichever worker process fetches it trains it (<see cref="RunJob"/>).
 /// The runs table stays the record of truth: a job trains only the run whose ticket it carries.
 /// </summary>
-public sealed class HangfireDispatch(IBackgroundJobClient jobs, IDbContextFactory<EmaLabDbContext> dbFactory, ILogger<HangfireDispatch> logger) : RunDispatch
+public sealed class HangfireDispatch(IBackgroundJobClient jobs, RunLifecycle lifecycle, ILogger<HangfireDispatch> logger) : RunDispatch
 {
     public override bool AcrossProcesses => true;
 
@@ -43,8 +41,7 @@ public sealed class HangfireDispatch(IBackgroundJobClient jobs, IDbContextFactor
     {
         var jobId = jobs.Enqueue<RunJob>(job => job.Train(runId, dispatchId, null, CancellationToken.None));
         // Recorded so that a cancel can withdraw the job before any worker took it (a claim records it as well).
-        using var db = dbFactory.CreateDbContext();
-        db.Runs.Where(r => r.Id == runId && r.DispatchId == dispatchId && r.JobId == null).ExecuteUpdate(s => s.SetProperty(r => r.JobId, jobId));
+        lifecycle.RecordJob(runId, dispatchId, jobId);
         logger.LogDebug("Run {RunId} queued as job {JobId}", runId, jobId);
     }
 

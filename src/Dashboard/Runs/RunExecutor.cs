@@ -15,7 +15,7 @@ public sealed class RunExecutor(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     MetricPipeline pipeline,
     RunQueue queue,
-    RunEventHub hub,
+    RunLifecycle lifecycle,
     RunDispatch dispatch,
     DataPaths paths,
     CheckpointStore checkpoints,
@@ -123,59 +123,17 @@ public sealed class RunExecutor(
         return next;
     }
 
-    /// <summary>
-    /// Takes the run in one conditional update (one more start attempt, a new attempt id), so two workers, or a worker and a
-    /// cancel, can never both have it. Without a job only a queued run is taken; a job takes the run its ticket names,
-    /// queued, or running under a trainer that died (a takeover: it resumes from the last bundle). Null when there is
-    /// nothing to train.
-    /// </summary>
+    /// <summary>Takes the run (<see cref="RunLifecycle.Claim"/>) and says in its log which worker started it, and from where.</summary>
     Run? Claim(long runId, JobTicket? job)
     {
-        using var db = dbFactory.CreateDbContext();
-        var seen = db.Runs.AsNoTracking().SingleOrDefault(r => r.Id == runId);
-        if (seen is null || (job is not null && seen.DispatchId != job.DispatchId)) return null;
-        var takeover = job is not null && seen.Status == RunStatus.Running;
-        if (seen.Status != RunStatus.Queued && !takeover) return null;
-        // Cancelled while its worker was gone or stopping (a cancel of a queued run needs no flag: it ends the run at once).
-        if (seen.CancelRequested)
-        {
-            EndUnclaimed(db, seen, RunStatus.Cancelled, $"Cancelled at step {seen.Step:N0} while no worker trained it.");
-            return null;
-        }
-        if (takeover && seen.StartAttempts >= 2)
-        {
-            EndUnclaimed(db, seen, RunStatus.Failed, $"A worker stopped {seen.StartAttempts} times while starting this run (building its model or loading its data or bundle); it is not started again.");
-            return null;
-        }
-        var attempt = Run.NewUuid();
-        var jobId = job?.JobId;
-        var claimed = db.Runs.Where(r => r.Id == runId && r.Status == seen.Status && r.Attempt == seen.Attempt && r.DispatchId == seen.DispatchId).ExecuteUpdate(s => s
-            .SetProperty(r => r.Status, RunStatus.Running)
-            .SetProperty(r => r.Attempt, attempt)
-            .SetProperty(r => r.StartAttempts, r => r.StartAttempts + 1)
-            .SetProperty(r => r.ResumeRequested, r => r.ResumeRequested || (takeover && r.BundleStep != null))
-            .SetProperty(r => r.JobId, r => jobId ?? r.JobId)
-            .SetProperty(r => r.Error, (string?)null)
-            .SetProperty(r => r.FinishedAt, (DateTimeOffset?)null));
-        if (claimed == 0) return null;
-        var run = db.Runs.AsNoTracking().Single(r => r.Id == runId);
+        if (lifecycle.Claim(runId, job) is not { } claimed) return null;
+        var run = claimed.Run;
         if (job is not null)
-            pipeline.WriteLog(runId, TrainingLogLevel.Info, takeover
-                ? $"Worker {job.WorkerName} took the run over at step {seen.Step:N0}: the worker training it stopped responding. " +
+            pipeline.WriteLog(runId, TrainingLogLevel.Info, claimed.Takeover
+                ? $"Worker {job.WorkerName} took the run over at step {claimed.StepSeen:N0}: the worker training it stopped responding. " +
                   (run.BundleStep is { } step ? $"It continues from the bundle of step {step:N0}." : "It had saved no bundle yet: training starts again.")
-                : $"Worker {job.WorkerName} started the run{(run.ResumeRequested ? $" from the bundle of step {run.BundleStep:N0}" : "")}.", attempt);
-        hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = RunStatus.Running.ToApi(), Step = run.Step, TotalSteps = run.TotalSteps });
+                : $"Worker {job.WorkerName} started the run{(run.ResumeRequested ? $" from the bundle of step {run.BundleStep:N0}" : "")}.", run.Attempt);
         return run;
-    }
-
-    /// <summary>Ends a run that is not claimed (no trainer writes for it), unless it changed meanwhile.</summary>
-    void EndUnclaimed(EmaLabDbContext db, Run seen, RunStatus status, string reason)
-    {
-        var ended = db.Runs.Where(r => r.Id == seen.Id && r.Status == seen.Status && r.Attempt == seen.Attempt).ExecuteUpdate(s => s
-            .SetProperty(r => r.Status, status)
-            .SetProperty(r => r.Error, reason)
-            .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow));
-        if (ended == 1) hub.Publish(new RunEvent(RunEventType.Status, seen.Id) { Status = status.ToApi(), Step = seen.Step, Message = reason });
     }
 
     /// <summary>
@@ -187,25 +145,13 @@ public sealed class RunExecutor(
         try
         {
             pipeline.FlushAsync().GetAwaiter().GetResult();
-            using var db = dbFactory.CreateDbContext();
-            var next = Run.NewUuid();
-            var trained = attempt is not null;
-            var runs = db.Runs.Where(r => r.Id == runId && r.DispatchId == dispatchId && (r.Status == RunStatus.Queued || r.Status == RunStatus.Running));
-            if (trained) runs = runs.Where(r => r.Attempt == attempt);
-            var requeued = runs.ExecuteUpdate(s => s
-                .SetProperty(r => r.Status, r => trained ? RunStatus.Queued : r.Status)
-                .SetProperty(r => r.ResumeRequested, r => r.ResumeRequested || (trained && r.BundleStep != null))
-                .SetProperty(r => r.StartAttempts, r => trained ? 0 : r.StartAttempts)
-                .SetProperty(r => r.DispatchId, next)
-                .SetProperty(r => r.JobId, (string?)null));
-            if (requeued == 0) return;
+            if (lifecycle.Requeue(runId, dispatchId, attempt) is not { } next) return;
             logger.LogInformation("Run {RunId} is queued again for another worker: {Why}", runId, why);
-            if (trained)
+            if (attempt is not null)
             {
                 // Committed before the job is sent, so the log reads in order: this line, then the next worker's start.
                 pipeline.WriteLog(runId, TrainingLogLevel.Info, $"Queued again for another worker: {why}.", attempt: null);
                 pipeline.FlushAsync().GetAwaiter().GetResult();
-                hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = RunStatus.Queued.ToApi() });
             }
             dispatch.Send(runId, next);
         }
@@ -225,14 +171,7 @@ public sealed class RunExecutor(
         using var db = dbFactory.CreateDbContext();
         var replayedFrom = session.Step > 0 ? session.Step + 1 : 0;
         if (db.Metrics.Where(m => m.RunId == run.Id && m.Step >= replayedFrom).ExecuteDelete() > 0) LatestValues.Rebuild(db, run.Id);
-        var entity = db.Runs.Single(r => r.Id == run.Id);
-        entity.StartedAt ??= DateTimeOffset.UtcNow;
-        entity.ResumeRequested = false;
-        entity.StartAttempts = 0;
-        entity.Step = session.Step;
-        entity.TotalSteps = session.TotalSteps;
-        db.SaveChanges();
-        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = RunStatus.Running.ToApi(), Step = session.Step, TotalSteps = session.TotalSteps });
+        lifecycle.Start(run.Id, run.Attempt!, session.Step, session.TotalSteps);
     }
 
     /// <summary>
@@ -247,25 +186,14 @@ public sealed class RunExecutor(
         pipeline.WriteBundleSaved(runId, session.Step, attempt);
     }
 
-    /// <summary>Records the end of this attempt, unless another start has taken the run over meanwhile.</summary>
+    /// <summary>Records the end of this attempt once everything the run reported is committed, unless another start has taken the run over meanwhile.</summary>
     void Finish(long runId, string attempt, RunStatus status, string? error, long step)
     {
         try
         {
-            // Everything the run reported is committed before its final status is visible.
             pipeline.FlushAsync().GetAwaiter().GetResult();
-            using var db = dbFactory.CreateDbContext();
-            var recorded = db.Runs.Where(r => r.Id == runId && r.Attempt == attempt).ExecuteUpdate(s => s
-                .SetProperty(r => r.Status, status)
-                .SetProperty(r => r.Error, error)
-                .SetProperty(r => r.Step, step)
-                .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow));
-            if (recorded == 0)
-            {
+            if (!lifecycle.Finish(runId, attempt, status, error, step))
                 logger.LogWarning("Run {RunId}: the end of attempt {Attempt} ({Status}) is not recorded: another start has taken the run over", runId, attempt, status.ToApi());
-                return;
-            }
-            hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = status.ToApi(), Step = step, Message = error });
         }
         catch (Exception e)
         {

@@ -11,6 +11,7 @@ public sealed class RunService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     RunQueue queue,
     RunDispatch dispatch,
+    RunLifecycle lifecycle,
     MetricPipeline pipeline,
     RunEventHub hub,
     MetricVersions versions,
@@ -41,20 +42,13 @@ public sealed class RunService(
             Uuid = Run.NewUuid(),
             SpecJson = request.Spec.ToJson(),
             CheckpointEvery = request.CheckpointEvery,
-            Status = RunStatus.Queued,
-            DispatchId = Run.NewUuid(),
             TotalSteps = request.Spec.PlannedSteps(),
             CreatedAt = DateTimeOffset.UtcNow,
             Tracks = [new EmaTrack { Name = MetricKeys.RawTrack }, .. request.Spec.Ema.Rules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
             Tags = request.Group is { } group ? [new RunTag { Key = Groups.RunGroups.Tag, Value = group }] : [],
         }).ToList();
-        db.Runs.AddRange(runs);
-        await db.SaveChangesAsync(cancellationToken); // one transaction: all runs or none
-        foreach (var run in runs)
-        {
-            dispatch.Send(run.Id, run.DispatchId!);
-            hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = RunStatus.Queued.ToApi() });
-        }
+        await lifecycle.CreateAsync(db, runs, cancellationToken);
+        foreach (var run in runs) dispatch.Send(run.Id, run.DispatchId!);
         return runs;
     }
 
@@ -104,15 +98,9 @@ public sealed class RunService(
     /// </summary>
     public async Task<(Outcome, string?)> CancelAsync(long id, CancellationToken cancellationToken = default)
     {
-        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var cancelledWhileQueued = await db.Runs.Where(r => r.Id == id && r.Status == RunStatus.Queued && r.Origin == RunOrigin.Engine).ExecuteUpdateAsync(s => s
-            .SetProperty(r => r.Status, RunStatus.Cancelled)
-            .SetProperty(r => r.Error, "Cancelled before it started.")
-            .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow), cancellationToken);
-        if (cancelledWhileQueued == 1)
+        if (await lifecycle.CancelQueuedAsync(id, cancellationToken) is (true, var jobId))
         {
-            dispatch.Withdraw(await db.Runs.Where(r => r.Id == id).Select(r => r.JobId).SingleAsync(cancellationToken));
-            hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Cancelled.ToApi() });
+            dispatch.Withdraw(jobId);
             return (Outcome.Done, null);
         }
         switch (await StopAsync(id, cancellationToken))
@@ -120,6 +108,7 @@ public sealed class RunService(
             case RunQueue.CancelResult.Stopped: return (Outcome.Done, null);
             case RunQueue.CancelResult.Stopping: return (Outcome.Accepted, $"Run {id} is stopping after its current step.");
         }
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
         if (run is null) return (Outcome.NotFound, null);
         if (run.Origin == RunOrigin.Client) return (Outcome.Conflict, ClientRunMessage(id));
@@ -134,12 +123,7 @@ public sealed class RunService(
     async Task<RunQueue.CancelResult> StopAsync(long id, CancellationToken cancellationToken)
     {
         if (!dispatch.AcrossProcesses) return await queue.CancelAsync(id, StopTimeout);
-        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var running = await db.Runs.AsNoTracking().Where(r => r.Id == id && r.Status == RunStatus.Running && r.Origin == RunOrigin.Engine)
-            .Select(r => new { r.Attempt, r.JobId }).SingleOrDefaultAsync(cancellationToken);
-        if (running is null) return RunQueue.CancelResult.NotActive;
-        // Durable: a worker that takes the run over later (its trainer died) ends it as cancelled instead of training it.
-        await db.Runs.Where(r => r.Id == id && r.Attempt == running.Attempt).ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelRequested, true), cancellationToken);
+        if (await lifecycle.RequestStopAsync(id, cancellationToken) is not { } running) return RunQueue.CancelResult.NotActive;
         var local = await queue.CancelAsync(id, StopTimeout);
         if (local != RunQueue.CancelResult.NotActive) return local;
         dispatch.Withdraw(running.JobId);
@@ -166,14 +150,7 @@ public sealed class RunService(
     {
         try
         {
-            if (await StoppedWithinAsync(id, _trainerGoneAfter)) return;
-            await using var db = await dbFactory.CreateDbContextAsync();
-            var reason = "Cancelled; its worker did not answer (it stopped while training the run).";
-            if (await db.Runs.Where(r => r.Id == id && r.Status == RunStatus.Running && r.Attempt == attempt).ExecuteUpdateAsync(s => s
-                    .SetProperty(r => r.Status, RunStatus.Cancelled)
-                    .SetProperty(r => r.Error, reason)
-                    .SetProperty(r => r.FinishedAt, DateTimeOffset.UtcNow)) == 1)
-                hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Cancelled.ToApi(), Message = reason });
+            if (!await StoppedWithinAsync(id, _trainerGoneAfter)) await lifecycle.EndUnansweredAsync(id, attempt);
         }
         catch (Exception e)
         {
@@ -192,18 +169,9 @@ public sealed class RunService(
             return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only interrupted or cancelled runs can be resumed.");
         if (run.BundleStep is not { } step || !File.Exists(paths.BundlePath(id, step)))
             return (Outcome.Conflict, $"Run {id} has no resume bundle (none was saved before it stopped); clone it to start again.");
-        var ticket = Run.NewUuid();
-        var queued = await db.Runs.Where(r => r.Id == id && r.Status == run.Status && r.BundleStep == step).ExecuteUpdateAsync(s => s
-            .SetProperty(r => r.Status, RunStatus.Queued)
-            .SetProperty(r => r.DispatchId, ticket)
-            .SetProperty(r => r.JobId, (string?)null)
-            .SetProperty(r => r.CancelRequested, false)
-            .SetProperty(r => r.ResumeRequested, true)
-            .SetProperty(r => r.StartAttempts, 0)
-            .SetProperty(r => r.Error, (string?)null), cancellationToken);
-        if (queued == 0) return (Outcome.Conflict, $"Run {id} changed while resuming (resumed or cancelled by another request).");
+        if (await lifecycle.ResumeAsync(id, run.Status, step, cancellationToken) is not { } ticket)
+            return (Outcome.Conflict, $"Run {id} changed while resuming (resumed or cancelled by another request).");
         dispatch.Send(id, ticket);
-        hub.Publish(new RunEvent(RunEventType.Status, id) { Status = RunStatus.Queued.ToApi() });
         return (Outcome.Done, null);
     }
 

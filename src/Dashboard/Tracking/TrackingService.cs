@@ -18,6 +18,7 @@ public sealed partial class TrackingService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     MetricPipeline pipeline,
     MetricStore store,
+    RunLifecycle lifecycle,
     RunEventHub hub)
 {
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
@@ -163,23 +164,19 @@ public sealed partial class TrackingService(
         tags[RunNameTag] = name;
         if (request.UserId is { Length: > 0 } user) tags.TryAdd(UserTag, user);
         var start = request.StartTime ?? Now;
+        var runTags = tags.Select(t => new RunTag { Key = t.Key, Value = t.Value }).ToList();
         var run = new Run
         {
             Name = Truncate(name, MaxRunNameLength),
             Uuid = Run.NewUuid(),
             Origin = RunOrigin.Client,
             ExperimentId = experiment.Id,
-            Status = RunStatus.Running,
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(start),
             StartedAt = DateTimeOffset.FromUnixTimeMilliseconds(start),
             Tracks = [new EmaTrack { Name = TrackNames.Raw }],
+            Tags = runTags,
         };
-        db.Runs.Add(run);
-        await db.SaveChangesAsync(ct);
-        var runTags = tags.Select(t => new RunTag { RunId = run.Id, Key = t.Key, Value = t.Value }).ToList();
-        db.RunTags.AddRange(runTags);
-        await db.SaveChangesAsync(ct);
-        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
+        await lifecycle.CreateAsync(db, [run], ct);
         // A new run has its tags and nothing else yet: answered from what was written, without reading it back.
         return ToDto(run, runTags, [], [], new Dictionary<(string, string), string>(), [], []);
     }
@@ -199,7 +196,7 @@ public sealed partial class TrackingService(
         RequireClient(run);
         if (request.Status is { } status)
         {
-            run.Status = status switch
+            RunLifecycle.SetClientStatus(run, status switch
             {
                 "RUNNING" => RunStatus.Running,
                 "SCHEDULED" => RunStatus.Queued,
@@ -207,17 +204,16 @@ public sealed partial class TrackingService(
                 "FAILED" => RunStatus.Failed,
                 "KILLED" => RunStatus.Cancelled,
                 _ => throw MlflowException.Invalid($"Invalid value '{status}' for parameter 'status': one of RUNNING, SCHEDULED, FINISHED, FAILED, KILLED."),
-            };
-            run.FinishedAt = run.Status.IsFinished() ? DateTimeOffset.FromUnixTimeMilliseconds(request.EndTime ?? Now) : null;
+            }, DateTimeOffset.FromUnixTimeMilliseconds(request.EndTime ?? Now));
         }
-        else if (request.EndTime is { } end) run.FinishedAt = DateTimeOffset.FromUnixTimeMilliseconds(end);
+        else if (request.EndTime is { } end) RunLifecycle.SetClientEndTime(run, DateTimeOffset.FromUnixTimeMilliseconds(end));
         if (request.RunName is { Length: > 0 } name)
         {
             run.Name = Truncate(name, MaxRunNameLength);
             await UpsertTagAsync(db, run.Id, RunNameTag, name, ct);
         }
         await db.SaveChangesAsync(ct);
-        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
+        lifecycle.Changed(run.Id, run.Status);
         return InfoOf(run, await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id).ToListAsync(ct));
     }
 

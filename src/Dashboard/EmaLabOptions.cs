@@ -33,8 +33,16 @@ public sealed class EmaLabOptions : IValidatableObject
     public bool Trains => Role != WebRole;
     /// <summary>This process serves pages and the API (role <c>all</c> or <c>web</c>).</summary>
     public bool Serves => Role != WorkerRole;
-    /// <summary>Runs reach their trainer through the database's job queue (Hangfire), so any process on it may train them.</summary>
-    public bool JobsAcrossProcesses => Database == PostgresDatabase;
+    /// <summary>
+    /// Who trains the runs (<c>EmaLab:Trainer</c>): <c>InProcess</c>, this process's own threads (one process), or
+    /// <c>Hangfire</c>, jobs in the PostgreSQL database that any worker process on it takes. Unset: <c>InProcess</c> on
+    /// SQLite, <c>Hangfire</c> on PostgreSQL.
+    /// </summary>
+    [Microsoft.Extensions.Configuration.ConfigurationKeyName("Trainer")]
+    public TrainerKind? TrainerSetting { get; set; }
+
+    /// <summary>The trainer chosen: the setting, or the database's default.</summary>
+    public TrainerKind Trainer => TrainerSetting ?? (Database == PostgresDatabase ? TrainerKind.Hangfire : TrainerKind.InProcess);
 
     /// <summary>
     /// Folder of the runs' files (<c>runs/{id}/</c>: resume bundles, checkpoints, post-hoc snapshots, artifacts); defaults to
@@ -123,6 +131,10 @@ public sealed class EmaLabOptions : IValidatableObject
             yield return new ValidationResult($"EmaLab:Role must be '{AllRole}', '{WebRole}' or '{WorkerRole}', not '{Role}'.", [nameof(Role)]);
         else if (Role != AllRole && Database != PostgresDatabase)
             yield return new ValidationResult($"EmaLab:Role={Role} needs EmaLab:Database={PostgresDatabase}: separate web and worker processes share its database and job queue.", [nameof(Role)]);
+        else if (Role != AllRole && Trainer != TrainerKind.Hangfire)
+            yield return new ValidationResult($"EmaLab:Role={Role} needs EmaLab:Trainer={TrainerKind.Hangfire}: a web process trains nothing and a worker takes its runs from the job queue.", ["Trainer"]);
+        if (Trainer == TrainerKind.Hangfire && Database != PostgresDatabase)
+            yield return new ValidationResult($"EmaLab:Trainer={TrainerKind.Hangfire} needs EmaLab:Database={PostgresDatabase}: its jobs are kept in that database.", ["Trainer"]);
         if (AllowRemote && string.IsNullOrWhiteSpace(ApiToken))
             yield return new ValidationResult("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.", [nameof(ApiToken)]);
     }
@@ -132,4 +144,13 @@ public sealed class EmaLabOptions : IValidatableObject
     public string ResolveArtifactDirectory(string contentRoot) => Path.GetFullPath(ArtifactDirectory ?? DataDirectory, contentRoot);
 
     public string ResolveWorkerName() => string.IsNullOrWhiteSpace(WorkerName) ? $"{Environment.MachineName}:{Environment.ProcessId}" : WorkerName;
+}
+
+/// <summary>Who trains the runs (<see cref="EmaLabOptions.Trainer"/>).</summary>
+public enum TrainerKind
+{
+    /// <summary>This process's own queue and threads; it must be the only process on its database.</summary>
+    InProcess,
+    /// <summary>Hangfire jobs in PostgreSQL, taken by any worker process on the database.</summary>
+    Hangfire,
 }

@@ -44,11 +44,12 @@ builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.ArtifactStore>();
 // Registered before the worker: hosted services stop in reverse order, so the writer outlives the runs it records.
 builder.Services.AddSingleton<MetricPipeline>();
 builder.Services.AddHostedService(services => services.GetRequiredService<MetricPipeline>());
-if (setup.JobsAcrossProcesses)
+// Who trains: chosen here once (EmaLab:Trainer); nothing else asks.
+if (setup.Trainer == TrainerKind.Hangfire)
     builder.Services.AddRunJobs(setup);
 else
 {
-    builder.Services.AddSingleton<RunDispatch, InProcessDispatch>();
+    builder.Services.AddSingleton<ITrainerHost, InProcessTrainers>();
     builder.Services.AddHostedService<RunWorker>();
 }
 // On PostgreSQL: live events to and from the other processes on the same database (nothing on SQLite).
@@ -72,7 +73,9 @@ var app = builder.Build();
 // The folders first: this also makes the uploaded datasets known to the engine before any spec is checked.
 app.Services.GetRequiredService<DataPaths>();
 await app.Services.InitializeDatabaseAsync();
-await app.Services.RecoverRunsAsync();
+var trainers = app.Services.GetRequiredService<ITrainerHost>();
+app.Logger.LogInformation("Runs are trained {Trainers}", trainers.Description);
+await trainers.RecoverAtStartAsync(CancellationToken.None);
 
 // API errors are problem details in every environment (the developer page would echo request headers);
 // pages get the error and not-found pages. The API's own 4xx answers already carry problem details.

@@ -35,6 +35,7 @@ public sealed class StartupTests : IDisposable
     [Theory]
     [InlineData("EmaLab__Role", "worker", "EmaLab:Role=worker needs EmaLab:Database=postgres")]
     [InlineData("EmaLab__Role", "trainer", "EmaLab:Role must be 'all', 'web' or 'worker', not 'trainer'")]
+    [InlineData("EmaLab__Trainer", "hangfire", "EmaLab:Trainer=Hangfire needs EmaLab:Database=postgres")]
     [InlineData("EmaLab__ArtifactDirectory", "{data}/a-file/artifacts", "the artifact directory '{data}/a-file/artifacts' cannot be created or reached")]
     public async Task A_role_or_artifact_directory_that_cannot_work_is_refused_with_the_reason(string setting, string value, string message)
     {
@@ -54,6 +55,8 @@ public sealed class StartupTests : IDisposable
             ["EmaLab__ApiToken"] = "t0ken",
         }, host: "0.0.0.0");
         Assert.Equal("Healthy", await server.Client.GetStringAsync("/health"));
+        // Who trains is said once, at start.
+        Assert.Contains("Runs are trained in this process, 1 run(s) at a time", server.Output);
 
         // The container's HEALTHCHECK: the app probes a running server's /health.
         Assert.Equal(0, await ProbeAsync(new Uri(server.Client.BaseAddress!, "/health").ToString()));

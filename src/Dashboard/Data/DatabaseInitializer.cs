@@ -19,7 +19,7 @@ public static class DatabaseInitializer
         {
             await db.Database.MigrateAsync();
             // Hangfire's tables too: built with the storage, which only the web role lets install them.
-            if (options.JobsAcrossProcesses) services.GetRequiredService<Hangfire.JobStorage>();
+            if (options.Trainer == TrainerKind.Hangfire) services.GetRequiredService<Hangfire.JobStorage>();
             return true;
         });
         else await WaitForSchemaAsync(store, db, logger);

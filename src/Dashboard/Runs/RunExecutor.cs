@@ -16,7 +16,7 @@ public sealed class RunExecutor(
     MetricPipeline pipeline,
     RunQueue queue,
     RunLifecycle lifecycle,
-    RunDispatch dispatch,
+    ITrainerHost trainers,
     DataPaths paths,
     CheckpointStore checkpoints,
     IOptions<EmaLabOptions> options,
@@ -153,7 +153,7 @@ public sealed class RunExecutor(
                 pipeline.WriteLog(runId, TrainingLogLevel.Info, $"Queued again for another worker: {why}.", attempt: null);
                 pipeline.FlushAsync().GetAwaiter().GetResult();
             }
-            dispatch.Send(runId, next);
+            trainers.Offer(runId, next);
         }
         catch (Exception e)
         {

@@ -55,7 +55,7 @@ public static class RunJobStorage
         });
         // Hangfire's static JobStorage.Current is never set: every client and server here is given this process's storage.
         services.AddSingleton<IBackgroundJobClient>(provider => new BackgroundJobClient(provider.GetRequiredService<JobStorage>()));
-        services.AddSingleton<RunDispatch, HangfireDispatch>();
+        services.AddSingleton<ITrainerHost, HangfireTrainers>();
         services.AddSingleton<RunJob>();
         if (options.Trains) services.AddHostedService<RunJobServer>();
     }

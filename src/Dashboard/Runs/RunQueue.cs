@@ -39,6 +39,9 @@ public sealed class RunQueue
 
     public enum CancelResult { NotActive, Stopped, Stopping }
 
+    /// <summary>How long a cancel waits for the run's trainer to stop before it answers "stopping".</summary>
+    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>
     /// Asks an active run to stop and waits up to <paramref name="timeout"/> for it (a slow step or evaluation
     /// may take longer: then it is still stopping, and <see cref="WhenStoppedAsync"/> tells when it has).

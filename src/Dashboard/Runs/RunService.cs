@@ -9,21 +9,14 @@ namespace EmaLab.Dashboard.Runs;
 /// <summary>What pages and the REST API do to runs: create, cancel, resume, clone, delete.</summary>
 public sealed class RunService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
-    RunQueue queue,
-    RunDispatch dispatch,
+    ITrainerHost trainers,
     RunLifecycle lifecycle,
     MetricPipeline pipeline,
     RunEventHub hub,
     MetricVersions versions,
     DataPaths paths,
-    Microsoft.Extensions.Options.IOptions<EmaLabOptions> options,
     ILogger<RunService> logger)
 {
-    static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
-    static readonly TimeSpan StopPollInterval = TimeSpan.FromMilliseconds(200);
-    /// <summary>How long a trainer on another machine may take to answer a cancel before it is presumed gone: its job's heartbeat has lapsed by then.</summary>
-    readonly TimeSpan _trainerGoneAfter = TimeSpan.FromSeconds(options.Value.JobInvisibilitySeconds) + StopTimeout;
-
     /// <summary>Stores the run (with its tracks) in one transaction and queues it.</summary>
     public async Task<Run> CreateAsync(RunRequest request, CancellationToken cancellationToken = default) =>
         (await CreateManyAsync([request], cancellationToken))[0];
@@ -48,7 +41,7 @@ public sealed class RunService(
             Tags = request.Group is { } group ? [new RunTag { Key = Groups.RunGroups.Tag, Value = group }] : [],
         }).ToList();
         await lifecycle.CreateAsync(db, runs, cancellationToken);
-        foreach (var run in runs) dispatch.Send(run.Id, run.DispatchId!);
+        foreach (var run in runs) trainers.Offer(run.Id, run.DispatchId!);
         return runs;
     }
 
@@ -94,13 +87,13 @@ public sealed class RunService(
 
     /// <summary>
     /// Cancels a queued run at once (one conditional update, so it cannot race the worker taking it), or stops a
-    /// running one and waits up to <see cref="StopTimeout"/>; a step that takes longer leaves it stopping (Accepted).
+    /// running one and waits up to <see cref="RunQueue.StopTimeout"/>; a step that takes longer leaves it stopping (Accepted).
     /// </summary>
     public async Task<(Outcome, string?)> CancelAsync(long id, CancellationToken cancellationToken = default)
     {
         if (await lifecycle.CancelQueuedAsync(id, cancellationToken) is (true, var jobId))
         {
-            dispatch.Withdraw(jobId);
+            trainers.Withdraw(jobId);
             return (Outcome.Done, null);
         }
         switch (await StopAsync(id, cancellationToken))
@@ -115,48 +108,7 @@ public sealed class RunService(
         return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only queued or running runs can be cancelled.");
     }
 
-    /// <summary>
-    /// Tells the run's trainer to stop and waits up to <see cref="StopTimeout"/>. In this process that is its cancellation;
-    /// on another machine, a flag on the run plus the deletion of its job, whose token Hangfire fires within seconds.
-    /// NotActive when nothing here or elsewhere trains it.
-    /// </summary>
-    async Task<RunQueue.CancelResult> StopAsync(long id, CancellationToken cancellationToken)
-    {
-        if (!dispatch.AcrossProcesses) return await queue.CancelAsync(id, StopTimeout);
-        if (await lifecycle.RequestStopAsync(id, cancellationToken) is not { } running) return RunQueue.CancelResult.NotActive;
-        var local = await queue.CancelAsync(id, StopTimeout);
-        if (local != RunQueue.CancelResult.NotActive) return local;
-        dispatch.Withdraw(running.JobId);
-        if (await StoppedWithinAsync(id, StopTimeout)) return RunQueue.CancelResult.Stopped;
-        // Its job is deleted, so no worker will take the run over: if its trainer does not answer, it is gone, and the run ends here.
-        _ = EndIfTrainerGoneAsync(id, running.Attempt);
-        return RunQueue.CancelResult.Stopping;
-    }
-
-    /// <summary>Whether the run stops training (in any process) within <paramref name="timeout"/>.</summary>
-    async Task<bool> StoppedWithinAsync(long id, TimeSpan timeout)
-    {
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (true)
-        {
-            await using (var db = await dbFactory.CreateDbContextAsync())
-                if (!await db.Runs.AnyAsync(r => r.Id == id && r.Status == RunStatus.Running)) return true;
-            if (waited.Elapsed >= timeout) return false;
-            await Task.Delay(StopPollInterval);
-        }
-    }
-
-    async Task EndIfTrainerGoneAsync(long id, string? attempt)
-    {
-        try
-        {
-            if (!await StoppedWithinAsync(id, _trainerGoneAfter)) await lifecycle.EndUnansweredAsync(id, attempt);
-        }
-        catch (Exception e)
-        {
-            logger.LogError(e, "Could not end run {RunId} after its cancel", id);
-        }
-    }
+    Task<RunQueue.CancelResult> StopAsync(long id, CancellationToken cancellationToken) => trainers.StopAsync(id, cancellationToken);
 
     /// <summary>Queues an interrupted or cancelled run to continue from its resume bundle (one conditional update: two resumes cannot both queue it).</summary>
     public async Task<(Outcome, string?)> ResumeAsync(long id, CancellationToken cancellationToken = default)
@@ -171,7 +123,7 @@ public sealed class RunService(
             return (Outcome.Conflict, $"Run {id} has no resume bundle (none was saved before it stopped); clone it to start again.");
         if (await lifecycle.ResumeAsync(id, run.Status, step, cancellationToken) is not { } ticket)
             return (Outcome.Conflict, $"Run {id} changed while resuming (resumed or cancelled by another request).");
-        dispatch.Send(id, ticket);
+        trainers.Offer(id, ticket);
         return (Outcome.Done, null);
     }
 
@@ -179,7 +131,7 @@ public sealed class RunService(
         $"Run {id} is logged by a client through the tracking API; it is started and ended there (runs/update), not here.";
 
     /// <summary>
-    /// Stops the run if needed, then removes its rows and its folder. A run whose step outlasts <see cref="StopTimeout"/>
+    /// Stops the run if needed, then removes its rows and its folder. A run whose step outlasts <see cref="RunQueue.StopTimeout"/>
     /// is removed in the background once it has stopped (Accepted).
     /// </summary>
     public async Task<Outcome> DeleteAsync(long id, CancellationToken cancellationToken = default)
@@ -198,9 +150,7 @@ public sealed class RunService(
     {
         try
         {
-            await queue.WhenStoppedAsync(id);
-            // On another machine: deleted once its trainer has stopped, or has been presumed gone (see EndIfTrainerGoneAsync).
-            if (dispatch.AcrossProcesses) await StoppedWithinAsync(id, _trainerGoneAfter);
+            await trainers.WhenStoppedAsync(id);
             await DeleteStoppedAsync(id, CancellationToken.None);
         }
         catch (Exception e)

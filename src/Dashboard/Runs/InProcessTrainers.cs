@@ -1,0 +1,32 @@
+using EmaLab.Dashboard.Data;
+using Microsoft.Extensions.Options;
+
+namespace EmaLab.Dashboard.Runs;
+
+/// <summary>Runs are trained by this process's <see cref="RunWorker"/> threads, from its own queue.</summary>
+public sealed class InProcessTrainers(RunQueue queue, RunLifecycle lifecycle, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<InProcessTrainers> logger) : ITrainerHost
+{
+    public string Description => $"in this process, {options.Value.MaxConcurrentRuns} run(s) at a time";
+
+    public void Offer(long runId, string ticket) => queue.Enqueue(runId);
+
+    public void Withdraw(string? jobId) { }
+
+    public Task<RunQueue.CancelResult> StopAsync(long runId, CancellationToken cancellationToken) => queue.CancelAsync(runId, RunQueue.StopTimeout);
+
+    public Task WhenStoppedAsync(long runId) => queue.WhenStoppedAsync(runId);
+
+    /// <summary>
+    /// This process was the only trainer: a run it left running is interrupted, resumable from its last bundle (one whose
+    /// start was cut short is queued again once, then failed: <see cref="RunLifecycle.RecoverAsync"/>; the
+    /// <see cref="RunWorker"/> queues every queued run when it starts), and half-written files are removed.
+    /// </summary>
+    public async Task RecoverAtStartAsync(CancellationToken cancellationToken)
+    {
+        var recovered = await lifecycle.RecoverAsync(cancellationToken);
+        if (recovered.Count > 0) logger.LogWarning("{Count} run(s) were left running by an earlier process: {Outcomes}", recovered.Count,
+            string.Join(", ", recovered.Select(r => $"run {r.RunId} {r.Status.ToApi()}")));
+        var partial = paths.DeletePartialFiles(writtenBefore: DateTime.MaxValue);
+        if (partial > 0) logger.LogWarning("Removed {Count} half-written file(s) left by an earlier process", partial);
+    }
+}

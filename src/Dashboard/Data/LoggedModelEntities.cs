@@ -83,8 +83,6 @@ public sealed class RunInput
     public string? TagsJson { get; set; }
     /// <summary>The tag <c>mlflow.data.context</c> (<c>training</c>, <c>eval</c>…) as a column of its own: <c>search_runs</c> filters on it.</summary>
     public string? Context { get; set; }
-
-    public const string ContextTag = "mlflow.data.context";
 }
 
 /// <summary>A model a run produced at a step (MLflow's run outputs; <c>log_model</c> records one).</summary>

@@ -5,15 +5,6 @@ using Microsoft.EntityFrameworkCore;
 
 namespace EmaLab.Dashboard.Groups;
 
-/// <summary>
-/// Runs of one experiment carrying the same <see cref="Tag"/> value form a group — the engine's grids set it, and a
-/// client script joins a group by setting the tag through the tracking API (W&amp;B's <c>group</c>).
-/// </summary>
-public static class RunGroups
-{
-    public const string Tag = "emalab.group";
-}
-
 /// <summary>A group as the list shows it.</summary>
 public sealed record GroupSummary(string Name, long ExperimentId, int Runs, int Active, int Completed, int Failed, DateTimeOffset CreatedAt);
 
@@ -73,7 +64,7 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var members = await (from tag in db.RunTags.AsNoTracking()
                              join run in db.Runs.AsNoTracking() on tag.RunId equals run.Id
-                             where tag.Key == RunGroups.Tag && !run.Deleted && (experimentId == null || run.ExperimentId == experimentId)
+                             where tag.Key == TagNames.Group && !run.Deleted && (experimentId == null || run.ExperimentId == experimentId)
                              select new { tag.Value, run.ExperimentId, run.Status, run.CreatedAt }).ToListAsync(cancellationToken);
         return members.GroupBy(m => (m.ExperimentId, m.Value))
             .Select(g => new GroupSummary(g.Key.Value, g.Key.ExperimentId, g.Count(),
@@ -86,13 +77,13 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
     public async Task<GroupData?> LoadAsync(long experimentId, string name, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var ids = db.RunTags.Where(t => t.Key == RunGroups.Tag && t.Value == name).Select(t => t.RunId);
+        var ids = db.RunTags.Where(t => t.Key == TagNames.Group && t.Value == name).Select(t => t.RunId);
         var runs = await db.Runs.AsNoTracking().Include(r => r.Tracks)
             .Where(r => ids.Contains(r.Id) && r.ExperimentId == experimentId && !r.Deleted).OrderBy(r => r.Id).ToListAsync(cancellationToken);
         if (runs.Count == 0) return null;
         var runIds = runs.Select(r => r.Id).ToList();
         var clientParams = (await db.Params.AsNoTracking().Where(p => runIds.Contains(p.RunId)).ToListAsync(cancellationToken)).ToLookup(p => p.RunId);
-        var roleTags = await db.RunTags.AsNoTracking().Where(t => runIds.Contains(t.RunId) && t.Key == MetricRoles.Tag).ToDictionaryAsync(t => t.RunId, t => t.Value, cancellationToken);
+        var roleTags = await db.RunTags.AsNoTracking().Where(t => runIds.Contains(t.RunId) && t.Key == TagNames.MetricRoles).ToDictionaryAsync(t => t.RunId, t => t.Value, cancellationToken);
 
         var parameters = runs.Select(r => (IReadOnlyDictionary<string, string>)RunParameters.Of(r, clientParams[r.Id])).ToList();
         var varied = RunParameters.Differing(parameters).Where(k => !RunParameters.IsSeed(k)).ToList();

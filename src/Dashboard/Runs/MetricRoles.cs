@@ -14,8 +14,6 @@ namespace EmaLab.Dashboard.Runs;
 /// </summary>
 public sealed record MetricRoles(string? Accuracy, string? Loss, string? Train)
 {
-    public const string Tag = "emalab.metrics";
-
     public static readonly MetricRoles Engine = new(MetricKeys.EvalAccuracy, MetricKeys.EvalLoss, MetricKeys.TrainLoss);
 
     /// <summary>The roles for <paramref name="run"/>, given its tag value (if any); a client's series are read only when needed.</summary>
@@ -45,11 +43,11 @@ public sealed record MetricRoles(string? Accuracy, string? Loss, string? Train)
         {
             var map = JsonSerializer.Deserialize<Dictionary<string, string>>(tag);
             var unknown = map?.Keys.FirstOrDefault(k => k is not ("accuracy" or "loss" or "train"));
-            return unknown is null ? null : $"Tag '{Tag}' names the keys for 'accuracy', 'loss' and 'train'; '{unknown}' is none of them.";
+            return unknown is null ? null : $"Tag '{TagNames.MetricRoles}' names the keys for 'accuracy', 'loss' and 'train'; '{unknown}' is none of them.";
         }
         catch (JsonException e)
         {
-            return $"Tag '{Tag}' must be a JSON object such as {{\"accuracy\": \"val_acc\", \"loss\": \"val_loss\", \"train\": \"loss\"}}: {e.Message}";
+            return $"Tag '{TagNames.MetricRoles}' must be a JSON object such as {{\"accuracy\": \"val_acc\", \"loss\": \"val_loss\", \"train\": \"loss\"}}: {e.Message}";
         }
     }
 

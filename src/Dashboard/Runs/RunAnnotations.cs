@@ -9,18 +9,14 @@ namespace EmaLab.Dashboard.Runs;
 /// </summary>
 public static class RunAnnotations
 {
-    public const string NotesTag = "mlflow.note.content";
     public const int MaxTags = 50;
 
-    /// <summary>A tag a person set, as opposed to the system's (<c>mlflow.*</c>: source, user, notes; <c>emalab.*</c>: group, metric roles).</summary>
-    public static bool IsUserTag(string key) => !key.StartsWith("mlflow.", StringComparison.Ordinal) && !key.StartsWith("emalab.", StringComparison.Ordinal);
-
     public static IReadOnlyDictionary<string, string> UserTags(IEnumerable<RunTag> tags) =>
-        new SortedDictionary<string, string>(tags.Where(t => IsUserTag(t.Key)).ToDictionary(t => t.Key, t => t.Value), StringComparer.Ordinal);
+        new SortedDictionary<string, string>(tags.Where(t => TagNames.IsUser(t.Key)).ToDictionary(t => t.Key, t => t.Value), StringComparer.Ordinal);
 
-    public static string? Notes(IEnumerable<RunTag> tags) => tags.FirstOrDefault(t => t.Key == NotesTag)?.Value;
+    public static string? Notes(IEnumerable<RunTag> tags) => tags.FirstOrDefault(t => t.Key == TagNames.Notes)?.Value;
 
-    public static string? Group(IEnumerable<RunTag> tags) => tags.FirstOrDefault(t => t.Key == Groups.RunGroups.Tag)?.Value;
+    public static string? Group(IEnumerable<RunTag> tags) => tags.FirstOrDefault(t => t.Key == TagNames.Group)?.Value;
 
     /// <summary>Why <paramref name="key"/> cannot be a user tag (MLflow's rules for names, and not a system prefix), or null.</summary>
     public static string? TagKeyProblem(string key)
@@ -29,7 +25,7 @@ public static class RunAnnotations
         if (Tracking.MlflowValidation.Length(key) > Tracking.MlflowValidation.MaxEntityKeyLength)
             return $"Tag '{Tracking.MlflowValidation.Truncate(key, 20)}…' is longer than {Tracking.MlflowValidation.MaxEntityKeyLength} characters.";
         if (Tracking.MlflowValidation.NameProblem(key) is { } problem) return $"Tag '{key}': {problem}";
-        if (!IsUserTag(key)) return $"Tag '{key}' is the system's (mlflow.* and emalab.* are set by the tracking API and EMA Lab).";
+        if (!TagNames.IsUser(key)) return $"Tag '{key}' is the system's (mlflow.* and emalab.* are set by the tracking API and EMA Lab).";
         return null;
     }
 }

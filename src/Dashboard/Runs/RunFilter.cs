@@ -24,7 +24,7 @@ public sealed record RunFilter(
         if (Experiment is { } experiment) runs = runs.Where(r => r.ExperimentId == experiment);
         if (!string.IsNullOrEmpty(Dataset)) runs = WithSetting(runs, db, "dataset", Dataset);
         if (!string.IsNullOrEmpty(Model)) runs = WithSetting(runs, db, "model", Model);
-        if (!string.IsNullOrEmpty(Group)) runs = runs.Where(r => db.RunTags.Any(t => t.RunId == r.Id && t.Key == RunGroups.Tag && t.Value == Group));
+        if (!string.IsNullOrEmpty(Group)) runs = runs.Where(r => db.RunTags.Any(t => t.RunId == r.Id && t.Key == TagNames.Group && t.Value == Group));
         if (!string.IsNullOrEmpty(Tag))
         {
             var equals = Tag.IndexOf('=');

@@ -7,7 +7,7 @@ namespace EmaLab.Dashboard.Runs;
 
 /// <summary>A request to create a run: the engine's run specification plus the service's own fields (name, checkpoint cadence).</summary>
 /// <param name="ExperimentId">The experiment the run joins (the default experiment, 0, when not given); checked against the database when the run is created.</param>
-/// <param name="Group">The group the run joins within its experiment (its <see cref="Groups.RunGroups.Tag"/> tag), if any.</param>
+/// <param name="Group">The group the run joins within its experiment (its <see cref="TagNames.Group"/> tag), if any.</param>
 public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec, long ExperimentId = Data.Experiment.DefaultId, string? Group = null)
 {
     public const int MaxNameLength = 200;

@@ -38,7 +38,7 @@ public sealed class RunService(
             TotalSteps = request.Spec.PlannedSteps(),
             CreatedAt = DateTimeOffset.UtcNow,
             Tracks = [new EmaTrack { Name = MetricKeys.RawTrack }, .. request.Spec.Ema.Rules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
-            Tags = request.Group is { } group ? [new RunTag { Key = Groups.RunGroups.Tag, Value = group }] : [],
+            Tags = request.Group is { } group ? [new RunTag { Key = TagNames.Group, Value = group }] : [],
         }).ToList();
         await lifecycle.CreateAsync(db, runs, cancellationToken);
         foreach (var run in runs) trainers.Offer(run.Id, run.DispatchId!);
@@ -69,12 +69,12 @@ public sealed class RunService(
         {
             run.Name = name.Trim();
             // MLflow keeps the name in a tag too: a client reading the run sees the new one.
-            if (run.Tags.Any(t => t.Key == Tracking.TrackingService.RunNameTag)) Set(Tracking.TrackingService.RunNameTag, run.Name);
+            if (run.Tags.Any(t => t.Key == TagNames.RunName)) Set(TagNames.RunName, run.Name);
         }
-        if (update.Notes is { } notes) Set(RunAnnotations.NotesTag, notes.Length == 0 ? null : notes);
+        if (update.Notes is { } notes) Set(TagNames.Notes, notes.Length == 0 ? null : notes);
         if (update.Tags is { } tags)
         {
-            foreach (var old in run.Tags.Where(t => RunAnnotations.IsUserTag(t.Key) && !tags.ContainsKey(t.Key)).ToList()) run.Tags.Remove(old);
+            foreach (var old in run.Tags.Where(t => TagNames.IsUser(t.Key) && !tags.ContainsKey(t.Key)).ToList()) run.Tags.Remove(old);
             foreach (var (key, value) in tags) Set(key, value);
         }
         await db.SaveChangesAsync(cancellationToken);

@@ -138,7 +138,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var stem = Path.GetFileNameWithoutExtension(file);
-        var suffixes = ClientTrackKeys.ParseSuffixes(await db.RunTags.Where(t => t.RunId == run.Id && t.Key == ClientTrackKeys.SuffixTag).Select(t => t.Value).SingleOrDefaultAsync(ct));
+        var suffixes = ClientTrackKeys.ParseSuffixes(await db.RunTags.Where(t => t.RunId == run.Id && t.Key == TagNames.TrackSuffixes).Select(t => t.Value).SingleOrDefaultAsync(ct));
         var track = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Track) is { } named && ClientTrackKeys.IsTrackName(named) ? named
             : ClientTrackKeys.IsTrackName(stem) ? stem
             : ClientTrackKeys.Map(stem, suffixes) is var (mapped, rest) && mapped != TrackNames.Raw && rest.Length > 0 ? mapped

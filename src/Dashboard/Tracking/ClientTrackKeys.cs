@@ -20,7 +20,6 @@ namespace EmaLab.Dashboard.Tracking;
 /// </summary>
 public static partial class ClientTrackKeys
 {
-    public const string SuffixTag = "emalab.track_suffixes";
 
     [GeneratedRegex(@"^(raw|(ema|swa)([-_.][a-z0-9._-]*)?)$")]
     private static partial Regex TrackSegment();
@@ -45,12 +44,12 @@ public static partial class ClientTrackKeys
         if (string.IsNullOrWhiteSpace(tagValue)) return new Dictionary<string, string>();
         Dictionary<string, string>? map;
         try { map = JsonSerializer.Deserialize<Dictionary<string, string>>(tagValue); }
-        catch (JsonException e) { throw MlflowException.Invalid($"Tag '{SuffixTag}' must be a JSON object of suffix to track name, e.g. {{\"_ema\": \"ema-0.999\"}}: {e.Message}"); }
+        catch (JsonException e) { throw MlflowException.Invalid($"Tag '{TagNames.TrackSuffixes}' must be a JSON object of suffix to track name, e.g. {{\"_ema\": \"ema-0.999\"}}: {e.Message}"); }
         foreach (var (suffix, track) in map ?? [])
         {
-            if (suffix.Length == 0) throw MlflowException.Invalid($"Tag '{SuffixTag}': a suffix must not be empty.");
+            if (suffix.Length == 0) throw MlflowException.Invalid($"Tag '{TagNames.TrackSuffixes}': a suffix must not be empty.");
             if (track != TrackNames.Raw && EmaTrackSettings.NameProblem(track) is { } problem)
-                throw MlflowException.Invalid($"Tag '{SuffixTag}': {problem}");
+                throw MlflowException.Invalid($"Tag '{TagNames.TrackSuffixes}': {problem}");
         }
         return map ?? [];
     }

@@ -197,7 +197,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
             db.RunInputs.Add(new RunInput
             {
                 RunId = run.Id, DatasetName = d.Name, DatasetDigest = d.Digest, SourceType = d.SourceType, Source = d.Source, Schema = d.Schema, Profile = d.Profile,
-                TagsJson = JsonSerializer.Serialize(tags), Context = tags.GetValueOrDefault(RunInput.ContextTag),
+                TagsJson = JsonSerializer.Serialize(tags), Context = tags.GetValueOrDefault(TagNames.DataContext),
             });
         }
         foreach (var model in models)
@@ -254,18 +254,16 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
             : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Logged model with ID '{modelId}' not found.");
     }
 
-    /// <summary>The tag that names the track a logged model's weights are (<c>mlflow.pytorch.log_model(ema, name="ema", tags={"emalab.track": "ema-0.999"})</c>).</summary>
-    public const string TrackTag = "emalab.track";
 
     /// <summary>
     /// Which of the run's tracks a logged model holds, so the run page shows it beside that track: the track its
-    /// <see cref="TrackTag"/> tag names; else one its name or a tag's value names (<c>ema-0.999</c>); else, when its name
+    /// <see cref="TagNames.Track"/> tag names; else one its name or a tag's value names (<c>ema-0.999</c>); else, when its name
     /// says EMA or SWA (<c>ema</c>, <c>ema_model</c>, <c>swa</c>, as <see cref="ClientTrackKeys.IsTrackName"/>), the run's
     /// only track of that kind, or the EMA track of the decay a <c>…decay…</c> tag states. Null when nothing says which.
     /// </summary>
     public static string? TrackOf(string name, IReadOnlyDictionary<string, string> tags, IReadOnlyCollection<string> tracks)
     {
-        if (tags.TryGetValue(TrackTag, out var tagged) && tracks.Contains(tagged)) return tagged;
+        if (tags.TryGetValue(TagNames.Track, out var tagged) && tracks.Contains(tagged)) return tagged;
         if (tracks.Contains(name)) return name;
         if (tags.Values.FirstOrDefault(tracks.Contains) is { } named) return named;
         var lower = name.ToLowerInvariant();

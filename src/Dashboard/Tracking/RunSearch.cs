@@ -127,7 +127,7 @@ static class RunSearch
         "run_id" => r => r.Uuid,
         "run_name" => r => r.Name,
         "status" => Inline(TrackingService.MlflowStatus, (Expression<Func<Run, RunStatus>>)(r => r.Status)),
-        "user_id" => r => db.RunTags.Where(t => t.RunId == r.Id && t.Key == TrackingService.UserTag).Select(t => t.Value).FirstOrDefault() ?? "",
+        "user_id" => r => db.RunTags.Where(t => t.RunId == r.Id && t.Key == TagNames.User).Select(t => t.Value).FirstOrDefault() ?? "",
         "artifact_uri" => TrackingService.ArtifactUri,
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, "not a run attribute"),
     };

@@ -158,11 +158,11 @@ public sealed partial class TrackingService(
         var experiment = await FindExperimentAsync(db, request.ExperimentId ?? Id(Experiment.DefaultId), ct);
         RequireActive(experiment);
         // MLflow's run name: the argument, else the mlflow.runName tag, else a generated one; the tag is set to it.
-        var name = request.RunName is { Length: > 0 } given ? given : tags.GetValueOrDefault(RunNameTag) is { Length: > 0 } tagged ? tagged : GeneratedName();
-        if (request.RunName is { Length: > 0 } && tags.TryGetValue(RunNameTag, out var other) && other != request.RunName)
+        var name = request.RunName is { Length: > 0 } given ? given : tags.GetValueOrDefault(TagNames.RunName) is { Length: > 0 } tagged ? tagged : GeneratedName();
+        if (request.RunName is { Length: > 0 } && tags.TryGetValue(TagNames.RunName, out var other) && other != request.RunName)
             throw MlflowException.Invalid($"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values (run_name='{request.RunName}', mlflow.runName='{other}').");
-        tags[RunNameTag] = name;
-        if (request.UserId is { Length: > 0 } user) tags.TryAdd(UserTag, user);
+        tags[TagNames.RunName] = name;
+        if (request.UserId is { Length: > 0 } user) tags.TryAdd(TagNames.User, user);
         var start = request.StartTime ?? Now;
         var runTags = tags.Select(t => new RunTag { Key = t.Key, Value = t.Value }).ToList();
         var run = new Run
@@ -210,7 +210,7 @@ public sealed partial class TrackingService(
         if (request.RunName is { Length: > 0 } name)
         {
             run.Name = Truncate(name, MaxRunNameLength);
-            await UpsertTagAsync(db, run.Id, RunNameTag, name, ct);
+            await UpsertTagAsync(db, run.Id, TagNames.RunName, name, ct);
         }
         await db.SaveChangesAsync(ct);
         lifecycle.Changed(run.Id, run.Status);
@@ -284,8 +284,8 @@ public sealed partial class TrackingService(
             else if (newKeys.FirstOrDefault(k => k.LoggedKey == metric.Key) is { } added) key = (added.Track, added.Key);
             else
             {
-                suffixes ??= ClientTrackKeys.ParseSuffixes(validTags.TryGetValue(ClientTrackKeys.SuffixTag, out var newSuffixes) ? newSuffixes
-                    : await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key == ClientTrackKeys.SuffixTag).Select(t => t.Value).SingleOrDefaultAsync(ct));
+                suffixes ??= ClientTrackKeys.ParseSuffixes(validTags.TryGetValue(TagNames.TrackSuffixes, out var newSuffixes) ? newSuffixes
+                    : await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key == TagNames.TrackSuffixes).Select(t => t.Value).SingleOrDefaultAsync(ct));
                 key = ClientTrackKeys.Map(metric.Key!, suffixes);
                 newKeys.Add(new ClientMetricKey { RunId = run.Id, LoggedKey = metric.Key!, Track = key.Track, Key = key.Key });
             }
@@ -450,8 +450,6 @@ public sealed partial class TrackingService(
 
     // ---------------------------------------------------------------- helpers
 
-    public const string RunNameTag = "mlflow.runName";
-    public const string UserTag = "mlflow.user";
 
     // Every logging call looks its run up: compiled once, not translated again per call. Per instance, not static: a
     // compiled query keeps the SQL of the first database it ran on (the tests host SQLite and PostgreSQL apps at once).
@@ -526,7 +524,7 @@ public sealed partial class TrackingService(
     }
 
     static MlflowRunInfo InfoOf(Run run, IReadOnlyList<RunTag> tags) => new(
-        run.Uuid, run.Uuid, run.Name, Id(run.ExperimentId), tags.FirstOrDefault(t => t.Key == UserTag)?.Value ?? "",
+        run.Uuid, run.Uuid, run.Name, Id(run.ExperimentId), tags.FirstOrDefault(t => t.Key == TagNames.User)?.Value ?? "",
         StatusOf(run.Status), StartTimeOf(run).ToUnixTimeMilliseconds(), run.FinishedAt?.ToUnixTimeMilliseconds(),
         ArtifactUriOf(run), run.Deleted ? "deleted" : "active");
 
@@ -571,8 +569,8 @@ public sealed partial class TrackingService(
             LengthLimit($"tags[{i}].key", MaxEntityKeyLength, tag.Key!);
             valid[tag.Key!] = Truncate(tag.Value ?? "", MaxTagValueLength); // the last value of a key wins, as in MLflow
         }
-        if (valid.TryGetValue(ClientTrackKeys.SuffixTag, out var suffixes)) ClientTrackKeys.ParseSuffixes(suffixes);
-        if (valid.TryGetValue(MetricRoles.Tag, out var roles) && MetricRoles.Problem(roles) is { } problem) throw MlflowException.Invalid(problem);
+        if (valid.TryGetValue(TagNames.TrackSuffixes, out var suffixes)) ClientTrackKeys.ParseSuffixes(suffixes);
+        if (valid.TryGetValue(TagNames.MetricRoles, out var roles) && MetricRoles.Problem(roles) is { } problem) throw MlflowException.Invalid(problem);
         return valid;
     }
 

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Hosting.Internal;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using EmaLab.TrainingEngine;
+using EmaLab.Dashboard.Hosting;
 
 /// <summary>The metric store as the server builds it: ingestion through <see cref="MetricPipeline"/> and a series read through <see cref="MetricQueries"/>.</summary>
 static class StoreBenchmarks

@@ -8,6 +8,8 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Scalar.AspNetCore;
+using EmaLab.Dashboard.Hosting;
+using EmaLab.Dashboard.Api;
 
 if (args is [HealthProbe.Argument, var healthUrl]) return await HealthProbe.RunAsync(healthUrl);
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Options;
 using EmaLab.TrainingEngine.Formats;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Data;
 

@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Data;
 

@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using SQLitePCL;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Data;
 

@@ -4,6 +4,7 @@ using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Datasets;
 

@@ -1,5 +1,5 @@
 using EmaLab.Dashboard.Runs;
-using EmaLab.Dashboard.Security;
+using EmaLab.Dashboard.Hosting;
 using EmaLab.TrainingEngine.Averaging;
 using Microsoft.AspNetCore.Http.HttpResults;
 

@@ -1,5 +1,6 @@
 using EmaLab.Dashboard.Data;
 using Microsoft.Extensions.Options;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Runs;
 

@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.Extensions.Options;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Runs;
 

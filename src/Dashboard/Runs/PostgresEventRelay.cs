@@ -1,6 +1,7 @@
 using System.Text.Json;
 using EmaLab.Dashboard.Data;
 using Npgsql;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Runs;
 

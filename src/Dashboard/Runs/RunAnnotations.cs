@@ -22,9 +22,9 @@ public static class RunAnnotations
     public static string? TagKeyProblem(string key)
     {
         if (string.IsNullOrWhiteSpace(key)) return "A tag needs a name.";
-        if (Tracking.MlflowValidation.Length(key) > Tracking.MlflowValidation.MaxEntityKeyLength)
-            return $"Tag '{Tracking.MlflowValidation.Truncate(key, 20)}…' is longer than {Tracking.MlflowValidation.MaxEntityKeyLength} characters.";
-        if (Tracking.MlflowValidation.NameProblem(key) is { } problem) return $"Tag '{key}': {problem}";
+        if (MlflowLimits.Length(key) > MlflowLimits.MaxEntityKeyLength)
+            return $"Tag '{MlflowLimits.Truncate(key, 20)}…' is longer than {MlflowLimits.MaxEntityKeyLength} characters.";
+        if (MlflowLimits.NameProblem(key) is { } problem) return $"Tag '{key}': {problem}";
         if (!TagNames.IsUser(key)) return $"Tag '{key}' is the system's (mlflow.* and emalab.* are set by the tracking API and EMA Lab).";
         return null;
     }
@@ -41,8 +41,8 @@ public sealed record RunUpdate(string? Name = null, string? Notes = null, Dictio
         var errors = new Dictionary<string, string[]>();
         if (Name is not null && (Name.Trim().Length == 0 || Name.Trim().Length > RunRequest.MaxNameLength))
             errors["name"] = [$"The name must have 1 to {RunRequest.MaxNameLength} characters."];
-        if (Notes is not null && Tracking.MlflowValidation.Length(Notes) > Tracking.MlflowValidation.MaxTagValueLength)
-            errors["notes"] = [$"Notes may have at most {Tracking.MlflowValidation.MaxTagValueLength:N0} characters."];
+        if (Notes is not null && MlflowLimits.Length(Notes) > MlflowLimits.MaxTagValueLength)
+            errors["notes"] = [$"Notes may have at most {MlflowLimits.MaxTagValueLength:N0} characters."];
         if (Tags is not null)
         {
             if (Tags.Count > RunAnnotations.MaxTags) errors["tags"] = [$"A run may have at most {RunAnnotations.MaxTags} tags."];
@@ -50,7 +50,7 @@ public sealed record RunUpdate(string? Name = null, string? Notes = null, Dictio
             {
                 if (RunAnnotations.TagKeyProblem(key) is { } problem) errors[$"tags.{key}"] = [problem];
                 else if (value is null) errors[$"tags.{key}"] = [$"Tag '{key}' needs a value (\"\" for a bare label)."];
-                else if (Tracking.MlflowValidation.Length(value) > Tracking.MlflowValidation.MaxTagValueLength) errors[$"tags.{key}"] = [$"Tag '{key}' has a value over {Tracking.MlflowValidation.MaxTagValueLength:N0} characters."];
+                else if (MlflowLimits.Length(value) > MlflowLimits.MaxTagValueLength) errors[$"tags.{key}"] = [$"Tag '{key}' has a value over {MlflowLimits.MaxTagValueLength:N0} characters."];
             }
         }
         if (errors.Count > 0) throw new RequestValidationException(errors);

@@ -4,10 +4,6 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Data;
-using EmaLab.Dashboard.Groups;
-using EmaLab.Dashboard.Datasets;
-using EmaLab.Dashboard.Security;
-using EmaLab.Dashboard.Tracking;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
@@ -15,21 +11,16 @@ using EmaLab.TrainingEngine.Training;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Runs;
 
-/// <summary>The REST API (minimal APIs). Access rules are the group's (<see cref="Access"/>, <see cref="RequestChecks"/>).</summary>
+/// <summary>The runs' part of the REST API (minimal APIs), under the <c>/api</c> group the API module makes.</summary>
 public static class RunEndpoints
 {
-    public static void MapEmaLabApi(this IEndpointRouteBuilder app)
+    public static void MapRunApi(this RouteGroupBuilder api)
     {
-        // Every API call: signed in when a token is set; changes only from this origin or non-browser clients;
-        // a bounded number at once, so request handling cannot take the cores training runs on.
-        var api = app.MapGroup("/api").RequireAuthorization(Security.Access.Policy).RequireSameOriginForChanges().RequireRateLimiting(ApiLoad.Policy);
         var runs = api.MapGroup("/runs").WithTags("Runs");
-        api.MapMlflowApi();
-        api.MapGroupApi();
-
         runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first; filters: search (in the name), status, experiment, dataset, model, group, tag (a key, or key=value); all combine.");
         runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).").RequireJsonBody()
             .Accepts<RunSpec>("application/json");
@@ -54,7 +45,6 @@ public static class RunEndpoints
         runs.MapGet("/{id:long}/log", GetLog).WithSummary("The run's log: start, spec summary, evaluations, warnings, errors.");
 
         api.MapGet("/checkpoints/{id:long}/download", DownloadCheckpoint).WithTags("Checkpoints").WithSummary("The checkpoint's .safetensors file.");
-        api.MapDatasetApi();
         api.MapGet("/models", () => new[]
         {
             new ModelInfo(ModelArchitecture.Mlp, "Multi-layer perceptron (Flatten, Linear+ReLU per hidden size, Linear)", ModelArchitecture.DefaultHidden),

@@ -3,6 +3,7 @@ using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Runs;
 

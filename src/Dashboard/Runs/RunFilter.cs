@@ -1,5 +1,4 @@
 using EmaLab.Dashboard.Data;
-using EmaLab.Dashboard.Groups;
 
 namespace EmaLab.Dashboard.Runs;
 

@@ -7,6 +7,7 @@ using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Formats;
 using Microsoft.EntityFrameworkCore;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Tracking;
 

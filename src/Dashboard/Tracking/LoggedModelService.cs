@@ -5,6 +5,7 @@ using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine;
 using Microsoft.EntityFrameworkCore;
 using static EmaLab.Dashboard.Tracking.MlflowValidation;
+using static EmaLab.Dashboard.Data.MlflowLimits;
 
 namespace EmaLab.Dashboard.Tracking;
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Tracking;
 
@@ -111,7 +112,7 @@ public static class MlflowEndpoints
         });
         mlflow.MapPost("/runs/log-batch", async (HttpContext http, TrackingService store) =>
         {
-            var request = await BodyAsync<LogBatchRequest>(http, MlflowValidation.MaxBatchRequestBytes);
+            var request = await BodyAsync<LogBatchRequest>(http, Data.MlflowLimits.MaxBatchRequestBytes);
             await store.LogBatchAsync(request.RunId, request.Metrics ?? [], request.Params ?? [], request.Tags ?? [], http.RequestAborted);
             return MlflowJson.Empty();
         });

@@ -1,6 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 
-namespace EmaLab.Dashboard;
+namespace EmaLab.Dashboard.Hosting;
 
 /// <summary>The <c>EmaLab</c> configuration section. Every default works with no configuration.</summary>
 public sealed class EmaLabOptions : IValidatableObject

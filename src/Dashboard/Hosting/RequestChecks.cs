@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Primitives;
 
-namespace EmaLab.Dashboard.Security;
+namespace EmaLab.Dashboard.Hosting;
 
 /// <summary>
 /// Cross-site request checks for the API, applied to the whole <c>/api</c> group. A web page the user visits

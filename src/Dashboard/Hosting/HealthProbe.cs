@@ -1,4 +1,4 @@
-namespace EmaLab.Dashboard;
+namespace EmaLab.Dashboard.Hosting;
 
 /// <summary>
 /// <c>EmaLab.Dashboard --health-check &lt;url&gt;</c>: asks a running server's <c>/health</c> and exits 0 when it

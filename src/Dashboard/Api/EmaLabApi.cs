@@ -1,0 +1,23 @@
+using EmaLab.Dashboard.Datasets;
+using EmaLab.Dashboard.Groups;
+using EmaLab.Dashboard.Hosting;
+using EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Security;
+using EmaLab.Dashboard.Tracking;
+
+namespace EmaLab.Dashboard.Api;
+
+/// <summary>The REST API under <c>/api</c>: every feature's endpoints in one group, which holds the access rules.</summary>
+public static class EmaLabApi
+{
+    public static void MapEmaLabApi(this IEndpointRouteBuilder app)
+    {
+        // Every API call: signed in when a token is set; changes only from this origin or non-browser clients;
+        // a bounded number at once, so request handling cannot take the cores training runs on.
+        var api = app.MapGroup("/api").RequireAuthorization(Access.Policy).RequireSameOriginForChanges().RequireRateLimiting(ApiLoad.Policy);
+        api.MapMlflowApi();
+        api.MapGroupApi();
+        api.MapRunApi();
+        api.MapDatasetApi();
+    }
+}

@@ -1,0 +1,59 @@
+using System.Text.RegularExpressions;
+
+namespace EmaLab.Dashboard.Tests;
+
+/// <summary>
+/// The dashboard's folders depend on each other one way only, as the engine's do (its <c>LayeringTests</c>): host
+/// settings and HTTP plumbing at the bottom, then the database, the run's life and metrics, the MLflow protocol and
+/// access, the features that build on runs (groups, datasets), the API that maps them all, the pages on top; the root
+/// holds only the composition (<c>Program.cs</c>).
+/// </summary>
+public class DashboardLayeringTests
+{
+    static readonly Dictionary<string, string[]> Allowed = new()
+    {
+        ["Hosting"] = [],
+        ["Data"] = ["Hosting"],
+        ["Runs"] = ["Data", "Hosting"],
+        ["Tracking"] = ["Runs", "Data", "Hosting"],
+        ["Security"] = ["Tracking", "Hosting"],
+        ["Groups"] = ["Runs", "Data", "Hosting"],
+        ["Datasets"] = ["Runs", "Data", "Hosting"],
+        ["Api"] = ["Runs", "Tracking", "Security", "Groups", "Datasets", "Data", "Hosting"],
+        ["Components"] = ["Runs", "Tracking", "Security", "Groups", "Datasets", "Data", "Hosting"],
+    };
+
+    static readonly string Dashboard = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../src/Dashboard"));
+
+    static IEnumerable<string> SourceFiles(string folder) =>
+        Directory.EnumerateFiles(folder, "*.*", SearchOption.AllDirectories)
+            .Where(f => (f.EndsWith(".cs", StringComparison.Ordinal) || f.EndsWith(".razor", StringComparison.Ordinal))
+                        && !f.Contains("/obj/", StringComparison.Ordinal) && !f.Contains("/bin/", StringComparison.Ordinal));
+
+    [Fact]
+    public void Every_folder_uses_only_the_folders_below_it()
+    {
+        Assert.True(Directory.Exists(Dashboard), Dashboard);
+        var folders = Directory.GetDirectories(Dashboard).Select(Path.GetFileName).Where(f => SourceFiles(Path.Combine(Dashboard, f!)).Any() && f is not ("bin" or "obj")).ToList();
+        Assert.Equal(Allowed.Keys.Order(), folders.Order());
+        var names = string.Join('|', Allowed.Keys);
+        // A using, a fully qualified name, or a name relative to the root namespace (Runs.RunQueue from EmaLab.Dashboard.Groups).
+        var use = new Regex($@"(?:^@?using\s+EmaLab\.Dashboard\.|EmaLab\.Dashboard\.|(?<![\w.])(?=(?:{names})\.[A-Z]))({names})\b", RegexOptions.Multiline);
+        var broken = new List<string>();
+        foreach (var folder in folders)
+            foreach (var file in SourceFiles(Path.Combine(Dashboard, folder!)))
+            {
+                var code = Regex.Replace(File.ReadAllText(file), @"^\s*///.*$", "", RegexOptions.Multiline); // doc comments may name anything
+                foreach (var used in use.Matches(code).Select(m => m.Groups[1].Value).Distinct())
+                    if (used != folder && !Allowed[folder!].Contains(used)) broken.Add($"{Path.GetRelativePath(Dashboard, file)} uses {used}");
+            }
+        Assert.Empty(broken);
+    }
+
+    [Fact]
+    public void The_root_holds_only_the_composition()
+    {
+        var rootFiles = Directory.GetFiles(Dashboard, "*.cs").Select(Path.GetFileName);
+        Assert.Equal(["Program.cs"], rootFiles);
+    }
+}

@@ -32,6 +32,7 @@ builder.Services.AddEmaLabDatabase();
 builder.Services.AddSingleton<RunEventHub>();
 builder.Services.AddSingleton<RunQueue>();
 builder.Services.AddSingleton<RunLifecycle>();
+builder.Services.AddSingleton<RunQueries>();
 builder.Services.AddSingleton<MetricVersions>();
 builder.Services.AddSingleton<MetricQueries>();
 builder.Services.AddSingleton<CheckpointStore>();

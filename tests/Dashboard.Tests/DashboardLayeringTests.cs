@@ -51,6 +51,16 @@ public class DashboardLayeringTests
     }
 
     [Fact]
+    public void No_page_holds_a_database_context()
+    {
+        // Pages read through query services (RunQueries, MetricQueries, GroupService…), so no page can query EF by accident.
+        var pages = SourceFiles(Path.Combine(Dashboard, "Components"))
+            .Where(f => Regex.IsMatch(File.ReadAllText(f), @"DbContext|Microsoft\.EntityFrameworkCore"))
+            .Select(f => Path.GetRelativePath(Dashboard, f));
+        Assert.Empty(pages);
+    }
+
+    [Fact]
     public void The_root_holds_only_the_composition()
     {
         var rootFiles = Directory.GetFiles(Dashboard, "*.cs").Select(Path.GetFileName);

@@ -13,6 +13,7 @@ static class PageServices
     [
         typeof(RunService), typeof(RunQueue), typeof(RunEventHub), typeof(MetricQueries), typeof(IDbContextFactory<EmaLabDbContext>),
         typeof(Tracking.ArtifactStore), typeof(PostHocService), typeof(Groups.GroupService), typeof(Datasets.DatasetStore),
+        typeof(RunQueries), typeof(Tracking.LoggedModelService),
     ];
 
     /// <summary>Registers the app's page services in <paramref name="context"/>; returns Plotly's interop module (to count its calls).</summary>

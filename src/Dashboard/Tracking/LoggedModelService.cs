@@ -16,9 +16,25 @@ namespace EmaLab.Dashboard.Tracking;
 /// <c>model_id</c> (log-batch), the files to the model's <c>artifact_uri</c> through the artifact proxy, then finalize
 /// (READY, or UPLOAD_FAILED when saving failed).
 /// </summary>
-public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFactory, TrackingService tracking, RunEventHub hub)
+public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFactory, TrackingService tracking, ArtifactStore artifacts, RunEventHub hub)
 {
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    /// <summary>A model a client's run logged, as its page lists it: the track its weights are, the step, its files.</summary>
+    public sealed record RunModel(LoggedModel Model, string? Track, long? Step, IReadOnlyList<MlflowFileInfo> Files);
+
+    /// <summary>The run's logged models (not deleted), oldest first, each with its track, step (the run's output) and files.</summary>
+    public async Task<List<RunModel>> OfRunAsync(Run run)
+    {
+        if (run.Origin != RunOrigin.Client) return [];
+        await using var db = await dbFactory.CreateDbContextAsync();
+        var models = await db.LoggedModels.AsNoTracking().Include(m => m.Tags).Where(m => m.SourceRunId == run.Id && !m.Deleted).OrderBy(m => m.CreationTimeMs).ToListAsync();
+        if (models.Count == 0) return [];
+        var steps = await db.RunOutputs.AsNoTracking().Where(o => o.RunId == run.Id).ToListAsync();
+        var tracks = run.Tracks.Select(t => t.Name).ToList();
+        return models.Select(m => new RunModel(m, TrackOf(m.Name, m.Tags.ToDictionary(t => t.Key, t => t.Value), tracks),
+            steps.Where(o => o.ModelId == m.Id).Select(o => (long?)o.Step).Max(), artifacts.AllFiles(m))).ToList();
+    }
 
     /// <summary>The model's artifact root, under its experiment's as MLflow builds it: <c>…/models/&lt;model_id&gt;/artifacts</c>.</summary>
     public static string ArtifactUri(LoggedModel model) => $"mlflow-artifacts:/{model.ExperimentId.ToString(CultureInfo.InvariantCulture)}/models/{model.Id}/artifacts";

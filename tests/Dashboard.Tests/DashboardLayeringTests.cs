@@ -61,6 +61,16 @@ public class DashboardLayeringTests
     }
 
     [Fact]
+    public void Pages_get_live_events_through_one_throttled_subscription()
+    {
+        // LiveEvents is the one live mechanism: no page subscribes to the hub, polls or loops with its own delay.
+        var loops = SourceFiles(Path.Combine(Dashboard, "Components"))
+            .Where(f => Path.GetFileName(f) != "LiveEvents.cs" && Regex.IsMatch(File.ReadAllText(f), @"Hub\.Subscribe|\.Reader\.|PeriodicTimer|Task\.Delay"))
+            .Select(f => Path.GetRelativePath(Dashboard, f));
+        Assert.Empty(loops);
+    }
+
+    [Fact]
     public void The_root_holds_only_the_composition()
     {
         var rootFiles = Directory.GetFiles(Dashboard, "*.cs").Select(Path.GetFileName);

@@ -88,7 +88,7 @@ public class LiveEventTests
     public void Event_kinds_have_their_wire_names()
     {
         Assert.Equal(["metrics", "progress", "status", "log", "posthoc", "sweep", "deleted"], Enum.GetValues<RunEventType>().Select(t => t.ToApi()));
-        var json = System.Text.Json.JsonSerializer.Serialize(new RunEvent(RunEventType.Metrics, 3) { Points = [new MetricEventPoint("raw", "train/loss", 1, double.NaN)] },
+        var json = System.Text.Json.JsonSerializer.Serialize(new RunEvent(RunEventType.Metrics, 3) { Points = [new MetricRow("raw", "train/loss", 1, double.NaN)] },
             new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
         Assert.Contains("\"type\":\"metrics\"", json);
         Assert.Contains("\"value\":\"NaN\"", json);
@@ -101,7 +101,7 @@ public class RunSeriesTests
     public void History_and_live_points_follow_one_rule_so_a_reload_draws_the_same_curve()
     {
         var tracks = new[] { "raw", "ema-0.9" };
-        var points = Enumerable.Range(1, 10_000).Select(i => new EmaLab.Dashboard.Runs.MetricEventPoint("raw", "train/loss", i, 1.0 / i)).ToList();
+        var points = Enumerable.Range(1, 10_000).Select(i => new MetricRow("raw", "train/loss", i, 1.0 / i)).ToList();
 
         // All at once (a reload) and in live batches give the same train-loss points.
         var whole = new EmaLab.Dashboard.Components.Shared.RunSeries(tracks, 10_000, 0.6, EmaLab.Dashboard.Runs.MetricRoles.Engine).Apply(points);

@@ -3,8 +3,15 @@ using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Data;
 
-/// <summary>One stored metric row, as the CSV export lists them.</summary>
-public readonly record struct MetricRow(string Track, string Key, long Step, double Value, long WallTimeMs);
+/// <summary>
+/// One metric value of a run, wherever it travels in the dashboard: a client's logged point on its way to the writer,
+/// a committed point in a live event, a stored row in the CSV export. The run is the container's (the batch's, the event's).
+/// </summary>
+public readonly record struct MetricRow(string Track, string Key, long Step, double Value, long WallTimeMs = 0)
+{
+    /// <summary>The value on a chart's step axis (with its time, for the time axes).</summary>
+    public MetricValue Point => new(Step, Value) { WallTimeMs = WallTimeMs };
+}
 
 /// <summary>
 /// The database behind EMA Lab, chosen by <see cref="EmaLabOptions.Database"/>: SQLite (a file under the data directory,

@@ -24,14 +24,12 @@ public sealed class MetricPipeline : BackgroundService
     /// <summary>One queued item; a struct so that a metric costs no allocation on the training thread.</summary>
     readonly record struct Item(Kind Kind, long RunId, string? Track, string? Key, long Step, double Value, long WallTimeMs,
         TrainingLogLevel Level = default, string? Text = null, TrainingProgress? Progress = null, TaskCompletionSource? Flushed = null,
-        IReadOnlyList<ClientMetric>? Points = null, string? Attempt = null)
+        IReadOnlyList<MetricRow>? Points = null, string? Attempt = null)
     {
         /// <summary>Rows this item writes (a client's batch is one item of many rows).</summary>
         public int Rows => Points?.Count ?? (Kind == Kind.Metric ? 1 : 0);
     }
 
-    /// <summary>One metric a client logged: its track and key (as mapped), step, value and the client's timestamp.</summary>
-    public readonly record struct ClientMetric(string Track, string Key, long Step, double Value, long TimestampMs);
 
     readonly Channel<Item> _channel = Channel.CreateBounded<Item>(new BoundedChannelOptions(16_384)
     {
@@ -76,7 +74,7 @@ public sealed class MetricPipeline : BackgroundService
     /// client's timestamps; waits (without holding a thread) while the queue is full, so a fast client is slowed
     /// down rather than dropped.
     /// </summary>
-    public ValueTask WriteClientMetricsAsync(long runId, IReadOnlyList<ClientMetric> points, CancellationToken cancellationToken) =>
+    public ValueTask WriteClientMetricsAsync(long runId, IReadOnlyList<MetricRow> points, CancellationToken cancellationToken) =>
         _channel.Writer.WriteAsync(new Item(Kind.ClientMetrics, runId, null, null, 0, 0, 0, Points: points), cancellationToken);
 
     public void WriteProgress(long runId, TrainingProgress progress, string? attempt = null) =>
@@ -237,8 +235,8 @@ public sealed class MetricPipeline : BackgroundService
             _hub.Publish(new RunEvent(RunEventType.Metrics, run.Key)
             {
                 Points = run.SelectMany(i => i.Points is { } points
-                    ? points.Select(p => new MetricEventPoint(p.Track, p.Key, p.Step, p.Value, p.TimestampMs))
-                    : [new MetricEventPoint(i.Track!, i.Key!, i.Step, i.Value, i.WallTimeMs)]).ToList(),
+                    ? points
+                    : [new MetricRow(i.Track!, i.Key!, i.Step, i.Value, i.WallTimeMs)]).ToList(),
             });
         }
         foreach (var item in batch)
@@ -279,7 +277,7 @@ public sealed class MetricPipeline : BackgroundService
             {
                 case Kind.Metric: store.Metric(item.RunId, item.Key!, item.Track!, item.Step, item.Value, item.WallTimeMs); break;
                 case Kind.ClientMetrics:
-                    foreach (var p in item.Points!) store.Metric(item.RunId, p.Key, p.Track, p.Step, p.Value, p.TimestampMs);
+                    foreach (var p in item.Points!) store.Metric(item.RunId, p.Key, p.Track, p.Step, p.Value, p.WallTimeMs);
                     break;
                 case Kind.Progress: store.Progress(item.RunId, item.Step, item.Progress!.TotalSteps); break;
                 case Kind.Log: store.Log(item.RunId, item.WallTimeMs, LevelName(item.Level), item.Text!); break;

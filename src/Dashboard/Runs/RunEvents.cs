@@ -39,12 +39,6 @@ public static class RunEventTypes
     };
 }
 
-/// <summary>One committed metric value in a <see cref="RunEventType.Metrics"/> event.</summary>
-public readonly record struct MetricEventPoint(string Track, string Key, long Step, double Value, long WallTimeMs = 0)
-{
-    public MetricValue Point => new(Step, Value) { WallTimeMs = WallTimeMs };
-}
-
 /// <summary>
 /// What live subscribers (pages, SSE clients) receive. Flat so that a browser reads it without a
 /// type discriminator beyond <see cref="Type"/>.
@@ -52,7 +46,7 @@ public readonly record struct MetricEventPoint(string Track, string Key, long St
 public sealed record RunEvent(RunEventType Type, long RunId)
 {
     /// <summary>Of a <c>metrics</c> event: every point of the run that one flush committed, in order.</summary>
-    public IReadOnlyList<MetricEventPoint>? Points { get; init; }
+    public IReadOnlyList<MetricRow>? Points { get; init; }
     public long? Step { get; init; }
     public long? TotalSteps { get; init; }
     public double? StepsPerSecond { get; init; }

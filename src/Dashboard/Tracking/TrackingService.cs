@@ -316,7 +316,7 @@ public sealed partial class TrackingService(
         // Rows the store refused for good are not taken again and again (the pipeline drops them): say so instead of 200.
         if (pipeline.StoreFailureOf(run.Id) is { } failed) throw new MlflowException(MlflowException.InternalError, failed);
         await pipeline.WriteClientMetricsAsync(run.Id,
-            mapped.Select(m => new MetricPipeline.ClientMetric(m.Track, m.Key, m.Metric.Step ?? 0, m.Metric.Value!.Value, m.Metric.Timestamp ?? 0)).ToArray(), ct);
+            mapped.Select(m => new MetricRow(m.Track, m.Key, m.Metric.Step ?? 0, m.Metric.Value!.Value, m.Metric.Timestamp ?? 0)).ToArray(), ct);
         await pipeline.FlushAsync();
         if (pipeline.StoreFailureOf(run.Id) is { } reason) throw new MlflowException(MlflowException.InternalError, reason);
     }

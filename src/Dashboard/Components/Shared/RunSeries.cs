@@ -56,7 +56,7 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
     }
 
     /// <summary>Live points (a <c>metrics</c> event's) into a batch; points of other tracks (post-hoc) are skipped.</summary>
-    public Batch Apply(IEnumerable<MetricEventPoint> points, Batch? into = null)
+    public Batch Apply(IEnumerable<MetricRow> points, Batch? into = null)
     {
         var batch = into ?? new Batch();
         foreach (var point in points)

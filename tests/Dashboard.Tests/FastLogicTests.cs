@@ -87,10 +87,13 @@ public class LiveEventTests
     [Fact]
     public void Event_kinds_have_their_wire_names()
     {
-        Assert.Equal(["metrics", "progress", "status", "log", "posthoc", "sweep", "deleted"], Enum.GetValues<RunEventType>().Select(t => t.ToApi()));
-        var json = System.Text.Json.JsonSerializer.Serialize(new RunEvent(RunEventType.Metrics, 3) { Points = [new MetricRow("raw", "train/loss", 1, double.NaN)] },
-            new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
-        Assert.Contains("\"type\":\"metrics\"", json);
+        Assert.Equal(["metrics", "progress", "status", "log", "posthoc", "sweep", "deleted"], Enum.GetValues<RunEventType>().Select(WireNames.Of));
+        var options = new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+        var json = System.Text.Json.JsonSerializer.Serialize(new RunEvent(RunEventType.PostHoc, 3) { Points = [new MetricRow("raw", "train/loss", 1, double.NaN)] }, options);
+        Assert.Contains("\"type\":\"posthoc\"", json);
+        Assert.Equal(RunEventType.PostHoc, System.Text.Json.JsonSerializer.Deserialize<RunEvent>(json, options)!.Type);
+        // The same names in the database and the API: read back whatever their case.
+        Assert.Equal(("completed", RunStatus.Completed, RunOrigin.Client), (RunStatus.Completed.ToApi(), WireNames.Parse<RunStatus>("COMPLETED"), WireNames.Parse<RunOrigin>("client")));
         Assert.Contains("\"value\":\"NaN\"", json);
     }
 }

@@ -44,9 +44,9 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
         model.Entity<Run>(run =>
         {
             run.Property(r => r.Name).HasMaxLength(200);
-            run.Property(r => r.Status).HasConversion(s => s.ToString().ToLowerInvariant(), s => Enum.Parse<RunStatus>(s, true)).HasMaxLength(16);
+            run.Property(r => r.Status).HasConversion(s => WireNames.Of(s), s => WireNames.Parse<RunStatus>(s)).HasMaxLength(16);
             run.HasIndex(r => r.Status);
-            run.Property(r => r.Origin).HasConversion(o => o.ToString().ToLowerInvariant(), o => Enum.Parse<RunOrigin>(o, true)).HasMaxLength(16);
+            run.Property(r => r.Origin).HasConversion(o => WireNames.Of(o), o => WireNames.Parse<RunOrigin>(o)).HasMaxLength(16);
             run.Property(r => r.Uuid).HasMaxLength(32);
             run.Property(r => r.Attempt).HasMaxLength(32);
             run.Property(r => r.DispatchId).HasMaxLength(32);

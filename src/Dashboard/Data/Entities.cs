@@ -24,7 +24,7 @@ public static class RunStatuses
     public static bool CanCancel(this RunStatus s) => !s.IsFinished();
     /// <summary>An interrupted or cancelled run continues from its bundle (when it has one).</summary>
     public static bool IsResumable(this RunStatus s) => s is RunStatus.Interrupted or RunStatus.Cancelled;
-    public static string ToApi(this RunStatus s) => s.ToString().ToLowerInvariant();
+    public static string ToApi(this RunStatus s) => WireNames.Of(s);
 }
 
 /// <summary>Who trains a run: EMA Lab's engine, or a client script that logs to the tracking API.</summary>

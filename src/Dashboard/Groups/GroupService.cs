@@ -140,7 +140,7 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
                 configuration.Select(m => m.Run.Id).ToList(), finished.Count, unusable, tracks, bestTrack));
         }
         var runs = group.Members.Select(m => new GroupRun(m.Run.Id, m.Run.Name, m.Run.Status.ToApi(), m.Configuration,
-            m.Parameters.FirstOrDefault(p => RunParameters.IsSeed(p.Key)).Value, m.Run.Step, m.Run.TotalSteps, m.Run.Origin.ToString().ToLowerInvariant())).ToList();
+            m.Parameters.FirstOrDefault(p => RunParameters.IsSeed(p.Key)).Value, m.Run.Step, m.Run.TotalSteps, WireNames.Of(m.Run.Origin))).ToList();
         return new GroupAnalysis(group.Name, group.ExperimentId, metric, higherIsBetter, group.Varied, runs, configurations);
     }
 

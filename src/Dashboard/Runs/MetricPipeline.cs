@@ -264,7 +264,7 @@ public sealed class MetricPipeline : BackgroundService
         }
     }
 
-    static string LevelName(TrainingLogLevel level) => level.ToString().ToLowerInvariant();
+    static string LevelName(TrainingLogLevel level) => WireNames.Of(level);
 
     /// <summary>Writes a batch in one transaction of the store, without the reports of superseded attempts (removed from the batch).</summary>
     void Write(MetricStoreWriter store, List<Item> batch)

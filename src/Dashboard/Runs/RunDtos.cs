@@ -25,7 +25,7 @@ public sealed record RunDto(
         run.CanResume,
         live is null ? null : new ProgressDto(live.Progress.Step, live.Progress.TotalSteps, live.Progress.StepsPerSecond,
             live.Progress.EstimatedRemaining?.TotalSeconds, live.ReportedAt),
-        run.Origin.ToString().ToLowerInvariant(), run.ExperimentId, run.Uuid,
+        WireNames.Of(run.Origin), run.ExperimentId, run.Uuid,
         RunAnnotations.Group(run.Tags), RunAnnotations.Notes(run.Tags), RunAnnotations.UserTags(run.Tags));
 }
 

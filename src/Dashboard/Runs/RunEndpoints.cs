@@ -186,9 +186,9 @@ public static class RunEndpoints
         {
             using (subscription)
             {
-                yield return new SseItem<RunEvent>(current, current.Type.ToApi());
+                yield return new SseItem<RunEvent>(current, WireNames.Of(current.Type));
                 await foreach (var e in subscription.Reader.ReadAllAsync(ct))
-                    yield return new SseItem<RunEvent>(e, e.Type.ToApi());
+                    yield return new SseItem<RunEvent>(e, WireNames.Of(e.Type));
             }
         }
     }

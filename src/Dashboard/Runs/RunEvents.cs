@@ -6,37 +6,22 @@ using EmaLab.Dashboard.Data;
 
 namespace EmaLab.Dashboard.Runs;
 
-/// <summary>What a live event is about; the SSE event name is the camel-case name.</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<RunEventType>))]
+/// <summary>What a live event is about; in JSON and as the SSE event name, its wire name (<see cref="WireNames"/>).</summary>
+[JsonConverter(typeof(WireNames.Json<RunEventType>))]
 public enum RunEventType
 {
     /// <summary>The points one writer flush committed for the run (<see cref="RunEvent.Points"/>).</summary>
-    [JsonStringEnumMemberName("metrics")] Metrics,
-    [JsonStringEnumMemberName("progress")] Progress,
+    Metrics,
+    Progress,
     /// <summary>The run's status changed (<see cref="RunEvent.Status"/>).</summary>
-    [JsonStringEnumMemberName("status")] Status,
-    [JsonStringEnumMemberName("log")] Log,
+    Status,
+    Log,
     /// <summary>Post-hoc reconstructions were stored.</summary>
-    [JsonStringEnumMemberName("posthoc")] PostHoc,
+    PostHoc,
     /// <summary>A post-hoc sweep advanced or ended.</summary>
-    [JsonStringEnumMemberName("sweep")] Sweep,
+    Sweep,
     /// <summary>The run was deleted.</summary>
-    [JsonStringEnumMemberName("deleted")] Deleted,
-}
-
-public static class RunEventTypes
-{
-    public static string ToApi(this RunEventType type) => type switch
-    {
-        RunEventType.Metrics => "metrics",
-        RunEventType.Progress => "progress",
-        RunEventType.Status => "status",
-        RunEventType.Log => "log",
-        RunEventType.PostHoc => "posthoc",
-        RunEventType.Sweep => "sweep",
-        RunEventType.Deleted => "deleted",
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
-    };
+    Deleted,
 }
 
 /// <summary>

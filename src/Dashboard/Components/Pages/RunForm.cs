@@ -82,7 +82,7 @@ public sealed class RunForm
             ZeroDebias = spec.Ema.ZeroDebias,
             Every = spec.Ema.Every,
             StartStep = spec.Ema.StartStep,
-            BnPolicy = spec.Ema.BnPolicy.ToString().ToLowerInvariant(),
+            BnPolicy = WireNames.Of(spec.Ema.BnPolicy),
             PostHoc = spec.PostHoc is not null,
             PostHocSigmaRels = spec.PostHoc is { } p ? string.Join(", ", p.SigmaRels.Select(v => v.ToString("R", CultureInfo.InvariantCulture))) : "0.05, 0.10",
             SnapshotEvery = spec.PostHoc?.SnapshotEvery,

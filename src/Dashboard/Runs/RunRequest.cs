@@ -1,6 +1,6 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using System.Text.Json.Nodes;
 using EmaLab.TrainingEngine.Training;
 
 namespace EmaLab.Dashboard.Runs;
@@ -174,18 +174,3 @@ public static class RequestJson
     }
 }
 
-/// <summary>Request fields that break rules; answered with 400 and problem details naming each field.</summary>
-public sealed class RequestValidationException : Exception
-{
-    public RequestValidationException(string field, string message) : this(new Dictionary<string, string[]> { [field] = [message] }) { }
-
-    public RequestValidationException(IReadOnlyDictionary<string, string[]> errors) : base(errors.First().Value[0])
-    {
-        Errors = errors;
-        Field = errors.First().Key;
-    }
-
-    /// <summary>The first field (in the order the rules are checked).</summary>
-    public string Field { get; }
-    public IReadOnlyDictionary<string, string[]> Errors { get; }
-}

@@ -61,3 +61,24 @@ public static class EmaPresets
         _ => [EmaWarmup.None],
     };
 }
+
+public static class EmaWarmup
+{
+    public const string None = "none";
+    public const string Tf = "tf";
+    public const string Power = "power";
+}
+
+public static class EmaInit
+{
+    public const string Initial = "initial";
+    public const string FirstUpdate = "first-update";
+}
+
+public static class EmaDtype
+{
+    public const string Float32 = "float32";
+    public const string BFloat16 = "bfloat16";
+    public const string Float16 = "float16";
+    public static IReadOnlyList<string> All { get; } = [Float32, BFloat16, Float16];
+}

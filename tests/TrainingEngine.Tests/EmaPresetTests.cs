@@ -387,4 +387,20 @@ public class EmaPresetTests
         Assert.Equal("ema.tracks", FieldOf());
         Assert.Equal("ema.tracks", FieldOf(Enumerable.Range(0, 9).Select(i => new EmaTrackSettings { Decay = 0.9 + i / 100.0 }).ToArray()));
     }
+
+    [Fact]
+    public void Each_setting_name_is_its_propertys_json_name()
+    {
+        var names = typeof(EmaFields).GetFields().Select(f => (Property: f.Name, Name: (string)f.GetRawConstantValue()!)).ToList();
+        var json = System.Text.Json.JsonSerializer.SerializeToElement(new EmaTrackSettings { Decay = 0.9, Warmup = "none", InvGamma = 1, Power = 1, MinDecay = 0,
+            UpdateAfterStep = 0, StartStep = 0, Every = 1, AdjustDecay = false, Init = "initial", ZeroDebias = false, Dtype = "float32" },
+            new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web));
+        foreach (var (property, name) in names)
+        {
+            Assert.NotNull(typeof(EmaTrackSettings).GetProperty(property));
+            Assert.True(json.TryGetProperty(name, out _), $"{name} is not how {property} is written");
+        }
+        // Every setting a preset may take is one of them.
+        Assert.All(EmaPresets.All.SelectMany(EmaPresets.Fields), s => Assert.Contains(s, names.Select(n => n.Name)));
+    }
 }

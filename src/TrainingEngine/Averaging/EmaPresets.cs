@@ -1,3 +1,4 @@
+using static EmaLab.TrainingEngine.Averaging.EmaFields;
 
 namespace EmaLab.TrainingEngine.Averaging;
 
@@ -27,15 +28,15 @@ public static class EmaPresets
 
     static readonly Dictionary<string, string[]> Settings = new()
     {
-        [EmaLab] = ["decay", "warmup", "invGamma", "power", "minDecay", "startStep", "every", "adjustDecay", "init", "zeroDebias", "dtype"],
-        [TensorFlow] = ["decay", "warmup", "zeroDebias", "dtype"],
-        [Timm] = ["decay", "warmup", "invGamma", "power", "minDecay", "updateAfterStep", "dtype"],
-        [Diffusers] = ["decay", "warmup", "invGamma", "power", "minDecay", "updateAfterStep", "dtype"],
-        [EmaPytorch] = ["decay", "invGamma", "power", "minDecay", "updateAfterStep", "every", "dtype"],
-        [Keras] = ["decay", "dtype"],
-        [AveragedModel] = ["decay", "dtype"],
-        [Lightning] = ["decay", "startStep", "every", "dtype"],
-        [Swa] = ["startStep", "every", "dtype"],
+        [EmaLab] = [Decay, Warmup, InvGamma, Power, MinDecay, StartStep, Every, AdjustDecay, Init, ZeroDebias, Dtype],
+        [TensorFlow] = [Decay, Warmup, ZeroDebias, Dtype],
+        [Timm] = [Decay, Warmup, InvGamma, Power, MinDecay, UpdateAfterStep, Dtype],
+        [Diffusers] = [Decay, Warmup, InvGamma, Power, MinDecay, UpdateAfterStep, Dtype],
+        [EmaPytorch] = [Decay, InvGamma, Power, MinDecay, UpdateAfterStep, Every, Dtype],
+        [Keras] = [Decay, Dtype],
+        [AveragedModel] = [Decay, Dtype],
+        [Lightning] = [Decay, StartStep, Every, Dtype],
+        [Swa] = [StartStep, Every, Dtype],
     };
 
     public static IReadOnlyList<string> Fields(string preset) => Settings[preset];
@@ -66,7 +67,7 @@ public static class EmaWarmup
 {
     public const string None = "none";
     public const string Tf = "tf";
-    public const string Power = "power";
+    public const string Power = EmaFields.Power;
 }
 
 public static class EmaInit

@@ -38,19 +38,19 @@ public sealed record EmaRule
     internal void Check(string field)
     {
         if (Preset != EmaPresets.Swa && !(Decay >= 0 && Decay < 1 && (Decay > 0 || Preset != EmaPresets.EmaLab)))
-            throw new InvalidSettingException(field + ".decay", $"Decay {Decay.ToString(CultureInfo.InvariantCulture)} is outside {(Preset == EmaPresets.EmaLab ? "(0, 1)" : "[0, 1)")}.");
+            throw new InvalidSettingException(field + "." + EmaFields.Decay, $"Decay {Decay.ToString(CultureInfo.InvariantCulture)} is outside {(Preset == EmaPresets.EmaLab ? "(0, 1)" : "[0, 1)")}.");
         if (!EmaPresets.Warmups(Preset).Contains(Warmup))
-            throw new InvalidSettingException(field + ".warmup", $"The {Preset} preset's warm-up is one of {string.Join(", ", EmaPresets.Warmups(Preset))}.");
-        if (!(InvGamma > 0) || double.IsInfinity(InvGamma)) throw new InvalidSettingException(field + ".invGamma", "invGamma must be a positive number.");
-        if (!(Power > 0) || double.IsInfinity(Power)) throw new InvalidSettingException(field + ".power", "power must be a positive number.");
-        if (!(MinDecay >= 0 && MinDecay < 1)) throw new InvalidSettingException(field + ".minDecay", "minDecay must be in [0, 1).");
-        if (MinDecay > Decay) throw new InvalidSettingException(field + ".minDecay", "minDecay must not exceed the decay.");
-        if (UpdateAfterStep < 0) throw new InvalidSettingException(field + ".updateAfterStep", "updateAfterStep must not be negative.");
-        if (StartStep < 0) throw new InvalidSettingException(field + ".startStep", "The start step must not be negative.");
-        if (Every < 1) throw new InvalidSettingException(field + ".every", "'every' must be at least 1.");
-        if (Init is not (EmaInit.Initial or EmaInit.FirstUpdate)) throw new InvalidSettingException(field + ".init", $"init is '{EmaInit.Initial}' or '{EmaInit.FirstUpdate}'.");
-        if (!EmaDtype.All.Contains(Dtype)) throw new InvalidSettingException(field + ".dtype", $"dtype is one of {string.Join(", ", EmaDtype.All)}.");
-        if (ZeroDebias && Init == EmaInit.FirstUpdate) throw new InvalidSettingException(field + ".zeroDebias", "A zero-debiased shadow starts at zero; it cannot also start with a copy (init 'first-update').");
+            throw new InvalidSettingException(field + "." + EmaFields.Warmup, $"The {Preset} preset's warm-up is one of {string.Join(", ", EmaPresets.Warmups(Preset))}.");
+        if (!(InvGamma > 0) || double.IsInfinity(InvGamma)) throw new InvalidSettingException(field + "." + EmaFields.InvGamma, "invGamma must be a positive number.");
+        if (!(Power > 0) || double.IsInfinity(Power)) throw new InvalidSettingException(field + "." + EmaFields.Power, "power must be a positive number.");
+        if (!(MinDecay >= 0 && MinDecay < 1)) throw new InvalidSettingException(field + "." + EmaFields.MinDecay, "minDecay must be in [0, 1).");
+        if (MinDecay > Decay) throw new InvalidSettingException(field + "." + EmaFields.MinDecay, "minDecay must not exceed the decay.");
+        if (UpdateAfterStep < 0) throw new InvalidSettingException(field + "." + EmaFields.UpdateAfterStep, "updateAfterStep must not be negative.");
+        if (StartStep < 0) throw new InvalidSettingException(field + "." + EmaFields.StartStep, "The start step must not be negative.");
+        if (Every < 1) throw new InvalidSettingException(field + "." + EmaFields.Every, "'every' must be at least 1.");
+        if (Init is not (EmaInit.Initial or EmaInit.FirstUpdate)) throw new InvalidSettingException(field + "." + EmaFields.Init, $"init is '{EmaInit.Initial}' or '{EmaInit.FirstUpdate}'.");
+        if (!EmaDtype.All.Contains(Dtype)) throw new InvalidSettingException(field + "." + EmaFields.Dtype, $"dtype is one of {string.Join(", ", EmaDtype.All)}.");
+        if (ZeroDebias && Init == EmaInit.FirstUpdate) throw new InvalidSettingException(field + "." + EmaFields.ZeroDebias, "A zero-debiased shadow starts at zero; it cannot also start with a copy (init 'first-update').");
     }
 
     /// <summary>

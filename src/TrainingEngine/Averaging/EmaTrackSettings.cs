@@ -60,7 +60,7 @@ public sealed partial record EmaTrackSettings
         {
             Preset = preset,
             Decay = preset == EmaPresets.Swa ? double.NaN : Decay ?? EmaPresets.DefaultDecay(preset)
-                ?? throw new InvalidSettingException(field + ".decay", "A decay is needed."),
+                ?? throw new InvalidSettingException(field + "." + EmaFields.Decay, "A decay is needed."),
             Warmup = Warmup ?? (isEmaLab ? (run.Warmup ? EmaWarmup.Tf : EmaWarmup.None) : EmaPresets.Warmups(preset)[0]),
             InvGamma = InvGamma ?? 1.0,
             Power = Power ?? 2.0 / 3.0,
@@ -90,10 +90,10 @@ public sealed partial record EmaTrackSettings
 
     IEnumerable<(string Name, bool Given)> Given() =>
     [
-        ("decay", Decay is not null), ("warmup", Warmup is not null), ("invGamma", InvGamma is not null), ("power", Power is not null),
-        ("minDecay", MinDecay is not null), ("updateAfterStep", UpdateAfterStep is not null), ("startStep", StartStep is not null),
-        ("every", Every is not null), ("adjustDecay", AdjustDecay is not null), ("init", Init is not null),
-        ("zeroDebias", ZeroDebias is not null), ("dtype", Dtype is not null),
+        (EmaFields.Decay, Decay is not null), (EmaFields.Warmup, Warmup is not null), (EmaFields.InvGamma, InvGamma is not null), (EmaFields.Power, Power is not null),
+        (EmaFields.MinDecay, MinDecay is not null), (EmaFields.UpdateAfterStep, UpdateAfterStep is not null), (EmaFields.StartStep, StartStep is not null),
+        (EmaFields.Every, Every is not null), (EmaFields.AdjustDecay, AdjustDecay is not null), (EmaFields.Init, Init is not null),
+        (EmaFields.ZeroDebias, ZeroDebias is not null), (EmaFields.Dtype, Dtype is not null),
     ];
 }
 

@@ -41,7 +41,7 @@ public sealed class RunForm
     public HashSet<string> Models { get; set; } = ["cnn"];
 
     /// <summary>The shadows, one row per track of <c>ema.tracks</c>.</summary>
-    public List<TrackRow> Tracks { get; set; } = [TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.99")), TrackRow.Of(EmaPresets.EmaLab, ("decay", "0.999"))];
+    public List<TrackRow> Tracks { get; set; } = [TrackRow.Of(EmaPresets.EmaLab, (EmaFields.Decay, "0.99")), TrackRow.Of(EmaPresets.EmaLab, (EmaFields.Decay, "0.999"))];
     // The run's shared settings: what an EMA Lab row takes where it says nothing (the compact form's settings).
     // The default tracks are zero-debiased without a warm-up, so they differ from the first step: under TF's warm-up
     // (1 + t)/(10 + t) both decays would apply the warm-up's value until step 890, and 0.999 would never be reached in
@@ -77,7 +77,7 @@ public sealed class RunForm
             ExperimentId = run.ExperimentId,
             // A compact run's decays become EMA Lab rows with the same rules (and names).
             Tracks = spec.Ema.Tracks?.Select(TrackRow.From).ToList()
-                ?? spec.Ema.Decays.Select(d => TrackRow.Of(EmaPresets.EmaLab, ("decay", d.ToString("R", CultureInfo.InvariantCulture)))).ToList(),
+                ?? spec.Ema.Decays.Select(d => TrackRow.Of(EmaPresets.EmaLab, (EmaFields.Decay, d.ToString("R", CultureInfo.InvariantCulture)))).ToList(),
             Warmup = spec.Ema.Warmup,
             ZeroDebias = spec.Ema.ZeroDebias,
             Every = spec.Ema.Every,
@@ -159,10 +159,10 @@ public sealed class RunForm
             ["ema"] = new JsonObject
             {
                 ["tracks"] = tracks,
-                ["warmup"] = Warmup,
-                ["zeroDebias"] = ZeroDebias,
-                ["every"] = Every,
-                ["startStep"] = StartStep,
+                [EmaFields.Warmup] = Warmup,
+                [EmaFields.ZeroDebias] = ZeroDebias,
+                [EmaFields.Every] = Every,
+                [EmaFields.StartStep] = StartStep,
                 ["bnPolicy"] = BnPolicy,
             },
         };

@@ -45,11 +45,11 @@ public sealed class TrackRow
     public TrackRow Float32Twin()
     {
         var twin = new TrackRow { Preset = Preset };
-        foreach (var (field, value) in _values.Where(v => v.Key != "dtype")) twin[field] = value;
+        foreach (var (field, value) in _values.Where(v => v.Key != EmaFields.Dtype)) twin[field] = value;
         return twin;
     }
 
-    public bool IsLowPrecision => this["dtype"] is EmaDtype.BFloat16 or EmaDtype.Float16;
+    public bool IsLowPrecision => this[EmaFields.Dtype] is EmaDtype.BFloat16 or EmaDtype.Float16;
 
     /// <summary>Switches the library; settings the new preset does not have are dropped (the API would refuse them).</summary>
     public void ChangePreset(string preset)
@@ -58,16 +58,16 @@ public sealed class TrackRow
         foreach (var field in _values.Keys.Where(f => !EmaPresets.Accepts(preset, f)).ToList()) _values.Remove(field);
     }
 
-    public static bool IsNumber(string field) => field is "decay" or "invGamma" or "power" or "minDecay";
-    public static bool IsWholeNumber(string field) => field is "updateAfterStep" or "startStep" or "every";
-    public static bool IsSwitch(string field) => field is "adjustDecay" or "zeroDebias";
+    public static bool IsNumber(string field) => field is EmaFields.Decay or EmaFields.InvGamma or EmaFields.Power or EmaFields.MinDecay;
+    public static bool IsWholeNumber(string field) => field is EmaFields.UpdateAfterStep or EmaFields.StartStep or EmaFields.Every;
+    public static bool IsSwitch(string field) => field is EmaFields.AdjustDecay or EmaFields.ZeroDebias;
 
     /// <summary>The values a choice setting takes (warm-up, init, dtype, switches); empty for typed settings.</summary>
     public IReadOnlyList<string> Choices(string field) => field switch
     {
-        "warmup" => EmaPresets.Warmups(Preset),
-        "init" => [EmaInit.Initial, EmaInit.FirstUpdate],
-        "dtype" => EmaDtype.All,
+        EmaFields.Warmup => EmaPresets.Warmups(Preset),
+        EmaFields.Init => [EmaInit.Initial, EmaInit.FirstUpdate],
+        EmaFields.Dtype => EmaDtype.All,
         _ when IsSwitch(field) => ["true", "false"],
         _ => [],
     };
@@ -79,13 +79,13 @@ public sealed class TrackRow
     /// </summary>
     public IEnumerable<string> VisibleFields(EmaSettings shared)
     {
-        var warmup = this["warmup"] is { Length: > 0 } chosen ? chosen : DefaultOf("warmup", shared);
-        var every = int.TryParse(this["every"], NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : shared.Every;
+        var warmup = this[EmaFields.Warmup] is { Length: > 0 } chosen ? chosen : DefaultOf(EmaFields.Warmup, shared);
+        var every = int.TryParse(this[EmaFields.Every], NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : shared.Every;
         foreach (var field in EmaPresets.Fields(Preset))
         {
-            if (field is "invGamma" or "power" && warmup != EmaWarmup.Power) continue;
-            if (field == "minDecay" && warmup != EmaWarmup.Power && Preset != EmaPresets.Diffusers) continue;
-            if (field == "adjustDecay" && every <= 1) continue;
+            if (field is EmaFields.InvGamma or EmaFields.Power && warmup != EmaWarmup.Power) continue;
+            if (field == EmaFields.MinDecay && warmup != EmaWarmup.Power && Preset != EmaPresets.Diffusers) continue;
+            if (field == EmaFields.AdjustDecay && every <= 1) continue;
             yield return field;
         }
     }
@@ -124,7 +124,7 @@ public sealed class TrackRow
     /// </summary>
     public string DefaultOf(string field, EmaSettings shared)
     {
-        if (field == "decay") return EmaPresets.DefaultDecay(Preset) is { } decay ? decay.ToString("R", CultureInfo.InvariantCulture) : "";
+        if (field == EmaFields.Decay) return EmaPresets.DefaultDecay(Preset) is { } decay ? decay.ToString("R", CultureInfo.InvariantCulture) : "";
         EmaRule rule;
         try
         {
@@ -137,35 +137,35 @@ public sealed class TrackRow
         }
         return field switch
         {
-            "warmup" => rule.Warmup,
-            "invGamma" => rule.InvGamma.ToString("R", CultureInfo.InvariantCulture),
-            "power" => rule.Power.ToString("0.###", CultureInfo.InvariantCulture),
-            "minDecay" => rule.MinDecay.ToString("R", CultureInfo.InvariantCulture),
-            "updateAfterStep" => rule.UpdateAfterStep.ToString(CultureInfo.InvariantCulture),
-            "startStep" => rule.StartStep.ToString(CultureInfo.InvariantCulture),
-            "every" => rule.Every.ToString(CultureInfo.InvariantCulture),
-            "adjustDecay" => rule.AdjustDecay ? "true" : "false",
-            "init" => rule.Init,
-            "zeroDebias" => rule.ZeroDebias ? "true" : "false",
-            "dtype" => rule.Dtype,
+            EmaFields.Warmup => rule.Warmup,
+            EmaFields.InvGamma => rule.InvGamma.ToString("R", CultureInfo.InvariantCulture),
+            EmaFields.Power => rule.Power.ToString("0.###", CultureInfo.InvariantCulture),
+            EmaFields.MinDecay => rule.MinDecay.ToString("R", CultureInfo.InvariantCulture),
+            EmaFields.UpdateAfterStep => rule.UpdateAfterStep.ToString(CultureInfo.InvariantCulture),
+            EmaFields.StartStep => rule.StartStep.ToString(CultureInfo.InvariantCulture),
+            EmaFields.Every => rule.Every.ToString(CultureInfo.InvariantCulture),
+            EmaFields.AdjustDecay => rule.AdjustDecay ? "true" : "false",
+            EmaFields.Init => rule.Init,
+            EmaFields.ZeroDebias => rule.ZeroDebias ? "true" : "false",
+            EmaFields.Dtype => rule.Dtype,
             _ => "",
         };
     }
 
     public static string Label(string field) => field switch
     {
-        "decay" => "Decay",
-        "warmup" => "Warm-up",
-        "invGamma" => "inv_gamma",
-        "power" => "Power",
-        "minDecay" => "Min decay",
-        "updateAfterStep" => "Update after step",
-        "startStep" => "Start step",
-        "every" => "Every (steps)",
-        "adjustDecay" => "Adjust decay (d^N)",
-        "init" => "Initial shadow",
-        "zeroDebias" => "Zero-debias",
-        "dtype" => "Shadow dtype",
+        EmaFields.Decay => "Decay",
+        EmaFields.Warmup => "Warm-up",
+        EmaFields.InvGamma => "inv_gamma",
+        EmaFields.Power => "Power",
+        EmaFields.MinDecay => "Min decay",
+        EmaFields.UpdateAfterStep => "Update after step",
+        EmaFields.StartStep => "Start step",
+        EmaFields.Every => "Every (steps)",
+        EmaFields.AdjustDecay => "Adjust decay (d^N)",
+        EmaFields.Init => "Initial shadow",
+        EmaFields.ZeroDebias => "Zero-debias",
+        EmaFields.Dtype => "Shadow dtype",
         _ => field,
     };
 }
@@ -175,12 +175,12 @@ public sealed record PresetChoice(string Label, string Preset, (string Field, st
 {
     public static IReadOnlyList<PresetChoice> All { get; } =
     [
-        new("TensorFlow", EmaPresets.TensorFlow, [("decay", "0.999")]),
-        new("TensorFlow + num_updates", EmaPresets.TensorFlow, [("decay", "0.999"), ("warmup", EmaWarmup.Tf)]),
+        new("TensorFlow", EmaPresets.TensorFlow, [(EmaFields.Decay, "0.999")]),
+        new("TensorFlow + num_updates", EmaPresets.TensorFlow, [(EmaFields.Decay, "0.999"), (EmaFields.Warmup, EmaWarmup.Tf)]),
         new("timm ModelEmaV3", EmaPresets.Timm, []),
-        new("timm use_warmup", EmaPresets.Timm, [("warmup", EmaWarmup.Power)]),
+        new("timm use_warmup", EmaPresets.Timm, [(EmaFields.Warmup, EmaWarmup.Power)]),
         new("diffusers EMAModel", EmaPresets.Diffusers, []),
-        new("diffusers use_ema_warmup", EmaPresets.Diffusers, [("warmup", EmaWarmup.Power)]),
+        new("diffusers use_ema_warmup", EmaPresets.Diffusers, [(EmaFields.Warmup, EmaWarmup.Power)]),
         new("ema-pytorch", EmaPresets.EmaPytorch, []),
         new("Keras use_ema", EmaPresets.Keras, []),
         new("AveragedModel EMA", EmaPresets.AveragedModel, []),

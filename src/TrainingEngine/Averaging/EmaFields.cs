@@ -1,0 +1,21 @@
+namespace EmaLab.TrainingEngine.Averaging;
+
+/// <summary>
+/// The names of a track's settings as JSON, the API's error fields, the presets' setting lists and the new-run form spell
+/// them: the camel case of <see cref="EmaTrackSettings"/>' properties (a test holds each one to its property).
+/// </summary>
+public static class EmaFields
+{
+    public const string Decay = "decay";
+    public const string Warmup = "warmup";
+    public const string InvGamma = "invGamma";
+    public const string Power = "power";
+    public const string MinDecay = "minDecay";
+    public const string UpdateAfterStep = "updateAfterStep";
+    public const string StartStep = "startStep";
+    public const string Every = "every";
+    public const string AdjustDecay = "adjustDecay";
+    public const string Init = "init";
+    public const string ZeroDebias = "zeroDebias";
+    public const string Dtype = "dtype";
+}

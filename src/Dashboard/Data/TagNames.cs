@@ -26,5 +26,6 @@ public static class TagNames
     public const string Track = "emalab.track";
 
     /// <summary>A tag the user sets (not <c>mlflow.*</c> or <c>emalab.*</c>).</summary>
-    public static bool IsUser(string key) => !key.StartsWith("mlflow.", StringComparison.Ordinal) && !key.StartsWith("emalab.", StringComparison.Ordinal);
+    public static bool IsUser(string key) =>
+        !key.StartsWith("mlflow.", StringComparison.Ordinal) && !key.StartsWith("emalab.", StringComparison.Ordinal);
 }

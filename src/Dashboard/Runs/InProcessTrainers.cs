@@ -5,7 +5,8 @@ using EmaLab.Dashboard.Hosting;
 namespace EmaLab.Dashboard.Runs;
 
 /// <summary>Runs are trained by this process's <see cref="RunWorker"/> threads, from its own queue.</summary>
-public sealed class InProcessTrainers(RunQueue queue, RunLifecycle lifecycle, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<InProcessTrainers> logger) : ITrainerHost
+public sealed class InProcessTrainers(
+    RunQueue queue, RunLifecycle lifecycle, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<InProcessTrainers> logger) : ITrainerHost
 {
     public string Description => $"in this process, {options.Value.MaxConcurrentRuns} run(s) at a time";
 

@@ -76,7 +76,8 @@ public sealed class RunLifecycle(IDbContextFactory<EmaLabDbContext> dbFactory, R
         }
         var attempt = Run.NewUuid();
         var jobId = job?.JobId;
-        var claimed = db.Runs.Where(r => r.Id == runId && r.Status == seen.Status && r.Attempt == seen.Attempt && r.DispatchId == seen.DispatchId).ExecuteUpdate(s => s
+        var asSeen = db.Runs.Where(r => r.Id == runId && r.Status == seen.Status && r.Attempt == seen.Attempt && r.DispatchId == seen.DispatchId);
+        var claimed = asSeen.ExecuteUpdate(s => s
             .SetProperty(r => r.Status, RunStatus.Running)
             .SetProperty(r => r.Attempt, attempt)
             .SetProperty(r => r.StartAttempts, r => r.StartAttempts + 1)
@@ -156,7 +157,8 @@ public sealed class RunLifecycle(IDbContextFactory<EmaLabDbContext> dbFactory, R
     public async Task<(bool Cancelled, string? JobId)> CancelQueuedAsync(long runId, CancellationToken cancellationToken)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var cancelled = await db.Runs.Where(r => r.Id == runId && r.Status == RunStatus.Queued && r.Origin == RunOrigin.Engine).ExecuteUpdateAsync(s => s
+        var queued = db.Runs.Where(r => r.Id == runId && r.Status == RunStatus.Queued && r.Origin == RunOrigin.Engine);
+        var cancelled = await queued.ExecuteUpdateAsync(s => s
             .SetProperty(r => r.Status, RunStatus.Cancelled)
             .SetProperty(r => r.Error, "Cancelled before it started.")
             .SetProperty(r => r.FinishedAt, Now), cancellationToken);
@@ -178,7 +180,8 @@ public sealed class RunLifecycle(IDbContextFactory<EmaLabDbContext> dbFactory, R
         var running = await db.Runs.AsNoTracking().Where(r => r.Id == runId && r.Status == RunStatus.Running && r.Origin == RunOrigin.Engine)
             .Select(r => new StopAsked(r.Attempt, r.JobId)).SingleOrDefaultAsync(cancellationToken);
         if (running is null) return null;
-        await db.Runs.Where(r => r.Id == runId && r.Attempt == running.Attempt).ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelRequested, true), cancellationToken);
+        await db.Runs.Where(r => r.Id == runId && r.Attempt == running.Attempt)
+            .ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelRequested, true), cancellationToken);
         return running;
     }
 
@@ -204,7 +207,8 @@ public sealed class RunLifecycle(IDbContextFactory<EmaLabDbContext> dbFactory, R
         if (!status.IsResumable()) return null;
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var ticket = Run.NewUuid();
-        var queued = await db.Runs.Where(r => r.Id == runId && r.Status == status && r.BundleStep == bundleStep && r.Origin == RunOrigin.Engine).ExecuteUpdateAsync(s => s
+        var asSeen = db.Runs.Where(r => r.Id == runId && r.Status == status && r.BundleStep == bundleStep && r.Origin == RunOrigin.Engine);
+        var queued = await asSeen.ExecuteUpdateAsync(s => s
             .SetProperty(r => r.Status, RunStatus.Queued)
             .SetProperty(r => r.DispatchId, ticket)
             .SetProperty(r => r.JobId, (string?)null)
@@ -226,7 +230,8 @@ public sealed class RunLifecycle(IDbContextFactory<EmaLabDbContext> dbFactory, R
     /// </summary>
     public static void SetClientStatus(Run run, RunStatus status, DateTimeOffset? endTime)
     {
-        if (run.Origin != RunOrigin.Client) throw new InvalidOperationException($"Run {run.Id} is trained by the engine: its status is not a client's to set.");
+        if (run.Origin != RunOrigin.Client)
+            throw new InvalidOperationException($"Run {run.Id} is trained by the engine: its status is not a client's to set.");
         run.Status = status;
         run.FinishedAt = status.IsFinished() ? endTime ?? Now : null;
     }
@@ -234,7 +239,8 @@ public sealed class RunLifecycle(IDbContextFactory<EmaLabDbContext> dbFactory, R
     /// <summary>A client's run's end time, without a status (MLflow's <c>runs/update</c> with <c>end_time</c> alone).</summary>
     public static void SetClientEndTime(Run run, DateTimeOffset endTime)
     {
-        if (run.Origin != RunOrigin.Client) throw new InvalidOperationException($"Run {run.Id} is trained by the engine: its end time is the engine's.");
+        if (run.Origin != RunOrigin.Client)
+            throw new InvalidOperationException($"Run {run.Id} is trained by the engine: its end time is the engine's.");
         run.FinishedAt = endTime;
     }
 
@@ -248,7 +254,8 @@ public sealed class RunLifecycle(IDbContextFactory<EmaLabDbContext> dbFactory, R
     public async Task<IReadOnlyList<(long RunId, RunStatus Status)>> RecoverAsync(CancellationToken cancellationToken)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var crashed = await db.Runs.AsNoTracking().Where(r => r.Status == RunStatus.Running && r.Origin == RunOrigin.Engine).ToListAsync(cancellationToken);
+        var crashed = await db.Runs.AsNoTracking().Where(r => r.Status == RunStatus.Running && r.Origin == RunOrigin.Engine)
+            .ToListAsync(cancellationToken);
         var outcomes = new List<(long, RunStatus)>();
         foreach (var run in crashed)
         {
@@ -265,7 +272,10 @@ public sealed class RunLifecycle(IDbContextFactory<EmaLabDbContext> dbFactory, R
             var left = db.Runs.Where(r => r.Id == run.Id && r.Status == RunStatus.Running && r.Attempt == run.Attempt);
             var recovered = status == RunStatus.Queued
                 ? await left.ExecuteUpdateAsync(s => s.SetProperty(r => r.Status, status), cancellationToken)
-                : await left.ExecuteUpdateAsync(s => s.SetProperty(r => r.Status, status).SetProperty(r => r.Error, error).SetProperty(r => r.FinishedAt, Now), cancellationToken);
+                : await left.ExecuteUpdateAsync(s => s
+                    .SetProperty(r => r.Status, status)
+                    .SetProperty(r => r.Error, error)
+                    .SetProperty(r => r.FinishedAt, Now), cancellationToken);
             if (recovered == 0) continue;
             outcomes.Add((run.Id, status));
             Changed(run.Id, status, run.Step, message: error);

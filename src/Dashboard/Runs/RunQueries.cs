@@ -25,7 +25,8 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
     /// <summary>One page of the runs list: its runs with their tracks and tags, how many match, and what the filters offer.</summary>
     /// <param name="Page">The page shown: the one asked for, or the last when fewer runs match now.</param>
     /// <param name="Groups">Every group in use; <paramref name="UserTags"/>: every user tag in use, as a label and as key=value.</param>
-    public sealed record RunsPage(IReadOnlyList<Run> Runs, int Total, int Page, IReadOnlyList<RunTag> Tags, IReadOnlyList<string> Groups, IReadOnlyList<string> UserTags);
+    public sealed record RunsPage(IReadOnlyList<Run> Runs, int Total, int Page, IReadOnlyList<RunTag> Tags,
+        IReadOnlyList<string> Groups, IReadOnlyList<string> UserTags);
 
     public async Task<RunsPage> ListAsync(RunFilter filter, int page, int pageSize)
     {
@@ -36,7 +37,8 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
         var runs = await query.OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).Include(r => r.Tracks).ToListAsync();
         var ids = runs.Select(r => r.Id).ToList();
         var tags = await db.RunTags.AsNoTracking().Where(t => ids.Contains(t.RunId)).ToListAsync();
-        var inUse = await db.RunTags.AsNoTracking().Where(t => t.Key == TagNames.Group || !(t.Key.StartsWith("mlflow.") || t.Key.StartsWith("emalab.")))
+        var inUse = await db.RunTags.AsNoTracking()
+            .Where(t => t.Key == TagNames.Group || !(t.Key.StartsWith("mlflow.") || t.Key.StartsWith("emalab.")))
             .Select(t => new { t.Key, t.Value }).Distinct().Take(1000).ToListAsync();
         var groups = inUse.Where(t => t.Key == TagNames.Group).Select(t => t.Value).Distinct().Order(StringComparer.Ordinal).ToList();
         var userTags = inUse.Where(t => TagNames.IsUser(t.Key)).SelectMany(t => t.Value.Length == 0 ? [t.Key] : new[] { t.Key, $"{t.Key}={t.Value}" })
@@ -44,7 +46,10 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
         return new RunsPage(runs, total, page, tags, groups, userTags);
     }
 
-    /// <summary>Runs to compare: the <paramref name="newest"/> newest, and those asked for even when older; with their tracks, metric-role tags and params.</summary>
+    /// <summary>
+    /// Runs to compare: the <paramref name="newest"/> newest, and those asked for even when older; with their tracks,
+    /// metric-role tags and params.
+    /// </summary>
     public sealed record CompareRuns(List<Run> Runs, IReadOnlyDictionary<long, string> RoleTags, ILookup<long, RunParam> Params);
 
     public async Task<CompareRuns> ForCompareAsync(IReadOnlyCollection<long> wanted, int newest)
@@ -54,7 +59,8 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
             .Where(r => wanted.Contains(r.Id) || r.Id >= db.Runs.OrderByDescending(x => x.Id).Skip(newest - 1).Select(x => x.Id).FirstOrDefault())
             .OrderByDescending(r => r.Id).ToListAsync();
         var ids = runs.Select(r => r.Id).ToList();
-        var roleTags = await db.RunTags.AsNoTracking().Where(t => ids.Contains(t.RunId) && t.Key == TagNames.MetricRoles).ToDictionaryAsync(t => t.RunId, t => t.Value);
+        var roleTags = await db.RunTags.AsNoTracking().Where(t => ids.Contains(t.RunId) && t.Key == TagNames.MetricRoles)
+            .ToDictionaryAsync(t => t.RunId, t => t.Value);
         var parameters = (await db.Params.AsNoTracking().Where(p => ids.Contains(p.RunId)).ToListAsync()).ToLookup(p => p.RunId);
         return new CompareRuns(runs, roleTags, parameters);
     }
@@ -77,7 +83,8 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
         var log = await db.RunLog.AsNoTracking().Where(l => l.RunId == run.Id).OrderBy(l => l.Id).ToListAsync();
         var experiment = await db.Experiments.Where(e => e.Id == run.ExperimentId).Select(e => e.Name).SingleAsync();
         var tags = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id).ToDictionaryAsync(t => t.Key, t => t.Value);
-        var parameters = (await db.Params.AsNoTracking().Where(p => p.RunId == run.Id).OrderBy(p => p.Key).ToListAsync()).Select(p => (p.Key, p.Value)).ToList();
+        var parameters = (await db.Params.AsNoTracking().Where(p => p.RunId == run.Id).OrderBy(p => p.Key).ToListAsync())
+            .Select(p => (p.Key, p.Value)).ToList();
         return new RunPage(checkpoints, log, experiment, tags, parameters);
     }
 }

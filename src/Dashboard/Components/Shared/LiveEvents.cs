@@ -17,7 +17,7 @@ public sealed class LiveEvents : IDisposable
 
     LiveEvents(RunEventHub.Subscription subscription) => _subscription = subscription;
 
-    /// <summary>Starts gathering <paramref name="runId"/>'s events (every run's when null); nothing is handed over until <see cref="Start"/>.</summary>
+    /// <summary>Gathers <paramref name="runId"/>'s events (every run's when null); none is handed over before <see cref="Start"/>.</summary>
     public static LiveEvents Subscribe(RunEventHub hub, long? runId = null) => new(hub.Subscribe(runId));
 
     /// <summary>Subscribes and starts at once: for a page that shows nothing an event could race.</summary>

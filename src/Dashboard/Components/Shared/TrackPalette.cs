@@ -31,7 +31,8 @@ public sealed class TrackPalette
     TrackPalette(IEnumerable<string> tracks, Func<string, string?> float32TwinOf)
     {
         var all = tracks.Distinct().ToList();
-        var twins = all.Select(t => (Track: t, Twin: float32TwinOf(t))).Where(p => p.Twin is not null && all.Contains(p.Twin)).ToDictionary(p => p.Track, p => p.Twin!);
+        var twins = all.Select(t => (Track: t, Twin: float32TwinOf(t))).Where(p => p.Twin is not null && all.Contains(p.Twin))
+            .ToDictionary(p => p.Track, p => p.Twin!);
         var next = 0;
         foreach (var track in all.Where(t => !twins.ContainsKey(t)))
         {
@@ -52,7 +53,7 @@ public sealed class TrackPalette
         return new(list, float32TwinOf ?? TwinsByName(list));
     }
 
-    /// <summary>The palette of a run about to be made from <paramref name="rules"/> (the new-run form and its lens): raw, then the rules' tracks.</summary>
+    /// <summary>The palette of a run to be made from <paramref name="rules"/> (the new-run form, its lens): raw, then the rules' tracks.</summary>
     public static TrackPalette OfRules(IReadOnlyList<EmaRule> rules) =>
         Of([TrackNames.Raw, .. rules.Select(r => r.Name)], TwinsBy(rules));
 

@@ -30,7 +30,7 @@ builder.Services.AddSingleton<DataPaths>();
 builder.Services.AddEmaLabDatabase();
 
 builder.Services.AddSingleton<RunEventHub>();
-builder.Services.AddSingleton<RunQueue>();
+builder.Services.AddSingleton<ActiveRuns>();
 builder.Services.AddSingleton<RunLifecycle>();
 builder.Services.AddSingleton<RunQueries>();
 builder.Services.AddSingleton<MetricVersions>();
@@ -52,6 +52,7 @@ if (setup.Trainer == TrainerKind.Hangfire)
     builder.Services.AddRunJobs(setup);
 else
 {
+    builder.Services.AddSingleton<RunQueue>();
     builder.Services.AddSingleton<ITrainerHost, InProcessTrainers>();
     builder.Services.AddHostedService<RunWorker>();
 }

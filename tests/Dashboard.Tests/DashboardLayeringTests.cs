@@ -37,7 +37,7 @@ public class DashboardLayeringTests
         var folders = Directory.GetDirectories(Dashboard).Select(Path.GetFileName).Where(f => SourceFiles(Path.Combine(Dashboard, f!)).Any() && f is not ("bin" or "obj")).ToList();
         Assert.Equal(Allowed.Keys.Order(), folders.Order());
         var names = string.Join('|', Allowed.Keys);
-        // A using, a fully qualified name, or a name relative to the root namespace (Runs.RunQueue from EmaLab.Dashboard.Groups).
+        // A using, a fully qualified name, or a name relative to the root namespace (Runs.ActiveRuns from EmaLab.Dashboard.Groups).
         var use = new Regex($@"(?:^@?using\s+EmaLab\.Dashboard\.|EmaLab\.Dashboard\.|(?<![\w.])(?=(?:{names})\.[A-Z]))({names})\b", RegexOptions.Multiline);
         var broken = new List<string>();
         foreach (var folder in folders)

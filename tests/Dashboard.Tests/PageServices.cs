@@ -11,7 +11,7 @@ static class PageServices
 {
     static readonly Type[] Shared =
     [
-        typeof(RunService), typeof(RunQueue), typeof(RunEventHub), typeof(MetricQueries), typeof(IDbContextFactory<EmaLabDbContext>),
+        typeof(RunService), typeof(ActiveRuns), typeof(RunEventHub), typeof(MetricQueries), typeof(IDbContextFactory<EmaLabDbContext>),
         typeof(Tracking.ArtifactStore), typeof(PostHocService), typeof(Groups.GroupService), typeof(Datasets.DatasetStore),
         typeof(RunQueries), typeof(Tracking.LoggedModelService),
     ];

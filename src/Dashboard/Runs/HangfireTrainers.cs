@@ -14,7 +14,7 @@ namespace EmaLab.Dashboard.Runs;
 public sealed class HangfireTrainers(
     IBackgroundJobClient jobs,
     RunLifecycle lifecycle,
-    RunQueue queue,
+    ActiveRuns active,
     IDbContextFactory<EmaLabDbContext> dbFactory,
     DataPaths paths,
     IOptions<EmaLabOptions> options,
@@ -22,7 +22,7 @@ public sealed class HangfireTrainers(
 {
     static readonly TimeSpan StopPollInterval = TimeSpan.FromMilliseconds(200);
     /// <summary>How long a trainer elsewhere may take to answer a stop before it is presumed gone (its job's heartbeat has lapsed by then).</summary>
-    readonly TimeSpan _trainerGoneAfter = TimeSpan.FromSeconds(options.Value.JobInvisibilitySeconds) + RunQueue.StopTimeout;
+    readonly TimeSpan _trainerGoneAfter = TimeSpan.FromSeconds(options.Value.JobInvisibilitySeconds) + ActiveRuns.StopTimeout;
 
     public string Description => options.Value.Trains
         ? $"by Hangfire jobs in PostgreSQL: this process ({options.Value.MaxConcurrentRuns} run(s) at a time) and any other worker on it"
@@ -45,22 +45,22 @@ public sealed class HangfireTrainers(
     /// A durable stop (a worker that takes the run over later ends it as cancelled), the cancellation of a trainer in this
     /// process, else the deletion of its job, whose token Hangfire fires within seconds on the machine training it.
     /// </summary>
-    public async Task<RunQueue.CancelResult> StopAsync(long runId, CancellationToken cancellationToken)
+    public async Task<ActiveRuns.CancelResult> StopAsync(long runId, CancellationToken cancellationToken)
     {
-        if (await lifecycle.RequestStopAsync(runId, cancellationToken) is not { } running) return RunQueue.CancelResult.NotActive;
-        var local = await queue.CancelAsync(runId, RunQueue.StopTimeout);
-        if (local != RunQueue.CancelResult.NotActive) return local;
+        if (await lifecycle.RequestStopAsync(runId, cancellationToken) is not { } running) return ActiveRuns.CancelResult.NotActive;
+        var local = await active.CancelAsync(runId, ActiveRuns.StopTimeout);
+        if (local != ActiveRuns.CancelResult.NotActive) return local;
         Withdraw(running.JobId);
-        if (await StoppedWithinAsync(runId, RunQueue.StopTimeout)) return RunQueue.CancelResult.Stopped;
+        if (await StoppedWithinAsync(runId, ActiveRuns.StopTimeout)) return ActiveRuns.CancelResult.Stopped;
         // Its job is deleted, so no worker will take the run over: if its trainer does not answer, it is gone, and the run ends here.
         _ = EndIfTrainerGoneAsync(runId, running.Attempt);
-        return RunQueue.CancelResult.Stopping;
+        return ActiveRuns.CancelResult.Stopping;
     }
 
     /// <summary>Stopped here, then stopped on any machine, or presumed gone (see <see cref="EndIfTrainerGoneAsync"/>).</summary>
     public async Task WhenStoppedAsync(long runId)
     {
-        await queue.WhenStoppedAsync(runId);
+        await active.WhenStoppedAsync(runId);
         await StoppedWithinAsync(runId, _trainerGoneAfter);
     }
 

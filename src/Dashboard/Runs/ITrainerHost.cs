@@ -18,10 +18,10 @@ public interface ITrainerHost
     void Withdraw(string? jobId);
 
     /// <summary>
-    /// Tells the run's trainer to stop and waits up to <see cref="RunQueue.StopTimeout"/>: Stopped, Stopping (a slow step),
+    /// Tells the run's trainer to stop and waits up to <see cref="ActiveRuns.StopTimeout"/>: Stopped, Stopping (a slow step),
     /// or NotActive when nothing trains it.
     /// </summary>
-    Task<RunQueue.CancelResult> StopAsync(long runId, CancellationToken cancellationToken);
+    Task<ActiveRuns.CancelResult> StopAsync(long runId, CancellationToken cancellationToken);
 
     /// <summary>Completes when no trainer trains the run any more (or its trainer is presumed gone).</summary>
     Task WhenStoppedAsync(long runId);

@@ -6,7 +6,7 @@ namespace EmaLab.Dashboard.Runs;
 
 /// <summary>Runs are trained by this process's <see cref="RunWorker"/> threads, from its own queue.</summary>
 public sealed class InProcessTrainers(
-    RunQueue queue, RunLifecycle lifecycle, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<InProcessTrainers> logger) : ITrainerHost
+    RunQueue queue, ActiveRuns active, RunLifecycle lifecycle, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<InProcessTrainers> logger) : ITrainerHost
 {
     public string Description => $"in this process, {options.Value.MaxConcurrentRuns} run(s) at a time";
 
@@ -14,9 +14,9 @@ public sealed class InProcessTrainers(
 
     public void Withdraw(string? jobId) { }
 
-    public Task<RunQueue.CancelResult> StopAsync(long runId, CancellationToken cancellationToken) => queue.CancelAsync(runId, RunQueue.StopTimeout);
+    public Task<ActiveRuns.CancelResult> StopAsync(long runId, CancellationToken cancellationToken) => active.CancelAsync(runId, ActiveRuns.StopTimeout);
 
-    public Task WhenStoppedAsync(long runId) => queue.WhenStoppedAsync(runId);
+    public Task WhenStoppedAsync(long runId) => active.WhenStoppedAsync(runId);
 
     /// <summary>
     /// This process was the only trainer: a run it left running is interrupted, resumable from its last bundle (one whose

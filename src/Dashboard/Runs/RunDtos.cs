@@ -17,7 +17,7 @@ public sealed record RunDto(
     string? Group, string? Notes, IReadOnlyDictionary<string, string> Tags)
 {
     /// <summary>The run as the API shows it; its tags must be loaded (<c>Include(r => r.Tags)</c>) for group, notes and tags.</summary>
-    public static RunDto From(Run run, RunQueue.LiveProgress? live) => new(
+    public static RunDto From(Run run, ActiveRuns.LiveProgress? live) => new(
         run.Id, run.Name, run.Status.ToApi(), live?.Progress.Step ?? run.Step, run.TotalSteps, run.Error,
         run.SpecJson is null ? null : JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
         EmaTrack.InDisplayOrder(run.Tracks).Select(t => new TrackDto(t.Name, t.Decay, t.SigmaRel)).ToList(),

@@ -55,7 +55,7 @@ public static class RunEndpoints
     const int MaxPage = 1_000_000;
 
     static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
-        IDbContextFactory<EmaLabDbContext> dbFactory, RunQueue queue, string? status = null, long? experiment = null, string? search = null,
+        IDbContextFactory<EmaLabDbContext> dbFactory, ActiveRuns active, string? status = null, long? experiment = null, string? search = null,
         string? dataset = null, string? model = null, string? group = null, string? tag = null, int page = 1, int pageSize = 50, CancellationToken ct = default)
     {
         if (page is < 1 or > MaxPage) return Invalid("page", $"page must be from 1 to {MaxPage:N0}.");
@@ -72,16 +72,16 @@ public static class RunEndpoints
         var total = await query.CountAsync(ct);
         var items = await query.Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery()
             .OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(ct);
-        return TypedResults.Ok(new RunPage(items.Select(r => RunDto.From(r, queue.ProgressOf(r.Id))).ToList(), total, page, pageSize));
+        return TypedResults.Ok(new RunPage(items.Select(r => RunDto.From(r, active.ProgressOf(r.Id))).ToList(), total, page, pageSize));
     }
 
-    static async Task<Results<Ok<RunDto>, ValidationProblem, ProblemHttpResult>> UpdateRun(long id, HttpRequest request, RunService runs, RunQueue queue, CancellationToken ct)
+    static async Task<Results<Ok<RunDto>, ValidationProblem, ProblemHttpResult>> UpdateRun(long id, HttpRequest request, RunService runs, ActiveRuns active, CancellationToken ct)
     {
         try
         {
             var update = RequestJson.Deserialize<RunUpdate>(await ReadJsonAsync(request, ct));
             if (await runs.UpdateAsync(id, update, ct) is null) return NotFound(id);
-            return TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id)));
+            return TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, active.ProgressOf(id)));
         }
         catch (RequestValidationException e)
         {
@@ -102,23 +102,23 @@ public static class RunEndpoints
         }
     }
 
-    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> GetRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
-        await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(RunDto.From(run, queue.ProgressOf(id))) : NotFound(id);
+    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> GetRun(long id, RunService runs, ActiveRuns active, CancellationToken ct) =>
+        await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(RunDto.From(run, active.ProgressOf(id))) : NotFound(id);
 
-    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
-        await AfterAction(id, await runs.CancelAsync(id, ct), runs, queue, ct);
+    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, ActiveRuns active, CancellationToken ct) =>
+        await AfterAction(id, await runs.CancelAsync(id, ct), runs, active, ct);
 
-    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, RunQueue queue, CancellationToken ct) =>
-        await AfterAction(id, await runs.ResumeAsync(id, ct), runs, queue, ct);
+    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, ActiveRuns active, CancellationToken ct) =>
+        await AfterAction(id, await runs.ResumeAsync(id, ct), runs, active, ct);
 
     /// <summary>The run as it stands after a cancel or resume (202 while it is still stopping), or why the action was refused.</summary>
     static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> AfterAction(
-        long id, (RunService.Outcome Outcome, string? Message) result, RunService runs, RunQueue queue, CancellationToken ct) => result.Outcome switch
+        long id, (RunService.Outcome Outcome, string? Message) result, RunService runs, ActiveRuns active, CancellationToken ct) => result.Outcome switch
     {
         RunService.Outcome.NotFound => NotFound(id),
         RunService.Outcome.Conflict => Conflict(result.Message!),
-        RunService.Outcome.Accepted => TypedResults.Accepted($"/api/runs/{id}", RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id))),
-        _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, queue.ProgressOf(id))),
+        RunService.Outcome.Accepted => TypedResults.Accepted($"/api/runs/{id}", RunDto.From((await runs.FindAsync(id, ct))!, active.ProgressOf(id))),
+        _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, active.ProgressOf(id))),
     };
 
     static async Task<Results<Created<RunDto>, ValidationProblem, ProblemHttpResult>> CloneRun(long id, HttpRequest request, RunService runs, CancellationToken ct)

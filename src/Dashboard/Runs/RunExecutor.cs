@@ -15,7 +15,7 @@ namespace EmaLab.Dashboard.Runs;
 public sealed class RunExecutor(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     MetricPipeline pipeline,
-    RunQueue queue,
+    ActiveRuns activeRuns,
     RunLifecycle lifecycle,
     ITrainerHost trainers,
     DataPaths paths,
@@ -33,19 +33,19 @@ public sealed class RunExecutor(
     public void Execute(long runId, CancellationToken stopping, JobTicket? job = null)
     {
         // Active before claimed: a cancel that sees the run running always finds its cancellation.
-        if (queue.Activate(runId, stopping, job?.Withdrawn ?? default) is not { } active) return; // another worker is training it
+        if (activeRuns.Activate(runId, stopping, job?.Withdrawn ?? default) is not { } active) return; // another worker is training it
         // A job fetched while this process begins to stop goes back to the queue for another worker, unstarted.
         if (job is not null && stopping.IsCancellationRequested)
         {
             Redispatch(runId, job.DispatchId, attempt: null, "the worker is stopping");
-            queue.Deactivate(runId);
+            activeRuns.Deactivate(runId);
             return;
         }
         var run = Claim(runId, job);
         // Cancelled, deleted or taken by another worker while it waited in the queue.
         if (run is null)
         {
-            queue.Deactivate(runId);
+            activeRuns.Deactivate(runId);
             return;
         }
         pipeline.ClearStoreFailure(runId);
@@ -91,7 +91,7 @@ public sealed class RunExecutor(
             // With jobs across processes, a run its worker stopped goes on with another worker instead of waiting for a resume.
             if (outcome == RunStatus.Interrupted && job is not null) Redispatch(runId, job.DispatchId, attempt, $"worker {job.WorkerName} stopped at step {step:N0}");
             else Finish(runId, attempt, outcome, error, step);
-            queue.Deactivate(runId);
+            activeRuns.Deactivate(runId);
         }
     }
 

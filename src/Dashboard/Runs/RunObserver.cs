@@ -3,7 +3,7 @@ using EmaLab.TrainingEngine.Training;
 namespace EmaLab.Dashboard.Runs;
 
 /// <summary>Connects the engine's reports for one run to the metric pipeline (the only way metrics reach storage).</summary>
-sealed class RunObserver(long runId, string attempt, MetricPipeline pipeline, RunQueue.ActiveRun active) : ITrainingObserver
+sealed class RunObserver(long runId, string attempt, MetricPipeline pipeline, ActiveRuns.ActiveRun active) : ITrainingObserver
 {
     public void OnMetric(in MetricPoint point)
     {
@@ -14,7 +14,7 @@ sealed class RunObserver(long runId, string attempt, MetricPipeline pipeline, Ru
 
     public void OnProgress(TrainingProgress progress)
     {
-        active.Progress = new RunQueue.LiveProgress(progress, DateTimeOffset.UtcNow);
+        active.Progress = new ActiveRuns.LiveProgress(progress, DateTimeOffset.UtcNow);
         pipeline.WriteProgress(runId, progress, attempt);
     }
 

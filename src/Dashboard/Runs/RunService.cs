@@ -87,7 +87,7 @@ public sealed class RunService(
 
     /// <summary>
     /// Cancels a queued run at once (one conditional update, so it cannot race the worker taking it), or stops a
-    /// running one and waits up to <see cref="RunQueue.StopTimeout"/>; a step that takes longer leaves it stopping (Accepted).
+    /// running one and waits up to <see cref="ActiveRuns.StopTimeout"/>; a step that takes longer leaves it stopping (Accepted).
     /// </summary>
     public async Task<(Outcome, string?)> CancelAsync(long id, CancellationToken cancellationToken = default)
     {
@@ -98,8 +98,8 @@ public sealed class RunService(
         }
         switch (await StopAsync(id, cancellationToken))
         {
-            case RunQueue.CancelResult.Stopped: return (Outcome.Done, null);
-            case RunQueue.CancelResult.Stopping: return (Outcome.Accepted, $"Run {id} is stopping after its current step.");
+            case ActiveRuns.CancelResult.Stopped: return (Outcome.Done, null);
+            case ActiveRuns.CancelResult.Stopping: return (Outcome.Accepted, $"Run {id} is stopping after its current step.");
         }
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
@@ -108,7 +108,7 @@ public sealed class RunService(
         return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only queued or running runs can be cancelled.");
     }
 
-    Task<RunQueue.CancelResult> StopAsync(long id, CancellationToken cancellationToken) => trainers.StopAsync(id, cancellationToken);
+    Task<ActiveRuns.CancelResult> StopAsync(long id, CancellationToken cancellationToken) => trainers.StopAsync(id, cancellationToken);
 
     /// <summary>Queues an interrupted or cancelled run to continue from its resume bundle (one conditional update: two resumes cannot both queue it).</summary>
     public async Task<(Outcome, string?)> ResumeAsync(long id, CancellationToken cancellationToken = default)
@@ -131,14 +131,14 @@ public sealed class RunService(
         $"Run {id} is logged by a client through the tracking API; it is started and ended there (runs/update), not here.";
 
     /// <summary>
-    /// Stops the run if needed, then removes its rows and its folder. A run whose step outlasts <see cref="RunQueue.StopTimeout"/>
+    /// Stops the run if needed, then removes its rows and its folder. A run whose step outlasts <see cref="ActiveRuns.StopTimeout"/>
     /// is removed in the background once it has stopped (Accepted).
     /// </summary>
     public async Task<Outcome> DeleteAsync(long id, CancellationToken cancellationToken = default)
     {
         await using (var db = await dbFactory.CreateDbContextAsync(cancellationToken))
             if (!await db.Runs.AnyAsync(r => r.Id == id, cancellationToken)) return Outcome.NotFound;
-        if (await StopAsync(id, cancellationToken) == RunQueue.CancelResult.Stopping)
+        if (await StopAsync(id, cancellationToken) == ActiveRuns.CancelResult.Stopping)
         {
             _ = DeleteWhenStoppedAsync(id);
             return Outcome.Accepted;

@@ -7,8 +7,8 @@ public static class DatabaseInitializer
 {
     /// <summary>
     /// Applies migrations (the web role, or the single process; a worker waits until the database is current) and prepares
-    /// the store (SQLite: WAL, persistent; readers never block the writer). Runs are recovered after this
-    /// (<c>RunRecovery</c>).
+    /// the store (SQLite: WAL, persistent; readers never block the writer). Runs are recovered after this, by the trainer
+    /// host (<c>ITrainerHost.RecoverAtStartAsync</c>).
     /// </summary>
     public static async Task InitializeDatabaseAsync(this IServiceProvider services)
     {

@@ -303,7 +303,10 @@ public sealed class RunLifecycle(IDbContextFactory<EmaLabDbContext> dbFactory, R
         return reissued;
     }
 
-    /// <summary>The one event of a transition: the run's new status, for pages, lists and event streams.</summary>
+    /// <summary>
+    /// The one status event, for pages, lists and event streams: after a transition, or when something else of the run
+    /// that they show changed (its name, tags, files).
+    /// </summary>
     public void Changed(long runId, RunStatus status, long? step = null, long? totalSteps = null, string? message = null) =>
         hub.Publish(new RunEvent(RunEventType.Status, runId) { Status = status.ToApi(), Step = step, TotalSteps = totalSteps, Message = message });
 }

@@ -78,7 +78,7 @@ public sealed class RunService(
             foreach (var (key, value) in tags) Set(key, value);
         }
         await db.SaveChangesAsync(cancellationToken);
-        hub.Publish(new RunEvent(RunEventType.Status, id) { Status = run.Status.ToApi() }); // lists showing it reload
+        lifecycle.Changed(id, run.Status); // lists showing it reload
         return run;
     }
 
@@ -96,7 +96,7 @@ public sealed class RunService(
             trainers.Withdraw(jobId);
             return (Outcome.Done, null);
         }
-        switch (await StopAsync(id, cancellationToken))
+        switch (await trainers.StopAsync(id, cancellationToken))
         {
             case ActiveRuns.CancelResult.Stopped: return (Outcome.Done, null);
             case ActiveRuns.CancelResult.Stopping: return (Outcome.Accepted, $"Run {id} is stopping after its current step.");
@@ -107,8 +107,6 @@ public sealed class RunService(
         if (run.Origin == RunOrigin.Client) return (Outcome.Conflict, ClientRunMessage(id));
         return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only queued or running runs can be cancelled.");
     }
-
-    Task<ActiveRuns.CancelResult> StopAsync(long id, CancellationToken cancellationToken) => trainers.StopAsync(id, cancellationToken);
 
     /// <summary>Queues an interrupted or cancelled run to continue from its resume bundle (one conditional update: two resumes cannot both queue it).</summary>
     public async Task<(Outcome, string?)> ResumeAsync(long id, CancellationToken cancellationToken = default)
@@ -138,7 +136,7 @@ public sealed class RunService(
     {
         await using (var db = await dbFactory.CreateDbContextAsync(cancellationToken))
             if (!await db.Runs.AnyAsync(r => r.Id == id, cancellationToken)) return Outcome.NotFound;
-        if (await StopAsync(id, cancellationToken) == ActiveRuns.CancelResult.Stopping)
+        if (await trainers.StopAsync(id, cancellationToken) == ActiveRuns.CancelResult.Stopping)
         {
             _ = DeleteWhenStoppedAsync(id);
             return Outcome.Accepted;

@@ -18,7 +18,7 @@ namespace EmaLab.Dashboard.Tracking;
 /// refused with the reason, and not kept) and listed as a checkpoint of the track its metadata (<c>track</c>) or its
 /// name says; any other file is kept as a plain artifact.
 /// </summary>
-public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, RunEventHub hub, Microsoft.Extensions.Options.IOptions<EmaLabOptions> options)
+public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, Runs.RunLifecycle lifecycle, Microsoft.Extensions.Options.IOptions<EmaLabOptions> options)
 {
     readonly long _reserveBytes = (long)options.Value.DiskReserveMegabytes << 20;
 
@@ -155,7 +155,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
         if (!await db.Tracks.AnyAsync(t => t.RunId == run.Id && t.Name == track, ct))
             db.Tracks.Add(new EmaTrack { RunId = run.Id, Name = track, Decay = ClientTrackKeys.DecayOf(track) });
         await db.SaveChangesAsync(ct);
-        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
+        lifecycle.Changed(run.Id, run.Status);
     }
 
     /// <summary>The file to download, or null.</summary>

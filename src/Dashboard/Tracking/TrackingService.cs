@@ -19,8 +19,7 @@ public sealed partial class TrackingService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     MetricPipeline pipeline,
     MetricStore store,
-    RunLifecycle lifecycle,
-    RunEventHub hub)
+    RunLifecycle lifecycle)
 {
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
@@ -225,7 +224,7 @@ public sealed partial class TrackingService(
         var run = await FindRunAsync(db, runId, ct, tracking: true);
         run.Deleted = deleted;
         await db.SaveChangesAsync(ct);
-        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
+        lifecycle.Changed(run.Id, run.Status);
     }
 
     /// <summary>

@@ -57,9 +57,12 @@ public sealed class TrackPalette
     public static TrackPalette OfRules(IReadOnlyList<EmaRule> rules) =>
         Of([TrackNames.Raw, .. rules.Select(r => r.Name)], TwinsBy(rules));
 
-    /// <summary>A run's palette: its tracks in display order; twins by the engine's rules, or for a client's run by name.</summary>
-    public static TrackPalette ForRun(Run run) =>
-        Of(EmaTrack.InDisplayOrder(run.Tracks).Select(t => t.Name), run.SpecJson is null ? null : TwinsBy(run.EngineSpec().Ema.Rules()));
+    /// <summary>
+    /// A run's palette: its tracks in display order; twins by the engine's rules (<paramref name="rules"/> when the caller
+    /// has them already), or for a client's run by name.
+    /// </summary>
+    public static TrackPalette ForRun(Run run, IReadOnlyList<EmaRule>? rules = null) =>
+        Of(EmaTrack.InDisplayOrder(run.Tracks).Select(t => t.Name), run.SpecJson is null ? null : TwinsBy(rules ?? run.EngineSpec().Ema.Rules()));
 
     static Func<string, string?> TwinsBy(IReadOnlyList<EmaRule> rules) =>
         track => rules.FirstOrDefault(r => r.Name == track) is { } rule ? EmaRule.Float32Twin(rule, rules)?.Name : null;

@@ -83,6 +83,58 @@ public sealed class LiveAcrossProcessesTests
         }
     }
 
+    [Fact]
+    public async Task A_process_started_after_a_run_logged_streams_only_what_the_run_logs_next()
+    {
+        using var tracking = new PostgresEmaLabFactory();
+        var client = tracking.CreateClient();
+        var created = JsonDocument.Parse(await (await client.PostAsync("/api/2.0/mlflow/runs/create", Api.JsonBody("{}"))).Content.ReadAsStringAsync()).RootElement;
+        var runId = created.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        Task LogAsync(long step) => client.PostAsync("/api/2.0/mlflow/runs/log-batch", Api.JsonBody(
+            $$"""{"run_id": "{{runId}}", "metrics": [{"key": "loss", "value": {{step}}, "timestamp": "{{step}}", "step": "{{step}}"}]}"""));
+        await LogAsync(1);
+        await LogAsync(2);
+
+        using var viewer = tracking.SharingDatabase(); // a web process restarted while the run logs
+        var viewerClient = viewer.CreateClient();
+        var id = (await Api.GetAsync(viewerClient, "/api/runs")).GetProperty("items").EnumerateArray().Single(r => r.GetProperty("trackingId").GetString() == runId).Id();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var response = await viewerClient.GetAsync($"/api/runs/{id}/events", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
+        Assert.StartsWith("event: status", await reader.ReadLineAsync(cts.Token));
+
+        // Logged until the viewer relays one (it may not listen yet): each relayed point is new, none of the history.
+        var streamed = new List<long>();
+        var next = 3L;
+        var lines = Task.Run(async () =>
+        {
+            while (await reader.ReadLineAsync(cts.Token) is { } line)
+            {
+                if (!line.StartsWith("data: ")) continue;
+                var data = JsonDocument.Parse(line["data: ".Length..]).RootElement;
+                if (data.GetProperty("type").GetString() != "metrics") continue;
+                lock (streamed) streamed.AddRange(data.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("step").GetInt64()));
+            }
+        }, cts.Token);
+        while (true)
+        {
+            lock (streamed) if (streamed.Count > 0) break;
+            await LogAsync(next++);
+            await Task.Delay(200, cts.Token);
+        }
+        await LogAsync(100);
+        while (true)
+        {
+            lock (streamed) if (streamed.Contains(100)) break;
+            await Task.Delay(50, cts.Token);
+        }
+        lock (streamed)
+        {
+            Assert.True(streamed[0] >= 3, $"the history was streamed again: {string.Join(", ", streamed)}");
+            Assert.Equal(Enumerable.Range((int)streamed[0], (int)(next - streamed[0])).Select(i => (long)i).Append(100), streamed);
+        }
+    }
+
     static async Task<long> TrainLossPointsAsync(HttpClient client, long id)
     {
         var series = await Api.GetAsync(client, $"/api/runs/{id}/metrics?key=train/loss&track=raw&maxPoints=0");

@@ -13,6 +13,9 @@ public readonly record struct MetricRow(string Track, string Key, long Step, dou
     public MetricValue Point => new(Step, Value) { WallTimeMs = WallTimeMs };
 }
 
+/// <summary>Where a series stands: its last (step, time), as the table's key orders rows and <see cref="LatestMetric"/> keeps it.</summary>
+public readonly record struct SeriesPosition(long Step, long WallTimeMs);
+
 /// <summary>
 /// The database behind EMA Lab, chosen by <see cref="EmaLabOptions.Database"/>: SQLite (a file under the data directory,
 /// the default) or PostgreSQL (<c>ConnectionStrings:EmaLab</c>). EF Core keeps the entities; the metric table is read
@@ -46,8 +49,11 @@ public abstract class MetricStore
     /// <summary>Which (track, key) series a run has, with their point counts and last values.</summary>
     public abstract List<SeriesInfo> ListSeries(long runId);
 
-    /// <summary>One series in step order (rows at one step in time order).</summary>
-    public abstract List<MetricValue> ReadPoints(long runId, string track, string key);
+    /// <summary>
+    /// One series in step order (rows at one step in time order); with <paramref name="after"/>, only the rows after that
+    /// (step, time), the order of the table's key.
+    /// </summary>
+    public abstract List<MetricValue> ReadPoints(long runId, string track, string key, SeriesPosition? after = null);
 
     /// <summary>Best (highest, or lowest when <paramref name="lowerIsBetter"/>) and final value per run and track of one metric.</summary>
     public abstract List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter);

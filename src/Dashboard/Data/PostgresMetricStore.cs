@@ -73,14 +73,20 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
         return result;
     });
 
-    public override List<MetricValue> ReadPoints(long runId, string track, string key) => Read(() =>
+    public override List<MetricValue> ReadPoints(long runId, string track, string key, SeriesPosition? after = null) => Read(() =>
     {
-        using var command = _source.CreateCommand("""
-            SELECT "Step", "Value", "WallTimeMs" FROM "Metrics" WHERE "RunId" = $1 AND "Key" = $2 AND "Track" = $3 ORDER BY "Step", "WallTimeMs"
+        using var command = _source.CreateCommand($"""
+            SELECT "Step", "Value", "WallTimeMs" FROM "Metrics" WHERE "RunId" = $1 AND "Key" = $2 AND "Track" = $3
+            {(after is null ? "" : """AND ("Step", "WallTimeMs") > ($4, $5)""")} ORDER BY "Step", "WallTimeMs"
             """);
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = runId });
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = key });
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = track });
+        if (after is { } position)
+        {
+            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = position.Step });
+            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = position.WallTimeMs });
+        }
         using var reader = command.ExecuteReader();
         var points = new List<MetricValue>(1024);
         while (reader.Read()) points.Add(new MetricValue(reader.GetInt64(0), ValueAt(reader, 1)) { WallTimeMs = reader.GetInt64(2) });

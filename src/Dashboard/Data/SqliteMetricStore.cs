@@ -67,16 +67,23 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
     /// Reads a series through SQLite's C API rather than ADO.NET: the per-row cost of a data reader was
     /// a third of the time for a million points (bench/: 310 ms with a data reader, 205 ms this way).
     /// </summary>
-    public override List<MetricValue> ReadPoints(long runId, string track, string key)
+    public override List<MetricValue> ReadPoints(long runId, string track, string key, SeriesPosition? after = null)
     {
         using var connection = Open();
         var db = connection.Handle!;
-        Check(db, raw.sqlite3_prepare_v2(db, "SELECT Step, Value, WallTimeMs FROM Metrics WHERE RunId = ?1 AND Key = ?2 AND Track = ?3 ORDER BY Step", out var statement));
+        var sql = "SELECT Step, Value, WallTimeMs FROM Metrics WHERE RunId = ?1 AND Key = ?2 AND Track = ?3"
+            + (after is null ? "" : " AND (Step, WallTimeMs) > (?4, ?5)") + " ORDER BY Step, WallTimeMs";
+        Check(db, raw.sqlite3_prepare_v2(db, sql, out var statement));
         using (statement)
         {
             Check(db, raw.sqlite3_bind_int64(statement, 1, runId));
             Check(db, raw.sqlite3_bind_text(statement, 2, key));
             Check(db, raw.sqlite3_bind_text(statement, 3, track));
+            if (after is { } position)
+            {
+                Check(db, raw.sqlite3_bind_int64(statement, 4, position.Step));
+                Check(db, raw.sqlite3_bind_int64(statement, 5, position.WallTimeMs));
+            }
             var points = new List<MetricValue>(1024);
             int result;
             while ((result = raw.sqlite3_step(statement)) == raw.SQLITE_ROW)

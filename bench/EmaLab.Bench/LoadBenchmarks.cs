@@ -119,8 +119,8 @@ static class LoadBenchmarks
                 ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
                 ["ASPNETCORE_ENVIRONMENT"] = "Production",
                 ["EmaLab__DataDirectory"] = data,
-                ["EmaLab__MaxEventStreamsPerRun"] = "250",
-                ["EmaLab__MaxEventStreams"] = "300",
+                ["EmaLab__Limits__MaxEventStreamsPerRun"] = "250",
+                ["EmaLab__Limits__MaxEventStreams"] = "300",
                 ["Logging__LogLevel__Default"] = "Warning",
             },
         };

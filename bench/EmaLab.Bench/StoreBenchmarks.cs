@@ -70,7 +70,7 @@ static class StoreBenchmarks
             var seconds = clock.Elapsed.TotalSeconds;
             var cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds;
             await pipeline.StopAsync(CancellationToken.None);
-            Console.WriteLine($"{name}: ingestion {Points:N0} points in {seconds:F2} s = {Points / seconds:N0} points/s, {cpu / Points * 1e6:F1} µs CPU/point in this process (batches of {options.Value.FlushRows} rows or {options.Value.FlushIntervalMs} ms)");
+            Console.WriteLine($"{name}: ingestion {Points:N0} points in {seconds:F2} s = {Points / seconds:N0} points/s, {cpu / Points * 1e6:F1} µs CPU/point in this process (batches of {options.Value.Metrics.FlushRows} rows or {options.Value.Metrics.FlushIntervalMs} ms)");
 
             var times = new List<double>();
             MetricSeries? series = null;

@@ -84,9 +84,9 @@ static class WorkerBenchmarks
             ["EmaLab__Database"] = "postgres",
             ["ConnectionStrings__EmaLab"] = _database,
             ["EmaLab__Role"] = role,
-            ["EmaLab__WorkerName"] = name,
+            ["EmaLab__Training__WorkerName"] = name,
             ["EmaLab__ArtifactDirectory"] = Path.Combine(_folder, "shared"),
-            ["EmaLab__JobInvisibilitySeconds"] = InvisibilitySeconds.ToString(),
+            ["EmaLab__Training__JobInvisibilitySeconds"] = InvisibilitySeconds.ToString(),
         });
 
         public void Kill(string name)

@@ -23,6 +23,13 @@ if (!builder.Configuration.GetValue<bool>($"{EmaLabOptions.Section}:{nameof(EmaL
     return 1;
 }
 
+// A mode that is not one of its names, or a setting under its old flat key, is refused with the reason before binding.
+if (EmaLabOptions.Refusals(builder.Configuration.GetSection(EmaLabOptions.Section)).ToList() is { Count: > 0 } refusals)
+{
+    foreach (var refusal in refusals) Console.Error.WriteLine(refusal);
+    return 1;
+}
+
 builder.Services.AddOptions<EmaLabOptions>().BindConfiguration(EmaLabOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 // The role and the database decide which services this process runs; the values are validated at start like the rest.
 var setup = builder.Configuration.GetSection(EmaLabOptions.Section).Get<EmaLabOptions>() ?? new EmaLabOptions();

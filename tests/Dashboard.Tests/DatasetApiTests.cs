@@ -157,7 +157,7 @@ public sealed class DatasetApiTests(EmaLabFactory factory) : IClassFixture<EmaLa
     public async Task An_upload_over_the_limit_is_refused_with_413_naming_the_file_and_a_body_that_is_not_multipart_with_415()
     {
         using var small = new EmaLabFactory();
-        small.Settings["EmaLab:MaxDatasetMegabytes"] = "1";
+        small.Settings["EmaLab:Limits:MaxDatasetMegabytes"] = "1";
         var client = small.CreateClient();
         var response = await client.PostAsync("/api/datasets", Form("too-big", ("trainImages", "train-images.gz", TrainImages), ("trainLabels", "train-labels.gz", TrainLabels)));
         var text = await response.Content.ReadAsStringAsync();

@@ -60,7 +60,7 @@ public class EmaLabFactory : WebApplicationFactory<Program>
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseSetting("EmaLab:DataDirectory", DataDirectory);
-        builder.UseSetting("EmaLab:BundleEvery", "50");
+        builder.UseSetting("EmaLab:Training:BundleEvery", "50");
         foreach (var (key, value) in Settings) builder.UseSetting(key, value);
     }
 

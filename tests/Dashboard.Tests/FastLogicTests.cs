@@ -1,6 +1,7 @@
 using EmaLab.Dashboard.Components.Shared;
 using EmaLab.Dashboard.Runs;
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Tests;
 

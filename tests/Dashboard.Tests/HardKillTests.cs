@@ -17,10 +17,10 @@ public sealed class HardKillTests : IDisposable
 
     static readonly Dictionary<string, string> Settings = new()
     {
-        ["EmaLab__BundleEvery"] = "50",
-        ["EmaLab__FlushIntervalMs"] = FlushIntervalMs.ToString(),
+        ["EmaLab__Training__BundleEvery"] = "50",
+        ["EmaLab__Metrics__FlushIntervalMs"] = FlushIntervalMs.ToString(),
         // Only the interval triggers commits, so the test measures exactly that bound.
-        ["EmaLab__FlushRows"] = "100000",
+        ["EmaLab__Metrics__FlushRows"] = "100000",
     };
     readonly string _data = Directory.CreateTempSubdirectory("emalab-kill-").FullName;
 

@@ -58,7 +58,7 @@ public sealed class MetricStoreFailureTests
     public async Task A_lock_held_past_the_store_timeout_delays_rows_but_loses_none()
     {
         using var factory = new EmaLabFactory();
-        factory.Settings["EmaLab:StoreTimeoutSeconds"] = "1";
+        factory.Settings["EmaLab:Metrics:StoreTimeoutSeconds"] = "1";
         var client = factory.CreateClient();
         var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 1_000_000, evalInterval: 250));
         // Training, not just claimed: the start itself (building the session, then recording it) is not what is tested, and
@@ -83,8 +83,8 @@ public sealed class MetricStoreFailureTests
     public async Task A_full_database_fails_the_run_with_a_reason_keeps_what_was_stored_and_the_server_serves()
     {
         using var factory = new EmaLabFactory();
-        factory.Settings["EmaLab:MaxDatabaseMegabytes"] = "2";
-        factory.Settings["EmaLab:StoreRetrySeconds"] = "1";
+        factory.Settings["EmaLab:Metrics:MaxDatabaseMegabytes"] = "2";
+        factory.Settings["EmaLab:Metrics:StoreRetrySeconds"] = "1";
         var client = factory.CreateClient();
         var small = await Api.CreateAsync(client, Api.DigitsRun(steps: 50));
         Assert.Equal("completed", (await Api.WaitForFinishAsync(client, small.Id())).Status());
@@ -114,7 +114,7 @@ public sealed class MetricStoreFailureTests
         using var factory = new EmaLabFactory();
         // Leave this run only 5 MB: its final checkpoints and bundles need about 200 MB.
         var free = TrainingEngine.Formats.DiskSpace.FreeBytes(factory.DataDirectory);
-        factory.Settings["EmaLab:DiskReserveMegabytes"] = Math.Max(0, (free >> 20) - 5).ToString();
+        factory.Settings["EmaLab:Limits:DiskReserveMegabytes"] = Math.Max(0, (free >> 20) - 5).ToString();
         var client = factory.CreateClient();
         var body = Api.DigitsRun(steps: 10);
         body["hidden"] = new System.Text.Json.Nodes.JsonArray(2048, 2048);

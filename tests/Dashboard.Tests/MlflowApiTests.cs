@@ -650,7 +650,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
     public async Task An_artifact_that_would_eat_the_disk_reserve_is_refused_and_nothing_is_kept()
     {
         using var tight = factory.New();
-        tight.Settings["EmaLab:DiskReserveMegabytes"] = "10000000"; // 10 TB must stay free: nothing fits
+        tight.Settings["EmaLab:Limits:DiskReserveMegabytes"] = "10000000"; // 10 TB must stay free: nothing fits
         var client = tight.CreateClient();
         var created = await client.PostAsync(Base + "runs/create", Api.JsonBody("{}"));
         var runId = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();

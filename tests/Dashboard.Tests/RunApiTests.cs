@@ -265,7 +265,7 @@ public abstract class RunApiSuite(EmaLabFactory factory)
     public async Task Event_streams_are_capped_per_run()
     {
         using var capped = factory.New();
-        capped.Settings["EmaLab:MaxEventStreamsPerRun"] = "2";
+        capped.Settings["EmaLab:Limits:MaxEventStreamsPerRun"] = "2";
         var client = capped.CreateClient();
         var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 5));
         var open = new List<HttpResponseMessage>();

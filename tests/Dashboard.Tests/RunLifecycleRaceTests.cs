@@ -9,7 +9,7 @@ public sealed class RunLifecycleRaceTests
     [Fact]
     public async Task Two_concurrent_resumes_queue_the_run_once()
     {
-        using var factory = new EmaLabFactory { Settings = { ["EmaLab:MaxConcurrentRuns"] = "2" } };
+        using var factory = new EmaLabFactory { Settings = { ["EmaLab:Training:MaxConcurrentRuns"] = "2" } };
         var client = factory.CreateClient();
         var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 1_000_000, evalInterval: 100_000));
         await Api.WaitForAsync(client, run.Id(), r => r.GetProperty("step").GetInt64() > 60);

@@ -35,7 +35,11 @@ public sealed class StartupTests : IDisposable
     [Theory]
     [InlineData("EmaLab__Role", "worker", "EmaLab:Role=worker needs EmaLab:Database=postgres")]
     [InlineData("EmaLab__Role", "trainer", "EmaLab:Role must be 'all', 'web' or 'worker', not 'trainer'")]
-    [InlineData("EmaLab__Trainer", "hangfire", "EmaLab:Trainer=Hangfire needs EmaLab:Database=postgres")]
+    [InlineData("EmaLab__Trainer", "Hangfire", "EmaLab:Trainer=hangfire needs EmaLab:Database=postgres")]
+    [InlineData("EmaLab__Trainer", "1", "EmaLab:Trainer must be 'inprocess' or 'hangfire', not '1'")]
+    [InlineData("EmaLab__Database", "mysql", "EmaLab:Database must be 'sqlite' or 'postgres', not 'mysql'")]
+    [InlineData("EmaLab__FlushRows", "100", "EmaLab:FlushRows is now EmaLab:Metrics:FlushRows.")]
+    [InlineData("EmaLab__Metrics__FlushRows", "0", "EmaLab:Metrics: The field FlushRows must be between 1 and 100000.")]
     [InlineData("EmaLab__ArtifactDirectory", "{data}/a-file/artifacts", "the artifact directory '{data}/a-file/artifacts' cannot be created or reached")]
     public async Task A_role_or_artifact_directory_that_cannot_work_is_refused_with_the_reason(string setting, string value, string message)
     {

@@ -32,10 +32,10 @@ public sealed class WorkerDeploymentTests : IDisposable
             ["EmaLab__Database"] = "postgres",
             ["ConnectionStrings__EmaLab"] = _connectionString,
             ["EmaLab__Role"] = role,
-            ["EmaLab__WorkerName"] = name,
+            ["EmaLab__Training__WorkerName"] = name,
             ["EmaLab__ArtifactDirectory"] = Artifacts,
-            ["EmaLab__JobInvisibilitySeconds"] = InvisibilitySeconds.ToString(),
-            ["EmaLab__BundleEvery"] = BundleEvery.ToString(),
+            ["EmaLab__Training__JobInvisibilitySeconds"] = InvisibilitySeconds.ToString(),
+            ["EmaLab__Training__BundleEvery"] = BundleEvery.ToString(),
         });
         lock (servers) servers.Add(server);
         return server;

@@ -30,7 +30,7 @@ public sealed class DataPaths
         DatasetsDirectory = Path.Combine(Root, "datasets");
         Directory.CreateDirectory(DatasetsDirectory);
         TrainingEngine.Data.DatasetCatalog.AddDirectory(DatasetsDirectory);
-        ConnectionString = $"Data Source={DatabasePath};Pooling=True;Default Timeout={options.Value.StoreTimeoutSeconds}";
+        ConnectionString = $"Data Source={DatabasePath};Pooling=True;Default Timeout={options.Value.Metrics.StoreTimeoutSeconds}";
     }
 
     /// <summary>The artifact directory: every path the database records is relative to it.</summary>

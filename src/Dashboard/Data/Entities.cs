@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Hosting;
 namespace EmaLab.Dashboard.Data;
 
 /// <summary>Lifecycle of a run. Stored as lower-case text, as the API shows it.</summary>

@@ -136,10 +136,10 @@ public static class MetricStoreRegistration
         services.AddSingleton<MetricStore>(provider =>
         {
             var options = provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value;
-            if (options.Database != EmaLabOptions.PostgresDatabase) return new SqliteMetricStore(provider.GetRequiredService<DataPaths>(), options);
+            if (options.Database == DatabaseKind.Sqlite) return new SqliteMetricStore(provider.GetRequiredService<DataPaths>(), options);
             var connectionString = provider.GetRequiredService<IConfiguration>().GetConnectionString(ConnectionStringName);
             if (string.IsNullOrWhiteSpace(connectionString))
-                throw new InvalidOperationException($"EmaLab:Database is '{EmaLabOptions.PostgresDatabase}' but ConnectionStrings:{ConnectionStringName} is not set (e.g. \"Host=db;Username=emalab;Password=…;Database=emalab\").");
+                throw new InvalidOperationException($"EmaLab:Database is '{WireNames.Of(DatabaseKind.Postgres)}' but ConnectionStrings:{ConnectionStringName} is not set (e.g. \"Host=db;Username=emalab;Password=…;Database=emalab\").");
             return new PostgresMetricStore(connectionString);
         });
         services.AddSingleton<IDbContextFactory<EmaLabDbContext>, StoreContextFactory>();

@@ -27,8 +27,8 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
         {
             // WAL + NORMAL: a committed transaction survives a process kill; only an OS crash could lose the last one.
             pragma.CommandText = "PRAGMA synchronous=NORMAL;";
-            if (options.MaxDatabaseMegabytes > 0)
-                pragma.CommandText += $"PRAGMA max_page_count={(long)options.MaxDatabaseMegabytes * 1024 * 1024 / 4096};";
+            if (options.Metrics.MaxDatabaseMegabytes > 0)
+                pragma.CommandText += $"PRAGMA max_page_count={(long)options.Metrics.MaxDatabaseMegabytes * 1024 * 1024 / 4096};";
             pragma.ExecuteNonQuery();
         }
         return new Writer(connection);

@@ -29,7 +29,7 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
     public static readonly string[] CsvFields = ["train", "test"];
     public const int MaxNameLength = 40;
 
-    public long MaxBytes => options.Value.MaxDatasetMegabytes * 1024L * 1024L;
+    public long MaxBytes => options.Value.Limits.MaxDatasetMegabytes * 1024L * 1024L;
 
     /// <summary>An import in progress: its folder and the files written so far (field → file name).</summary>
     public sealed class Import : IDisposable
@@ -65,7 +65,7 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
         {
             import.Bytes += read;
             if (import.Bytes > MaxBytes)
-                throw new UploadTooLargeException(field, $"{name}: the upload is over the limit of {options.Value.MaxDatasetMegabytes:N0} MB (EmaLab:MaxDatasetMegabytes).");
+                throw new UploadTooLargeException(field, $"{name}: the upload is over the limit of {options.Value.Limits.MaxDatasetMegabytes:N0} MB (EmaLab:MaxDatasetMegabytes).");
             await file.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
         }
     }

@@ -2,6 +2,7 @@ using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine;
 using Microsoft.EntityFrameworkCore;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Groups;
 

@@ -2,7 +2,11 @@ using System.ComponentModel.DataAnnotations;
 
 namespace EmaLab.Dashboard.Hosting;
 
-/// <summary>The <c>EmaLab</c> configuration section. Every default works with no configuration.</summary>
+/// <summary>
+/// The <c>EmaLab</c> configuration section: where the data lives, the three modes (database, role, trainer) and access at
+/// the top; the tuning of training, of the metric writer and the limits each in its own section. Every default works
+/// with no configuration.
+/// </summary>
 public sealed class EmaLabOptions : IValidatableObject
 {
     public const string Section = "EmaLab";
@@ -12,54 +16,98 @@ public sealed class EmaLabOptions : IValidatableObject
     public string DataDirectory { get; set; } = "data";
 
     /// <summary>
-    /// The database: <c>sqlite</c> (the default: <c>emalab.db</c> in the data directory) or <c>postgres</c>, reached through
-    /// the connection string <c>ConnectionStrings:EmaLab</c> (several machines share one server).
-    /// </summary>
-    public string Database { get; set; } = SqliteDatabase;
-    public const string SqliteDatabase = "sqlite";
-    public const string PostgresDatabase = "postgres";
-
-    /// <summary>
-    /// What this process does: <c>all</c> (the default: pages, API and training in one process), <c>web</c> (pages and API,
-    /// no training) or <c>worker</c> (trains the runs the others queue; no pages). <c>web</c> and <c>worker</c> need
-    /// <c>postgres</c>: the processes meet in its database and its job queue.
-    /// </summary>
-    public string Role { get; set; } = AllRole;
-    public const string AllRole = "all";
-    public const string WebRole = "web";
-    public const string WorkerRole = "worker";
-
-    /// <summary>This process trains runs (role <c>all</c> or <c>worker</c>).</summary>
-    public bool Trains => Role != WebRole;
-    /// <summary>This process serves pages and the API (role <c>all</c> or <c>web</c>).</summary>
-    public bool Serves => Role != WorkerRole;
-    /// <summary>
-    /// Who trains the runs (<c>EmaLab:Trainer</c>): <c>InProcess</c>, this process's own threads (one process), or
-    /// <c>Hangfire</c>, jobs in the PostgreSQL database that any worker process on it takes. Unset: <c>InProcess</c> on
-    /// SQLite, <c>Hangfire</c> on PostgreSQL.
-    /// </summary>
-    [Microsoft.Extensions.Configuration.ConfigurationKeyName("Trainer")]
-    public TrainerKind? TrainerSetting { get; set; }
-
-    /// <summary>The trainer chosen: the setting, or the database's default.</summary>
-    public TrainerKind Trainer => TrainerSetting ?? (Database == PostgresDatabase ? TrainerKind.Hangfire : TrainerKind.InProcess);
-
-    /// <summary>
     /// Folder of the runs' files (<c>runs/{id}/</c>: resume bundles, checkpoints, post-hoc snapshots, artifacts); defaults to
     /// the data directory. With several machines it is a folder every one of them mounts at this path.
     /// </summary>
     public string? ArtifactDirectory { get; set; }
 
+    /// <summary>The database: <c>sqlite</c> (<c>emalab.db</c> in the data directory) or <c>postgres</c> (<c>ConnectionStrings:EmaLab</c>).</summary>
+    public DatabaseKind Database { get; set; } = DatabaseKind.Sqlite;
+
+    /// <summary>What this process does: pages, API and training (<c>all</c>), or one side of a deployment (<c>web</c>, <c>worker</c>).</summary>
+    public ProcessRole Role { get; set; } = ProcessRole.All;
+
+    /// <summary>This process trains runs (role <c>all</c> or <c>worker</c>).</summary>
+    public bool Trains => Role != ProcessRole.Web;
+    /// <summary>This process serves pages and the API (role <c>all</c> or <c>web</c>).</summary>
+    public bool Serves => Role != ProcessRole.Worker;
+
+    /// <summary>Who trains the runs (<c>EmaLab:Trainer</c>); unset: <c>inprocess</c> on SQLite, <c>hangfire</c> on PostgreSQL.</summary>
+    [Microsoft.Extensions.Configuration.ConfigurationKeyName("Trainer")]
+    public TrainerKind? TrainerSetting { get; set; }
+
+    /// <summary>The trainer chosen: the setting, or the database's default.</summary>
+    public TrainerKind Trainer => TrainerSetting ?? (Database == DatabaseKind.Postgres ? TrainerKind.Hangfire : TrainerKind.InProcess);
+
+    /// <summary>Allow listening on non-loopback addresses. Requires <see cref="ApiToken"/>.</summary>
+    public bool AllowRemote { get; set; }
+
+    /// <summary>When set, mutating API calls need <c>Authorization: Bearer &lt;token&gt;</c>.</summary>
+    public string? ApiToken { get; set; }
+
+    /// <summary><c>EmaLab:Training</c>: how runs are trained.</summary>
+    public TrainingOptions Training { get; set; } = new();
+
+    /// <summary><c>EmaLab:Metrics</c>: how the metric writer commits.</summary>
+    public MetricWriterOptions Metrics { get; set; } = new();
+
+    /// <summary><c>EmaLab:Limits</c>: what one request, stream or run may take.</summary>
+    public LimitOptions Limits { get; set; } = new();
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        var postgres = $"EmaLab:Database={WireNames.Of(DatabaseKind.Postgres)}";
+        if (Role != ProcessRole.All && Database != DatabaseKind.Postgres)
+            yield return Refusal($"EmaLab:Role={WireNames.Of(Role)} needs {postgres}: separate web and worker processes share its database and job queue.", nameof(Role));
+        else if (Role != ProcessRole.All && Trainer != TrainerKind.Hangfire)
+            yield return Refusal($"EmaLab:Role={WireNames.Of(Role)} needs EmaLab:Trainer={WireNames.Of(TrainerKind.Hangfire)}: a web process trains nothing and a worker takes its runs from the job queue.", "Trainer");
+        if (Trainer == TrainerKind.Hangfire && Database != DatabaseKind.Postgres)
+            yield return Refusal($"EmaLab:Trainer={WireNames.Of(TrainerKind.Hangfire)} needs {postgres}: its jobs are kept in that database.", "Trainer");
+        if (AllowRemote && string.IsNullOrWhiteSpace(ApiToken))
+            yield return Refusal("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.", nameof(ApiToken));
+        // DataAnnotations validates one object's properties: each section's ranges are checked here, named by their key.
+        foreach (var (name, section) in new (string, object)[] { (nameof(Training), Training), (nameof(Metrics), Metrics), (nameof(Limits), Limits) })
+        {
+            var results = new List<ValidationResult>();
+            Validator.TryValidateObject(section, new ValidationContext(section), results, validateAllProperties: true);
+            foreach (var result in results)
+                yield return new ValidationResult($"EmaLab:{name}: {result.ErrorMessage}", result.MemberNames.Select(m => $"{name}:{m}"));
+        }
+    }
+
+    static ValidationResult Refusal(string message, string member) => new(message, [member]);
+
     /// <summary>
-    /// How long a training job may go without its worker's heartbeat before another worker takes it over (seconds; jobs
-    /// across processes only). The worker renews it every fifth of this while the job runs.
+    /// What cannot be bound from the section, said before binding: a mode that is not one of its names (the binder would
+    /// only say it failed to convert) and a setting that moved into a section (it would be ignored).
     /// </summary>
-    [Range(5, 86_400)]
-    public int JobInvisibilitySeconds { get; set; } = 300;
+    public static IEnumerable<string> Refusals(IConfigurationSection section)
+    {
+        if (Mode<DatabaseKind>(section, nameof(Database)) is { } database) yield return database;
+        if (Mode<ProcessRole>(section, nameof(Role)) is { } role) yield return role;
+        if (Mode<TrainerKind>(section, "Trainer") is { } trainer) yield return trainer;
+        foreach (var (name, properties) in new[] { (nameof(Training), typeof(TrainingOptions)), (nameof(Metrics), typeof(MetricWriterOptions)), (nameof(Limits), typeof(LimitOptions)) })
+            foreach (var property in properties.GetProperties())
+                if (section[property.Name] is not null)
+                    yield return $"EmaLab:{property.Name} is now EmaLab:{name}:{property.Name}.";
+    }
 
-    /// <summary>The name this process's trainer goes by in run logs (default <c>host:pid</c>).</summary>
-    public string? WorkerName { get; set; }
+    static string? Mode<T>(IConfigurationSection section, string key) where T : struct, Enum
+    {
+        var value = section[key];
+        if (value is null || WireNames.TryParse<T>(value, out _)) return null;
+        var names = Enum.GetValues<T>().Select(v => $"'{WireNames.Of(v)}'").ToList();
+        return $"EmaLab:{key} must be {string.Join(", ", names[..^1])} or {names[^1]}, not '{value}'.";
+    }
 
+    public string ResolveDataDirectory(string contentRoot) => Path.GetFullPath(DataDirectory, contentRoot);
+
+    public string ResolveArtifactDirectory(string contentRoot) => Path.GetFullPath(ArtifactDirectory ?? DataDirectory, contentRoot);
+}
+
+/// <summary><c>EmaLab:Training</c>.</summary>
+public sealed class TrainingOptions
+{
     /// <summary>Runs trained at the same time.</summary>
     [Range(1, 16)]
     public int MaxConcurrentRuns { get; set; } = 1;
@@ -68,6 +116,22 @@ public sealed class EmaLabOptions : IValidatableObject
     [Range(1, 1_000_000)]
     public int BundleEvery { get; set; } = 200;
 
+    /// <summary>The name this process's trainer goes by in run logs (default <c>host:pid</c>).</summary>
+    public string? WorkerName { get; set; }
+
+    /// <summary>
+    /// How long a training job may go without its worker's heartbeat before another worker takes it over (seconds; jobs
+    /// across processes only). The worker renews it every fifth of this while the job runs.
+    /// </summary>
+    [Range(5, 86_400)]
+    public int JobInvisibilitySeconds { get; set; } = 300;
+
+    public string ResolveWorkerName() => string.IsNullOrWhiteSpace(WorkerName) ? $"{Environment.MachineName}:{Environment.ProcessId}" : WorkerName;
+}
+
+/// <summary><c>EmaLab:Metrics</c>: the metric writer and the database it writes.</summary>
+public sealed class MetricWriterOptions
+{
     /// <summary>How often the metric writer commits (milliseconds): the most a hard kill can lose.</summary>
     [Range(10, 10_000)]
     public int FlushIntervalMs { get; set; } = 250;
@@ -76,28 +140,23 @@ public sealed class EmaLabOptions : IValidatableObject
     [Range(1, 100_000)]
     public int FlushRows { get; set; } = 500;
 
-    /// <summary>
-    /// How long a database write waits for a lock held by another connection before it counts as failed
-    /// (seconds). The metric writer then keeps the batch and retries it, holding back training meanwhile.
-    /// </summary>
+    /// <summary>How long a database write waits for another connection's lock before it counts as failed (seconds; then retried).</summary>
     [Range(1, 600)]
     public int StoreTimeoutSeconds { get; set; } = 30;
 
-    /// <summary>
-    /// How long the metric writer keeps retrying a batch after a transient store error (seconds) before it
-    /// writes the batch run by run and fails the runs whose rows still cannot be stored.
-    /// </summary>
+    /// <summary>How long the writer retries a batch after a transient error (seconds) before it fails the runs it cannot store.</summary>
     [Range(0, 86_400)]
     public int StoreRetrySeconds { get; set; } = 120;
 
-    /// <summary>
-    /// Largest size the metric writer lets the SQLite file grow to (megabytes; 0 = no limit besides the
-    /// disk). A run whose metrics no longer fit fails with a reason instead of filling the disk.
-    /// </summary>
+    /// <summary>Largest size of the SQLite file (megabytes; 0 = the disk): a run whose metrics no longer fit fails with a reason.</summary>
     [Range(0, 10_000_000)]
     public int MaxDatabaseMegabytes { get; set; }
+}
 
-    /// <summary>Disk space (megabytes) a run must leave free under the data directory; a run that would not fails before it starts.</summary>
+/// <summary><c>EmaLab:Limits</c>.</summary>
+public sealed class LimitOptions
+{
+    /// <summary>Disk space (megabytes) a run or an upload must leave free under the data directory; one that would not is refused.</summary>
     [Range(0, 10_000_000)]
     public int DiskReserveMegabytes { get; set; } = 64;
 
@@ -116,34 +175,26 @@ public sealed class EmaLabOptions : IValidatableObject
     /// <summary>Live event streams the server keeps open at once, all runs together.</summary>
     [Range(1, 100_000)]
     public int MaxEventStreams { get; set; } = 200;
+}
 
-    /// <summary>Allow listening on non-loopback addresses. Requires <see cref="ApiToken"/>.</summary>
-    public bool AllowRemote { get; set; }
+/// <summary>The database (<see cref="EmaLabOptions.Database"/>).</summary>
+public enum DatabaseKind
+{
+    /// <summary><c>emalab.db</c> in the data directory: one process.</summary>
+    Sqlite,
+    /// <summary>A PostgreSQL server that a web process and workers share.</summary>
+    Postgres,
+}
 
-    /// <summary>When set, mutating API calls need <c>Authorization: Bearer &lt;token&gt;</c>.</summary>
-    public string? ApiToken { get; set; }
-
-    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
-    {
-        if (Database is not (SqliteDatabase or PostgresDatabase))
-            yield return new ValidationResult($"EmaLab:Database must be '{SqliteDatabase}' or '{PostgresDatabase}', not '{Database}'.", [nameof(Database)]);
-        if (Role is not (AllRole or WebRole or WorkerRole))
-            yield return new ValidationResult($"EmaLab:Role must be '{AllRole}', '{WebRole}' or '{WorkerRole}', not '{Role}'.", [nameof(Role)]);
-        else if (Role != AllRole && Database != PostgresDatabase)
-            yield return new ValidationResult($"EmaLab:Role={Role} needs EmaLab:Database={PostgresDatabase}: separate web and worker processes share its database and job queue.", [nameof(Role)]);
-        else if (Role != AllRole && Trainer != TrainerKind.Hangfire)
-            yield return new ValidationResult($"EmaLab:Role={Role} needs EmaLab:Trainer={TrainerKind.Hangfire}: a web process trains nothing and a worker takes its runs from the job queue.", ["Trainer"]);
-        if (Trainer == TrainerKind.Hangfire && Database != PostgresDatabase)
-            yield return new ValidationResult($"EmaLab:Trainer={TrainerKind.Hangfire} needs EmaLab:Database={PostgresDatabase}: its jobs are kept in that database.", ["Trainer"]);
-        if (AllowRemote && string.IsNullOrWhiteSpace(ApiToken))
-            yield return new ValidationResult("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.", [nameof(ApiToken)]);
-    }
-
-    public string ResolveDataDirectory(string contentRoot) => Path.GetFullPath(DataDirectory, contentRoot);
-
-    public string ResolveArtifactDirectory(string contentRoot) => Path.GetFullPath(ArtifactDirectory ?? DataDirectory, contentRoot);
-
-    public string ResolveWorkerName() => string.IsNullOrWhiteSpace(WorkerName) ? $"{Environment.MachineName}:{Environment.ProcessId}" : WorkerName;
+/// <summary>What a process does (<see cref="EmaLabOptions.Role"/>).</summary>
+public enum ProcessRole
+{
+    /// <summary>Pages, API and training in one process.</summary>
+    All,
+    /// <summary>Pages and API; the runs are trained by workers (PostgreSQL and Hangfire).</summary>
+    Web,
+    /// <summary>Trains the runs the web process queues; serves no pages.</summary>
+    Worker,
 }
 
 /// <summary>Who trains the runs (<see cref="EmaLabOptions.Trainer"/>).</summary>

@@ -22,10 +22,10 @@ public sealed class HangfireTrainers(
 {
     static readonly TimeSpan StopPollInterval = TimeSpan.FromMilliseconds(200);
     /// <summary>How long a trainer elsewhere may take to answer a stop before it is presumed gone (its job's heartbeat has lapsed by then).</summary>
-    readonly TimeSpan _trainerGoneAfter = TimeSpan.FromSeconds(options.Value.JobInvisibilitySeconds) + ActiveRuns.StopTimeout;
+    readonly TimeSpan _trainerGoneAfter = TimeSpan.FromSeconds(options.Value.Training.JobInvisibilitySeconds) + ActiveRuns.StopTimeout;
 
     public string Description => options.Value.Trains
-        ? $"by Hangfire jobs in PostgreSQL: this process ({options.Value.MaxConcurrentRuns} run(s) at a time) and any other worker on it"
+        ? $"by Hangfire jobs in PostgreSQL: this process ({options.Value.Training.MaxConcurrentRuns} run(s) at a time) and any other worker on it"
         : "by Hangfire jobs in PostgreSQL: the worker processes on the database (this web process trains none)";
 
     public void Offer(long runId, string ticket)

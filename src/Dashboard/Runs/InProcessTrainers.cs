@@ -8,7 +8,7 @@ namespace EmaLab.Dashboard.Runs;
 public sealed class InProcessTrainers(
     RunQueue queue, ActiveRuns active, RunLifecycle lifecycle, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<InProcessTrainers> logger) : ITrainerHost
 {
-    public string Description => $"in this process, {options.Value.MaxConcurrentRuns} run(s) at a time";
+    public string Description => $"in this process, {options.Value.Training.MaxConcurrentRuns} run(s) at a time";
 
     public void Offer(long runId, string ticket) => queue.Enqueue(runId);
 

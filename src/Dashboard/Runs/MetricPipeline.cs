@@ -105,8 +105,8 @@ public sealed class MetricPipeline : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var writer = _store.OpenWriter();
-        var batch = new List<Item>(_options.FlushRows);
-        var interval = TimeSpan.FromMilliseconds(_options.FlushIntervalMs);
+        var batch = new List<Item>(_options.Metrics.FlushRows);
+        var interval = TimeSpan.FromMilliseconds(_options.Metrics.FlushIntervalMs);
         var reader = _channel.Reader;
         try
         {
@@ -116,7 +116,7 @@ public sealed class MetricPipeline : BackgroundService
                 var started = Stopwatch.StartNew();
                 var flushAsked = false;
                 var rows = 0;
-                while (rows < _options.FlushRows)
+                while (rows < _options.Metrics.FlushRows)
                 {
                     if (reader.TryRead(out var item))
                     {
@@ -167,7 +167,7 @@ public sealed class MetricPipeline : BackgroundService
                 Publish(batch);
                 return;
             }
-            catch (Exception e) when (_store.IsTransient(e) && giveUp.Elapsed.TotalSeconds < _options.StoreRetrySeconds && !stoppingToken.IsCancellationRequested)
+            catch (Exception e) when (_store.IsTransient(e) && giveUp.Elapsed.TotalSeconds < _options.Metrics.StoreRetrySeconds && !stoppingToken.IsCancellationRequested)
             {
                 // Nothing is dropped: the batch waits, the channel fills and holds the trainers back.
                 _logger.LogWarning("Could not commit {Count} rows ({Error}); retrying in {Pause} ms (attempt {Attempt})", batch.Count, e.Message, pause.TotalMilliseconds, attempt);

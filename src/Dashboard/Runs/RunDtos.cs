@@ -1,5 +1,6 @@
 using System.Text.Json;
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Runs;
 

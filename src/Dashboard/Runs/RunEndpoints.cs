@@ -174,9 +174,9 @@ public static class RunEndpoints
         long id, RunService runs, RunEventHub hub, IOptions<EmaLabOptions> options, CancellationToken ct)
     {
         if (await runs.FindAsync(id, ct) is not { } run) return NotFound(id);
-        var subscription = hub.TrySubscribeStream(id, options.Value.MaxEventStreamsPerRun, options.Value.MaxEventStreams);
+        var subscription = hub.TrySubscribeStream(id, options.Value.Limits.MaxEventStreamsPerRun, options.Value.Limits.MaxEventStreams);
         if (subscription is null)
-            return TypedResults.Problem($"Too many event streams (at most {options.Value.MaxEventStreamsPerRun} per run and {options.Value.MaxEventStreams} in all); close one or poll /api/runs/{id}.",
+            return TypedResults.Problem($"Too many event streams (at most {options.Value.Limits.MaxEventStreamsPerRun} per run and {options.Value.Limits.MaxEventStreams} in all); close one or poll /api/runs/{id}.",
                 statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests");
         // The stream opens with where the run stands, so a client sees it at once (also for a finished run).
         var current = new RunEvent(RunEventType.Status, id) { Status = run.Status.ToApi(), Step = run.Step, TotalSteps = run.TotalSteps, Message = run.Error };

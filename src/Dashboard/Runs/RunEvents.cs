@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Runs;
 

@@ -23,8 +23,8 @@ public sealed class RunExecutor(
     IOptions<EmaLabOptions> options,
     ILogger<RunExecutor> logger)
 {
-    readonly int _bundleEvery = options.Value.BundleEvery;
-    readonly int _diskReserveMegabytes = options.Value.DiskReserveMegabytes;
+    readonly int _bundleEvery = options.Value.Training.BundleEvery;
+    readonly int _diskReserveMegabytes = options.Value.Limits.DiskReserveMegabytes;
 
     /// <summary>
     /// Trains the run if it is still queued, or, for a <paramref name="job"/> whose ticket the run still carries, if its

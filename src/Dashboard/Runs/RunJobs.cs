@@ -10,7 +10,7 @@ namespace EmaLab.Dashboard.Runs;
 /// <summary>The Hangfire job that trains one run on whichever worker process fetched it.</summary>
 public sealed class RunJob(RunExecutor executor, IHostApplicationLifetime lifetime, IOptions<EmaLabOptions> options, ILogger<RunJob> logger)
 {
-    readonly string _workerName = options.Value.ResolveWorkerName();
+    readonly string _workerName = options.Value.Training.ResolveWorkerName();
 
     /// <summary>
     /// Trains the run if this job's ticket is still the run's. No retries by Hangfire: a failing run ends failed with its
@@ -44,7 +44,7 @@ public static class RunJobStorage
                 // Without sliding, a job that runs longer than the timeout is fetched again by another worker (Hangfire's
                 // known trap); with it, the worker renews its claim every fifth of the timeout while the job runs.
                 UseSlidingInvisibilityTimeout = true,
-                InvisibilityTimeout = TimeSpan.FromSeconds(options.JobInvisibilitySeconds),
+                InvisibilityTimeout = TimeSpan.FromSeconds(options.Training.JobInvisibilitySeconds),
                 // Workers learn of a new job through LISTEN/NOTIFY at once; polling is only the fallback.
                 EnableLongPolling = true,
                 QueuePollInterval = TimeSpan.FromSeconds(5),
@@ -74,8 +74,8 @@ public sealed class RunJobServer(JobStorage storage, IServiceProvider services, 
     {
         _server = new BackgroundJobServer(new BackgroundJobServerOptions
         {
-            ServerName = options.Value.ResolveWorkerName(),
-            WorkerCount = options.Value.MaxConcurrentRuns,
+            ServerName = options.Value.Training.ResolveWorkerName(),
+            WorkerCount = options.Value.Training.MaxConcurrentRuns,
             Activator = new ServiceJobActivator(services),
         }, storage);
         // No new job is fetched once the process begins to stop: a run it hands back goes to another worker.

@@ -23,7 +23,7 @@ public sealed class RunWorker(
             foreach (var id in db.Runs.Where(r => r.Status == RunStatus.Queued && r.Origin == RunOrigin.Engine).OrderBy(r => r.Id).Select(r => r.Id).ToList())
                 queue.Enqueue(id);
 
-        var workers = Enumerable.Range(0, options.Value.MaxConcurrentRuns).Select(i =>
+        var workers = Enumerable.Range(0, options.Value.Training.MaxConcurrentRuns).Select(i =>
         {
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var thread = new Thread(() =>

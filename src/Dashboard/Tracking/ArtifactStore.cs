@@ -20,7 +20,7 @@ namespace EmaLab.Dashboard.Tracking;
 /// </summary>
 public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, Runs.RunLifecycle lifecycle, Microsoft.Extensions.Options.IOptions<EmaLabOptions> options)
 {
-    readonly long _reserveBytes = (long)options.Value.DiskReserveMegabytes << 20;
+    readonly long _reserveBytes = (long)options.Value.Limits.DiskReserveMegabytes << 20;
 
     /// <summary>A run's or a logged model's artifacts: the owner, its artifact root folder and the path under it.</summary>
     public sealed record Location(Run? Run, LoggedModel? Model, string Root, string RelativePath);

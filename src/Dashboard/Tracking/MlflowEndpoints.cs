@@ -218,7 +218,7 @@ public static class MlflowEndpoints
         {
             await store.UploadAsync(await store.ResolveAsync(path, http.RequestAborted), http.Request.Body, http.Request.ContentLength, http.RequestAborted);
             return MlflowJson.Empty();
-        }).WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute((long)options.MaxArtifactMegabytes << 20))
+        }).WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute((long)options.Limits.MaxArtifactMegabytes << 20))
           .WithSummary("Uploads an artifact; a .safetensors file is checked and listed as a checkpoint of its track.");
         artifacts.MapGet("/artifacts/{**path}", async (string path, HttpContext http, ArtifactStore store) =>
             store.FileOf(await store.ResolveAsync(path, http.RequestAborted)) is { } file

@@ -6,6 +6,7 @@ using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Components.Pages;
 

@@ -18,13 +18,13 @@ static class StoreBenchmarks
     public static async Task RunAsync()
     {
         Console.WriteLine("== Metric store: SQLite (WAL) and PostgreSQL (a local throwaway server with fsync), same pipeline, same points ==");
-        await MeasureAsync("sqlite", folder => new SqliteMetricStore(Paths(folder), new EmaLabOptions { DataDirectory = folder }));
+        await MeasureAsync("sqlite", folder => new SqliteDatabase(Paths(folder), new EmaLabOptions { DataDirectory = folder }));
         using var cluster = EmaLab.Dashboard.Tests.PostgresCluster.StartDurable();
         string? database = null;
         try
         {
             database = cluster.CreateDatabase();
-            await MeasureAsync("postgres", _ => new PostgresMetricStore(database));
+            await MeasureAsync("postgres", _ => new PostgresDatabase(database));
         }
         finally
         {
@@ -36,7 +36,7 @@ static class StoreBenchmarks
     static DataPaths Paths(string folder) =>
         new(Options.Create(new EmaLabOptions { DataDirectory = folder }), new HostingEnvironment { ContentRootPath = folder });
 
-    static async Task MeasureAsync(string name, Func<string, MetricStore> open)
+    static async Task MeasureAsync(string name, Func<string, EmaLabDatabase> open)
     {
         var folder = Directory.CreateTempSubdirectory("emalab-bench-").FullName;
         var store = open(folder);
@@ -84,7 +84,7 @@ static class StoreBenchmarks
             }
             times.Sort();
             Console.WriteLine($"{name}: read + downsample {series!.TotalPoints:N0} points to {series.Points.Count:N0} in {times[times.Count / 2]:F0} ms (median of 7; min {times[0]:F0} ms)");
-            if (store is SqliteMetricStore)
+            if (store is SqliteDatabase)
                 Console.WriteLine($"{name}: database size {new FileInfo(paths.DatabasePath).Length / 1e6:F1} MB (+ WAL {new FileInfo(paths.DatabasePath + "-wal").Length / 1e6:F1} MB)");
         }
         finally

@@ -63,8 +63,8 @@ else
     builder.Services.AddSingleton<ITrainerHost, InProcessTrainers>();
     builder.Services.AddHostedService<RunWorker>();
 }
-// On PostgreSQL: live events to and from the other processes on the same database (nothing on SQLite).
-builder.Services.AddHostedService<PostgresEventRelay>();
+// On PostgreSQL: live events to and from the other processes on the same database (SQLite has one process).
+if (setup.Database == DatabaseKind.Postgres) builder.Services.AddHostedService<PostgresEventRelay>();
 
 // A metric can be NaN or ±infinity (a diverged loss): JSON carries them as "NaN"/"Infinity"/"-Infinity", as
 // the proto3 JSON mapping that MLflow's clients use does.

@@ -24,8 +24,8 @@ public abstract class RunApiSuite(EmaLabFactory factory)
         var run = await Api.CreateAsync(_client, Api.DigitsRun(steps: 20, evalInterval: 10));
         await Api.WaitForFinishAsync(_client, run.Id());
         var postgres = factory.ConnectionString is not null;
-        Assert.Equal(postgres ? typeof(EmaLab.Dashboard.Data.PostgresMetricStore) : typeof(EmaLab.Dashboard.Data.SqliteMetricStore),
-            factory.Services.GetRequiredService<EmaLab.Dashboard.Data.MetricStore>().GetType());
+        Assert.Equal(postgres ? typeof(EmaLab.Dashboard.Data.PostgresDatabase) : typeof(EmaLab.Dashboard.Data.SqliteDatabase),
+            factory.Services.GetRequiredService<EmaLab.Dashboard.Data.EmaLabDatabase>().GetType());
         Assert.Equal(!postgres, File.Exists(Path.Combine(factory.DataDirectory, "emalab.db")));
         if (!postgres) return;
         await using var db = new Npgsql.NpgsqlConnection(factory.ConnectionString);

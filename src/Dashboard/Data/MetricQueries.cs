@@ -17,11 +17,11 @@ public sealed record SeriesInfo(string Track, string Key, int Points, long LastS
 public sealed record TrackSummary(long RunId, string Track, double Best, long BestStep, double Final, long FinalStep);
 
 /// <summary>
-/// <b>Where a chart reads a metric.</b> Reads go to the <see cref="MetricStore"/> (its key (run, key, track, step)
+/// <b>Where a chart reads a metric.</b> Reads go to the <see cref="EmaLabDatabase"/> (its key (run, key, track, step)
 /// serves every query in step order), and long series are downsampled here so a browser never receives more than
 /// it can draw.
 /// </summary>
-public sealed class MetricQueries(MetricStore store, MetricVersions versions)
+public sealed class MetricQueries(EmaLabDatabase database, MetricVersions versions)
 {
     public const int DefaultMaxPoints = 2000;
     const int CachedSeries = 256;
@@ -33,7 +33,7 @@ public sealed class MetricQueries(MetricStore store, MetricVersions versions)
     readonly System.Collections.Concurrent.ConcurrentDictionary<(long Run, string Track, string Key, int MaxPoints), (long Version, MetricSeries Series)> _cache = new();
 
     /// <summary>Which (track, key) series a run has, with their last values.</summary>
-    public List<SeriesInfo> ListSeries(long runId) => store.ListSeries(runId);
+    public List<SeriesInfo> ListSeries(long runId) => database.ListSeries(runId);
 
     /// <summary>One series in step order; <paramref name="maxPoints"/> ≤ 0 means full resolution.</summary>
     public MetricSeries Read(long runId, string track, string key, int maxPoints = DefaultMaxPoints)
@@ -49,7 +49,7 @@ public sealed class MetricQueries(MetricStore store, MetricVersions versions)
 
     MetricSeries ReadUncached(long runId, string track, string key, int maxPoints)
     {
-        var points = store.ReadPoints(runId, track, key);
+        var points = database.ReadPoints(runId, track, key);
         var total = points.Count;
         if (maxPoints <= 0 || total <= maxPoints) return new MetricSeries(track, key, total, false, points);
         return new MetricSeries(track, key, total, true, Downsampling.MinMax(points, maxPoints));
@@ -70,14 +70,14 @@ public sealed class MetricQueries(MetricStore store, MetricVersions versions)
 
     /// <summary>Best (highest, or lowest when <paramref name="lowerIsBetter"/>) and final value per run and track of one metric.</summary>
     public List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter = false) =>
-        runIds.Count == 0 ? [] : store.Summaries(runIds, key, lowerIsBetter);
+        runIds.Count == 0 ? [] : database.Summaries(runIds, key, lowerIsBetter);
 
     /// <summary>Every row of a run as CSV (track, key, step, value, wall time), streamed.</summary>
     public async Task WriteCsvAsync(long runId, Stream output, CancellationToken cancellationToken)
     {
         await using var writer = new StreamWriter(output, leaveOpen: true);
         await writer.WriteLineAsync("track,key,step,value,wall_time_ms");
-        foreach (var row in store.Rows(runId))
+        foreach (var row in database.Rows(runId))
         {
             cancellationToken.ThrowIfCancellationRequested();
             await writer.WriteLineAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,

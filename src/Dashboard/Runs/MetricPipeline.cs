@@ -10,7 +10,7 @@ namespace EmaLab.Dashboard.Runs;
 /// <summary>
 /// <b>Where a metric is written.</b> Engine events → this bounded channel (a full channel blocks the
 /// trainer: back-pressure, nothing dropped) → one writer that commits a transaction every
-/// <see cref="EmaLabOptions.FlushIntervalMs"/> or <see cref="EmaLabOptions.FlushRows"/> rows → the store (<see cref="MetricStore"/>),
+/// <see cref="MetricWriterOptions.FlushIntervalMs"/> or <see cref="MetricWriterOptions.FlushRows"/> rows → the store (<see cref="EmaLabDatabase"/>),
 /// then → <see cref="RunEventHub"/> for live subscribers. A hard kill loses at most one flush interval.
 /// A batch is never dropped: a transient store error (a lock held past the timeout, a full disk, an I/O
 /// error) keeps it and retries with growing pauses while the full channel holds training back; an error
@@ -41,15 +41,15 @@ public sealed class MetricPipeline : BackgroundService
     readonly System.Collections.Concurrent.ConcurrentDictionary<long, string> _failedRuns = new();
     readonly RunEventHub _hub;
     readonly MetricVersions _versions;
-    readonly MetricStore _store;
+    readonly EmaLabDatabase _database;
     readonly DataPaths _paths;
     readonly EmaLabOptions _options;
     readonly ILogger<MetricPipeline> _logger;
 
-    public MetricPipeline(RunEventHub hub, MetricVersions versions, MetricStore store, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<MetricPipeline> logger)
+    public MetricPipeline(RunEventHub hub, MetricVersions versions, EmaLabDatabase database, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<MetricPipeline> logger)
     {
         _hub = hub;
-        _store = store;
+        _database = database;
         _versions = versions;
         _paths = paths;
         _options = options.Value;
@@ -104,7 +104,7 @@ public sealed class MetricPipeline : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var writer = _store.OpenWriter();
+        using var writer = _database.OpenWriter();
         var batch = new List<Item>(_options.Metrics.FlushRows);
         var interval = TimeSpan.FromMilliseconds(_options.Metrics.FlushIntervalMs);
         var reader = _channel.Reader;
@@ -153,7 +153,7 @@ public sealed class MetricPipeline : BackgroundService
         if (batch.Count > 0) await CommitAsync(writer, batch, CancellationToken.None);
     }
 
-    async Task CommitAsync(MetricStoreWriter writer, List<Item> batch, CancellationToken stoppingToken)
+    async Task CommitAsync(MetricTableWriter writer, List<Item> batch, CancellationToken stoppingToken)
     {
         // Rows of a run that already failed to store are not retried again and again: that run is stopping.
         if (!_failedRuns.IsEmpty) batch.RemoveAll(i => i.Kind != Kind.Flush && _failedRuns.ContainsKey(i.RunId));
@@ -167,7 +167,7 @@ public sealed class MetricPipeline : BackgroundService
                 Publish(batch);
                 return;
             }
-            catch (Exception e) when (_store.IsTransient(e) && giveUp.Elapsed.TotalSeconds < _options.Metrics.StoreRetrySeconds && !stoppingToken.IsCancellationRequested)
+            catch (Exception e) when (_database.IsTransient(e) && giveUp.Elapsed.TotalSeconds < _options.Metrics.StoreRetrySeconds && !stoppingToken.IsCancellationRequested)
             {
                 // Nothing is dropped: the batch waits, the channel fills and holds the trainers back.
                 _logger.LogWarning("Could not commit {Count} rows ({Error}); retrying in {Pause} ms (attempt {Attempt})", batch.Count, e.Message, pause.TotalMilliseconds, attempt);
@@ -188,7 +188,7 @@ public sealed class MetricPipeline : BackgroundService
     /// The batch failed for good: each run's rows get a transaction of their own, so a run whose rows cannot be
     /// stored fails alone (with the reason) and every other run's rows are kept.
     /// </summary>
-    void CommitRunByRun(MetricStoreWriter writer, List<Item> batch)
+    void CommitRunByRun(MetricTableWriter writer, List<Item> batch)
     {
         foreach (var group in batch.Where(i => i.Kind != Kind.Flush).GroupBy(i => i.RunId))
         {
@@ -212,11 +212,11 @@ public sealed class MetricPipeline : BackgroundService
     /// Reports of a start that is no longer the run's current attempt (another start took the run over, e.g. a worker that
     /// found this trainer gone) are not stored, and that trainer is told to stop (<see cref="StoreFailureOf"/>).
     /// </summary>
-    void DropSuperseded(MetricStoreWriter store, List<Item> batch)
+    void DropSuperseded(MetricTableWriter writer, List<Item> batch)
     {
         var checkedRuns = batch.Where(i => i.Attempt is not null).Select(i => i.RunId).Distinct().ToList();
         if (checkedRuns.Count == 0) return;
-        var current = store.Attempts(checkedRuns);
+        var current = writer.Attempts(checkedRuns);
         bool Superseded(Item i) => i.Attempt is not null && current.GetValueOrDefault(i.RunId) != i.Attempt;
         foreach (var stale in batch.Where(Superseded).Select(i => (i.RunId, i.Attempt)).Distinct().ToList())
         {
@@ -267,21 +267,21 @@ public sealed class MetricPipeline : BackgroundService
     static string LevelName(TrainingLogLevel level) => WireNames.Of(level);
 
     /// <summary>Writes a batch in one transaction of the store, without the reports of superseded attempts (removed from the batch).</summary>
-    void Write(MetricStoreWriter store, List<Item> batch)
+    void Write(MetricTableWriter writer, List<Item> batch)
     {
-        using var transaction = store.Begin();
-        DropSuperseded(store, batch);
+        using var transaction = writer.Begin();
+        DropSuperseded(writer, batch);
         foreach (var item in batch)
         {
             switch (item.Kind)
             {
-                case Kind.Metric: store.Metric(item.RunId, item.Key!, item.Track!, item.Step, item.Value, item.WallTimeMs); break;
+                case Kind.Metric: writer.Metric(item.RunId, item.Key!, item.Track!, item.Step, item.Value, item.WallTimeMs); break;
                 case Kind.ClientMetrics:
-                    foreach (var p in item.Points!) store.Metric(item.RunId, p.Key, p.Track, p.Step, p.Value, p.WallTimeMs);
+                    foreach (var p in item.Points!) writer.Metric(item.RunId, p.Key, p.Track, p.Step, p.Value, p.WallTimeMs);
                     break;
-                case Kind.Progress: store.Progress(item.RunId, item.Step, item.Progress!.TotalSteps); break;
-                case Kind.Log: store.Log(item.RunId, item.WallTimeMs, LevelName(item.Level), item.Text!); break;
-                case Kind.BundleSaved: store.BundleStep(item.RunId, item.Step); break;
+                case Kind.Progress: writer.Progress(item.RunId, item.Step, item.Progress!.TotalSteps); break;
+                case Kind.Log: writer.Log(item.RunId, item.WallTimeMs, LevelName(item.Level), item.Text!); break;
+                case Kind.BundleSaved: writer.BundleStep(item.RunId, item.Step); break;
             }
         }
         transaction.Commit();

@@ -14,7 +14,7 @@ namespace EmaLab.Dashboard.Runs;
 /// Design: docs/design.md, "A metric, from the training loop to a chart".
 /// </summary>
 public sealed class PostgresEventRelay(
-    MetricStore store,
+    EmaLabDatabase database,
     RunEventHub hub,
     MetricVersions versions,
     Microsoft.Extensions.Options.IOptions<EmaLabOptions> options,
@@ -49,7 +49,7 @@ public sealed class PostgresEventRelay(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (store is not PostgresMetricStore postgres) return;
+        var postgres = (PostgresDatabase)database;
         // A worker shows nothing: it only sends (receiving every change of every run would cost each worker for nothing).
         await Task.WhenAll(
             options.Value.Serves ? ListenAsync(postgres, stoppingToken) : Task.CompletedTask,
@@ -57,7 +57,7 @@ public sealed class PostgresEventRelay(
             SendAsync(postgres, stoppingToken));
     }
 
-    Task ListenAsync(PostgresMetricStore postgres, CancellationToken stoppingToken) => KeepConnectedAsync("from", async () =>
+    Task ListenAsync(PostgresDatabase postgres, CancellationToken stoppingToken) => KeepConnectedAsync("from", async () =>
     {
         await using var connection = await postgres.OpenConnectionAsync(stoppingToken);
         connection.Notification += (_, notification) => Receive(notification.Payload);
@@ -65,7 +65,7 @@ public sealed class PostgresEventRelay(
             await listen.ExecuteNonQueryAsync(stoppingToken);
         if (_runsBeforeListening == long.MaxValue)
         {
-            await using var db = store.CreateContext();
+            await using var db = database.CreateContext();
             _runsBeforeListening = await db.Runs.MaxAsync(r => (long?)r.Id, stoppingToken) ?? 0;
             var running = await db.Runs.Where(r => r.Status == RunStatus.Running).Select(r => r.Id).ToListAsync(stoppingToken);
             foreach (var id in running) _received.Writer.TryWrite(new Received(null, id));
@@ -126,7 +126,7 @@ public sealed class PostgresEventRelay(
         {
             SeriesPosition? after = delivered.TryGetValue(series, out var position) ? position : null;
             if (after is { } a && (a.Step, a.WallTimeMs).CompareTo((last.Step, last.WallTimeMs)) >= 0) continue;
-            var read = store.ReadPoints(runId, series.Track, series.Key, after);
+            var read = database.ReadPoints(runId, series.Track, series.Key, after);
             if (read.Count == 0) continue;
             points.AddRange(read.Select(p => new MetricRow(series.Track, series.Key, p.Step, p.Value, p.WallTimeMs)));
             delivered[series] = new SeriesPosition(read[^1].Step, read[^1].WallTimeMs);
@@ -143,7 +143,7 @@ public sealed class PostgresEventRelay(
     (Dictionary<(string Track, string Key), SeriesPosition> Delivered, Dictionary<(string Track, string Key), SeriesPosition> Latest) Follow(long runId)
     {
         var notice = ++_notices;
-        using var db = store.CreateContext();
+        using var db = database.CreateContext();
         var latest = db.LatestMetrics.AsNoTracking().Where(l => l.RunId == runId).ToList()
             .ToDictionary(l => (l.Track, l.Key), l => new SeriesPosition(l.Step, l.WallTimeMs));
         if (!_delivered.TryGetValue(runId, out var followed))
@@ -156,7 +156,7 @@ public sealed class PostgresEventRelay(
         return (followed.Series, latest);
     }
 
-    async Task SendAsync(PostgresMetricStore postgres, CancellationToken stoppingToken)
+    async Task SendAsync(PostgresDatabase postgres, CancellationToken stoppingToken)
     {
         using var subscription = hub.Subscribe(capacity: 65_536);
         await KeepConnectedAsync("to", async () =>

@@ -9,7 +9,7 @@ namespace EmaLab.Dashboard.Runs;
 
 /// <summary>
 /// Trains one run on the calling (dedicated) thread: status changes, resume bundles every
-/// <see cref="EmaLabOptions.BundleEvery"/> steps, checkpoints at step 0, every <c>checkpointEvery</c> steps
+/// <see cref="TrainingOptions.BundleEvery"/> steps, checkpoints at step 0, every <c>checkpointEvery</c> steps
 /// and at the end, and a final status with a readable reason. Never throws: a failing run ends as failed.
 /// </summary>
 public sealed class RunExecutor(

@@ -51,9 +51,11 @@ public static class RunJobStorage
                 // Installed by the web role only, under the database's schema lock (see DatabaseInitializer).
                 PrepareSchemaIfNecessary = options.Serves,
             };
-            var connectionString = provider.GetRequiredService<IConfiguration>().GetConnectionString(Data.MetricStoreRegistration.ConnectionStringName)!;
+            var connectionString = provider.GetRequiredService<IConfiguration>().GetConnectionString(Data.DatabaseRegistration.ConnectionStringName)!;
             return new PostgreSqlStorage(new Hangfire.PostgreSql.Factories.NpgsqlConnectionFactory(connectionString, storageOptions), storageOptions);
         });
+        // Its tables are built with the storage (only the web role's lets it install them).
+        services.AddSingleton(new Data.SchemaPart(provider => provider.GetRequiredService<JobStorage>()));
         // Hangfire's static JobStorage.Current is never set: every client and server here is given this process's storage.
         services.AddSingleton<IBackgroundJobClient>(provider => new BackgroundJobClient(provider.GetRequiredService<JobStorage>()));
         services.AddSingleton<ITrainerHost, HangfireTrainers>();
@@ -63,7 +65,7 @@ public static class RunJobStorage
 }
 
 /// <summary>
-/// The Hangfire server of a training process: <see cref="EmaLabOptions.MaxConcurrentRuns"/> workers (dedicated threads,
+/// The Hangfire server of a training process: <see cref="TrainingOptions.MaxConcurrentRuns"/> workers (dedicated threads,
 /// as TorchSharp needs), each training one run at a time.
 /// </summary>
 public sealed class RunJobServer(JobStorage storage, IServiceProvider services, IHostApplicationLifetime lifetime, IOptions<EmaLabOptions> options) : IHostedService

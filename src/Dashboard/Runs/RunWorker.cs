@@ -7,7 +7,7 @@ namespace EmaLab.Dashboard.Runs;
 
 /// <summary>
 /// Takes queued runs in order and trains each on a dedicated thread (TorchSharp work must not run on
-/// the thread pool), <see cref="EmaLabOptions.MaxConcurrentRuns"/> at a time.
+/// the thread pool), <see cref="TrainingOptions.MaxConcurrentRuns"/> at a time.
 /// </summary>
 public sealed class RunWorker(
     RunQueue queue,

@@ -16,7 +16,7 @@ namespace EmaLab.Dashboard.Tracking;
 /// <c>model_id</c> (log-batch), the files to the model's <c>artifact_uri</c> through the artifact proxy, then finalize
 /// (READY, or UPLOAD_FAILED when saving failed).
 /// </summary>
-public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFactory, TrackingService tracking, ArtifactStore artifacts, RunEventHub hub)
+public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFactory, TrackingService tracking, ArtifactStore artifacts, RunLifecycle lifecycle)
 {
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
@@ -69,7 +69,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         model.Tags = tags.Select(t => new LoggedModelTag { ModelId = model.Id, Key = t.Key, Value = t.Value }).ToList();
         db.LoggedModels.Add(model);
         await db.SaveChangesAsync(ct);
-        Changed(model);
+        await ChangedAsync(db, model, ct);
         return await ToDtoAsync(db, model, ct);
     }
 
@@ -94,7 +94,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         model.Status = status;
         model.LastUpdatedTimeMs = Now;
         await db.SaveChangesAsync(ct);
-        Changed(model);
+        await ChangedAsync(db, model, ct);
         return await ToDtoAsync(db, model, ct);
     }
 
@@ -106,7 +106,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         model.Deleted = true;
         model.LastUpdatedTimeMs = Now;
         await db.SaveChangesAsync(ct);
-        Changed(model);
+        await ChangedAsync(db, model, ct);
     }
 
     public async Task SetTagsAsync(string modelId, IReadOnlyList<MlflowTag>? tags, CancellationToken ct)
@@ -121,7 +121,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         }
         model.LastUpdatedTimeMs = Now;
         await db.SaveChangesAsync(ct);
-        Changed(model);
+        await ChangedAsync(db, model, ct);
     }
 
     public async Task DeleteTagAsync(string modelId, string key, CancellationToken ct)
@@ -130,7 +130,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         var model = await FindAsync(db, modelId, ct);
         if (await db.Set<LoggedModelTag>().Where(t => t.ModelId == model.Id && t.Key == key).ExecuteDeleteAsync(ct) == 0)
             throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No tag with key '{key}' found for model with ID '{modelId}'.");
-        Changed(model);
+        await ChangedAsync(db, model, ct);
     }
 
     /// <summary>Params are written once, as a run's: the same value again is fine, another is refused.</summary>
@@ -244,7 +244,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
                 db.RunOutputs.Add(new RunOutput { RunId = run.Id, ModelId = output.ModelId!, Step = output.Step!.Value });
         }
         await db.SaveChangesAsync(ct);
-        hub.Publish(new RunEvent(RunEventType.Status, run.Id) { Status = run.Status.ToApi() });
+        lifecycle.Changed(run.Id, run.Status);
     }
 
     /// <summary>The metrics of a log-batch that name a model (MLflow's logged model metrics), checked to exist before anything is written.</summary>
@@ -356,8 +356,11 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
     public static MlflowRunOutputs OutputsOf(IReadOnlyList<RunOutput> outputs) =>
         new(outputs.Count > 0 ? outputs.Select(o => new MlflowModelOutput(o.ModelId, o.Step)).ToList() : null);
 
-    void Changed(LoggedModel model)
+    /// <summary>The source run's page lists its models: a change of one is a change of the run.</summary>
+    async Task ChangedAsync(EmaLabDbContext db, LoggedModel model, CancellationToken ct)
     {
-        if (model.SourceRunId is { } run) hub.Publish(new RunEvent(RunEventType.Status, run));
+        if (model.SourceRunId is not { } runId) return;
+        if (await db.Runs.Where(r => r.Id == runId).Select(r => (RunStatus?)r.Status).FirstOrDefaultAsync(ct) is { } status)
+            lifecycle.Changed(runId, status);
     }
 }

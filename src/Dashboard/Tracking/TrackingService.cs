@@ -18,7 +18,7 @@ namespace EmaLab.Dashboard.Tracking;
 public sealed partial class TrackingService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     MetricPipeline pipeline,
-    MetricStore store,
+    EmaLabDatabase database,
     RunLifecycle lifecycle)
 {
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
@@ -46,7 +46,7 @@ public sealed partial class TrackingService(
         {
             await db.SaveChangesAsync(ct);
         }
-        catch (DbUpdateException e) when (store.IsUniqueViolation(e))
+        catch (DbUpdateException e) when (database.IsUniqueViolation(e))
         {
             throw new MlflowException(MlflowException.ResourceAlreadyExists, $"Experiment(name={name}) already exists.");
         }
@@ -588,7 +588,7 @@ public sealed partial class TrackingService(
         {
             await db.SaveChangesAsync(ct);
         }
-        catch (DbUpdateException e) when (store.IsUniqueViolation(e))
+        catch (DbUpdateException e) when (database.IsUniqueViolation(e))
         {
             foreach (var entry in db.ChangeTracker.Entries().Where(x => x.Entity is EmaTrack or ClientMetricKey && x.State == EntityState.Added).ToList())
                 entry.State = EntityState.Detached;

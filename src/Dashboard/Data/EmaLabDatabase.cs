@@ -4,26 +4,11 @@ using EmaLab.Dashboard.Hosting;
 namespace EmaLab.Dashboard.Data;
 
 /// <summary>
-/// One metric value of a run, wherever it travels in the dashboard: a client's logged point on its way to the writer,
-/// a committed point in a live event, a stored row in the CSV export. The run is the container's (the batch's, the event's).
+/// The database behind EMA Lab (<see cref="EmaLabOptions.Database"/>): its EF Core contexts, the lock for schema changes,
+/// the kinds of its errors, and the metric table — the hot path, one row per point — in its own SQL, which only
+/// <see cref="MetricQueries"/> and the metric pipeline use. NaN is stored as NULL (MIN/MAX skip it); infinities as themselves.
 /// </summary>
-public readonly record struct MetricRow(string Track, string Key, long Step, double Value, long WallTimeMs = 0)
-{
-    /// <summary>The value on a chart's step axis (with its time, for the time axes).</summary>
-    public MetricValue Point => new(Step, Value) { WallTimeMs = WallTimeMs };
-}
-
-/// <summary>Where a series stands: its last (step, time), as the table's key orders rows and <see cref="LatestMetric"/> keeps it.</summary>
-public readonly record struct SeriesPosition(long Step, long WallTimeMs);
-
-/// <summary>
-/// The database behind EMA Lab, chosen by <see cref="EmaLabOptions.Database"/>: SQLite (a file under the data directory,
-/// the default) or PostgreSQL (<c>ConnectionStrings:EmaLab</c>). EF Core keeps the entities; the metric table is read
-/// and written here in each database's own SQL (the hot paths: one row per point), behind one contract that
-/// <see cref="MetricQueries"/> and <see cref="Runs.MetricPipeline"/> use. NaN is stored as NULL in both, so that
-/// MIN/MAX skip it alike; infinities as themselves.
-/// </summary>
-public abstract class MetricStore
+public abstract class EmaLabDatabase
 {
     /// <summary>Options for a new context of this database (a PostgreSQL context carries its own migrations).</summary>
     public abstract EmaLabDbContext CreateContext();
@@ -38,7 +23,7 @@ public abstract class MetricStore
     public virtual Task<T> ExclusivelyAsync<T>(Func<Task<T>> action) => action();
 
     /// <summary>The metric writer's own connection, open, with its statements prepared.</summary>
-    public abstract MetricStoreWriter OpenWriter();
+    public abstract MetricTableWriter OpenWriter();
 
     /// <summary>An error that may pass (a lock held too long, a full disk, a lost connection): the writer keeps the batch and retries.</summary>
     public abstract bool IsTransient(Exception e);
@@ -67,7 +52,7 @@ public abstract class MetricStore
 /// the writes, <c>t.Commit()</c>; a transaction disposed without a commit leaves nothing. The latest value of each
 /// series the batch touched (<see cref="LatestValues"/>) is written in the same transaction, once per series.
 /// </summary>
-public abstract class MetricStoreWriter : IDisposable
+public abstract class MetricTableWriter : IDisposable
 {
     readonly Dictionary<(long RunId, string Key, string Track), LatestMetric> _latest = [];
 
@@ -121,28 +106,28 @@ public abstract class MetricStoreWriter : IDisposable
 }
 
 /// <summary>Contexts of the configured database, for everything that uses EF Core.</summary>
-public sealed class StoreContextFactory(MetricStore store) : IDbContextFactory<EmaLabDbContext>
+public sealed class DatabaseContextFactory(EmaLabDatabase database) : IDbContextFactory<EmaLabDbContext>
 {
-    public EmaLabDbContext CreateDbContext() => store.CreateContext();
+    public EmaLabDbContext CreateDbContext() => database.CreateContext();
 }
 
-public static class MetricStoreRegistration
+public static class DatabaseRegistration
 {
     public const string ConnectionStringName = "EmaLab";
 
     /// <summary>The configured database (<see cref="EmaLabOptions.Database"/>) as the store, EF Core's context factory and a scoped context.</summary>
     public static IServiceCollection AddEmaLabDatabase(this IServiceCollection services)
     {
-        services.AddSingleton<MetricStore>(provider =>
+        services.AddSingleton<EmaLabDatabase>(provider =>
         {
             var options = provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value;
-            if (options.Database == DatabaseKind.Sqlite) return new SqliteMetricStore(provider.GetRequiredService<DataPaths>(), options);
+            if (options.Database == DatabaseKind.Sqlite) return new SqliteDatabase(provider.GetRequiredService<DataPaths>(), options);
             var connectionString = provider.GetRequiredService<IConfiguration>().GetConnectionString(ConnectionStringName);
             if (string.IsNullOrWhiteSpace(connectionString))
                 throw new InvalidOperationException($"EmaLab:Database is '{WireNames.Of(DatabaseKind.Postgres)}' but ConnectionStrings:{ConnectionStringName} is not set (e.g. \"Host=db;Username=emalab;Password=…;Database=emalab\").");
-            return new PostgresMetricStore(connectionString);
+            return new PostgresDatabase(connectionString);
         });
-        services.AddSingleton<IDbContextFactory<EmaLabDbContext>, StoreContextFactory>();
+        services.AddSingleton<IDbContextFactory<EmaLabDbContext>, DatabaseContextFactory>();
         services.AddScoped(provider => provider.GetRequiredService<IDbContextFactory<EmaLabDbContext>>().CreateDbContext());
         return services;
     }

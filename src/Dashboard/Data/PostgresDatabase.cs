@@ -9,12 +9,12 @@ namespace EmaLab.Dashboard.Data;
 /// rows goes in with binary COPY (a batch that meets an existing row is merged through a staging table instead); reads
 /// pick per series on the server.
 /// </summary>
-public sealed class PostgresMetricStore : MetricStore, IDisposable
+public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
 {
     readonly NpgsqlDataSource _source;
     readonly DbContextOptions _contextOptions;
 
-    public PostgresMetricStore(string connectionString)
+    public PostgresDatabase(string connectionString)
     {
         _source = NpgsqlDataSource.Create(connectionString);
         _contextOptions = PostgresDbContext.Options(connectionString);
@@ -22,7 +22,7 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
 
     public override EmaLabDbContext CreateContext() => new PostgresDbContext(_contextOptions);
 
-    public override MetricStoreWriter OpenWriter() => new Writer(_source);
+    public override MetricTableWriter OpenWriter() => new Writer(_source);
 
     /// <summary>The session-level advisory lock that serialises schema changes between the processes on the database.</summary>
     const long SchemaLock = 0x656D616C6162; // "emalab"
@@ -129,7 +129,7 @@ public sealed class PostgresMetricStore : MetricStore, IDisposable
     /// The pipeline's connection. Metric rows of a batch wait in memory until the commit, then go in with one COPY; progress, log lines and bundle steps are statements of the same transaction. A connection that broke (the
     /// server restarted) is opened again at the next batch, which the pipeline retries.
     /// </summary>
-    sealed class Writer(NpgsqlDataSource source) : MetricStoreWriter
+    sealed class Writer(NpgsqlDataSource source) : MetricTableWriter
     {
         readonly List<(long RunId, string Key, string Track, long Step, double Value, long WallTimeMs)> _rows = [];
         NpgsqlConnection? _connection;

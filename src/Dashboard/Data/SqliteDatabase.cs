@@ -10,7 +10,7 @@ namespace EmaLab.Dashboard.Data;
 /// The default store: <c>emalab.db</c> under the data directory, WAL journal (readers never block the writer).
 /// The primary key (run, key, track, step, time) of the WITHOUT ROWID metric table serves every query in step order.
 /// </summary>
-public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : MetricStore
+public sealed class SqliteDatabase(DataPaths paths, EmaLabOptions options) : EmaLabDatabase
 {
     readonly DbContextOptions<EmaLabDbContext> _contextOptions =
         new DbContextOptionsBuilder<EmaLabDbContext>().UseSqlite(paths.ConnectionString).Options;
@@ -19,7 +19,7 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
 
     public override Task PrepareAsync(EmaLabDbContext db, CancellationToken ct) => db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", ct);
 
-    public override MetricStoreWriter OpenWriter()
+    public override MetricTableWriter OpenWriter()
     {
         var connection = new SqliteConnection(paths.ConnectionString);
         connection.Open();
@@ -137,7 +137,7 @@ public sealed class SqliteMetricStore(DataPaths paths, EmaLabOptions options) : 
     }
 
     /// <summary>Prepared statements on the writer's own connection, reused for every batch.</summary>
-    sealed class Writer : MetricStoreWriter
+    sealed class Writer : MetricTableWriter
     {
         readonly SqliteConnection _connection;
         readonly SqliteCommand _progress, _log, _bundle;

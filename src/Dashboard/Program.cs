@@ -17,7 +17,8 @@ var builder = WebApplication.CreateBuilder(args);
 
 // Loopback only unless EmaLab:AllowRemote is set (which in turn requires EmaLab:ApiToken): refused before
 // anything listens. The check after start-up below catches addresses configured in other ways.
-if (!builder.Configuration.GetValue<bool>($"{EmaLabOptions.Section}:{nameof(EmaLabOptions.AllowRemote)}") && ConfiguredRemoteAddresses(builder) is { Count: > 0 } configured)
+if (!builder.Configuration.GetValue<bool>($"{EmaLabOptions.Section}:{nameof(EmaLabOptions.AllowRemote)}")
+    && ConfiguredRemoteAddresses(builder) is { Count: > 0 } configured)
 {
     Console.Error.WriteLine(RemoteRefusal(configured));
     return 1;
@@ -68,7 +69,8 @@ if (setup.Database == DatabaseKind.Postgres) builder.Services.AddHostedService<P
 
 // A metric can be NaN or ±infinity (a diverged loss): JSON carries them as "NaN"/"Infinity"/"-Infinity", as
 // the proto3 JSON mapping that MLflow's clients use does.
-builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling |= System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals);
+builder.Services.ConfigureHttpJsonOptions(json =>
+    json.SerializerOptions.NumberHandling |= System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals);
 builder.AddEmaLabAccess();
 builder.Services.AddApiLoadLimit();
 builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = context =>
@@ -131,8 +133,10 @@ static string RemoteRefusal(IEnumerable<string> addresses) =>
 // The addresses the host settings ask for (--urls / ASPNETCORE_URLS, ASPNETCORE_HTTP_PORTS, Kestrel endpoints) that are not loopback.
 static List<string> ConfiguredRemoteAddresses(WebApplicationBuilder builder)
 {
-    var urls = (builder.WebHost.GetSetting(WebHostDefaults.ServerUrlsKey) ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-    urls.AddRange((builder.WebHost.GetSetting("http_ports") ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(port => $"http://*:{port}"));
+    var urls = (builder.WebHost.GetSetting(WebHostDefaults.ServerUrlsKey) ?? "")
+        .Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+    urls.AddRange((builder.WebHost.GetSetting("http_ports") ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        .Select(port => $"http://*:{port}"));
     urls.AddRange(builder.Configuration.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e["Url"]).OfType<string>());
     return urls.Where(u => !IsLoopback(u)).ToList();
 }
@@ -156,7 +160,8 @@ static bool IsLoopback(string address)
     try { binding = BindingAddress.Parse(address); }
     catch (FormatException) { return false; }
     if (binding.IsUnixPipe || binding.IsNamedPipe) return true;
-    return binding.Host == "localhost" || (System.Net.IPAddress.TryParse(binding.Host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
+    return binding.Host == "localhost"
+        || (System.Net.IPAddress.TryParse(binding.Host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
 }
 
 /// <summary>Entry point, public so the test projects can host the app.</summary>

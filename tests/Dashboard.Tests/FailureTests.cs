@@ -39,13 +39,14 @@ public abstract class FailureSuite(EmaLabFactory factory)
     [Fact]
     public async Task A_run_that_fails_mid_training_keeps_the_step_it_reached()
     {
-        // The bundle at step 100 cannot be written: a directory stands at its path.
+        // The bundle at step 5,000 cannot be written: a directory stands at its path. (Step 100 was too close: on a
+        // loaded machine the run wrote that bundle before the test made the directory.)
         var run = await Api.CreateAsync(_client, Api.DigitsRun(steps: 100_000, evalInterval: 1000));
-        Directory.CreateDirectory(Path.Combine(factory.DataDirectory, "runs", run.Id().ToString(), "resume-100.zip"));
+        Directory.CreateDirectory(Path.Combine(factory.DataDirectory, "runs", run.Id().ToString(), "resume-5000.zip"));
 
         var failed = await Api.WaitForFinishAsync(_client, run.Id());
         Assert.Equal("failed", failed.Status());
-        Assert.Equal(100, failed.GetProperty("step").GetInt64());
-        Assert.Contains("resume-100.zip", failed.GetProperty("error").GetString());
+        Assert.Equal(5000, failed.GetProperty("step").GetInt64());
+        Assert.Contains("resume-5000.zip", failed.GetProperty("error").GetString());
     }
 }

@@ -55,14 +55,16 @@ public sealed class DataPaths
         foreach (var file in Directory.EnumerateFiles(folder, "resume-*.zip"))
         {
             var name = Path.GetFileNameWithoutExtension(file);
-            if (long.TryParse(name["resume-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var step) && (keepStep is null || step < keepStep))
+            if (long.TryParse(name["resume-".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var step)
+                && (keepStep is null || step < keepStep))
                 File.Delete(file);
         }
     }
 
     /// <summary>
     /// Removes files a crash left half-written (<c>*.partial</c>: bundles, checkpoints, snapshots) and dataset uploads it
-    /// cut short (<c>datasets/.incoming-*</c>) that were last written before <paramref name="writtenBefore"/>; returns how many. Another process sharing the folder may be writing newer ones.
+    /// cut short (<c>datasets/.incoming-*</c>) that were last written before <paramref name="writtenBefore"/>; returns
+    /// how many. Another process sharing the folder may be writing newer ones.
     /// </summary>
     public int DeletePartialFiles(DateTime writtenBefore)
     {

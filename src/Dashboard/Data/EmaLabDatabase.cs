@@ -75,7 +75,8 @@ public abstract class MetricTableWriter : IDisposable
     public void Metric(long runId, string key, string track, long step, double value, long wallTimeMs)
     {
         WriteMetric(runId, key, track, step, value, wallTimeMs);
-        if (_latest.TryGetValue((runId, key, track), out var latest) && !LatestValues.Replaces(step, wallTimeMs, latest.Step, latest.WallTimeMs)) return;
+        if (_latest.TryGetValue((runId, key, track), out var latest) && !LatestValues.Replaces(step, wallTimeMs, latest.Step, latest.WallTimeMs))
+            return;
         _latest[(runId, key, track)] = new LatestMetric
         {
             RunId = runId, Key = key, Track = track, Step = step, WallTimeMs = wallTimeMs, Value = double.IsNaN(value) ? null : value,
@@ -115,7 +116,8 @@ public static class DatabaseRegistration
 {
     public const string ConnectionStringName = "EmaLab";
 
-    /// <summary>The configured database (<see cref="EmaLabOptions.Database"/>) as the store, EF Core's context factory and a scoped context.</summary>
+    /// <summary>The configured database (<see cref="EmaLabOptions.Database"/>) as the store, EF Core's context factory
+    /// and a scoped context.</summary>
     public static IServiceCollection AddEmaLabDatabase(this IServiceCollection services)
     {
         services.AddSingleton<EmaLabDatabase>(provider =>

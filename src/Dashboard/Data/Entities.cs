@@ -20,7 +20,8 @@ public enum RunStatus
 public static class RunStatuses
 {
     /// <summary>Stopped for now or for good: not queued and not running.</summary>
-    public static bool IsFinished(this RunStatus s) => s is RunStatus.Completed or RunStatus.Failed or RunStatus.Diverged or RunStatus.Cancelled or RunStatus.Interrupted;
+    public static bool IsFinished(this RunStatus s) =>
+        s is RunStatus.Completed or RunStatus.Failed or RunStatus.Diverged or RunStatus.Cancelled or RunStatus.Interrupted;
     /// <summary>A queued or running run can be cancelled.</summary>
     public static bool CanCancel(this RunStatus s) => !s.IsFinished();
     /// <summary>An interrupted or cancelled run continues from its bundle (when it has one).</summary>
@@ -162,7 +163,8 @@ public sealed class EmaTrack
 
     /// <summary>The order tracks are shown in everywhere: raw, the run's tracks as its spec lists them, then post-hoc ones by width.</summary>
     public static IEnumerable<EmaTrack> InDisplayOrder(IEnumerable<EmaTrack> tracks) =>
-        tracks.OrderBy(t => t.SigmaRel is not null ? 2 : t.Name == TrainingEngine.TrackNames.Raw ? 0 : 1).ThenBy(t => t.SigmaRel ?? 0).ThenBy(t => t.Id);
+        tracks.OrderBy(t => t.SigmaRel is not null ? 2 : t.Name == TrainingEngine.TrackNames.Raw ? 0 : 1).ThenBy(t => t.SigmaRel ?? 0)
+            .ThenBy(t => t.Id);
 }
 
 /// <summary>

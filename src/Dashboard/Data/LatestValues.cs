@@ -9,7 +9,8 @@ namespace EmaLab.Dashboard.Data;
 /// </summary>
 public static class LatestValues
 {
-    /// <summary>Whether a point at (<paramref name="step"/>, <paramref name="time"/>) replaces the latest at (<paramref name="latestStep"/>, <paramref name="latestTime"/>): ties go to the later write.</summary>
+    /// <summary>Whether a point at (<paramref name="step"/>, <paramref name="time"/>) replaces the latest at (<paramref
+    /// name="latestStep"/>, <paramref name="latestTime"/>): ties go to the later write.</summary>
     public static bool Replaces(long step, long time, long latestStep, long latestTime) =>
         step > latestStep || step == latestStep && time >= latestTime;
 

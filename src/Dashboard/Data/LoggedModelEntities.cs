@@ -51,7 +51,8 @@ public sealed class LoggedModelParam
     public required string Value { get; set; }
 }
 
-/// <summary>A metric logged for a model (a metric with <c>model_id</c> in log-batch; <c>log_model</c> copies the run's metrics of its step).</summary>
+/// <summary>A metric logged for a model (a metric with <c>model_id</c> in log-batch; <c>log_model</c> copies the run's
+/// metrics of its step).</summary>
 public sealed class LoggedModelMetric
 {
     public long Id { get; set; }
@@ -81,7 +82,8 @@ public sealed class RunInput
     public string? Profile { get; set; }
     /// <summary>The input's tags (such as <c>mlflow.data.context</c>) as a JSON object.</summary>
     public string? TagsJson { get; set; }
-    /// <summary>The tag <c>mlflow.data.context</c> (<c>training</c>, <c>eval</c>…) as a column of its own: <c>search_runs</c> filters on it.</summary>
+    /// <summary>The tag <c>mlflow.data.context</c> (<c>training</c>, <c>eval</c>…) as a column of its own:
+    /// <c>search_runs</c> filters on it.</summary>
     public string? Context { get; set; }
 }
 

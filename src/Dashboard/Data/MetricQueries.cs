@@ -30,7 +30,8 @@ public sealed class MetricQueries(EmaLabDatabase database, MetricVersions versio
     /// The last read of each series with the run's committed version at the time: while a run trains, many
     /// pollers and pages asking for the same series between two writer flushes cost one read.
     /// </summary>
-    readonly System.Collections.Concurrent.ConcurrentDictionary<(long Run, string Track, string Key, int MaxPoints), (long Version, MetricSeries Series)> _cache = new();
+    readonly System.Collections.Concurrent.ConcurrentDictionary<(long Run, string Track, string Key, int MaxPoints),
+        (long Version, MetricSeries Series)> _cache = new();
 
     /// <summary>Which (track, key) series a run has, with their last values.</summary>
     public List<SeriesInfo> ListSeries(long runId) => database.ListSeries(runId);
@@ -65,7 +66,8 @@ public sealed class MetricQueries(EmaLabDatabase database, MetricVersions versio
         var points = Read(runId, track, key, maxPoints: 0).Points;
         if (points.Count <= maxPoints) return new SeriesEnvelope(points, null, null);
         var buckets = Downsampling.Buckets(points, maxPoints);
-        return new SeriesEnvelope(buckets.Select(b => b.Mean).ToList(), buckets.Select(b => b.Mean with { Value = b.Min }).ToList(), buckets.Select(b => b.Mean with { Value = b.Max }).ToList());
+        return new SeriesEnvelope(buckets.Select(b => b.Mean).ToList(), buckets.Select(b => b.Mean with { Value = b.Min }).ToList(),
+            buckets.Select(b => b.Mean with { Value = b.Max }).ToList());
     }
 
     /// <summary>Best (highest, or lowest when <paramref name="lowerIsBetter"/>) and final value per run and track of one metric.</summary>

@@ -62,7 +62,8 @@ public static class MlflowLimits
     public static string NormalizePath(string path)
     {
         if (path.Length == 0) return ".";
-        var initialSlashes = path.StartsWith('/') ? path.StartsWith("//", StringComparison.Ordinal) && !path.StartsWith("///", StringComparison.Ordinal) ? 2 : 1 : 0;
+        var initialSlashes = path.StartsWith('/') ? path.StartsWith("//", StringComparison.Ordinal)
+            && !path.StartsWith("///", StringComparison.Ordinal) ? 2 : 1 : 0;
         var parts = new List<string>();
         foreach (var part in path.Split('/'))
         {

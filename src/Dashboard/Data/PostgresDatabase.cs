@@ -43,11 +43,13 @@ public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
     /// <summary>A connection of the store's pool (the live-event relay listens and notifies on its own).</summary>
     public ValueTask<NpgsqlConnection> OpenConnectionAsync(CancellationToken ct) => _source.OpenConnectionAsync(ct);
 
-    /// <summary>What Npgsql calls transient (a lost connection, a timeout, a serialization failure), a full disk or memory, a server starting up.</summary>
+    /// <summary>What Npgsql calls transient (a lost connection, a timeout, a serialization failure), a full disk or
+    /// memory, a server starting up.</summary>
     public override bool IsTransient(Exception e) =>
         e is NpgsqlException { IsTransient: true } || e is PostgresException { SqlState: "53100" or "53200" or "57P03" } || e is TimeoutException;
 
-    public override bool IsUniqueViolation(DbUpdateException e) => e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation };
+    public override bool IsUniqueViolation(DbUpdateException e) =>
+        e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation };
 
     /// <summary>A read, tried again on a transient error (a pooled connection that the server ended fails once).</summary>
     T Read<T>(Func<T> read)
@@ -69,7 +71,8 @@ public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = runId });
         using var reader = command.ExecuteReader();
         var result = new List<SeriesInfo>();
-        while (reader.Read()) result.Add(new SeriesInfo(reader.GetString(0), reader.GetString(1), (int)reader.GetInt64(2), reader.GetInt64(3), ValueAt(reader, 4)));
+        while (reader.Read())
+            result.Add(new SeriesInfo(reader.GetString(0), reader.GetString(1), (int)reader.GetInt64(2), reader.GetInt64(3), ValueAt(reader, 4)));
         return result;
     });
 
@@ -107,7 +110,8 @@ public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
         using var reader = command.ExecuteReader();
         var result = new List<TrackSummary>();
         while (reader.Read())
-            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4), reader.GetInt64(5)));
+            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4),
+                reader.GetInt64(5)));
         return result;
     });
 
@@ -118,7 +122,8 @@ public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
             """);
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = runId });
         using var reader = command.ExecuteReader();
-        while (reader.Read()) yield return new MetricRow(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), ValueAt(reader, 3), reader.GetInt64(4));
+        while (reader.Read())
+            yield return new MetricRow(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), ValueAt(reader, 3), reader.GetInt64(4));
     }
 
     static double ValueAt(NpgsqlDataReader reader, int column) => reader.IsDBNull(column) ? double.NaN : reader.GetDouble(column);
@@ -126,7 +131,8 @@ public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
     public void Dispose() => _source.Dispose();
 
     /// <summary>
-    /// The pipeline's connection. Metric rows of a batch wait in memory until the commit, then go in with one COPY; progress, log lines and bundle steps are statements of the same transaction. A connection that broke (the
+    /// The pipeline's connection. Metric rows of a batch wait in memory until the commit, then go in with one COPY;
+    /// progress, log lines and bundle steps are statements of the same transaction. A connection that broke (the
     /// server restarted) is opened again at the next batch, which the pipeline retries.
     /// </summary>
     sealed class Writer(NpgsqlDataSource source) : MetricTableWriter
@@ -185,7 +191,8 @@ public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
             Execute("""UPDATE "Runs" SET "Step" = $2, "TotalSteps" = $3 WHERE "Id" = $1""", runId, step, totalSteps);
 
         public override void Log(long runId, long wallTimeMs, string level, string message) =>
-            Execute("""INSERT INTO "RunLog" ("RunId", "WallTimeMs", "Level", "Message") VALUES ($1, $2, $3, $4)""", runId, wallTimeMs, level, message);
+            Execute("""INSERT INTO "RunLog" ("RunId", "WallTimeMs", "Level", "Message") VALUES ($1, $2, $3, $4)""", runId, wallTimeMs, level,
+                message);
 
         public override void BundleStep(long runId, long step) =>
             Execute("""UPDATE "Runs" SET "BundleStep" = $2 WHERE "Id" = $1""", runId, step);
@@ -223,7 +230,8 @@ public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
                 {
                     _transaction.Rollback("copy");
-                    Copy("""COPY metric_batch ("Ord", "RunId", "Key", "Track", "Step", "Value", "WallTimeMs") FROM STDIN (FORMAT BINARY)""", ordinal: true);
+                    Copy("""COPY metric_batch ("Ord", "RunId", "Key", "Track", "Step", "Value", "WallTimeMs") FROM STDIN (FORMAT BINARY)""",
+                        ordinal: true);
                     using var merge = new NpgsqlCommand("""
                         INSERT INTO "Metrics" ("RunId", "Key", "Track", "Step", "Value", "WallTimeMs")
                         SELECT DISTINCT ON ("RunId", "Key", "Track", "Step", "WallTimeMs") "RunId", "Key", "Track", "Step", "Value", "WallTimeMs"

@@ -59,7 +59,8 @@ public sealed class SqliteDatabase(DataPaths paths, EmaLabOptions options) : Ema
         command.Parameters.AddWithValue("$run", runId);
         using var reader = command.ExecuteReader();
         var result = new List<SeriesInfo>();
-        while (reader.Read()) result.Add(new SeriesInfo(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), ValueAt(reader, 4)));
+        while (reader.Read())
+            result.Add(new SeriesInfo(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), ValueAt(reader, 4)));
         return result;
     }
 
@@ -111,7 +112,8 @@ public sealed class SqliteDatabase(DataPaths paths, EmaLabOptions options) : Ema
         using var reader = command.ExecuteReader();
         var result = new List<TrackSummary>();
         while (reader.Read())
-            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4), reader.GetInt64(5)));
+            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4),
+                reader.GetInt64(5)));
         return result;
     }
 
@@ -122,11 +124,13 @@ public sealed class SqliteDatabase(DataPaths paths, EmaLabOptions options) : Ema
         command.CommandText = "SELECT Track, Key, Step, Value, WallTimeMs FROM Metrics WHERE RunId = $run ORDER BY Key, Track, Step";
         command.Parameters.AddWithValue("$run", runId);
         using var reader = command.ExecuteReader();
-        while (reader.Read()) yield return new MetricRow(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), ValueAt(reader, 3), reader.GetInt64(4));
+        while (reader.Read())
+            yield return new MetricRow(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), ValueAt(reader, 3), reader.GetInt64(4));
     }
 
     /// <summary>Run ids as an SQL list (integers: nothing to escape).</summary>
-    static string IdList(IEnumerable<long> runIds) => string.Join(",", runIds.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+    static string IdList(IEnumerable<long> runIds) =>
+        string.Join(",", runIds.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
     /// <summary>A stored metric value: NULL is how NaN is stored.</summary>
     static double ValueAt(SqliteDataReader reader, int column) => reader.IsDBNull(column) ? double.NaN : reader.GetDouble(column);
@@ -155,7 +159,8 @@ public sealed class SqliteDatabase(DataPaths paths, EmaLabOptions options) : Ema
         {
             _connection = connection;
             _db = connection.Handle ?? throw new InvalidOperationException("The metric writer needs an open connection.");
-            Check(_db, raw.sqlite3_prepare_v2(_db, "INSERT OR REPLACE INTO Metrics (RunId, Key, Track, Step, Value, WallTimeMs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", out _metric));
+            Check(_db, raw.sqlite3_prepare_v2(_db,
+                "INSERT OR REPLACE INTO Metrics (RunId, Key, Track, Step, Value, WallTimeMs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", out _metric));
             // The same rule as LatestValues.Replaces: a later step, or the same step at the same or a later time.
             Check(_db, raw.sqlite3_prepare_v2(_db, """
                 INSERT INTO LatestMetrics (RunId, Key, Track, Step, Value, WallTimeMs) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -164,7 +169,8 @@ public sealed class SqliteDatabase(DataPaths paths, EmaLabOptions options) : Ema
                 """, out _latest));
             _progress = Command("UPDATE Runs SET Step = $step, TotalSteps = $total WHERE Id = $run", "$run", "$step", "$total");
             _bundle = Command("UPDATE Runs SET BundleStep = $step WHERE Id = $run", "$run", "$step");
-            _log = Command("INSERT INTO RunLog (RunId, WallTimeMs, Level, Message) VALUES ($run, $wall, $level, $message)", "$run", "$wall", "$level", "$message");
+            _log = Command("INSERT INTO RunLog (RunId, WallTimeMs, Level, Message) VALUES ($run, $wall, $level, $message)", "$run", "$wall",
+                "$level", "$message");
         }
 
         SqliteCommand Command(string sql, params string[] parameters)

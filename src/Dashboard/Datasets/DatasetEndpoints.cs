@@ -20,14 +20,18 @@ public static class DatasetEndpoints
         datasets.MapDelete("/{name}", Delete).WithSummary("Deletes an uploaded dataset that no run uses.");
     }
 
-    static async Task<Results<Created<DatasetInfo>, ValidationProblem, ProblemHttpResult>> Upload(HttpContext context, DatasetStore store, CancellationToken ct)
+    static async Task<Results<Created<DatasetInfo>, ValidationProblem, ProblemHttpResult>> Upload(HttpContext context, DatasetStore store,
+        CancellationToken ct)
     {
         var request = context.Request;
-        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var type) || !type.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
+        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
+            || !type.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
             || HeaderUtilities.RemoveQuotes(type.Boundary).Value is not { Length: > 0 } boundary)
-            return TypedResults.Problem($"Send the dataset as multipart/form-data (got '{request.ContentType ?? "none"}').", statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type");
+            return TypedResults.Problem($"Send the dataset as multipart/form-data (got '{request.ContentType ?? "none"}').",
+                statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type");
         // The server's default body limit (30 MB) is for JSON; a dataset has its own (EmaLab:MaxDatasetMegabytes), counted while it streams.
-        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = store.MaxBytes + 1024 * 1024;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+            limit.MaxRequestBodySize = store.MaxBytes + 1024 * 1024;
 
         using var import = store.Begin();
         var fields = new Dictionary<string, string>();
@@ -36,11 +40,13 @@ public static class DatasetEndpoints
             var reader = new MultipartReader(boundary, request.Body);
             while (await reader.ReadNextSectionAsync(ct) is { } section)
             {
-                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition) || disposition.Name.Value is not { } field)
+                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)
+                    || disposition.Name.Value is not { } field)
                     continue;
                 field = HeaderUtilities.RemoveQuotes(field).Value!;
                 if (disposition.IsFileDisposition())
-                    await store.SaveFileAsync(import, field, HeaderUtilities.RemoveQuotes(disposition.FileName).Value ?? disposition.FileNameStar.Value, section.Body, ct);
+                    await store.SaveFileAsync(import, field,
+                        HeaderUtilities.RemoveQuotes(disposition.FileName).Value ?? disposition.FileNameStar.Value, section.Body, ct);
                 else
                 {
                     using var text = new StreamReader(section.Body);
@@ -88,7 +94,8 @@ public static class DatasetEndpoints
         await store.DeleteAsync(name, ct) switch
         {
             (DatasetStore.DeleteOutcome.Deleted, _) => TypedResults.NoContent(),
-            (DatasetStore.DeleteOutcome.NotFound, _) => TypedResults.Problem($"There is no dataset '{name}'.", statusCode: StatusCodes.Status404NotFound, title: "Not found"),
+            (DatasetStore.DeleteOutcome.NotFound, _) =>
+                TypedResults.Problem($"There is no dataset '{name}'.", statusCode: StatusCodes.Status404NotFound, title: "Not found"),
             (_, var message) => RunEndpoints.Conflict(message!),
         };
 }

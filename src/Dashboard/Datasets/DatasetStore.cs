@@ -47,16 +47,19 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
         }
     }
 
-    public Import Begin() => new(Directory.CreateDirectory(Path.Combine(paths.DatasetsDirectory, ".incoming-" + Guid.NewGuid().ToString("N"))).FullName);
+    public Import Begin() =>
+        new(Directory.CreateDirectory(Path.Combine(paths.DatasetsDirectory, ".incoming-" + Guid.NewGuid().ToString("N"))).FullName);
 
     /// <summary>Streams one file into the import, counting against the upload limit (over it: <see cref="UploadTooLargeException"/>).</summary>
     public async Task SaveFileAsync(Import import, string field, string? fileName, Stream content, CancellationToken cancellationToken)
     {
         if (!IdxFields.Contains(field) && !CsvFields.Contains(field))
-            throw new RequestValidationException(field, $"Unknown file field '{field}'; an IDX dataset sends {string.Join(", ", IdxFields)}, a CSV one {string.Join(", ", CsvFields)}.");
+            throw new RequestValidationException(field,
+                $"Unknown file field '{field}'; an IDX dataset sends {string.Join(", ", IdxFields)}, a CSV one {string.Join(", ", CsvFields)}.");
         if (import.Files.ContainsKey(field)) throw new RequestValidationException(field, $"'{field}' was sent twice.");
         var name = SafeFileName(fileName, field);
-        if (import.Files.ContainsValue(name)) throw new RequestValidationException(field, $"Two files are named '{name}'; give each file its own name.");
+        if (import.Files.ContainsValue(name))
+            throw new RequestValidationException(field, $"Two files are named '{name}'; give each file its own name.");
         import.Files[field] = name;
         await using var file = File.Create(Path.Combine(import.Folder, name));
         var buffer = new byte[81920];
@@ -65,7 +68,8 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
         {
             import.Bytes += read;
             if (import.Bytes > MaxBytes)
-                throw new UploadTooLargeException(field, $"{name}: the upload is over the limit of {options.Value.Limits.MaxDatasetMegabytes:N0} MB (EmaLab:MaxDatasetMegabytes).");
+                throw new UploadTooLargeException(field,
+                    $"{name}: the upload is over the limit of {options.Value.Limits.MaxDatasetMegabytes:N0} MB (EmaLab:MaxDatasetMegabytes).");
             await file.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
         }
     }
@@ -80,16 +84,20 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
         if (NameProblem(name) is { } problem) throw new RequestValidationException("name", problem);
         var idx = import.Files.Keys.Any(IdxFields.Contains);
         var csv = import.Files.Keys.Any(CsvFields.Contains);
-        if (idx && csv) throw new RequestValidationException("$", "Send either IDX files (trainImages, trainLabels …) or CSV files (train, test), not both.");
-        if (!idx && !csv) throw new RequestValidationException("trainImages", "No file was sent: an IDX dataset needs trainImages and trainLabels, a CSV one a train file.");
+        if (idx && csv) throw new RequestValidationException("$",
+            "Send either IDX files (trainImages, trainLabels …) or CSV files (train, test), not both.");
+        if (!idx && !csv) throw new RequestValidationException("trainImages",
+            "No file was sent: an IDX dataset needs trainImages and trainLabels, a CSV one a train file.");
         string[] Required(params string[] fields) =>
-            fields.Select(f => import.Files.TryGetValue(f, out var file) ? file : throw new RequestValidationException(f, $"'{f}' is missing.")).ToArray();
+            fields.Select(f => import.Files.TryGetValue(f, out var file) ? file : throw new RequestValidationException(f, $"'{f}' is missing."))
+                .ToArray();
         var format = idx ? DatasetFormat.Idx : DatasetFormat.Csv;
         var train = idx ? Required("trainImages", "trainLabels") : Required("train");
         var hasTest = idx ? import.Files.ContainsKey("testImages") || import.Files.ContainsKey("testLabels") : import.Files.ContainsKey("test");
         var test = !hasTest ? null : idx ? Required("testImages", "testLabels") : Required("test");
         if (!hasTest && upload.EvalFraction is < DatasetFolder.MinEvalFraction or > DatasetFolder.MaxEvalFraction)
-            throw new RequestValidationException("evalFraction", $"evalFraction must be from {DatasetFolder.MinEvalFraction} to {DatasetFolder.MaxEvalFraction} (the share held out when no test files are sent).");
+            throw new RequestValidationException("evalFraction",
+                $"evalFraction must be from {DatasetFolder.MinEvalFraction} to {DatasetFolder.MaxEvalFraction} (the share held out when no test files are sent).");
         try
         {
             var manifest = DatasetFolder.Import(import.Folder, name, format, train, test, upload.EvalFraction, upload.SplitSeed, upload.Width);
@@ -133,17 +141,20 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
         if (DatasetCatalog.Find(name) is not { } found) return (DeleteOutcome.NotFound, null);
         var runs = await RunsUsingAsync(name, cancellationToken);
         if (runs.Count > 0)
-            return (DeleteOutcome.InUse, $"'{name}' is used by {runs.Count} run{(runs.Count == 1 ? "" : "s")} ({string.Join(", ", runs.Take(5).Select(id => $"#{id}"))}{(runs.Count > 5 ? ", …" : "")}); delete those first.");
+            return (DeleteOutcome.InUse,
+                $"'{name}' is used by {runs.Count} run{(runs.Count == 1 ? "" : "s")} ({string.Join(", ", runs.Take(5).Select(id => $"#{id}"))}{(runs.Count > 5 ? ", …" : "")}); delete those first.");
         Directory.Delete(found.Directory, recursive: true);
         DatasetCatalog.Forget(name);
         return (DeleteOutcome.Deleted, null);
     }
 
-    /// <summary>The file's own name when it is plain (letters, digits, . _ -), else one made from the field: stored names never leave the folder.</summary>
+    /// <summary>The file's own name when it is plain (letters, digits, . _ -), else one made from the field: stored
+    /// names never leave the folder.</summary>
     static string SafeFileName(string? fileName, string field)
     {
         var name = Path.GetFileName(fileName ?? "");
-        return name.Length is > 0 and <= 100 && FileName().IsMatch(name) && !name.StartsWith('.') && name != DatasetFolder.ManifestFile ? name : field;
+        return name.Length is > 0 and <= 100 && FileName()
+            .IsMatch(name) && !name.StartsWith('.') && name != DatasetFolder.ManifestFile ? name : field;
     }
 
     [GeneratedRegex("^[a-z0-9][a-z0-9._-]*$")]

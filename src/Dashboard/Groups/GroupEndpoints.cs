@@ -6,7 +6,8 @@ using Microsoft.AspNetCore.Http.HttpResults;
 namespace EmaLab.Dashboard.Groups;
 
 /// <summary>What <c>POST /api/groups/preview</c> answers: the runs the grid would create, before anything is stored.</summary>
-public sealed record GroupPreview(string Name, long ExperimentId, int Runs, long TotalSteps, IReadOnlyList<GridAxis> Axes, IReadOnlyList<string> RunNames);
+public sealed record GroupPreview(string Name, long ExperimentId, int Runs, long TotalSteps, IReadOnlyList<GridAxis> Axes,
+    IReadOnlyList<string> RunNames);
 
 /// <summary>A group just created: its name and the runs queued for it.</summary>
 public sealed record GroupCreated(string Name, long ExperimentId, IReadOnlyList<long> RunIds, long TotalSteps, string Url);
@@ -28,9 +29,12 @@ public static class GroupEndpoints
             .WithSummary("Launches a group: a run specification whose top-level fields may be lists (seed, learningRate, batchSize, optimizer, model…; hidden/channels as lists of lists) becomes the cross product of runs, all in one transaction. 'name' names the group.");
         groups.MapPost("/preview", Preview).RequireJsonBody().Accepts<EmaLab.TrainingEngine.Training.RunSpec>("application/json")
             .WithSummary("What POST /api/groups would create (run count, planned steps, run names), validated, without storing anything.");
-        groups.MapGet("/{name}", Get).WithSummary("The group's runs, configurations and statistics: per track the mean final and best value over seeds, the paired EMA − raw gap with its 95 % CI and p-value, a verdict, the best track.");
-        groups.MapGet("/{name}/runs.csv", GetCsv).WithSummary("The group's statistics table as CSV: per configuration and track, the final and best mean with 95 % CI half-widths, the paired gaps with p-values, the verdict.");
-        groups.MapPost("/{name}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody().Accepts<GroupPostHocRequest>("application/json")
+        groups.MapGet("/{name}", Get)
+            .WithSummary("The group's runs, configurations and statistics: per track the mean final and best value over seeds, the paired EMA − raw gap with its 95 % CI and p-value, a verdict, the best track.");
+        groups.MapGet("/{name}/runs.csv", GetCsv)
+            .WithSummary("The group's statistics table as CSV: per configuration and track, the final and best mean with 95 % CI half-widths, the paired gaps with p-values, the verdict.");
+        groups.MapPost("/{name}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody()
+            .Accepts<GroupPostHocRequest>("application/json")
             .WithSummary("Reconstructs the same σ_rel on every run of the group that has post-hoc snapshots (the others are listed with the reason).");
     }
 
@@ -42,7 +46,8 @@ public static class GroupEndpoints
         try
         {
             var group = GroupRequest.Parse(await RunEndpoints.ReadJsonAsync(request, ct));
-            return TypedResults.Ok(new GroupPreview(group.Name, group.ExperimentId, group.Runs.Count, group.TotalSteps, group.Axes, group.Runs.Select(r => r.Name).ToList()));
+            return TypedResults.Ok(new GroupPreview(group.Name, group.ExperimentId, group.Runs.Count, group.TotalSteps, group.Axes,
+                group.Runs.Select(r => r.Name).ToList()));
         }
         catch (RequestValidationException e)
         {
@@ -57,7 +62,8 @@ public static class GroupEndpoints
             var group = GroupRequest.Parse(await RunEndpoints.ReadJsonAsync(request, ct));
             var created = await runs.CreateManyAsync(group.Runs, ct);
             var url = UrlOf(group.Name, group.ExperimentId);
-            return TypedResults.Created(url, new GroupCreated(group.Name, group.ExperimentId, created.Select(r => r.Id).ToList(), group.TotalSteps, url));
+            return TypedResults.Created(url,
+                new GroupCreated(group.Name, group.ExperimentId, created.Select(r => r.Id).ToList(), group.TotalSteps, url));
         }
         catch (RequestValidationException e)
         {
@@ -68,26 +74,33 @@ public static class GroupEndpoints
     static async Task<Results<Ok<GroupAnalysis>, ValidationProblem, ProblemHttpResult>> Get(
         string name, GroupService groups, long experiment = Data.Experiment.DefaultId, string metric = "accuracy", CancellationToken ct = default)
     {
-        if (!GroupService.Metrics.Contains(metric)) return RunEndpoints.Invalid("metric", $"Unknown metric '{metric}'; one of {string.Join(", ", GroupService.Metrics)}.");
+        if (!GroupService.Metrics.Contains(metric))
+            return RunEndpoints.Invalid("metric", $"Unknown metric '{metric}'; one of {string.Join(", ", GroupService.Metrics)}.");
         var data = await groups.LoadAsync(experiment, NameOf(name), ct);
         return data is null ? NotFound(NameOf(name), experiment) : TypedResults.Ok(groups.Analyze(data, metric));
     }
 
     /// <summary>The statistics <see cref="Get"/> answers, as a table (the same checks: an unknown metric or group is refused alike).</summary>
-    static async Task<IResult> GetCsv(string name, GroupService groups, HttpContext context, long experiment = Data.Experiment.DefaultId, string metric = "accuracy", CancellationToken ct = default)
+    static async Task<IResult> GetCsv(string name, GroupService groups, HttpContext context, long experiment = Data.Experiment.DefaultId,
+        string metric = "accuracy", CancellationToken ct = default)
     {
         var found = await Get(name, groups, experiment, metric, ct);
         if (found.Result is not Ok<GroupAnalysis> { Value: { } analysis }) return found.Result;
         var lines = new List<string>
         {
             CsvText.Row("configuration", "track", "seeds", $"final_{metric}_mean", "final_ci95", $"best_{metric}_mean", "best_ci95",
-                "gap_final_mean", "gap_final_ci95", "gap_final_p", "gap_final_steps", "best_step", "gap_best_mean", "gap_best_ci95", "gap_best_p", "best_track", "verdict"),
+                "gap_final_mean", "gap_final_ci95", "gap_final_p", "gap_final_steps", "best_step", "gap_best_mean", "gap_best_ci95", "gap_best_p",
+                    "best_track", "verdict"),
         };
         foreach (var configuration in analysis.Configurations)
             foreach (var t in configuration.Tracks)
-                lines.Add(CsvText.Row(configuration.Label, t.Track, t.Seeds, t.Final.Mean, t.Final.ConfidenceHalfWidth, t.Best.Mean, t.Best.ConfidenceHalfWidth,
-                    t.FinalGap?.Difference.Mean, t.FinalGap?.Difference.ConfidenceHalfWidth, t.FinalGap?.PValue, t.FinalGapSteps?.ToString().Replace("–", "-", StringComparison.Ordinal).Replace(",", "", StringComparison.Ordinal), t.BestStep,
-                    t.BestGap?.Difference.Mean, t.BestGap?.Difference.ConfidenceHalfWidth, t.BestGap?.PValue, t.Track == configuration.BestTrack, t.Verdict));
+                lines.Add(CsvText.Row(configuration.Label, t.Track, t.Seeds, t.Final.Mean, t.Final.ConfidenceHalfWidth, t.Best.Mean,
+                    t.Best.ConfidenceHalfWidth,
+                    t.FinalGap?.Difference.Mean, t.FinalGap?.Difference.ConfidenceHalfWidth, t.FinalGap?.PValue,
+                        t.FinalGapSteps?.ToString().Replace("–", "-", StringComparison.Ordinal).Replace(",", "", StringComparison.Ordinal),
+                        t.BestStep,
+                    t.BestGap?.Difference.Mean, t.BestGap?.Difference.ConfidenceHalfWidth, t.BestGap?.PValue, t.Track == configuration.BestTrack,
+                        t.Verdict));
         context.Response.Headers.ContentDisposition = $"attachment; filename=\"group-{RunEndpoints.Slug(analysis.Name)}.csv\"";
         return TypedResults.Text(string.Join("\n", lines) + "\n", "text/csv; charset=utf-8");
     }

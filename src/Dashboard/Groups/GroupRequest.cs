@@ -10,7 +10,8 @@ public sealed record GridAxis(string Field, IReadOnlyList<string> Values);
 /// <summary>
 /// A group to launch: one run request whose top-level fields may be lists (<c>"seed": [1, 2, 3]</c>,
 /// <c>"learningRate": [0.001, 0.003]</c>; for the list-valued <c>hidden</c> and <c>channels</c> a list of lists) →
-/// the cross product as runs of one group, axes in the body's order with the seed last (varying fastest). Decays stay inside each run (<c>ema</c> is never an axis): a run shadows
+/// the cross product as runs of one group, axes in the body's order with the seed last (varying fastest). Decays stay
+/// inside each run (<c>ema</c> is never an axis): a run shadows
 /// all its decays at once, so multiplying runs by decays would only repeat the same raw training.
 /// </summary>
 public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<GridAxis> Axes, IReadOnlyList<RunRequest> Runs, long TotalSteps)
@@ -26,10 +27,12 @@ public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<
     /// <summary>Reads and validates a group body; every combination is validated as a run would be, problems named by field.</summary>
     public static GroupRequest Parse(JsonNode? body)
     {
-        if (body is not JsonObject fields) throw new RequestValidationException("$", "The body must be a JSON object holding the run specification, some of its fields as lists.");
+        if (body is not JsonObject fields)
+            throw new RequestValidationException("$", "The body must be a JSON object holding the run specification, some of its fields as lists.");
         fields = (JsonObject)fields.DeepClone();
         if (Find(fields, "group") is { Key: not null } misplaced)
-            throw new RequestValidationException(misplaced.Key, "A group's name is 'name' here; 'group' is how a single run joins a group (POST /api/runs).");
+            throw new RequestValidationException(misplaced.Key,
+                "A group's name is 'name' here; 'group' is how a single run joins a group (POST /api/runs).");
 
         var axes = new List<(string Field, List<JsonNode?> Values)>();
         foreach (var (key, value) in fields.ToList())
@@ -69,7 +72,8 @@ public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<
             }
             catch (RequestValidationException e) when (label.Length > 0)
             {
-                throw new RequestValidationException(e.Errors.ToDictionary(p => p.Key, p => p.Value.Select(m => $"{m} (in the run with {label})").ToArray()));
+                throw new RequestValidationException(e.Errors.ToDictionary(p => p.Key, p =>
+                    p.Value.Select(m => $"{m} (in the run with {label})").ToArray()));
             }
         }
         string name;
@@ -77,11 +81,14 @@ public sealed record GroupRequest(string Name, long ExperimentId, IReadOnlyList<
         else if (givenName is JsonValue v && v.TryGetValue<string>(out var text))
         {
             name = string.IsNullOrWhiteSpace(text) ? DefaultName(runs[0].Request, axes) : text.Trim();
-            if (name.Length > RunRequest.MaxNameLength) throw new RequestValidationException("name", $"The group name must be at most {RunRequest.MaxNameLength} characters.");
+            if (name.Length > RunRequest.MaxNameLength)
+                throw new RequestValidationException("name", $"The group name must be at most {RunRequest.MaxNameLength} characters.");
         }
         else throw new RequestValidationException("name", "'name' must be a string.");
-        return new GroupRequest(name, runs[0].Request.ExperimentId, axes.Select(a => new GridAxis(a.Field, a.Values.Select(RunParameters.Text).ToList())).ToList(),
-            runs.Select(r => r.Request with { Name = Truncate(r.Label.Length == 0 ? name : $"{name} · {r.Label}", RunRequest.MaxNameLength), Group = name }).ToList(),
+        return new GroupRequest(name, runs[0].Request.ExperimentId,
+            axes.Select(a => new GridAxis(a.Field, a.Values.Select(RunParameters.Text).ToList())).ToList(),
+            runs.Select(r => r.Request with { Name = Truncate(r.Label.Length == 0 ? name : $"{name} · {r.Label}", RunRequest.MaxNameLength),
+                Group = name }).ToList(),
             runs.Sum(r => r.Request.Spec.PlannedSteps()));
     }
 

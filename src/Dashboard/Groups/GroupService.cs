@@ -83,8 +83,10 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
             .Where(r => ids.Contains(r.Id) && r.ExperimentId == experimentId && !r.Deleted).OrderBy(r => r.Id).ToListAsync(cancellationToken);
         if (runs.Count == 0) return null;
         var runIds = runs.Select(r => r.Id).ToList();
-        var clientParams = (await db.Params.AsNoTracking().Where(p => runIds.Contains(p.RunId)).ToListAsync(cancellationToken)).ToLookup(p => p.RunId);
-        var roleTags = await db.RunTags.AsNoTracking().Where(t => runIds.Contains(t.RunId) && t.Key == TagNames.MetricRoles).ToDictionaryAsync(t => t.RunId, t => t.Value, cancellationToken);
+        var clientParams = (await db.Params.AsNoTracking().Where(p => runIds.Contains(p.RunId)).ToListAsync(cancellationToken))
+            .ToLookup(p => p.RunId);
+        var roleTags = await db.RunTags.AsNoTracking().Where(t => runIds.Contains(t.RunId) && t.Key == TagNames.MetricRoles)
+            .ToDictionaryAsync(t => t.RunId, t => t.Value, cancellationToken);
 
         var parameters = runs.Select(r => (IReadOnlyDictionary<string, string>)RunParameters.Of(r, clientParams[r.Id])).ToList();
         var varied = RunParameters.Differing(parameters).Where(k => !RunParameters.IsSeed(k)).ToList();
@@ -171,7 +173,8 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
         StepRange? finalSteps = null;
         if (pairedSeeds.Count > 0)
         {
-            final = PairedComparison.Of(pairedSeeds.Select(i => series[i].Track[lastShared[i]]).ToList(), pairedSeeds.Select(i => series[i].Raw[lastShared[i]]).ToList());
+            final = PairedComparison.Of(pairedSeeds.Select(i => series[i].Track[lastShared[i]]).ToList(),
+                pairedSeeds.Select(i => series[i].Raw[lastShared[i]]).ToList());
             finalSteps = new StepRange(pairedSeeds.Min(i => lastShared[i]), pairedSeeds.Max(i => lastShared[i]));
         }
         var steps = series.Select(s => s.Track.Keys.Intersect(s.Raw.Keys)).Aggregate((a, b) => a.Intersect(b)).Order().ToList();
@@ -179,7 +182,8 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
         var means = steps.ToDictionary(step => step, step => series.Average(s => s.Track[step]));
         var bestMean = higherIsBetter ? means.Values.Max() : means.Values.Min();
         var best = steps.First(step => Math.Abs(means[step] - bestMean) <= BestStepTolerance * Math.Max(1, Math.Abs(bestMean)));
-        return new PairedGaps(final, finalSteps, PairedComparison.Of(series.Select(s => s.Track[best]).ToList(), series.Select(s => s.Raw[best]).ToList()), best);
+        return new PairedGaps(final, finalSteps,
+            PairedComparison.Of(series.Select(s => s.Track[best]).ToList(), series.Select(s => s.Raw[best]).ToList()), best);
     }
 
     /// <summary>
@@ -224,7 +228,8 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
         {
             var (run, problem) = await postHoc.CheckAsync(member.Run.Id);
             if (run is null) continue; // deleted meanwhile
-            outcomes.Add(problem is not null ? new PostHocOutcome(run.Id, null, problem) : new PostHocOutcome(run.Id, (await postHoc.ReconstructAsync(run, [sigmaRel]))[0], null));
+            outcomes.Add(problem is not null ? new PostHocOutcome(run.Id, null, problem)
+                : new PostHocOutcome(run.Id, (await postHoc.ReconstructAsync(run, [sigmaRel]))[0], null));
             progress?.Invoke(outcomes.Count);
         }
         return outcomes;

@@ -97,7 +97,8 @@ public sealed record SampleSummary(int Count, double Mean, double StandardDeviat
     public static SampleSummary Of(IReadOnlyList<double> values)
     {
         if (values.Count == 0) throw new ArgumentException("At least one value is needed.", nameof(values));
-        if (values.Any(double.IsNaN)) throw new ArgumentException("A value is NaN (a diverged run): summarise the runs that have a value.", nameof(values));
+        if (values.Any(double.IsNaN))
+            throw new ArgumentException("A value is NaN (a diverged run): summarise the runs that have a value.", nameof(values));
         var mean = values.Average();
         if (values.Count == 1) return new SampleSummary(1, mean, double.NaN, mean, mean, double.NaN);
         // Sample standard deviation (n − 1): the seeds are a sample of what the configuration does.
@@ -115,12 +116,15 @@ public sealed record PairedComparison(SampleSummary Difference, double T, double
 {
     public static PairedComparison Of(IReadOnlyList<double> candidate, IReadOnlyList<double> baseline)
     {
-        if (candidate.Count != baseline.Count) throw new ArgumentException($"Pairs need as many values on each side ({candidate.Count} vs {baseline.Count}).", nameof(baseline));
+        if (candidate.Count != baseline.Count)
+            throw new ArgumentException($"Pairs need as many values on each side ({candidate.Count} vs {baseline.Count}).", nameof(baseline));
         var difference = SampleSummary.Of(candidate.Zip(baseline, (c, b) => c - b).ToList());
         if (difference.Count < 2) return new PairedComparison(difference, double.NaN, double.NaN);
         var standardError = difference.StandardDeviation / Math.Sqrt(difference.Count);
         // Identical pairs on every seed: no spread, so either no difference at all or one beyond any doubt.
-        if (standardError == 0) return new PairedComparison(difference, difference.Mean == 0 ? 0 : Math.CopySign(double.PositiveInfinity, difference.Mean), difference.Mean == 0 ? 1 : 0);
+        if (standardError == 0)
+            return new PairedComparison(difference, difference.Mean == 0 ? 0 : Math.CopySign(double.PositiveInfinity, difference.Mean),
+            difference.Mean == 0 ? 1 : 0);
         var t = difference.Mean / standardError;
         return new PairedComparison(difference, t, StudentT.TwoSidedPValue(t, difference.Count - 1));
     }
@@ -159,7 +163,8 @@ public sealed record ValueFormat(double Scale, string Digits, string Unit)
     /// <summary>"0.49 ± 0.42 pt" ("+0.49 …" when <paramref name="signed"/>); without a half-width (one seed), the value alone.</summary>
     public string Interval(double value, double halfWidth, bool signed = false)
     {
-        var text = signed ? (value * Scale).ToString($"+{Digits};-{Digits};{Digits}", System.Globalization.CultureInfo.InvariantCulture) : Number(value);
+        var text = signed ? (value * Scale)
+            .ToString($"+{Digits};-{Digits};{Digits}", System.Globalization.CultureInfo.InvariantCulture) : Number(value);
         if (!double.IsNaN(halfWidth)) text += $" ± {Number(halfWidth)}";
         return Unit.Length == 0 ? text : $"{text} {Unit}";
     }

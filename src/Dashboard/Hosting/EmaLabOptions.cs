@@ -11,7 +11,8 @@ public sealed class EmaLabOptions : IValidatableObject
 {
     public const string Section = "EmaLab";
 
-    /// <summary>Folder of the SQLite file (<c>emalab.db</c>) and of the runs' files; relative paths are under the content root. Created if missing.</summary>
+    /// <summary>Folder of the SQLite file (<c>emalab.db</c>) and of the runs' files; relative paths are under the
+    /// content root. Created if missing.</summary>
     [Required]
     public string DataDirectory { get; set; } = "data";
 
@@ -62,9 +63,11 @@ public sealed class EmaLabOptions : IValidatableObject
         else if (Role != ProcessRole.All && Trainer != TrainerKind.Hangfire)
             yield return Refusal($"EmaLab:Role={WireNames.Of(Role)} needs EmaLab:Trainer={WireNames.Of(TrainerKind.Hangfire)}: a web process trains nothing and a worker takes its runs from the job queue.", "Trainer");
         if (Trainer == TrainerKind.Hangfire && Database != DatabaseKind.Postgres)
-            yield return Refusal($"EmaLab:Trainer={WireNames.Of(TrainerKind.Hangfire)} needs {postgres}: its jobs are kept in that database.", "Trainer");
+            yield return Refusal($"EmaLab:Trainer={WireNames.Of(TrainerKind.Hangfire)} needs {postgres}: its jobs are kept in that database.",
+                "Trainer");
         if (AllowRemote && string.IsNullOrWhiteSpace(ApiToken))
-            yield return Refusal("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.", nameof(ApiToken));
+            yield return Refusal("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.",
+                nameof(ApiToken));
         // DataAnnotations validates one object's properties: each section's ranges are checked here, named by their key.
         foreach (var (name, section) in new (string, object)[] { (nameof(Training), Training), (nameof(Metrics), Metrics), (nameof(Limits), Limits) })
         {
@@ -86,7 +89,8 @@ public sealed class EmaLabOptions : IValidatableObject
         if (Mode<DatabaseKind>(section, nameof(Database)) is { } database) yield return database;
         if (Mode<ProcessRole>(section, nameof(Role)) is { } role) yield return role;
         if (Mode<TrainerKind>(section, "Trainer") is { } trainer) yield return trainer;
-        foreach (var (name, properties) in new[] { (nameof(Training), typeof(TrainingOptions)), (nameof(Metrics), typeof(MetricWriterOptions)), (nameof(Limits), typeof(LimitOptions)) })
+        foreach (var (name, properties) in new[] { (nameof(Training), typeof(TrainingOptions)), (nameof(Metrics), typeof(MetricWriterOptions)),
+            (nameof(Limits), typeof(LimitOptions)) })
             foreach (var property in properties.GetProperties())
                 if (section[property.Name] is not null)
                     yield return $"EmaLab:{property.Name} is now EmaLab:{name}:{property.Name}.";

@@ -15,7 +15,8 @@ public static class RequestChecks
         builder.AddEndpointFilter(async (context, next) =>
         {
             var request = context.HttpContext.Request;
-            if (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method) || HttpMethods.IsOptions(request.Method)) return await next(context);
+            if (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method) || HttpMethods.IsOptions(request.Method))
+                return await next(context);
             if (CrossSiteReason(request) is { } reason)
                 return TypedResults.Problem(reason, statusCode: StatusCodes.Status403Forbidden, title: "Cross-site request refused");
             return await next(context);

@@ -3,10 +3,12 @@ using Microsoft.AspNetCore.Mvc;
 
 namespace EmaLab.Dashboard.Runs;
 
-/// <summary>How exceptions become API answers: a request the framework could not bind is a 400 naming the parameter; anything else is a 500 that says nothing about the request.</summary>
+/// <summary>How exceptions become API answers: a request the framework could not bind is a 400 naming the parameter;
+/// anything else is a 500 that says nothing about the request.</summary>
 public static partial class ApiErrors
 {
-    public static int StatusCodeOf(Exception exception) => exception is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError;
+    public static int StatusCodeOf(Exception exception) =>
+        exception is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status500InternalServerError;
 
     public static void Describe(ProblemDetails problem, BadHttpRequestException exception)
     {

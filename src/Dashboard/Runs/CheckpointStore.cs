@@ -12,7 +12,8 @@ public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory
 {
     /// <summary>Exports <paramref name="tracks"/> of a training session at its step (see the overload below).</summary>
     public void Save(long runId, TrainingSession session, IEnumerable<string> tracks) =>
-        Save(runId, session.Step, session.Evaluator, tracks.Select(track => (track, (Action<Stream>)(stream => CheckpointExport.Export(session, track, stream)))));
+        Save(runId, session.Step, session.Evaluator,
+            tracks.Select(track => (track, (Action<Stream>)(stream => CheckpointExport.Export(session, track, stream)))));
 
     /// <summary>The row of a checkpoint file that is in place: its size and SHA-256 read from the file.</summary>
     public static Checkpoint Describe(long runId, string track, long step, string relativePath, string path)
@@ -31,7 +32,8 @@ public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory
     /// step. Files are written atomically (flushed, then renamed into place); <paramref name="recordAlso"/> adds
     /// rows to the same transaction. All or nothing: when anything fails, the new files are removed and no row is written.
     /// </summary>
-    public void Save(long runId, long step, TrackEvaluator evaluator, IEnumerable<(string Track, Action<Stream> Export)> files, Action<EmaLabDbContext>? recordAlso = null)
+    public void Save(long runId, long step, TrackEvaluator evaluator, IEnumerable<(string Track, Action<Stream> Export)> files,
+        Action<EmaLabDbContext>? recordAlso = null)
     {
         var written = new List<string>();
         try

@@ -10,7 +10,8 @@ namespace EmaLab.Dashboard.Runs;
 /// </summary>
 public static class DiskPlan
 {
-    /// <summary>Checkpoint files a run writes: every track at step 0, every <paramref name="checkpointEvery"/> steps and at the end (the end only without it).</summary>
+    /// <summary>Checkpoint files a run writes: every track at step 0, every <paramref name="checkpointEvery"/> steps
+    /// and at the end (the end only without it).</summary>
     public static long CheckpointFiles(long steps, long? checkpointEvery, int tracks) =>
         (checkpointEvery is { } every ? steps / every + 2 : 1) * tracks;
 
@@ -29,7 +30,8 @@ public static class DiskPlan
         return checkpoints * copy + 2 * bundle + snapshots;
     }
 
-    /// <summary>Throws an <see cref="IOException"/> with the figures when the run's files and the reserve do not fit under <paramref name="directory"/>.</summary>
+    /// <summary>Throws an <see cref="IOException"/> with the figures when the run's files and the reserve do not fit
+    /// under <paramref name="directory"/>.</summary>
     public static void Require(RunSpec spec, long? checkpointEvery, string directory, long reserveBytes)
     {
         var need = EstimateBytes(spec, checkpointEvery);

@@ -6,7 +6,8 @@ namespace EmaLab.Dashboard.Runs;
 
 /// <summary>Runs are trained by this process's <see cref="RunWorker"/> threads, from its own queue.</summary>
 public sealed class InProcessTrainers(
-    RunQueue queue, ActiveRuns active, RunLifecycle lifecycle, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<InProcessTrainers> logger) : ITrainerHost
+    RunQueue queue, ActiveRuns active, RunLifecycle lifecycle, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<InProcessTrainers> logger)
+        : ITrainerHost
 {
     public string Description => $"in this process, {options.Value.Training.MaxConcurrentRuns} run(s) at a time";
 
@@ -14,7 +15,8 @@ public sealed class InProcessTrainers(
 
     public void Withdraw(string? jobId) { }
 
-    public Task<ActiveRuns.CancelResult> StopAsync(long runId, CancellationToken cancellationToken) => active.CancelAsync(runId, ActiveRuns.StopTimeout);
+    public Task<ActiveRuns.CancelResult> StopAsync(long runId, CancellationToken cancellationToken) =>
+        active.CancelAsync(runId, ActiveRuns.StopTimeout);
 
     public Task WhenStoppedAsync(long runId) => active.WhenStoppedAsync(runId);
 

@@ -8,14 +8,9 @@ using EmaLab.Dashboard.Hosting;
 namespace EmaLab.Dashboard.Runs;
 
 /// <summary>
-/// <b>Where a metric is written.</b> Engine events → this bounded channel (a full channel blocks the
-/// trainer: back-pressure, nothing dropped) → one writer that commits a transaction every
-/// <see cref="MetricWriterOptions.FlushIntervalMs"/> or <see cref="MetricWriterOptions.FlushRows"/> rows → the store (<see cref="EmaLabDatabase"/>),
-/// then → <see cref="RunEventHub"/> for live subscribers. A hard kill loses at most one flush interval.
-/// A batch is never dropped: a transient store error (a lock held past the timeout, a full disk, an I/O
-/// error) keeps it and retries with growing pauses while the full channel holds training back; an error
-/// that persists is narrowed to the runs whose rows fail, and only those runs fail, with the reason.
-/// NaN is stored as NULL, infinities as themselves.
+/// <b>Where a metric is written</b> (docs/design.md, "A metric, from the training loop to a chart"): a bounded channel
+/// (back-pressure on the trainer), one writer, one transaction per flush, then the live event. A batch is never dropped:
+/// a transient error is retried; one that persists fails only the runs whose rows it refuses, with the reason.
 /// </summary>
 public sealed class MetricPipeline : BackgroundService
 {
@@ -46,7 +41,8 @@ public sealed class MetricPipeline : BackgroundService
     readonly EmaLabOptions _options;
     readonly ILogger<MetricPipeline> _logger;
 
-    public MetricPipeline(RunEventHub hub, MetricVersions versions, EmaLabDatabase database, DataPaths paths, IOptions<EmaLabOptions> options, ILogger<MetricPipeline> logger)
+    public MetricPipeline(RunEventHub hub, MetricVersions versions, EmaLabDatabase database, DataPaths paths, IOptions<EmaLabOptions> options,
+        ILogger<MetricPipeline> logger)
     {
         _hub = hub;
         _database = database;
@@ -65,7 +61,8 @@ public sealed class MetricPipeline : BackgroundService
     public void ClearStoreFailure(long runId) => _failedRuns.TryRemove(runId, out _);
 
     /// <summary>Queues a metric; blocks the calling (training) thread while the queue is full.</summary>
-    /// <param name="attempt">The trainer's start of the run: its reports are stored only while it is the run's current one (null: not checked).</param>
+    /// <param name="attempt">The trainer's start of the run: its reports are stored only while it is the run's current
+    /// one (null: not checked).</param>
     public void WriteMetric(long runId, in MetricPoint point, string? attempt = null) =>
         Enqueue(new Item(Kind.Metric, runId, point.Track, point.Key, point.Step, point.Value, Now, Attempt: attempt));
 
@@ -83,7 +80,8 @@ public sealed class MetricPipeline : BackgroundService
     public void WriteLog(long runId, TrainingLogLevel level, string message, string? attempt = null) =>
         Enqueue(new Item(Kind.Log, runId, null, null, 0, 0, Now, level, message, Attempt: attempt));
 
-    /// <summary>Records that the run's resume bundle for <paramref name="step"/> is on disk, once the metrics queued before it are committed.</summary>
+    /// <summary>Records that the run's resume bundle for <paramref name="step"/> is on disk, once the metrics queued
+    /// before it are committed.</summary>
     public void WriteBundleSaved(long runId, long step, string? attempt = null) =>
         Enqueue(new Item(Kind.BundleSaved, runId, null, null, step, 0, Now, Attempt: attempt));
 
@@ -167,10 +165,12 @@ public sealed class MetricPipeline : BackgroundService
                 Publish(batch);
                 return;
             }
-            catch (Exception e) when (_database.IsTransient(e) && giveUp.Elapsed.TotalSeconds < _options.Metrics.StoreRetrySeconds && !stoppingToken.IsCancellationRequested)
+            catch (Exception e) when (_database.IsTransient(e) && giveUp.Elapsed.TotalSeconds < _options.Metrics.StoreRetrySeconds
+                && !stoppingToken.IsCancellationRequested)
             {
                 // Nothing is dropped: the batch waits, the channel fills and holds the trainers back.
-                _logger.LogWarning("Could not commit {Count} rows ({Error}); retrying in {Pause} ms (attempt {Attempt})", batch.Count, e.Message, pause.TotalMilliseconds, attempt);
+                _logger.LogWarning("Could not commit {Count} rows ({Error}); retrying in {Pause} ms (attempt {Attempt})", batch.Count, e.Message,
+                    pause.TotalMilliseconds, attempt);
                 try { await Task.Delay(pause, stoppingToken); }
                 catch (OperationCanceledException) { }
                 pause = TimeSpan.FromTicks(Math.Min(pause.Ticks * 2, MaxRetryPause.Ticks));

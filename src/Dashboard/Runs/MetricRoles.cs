@@ -27,7 +27,8 @@ public sealed record MetricRoles(string? Accuracy, string? Loss, string? Train)
         var named = Parse(tag);
         var byKey = series.GroupBy(s => s.Key).ToDictionary(g => g.Key, g => g.Select(s => s.Track).ToHashSet());
         string? Pick(Func<string, HashSet<string>, bool> fits) =>
-            byKey.Where(k => fits(k.Key, k.Value)).OrderByDescending(k => k.Value.Count).ThenBy(k => k.Key.Length).ThenBy(k => k.Key, StringComparer.Ordinal)
+            byKey.Where(k => fits(k.Key, k.Value)).OrderByDescending(k => k.Value.Count).ThenBy(k => k.Key.Length)
+                .ThenBy(k => k.Key, StringComparer.Ordinal)
                  .Select(k => k.Key).FirstOrDefault();
         static bool Has(string key, string part) => key.Contains(part, StringComparison.OrdinalIgnoreCase);
         var accuracy = named?.Accuracy ?? Pick((k, _) => Has(k, "acc"));
@@ -43,7 +44,8 @@ public sealed record MetricRoles(string? Accuracy, string? Loss, string? Train)
         {
             var map = JsonSerializer.Deserialize<Dictionary<string, string>>(tag);
             var unknown = map?.Keys.FirstOrDefault(k => k is not ("accuracy" or "loss" or "train"));
-            return unknown is null ? null : $"Tag '{TagNames.MetricRoles}' names the keys for 'accuracy', 'loss' and 'train'; '{unknown}' is none of them.";
+            return unknown is null ? null
+                : $"Tag '{TagNames.MetricRoles}' names the keys for 'accuracy', 'loss' and 'train'; '{unknown}' is none of them.";
         }
         catch (JsonException e)
         {

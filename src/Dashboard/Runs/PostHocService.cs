@@ -63,7 +63,8 @@ public sealed class PostHocService(
 
     /// <summary>Reconstructs, evaluates and stores each σ_rel; returns their results in order.</summary>
     public Task<List<PostHocResult>> ReconstructAsync(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress = null) =>
-        Task.Factory.StartNew(() => Reconstruct(run, sigmaRels, progress), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Task.Factory.StartNew(() =>
+            Reconstruct(run, sigmaRels, progress), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     List<PostHocResult> Reconstruct(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress)
     {
@@ -94,10 +95,12 @@ public sealed class PostHocService(
             try { evaluator.LoadAveraged(state, track); }
             finally { foreach (var t in state.Values) t.Dispose(); }
             var evaluation = evaluator.Evaluate();
-            var result = new PostHocResult(track, sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, evaluation.Accuracy, evaluation.Loss);
+            var result = new PostHocResult(track, sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, evaluation.Accuracy,
+                evaluation.Loss);
             var label = new CheckpointLabel(runId, track, step, evaluation);
             // The checkpoint and the track row are written together or not at all; the metrics follow them.
-            checkpoints.Save(run.Id, step, evaluator, [(track, stream => CheckpointExport.Export(evaluator, label, stream))], db => RecordTrack(db, run.Id, result));
+            checkpoints.Save(run.Id, step, evaluator, [(track, stream => CheckpointExport.Export(evaluator, label, stream))], db =>
+                RecordTrack(db, run.Id, result));
             pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalAccuracy, result.Step, result.Accuracy));
             pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalLoss, result.Step, result.Loss));
             results.Add(result);

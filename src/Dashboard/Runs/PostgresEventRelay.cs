@@ -140,7 +140,8 @@ public sealed class PostgresEventRelay(
     /// on the page already): at listening for the runs then running, at a status change for one resumed, or at its next
     /// change (then not shown live).
     /// </summary>
-    (Dictionary<(string Track, string Key), SeriesPosition> Delivered, Dictionary<(string Track, string Key), SeriesPosition> Latest) Follow(long runId)
+    (Dictionary<(string Track, string Key), SeriesPosition> Delivered,
+        Dictionary<(string Track, string Key), SeriesPosition> Latest) Follow(long runId)
     {
         var notice = ++_notices;
         using var db = database.CreateContext();

@@ -50,7 +50,8 @@ public sealed record RunUpdate(string? Name = null, string? Notes = null, Dictio
             {
                 if (RunAnnotations.TagKeyProblem(key) is { } problem) errors[$"tags.{key}"] = [problem];
                 else if (value is null) errors[$"tags.{key}"] = [$"Tag '{key}' needs a value (\"\" for a bare label)."];
-                else if (MlflowLimits.Length(value) > MlflowLimits.MaxTagValueLength) errors[$"tags.{key}"] = [$"Tag '{key}' has a value over {MlflowLimits.MaxTagValueLength:N0} characters."];
+                else if (MlflowLimits.Length(value) > MlflowLimits.MaxTagValueLength)
+                    errors[$"tags.{key}"] = [$"Tag '{key}' has a value over {MlflowLimits.MaxTagValueLength:N0} characters."];
             }
         }
         if (errors.Count > 0) throw new RequestValidationException(errors);

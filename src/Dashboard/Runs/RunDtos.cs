@@ -4,7 +4,8 @@ using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Runs;
 
-/// <summary>A track: <c>raw</c>, a classic EMA (<see cref="Decay"/>), or a post-hoc reconstruction (<see cref="SigmaRel"/>, with the decay of the same width).</summary>
+/// <summary>A track: <c>raw</c>, a classic EMA (<see cref="Decay"/>), or a post-hoc reconstruction (<see
+/// cref="SigmaRel"/>, with the decay of the same width).</summary>
 public sealed record TrackDto(string Name, double? Decay, double? SigmaRel);
 
 /// <summary>Live progress of a running run; <see cref="ReportedAt"/> is when the trainer reported it.</summary>
@@ -32,7 +33,8 @@ public sealed record RunDto(
 
 public sealed record RunPage(IReadOnlyList<RunDto> Items, int Total, int Page, int PageSize);
 
-public sealed record CheckpointDto(long Id, long RunId, string Track, long Step, long SizeBytes, string Sha256, DateTimeOffset CreatedAt, string DownloadUrl)
+public sealed record CheckpointDto(long Id, long RunId, string Track, long Step, long SizeBytes, string Sha256, DateTimeOffset CreatedAt,
+    string DownloadUrl)
 {
     public static CheckpointDto From(Checkpoint c) =>
         new(c.Id, c.RunId, c.Track, c.Step, c.SizeBytes, c.Sha256, c.CreatedAt, $"/api/checkpoints/{c.Id}/download");
@@ -53,4 +55,5 @@ public sealed record SweepRequest(double From = 0.02, double To = 0.25, int Coun
 /// </summary>
 public sealed record TrackedOnSigmaAxis(string Track, double? Decay, double SigmaRel, double Accuracy, double Loss);
 
-public sealed record PostHocOverview(SweepStatus? Sweep, IReadOnlyList<PostHocResult> Results, IReadOnlyList<TrackedOnSigmaAxis> Tracked, IReadOnlyList<double> SnapshotSigmaRels, int Snapshots, long SnapshotBytes);
+public sealed record PostHocOverview(SweepStatus? Sweep, IReadOnlyList<PostHocResult> Results, IReadOnlyList<TrackedOnSigmaAxis> Tracked,
+    IReadOnlyList<double> SnapshotSigmaRels, int Snapshots, long SnapshotBytes);

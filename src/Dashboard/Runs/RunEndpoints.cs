@@ -21,23 +21,28 @@ public static class RunEndpoints
     public static void MapRunApi(this RouteGroupBuilder api)
     {
         var runs = api.MapGroup("/runs").WithTags("Runs");
-        runs.MapGet("", ListRuns).WithSummary("Lists runs, newest first; filters: search (in the name), status, experiment, dataset, model, group, tag (a key, or key=value); all combine.");
-        runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).").RequireJsonBody()
+        runs.MapGet("", ListRuns)
+            .WithSummary("Lists runs, newest first; filters: search (in the name), status, experiment, dataset, model, group, tag (a key, or key=value); all combine.");
+        runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).")
+            .RequireJsonBody()
             .Accepts<RunSpec>("application/json");
         runs.MapGet("/{id:long}", GetRun).WithSummary("One run with its spec, tracks and live progress.");
         runs.MapPatch("/{id:long}", UpdateRun).RequireJsonBody().Accepts<RunUpdate>("application/json")
             .WithSummary("Renames the run and sets its notes and tags (each field only when given; 'tags' replaces the run's own tags, system tags stay).");
         runs.MapPost("/{id:long}/cancel", CancelRun).WithSummary("Cancels a queued or running run.");
         runs.MapPost("/{id:long}/resume", ResumeRun).WithSummary("Continues an interrupted or cancelled run from its resume bundle.");
-        runs.MapPost("/{id:long}/clone", CloneRun).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).").RequireJsonBody(optional: true)
+        runs.MapPost("/{id:long}/clone", CloneRun).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).")
+            .RequireJsonBody(optional: true)
             .Accepts<RunSpec>(isOptional: true, "application/json");
         runs.MapDelete("/{id:long}", DeleteRun).WithSummary("Stops the run if needed and removes its rows and files.");
-        runs.MapGet("/{id:long}/metrics", GetMetrics).WithSummary("Metric series (downsampled with min/max buckets unless maxPoints=0); without key, the list of series.");
+        runs.MapGet("/{id:long}/metrics", GetMetrics)
+            .WithSummary("Metric series (downsampled with min/max buckets unless maxPoints=0); without key, the list of series.");
         runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).WithSummary("Every metric of the run as CSV.");
         runs.MapGet("/{id:long}/events", GetEvents).WithSummary("Server-Sent Events: live metrics, progress and status of the run.")
             .DisableRateLimiting(); // long-lived: capped by count instead (EmaLab:MaxEventStreams*)
         runs.MapGet("/{id:long}/checkpoints", GetCheckpoints).WithSummary("The run's checkpoints (raw and each EMA, periodic and final).");
-        runs.MapGet("/{id:long}/posthoc", GetPostHoc).WithTags("Post-hoc EMA").WithSummary("Post-hoc tracks, the sweep's progress, and the run's classic EMAs on the σ_rel axis.");
+        runs.MapGet("/{id:long}/posthoc", GetPostHoc).WithTags("Post-hoc EMA")
+            .WithSummary("Post-hoc tracks, the sweep's progress, and the run's classic EMAs on the σ_rel axis.");
         runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody().Accepts<PostHocRequest>("application/json")
             .WithSummary("Reconstructs the EMA of a σ_rel (or of a classic decay) from the snapshots, evaluates it and stores it as a track.");
         runs.MapPost("/{id:long}/posthoc/sweep", StartSweep).WithTags("Post-hoc EMA").RequireJsonBody().Accepts<SweepRequest>("application/json")
@@ -47,8 +52,10 @@ public static class RunEndpoints
         api.MapGet("/checkpoints/{id:long}/download", DownloadCheckpoint).WithTags("Checkpoints").WithSummary("The checkpoint's .safetensors file.");
         api.MapGet("/models", () => new[]
         {
-            new ModelInfo(ModelArchitecture.Mlp, "Multi-layer perceptron (Flatten, Linear+ReLU per hidden size, Linear)", ModelArchitecture.DefaultHidden),
-            new ModelInfo(ModelArchitecture.Cnn, "CNN: per channel count Conv3x3 + BatchNorm + ReLU + MaxPool2, then Linear", ModelArchitecture.DefaultChannels),
+            new ModelInfo(ModelArchitecture.Mlp, "Multi-layer perceptron (Flatten, Linear+ReLU per hidden size, Linear)",
+                ModelArchitecture.DefaultHidden),
+            new ModelInfo(ModelArchitecture.Cnn, "CNN: per channel count Conv3x3 + BatchNorm + ReLU + MaxPool2, then Linear",
+                ModelArchitecture.DefaultChannels),
         }).WithTags("Catalog").WithSummary("Model kinds and their default sizes.");
     }
 
@@ -56,7 +63,8 @@ public static class RunEndpoints
 
     static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
         IDbContextFactory<EmaLabDbContext> dbFactory, ActiveRuns active, string? status = null, long? experiment = null, string? search = null,
-        string? dataset = null, string? model = null, string? group = null, string? tag = null, int page = 1, int pageSize = 50, CancellationToken ct = default)
+        string? dataset = null, string? model = null, string? group = null, string? tag = null, int page = 1, int pageSize = 50,
+            CancellationToken ct = default)
     {
         if (page is < 1 or > MaxPage) return Invalid("page", $"page must be from 1 to {MaxPage:N0}.");
         if (pageSize is < 1 or > 500) return Invalid("pageSize", "pageSize must be from 1 to 500.");
@@ -64,7 +72,8 @@ public static class RunEndpoints
         if (!string.IsNullOrEmpty(status))
         {
             if (!Enum.TryParse<RunStatus>(status, ignoreCase: true, out var s) || int.TryParse(status, out _))
-                return Invalid("status", $"Unknown status '{status}'; one of {string.Join(", ", Enum.GetValues<RunStatus>().Select(v => v.ToApi()))}.");
+                return Invalid("status",
+                    $"Unknown status '{status}'; one of {string.Join(", ", Enum.GetValues<RunStatus>().Select(v => v.ToApi()))}.");
             wanted = s;
         }
         await using var db = await dbFactory.CreateDbContextAsync(ct);
@@ -75,7 +84,8 @@ public static class RunEndpoints
         return TypedResults.Ok(new RunPage(items.Select(r => RunDto.From(r, active.ProgressOf(r.Id))).ToList(), total, page, pageSize));
     }
 
-    static async Task<Results<Ok<RunDto>, ValidationProblem, ProblemHttpResult>> UpdateRun(long id, HttpRequest request, RunService runs, ActiveRuns active, CancellationToken ct)
+    static async Task<Results<Ok<RunDto>, ValidationProblem, ProblemHttpResult>> UpdateRun(long id, HttpRequest request, RunService runs,
+        ActiveRuns active, CancellationToken ct)
     {
         try
         {
@@ -105,15 +115,18 @@ public static class RunEndpoints
     static async Task<Results<Ok<RunDto>, ProblemHttpResult>> GetRun(long id, RunService runs, ActiveRuns active, CancellationToken ct) =>
         await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(RunDto.From(run, active.ProgressOf(id))) : NotFound(id);
 
-    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, ActiveRuns active, CancellationToken ct) =>
+    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, ActiveRuns active,
+        CancellationToken ct) =>
         await AfterAction(id, await runs.CancelAsync(id, ct), runs, active, ct);
 
-    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, ActiveRuns active, CancellationToken ct) =>
+    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, ActiveRuns active,
+        CancellationToken ct) =>
         await AfterAction(id, await runs.ResumeAsync(id, ct), runs, active, ct);
 
     /// <summary>The run as it stands after a cancel or resume (202 while it is still stopping), or why the action was refused.</summary>
     static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> AfterAction(
-        long id, (RunService.Outcome Outcome, string? Message) result, RunService runs, ActiveRuns active, CancellationToken ct) => result.Outcome switch
+        long id, (RunService.Outcome Outcome, string? Message) result, RunService runs, ActiveRuns active, CancellationToken ct) =>
+            result.Outcome switch
     {
         RunService.Outcome.NotFound => NotFound(id),
         RunService.Outcome.Conflict => Conflict(result.Message!),
@@ -121,13 +134,15 @@ public static class RunEndpoints
         _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, active.ProgressOf(id))),
     };
 
-    static async Task<Results<Created<RunDto>, ValidationProblem, ProblemHttpResult>> CloneRun(long id, HttpRequest request, RunService runs, CancellationToken ct)
+    static async Task<Results<Created<RunDto>, ValidationProblem, ProblemHttpResult>> CloneRun(long id, HttpRequest request, RunService runs,
+        CancellationToken ct)
     {
         var original = await runs.FindAsync(id, ct);
         if (original is null) return NotFound(id);
         try
         {
-            var overrides = request.ContentLength is 0 || (request.ContentLength is null && !request.HasJsonContentType()) ? null : await ReadJsonAsync(request, ct);
+            var overrides = request.ContentLength is 0 || (request.ContentLength is null && !request.HasJsonContentType()) ? null
+                : await ReadJsonAsync(request, ct);
             var run = await runs.CreateAsync(RunRequest.CloneOf(original, overrides), ct);
             return TypedResults.Created($"/api/runs/{run.Id}", RunDto.From(run, null));
         }
@@ -146,9 +161,11 @@ public static class RunEndpoints
         };
 
     static async Task<Results<Ok<List<SeriesInfo>>, Ok<List<MetricSeries>>, ValidationProblem, ProblemHttpResult>> GetMetrics(
-        long id, RunService runs, MetricQueries metrics, string? key = null, string? track = null, int maxPoints = MetricQueries.DefaultMaxPoints, CancellationToken ct = default)
+        long id, RunService runs, MetricQueries metrics, string? key = null, string? track = null, int maxPoints = MetricQueries.DefaultMaxPoints,
+            CancellationToken ct = default)
     {
-        if (maxPoints != 0 && maxPoints is < 10 or > 1_000_000) return Invalid("maxPoints", "maxPoints must be 0 (full resolution) or from 10 to 1,000,000.");
+        if (maxPoints != 0 && maxPoints is < 10 or > 1_000_000)
+            return Invalid("maxPoints", "maxPoints must be 0 (full resolution) or from 10 to 1,000,000.");
         var run = await runs.FindAsync(id, ct);
         if (run is null) return NotFound(id);
         // One named series is read directly (listing every series scans the whole run).
@@ -179,10 +196,12 @@ public static class RunEndpoints
             return TypedResults.Problem($"Too many event streams (at most {options.Value.Limits.MaxEventStreamsPerRun} per run and {options.Value.Limits.MaxEventStreams} in all); close one or poll /api/runs/{id}.",
                 statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests");
         // The stream opens with where the run stands, so a client sees it at once (also for a finished run).
-        var current = new RunEvent(RunEventType.Status, id) { Status = run.Status.ToApi(), Step = run.Step, TotalSteps = run.TotalSteps, Message = run.Error };
+        var current = new RunEvent(RunEventType.Status, id) { Status = run.Status.ToApi(), Step = run.Step, TotalSteps = run.TotalSteps,
+            Message = run.Error };
         return TypedResults.ServerSentEvents(Stream(current, subscription, ct));
 
-        static async IAsyncEnumerable<SseItem<RunEvent>> Stream(RunEvent current, RunEventHub.Subscription subscription, [EnumeratorCancellation] CancellationToken ct)
+        static async IAsyncEnumerable<SseItem<RunEvent>> Stream(RunEvent current, RunEventHub.Subscription subscription,
+            [EnumeratorCancellation] CancellationToken ct)
         {
             using (subscription)
             {
@@ -193,7 +212,8 @@ public static class RunEndpoints
         }
     }
 
-    static async Task<Results<Ok<List<CheckpointDto>>, ProblemHttpResult>> GetCheckpoints(long id, IDbContextFactory<EmaLabDbContext> dbFactory, CancellationToken ct)
+    static async Task<Results<Ok<List<CheckpointDto>>, ProblemHttpResult>> GetCheckpoints(long id, IDbContextFactory<EmaLabDbContext> dbFactory,
+        CancellationToken ct)
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         if (!await db.Runs.AnyAsync(r => r.Id == id, ct)) return NotFound(id);
@@ -201,7 +221,8 @@ public static class RunEndpoints
         return TypedResults.Ok(list.Select(CheckpointDto.From).ToList());
     }
 
-    static async Task<Results<Ok<PostHocResult>, ValidationProblem, ProblemHttpResult>> ReconstructPostHoc(long id, HttpRequest http, PostHocService postHoc, CancellationToken ct)
+    static async Task<Results<Ok<PostHocResult>, ValidationProblem, ProblemHttpResult>> ReconstructPostHoc(long id, HttpRequest http,
+        PostHocService postHoc, CancellationToken ct)
     {
         PostHocRequest request;
         try { request = RequestJson.Deserialize<PostHocRequest>(await ReadJsonAsync(http, ct)); }
@@ -215,20 +236,25 @@ public static class RunEndpoints
         var step = postHoc.LastSnapshotStep(id)!.Value;
         var sigma = request.SigmaRel ?? PowerFunctionProfile.SigmaRelOfDecay(request.Decay!.Value, step);
         if (!(sigma <= PowerFunctionProfile.MaxSigmaRel))
-            return Invalid("decay", $"decay {request.Decay} is wider than the whole run (σ_rel {sigma:F3} at step {step}); the widest average is the uniform one.");
+            return Invalid("decay",
+                $"decay {request.Decay} is wider than the whole run (σ_rel {sigma:F3} at step {step}); the widest average is the uniform one.");
         if (!PowerFunctionProfile.IsSupported(sigma))
-            return Invalid("decay", $"decay {request.Decay} is narrower than post-hoc EMA reconstructs (σ_rel {sigma:G3} at step {step}; {PowerFunctionProfile.SupportedRange})");
+            return Invalid("decay",
+                $"decay {request.Decay} is narrower than post-hoc EMA reconstructs (σ_rel {sigma:G3} at step {step}; {PowerFunctionProfile.SupportedRange})");
         return TypedResults.Ok((await postHoc.ReconstructAsync(run, [sigma]))[0]);
     }
 
-    static async Task<Results<Accepted<SweepStatus>, ValidationProblem, ProblemHttpResult>> StartSweep(long id, HttpRequest http, PostHocService postHoc, CancellationToken ct)
+    static async Task<Results<Accepted<SweepStatus>, ValidationProblem, ProblemHttpResult>> StartSweep(long id, HttpRequest http,
+        PostHocService postHoc, CancellationToken ct)
     {
         SweepRequest request;
         try { request = RequestJson.Deserialize<SweepRequest>(await ReadJsonAsync(http, ct)); }
         catch (RequestValidationException e) { return Invalid(e); }
         if (!PowerFunctionProfile.IsSupported(request.From)) return Invalid("from", PowerFunctionProfile.SupportedRange);
-        if (!(PowerFunctionProfile.IsSupported(request.To) && request.To > request.From)) return Invalid("to", "to must be above from; " + PowerFunctionProfile.SupportedRange);
-        if (request.Count is < 2 or > PostHocService.MaxSweepPoints) return Invalid("count", $"count must be from 2 to {PostHocService.MaxSweepPoints}.");
+        if (!(PowerFunctionProfile.IsSupported(request.To) && request.To > request.From))
+            return Invalid("to", "to must be above from; " + PowerFunctionProfile.SupportedRange);
+        if (request.Count is < 2 or > PostHocService.MaxSweepPoints)
+            return Invalid("count", $"count must be from 2 to {PostHocService.MaxSweepPoints}.");
         var (run, problem) = await postHoc.CheckAsync(id, ct);
         if (run is null) return NotFound(id);
         if (problem is not null) return Conflict(problem);
@@ -236,15 +262,18 @@ public static class RunEndpoints
         return TypedResults.Accepted($"/api/runs/{id}/posthoc", postHoc.SweepOf(id));
     }
 
-    static async Task<Results<Ok<PostHocOverview>, ProblemHttpResult>> GetPostHoc(long id, RunService runs, PostHocService postHoc, CancellationToken ct) =>
+    static async Task<Results<Ok<PostHocOverview>, ProblemHttpResult>> GetPostHoc(long id, RunService runs, PostHocService postHoc,
+        CancellationToken ct) =>
         await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(await postHoc.OverviewAsync(run, ct)) : NotFound(id);
 
-    static async Task<Results<Ok<List<LogEntryDto>>, ProblemHttpResult>> GetLog(long id, IDbContextFactory<EmaLabDbContext> dbFactory, CancellationToken ct)
+    static async Task<Results<Ok<List<LogEntryDto>>, ProblemHttpResult>> GetLog(long id, IDbContextFactory<EmaLabDbContext> dbFactory,
+        CancellationToken ct)
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         if (!await db.Runs.AnyAsync(r => r.Id == id, ct)) return NotFound(id);
         var entries = await db.RunLog.AsNoTracking().Where(l => l.RunId == id).OrderBy(l => l.Id).ToListAsync(ct);
-        return TypedResults.Ok(entries.Select(l => new LogEntryDto(DateTimeOffset.FromUnixTimeMilliseconds(l.WallTimeMs), l.Level, l.Message)).ToList());
+        return TypedResults.Ok(entries.Select(l => new LogEntryDto(DateTimeOffset.FromUnixTimeMilliseconds(l.WallTimeMs), l.Level, l.Message))
+            .ToList());
     }
 
     static async Task<Results<PhysicalFileHttpResult, ProblemHttpResult>> DownloadCheckpoint(
@@ -252,9 +281,11 @@ public static class RunEndpoints
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var checkpoint = await db.Checkpoints.AsNoTracking().SingleOrDefaultAsync(c => c.Id == id, ct);
-        if (checkpoint is null) return TypedResults.Problem($"Checkpoint {id} does not exist.", statusCode: StatusCodes.Status404NotFound, title: "Not found");
+        if (checkpoint is null)
+            return TypedResults.Problem($"Checkpoint {id} does not exist.", statusCode: StatusCodes.Status404NotFound, title: "Not found");
         var path = paths.Absolute(checkpoint.RelativePath);
-        if (!File.Exists(path)) return TypedResults.Problem($"The file of checkpoint {id} is missing.", statusCode: StatusCodes.Status410Gone, title: "Gone");
+        if (!File.Exists(path))
+            return TypedResults.Problem($"The file of checkpoint {id} is missing.", statusCode: StatusCodes.Status410Gone, title: "Gone");
         var runName = await db.Runs.Where(r => r.Id == checkpoint.RunId).Select(r => r.Name).SingleAsync(ct);
         var fileName = $"{Slug(runName)}-run{checkpoint.RunId}-{checkpoint.Track}-step{checkpoint.Step}.safetensors";
         return TypedResults.PhysicalFile(path, "application/octet-stream", fileName);
@@ -281,7 +312,8 @@ public static class RunEndpoints
         TypedResults.ValidationProblem(e.Errors, title: "The request is invalid.");
 
     static ProblemHttpResult NotFound(long id) =>
-        TypedResults.Problem($"Run {id.ToString(CultureInfo.InvariantCulture)} does not exist.", statusCode: StatusCodes.Status404NotFound, title: "Not found");
+        TypedResults.Problem($"Run {id.ToString(CultureInfo.InvariantCulture)} does not exist.", statusCode: StatusCodes.Status404NotFound,
+            title: "Not found");
 
     internal static ProblemHttpResult Conflict(string message) =>
         TypedResults.Problem(message, statusCode: StatusCodes.Status409Conflict, title: "Conflict");

@@ -18,7 +18,8 @@ public sealed class RunEventHub
     readonly ConcurrentDictionary<long, int> _streamsPerRun = new();
     int _streams;
 
-    public RunEventHub() => _ = Task.Factory.StartNew(DispatchAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    public RunEventHub() =>
+        _ = Task.Factory.StartNew(DispatchAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
 
     /// <param name="runId">Only this run's events, or every run's when null.</param>
     public Subscription Subscribe(long? runId = null, int capacity = 8192) => Add(new Subscription(this, runId, capacity, isStream: false));

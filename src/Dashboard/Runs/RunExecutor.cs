@@ -89,7 +89,8 @@ public sealed class RunExecutor(
         {
             session?.Dispose();
             // With jobs across processes, a run its worker stopped goes on with another worker instead of waiting for a resume.
-            if (outcome == RunStatus.Interrupted && job is not null) Redispatch(runId, job.DispatchId, attempt, $"worker {job.WorkerName} stopped at step {step:N0}");
+            if (outcome == RunStatus.Interrupted && job is not null)
+                Redispatch(runId, job.DispatchId, attempt, $"worker {job.WorkerName} stopped at step {step:N0}");
             else Finish(runId, attempt, outcome, error, step);
             activeRuns.Deactivate(runId);
         }
@@ -132,8 +133,10 @@ public sealed class RunExecutor(
         if (job is not null)
             pipeline.WriteLog(runId, TrainingLogLevel.Info, claimed.Takeover
                 ? $"Worker {job.WorkerName} took the run over at step {claimed.StepSeen:N0}: the worker training it stopped responding. " +
-                  (run.BundleStep is { } step ? $"It continues from the bundle of step {step:N0}." : "It had saved no bundle yet: training starts again.")
-                : $"Worker {job.WorkerName} started the run{(run.ResumeRequested ? $" from the bundle of step {run.BundleStep:N0}" : "")}.", run.Attempt);
+                  (run.BundleStep is { } step ? $"It continues from the bundle of step {step:N0}."
+                      : "It had saved no bundle yet: training starts again.")
+                : $"Worker {job.WorkerName} started the run{(run.ResumeRequested ? $" from the bundle of step {run.BundleStep:N0}" : "")}.",
+                    run.Attempt);
         return run;
     }
 
@@ -187,14 +190,16 @@ public sealed class RunExecutor(
         pipeline.WriteBundleSaved(runId, session.Step, attempt);
     }
 
-    /// <summary>Records the end of this attempt once everything the run reported is committed, unless another start has taken the run over meanwhile.</summary>
+    /// <summary>Records the end of this attempt once everything the run reported is committed, unless another start has
+    /// taken the run over meanwhile.</summary>
     void Finish(long runId, string attempt, RunStatus status, string? error, long step)
     {
         try
         {
             pipeline.FlushAsync().GetAwaiter().GetResult();
             if (!lifecycle.Finish(runId, attempt, status, error, step))
-                logger.LogWarning("Run {RunId}: the end of attempt {Attempt} ({Status}) is not recorded: another start has taken the run over", runId, attempt, status.ToApi());
+                logger.LogWarning("Run {RunId}: the end of attempt {Attempt} ({Status}) is not recorded: another start has taken the run over",
+                    runId, attempt, status.ToApi());
         }
         catch (Exception e)
         {

@@ -40,6 +40,7 @@ public sealed record RunFilter(
     static IQueryable<Run> WithSetting(IQueryable<Run> runs, EmaLabDbContext db, string field, string value)
     {
         var pattern = $"\"{field}\":{System.Text.Json.JsonSerializer.Serialize(value)}";
-        return runs.Where(r => r.SpecJson != null ? r.SpecJson.Contains(pattern) : db.Params.Any(p => p.RunId == r.Id && p.Key == field && p.Value == value));
+        return runs.Where(r =>
+            r.SpecJson != null ? r.SpecJson.Contains(pattern) : db.Params.Any(p => p.RunId == r.Id && p.Key == field && p.Value == value));
     }
 }

@@ -68,7 +68,8 @@ public static class RunJobStorage
 /// The Hangfire server of a training process: <see cref="TrainingOptions.MaxConcurrentRuns"/> workers (dedicated threads,
 /// as TorchSharp needs), each training one run at a time.
 /// </summary>
-public sealed class RunJobServer(JobStorage storage, IServiceProvider services, IHostApplicationLifetime lifetime, IOptions<EmaLabOptions> options) : IHostedService
+public sealed class RunJobServer(JobStorage storage, IServiceProvider services, IHostApplicationLifetime lifetime, IOptions<EmaLabOptions> options)
+    : IHostedService
 {
     BackgroundJobServer? _server;
 

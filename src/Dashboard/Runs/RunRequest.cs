@@ -6,7 +6,8 @@ using EmaLab.TrainingEngine.Training;
 namespace EmaLab.Dashboard.Runs;
 
 /// <summary>A request to create a run: the engine's run specification plus the service's own fields (name, checkpoint cadence).</summary>
-/// <param name="ExperimentId">The experiment the run joins (the default experiment, 0, when not given); checked against the database when the run is created.</param>
+/// <param name="ExperimentId">The experiment the run joins (the default experiment, 0, when not given); checked against
+/// the database when the run is created.</param>
 /// <param name="Group">The group the run joins within its experiment (its <see cref="TagNames.Group"/> tag), if any.</param>
 public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec, long ExperimentId = Data.Experiment.DefaultId, string? Group = null)
 {
@@ -21,13 +22,16 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
         fields = (JsonObject)fields.DeepClone();
 
         var name = TakeString(fields, "name");
-        if (name is { Length: > MaxNameLength }) throw new RequestValidationException("name", $"The name must be at most {MaxNameLength} characters.");
+        if (name is { Length: > MaxNameLength })
+            throw new RequestValidationException("name", $"The name must be at most {MaxNameLength} characters.");
         var checkpointEvery = TakeLong(fields, "checkpointEvery");
         var experimentId = TakeLong(fields, "experimentId") ?? Data.Experiment.DefaultId;
-        if (experimentId < 0) throw new RequestValidationException("experimentId", "experimentId is an experiment's id (0 is the default experiment).");
+        if (experimentId < 0)
+            throw new RequestValidationException("experimentId", "experimentId is an experiment's id (0 is the default experiment).");
         if (checkpointEvery is < 1) throw new RequestValidationException("checkpointEvery", "checkpointEvery must be at least 1 step.");
         var group = TakeString(fields, "group")?.Trim();
-        if (group is { Length: > MaxNameLength }) throw new RequestValidationException("group", $"The group name must be at most {MaxNameLength} characters.");
+        if (group is { Length: > MaxNameLength })
+            throw new RequestValidationException("group", $"The group name must be at most {MaxNameLength} characters.");
 
         var spec = RequestJson.Deserialize<RunSpec>(fields);
         var problems = spec.Problems().Select(p => (p.Field, p.Reason)).ToList();
@@ -38,7 +42,8 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
             var files = DiskPlan.CheckpointFiles(steps, every, tracks);
             if (every > steps) problems.Add(("checkpointEvery", "checkpointEvery must not exceed the number of steps."));
             else if (files > MaxCheckpoints)
-                problems.Add(("checkpointEvery", $"Every {every:N0} steps writes {files:N0} checkpoint files over {steps:N0} steps and {tracks} tracks; at most {MaxCheckpoints:N0} are allowed."));
+                problems.Add(("checkpointEvery",
+                    $"Every {every:N0} steps writes {files:N0} checkpoint files over {steps:N0} steps and {tracks} tracks; at most {MaxCheckpoints:N0} are allowed."));
         }
         if (problems.Count > 0)
             throw new RequestValidationException(problems.GroupBy(p => p.Field).ToDictionary(g => g.Key, g => g.Select(p => p.Reason).ToArray()));
@@ -46,13 +51,16 @@ public sealed record RunRequest(string Name, long? CheckpointEvery, RunSpec Spec
             string.IsNullOrEmpty(group) ? null : group);
     }
 
-    /// <summary>Applies <paramref name="overrides"/> (a partial request; nested objects such as <c>ema</c> merge field by field) to an existing run's request.</summary>
+    /// <summary>Applies <paramref name="overrides"/> (a partial request; nested objects such as <c>ema</c> merge field
+    /// by field) to an existing run's request.</summary>
     public static RunRequest CloneOf(Data.Run original, JsonNode? overrides)
     {
-        if (original.SpecJson is null) throw new RequestValidationException("$", $"Run {original.Id} was logged by a client; only runs EMA Lab trained can be cloned to train.");
+        if (original.SpecJson is null)
+            throw new RequestValidationException("$", $"Run {original.Id} was logged by a client; only runs EMA Lab trained can be cloned to train.");
         var merged = JsonNode.Parse(original.SpecJson)!.AsObject();
         const string suffix = " (clone)";
-        merged["name"] = (original.Name.Length + suffix.Length > MaxNameLength ? original.Name[..(MaxNameLength - suffix.Length)] : original.Name) + suffix;
+        merged["name"] = (original.Name.Length + suffix.Length > MaxNameLength ? original.Name[..(MaxNameLength - suffix.Length)]
+            : original.Name) + suffix;
         if (original.CheckpointEvery is { } every) merged["checkpointEvery"] = every;
         merged["experimentId"] = original.ExperimentId;
         if (overrides is not null and not JsonObject) throw new RequestValidationException("$", "Overrides must be a JSON object.");

@@ -37,7 +37,8 @@ public sealed class RunService(
             CheckpointEvery = request.CheckpointEvery,
             TotalSteps = request.Spec.PlannedSteps(),
             CreatedAt = DateTimeOffset.UtcNow,
-            Tracks = [new EmaTrack { Name = MetricKeys.RawTrack }, .. request.Spec.Ema.Rules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
+            Tracks = [new EmaTrack { Name = MetricKeys.RawTrack },
+                .. request.Spec.Ema.Rules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
             Tags = request.Group is { } group ? [new RunTag { Key = TagNames.Group, Value = group }] : [],
         }).ToList();
         await lifecycle.CreateAsync(db, runs, cancellationToken);
@@ -48,7 +49,8 @@ public sealed class RunService(
     public async Task<Run?> FindAsync(long id, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        return await db.Runs.AsNoTracking().Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        return await db.Runs.AsNoTracking().Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery()
+            .SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
     }
 
     /// <summary>Renames the run and sets its notes and user tags (each only when given); null when there is no such run.</summary>
@@ -108,7 +110,8 @@ public sealed class RunService(
         return (Outcome.Conflict, $"Run {id} is {run.Status.ToApi()}; only queued or running runs can be cancelled.");
     }
 
-    /// <summary>Queues an interrupted or cancelled run to continue from its resume bundle (one conditional update: two resumes cannot both queue it).</summary>
+    /// <summary>Queues an interrupted or cancelled run to continue from its resume bundle (one conditional update: two
+    /// resumes cannot both queue it).</summary>
     public async Task<(Outcome, string?)> ResumeAsync(long id, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);

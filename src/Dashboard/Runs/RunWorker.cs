@@ -20,7 +20,8 @@ public sealed class RunWorker(
     {
         // Runs still queued when the server last stopped are taken again, oldest first.
         using (var db = dbFactory.CreateDbContext())
-            foreach (var id in db.Runs.Where(r => r.Status == RunStatus.Queued && r.Origin == RunOrigin.Engine).OrderBy(r => r.Id).Select(r => r.Id).ToList())
+            foreach (var id in db.Runs.Where(r => r.Status == RunStatus.Queued && r.Origin == RunOrigin.Engine).OrderBy(r => r.Id).Select(r => r.Id)
+                .ToList())
                 queue.Enqueue(id);
 
         var workers = Enumerable.Range(0, options.Value.Training.MaxConcurrentRuns).Select(i =>

@@ -38,7 +38,8 @@ public static class Access
         services.AddSingleton<FailedSignIns>();
         services.AddAuthentication(SelectScheme)
             .AddPolicyScheme(SelectScheme, "Bearer token or sign-in cookie", scheme =>
-                scheme.ForwardDefaultSelector = context => context.Request.Headers.Authorization.Count > 0 ? ApiTokenHandler.SchemeName : CookieAuthenticationDefaults.AuthenticationScheme)
+                scheme.ForwardDefaultSelector = context =>
+                    context.Request.Headers.Authorization.Count > 0 ? ApiTokenHandler.SchemeName : CookieAuthenticationDefaults.AuthenticationScheme)
             .AddScheme<AuthenticationSchemeOptions, ApiTokenHandler>(ApiTokenHandler.SchemeName, null)
             .AddCookie(cookie =>
             {
@@ -106,7 +107,8 @@ sealed class SignedInWhenTokenSetHandler(IOptions<EmaLabOptions> options) : Auth
 public sealed class FailedSignIns : IDisposable
 {
     readonly PartitionedRateLimiter<string> _failures = PartitionedRateLimiter.Create<string, string>(address =>
-        RateLimitPartition.GetFixedWindowLimiter(address, _ => new FixedWindowRateLimiterOptions { PermitLimit = 10, Window = TimeSpan.FromMinutes(1) }));
+        RateLimitPartition.GetFixedWindowLimiter(address, _ =>
+            new FixedWindowRateLimiterOptions { PermitLimit = 10, Window = TimeSpan.FromMinutes(1) }));
 
     static string AddressOf(HttpContext context) => context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
 
@@ -128,7 +130,8 @@ sealed class ApiTokenHandler(IOptionsMonitor<AuthenticationSchemeOptions> scheme
     {
         var token = options.Value.ApiToken;
         var header = Request.Headers.Authorization.ToString();
-        if (string.IsNullOrEmpty(token) || !header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return Task.FromResult(AuthenticateResult.NoResult());
+        if (string.IsNullOrEmpty(token) || !header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            return Task.FromResult(AuthenticateResult.NoResult());
         if (failures.IsBlocked(Context))
         {
             _blocked = true;
@@ -146,7 +149,8 @@ sealed class ApiTokenHandler(IOptionsMonitor<AuthenticationSchemeOptions> scheme
         {
             Response.StatusCode = StatusCodes.Status429TooManyRequests;
             Response.Headers.RetryAfter = "60";
-            return Response.WriteAsJsonAsync(new { title = "Too many requests", status = 429, detail = "Too many failed token attempts from this address; wait a minute." },
+            return Response.WriteAsJsonAsync(new { title = "Too many requests", status = 429,
+                detail = "Too many failed token attempts from this address; wait a minute." },
                 options: null, contentType: "application/problem+json");
         }
         var header = Request.Headers.Authorization.ToString();
@@ -162,6 +166,7 @@ sealed class ApiTokenHandler(IOptionsMonitor<AuthenticationSchemeOptions> scheme
         // MLflow's clients read the error code from the body: without one they report INTERNAL_ERROR.
         if (Tracking.MlflowEndpoints.IsMlflowPath(context.Request.Path))
             return context.Response.WriteAsJsonAsync(new { error_code = Tracking.MlflowException.Unauthenticated, message = detail });
-        return context.Response.WriteAsJsonAsync(new { title = "Unauthorized", status = 401, detail }, options: null, contentType: "application/problem+json");
+        return context.Response.WriteAsJsonAsync(new { title = "Unauthorized", status = 401, detail }, options: null,
+            contentType: "application/problem+json");
     }
 }

@@ -17,14 +17,16 @@ public static class SignIn
 {
     public static void MapSignIn(this IEndpointRouteBuilder app)
     {
-        app.MapGet(Access.LoginPath, (HttpContext context, IAntiforgery antiforgery, string? returnUrl) => Page(context, antiforgery, returnUrl, failed: false))
+        app.MapGet(Access.LoginPath, (HttpContext context, IAntiforgery antiforgery, string? returnUrl) =>
+            Page(context, antiforgery, returnUrl, failed: false))
             .ExcludeFromDescription();
 
         app.MapPost(Access.LoginPath, async (HttpContext context, IAntiforgery antiforgery, IOptions<EmaLabOptions> options, FailedSignIns failures,
             [FromForm] string? token, [FromForm] string? returnUrl) =>
         {
             if (failures.IsBlocked(context))
-                return Results.Problem("Too many failed sign-ins from this address; wait a minute.", statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests");
+                return Results.Problem("Too many failed sign-ins from this address; wait a minute.",
+                    statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests");
             var expected = options.Value.ApiToken;
             if (string.IsNullOrEmpty(expected)) return Results.LocalRedirect(SafeReturn(returnUrl));
             if (!Access.MatchesToken(token ?? "", expected))
@@ -32,7 +34,8 @@ public static class SignIn
                 failures.Record(context);
                 return Page(context, antiforgery, returnUrl, failed: true);
             }
-            await context.SignInAsync(CookieAuthenticationDefaults.AuthenticationScheme, Access.TokenHolder(CookieAuthenticationDefaults.AuthenticationScheme),
+            await context.SignInAsync(CookieAuthenticationDefaults.AuthenticationScheme,
+                Access.TokenHolder(CookieAuthenticationDefaults.AuthenticationScheme),
                 new AuthenticationProperties { IsPersistent = true });
             return Results.LocalRedirect(SafeReturn(returnUrl));
         }).RequireRateLimiting(Access.LoginRateLimit).ExcludeFromDescription();
@@ -44,7 +47,8 @@ public static class SignIn
         }).ExcludeFromDescription();
     }
 
-    /// <summary>Only a path on this server (not <c>//host</c> or <c>/\host</c>, which browsers treat as another site): the form must not become an open redirect.</summary>
+    /// <summary>Only a path on this server (not <c>//host</c> or <c>/\host</c>, which browsers treat as another site):
+    /// the form must not become an open redirect.</summary>
     static string SafeReturn(string? returnUrl) =>
         returnUrl is { Length: > 0 } url && url[0] == '/' && (url.Length == 1 || url[1] is not ('/' or '\\')) && !url.Any(char.IsControl) ? url : "/";
 

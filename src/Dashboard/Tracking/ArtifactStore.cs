@@ -18,7 +18,8 @@ namespace EmaLab.Dashboard.Tracking;
 /// refused with the reason, and not kept) and listed as a checkpoint of the track its metadata (<c>track</c>) or its
 /// name says; any other file is kept as a plain artifact.
 /// </summary>
-public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, Runs.RunLifecycle lifecycle, Microsoft.Extensions.Options.IOptions<EmaLabOptions> options)
+public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, Runs.RunLifecycle lifecycle,
+    Microsoft.Extensions.Options.IOptions<EmaLabOptions> options)
 {
     readonly long _reserveBytes = (long)options.Value.Limits.DiskReserveMegabytes << 20;
 
@@ -48,7 +49,8 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     [GeneratedRegex(@"step[-_]?(\d+)")]
     private static partial Regex StepInName();
 
-    /// <summary>Resolves <c>&lt;experiment&gt;/&lt;run_id&gt;/artifacts/&lt;path&gt;</c> to a known run, refusing unsafe paths as MLflow does.</summary>
+    /// <summary>Resolves <c>&lt;experiment&gt;/&lt;run_id&gt;/artifacts/&lt;path&gt;</c> to a known run, refusing
+    /// unsafe paths as MLflow does.</summary>
     public async Task<Location> ResolveAsync(string? path, CancellationToken ct)
     {
         var safe = SafePath(path ?? "");
@@ -56,7 +58,8 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
         {
             var located = await ResolveModelAsync(modelPath.Groups[2].Value, modelPath.Groups[3].Value, ct);
             if (located.Model!.ExperimentId.ToString(CultureInfo.InvariantCulture) != modelPath.Groups[1].Value)
-                throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Logged model {located.Model.Id} is not in experiment {modelPath.Groups[1].Value}.");
+                throw new MlflowException(MlflowException.ResourceDoesNotExist,
+                    $"Logged model {located.Model.Id} is not in experiment {modelPath.Groups[1].Value}.");
             return located;
         }
         if (ArtifactPath().Match(safe) is not { Success: true } match)
@@ -89,7 +92,8 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
 
     static string FullPath(Location location) => Path.GetFullPath(Path.Combine(location.Root, location.RelativePath));
 
-    /// <summary>Stores an upload: written to a temporary file, checked, then moved into place, so a refused or broken upload leaves nothing.</summary>
+    /// <summary>Stores an upload: written to a temporary file, checked, then moved into place, so a refused or broken
+    /// upload leaves nothing.</summary>
     public async Task UploadAsync(Location location, Stream body, long? length, CancellationToken ct)
     {
         if (location.RelativePath.Length == 0) throw MlflowException.Invalid("An artifact upload needs a file name after 'artifacts/'.");
@@ -111,7 +115,8 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
             }
             catch (IOException e) when (e is not EndOfStreamException && DiskSpace.FreeBytes(temporary) < _reserveBytes)
             {
-                throw new MlflowException(MlflowException.ResourceExhausted, $"The disk filled while storing artifact {location.RelativePath}: {e.Message}");
+                throw new MlflowException(MlflowException.ResourceExhausted,
+                    $"The disk filled while storing artifact {location.RelativePath}: {e.Message}");
             }
             SafeTensorsHeader? header = null;
             if (target.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
@@ -139,15 +144,18 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var stem = Path.GetFileNameWithoutExtension(file);
-        var suffixes = ClientTrackKeys.ParseSuffixes(await db.RunTags.Where(t => t.RunId == run.Id && t.Key == TagNames.TrackSuffixes).Select(t => t.Value).SingleOrDefaultAsync(ct));
+        var suffixes = ClientTrackKeys.ParseSuffixes(await db.RunTags.Where(t => t.RunId == run.Id && t.Key == TagNames.TrackSuffixes)
+            .Select(t => t.Value).SingleOrDefaultAsync(ct));
         var track = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Track) is { } named && ClientTrackKeys.IsTrackName(named) ? named
             : ClientTrackKeys.IsTrackName(stem) ? stem
             : ClientTrackKeys.Map(stem, suffixes) is var (mapped, rest) && mapped != TrackNames.Raw && rest.Length > 0 ? mapped
             : null;
         if (track is null) return;
         // A step too large for a long (step99999999999999999999) names no step: the file is still the track's checkpoint.
-        var step = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Step) is { } text && long.TryParse(text, CultureInfo.InvariantCulture, out var s) ? s
-            : StepInName().Match(stem) is { Success: true } m && long.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var inName) ? inName
+        var step = header.Metadata.GetValueOrDefault(CheckpointExport.Keys.Step) is { } text
+            && long.TryParse(text, CultureInfo.InvariantCulture, out var s) ? s
+            : StepInName().Match(stem) is { Success: true } m
+                && long.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var inName) ? inName
             : await db.LatestMetrics.Where(x => x.RunId == run.Id).MaxAsync(x => (long?)x.Step, ct) ?? 0;
         var relative = Path.GetRelativePath(paths.Root, file);
         db.Checkpoints.RemoveRange(db.Checkpoints.Where(c => c.RunId == run.Id && c.RelativePath == relative));
@@ -159,7 +167,8 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     }
 
     /// <summary>The file to download, or null.</summary>
-    public string? FileOf(Location location) => FullPath(location) is var path && File.Exists(path) && !path.EndsWith(".partial", StringComparison.Ordinal) ? path : null;
+    public string? FileOf(Location location) =>
+        FullPath(location) is var path && File.Exists(path) && !path.EndsWith(".partial", StringComparison.Ordinal) ? path : null;
 
     /// <summary>The entries of a folder (relative to it), as MLflow lists them; a folder that does not exist lists nothing.</summary>
     public IReadOnlyList<MlflowFileInfo> List(Location location, bool fullPaths)
@@ -168,7 +177,8 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
         if (!Directory.Exists(folder)) return [];
         string Name(string entry) => fullPaths ? Path.GetRelativePath(location.Root, entry).Replace('\\', '/') : Path.GetFileName(entry);
         return Directory.EnumerateDirectories(folder).Select(d => new MlflowFileInfo(Name(d), true, null))
-            .Concat(Directory.EnumerateFiles(folder).Where(f => !f.EndsWith(".partial", StringComparison.Ordinal)).Select(f => new MlflowFileInfo(Name(f), false, new FileInfo(f).Length)))
+            .Concat(Directory.EnumerateFiles(folder).Where(f => !f.EndsWith(".partial", StringComparison.Ordinal))
+                .Select(f => new MlflowFileInfo(Name(f), false, new FileInfo(f).Length)))
             .OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
     }
 

@@ -35,7 +35,8 @@ public static partial class ClientTrackKeys
         return (TrackNames.Raw, loggedKey);
     }
 
-    /// <summary>Whether a name (a key's first segment, a checkpoint's file name) names a track: <c>raw</c>, or <c>ema</c>/<c>swa</c> alone or followed by <c>-</c>, <c>_</c> or <c>.</c> and more.</summary>
+    /// <summary>Whether a name (a key's first segment, a checkpoint's file name) names a track: <c>raw</c>, or
+    /// <c>ema</c>/<c>swa</c> alone or followed by <c>-</c>, <c>_</c> or <c>.</c> and more.</summary>
     public static bool IsTrackName(string name) => name.Length <= EmaTrackSettings.MaxNameLength && TrackSegment().IsMatch(name);
 
     /// <summary>The suffix map of the tag's value; a value that is not such a map is refused by name (nothing is logged).</summary>
@@ -54,7 +55,8 @@ public static partial class ClientTrackKeys
         return map ?? [];
     }
 
-    /// <summary>The key a track's metric is shown under in the tracking API for an engine run: <c>eval/accuracy</c> for raw, else <c>track/key</c>.</summary>
+    /// <summary>The key a track's metric is shown under in the tracking API for an engine run: <c>eval/accuracy</c> for
+    /// raw, else <c>track/key</c>.</summary>
     public static string EngineKey(string track, string key) => track == TrackNames.Raw ? key : $"{track}/{key}";
 
     /// <summary>
@@ -67,6 +69,7 @@ public static partial class ClientTrackKeys
     /// <summary>The decay a track's name states (<c>ema-0.999</c> → 0.999), for the track row; null otherwise.</summary>
     public static double? DecayOf(string track) =>
         track.StartsWith(TrackNames.EmaPrefix, StringComparison.Ordinal)
-        && double.TryParse(track[TrackNames.EmaPrefix.Length..], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d)
+        && double.TryParse(track[TrackNames.EmaPrefix.Length..], System.Globalization.NumberStyles.Float,
+            System.Globalization.CultureInfo.InvariantCulture, out var d)
         && d is > 0 and < 1 ? d : null;
 }

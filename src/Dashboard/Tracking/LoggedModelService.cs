@@ -16,7 +16,8 @@ namespace EmaLab.Dashboard.Tracking;
 /// <c>model_id</c> (log-batch), the files to the model's <c>artifact_uri</c> through the artifact proxy, then finalize
 /// (READY, or UPLOAD_FAILED when saving failed).
 /// </summary>
-public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFactory, TrackingService tracking, ArtifactStore artifacts, RunLifecycle lifecycle)
+public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFactory, TrackingService tracking, ArtifactStore artifacts,
+    RunLifecycle lifecycle)
 {
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
@@ -28,7 +29,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
     {
         if (run.Origin != RunOrigin.Client) return [];
         await using var db = await dbFactory.CreateDbContextAsync();
-        var models = await db.LoggedModels.AsNoTracking().Include(m => m.Tags).Where(m => m.SourceRunId == run.Id && !m.Deleted).OrderBy(m => m.CreationTimeMs).ToListAsync();
+        var models = await db.LoggedModels.AsNoTracking().Include(m => m.Tags).Where(m => m.SourceRunId == run.Id && !m.Deleted)
+            .OrderBy(m => m.CreationTimeMs).ToListAsync();
         if (models.Count == 0) return [];
         var steps = await db.RunOutputs.AsNoTracking().Where(o => o.RunId == run.Id).ToListAsync();
         var tracks = run.Tracks.Select(t => t.Name).ToList();
@@ -37,7 +39,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
     }
 
     /// <summary>The model's artifact root, under its experiment's as MLflow builds it: <c>…/models/&lt;model_id&gt;/artifacts</c>.</summary>
-    public static string ArtifactUri(LoggedModel model) => $"mlflow-artifacts:/{model.ExperimentId.ToString(CultureInfo.InvariantCulture)}/models/{model.Id}/artifacts";
+    public static string ArtifactUri(LoggedModel model) =>
+        $"mlflow-artifacts:/{model.ExperimentId.ToString(CultureInfo.InvariantCulture)}/models/{model.Id}/artifacts";
 
     public async Task<MlflowLoggedModel> CreateAsync(CreateLoggedModelRequest request, CancellationToken ct)
     {
@@ -85,7 +88,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         var status = request.Status switch
         {
             null => throw MlflowException.Missing("status"),
-            { ValueKind: JsonValueKind.Number } number when number.TryGetInt32(out var n) && Enum.IsDefined((LoggedModelStatus)n) => (LoggedModelStatus)n,
+            { ValueKind: JsonValueKind.Number } number when number.TryGetInt32(out var n) && Enum.IsDefined((LoggedModelStatus)n) =>
+                (LoggedModelStatus)n,
             { ValueKind: JsonValueKind.String } text when StatusOf(text.GetString()) is { } named => named,
             var other => throw MlflowException.Invalid($"Invalid value {other} for parameter 'status' supplied: one of LOGGED_MODEL_PENDING, LOGGED_MODEL_READY, LOGGED_MODEL_UPLOAD_FAILED."),
         };
@@ -141,7 +145,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         var model = await FindAsync(db, modelId, ct, track: true);
         foreach (var (key, value) in valid)
         {
-            if (model.Params.FirstOrDefault(p => p.Key == key) is not { } existing) model.Params.Add(new LoggedModelParam { ModelId = model.Id, Key = key, Value = value });
+            if (model.Params.FirstOrDefault(p => p.Key == key) is not { } existing)
+                model.Params.Add(new LoggedModelParam { ModelId = model.Id, Key = key, Value = value });
             else if (existing.Value != value)
                 throw MlflowException.Invalid($"Changing param values is not allowed. Param with key='{key}' was already logged with value='{existing.Value}' for model ID='{modelId}'. Attempted logging new value '{value}'.");
         }
@@ -176,7 +181,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
             sorted = order.Ascending ?? true ? sorted.ThenBy(Key) : sorted.ThenByDescending(Key);
         }
         // MLflow's default order: newest first, then by id.
-        var ordered = (sorted ?? matching.OrderByDescending(m => m.Info.CreationTimestampMs)).ThenBy(m => m.Info.ModelId, StringComparer.Ordinal).ToList();
+        var ordered = (sorted ?? matching.OrderByDescending(m => m.Info.CreationTimestampMs)).ThenBy(m => m.Info.ModelId, StringComparer.Ordinal)
+            .ToList();
         return TrackingService.Page(ordered, request.PageToken, max);
     }
 
@@ -203,7 +209,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var run = await tracking.FindRunAsync(db, request.RunId, ct);
         TrackingService.RequireActive(run);
-        var existing = (await db.RunInputs.AsNoTracking().Where(i => i.RunId == run.Id && i.DatasetName != null).Select(i => new { i.DatasetName, i.DatasetDigest }).ToListAsync(ct))
+        var existing = (await db.RunInputs.AsNoTracking().Where(i => i.RunId == run.Id && i.DatasetName != null)
+            .Select(i => new { i.DatasetName, i.DatasetDigest }).ToListAsync(ct))
             .Select(i => (i.DatasetName, i.DatasetDigest)).ToHashSet();
         foreach (var input in datasets)
         {
@@ -213,7 +220,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
             foreach (var tag in input.Tags ?? []) tags[tag.Key!] = tag.Value!; // a key sent twice: the last value, as for a run's tags
             db.RunInputs.Add(new RunInput
             {
-                RunId = run.Id, DatasetName = d.Name, DatasetDigest = d.Digest, SourceType = d.SourceType, Source = d.Source, Schema = d.Schema, Profile = d.Profile,
+                RunId = run.Id, DatasetName = d.Name, DatasetDigest = d.Digest, SourceType = d.SourceType, Source = d.Source, Schema = d.Schema,
+                    Profile = d.Profile,
                 TagsJson = JsonSerializer.Serialize(tags), Context = tags.GetValueOrDefault(TagNames.DataContext),
             });
         }
@@ -248,7 +256,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
     }
 
     /// <summary>The metrics of a log-batch that name a model (MLflow's logged model metrics), checked to exist before anything is written.</summary>
-    public static async Task<List<LoggedModelMetric>> ModelMetricsAsync(EmaLabDbContext db, long runId, IReadOnlyList<MlflowMetric> metrics, CancellationToken ct)
+    public static async Task<List<LoggedModelMetric>> ModelMetricsAsync(EmaLabDbContext db, long runId, IReadOnlyList<MlflowMetric> metrics,
+        CancellationToken ct)
     {
         var named = metrics.Where(m => !string.IsNullOrEmpty(m.ModelId)).ToList();
         if (named.Count == 0) return [];
@@ -263,7 +272,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         }).ToList();
     }
 
-    internal static async Task<LoggedModel> FindAsync(EmaLabDbContext db, string modelId, CancellationToken ct, bool track = false, bool allowDeleted = false)
+    internal static async Task<LoggedModel> FindAsync(EmaLabDbContext db, string modelId, CancellationToken ct, bool track = false,
+        bool allowDeleted = false)
     {
         var query = db.LoggedModels.Include(m => m.Tags).Include(m => m.Params).Include(m => m.Metrics).AsSplitQuery();
         var model = await (track ? query : query.AsNoTracking()).SingleOrDefaultAsync(m => m.Id == modelId, ct);
@@ -335,7 +345,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         ToDto(model, await RunUuidsAsync(db, [model], ct));
 
     static MlflowLoggedModel ToDto(LoggedModel m, IReadOnlyDictionary<long, string> runUuids) => new(
-        new MlflowLoggedModelInfo(m.Id, m.ExperimentId.ToString(CultureInfo.InvariantCulture), m.Name, m.CreationTimeMs, m.LastUpdatedTimeMs, ArtifactUri(m),
+        new MlflowLoggedModelInfo(m.Id, m.ExperimentId.ToString(CultureInfo.InvariantCulture), m.Name, m.CreationTimeMs, m.LastUpdatedTimeMs,
+            ArtifactUri(m),
             StatusName(m.Status), m.ModelType, m.SourceRunId is { } run ? runUuids.GetValueOrDefault(run) : null, m.StatusMessage,
             m.Tags.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => new MlflowTag(t.Key, t.Value)).ToList()),
         new MlflowLoggedModelData(m.Params.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => new MlflowTag(p.Key, p.Value)).ToList(),
@@ -347,7 +358,8 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
     public static MlflowRunInputs InputsOf(IReadOnlyList<RunInput> inputs)
     {
         var datasets = inputs.Where(i => i.ModelId is null).Select(i => new MlflowDatasetInput(
-            (JsonSerializer.Deserialize<Dictionary<string, string>>(i.TagsJson ?? "{}") ?? []).Select(t => new MlflowTag(t.Key, t.Value)).ToList() is { Count: > 0 } tags ? tags : null,
+            (JsonSerializer.Deserialize<Dictionary<string, string>>(i.TagsJson ?? "{}") ?? []).Select(t => new MlflowTag(t.Key, t.Value))
+                .ToList() is { Count: > 0 } tags ? tags : null,
             new MlflowDataset(i.DatasetName, i.DatasetDigest, i.SourceType, i.Source, i.Schema, i.Profile))).ToList();
         var models = inputs.Where(i => i.ModelId is not null).Select(i => new MlflowModelInput(i.ModelId)).ToList();
         return new MlflowRunInputs(datasets.Count > 0 ? datasets : null, models.Count > 0 ? models : null);

@@ -13,18 +13,23 @@ public static class MlflowEndpoints
     const string TrackingPrefix = "/api/2.0/mlflow";
 
     /// <summary>A request to the tracking or artifact API (whose errors are MLflow's JSON, not problem details).</summary>
-    public static bool IsMlflowPath(PathString path) => path.StartsWithSegments(TrackingPrefix) || path.StartsWithSegments(TrackingPrefix + "-artifacts");
+    public static bool IsMlflowPath(PathString path) =>
+        path.StartsWithSegments(TrackingPrefix) || path.StartsWithSegments(TrackingPrefix + "-artifacts");
 
     public static void MapMlflowApi(this RouteGroupBuilder api)
     {
-        var mlflow = api.MapGroup("/2.0/mlflow").WithTags("MLflow tracking").AddEndpointFilter(MlflowErrors).RequireRateLimiting(Runs.ApiLoad.TrackingPolicy);
-        var artifacts = api.MapGroup("/2.0/mlflow-artifacts").WithTags("MLflow artifacts").AddEndpointFilter(MlflowErrors).RequireRateLimiting(Runs.ApiLoad.TrackingPolicy);
-        MapArtifacts(artifacts, ((IEndpointRouteBuilder)api).ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value);
+        var mlflow = api.MapGroup("/2.0/mlflow").WithTags("MLflow tracking").AddEndpointFilter(MlflowErrors)
+            .RequireRateLimiting(Runs.ApiLoad.TrackingPolicy);
+        var artifacts = api.MapGroup("/2.0/mlflow-artifacts").WithTags("MLflow artifacts").AddEndpointFilter(MlflowErrors)
+            .RequireRateLimiting(Runs.ApiLoad.TrackingPolicy);
+        MapArtifacts(artifacts,
+            ((IEndpointRouteBuilder)api).ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value);
         MapEndpointNotFound(artifacts);
         MapEndpointNotFound(mlflow);
 
         mlflow.MapPost("/experiments/create", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { experiment_id = await store.CreateExperimentAsync(await BodyAsync<CreateExperimentRequest>(http), http.RequestAborted) }));
+            MlflowJson.Ok(new { experiment_id = await store.CreateExperimentAsync(await BodyAsync<CreateExperimentRequest>(http),
+                http.RequestAborted) }));
         mlflow.MapGet("/experiments/get", async (HttpContext http, TrackingService store) =>
             MlflowJson.Ok(new { experiment = await store.GetExperimentAsync(Query(http, "experiment_id"), http.RequestAborted) }));
         mlflow.MapGet("/experiments/get-by-name", async (HttpContext http, TrackingService store) =>
@@ -33,11 +38,13 @@ public static class MlflowEndpoints
             SearchExperiments(await store.SearchExperimentsAsync(await BodyAsync<SearchExperimentsRequest>(http), http.RequestAborted)));
         mlflow.MapGet("/experiments/search", async (HttpContext http, TrackingService store) =>
             SearchExperiments(await store.SearchExperimentsAsync(new SearchExperimentsRequest(
-                QueryLong(http, "max_results"), Query(http, "page_token"), Query(http, "filter"), http.Request.Query["order_by"].OfType<string>().ToList(), Query(http, "view_type")),
+                QueryLong(http, "max_results"), Query(http, "page_token"), Query(http, "filter"),
+                    http.Request.Query["order_by"].OfType<string>().ToList(), Query(http, "view_type")),
                 http.RequestAborted)));
         // Removed from MLflow 2.0 but still sent by 1.x clients: every experiment of the view, in one page.
         mlflow.MapGet("/experiments/list", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { experiments = (await store.SearchExperimentsAsync(new SearchExperimentsRequest(50_000, null, null, null, Query(http, "view_type")), http.RequestAborted)).Experiments }));
+            MlflowJson.Ok(new { experiments = (await store.SearchExperimentsAsync(new SearchExperimentsRequest(50_000, null, null, null,
+                Query(http, "view_type")), http.RequestAborted)).Experiments }));
         mlflow.MapPost("/experiments/delete", async (HttpContext http, TrackingService store) =>
         {
             await store.DeleteExperimentAsync((await BodyAsync<ExperimentIdRequest>(http)).ExperimentId, deleted: true, http.RequestAborted);
@@ -86,7 +93,8 @@ public static class MlflowEndpoints
             if (request.Key is null) throw MlflowException.Missing("key");
             if (request.Value is null) throw MlflowException.Missing("value");
             if (request.Timestamp is null) throw MlflowException.Missing("timestamp");
-            await store.LogBatchAsync(request.RunId ?? request.RunUuid, [new MlflowMetric(request.Key, request.Value, request.Timestamp, request.Step)], [], [], http.RequestAborted);
+            await store.LogBatchAsync(request.RunId ?? request.RunUuid,
+                [new MlflowMetric(request.Key, request.Value, request.Timestamp, request.Step)], [], [], http.RequestAborted);
             return MlflowJson.Empty();
         });
         mlflow.MapPost("/runs/log-parameter", async (HttpContext http, TrackingService store) =>
@@ -137,7 +145,8 @@ public static class MlflowEndpoints
         mlflow.MapGet("/metrics/get-history-bulk-interval", async (HttpContext http, TrackingService store) =>
             MlflowJson.Ok(new
             {
-                metrics = await store.GetMetricHistoryBulkIntervalAsync(http.Request.Query["run_ids"].OfType<string>().ToList(), Query(http, "metric_key"),
+                metrics = await store.GetMetricHistoryBulkIntervalAsync(http.Request.Query["run_ids"].OfType<string>().ToList(),
+                    Query(http, "metric_key"),
                     QueryLong(http, "start_step"), QueryLong(http, "end_step"), QueryLong(http, "max_results"), http.RequestAborted),
             }));
         mlflow.MapGet("/metrics/get-history", async (HttpContext http, TrackingService store) =>
@@ -148,7 +157,8 @@ public static class MlflowEndpoints
         });
     }
 
-    /// <summary>MLflow 3's logged models (service.proto: CreateLoggedModel … ListLoggedModelArtifacts), at the paths and methods its client calls.</summary>
+    /// <summary>MLflow 3's logged models (service.proto: CreateLoggedModel … ListLoggedModelArtifacts), at the paths
+    /// and methods its client calls.</summary>
     static void MapLoggedModels(RouteGroupBuilder models)
     {
         models.MapPost("", async (HttpContext http, LoggedModelService service) =>
@@ -159,9 +169,11 @@ public static class MlflowEndpoints
             return MlflowJson.Ok(new { models = found, next_page_token = next });
         });
         models.MapGet("/{modelId}", async (string modelId, HttpContext http, LoggedModelService service) =>
-            MlflowJson.Ok(new { model = await service.GetAsync(modelId, string.Equals(Query(http, "allow_deleted"), "true", StringComparison.OrdinalIgnoreCase), http.RequestAborted) }));
+            MlflowJson.Ok(new { model = await service.GetAsync(modelId,
+                string.Equals(Query(http, "allow_deleted"), "true", StringComparison.OrdinalIgnoreCase), http.RequestAborted) }));
         models.MapMethods("/{modelId}", ["PATCH"], async (string modelId, HttpContext http, LoggedModelService service) =>
-            MlflowJson.Ok(new { model = await service.FinalizeAsync(modelId, await BodyAsync<FinalizeLoggedModelRequest>(http), http.RequestAborted) }));
+            MlflowJson.Ok(new { model = await service.FinalizeAsync(modelId, await BodyAsync<FinalizeLoggedModelRequest>(http),
+                http.RequestAborted) }));
         models.MapDelete("/{modelId}", async (string modelId, HttpContext http, LoggedModelService service) =>
         {
             await service.DeleteAsync(modelId, http.RequestAborted);
@@ -216,7 +228,8 @@ public static class MlflowEndpoints
     {
         artifacts.MapPut("/artifacts/{**path}", async (string path, HttpContext http, ArtifactStore store) =>
         {
-            await store.UploadAsync(await store.ResolveAsync(path, http.RequestAborted), http.Request.Body, http.Request.ContentLength, http.RequestAborted);
+            await store.UploadAsync(await store.ResolveAsync(path, http.RequestAborted), http.Request.Body, http.Request.ContentLength,
+                http.RequestAborted);
             return MlflowJson.Empty();
         }).WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute((long)options.Limits.MaxArtifactMegabytes << 20))
           .WithSummary("Uploads an artifact; a .safetensors file is checked and listed as a checkpoint of its track.");

@@ -67,7 +67,8 @@ public sealed record MlflowMetric(string? Key, double? Value, long? Timestamp, l
 public sealed record MlflowMetricWithRunId(string Key, double Value, long Timestamp, long Step, string RunId);
 
 public sealed record MlflowExperiment(
-    string ExperimentId, string Name, string ArtifactLocation, string LifecycleStage, long LastUpdateTime, long CreationTime, IReadOnlyList<MlflowTag> Tags);
+    string ExperimentId, string Name, string ArtifactLocation, string LifecycleStage, long LastUpdateTime, long CreationTime,
+        IReadOnlyList<MlflowTag> Tags);
 
 public sealed record MlflowRunInfo(
     string RunId, string RunUuid, string RunName, string ExperimentId, string UserId, string Status, long StartTime, long? EndTime,
@@ -105,14 +106,18 @@ public sealed record LogMetricRequest(string? RunId, string? RunUuid, string? Ke
 public sealed record LogParamRequest(string? RunId, string? RunUuid, string? Key, string? Value);
 public sealed record SetTagRequest(string? RunId, string? RunUuid, string? Key, string? Value);
 public sealed record DeleteTagRequest(string? RunId, string? Key);
-public sealed record LogBatchRequest(string? RunId, IReadOnlyList<MlflowMetric>? Metrics, IReadOnlyList<MlflowTag>? Params, IReadOnlyList<MlflowTag>? Tags);
+public sealed record LogBatchRequest(string? RunId, IReadOnlyList<MlflowMetric>? Metrics, IReadOnlyList<MlflowTag>? Params,
+    IReadOnlyList<MlflowTag>? Tags);
 public sealed record LogInputsRequest(string? RunId, IReadOnlyList<MlflowDatasetInput>? Datasets, IReadOnlyList<MlflowModelInput>? Models);
 public sealed record LogOutputsRequest(string? RunId, IReadOnlyList<MlflowModelOutput>? Models);
-public sealed record CreateLoggedModelRequest(string? ExperimentId, string? Name, string? ModelType, string? SourceRunId, IReadOnlyList<MlflowTag>? Params, IReadOnlyList<MlflowTag>? Tags);
+public sealed record CreateLoggedModelRequest(string? ExperimentId, string? Name, string? ModelType, string? SourceRunId,
+    IReadOnlyList<MlflowTag>? Params, IReadOnlyList<MlflowTag>? Tags);
 /// <summary>The status as protobuf JSON writes an enum (its name) or as its number.</summary>
 public sealed record FinalizeLoggedModelRequest(string? ModelId, JsonElement? Status);
 public sealed record LoggedModelTagsRequest(string? ModelId, IReadOnlyList<MlflowTag>? Tags);
 public sealed record LoggedModelParamsRequest(string? ModelId, IReadOnlyList<MlflowTag>? Params);
-public sealed record SearchLoggedModelsRequest(IReadOnlyList<string>? ExperimentIds, string? Filter, int? MaxResults, IReadOnlyList<LoggedModelOrderBy>? OrderBy, string? PageToken);
+public sealed record SearchLoggedModelsRequest(IReadOnlyList<string>? ExperimentIds, string? Filter, int? MaxResults,
+    IReadOnlyList<LoggedModelOrderBy>? OrderBy, string? PageToken);
 public sealed record LoggedModelOrderBy(string? FieldName, bool? Ascending);
-public sealed record SearchRunsRequest(IReadOnlyList<string>? ExperimentIds, string? Filter, string? RunViewType, int? MaxResults, IReadOnlyList<string>? OrderBy, string? PageToken);
+public sealed record SearchRunsRequest(IReadOnlyList<string>? ExperimentIds, string? Filter, string? RunViewType, int? MaxResults,
+    IReadOnlyList<string>? OrderBy, string? PageToken);

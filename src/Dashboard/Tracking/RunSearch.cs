@@ -8,13 +8,9 @@ using Microsoft.EntityFrameworkCore;
 namespace EmaLab.Dashboard.Tracking;
 
 /// <summary>
-/// MLflow's run search in one SQL query, as its SQL store builds it (mlflow/store/tracking/sqlalchemy_store.py,
-/// <c>_search_runs</c>): each filter clause is an EXISTS over the run's latest metrics, params or tags, or a condition
-/// on the run's own columns; the order is by the same values — a missing one last in either direction, a NaN metric
-/// just before it — then start time (newest first) and run id. The database cuts the page; only the page's runs are
-/// then read whole. Nothing here grows with a run's points: a metric is read from <see cref="LatestMetric"/>.
-/// Comparisons follow MLflow on the same database: LIKE is case-sensitive and ILIKE is not (on SQLite, where LIKE
-/// ignores ASCII case, LIKE runs as GLOB); a NaN metric matches no comparison.
+/// MLflow's run search in one SQL query, as its SQL store builds it (sqlalchemy_store.py, <c>_search_runs</c>): a clause
+/// is an EXISTS over the run's latest values (<see cref="LatestMetric"/>) or a condition on its columns; missing values
+/// sort last, a NaN metric just before them. LIKE is case-sensitive (GLOB on SQLite) and ILIKE not, as in MLflow.
 /// </summary>
 static class RunSearch
 {
@@ -57,7 +53,8 @@ static class RunSearch
                     break;
                 case "datasets":
                     // A run matches when one of its dataset inputs does (a dataset without the field does not).
-                    Expression<Func<RunInput, string?>> field = name switch { "name" => i => i.DatasetName, "digest" => i => i.DatasetDigest, _ => i => i.Context };
+                    Expression<Func<RunInput, string?>> field = name switch { "name" => i => i.DatasetName, "digest" => i => i.DatasetDigest, _ =>
+                        i => i.Context };
                     var inputs = db.RunInputs.Where(i => i.ModelId == null)
                         .Where(Test(field, body => Expression.NotEqual(body, Expression.Constant(null, typeof(string)))))
                         .Where(Test(field, body => StringTest(body, clause, sqlite)));
@@ -90,21 +87,25 @@ static class RunSearch
                     // 0: a number, 1: NaN (stored as null), 2: no such metric.
                     Expression<Func<Run, int>> rank = r => (r.Origin == RunOrigin.Client
                         ? db.ClientMetricKeys.Where(k => k.RunId == r.Id && k.LoggedKey == name)
-                            .Join(latest, k => new { k.RunId, k.Track, k.Key }, m => new { m.RunId, m.Track, m.Key }, (k, m) => (int?)(m.Value == null ? 1 : 0)).FirstOrDefault()
+                            .Join(latest, k => new { k.RunId, k.Track, k.Key }, m => new { m.RunId, m.Track, m.Key }, (k, m) =>
+                                (int?)(m.Value == null ? 1 : 0)).FirstOrDefault()
                         : engine.Where(m => m.RunId == r.Id).Select(m => (int?)(m.Value == null ? 1 : 0)).FirstOrDefault()) ?? 2;
                     Expression<Func<Run, double?>> value = r => r.Origin == RunOrigin.Client
                         ? db.ClientMetricKeys.Where(k => k.RunId == r.Id && k.LoggedKey == name)
-                            .Join(latest, k => new { k.RunId, k.Track, k.Key }, m => new { m.RunId, m.Track, m.Key }, (k, m) => m.Value).FirstOrDefault()
+                            .Join(latest, k => new { k.RunId, k.Track, k.Key }, m => new { m.RunId, m.Track, m.Key }, (k, m) => m.Value)
+                                .FirstOrDefault()
                         : engine.Where(m => m.RunId == r.Id).Select(m => m.Value).FirstOrDefault();
                     ordered = Then(Then(ordered, runs, rank, descending: false), runs, value, descending);
                     break;
                 case "params":
                     var @params = db.Params.Where(p => p.Key == name);
-                    ordered = ThenPresentFirst(ordered, runs, r => @params.Where(p => p.RunId == r.Id).Select(p => p.Value).FirstOrDefault(), descending);
+                    ordered = ThenPresentFirst(ordered, runs, r =>
+                        @params.Where(p => p.RunId == r.Id).Select(p => p.Value).FirstOrDefault(), descending);
                     break;
                 case "tags":
                     var tags = db.RunTags.Where(t => t.Key == name);
-                    ordered = ThenPresentFirst(ordered, runs, r => tags.Where(t => t.RunId == r.Id).Select(t => t.Value).FirstOrDefault(), descending);
+                    ordered = ThenPresentFirst(ordered, runs, r =>
+                        tags.Where(t => t.RunId == r.Id).Select(t => t.Value).FirstOrDefault(), descending);
                     break;
                 default:
                     ordered = name switch
@@ -159,7 +160,8 @@ static class RunSearch
     /// </summary>
     static Expression TimeTest(Expression value, SearchFilter.Clause clause)
     {
-        var ms = Math.Clamp((long)clause.Value!, DateTimeOffset.MinValue.ToUnixTimeMilliseconds(), DateTimeOffset.MaxValue.ToUnixTimeMilliseconds() - 1);
+        var ms = Math.Clamp((long)clause.Value!, DateTimeOffset.MinValue.ToUnixTimeMilliseconds(),
+            DateTimeOffset.MaxValue.ToUnixTimeMilliseconds() - 1);
         var type = value.Type;
         var at = Parameter(DateTimeOffset.FromUnixTimeMilliseconds(ms), type);
         var next = Parameter(DateTimeOffset.FromUnixTimeMilliseconds(ms + 1), type);
@@ -172,13 +174,18 @@ static class RunSearch
             ">" => Expression.GreaterThanOrEqual(value, next),
             _ => Expression.GreaterThanOrEqual(value, at),
         };
-        return type == typeof(DateTimeOffset) ? comparison : Expression.AndAlso(Expression.NotEqual(value, Expression.Constant(null, type)), comparison);
+        return type == typeof(DateTimeOffset) ? comparison
+            : Expression.AndAlso(Expression.NotEqual(value, Expression.Constant(null, type)), comparison);
     }
 
-    static readonly MethodInfo Like = typeof(DbFunctionsExtensions).GetMethod(nameof(DbFunctionsExtensions.Like), [typeof(DbFunctions), typeof(string), typeof(string)])!;
-    static readonly MethodInfo Glob = typeof(SqliteDbFunctionsExtensions).GetMethod(nameof(SqliteDbFunctionsExtensions.Glob), [typeof(DbFunctions), typeof(string), typeof(string)])!;
-    static readonly MethodInfo ILike = typeof(NpgsqlDbFunctionsExtensions).GetMethod(nameof(NpgsqlDbFunctionsExtensions.ILike), [typeof(DbFunctions), typeof(string), typeof(string)])!;
-    static readonly MethodInfo Contains = typeof(Enumerable).GetMethods().Single(m => m.Name == nameof(Enumerable.Contains) && m.GetParameters().Length == 2).MakeGenericMethod(typeof(string));
+    static readonly MethodInfo Like = typeof(DbFunctionsExtensions)
+        .GetMethod(nameof(DbFunctionsExtensions.Like), [typeof(DbFunctions), typeof(string), typeof(string)])!;
+    static readonly MethodInfo Glob = typeof(SqliteDbFunctionsExtensions)
+        .GetMethod(nameof(SqliteDbFunctionsExtensions.Glob), [typeof(DbFunctions), typeof(string), typeof(string)])!;
+    static readonly MethodInfo ILike = typeof(NpgsqlDbFunctionsExtensions)
+        .GetMethod(nameof(NpgsqlDbFunctionsExtensions.ILike), [typeof(DbFunctions), typeof(string), typeof(string)])!;
+    static readonly MethodInfo Contains = typeof(Enumerable).GetMethods()
+        .Single(m => m.Name == nameof(Enumerable.Contains) && m.GetParameters().Length == 2).MakeGenericMethod(typeof(string));
     static readonly Expression Functions = Expression.Property(null, typeof(EF), nameof(EF.Functions));
 
     static Expression StringTest(Expression value, SearchFilter.Clause clause, bool sqlite)
@@ -227,12 +234,15 @@ static class RunSearch
 
     // ---------------------------------------------------------------- ordering
 
-    static IOrderedQueryable<Run> Then<TKey>(IOrderedQueryable<Run>? ordered, IQueryable<Run> runs, Expression<Func<Run, TKey>> key, bool descending) =>
+    static IOrderedQueryable<Run> Then<TKey>(IOrderedQueryable<Run>? ordered, IQueryable<Run> runs, Expression<Func<Run, TKey>> key,
+        bool descending) =>
         ordered is null
             ? descending ? runs.OrderByDescending(key) : runs.OrderBy(key)
             : descending ? ordered.ThenByDescending(key) : ordered.ThenBy(key);
 
     /// <summary>Rows with a value first (both databases put NULL at one end, not the same one), then by the value.</summary>
-    static IOrderedQueryable<Run> ThenPresentFirst(IOrderedQueryable<Run>? ordered, IQueryable<Run> runs, Expression<Func<Run, string?>> key, bool descending) =>
-        Then(Then(ordered, runs, Test(key, body => Expression.Equal(body, Expression.Constant(null, typeof(string)))), descending: false), runs, key, descending);
+    static IOrderedQueryable<Run> ThenPresentFirst(IOrderedQueryable<Run>? ordered, IQueryable<Run> runs, Expression<Func<Run, string?>> key,
+        bool descending) =>
+        Then(Then(ordered, runs, Test(key, body => Expression.Equal(body, Expression.Constant(null, typeof(string)))), descending: false), runs, key,
+            descending);
 }

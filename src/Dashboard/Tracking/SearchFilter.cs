@@ -48,9 +48,11 @@ public sealed partial class SearchFilter
             {
                 var not = i < tokens.Count && tokens[i].Equals("NOT", StringComparison.OrdinalIgnoreCase);
                 if (not) i++;
-                if (i >= tokens.Count || !tokens[i].Equals("NULL", StringComparison.OrdinalIgnoreCase)) throw Invalid(filter, $"expected IS NULL or IS NOT NULL after '{name}'");
+                if (i >= tokens.Count || !tokens[i].Equals("NULL", StringComparison.OrdinalIgnoreCase))
+                    throw Invalid(filter, $"expected IS NULL or IS NOT NULL after '{name}'");
                 i++;
-                if (kind is not ("params" or "tags")) throw Invalid(filter, $"IS NULL / IS NOT NULL is only supported for tags and params, not for '{kind}' '{name}'");
+                if (kind is not ("params" or "tags"))
+                    throw Invalid(filter, $"IS NULL / IS NOT NULL is only supported for tags and params, not for '{kind}' '{name}'");
                 clauses.Add(new Clause(kind, name, not ? "IS NOT NULL" : "IS NULL", null));
                 continue;
             }
@@ -132,11 +134,13 @@ public sealed partial class SearchFilter
     {
         MlflowMetric? latest = null;
         foreach (var metric in model.Data.Metrics.Where(m => m.Key == key))
-            if (latest is null || Data.LatestValues.Replaces(metric.Step ?? 0, metric.Timestamp ?? 0, latest.Step ?? 0, latest.Timestamp ?? 0)) latest = metric;
+            if (latest is null || Data.LatestValues.Replaces(metric.Step ?? 0, metric.Timestamp ?? 0, latest.Step ?? 0, latest.Timestamp ?? 0))
+                latest = metric;
         return latest?.Value;
     }
 
-    /// <summary>An attribute of a logged model by its search name (the status without its <c>LOGGED_MODEL_</c> prefix, as MLflow's filter writes it).</summary>
+    /// <summary>An attribute of a logged model by its search name (the status without its <c>LOGGED_MODEL_</c> prefix,
+    /// as MLflow's filter writes it).</summary>
     internal static object? LoggedModelAttribute(MlflowLoggedModel model, string name) => name switch
     {
         "name" => model.Info.Name,
@@ -187,7 +191,8 @@ public sealed partial class SearchFilter
 
     static readonly string[] RunAttributes = ["run_id", "run_name", "status", "user_id", "start_time", "end_time", "artifact_uri"];
     static readonly string[] ExperimentAttributes = ["name", "creation_time", "last_update_time"];
-    static readonly string[] LoggedModelAttributes = ["name", "model_id", "model_type", "status", "source_run_id", "creation_timestamp", "last_updated_timestamp"];
+    static readonly string[] LoggedModelAttributes = ["name", "model_id", "model_type", "status", "source_run_id", "creation_timestamp",
+        "last_updated_timestamp"];
 
     /// <summary>(kind, name) of <c>metrics.x</c>, <c>params."a b"</c>, <c>attributes.status</c> or a bare attribute.</summary>
     internal static (string Kind, string Name) Identifier(string token, Entity entity, string text)

@@ -68,7 +68,8 @@ public sealed partial class TrackingService(
         return ToDto(experiment);
     }
 
-    public async Task<(List<MlflowExperiment> Experiments, string? NextPageToken)> SearchExperimentsAsync(SearchExperimentsRequest request, CancellationToken ct)
+    public async Task<(List<MlflowExperiment> Experiments, string? NextPageToken)> SearchExperimentsAsync(SearchExperimentsRequest request,
+        CancellationToken ct)
     {
         var max = MaxResults(request.MaxResults);
         var view = ViewType(request.ViewType);
@@ -84,7 +85,8 @@ public sealed partial class TrackingService(
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var experiment = await FindExperimentAsync(db, experimentId, ct, tracking: true);
-        if (deleted && experiment.Id == Experiment.DefaultId) throw MlflowException.Invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment.");
+        if (deleted && experiment.Id == Experiment.DefaultId)
+            throw MlflowException.Invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment.");
         experiment.Deleted = deleted;
         experiment.LastUpdateTimeMs = Now;
         await db.SaveChangesAsync(ct);
@@ -158,7 +160,8 @@ public sealed partial class TrackingService(
         var experiment = await FindExperimentAsync(db, request.ExperimentId ?? Id(Experiment.DefaultId), ct);
         RequireActive(experiment);
         // MLflow's run name: the argument, else the mlflow.runName tag, else a generated one; the tag is set to it.
-        var name = request.RunName is { Length: > 0 } given ? given : tags.GetValueOrDefault(TagNames.RunName) is { Length: > 0 } tagged ? tagged : GeneratedName();
+        var name = request.RunName is { Length: > 0 } given ? given : tags.GetValueOrDefault(TagNames.RunName) is { Length: > 0 } tagged ? tagged
+            : GeneratedName();
         if (request.RunName is { Length: > 0 } && tags.TryGetValue(TagNames.RunName, out var other) && other != request.RunName)
             throw MlflowException.Invalid($"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values (run_name='{request.RunName}', mlflow.runName='{other}').");
         tags[TagNames.RunName] = name;
@@ -232,7 +235,8 @@ public sealed partial class TrackingService(
     /// (MLflow may write part of a batch; here a refused batch leaves no trace), then params and tags commit and the
     /// metrics go through the metric pipeline; the call returns once they are stored, so a read that follows sees them.
     /// </summary>
-    public async Task LogBatchAsync(string? runId, IReadOnlyList<MlflowMetric> metrics, IReadOnlyList<MlflowTag> @params, IReadOnlyList<MlflowTag> tags, CancellationToken ct)
+    public async Task LogBatchAsync(string? runId, IReadOnlyList<MlflowMetric> metrics, IReadOnlyList<MlflowTag> @params,
+        IReadOnlyList<MlflowTag> tags, CancellationToken ct)
     {
         if (runId is null) throw MlflowException.Missing("run_id");
         BatchLimit("metrics", MaxMetricsPerBatch, metrics.Count);
@@ -285,7 +289,8 @@ public sealed partial class TrackingService(
             else
             {
                 suffixes ??= ClientTrackKeys.ParseSuffixes(validTags.TryGetValue(TagNames.TrackSuffixes, out var newSuffixes) ? newSuffixes
-                    : await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key == TagNames.TrackSuffixes).Select(t => t.Value).SingleOrDefaultAsync(ct));
+                    : await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key == TagNames.TrackSuffixes).Select(t => t.Value)
+                        .SingleOrDefaultAsync(ct));
                 key = ClientTrackKeys.Map(metric.Key!, suffixes);
                 newKeys.Add(new ClientMetricKey { RunId = run.Id, LoggedKey = metric.Key!, Track = key.Track, Key = key.Key });
             }
@@ -298,13 +303,15 @@ public sealed partial class TrackingService(
         if (validParams.Count + validTags.Count + newKeys.Count + modelMetrics.Count > 0)
         {
             db.LoggedModelMetrics.AddRange(modelMetrics);
-            db.Params.AddRange(validParams.Where(p => !stored.ContainsKey(p.Key)).Select(p => new RunParam { RunId = run.Id, Key = p.Key, Value = p.Value }));
+            db.Params.AddRange(validParams.Where(p => !stored.ContainsKey(p.Key))
+                .Select(p => new RunParam { RunId = run.Id, Key = p.Key, Value = p.Value }));
             foreach (var (key, value) in validTags) await UpsertTagAsync(db, run.Id, key, value, ct);
             db.ClientMetricKeys.AddRange(newKeys);
             if (newKeys.Count > 0)
             {
                 var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id).Select(t => t.Name).ToListAsync(ct);
-                db.Tracks.AddRange(newKeys.Select(k => k.Track).Distinct().Except(tracks).Select(t => new EmaTrack { RunId = run.Id, Name = t, Decay = ClientTrackKeys.DecayOf(t) }));
+                db.Tracks.AddRange(newKeys.Select(k => k.Track).Distinct().Except(tracks)
+                    .Select(t => new EmaTrack { RunId = run.Id, Name = t, Decay = ClientTrackKeys.DecayOf(t) }));
             }
             await SaveIgnoringRacesAsync(db, ct);
             // What is stored is what counts (a concurrent request may have mapped the same key first).
@@ -326,7 +333,8 @@ public sealed partial class TrackingService(
     async Task<IReadOnlyDictionary<string, (string Track, string Key)>> KnownKeysAsync(EmaLabDbContext db, long runId, CancellationToken ct)
     {
         if (_knownKeys.TryGetValue(runId, out var cached)) return cached;
-        var stored = await db.ClientMetricKeys.AsNoTracking().Where(k => k.RunId == runId).ToDictionaryAsync(k => k.LoggedKey, k => (k.Track, k.Key), ct);
+        var stored = await db.ClientMetricKeys.AsNoTracking().Where(k => k.RunId == runId)
+            .ToDictionaryAsync(k => k.LoggedKey, k => (k.Track, k.Key), ct);
         return _knownKeys[runId] = stored;
     }
 
@@ -337,10 +345,12 @@ public sealed partial class TrackingService(
         RequireActive(run);
         if (request.Key is null) throw MlflowException.Missing("key");
         var deleted = await db.RunTags.Where(t => t.RunId == run.Id && t.Key == request.Key).ExecuteDeleteAsync(ct);
-        if (deleted == 0) throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No tag with name: {request.Key} in run with id {run.Uuid}");
+        if (deleted == 0) throw new MlflowException(MlflowException.ResourceDoesNotExist,
+            $"No tag with name: {request.Key} in run with id {run.Uuid}");
     }
 
-    public async Task<(List<MlflowMetric> Metrics, string? NextPageToken)> GetMetricHistoryAsync(string? runId, string? metricKey, int? maxResults, string? pageToken, CancellationToken ct)
+    public async Task<(List<MlflowMetric> Metrics, string? NextPageToken)> GetMetricHistoryAsync(string? runId, string? metricKey, int? maxResults,
+        string? pageToken, CancellationToken ct)
     {
         if (metricKey is null) throw MlflowException.Missing("metric_key");
         await using var db = await dbFactory.CreateDbContextAsync(ct);
@@ -380,7 +390,8 @@ public sealed partial class TrackingService(
         if (metricKey is null) throw MlflowException.Missing("metric_key");
         var max = maxResults ?? MaxResultsPerRun;
         if (max is < 1 or > MaxResultsPerRun) throw MlflowException.Invalid($"max_results must be between 1 and {MaxResultsPerRun}.");
-        if (start is { } s && end is { } e && s > e) throw MlflowException.Invalid($"end_step must be greater than start_step. Found start_step={s} and end_step={e}.");
+        if (start is { } s && end is { } e && s > e)
+            throw MlflowException.Invalid($"end_step must be greater than start_step. Found start_step={s} and end_step={e}.");
         if (start is null != end is null) throw MlflowException.Invalid("If either start step or end step are specified, both must be specified.");
 
         await using var db = await dbFactory.CreateDbContextAsync(ct);
@@ -502,19 +513,22 @@ public sealed partial class TrackingService(
         var tags = (await db.RunTags.AsNoTracking().Where(t => ids.Contains(t.RunId)).ToListAsync(ct)).ToLookup(t => t.RunId);
         var @params = (await db.Params.AsNoTracking().Where(p => ids.Contains(p.RunId)).ToListAsync(ct)).ToLookup(p => p.RunId);
         var latest = (await db.LatestMetrics.AsNoTracking().Where(m => ids.Contains(m.RunId)).ToListAsync(ct)).ToLookup(m => m.RunId);
-        var loggedKeys = (clientIds.Count == 0 ? [] : await db.ClientMetricKeys.AsNoTracking().Where(k => clientIds.Contains(k.RunId)).ToListAsync(ct)).ToLookup(k => k.RunId);
+        var loggedKeys = (clientIds.Count == 0 ? [] : await db.ClientMetricKeys.AsNoTracking().Where(k => clientIds.Contains(k.RunId))
+            .ToListAsync(ct)).ToLookup(k => k.RunId);
         var inputs = (await db.RunInputs.AsNoTracking().Where(i => ids.Contains(i.RunId)).OrderBy(i => i.Id).ToListAsync(ct)).ToLookup(i => i.RunId);
         var outputs = (await db.RunOutputs.AsNoTracking().Where(o => ids.Contains(o.RunId)).ToListAsync(ct)).ToLookup(o => o.RunId);
         return runs.Select(run => ToDto(run, tags[run.Id].ToList(), @params[run.Id], latest[run.Id],
             loggedKeys[run.Id].ToDictionary(k => (k.Track, k.Key), k => k.LoggedKey), inputs[run.Id].ToList(), outputs[run.Id])).ToList();
     }
 
-    /// <summary>A run as the tracking API returns it, from its rows: a metric under the key the client logged, else the engine's name for it.</summary>
+    /// <summary>A run as the tracking API returns it, from its rows: a metric under the key the client logged, else the
+    /// engine's name for it.</summary>
     static MlflowRun ToDto(Run run, IReadOnlyList<RunTag> tags, IEnumerable<RunParam> @params, IEnumerable<LatestMetric> latest,
         IReadOnlyDictionary<(string Track, string Key), string> loggedKeys, IReadOnlyList<RunInput> inputs, IEnumerable<RunOutput> outputs)
     {
         var metrics = latest
-            .Select(m => new MlflowMetric(loggedKeys.GetValueOrDefault((m.Track, m.Key)) ?? ClientTrackKeys.EngineKey(m.Track, m.Key), m.Value ?? double.NaN, m.WallTimeMs, m.Step))
+            .Select(m => new MlflowMetric(loggedKeys.GetValueOrDefault((m.Track, m.Key)) ?? ClientTrackKeys.EngineKey(m.Track, m.Key),
+                m.Value ?? double.NaN, m.WallTimeMs, m.Step))
             .OrderBy(m => m.Key, StringComparer.Ordinal).ToList();
         return new MlflowRun(InfoOf(run, tags),
             new MlflowRunData(metrics, @params.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => new MlflowTag(p.Key, p.Value)).ToList(),
@@ -542,7 +556,8 @@ public sealed partial class TrackingService(
     internal static readonly Expression<Func<Run, DateTimeOffset>> StartTime = r => r.StartedAt ?? r.CreatedAt;
 
     /// <summary>Where the run's artifacts are, through the artifact proxy.</summary>
-    internal static readonly Expression<Func<Run, string>> ArtifactUri = r => "mlflow-artifacts:/" + r.ExperimentId.ToString() + "/" + r.Uuid + "/artifacts";
+    internal static readonly Expression<Func<Run, string>> ArtifactUri = r =>
+        "mlflow-artifacts:/" + r.ExperimentId.ToString() + "/" + r.Uuid + "/artifacts";
 
     public static readonly Func<RunStatus, string> StatusOf = MlflowStatus.Compile();
     static readonly Func<Run, DateTimeOffset> StartTimeOf = StartTime.Compile();
@@ -570,7 +585,8 @@ public sealed partial class TrackingService(
             valid[tag.Key!] = Truncate(tag.Value ?? "", MaxTagValueLength); // the last value of a key wins, as in MLflow
         }
         if (valid.TryGetValue(TagNames.TrackSuffixes, out var suffixes)) ClientTrackKeys.ParseSuffixes(suffixes);
-        if (valid.TryGetValue(TagNames.MetricRoles, out var roles) && MetricRoles.Problem(roles) is { } problem) throw MlflowException.Invalid(problem);
+        if (valid.TryGetValue(TagNames.MetricRoles, out var roles) && MetricRoles.Problem(roles) is { } problem)
+            throw MlflowException.Invalid(problem);
         return valid;
     }
 
@@ -590,7 +606,8 @@ public sealed partial class TrackingService(
         }
         catch (DbUpdateException e) when (database.IsUniqueViolation(e))
         {
-            foreach (var entry in db.ChangeTracker.Entries().Where(x => x.Entity is EmaTrack or ClientMetricKey && x.State == EntityState.Added).ToList())
+            foreach (var entry in db.ChangeTracker.Entries().Where(x => x.Entity is EmaTrack or ClientMetricKey && x.State == EntityState.Added)
+                .ToList())
                 entry.State = EntityState.Detached;
             await db.SaveChangesAsync(ct);
         }
@@ -603,7 +620,8 @@ public sealed partial class TrackingService(
         return (page, offset + max < items.Count ? (offset + max).ToString(CultureInfo.InvariantCulture) : null);
     }
 
-    /// <summary>A search's page size: <paramref name="unasked"/> (MLflow's 1,000 for runs and experiments) unless asked; MLflow's servers take up to 50,000.</summary>
+    /// <summary>A search's page size: <paramref name="unasked"/> (MLflow's 1,000 for runs and experiments) unless
+    /// asked; MLflow's servers take up to 50,000.</summary>
     internal static int MaxResults(long? requested, int unasked = 1000) =>
         (requested ?? unasked) is >= 1 and <= 50_000 and var max ? (int)max
             : throw MlflowException.Invalid($"Invalid value {requested} for parameter 'max_results' supplied. It must be at most 50000 and positive.");

@@ -42,7 +42,8 @@ public sealed class RunForm
     public HashSet<string> Models { get; set; } = ["cnn"];
 
     /// <summary>The shadows, one row per track of <c>ema.tracks</c>.</summary>
-    public List<TrackRow> Tracks { get; set; } = [TrackRow.Of(EmaPresets.EmaLab, (EmaFields.Decay, "0.99")), TrackRow.Of(EmaPresets.EmaLab, (EmaFields.Decay, "0.999"))];
+    public List<TrackRow> Tracks { get; set; } = [TrackRow.Of(EmaPresets.EmaLab, (EmaFields.Decay, "0.99")),
+        TrackRow.Of(EmaPresets.EmaLab, (EmaFields.Decay, "0.999"))];
     // The run's shared settings: what an EMA Lab row takes where it says nothing (the compact form's settings).
     // The default tracks are zero-debiased without a warm-up, so they differ from the first step: under TF's warm-up
     // (1 + t)/(10 + t) both decays would apply the warm-up's value until step 890, and 0.999 would never be reached in
@@ -78,20 +79,23 @@ public sealed class RunForm
             ExperimentId = run.ExperimentId,
             // A compact run's decays become EMA Lab rows with the same rules (and names).
             Tracks = spec.Ema.Tracks?.Select(TrackRow.From).ToList()
-                ?? spec.Ema.Decays.Select(d => TrackRow.Of(EmaPresets.EmaLab, (EmaFields.Decay, d.ToString("R", CultureInfo.InvariantCulture)))).ToList(),
+                ?? spec.Ema.Decays.Select(d => TrackRow.Of(EmaPresets.EmaLab, (EmaFields.Decay, d.ToString("R", CultureInfo.InvariantCulture))))
+                    .ToList(),
             Warmup = spec.Ema.Warmup,
             ZeroDebias = spec.Ema.ZeroDebias,
             Every = spec.Ema.Every,
             StartStep = spec.Ema.StartStep,
             BnPolicy = WireNames.Of(spec.Ema.BnPolicy),
             PostHoc = spec.PostHoc is not null,
-            PostHocSigmaRels = spec.PostHoc is { } p ? string.Join(", ", p.SigmaRels.Select(v => v.ToString("R", CultureInfo.InvariantCulture))) : "0.05, 0.10",
+            PostHocSigmaRels = spec.PostHoc is { } p ? string.Join(", ", p.SigmaRels.Select(v => v.ToString("R", CultureInfo.InvariantCulture)))
+                : "0.05, 0.10",
             SnapshotEvery = spec.PostHoc?.SnapshotEvery,
         };
     }
 
     /// <summary>The shared settings as typed (clamped to valid values: the lens previews while the person types).</summary>
-    public EmaSettings SharedEma() => new() { Warmup = Warmup, ZeroDebias = ZeroDebias, Every = Math.Max(1, Every), StartStep = Math.Max(0, StartStep) };
+    public EmaSettings SharedEma() =>
+        new() { Warmup = Warmup, ZeroDebias = ZeroDebias, Every = Math.Max(1, Every), StartStep = Math.Max(0, StartStep) };
 
     /// <summary>
     /// Each row's rule as it stands, null for a row that is not complete or valid yet: the decay lens and the rows'

@@ -129,7 +129,8 @@ public sealed class TrackRow
         try
         {
             // Any valid decay: the other defaults do not depend on it.
-            rule = new EmaTrackSettings { Preset = Preset, Decay = EmaPresets.DefaultDecay(Preset) is null && Preset != EmaPresets.Swa ? 0.5 : null }.Resolve(shared, "");
+            rule = new EmaTrackSettings { Preset = Preset,
+                Decay = EmaPresets.DefaultDecay(Preset) is null && Preset != EmaPresets.Swa ? 0.5 : null }.Resolve(shared, "");
         }
         catch (InvalidSettingException)
         {

@@ -4,7 +4,8 @@ using EmaLab.Dashboard.Data;
 namespace EmaLab.Dashboard.Components.Shared;
 
 /// <summary>One line (or set of markers) on a chart: y over steps, or over <see cref="X"/> when given (σ_rel on the post-hoc sweep).</summary>
-public sealed record ChartSeries(string Name, string Color, IReadOnlyList<MetricValue> Points, double Width = 2, double Opacity = 1, string? Dash = null, bool ShowLegend = true)
+public sealed record ChartSeries(string Name, string Color, IReadOnlyList<MetricValue> Points, double Width = 2, double Opacity = 1,
+    string? Dash = null, bool ShowLegend = true)
 {
     /// <summary>X values replacing the points' steps.</summary>
     public IReadOnlyList<double>? X { get; init; }

@@ -6,16 +6,9 @@ using EmaLab.Dashboard.Data;
 namespace EmaLab.Dashboard.Components.Shared;
 
 /// <summary>
-/// The run page's chart series, from the database and then from live points, with the same rules for both,
-/// so a reload draws exactly what the live page drew:
-/// <list type="bullet">
-/// <item>the keys come from the run's <see cref="MetricRoles"/> (the engine's eval/accuracy, eval/loss, train/loss, or a client's own);</item>
-/// <item>train loss: smoothed over every point (debiased EMA), then one point in <see cref="Stride"/> is kept
-/// for the browser, where <see cref="Stride"/> depends only on the run's length; the raw points between two kept ones
-/// become a min–max band (no spike is lost to the thinning), or with every point kept, a faint raw line;</item>
-/// <item>eval accuracy and loss: every point (one per evaluation);</item>
-/// <item>EMA − raw accuracy gap: computed in one place from the accuracies by step.</item>
-/// </list>
+/// The run page's chart series (keys from <see cref="MetricRoles"/>), from the history and then from live points by the
+/// same rules, so a reload draws what the live page drew. Train loss is smoothed over every point, then one point in
+/// <see cref="Stride"/> is kept with the min–max band of those between; the EMA − raw gap is computed here alone.
 /// </summary>
 public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, double smoothing, MetricRoles roles)
 {
@@ -109,11 +102,13 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
 
     /// <summary>Train-loss series: the raw points (or their min–max band when thinned) faint behind their smoothing.</summary>
     public static IReadOnlyList<ChartSeries> TrainSeries(Dictionary<string, List<MetricValue>> points) =>
-        points.Keys.Order(Comparer<string>.Create((a, b) => TrainOrder(a).CompareTo(TrainOrder(b)))).Select(name => NewTrainSeries(name) with { Points = points[name] }).ToList();
+        points.Keys.Order(Comparer<string>.Create((a, b) => TrainOrder(a).CompareTo(TrainOrder(b))))
+            .Select(name => NewTrainSeries(name) with { Points = points[name] }).ToList();
 
     /// <summary>Band edges first (low before high, which fills down to it), then the raw line, then the smoothed one on top.</summary>
     static int TrainOrder(string name) =>
-        name == ChartSeries.BandLow(MetricKeys.RawTrack) ? 0 : name == ChartSeries.BandHigh(MetricKeys.RawTrack) ? 1 : name == MetricKeys.RawTrack ? 2 : 3;
+        name == ChartSeries.BandLow(MetricKeys.RawTrack) ? 0 : name == ChartSeries.BandHigh(MetricKeys.RawTrack) ? 1 : name == MetricKeys.RawTrack
+            ? 2 : 3;
 
     /// <summary>How a train-loss series is drawn by its name (also for a live name that is not yet a trace).</summary>
     public static ChartSeries NewTrainSeries(string name) => name switch

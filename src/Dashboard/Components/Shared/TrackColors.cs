@@ -24,7 +24,8 @@ public static class TrackColors
         "#983090", "#88a050", "#a078ff", "#e02880", "#986800", "#f88080",
     ];
 
-    /// <summary>The <paramref name="index"/>-th palette colour (repeating after twelve): runs on the compare page, a group's configurations.</summary>
+    /// <summary>The <paramref name="index"/>-th palette colour (repeating after twelve): runs on the compare page, a
+    /// group's configurations.</summary>
     public static string ForIndex(int index) => Palette[index % Palette.Count];
 
     /// <summary>A track's name without its kind where that is clear: <c>ema-0.99</c> → 0.99, <c>posthoc-0.075</c> → post-hoc σ 0.075.</summary>

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what EMA Lab needs from the OS on Debian-like machines. Idempotent; run as root.
 #
-#   eng/install-prereqs.sh [libstdcxx] [chromium] [postgres]     (no argument: the first two)
+#   eng/install-prereqs.sh [libstdcxx] [chromium] [postgres] [pytorch]     (no argument: the first two)
 #
 #   libstdcxx  TorchSharp 0.107.0's native library needs the symbol version GLIBCXX_3.4.32, which
 #              Debian 12's libstdc++ lacks. Where it is missing, libstdc++6 alone is upgraded from
@@ -10,6 +10,8 @@
 #   chromium   Debian's chromium for the browser tests (never a downloaded browser).
 #   postgres   Debian's PostgreSQL server binaries (initdb, pg_ctl) for the tests and benchmarks, which start
 #              a throwaway cluster of their own. No cluster is created and no service is started here.
+#   pytorch    Debian's python3-torch for the Python companion's tests (clients/python), run with /usr/bin/python3
+#              (or EMALAB_PYTHON): a Python of its own elsewhere on the PATH (pyenv, a venv) is left alone.
 set -euo pipefail
 
 say()  { echo "install-prereqs: $*"; }
@@ -139,11 +141,26 @@ install_postgres() {
   say "postgresql installed: $(ls -d /usr/lib/postgresql/*/bin | head -n1)"
 }
 
+ensure_pytorch() {
+  local python=${EMALAB_PYTHON:-/usr/bin/python3}
+  if [ -x "$python" ] && "$python" -c 'import torch' >/dev/null 2>&1; then
+    say "PyTorch present: $("$python" -c 'import torch; print(torch.__version__)') for $python"; return
+  fi
+  [ -z "${EMALAB_PYTHON:-}" ] || fail "EMALAB_PYTHON=$EMALAB_PYTHON cannot import torch: install torch for it, or unset it to use Debian's"
+  need_root "Debian's python3-torch (needed by the Python companion's tests)" pytorch
+  apt_update
+  say "apt-get install python3-torch"
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq --no-install-recommends python3-torch >/dev/null || fail "could not install python3-torch"
+  /usr/bin/python3 -c 'import torch' || fail "python3-torch was installed but 'import torch' fails"
+  say "PyTorch installed: $(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
+}
+
 for w in "${want[@]}"; do
   case "$w" in
     libstdcxx) ensure_libstdcxx ;;
     chromium)  ensure_chromium ;;
     postgres)  ensure_postgres ;;
-    *) fail "unknown component '$w' (known: libstdcxx chromium postgres)" ;;
+    pytorch)   ensure_pytorch ;;
+    *) fail "unknown component '$w' (known: libstdcxx chromium postgres pytorch)" ;;
   esac
 done

@@ -1,0 +1,293 @@
+"""EMA tracks for a PyTorch training loop, with EMA Lab's rules (see ``rules``) and the engine's arithmetic.
+
+    tracks = EmaTracks(model, tracks=[0.999, {"preset": "timm", "decay": 0.9998}, {"decay": 0.9999, "dtype": "bfloat16"}])
+    for batch in data:
+        loss.backward(); optimizer.step(); optimizer.zero_grad()
+        tracks.update()                      # after each optimizer step (after the batch-norm update of the step)
+    with tracks.swapped("ema-0.999"):        # the model holds that track's weights inside the block
+        evaluate(model)
+    torch.save({"model": model.state_dict(), "ema": tracks.state_dict()}, "resume.pt")   # a resume continues exactly
+
+Shadows live on the device of the weights they follow and are updated with torch's multi-tensor (``_foreach_``) ops.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+from . import rules as R
+
+FORMAT = "emalab-tracks/1"
+BN_POLICIES = ("average", "copy", "recalibrate")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class _Shadow:
+    def __init__(self, rule: R.EmaRule, tensors: list):
+        self.rule = rule
+        self.tensors = tensors
+        self.updates = 0            # updates counted (averages, and the first copy of the rules that count it)
+        self.decay_product = 1.0    # Π d over the updates (zero-debias divides by 1 − this)
+        self.last_decay = math.nan  # the last decay applied
+
+
+def _foreach(name: str):
+    return getattr(torch, name, None)
+
+
+class EmaTracks:
+    """K shadows of one model, each with its own rule, updated together after each optimizer step.
+
+    ``tracks``: decays (EMA Lab's own rule with the shared settings below) or dicts with ``preset``, ``name`` and the
+    preset's settings under the engine's names (``decay``, ``warmup``, ``invGamma``, ``power``, ``minDecay``,
+    ``updateAfterStep``, ``startStep``, ``every``, ``adjustDecay``, ``init``, ``zeroDebias``, ``dtype``).
+    ``bn_policy``: ``average`` (float buffers averaged like weights, the engine's default), ``copy`` (the live
+    model's buffers), or ``recalibrate`` (recomputed from batches given to ``swapped``).
+    """
+
+    def __init__(self, model: torch.nn.Module, tracks=(0.99, 0.999), *, warmup: bool = False, zero_debias: bool = False,
+                 every: int = 1, start_step: int = 0, bn_policy: str = "average"):
+        if bn_policy not in BN_POLICIES:
+            raise R.InvalidSetting("bnPolicy", f"bnPolicy is one of {', '.join(BN_POLICIES)}.")
+        if every < 1:
+            raise R.InvalidSetting("every", "'every' must be at least 1.")
+        if start_step < 0:
+            raise R.InvalidSetting("startStep", "The start step must not be negative.")
+        self.model = model
+        self.bn_policy = bn_policy
+        self.shared = R.Shared(warmup=warmup, zeroDebias=zero_debias, every=every, startStep=start_step)
+        self.rules = R.resolve_all(list(tracks), self.shared)
+        averaged = [(n, p) for n, p in model.named_parameters()]
+        copied = []
+        for n, b in model.named_buffers():
+            (averaged if b.is_floating_point() and bn_policy == "average" else copied).append((n, b))
+        self.averaged_names = [n for n, _ in averaged]
+        self.copied_names = [n for n, _ in copied]
+        self.step = 0
+        with torch.no_grad():
+            self._shadows = [_Shadow(rule, [self._initial(w, rule) for _, w in averaged]) for rule in self.rules]
+
+    # ---- the update ----
+
+    def _live(self) -> list:
+        """The averaged tensors as they are now (an optimizer updates them in place; a module may replace buffers)."""
+        params = dict(self.model.named_parameters())
+        buffers = dict(self.model.named_buffers())
+        return [(params[n] if n in params else buffers[n]).detach() for n in self.averaged_names]
+
+    @staticmethod
+    def _initial(live: torch.Tensor, rule: R.EmaRule) -> torch.Tensor:
+        dtype = _DTYPES[rule.dtype]
+        if rule.zeroDebias:
+            return torch.zeros_like(live, dtype=dtype)
+        return live.detach().to(dtype=dtype, copy=True)
+
+    @torch.no_grad()
+    def update(self, step: int | None = None) -> None:
+        """Applies every track's rule for the optimizer step just taken: the next step (1, 2, …) unless ``step`` says
+        which (the global step, 1-based, after a resume that did not restore this object)."""
+        self.step = self.step + 1 if step is None else int(step)
+        if self.step < 1:
+            raise ValueError("Steps count from 1: call update() after the first optimizer step.")
+        live = self._live()
+        live32 = [w if w.dtype == torch.float32 else w.float() for w in live]
+        for shadow in self._shadows:
+            nxt = R.next_step(shadow.rule, self.step, shadow.updates)
+            if nxt.action == R.NONE:
+                continue
+            if nxt.action in (R.FOLLOW_LIVE, R.COPY):
+                for s, w in zip(shadow.tensors, live):
+                    s.copy_(w)
+                if nxt.action == R.FOLLOW_LIVE:
+                    continue
+            elif shadow.rule.dtype == "float32":
+                _apply(nxt, shadow.tensors, live32)
+            else:
+                # Computed in float32 from the stored value and rounded once: an update below half a unit in the last
+                # place of the shadow's type is lost (the stall a low-precision shadow shows).
+                scratch = [s.float() for s in shadow.tensors]
+                _apply(nxt, scratch, live32)
+                for s, x in zip(shadow.tensors, scratch):
+                    s.copy_(x)
+            shadow.updates += 1
+            shadow.decay_product *= nxt.decay
+            shadow.last_decay = nxt.decay
+
+    # ---- reading a track ----
+
+    @property
+    def names(self) -> list:
+        return [r.name for r in self.rules]
+
+    def _shadow(self, name: str) -> _Shadow:
+        for s in self._shadows:
+            if s.rule.name == name:
+                return s
+        raise KeyError(f"No track '{name}' (the tracks are {', '.join(self.names)}).")
+
+    @torch.no_grad()
+    def averaged(self, name: str) -> dict:
+        """The track's averaged tensors as they are read for evaluation or export, by state_dict name, in the live
+        weights' dtype: debiased under zero-debias (the live weights before its first update)."""
+        shadow = self._shadow(name)
+        live = self._live()
+        debias = shadow.rule.zeroDebias and shadow.updates > 0
+        if shadow.rule.preset == R.TENSORFLOW:
+            correction = R.f32(1.0 - R.powf(shadow.last_decay, float(shadow.updates))) if debias else 1.0
+        else:
+            correction = 1.0 - shadow.decay_product
+        values = {}
+        for name_, s, w in zip(self.averaged_names, shadow.tensors, live):
+            if shadow.rule.zeroDebias and not debias:
+                values[name_] = w.clone()
+            elif debias:
+                values[name_] = torch.empty_like(w).copy_(s).div_(correction)
+            else:
+                values[name_] = torch.empty_like(w).copy_(s)
+        return values
+
+    def state_dict_of(self, name: str) -> dict:
+        """A full model state_dict with the track's weights (buffers not averaged are the live model's): what a
+        checkpoint of the track holds, loadable with ``model.load_state_dict``."""
+        state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        state.update(self.averaged(name))
+        return state
+
+    @contextlib.contextmanager
+    def swapped(self, name: str, recalibrate=None):
+        """Inside the block the model holds the track's weights; after it, the live weights again (and buffers).
+
+        Under ``bn_policy="recalibrate"`` pass ``recalibrate``: an iterable of input batches run through the model in
+        train mode (momentum off, a cumulative average, as ``torch.optim.swa_utils.update_bn``) to recompute the
+        batch-norm statistics for the track's weights."""
+        if self.bn_policy == "recalibrate" and recalibrate is None:
+            raise ValueError("bn_policy='recalibrate' needs recalibrate=<batches> to recompute the batch-norm statistics.")
+        live = self._live()
+        saved = [w.clone() for w in live]
+        buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
+        with torch.no_grad():
+            for w, value in zip(live, self.averaged(name).values()):
+                w.copy_(value)
+        try:
+            if recalibrate is not None:
+                _recalibrate(self.model, recalibrate)
+            yield self.model
+        finally:
+            with torch.no_grad():
+                for w, value in zip(live, saved):
+                    w.copy_(value)
+                current = dict(self.model.named_buffers())
+                for n, value in buffers.items():
+                    current[n].copy_(value)
+
+    # ---- resume ----
+
+    def state_dict(self) -> dict:
+        """Everything a resume needs (shadows, counters, the step, the rules): ``load_state_dict`` continues exactly."""
+        return {
+            "format": FORMAT,
+            "step": self.step,
+            "bn_policy": self.bn_policy,
+            "averaged_names": list(self.averaged_names),
+            "tracks": [
+                {"rule": s.rule.to_dict(), "updates": s.updates, "decay_product": s.decay_product, "last_decay": s.last_decay,
+                 "shadow": [t.detach().clone() for t in s.tensors]}
+                for s in self._shadows
+            ],
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != FORMAT:
+            raise ValueError(f"Not EMA tracks of this format ({state.get('format')!r}, expected {FORMAT!r}).")
+        if state["averaged_names"] != self.averaged_names:
+            raise ValueError("The saved tracks average other tensors than this model's (another model or bn_policy).")
+        saved = {t["rule"]["name"]: t for t in state["tracks"]}
+        if sorted(saved) != sorted(self.names):
+            raise ValueError(f"The saved tracks are {', '.join(saved)}; these are {', '.join(self.names)}.")
+        for shadow in self._shadows:
+            entry = saved[shadow.rule.name]
+            if not _same(entry["rule"], shadow.rule.to_dict()):
+                raise ValueError(f"Track '{shadow.rule.name}' was saved with another rule: {entry['rule']}.")
+            for s, t in zip(shadow.tensors, entry["shadow"]):
+                s.copy_(t)
+            shadow.updates = int(entry["updates"])
+            shadow.decay_product = float(entry["decay_product"])
+            shadow.last_decay = float(entry["last_decay"])
+        self.step = int(state["step"])
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Two rules as dicts, a NaN decay (SWA) equal to itself."""
+    return a.keys() == b.keys() and all(a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+
+
+def _apply(step: R.ShadowStep, shadows: list, live: list) -> None:
+    """One average of float32 shadows, rounded as the engine's kernels round it (MultiDecayLerp.cs)."""
+    if step.form == R.SUBTRACT:
+        # s + α(w − s): three roundings, no fused multiply-add (add_ with alpha may fuse; mul then add does not).
+        diff = _sub(live, shadows)
+        _mul_(diff, step.a)
+        _add_(shadows, diff)
+    elif step.form == R.LERP:
+        # The libraries' own op (timm, ema-pytorch, AveragedModel call lerp_): the same rounding as theirs here.
+        lerp = _foreach("_foreach_lerp_")
+        if lerp is not None:
+            lerp(shadows, live, step.a)
+        else:
+            for s, w in zip(shadows, live):
+                s.lerp_(w, step.a)
+    else:
+        # a·s + b·w: each product rounded, then the sum (Keras, Lightning's get_ema_avg_fn).
+        _mul_(shadows, step.a)
+        _add_(shadows, _mul(live, step.b))
+
+
+def _sub(a: list, b: list) -> list:
+    f = _foreach("_foreach_sub")
+    return f(a, b) if f else [x - y for x, y in zip(a, b)]
+
+
+def _mul(a: list, scalar: float) -> list:
+    f = _foreach("_foreach_mul")
+    return f(a, scalar) if f else [x * scalar for x in a]
+
+
+def _mul_(a: list, scalar: float) -> None:
+    f = _foreach("_foreach_mul_")
+    if f:
+        f(a, scalar)
+    else:
+        for x in a:
+            x.mul_(scalar)
+
+
+def _add_(a: list, b: list) -> None:
+    f = _foreach("_foreach_add_")
+    if f:
+        f(a, b)
+    else:
+        for x, y in zip(a, b):
+            x.add_(y)
+
+
+def _recalibrate(model: torch.nn.Module, batches) -> None:
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = {m: m.momentum for m in norms}
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        for batch in batches:
+            inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
+            model(inputs.to(device))
+    for m, momentum in momenta.items():
+        m.momentum = momentum
+    model.train(was_training)

@@ -1,0 +1,40 @@
+using System.Diagnostics;
+
+namespace EmaLab.Companion.Tests;
+
+/// <summary>The Python that has torch (Debian's python3-torch: /usr/bin/python3, or EMALAB_PYTHON) and the companion's folder.</summary>
+static class Python
+{
+    public static string Executable => Environment.GetEnvironmentVariable("EMALAB_PYTHON") is { Length: > 0 } given ? given : "/usr/bin/python3";
+
+    public static string RepositoryRoot { get; } = FindRoot();
+
+    public static string Companion => Path.Combine(RepositoryRoot, "clients", "python");
+
+    static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Dashboard.sln"))) return dir.FullName;
+        throw new InvalidOperationException("Dashboard.sln not found above the test's folder.");
+    }
+
+    /// <summary>Runs a script of the companion's tests folder with the companion importable; returns exit code and output.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(string script, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(Executable)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Companion,
+        };
+        start.ArgumentList.Add(Path.Combine(Companion, "tests", script));
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        start.Environment["PYTHONPATH"] = Companion;
+        start.Environment["PYTHONDONTWRITEBYTECODE"] = "1";
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await output + await error);
+    }
+}

@@ -565,6 +565,54 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
     }
 
     [Fact]
+    public async Task Post_hoc_snapshots_are_checked_by_their_header_and_a_bad_one_is_refused_by_name_and_not_kept()
+    {
+        var runId = await NewRunAsync();
+        var root = $"/api/2.0/mlflow-artifacts/artifacts/0/{runId}/artifacts";
+
+        byte[] Snapshot(long step, string sigmaRels = "[0.05,0.1]", string[]? profiles = null, int size = 3, string? stepText = null)
+        {
+            using var stream = new MemoryStream();
+            var tensors = (profiles ?? ["pf-0.05", "pf-0.1"]).Select(p => ($"{p}/fc.weight", TorchSharp.torch.ones(size))).ToList();
+            tensors.Add(("buffers/bn.running_mean", TorchSharp.torch.zeros(2)));
+            EmaLab.TrainingEngine.Formats.SafeTensors.Write(stream, tensors, new Dictionary<string, string>
+            {
+                ["format"] = "emalab-posthoc/1", ["step"] = stepText ?? step.ToString(), ["sigma_rels"] = sigmaRels,
+            });
+            foreach (var (_, t) in tensors) t.Dispose();
+            return stream.ToArray();
+        }
+        async Task<(HttpStatusCode, JsonElement)> Put(string name, byte[] bytes)
+        {
+            var response = await _client.PutAsync($"{root}/posthoc/{name}", new ByteArrayContent(bytes));
+            var body = await response.Content.ReadAsStringAsync();
+            return (response.StatusCode, body.Length > 0 ? JsonDocument.Parse(body).RootElement : default);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await Put("snapshot-000000100.safetensors", Snapshot(100))).Item1);
+        Assert.Equal(HttpStatusCode.OK, (await Put("snapshot-000000200.safetensors", Snapshot(200))).Item1);
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await Put("snapshot-000000300.safetensors", Snapshot(300, "[0.05,0.2]", ["pf-0.05", "pf-0.2"])),
+            "Post-hoc snapshot posthoc/snapshot-000000300.safetensors refused: its σ_rels [0.05, 0.2] differ from the earlier snapshots'");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await Put("snapshot-000000300.safetensors", Snapshot(300, size: 4)),
+            "its tensors (names, types or shapes) differ");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await Put("snapshot-000000300.safetensors", Snapshot(300, stepText: "301")),
+            "its metadata 'step' must be 300");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await Put("snapshot-000000300.safetensors", Snapshot(300, profiles: ["pf-0.05"])),
+            "profile pf-0.1 holds other tensors than pf-0.05");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await Put("snapshot-300.safetensors", Snapshot(300)),
+            "a snapshot is named posthoc/snapshot-<step, 9 digits>.safetensors");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await Put("snapshot-000000300.safetensors", Snapshot(300, "[0.5]", ["pf-0.5"])),
+            "σ_rel 0.5");
+
+        // Nothing refused was kept, and a snapshot is no checkpoint of a track.
+        var listed = JsonDocument.Parse(await _client.GetStringAsync($"/api/2.0/mlflow-artifacts/artifacts?path=0/{runId}/artifacts/posthoc")).RootElement;
+        Assert.Equal(["snapshot-000000100.safetensors", "snapshot-000000200.safetensors"],
+            listed.GetProperty("files").EnumerateArray().Select(f => f.GetProperty("path").GetString()));
+        var id = (await Api.GetAsync(_client, "/api/runs")).GetProperty("items").EnumerateArray().Single(r => r.GetProperty("trackingId").GetString() == runId).Id();
+        Assert.Empty((await Api.GetAsync(_client, $"/api/runs/{id}/checkpoints")).EnumerateArray());
+    }
+
+    [Fact]
     public async Task Artifacts_upload_through_the_proxy_and_a_safetensors_file_becomes_a_checkpoint_of_its_track()
     {
         var runId = await NewRunAsync(tags: """[{"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]""");

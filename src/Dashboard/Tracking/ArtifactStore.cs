@@ -125,14 +125,48 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
                 try { header = SafeTensors.ReadHeader(file, Path.GetFileName(target), file.Length); }
                 catch (InvalidDataException e) { throw MlflowException.Invalid($"Not a valid safetensors file: {e.Message}"); }
             }
+            var snapshot = location.Run is not null && IsPostHocSnapshot(location.RelativePath);
+            if (snapshot) CheckSnapshot(location, header!);
             File.Move(temporary, target, overwrite: true);
-            if (header is not null && location.Run is not null) await RecordCheckpointAsync(location.Run, target, header, ct);
+            if (header is not null && location.Run is not null && !snapshot) await RecordCheckpointAsync(location.Run, target, header, ct);
         }
         finally
         {
             if (File.Exists(temporary)) File.Delete(temporary);
         }
     }
+
+    /// <summary>Where a client's post-hoc snapshots go (<c>posthoc/snapshot-000001200.safetensors</c>), as the engine keeps its own.</summary>
+    public const string PostHocFolder = "posthoc";
+
+    /// <summary>The folder of a client run's uploaded post-hoc snapshots.</summary>
+    public string PostHocDirectory(Run run) => Path.Combine(Root(run), PostHocFolder);
+
+    static bool IsPostHocSnapshot(string relativePath) =>
+        relativePath.StartsWith(PostHocFolder + "/snapshot-", StringComparison.Ordinal) && relativePath.EndsWith(".safetensors", StringComparison.Ordinal);
+
+    /// <summary>A snapshot joins the run's others only whole and consistent (its header, read before it is kept, says so).</summary>
+    void CheckSnapshot(Location location, SafeTensorsHeader header)
+    {
+        var name = Path.GetFileName(location.RelativePath);
+        var problem = SnapshotName().Match(location.RelativePath) is not { Success: true } m
+            ? $"a snapshot is named {PostHocFolder}/snapshot-<step, 9 digits>.safetensors"
+            : PostHocSnapshots.Problem(header, long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), EarlierSnapshot(location, name));
+        if (problem is not null) throw MlflowException.Invalid($"Post-hoc snapshot {location.RelativePath} refused: {problem}");
+    }
+
+    SafeTensorsHeader? EarlierSnapshot(Location location, string name)
+    {
+        var folder = PostHocDirectory(location.Run!);
+        var steps = PostHocSnapshots.Steps(folder);
+        var other = steps.Select(PostHocSnapshots.FileName).FirstOrDefault(f => f != name);
+        if (other is null) return null;
+        using var file = File.OpenRead(Path.Combine(folder, other));
+        return SafeTensors.ReadHeader(file, other, file.Length);
+    }
+
+    [GeneratedRegex(@"^posthoc/snapshot-(\d{9})\.safetensors$")]
+    private static partial Regex SnapshotName();
 
     /// <summary>
     /// A checkpoint of the track its metadata names (<c>track</c>, as EMA Lab's own exports write it), else of the track

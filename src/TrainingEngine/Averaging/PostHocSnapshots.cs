@@ -33,6 +33,47 @@ public static class PostHocSnapshots
         AtomicFile.Write(path, SafeTensors.ApproximateBytes(tensors), stream => SafeTensors.Write(stream, tensors, metadata));
     }
 
+    /// <summary>
+    /// Why a snapshot file (its header, read before anything is kept) cannot join the snapshots of its folder, or null:
+    /// the format, the step its name gives, one to four supported, distinct σ_rels with the same tensors for each, and
+    /// the same σ_rels and tensors as a snapshot already there (<paramref name="earlier"/>). A client uploads them.
+    /// </summary>
+    public static string? Problem(SafeTensorsHeader header, long stepInName, SafeTensorsHeader? earlier)
+    {
+        var metadata = header.Metadata;
+        if (metadata.GetValueOrDefault("format") != Format) return $"its metadata 'format' must be '{Format}'.";
+        if (metadata.GetValueOrDefault("step") != stepInName.ToString(CultureInfo.InvariantCulture))
+            return $"its metadata 'step' must be {stepInName}, the step its name gives.";
+        if (SigmaRelsOf(header) is not { } sigmas) return "its metadata 'sigma_rels' must be a JSON list of numbers.";
+        if (new PostHocSettings { SigmaRels = sigmas }.Problems().FirstOrDefault() is { } problem) return problem.Message;
+        var byProfile = sigmas.Select(s => ProfileTensors(header, s)).ToList();
+        if (byProfile[0].Count == 0) return $"it holds no tensor of profile {ExponentialMovingAverage.PowerFunctionTrack(sigmas[0])}.";
+        for (var i = 1; i < sigmas.Count; i++)
+            if (!byProfile[i].SequenceEqual(byProfile[0]))
+                return $"profile {ExponentialMovingAverage.PowerFunctionTrack(sigmas[i])} holds other tensors than {ExponentialMovingAverage.PowerFunctionTrack(sigmas[0])}.";
+        var strays = header.Tensors.Where(t => !t.Name.StartsWith(BuffersPrefix, StringComparison.Ordinal)
+            && !sigmas.Any(s => t.Name.StartsWith(ExponentialMovingAverage.PowerFunctionTrack(s) + "/", StringComparison.Ordinal))).ToList();
+        if (strays.Count > 0) return $"tensor '{strays[0].Name}' is neither a profile's (pf-<σ_rel>/…) nor a buffer (buffers/…).";
+        if (earlier is null) return null;
+        if (!SigmaRelsOf(earlier)!.SequenceEqual(sigmas)) return $"its σ_rels [{string.Join(", ", sigmas)}] differ from the earlier snapshots'.";
+        if (!ProfileTensors(earlier, sigmas[0]).SequenceEqual(byProfile[0])) return "its tensors (names, types or shapes) differ from the earlier snapshots'.";
+        return null;
+    }
+
+    /// <summary>The σ_rels a snapshot's metadata lists, or null when it lists none readable.</summary>
+    public static IReadOnlyList<double>? SigmaRelsOf(SafeTensorsHeader header)
+    {
+        try { return header.Metadata.TryGetValue("sigma_rels", out var json) ? JsonSerializer.Deserialize<List<double>>(json) : null; }
+        catch (JsonException) { return null; }
+    }
+
+    static List<string> ProfileTensors(SafeTensorsHeader header, double sigma)
+    {
+        var prefix = ExponentialMovingAverage.PowerFunctionTrack(sigma) + "/";
+        return header.Tensors.Where(t => t.Name.StartsWith(prefix, StringComparison.Ordinal))
+            .Select(t => $"{t.Name[prefix.Length..]}:{t.DType}:{string.Join('x', t.Shape)}").Order(StringComparer.Ordinal).ToList();
+    }
+
     /// <summary>The steps that have a snapshot in <paramref name="directory"/>, in order.</summary>
     public static IReadOnlyList<long> Steps(string directory) =>
         !Directory.Exists(directory) ? [] :

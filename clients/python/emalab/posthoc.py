@@ -19,6 +19,7 @@ import torch
 
 from . import rules as R
 from . import safetensors
+from .client import EmaLab
 from .tracks import BN_POLICIES, _apply
 
 FORMAT = "emalab-posthoc/1"
@@ -145,3 +146,31 @@ class PostHocProfiles:
             for t, s in zip(profile, saved):
                 t.copy_(s)
         self.step, self.last_snapshot = int(state["step"]), int(state["last_snapshot"])
+
+
+def uploader(client: EmaLab, run_id: str):
+    """An ``on_snapshot`` that uploads each snapshot to the run's artifacts (``posthoc/``), where the server finds them."""
+    def upload(path: str, step: int) -> None:
+        client.upload_artifact(run_id, path, "posthoc")
+    return upload
+
+
+def sweep(run_id: str, sigma_rels, evaluate, model: torch.nn.Module, client: EmaLab | None = None) -> dict:
+    """For each σ_rel: the server reconstructs the EMA of that width from the run's uploaded snapshots; its weights are
+    loaded into ``model``; ``evaluate(model)`` returns ``{key: value}``, logged to the run as ``posthoc-<σ_rel>/<key>`` at
+    the reconstruction's step, so the run page's σ_rel plot and slider show it. The model's own weights come back after.
+    Returns ``{σ_rel: {"track", "step", "metrics"}}``."""
+    client = client or EmaLab()
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    results = {}
+    try:
+        for sigma in sigma_rels:
+            result = client.reconstruct(run_id, sigma)
+            tensors, _ = safetensors.loads(client.checkpoint(run_id, result["track"], result["step"]))
+            model.load_state_dict(tensors)
+            metrics = evaluate(model)
+            client.log_metrics(run_id, {f"{result['track']}/{k}": v for k, v in metrics.items()}, step=result["step"])
+            results[sigma] = {"track": result["track"], "step": result["step"], "metrics": metrics}
+    finally:
+        model.load_state_dict(saved)
+    return results

@@ -45,9 +45,14 @@ def save(tensors: dict, path: str, metadata: dict | None = None) -> None:
 def load(path: str) -> tuple:
     """``(tensors, metadata)`` of a safetensors file, on the CPU."""
     with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-        data = f.read()
+        return loads(f.read())
+
+
+def loads(content: bytes) -> tuple:
+    """``(tensors, metadata)`` of safetensors bytes (a downloaded checkpoint), on the CPU."""
+    (length,) = struct.unpack("<Q", content[:8])
+    header = json.loads(content[8:8 + length])
+    data = content[8 + length:]
     metadata = header.pop("__metadata__", {}) or {}
     tensors = {}
     for name, entry in header.items():

@@ -41,8 +41,15 @@ public sealed class DataPaths
     public string ConnectionString { get; }
 
     public string RunDirectory(long runId) => Path.Combine(Root, "runs", runId.ToString(CultureInfo.InvariantCulture));
-    /// <summary>The run's post-hoc EMA snapshots.</summary>
+    /// <summary>The post-hoc EMA snapshots the engine takes of a run it trains.</summary>
     public string PostHocDirectory(long runId) => Path.Combine(RunDirectory(runId), "posthoc");
+
+    /// <summary>A client run's artifacts (MLflow's artifact proxy stores them here).</summary>
+    public string ClientArtifactsDirectory(long runId) => Path.Combine(RunDirectory(runId), "artifacts");
+
+    /// <summary>Where a run's post-hoc snapshots are: the engine's, or those a client uploaded as artifacts <c>posthoc/…</c>.</summary>
+    public string SnapshotDirectory(Run run) =>
+        run.Origin == RunOrigin.Client ? Path.Combine(ClientArtifactsDirectory(run.Id), "posthoc") : PostHocDirectory(run.Id);
 
     /// <summary>Bundles are named by step: the database names the one whose metrics are all committed.</summary>
     public string BundlePath(long runId, long step) => Path.Combine(RunDirectory(runId), $"resume-{step}.zip");

@@ -33,14 +33,18 @@ public sealed class CheckpointStore(IDbContextFactory<EmaLabDbContext> dbFactory
     /// rows to the same transaction. All or nothing: when anything fails, the new files are removed and no row is written.
     /// </summary>
     public void Save(long runId, long step, TrackEvaluator evaluator, IEnumerable<(string Track, Action<Stream> Export)> files,
+        Action<EmaLabDbContext>? recordAlso = null) =>
+        // Every track's file holds one copy of the model's state.
+        Save(runId, step, SafeTensors.ApproximateBytes(evaluator.Model.state_dict().Select(p => (p.Key, p.Value))), files, recordAlso);
+
+    /// <summary>Writes each track's file (about <paramref name="fileBytes"/> each) and its row, all or nothing.</summary>
+    public void Save(long runId, long step, long fileBytes, IEnumerable<(string Track, Action<Stream> Export)> files,
         Action<EmaLabDbContext>? recordAlso = null)
     {
         var written = new List<string>();
         try
         {
             using var db = dbFactory.CreateDbContext();
-            // Every track's file holds one copy of the model's state.
-            var fileBytes = SafeTensors.ApproximateBytes(evaluator.Model.state_dict().Select(p => (p.Key, p.Value)));
             foreach (var (track, export) in files)
             {
                 var relative = DataPaths.CheckpointRelativePath(runId, track, step);

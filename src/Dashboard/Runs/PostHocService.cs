@@ -9,16 +9,20 @@ using EmaLab.TrainingEngine;
 
 namespace EmaLab.Dashboard.Runs;
 
-/// <summary>One reconstructed EMA: its track, width, the classic decay of the same width, and its evaluation.</summary>
+/// <summary>
+/// One reconstructed EMA: its track, width, the classic decay of the same width, and its evaluation (NaN for a client's
+/// run until its script has evaluated the reconstruction and logged the result).
+/// </summary>
 public sealed record PostHocResult(string Track, double SigmaRel, double EquivalentDecay, long Step, double Accuracy, double Loss);
 
 /// <summary>Progress of a background sweep over σ_rel.</summary>
 public sealed record SweepStatus(int Total, int Done, bool Running, string? Error);
 
 /// <summary>
-/// Post-hoc EMA for finished runs: reconstructs a σ_rel (or a classic decay, by its equivalent σ_rel at the
-/// last snapshot) from the run's snapshots, evaluates it, and stores it as a track like any other: metrics
-/// through the metric pipeline, a checkpoint through the checkpoint store. Torch work runs on its own thread.
+/// Post-hoc EMA: reconstructs a σ_rel (or a classic decay, by its equivalent σ_rel at the last snapshot) from the run's
+/// snapshots and stores it as a track with a checkpoint. An engine run's reconstruction is evaluated here (metrics through
+/// the metric pipeline); a client's is evaluated by its script, which downloads the checkpoint and logs
+/// <c>posthoc-&lt;σ_rel&gt;/&lt;key&gt;</c>. Torch work runs on its own thread.
 /// </summary>
 public sealed class PostHocService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
@@ -39,7 +43,17 @@ public sealed class PostHocService(
     public SweepStatus? SweepOf(long runId) => _sweeps.GetValueOrDefault(runId);
 
     /// <summary>The step reconstructions are made at: the run's last snapshot (null without snapshots).</summary>
-    public long? LastSnapshotStep(long runId) => PostHocSnapshots.Steps(paths.PostHocDirectory(runId)) is { Count: > 0 } steps ? steps[^1] : null;
+    public long? LastSnapshotStep(Run run) => PostHocSnapshots.Steps(paths.SnapshotDirectory(run)) is { Count: > 0 } steps ? steps[^1] : null;
+
+    /// <summary>The profiles the run's snapshots hold: the engine run's spec, or a client's first snapshot.</summary>
+    public IReadOnlyList<double> SnapshotSigmaRels(Run run)
+    {
+        if (run.SpecJson is not null) return run.EngineSpec().PostHoc?.SigmaRels ?? [];
+        var directory = paths.SnapshotDirectory(run);
+        if (PostHocSnapshots.Steps(directory) is not { Count: > 0 } steps) return [];
+        using var file = File.OpenRead(Path.Combine(directory, PostHocSnapshots.FileName(steps[0])));
+        return PostHocSnapshots.SigmaRelsOf(TrainingEngine.Formats.SafeTensors.ReadHeader(file, file.Name, file.Length)) ?? [];
+    }
 
     /// <summary>Why the run cannot be reconstructed, or null when it can.</summary>
     public async Task<(Run? Run, string? Problem)> CheckAsync(long runId, CancellationToken cancellationToken = default)
@@ -54,10 +68,13 @@ public sealed class PostHocService(
     public string? ReconstructionProblem(Run run)
     {
         var runId = run.Id;
-        if (run.SpecJson is null) return $"Run {runId} was logged by a client; post-hoc EMA needs the snapshots EMA Lab's engine takes.";
+        if (run.Origin == RunOrigin.Client)
+            return LastSnapshotStep(run) is null
+                ? $"Run {runId} has no post-hoc snapshots: log them from the script with emalab.PostHocProfiles (artifacts posthoc/snapshot-<step>.safetensors)."
+                : null;
         if (run.EngineSpec().PostHoc is null) return $"Run {runId} was trained without post-hoc EMA; clone it with \"postHoc\" set.";
         if (!run.Status.IsFinished()) return $"Run {runId} is {run.Status.ToApi()}; reconstruct once it has stopped.";
-        if (LastSnapshotStep(runId) is null) return $"Run {runId} has no post-hoc snapshots yet.";
+        if (LastSnapshotStep(run) is null) return $"Run {runId} has no post-hoc snapshots yet.";
         return null;
     }
 
@@ -81,9 +98,10 @@ public sealed class PostHocService(
 
     List<PostHocResult> ReconstructEach(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress)
     {
+        if (run.Origin == RunOrigin.Client) return ReconstructForClient(run, sigmaRels, progress);
         var spec = run.EngineSpec();
         var directory = paths.PostHocDirectory(run.Id);
-        var step = LastSnapshotStep(run.Id)!.Value;
+        var step = LastSnapshotStep(run)!.Value;
         var runId = run.Id.ToString(CultureInfo.InvariantCulture);
         // Only the evaluation model and the data: no live model, optimizer or EMA is built to score a reconstruction.
         using var evaluator = new TrackEvaluator(spec);
@@ -107,6 +125,42 @@ public sealed class PostHocService(
             progress?.Invoke(results.Count);
         }
         pipeline.FlushAsync().GetAwaiter().GetResult();
+        hub.Publish(new RunEvent(RunEventType.PostHoc, run.Id) { Step = results.Count, Message = string.Join(",", results.Select(r => r.Track)) });
+        return results;
+    }
+
+    /// <summary>
+    /// A client's run: each reconstruction is stored as the track's checkpoint (the model's state_dict names, float32) for
+    /// the script to download, evaluate and log; its evaluation is NaN until then.
+    /// </summary>
+    List<PostHocResult> ReconstructForClient(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress)
+    {
+        var directory = paths.SnapshotDirectory(run);
+        var step = LastSnapshotStep(run)!.Value;
+        var tracked = SnapshotSigmaRels(run);
+        var results = new List<PostHocResult>();
+        foreach (var sigma in sigmaRels)
+        {
+            var track = TrackName(sigma);
+            var state = PostHocSnapshots.Reconstruct(directory, tracked, sigma);
+            try
+            {
+                var tensors = state.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value)).ToList();
+                var metadata = new Dictionary<string, string>
+                {
+                    [CheckpointExport.Keys.Track] = track,
+                    [CheckpointExport.Keys.Step] = step.ToString(CultureInfo.InvariantCulture),
+                    [CheckpointExport.Keys.RunId] = run.Uuid,
+                    ["sigma_rel"] = sigma.ToString("R", CultureInfo.InvariantCulture),
+                };
+                var result = new PostHocResult(track, sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, double.NaN, double.NaN);
+                checkpoints.Save(run.Id, step, TrainingEngine.Formats.SafeTensors.ApproximateBytes(tensors),
+                    [(track, stream => TrainingEngine.Formats.SafeTensors.Write(stream, tensors, metadata))], db => RecordTrack(db, run.Id, result));
+                results.Add(result);
+            }
+            finally { foreach (var t in state.Values) t.Dispose(); }
+            progress?.Invoke(results.Count);
+        }
         hub.Publish(new RunEvent(RunEventType.PostHoc, run.Id) { Step = results.Count, Message = string.Join(",", results.Select(r => r.Track)) });
         return results;
     }
@@ -144,7 +198,7 @@ public sealed class PostHocService(
     public async Task<PostHocOverview> OverviewAsync(Run run, CancellationToken cancellationToken = default)
     {
         var spec = run.SpecJson is null ? null : run.EngineSpec();
-        var directory = paths.PostHocDirectory(run.Id);
+        var directory = paths.SnapshotDirectory(run);
         var steps = PostHocSnapshots.Steps(directory);
         var end = steps.Count > 0 ? steps[^1] : run.Step;
         var accuracy = metrics.Summaries([run.Id], MetricKeys.EvalAccuracy);
@@ -156,8 +210,8 @@ public sealed class PostHocService(
             return a is null || l is null ? null
                 : new TrackedOnSigmaAxis(rule.Name, double.IsNaN(rule.Decay) ? null : rule.Decay, SigmaRelOf(run.Id, rule, end), a.Final, l.Final);
         }).OfType<TrackedOnSigmaAxis>().ToList();
-        return new PostHocOverview(SweepOf(run.Id), await ListAsync(run.Id, cancellationToken), tracked,
-            spec?.PostHoc?.SigmaRels ?? [], steps.Count, PostHocSnapshots.SizeBytes(directory));
+        return new PostHocOverview(SweepOf(run.Id), await ListAsync(run, cancellationToken), tracked,
+            SnapshotSigmaRels(run), steps.Count, PostHocSnapshots.SizeBytes(directory));
     }
 
     /// <summary>A track's σ_rel at the run's end, kept: it runs the rule's schedule over every step, and the panel asks on each refresh.</summary>
@@ -169,18 +223,27 @@ public sealed class PostHocService(
 
     readonly ConcurrentDictionary<(long RunId, string Track, long End), double> _sigmaRels = new();
 
-    /// <summary>The run's post-hoc tracks with their evaluations.</summary>
-    public async Task<List<PostHocResult>> ListAsync(long runId, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The run's post-hoc tracks with their evaluations: an engine run's accuracy and loss; a client's under the keys its
+    /// roles name (<see cref="MetricRoles"/>), NaN where its script has not logged them yet.
+    /// </summary>
+    public async Task<List<PostHocResult>> ListAsync(Run run, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == runId && t.SigmaRel != null).ToListAsync(cancellationToken);
-        var accuracy = metrics.Summaries([runId], MetricKeys.EvalAccuracy);
-        var loss = metrics.Summaries([runId], MetricKeys.EvalLoss, lowerIsBetter: true);
+        var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id && t.SigmaRel != null).ToListAsync(cancellationToken);
+        var tag = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key == TagNames.MetricRoles).Select(t => t.Value)
+            .SingleOrDefaultAsync(cancellationToken);
+        var roles = MetricRoles.For(run, tag, metrics);
+        var accuracy = roles.Accuracy is { } accuracyKey ? metrics.Summaries([run.Id], accuracyKey) : [];
+        var loss = roles.Loss is { } lossKey ? metrics.Summaries([run.Id], lossKey, lowerIsBetter: true) : [];
+        var client = run.Origin == RunOrigin.Client;
         return tracks.Select(t =>
         {
             var a = accuracy.FirstOrDefault(s => s.Track == t.Name);
             var l = loss.FirstOrDefault(s => s.Track == t.Name);
-            return a is null || l is null ? null : new PostHocResult(t.Name, t.SigmaRel!.Value, t.Decay ?? double.NaN, a.FinalStep, a.Final, l.Final);
+            if (!client && (a is null || l is null)) return null;
+            return new PostHocResult(t.Name, t.SigmaRel!.Value, t.Decay ?? double.NaN, a?.FinalStep ?? l?.FinalStep ?? 0,
+                a?.Final ?? double.NaN, l?.Final ?? double.NaN);
         }).OfType<PostHocResult>().OrderBy(r => r.SigmaRel).ToList();
     }
 }

@@ -22,7 +22,7 @@ public static class RunEndpoints
     {
         var runs = api.MapGroup("/runs").WithTags("Runs");
         runs.MapGet("", ListRuns)
-            .WithSummary("Lists runs, newest first; filters: search (in the name), status, experiment, dataset, model, group, tag (a key, or key=value); all combine.");
+            .WithSummary("Lists runs, newest first; filters: search (in the name), status, experiment, dataset, model, group, tag (a key, or key=value), trackingId (MLflow's run_id); all combine.");
         runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).")
             .RequireJsonBody()
             .Accepts<RunSpec>("application/json");
@@ -63,8 +63,8 @@ public static class RunEndpoints
 
     static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
         IDbContextFactory<EmaLabDbContext> dbFactory, ActiveRuns active, string? status = null, long? experiment = null, string? search = null,
-        string? dataset = null, string? model = null, string? group = null, string? tag = null, int page = 1, int pageSize = 50,
-            CancellationToken ct = default)
+        string? dataset = null, string? model = null, string? group = null, string? tag = null, string? trackingId = null, int page = 1,
+        int pageSize = 50, CancellationToken ct = default)
     {
         if (page is < 1 or > MaxPage) return Invalid("page", $"page must be from 1 to {MaxPage:N0}.");
         if (pageSize is < 1 or > 500) return Invalid("pageSize", "pageSize must be from 1 to 500.");
@@ -77,7 +77,7 @@ public static class RunEndpoints
             wanted = s;
         }
         await using var db = await dbFactory.CreateDbContextAsync(ct);
-        var query = new RunFilter(search, wanted, experiment, dataset, model, group, tag).Apply(db.Runs.AsNoTracking(), db);
+        var query = new RunFilter(search, wanted, experiment, dataset, model, group, tag, trackingId).Apply(db.Runs.AsNoTracking(), db);
         var total = await query.CountAsync(ct);
         var items = await query.Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery()
             .OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(ct);
@@ -233,7 +233,7 @@ public static class RunEndpoints
         var (run, problem) = await postHoc.CheckAsync(id, ct);
         if (run is null) return NotFound(id);
         if (problem is not null) return Conflict(problem);
-        var step = postHoc.LastSnapshotStep(id)!.Value;
+        var step = postHoc.LastSnapshotStep(run)!.Value;
         var sigma = request.SigmaRel ?? PowerFunctionProfile.SigmaRelOfDecay(request.Decay!.Value, step);
         if (!(sigma <= PowerFunctionProfile.MaxSigmaRel))
             return Invalid("decay",

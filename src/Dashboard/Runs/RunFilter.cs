@@ -6,10 +6,11 @@ namespace EmaLab.Dashboard.Runs;
 /// Which runs a list shows (the runs page and <c>GET /api/runs</c> alike): a name search and filters by status, experiment,
 /// dataset, model, group and tag, all combined. An engine run's dataset and model are its spec's; a client's, its
 /// <c>dataset</c>/<c>model</c> params. A tag filter is a key (<c>baseline</c>) or a key and value (<c>owner=ana</c>).
+/// <c>TrackingId</c> finds the run an MLflow client knows by its <c>run_id</c>.
 /// </summary>
 public sealed record RunFilter(
     string? Search = null, RunStatus? Status = null, long? Experiment = null, string? Dataset = null, string? Model = null,
-    string? Group = null, string? Tag = null)
+    string? Group = null, string? Tag = null, string? TrackingId = null)
 {
     public IQueryable<Run> Apply(IQueryable<Run> runs, EmaLabDbContext db)
     {
@@ -21,6 +22,7 @@ public sealed record RunFilter(
         }
         if (Status is { } status) runs = runs.Where(r => r.Status == status);
         if (Experiment is { } experiment) runs = runs.Where(r => r.ExperimentId == experiment);
+        if (!string.IsNullOrEmpty(TrackingId)) runs = runs.Where(r => r.Uuid == TrackingId);
         if (!string.IsNullOrEmpty(Dataset)) runs = WithSetting(runs, db, "dataset", Dataset);
         if (!string.IsNullOrEmpty(Model)) runs = WithSetting(runs, db, "model", Model);
         if (!string.IsNullOrEmpty(Group)) runs = runs.Where(r => db.RunTags.Any(t => t.RunId == r.Id && t.Key == TagNames.Group && t.Value == Group));

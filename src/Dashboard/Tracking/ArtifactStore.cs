@@ -88,7 +88,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
         return string.Join('/', decoded.Split('/').Where(part => part is not ("" or ".")));
     }
 
-    string Root(Run run) => Path.Combine(paths.RunDirectory(run.Id), "artifacts");
+    string Root(Run run) => paths.ClientArtifactsDirectory(run.Id);
 
     static string FullPath(Location location) => Path.GetFullPath(Path.Combine(location.Root, location.RelativePath));
 
@@ -139,8 +139,6 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     /// <summary>Where a client's post-hoc snapshots go (<c>posthoc/snapshot-000001200.safetensors</c>), as the engine keeps its own.</summary>
     public const string PostHocFolder = "posthoc";
 
-    /// <summary>The folder of a client run's uploaded post-hoc snapshots.</summary>
-    public string PostHocDirectory(Run run) => Path.Combine(Root(run), PostHocFolder);
 
     static bool IsPostHocSnapshot(string relativePath) =>
         relativePath.StartsWith(PostHocFolder + "/snapshot-", StringComparison.Ordinal) && relativePath.EndsWith(".safetensors", StringComparison.Ordinal);
@@ -157,7 +155,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
 
     SafeTensorsHeader? EarlierSnapshot(Location location, string name)
     {
-        var folder = PostHocDirectory(location.Run!);
+        var folder = paths.SnapshotDirectory(location.Run!);
         var steps = PostHocSnapshots.Steps(folder);
         var other = steps.Select(PostHocSnapshots.FileName).FirstOrDefault(f => f != name);
         if (other is null) return null;

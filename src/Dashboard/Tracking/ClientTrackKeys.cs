@@ -13,15 +13,16 @@ namespace EmaLab.Dashboard.Tracking;
 /// <item>The run's tag <c>emalab.track_suffixes</c>, a JSON object of suffix → track
 /// (<c>{"_ema": "ema-0.999"}</c>): <c>val_acc_ema</c> is metric <c>val_acc</c> of track <c>ema-0.999</c>, so a script that
 /// logs <c>val_acc</c> and <c>val_acc_ema</c> is read without changing it. The longest matching suffix wins.</item>
-/// <item>A first path segment that names a track — <c>raw</c>, or <c>ema</c>/<c>swa</c> alone or followed by
-/// <c>-</c>, <c>_</c> or <c>.</c> and more (<c>ema-0.999/eval/accuracy</c>, <c>swa/val_loss</c>) — is the track, the rest the metric.</item>
+/// <item>A first path segment that names a track — <c>raw</c>, <c>ema</c>/<c>swa</c> alone or followed by <c>-</c>, <c>_</c>
+/// or <c>.</c> and more (<c>ema-0.999/eval/accuracy</c>, <c>swa/val_loss</c>), or a post-hoc reconstruction
+/// (<c>posthoc-0.05/val_acc</c>, what a script logs after evaluating it) — is the track, the rest the metric.</item>
 /// </list>
 /// Any other key is a metric of <c>raw</c> (<c>train/loss</c> stays whole).
 /// </summary>
 public static partial class ClientTrackKeys
 {
 
-    [GeneratedRegex(@"^(raw|(ema|swa)([-_.][a-z0-9._-]*)?)$")]
+    [GeneratedRegex(@"^(raw|(ema|swa)([-_.][a-z0-9._-]*)?|posthoc-[0-9][0-9.]*)$")]
     private static partial Regex TrackSegment();
 
     public static (string Track, string Key) Map(string loggedKey, IReadOnlyDictionary<string, string> suffixes)
@@ -35,8 +36,8 @@ public static partial class ClientTrackKeys
         return (TrackNames.Raw, loggedKey);
     }
 
-    /// <summary>Whether a name (a key's first segment, a checkpoint's file name) names a track: <c>raw</c>, or
-    /// <c>ema</c>/<c>swa</c> alone or followed by <c>-</c>, <c>_</c> or <c>.</c> and more.</summary>
+    /// <summary>Whether a name (a key's first segment, a checkpoint's file name) names a track: <c>raw</c>, <c>ema</c>/<c>swa</c>
+    /// alone or followed by <c>-</c>, <c>_</c> or <c>.</c> and more, or <c>posthoc-&lt;σ_rel&gt;</c>.</summary>
     public static bool IsTrackName(string name) => name.Length <= EmaTrackSettings.MaxNameLength && TrackSegment().IsMatch(name);
 
     /// <summary>The suffix map of the tag's value; a value that is not such a map is refused by name (nothing is logged).</summary>

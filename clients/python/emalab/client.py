@@ -1,0 +1,115 @@
+"""Talking to an EMA Lab server with the standard library: MLflow's REST API (runs, metrics, artifacts) and EMA Lab's
+own (post-hoc reconstruction). The server is ``url`` or ``MLFLOW_TRACKING_URI``; a token is ``token`` or
+``MLFLOW_TRACKING_TOKEN`` (sent as ``Authorization: Bearer``). With mlflow installed you can log through it instead: the
+server is MLflow-compatible; this module is what the companion needs when it is not.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+
+class EmaLabError(RuntimeError):
+    """A refused request: the HTTP status, MLflow's ``error_code`` or the problem's field, and the server's message."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class EmaLab:
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 120):
+        url = url or os.environ.get("MLFLOW_TRACKING_URI")
+        if not url:
+            raise ValueError("Give the server's URL (or set MLFLOW_TRACKING_URI), e.g. http://127.0.0.1:5080.")
+        self.url = url.rstrip("/")
+        self.token = token or os.environ.get("MLFLOW_TRACKING_TOKEN")
+        self.timeout = timeout
+
+    # ---- HTTP ----
+
+    def request(self, method: str, path: str, body=None, data: bytes | None = None, raw: bool = False):
+        headers = {}
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        elif data is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                content = response.read()
+        except urllib.error.HTTPError as e:
+            text = e.read().decode(errors="replace")
+            try:
+                problem = json.loads(text)
+            except ValueError:
+                problem = {}
+            code = problem.get("error_code") or ",".join((problem.get("errors") or {}).keys()) or problem.get("title") or ""
+            raise EmaLabError(e.code, code, problem.get("message") or problem.get("detail") or text) from None
+        if raw:
+            return content
+        return json.loads(content) if content else None
+
+    def mlflow(self, method: str, endpoint: str, body=None):
+        return self.request(method, "/api/2.0/mlflow/" + endpoint, body)
+
+    # ---- runs and metrics (MLflow's API) ----
+
+    def create_run(self, name: str | None = None, experiment_id: str = "0", tags: dict | None = None) -> str:
+        body = {"experiment_id": experiment_id, "start_time": int(time.time() * 1000),
+                "tags": [{"key": k, "value": str(v)} for k, v in (tags or {}).items()]}
+        if name:
+            body["run_name"] = name
+        return self.mlflow("POST", "runs/create", body)["run"]["info"]["run_id"]
+
+    def log_metrics(self, run_id: str, metrics: dict, step: int, timestamp_ms: int | None = None) -> None:
+        """Logs ``{key: value}`` at ``step`` in one request (MLflow's log-batch; up to 1,000 per call)."""
+        stamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+        items = [{"key": k, "value": float(v), "timestamp": stamp, "step": int(step)} for k, v in metrics.items()]
+        for start in range(0, len(items), 1000):
+            self.mlflow("POST", "runs/log-batch", {"run_id": run_id, "metrics": items[start:start + 1000]})
+
+    def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
+        self.mlflow("POST", "runs/update", {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)})
+
+    def upload_artifact(self, run_id: str, local_path: str, artifact_path: str = "") -> None:
+        """Uploads a file through MLflow's artifact proxy under ``artifact_path`` (``posthoc`` for snapshots)."""
+        uri = self.mlflow("GET", "runs/get?run_id=" + urllib.parse.quote(run_id))["run"]["info"]["artifact_uri"]
+        prefix = "mlflow-artifacts:/"
+        if not uri.startswith(prefix):
+            raise ValueError(f"The run's artifacts are not served by this server ({uri}).")
+        name = os.path.basename(local_path)
+        target = "/".join(p for p in (uri[len(prefix):], artifact_path.strip("/"), name) if p)
+        with open(local_path, "rb") as f:
+            self.request("PUT", "/api/2.0/mlflow-artifacts/artifacts/" + urllib.parse.quote(target), data=f.read())
+
+    # ---- EMA Lab's own API ----
+
+    def run_number(self, run_id: str) -> int:
+        """EMA Lab's number of a run an MLflow client knows by its ``run_id`` (the dashboard shows it as #n)."""
+        items = self.request("GET", "/api/runs?trackingId=" + urllib.parse.quote(run_id))["items"]
+        if not items:
+            raise EmaLabError(404, "RESOURCE_DOES_NOT_EXIST", f"No run with run_id {run_id}.")
+        return int(items[0]["id"])
+
+    def reconstruct(self, run_id: str, sigma_rel: float) -> dict:
+        """Asks the server to reconstruct the EMA of ``sigma_rel`` from the run's snapshots; returns its result (track,
+        sigmaRel, equivalentDecay, step) once its checkpoint is stored."""
+        return self.request("POST", f"/api/runs/{self.run_number(run_id)}/posthoc", {"sigmaRel": float(sigma_rel)})
+
+    def checkpoint(self, run_id: str, track: str, step: int | None = None) -> bytes:
+        """The safetensors bytes of a track's checkpoint (its last, or the one of ``step``)."""
+        number = self.run_number(run_id)
+        listed = [c for c in self.request("GET", f"/api/runs/{number}/checkpoints") if c["track"] == track
+                  and (step is None or c["step"] == step)]
+        if not listed:
+            raise EmaLabError(404, "RESOURCE_DOES_NOT_EXIST", f"Run {run_id} has no checkpoint of {track}.")
+        latest = max(listed, key=lambda c: c["step"])
+        return self.request("GET", f"/api/checkpoints/{latest['id']}/download", raw=True)

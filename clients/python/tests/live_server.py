@@ -1,0 +1,82 @@
+"""A script's run against a live EMA Lab server (tests/Dashboard.Tests/CompanionLiveTests.cs starts it): a small model
+trained with the companion's tracks and post-hoc profiles, metrics of raw and every track logged, snapshots uploaded,
+three σ_rels reconstructed by the server, evaluated here and logged back. Prints the run's id on its last line.
+
+    python3 tests/live_server.py <server url>
+"""
+import sys
+import tempfile
+
+import torch
+
+from emalab import EmaTracks, PostHocProfiles
+from emalab.client import EmaLab, EmaLabError
+from emalab.posthoc import sweep, uploader
+
+
+def main(url):
+    client = EmaLab(url)
+    torch.manual_seed(0)
+    # A linearly separable 3-class problem: the model learns it in a few hundred steps.
+    centers = torch.randn(3, 10) * 2
+    def batch(n, g):
+        labels = torch.randint(0, 3, (n,), generator=g)
+        return centers[labels] + torch.randn(n, 10, generator=g), labels
+    test_x, test_y = batch(600, torch.Generator().manual_seed(99))
+
+    model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def evaluate(m):
+        m.eval()
+        with torch.no_grad():
+            logits = m(test_x)
+            result = {"val_acc": (logits.argmax(1) == test_y).float().mean().item(),
+                      "val_loss": torch.nn.functional.cross_entropy(logits, test_y).item()}
+        m.train()
+        return result
+
+    run_id = client.create_run("companion-live", tags={"emalab.metrics": '{"accuracy": "val_acc", "loss": "val_loss", "train": "loss"}'})
+    tracks = EmaTracks(model, [0.99, {"preset": "timm", "decay": 0.995}])
+    with tempfile.TemporaryDirectory() as folder:
+        profiles = PostHocProfiles(model, (0.05, 0.10), snapshot_every=50, folder=folder, on_snapshot=uploader(client, run_id))
+        g = torch.Generator().manual_seed(1)
+        steps = 300
+        for step in range(1, steps + 1):
+            x, y = batch(32, g)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            tracks.update()
+            profiles.update()
+            metrics = {"loss": loss.item()}
+            if step % 100 == 0:
+                metrics.update(evaluate(model))
+                for name in tracks.names:
+                    with tracks.swapped(name):
+                        metrics.update({f"{name}/{k}": v for k, v in evaluate(model).items()})
+            client.log_metrics(run_id, metrics, step)
+        profiles.snapshot()
+
+    # A snapshot of other profiles is refused by name, and the run keeps the good ones.
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            other = PostHocProfiles(model, (0.2,), snapshot_every=1, folder=folder, on_snapshot=uploader(client, run_id))
+            other.update(step=301)
+        raise AssertionError("a snapshot of other σ_rels was accepted")
+    except EmaLabError as e:
+        assert e.status == 400 and "posthoc/snapshot-000000301.safetensors" in e.message and "differ" in e.message, e
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    results = sweep(run_id, [0.03, 0.07, 0.15], evaluate, model, client)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()), "the model's own weights came back"
+    assert [r["track"] for r in results.values()] == ["posthoc-0.03", "posthoc-0.07", "posthoc-0.15"], results
+    assert all(r["step"] == 300 for r in results.values()), results
+    assert all(r["metrics"]["val_acc"] > 0.8 for r in results.values()), results
+    client.set_terminated(run_id)
+    print(client.run_number(run_id))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,44 @@
+using EmaLab.Companion.Tests;
+
+namespace EmaLab.Dashboard.Tests;
+
+/// <summary>
+/// A script trained elsewhere, against a live server (a child process on a real port): it logs raw and EMA tracks with
+/// the Python companion, uploads its post-hoc snapshots, and evaluates a sweep the server reconstructs from them
+/// (clients/python/tests/live_server.py holds the script's own checks).
+/// </summary>
+[Collection(ChildServerCollection.Name)]
+public sealed class CompanionLiveTests : IDisposable
+{
+    readonly string _data = Directory.CreateTempSubdirectory("emalab-companion-").FullName;
+
+    [Fact]
+    public async Task A_scripts_run_uploads_snapshots_and_logs_back_the_post_hoc_sweep_the_server_reconstructs()
+    {
+        using var server = await ChildServer.StartAsync(_data);
+        var (code, output) = await Python.RunAsync("live_server.py", server.Client.BaseAddress!.ToString());
+        Assert.True(code == 0, $"{output}\n--- server ---\n{server.Output}");
+        var id = long.Parse(output.Trim().Split('\n')[^1]);
+
+        var run = await Api.GetAsync(server.Client, $"/api/runs/{id}");
+        Assert.Equal("completed", run.Status());
+        var tracks = run.GetProperty("tracks").EnumerateArray().Select(t => t.GetProperty("name").GetString()).ToHashSet();
+        Assert.Superset(new HashSet<string?> { "raw", "ema-0.99", "ema-0.995-timm", "posthoc-0.03", "posthoc-0.07", "posthoc-0.15" }, tracks);
+
+        var overview = await Api.GetAsync(server.Client, $"/api/runs/{id}/posthoc");
+        Assert.Equal([0.05, 0.1], overview.GetProperty("snapshotSigmaRels").EnumerateArray().Select(s => s.GetDouble()));
+        Assert.Equal(6, overview.GetProperty("snapshots").GetInt32()); // every 50 steps of 300; the refused one is not among them
+        var results = overview.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(["posthoc-0.03", "posthoc-0.07", "posthoc-0.15"], results.Select(r => r.GetProperty("track").GetString()));
+        Assert.All(results, r => Assert.InRange(r.GetProperty("accuracy").GetDouble(), 0.8, 1.0)); // the script's evaluation
+        var checkpoints = (await Api.GetAsync(server.Client, $"/api/runs/{id}/checkpoints")).EnumerateArray()
+            .Select(c => c.GetProperty("track").GetString()).Order().ToList();
+        Assert.Equal(["posthoc-0.03", "posthoc-0.07", "posthoc-0.15"], checkpoints);
+    }
+
+    public void Dispose()
+    {
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        Directory.Delete(_data, recursive: true);
+    }
+}

@@ -20,7 +20,7 @@ import torch
 from . import rules as R
 from . import safetensors
 from .client import EmaLab
-from .tracks import BN_POLICIES, _apply
+from .tracks import BN_POLICIES, _apply, _scratch_for
 
 FORMAT = "emalab-posthoc/1"
 MIN_SIGMA_REL = 1e-3
@@ -106,9 +106,10 @@ class PostHocProfiles:
         if self.step < 1:
             raise ValueError("Steps count from 1: call update() after the first optimizer step.")
         live = [w if w.dtype == torch.float32 else w.float() for w in self._live()]
+        self._scratch = _scratch_for(live, getattr(self, "_scratch", None))
         for g, profile in zip(self._gammas, self._profiles):
             b = beta(g, self.step)
-            _apply(R.ShadowStep(R.AVERAGE, R.SUBTRACT, R.f32(1.0 - b), 0.0, b), profile, live)
+            _apply(R.ShadowStep(R.AVERAGE, R.SUBTRACT, R.f32(1.0 - b), 0.0, b), profile, live, self._scratch)
         return self.snapshot() if self.step % self.snapshot_every == 0 else None
 
     def snapshot(self) -> str | None:

@@ -103,17 +103,23 @@ class EmaTracks:
                 if nxt.action == R.FOLLOW_LIVE:
                     continue
             elif shadow.rule.dtype == "float32":
-                _apply(nxt, shadow.tensors, live32)
+                _apply(nxt, shadow.tensors, live32, self._scratch(live32))
             else:
                 # Computed in float32 from the stored value and rounded once: an update below half a unit in the last
                 # place of the shadow's type is lost (the stall a low-precision shadow shows).
-                scratch = [s.float() for s in shadow.tensors]
-                _apply(nxt, scratch, live32)
-                for s, x in zip(shadow.tensors, scratch):
+                wide = [s.float() for s in shadow.tensors]
+                _apply(nxt, wide, live32, self._scratch(live32))
+                for s, x in zip(shadow.tensors, wide):
                     s.copy_(x)
             shadow.updates += 1
             shadow.decay_product *= nxt.decay
             shadow.last_decay = nxt.decay
+
+    def _scratch(self, live: list) -> list:
+        """Float32 tensors shaped as the weights for an update's intermediate products, kept between updates (allocating
+        them per update cost more than the arithmetic)."""
+        self._scratch_tensors = _scratch_for(live, getattr(self, "_scratch_tensors", None))
+        return self._scratch_tensors
 
     # ---- reading a track ----
 
@@ -224,14 +230,10 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])) for k in a)
 
 
-def _apply(step: R.ShadowStep, shadows: list, live: list) -> None:
-    """One average of float32 shadows, rounded as the engine's kernels round it (MultiDecayLerp.cs)."""
-    if step.form == R.SUBTRACT:
-        # s + α(w − s): three roundings, no fused multiply-add (add_ with alpha may fuse; mul then add does not).
-        diff = _sub(live, shadows)
-        _mul_(diff, step.a)
-        _add_(shadows, diff)
-    elif step.form == R.LERP:
+def _apply(step: R.ShadowStep, shadows: list, live: list, scratch: list | None = None) -> None:
+    """One average of float32 shadows, rounded as the engine's kernels round it (MultiDecayLerp.cs). ``scratch``: float32
+    tensors shaped as ``live`` for the intermediate products (allocated here when not given)."""
+    if step.form == R.LERP:
         # The libraries' own op (timm, ema-pytorch, AveragedModel call lerp_): the same rounding as theirs here.
         lerp = _foreach("_foreach_lerp_")
         if lerp is not None:
@@ -239,38 +241,26 @@ def _apply(step: R.ShadowStep, shadows: list, live: list) -> None:
         else:
             for s, w in zip(shadows, live):
                 s.lerp_(w, step.a)
+        return
+    scratch = scratch if scratch is not None else [torch.empty_like(w) for w in live]
+    if step.form == R.SUBTRACT:
+        # s + α(w − s): three roundings, no fused multiply-add (add_ with alpha may fuse; mul then add does not).
+        for s, w, d in zip(shadows, live, scratch):
+            torch.sub(w, s, out=d)
+            d.mul_(step.a)
+            s.add_(d)
     else:
         # a·s + b·w: each product rounded, then the sum (Keras, Lightning's get_ema_avg_fn).
-        _mul_(shadows, step.a)
-        _add_(shadows, _mul(live, step.b))
+        for s, w, d in zip(shadows, live, scratch):
+            torch.mul(w, step.b, out=d)
+            s.mul_(step.a).add_(d)
 
 
-def _sub(a: list, b: list) -> list:
-    f = _foreach("_foreach_sub")
-    return f(a, b) if f else [x - y for x, y in zip(a, b)]
-
-
-def _mul(a: list, scalar: float) -> list:
-    f = _foreach("_foreach_mul")
-    return f(a, scalar) if f else [x * scalar for x in a]
-
-
-def _mul_(a: list, scalar: float) -> None:
-    f = _foreach("_foreach_mul_")
-    if f:
-        f(a, scalar)
-    else:
-        for x in a:
-            x.mul_(scalar)
-
-
-def _add_(a: list, b: list) -> None:
-    f = _foreach("_foreach_add_")
-    if f:
-        f(a, b)
-    else:
-        for x, y in zip(a, b):
-            x.add_(y)
+def _scratch_for(live: list, kept: list | None) -> list:
+    """``kept`` when it still fits the weights (shapes, devices), else new float32 tensors shaped as them."""
+    if kept is not None and len(kept) == len(live) and all(k.shape == w.shape and k.device == w.device for k, w in zip(kept, live)):
+        return kept
+    return [torch.empty_like(w, dtype=torch.float32) for w in live]
 
 
 def _recalibrate(model: torch.nn.Module, batches) -> None:

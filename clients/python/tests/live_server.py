@@ -2,10 +2,11 @@
 trained with the companion's tracks and post-hoc profiles, metrics of raw and every track logged, snapshots uploaded,
 three σ_rels reconstructed by the server, evaluated here and logged back. Prints the run's id on its last line.
 
-    python3 tests/live_server.py <server url>
+    python3 tests/live_server.py <server url> [seconds to pause per step, so that a page can watch it train]
 """
 import sys
 import tempfile
+import time
 
 import torch
 
@@ -14,7 +15,7 @@ from emalab.client import EmaLab, EmaLabError
 from emalab.posthoc import sweep, uploader
 
 
-def main(url):
+def main(url, pace=0.0):
     client = EmaLab(url)
     torch.manual_seed(0)
     # A linearly separable 3-class problem: the model learns it in a few hundred steps.
@@ -57,6 +58,7 @@ def main(url):
                     with tracks.swapped(name):
                         metrics.update({f"{name}/{k}": v for k, v in evaluate(model).items()})
             client.log_metrics(run_id, metrics, step)
+            time.sleep(pace)
         profiles.snapshot()
 
     # A snapshot of other profiles is refused by name, and the run keeps the good ones.
@@ -79,4 +81,4 @@ def main(url):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)

@@ -1,0 +1,51 @@
+using EmaLab.Companion.Tests;
+using Microsoft.Playwright;
+
+namespace EmaLab.Dashboard.E2E;
+
+/// <summary>
+/// A script trains elsewhere with the Python companion (clients/python/tests/live_server.py, a loop without Lightning)
+/// while a person watches its run page: its tracks extend live; after training the server reconstructs three σ_rels
+/// from its snapshots and the script logs their evaluations back into the page's σ_rel plot; the slider then asks for a
+/// reconstruction that only the script can evaluate, and the page says which and how.
+/// </summary>
+public sealed class CompanionScriptTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+{
+    [Fact]
+    public async Task A_scripts_tracks_show_live_and_its_post_hoc_sweep_fills_the_plot()
+    {
+        var script = Python.RunAsync("live_server.py", fixture.BaseUrl, "0.02"); // about 6 s of training at 20 ms a step
+        using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl) };
+        long? id = null;
+        for (var deadline = DateTime.UtcNow.AddSeconds(60); id is null && DateTime.UtcNow < deadline && !script.IsCompleted; await Task.Delay(100))
+        {
+            var listed = System.Text.Json.JsonDocument.Parse(await api.GetStringAsync("api/runs?search=companion-live")).RootElement.GetProperty("items");
+            if (listed.GetArrayLength() > 0) id = listed[0].GetProperty("id").GetInt64();
+        }
+        Assert.True(id is not null, script.IsCompleted ? (await script).Output : "the script's run did not appear");
+
+        await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 1280, Height = 900 } });
+        var page = await context.NewPageAsync();
+        await page.GotoAsync($"runs/{id}");
+        // Raw and both tracks, evaluated every 100 steps: the open page extends as the script logs.
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy')?.data?.length === 3", null, new() { Timeout = 60_000 });
+        Assert.Equal(["raw", "ema-0.99", "ema-0.995-timm"], await page.Locator("#chart-accuracy").EvaluateAsync<string[]>("el => el.data.map(t => t.name)"));
+        var (code, output) = await script;
+        Assert.True(code == 0, output);
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy').data.every(t => t.x.length === 3)", null, new() { Timeout = 30_000 });
+
+        // The sweep the script evaluated: three reconstructions on the σ_rel plot, none waiting.
+        await Assertions.Expect(page.Locator(".badge").First).ToHaveTextAsync("completed", new() { Timeout = 30_000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-sweep-accuracy')?.data?.[0]?.x?.length === 3", null, new() { Timeout = 30_000 });
+        await Assertions.Expect(page.GetByTestId("posthoc-waiting")).ToHaveCountAsync(0);
+
+        // The slider reconstructs on the server; only the script can evaluate: the page names the σ_rel and the command.
+        var slider = page.Locator("#sigma");
+        await slider.EvaluateAsync("el => { el.value = '0.1'; el.dispatchEvent(new Event('input', { bubbles: true })); el.dispatchEvent(new Event('change', { bubbles: true })); }");
+        await Assertions.Expect(page.GetByTestId("posthoc-result")).ToContainTextAsync("posthoc-0.1: reconstructed", new() { Timeout = 60_000 });
+        await Assertions.Expect(page.GetByTestId("posthoc-command")).ToContainTextAsync("python -m emalab sweep --run ");
+        await Assertions.Expect(page.GetByTestId("posthoc-command")).ToContainTextAsync("--sigma-rels 0.1 ");
+        await page.Locator("[data-testid=posthoc]").ScrollIntoViewIfNeededAsync();
+        await page.ScreenshotAsync(new() { Path = Path.Combine(fixture.ScreenshotDirectory, "11-script-post-hoc.png"), FullPage = true });
+    }
+}

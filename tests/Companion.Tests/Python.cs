@@ -19,7 +19,14 @@ static class Python
     }
 
     /// <summary>Runs a script of the companion's tests folder with the companion importable; returns exit code and output.</summary>
-    public static async Task<(int ExitCode, string Output)> RunAsync(string script, params string[] arguments)
+    public static Task<(int ExitCode, string Output)> RunAsync(string script, params string[] arguments) =>
+        StartAsync([Path.Combine(Companion, "tests", script), .. arguments]);
+
+    /// <summary>Runs <c>python3 -m <paramref name="module"/></c> in the companion's folder, as a user runs its CLI there.</summary>
+    public static Task<(int ExitCode, string Output)> RunModuleAsync(string module, params string[] arguments) =>
+        StartAsync(["-m", module, .. arguments]);
+
+    static async Task<(int ExitCode, string Output)> StartAsync(IEnumerable<string> arguments)
     {
         var start = new ProcessStartInfo(Executable)
         {
@@ -27,7 +34,6 @@ static class Python
             RedirectStandardError = true,
             WorkingDirectory = Companion,
         };
-        start.ArgumentList.Add(Path.Combine(Companion, "tests", script));
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         start.Environment["PYTHONPATH"] = Companion;
         start.Environment["PYTHONDONTWRITEBYTECODE"] = "1";

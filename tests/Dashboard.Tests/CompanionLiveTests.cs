@@ -34,6 +34,15 @@ public sealed class CompanionLiveTests : IDisposable
         var checkpoints = (await Api.GetAsync(server.Client, $"/api/runs/{id}/checkpoints")).EnumerateArray()
             .Select(c => c.GetProperty("track").GetString()).Order().ToList();
         Assert.Equal(["posthoc-0.03", "posthoc-0.07", "posthoc-0.15"], checkpoints);
+
+        // The command a run page shows for a σ_rel still waiting: the companion's CLI with the script's model and evaluation.
+        var (cli, cliOutput) = await Python.RunModuleAsync("emalab", "sweep", "--server", server.Client.BaseAddress!.ToString(),
+            "--run", run.GetProperty("trackingId").GetString()!, "--sigma-rels", "0.2", "--model", "tests.live_model:build_model",
+            "--evaluate", "tests.live_model:evaluate");
+        Assert.True(cli == 0, cliOutput);
+        var swept = (await Api.GetAsync(server.Client, $"/api/runs/{id}/posthoc")).GetProperty("results").EnumerateArray()
+            .Single(r => r.GetProperty("track").GetString() == "posthoc-0.2");
+        Assert.InRange(swept.GetProperty("accuracy").GetDouble(), 0.5, 1.0);
     }
 
     public void Dispose()

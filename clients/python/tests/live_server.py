@@ -13,29 +13,14 @@ import torch
 from emalab import EmaTracks, PostHocProfiles
 from emalab.client import EmaLab, EmaLabError
 from emalab.posthoc import sweep, uploader
+from live_model import batch, build_model, evaluate
 
 
 def main(url, pace=0.0):
     client = EmaLab(url)
     torch.manual_seed(0)
-    # A linearly separable 3-class problem: the model learns it in a few hundred steps.
-    centers = torch.randn(3, 10) * 2
-    def batch(n, g):
-        labels = torch.randint(0, 3, (n,), generator=g)
-        return centers[labels] + torch.randn(n, 10, generator=g), labels
-    test_x, test_y = batch(600, torch.Generator().manual_seed(99))
-
-    model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    model = build_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-
-    def evaluate(m):
-        m.eval()
-        with torch.no_grad():
-            logits = m(test_x)
-            result = {"val_acc": (logits.argmax(1) == test_y).float().mean().item(),
-                      "val_loss": torch.nn.functional.cross_entropy(logits, test_y).item()}
-        m.train()
-        return result
 
     run_id = client.create_run("companion-live", tags={"emalab.metrics": '{"accuracy": "val_acc", "loss": "val_loss", "train": "loss"}'})
     tracks = EmaTracks(model, [0.99, {"preset": "timm", "decay": 0.995}])

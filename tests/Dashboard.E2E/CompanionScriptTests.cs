@@ -32,7 +32,16 @@ public sealed class CompanionScriptTests(BrowserFixture fixture) : IClassFixture
         Assert.Equal(["raw", "ema-0.99", "ema-0.995-timm"], await page.Locator("#chart-accuracy").EvaluateAsync<string[]>("el => el.data.map(t => t.name)"));
         var (code, output) = await script;
         Assert.True(code == 0, output);
-        await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy').data.every(t => t.x.length === 3)", null, new() { Timeout = 30_000 });
+        try
+        {
+            await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy').data.every(t => t.x.length === 3)", null, new() { Timeout = 30_000 });
+        }
+        catch (TimeoutException)
+        {
+            await page.ScreenshotAsync(new() { Path = Path.Combine(fixture.ScreenshotDirectory, "11-script-failed.png"), FullPage = true });
+            var traces = await page.Locator("#chart-accuracy").EvaluateAsync<string>("el => JSON.stringify(el.data.map(t => [t.name, t.x]))");
+            Assert.Fail($"the accuracy chart did not reach 3 points per track: {traces}");
+        }
 
         // The sweep the script evaluated: three reconstructions on the σ_rel plot, none waiting.
         await Assertions.Expect(page.Locator(".badge").First).ToHaveTextAsync("completed", new() { Timeout = 30_000 });
@@ -44,7 +53,8 @@ public sealed class CompanionScriptTests(BrowserFixture fixture) : IClassFixture
         await slider.EvaluateAsync("el => { el.value = '0.1'; el.dispatchEvent(new Event('input', { bubbles: true })); el.dispatchEvent(new Event('change', { bubbles: true })); }");
         await Assertions.Expect(page.GetByTestId("posthoc-result")).ToContainTextAsync("posthoc-0.1: reconstructed", new() { Timeout = 60_000 });
         await Assertions.Expect(page.GetByTestId("posthoc-command")).ToContainTextAsync("python -m emalab sweep --run ");
-        await Assertions.Expect(page.GetByTestId("posthoc-command")).ToContainTextAsync("--sigma-rels 0.1 ");
+        await Assertions.Expect(page.GetByTestId("posthoc-command")).ToContainTextAsync(
+            "--sigma-rels 0.1 --model tests.live_model:build_model --evaluate tests.live_model:evaluate"); // as the script named them
         await page.Locator("[data-testid=posthoc]").ScrollIntoViewIfNeededAsync();
         await page.ScreenshotAsync(new() { Path = Path.Combine(fixture.ScreenshotDirectory, "11-script-post-hoc.png"), FullPage = true });
     }

@@ -76,6 +76,9 @@ class EmaLab:
         for start in range(0, len(items), 1000):
             self.mlflow("POST", "runs/log-batch", {"run_id": run_id, "metrics": items[start:start + 1000]})
 
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.mlflow("POST", "runs/set-tag", {"run_id": run_id, "key": key, "value": value})
+
     def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
         self.mlflow("POST", "runs/update", {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)})
 

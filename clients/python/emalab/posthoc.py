@@ -149,8 +149,17 @@ class PostHocProfiles:
         self.step, self.last_snapshot = int(state["step"]), int(state["last_snapshot"])
 
 
-def uploader(client: EmaLab, run_id: str):
-    """An ``on_snapshot`` that uploads each snapshot to the run's artifacts (``posthoc/``), where the server finds them."""
+def uploader(client: EmaLab, run_id: str, model: str | None = None, evaluate: str | None = None):
+    """An ``on_snapshot`` that uploads each snapshot to the run's artifacts (``posthoc/``), where the server finds them.
+
+    ``model`` and ``evaluate`` (``module:function``, importable from the script's folder) name how the script builds its
+    model and evaluates it: the run page then shows the exact ``python -m emalab sweep`` command for σ_rels it has not
+    evaluated yet."""
+    if (model is None) != (evaluate is None):
+        raise ValueError("Give both model and evaluate (module:function each), or neither.")
+    if model is not None:
+        client.set_tag(run_id, "emalab.posthoc.evaluator", f"{model} {evaluate}")
+
     def upload(path: str, step: int) -> None:
         client.upload_artifact(run_id, path, "posthoc")
     return upload

@@ -25,7 +25,9 @@ def main(url, pace=0.0):
     run_id = client.create_run("companion-live", tags={"emalab.metrics": '{"accuracy": "val_acc", "loss": "val_loss", "train": "loss"}'})
     tracks = EmaTracks(model, [0.99, {"preset": "timm", "decay": 0.995}])
     with tempfile.TemporaryDirectory() as folder:
-        profiles = PostHocProfiles(model, (0.05, 0.10), snapshot_every=50, folder=folder, on_snapshot=uploader(client, run_id))
+        # Named so that the run page shows the exact command for reconstructions this script has not evaluated.
+        upload = uploader(client, run_id, model="tests.live_model:build_model", evaluate="tests.live_model:evaluate")
+        profiles = PostHocProfiles(model, (0.05, 0.10), snapshot_every=50, folder=folder, on_snapshot=upload)
         g = torch.Generator().manual_seed(1)
         steps = 300
         for step in range(1, steps + 1):

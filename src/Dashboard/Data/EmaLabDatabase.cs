@@ -1,3 +1,4 @@
+using System.Data.Common;
 using Microsoft.EntityFrameworkCore;
 using EmaLab.Dashboard.Hosting;
 
@@ -42,6 +43,13 @@ public abstract class EmaLabDatabase
 
     /// <summary>Best (highest, or lowest when <paramref name="lowerIsBetter"/>) and final value per run and track of one metric.</summary>
     public abstract List<TrackSummary> Summaries(IReadOnlyCollection<long> runIds, string key, bool lowerIsBetter);
+
+    /// <summary>A value column as the metric table stores it: NULL is NaN.</summary>
+    protected static double ValueAt(DbDataReader reader, int column) => reader.IsDBNull(column) ? double.NaN : reader.GetDouble(column);
+
+    /// <summary>A row of the summaries' query, the same in both databases: run, track, best value and step, final value and step.</summary>
+    protected static TrackSummary SummaryAt(DbDataReader reader) =>
+        new(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4), reader.GetInt64(5));
 
     /// <summary>Every row of a run by key, track and step, read lazily (a long run has millions).</summary>
     public abstract IEnumerable<MetricRow> Rows(long runId);

@@ -109,9 +109,7 @@ public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
         command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = runIds.ToArray() });
         using var reader = command.ExecuteReader();
         var result = new List<TrackSummary>();
-        while (reader.Read())
-            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4),
-                reader.GetInt64(5)));
+        while (reader.Read()) result.Add(SummaryAt(reader));
         return result;
     });
 
@@ -125,8 +123,6 @@ public sealed class PostgresDatabase : EmaLabDatabase, IDisposable
         while (reader.Read())
             yield return new MetricRow(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), ValueAt(reader, 3), reader.GetInt64(4));
     }
-
-    static double ValueAt(NpgsqlDataReader reader, int column) => reader.IsDBNull(column) ? double.NaN : reader.GetDouble(column);
 
     public void Dispose() => _source.Dispose();
 

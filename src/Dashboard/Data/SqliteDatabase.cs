@@ -111,9 +111,7 @@ public sealed class SqliteDatabase(DataPaths paths, EmaLabOptions options) : Ema
         command.Parameters.AddWithValue("$key", key);
         using var reader = command.ExecuteReader();
         var result = new List<TrackSummary>();
-        while (reader.Read())
-            result.Add(new TrackSummary(reader.GetInt64(0), reader.GetString(1), ValueAt(reader, 2), reader.GetInt64(3), ValueAt(reader, 4),
-                reader.GetInt64(5)));
+        while (reader.Read()) result.Add(SummaryAt(reader));
         return result;
     }
 
@@ -133,8 +131,6 @@ public sealed class SqliteDatabase(DataPaths paths, EmaLabOptions options) : Ema
         string.Join(",", runIds.Select(id => id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
     /// <summary>A stored metric value: NULL is how NaN is stored.</summary>
-    static double ValueAt(SqliteDataReader reader, int column) => reader.IsDBNull(column) ? double.NaN : reader.GetDouble(column);
-
     static void Check(sqlite3 db, int result)
     {
         if (result != raw.SQLITE_OK) SqliteException.ThrowExceptionForRC(result, db);

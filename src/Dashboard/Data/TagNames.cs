@@ -22,6 +22,12 @@ public static class TagNames
     public const string MetricRoles = "emalab.metrics";
     /// <summary>A client's extra suffixes that name tracks in its metric keys (<c>ClientTrackKeys</c>).</summary>
     public const string TrackSuffixes = "emalab.track_suffixes";
+    /// <summary>
+    /// How a script's post-hoc reconstructions are evaluated: its model and evaluation functions as
+    /// <c>module:function module:function</c> (<c>emalab.posthoc.uploader(…, model=, evaluate=)</c> sets it), for the command
+    /// the run page shows.
+    /// </summary>
+    public const string PostHocEvaluator = "emalab.posthoc.evaluator";
     /// <summary>The track a logged model's weights are (<c>log_model(ema, tags={"emalab.track": "ema-0.999"})</c>).</summary>
     public const string Track = "emalab.track";
 

@@ -31,6 +31,24 @@ public sealed class CompanionLiveTests : IDisposable
         var results = overview.GetProperty("results").EnumerateArray().ToList();
         Assert.Equal(["posthoc-0.03", "posthoc-0.07", "posthoc-0.15"], results.Select(r => r.GetProperty("track").GetString()));
         Assert.All(results, r => Assert.InRange(r.GetProperty("accuracy").GetDouble(), 0.8, 1.0)); // the script's evaluation
+        // The script recorded its rules (emalab.tracks): its tracks are marked at their σ_rel, as an engine run's are.
+        var tracked = overview.GetProperty("tracked").EnumerateArray().ToList();
+        Assert.Equal(["ema-0.99", "ema-0.995-timm"], tracked.Select(t => t.GetProperty("track").GetString()));
+        var timm = new EmaLab.TrainingEngine.Averaging.EmaTrackSettings { Preset = "timm", Decay = 0.995 }
+            .Resolve(new EmaLab.TrainingEngine.Averaging.EmaSettings(), "timm");
+        var emalab = new EmaLab.TrainingEngine.Averaging.EmaTrackSettings { Decay = 0.99 }.Resolve(new EmaLab.TrainingEngine.Averaging.EmaSettings(), "emalab");
+        Assert.Equal(EmaLab.TrainingEngine.Averaging.EmaMath.SigmaRel(emalab, 300), tracked[0].GetProperty("sigmaRel").GetDouble());
+        Assert.Equal(EmaLab.TrainingEngine.Averaging.EmaMath.SigmaRel(timm, 300), tracked[1].GetProperty("sigmaRel").GetDouble());
+        var badRules = System.Text.Json.JsonSerializer.Serialize(new
+        {
+            run_id = run.GetProperty("trackingId").GetString(), key = "emalab.tracks",
+            value = """[{"name": "ema-2", "preset": "emalab", "decay": 2}]""",
+        });
+        var refused = await server.Client.PostAsync("/api/2.0/mlflow/runs/set-tag",
+            new StringContent(badRules, System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal("Tag 'emalab.tracks': rule [0].decay: Decay 2 is outside (0, 1).",
+            System.Text.Json.JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement.GetProperty("message").GetString());
         var checkpoints = (await Api.GetAsync(server.Client, $"/api/runs/{id}/checkpoints")).EnumerateArray()
             .Select(c => c.GetProperty("track").GetString()).Order().ToList();
         Assert.Equal(["posthoc-0.03", "posthoc-0.07", "posthoc-0.15"], checkpoints);

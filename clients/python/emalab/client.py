@@ -6,6 +6,7 @@ server is MLflow-compatible; this module is what the companion needs when it is 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import urllib.error
@@ -78,6 +79,12 @@ class EmaLab:
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.mlflow("POST", "runs/set-tag", {"run_id": run_id, "key": key, "value": value})
+
+    def log_tracks(self, run_id: str, tracks) -> None:
+        """Records an ``EmaTracks``' rules on the run (tag ``emalab.tracks``): the run page then marks its tracks on the
+        post-hoc σ_rel plot at their equivalent σ_rel, as it marks the engine's."""
+        rules = [{**r.to_dict(), "decay": "NaN" if math.isnan(r.decay) else r.decay} for r in tracks.rules]
+        self.set_tag(run_id, "emalab.tracks", json.dumps(rules))
 
     def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
         self.mlflow("POST", "runs/update", {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)})

@@ -24,6 +24,7 @@ def main(url, pace=0.0):
 
     run_id = client.create_run("companion-live", tags={"emalab.metrics": '{"accuracy": "val_acc", "loss": "val_loss", "train": "loss"}'})
     tracks = EmaTracks(model, [0.99, {"preset": "timm", "decay": 0.995}])
+    client.log_tracks(run_id, tracks)
     with tempfile.TemporaryDirectory() as folder:
         # Named so that the run page shows the exact command for reconstructions this script has not evaluated.
         upload = uploader(client, run_id, model="tests.live_model:build_model", evaluate="tests.live_model:evaluate")

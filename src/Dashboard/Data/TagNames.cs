@@ -22,6 +22,8 @@ public static class TagNames
     public const string MetricRoles = "emalab.metrics";
     /// <summary>A client's extra suffixes that name tracks in its metric keys (<c>ClientTrackKeys</c>).</summary>
     public const string TrackSuffixes = "emalab.track_suffixes";
+    /// <summary>A script's track rules (the Python companion's <c>log_tracks</c>), for the σ_rel plot (<c>ClientTrackRules</c>).</summary>
+    public const string Tracks = "emalab.tracks";
     /// <summary>
     /// How a script's post-hoc reconstructions are evaluated: its model and evaluation functions as
     /// <c>module:function module:function</c> (<c>emalab.posthoc.uploader(…, model=, evaluate=)</c> sets it), for the command

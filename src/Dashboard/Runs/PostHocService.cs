@@ -197,13 +197,13 @@ public sealed class PostHocService(
     /// <summary>Everything the post-hoc panel and API show: results, the sweep, the run's classic EMAs on the σ_rel axis, snapshot storage.</summary>
     public async Task<PostHocOverview> OverviewAsync(Run run, CancellationToken cancellationToken = default)
     {
-        var spec = run.SpecJson is null ? null : run.EngineSpec();
         var directory = paths.SnapshotDirectory(run);
         var steps = PostHocSnapshots.Steps(directory);
         var end = steps.Count > 0 ? steps[^1] : run.Step;
-        var accuracy = metrics.Summaries([run.Id], MetricKeys.EvalAccuracy);
-        var loss = metrics.Summaries([run.Id], MetricKeys.EvalLoss, lowerIsBetter: true);
-        var tracked = end < 1 || spec is null ? [] : spec.Ema.Rules().Select(rule =>
+        var (tags, accuracy, loss) = await EvaluationsAsync(run, cancellationToken);
+        // An engine run's rules are its spec's; a script's, those its companion recorded (emalab.tracks), if any.
+        var rules = run.SpecJson is not null ? run.EngineSpec().Ema.Rules() : ClientTrackRules.Parse(tags.GetValueOrDefault(TagNames.Tracks)) ?? [];
+        var tracked = end < 1 ? [] : rules.Select(rule =>
         {
             var a = accuracy.FirstOrDefault(s => s.Track == rule.Name);
             var l = loss.FirstOrDefault(s => s.Track == rule.Name);
@@ -212,6 +212,19 @@ public sealed class PostHocService(
         }).OfType<TrackedOnSigmaAxis>().ToList();
         return new PostHocOverview(SweepOf(run.Id), await ListAsync(run, cancellationToken), tracked,
             SnapshotSigmaRels(run), steps.Count, PostHocSnapshots.SizeBytes(directory));
+    }
+
+    /// <summary>The run's tags, and the best and final accuracy and loss of its tracks under the keys its roles name.</summary>
+    async Task<(Dictionary<string, string> Tags, List<TrackSummary> Accuracy, List<TrackSummary> Loss)> EvaluationsAsync(Run run,
+        CancellationToken cancellationToken)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var tags = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key.StartsWith("emalab."))
+            .ToDictionaryAsync(t => t.Key, t => t.Value, cancellationToken);
+        var roles = MetricRoles.For(run, tags.GetValueOrDefault(TagNames.MetricRoles), metrics);
+        var accuracy = roles.Accuracy is { } accuracyKey ? metrics.Summaries([run.Id], accuracyKey) : [];
+        var loss = roles.Loss is { } lossKey ? metrics.Summaries([run.Id], lossKey, lowerIsBetter: true) : [];
+        return (tags, accuracy, loss);
     }
 
     /// <summary>A track's σ_rel at the run's end, kept: it runs the rule's schedule over every step, and the panel asks on each refresh.</summary>
@@ -231,11 +244,7 @@ public sealed class PostHocService(
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id && t.SigmaRel != null).ToListAsync(cancellationToken);
-        var tag = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key == TagNames.MetricRoles).Select(t => t.Value)
-            .SingleOrDefaultAsync(cancellationToken);
-        var roles = MetricRoles.For(run, tag, metrics);
-        var accuracy = roles.Accuracy is { } accuracyKey ? metrics.Summaries([run.Id], accuracyKey) : [];
-        var loss = roles.Loss is { } lossKey ? metrics.Summaries([run.Id], lossKey, lowerIsBetter: true) : [];
+        var (_, accuracy, loss) = await EvaluationsAsync(run, cancellationToken);
         var client = run.Origin == RunOrigin.Client;
         return tracks.Select(t =>
         {

@@ -587,6 +587,8 @@ public sealed partial class TrackingService(
         if (valid.TryGetValue(TagNames.TrackSuffixes, out var suffixes)) ClientTrackKeys.ParseSuffixes(suffixes);
         if (valid.TryGetValue(TagNames.MetricRoles, out var roles) && MetricRoles.Problem(roles) is { } problem)
             throw MlflowException.Invalid(problem);
+        if (valid.TryGetValue(TagNames.Tracks, out var rules) && ClientTrackRules.Problem(rules) is { } rulesProblem)
+            throw MlflowException.Invalid(rulesProblem);
         return valid;
     }
 

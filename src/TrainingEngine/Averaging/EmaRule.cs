@@ -35,7 +35,8 @@ public sealed record EmaRule
         return rules.FirstOrDefault(r => r.Dtype == EmaDtype.Float32 && r with { Name = "" } == same);
     }
 
-    internal void Check(string field)
+    /// <summary>Throws <see cref="InvalidSettingException"/> (under <paramref name="field"/>) for a rule no preset allows.</summary>
+    public void Check(string field)
     {
         if (Preset != EmaPresets.Swa && !(Decay >= 0 && Decay < 1 && (Decay > 0 || Preset != EmaPresets.EmaLab)))
             throw new InvalidSettingException(field + "." + EmaFields.Decay, $"Decay {Decay.ToString(CultureInfo.InvariantCulture)} is outside {(Preset == EmaPresets.EmaLab ? "(0, 1)" : "[0, 1)")}.");

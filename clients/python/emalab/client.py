@@ -30,6 +30,9 @@ class EmaLab:
         self.url = url.rstrip("/")
         self.token = token or os.environ.get("MLFLOW_TRACKING_TOKEN")
         self.timeout = timeout
+        # What a run's id resolves to never changes: asked once per run, not once per snapshot or reconstruction.
+        self._numbers: dict = {}
+        self._artifact_roots: dict = {}
 
     # ---- HTTP ----
 
@@ -91,12 +94,14 @@ class EmaLab:
 
     def upload_artifact(self, run_id: str, local_path: str, artifact_path: str = "") -> None:
         """Uploads a file through MLflow's artifact proxy under ``artifact_path`` (``posthoc`` for snapshots)."""
-        uri = self.mlflow("GET", "runs/get?run_id=" + urllib.parse.quote(run_id))["run"]["info"]["artifact_uri"]
-        prefix = "mlflow-artifacts:/"
-        if not uri.startswith(prefix):
-            raise ValueError(f"The run's artifacts are not served by this server ({uri}).")
+        if run_id not in self._artifact_roots:
+            uri = self.mlflow("GET", "runs/get?run_id=" + urllib.parse.quote(run_id))["run"]["info"]["artifact_uri"]
+            prefix = "mlflow-artifacts:/"
+            if not uri.startswith(prefix):
+                raise ValueError(f"The run's artifacts are not served by this server ({uri}).")
+            self._artifact_roots[run_id] = uri[len(prefix):]
         name = os.path.basename(local_path)
-        target = "/".join(p for p in (uri[len(prefix):], artifact_path.strip("/"), name) if p)
+        target = "/".join(p for p in (self._artifact_roots[run_id], artifact_path.strip("/"), name) if p)
         with open(local_path, "rb") as f:
             self.request("PUT", "/api/2.0/mlflow-artifacts/artifacts/" + urllib.parse.quote(target), data=f.read())
 
@@ -104,10 +109,12 @@ class EmaLab:
 
     def run_number(self, run_id: str) -> int:
         """EMA Lab's number of a run an MLflow client knows by its ``run_id`` (the dashboard shows it as #n)."""
-        items = self.request("GET", "/api/runs?trackingId=" + urllib.parse.quote(run_id))["items"]
-        if not items:
-            raise EmaLabError(404, "RESOURCE_DOES_NOT_EXIST", f"No run with run_id {run_id}.")
-        return int(items[0]["id"])
+        if run_id not in self._numbers:
+            items = self.request("GET", "/api/runs?trackingId=" + urllib.parse.quote(run_id))["items"]
+            if not items:
+                raise EmaLabError(404, "RESOURCE_DOES_NOT_EXIST", f"No run with run_id {run_id}.")
+            self._numbers[run_id] = int(items[0]["id"])
+        return self._numbers[run_id]
 
     def reconstruct(self, run_id: str, sigma_rel: float) -> dict:
         """Asks the server to reconstruct the EMA of ``sigma_rel`` from the run's snapshots; returns its result (track,

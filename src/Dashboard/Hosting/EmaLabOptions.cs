@@ -69,7 +69,7 @@ public sealed class EmaLabOptions : IValidatableObject
             yield return Refusal("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.",
                 nameof(ApiToken));
         // DataAnnotations validates one object's properties: each section's ranges are checked here, named by their key.
-        foreach (var (name, section) in new (string, object)[] { (nameof(Training), Training), (nameof(Metrics), Metrics), (nameof(Limits), Limits) })
+        foreach (var (name, section) in Sections())
         {
             var results = new List<ValidationResult>();
             Validator.TryValidateObject(section, new ValidationContext(section), results, validateAllProperties: true);
@@ -89,12 +89,14 @@ public sealed class EmaLabOptions : IValidatableObject
         if (Mode<DatabaseKind>(section, nameof(Database)) is { } database) yield return database;
         if (Mode<ProcessRole>(section, nameof(Role)) is { } role) yield return role;
         if (Mode<TrainerKind>(section, "Trainer") is { } trainer) yield return trainer;
-        foreach (var (name, properties) in new[] { (nameof(Training), typeof(TrainingOptions)), (nameof(Metrics), typeof(MetricWriterOptions)),
-            (nameof(Limits), typeof(LimitOptions)) })
-            foreach (var property in properties.GetProperties())
+        foreach (var (name, tuning) in new EmaLabOptions().Sections())
+            foreach (var property in tuning.GetType().GetProperties())
                 if (section[property.Name] is not null)
                     yield return $"EmaLab:{property.Name} is now EmaLab:{name}:{property.Name}.";
     }
+
+    /// <summary>The tuning sections by their key: validated here, and their settings' old flat keys refused.</summary>
+    IEnumerable<(string Name, object Section)> Sections() => [(nameof(Training), Training), (nameof(Metrics), Metrics), (nameof(Limits), Limits)];
 
     static string? Mode<T>(IConfigurationSection section, string key) where T : struct, Enum
     {

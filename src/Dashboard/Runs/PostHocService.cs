@@ -3,6 +3,8 @@ using System.Globalization;
 using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Formats;
+using TorchSharp;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.EntityFrameworkCore;
 using EmaLab.TrainingEngine;
@@ -49,10 +51,7 @@ public sealed class PostHocService(
     public IReadOnlyList<double> SnapshotSigmaRels(Run run)
     {
         if (run.SpecJson is not null) return run.EngineSpec().PostHoc?.SigmaRels ?? [];
-        var directory = paths.SnapshotDirectory(run);
-        if (PostHocSnapshots.Steps(directory) is not { Count: > 0 } steps) return [];
-        using var file = File.OpenRead(Path.Combine(directory, PostHocSnapshots.FileName(steps[0])));
-        return PostHocSnapshots.SigmaRelsOf(TrainingEngine.Formats.SafeTensors.ReadHeader(file, file.Name, file.Length)) ?? [];
+        return PostHocSnapshots.FirstHeader(paths.SnapshotDirectory(run)) is { } header ? PostHocSnapshots.SigmaRelsOf(header) ?? [] : [];
     }
 
     /// <summary>Why the run cannot be reconstructed, or null when it can.</summary>
@@ -98,71 +97,60 @@ public sealed class PostHocService(
 
     List<PostHocResult> ReconstructEach(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress)
     {
-        if (run.Origin == RunOrigin.Client) return ReconstructForClient(run, sigmaRels, progress);
-        var spec = run.EngineSpec();
-        var directory = paths.PostHocDirectory(run.Id);
-        var step = LastSnapshotStep(run)!.Value;
-        var runId = run.Id.ToString(CultureInfo.InvariantCulture);
-        // Only the evaluation model and the data: no live model, optimizer or EMA is built to score a reconstruction.
-        using var evaluator = new TrackEvaluator(spec);
-        var results = new List<PostHocResult>();
-        foreach (var sigma in sigmaRels)
-        {
-            var track = TrackName(sigma);
-            var state = PostHocSnapshots.Reconstruct(directory, spec.PostHoc!.SigmaRels, sigma);
-            try { evaluator.LoadAveraged(state, track); }
-            finally { foreach (var t in state.Values) t.Dispose(); }
-            var evaluation = evaluator.Evaluate();
-            var result = new PostHocResult(track, sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, evaluation.Accuracy,
-                evaluation.Loss);
-            var label = new CheckpointLabel(runId, track, step, evaluation);
-            // The checkpoint and the track row are written together or not at all; the metrics follow them.
-            checkpoints.Save(run.Id, step, evaluator, [(track, stream => CheckpointExport.Export(evaluator, label, stream))], db =>
-                RecordTrack(db, run.Id, result));
-            pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalAccuracy, result.Step, result.Accuracy));
-            pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalLoss, result.Step, result.Loss));
-            results.Add(result);
-            progress?.Invoke(results.Count);
-        }
-        pipeline.FlushAsync().GetAwaiter().GetResult();
-        hub.Publish(new RunEvent(RunEventType.PostHoc, run.Id) { Step = results.Count, Message = string.Join(",", results.Select(r => r.Track)) });
-        return results;
-    }
-
-    /// <summary>
-    /// A client's run: each reconstruction is stored as the track's checkpoint (the model's state_dict names, float32) for
-    /// the script to download, evaluate and log; its evaluation is NaN until then.
-    /// </summary>
-    List<PostHocResult> ReconstructForClient(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress)
-    {
         var directory = paths.SnapshotDirectory(run);
         var step = LastSnapshotStep(run)!.Value;
         var tracked = SnapshotSigmaRels(run);
+        // An engine run's reconstructions are scored here, with only the evaluation model and the data (no live model,
+        // optimizer or EMA is built); a script's are scored by the script.
+        using var evaluator = run.SpecJson is null ? null : new TrackEvaluator(run.EngineSpec());
         var results = new List<PostHocResult>();
         foreach (var sigma in sigmaRels)
         {
-            var track = TrackName(sigma);
             var state = PostHocSnapshots.Reconstruct(directory, tracked, sigma);
             try
             {
-                var tensors = state.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value)).ToList();
-                var metadata = new Dictionary<string, string>
-                {
-                    [CheckpointExport.Keys.Track] = track,
-                    [CheckpointExport.Keys.Step] = step.ToString(CultureInfo.InvariantCulture),
-                    [CheckpointExport.Keys.RunId] = run.Uuid,
-                    ["sigma_rel"] = sigma.ToString("R", CultureInfo.InvariantCulture),
-                };
-                var result = new PostHocResult(track, sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, double.NaN, double.NaN);
-                checkpoints.Save(run.Id, step, TrainingEngine.Formats.SafeTensors.ApproximateBytes(tensors),
-                    [(track, stream => TrainingEngine.Formats.SafeTensors.Write(stream, tensors, metadata))], db => RecordTrack(db, run.Id, result));
-                results.Add(result);
+                var result = new PostHocResult(TrackName(sigma), sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, step), step, double.NaN, double.NaN);
+                results.Add(evaluator is null ? StoreForScript(run, result, state) : EvaluateAndStore(run, evaluator, result, state));
             }
             finally { foreach (var t in state.Values) t.Dispose(); }
             progress?.Invoke(results.Count);
         }
+        if (evaluator is not null) pipeline.FlushAsync().GetAwaiter().GetResult();
         hub.Publish(new RunEvent(RunEventType.PostHoc, run.Id) { Step = results.Count, Message = string.Join(",", results.Select(r => r.Track)) });
         return results;
+    }
+
+    /// <summary>An engine run's reconstruction, evaluated: its checkpoint and track row together, then its metrics.</summary>
+    PostHocResult EvaluateAndStore(Run run, TrackEvaluator evaluator, PostHocResult reconstructed, Dictionary<string, torch.Tensor> state)
+    {
+        evaluator.LoadAveraged(state, reconstructed.Track);
+        var evaluation = evaluator.Evaluate();
+        var result = reconstructed with { Accuracy = evaluation.Accuracy, Loss = evaluation.Loss };
+        var label = new CheckpointLabel(run.Id.ToString(CultureInfo.InvariantCulture), result.Track, result.Step, evaluation);
+        checkpoints.Save(run.Id, result.Step, evaluator, [(result.Track, stream => CheckpointExport.Export(evaluator, label, stream))], db =>
+            RecordTrack(db, run.Id, result));
+        pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalAccuracy, result.Step, result.Accuracy));
+        pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalLoss, result.Step, result.Loss));
+        return result;
+    }
+
+    /// <summary>
+    /// A script's reconstruction, stored as the track's checkpoint (the model's state_dict names, float32) for the script to
+    /// download, evaluate and log; its evaluation stays NaN until then.
+    /// </summary>
+    PostHocResult StoreForScript(Run run, PostHocResult result, Dictionary<string, torch.Tensor> state)
+    {
+        var tensors = state.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value)).ToList();
+        var metadata = new Dictionary<string, string>
+        {
+            [CheckpointExport.Keys.Track] = result.Track,
+            [CheckpointExport.Keys.Step] = result.Step.ToString(CultureInfo.InvariantCulture),
+            [CheckpointExport.Keys.RunId] = run.Uuid,
+            ["sigma_rel"] = result.SigmaRel.ToString("R", CultureInfo.InvariantCulture),
+        };
+        checkpoints.Save(run.Id, result.Step, SafeTensors.ApproximateBytes(tensors),
+            [(result.Track, stream => SafeTensors.Write(stream, tensors, metadata))], db => RecordTrack(db, run.Id, result));
+        return result;
     }
 
     static void RecordTrack(EmaLabDbContext db, long runId, PostHocResult result)
@@ -210,7 +198,7 @@ public sealed class PostHocService(
             return a is null || l is null ? null
                 : new TrackedOnSigmaAxis(rule.Name, double.IsNaN(rule.Decay) ? null : rule.Decay, SigmaRelOf(run.Id, rule, end), a.Final, l.Final);
         }).OfType<TrackedOnSigmaAxis>().ToList();
-        return new PostHocOverview(SweepOf(run.Id), await ListAsync(run, cancellationToken), tracked,
+        return new PostHocOverview(SweepOf(run.Id), await ListAsync(run, accuracy, loss, cancellationToken), tracked,
             SnapshotSigmaRels(run), steps.Count, PostHocSnapshots.SizeBytes(directory));
     }
 
@@ -237,14 +225,13 @@ public sealed class PostHocService(
     readonly ConcurrentDictionary<(long RunId, string Track, long End), double> _sigmaRels = new();
 
     /// <summary>
-    /// The run's post-hoc tracks with their evaluations: an engine run's accuracy and loss; a client's under the keys its
-    /// roles name (<see cref="MetricRoles"/>), NaN where its script has not logged them yet.
+    /// The run's post-hoc tracks with their evaluations from the run's summaries (<see cref="EvaluationsAsync"/>); a script's
+    /// reconstruction is listed with NaN until the script has logged its evaluation.
     /// </summary>
-    public async Task<List<PostHocResult>> ListAsync(Run run, CancellationToken cancellationToken = default)
+    async Task<List<PostHocResult>> ListAsync(Run run, List<TrackSummary> accuracy, List<TrackSummary> loss, CancellationToken cancellationToken)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id && t.SigmaRel != null).ToListAsync(cancellationToken);
-        var (_, accuracy, loss) = await EvaluationsAsync(run, cancellationToken);
         var client = run.Origin == RunOrigin.Client;
         return tracks.Select(t =>
         {

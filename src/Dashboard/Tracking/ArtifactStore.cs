@@ -149,18 +149,9 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
         var name = Path.GetFileName(location.RelativePath);
         var problem = SnapshotName().Match(location.RelativePath) is not { Success: true } m
             ? $"a snapshot is named {PostHocFolder}/snapshot-<step, 9 digits>.safetensors"
-            : PostHocSnapshots.Problem(header, long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), EarlierSnapshot(location, name));
+            : PostHocSnapshots.Problem(header, long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture),
+                PostHocSnapshots.FirstHeader(paths.SnapshotDirectory(location.Run!), except: name));
         if (problem is not null) throw MlflowException.Invalid($"Post-hoc snapshot {location.RelativePath} refused: {problem}");
-    }
-
-    SafeTensorsHeader? EarlierSnapshot(Location location, string name)
-    {
-        var folder = paths.SnapshotDirectory(location.Run!);
-        var steps = PostHocSnapshots.Steps(folder);
-        var other = steps.Select(PostHocSnapshots.FileName).FirstOrDefault(f => f != name);
-        if (other is null) return null;
-        using var file = File.OpenRead(Path.Combine(folder, other));
-        return SafeTensors.ReadHeader(file, other, file.Length);
     }
 
     [GeneratedRegex(@"^posthoc/snapshot-(\d{9})\.safetensors$")]

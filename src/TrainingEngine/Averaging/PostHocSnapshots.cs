@@ -81,6 +81,14 @@ public static class PostHocSnapshots
             .Select(f => long.Parse(Path.GetFileNameWithoutExtension(f)["snapshot-".Length..], CultureInfo.InvariantCulture))
             .Order().ToList();
 
+    /// <summary>The header of the first snapshot in <paramref name="directory"/> other than <paramref name="except"/>, or null.</summary>
+    public static SafeTensorsHeader? FirstHeader(string directory, string? except = null)
+    {
+        if (Steps(directory).Select(FileName).FirstOrDefault(f => f != except) is not { } name) return null;
+        using var file = File.OpenRead(Path.Combine(directory, name));
+        return SafeTensors.ReadHeader(file, name, file.Length);
+    }
+
     /// <summary>Bytes of all snapshots of a run.</summary>
     public static long SizeBytes(string directory) =>
         !Directory.Exists(directory) ? 0 : Directory.EnumerateFiles(directory, "snapshot-*.safetensors").Sum(f => new FileInfo(f).Length);

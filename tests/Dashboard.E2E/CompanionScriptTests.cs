@@ -57,5 +57,15 @@ public sealed class CompanionScriptTests(BrowserFixture fixture) : IClassFixture
             "--sigma-rels 0.1 --model tests.live_model:build_model --evaluate tests.live_model:evaluate"); // as the script named them
         await page.Locator("[data-testid=posthoc]").ScrollIntoViewIfNeededAsync();
         await page.ScreenshotAsync(new() { Path = Path.Combine(fixture.ScreenshotDirectory, "11-script-post-hoc.png"), FullPage = true });
+
+        // On a phone in dark mode: the command wraps rather than hiding its end, and the σ_rel plot keeps its area.
+        await using var phone = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions
+            { BaseURL = fixture.BaseUrl, ColorScheme = ColorScheme.Dark, ViewportSize = new() { Width = 390, Height = 844 } });
+        var narrow = await phone.NewPageAsync();
+        await narrow.GotoAsync($"runs/{id}");
+        await Assertions.Expect(narrow.GetByTestId("posthoc-command")).ToContainTextAsync("--evaluate tests.live_model:evaluate", new() { Timeout = 30_000 });
+        Assert.True(await narrow.GetByTestId("posthoc-command").EvaluateAsync<bool>("el => el.scrollWidth <= el.clientWidth"), "the command scrolls sideways");
+        await narrow.WaitForFunctionAsync("() => document.getElementById('chart-sweep-accuracy')?._fullLayout?._size?.h >= 200");
+        await narrow.Locator("[data-testid=posthoc]").ScreenshotAsync(new() { Path = Path.Combine(fixture.ScreenshotDirectory, "11-script-post-hoc-phone-dark.png") });
     }
 }

@@ -125,7 +125,7 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
     {
         using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl) };
         var response = await api.PostAsync("api/runs", new StringContent(
-            """{"name":"long","dataset":"digits-8x8","model":"mlp","hidden":[32],"steps":200000,"evalInterval":200,"ema":{"decays":[0.95,0.995]}}""",
+            """{"name":"long","dataset":"digits-8x8","model":"mlp","hidden":[32],"steps":200000,"evalInterval":200,"ema":{"decays":[0.9,0.95,0.97,0.98,0.99,0.995,0.998,0.999]}}""",
             System.Text.Encoding.UTF8, "application/json"));
         Assert.Equal(System.Net.HttpStatusCode.Created, response.StatusCode);
         var id = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetInt64();
@@ -140,6 +140,11 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
         var before = await page.EvaluateAsync<int>(points);
         await page.WaitForFunctionAsync($"() => ({points})() > {before}", null, new() { Timeout = 30_000 });
         Assert.True(await page.EvaluateAsync<bool>("() => window.sameDocument === true"), "the chart grew by a reload, not live");
+        // Nine traces on a narrow screen: the chart grows by its legend's full height (no scrolled legend over a strip of plot).
+        await page.WaitForFunctionAsync("""
+            () => { const l = document.getElementById('chart-accuracy')._fullLayout;
+                    return l._size.h >= 200 && l.legend._height <= l.legend._effHeight + 1; }
+            """);
         await page.ScreenshotAsync(new() { Path = Shot("7-run-detail-narrow-live.png"), FullPage = true });
 
         var seen = await page.EvaluateAsync<int>(points);

@@ -1,7 +1,7 @@
 # EMA Lab dashboard image. The official .NET 10 images ship a libstdc++ new enough for TorchSharp,
 # so the build's prerequisite check finds nothing to install.
 #   docker build -t emalab .
-#   docker run -p 8080:8080 -v emalab:/data -e EmaLab__ApiToken=change-me emalab
+#   docker run -p 8080:8080 -v emalab:/data -e EmaLab__Admin__UserName=ana -e EmaLab__Admin__Password='a long passphrase' emalab
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
 # Restore in a layer of its own: it is redone only when a project file or package version changes.
@@ -18,8 +18,9 @@ FROM mcr.microsoft.com/dotnet/aspnet:10.0
 WORKDIR /app
 COPY --from=build /app .
 # Inside a container the app must listen on all interfaces (the port is published explicitly with -p);
-# that is an explicit setting here, and the app then refuses to start without EmaLab__ApiToken. Every
-# API call and page then needs the token, so any host name may reach it (AllowedHosts).
+# that is an explicit setting here, and it turns accounts on (the first admin from EmaLab__Admin__*, or the
+# one-time setup link in the log). Every API call and page then needs credentials, so any host name may
+# reach it (AllowedHosts).
 ENV ASPNETCORE_HTTP_PORTS=8080 \
     EmaLab__AllowRemote=true \
     EmaLab__DataDirectory=/data \

@@ -15,8 +15,7 @@ if (args is [HealthProbe.Argument, var healthUrl]) return await HealthProbe.RunA
 
 var builder = WebApplication.CreateBuilder(args);
 
-// Loopback only unless EmaLab:AllowRemote is set (which in turn requires EmaLab:ApiToken): refused before
-// anything listens. The check after start-up below catches addresses configured in other ways.
+// Loopback only unless EmaLab:AllowRemote is set (which turns accounts on): refused before anything listens. The check after start-up below catches addresses configured in other ways.
 if (!builder.Configuration.GetValue<bool>($"{EmaLabOptions.Section}:{nameof(EmaLabOptions.AllowRemote)}")
     && ConfiguredRemoteAddresses(builder) is { Count: > 0 } configured)
 {
@@ -86,6 +85,8 @@ var app = builder.Build();
 // The folders first: this also makes the uploaded datasets known to the engine before any spec is checked.
 app.Services.GetRequiredService<DataPaths>();
 await app.Services.InitializeDatabaseAsync();
+// Accounts (after the database: whether it has users decides too); a worker serves nothing and signs nobody in.
+if (setup.Serves) await AccountService.InitializeAsync(app.Services);
 var trainers = app.Services.GetRequiredService<ITrainerHost>();
 app.Logger.LogInformation("Runs are trained {Trainers}", trainers.Description);
 await trainers.RecoverAtStartAsync(CancellationToken.None);
@@ -128,7 +129,7 @@ return 0;
 static bool IsApi(HttpContext context) => context.Request.Path.StartsWithSegments("/api");
 
 static string RemoteRefusal(IEnumerable<string> addresses) =>
-    $"Refusing to serve on {string.Join(", ", addresses)}: listening beyond loopback needs EmaLab:AllowRemote=true and an EmaLab:ApiToken.";
+    $"Refusing to serve on {string.Join(", ", addresses)}: listening beyond loopback needs EmaLab:AllowRemote=true (every call then needs an account or a token).";
 
 // The addresses the host settings ask for (--urls / ASPNETCORE_URLS, ASPNETCORE_HTTP_PORTS, Kestrel endpoints) that are not loopback.
 static List<string> ConfiguredRemoteAddresses(WebApplicationBuilder builder)

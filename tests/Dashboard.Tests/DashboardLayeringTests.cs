@@ -16,7 +16,7 @@ public class DashboardLayeringTests
         ["Data"] = ["Hosting"],
         ["Runs"] = ["Data", "Hosting"],
         ["Tracking"] = ["Runs", "Data", "Hosting"],
-        ["Security"] = ["Tracking", "Hosting"],
+        ["Security"] = ["Tracking", "Data", "Hosting"],
         ["Groups"] = ["Runs", "Data", "Hosting"],
         ["Datasets"] = ["Runs", "Data", "Hosting"],
         ["Api"] = ["Runs", "Tracking", "Security", "Groups", "Datasets", "Data", "Hosting"],

@@ -11,7 +11,7 @@ public sealed class StartupTests : IDisposable
     {
         var e = await Assert.ThrowsAsync<ChildServerExitedException>(() => ChildServer.StartAsync(_data, host: "0.0.0.0"));
         Assert.Equal(1, e.ExitCode);
-        Assert.Contains("listening beyond loopback needs EmaLab:AllowRemote=true and an EmaLab:ApiToken", e.Output);
+        Assert.Contains("listening beyond loopback needs EmaLab:AllowRemote=true", e.Output);
     }
 
     [Fact]
@@ -24,12 +24,12 @@ public sealed class StartupTests : IDisposable
     }
 
     [Fact]
-    public async Task Allowing_remote_access_without_a_token_is_refused()
+    public async Task Remote_access_without_an_admin_prints_a_one_time_setup_link_and_lets_no_one_in_without_credentials()
     {
-        var e = await Assert.ThrowsAsync<ChildServerExitedException>(() =>
-            ChildServer.StartAsync(_data, new Dictionary<string, string> { ["EmaLab__AllowRemote"] = "true" }, host: "0.0.0.0"));
-        Assert.NotEqual(0, e.ExitCode);
-        Assert.Contains("EmaLab:AllowRemote needs EmaLab:ApiToken", e.Output);
+        using var server = await ChildServer.StartAsync(_data, new Dictionary<string, string> { ["EmaLab__AllowRemote"] = "true" }, host: "0.0.0.0");
+        Assert.Contains("No admin account yet. Create one, once, at /setup?token=", server.Output);
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, (await server.Client.GetAsync("/api/runs")).StatusCode);
+        Assert.Equal("Healthy", await server.Client.GetStringAsync("/health"));
     }
 
     [Theory]
@@ -38,6 +38,7 @@ public sealed class StartupTests : IDisposable
     [InlineData("EmaLab__Trainer", "Hangfire", "EmaLab:Trainer=hangfire needs EmaLab:Database=postgres")]
     [InlineData("EmaLab__Trainer", "1", "EmaLab:Trainer must be 'inprocess' or 'hangfire', not '1'")]
     [InlineData("EmaLab__Database", "mysql", "EmaLab:Database must be 'sqlite' or 'postgres', not 'mysql'")]
+    [InlineData("EmaLab__Admin__UserName", "ana", "EmaLab:Admin:UserName and EmaLab:Admin:Password go together")]
     [InlineData("EmaLab__FlushRows", "100", "EmaLab:FlushRows is now EmaLab:Metrics:FlushRows.")]
     [InlineData("EmaLab__Metrics__FlushRows", "0", "EmaLab:Metrics: The field FlushRows must be between 1 and 100000.")]
     [InlineData("EmaLab__ArtifactDirectory", "{data}/a-file/artifacts", "the artifact directory '{data}/a-file/artifacts' cannot be created or reached")]

@@ -5,10 +5,12 @@ With the ``mlflow`` package installed, runs, metrics, tags and artifacts go thro
 tracking URI, credentials, retries and artifact upload: the server is MLflow-compatible), and its errors are mlflow's;
 without it, through the standard library, with refusals raised as ``EmaLabError``. EMA Lab's own endpoints always use
 the standard library. The server is ``url``, else ``MLFLOW_TRACKING_URI``, else mlflow's tracking URI when it is an HTTP
-one (``mlflow.set_tracking_uri``); a token is ``token`` or ``MLFLOW_TRACKING_TOKEN`` (sent as ``Authorization: Bearer``).
+one (``mlflow.set_tracking_uri``); a token is ``token`` or ``MLFLOW_TRACKING_TOKEN`` (sent as ``Authorization: Bearer``),
+else ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD`` are sent as HTTP Basic.
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -53,6 +55,9 @@ class EmaLab:
         self._mlflow_client = mlflow.tracking.MlflowClient(tracking_uri=self.url) if mlflow is not None else None
         self._metric = mlflow.entities.Metric if mlflow is not None else None
         self.token = token or os.environ.get("MLFLOW_TRACKING_TOKEN")
+        # As mlflow's own client: a user name and password (HTTP Basic) when there is no token.
+        self.username = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        self.password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
         self.timeout = timeout
         # What a run's id resolves to never changes: asked once per run, not once per snapshot or reconstruction.
         self._numbers: dict = {}
@@ -69,6 +74,9 @@ class EmaLab:
             headers["Content-Type"] = "application/octet-stream"
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        elif self.username and self.password:
+            pair = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {pair}"
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:

@@ -128,19 +128,31 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def requests_seen(call):
+    """Runs ``call(url)`` against a local server that answers a run's number, and returns (path, Authorization) per request."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Recorder.seen = []
+    try:
+        call(f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    return Recorder.seen
+
+
 class EmaLabsOwnEndpointsTests(unittest.TestCase):
     def test_they_use_plain_http_with_the_tracking_token_even_through_mlflow_and_ask_a_runs_number_once(self):
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        Recorder.seen = []
-        try:
-            url = f"http://127.0.0.1:{server.server_address[1]}"
-            with mock.patch.dict(sys.modules, standin_mlflow(url)), \
-                    mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": "t0k"}):
+        def call(url):
+            with mock.patch.dict(sys.modules, standin_mlflow(url)), mock.patch.dict(os.environ, {"MLFLOW_TRACKING_TOKEN": "t0k"}):
                 lab = EmaLab()
                 self.assertEqual(12, lab.run_number("abc def"))
                 self.assertEqual(12, lab.run_number("abc def"))
-        finally:
-            server.shutdown()
-            server.server_close()
-        self.assertEqual([("/api/runs?trackingId=abc%20def", "Bearer t0k")], Recorder.seen)
+        self.assertEqual([("/api/runs?trackingId=abc%20def", "Bearer t0k")], requests_seen(call))
+
+    def test_without_a_token_the_user_name_and_password_go_as_http_basic(self):
+        def call(url):
+            with mock.patch.dict(os.environ, {"MLFLOW_TRACKING_USERNAME": "ana", "MLFLOW_TRACKING_PASSWORD": "pass:word"}):
+                os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+                EmaLab(url, use_mlflow=False).run_number("r")
+        self.assertEqual([("/api/runs?trackingId=r", "Basic YW5hOnBhc3M6d29yZA==")], requests_seen(call))

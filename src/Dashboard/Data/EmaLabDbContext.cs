@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.AspNetCore.Identity.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Design;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
@@ -6,8 +7,9 @@ using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Data;
 
-/// <summary>EMA Lab's entities. This type carries the SQLite migrations; <see cref="PostgresDbContext"/> the PostgreSQL ones.</summary>
-public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
+/// <summary>EMA Lab's entities, accounts included (Identity's tables). This type carries the SQLite migrations;
+/// <see cref="PostgresDbContext"/> the PostgreSQL ones.</summary>
+public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLabUser>(options)
 {
     public DbSet<Run> Runs => Set<Run>();
     public DbSet<EmaTrack> Tracks => Set<EmaTrack>();
@@ -23,6 +25,7 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
     public DbSet<LoggedModelMetric> LoggedModelMetrics => Set<LoggedModelMetric>();
     public DbSet<RunInput> RunInputs => Set<RunInput>();
     public DbSet<RunOutput> RunOutputs => Set<RunOutput>();
+    public DbSet<PersonalToken> PersonalTokens => Set<PersonalToken>();
 
     /// <summary>
     /// SQLite has no time type, and the text EF writes for a <see cref="DateTimeOffset"/> by default cannot be compared
@@ -42,6 +45,17 @@ public class EmaLabDbContext(DbContextOptions options) : DbContext(options)
 
     protected override void OnModelCreating(ModelBuilder model)
     {
+        base.OnModelCreating(model); // Identity's users, roles, claims, logins and tokens
+        model.Entity<PersonalToken>(token =>
+        {
+            token.Property(t => t.UserId).HasMaxLength(450);
+            token.Property(t => t.Name).HasMaxLength(PersonalToken.MaxNameLength);
+            token.Property(t => t.Hash).HasMaxLength(64);
+            token.Property(t => t.Prefix).HasMaxLength(32);
+            token.HasIndex(t => t.Hash).IsUnique();
+            token.HasIndex(t => t.UserId);
+            token.HasOne<EmaLabUser>().WithMany().HasForeignKey(t => t.UserId).OnDelete(DeleteBehavior.Cascade);
+        });
         model.Entity<Run>(run =>
         {
             run.Property(r => r.Name).HasMaxLength(200);

@@ -40,11 +40,21 @@ public sealed class EmaLabOptions : IValidatableObject
     /// <summary>The trainer chosen: the setting, or the database's default.</summary>
     public TrainerKind Trainer => TrainerSetting ?? (Database == DatabaseKind.Postgres ? TrainerKind.Hangfire : TrainerKind.InProcess);
 
-    /// <summary>Allow listening on non-loopback addresses. Requires <see cref="ApiToken"/>.</summary>
+    /// <summary>Allow listening on non-loopback addresses: accounts are then always on.</summary>
     public bool AllowRemote { get; set; }
 
-    /// <summary>When set, mutating API calls need <c>Authorization: Bearer &lt;token&gt;</c>.</summary>
+    /// <summary>A service token: <c>Authorization: Bearer &lt;token&gt;</c> acts as an admin (scripts, CI). Setting it turns
+    /// accounts on.</summary>
     public string? ApiToken { get; set; }
+
+    /// <summary><c>EmaLab:Admin</c>: the first admin account, created at start-up when it does not exist yet.</summary>
+    public AdminOptions Admin { get; set; } = new();
+
+    /// <summary>
+    /// The settings ask for accounts (sign-in, tokens, permissions): a service token, remote access or an admin. Otherwise
+    /// the one person on this machine is the admin and nothing asks for a password, until a database has accounts.
+    /// </summary>
+    public bool AccountsAsked => !string.IsNullOrEmpty(ApiToken) || AllowRemote || !string.IsNullOrWhiteSpace(Admin.UserName);
 
     /// <summary><c>EmaLab:Training</c>: how runs are trained.</summary>
     public TrainingOptions Training { get; set; } = new();
@@ -65,9 +75,9 @@ public sealed class EmaLabOptions : IValidatableObject
         if (Trainer == TrainerKind.Hangfire && Database != DatabaseKind.Postgres)
             yield return Refusal($"EmaLab:Trainer={WireNames.Of(TrainerKind.Hangfire)} needs {postgres}: its jobs are kept in that database.",
                 "Trainer");
-        if (AllowRemote && string.IsNullOrWhiteSpace(ApiToken))
-            yield return Refusal("EmaLab:AllowRemote needs EmaLab:ApiToken: mutating API calls from other machines must be authenticated.",
-                nameof(ApiToken));
+        if (string.IsNullOrWhiteSpace(Admin.UserName) != string.IsNullOrEmpty(Admin.Password))
+            yield return Refusal("EmaLab:Admin:UserName and EmaLab:Admin:Password go together (the admin created at start-up when missing).",
+                "Admin");
         // DataAnnotations validates one object's properties: each section's ranges are checked here, named by their key.
         foreach (var (name, section) in Sections())
         {
@@ -109,6 +119,14 @@ public sealed class EmaLabOptions : IValidatableObject
     public string ResolveDataDirectory(string contentRoot) => Path.GetFullPath(DataDirectory, contentRoot);
 
     public string ResolveArtifactDirectory(string contentRoot) => Path.GetFullPath(ArtifactDirectory ?? DataDirectory, contentRoot);
+}
+
+/// <summary><c>EmaLab:Admin</c>: an admin created at start-up when no user has this name (an existing one is made admin;
+/// its password is never reset from here). Without it, a server with accounts and no admin prints a one-time setup link.</summary>
+public sealed class AdminOptions
+{
+    public string? UserName { get; set; }
+    public string? Password { get; set; }
 }
 
 /// <summary><c>EmaLab:Training</c>.</summary>

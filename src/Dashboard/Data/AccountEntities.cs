@@ -1,0 +1,35 @@
+using Microsoft.AspNetCore.Identity;
+
+namespace EmaLab.Dashboard.Data;
+
+/// <summary>A person's account (ASP.NET Core Identity's user, in the same database as the runs). MLflow's auth app has
+/// the same two facts: a name and whether the user is an admin.</summary>
+public sealed class EmaLabUser : IdentityUser
+{
+    /// <summary>Sees and manages everything, and manages users (MLflow's <c>is_admin</c>).</summary>
+    public bool IsAdmin { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>
+/// A personal access token: what a script sends as <c>MLFLOW_TRACKING_TOKEN</c> instead of a password. Only its SHA-256
+/// is kept (the secret is shown once, at creation); <see cref="Prefix"/> lets its owner tell tokens apart.
+/// </summary>
+public sealed class PersonalToken
+{
+    public const int MaxNameLength = 100;
+
+    public long Id { get; set; }
+    public required string UserId { get; set; }
+    public required string Name { get; set; }
+    /// <summary>Lower-case hex SHA-256 of the secret.</summary>
+    public required string Hash { get; set; }
+    /// <summary>The secret's first characters (<c>emalab_pat_3fA9</c>…).</summary>
+    public required string Prefix { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? ExpiresAt { get; set; }
+    public DateTimeOffset? LastUsedAt { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
+
+    public bool IsUsable(DateTimeOffset now) => RevokedAt is null && (ExpiresAt is null || ExpiresAt > now);
+}

@@ -1,0 +1,245 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
+
+namespace EmaLab.Dashboard.Security;
+
+/// <summary>
+/// Whether this server has accounts, decided once at start-up: when the settings ask for them
+/// (<see cref="EmaLabOptions.AccountsAsked"/>) or the database already has users. Without accounts the one person on
+/// this machine is the admin and nothing asks for a password (the loopback default).
+/// </summary>
+public sealed class AccessMode
+{
+    public bool Accounts { get; internal set; }
+
+    /// <summary>While no admin exists: the secret of the one-time setup link printed in the log.</summary>
+    public string? SetupToken { get; internal set; }
+}
+
+/// <summary>Who is calling, as every check sees it.</summary>
+public sealed record Caller(string? UserId, string Name, bool IsAdmin, CallerKind Kind)
+{
+    /// <summary>The one local user of a server without accounts.</summary>
+    public static readonly Caller Local = new(null, "local", IsAdmin: true, CallerKind.Local);
+}
+
+public enum CallerKind
+{
+    /// <summary>A server without accounts: the person on this machine.</summary>
+    Local,
+    /// <summary>Signed in with a password (sign-in cookie or HTTP Basic).</summary>
+    Password,
+    /// <summary>A personal access token.</summary>
+    PersonalToken,
+    /// <summary>The service token (<c>EmaLab:ApiToken</c>).</summary>
+    Service,
+}
+
+/// <summary>The claims a caller carries (cookie, Basic, tokens), and back.</summary>
+public static class CallerClaims
+{
+    public const string Admin = "emalab:admin";
+    public const string Kind = "emalab:kind";
+    public const string Stamp = "emalab:stamp";
+
+    public static ClaimsPrincipal Principal(Caller caller, string scheme, string? securityStamp = null)
+    {
+        var claims = new List<Claim>
+        {
+            new(ClaimTypes.Name, caller.Name),
+            new(Kind, WireNames.Of(caller.Kind)),
+        };
+        if (caller.UserId is { } id) claims.Add(new Claim(ClaimTypes.NameIdentifier, id));
+        if (caller.IsAdmin) claims.Add(new Claim(Admin, "true"));
+        if (securityStamp is not null) claims.Add(new Claim(Stamp, securityStamp));
+        return new ClaimsPrincipal(new ClaimsIdentity(claims, scheme));
+    }
+
+    /// <summary>The caller behind a request's user: the local admin on a server without accounts, null when not signed in.</summary>
+    public static Caller? Of(ClaimsPrincipal user, AccessMode mode)
+    {
+        if (!mode.Accounts) return Caller.Local;
+        if (user.Identity?.IsAuthenticated != true) return null;
+        var kind = WireNames.TryParse<CallerKind>(user.FindFirstValue(Kind) ?? "", out var k) ? k : CallerKind.Password;
+        return new Caller(user.FindFirstValue(ClaimTypes.NameIdentifier), user.Identity.Name ?? "", user.HasClaim(Admin, "true"), kind);
+    }
+}
+
+/// <summary>Why a password did not sign a person in.</summary>
+public enum PasswordCheck { Accepted, Wrong, LockedOut }
+
+/// <summary>
+/// Accounts and personal tokens, each operation in a scope of its own (Identity's stores hold a database context: a page's
+/// circuit must not keep one for its lifetime).
+/// </summary>
+public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clock)
+{
+    public const string TokenPrefix = "emalab_pat_";
+    /// <summary>How often a token's last-used time is written (every request would write the database per call).</summary>
+    static readonly TimeSpan LastUsedResolution = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// Checks a user name and password with Identity's lock-out: after <see cref="Lockout.MaxFailedAccessAttempts"/>
+    /// failures the account refuses every password, the right one too, until the lock-out ends.
+    /// </summary>
+    public async Task<(PasswordCheck Result, EmaLabUser? User, DateTimeOffset? LockedUntil)> CheckPasswordAsync(string userName, string password)
+    {
+        using var scope = scopes.CreateScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
+        var user = await users.FindByNameAsync(userName);
+        if (user is null)
+        {
+            // As long as a real check, so the answer's time does not say which names exist.
+            users.PasswordHasher.HashPassword(new EmaLabUser(), password);
+            return (PasswordCheck.Wrong, null, null);
+        }
+        if (await users.IsLockedOutAsync(user)) return (PasswordCheck.LockedOut, null, user.LockoutEnd);
+        if (await users.CheckPasswordAsync(user, password))
+        {
+            await users.ResetAccessFailedCountAsync(user);
+            return (PasswordCheck.Accepted, user, null);
+        }
+        await users.AccessFailedAsync(user);
+        return await users.IsLockedOutAsync(user) ? (PasswordCheck.LockedOut, null, user.LockoutEnd) : (PasswordCheck.Wrong, null, null);
+    }
+
+    public static Caller CallerOf(EmaLabUser user, CallerKind kind) => new(user.Id, user.UserName ?? "", user.IsAdmin, kind);
+
+    /// <summary>The user a cookie was issued to, if it still exists and its security stamp (changed by a new password) still matches.</summary>
+    public async Task<EmaLabUser?> StillValidAsync(string userId, string? stamp)
+    {
+        using var scope = scopes.CreateScope();
+        var user = await scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByIdAsync(userId);
+        return user is not null && user.SecurityStamp == stamp ? user : null;
+    }
+
+    public async Task<EmaLabUser?> FindAsync(string userId)
+    {
+        using var scope = scopes.CreateScope();
+        return await scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByIdAsync(userId);
+    }
+
+    /// <summary>Creates an account; Identity's errors (name taken, password rules) come back as messages.</summary>
+    public async Task<(EmaLabUser? User, IReadOnlyList<string> Errors)> CreateUserAsync(string userName, string password, bool isAdmin)
+    {
+        using var scope = scopes.CreateScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
+        var user = new EmaLabUser { UserName = userName.Trim(), IsAdmin = isAdmin, CreatedAt = clock.GetUtcNow() };
+        var result = await users.CreateAsync(user, password);
+        return result.Succeeded ? (user, []) : (null, result.Errors.Select(e => e.Description).ToList());
+    }
+
+    public async Task<IReadOnlyList<string>> ChangePasswordAsync(string userId, string current, string next)
+    {
+        using var scope = scopes.CreateScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
+        var user = await users.FindByIdAsync(userId);
+        if (user is null) return ["This account no longer exists."];
+        var result = await users.ChangePasswordAsync(user, current, next);
+        return result.Succeeded ? [] : result.Errors.Select(e => e.Description).ToList();
+    }
+
+    /// <summary>A new token for the user: the secret is returned once and only its hash is kept.</summary>
+    public async Task<(PersonalToken Token, string Secret)> CreateTokenAsync(string userId, string name, DateTimeOffset? expiresAt)
+    {
+        var secret = TokenPrefix + Base64Url(RandomNumberGenerator.GetBytes(30));
+        var token = new PersonalToken
+        {
+            UserId = userId, Name = name.Trim(), Hash = HashOf(secret), Prefix = secret[..(TokenPrefix.Length + 4)],
+            CreatedAt = clock.GetUtcNow(), ExpiresAt = expiresAt,
+        };
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        db.PersonalTokens.Add(token);
+        await db.SaveChangesAsync();
+        return (token, secret);
+    }
+
+    public async Task<IReadOnlyList<PersonalToken>> TokensOfAsync(string userId)
+    {
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        return (await db.PersonalTokens.AsNoTracking().Where(t => t.UserId == userId).ToListAsync())
+            .OrderByDescending(t => t.CreatedAt).ToList();
+    }
+
+    /// <summary>Revokes one of the user's tokens: the next request with it is refused. False when the user has no such token.</summary>
+    public async Task<bool> RevokeTokenAsync(string userId, long tokenId)
+    {
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var token = await db.PersonalTokens.SingleOrDefaultAsync(t => t.Id == tokenId && t.UserId == userId);
+        if (token is null) return false;
+        token.RevokedAt ??= clock.GetUtcNow();
+        await db.SaveChangesAsync();
+        return true;
+    }
+
+    /// <summary>The user a token secret belongs to, if the token is usable now (not revoked, not expired); notes its use.</summary>
+    public async Task<EmaLabUser?> UserOfTokenAsync(string secret)
+    {
+        if (!secret.StartsWith(TokenPrefix, StringComparison.Ordinal)) return null;
+        var hash = HashOf(secret);
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var token = await db.PersonalTokens.SingleOrDefaultAsync(t => t.Hash == hash);
+        var now = clock.GetUtcNow();
+        if (token is null || !token.IsUsable(now)) return null;
+        var user = await db.Users.SingleOrDefaultAsync(u => u.Id == token.UserId);
+        if (user is null || user.LockoutEnd > now) return null;
+        if (token.LastUsedAt is not { } used || now - used >= LastUsedResolution)
+        {
+            token.LastUsedAt = now;
+            await db.SaveChangesAsync();
+        }
+        return user;
+    }
+
+    static string HashOf(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+
+    static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
+    /// <summary>
+    /// At start-up, after the database: decides <see cref="AccessMode.Accounts"/>, creates the admin the settings name when
+    /// it is missing (a password Identity refuses stops the start with its reasons), or, with accounts and no admin at
+    /// all, makes the one-time setup secret and prints its link.
+    /// </summary>
+    public static async Task InitializeAsync(IServiceProvider services)
+    {
+        var options = services.GetRequiredService<IOptions<EmaLabOptions>>().Value;
+        var mode = services.GetRequiredService<AccessMode>();
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("EmaLab.Accounts");
+        using var scope = services.CreateScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
+        mode.Accounts = options.AccountsAsked || await users.Users.AnyAsync();
+        if (!mode.Accounts) return;
+        if (options.Admin is { UserName: { Length: > 0 } name, Password: { Length: > 0 } password })
+        {
+            var existing = await users.FindByNameAsync(name);
+            if (existing is null)
+            {
+                var user = new EmaLabUser { UserName = name.Trim(), IsAdmin = true, CreatedAt = DateTimeOffset.UtcNow };
+                var created = await users.CreateAsync(user, password);
+                if (!created.Succeeded)
+                    throw new InvalidOperationException(
+                        $"EmaLab:Admin: the admin '{name}' cannot be created: {string.Join(" ", created.Errors.Select(e => e.Description))}");
+                logger.LogInformation("Created the admin account '{Name}' from EmaLab:Admin", name);
+            }
+            else if (!existing.IsAdmin)
+            {
+                existing.IsAdmin = true;
+                await users.UpdateAsync(existing);
+            }
+        }
+        if (await users.Users.AnyAsync(u => u.IsAdmin)) return;
+        mode.SetupToken = Base64Url(RandomNumberGenerator.GetBytes(24));
+        logger.LogWarning("No admin account yet. Create one, once, at {Path}?token={Token} (or set EmaLab:Admin:UserName and EmaLab:Admin:Password)",
+            SignIn.SetupPath, mode.SetupToken);
+    }
+}

@@ -16,6 +16,7 @@ public static class EmaLabApi
         // a bounded number at once, so request handling cannot take the cores training runs on.
         var api = app.MapGroup("/api").RequireAuthorization(Access.Policy).RequireSameOriginForChanges().RequireRateLimiting(ApiLoad.Policy);
         api.MapMlflowApi();
+        api.MapMlflowAuthApi();
         api.MapGroupApi();
         api.MapRunApi();
         api.MapDatasetApi();

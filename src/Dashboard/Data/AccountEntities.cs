@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Identity;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Data;
 
@@ -32,4 +33,12 @@ public sealed class PersonalToken
     public DateTimeOffset? RevokedAt { get; set; }
 
     public bool IsUsable(DateTimeOffset now) => RevokedAt is null && (ExpiresAt is null || ExpiresAt > now);
+}
+
+/// <summary>A user's permission on one experiment (MLflow's <c>experiment_permissions</c> row).</summary>
+public sealed class ExperimentPermission
+{
+    public long ExperimentId { get; set; }
+    public required string UserId { get; set; }
+    public ExperimentPermissionLevel Permission { get; set; }
 }

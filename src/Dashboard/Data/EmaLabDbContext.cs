@@ -26,6 +26,7 @@ public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLa
     public DbSet<RunInput> RunInputs => Set<RunInput>();
     public DbSet<RunOutput> RunOutputs => Set<RunOutput>();
     public DbSet<PersonalToken> PersonalTokens => Set<PersonalToken>();
+    public DbSet<ExperimentPermission> ExperimentPermissions => Set<ExperimentPermission>();
 
     /// <summary>
     /// SQLite has no time type, and the text EF writes for a <see cref="DateTimeOffset"/> by default cannot be compared
@@ -55,6 +56,15 @@ public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLa
             token.HasIndex(t => t.Hash).IsUnique();
             token.HasIndex(t => t.UserId);
             token.HasOne<EmaLabUser>().WithMany().HasForeignKey(t => t.UserId).OnDelete(DeleteBehavior.Cascade);
+        });
+        model.Entity<ExperimentPermission>(permission =>
+        {
+            permission.HasKey(p => new { p.ExperimentId, p.UserId });
+            permission.Property(p => p.UserId).HasMaxLength(450);
+            permission.Property(p => p.Permission).HasConversion(p => PermissionNames.Of(p), p => Parse(p)).HasMaxLength(16);
+            permission.HasIndex(p => p.UserId);
+            permission.HasOne<EmaLabUser>().WithMany().HasForeignKey(p => p.UserId).OnDelete(DeleteBehavior.Cascade);
+            permission.HasOne<Experiment>().WithMany().HasForeignKey(p => p.ExperimentId).OnDelete(DeleteBehavior.Cascade);
         });
         model.Entity<Run>(run =>
         {
@@ -173,6 +183,9 @@ public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLa
         });
         model.Entity<RunLogEntry>(log => log.HasIndex(l => new { l.RunId, l.Id }));
     }
+
+    static ExperimentPermissionLevel Parse(string name) =>
+        PermissionNames.TryParse(name, out var level) ? level : ExperimentPermissionLevel.NoPermissions;
 
     /// <summary>
     /// For <c>dotnet ef migrations add … --context EmaLabDbContext</c> (the SQLite set); without it the tools would take

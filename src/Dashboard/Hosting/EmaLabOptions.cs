@@ -47,6 +47,14 @@ public sealed class EmaLabOptions : IValidatableObject
     /// accounts on.</summary>
     public string? ApiToken { get; set; }
 
+    /// <summary>With accounts: what a user may do with an experiment nobody granted them anything on (MLflow's
+    /// <c>default_permission</c>, READ by default): READ, USE, EDIT, MANAGE or NO_PERMISSIONS.</summary>
+    public string DefaultPermission { get; set; } = PermissionNames.Of(ExperimentPermissionLevel.Read);
+
+    /// <summary>The default permission as a level (validated at start).</summary>
+    public ExperimentPermissionLevel DefaultLevel =>
+        PermissionNames.TryParse(DefaultPermission, out var level) ? level : ExperimentPermissionLevel.NoPermissions;
+
     /// <summary><c>EmaLab:Admin</c>: the first admin account, created at start-up when it does not exist yet.</summary>
     public AdminOptions Admin { get; set; } = new();
 
@@ -75,6 +83,9 @@ public sealed class EmaLabOptions : IValidatableObject
         if (Trainer == TrainerKind.Hangfire && Database != DatabaseKind.Postgres)
             yield return Refusal($"EmaLab:Trainer={WireNames.Of(TrainerKind.Hangfire)} needs {postgres}: its jobs are kept in that database.",
                 "Trainer");
+        if (!PermissionNames.TryParse(DefaultPermission, out _))
+            yield return Refusal($"EmaLab:DefaultPermission must be one of {string.Join(", ", PermissionNames.All)}, not '{DefaultPermission}'.",
+                nameof(DefaultPermission));
         if (string.IsNullOrWhiteSpace(Admin.UserName) != string.IsNullOrEmpty(Admin.Password))
             yield return Refusal("EmaLab:Admin:UserName and EmaLab:Admin:Password go together (the admin created at start-up when missing).",
                 "Admin");

@@ -43,6 +43,8 @@ public static class Access
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<AccessMode>();
         services.AddSingleton<AccountService>();
+        services.AddSingleton<Permissions>();
+        services.AddSingleton<Tracking.IExperimentCreators, CreatorManages>();
         services.AddIdentityCore<EmaLabUser>(identity =>
             {
                 // Length over composition (NIST SP 800-63B): at least 10 characters, no forced symbol mix.

@@ -3,6 +3,12 @@ using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Tracking;
 
+/// <summary>Told who created an experiment (with accounts, its creator manages it).</summary>
+public interface IExperimentCreators
+{
+    Task CreatedAsync(long experimentId, System.Security.Claims.ClaimsPrincipal by, CancellationToken cancel);
+}
+
 /// <summary>
 /// MLflow's tracking REST API 2.0 (paths and messages of mlflow/protos/service.proto), the part its clients use, so
 /// <c>MLFLOW_TRACKING_URI=http://host:port</c> makes any MLflow client log here. Errors are MLflow's
@@ -27,9 +33,13 @@ public static class MlflowEndpoints
         MapEndpointNotFound(artifacts);
         MapEndpointNotFound(mlflow);
 
-        mlflow.MapPost("/experiments/create", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { experiment_id = await store.CreateExperimentAsync(await BodyAsync<CreateExperimentRequest>(http),
-                http.RequestAborted) }));
+        mlflow.MapPost("/experiments/create", async (HttpContext http, TrackingService store, IEnumerable<IExperimentCreators> creators) =>
+        {
+            var id = await store.CreateExperimentAsync(await BodyAsync<CreateExperimentRequest>(http), http.RequestAborted);
+            foreach (var creator in creators) await creator.CreatedAsync(long.Parse(id, System.Globalization.CultureInfo.InvariantCulture), http.User,
+                http.RequestAborted);
+            return MlflowJson.Ok(new { experiment_id = id });
+        });
         mlflow.MapGet("/experiments/get", async (HttpContext http, TrackingService store) =>
             MlflowJson.Ok(new { experiment = await store.GetExperimentAsync(Query(http, "experiment_id"), http.RequestAborted) }));
         mlflow.MapGet("/experiments/get-by-name", async (HttpContext http, TrackingService store) =>
@@ -211,7 +221,7 @@ public static class MlflowEndpoints
             .ExcludeFromDescription();
 
     /// <summary>Every MLflow error the handlers raise becomes MLflow's error body with its status.</summary>
-    static async ValueTask<object?> MlflowErrors(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    public static async ValueTask<object?> MlflowErrors(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         try
         {
@@ -257,7 +267,7 @@ public static class MlflowEndpoints
     /// A POST body as MLflow's server reads it: JSON declared as such, unknown fields ignored, int64 as numbers or strings. Over
     /// <paramref name="maxBytes"/> (log-batch: 1 MB) it is refused with MLflow's message.
     /// </summary>
-    static async Task<T> BodyAsync<T>(HttpContext http, int maxBytes = 16 << 20) where T : class
+    public static async Task<T> BodyAsync<T>(HttpContext http, int maxBytes = 16 << 20) where T : class
     {
         // MLflow's _validate_content_type: a JSON body must say so (a cross-site page cannot send that without a
         // CORS preflight, which this server never grants), the content-type rule of the rest of the API.

@@ -13,6 +13,7 @@ public sealed class MlflowException(string errorCode, string message) : Exceptio
     public const string ResourceDoesNotExist = "RESOURCE_DOES_NOT_EXIST";
     public const string ResourceAlreadyExists = "RESOURCE_ALREADY_EXISTS";
     public const string Unauthenticated = "UNAUTHENTICATED";
+    public const string PermissionDenied = "PERMISSION_DENIED";
     public const string BadRequest = "BAD_REQUEST";
     public const string EndpointNotFound = "ENDPOINT_NOT_FOUND";
     public const string ResourceExhausted = "RESOURCE_EXHAUSTED";
@@ -26,6 +27,7 @@ public sealed class MlflowException(string errorCode, string message) : Exceptio
         ResourceDoesNotExist or EndpointNotFound => StatusCodes.Status404NotFound,
         ResourceExhausted => StatusCodes.Status429TooManyRequests,
         Unauthenticated => StatusCodes.Status401Unauthorized,
+        PermissionDenied => StatusCodes.Status403Forbidden,
         // MLflow answers INVALID_STATE with 500 too, for client mistakes such as logging into a deleted run; its client
         // retries every 5xx for minutes, so EMA Lab keeps 500 for its own failures and answers mistakes with 400.
         _ => StatusCodes.Status500InternalServerError,

@@ -218,6 +218,27 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.ToTable("Experiments");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ExperimentPermission", b =>
+                {
+                    b.Property<long>("ExperimentId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("UserId")
+                        .HasMaxLength(450)
+                        .HasColumnType("character varying(450)");
+
+                    b.Property<string>("Permission")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.HasKey("ExperimentId", "UserId");
+
+                    b.HasIndex("UserId");
+
+                    b.ToTable("ExperimentPermissions");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.ExperimentTag", b =>
                 {
                     b.Property<long>("ExperimentId")
@@ -847,6 +868,21 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.HasOne("EmaLab.Dashboard.Data.Run", null)
                         .WithMany("Tracks")
                         .HasForeignKey("RunId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ExperimentPermission", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.Experiment", null)
+                        .WithMany()
+                        .HasForeignKey("ExperimentId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+
+                    b.HasOne("EmaLab.Dashboard.Data.EmaLabUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });

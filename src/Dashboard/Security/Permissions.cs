@@ -1,0 +1,157 @@
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
+using EmaLab.Dashboard.Tracking;
+
+namespace EmaLab.Dashboard.Security;
+
+/// <summary>What one caller may do with each experiment: its grants, and the server's default for the rest.</summary>
+public sealed record ExperimentAccess(ExperimentPermissionLevel Default, IReadOnlyDictionary<long, ExperimentPermissionLevel> Grants)
+{
+    /// <summary>An admin, the service token and the local user of a server without accounts.</summary>
+    public static readonly ExperimentAccess Everything = new(ExperimentPermissionLevel.Manage, new Dictionary<long, ExperimentPermissionLevel>());
+
+    public ExperimentPermissionLevel On(long experimentId) => Grants.TryGetValue(experimentId, out var level) ? level : Default;
+}
+
+/// <summary>
+/// Permissions per experiment, as MLflow's auth app keeps them: a user's grant on an experiment, else the server's
+/// <see cref="EmaLabOptions.DefaultPermission"/>; admins (and the service token, and the one user of a server without
+/// accounts) may do everything; whoever creates an experiment manages it. The grant operations are MLflow's
+/// <c>/api/2.0/mlflow/experiments/permissions/*</c> with its messages and error codes.
+/// </summary>
+public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOptions> options)
+{
+    /// <summary>What the caller may do with each experiment (one query: for a list or a page that shows several).</summary>
+    public async Task<ExperimentAccess> AccessOfAsync(Caller caller, CancellationToken cancel = default)
+    {
+        if (caller.IsAdmin || caller.UserId is null) return ExperimentAccess.Everything;
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var grants = await db.ExperimentPermissions.AsNoTracking().Where(p => p.UserId == caller.UserId)
+            .ToDictionaryAsync(p => p.ExperimentId, p => p.Permission, cancel);
+        return new ExperimentAccess(options.Value.DefaultLevel, grants);
+    }
+
+    /// <summary>The caller's permission on one experiment.</summary>
+    public async Task<ExperimentPermissionLevel> OnExperimentAsync(Caller caller, long experimentId, CancellationToken cancel = default)
+    {
+        if (caller.IsAdmin || caller.UserId is null) return ExperimentPermissionLevel.Manage;
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var grant = await db.ExperimentPermissions.AsNoTracking()
+            .Where(p => p.UserId == caller.UserId && p.ExperimentId == experimentId).Select(p => (ExperimentPermissionLevel?)p.Permission)
+            .SingleOrDefaultAsync(cancel);
+        return grant ?? options.Value.DefaultLevel;
+    }
+
+    /// <summary>Whoever creates an experiment manages it (MLflow's <c>set_can_manage_experiment_permission</c>).</summary>
+    public async Task GrantCreatorAsync(Caller caller, long experimentId, CancellationToken cancel = default)
+    {
+        if (caller.UserId is null) return;
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        if (await db.ExperimentPermissions.AnyAsync(p => p.ExperimentId == experimentId && p.UserId == caller.UserId, cancel)) return;
+        db.ExperimentPermissions.Add(new ExperimentPermission
+            { ExperimentId = experimentId, UserId = caller.UserId, Permission = ExperimentPermissionLevel.Manage });
+        await db.SaveChangesAsync(cancel);
+    }
+
+    // ---- MLflow's experiment-permission API ----
+
+    public async Task<MlflowExperimentPermission> CreateAsync(string? experimentId, string? userName, string? permission, CancellationToken cancel)
+    {
+        var level = Level(permission);
+        var (id, user) = await ResolveAsync(experimentId, userName, cancel);
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        if (await db.ExperimentPermissions.AnyAsync(p => p.ExperimentId == id && p.UserId == user.Id, cancel))
+            throw new MlflowException(MlflowException.ResourceAlreadyExists,
+                $"Experiment permission (experiment_id={experimentId}, username={userName}) already exists.");
+        db.ExperimentPermissions.Add(new ExperimentPermission { ExperimentId = id, UserId = user.Id, Permission = level });
+        await db.SaveChangesAsync(cancel);
+        return new MlflowExperimentPermission(experimentId!, user.Id, PermissionNames.Of(level));
+    }
+
+    public async Task<MlflowExperimentPermission> GetAsync(string? experimentId, string? userName, CancellationToken cancel)
+    {
+        var (id, user) = await ResolveAsync(experimentId, userName, cancel);
+        var grant = await FindAsync(id, user, experimentId!, userName!, cancel);
+        return new MlflowExperimentPermission(experimentId!, user.Id, PermissionNames.Of(grant.Permission));
+    }
+
+    public async Task UpdateAsync(string? experimentId, string? userName, string? permission, CancellationToken cancel)
+    {
+        var level = Level(permission);
+        var (id, user) = await ResolveAsync(experimentId, userName, cancel);
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var updated = await db.ExperimentPermissions.Where(p => p.ExperimentId == id && p.UserId == user.Id)
+            .ExecuteUpdateAsync(set => set.SetProperty(p => p.Permission, level), cancel);
+        if (updated == 0) throw NotFound(experimentId!, userName!);
+    }
+
+    public async Task DeleteAsync(string? experimentId, string? userName, CancellationToken cancel)
+    {
+        var (id, user) = await ResolveAsync(experimentId, userName, cancel);
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var deleted = await db.ExperimentPermissions.Where(p => p.ExperimentId == id && p.UserId == user.Id).ExecuteDeleteAsync(cancel);
+        if (deleted == 0) throw NotFound(experimentId!, userName!);
+    }
+
+    /// <summary>A user's grants, for MLflow's <c>users/get</c>.</summary>
+    public async Task<List<MlflowExperimentPermission>> OfUserAsync(string userId, CancellationToken cancel)
+    {
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        return (await db.ExperimentPermissions.AsNoTracking().Where(p => p.UserId == userId).OrderBy(p => p.ExperimentId).ToListAsync(cancel))
+            .Select(p => new MlflowExperimentPermission(p.ExperimentId.ToString(System.Globalization.CultureInfo.InvariantCulture), p.UserId,
+                PermissionNames.Of(p.Permission))).ToList();
+    }
+
+    async Task<ExperimentPermission> FindAsync(long id, EmaLabUser user, string experimentId, string userName, CancellationToken cancel)
+    {
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        return await db.ExperimentPermissions.AsNoTracking().SingleOrDefaultAsync(p => p.ExperimentId == id && p.UserId == user.Id, cancel)
+            ?? throw NotFound(experimentId, userName);
+    }
+
+    static MlflowException NotFound(string experimentId, string userName) => new(MlflowException.ResourceDoesNotExist,
+        $"Experiment permission with experiment_id={experimentId} and username={userName} not found");
+
+    /// <summary>MLflow's <c>_validate_permission</c>.</summary>
+    static ExperimentPermissionLevel Level(string? permission) =>
+        PermissionNames.TryParse(permission ?? throw MlflowException.Missing("permission"), out var level) ? level
+            : throw MlflowException.Invalid(
+                $"Invalid permission '{permission}'. Valid permissions are: ({string.Join(", ", PermissionNames.All.Select(n => $"'{n}'"))})");
+
+    /// <summary>The experiment (which must exist) and the user (MLflow: <c>User with username=… not found</c>).</summary>
+    async Task<(long Id, EmaLabUser User)> ResolveAsync(string? experimentId, string? userName, CancellationToken cancel)
+    {
+        if (experimentId is null) throw MlflowException.Missing("experiment_id");
+        if (userName is null) throw MlflowException.Missing("username");
+        if (!long.TryParse(experimentId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id))
+            throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Could not find experiment with ID {experimentId}");
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        if (!await db.Experiments.AnyAsync(e => e.Id == id, cancel))
+            throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Could not find experiment with ID {experimentId}");
+        var user = await scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByNameAsync(userName)
+            ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"User with username={userName} not found");
+        return (id, user);
+    }
+}
+
+/// <summary>MLflow's <c>ExperimentPermission.to_json()</c>.</summary>
+public sealed record MlflowExperimentPermission(string ExperimentId, string UserId, string Permission);
+
+/// <summary>MLflow's <c>set_can_manage_experiment_permission</c>: the user who creates an experiment gets MANAGE on it.</summary>
+sealed class CreatorManages(Permissions permissions, AccessMode mode) : IExperimentCreators
+{
+    public Task CreatedAsync(long experimentId, System.Security.Claims.ClaimsPrincipal by, CancellationToken cancel) =>
+        CallerClaims.Of(by, mode) is { } caller ? permissions.GrantCreatorAsync(caller, experimentId, cancel) : Task.CompletedTask;
+}

@@ -129,6 +129,30 @@ public sealed class AccountTests : IDisposable
         Assert.True(root?.IsAdmin);
     }
 
+    [Fact]
+    public async Task An_admin_unlocks_and_deletes_accounts_but_the_last_admin_stays()
+    {
+        var accounts = _factory.Services.GetRequiredService<AccountService>();
+        var ana = (await accounts.CheckPasswordAsync("ana", Password)).User!;
+        Assert.Equal("The last admin stays an admin.", await accounts.SetAdminAsync(ana.Id, isAdmin: false));
+        Assert.Equal("The last admin cannot be deleted.", await accounts.DeleteUserAsync(ana.Id));
+
+        var (bob, errors) = await accounts.CreateUserAsync("bob", Password, isAdmin: false);
+        Assert.Empty(errors);
+        for (var i = 0; i < 5; i++) await accounts.CheckPasswordAsync("bob", "wrong password");
+        Assert.Equal(PasswordCheck.LockedOut, (await accounts.CheckPasswordAsync("bob", Password)).Result);
+        Assert.Contains(await accounts.UsersAsync(), u => u.User.UserName == "bob" && u.LockedOut);
+        await accounts.UnlockAsync(bob!.Id);
+        Assert.Equal(PasswordCheck.Accepted, (await accounts.CheckPasswordAsync("bob", Password)).Result);
+
+        Assert.Null(await accounts.SetAdminAsync(bob.Id, isAdmin: true));
+        Assert.Null(await accounts.SetAdminAsync(ana.Id, isAdmin: false)); // not the last one any more
+        var (_, secret) = await accounts.CreateTokenAsync(ana.Id, "laptop", null);
+        Assert.Null(await accounts.DeleteUserAsync(ana.Id));
+        Assert.Null(await accounts.UserOfTokenAsync(secret)); // its tokens went with it
+        Assert.Equal(["bob"], (await accounts.UsersAsync()).Select(u => u.User.UserName));
+    }
+
     const string Experiment0 = "/api/2.0/mlflow/experiments/get?experiment_id=0";
 
     static HttpClient Basic(HttpClient client, string user, string password)

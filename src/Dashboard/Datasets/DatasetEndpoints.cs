@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Hosting;
 using System.Globalization;
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Data;
@@ -14,10 +15,10 @@ public static class DatasetEndpoints
     public static void MapDatasetApi(this RouteGroupBuilder api)
     {
         var datasets = api.MapGroup("/datasets").WithTags("Datasets");
-        datasets.MapGet("", () => DatasetCatalog.Names.Select(DatasetCatalog.Describe)).WithSummary("Built-in and uploaded datasets.");
-        datasets.MapPost("", Upload).DisableAntiforgery()
+        datasets.MapGet("", () => DatasetCatalog.Names.Select(DatasetCatalog.Describe)).ForAnyCaller("the dataset catalog").WithSummary("Built-in and uploaded datasets.");
+        datasets.MapPost("", Upload).ForAnyCaller("any user may upload a dataset").DisableAntiforgery()
             .WithSummary("Uploads a dataset (multipart/form-data): 'name'; IDX files 'trainImages' + 'trainLabels' (optionally 'testImages' + 'testLabels') or CSV files 'train' (optionally 'test'), pixels then the label per line, gzip or plain; without test files 'evalFraction' (default 0.2) is held out by 'splitSeed' (default 1); 'width' for CSV images that are not square.");
-        datasets.MapDelete("/{name}", Delete).WithSummary("Deletes an uploaded dataset that no run uses.");
+        datasets.MapDelete("/{name}", Delete).ForAdmins().WithSummary("Deletes an uploaded dataset that no run uses.");
     }
 
     static async Task<Results<Created<DatasetInfo>, ValidationProblem, ProblemHttpResult>> Upload(HttpContext context, DatasetStore store,

@@ -24,22 +24,25 @@ public static class GroupEndpoints
     public static void MapGroupApi(this RouteGroupBuilder api)
     {
         var groups = api.MapGroup("/groups").WithTags("Groups");
-        groups.MapGet("", List).WithSummary("Groups (newest first) with their run counts; optionally of one experiment.");
-        groups.MapPost("", Create).RequireJsonBody().Accepts<EmaLab.TrainingEngine.Training.RunSpec>("application/json")
+        groups.MapGet("", List).ForAnyCaller("lists the groups of experiments the caller may read").WithSummary("Groups (newest first) with their run counts; optionally of one experiment.");
+        groups.MapPost("", Create).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experimentId").RequireJsonBody().Accepts<EmaLab.TrainingEngine.Training.RunSpec>("application/json")
             .WithSummary("Launches a group: a run specification whose top-level fields may be lists (seed, learningRate, batchSize, optimizer, model…; hidden/channels as lists of lists) becomes the cross product of runs, all in one transaction. 'name' names the group.");
-        groups.MapPost("/preview", Preview).RequireJsonBody().Accepts<EmaLab.TrainingEngine.Training.RunSpec>("application/json")
+        groups.MapPost("/preview", Preview).ForAnyCaller("validates a specification; stores and reads nothing").RequireJsonBody().Accepts<EmaLab.TrainingEngine.Training.RunSpec>("application/json")
             .WithSummary("What POST /api/groups would create (run count, planned steps, run names), validated, without storing anything.");
-        groups.MapGet("/{name}", Get)
+        groups.MapGet("/{name}", Get).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Experiment, "experiment")
             .WithSummary("The group's runs, configurations and statistics: per track the mean final and best value over seeds, the paired EMA − raw gap with its 95 % CI and p-value, a verdict, the best track.");
-        groups.MapGet("/{name}/runs.csv", GetCsv)
+        groups.MapGet("/{name}/runs.csv", GetCsv).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Experiment, "experiment")
             .WithSummary("The group's statistics table as CSV: per configuration and track, the final and best mean with 95 % CI half-widths, the paired gaps with p-values, the verdict.");
-        groups.MapPost("/{name}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody()
+        groups.MapPost("/{name}/posthoc", ReconstructPostHoc).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment").WithTags("Post-hoc EMA").RequireJsonBody()
             .Accepts<GroupPostHocRequest>("application/json")
             .WithSummary("Reconstructs the same σ_rel on every run of the group that has post-hoc snapshots (the others are listed with the reason).");
     }
 
-    static async Task<Ok<List<GroupSummary>>> List(GroupService groups, long? experiment = null, CancellationToken ct = default) =>
-        TypedResults.Ok(await groups.ListAsync(experiment, ct));
+    static async Task<Ok<List<GroupSummary>>> List(HttpContext http, GroupService groups, long? experiment = null, CancellationToken ct = default)
+    {
+        var listed = await groups.ListAsync(experiment, ct);
+        return TypedResults.Ok(ReadableExperiments.Of(http) is { } readable ? listed.Where(g => readable.CanRead(g.ExperimentId)).ToList() : listed);
+    }
 
     static async Task<Results<Ok<GroupPreview>, ValidationProblem>> Preview(HttpRequest request, CancellationToken ct)
     {

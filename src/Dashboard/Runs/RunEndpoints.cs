@@ -21,48 +21,49 @@ public static class RunEndpoints
     public static void MapRunApi(this RouteGroupBuilder api)
     {
         var runs = api.MapGroup("/runs").WithTags("Runs");
-        runs.MapGet("", ListRuns)
+        runs.MapGet("", ListRuns).ForAnyCaller("lists the runs the caller may read")
             .WithSummary("Lists runs, newest first; filters: search (in the name), status, experiment, dataset, model, group, tag (a key, or key=value), trackingId (MLflow's run_id); all combine.");
-        runs.MapPost("", CreateRun).WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).")
+        runs.MapPost("", CreateRun).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experimentId").WithSummary("Creates and queues a run from a run specification (plus optional name and checkpointEvery).")
             .RequireJsonBody()
             .Accepts<RunSpec>("application/json");
-        runs.MapGet("/{id:long}", GetRun).WithSummary("One run with its spec, tracks and live progress.");
-        runs.MapPatch("/{id:long}", UpdateRun).RequireJsonBody().Accepts<RunUpdate>("application/json")
+        runs.MapGet("/{id:long}", GetRun).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithSummary("One run with its spec, tracks and live progress.");
+        runs.MapPatch("/{id:long}", UpdateRun).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Run, "id").RequireJsonBody().Accepts<RunUpdate>("application/json")
             .WithSummary("Renames the run and sets its notes and tags (each field only when given; 'tags' replaces the run's own tags, system tags stay).");
-        runs.MapPost("/{id:long}/cancel", CancelRun).WithSummary("Cancels a queued or running run.");
-        runs.MapPost("/{id:long}/resume", ResumeRun).WithSummary("Continues an interrupted or cancelled run from its resume bundle.");
-        runs.MapPost("/{id:long}/clone", CloneRun).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).")
+        runs.MapPost("/{id:long}/cancel", CancelRun).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Run, "id").WithSummary("Cancels a queued or running run.");
+        runs.MapPost("/{id:long}/resume", ResumeRun).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Run, "id").WithSummary("Continues an interrupted or cancelled run from its resume bundle.");
+        runs.MapPost("/{id:long}/clone", CloneRun).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Run, "id")
+            .Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experimentId", optional: true).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).")
             .RequireJsonBody(optional: true)
             .Accepts<RunSpec>(isOptional: true, "application/json");
-        runs.MapDelete("/{id:long}", DeleteRun).WithSummary("Stops the run if needed and removes its rows and files.");
-        runs.MapGet("/{id:long}/metrics", GetMetrics)
+        runs.MapDelete("/{id:long}", DeleteRun).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Run, "id").WithSummary("Stops the run if needed and removes its rows and files.");
+        runs.MapGet("/{id:long}/metrics", GetMetrics).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id")
             .WithSummary("Metric series (downsampled with min/max buckets unless maxPoints=0); without key, the list of series.");
-        runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).WithSummary("Every metric of the run as CSV.");
-        runs.MapGet("/{id:long}/events", GetEvents).WithSummary("Server-Sent Events: live metrics, progress and status of the run.")
+        runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithSummary("Every metric of the run as CSV.");
+        runs.MapGet("/{id:long}/events", GetEvents).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithSummary("Server-Sent Events: live metrics, progress and status of the run.")
             .DisableRateLimiting(); // long-lived: capped by count instead (EmaLab:MaxEventStreams*)
-        runs.MapGet("/{id:long}/checkpoints", GetCheckpoints).WithSummary("The run's checkpoints (raw and each EMA, periodic and final).");
-        runs.MapGet("/{id:long}/posthoc", GetPostHoc).WithTags("Post-hoc EMA")
+        runs.MapGet("/{id:long}/checkpoints", GetCheckpoints).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithSummary("The run's checkpoints (raw and each EMA, periodic and final).");
+        runs.MapGet("/{id:long}/posthoc", GetPostHoc).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithTags("Post-hoc EMA")
             .WithSummary("Post-hoc tracks, the sweep's progress, and the run's classic EMAs on the σ_rel axis.");
-        runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).WithTags("Post-hoc EMA").RequireJsonBody().Accepts<PostHocRequest>("application/json")
+        runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Run, "id").WithTags("Post-hoc EMA").RequireJsonBody().Accepts<PostHocRequest>("application/json")
             .WithSummary("Reconstructs the EMA of a σ_rel (or of a classic decay) from the snapshots, evaluates it and stores it as a track.");
-        runs.MapPost("/{id:long}/posthoc/sweep", StartSweep).WithTags("Post-hoc EMA").RequireJsonBody().Accepts<SweepRequest>("application/json")
+        runs.MapPost("/{id:long}/posthoc/sweep", StartSweep).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Run, "id").WithTags("Post-hoc EMA").RequireJsonBody().Accepts<SweepRequest>("application/json")
             .WithSummary("Reconstructs and evaluates a range of σ_rel values in the background.");
-        runs.MapGet("/{id:long}/log", GetLog).WithSummary("The run's log: start, spec summary, evaluations, warnings, errors.");
+        runs.MapGet("/{id:long}/log", GetLog).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithSummary("The run's log: start, spec summary, evaluations, warnings, errors.");
 
-        api.MapGet("/checkpoints/{id:long}/download", DownloadCheckpoint).WithTags("Checkpoints").WithSummary("The checkpoint's .safetensors file.");
+        api.MapGet("/checkpoints/{id:long}/download", DownloadCheckpoint).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Checkpoint, "id").WithTags("Checkpoints").WithSummary("The checkpoint's .safetensors file.");
         api.MapGet("/models", () => new[]
         {
             new ModelInfo(ModelArchitecture.Mlp, "Multi-layer perceptron (Flatten, Linear+ReLU per hidden size, Linear)",
                 ModelArchitecture.DefaultHidden),
             new ModelInfo(ModelArchitecture.Cnn, "CNN: per channel count Conv3x3 + BatchNorm + ReLU + MaxPool2, then Linear",
                 ModelArchitecture.DefaultChannels),
-        }).WithTags("Catalog").WithSummary("Model kinds and their default sizes.");
+        }).ForAnyCaller("the model catalog").WithTags("Catalog").WithSummary("Model kinds and their default sizes.");
     }
 
     const int MaxPage = 1_000_000;
 
     static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
-        IDbContextFactory<EmaLabDbContext> dbFactory, ActiveRuns active, string? status = null, long? experiment = null, string? search = null,
+        HttpContext http, IDbContextFactory<EmaLabDbContext> dbFactory, ActiveRuns active, string? status = null, long? experiment = null, string? search = null,
         string? dataset = null, string? model = null, string? group = null, string? tag = null, string? trackingId = null, int page = 1,
         int pageSize = 50, CancellationToken ct = default)
     {
@@ -77,7 +78,7 @@ public static class RunEndpoints
             wanted = s;
         }
         await using var db = await dbFactory.CreateDbContextAsync(ct);
-        var query = new RunFilter(search, wanted, experiment, dataset, model, group, tag, trackingId).Apply(db.Runs.AsNoTracking(), db);
+        var query = new RunFilter(search, wanted, experiment, dataset, model, group, tag, trackingId, ReadableExperiments.Of(http)).Apply(db.Runs.AsNoTracking(), db);
         var total = await query.CountAsync(ct);
         var items = await query.Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery()
             .OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(ct);

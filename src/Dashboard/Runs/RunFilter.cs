@@ -1,4 +1,5 @@
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -10,11 +11,18 @@ namespace EmaLab.Dashboard.Runs;
 /// </summary>
 public sealed record RunFilter(
     string? Search = null, RunStatus? Status = null, long? Experiment = null, string? Dataset = null, string? Model = null,
-    string? Group = null, string? Tag = null, string? TrackingId = null)
+    string? Group = null, string? Tag = null, string? TrackingId = null, ReadableExperiments? Readable = null)
 {
     public IQueryable<Run> Apply(IQueryable<Run> runs, EmaLabDbContext db)
     {
         runs = runs.Where(r => !r.Deleted); // deleted through the tracking API (restorable there): not listed
+        if (Readable is { } readable)
+        {
+            // Only what the caller may read: lists never show the rest.
+            var allowed = readable.Allowed.ToList();
+            var denied = readable.Denied.ToList();
+            runs = readable.ByDefault ? runs.Where(r => !denied.Contains(r.ExperimentId)) : runs.Where(r => allowed.Contains(r.ExperimentId));
+        }
         if (!string.IsNullOrWhiteSpace(Search))
         {
             var text = Search.Trim().ToLower();

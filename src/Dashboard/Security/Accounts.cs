@@ -135,6 +135,49 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
         return result.Succeeded ? (user, []) : (null, result.Errors.Select(e => e.Description).ToList());
     }
 
+    /// <summary>Every account, by name, with whether it is locked out now.</summary>
+    public async Task<IReadOnlyList<(EmaLabUser User, bool LockedOut)>> UsersAsync()
+    {
+        using var scope = scopes.CreateScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
+        var now = clock.GetUtcNow();
+        return (await users.Users.AsNoTracking().ToListAsync()).OrderBy(u => u.UserName, StringComparer.OrdinalIgnoreCase)
+            .Select(u => (u, u.LockoutEnd > now)).ToList();
+    }
+
+    /// <summary>Makes a user an admin or not; the last admin stays one (nobody could manage users after).</summary>
+    public async Task<string?> SetAdminAsync(string userId, bool isAdmin)
+    {
+        using var scope = scopes.CreateScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
+        if (await users.FindByIdAsync(userId) is not { } user) return "This account no longer exists.";
+        if (!isAdmin && user.IsAdmin && await users.Users.CountAsync(u => u.IsAdmin) == 1) return "The last admin stays an admin.";
+        user.IsAdmin = isAdmin;
+        await users.UpdateAsync(user);
+        return null;
+    }
+
+    /// <summary>Ends a lock-out now (an admin's decision after too many wrong passwords).</summary>
+    public async Task UnlockAsync(string userId)
+    {
+        using var scope = scopes.CreateScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
+        if (await users.FindByIdAsync(userId) is not { } user) return;
+        await users.SetLockoutEndDateAsync(user, null);
+        await users.ResetAccessFailedCountAsync(user);
+    }
+
+    /// <summary>Deletes an account with its tokens and grants; never the last admin.</summary>
+    public async Task<string?> DeleteUserAsync(string userId)
+    {
+        using var scope = scopes.CreateScope();
+        var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
+        if (await users.FindByIdAsync(userId) is not { } user) return null;
+        if (user.IsAdmin && await users.Users.CountAsync(u => u.IsAdmin) == 1) return "The last admin cannot be deleted.";
+        var result = await users.DeleteAsync(user);
+        return result.Succeeded ? null : string.Join(" ", result.Errors.Select(e => e.Description));
+    }
+
     public async Task<IReadOnlyList<string>> ChangePasswordAsync(string userId, string current, string next)
     {
         using var scope = scopes.CreateScope();

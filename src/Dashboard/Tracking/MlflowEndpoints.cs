@@ -39,64 +39,66 @@ public static class MlflowEndpoints
             foreach (var creator in creators) await creator.CreatedAsync(long.Parse(id, System.Globalization.CultureInfo.InvariantCulture), http.User,
                 http.RequestAborted);
             return MlflowJson.Ok(new { experiment_id = id });
-        });
+        }).ForAnyCaller("any user may create an experiment (and manages it)");
         mlflow.MapGet("/experiments/get", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { experiment = await store.GetExperimentAsync(Query(http, "experiment_id"), http.RequestAborted) }));
+            MlflowJson.Ok(new { experiment = await store.GetExperimentAsync(Query(http, "experiment_id"), http.RequestAborted) })).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Experiment, "experiment_id");
         mlflow.MapGet("/experiments/get-by-name", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { experiment = await store.GetExperimentByNameAsync(Query(http, "experiment_name"), http.RequestAborted) }));
+            MlflowJson.Ok(new { experiment = await store.GetExperimentByNameAsync(Query(http, "experiment_name"), http.RequestAborted) })).Needs(ExperimentPermissionLevel.Read, ExperimentOf.ExperimentName, "experiment_name");
         mlflow.MapPost("/experiments/search", async (HttpContext http, TrackingService store) =>
-            SearchExperiments(await store.SearchExperimentsAsync(await BodyAsync<SearchExperimentsRequest>(http), http.RequestAborted)));
+            SearchExperiments(http, await store.SearchExperimentsAsync(await BodyAsync<SearchExperimentsRequest>(http), http.RequestAborted))).ForAnyCaller("lists the experiments the caller may read");
         mlflow.MapGet("/experiments/search", async (HttpContext http, TrackingService store) =>
-            SearchExperiments(await store.SearchExperimentsAsync(new SearchExperimentsRequest(
+            SearchExperiments(http, await store.SearchExperimentsAsync(new SearchExperimentsRequest(
                 QueryLong(http, "max_results"), Query(http, "page_token"), Query(http, "filter"),
                     http.Request.Query["order_by"].OfType<string>().ToList(), Query(http, "view_type")),
-                http.RequestAborted)));
+                http.RequestAborted))).ForAnyCaller("lists the experiments the caller may read");
         // Removed from MLflow 2.0 but still sent by 1.x clients: every experiment of the view, in one page.
         mlflow.MapGet("/experiments/list", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { experiments = (await store.SearchExperimentsAsync(new SearchExperimentsRequest(50_000, null, null, null,
-                Query(http, "view_type")), http.RequestAborted)).Experiments }));
+            MlflowJson.Ok(new { experiments = Readable(http, (await store.SearchExperimentsAsync(new SearchExperimentsRequest(50_000, null, null,
+                null, Query(http, "view_type")), http.RequestAborted)).Experiments) })).ForAnyCaller("lists the experiments the caller may read");
         mlflow.MapPost("/experiments/delete", async (HttpContext http, TrackingService store) =>
         {
             await store.DeleteExperimentAsync((await BodyAsync<ExperimentIdRequest>(http)).ExperimentId, deleted: true, http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Experiment, "experiment_id");
         mlflow.MapPost("/experiments/restore", async (HttpContext http, TrackingService store) =>
         {
             await store.DeleteExperimentAsync((await BodyAsync<ExperimentIdRequest>(http)).ExperimentId, deleted: false, http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Experiment, "experiment_id");
         mlflow.MapPost("/experiments/update", async (HttpContext http, TrackingService store) =>
         {
             await store.RenameExperimentAsync(await BodyAsync<UpdateExperimentRequest>(http), http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment_id");
         mlflow.MapPost("/experiments/set-experiment-tag", async (HttpContext http, TrackingService store) =>
         {
             await store.SetExperimentTagAsync(await BodyAsync<SetExperimentTagRequest>(http), http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment_id");
 
         mlflow.MapPost("/runs/create", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { run = await store.CreateRunAsync(await BodyAsync<CreateRunRequest>(http), http.RequestAborted) }));
+            MlflowJson.Ok(new { run = await store.CreateRunAsync(await BodyAsync<CreateRunRequest>(http), http.RequestAborted) })).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment_id");
         mlflow.MapGet("/runs/get", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { run = await store.GetRunAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), http.RequestAborted) }));
+            MlflowJson.Ok(new { run = await store.GetRunAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), http.RequestAborted) })).Needs(ExperimentPermissionLevel.Read, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/update", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { run_info = await store.UpdateRunAsync(await BodyAsync<UpdateRunRequest>(http), http.RequestAborted) }));
+            MlflowJson.Ok(new { run_info = await store.UpdateRunAsync(await BodyAsync<UpdateRunRequest>(http), http.RequestAborted) })).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/delete", async (HttpContext http, TrackingService store) =>
         {
             await store.SetRunDeletedAsync((await BodyAsync<RunIdRequest>(http)).RunId, deleted: true, http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/restore", async (HttpContext http, TrackingService store) =>
         {
             await store.SetRunDeletedAsync((await BodyAsync<RunIdRequest>(http)).RunId, deleted: false, http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/search", async (HttpContext http, TrackingService store) =>
         {
-            var (runs, next) = await store.SearchRunsAsync(await BodyAsync<SearchRunsRequest>(http), http.RequestAborted);
+            var request = await BodyAsync<SearchRunsRequest>(http);
+            var (runs, next) = await store.SearchRunsAsync(request with { ExperimentIds = ReadableOnly(http, request.ExperimentIds) },
+                http.RequestAborted);
             return MlflowJson.Ok(new { runs, next_page_token = next });
-        });
+        }).ForAnyCaller("lists the runs the caller may read");
         mlflow.MapPost("/runs/log-metric", async (HttpContext http, TrackingService store) =>
         {
             var request = await BodyAsync<LogMetricRequest>(http);
@@ -106,7 +108,7 @@ public static class MlflowEndpoints
             await store.LogBatchAsync(request.RunId ?? request.RunUuid,
                 [new MlflowMetric(request.Key, request.Value, request.Timestamp, request.Step)], [], [], http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/log-parameter", async (HttpContext http, TrackingService store) =>
         {
             var request = await BodyAsync<LogParamRequest>(http);
@@ -114,7 +116,7 @@ public static class MlflowEndpoints
             if (request.Value is null) throw MlflowException.Missing("value");
             await store.LogBatchAsync(request.RunId ?? request.RunUuid, [], [new MlflowTag(request.Key, request.Value)], [], http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/set-tag", async (HttpContext http, TrackingService store) =>
         {
             var request = await BodyAsync<SetTagRequest>(http);
@@ -122,28 +124,28 @@ public static class MlflowEndpoints
             if (request.Value is null) throw MlflowException.Missing("value");
             await store.LogBatchAsync(request.RunId ?? request.RunUuid, [], [], [new MlflowTag(request.Key, request.Value)], http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/delete-tag", async (HttpContext http, TrackingService store) =>
         {
             await store.DeleteTagAsync(await BodyAsync<DeleteTagRequest>(http), http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/log-batch", async (HttpContext http, TrackingService store) =>
         {
             var request = await BodyAsync<LogBatchRequest>(http, Data.MlflowLimits.MaxBatchRequestBytes);
             await store.LogBatchAsync(request.RunId, request.Metrics ?? [], request.Params ?? [], request.Tags ?? [], http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/log-inputs", async (HttpContext http, LoggedModelService models) =>
         {
             await models.LogInputsAsync(await BodyAsync<LogInputsRequest>(http), http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/outputs", async (HttpContext http, LoggedModelService models) =>
         {
             await models.LogOutputsAsync(await BodyAsync<LogOutputsRequest>(http), http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         MapLoggedModels(mlflow.MapGroup("/logged-models"));
         mlflow.MapGet("/artifacts/list", async (HttpContext http, TrackingService runs, ArtifactStore store) =>
         {
@@ -151,20 +153,20 @@ public static class MlflowEndpoints
             var root = $"{run.ExperimentId}/{run.RunId}/artifacts";
             var location = await store.ResolveAsync(Query(http, "path") is { Length: > 0 } sub ? $"{root}/{sub}" : root, http.RequestAborted);
             return MlflowJson.Ok(new { root_uri = run.ArtifactUri, files = store.List(location, fullPaths: true) });
-        });
+        }).Needs(ExperimentPermissionLevel.Read, ExperimentOf.RunUuid, "run_id");
         mlflow.MapGet("/metrics/get-history-bulk-interval", async (HttpContext http, TrackingService store) =>
             MlflowJson.Ok(new
             {
                 metrics = await store.GetMetricHistoryBulkIntervalAsync(http.Request.Query["run_ids"].OfType<string>().ToList(),
                     Query(http, "metric_key"),
                     QueryLong(http, "start_step"), QueryLong(http, "end_step"), QueryLong(http, "max_results"), http.RequestAborted),
-            }));
+            })).Needs(ExperimentPermissionLevel.Read, ExperimentOf.RunUuids, "run_ids");
         mlflow.MapGet("/metrics/get-history", async (HttpContext http, TrackingService store) =>
         {
             var (metrics, next) = await store.GetMetricHistoryAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), Query(http, "metric_key"),
                 (int?)QueryLong(http, "max_results"), Query(http, "page_token"), http.RequestAborted);
             return MlflowJson.Ok(new { metrics, next_page_token = next });
-        });
+        }).Needs(ExperimentPermissionLevel.Read, ExperimentOf.RunUuid, "run_id");
     }
 
     /// <summary>MLflow 3's logged models (service.proto: CreateLoggedModel … ListLoggedModelArtifacts), at the paths
@@ -172,43 +174,47 @@ public static class MlflowEndpoints
     static void MapLoggedModels(RouteGroupBuilder models)
     {
         models.MapPost("", async (HttpContext http, LoggedModelService service) =>
-            MlflowJson.Ok(new { model = await service.CreateAsync(await BodyAsync<CreateLoggedModelRequest>(http), http.RequestAborted) }));
+            MlflowJson.Ok(new { model = await service.CreateAsync(await BodyAsync<CreateLoggedModelRequest>(http), http.RequestAborted) })).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment_id");
         models.MapPost("/search", async (HttpContext http, LoggedModelService service) =>
         {
-            var (found, next) = await service.SearchAsync(await BodyAsync<SearchLoggedModelsRequest>(http), http.RequestAborted);
+            var request = await BodyAsync<SearchLoggedModelsRequest>(http);
+            if (ReadableOnly(http, request.ExperimentIds) is { Count: 0 } && request.ExperimentIds is { Count: > 0 })
+                return MlflowJson.Ok(new { models = Array.Empty<object>() }); // none the caller may read
+            var (found, next) = await service.SearchAsync(request with { ExperimentIds = ReadableOnly(http, request.ExperimentIds) },
+                http.RequestAborted);
             return MlflowJson.Ok(new { models = found, next_page_token = next });
-        });
+        }).ForAnyCaller("lists the logged models the caller may read");
         models.MapGet("/{modelId}", async (string modelId, HttpContext http, LoggedModelService service) =>
             MlflowJson.Ok(new { model = await service.GetAsync(modelId,
-                string.Equals(Query(http, "allow_deleted"), "true", StringComparison.OrdinalIgnoreCase), http.RequestAborted) }));
+                string.Equals(Query(http, "allow_deleted"), "true", StringComparison.OrdinalIgnoreCase), http.RequestAborted) })).Needs(ExperimentPermissionLevel.Read, ExperimentOf.LoggedModel, "modelId");
         models.MapMethods("/{modelId}", ["PATCH"], async (string modelId, HttpContext http, LoggedModelService service) =>
             MlflowJson.Ok(new { model = await service.FinalizeAsync(modelId, await BodyAsync<FinalizeLoggedModelRequest>(http),
-                http.RequestAborted) }));
+                http.RequestAborted) })).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.LoggedModel, "modelId");
         models.MapDelete("/{modelId}", async (string modelId, HttpContext http, LoggedModelService service) =>
         {
             await service.DeleteAsync(modelId, http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.LoggedModel, "modelId");
         models.MapMethods("/{modelId}/tags", ["PATCH"], async (string modelId, HttpContext http, LoggedModelService service) =>
         {
             await service.SetTagsAsync(modelId, (await BodyAsync<LoggedModelTagsRequest>(http)).Tags, http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.LoggedModel, "modelId");
         models.MapDelete("/{modelId}/tags/{**tagKey}", async (string modelId, string tagKey, HttpContext http, LoggedModelService service) =>
         {
             await service.DeleteTagAsync(modelId, tagKey, http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.LoggedModel, "modelId");
         models.MapPost("/{modelId}/params", async (string modelId, HttpContext http, LoggedModelService service) =>
         {
             await service.LogParamsAsync(modelId, (await BodyAsync<LoggedModelParamsRequest>(http)).Params, http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.LoggedModel, "modelId");
         models.MapGet("/{modelId}/artifacts/directories", async (string modelId, HttpContext http, ArtifactStore store) =>
         {
             var location = await store.ResolveModelAsync(modelId, Query(http, "artifact_directory_path"), http.RequestAborted);
             return MlflowJson.Ok(new { root_uri = LoggedModelService.ArtifactUri(location.Model!), files = store.List(location, fullPaths: true) });
-        });
+        }).Needs(ExperimentPermissionLevel.Read, ExperimentOf.LoggedModel, "modelId");
     }
 
     /// <summary>
@@ -218,7 +224,7 @@ public static class MlflowEndpoints
     static void MapEndpointNotFound(RouteGroupBuilder group) =>
         group.Map("/{**rest}", (HttpContext http) => MlflowJson.Error(new MlflowException(MlflowException.EndpointNotFound,
             $"No endpoint {http.Request.Method} {http.Request.Path} in this server's MLflow API.")))
-            .ExcludeFromDescription();
+            .ExcludeFromDescription().ForAnyCaller("answers ENDPOINT_NOT_FOUND");
 
     /// <summary>Every MLflow error the handlers raise becomes MLflow's error body with its status.</summary>
     public static async ValueTask<object?> MlflowErrors(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
@@ -242,19 +248,31 @@ public static class MlflowEndpoints
                 http.RequestAborted);
             return MlflowJson.Empty();
         }).WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute((long)options.Limits.MaxArtifactMegabytes << 20))
-          .WithSummary("Uploads an artifact; a .safetensors file is checked and listed as a checkpoint of its track.");
+          .WithSummary("Uploads an artifact; a .safetensors file is checked and listed as a checkpoint of its track.").Needs(ExperimentPermissionLevel.Edit, ExperimentOf.ArtifactPath, "path");
         artifacts.MapGet("/artifacts/{**path}", async (string path, HttpContext http, ArtifactStore store) =>
             store.FileOf(await store.ResolveAsync(path, http.RequestAborted)) is { } file
                 ? Results.File(file, "application/octet-stream", Path.GetFileName(file), enableRangeProcessing: true)
                 : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Artifact '{path}' does not exist."))
-            .WithSummary("Downloads an artifact.");
+            .WithSummary("Downloads an artifact.").Needs(ExperimentPermissionLevel.Read, ExperimentOf.ArtifactPath, "path");
         artifacts.MapGet("/artifacts", async (HttpContext http, ArtifactStore store) =>
             MlflowJson.Ok(new { files = store.List(await store.ResolveAsync(Query(http, "path"), http.RequestAborted), fullPaths: false) }))
-            .WithSummary("Lists a folder of artifacts (names relative to it).");
+            .WithSummary("Lists a folder of artifacts (names relative to it).").Needs(ExperimentPermissionLevel.Read, ExperimentOf.ArtifactPath, "path");
     }
 
-    static IResult SearchExperiments((List<MlflowExperiment> Experiments, string? NextPageToken) result) =>
-        MlflowJson.Ok(new { experiments = result.Experiments, next_page_token = result.NextPageToken });
+    /// <summary>A page of experiments without those the caller may not read (the page may come out shorter, as MLflow's auth
+    /// app filters its pages; the token still leads on).</summary>
+    static IResult SearchExperiments(HttpContext http, (List<MlflowExperiment> Experiments, string? NextPageToken) result) =>
+        MlflowJson.Ok(new { experiments = Readable(http, result.Experiments), next_page_token = result.NextPageToken });
+
+    static List<MlflowExperiment> Readable(HttpContext http, List<MlflowExperiment> experiments) =>
+        ReadableExperiments.Of(http) is { } readable
+            ? experiments.Where(e => !long.TryParse(e.ExperimentId, System.Globalization.CultureInfo.InvariantCulture, out var id) || readable.CanRead(id)).ToList()
+            : experiments;
+
+    /// <summary>The experiment ids asked for that the caller may read (the others are left out: their runs are not listed).</summary>
+    static IReadOnlyList<string>? ReadableOnly(HttpContext http, IReadOnlyList<string>? ids) =>
+        ReadableExperiments.Of(http) is not { } readable || ids is null ? ids
+            : ids.Where(id => !long.TryParse(id, System.Globalization.CultureInfo.InvariantCulture, out var n) || readable.CanRead(n)).ToList();
 
     static string? Query(HttpContext http, string name) => http.Request.Query.TryGetValue(name, out var values) ? values.ToString() : null;
 

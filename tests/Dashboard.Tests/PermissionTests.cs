@@ -1,0 +1,117 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using EmaLab.Dashboard.Hosting;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace EmaLab.Dashboard.Tests;
+
+public sealed class PermissionTests(AccountsFactory factory) : PermissionSuite(factory), IClassFixture<AccountsFactory>
+{
+    [Fact]
+    public void Every_api_endpoint_declares_who_may_call_it()
+    {
+        _ = Factory.CreateClient();
+        var endpoints = Factory.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+            .Where(e => e.RoutePattern.RawText?.StartsWith("/api", StringComparison.Ordinal) == true)
+            .Where(e => !e.RoutePattern.RawText!.StartsWith("/api/docs", StringComparison.Ordinal)) // the reference page (Scalar): no data
+            .ToList();
+        Assert.True(endpoints.Count > 60, $"only {endpoints.Count} API endpoints found");
+        var undeclared = endpoints.Where(e => !e.Metadata.OfType<ExperimentRule>().Any() && e.Metadata.GetMetadata<AnyCaller>() is null
+                && e.Metadata.GetMetadata<AdminsOnly>() is null)
+            .Select(e => $"{string.Join(",", e.Metadata.GetMetadata<HttpMethodMetadata>()?.HttpMethods ?? [])} {e.RoutePattern.RawText}");
+        Assert.Empty(undeclared);
+    }
+}
+
+public sealed class PermissionOnPostgresTests(PostgresAccountsFactory fixture) : PermissionSuite(fixture.Factory), IClassFixture<PostgresAccountsFactory>;
+
+/// <summary>
+/// Grants decide what each user may do with an experiment's runs, engine and client runs alike: NO_PERMISSIONS hides them
+/// (403 on each call, absent from every list), READ (the default) reads, EDIT logs and changes, MANAGE deletes.
+/// </summary>
+public abstract class PermissionSuite(AccountsFactory factory)
+{
+    protected AccountsFactory Factory => factory;
+    const string Prefix = "/api/2.0/mlflow";
+    const string Password = "a long enough passphrase";
+
+    [Fact]
+    public async Task Grants_decide_who_reads_logs_and_deletes_an_experiments_runs()
+    {
+        var admin = factory.As("ana", AccountsFactory.AdminPassword);
+        var (hidden, _) = await NewUserAsync(admin, "hidden");
+        var (editor, editorName) = await NewUserAsync(admin, "editor");
+        var (reader, _) = await NewUserAsync(admin, "reader"); // no grant: the default, READ
+        var hiddenName = (await Ok(await hidden.GetAsync($"{Prefix}/users/current"))).GetProperty("user").GetProperty("username").GetString()!;
+
+        var experiment = (await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"private-{Guid.NewGuid():N}" })))
+            .GetProperty("experiment_id").GetString()!;
+        await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
+            new { experiment_id = experiment, username = hiddenName, permission = "NO_PERMISSIONS" }));
+        await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
+            new { experiment_id = experiment, username = editorName, permission = "EDIT" }));
+
+        var runId = (await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/create", new { experiment_id = experiment, run_name = "script" })))
+            .GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
+        var number = (await Ok(await admin.GetAsync($"/api/runs?trackingId={runId}"))).GetProperty("items")[0].GetProperty("id").GetInt64();
+        var batch = new { run_id = runId, metrics = new[] { new { key = "loss", value = 0.5, timestamp = 1, step = 1 } } };
+
+        // NO_PERMISSIONS: every call refused, nothing listed.
+        await Denied(await hidden.GetAsync($"{Prefix}/runs/get?run_id={runId}"));
+        await Denied(await hidden.PostAsJsonAsync($"{Prefix}/runs/log-batch", batch));
+        Assert.Equal(HttpStatusCode.Forbidden, (await hidden.GetAsync($"/api/runs/{number}")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await hidden.GetAsync($"/api/runs/{number}/metrics.csv")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await hidden.GetAsync($"/api/runs/{number}/events")).StatusCode);
+        Assert.DoesNotContain(runId, await hidden.GetStringAsync("/api/runs?pageSize=500"));
+        var searched = await Ok(await hidden.PostAsJsonAsync($"{Prefix}/runs/search", new { experiment_ids = new[] { experiment, "0" } }));
+        Assert.DoesNotContain(runId, searched.GetRawText());
+        var experiments = await Ok(await hidden.GetAsync($"{Prefix}/experiments/search?max_results=1000"));
+        Assert.DoesNotContain(experiments.GetProperty("experiments").EnumerateArray(), e => e.GetProperty("experiment_id").GetString() == experiment);
+        Assert.Contains(experiments.GetProperty("experiments").EnumerateArray(), e => e.GetProperty("experiment_id").GetString() == "0");
+
+        // READ (the default): reads, changes nothing.
+        await Ok(await reader.GetAsync($"{Prefix}/runs/get?run_id={runId}"));
+        Assert.Contains(runId, await reader.GetStringAsync("/api/runs?pageSize=500"));
+        await Denied(await reader.PostAsJsonAsync($"{Prefix}/runs/log-batch", batch));
+        Assert.Equal(HttpStatusCode.Forbidden, (await reader.PostAsync($"/api/runs/{number}/cancel", null)).StatusCode);
+
+        // EDIT: logs, but does not delete.
+        await Ok(await editor.PostAsJsonAsync($"{Prefix}/runs/log-batch", batch));
+        await Denied(await editor.PostAsJsonAsync($"{Prefix}/runs/delete", new { run_id = runId }));
+        Assert.Equal(HttpStatusCode.Forbidden, (await editor.DeleteAsync($"/api/runs/{number}")).StatusCode);
+        var engine = await editor.PostAsJsonAsync("/api/runs", new { name = "engine", dataset = "digits-8x8", model = "mlp", hidden = new[] { 16 },
+            steps = 5, evalInterval = 5, ema = new { decays = new[] { 0.9 } }, experimentId = long.Parse(experiment) });
+        Assert.Equal(HttpStatusCode.Created, engine.StatusCode);
+        var engineId = (await engine.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetInt64();
+        var refusedEngine = await reader.PostAsJsonAsync("/api/runs", new { dataset = "digits-8x8", model = "mlp", steps = 5,
+            experimentId = long.Parse(experiment) });
+        Assert.Equal(HttpStatusCode.Forbidden, refusedEngine.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await hidden.GetAsync($"/api/runs/{engineId}/checkpoints")).StatusCode);
+
+        // MANAGE (the admin here): deletes.
+        await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/delete", new { run_id = runId }));
+    }
+
+    async Task<(HttpClient Client, string Name)> NewUserAsync(HttpClient admin, string prefix)
+    {
+        var name = $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 9)];
+        await Ok(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = name, password = Password }));
+        return (factory.As(name, Password), name);
+    }
+
+    static async Task<JsonElement> Ok(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode is HttpStatusCode.OK, $"{(int)response.StatusCode}: {text}");
+        return JsonDocument.Parse(text).RootElement;
+    }
+
+    static async Task Denied(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Forbidden, $"{(int)response.StatusCode}: {text}");
+        Assert.Equal("PERMISSION_DENIED", JsonDocument.Parse(text).RootElement.GetProperty("error_code").GetString());
+    }
+}

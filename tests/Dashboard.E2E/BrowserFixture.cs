@@ -11,13 +11,17 @@ namespace EmaLab.Dashboard.E2E;
 /// The app on a real loopback port (Kestrel) with a temporary database, and Debian's chromium driven by
 /// Playwright. Never a downloaded browser: the executable is /usr/bin/chromium.
 /// </summary>
-public sealed class BrowserFixture : IAsyncLifetime
+public class BrowserFixture : IAsyncLifetime
 {
-    sealed class App(string dataDirectory) : WebApplicationFactory<Program>
+    /// <summary>Settings of the app under test beyond its data directory (none: the loopback default).</summary>
+    protected virtual IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>();
+
+    sealed class App(string dataDirectory, IReadOnlyDictionary<string, string> settings) : WebApplicationFactory<Program>
     {
         protected override void ConfigureWebHost(IWebHostBuilder builder)
         {
             builder.UseSetting("EmaLab:DataDirectory", dataDirectory);
+            foreach (var (key, value) in settings) builder.UseSetting(key, value);
             // Development (the factory's default) serves the static web assets from the build output; Production expects a publish.
             // Circuit exceptions reach the browser console, where the test collects them.
             builder.UseSetting("DetailedErrors", "true");
@@ -36,7 +40,7 @@ public sealed class BrowserFixture : IAsyncLifetime
     {
         // `dotnet test` runs the test projects in parallel: on 2 cores a page round trip can take seconds.
         Assertions.SetDefaultExpectTimeout(30_000);
-        _app = new App(_data);
+        _app = new App(_data, Settings);
         _app.UseKestrel(0);
         _app.StartServer();
         var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
@@ -63,4 +67,16 @@ public sealed class BrowserFixture : IAsyncLifetime
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         Directory.Delete(_data, recursive: true);
     }
+}
+
+/// <summary>The app with accounts: the admin <c>ana</c> from settings.</summary>
+public sealed class AccountsBrowserFixture : BrowserFixture
+{
+    public const string AdminPassword = "correct horse battery";
+
+    protected override IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
+    {
+        ["EmaLab:Admin:UserName"] = "ana",
+        ["EmaLab:Admin:Password"] = AdminPassword,
+    };
 }

@@ -39,9 +39,7 @@ public static class ExperimentAccessFilter
                         return Denied(http, $"This needs {PermissionNames.Of(rule.Level)} on experiment {experiment}; you have " +
                             $"{PermissionNames.Of(access.On(experiment))}.");
             }
-            http.Features.Set(new ReadableExperiments(access.Default.CanRead(),
-                access.Grants.Where(g => g.Value.CanRead()).Select(g => g.Key).ToHashSet(),
-                access.Grants.Where(g => !g.Value.CanRead()).Select(g => g.Key).ToHashSet()));
+            if (access.Readable() is { } readable) http.Features.Set(readable);
             return await next(context);
         });
 

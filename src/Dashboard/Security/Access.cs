@@ -44,6 +44,7 @@ public static class Access
         services.AddSingleton<AccessMode>();
         services.AddSingleton<AccountService>();
         services.AddSingleton<Permissions>();
+        services.AddScoped<PageAccess>();
         services.AddSingleton<Tracking.IExperimentCreators, CreatorManages>();
         services.AddIdentityCore<EmaLabUser>(identity =>
             {

@@ -12,8 +12,28 @@ public sealed record ExperimentAccess(ExperimentPermissionLevel Default, IReadOn
 {
     /// <summary>An admin, the service token and the local user of a server without accounts.</summary>
     public static readonly ExperimentAccess Everything = new(ExperimentPermissionLevel.Manage, new Dictionary<long, ExperimentPermissionLevel>());
+    public static readonly ExperimentAccess Nothing = new(ExperimentPermissionLevel.NoPermissions, new Dictionary<long, ExperimentPermissionLevel>());
 
     public ExperimentPermissionLevel On(long experimentId) => Grants.TryGetValue(experimentId, out var level) ? level : Default;
+
+    /// <summary>What lists may show: null when everything.</summary>
+    public ReadableExperiments? Readable() => ReferenceEquals(this, Everything) ? null
+        : new ReadableExperiments(Default.CanRead(), Grants.Where(g => g.Value.CanRead()).Select(g => g.Key).ToHashSet(),
+            Grants.Where(g => !g.Value.CanRead()).Select(g => g.Key).ToHashSet());
+}
+
+/// <summary>
+/// The pages' view of the same rules as the API's: who is signed in to this circuit and what they may do with each
+/// experiment, read afresh on each call (a grant changed elsewhere counts on the next load).
+/// </summary>
+public sealed class PageAccess(Microsoft.AspNetCore.Components.Authorization.AuthenticationStateProvider authentication, AccessMode mode,
+    Permissions permissions)
+{
+    /// <summary>Null when nobody is signed in (pages ask to sign in first, so only a page being left sees that).</summary>
+    public async Task<Caller?> CallerAsync() => CallerClaims.Of((await authentication.GetAuthenticationStateAsync()).User, mode);
+
+    public async Task<ExperimentAccess> AccessAsync() =>
+        await CallerAsync() is { } caller ? await permissions.AccessOfAsync(caller) : ExperimentAccess.Nothing;
 }
 
 /// <summary>

@@ -52,6 +52,19 @@ public sealed class AccountTests : IDisposable
     }
 
     [Fact]
+    public async Task A_session_follows_the_accounts_admin_flag_from_its_next_request()
+    {
+        var accounts = _factory.Services.GetRequiredService<AccountService>();
+        var (bob, _) = await accounts.CreateUserAsync("bob", Password, isAdmin: true);
+        var browser = _factory.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true });
+        Assert.Equal(HttpStatusCode.Redirect, (await SignInAsync(browser, "bob", Password, "/")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/2.0/mlflow/users/list")).StatusCode);
+        Assert.Null(await accounts.SetAdminAsync(bob!.Id, isAdmin: false));
+        Assert.Equal(HttpStatusCode.Forbidden, (await browser.GetAsync("/api/2.0/mlflow/users/list")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/runs")).StatusCode); // still signed in, as a user
+    }
+
+    [Fact]
     public async Task Five_wrong_passwords_lock_the_account_and_then_even_the_right_one_is_refused()
     {
         var client = _factory.CreateClient();

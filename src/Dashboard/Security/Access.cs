@@ -105,15 +105,22 @@ public static class Access
         });
     }
 
-    /// <summary>A session ends when its account is deleted or its password changed (the security stamp moves).</summary>
+    /// <summary>A session ends when its account is deleted or its password changed (the security stamp moves); it follows
+    /// the account's admin flag from the next request on (an admin made a user again is one at once).</summary>
     static async Task ValidateSessionAsync(CookieValidatePrincipalContext context)
     {
         if (context.Principal?.FindFirstValue(ClaimTypes.NameIdentifier) is not { } userId) return;
         var accounts = context.HttpContext.RequestServices.GetRequiredService<AccountService>();
         var user = await accounts.StillValidAsync(userId, context.Principal.FindFirstValue(CallerClaims.Stamp));
-        if (user is not null) return;
-        context.RejectPrincipal();
-        await context.HttpContext.SignOutAsync(CookieAuthenticationDefaults.AuthenticationScheme);
+        if (user is null)
+        {
+            context.RejectPrincipal();
+            await context.HttpContext.SignOutAsync(CookieAuthenticationDefaults.AuthenticationScheme);
+            return;
+        }
+        if (user.IsAdmin == context.Principal.HasClaim(CallerClaims.Admin, "true")) return;
+        context.ReplacePrincipal(SessionOf(user));
+        context.ShouldRenew = true;
     }
 
     /// <summary>The sign-in cookie's principal for a user who gave the right password.</summary>

@@ -175,7 +175,7 @@ public static class MlflowAuthEndpoints
     static async Task<Dictionary<string, JsonElement>> BodyAsync(HttpContext http) =>
         await MlflowEndpoints.BodyAsync<Dictionary<string, JsonElement>>(http);
 
-    static string? Query(HttpContext http, string name) => http.Request.Query.TryGetValue(name, out var values) ? values.ToString() : null;
+    static string? Query(HttpContext http, string name) => MlflowEndpoints.Query(http, name);
 
     /// <summary>A parameter as MLflow reads it: a JSON string, or a number written as one (experiment ids are strings in its protos).</summary>
     static string? Text(Dictionary<string, JsonElement> body, string name) => body.TryGetValue(name, out var value) ? value.ValueKind switch

@@ -274,7 +274,8 @@ public static class MlflowEndpoints
         ReadableExperiments.Of(http) is not { } readable || ids is null ? ids
             : ids.Where(id => !long.TryParse(id, System.Globalization.CultureInfo.InvariantCulture, out var n) || readable.CanRead(n)).ToList();
 
-    static string? Query(HttpContext http, string name) => http.Request.Query.TryGetValue(name, out var values) ? values.ToString() : null;
+    /// <summary>A query parameter as MLflow's server reads it (absent: null).</summary>
+    public static string? Query(HttpContext http, string name) => http.Request.Query.TryGetValue(name, out var values) ? values.ToString() : null;
 
     static long? QueryLong(HttpContext http, string name) =>
         Query(http, name) is not { } text ? null

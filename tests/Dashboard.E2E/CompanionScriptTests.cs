@@ -9,8 +9,16 @@ namespace EmaLab.Dashboard.E2E;
 /// from its snapshots and the script logs their evaluations back into the page's σ_rel plot; the slider then asks for a
 /// reconstruction that only the script can evaluate, and the page says which and how.
 /// </summary>
-public sealed class CompanionScriptTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+public sealed class CompanionScriptTests : IClassFixture<BrowserFixture>
 {
+    readonly BrowserFixture fixture;
+
+    public CompanionScriptTests(BrowserFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
+    {
+        this.fixture = fixture;
+        fixture.Attach(output);
+    }
+
     [Fact]
     public async Task A_scripts_tracks_show_live_and_its_post_hoc_sweep_fills_the_plot()
     {
@@ -26,6 +34,7 @@ public sealed class CompanionScriptTests(BrowserFixture fixture) : IClassFixture
 
         await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 1280, Height = 900 } });
         var page = await context.NewPageAsync();
+        fixture.Watch(page);
         await page.GotoAsync($"runs/{id}");
         // Raw and both tracks, evaluated every 100 steps: the open page extends as the script logs.
         await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy')?.data?.length === 3", null, new() { Timeout = 60_000 });
@@ -62,6 +71,7 @@ public sealed class CompanionScriptTests(BrowserFixture fixture) : IClassFixture
         await using var phone = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions
             { BaseURL = fixture.BaseUrl, ColorScheme = ColorScheme.Dark, ViewportSize = new() { Width = 390, Height = 844 } });
         var narrow = await phone.NewPageAsync();
+        fixture.Watch(narrow);
         await narrow.GotoAsync($"runs/{id}");
         await Assertions.Expect(narrow.GetByTestId("posthoc-command")).ToContainTextAsync("--evaluate tests.live_model:evaluate", new() { Timeout = 30_000 });
         Assert.True(await narrow.GetByTestId("posthoc-command").EvaluateAsync<bool>("el => el.scrollWidth <= el.clientWidth"), "the command scrolls sideways");

@@ -5,8 +5,16 @@ using Microsoft.Playwright;
 namespace EmaLab.Dashboard.E2E;
 
 /// <summary>A person's first session, in a real browser: start a run from the form, watch it, open it, download an EMA.</summary>
-public sealed class DashboardFlowTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+public sealed class DashboardFlowTests : IClassFixture<BrowserFixture>
 {
+    readonly BrowserFixture fixture;
+
+    public DashboardFlowTests(BrowserFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
+    {
+        this.fixture = fixture;
+        fixture.Attach(output);
+    }
+
     static readonly LocatorAssertionsToHaveTextOptions Patient = new() { Timeout = 60_000 };
 
     [Fact]
@@ -14,6 +22,7 @@ public sealed class DashboardFlowTests(BrowserFixture fixture) : IClassFixture<B
     {
         await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, AcceptDownloads = true, ViewportSize = new() { Width = 1280, Height = 900 } });
         var page = await context.NewPageAsync();
+        fixture.Watch(page);
         var errors = new List<string>();
         page.Console += (_, m) => { if (m.Type == "error") errors.Add(m.Text); };
         page.Response += (_, r) => { if (r.Status >= 400) errors.Add($"{r.Status} {r.Url}"); };
@@ -116,8 +125,16 @@ public sealed class DashboardFlowTests(BrowserFixture fixture) : IClassFixture<B
 }
 
 /// <summary>A long run followed live, in a narrow window (its own app and database: the first flow starts from an empty list).</summary>
-public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+public sealed class LiveRunTests : IClassFixture<BrowserFixture>
 {
+    readonly BrowserFixture fixture;
+
+    public LiveRunTests(BrowserFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
+    {
+        this.fixture = fixture;
+        fixture.Attach(output);
+    }
+
     static readonly LocatorAssertionsToHaveTextOptions Patient = new() { Timeout = 60_000 };
 
     [Fact]
@@ -132,6 +149,7 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
 
         await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 420, Height = 900 } });
         var page = await context.NewPageAsync();
+        fixture.Watch(page);
         await page.GotoAsync($"runs/{id}");
         await Assertions.Expect(page.Locator(".badge")).ToHaveTextAsync("running", Patient);
         const string points = "() => document.getElementById('chart-accuracy')?.data?.[0]?.x?.length ?? 0";
@@ -170,6 +188,7 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
 
         await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 1280, Height = 900 } });
         var page = await context.NewPageAsync();
+        fixture.Watch(page);
         await page.GotoAsync($"runs/{id}");
         // The run's end (slow on a machine busy with other test projects) comes first; then the open page must show it live.
         var deadline = DateTime.UtcNow.AddMinutes(3);
@@ -205,8 +224,16 @@ public sealed class LiveRunTests(BrowserFixture fixture) : IClassFixture<Browser
 }
 
 /// <summary>A training script elsewhere logs through the MLflow REST API while a person watches its run page (its own app).</summary>
-public sealed class ClientRunTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+public sealed class ClientRunTests : IClassFixture<BrowserFixture>
 {
+    readonly BrowserFixture fixture;
+
+    public ClientRunTests(BrowserFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
+    {
+        this.fixture = fixture;
+        fixture.Attach(output);
+    }
+
     [Fact]
     public async Task A_client_logging_through_the_tracking_api_extends_the_open_run_page_live()
     {
@@ -226,6 +253,7 @@ public sealed class ClientRunTests(BrowserFixture fixture) : IClassFixture<Brows
 
         await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 1280, Height = 900 } });
         var page = await context.NewPageAsync();
+        fixture.Watch(page);
         await page.GotoAsync("");
         var row = page.Locator("tr[data-run-id]").First;
         await Assertions.Expect(row.Locator(".source")).ToContainTextAsync("client: train.py");

@@ -10,8 +10,16 @@ namespace EmaLab.Dashboard.E2E;
 /// Is the EMA gain real? In a real browser: launch a 3-seed group from the form, watch its page fill and read the verdict,
 /// export a chart as PNG, compare the runs, then bring a dataset of one's own (IDX files) and train on it.
 /// </summary>
-public sealed class GroupFlowTests(BrowserFixture fixture) : IClassFixture<BrowserFixture>
+public sealed class GroupFlowTests : IClassFixture<BrowserFixture>
 {
+    readonly BrowserFixture fixture;
+
+    public GroupFlowTests(BrowserFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
+    {
+        this.fixture = fixture;
+        fixture.Attach(output);
+    }
+
     static readonly LocatorAssertionsToHaveTextOptions Patient = new() { Timeout = 120_000 };
 
     [Fact]
@@ -19,6 +27,7 @@ public sealed class GroupFlowTests(BrowserFixture fixture) : IClassFixture<Brows
     {
         await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, AcceptDownloads = true, ViewportSize = new() { Width = 1280, Height = 900 } });
         var page = await context.NewPageAsync();
+        fixture.Watch(page);
         var errors = new List<string>();
         page.Console += (_, m) => { if (m.Type == "error") errors.Add(m.Text); };
         try
@@ -70,6 +79,7 @@ public sealed class GroupFlowTests(BrowserFixture fixture) : IClassFixture<Brows
         // Dark mode, as a system set to dark shows it.
         var dark = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ColorScheme = ColorScheme.Dark, ViewportSize = new() { Width = 1280, Height = 900 } });
         var darkPage = await dark.NewPageAsync();
+        fixture.Watch(darkPage);
         await darkPage.GotoAsync(page.Url);
         await darkPage.WaitForFunctionAsync("() => document.getElementById('chart-config-0')?.data?.length === 9");
         Assert.Equal("rgb(15, 19, 27)", await darkPage.EvaluateAsync<string>("() => getComputedStyle(document.documentElement).backgroundColor"));

@@ -10,8 +10,16 @@ namespace EmaLab.Dashboard.E2E;
 /// A user who may only READ an experiment signs in and finds its runs, but no button that changes or deletes one — and
 /// the API refuses the delete anyway.
 /// </summary>
-public sealed class ReadOnlyUserTests(AccountsBrowserFixture fixture) : IClassFixture<AccountsBrowserFixture>
+public sealed class ReadOnlyUserTests : IClassFixture<AccountsBrowserFixture>
 {
+    readonly AccountsBrowserFixture fixture;
+
+    public ReadOnlyUserTests(AccountsBrowserFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
+    {
+        this.fixture = fixture;
+        fixture.Attach(output);
+    }
+
     const string Password = "a long enough passphrase";
 
     [Fact]
@@ -30,6 +38,7 @@ public sealed class ReadOnlyUserTests(AccountsBrowserFixture fixture) : IClassFi
         await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions
             { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 1280, Height = 900 } });
         var page = await context.NewPageAsync();
+        fixture.Watch(page);
         await page.GotoAsync($"runs/{id}");
         await Assertions.Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/login"));
         await page.FillAsync("#userName", "rita");

@@ -185,6 +185,9 @@ public sealed class PostHocService(
     /// <summary>Everything the post-hoc panel and API show: results, the sweep, the run's classic EMAs on the σ_rel axis, snapshot storage.</summary>
     public async Task<PostHocOverview> OverviewAsync(Run run, CancellationToken cancellationToken = default)
     {
+        // The sweep's state first, then what it stored: a sweep seen finished has its results in what is read after it
+        // (read the other way round, a sweep ending in between was shown done with its last results missing).
+        var sweep = SweepOf(run.Id);
         var directory = paths.SnapshotDirectory(run);
         var steps = PostHocSnapshots.Steps(directory);
         var end = steps.Count > 0 ? steps[^1] : run.Step;
@@ -198,7 +201,7 @@ public sealed class PostHocService(
             return a is null || l is null ? null
                 : new TrackedOnSigmaAxis(rule.Name, double.IsNaN(rule.Decay) ? null : rule.Decay, SigmaRelOf(run.Id, rule, end), a.Final, l.Final);
         }).OfType<TrackedOnSigmaAxis>().ToList();
-        return new PostHocOverview(SweepOf(run.Id), await ListAsync(run, accuracy, loss, cancellationToken), tracked,
+        return new PostHocOverview(sweep, await ListAsync(run, accuracy, loss, cancellationToken), tracked,
             SnapshotSigmaRels(run), steps.Count, PostHocSnapshots.SizeBytes(directory));
     }
 

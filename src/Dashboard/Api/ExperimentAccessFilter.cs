@@ -56,8 +56,8 @@ public static class ExperimentAccessFilter
     static async Task<IReadOnlyList<long>?> ExperimentsOfAsync(HttpContext http, ExperimentRule rule)
     {
         var values = await ValuesAsync(http, rule.Parameter);
-        // MLflow's _get_request_param: 1.x clients name a run run_uuid.
-        if (values.Count == 0 && rule.Parameter == "run_id") values = await ValuesAsync(http, "run_uuid");
+        // MLflow's _get_request_param: 1.x clients name a run run_uuid (checked too when both are given).
+        if (rule.Parameter == "run_id") values = [.. values, .. await ValuesAsync(http, "run_uuid")];
         if (values.Count == 0)
             return rule.Optional ? null : rule.Of switch
             {
@@ -96,36 +96,41 @@ public static class ExperimentAccessFilter
     static long? Long(string text) =>
         long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value : null;
 
-    /// <summary>The parameter's values: a route value, else the query's, else the JSON body's field (read and rewound for
-    /// the handler).</summary>
+    /// <summary>
+    /// The parameter's values wherever the request gives them: its route value, the query's and the JSON body's field (read
+    /// and rewound for the handler). All of them, not the first found: a handler that reads the body must not act on a run
+    /// the caller may not touch while the query names one they may (each value named is checked).
+    /// </summary>
     static async Task<IReadOnlyList<string>> ValuesAsync(HttpContext http, string name)
     {
+        var values = new List<string>();
         if (http.Request.RouteValues.TryGetValue(name, out var route) && route is not null)
-            return [Convert.ToString(route, CultureInfo.InvariantCulture)!];
+            values.Add(Convert.ToString(route, CultureInfo.InvariantCulture)!);
         if (http.Request.Query.TryGetValue(name, out var query))
-            return query.OfType<string>().ToList();
-        if (!http.Request.HasJsonContentType()) return [];
+            values.AddRange(query.OfType<string>());
+        if (!http.Request.HasJsonContentType()) return values;
         http.Request.EnableBuffering();
         try
         {
             using var body = await JsonDocument.ParseAsync(http.Request.Body, cancellationToken: http.RequestAborted);
-            if (body.RootElement.ValueKind != JsonValueKind.Object || !body.RootElement.TryGetProperty(name, out var field)) return [];
-            return field.ValueKind switch
-            {
-                JsonValueKind.String => [field.GetString()!],
-                JsonValueKind.Number => [field.GetRawText()],
-                JsonValueKind.Array => field.EnumerateArray().Where(v => v.ValueKind is JsonValueKind.String or JsonValueKind.Number)
-                    .Select(v => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText()).ToList(),
-                _ => [],
-            };
+            if (body.RootElement.ValueKind == JsonValueKind.Object && body.RootElement.TryGetProperty(name, out var field))
+                values.AddRange(field.ValueKind switch
+                {
+                    JsonValueKind.String => [field.GetString()!],
+                    JsonValueKind.Number => [field.GetRawText()],
+                    JsonValueKind.Array => field.EnumerateArray().Where(v => v.ValueKind is JsonValueKind.String or JsonValueKind.Number)
+                        .Select(v => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText()),
+                    _ => [],
+                });
         }
         catch (JsonException)
         {
-            return []; // the handler reads it again and says what is wrong with it
+            // The handler reads it again and says what is wrong with it.
         }
         finally
         {
             http.Request.Body.Position = 0;
         }
+        return values;
     }
 }

@@ -49,6 +49,14 @@ public sealed class AccountTests : IDisposable
         var logout = await client.PostAsync("/logout", Form(AntiforgeryField(await client.GetStringAsync("/login"))));
         Assert.Equal(HttpStatusCode.Redirect, logout.StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/api/runs")).StatusCode);
+
+        // The audit log: the failures (a name that does not exist too), the sign-ins and the sign-out.
+        var audit = _factory.Services.GetRequiredService<AuditLog>();
+        var ana = (await audit.ListAsync("ana", null, null, 50)).Items;
+        Assert.Equal(["sign-in.failed", "sign-in", "sign-in", "sign-in", "sign-out"], ana.Select(e => e.Action).Reverse());
+        Assert.All(ana, e => Assert.Equal("user ana", e.Target));
+        Assert.Equal("sign-in page", ana[^1].Detail);
+        Assert.Equal("sign-in.failed", Assert.Single((await audit.ListAsync("bob", null, null, 50)).Items).Action);
     }
 
     [Fact]
@@ -85,7 +93,7 @@ public sealed class AccountTests : IDisposable
         Assert.Equal(HttpStatusCode.OK, (await Basic(client, "ana", Password).GetAsync(Experiment0)).StatusCode);
 
         var accounts = _factory.Services.GetRequiredService<AccountService>();
-        var ana = (await accounts.CheckPasswordAsync("ana", Password)).User!;
+        var ana = (await accounts.CheckPasswordAsync("ana", Password, "test")).User!;
         var (token, secret) = await accounts.CreateTokenAsync(ana.Id, "laptop", expiresAt: null);
         Assert.StartsWith("emalab_pat_", secret);
         Assert.Equal(secret[..15], token.Prefix);
@@ -138,7 +146,7 @@ public sealed class AccountTests : IDisposable
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/runs")).StatusCode); // signed in as the new admin
         Assert.Null(mode.SetupToken);
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/setup?token={link}")).StatusCode); // once
-        var root = (await server.Services.GetRequiredService<AccountService>().CheckPasswordAsync("root", Password)).User;
+        var root = (await server.Services.GetRequiredService<AccountService>().CheckPasswordAsync("root", Password, "test")).User;
         Assert.True(root?.IsAdmin);
     }
 
@@ -146,17 +154,17 @@ public sealed class AccountTests : IDisposable
     public async Task An_admin_unlocks_and_deletes_accounts_but_the_last_admin_stays()
     {
         var accounts = _factory.Services.GetRequiredService<AccountService>();
-        var ana = (await accounts.CheckPasswordAsync("ana", Password)).User!;
+        var ana = (await accounts.CheckPasswordAsync("ana", Password, "test")).User!;
         Assert.Equal("The last admin stays an admin.", await accounts.SetAdminAsync(ana.Id, isAdmin: false));
         Assert.Equal("The last admin cannot be deleted.", await accounts.DeleteUserAsync(ana.Id));
 
         var (bob, errors) = await accounts.CreateUserAsync("bob", Password, isAdmin: false);
         Assert.Empty(errors);
-        for (var i = 0; i < 5; i++) await accounts.CheckPasswordAsync("bob", "wrong password");
-        Assert.Equal(PasswordCheck.LockedOut, (await accounts.CheckPasswordAsync("bob", Password)).Result);
+        for (var i = 0; i < 5; i++) await accounts.CheckPasswordAsync("bob", "wrong password", "test");
+        Assert.Equal(PasswordCheck.LockedOut, (await accounts.CheckPasswordAsync("bob", Password, "test")).Result);
         Assert.Contains(await accounts.UsersAsync(), u => u.User.UserName == "bob" && u.LockedOut);
         await accounts.UnlockAsync(bob!.Id);
-        Assert.Equal(PasswordCheck.Accepted, (await accounts.CheckPasswordAsync("bob", Password)).Result);
+        Assert.Equal(PasswordCheck.Accepted, (await accounts.CheckPasswordAsync("bob", Password, "test")).Result);
 
         Assert.Null(await accounts.SetAdminAsync(bob.Id, isAdmin: true));
         Assert.Null(await accounts.SetAdminAsync(ana.Id, isAdmin: false)); // not the last one any more

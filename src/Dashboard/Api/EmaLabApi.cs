@@ -15,11 +15,15 @@ public static class EmaLabApi
         // Every API call: signed in when a token is set; changes only from this origin or non-browser clients;
         // a bounded number at once, so request handling cannot take the cores training runs on.
         var api = app.MapGroup("/api").RequireAuthorization(Access.Policy).RequireSameOriginForChanges().RequireRateLimiting(ApiLoad.Policy)
-            .RequireExperimentAccess();
+            .RequireExperimentAccess().RecordAuditedActions();
         api.MapMlflowApi();
         api.MapMlflowAuthApi();
         api.MapGroupApi();
         api.MapRunApi();
         api.MapDatasetApi();
+        api.MapGet("/audit", (AuditLog audit, string? actor, string? action, long? before, int? pageSize, CancellationToken ct) =>
+                audit.ListAsync(actor, action, before, pageSize ?? 100, ct))
+            .ForAdmins().WithTags("Accounts")
+            .WithSummary("The audit log, newest first: sign-ins, token use, account and permission changes, deletions. Filters: actor, action (a prefix); 'before' pages on.");
     }
 }

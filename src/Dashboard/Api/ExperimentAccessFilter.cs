@@ -24,7 +24,7 @@ public static class ExperimentAccessFilter
             var metadata = http.GetEndpoint()?.Metadata;
             var rules = metadata?.GetOrderedMetadata<ExperimentRule>() ?? [];
             var anyCaller = metadata?.GetMetadata<AnyCaller>() is not null;
-            var caller = CallerClaims.Of(http.User, http.RequestServices.GetRequiredService<AccessMode>());
+            var caller = CallerClaims.Of(http);
             if (caller is null) return Denied(http, "Sign in first.");
             if (caller.IsAdmin || caller.UserId is null) return await next(context);
             if (rules.Count == 0 && !anyCaller) return Denied(http, "Only an admin may do this.");
@@ -101,7 +101,7 @@ public static class ExperimentAccessFilter
     /// and rewound for the handler). All of them, not the first found: a handler that reads the body must not act on a run
     /// the caller may not touch while the query names one they may (each value named is checked).
     /// </summary>
-    static async Task<IReadOnlyList<string>> ValuesAsync(HttpContext http, string name)
+    internal static async Task<IReadOnlyList<string>> ValuesAsync(HttpContext http, string name)
     {
         var values = new List<string>();
         if (http.Request.RouteValues.TryGetValue(name, out var route) && route is not null)

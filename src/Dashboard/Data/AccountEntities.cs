@@ -42,3 +42,25 @@ public sealed class ExperimentPermission
     public required string UserId { get; set; }
     public ExperimentPermissionLevel Permission { get; set; }
 }
+
+/// <summary>
+/// One line of the audit log: who did what to what, when and from where. Written for sign-ins (and failed ones and
+/// lock-outs), the use of personal tokens, changes of accounts and permissions, and deletions; never changed after.
+/// The actor is kept by name, so the line outlives the account.
+/// </summary>
+public sealed class AuditEntry
+{
+    public const int MaxTextLength = 400;
+
+    public long Id { get; set; }
+    public DateTimeOffset At { get; set; }
+    /// <summary>The account's name, <c>service token</c>, <c>local</c> (a server without accounts) or the name tried at a failed sign-in.</summary>
+    public required string Actor { get; set; }
+    /// <summary>A dotted verb: <c>sign-in</c>, <c>sign-in.failed</c>, <c>token.use</c>, <c>permission.update</c>, <c>run.delete</c>…</summary>
+    public required string Action { get; set; }
+    /// <summary>What it was done to: <c>run 12</c>, <c>experiment 3</c>, <c>user bob</c>, <c>token ci (emalab_pat_3fA9)</c>…</summary>
+    public required string Target { get; set; }
+    public string? Detail { get; set; }
+    /// <summary>The client's address, when the action came over the network.</summary>
+    public string? Address { get; set; }
+}

@@ -27,6 +27,7 @@ public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLa
     public DbSet<RunOutput> RunOutputs => Set<RunOutput>();
     public DbSet<PersonalToken> PersonalTokens => Set<PersonalToken>();
     public DbSet<ExperimentPermission> ExperimentPermissions => Set<ExperimentPermission>();
+    public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 
     /// <summary>
     /// SQLite has no time type, and the text EF writes for a <see cref="DateTimeOffset"/> by default cannot be compared
@@ -56,6 +57,16 @@ public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLa
             token.HasIndex(t => t.Hash).IsUnique();
             token.HasIndex(t => t.UserId);
             token.HasOne<EmaLabUser>().WithMany().HasForeignKey(t => t.UserId).OnDelete(DeleteBehavior.Cascade);
+        });
+        model.Entity<AuditEntry>(entry =>
+        {
+            entry.Property(e => e.Actor).HasMaxLength(256);
+            entry.Property(e => e.Action).HasMaxLength(64);
+            entry.Property(e => e.Target).HasMaxLength(AuditEntry.MaxTextLength);
+            entry.Property(e => e.Detail).HasMaxLength(AuditEntry.MaxTextLength);
+            entry.Property(e => e.Address).HasMaxLength(64);
+            entry.HasIndex(e => e.At);
+            entry.HasIndex(e => new { e.Actor, e.At });
         });
         model.Entity<ExperimentPermission>(permission =>
         {

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Net.Http.Headers;
+using EmaLab.Dashboard.Api;
 
 namespace EmaLab.Dashboard.Datasets;
 
@@ -18,7 +19,7 @@ public static class DatasetEndpoints
         datasets.MapGet("", () => DatasetCatalog.Names.Select(DatasetCatalog.Describe)).ForAnyCaller("the dataset catalog").WithSummary("Built-in and uploaded datasets.");
         datasets.MapPost("", Upload).ForAnyCaller("any user may upload a dataset").DisableAntiforgery()
             .WithSummary("Uploads a dataset (multipart/form-data): 'name'; IDX files 'trainImages' + 'trainLabels' (optionally 'testImages' + 'testLabels') or CSV files 'train' (optionally 'test'), pixels then the label per line, gzip or plain; without test files 'evalFraction' (default 0.2) is held out by 'splitSeed' (default 1); 'width' for CSV images that are not square.");
-        datasets.MapDelete("/{name}", Delete).ForAdmins().WithSummary("Deletes an uploaded dataset that no run uses.");
+        datasets.MapDelete("/{name}", Delete).ForAdmins().WithSummary("Deletes an uploaded dataset that no run uses.").Audited("dataset.delete", "dataset", "name");
     }
 
     static async Task<Results<Created<DatasetInfo>, ValidationProblem, ProblemHttpResult>> Upload(HttpContext context, DatasetStore store,

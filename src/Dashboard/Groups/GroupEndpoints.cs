@@ -2,6 +2,7 @@ using EmaLab.Dashboard.Runs;
 using EmaLab.Dashboard.Hosting;
 using EmaLab.TrainingEngine.Averaging;
 using Microsoft.AspNetCore.Http.HttpResults;
+using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Groups;
 
@@ -63,7 +64,7 @@ public static class GroupEndpoints
         try
         {
             var group = GroupRequest.Parse(await RunEndpoints.ReadJsonAsync(request, ct));
-            var created = await runs.CreateManyAsync(group.Runs, ct);
+            var created = await runs.CreateManyAsync(group.Runs, CallerClaims.Of(request.HttpContext)!, ct);
             var url = UrlOf(group.Name, group.ExperimentId);
             return TypedResults.Created(url,
                 new GroupCreated(group.Name, group.ExperimentId, created.Select(r => r.Id).ToList(), group.TotalSteps, url));

@@ -16,9 +16,10 @@ public sealed record RunDto(
     JsonElement? Spec, long? CheckpointEvery, IReadOnlyList<TrackDto> Tracks,
     DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,
     long? BundleStep, bool Resumable, ProgressDto? Progress, string Origin, long ExperimentId, string TrackingId,
-    string? Group, string? Notes, IReadOnlyDictionary<string, string> Tags)
+    string? Group, string? Notes, IReadOnlyDictionary<string, string> Tags, string? CreatedBy)
 {
-    /// <summary>The run as the API shows it; its tags must be loaded (<c>Include(r => r.Tags)</c>) for group, notes and tags.</summary>
+    /// <summary>The run as the API shows it; its tags must be loaded (<c>Include(r => r.Tags)</c>) for group, notes, tags and who
+    /// created it (<see cref="TagNames.User"/>: the account on a server with accounts, what a script said otherwise).</summary>
     public static RunDto From(Run run, ActiveRuns.LiveProgress? live) => new(
         run.Id, run.Name, run.Status.ToApi(), live?.Progress.Step ?? run.Step, run.TotalSteps, run.Error,
         run.SpecJson is null ? null : JsonDocument.Parse(run.SpecJson).RootElement.Clone(), run.CheckpointEvery,
@@ -28,7 +29,8 @@ public sealed record RunDto(
         live is null ? null : new ProgressDto(live.Progress.Step, live.Progress.TotalSteps, live.Progress.StepsPerSecond,
             live.Progress.EstimatedRemaining?.TotalSeconds, live.ReportedAt),
         WireNames.Of(run.Origin), run.ExperimentId, run.Uuid,
-        RunAnnotations.Group(run.Tags), RunAnnotations.Notes(run.Tags), RunAnnotations.UserTags(run.Tags));
+        RunAnnotations.Group(run.Tags), RunAnnotations.Notes(run.Tags), RunAnnotations.UserTags(run.Tags),
+        run.Tags.FirstOrDefault(t => t.Key == TagNames.User)?.Value);
 }
 
 public sealed record RunPage(IReadOnlyList<RunDto> Items, int Total, int Page, int PageSize);

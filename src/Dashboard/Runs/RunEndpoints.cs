@@ -12,6 +12,8 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
+using EmaLab.Dashboard.Security;
+using EmaLab.Dashboard.Api;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -35,7 +37,7 @@ public static class RunEndpoints
             .Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experimentId", optional: true).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).")
             .RequireJsonBody(optional: true)
             .Accepts<RunSpec>(isOptional: true, "application/json");
-        runs.MapDelete("/{id:long}", DeleteRun).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Run, "id").WithSummary("Stops the run if needed and removes its rows and files.");
+        runs.MapDelete("/{id:long}", DeleteRun).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Run, "id").WithSummary("Stops the run if needed and removes its rows and files.").Audited("run.delete", "run", "id");
         runs.MapGet("/{id:long}/metrics", GetMetrics).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id")
             .WithSummary("Metric series (downsampled with min/max buckets unless maxPoints=0); without key, the list of series.");
         runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithSummary("Every metric of the run as CSV.");
@@ -104,7 +106,7 @@ public static class RunEndpoints
     {
         try
         {
-            var run = await runs.CreateAsync(RunRequest.Parse(await ReadJsonAsync(request, ct)), ct);
+            var run = await runs.CreateAsync(RunRequest.Parse(await ReadJsonAsync(request, ct)), CallerClaims.Of(request.HttpContext)!, ct);
             return TypedResults.Created($"/api/runs/{run.Id}", RunDto.From(run, null));
         }
         catch (RequestValidationException e)
@@ -144,7 +146,7 @@ public static class RunEndpoints
         {
             var overrides = request.ContentLength is 0 || (request.ContentLength is null && !request.HasJsonContentType()) ? null
                 : await ReadJsonAsync(request, ct);
-            var run = await runs.CreateAsync(RunRequest.CloneOf(original, overrides), ct);
+            var run = await runs.CreateAsync(RunRequest.CloneOf(original, overrides), CallerClaims.Of(request.HttpContext)!, ct);
             return TypedResults.Created($"/api/runs/{run.Id}", RunDto.From(run, null));
         }
         catch (RequestValidationException e)

@@ -3,6 +3,7 @@ using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.EntityFrameworkCore;
 using EmaLab.TrainingEngine;
+using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -18,11 +19,15 @@ public sealed class RunService(
     ILogger<RunService> logger)
 {
     /// <summary>Stores the run (with its tracks) in one transaction and queues it.</summary>
-    public async Task<Run> CreateAsync(RunRequest request, CancellationToken cancellationToken = default) =>
-        (await CreateManyAsync([request], cancellationToken))[0];
+    public async Task<Run> CreateAsync(RunRequest request, Caller creator, CancellationToken cancellationToken = default) =>
+        (await CreateManyAsync([request], creator, cancellationToken))[0];
 
-    /// <summary>Stores the runs (a group's, say) with their tracks and group tags in one transaction — all or none — then queues them.</summary>
-    public async Task<IReadOnlyList<Run>> CreateManyAsync(IReadOnlyList<RunRequest> requests, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Stores the runs (a group's, say) with their tracks and group tags in one transaction — all or none — then queues them.
+    /// Each records the account that created it (<c>mlflow.user</c>, as a script's run records its user).
+    /// </summary>
+    public async Task<IReadOnlyList<Run>> CreateManyAsync(IReadOnlyList<RunRequest> requests, Caller creator,
+        CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         foreach (var experimentId in requests.Select(r => r.ExperimentId).Distinct())
@@ -39,7 +44,8 @@ public sealed class RunService(
             CreatedAt = DateTimeOffset.UtcNow,
             Tracks = [new EmaTrack { Name = MetricKeys.RawTrack },
                 .. request.Spec.Ema.Rules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
-            Tags = request.Group is { } group ? [new RunTag { Key = TagNames.Group, Value = group }] : [],
+            Tags = [.. request.Group is { } group ? [new RunTag { Key = TagNames.Group, Value = group }] : Array.Empty<RunTag>(),
+                .. creator.Account is { } account ? [new RunTag { Key = TagNames.User, Value = account }] : Array.Empty<RunTag>()],
         }).ToList();
         await lifecycle.CreateAsync(db, runs, cancellationToken);
         foreach (var run in runs) trainers.Offer(run.Id, run.DispatchId!);

@@ -44,6 +44,7 @@ public static class Access
         services.AddSingleton<AccessMode>();
         services.AddSingleton<AccountService>();
         services.AddSingleton<Permissions>();
+        services.AddSingleton<AuditLog>();
         services.AddScoped<PageAccess>();
         services.AddSingleton<Tracking.IExperimentCreators, CreatorManages>();
         services.AddIdentityCore<EmaLabUser>(identity =>
@@ -197,7 +198,7 @@ sealed class CredentialsHandler(IOptionsMonitor<AuthenticationSchemeOptions> sch
     {
         if (options.Value.ApiToken is { Length: > 0 } service && Access.MatchesToken(secret, service))
             return new Caller(null, "service", IsAdmin: true, CallerKind.Service);
-        return await accounts.UserOfTokenAsync(secret) is { } user ? AccountService.CallerOf(user, CallerKind.PersonalToken) : null;
+        return await accounts.UserOfTokenAsync(secret, Context) is { } user ? AccountService.CallerOf(user, CallerKind.PersonalToken) : null;
     }
 
     async Task<Caller?> BasicAsync(string encoded)
@@ -207,7 +208,7 @@ sealed class CredentialsHandler(IOptionsMonitor<AuthenticationSchemeOptions> sch
         catch (FormatException) { return null; }
         var colon = decoded.IndexOf(':');
         if (colon <= 0) return null;
-        var (result, user, _) = await accounts.CheckPasswordAsync(decoded[..colon], decoded[(colon + 1)..]);
+        var (result, user, _) = await accounts.CheckPasswordAsync(decoded[..colon], decoded[(colon + 1)..], "HTTP Basic", Context);
         return result == PasswordCheck.Accepted ? AccountService.CallerOf(user!, CallerKind.Password) : null;
     }
 

@@ -27,6 +27,10 @@ public sealed record Caller(string? UserId, string Name, bool IsAdmin, CallerKin
 {
     /// <summary>The one local user of a server without accounts.</summary>
     public static readonly Caller Local = new(null, "local", IsAdmin: true, CallerKind.Local);
+
+    /// <summary>The account what this caller creates is attributed to (a run's <c>mlflow.user</c>): a signed-in user's name;
+    /// none for the service token or the one user of a server without accounts.</summary>
+    public string? Account => UserId is null ? null : Name;
 }
 
 public enum CallerKind
@@ -61,6 +65,9 @@ public static class CallerClaims
         return new ClaimsPrincipal(new ClaimsIdentity(claims, scheme));
     }
 
+    /// <summary>The caller behind a request: see <see cref="Of(ClaimsPrincipal, AccessMode)"/>.</summary>
+    public static Caller? Of(HttpContext http) => Of(http.User, http.RequestServices.GetRequiredService<AccessMode>());
+
     /// <summary>The caller behind a request's user: the local admin on a server without accounts, null when not signed in.</summary>
     public static Caller? Of(ClaimsPrincipal user, AccessMode mode)
     {
@@ -78,7 +85,7 @@ public enum PasswordCheck { Accepted, Wrong, LockedOut }
 /// Accounts and personal tokens, each operation in a scope of its own (Identity's stores hold a database context: a page's
 /// circuit must not keep one for its lifetime).
 /// </summary>
-public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clock)
+public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clock, AuditLog audit)
 {
     public const string TokenPrefix = "emalab_pat_";
     /// <summary>How often a token's last-used time is written (every request would write the database per call).</summary>
@@ -86,9 +93,21 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
 
     /// <summary>
     /// Checks a user name and password with Identity's lock-out: after <see cref="Lockout.MaxFailedAccessAttempts"/>
-    /// failures the account refuses every password, the right one too, until the lock-out ends.
+    /// failures the account refuses every password, the right one too, until the lock-out ends. Failures and lock-outs go
+    /// into the audit log (<paramref name="via"/>: the sign-in page or HTTP Basic); a success is the caller's to record.
     /// </summary>
-    public async Task<(PasswordCheck Result, EmaLabUser? User, DateTimeOffset? LockedUntil)> CheckPasswordAsync(string userName, string password)
+    public async Task<(PasswordCheck Result, EmaLabUser? User, DateTimeOffset? LockedUntil)> CheckPasswordAsync(string userName, string password,
+        string via, HttpContext? http = null)
+    {
+        var (result, user, lockedUntil, lockedNow) = await CheckAsync(userName, password);
+        // One line when an account locks; the attempts refused while it is locked are failures (by their detail).
+        if (lockedNow) await audit.RecordAsync(userName, "sign-in.locked-out", $"user {userName}", $"{via}; until {lockedUntil:u}", http);
+        else if (result != PasswordCheck.Accepted)
+            await audit.RecordAsync(userName, "sign-in.failed", $"user {userName}", result == PasswordCheck.LockedOut ? $"{via}; locked" : via, http);
+        return (result, user, lockedUntil);
+    }
+
+    async Task<(PasswordCheck Result, EmaLabUser? User, DateTimeOffset? LockedUntil, bool LockedNow)> CheckAsync(string userName, string password)
     {
         using var scope = scopes.CreateScope();
         var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
@@ -97,16 +116,16 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
         {
             // As long as a real check, so the answer's time does not say which names exist.
             users.PasswordHasher.HashPassword(new EmaLabUser(), password);
-            return (PasswordCheck.Wrong, null, null);
+            return (PasswordCheck.Wrong, null, null, false);
         }
-        if (await users.IsLockedOutAsync(user)) return (PasswordCheck.LockedOut, null, user.LockoutEnd);
+        if (await users.IsLockedOutAsync(user)) return (PasswordCheck.LockedOut, null, user.LockoutEnd, false);
         if (await users.CheckPasswordAsync(user, password))
         {
             await users.ResetAccessFailedCountAsync(user);
-            return (PasswordCheck.Accepted, user, null);
+            return (PasswordCheck.Accepted, user, null, false);
         }
         await users.AccessFailedAsync(user);
-        return await users.IsLockedOutAsync(user) ? (PasswordCheck.LockedOut, null, user.LockoutEnd) : (PasswordCheck.Wrong, null, null);
+        return await users.IsLockedOutAsync(user) ? (PasswordCheck.LockedOut, null, user.LockoutEnd, true) : (PasswordCheck.Wrong, null, null, false);
     }
 
     public static Caller CallerOf(EmaLabUser user, CallerKind kind) => new(user.Id, user.UserName ?? "", user.IsAdmin, kind);
@@ -188,7 +207,7 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
         return result.Succeeded ? [] : result.Errors.Select(e => e.Description).ToList();
     }
 
-    /// <summary>A new token for the user: the secret is returned once and only its hash is kept.</summary>
+    /// <summary>A new token for the user (the audit log says so): the secret is returned once and only its hash is kept.</summary>
     public async Task<(PersonalToken Token, string Secret)> CreateTokenAsync(string userId, string name, DateTimeOffset? expiresAt)
     {
         var secret = TokenPrefix + Base64Url(RandomNumberGenerator.GetBytes(30));
@@ -201,6 +220,7 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
         var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
         db.PersonalTokens.Add(token);
         await db.SaveChangesAsync();
+        await RecordTokenAsync(db, token, "token.create");
         return (token, secret);
     }
 
@@ -221,11 +241,13 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
         if (token is null) return false;
         token.RevokedAt ??= clock.GetUtcNow();
         await db.SaveChangesAsync();
+        await RecordTokenAsync(db, token, "token.revoke");
         return true;
     }
 
-    /// <summary>The user a token secret belongs to, if the token is usable now (not revoked, not expired); notes its use.</summary>
-    public async Task<EmaLabUser?> UserOfTokenAsync(string secret)
+    /// <summary>The user a token secret belongs to, if the token is usable now (not revoked, not expired); notes its use (its
+    /// last-used time and a line of the audit log, at most once a minute).</summary>
+    public async Task<EmaLabUser?> UserOfTokenAsync(string secret, HttpContext? http = null)
     {
         if (!secret.StartsWith(TokenPrefix, StringComparison.Ordinal)) return null;
         var hash = HashOf(secret);
@@ -240,9 +262,18 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
         {
             token.LastUsedAt = now;
             await db.SaveChangesAsync();
+            await audit.RecordAsync(user.UserName ?? "", "token.use", TokenTarget(token), null, http);
         }
         return user;
     }
+
+    async Task RecordTokenAsync(EmaLabDbContext db, PersonalToken token, string action)
+    {
+        var owner = await db.Users.Where(u => u.Id == token.UserId).Select(u => u.UserName).SingleOrDefaultAsync();
+        await audit.RecordAsync(owner ?? token.UserId, action, TokenTarget(token));
+    }
+
+    static string TokenTarget(PersonalToken token) => $"token {token.Name} ({token.Prefix}…)";
 
     static string HashOf(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Identity;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Tracking;
+using EmaLab.Dashboard.Api;
 
 namespace EmaLab.Dashboard.Security;
 
@@ -28,7 +29,7 @@ public static class MlflowAuthEndpoints
             var (user, errors) = await accounts.CreateUserAsync(name, password, isAdmin: false);
             if (user is null) throw RefusedUser(name, errors);
             return MlflowJson.Ok(new { user = await UserJsonAsync(http, user) });
-        });
+        }).Audited("user.create", "user", "username");
         auth.MapGet("/users/get", async (HttpContext http) =>
         {
             var user = await UserAsync(http, Query(http, "username"));
@@ -68,7 +69,7 @@ public static class MlflowAuthEndpoints
             var set = await users.AddPasswordAsync(user, password);
             if (!set.Succeeded) throw MlflowException.Invalid(string.Join(" ", set.Errors.Select(e => e.Description)));
             return MlflowJson.Empty();
-        });
+        }).Audited("password.change", "user", "username");
         auth.MapMethods("/users/update-admin", ["PATCH"], async (HttpContext http, UserManager<EmaLabUser> users) =>
         {
             Admin(http);
@@ -77,7 +78,7 @@ public static class MlflowAuthEndpoints
             user.IsAdmin = Bool(body, "is_admin");
             await users.UpdateAsync(user);
             return MlflowJson.Empty();
-        });
+        }).Audited("user.admin", "user", "username", "is_admin");
         auth.MapDelete("/users/delete", async (HttpContext http, UserManager<EmaLabUser> users) =>
         {
             Admin(http);
@@ -85,7 +86,7 @@ public static class MlflowAuthEndpoints
             var user = await UserAsync(http, Text(body, "username") ?? Query(http, "username"));
             await users.DeleteAsync(user);
             return MlflowJson.Empty();
-        });
+        }).Audited("user.delete", "user", "username");
 
         auth.MapPost("/experiments/permissions/create", async (HttpContext http, Permissions permissions) =>
         {
@@ -96,7 +97,7 @@ public static class MlflowAuthEndpoints
                 experiment_permission = await permissions.CreateAsync(Text(body, "experiment_id"), Text(body, "username"),
                     Text(body, "permission"), http.RequestAborted),
             });
-        });
+        }).Audited("permission.create", "experiment", "experiment_id", "username", "permission");
         auth.MapGet("/experiments/permissions/get", async (HttpContext http, Permissions permissions) =>
         {
             await ManagerAsync(http, permissions, Query(http, "experiment_id"));
@@ -111,7 +112,7 @@ public static class MlflowAuthEndpoints
             await ManagerAsync(http, permissions, Text(body, "experiment_id"));
             await permissions.UpdateAsync(Text(body, "experiment_id"), Text(body, "username"), Text(body, "permission"), http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Audited("permission.update", "experiment", "experiment_id", "username", "permission");
         auth.MapDelete("/experiments/permissions/delete", async (HttpContext http, Permissions permissions) =>
         {
             var body = http.Request.HasJsonContentType() ? await BodyAsync(http) : [];
@@ -119,13 +120,13 @@ public static class MlflowAuthEndpoints
             await ManagerAsync(http, permissions, experimentId);
             await permissions.DeleteAsync(experimentId, Text(body, "username") ?? Query(http, "username"), http.RequestAborted);
             return MlflowJson.Empty();
-        });
+        }).Audited("permission.delete", "experiment", "experiment_id", "username");
     }
 
     static MlflowException Denied() => new(MlflowException.PermissionDenied, "Permission denied");
 
     static Caller CallerOf(HttpContext http) =>
-        CallerClaims.Of(http.User, http.RequestServices.GetRequiredService<AccessMode>()) ?? throw Denied();
+        CallerClaims.Of(http) ?? throw Denied();
 
     static void Admin(HttpContext http)
     {

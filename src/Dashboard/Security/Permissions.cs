@@ -27,13 +27,17 @@ public sealed record ExperimentAccess(ExperimentPermissionLevel Default, IReadOn
 /// experiment, read afresh on each call (a grant changed elsewhere counts on the next load).
 /// </summary>
 public sealed class PageAccess(Microsoft.AspNetCore.Components.Authorization.AuthenticationStateProvider authentication, AccessMode mode,
-    Permissions permissions)
+    Permissions permissions, AuditLog audit)
 {
     /// <summary>Null when nobody is signed in (pages ask to sign in first, so only a page being left sees that).</summary>
     public async Task<Caller?> CallerAsync() => CallerClaims.Of((await authentication.GetAuthenticationStateAsync()).User, mode);
 
     public async Task<ExperimentAccess> AccessAsync() =>
         await CallerAsync() is { } caller ? await permissions.AccessOfAsync(caller) : ExperimentAccess.Nothing;
+
+    /// <summary>Writes what the signed-in user did on the page to the audit log (as the API's audited endpoints do).</summary>
+    public async Task RecordAsync(string action, string target, string? detail = null) =>
+        await audit.RecordAsync(await CallerAsync() ?? Caller.Local, action, target, detail);
 }
 
 /// <summary>

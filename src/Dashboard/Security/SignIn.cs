@@ -25,13 +25,13 @@ public static class SignIn
             .ExcludeFromDescription();
 
         app.MapPost(Access.LoginPath, async (HttpContext context, IAntiforgery antiforgery, AccessMode mode, AccountService accounts,
-            FailedSignIns failures, [FromForm] string? userName, [FromForm] string? password, [FromForm] string? returnUrl) =>
+            AuditLog audit, FailedSignIns failures, [FromForm] string? userName, [FromForm] string? password, [FromForm] string? returnUrl) =>
         {
             if (!mode.Accounts) return Results.LocalRedirect(SafeReturn(returnUrl));
             if (failures.IsBlocked(context))
                 return Results.Problem("Too many failed sign-ins from this address; wait a minute.",
                     statusCode: StatusCodes.Status429TooManyRequests, title: "Too many requests");
-            var (result, user, lockedUntil) = await accounts.CheckPasswordAsync(userName ?? "", password ?? "");
+            var (result, user, lockedUntil) = await accounts.CheckPasswordAsync(userName ?? "", password ?? "", "sign-in page", context);
             if (result != PasswordCheck.Accepted)
             {
                 failures.Record(context);
@@ -42,11 +42,13 @@ public static class SignIn
             }
             await context.SignInAsync(CookieAuthenticationDefaults.AuthenticationScheme, Access.SessionOf(user!),
                 new AuthenticationProperties { IsPersistent = true });
+            await audit.RecordAsync(user!.UserName ?? "", "sign-in", $"user {user.UserName}", "sign-in page", context);
             return Results.LocalRedirect(SafeReturn(returnUrl));
         }).RequireRateLimiting(Access.LoginRateLimit).ExcludeFromDescription();
 
-        app.MapPost(Access.LogoutPath, async (HttpContext context) =>
+        app.MapPost(Access.LogoutPath, async (HttpContext context, AuditLog audit) =>
         {
+            if (CallerClaims.Of(context) is { Account: { } account }) await audit.RecordAsync(account, "sign-out", $"user {account}", null, context);
             await context.SignOutAsync(CookieAuthenticationDefaults.AuthenticationScheme);
             return Results.LocalRedirect(Access.LoginPath);
         }).ExcludeFromDescription();
@@ -58,7 +60,7 @@ public static class SignIn
             .ExcludeFromDescription();
 
         app.MapPost(SetupPath, async (HttpContext context, IAntiforgery antiforgery, AccessMode mode, AccountService accounts,
-            FailedSignIns failures, [FromForm] string? token, [FromForm] string? userName, [FromForm] string? password,
+            AuditLog audit, FailedSignIns failures, [FromForm] string? token, [FromForm] string? userName, [FromForm] string? password,
             [FromForm] string? confirmPassword) =>
         {
             if (failures.IsBlocked(context))
@@ -77,6 +79,7 @@ public static class SignIn
             var (user, errors) = await accounts.CreateUserAsync(userName, password ?? "", isAdmin: true);
             if (user is null) return SetupPage(context, antiforgery, token!, userName, errors);
             mode.SetupToken = null; // once
+            await audit.RecordAsync(user.UserName ?? "", "user.create", $"user {user.UserName}", "the first admin, from the setup link", context);
             await context.SignInAsync(CookieAuthenticationDefaults.AuthenticationScheme, Access.SessionOf(user),
                 new AuthenticationProperties { IsPersistent = true });
             return Results.LocalRedirect("/");

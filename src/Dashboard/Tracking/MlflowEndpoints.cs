@@ -1,5 +1,7 @@
 using System.Text.Json;
 using EmaLab.Dashboard.Hosting;
+using EmaLab.Dashboard.Api;
+using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Tracking;
 
@@ -59,12 +61,12 @@ public static class MlflowEndpoints
         {
             await store.DeleteExperimentAsync((await BodyAsync<ExperimentIdRequest>(http)).ExperimentId, deleted: true, http.RequestAborted);
             return MlflowJson.Empty();
-        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Experiment, "experiment_id");
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Experiment, "experiment_id").Audited("experiment.delete", "experiment", "experiment_id");
         mlflow.MapPost("/experiments/restore", async (HttpContext http, TrackingService store) =>
         {
             await store.DeleteExperimentAsync((await BodyAsync<ExperimentIdRequest>(http)).ExperimentId, deleted: false, http.RequestAborted);
             return MlflowJson.Empty();
-        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Experiment, "experiment_id");
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Experiment, "experiment_id").Audited("experiment.restore", "experiment", "experiment_id");
         mlflow.MapPost("/experiments/update", async (HttpContext http, TrackingService store) =>
         {
             await store.RenameExperimentAsync(await BodyAsync<UpdateExperimentRequest>(http), http.RequestAborted);
@@ -77,7 +79,7 @@ public static class MlflowEndpoints
         }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment_id");
 
         mlflow.MapPost("/runs/create", async (HttpContext http, TrackingService store) =>
-            MlflowJson.Ok(new { run = await store.CreateRunAsync(await BodyAsync<CreateRunRequest>(http), http.RequestAborted) })).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment_id");
+            MlflowJson.Ok(new { run = await store.CreateRunAsync(await BodyAsync<CreateRunRequest>(http), CallerClaims.Of(http)!, http.RequestAborted) })).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment_id");
         mlflow.MapGet("/runs/get", async (HttpContext http, TrackingService store) =>
             MlflowJson.Ok(new { run = await store.GetRunAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), http.RequestAborted) })).Needs(ExperimentPermissionLevel.Read, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/update", async (HttpContext http, TrackingService store) =>
@@ -86,12 +88,12 @@ public static class MlflowEndpoints
         {
             await store.SetRunDeletedAsync((await BodyAsync<RunIdRequest>(http)).RunId, deleted: true, http.RequestAborted);
             return MlflowJson.Empty();
-        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.RunUuid, "run_id");
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.RunUuid, "run_id").Audited("run.delete", "run", "run_id");
         mlflow.MapPost("/runs/restore", async (HttpContext http, TrackingService store) =>
         {
             await store.SetRunDeletedAsync((await BodyAsync<RunIdRequest>(http)).RunId, deleted: false, http.RequestAborted);
             return MlflowJson.Empty();
-        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.RunUuid, "run_id");
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.RunUuid, "run_id").Audited("run.restore", "run", "run_id");
         mlflow.MapPost("/runs/search", async (HttpContext http, TrackingService store) =>
         {
             var request = await BodyAsync<SearchRunsRequest>(http);
@@ -194,7 +196,7 @@ public static class MlflowEndpoints
         {
             await service.DeleteAsync(modelId, http.RequestAborted);
             return MlflowJson.Empty();
-        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.LoggedModel, "modelId");
+        }).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.LoggedModel, "modelId").Audited("model.delete", "model", "modelId");
         models.MapMethods("/{modelId}/tags", ["PATCH"], async (string modelId, HttpContext http, LoggedModelService service) =>
         {
             await service.SetTagsAsync(modelId, (await BodyAsync<LoggedModelTagsRequest>(http)).Tags, http.RequestAborted);

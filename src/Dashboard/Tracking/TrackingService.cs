@@ -7,6 +7,7 @@ using EmaLab.TrainingEngine;
 using Microsoft.EntityFrameworkCore;
 using static EmaLab.Dashboard.Tracking.MlflowValidation;
 using static EmaLab.Dashboard.Data.MlflowLimits;
+using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Tracking;
 
@@ -153,7 +154,9 @@ public sealed partial class TrackingService(
 
     // ---------------------------------------------------------------- runs
 
-    public async Task<MlflowRun> CreateRunAsync(CreateRunRequest request, CancellationToken ct)
+    /// <summary>MLflow's runs/create. On a server with accounts the run is the signed-in account's (<c>mlflow.user</c>): what
+    /// the client sends names the user of the machine it runs on, whoever that is.</summary>
+    public async Task<MlflowRun> CreateRunAsync(CreateRunRequest request, Caller creator, CancellationToken ct)
     {
         var tags = ValidTags(request.Tags ?? []);
         await using var db = await dbFactory.CreateDbContextAsync(ct);
@@ -165,7 +168,8 @@ public sealed partial class TrackingService(
         if (request.RunName is { Length: > 0 } && tags.TryGetValue(TagNames.RunName, out var other) && other != request.RunName)
             throw MlflowException.Invalid($"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values (run_name='{request.RunName}', mlflow.runName='{other}').");
         tags[TagNames.RunName] = name;
-        if (request.UserId is { Length: > 0 } user) tags.TryAdd(TagNames.User, user);
+        if (creator.Account is { } account) tags[TagNames.User] = account;
+        else if (request.UserId is { Length: > 0 } user) tags.TryAdd(TagNames.User, user);
         var start = request.StartTime ?? Now;
         var runTags = tags.Select(t => new RunTag { Key = t.Key, Value = t.Value }).ToList();
         var run = new Run

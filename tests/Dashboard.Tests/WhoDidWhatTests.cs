@@ -109,6 +109,32 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
         Assert.Equal(JsonValueKind.Null, next.GetProperty("before").ValueKind);
     }
 
+    [Fact]
+    public async Task An_uploaded_dataset_is_everyones_to_see_and_its_uploaders_or_an_admins_to_delete()
+    {
+        var admin = factory.As("ana", AccountsFactory.AdminPassword);
+        var (erin, erinName) = await NewUserAsync(admin, "erin");
+        var (frank, _) = await NewUserAsync(admin, "frank");
+        var name = $"tiny-{Guid.NewGuid():N}"[..13];
+        var rows = string.Join("\n", Enumerable.Range(0, 20).Select(i => $"{i * 10 % 256},{i * 7 % 256},{i * 3 % 256},{i % 256},{i % 2}"));
+        var form = new MultipartFormDataContent { { new StringContent(name), "name" }, { new ByteArrayContent(System.Text.Encoding.ASCII.GetBytes(rows)), "train", "tiny.csv" } };
+        var uploaded = await erin.PostAsync("/api/datasets", form);
+        Assert.Equal(HttpStatusCode.Created, uploaded.StatusCode);
+        Assert.Equal(erinName, (await uploaded.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("uploadedBy").GetString());
+
+        // Listed for everyone, with its uploader; another user may not delete it (and is told who may).
+        var listed = (await Api.GetAsync(frank, "/api/datasets")).EnumerateArray().Single(d => d.GetProperty("name").GetString() == name);
+        Assert.Equal(erinName, listed.GetProperty("uploadedBy").GetString());
+        var refused = await frank.DeleteAsync($"/api/datasets/{name}");
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.Contains($"Only its uploader ({erinName}) or an admin", await refused.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.NoContent, (await erin.DeleteAsync($"/api/datasets/{name}")).StatusCode);
+
+        var log = (await Api.GetAsync(admin, $"/api/audit?actor={erinName}&action=dataset")).GetProperty("items").EnumerateArray()
+            .Select(e => (e.GetProperty("action").GetString(), e.GetProperty("target").GetString())).ToList();
+        Assert.Equal([("dataset.delete", $"dataset {name}"), ("dataset.upload", $"dataset {name}")], log);
+    }
+
     async Task<(HttpClient Client, string Name)> NewUserAsync(HttpClient admin, string prefix)
     {
         var name = $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 9)];

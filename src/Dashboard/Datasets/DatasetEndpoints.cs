@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Net.Http.Headers;
 using EmaLab.Dashboard.Api;
+using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Datasets;
 
@@ -19,11 +20,12 @@ public static class DatasetEndpoints
         datasets.MapGet("", () => DatasetCatalog.Names.Select(DatasetCatalog.Describe)).ForAnyCaller("the dataset catalog").WithSummary("Built-in and uploaded datasets.");
         datasets.MapPost("", Upload).ForAnyCaller("any user may upload a dataset").DisableAntiforgery()
             .WithSummary("Uploads a dataset (multipart/form-data): 'name'; IDX files 'trainImages' + 'trainLabels' (optionally 'testImages' + 'testLabels') or CSV files 'train' (optionally 'test'), pixels then the label per line, gzip or plain; without test files 'evalFraction' (default 0.2) is held out by 'splitSeed' (default 1); 'width' for CSV images that are not square.");
-        datasets.MapDelete("/{name}", Delete).ForAdmins().WithSummary("Deletes an uploaded dataset that no run uses.").Audited("dataset.delete", "dataset", "name");
+        datasets.MapDelete("/{name}", Delete).ForAnyCaller("its uploader or an admin: the handler checks who uploaded it")
+            .WithSummary("Deletes an uploaded dataset that no run uses (its uploader or an admin).").Audited("dataset.delete", "dataset", "name");
     }
 
     static async Task<Results<Created<DatasetInfo>, ValidationProblem, ProblemHttpResult>> Upload(HttpContext context, DatasetStore store,
-        CancellationToken ct)
+        AuditLog audit, CancellationToken ct)
     {
         var request = context.Request;
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
@@ -59,10 +61,11 @@ public static class DatasetEndpoints
             }
             var upload = new DatasetUpload(fields.GetValueOrDefault("name"),
                 Number(fields, "evalFraction", DatasetFolder.DefaultEvalFraction), (long)Number(fields, "splitSeed", 1),
-                fields.TryGetValue("width", out var width) ? (int)Number(fields, "width", 0) : null);
+                fields.TryGetValue("width", out var width) ? (int)Number(fields, "width", 0) : null, CallerClaims.Of(context)?.Account);
             if (fields.Keys.FirstOrDefault(k => k is not ("name" or "evalFraction" or "splitSeed" or "width")) is { } unknown)
                 throw new RequestValidationException(unknown, $"Unknown field '{unknown}'.");
             var info = store.Finish(import, upload);
+            await audit.RecordAsync(CallerClaims.Of(context)!, "dataset.upload", $"dataset {info.Name}", info.Description, context);
             return TypedResults.Created($"/api/datasets/{info.Name}", info);
         }
         catch (RequestValidationException e)
@@ -92,10 +95,12 @@ public static class DatasetEndpoints
             ? value : throw new RequestValidationException(field, $"'{field}' must be a number (got '{text}').");
     }
 
-    static async Task<Results<NoContent, ProblemHttpResult>> Delete(string name, DatasetStore store, CancellationToken ct) =>
-        await store.DeleteAsync(name, ct) switch
+    static async Task<Results<NoContent, ProblemHttpResult>> Delete(string name, HttpContext http, DatasetStore store, CancellationToken ct) =>
+        await store.DeleteAsync(name, CallerClaims.Of(http)!, ct) switch
         {
             (DatasetStore.DeleteOutcome.Deleted, _) => TypedResults.NoContent(),
+            (DatasetStore.DeleteOutcome.NotYours, var message) =>
+                TypedResults.Problem(message, statusCode: StatusCodes.Status403Forbidden, title: "Permission denied"),
             (DatasetStore.DeleteOutcome.NotFound, _) =>
                 TypedResults.Problem($"There is no dataset '{name}'.", statusCode: StatusCodes.Status404NotFound, title: "Not found"),
             (_, var message) => RunEndpoints.Conflict(message!),

@@ -5,11 +5,14 @@ using EmaLab.TrainingEngine.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
+using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Datasets;
 
 /// <summary>The fields of an upload besides its files (the page's form and the API's multipart fields alike).</summary>
-public sealed record DatasetUpload(string? Name, double EvalFraction = DatasetFolder.DefaultEvalFraction, long SplitSeed = 1, int? Width = null);
+/// <param name="UploadedBy">The uploading account (a server with accounts), who may delete the dataset with the admins.</param>
+public sealed record DatasetUpload(string? Name, double EvalFraction = DatasetFolder.DefaultEvalFraction, long SplitSeed = 1, int? Width = null,
+    string? UploadedBy = null);
 
 /// <summary>A file is too large for the upload limit (answered 413).</summary>
 public sealed class UploadTooLargeException(string field, string message) : Exception(message)
@@ -100,7 +103,8 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
                 $"evalFraction must be from {DatasetFolder.MinEvalFraction} to {DatasetFolder.MaxEvalFraction} (the share held out when no test files are sent).");
         try
         {
-            var manifest = DatasetFolder.Import(import.Folder, name, format, train, test, upload.EvalFraction, upload.SplitSeed, upload.Width);
+            var manifest = DatasetFolder.Import(import.Folder, name, format, train, test, upload.EvalFraction, upload.SplitSeed, upload.Width,
+                upload.UploadedBy);
             var target = Path.Combine(paths.DatasetsDirectory, name);
             if (Directory.Exists(target)) throw new RequestValidationException("name", $"A dataset named '{name}' exists already.");
             Directory.Move(import.Folder, target);
@@ -132,13 +136,23 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
             .OrderByDescending(r => r.Id).Select(r => r.Id).ToListAsync(cancellationToken);
     }
 
-    public enum DeleteOutcome { Deleted, NotFound, BuiltIn, InUse }
+    public enum DeleteOutcome { Deleted, NotFound, BuiltIn, InUse, NotYours }
 
-    /// <summary>Deletes an uploaded dataset no run uses (runs keep their spec: a run on a deleted dataset could not resume).</summary>
-    public async Task<(DeleteOutcome Outcome, string? Message)> DeleteAsync(string name, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Who may delete an uploaded dataset: its uploader and the admins. Every signed-in user may see and train on every
+    /// dataset (a server's datasets are its team's); one uploaded before accounts existed has no uploader: admins only.
+    /// </summary>
+    public static bool MayDelete(Caller caller, DatasetInfo dataset) =>
+        !dataset.BuiltIn && (caller.IsAdmin || caller.Account is { } account && account == dataset.UploadedBy);
+
+    /// <summary>Deletes an uploaded dataset no run uses (runs keep their spec: a run on a deleted dataset could not resume),
+    /// if <paramref name="caller"/> may (<see cref="MayDelete"/>).</summary>
+    public async Task<(DeleteOutcome Outcome, string? Message)> DeleteAsync(string name, Caller caller, CancellationToken cancellationToken = default)
     {
         if (DatasetCatalog.IsBuiltIn(name)) return (DeleteOutcome.BuiltIn, $"'{name}' is built in; only uploaded datasets can be deleted.");
         if (DatasetCatalog.Find(name) is not { } found) return (DeleteOutcome.NotFound, null);
+        if (!MayDelete(caller, DatasetCatalog.Describe(name)))
+            return (DeleteOutcome.NotYours, $"Only its uploader{(found.Manifest.UploadedBy is { } owner ? $" ({owner})" : "")} or an admin may delete '{name}'.");
         var runs = await RunsUsingAsync(name, cancellationToken);
         if (runs.Count > 0)
             return (DeleteOutcome.InUse,

@@ -11,7 +11,8 @@ public sealed record DatasetSplits(string Name, LabeledImages Train, LabeledImag
 }
 
 /// <summary>What a client can show about a dataset; <see cref="BuiltIn"/> is false for an uploaded one.</summary>
-public sealed record DatasetInfo(string Name, string Description, int TrainCount, int EvalCount, int Height, int Width, int ClassCount, bool BuiltIn = true);
+public sealed record DatasetInfo(string Name, string Description, int TrainCount, int EvalCount, int Height, int Width, int ClassCount,
+    bool BuiltIn = true, string? UploadedBy = null);
 
 /// <summary>
 /// The datasets runs train on: those shipped inside the assembly (see Data/Datasets/README.md for provenance and
@@ -94,7 +95,7 @@ public static class DatasetCatalog
     public static DatasetInfo Describe(string name)
     {
         if (Find(name) is { Manifest: var m })
-            return new DatasetInfo(name, m.Description, m.TrainCount, m.EvalCount, m.Height, m.Width, m.ClassCount, BuiltIn: false);
+            return new DatasetInfo(name, m.Description, m.TrainCount, m.EvalCount, m.Height, m.Width, m.ClassCount, BuiltIn: false, m.UploadedBy);
         var d = Load(name);
         return new DatasetInfo(name, Descriptions[name], d.Train.Count, d.Eval.Count, d.Height, d.Width, d.ClassCount);
     }

@@ -16,10 +16,11 @@ public enum DatasetFormat
 /// seeded fraction of the training files), and what was detected at import — so listing it needs no loading.
 /// </summary>
 /// <param name="Id">A new id per import: a dataset deleted and imported again under the same name is not served from a stale cache.</param>
+/// <param name="UploadedBy">The account that uploaded it, when the server has accounts: it (and admins) may delete it.</param>
 public sealed record DatasetManifest(
     string Name, string Id, DatasetFormat Format, IReadOnlyList<string> TrainFiles, IReadOnlyList<string>? TestFiles,
     double? EvalFraction, long? SplitSeed, int Height, int Width, int PixelMax, int ClassCount, int TrainCount, int EvalCount,
-    DateTimeOffset CreatedAt)
+    DateTimeOffset CreatedAt, string? UploadedBy = null)
 {
     public string Description => $"Uploaded {Format.ToString().ToUpperInvariant()}, {Height}x{Width}, {ClassCount} classes, " +
         (TestFiles is null ? $"{EvalFraction:P0} held out (seed {SplitSeed})" : "with its own test files");
@@ -74,7 +75,7 @@ public static class DatasetFolder
     /// </summary>
     public static DatasetManifest Import(
         string directory, string name, DatasetFormat format, IReadOnlyList<string> trainFiles, IReadOnlyList<string>? testFiles,
-        double evalFraction, long splitSeed, int? csvWidth = null)
+        double evalFraction, long splitSeed, int? csvWidth = null, string? uploadedBy = null)
     {
         if (testFiles is null && evalFraction is < MinEvalFraction or > MaxEvalFraction)
             throw new InvalidDataException($"The held-out fraction must be from {MinEvalFraction} to {MaxEvalFraction}.");
@@ -92,7 +93,7 @@ public static class DatasetFolder
         if (train.Count < 2) throw new InvalidDataException($"{trainFiles[0]}: {train.Count} training sample(s) is too few to train on");
         var manifest = new DatasetManifest(name, Guid.NewGuid().ToString("N"), format, trainFiles, testFiles,
             testFiles is null ? evalFraction : null, testFiles is null ? splitSeed : null,
-            train.Height, train.Width, train.PixelMax, Math.Max(train.ClassCount, eval.ClassCount), train.Count, eval.Count, DateTimeOffset.UtcNow);
+            train.Height, train.Width, train.PixelMax, Math.Max(train.ClassCount, eval.ClassCount), train.Count, eval.Count, DateTimeOffset.UtcNow, uploadedBy);
         File.WriteAllText(Path.Combine(directory, ManifestFile), JsonSerializer.Serialize(manifest, Json));
         return manifest;
     }

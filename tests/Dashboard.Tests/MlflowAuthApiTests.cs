@@ -17,6 +17,7 @@ public sealed class AccountsFactory : EmaLabFactory
     {
         Settings["EmaLab:Admin:UserName"] = "ana";
         Settings["EmaLab:Admin:Password"] = AdminPassword;
+        Settings["EmaLab:Limits:EventStreamAccessCheckSeconds"] = "1"; // an open stream notices a revoked access within a second
     }
 
     public static AccountsFactory OnPostgres() => new(postgres: true);

@@ -94,6 +94,57 @@ public abstract class PermissionSuite(AccountsFactory factory)
         await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/delete", new { run_id = runId }));
     }
 
+    [Fact]
+    public async Task An_open_event_stream_ends_when_its_token_is_revoked_or_its_grant_removed()
+    {
+        var admin = factory.As("ana", AccountsFactory.AdminPassword);
+        var (byPassword, name) = await NewUserAsync(admin, "gina");
+        var experiment = (await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"live-{Guid.NewGuid():N}" })))
+            .GetProperty("experiment_id").GetString()!;
+        var runId = (await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/create", new { experiment_id = experiment })))
+            .GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
+        var number = (await Ok(await admin.GetAsync($"/api/runs?trackingId={runId}"))).GetProperty("items")[0].GetProperty("id").GetInt64();
+
+        // A personal token's stream: open (its first event says where the run stands), then the token is revoked.
+        var accounts = factory.Services.GetRequiredService<Security.AccountService>();
+        var userId = (await accounts.UsersAsync()).Single(u => u.User.UserName == name).User.Id;
+        var (token, secret) = await accounts.CreateTokenAsync(userId, "stream", expiresAt: null);
+        var byToken = factory.CreateClient();
+        byToken.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", secret);
+        await using (var stream = await OpenEventsAsync(byToken, number))
+        {
+            await accounts.RevokeTokenAsync(userId, token.Id);
+            await EndsAsync(stream);
+        }
+
+        // A password's stream: the grant on the experiment is taken away.
+        await using (var stream = await OpenEventsAsync(byPassword, number))
+        {
+            await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
+                new { experiment_id = experiment, username = name, permission = "NO_PERMISSIONS" }));
+            await EndsAsync(stream);
+        }
+        Assert.Equal(HttpStatusCode.Forbidden, (await byPassword.GetAsync($"/api/runs/{number}/events", HttpCompletionOption.ResponseHeadersRead)).StatusCode);
+    }
+
+    static async Task<Stream> OpenEventsAsync(HttpClient client, long run)
+    {
+        var response = await client.GetAsync($"/api/runs/{run}/events", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var stream = await response.Content.ReadAsStreamAsync();
+        var reader = new StreamReader(stream);
+        Assert.StartsWith("event: status", await reader.ReadLineAsync());
+        return stream;
+    }
+
+    /// <summary>The stream closes (end of data) within seconds, without an error.</summary>
+    static async Task EndsAsync(Stream stream)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        var buffer = new byte[4096];
+        while (await stream.ReadAsync(buffer, timeout.Token) > 0) { }
+    }
+
     async Task<(HttpClient Client, string Name)> NewUserAsync(HttpClient admin, string prefix)
     {
         var name = $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 9)];

@@ -210,6 +210,11 @@ public sealed class LimitOptions
     /// <summary>Live event streams the server keeps open at once, all runs together.</summary>
     [Range(1, 100_000)]
     public int MaxEventStreams { get; set; } = 200;
+
+    /// <summary>How often an open event stream checks that its caller may still read it (a revoked token, a new password, a
+    /// deleted account or a removed grant end it within this many seconds).</summary>
+    [Range(1, 3600)]
+    public int EventStreamAccessCheckSeconds { get; set; } = 5;
 }
 
 /// <summary>The database (<see cref="EmaLabOptions.Database"/>).</summary>

@@ -191,9 +191,11 @@ public static class RunEndpoints
     }
 
     static async Task<Results<ServerSentEventsResult<RunEvent>, ProblemHttpResult>> GetEvents(
-        long id, RunService runs, RunEventHub hub, IOptions<EmaLabOptions> options, CancellationToken ct)
+        long id, HttpContext http, RunService runs, RunEventHub hub, IOptions<EmaLabOptions> options, CancellationToken ct)
     {
         if (await runs.FindAsync(id, ct) is not { } run) return NotFound(id);
+        // The stream lasts while its caller may read the run: a revoked token or a removed grant ends it.
+        ct = await StreamAccess.WhileAllowedAsync(http, run.ExperimentId);
         var subscription = hub.TrySubscribeStream(id, options.Value.Limits.MaxEventStreamsPerRun, options.Value.Limits.MaxEventStreams);
         if (subscription is null)
             return TypedResults.Problem($"Too many event streams (at most {options.Value.Limits.MaxEventStreamsPerRun} per run and {options.Value.Limits.MaxEventStreams} in all); close one or poll /api/runs/{id}.",
@@ -209,8 +211,13 @@ public static class RunEndpoints
             using (subscription)
             {
                 yield return new SseItem<RunEvent>(current, WireNames.Of(current.Type));
-                await foreach (var e in subscription.Reader.ReadAllAsync(ct))
-                    yield return new SseItem<RunEvent>(e, WireNames.Of(e.Type));
+                while (true)
+                {
+                    // Ended (the client left, or its access did): the stream closes as a finished answer, not an error.
+                    try { if (!await subscription.Reader.WaitToReadAsync(ct)) yield break; }
+                    catch (OperationCanceledException) { yield break; }
+                    while (subscription.Reader.TryRead(out var e)) yield return new SseItem<RunEvent>(e, WireNames.Of(e.Type));
+                }
             }
         }
     }

@@ -67,5 +67,10 @@ public sealed class ReadOnlyUserTests : IClassFixture<AccountsBrowserFixture>
         var status = await page.EvaluateAsync<int>($"async () => (await fetch('api/runs/{id}', {{ method: 'DELETE' }})).status");
         Assert.Equal(403, status);
         Assert.Equal("completed", (await admin.GetFromJsonAsync<JsonElement>($"api/runs/{id}")).GetProperty("status").GetString());
+
+        // The experiment's members are its managers' to see and change.
+        await page.GotoAsync("experiments/0/members");
+        await Assertions.Expect(page.GetByTestId("not-manager")).ToContainTextAsync("you have READ");
+        await Assertions.Expect(page.GetByTestId("members")).ToHaveCountAsync(0);
     }
 }

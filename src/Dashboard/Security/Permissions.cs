@@ -126,6 +126,19 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
         if (deleted == 0) throw NotFound(experimentId!, userName!);
     }
 
+    /// <summary>The users granted a permission on the experiment (its members page), by name.</summary>
+    public async Task<List<(string UserName, ExperimentPermissionLevel Level)>> MembersAsync(long experimentId, CancellationToken cancel = default)
+    {
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var members = await db.ExperimentPermissions.AsNoTracking().Where(p => p.ExperimentId == experimentId)
+            .Join(db.Users, p => p.UserId, u => u.Id, (p, u) => new { u.UserName, p.Permission }).ToListAsync(cancel);
+        return members.Select(m => (m.UserName ?? "", m.Permission)).OrderBy(m => m.Item1, StringComparer.OrdinalIgnoreCase).ToList();
+    }
+
+    /// <summary>Everyone's permission where no grant says otherwise (<see cref="EmaLabOptions.DefaultPermission"/>).</summary>
+    public ExperimentPermissionLevel DefaultLevel => options.Value.DefaultLevel;
+
     /// <summary>A user's grants, for MLflow's <c>users/get</c>.</summary>
     public async Task<List<MlflowExperimentPermission>> OfUserAsync(string userId, CancellationToken cancel)
     {

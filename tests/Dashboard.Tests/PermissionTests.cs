@@ -70,6 +70,17 @@ public abstract class PermissionSuite(AccountsFactory factory)
         var experiments = await Ok(await hidden.GetAsync($"{Prefix}/experiments/search?max_results=1000"));
         Assert.DoesNotContain(experiments.GetProperty("experiments").EnumerateArray(), e => e.GetProperty("experiment_id").GetString() == experiment);
         Assert.Contains(experiments.GetProperty("experiments").EnumerateArray(), e => e.GetProperty("experiment_id").GetString() == "0");
+        // Nor do the runs page's filters name its group or tags.
+        var secret = $"secret-{Guid.NewGuid():N}";
+        await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/set-tag", new { run_id = runId, key = "emalab.group", value = secret }));
+        await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/set-tag", new { run_id = runId, key = secret, value = "x" }));
+        var hiddenUser = (await factory.Services.GetRequiredService<Security.AccountService>().UsersAsync()).Single(u => u.User.UserName == hiddenName).User;
+        var hiddenAccess = await factory.Services.GetRequiredService<Security.Permissions>()
+            .AccessOfAsync(Security.AccountService.CallerOf(hiddenUser, Security.CallerKind.Password));
+        var facets = await factory.Services.GetRequiredService<Runs.RunQueries>().ListAsync(new Runs.RunFilter(Readable: hiddenAccess.Readable()), 1, 50);
+        Assert.DoesNotContain(secret, string.Join(" ", facets.Groups.Concat(facets.UserTags)));
+        var adminFacets = await factory.Services.GetRequiredService<Runs.RunQueries>().ListAsync(new Runs.RunFilter(), 1, 50);
+        Assert.Contains(secret, adminFacets.Groups);
 
         // READ (the default): reads, changes nothing.
         await Ok(await reader.GetAsync($"{Prefix}/runs/get?run_id={runId}"));

@@ -24,7 +24,8 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
 
     /// <summary>One page of the runs list: its runs with their tracks and tags, how many match, and what the filters offer.</summary>
     /// <param name="Page">The page shown: the one asked for, or the last when fewer runs match now.</param>
-    /// <param name="Groups">Every group in use; <paramref name="UserTags"/>: every user tag in use, as a label and as key=value.</param>
+    /// <param name="Groups">Every group in use; <paramref name="UserTags"/>: every user tag in use, as a label and as key=value —
+    /// on the runs the filter's reader may read (a group's or a tag's name says something of runs the reader may not see).</param>
     public sealed record RunsPage(IReadOnlyList<Run> Runs, int Total, int Page, IReadOnlyList<RunTag> Tags,
         IReadOnlyList<string> Groups, IReadOnlyList<string> UserTags);
 
@@ -37,7 +38,8 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
         var runs = await query.OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).Include(r => r.Tracks).ToListAsync();
         var ids = runs.Select(r => r.Id).ToList();
         var tags = await db.RunTags.AsNoTracking().Where(t => ids.Contains(t.RunId)).ToListAsync();
-        var inUse = await db.RunTags.AsNoTracking()
+        var readable = new RunFilter(Readable: filter.Readable).Apply(db.Runs.AsNoTracking(), db).Select(r => r.Id);
+        var inUse = await db.RunTags.AsNoTracking().Where(t => readable.Contains(t.RunId))
             .Where(t => t.Key == TagNames.Group || !(t.Key.StartsWith("mlflow.") || t.Key.StartsWith("emalab.")))
             .Select(t => new { t.Key, t.Value }).Distinct().Take(1000).ToListAsync();
         var groups = inUse.Where(t => t.Key == TagNames.Group).Select(t => t.Value).Distinct().Order(StringComparer.Ordinal).ToList();

@@ -25,7 +25,6 @@ public sealed class AuthorizationMatrixOnPostgresTests(PostgresAccountsFactory f
 /// </summary>
 public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
 {
-    const string Password = "a long enough passphrase";
 
     enum Caller { Anonymous, NoPermission, Read, Edit, Manage, Admin }
 
@@ -43,7 +42,7 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
     [Fact]
     public async Task Every_endpoint_admits_exactly_the_callers_its_rule_allows_for_engine_and_client_runs()
     {
-        var admin = factory.As("ana", AccountsFactory.AdminPassword);
+        var admin = factory.Admin();
         var suffix = Guid.NewGuid().ToString("N")[..8];
         var callers = new Dictionary<Caller, HttpClient> { [Caller.Anonymous] = factory.CreateClient(), [Caller.Admin] = admin };
         var targets = await TargetsAsync(admin, suffix, callers);
@@ -84,7 +83,7 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
     [Fact]
     public async Task A_run_named_twice_is_checked_twice_so_an_allowed_one_cannot_carry_a_forbidden_one()
     {
-        var admin = factory.As("ana", AccountsFactory.AdminPassword);
+        var admin = factory.Admin();
         var suffix = Guid.NewGuid().ToString("N")[..8];
         var callers = new Dictionary<Caller, HttpClient> { [Caller.Admin] = admin };
         var targets = await TargetsAsync(admin, suffix, callers, engineRun: false);
@@ -119,12 +118,12 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
         foreach (var (caller, permission) in new[] { (Caller.NoPermission, "NO_PERMISSIONS"), (Caller.Read, "READ"), (Caller.Edit, "EDIT"), (Caller.Manage, "MANAGE") })
         {
             var user = UserName(caller, suffix);
-            await Mlflow(admin, HttpMethod.Post, "users/create", new { username = user, password = Password });
+            await Mlflow(admin, HttpMethod.Post, "users/create", new { username = user, password = AccountsFactory.UserPassword });
             await Mlflow(admin, HttpMethod.Post, "experiments/permissions/create", new { experiment_id = experiment, username = user, permission });
-            callers[caller] = factory.As(user, Password);
+            callers[caller] = factory.As(user, AccountsFactory.UserPassword);
         }
         var throwaway = $"gone-{suffix}"; // the user the user-management calls act on
-        await Mlflow(admin, HttpMethod.Post, "users/create", new { username = throwaway, password = Password });
+        await Mlflow(admin, HttpMethod.Post, "users/create", new { username = throwaway, password = AccountsFactory.UserPassword });
 
         var client = await CreateRunAsync(admin, experiment);
         var model = (await Mlflow(admin, HttpMethod.Post, "logged-models", new { experiment_id = experiment, source_run_id = client.Uuid, name = "model" }))

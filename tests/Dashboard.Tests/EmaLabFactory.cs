@@ -129,6 +129,14 @@ static class Api
         return JsonDocument.Parse(text).RootElement;
     }
 
+    /// <summary>The answer's JSON, which must come with 200 (as every success of MLflow's API does).</summary>
+    public static async Task<JsonElement> OkAsync(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == System.Net.HttpStatusCode.OK, $"{(int)response.StatusCode}: {text}");
+        return JsonDocument.Parse(text).RootElement;
+    }
+
     public static async Task<JsonElement> GetAsync(HttpClient client, string url)
     {
         var response = await client.GetAsync(url);

@@ -22,6 +22,20 @@ public sealed class AccountsFactory : EmaLabFactory
 
     public static AccountsFactory OnPostgres() => new(postgres: true);
 
+    /// <summary>Every test user's password.</summary>
+    public const string UserPassword = "a long enough passphrase";
+
+    public HttpClient Admin() => As("ana", AdminPassword);
+
+    /// <summary>A new user, named from <paramref name="prefix"/> and unique, created by the admin with MLflow's users/create; and
+    /// a client that signs in as them.</summary>
+    public async Task<(HttpClient Client, string Name)> NewUserAsync(string prefix = "u")
+    {
+        var name = $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 9)];
+        await Api.OkAsync(await Admin().PostAsJsonAsync("/api/2.0/mlflow/users/create", new { username = name, password = UserPassword }));
+        return (As(name, UserPassword), name);
+    }
+
     /// <summary>A client that sends <paramref name="user"/>'s password as HTTP Basic (MLFLOW_TRACKING_USERNAME/PASSWORD).</summary>
     public HttpClient As(string user, string password)
     {
@@ -50,66 +64,65 @@ public sealed class MlflowAuthApiOnPostgresTests(PostgresAccountsFactory fixture
 public abstract class MlflowAuthApiSuite(AccountsFactory factory)
 {
     const string Prefix = "/api/2.0/mlflow";
-    const string Password = "a long enough passphrase";
 
     [Fact]
     public async Task Users_are_created_read_changed_and_deleted_by_whom_mlflow_allows()
     {
-        var admin = factory.As("ana", AccountsFactory.AdminPassword);
+        var admin = factory.Admin();
         var name = $"bob-{Guid.NewGuid():N}"[..12];
-        var created = await Ok(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = name, password = Password }));
+        var created = await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = name, password = AccountsFactory.UserPassword }));
         var user = created.GetProperty("user");
         Assert.Equal(name, user.GetProperty("username").GetString());
         Assert.False(user.GetProperty("is_admin").GetBoolean());
         Assert.Equal(0, user.GetProperty("experiment_permissions").GetArrayLength());
 
-        await Refused(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = name, password = Password }),
+        await Refused(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = name, password = AccountsFactory.UserPassword }),
             400, "RESOURCE_ALREADY_EXISTS", $"User (username={name}) already exists.");
         await Refused(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = name + "x", password = "short" }),
             400, "INVALID_PARAMETER_VALUE", "Passwords must be at least 10 characters.");
-        await Refused(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = "", password = Password }),
+        await Refused(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = "", password = AccountsFactory.UserPassword }),
             400, "INVALID_PARAMETER_VALUE", "Username and password cannot be empty.");
 
-        var bob = factory.As(name, Password);
-        var current = await Ok(await bob.GetAsync($"{Prefix}/users/current"));
+        var bob = factory.As(name, AccountsFactory.UserPassword);
+        var current = await Api.OkAsync(await bob.GetAsync($"{Prefix}/users/current"));
         Assert.Equal(name, current.GetProperty("user").GetProperty("username").GetString());
-        await Ok(await bob.GetAsync($"{Prefix}/users/get?username={name}"));
+        await Api.OkAsync(await bob.GetAsync($"{Prefix}/users/get?username={name}"));
         await Refused(await bob.GetAsync($"{Prefix}/users/get?username=ana"), 403, "PERMISSION_DENIED", "Permission denied");
         await Refused(await bob.GetAsync($"{Prefix}/users/list"), 403, "PERMISSION_DENIED", "Permission denied");
-        await Refused(await bob.PostAsJsonAsync($"{Prefix}/users/create", new { username = "eve-x", password = Password }),
+        await Refused(await bob.PostAsJsonAsync($"{Prefix}/users/create", new { username = "eve-x", password = AccountsFactory.UserPassword }),
             403, "PERMISSION_DENIED", "Permission denied");
 
         // Their own password: the current one is asked for, as MLflow asks.
-        await Refused(await Patch(bob, "users/update-password", new { username = name, password = Password + "2" }),
+        await Refused(await Patch(bob, "users/update-password", new { username = name, password = AccountsFactory.UserPassword + "2" }),
             400, "INVALID_PARAMETER_VALUE", "Current password is required when changing your own password.");
-        await Refused(await Patch(bob, "users/update-password", new { username = name, password = Password + "2", current_password = "wrong" }),
+        await Refused(await Patch(bob, "users/update-password", new { username = name, password = AccountsFactory.UserPassword + "2", current_password = "wrong" }),
             400, "INVALID_PARAMETER_VALUE", "Current password does not match.");
-        await Ok(await Patch(bob, "users/update-password", new { username = name, password = Password + "2", current_password = Password }));
+        await Api.OkAsync(await Patch(bob, "users/update-password", new { username = name, password = AccountsFactory.UserPassword + "2", current_password = AccountsFactory.UserPassword }));
         Assert.Equal(HttpStatusCode.Unauthorized, (await bob.GetAsync($"{Prefix}/users/current")).StatusCode);
-        bob = factory.As(name, Password + "2");
+        bob = factory.As(name, AccountsFactory.UserPassword + "2");
 
         await Refused(await Patch(bob, "users/update-admin", new { username = name, is_admin = true }), 403, "PERMISSION_DENIED", "Permission denied");
-        await Ok(await Patch(admin, "users/update-admin", new { username = name, is_admin = true }));
-        var listed = await Ok(await bob.GetAsync($"{Prefix}/users/list")); // an admin now
+        await Api.OkAsync(await Patch(admin, "users/update-admin", new { username = name, is_admin = true }));
+        var listed = await Api.OkAsync(await bob.GetAsync($"{Prefix}/users/list")); // an admin now
         Assert.Contains(listed.GetProperty("users").EnumerateArray(), u => u.GetProperty("username").GetString() == name && u.GetProperty("is_admin").GetBoolean());
 
         var delete = new HttpRequestMessage(HttpMethod.Delete, $"{Prefix}/users/delete") { Content = JsonContent.Create(new { username = name }) };
-        await Ok(await admin.SendAsync(delete));
+        await Api.OkAsync(await admin.SendAsync(delete));
         await Refused(await admin.GetAsync($"{Prefix}/users/get?username={name}"), 404, "RESOURCE_DOES_NOT_EXIST", $"User with username={name} not found");
     }
 
     [Fact]
     public async Task The_creator_of_an_experiment_manages_it_and_grants_permissions_on_it()
     {
-        var admin = factory.As("ana", AccountsFactory.AdminPassword);
-        var (owner, ownerName) = await NewUserAsync(admin);
-        var (other, otherName) = await NewUserAsync(admin);
-        var experiment = (await Ok(await owner.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"exp-{Guid.NewGuid():N}" })))
+        var admin = factory.Admin();
+        var (owner, ownerName) = await factory.NewUserAsync();
+        var (other, otherName) = await factory.NewUserAsync();
+        var experiment = (await Api.OkAsync(await owner.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"exp-{Guid.NewGuid():N}" })))
             .GetProperty("experiment_id").GetString()!;
-        var own = (await Ok(await owner.GetAsync($"{Prefix}/users/get?username={ownerName}"))).GetProperty("user").GetProperty("experiment_permissions");
+        var own = (await Api.OkAsync(await owner.GetAsync($"{Prefix}/users/get?username={ownerName}"))).GetProperty("user").GetProperty("experiment_permissions");
         Assert.Equal($$"""[{"experiment_id":"{{experiment}}","user_id":"{{own[0].GetProperty("user_id").GetString()}}","permission":"MANAGE"}]""", own.GetRawText());
 
-        var granted = await Ok(await owner.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
+        var granted = await Api.OkAsync(await owner.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
             new { experiment_id = experiment, username = otherName, permission = "READ" }));
         Assert.Equal("READ", granted.GetProperty("experiment_permission").GetProperty("permission").GetString());
         Assert.Equal(experiment, granted.GetProperty("experiment_permission").GetProperty("experiment_id").GetString());
@@ -125,33 +138,19 @@ public abstract class MlflowAuthApiSuite(AccountsFactory factory)
         // Who only reads may not see or change the grants.
         await Refused(await other.GetAsync($"{Prefix}/experiments/permissions/get?experiment_id={experiment}&username={otherName}"),
             403, "PERMISSION_DENIED", "Permission denied");
-        await Ok(await Patch(owner, "experiments/permissions/update", new { experiment_id = experiment, username = otherName, permission = "EDIT" }));
-        var edit = await Ok(await owner.GetAsync($"{Prefix}/experiments/permissions/get?experiment_id={experiment}&username={otherName}"));
+        await Api.OkAsync(await Patch(owner, "experiments/permissions/update", new { experiment_id = experiment, username = otherName, permission = "EDIT" }));
+        var edit = await Api.OkAsync(await owner.GetAsync($"{Prefix}/experiments/permissions/get?experiment_id={experiment}&username={otherName}"));
         Assert.Equal("EDIT", edit.GetProperty("experiment_permission").GetProperty("permission").GetString());
 
         var delete = new HttpRequestMessage(HttpMethod.Delete, $"{Prefix}/experiments/permissions/delete")
             { Content = JsonContent.Create(new { experiment_id = experiment, username = otherName }) };
-        await Ok(await owner.SendAsync(delete));
+        await Api.OkAsync(await owner.SendAsync(delete));
         await Refused(await owner.GetAsync($"{Prefix}/experiments/permissions/get?experiment_id={experiment}&username={otherName}"),
             404, "RESOURCE_DOES_NOT_EXIST", $"Experiment permission with experiment_id={experiment} and username={otherName} not found");
     }
 
-    async Task<(HttpClient Client, string Name)> NewUserAsync(HttpClient admin)
-    {
-        var name = $"u-{Guid.NewGuid():N}"[..12];
-        await Ok(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = name, password = Password }));
-        return (factory.As(name, Password), name);
-    }
-
     static Task<HttpResponseMessage> Patch(HttpClient client, string endpoint, object body) =>
         client.PatchAsync($"{Prefix}/{endpoint}", JsonContent.Create(body));
-
-    static async Task<JsonElement> Ok(HttpResponseMessage response)
-    {
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {text}");
-        return JsonDocument.Parse(text).RootElement;
-    }
 
     static async Task Refused(HttpResponseMessage response, int status, string code, string message)
     {

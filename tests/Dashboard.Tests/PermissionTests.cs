@@ -35,27 +35,26 @@ public abstract class PermissionSuite(AccountsFactory factory)
 {
     protected AccountsFactory Factory => factory;
     const string Prefix = "/api/2.0/mlflow";
-    const string Password = "a long enough passphrase";
 
     [Fact]
     public async Task Grants_decide_who_reads_logs_and_deletes_an_experiments_runs()
     {
-        var admin = factory.As("ana", AccountsFactory.AdminPassword);
-        var (hidden, _) = await NewUserAsync(admin, "hidden");
-        var (editor, editorName) = await NewUserAsync(admin, "editor");
-        var (reader, _) = await NewUserAsync(admin, "reader"); // no grant: the default, READ
-        var hiddenName = (await Ok(await hidden.GetAsync($"{Prefix}/users/current"))).GetProperty("user").GetProperty("username").GetString()!;
+        var admin = factory.Admin();
+        var (hidden, _) = await factory.NewUserAsync("hidden");
+        var (editor, editorName) = await factory.NewUserAsync("editor");
+        var (reader, _) = await factory.NewUserAsync("reader"); // no grant: the default, READ
+        var hiddenName = (await Api.OkAsync(await hidden.GetAsync($"{Prefix}/users/current"))).GetProperty("user").GetProperty("username").GetString()!;
 
-        var experiment = (await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"private-{Guid.NewGuid():N}" })))
+        var experiment = (await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"private-{Guid.NewGuid():N}" })))
             .GetProperty("experiment_id").GetString()!;
-        await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
+        await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
             new { experiment_id = experiment, username = hiddenName, permission = "NO_PERMISSIONS" }));
-        await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
+        await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
             new { experiment_id = experiment, username = editorName, permission = "EDIT" }));
 
-        var runId = (await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/create", new { experiment_id = experiment, run_name = "script" })))
+        var runId = (await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/runs/create", new { experiment_id = experiment, run_name = "script" })))
             .GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
-        var number = (await Ok(await admin.GetAsync($"/api/runs?trackingId={runId}"))).GetProperty("items")[0].GetProperty("id").GetInt64();
+        var number = (await Api.OkAsync(await admin.GetAsync($"/api/runs?trackingId={runId}"))).GetProperty("items")[0].GetProperty("id").GetInt64();
         var batch = new { run_id = runId, metrics = new[] { new { key = "loss", value = 0.5, timestamp = 1, step = 1 } } };
 
         // NO_PERMISSIONS: every call refused, nothing listed.
@@ -65,15 +64,15 @@ public abstract class PermissionSuite(AccountsFactory factory)
         Assert.Equal(HttpStatusCode.Forbidden, (await hidden.GetAsync($"/api/runs/{number}/metrics.csv")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await hidden.GetAsync($"/api/runs/{number}/events")).StatusCode);
         Assert.DoesNotContain(runId, await hidden.GetStringAsync("/api/runs?pageSize=500"));
-        var searched = await Ok(await hidden.PostAsJsonAsync($"{Prefix}/runs/search", new { experiment_ids = new[] { experiment, "0" } }));
+        var searched = await Api.OkAsync(await hidden.PostAsJsonAsync($"{Prefix}/runs/search", new { experiment_ids = new[] { experiment, "0" } }));
         Assert.DoesNotContain(runId, searched.GetRawText());
-        var experiments = await Ok(await hidden.GetAsync($"{Prefix}/experiments/search?max_results=1000"));
+        var experiments = await Api.OkAsync(await hidden.GetAsync($"{Prefix}/experiments/search?max_results=1000"));
         Assert.DoesNotContain(experiments.GetProperty("experiments").EnumerateArray(), e => e.GetProperty("experiment_id").GetString() == experiment);
         Assert.Contains(experiments.GetProperty("experiments").EnumerateArray(), e => e.GetProperty("experiment_id").GetString() == "0");
         // Nor do the runs page's filters name its group or tags.
         var secret = $"secret-{Guid.NewGuid():N}";
-        await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/set-tag", new { run_id = runId, key = "emalab.group", value = secret }));
-        await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/set-tag", new { run_id = runId, key = secret, value = "x" }));
+        await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/runs/set-tag", new { run_id = runId, key = "emalab.group", value = secret }));
+        await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/runs/set-tag", new { run_id = runId, key = secret, value = "x" }));
         var hiddenUser = (await factory.Services.GetRequiredService<Security.AccountService>().UsersAsync()).Single(u => u.User.UserName == hiddenName).User;
         var hiddenAccess = await factory.Services.GetRequiredService<Security.Permissions>()
             .AccessOfAsync(Security.AccountService.CallerOf(hiddenUser, Security.CallerKind.Password));
@@ -83,13 +82,13 @@ public abstract class PermissionSuite(AccountsFactory factory)
         Assert.Contains(secret, adminFacets.Groups);
 
         // READ (the default): reads, changes nothing.
-        await Ok(await reader.GetAsync($"{Prefix}/runs/get?run_id={runId}"));
+        await Api.OkAsync(await reader.GetAsync($"{Prefix}/runs/get?run_id={runId}"));
         Assert.Contains(runId, await reader.GetStringAsync("/api/runs?pageSize=500"));
         await Denied(await reader.PostAsJsonAsync($"{Prefix}/runs/log-batch", batch));
         Assert.Equal(HttpStatusCode.Forbidden, (await reader.PostAsync($"/api/runs/{number}/cancel", null)).StatusCode);
 
         // EDIT: logs, but does not delete.
-        await Ok(await editor.PostAsJsonAsync($"{Prefix}/runs/log-batch", batch));
+        await Api.OkAsync(await editor.PostAsJsonAsync($"{Prefix}/runs/log-batch", batch));
         await Denied(await editor.PostAsJsonAsync($"{Prefix}/runs/delete", new { run_id = runId }));
         Assert.Equal(HttpStatusCode.Forbidden, (await editor.DeleteAsync($"/api/runs/{number}")).StatusCode);
         var engine = await editor.PostAsJsonAsync("/api/runs", new { name = "engine", dataset = "digits-8x8", model = "mlp", hidden = new[] { 16 },
@@ -102,19 +101,19 @@ public abstract class PermissionSuite(AccountsFactory factory)
         Assert.Equal(HttpStatusCode.Forbidden, (await hidden.GetAsync($"/api/runs/{engineId}/checkpoints")).StatusCode);
 
         // MANAGE (the admin here): deletes.
-        await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/delete", new { run_id = runId }));
+        await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/runs/delete", new { run_id = runId }));
     }
 
     [Fact]
     public async Task An_open_event_stream_ends_when_its_token_is_revoked_or_its_grant_removed()
     {
-        var admin = factory.As("ana", AccountsFactory.AdminPassword);
-        var (byPassword, name) = await NewUserAsync(admin, "gina");
-        var experiment = (await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"live-{Guid.NewGuid():N}" })))
+        var admin = factory.Admin();
+        var (byPassword, name) = await factory.NewUserAsync("gina");
+        var experiment = (await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"live-{Guid.NewGuid():N}" })))
             .GetProperty("experiment_id").GetString()!;
-        var runId = (await Ok(await admin.PostAsJsonAsync($"{Prefix}/runs/create", new { experiment_id = experiment })))
+        var runId = (await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/runs/create", new { experiment_id = experiment })))
             .GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
-        var number = (await Ok(await admin.GetAsync($"/api/runs?trackingId={runId}"))).GetProperty("items")[0].GetProperty("id").GetInt64();
+        var number = (await Api.OkAsync(await admin.GetAsync($"/api/runs?trackingId={runId}"))).GetProperty("items")[0].GetProperty("id").GetInt64();
 
         // A personal token's stream: open (its first event says where the run stands), then the token is revoked.
         var accounts = factory.Services.GetRequiredService<Security.AccountService>();
@@ -131,7 +130,7 @@ public abstract class PermissionSuite(AccountsFactory factory)
         // A password's stream: the grant on the experiment is taken away.
         await using (var stream = await OpenEventsAsync(byPassword, number))
         {
-            await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
+            await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create",
                 new { experiment_id = experiment, username = name, permission = "NO_PERMISSIONS" }));
             await EndsAsync(stream);
         }
@@ -154,20 +153,6 @@ public abstract class PermissionSuite(AccountsFactory factory)
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
         var buffer = new byte[4096];
         while (await stream.ReadAsync(buffer, timeout.Token) > 0) { }
-    }
-
-    async Task<(HttpClient Client, string Name)> NewUserAsync(HttpClient admin, string prefix)
-    {
-        var name = $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 9)];
-        await Ok(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = name, password = Password }));
-        return (factory.As(name, Password), name);
-    }
-
-    static async Task<JsonElement> Ok(HttpResponseMessage response)
-    {
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode is HttpStatusCode.OK, $"{(int)response.StatusCode}: {text}");
-        return JsonDocument.Parse(text).RootElement;
     }
 
     static async Task Denied(HttpResponseMessage response)

@@ -19,13 +19,12 @@ public sealed class WhoDidWhatOnPostgresTests(PostgresAccountsFactory fixture) :
 public abstract class WhoDidWhatSuite(AccountsFactory factory)
 {
     const string Prefix = "/api/2.0/mlflow";
-    const string Password = "a long enough passphrase";
 
     [Fact]
     public async Task A_run_records_the_account_that_created_it()
     {
-        var admin = factory.As("ana", AccountsFactory.AdminPassword);
-        var (carol, name) = await NewUserAsync(admin, "carol");
+        var admin = factory.Admin();
+        var (carol, name) = await factory.NewUserAsync("carol");
         var experiment = await NewExperimentAsync(admin, name, "EDIT");
 
         var engine = Api.DigitsRun(steps: 5, evalInterval: 5);
@@ -38,12 +37,12 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
         Assert.Equal(name, (await clone.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("createdBy").GetString());
 
         // A script's client says who runs it on its machine; the server knows which account sent it.
-        var script = await Ok(await carol.PostAsJsonAsync($"{Prefix}/runs/create", new
+        var script = await Api.OkAsync(await carol.PostAsJsonAsync($"{Prefix}/runs/create", new
         {
             experiment_id = experiment.ToString(), user_id = "root", tags = new[] { new { key = "mlflow.user", value = "root" } },
         }));
         var runId = script.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
-        var info = (await Ok(await admin.GetAsync($"{Prefix}/runs/get?run_id={runId}"))).GetProperty("run");
+        var info = (await Api.OkAsync(await admin.GetAsync($"{Prefix}/runs/get?run_id={runId}"))).GetProperty("run");
         Assert.Equal(name, info.GetProperty("info").GetProperty("user_id").GetString());
         Assert.Contains(info.GetProperty("data").GetProperty("tags").EnumerateArray(),
             t => t.GetProperty("key").GetString() == "mlflow.user" && t.GetProperty("value").GetString() == name);
@@ -52,8 +51,8 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
     [Fact]
     public async Task The_audit_log_holds_failed_sign_ins_token_use_permission_changes_and_deletions_for_admins()
     {
-        var admin = factory.As("ana", AccountsFactory.AdminPassword);
-        var (dave, name) = await NewUserAsync(admin, "dave");
+        var admin = factory.Admin();
+        var (dave, name) = await factory.NewUserAsync("dave");
         var experiment = await NewExperimentAsync(admin, name, "EDIT");
 
         // A wrong password, then enough of them to lock the account.
@@ -71,11 +70,11 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
         Assert.Equal(HttpStatusCode.OK, (await bearer.GetAsync("/api/runs")).StatusCode);
 
         // A script's run: dave may not delete it (EDIT), the admin may; a permission changes.
-        var runId = (await Ok(await bearer.PostAsJsonAsync($"{Prefix}/runs/create", new { experiment_id = experiment.ToString() })))
+        var runId = (await Api.OkAsync(await bearer.PostAsJsonAsync($"{Prefix}/runs/create", new { experiment_id = experiment.ToString() })))
             .GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
         var number = (await Api.GetAsync(admin, $"/api/runs?trackingId={runId}")).GetProperty("items")[0].Id();
         Assert.Equal(HttpStatusCode.Forbidden, (await bearer.DeleteAsync($"/api/runs/{number}")).StatusCode);
-        await Ok(await admin.SendAsync(new HttpRequestMessage(HttpMethod.Patch, $"{Prefix}/experiments/permissions/update")
+        await Api.OkAsync(await admin.SendAsync(new HttpRequestMessage(HttpMethod.Patch, $"{Prefix}/experiments/permissions/update")
             { Content = JsonContent.Create(new { experiment_id = experiment.ToString(), username = name, permission = "READ" }) }));
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/runs/{number}")).StatusCode);
 
@@ -112,9 +111,9 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
     [Fact]
     public async Task An_uploaded_dataset_is_everyones_to_see_and_its_uploaders_or_an_admins_to_delete()
     {
-        var admin = factory.As("ana", AccountsFactory.AdminPassword);
-        var (erin, erinName) = await NewUserAsync(admin, "erin");
-        var (frank, _) = await NewUserAsync(admin, "frank");
+        var admin = factory.Admin();
+        var (erin, erinName) = await factory.NewUserAsync("erin");
+        var (frank, _) = await factory.NewUserAsync("frank");
         var name = $"tiny-{Guid.NewGuid():N}"[..13];
         var rows = string.Join("\n", Enumerable.Range(0, 20).Select(i => $"{i * 10 % 256},{i * 7 % 256},{i * 3 % 256},{i % 256},{i % 2}"));
         var form = new MultipartFormDataContent { { new StringContent(name), "name" }, { new ByteArrayContent(System.Text.Encoding.ASCII.GetBytes(rows)), "train", "tiny.csv" } };
@@ -135,25 +134,12 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
         Assert.Equal([("dataset.delete", $"dataset {name}"), ("dataset.upload", $"dataset {name}")], log);
     }
 
-    async Task<(HttpClient Client, string Name)> NewUserAsync(HttpClient admin, string prefix)
-    {
-        var name = $"{prefix}-{Guid.NewGuid():N}"[..(prefix.Length + 9)];
-        await Ok(await admin.PostAsJsonAsync($"{Prefix}/users/create", new { username = name, password = Password }));
-        return (factory.As(name, Password), name);
-    }
-
     static async Task<long> NewExperimentAsync(HttpClient admin, string user, string permission)
     {
-        var id = (await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"team-{Guid.NewGuid():N}" })))
+        var id = (await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/experiments/create", new { name = $"team-{Guid.NewGuid():N}" })))
             .GetProperty("experiment_id").GetString()!;
-        await Ok(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create", new { experiment_id = id, username = user, permission }));
+        await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create", new { experiment_id = id, username = user, permission }));
         return long.Parse(id);
     }
 
-    static async Task<JsonElement> Ok(HttpResponseMessage response)
-    {
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode}: {text}");
-        return JsonDocument.Parse(text.Length == 0 ? "{}" : text).RootElement;
-    }
 }

@@ -9,9 +9,9 @@ using static TorchSharp.torch;
 // in the same process, and the interesting numbers are ratios between them, which are steadier on a
 // shared 2-core machine than absolute times.
 //
-//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [optimizer] [steps] [store] [posthoc] [load] [tracking] [reads] [workers]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [optimizer] [steps] [store] [posthoc] [load] [tracking] [reads] [workers] [access]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
-var what = args.Length == 0 ? ["ema", "tracks", "optimizer", "steps", "store", "posthoc", "load", "tracking", "reads", "workers"] : args;
+var what = args.Length == 0 ? ["ema", "tracks", "optimizer", "steps", "store", "posthoc", "load", "tracking", "reads", "workers", "access"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();
 if (what.Contains("tracks")) EmaBenchmarks.RunMixed();
 if (what.Contains("optimizer")) OptimizerBenchmarks.Run();
@@ -22,6 +22,7 @@ if (what.Contains("load")) await LoadBenchmarks.RunAsync();
 if (what.Contains("tracking")) await TrackingBenchmarks.RunAsync();
 if (what.Contains("reads")) await ReadBenchmarks.RunAsync();
 if (what.Contains("workers")) await WorkerBenchmarks.RunAsync();
+if (what.Contains("access")) await AccessBenchmarks.RunAsync();
 
 static class Timing
 {

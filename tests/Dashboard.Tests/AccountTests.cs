@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.RegularExpressions;
+using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Security;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -175,6 +176,40 @@ public sealed class AccountTests : IDisposable
     }
 
     const string Experiment0 = "/api/2.0/mlflow/experiments/get?experiment_id=0";
+
+    [Fact]
+    public async Task A_script_makes_lists_and_revokes_its_own_tokens_through_the_api()
+    {
+        var ana = Basic(_factory.CreateClient(), "ana", Password);
+        var made = await ana.PostAsync("/api/account/tokens", Api.JsonBody("""{"name": "ci", "expiresInDays": 30}"""));
+        Assert.Equal(HttpStatusCode.Created, made.StatusCode);
+        var created = await made.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>();
+        var secret = created.GetProperty("secret").GetString()!;
+        Assert.StartsWith(AccountService.TokenPrefix, secret);
+        var id = created.GetProperty("token").GetProperty("id").GetInt64();
+        var expires = created.GetProperty("token").GetProperty("expiresAt").GetDateTimeOffset();
+        Assert.InRange(expires - DateTimeOffset.UtcNow, TimeSpan.FromDays(29.9), TimeSpan.FromDays(30));
+
+        var bearer = _factory.CreateClient();
+        bearer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", secret);
+        var listed = await bearer.GetStringAsync("/api/account/tokens");
+        Assert.Contains("\"name\":\"ci\"", listed);
+        Assert.DoesNotContain(secret, listed); // a secret is shown once
+
+        foreach (var (body, field) in new[] { ("""{"name": ""}""", "name"), ("""{"name": "x", "expiresInDays": 0}""", "expiresInDays"),
+                     ("""{"name": "x", "expiresInDays": "soon"}""", "expiresInDays"), ("[]", "$") })
+        {
+            var refused = await ana.PostAsync("/api/account/tokens", Api.JsonBody(body));
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.True((await refused.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("errors").TryGetProperty(field, out _), body);
+        }
+        var (bob, _) = await _factory.Services.GetRequiredService<AccountService>().CreateUserAsync("bob", Password, isAdmin: false);
+        var (bobs, _) = await _factory.Services.GetRequiredService<AccountService>().CreateTokenAsync(bob!.Id, "bob's", null);
+        Assert.Equal(HttpStatusCode.NotFound, (await ana.DeleteAsync($"/api/account/tokens/{bobs.Id}")).StatusCode); // only one's own
+
+        Assert.Equal(HttpStatusCode.NoContent, (await bearer.DeleteAsync($"/api/account/tokens/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await bearer.GetAsync("/api/account/tokens")).StatusCode);
+    }
 
     static HttpClient Basic(HttpClient client, string user, string password)
     {

@@ -229,6 +229,7 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
         "GET /api/2.0/mlflow/users/current", "GET /api/runs", "GET /api/groups", "POST /api/groups/preview", "GET /api/models",
         "GET /api/datasets", "POST /api/datasets",
         "DELETE /api/datasets/{name}", // its uploader or an admin: the handler knows who uploaded it (WhoDidWhatTests)
+        "GET /api/account/tokens", "POST /api/account/tokens", "DELETE /api/account/tokens/{id}", // the caller's own
     ];
 
     static readonly HashSet<string> AdminsOnly = ["GET /api/audit"];

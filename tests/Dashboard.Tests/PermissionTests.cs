@@ -75,7 +75,7 @@ public abstract class PermissionSuite(AccountsFactory factory)
         await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/runs/set-tag", new { run_id = runId, key = secret, value = "x" }));
         var hiddenUser = (await factory.Services.GetRequiredService<Security.AccountService>().UsersAsync()).Single(u => u.User.UserName == hiddenName).User;
         var hiddenAccess = await factory.Services.GetRequiredService<Security.Permissions>()
-            .AccessOfAsync(Security.AccountService.CallerOf(hiddenUser, Security.CallerKind.Password));
+            .AccessOfAsync(Security.AccountService.CallerOf(hiddenUser, Hosting.CallerKind.Password));
         var facets = await factory.Services.GetRequiredService<Runs.RunQueries>().ListAsync(new Runs.RunFilter(Readable: hiddenAccess.Readable()), 1, 50);
         Assert.DoesNotContain(secret, string.Join(" ", facets.Groups.Concat(facets.UserTags)));
         var adminFacets = await factory.Services.GetRequiredService<Runs.RunQueries>().ListAsync(new Runs.RunFilter(), 1, 50);

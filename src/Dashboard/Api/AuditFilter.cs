@@ -1,20 +1,10 @@
+using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Api;
 
-/// <summary>
-/// An endpoint whose success goes into the audit log: <see cref="Action"/> on the <see cref="Target"/> named by the request's
-/// <see cref="Parameter"/> (as <c>run 12</c>), with the <see cref="Details"/> parameters' values.
-/// </summary>
-public sealed record AuditedAction(string Action, string Target, string Parameter, IReadOnlyList<string> Details);
-
-public static class AuditConventions
+public static class AuditFilter
 {
-    /// <summary>Records the call in the audit log when it succeeds (a 2xx answer).</summary>
-    public static TBuilder Audited<TBuilder>(this TBuilder builder, string action, string target, string parameter, params string[] details)
-        where TBuilder : IEndpointConventionBuilder =>
-        builder.WithMetadata(new AuditedAction(action, target, parameter, details));
-
     /// <summary>The API group's filter for <see cref="AuditedAction"/>: the parameters are read before the handler (which may
     /// consume the body), the line is written once the answer's status is known and before it leaves, so a client that
     /// reads the log after its call finds it.</summary>

@@ -18,6 +18,7 @@ public static class EmaLabApi
             .RequireExperimentAccess().RecordAuditedActions();
         api.MapMlflowApi();
         api.MapMlflowAuthApi();
+        api.MapAccountApi();
         api.MapGroupApi();
         api.MapRunApi();
         api.MapDatasetApi();

@@ -6,8 +6,6 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Net.Http.Headers;
-using EmaLab.Dashboard.Api;
-using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Datasets;
 
@@ -25,7 +23,7 @@ public static class DatasetEndpoints
     }
 
     static async Task<Results<Created<DatasetInfo>, ValidationProblem, ProblemHttpResult>> Upload(HttpContext context, DatasetStore store,
-        AuditLog audit, CancellationToken ct)
+        IAuditTrail audit, CancellationToken ct)
     {
         var request = context.Request;
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var type)

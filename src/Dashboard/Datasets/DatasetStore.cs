@@ -5,7 +5,6 @@ using EmaLab.TrainingEngine.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
-using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Datasets;
 

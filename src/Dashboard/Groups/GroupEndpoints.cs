@@ -2,7 +2,6 @@ using EmaLab.Dashboard.Runs;
 using EmaLab.Dashboard.Hosting;
 using EmaLab.TrainingEngine.Averaging;
 using Microsoft.AspNetCore.Http.HttpResults;
-using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Groups;
 

@@ -48,6 +48,12 @@ public sealed record ReadableExperiments(bool ByDefault, IReadOnlyCollection<lon
     public static ReadableExperiments? Of(HttpContext http) => http.Features.Get<ReadableExperiments>();
 }
 
+/// <summary>
+/// An endpoint whose success goes into the audit log: <see cref="Action"/> on the <see cref="Target"/> named by the request's
+/// <see cref="Parameter"/> (as <c>run 12</c>), with the <see cref="Details"/> parameters' values.
+/// </summary>
+public sealed record AuditedAction(string Action, string Target, string Parameter, IReadOnlyList<string> Details);
+
 public static class AccessRuleConventions
 {
     public static TBuilder Needs<TBuilder>(this TBuilder builder, ExperimentPermissionLevel level, ExperimentOf of, string parameter,
@@ -59,4 +65,9 @@ public static class AccessRuleConventions
 
     public static TBuilder ForAdmins<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
         builder.WithMetadata(new AdminsOnly());
+
+    /// <summary>Records the call in the audit log when it succeeds (a 2xx answer): <c>Api/AuditFilter.cs</c>.</summary>
+    public static TBuilder Audited<TBuilder>(this TBuilder builder, string action, string target, string parameter, params string[] details)
+        where TBuilder : IEndpointConventionBuilder =>
+        builder.WithMetadata(new AuditedAction(action, target, parameter, details));
 }

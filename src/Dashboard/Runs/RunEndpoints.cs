@@ -12,8 +12,6 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
-using EmaLab.Dashboard.Security;
-using EmaLab.Dashboard.Api;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -191,11 +189,11 @@ public static class RunEndpoints
     }
 
     static async Task<Results<ServerSentEventsResult<RunEvent>, ProblemHttpResult>> GetEvents(
-        long id, HttpContext http, RunService runs, RunEventHub hub, IOptions<EmaLabOptions> options, CancellationToken ct)
+        long id, HttpContext http, RunService runs, RunEventHub hub, IStreamAccess access, IOptions<EmaLabOptions> options, CancellationToken ct)
     {
         if (await runs.FindAsync(id, ct) is not { } run) return NotFound(id);
         // The stream lasts while its caller may read the run: a revoked token or a removed grant ends it.
-        ct = await StreamAccess.WhileAllowedAsync(http, run.ExperimentId);
+        ct = await access.WhileAllowedAsync(http, run.ExperimentId);
         var subscription = hub.TrySubscribeStream(id, options.Value.Limits.MaxEventStreamsPerRun, options.Value.Limits.MaxEventStreams);
         if (subscription is null)
             return TypedResults.Problem($"Too many event streams (at most {options.Value.Limits.MaxEventStreamsPerRun} per run and {options.Value.Limits.MaxEventStreams} in all); close one or poll /api/runs/{id}.",

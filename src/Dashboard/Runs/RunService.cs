@@ -1,9 +1,9 @@
+using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.EntityFrameworkCore;
 using EmaLab.TrainingEngine;
-using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Runs;
 

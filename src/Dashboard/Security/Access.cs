@@ -45,6 +45,8 @@ public static class Access
         services.AddSingleton<AccountService>();
         services.AddSingleton<Permissions>();
         services.AddSingleton<AuditLog>();
+        services.AddSingleton<IAuditTrail>(provider => provider.GetRequiredService<AuditLog>());
+        services.AddSingleton<IStreamAccess, StreamAccess>();
         services.AddScoped<PageAccess>();
         services.AddSingleton<Tracking.IExperimentCreators, CreatorManages>();
         services.AddIdentityCore<EmaLabUser>(identity =>

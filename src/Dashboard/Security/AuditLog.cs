@@ -1,5 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Security;
 
@@ -14,10 +15,10 @@ public sealed record AuditEntryDto(long Id, DateTimeOffset At, string Actor, str
 /// <summary>
 /// <b>Who did what.</b> Sign-ins (failed ones and lock-outs too), the use of personal tokens, changes of accounts and
 /// permissions, and deletions each write one <see cref="AuditEntry"/>, from the API (endpoints declare it:
-/// <see cref="AuditConventions.Audited{TBuilder}"/>) and from the pages alike. Admins read it at <c>/admin/audit</c> and
+/// <see cref="AccessRuleConventions.Audited{TBuilder}"/>) and from the pages alike. Admins read it at <c>/admin/audit</c> and
 /// <c>GET /api/audit</c>. A line that cannot be written is logged and the action stands: the log reports, it does not gate.
 /// </summary>
-public sealed class AuditLog(IDbContextFactory<EmaLabDbContext> dbFactory, TimeProvider clock, ILogger<AuditLog> logger)
+public sealed class AuditLog(IDbContextFactory<EmaLabDbContext> dbFactory, TimeProvider clock, ILogger<AuditLog> logger) : IAuditTrail
 {
     public const int MaxPageSize = 500;
 

@@ -3,7 +3,6 @@ using Microsoft.AspNetCore.Identity;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Tracking;
-using EmaLab.Dashboard.Api;
 
 namespace EmaLab.Dashboard.Security;
 

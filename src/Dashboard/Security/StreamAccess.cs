@@ -9,46 +9,37 @@ namespace EmaLab.Dashboard.Security;
 /// the caller may still read the experiment. What the check needs is taken from the request when the stream opens, so it
 /// runs beside the stream without touching the request (which is not safe to share across threads).
 /// </summary>
-public sealed class StreamAccess
+public sealed class StreamAccess(AccountService accounts, Permissions permissions, Microsoft.Extensions.Options.IOptions<EmaLabOptions> options)
+    : IStreamAccess
 {
-    readonly Caller _caller;
-    readonly string? _token, _stamp;
-    readonly long _experimentId;
-    readonly AccountService _accounts;
-    readonly Permissions _permissions;
-
-    StreamAccess(Caller caller, string? token, string? stamp, long experimentId, AccountService accounts, Permissions permissions) =>
-        (_caller, _token, _stamp, _experimentId, _accounts, _permissions) = (caller, token, stamp, experimentId, accounts, permissions);
-
     /// <summary>A token cancelled with the request or as soon as a check (every <c>EmaLab:Limits:EventStreamAccessCheckSeconds</c>)
     /// finds the caller may no longer read experiment <paramref name="experimentId"/>.</summary>
-    public static async Task<CancellationToken> WhileAllowedAsync(HttpContext http, long experimentId)
+    public async Task<CancellationToken> WhileAllowedAsync(HttpContext http, long experimentId)
     {
-        var services = http.RequestServices;
         var caller = CallerClaims.Of(http);
         if (caller is null || caller.UserId is null) return http.RequestAborted; // the service token and a server without accounts
-        var accounts = services.GetRequiredService<AccountService>();
         var header = http.Request.Headers.Authorization.ToString();
         var token = caller.Kind == CallerKind.PersonalToken && header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
             ? header["Bearer ".Length..].Trim() : null;
         // A session carries the stamp it was issued with; HTTP Basic is checked against the account's stamp as it is now.
         var stamp = http.User.FindFirstValue(CallerClaims.Stamp) ?? (await accounts.FindAsync(caller.UserId))?.SecurityStamp;
-        var access = new StreamAccess(caller, token, stamp, experimentId, accounts, services.GetRequiredService<Permissions>());
-        var every = TimeSpan.FromSeconds(services.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value.Limits
-            .EventStreamAccessCheckSeconds);
+        var grant = new Grant(caller, token, stamp, experimentId);
         var ended = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
         http.Response.RegisterForDispose(ended);
-        _ = access.WatchAsync(ended, every);
+        _ = WatchAsync(grant, ended, TimeSpan.FromSeconds(options.Value.Limits.EventStreamAccessCheckSeconds));
         return ended.Token;
     }
 
-    async Task WatchAsync(CancellationTokenSource ended, TimeSpan every)
+    /// <summary>What a stream was opened with: the caller, its token or session stamp, the experiment.</summary>
+    sealed record Grant(Caller Caller, string? Token, string? Stamp, long ExperimentId);
+
+    async Task WatchAsync(Grant grant, CancellationTokenSource ended, TimeSpan every)
     {
         try
         {
             using var timer = new PeriodicTimer(every);
             while (await timer.WaitForNextTickAsync(ended.Token))
-                if (!await StillAllowedAsync(ended.Token))
+                if (!await StillAllowedAsync(grant, ended.Token))
                 {
                     await ended.CancelAsync();
                     return;
@@ -58,11 +49,12 @@ public sealed class StreamAccess
         catch (ObjectDisposedException) { } // the stream ended first
     }
 
-    async Task<bool> StillAllowedAsync(CancellationToken cancel)
+    async Task<bool> StillAllowedAsync(Grant grant, CancellationToken cancel)
     {
-        var user = _token is not null ? await _accounts.UserOfTokenAsync(_token) : await _accounts.StillValidAsync(_caller.UserId!, _stamp);
-        if (user is null || user.Id != _caller.UserId || user.LockoutEnd > DateTimeOffset.UtcNow) return false;
-        var now = _caller with { IsAdmin = user.IsAdmin };
-        return (await _permissions.OnExperimentAsync(now, _experimentId, cancel)).CanRead();
+        var user = grant.Token is not null ? await accounts.UserOfTokenAsync(grant.Token)
+            : await accounts.StillValidAsync(grant.Caller.UserId!, grant.Stamp);
+        if (user is null || user.Id != grant.Caller.UserId || user.LockoutEnd > DateTimeOffset.UtcNow) return false;
+        var now = grant.Caller with { IsAdmin = user.IsAdmin };
+        return (await permissions.OnExperimentAsync(now, grant.ExperimentId, cancel)).CanRead();
     }
 }

@@ -1,7 +1,5 @@
 using System.Text.Json;
 using EmaLab.Dashboard.Hosting;
-using EmaLab.Dashboard.Api;
-using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Tracking;
 

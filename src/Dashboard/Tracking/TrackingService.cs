@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Hosting;
 using System.Globalization;
 using System.Linq.Expressions;
 using System.Text.RegularExpressions;
@@ -7,7 +8,6 @@ using EmaLab.TrainingEngine;
 using Microsoft.EntityFrameworkCore;
 using static EmaLab.Dashboard.Tracking.MlflowValidation;
 using static EmaLab.Dashboard.Data.MlflowLimits;
-using EmaLab.Dashboard.Security;
 
 namespace EmaLab.Dashboard.Tracking;
 

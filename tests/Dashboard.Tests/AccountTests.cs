@@ -178,6 +178,23 @@ public sealed class AccountTests : IDisposable
     const string Experiment0 = "/api/2.0/mlflow/experiments/get?experiment_id=0";
 
     [Fact]
+    public async Task A_password_sent_with_every_call_stops_working_at_once_when_it_changes_or_the_account_goes()
+    {
+        // HTTP Basic remembers a pair that passed (Identity's hash costs tens of ms per call), never past the account's state.
+        var accounts = _factory.Services.GetRequiredService<AccountService>();
+        var (carl, _) = await accounts.CreateUserAsync("carl", Password, isAdmin: false);
+        var old = Basic(_factory.CreateClient(), "carl", Password);
+        Assert.Equal(HttpStatusCode.OK, (await old.GetAsync(Experiment0)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await old.GetAsync(Experiment0)).StatusCode);
+        Assert.Empty(await accounts.ChangePasswordAsync(carl!.Id, Password, Password + " two"));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await old.GetAsync(Experiment0)).StatusCode);
+        var renewed = Basic(_factory.CreateClient(), "carl", Password + " two");
+        Assert.Equal(HttpStatusCode.OK, (await renewed.GetAsync(Experiment0)).StatusCode);
+        Assert.Null(await accounts.DeleteUserAsync(carl.Id));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await renewed.GetAsync(Experiment0)).StatusCode);
+    }
+
+    [Fact]
     public async Task A_script_makes_lists_and_revokes_its_own_tokens_through_the_api()
     {
         var ana = Basic(_factory.CreateClient(), "ana", Password);

@@ -210,8 +210,8 @@ sealed class CredentialsHandler(IOptionsMonitor<AuthenticationSchemeOptions> sch
         catch (FormatException) { return null; }
         var colon = decoded.IndexOf(':');
         if (colon <= 0) return null;
-        var (result, user, _) = await accounts.CheckPasswordAsync(decoded[..colon], decoded[(colon + 1)..], "HTTP Basic", Context);
-        return result == PasswordCheck.Accepted ? AccountService.CallerOf(user!, CallerKind.Password) : null;
+        return await accounts.CheckBasicAsync(decoded[..colon], decoded[(colon + 1)..], Context) is { } user
+            ? AccountService.CallerOf(user, CallerKind.Password) : null;
     }
 
     protected override Task HandleChallengeAsync(AuthenticationProperties properties)

@@ -61,6 +61,32 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
 
     public static Caller CallerOf(EmaLabUser user, CallerKind kind) => new(user.Id, user.UserName ?? "", user.IsAdmin, kind);
 
+    /// <summary>
+    /// HTTP Basic, as MLflow's clients send a password with every call. Identity's hash (PBKDF2, 100,000 rounds) costs tens
+    /// of milliseconds of a core per check, so a user name and password that passed are remembered for a few minutes: a
+    /// keyed hash of the pair (the key is random per process, so the table holds nothing that reveals or replays them)
+    /// with the account's security stamp. A remembered pair still needs the account as it is now — same stamp (a new
+    /// password changes it), not locked — and anything else (a wrong password above all) takes the full check, lock-out
+    /// counting included.
+    /// </summary>
+    public async Task<EmaLabUser?> CheckBasicAsync(string userName, string password, HttpContext http)
+    {
+        var key = Convert.ToHexString(HMACSHA256.HashData(_basicKey, Encoding.UTF8.GetBytes($"{userName}\0{password}")));
+        var now = clock.GetUtcNow();
+        if (_basicPassed.TryGetValue(key, out var passed) && now - passed.At < BasicRemembered
+            && await StillValidAsync(passed.UserId, passed.Stamp) is { } known && !(known.LockoutEnd > now))
+            return known;
+        var (result, user, _) = await CheckPasswordAsync(userName, password, "HTTP Basic", http);
+        if (result != PasswordCheck.Accepted) return null;
+        if (_basicPassed.Count >= 10_000) _basicPassed.Clear(); // a bound, not an eviction policy
+        _basicPassed[key] = (user!.Id, user.SecurityStamp, now);
+        return user;
+    }
+
+    static readonly TimeSpan BasicRemembered = TimeSpan.FromMinutes(5);
+    readonly byte[] _basicKey = RandomNumberGenerator.GetBytes(32);
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, (string UserId, string? Stamp, DateTimeOffset At)> _basicPassed = new();
+
     /// <summary>The user a cookie was issued to, if it still exists and its security stamp (changed by a new password) still matches.</summary>
     public async Task<EmaLabUser?> StillValidAsync(string userId, string? stamp)
     {

@@ -76,7 +76,7 @@ public static class ExperimentAccessFilter
                     ? await db.Runs.Where(r => r.Id == run).Select(r => (long?)r.ExperimentId).SingleOrDefaultAsync(http.RequestAborted) : null,
                 ExperimentOf.RunUuid or ExperimentOf.RunUuids =>
                     await db.Runs.Where(r => r.Uuid == value).Select(r => (long?)r.ExperimentId).SingleOrDefaultAsync(http.RequestAborted),
-                ExperimentOf.Experiment => Long(value),
+                ExperimentOf.Experiment => Experiment.TryParseId(value, out var experimentId) ? experimentId : null,
                 ExperimentOf.ExperimentName =>
                     await db.Experiments.Where(e => e.Name == value).Select(e => (long?)e.Id).SingleOrDefaultAsync(http.RequestAborted),
                 ExperimentOf.Checkpoint => Long(value) is { } checkpoint
@@ -85,7 +85,7 @@ public static class ExperimentAccessFilter
                     : null,
                 ExperimentOf.LoggedModel =>
                     await db.LoggedModels.Where(m => m.Id == value).Select(m => (long?)m.ExperimentId).SingleOrDefaultAsync(http.RequestAborted),
-                ExperimentOf.ArtifactPath => Long(value.TrimStart('/').Split('/')[0]) ?? -1, // not an experiment's folder: refused below
+                ExperimentOf.ArtifactPath => Experiment.TryParseId(value.TrimStart('/').Split('/')[0], out var folder) ? folder : -1, // not an experiment's folder: refused below
                 _ => null,
             };
             if (experiment is { } id) found.Add(id);

@@ -44,6 +44,10 @@ public sealed class Experiment
     public const string DefaultName = "Default";
     public const int MaxNameLength = 500;
 
+    /// <summary>An experiment id as MLflow's clients send it (a string of digits): no sign, no spaces, no exponent.</summary>
+    public static bool TryParseId(string? text, out long id) =>
+        long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out id);
+
     public long Id { get; set; }
     public required string Name { get; set; }
     public string? ArtifactLocation { get; set; }

@@ -144,7 +144,7 @@ public static class MlflowAuthEndpoints
         var caller = CallerOf(http);
         if (caller.IsAdmin) return;
         if (experimentId is null) throw MlflowException.Missing("experiment_id");
-        if (!long.TryParse(experimentId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id)
+        if (!Experiment.TryParseId(experimentId, out var id)
             || !(await permissions.OnExperimentAsync(caller, id, http.RequestAborted)).CanManage())
             throw Denied();
     }

@@ -171,7 +171,7 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
     {
         if (experimentId is null) throw MlflowException.Missing("experiment_id");
         if (userName is null) throw MlflowException.Missing("username");
-        if (!long.TryParse(experimentId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id))
+        if (!Experiment.TryParseId(experimentId, out var id))
             throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Could not find experiment with ID {experimentId}");
         using var scope = scopes.CreateScope();
         var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();

@@ -134,7 +134,7 @@ public sealed partial class TrackingService(
     }
 
     internal static long ParseExperimentId(string experimentId) =>
-        long.TryParse(experimentId, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id
+        Experiment.TryParseId(experimentId, out var id) ? id
             : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No Experiment with id={experimentId} exists");
 
     static (string Key, string Value) ValidExperimentTag(string? key, string? value)

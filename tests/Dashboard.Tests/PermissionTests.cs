@@ -105,6 +105,20 @@ public abstract class PermissionSuite(AccountsFactory factory)
     }
 
     [Fact]
+    public async Task The_default_experiment_takes_grants_like_any_other()
+    {
+        var admin = factory.Admin();
+        var (user, name) = await factory.NewUserAsync("dora");
+        await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/experiments/permissions/create", new { experiment_id = "0", username = name, permission = "NO_PERMISSIONS" }));
+        await Denied(await user.GetAsync($"{Prefix}/experiments/get?experiment_id=0"));
+        await Api.OkAsync(await admin.PatchAsync($"{Prefix}/experiments/permissions/update",
+            JsonContent.Create(new { experiment_id = "0", username = name, permission = "EDIT" })));
+        await Api.OkAsync(await user.GetAsync($"{Prefix}/experiments/get?experiment_id=0"));
+        await Api.OkAsync(await admin.SendAsync(new HttpRequestMessage(HttpMethod.Delete, $"{Prefix}/experiments/permissions/delete")
+            { Content = JsonContent.Create(new { experiment_id = "0", username = name }) }));
+    }
+
+    [Fact]
     public async Task An_open_event_stream_ends_when_its_token_is_revoked_or_its_grant_removed()
     {
         var admin = factory.Admin();

@@ -78,10 +78,17 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
         using var scope = scopes.CreateScope();
         var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
         if (await db.ExperimentPermissions.AnyAsync(p => p.ExperimentId == experimentId && p.UserId == caller.UserId, cancel)) return;
-        db.ExperimentPermissions.Add(new ExperimentPermission
-            { ExperimentId = experimentId, UserId = caller.UserId, Permission = ExperimentPermissionLevel.Manage });
-        await db.SaveChangesAsync(cancel);
+        await InsertAsync(db, experimentId, caller.UserId, ExperimentPermissionLevel.Manage, cancel);
     }
+
+    /// <summary>
+    /// A new grant, written as a statement: EF's change tracker takes a foreign key of 0 for "not known yet" and would
+    /// refuse a grant on the default experiment, whose id is 0.
+    /// </summary>
+    static Task InsertAsync(EmaLabDbContext db, long experimentId, string userId, ExperimentPermissionLevel level, CancellationToken cancel) =>
+        db.Database.ExecuteSqlInterpolatedAsync(
+            $"INSERT INTO \"ExperimentPermissions\" (\"ExperimentId\", \"UserId\", \"Permission\") VALUES ({experimentId}, {userId}, {PermissionNames.Of(level)})",
+            cancel);
 
     // ---- MLflow's experiment-permission API ----
 
@@ -94,8 +101,7 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
         if (await db.ExperimentPermissions.AnyAsync(p => p.ExperimentId == id && p.UserId == user.Id, cancel))
             throw new MlflowException(MlflowException.ResourceAlreadyExists,
                 $"Experiment permission (experiment_id={experimentId}, username={userName}) already exists.");
-        db.ExperimentPermissions.Add(new ExperimentPermission { ExperimentId = id, UserId = user.Id, Permission = level });
-        await db.SaveChangesAsync(cancel);
+        await InsertAsync(db, id, user.Id, level, cancel);
         return new MlflowExperimentPermission(experimentId!, user.Id, PermissionNames.Of(level));
     }
 

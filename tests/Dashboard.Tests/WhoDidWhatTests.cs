@@ -34,7 +34,8 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
         await Api.WaitForFinishAsync(carol, created.Id());
         var clone = await carol.PostAsync($"/api/runs/{created.Id()}/clone", null);
         Assert.Equal(HttpStatusCode.Created, clone.StatusCode);
-        Assert.Equal(name, (await clone.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("createdBy").GetString());
+        var cloneId = (await clone.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetInt64();
+        Assert.Equal(name, (await Api.GetAsync(carol, $"/api/runs/{cloneId}")).GetProperty("createdBy").GetString());
 
         // A script's client says who runs it on its machine; the server knows which account sent it.
         var script = await Api.OkAsync(await carol.PostAsJsonAsync($"{Prefix}/runs/create", new
@@ -46,6 +47,12 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
         Assert.Equal(name, info.GetProperty("info").GetProperty("user_id").GetString());
         Assert.Contains(info.GetProperty("data").GetProperty("tags").EnumerateArray(),
             t => t.GetProperty("key").GetString() == "mlflow.user" && t.GetProperty("value").GetString() == name);
+
+        // The audit log keeps it where a tag cannot be rewritten: the three runs, created by the account.
+        var logged = (await Api.GetAsync(admin, $"/api/audit?actor={name}&action=run.create")).GetProperty("items").EnumerateArray()
+            .Select(e => e.GetProperty("target").GetString()).ToList();
+        Assert.Equal(3, logged.Count);
+        Assert.Contains($"run {created.Id()}", logged);
     }
 
     [Fact]
@@ -84,12 +91,13 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
         var actions = mine.Select(e => e.GetProperty("action").GetString()).ToList();
         // Six wrong passwords: the fifth locks the account, the sixth is refused while it is locked.
         Assert.Equal(["sign-in.failed", "sign-in.failed", "sign-in.failed", "sign-in.failed", "sign-in.locked-out", "sign-in.failed",
-            "token.create", "token.use"], Enumerable.Reverse(actions));
-        Assert.EndsWith("; locked", mine[2].GetProperty("detail").GetString());
+            "token.create", "token.use", "run.create"], Enumerable.Reverse(actions));
+        Assert.EndsWith("; locked", mine[3].GetProperty("detail").GetString());
+        Assert.Equal($"run {number}", mine[0].GetProperty("target").GetString());
         var failed = mine[^1];
         Assert.Equal($"user {name}", failed.GetProperty("target").GetString());
         Assert.Equal("HTTP Basic", failed.GetProperty("detail").GetString());
-        Assert.Equal($"token ci ({token.Prefix}…)", mine.First().GetProperty("target").GetString());
+        Assert.Equal($"token ci ({token.Prefix}…)", mine[1].GetProperty("target").GetString());
 
         var byAdmin = (await Api.GetAsync(admin, "/api/audit?actor=ana&pageSize=50")).GetProperty("items").EnumerateArray().ToList();
         Assert.Contains(byAdmin, e => e.GetProperty("action").GetString() == "run.delete" && e.GetProperty("target").GetString() == $"run {number}");
@@ -104,7 +112,7 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
         var first = await Api.GetAsync(admin, $"/api/audit?actor={name}&pageSize=3");
         Assert.Equal(3, first.GetProperty("items").GetArrayLength());
         var next = await Api.GetAsync(admin, $"/api/audit?actor={name}&pageSize=10&before={first.GetProperty("before").GetInt64()}");
-        Assert.Equal(5, next.GetProperty("items").GetArrayLength());
+        Assert.Equal(6, next.GetProperty("items").GetArrayLength());
         Assert.Equal(JsonValueKind.Null, next.GetProperty("before").ValueKind);
     }
 

@@ -16,6 +16,7 @@ public sealed class RunService(
     RunEventHub hub,
     MetricVersions versions,
     DataPaths paths,
+    IAuditTrail audit,
     ILogger<RunService> logger)
 {
     /// <summary>Stores the run (with its tracks) in one transaction and queues it.</summary>
@@ -48,6 +49,8 @@ public sealed class RunService(
                 .. creator.Account is { } account ? [new RunTag { Key = TagNames.User, Value = account }] : Array.Empty<RunTag>()],
         }).ToList();
         await lifecycle.CreateAsync(db, runs, cancellationToken);
+        // The audit log keeps who created each run where nobody can change it (a run's tags can be).
+        foreach (var run in runs) await audit.RecordAsync(creator, "run.create", $"run {run.Id}", run.Name);
         foreach (var run in runs) trainers.Offer(run.Id, run.DispatchId!);
         return runs;
     }

@@ -20,7 +20,8 @@ public sealed partial class TrackingService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     MetricPipeline pipeline,
     EmaLabDatabase database,
-    RunLifecycle lifecycle)
+    RunLifecycle lifecycle,
+    IAuditTrail audit)
 {
     static long Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
@@ -184,6 +185,7 @@ public sealed partial class TrackingService(
             Tags = runTags,
         };
         await lifecycle.CreateAsync(db, [run], ct);
+        await audit.RecordAsync(creator, "run.create", $"run {run.Id}", $"{run.Name} ({run.Uuid})");
         // A new run has its tags and nothing else yet: answered from what was written, without reading it back.
         return ToDto(run, runTags, [], [], new Dictionary<(string, string), string>(), [], []);
     }

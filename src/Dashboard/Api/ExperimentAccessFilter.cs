@@ -97,9 +97,9 @@ public static class ExperimentAccessFilter
         long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value : null;
 
     /// <summary>
-    /// The parameter's values wherever the request gives them: its route value, the query's and the JSON body's field (read
-    /// and rewound for the handler). All of them, not the first found: a handler that reads the body must not act on a run
-    /// the caller may not touch while the query names one they may (each value named is checked).
+    /// The parameter's values wherever the request gives them: its route value, the query's and the JSON body's field. All
+    /// of them, not the first found: a handler that reads the body must not act on a run the caller may not touch while the
+    /// query names one they may (each value named is checked).
     /// </summary>
     internal static async Task<IReadOnlyList<string>> ValuesAsync(HttpContext http, string name)
     {
@@ -108,29 +108,45 @@ public static class ExperimentAccessFilter
             values.Add(Convert.ToString(route, CultureInfo.InvariantCulture)!);
         if (http.Request.Query.TryGetValue(name, out var query))
             values.AddRange(query.OfType<string>());
-        if (!http.Request.HasJsonContentType()) return values;
-        http.Request.EnableBuffering();
-        try
-        {
-            using var body = await JsonDocument.ParseAsync(http.Request.Body, cancellationToken: http.RequestAborted);
-            if (body.RootElement.ValueKind == JsonValueKind.Object && body.RootElement.TryGetProperty(name, out var field))
-                values.AddRange(field.ValueKind switch
-                {
-                    JsonValueKind.String => [field.GetString()!],
-                    JsonValueKind.Number => [field.GetRawText()],
-                    JsonValueKind.Array => field.EnumerateArray().Where(v => v.ValueKind is JsonValueKind.String or JsonValueKind.Number)
-                        .Select(v => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText()),
-                    _ => [],
-                });
-        }
-        catch (JsonException)
-        {
-            // The handler reads it again and says what is wrong with it.
-        }
-        finally
-        {
-            http.Request.Body.Position = 0;
-        }
+        if (await BodyAsync(http) is { ValueKind: JsonValueKind.Object } body && body.TryGetProperty(name, out var field))
+            values.AddRange(field.ValueKind switch
+            {
+                JsonValueKind.String => [field.GetString()!],
+                JsonValueKind.Number => [field.GetRawText()],
+                JsonValueKind.Array => field.EnumerateArray().Where(v => v.ValueKind is JsonValueKind.String or JsonValueKind.Number)
+                    .Select(v => v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText()),
+                _ => [],
+            });
         return values;
+    }
+
+    static readonly object BodyKey = new();
+
+    /// <summary>
+    /// The request's JSON body as the filters see it, parsed once per request however many parameters they look up (a
+    /// log-batch of thousands of metrics is read for <c>run_id</c>, <c>run_uuid</c> and the audit alike), and rewound for
+    /// the handler. Null when the body is not JSON or does not parse: the handler reads it again and says what is wrong.
+    /// </summary>
+    static async Task<JsonElement?> BodyAsync(HttpContext http)
+    {
+        if (http.Items.TryGetValue(BodyKey, out var seen)) return (JsonElement?)seen;
+        JsonElement? body = null;
+        if (http.Request.HasJsonContentType())
+        {
+            http.Request.EnableBuffering();
+            try
+            {
+                var document = await JsonDocument.ParseAsync(http.Request.Body, cancellationToken: http.RequestAborted);
+                http.Response.RegisterForDispose(document);
+                body = document.RootElement;
+            }
+            catch (JsonException) { }
+            finally
+            {
+                http.Request.Body.Position = 0;
+            }
+        }
+        http.Items[BodyKey] = body;
+        return body;
     }
 }

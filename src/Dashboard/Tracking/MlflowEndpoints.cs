@@ -178,10 +178,10 @@ public static class MlflowEndpoints
         models.MapPost("/search", async (HttpContext http, LoggedModelService service) =>
         {
             var request = await BodyAsync<SearchLoggedModelsRequest>(http);
-            if (ReadableOnly(http, request.ExperimentIds) is { Count: 0 } && request.ExperimentIds is { Count: > 0 })
+            var readable = ReadableOnly(http, request.ExperimentIds);
+            if (readable is { Count: 0 } && request.ExperimentIds is { Count: > 0 })
                 return MlflowJson.Ok(new { models = Array.Empty<object>() }); // none the caller may read
-            var (found, next) = await service.SearchAsync(request with { ExperimentIds = ReadableOnly(http, request.ExperimentIds) },
-                http.RequestAborted);
+            var (found, next) = await service.SearchAsync(request with { ExperimentIds = readable }, http.RequestAborted);
             return MlflowJson.Ok(new { models = found, next_page_token = next });
         }).ForAnyCaller("lists the logged models the caller may read");
         models.MapGet("/{modelId}", async (string modelId, HttpContext http, LoggedModelService service) =>

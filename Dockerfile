@@ -15,6 +15,11 @@ COPY src/ src/
 RUN dotnet publish src/Dashboard/Dashboard.csproj -c Release -r linux-x64 --self-contained false --no-restore -o /app
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0
+# The default run's dataset: Fashion-MNIST from the distribution's dataset-fashion-mnist (30 MB), read where Debian
+# and Ubuntu install it (/usr/share/datasets/fashion-mnist).
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dataset-fashion-mnist \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app .
 # Inside a container the app must listen on all interfaces (the port is published explicitly with -p);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what EMA Lab needs from the OS on Debian-like machines. Idempotent; run as root.
 #
-#   eng/install-prereqs.sh [libstdcxx] [chromium] [postgres] [pytorch]     (no argument: the first two)
+#   eng/install-prereqs.sh [libstdcxx] [chromium] [postgres] [pytorch] [fashion-mnist]   (no argument: the first two)
 #
 #   libstdcxx  TorchSharp 0.107.0's native library needs the symbol version GLIBCXX_3.4.32, which
 #              Debian 12's libstdc++ lacks. Where it is missing, libstdc++6 alone is upgraded from
@@ -12,6 +12,8 @@
 #              a throwaway cluster of their own. No cluster is created and no service is started here.
 #   pytorch    Debian's python3-torch for the Python companion's tests (clients/python), run with /usr/bin/python3
 #              (or EMALAB_PYTHON): a Python of its own elsewhere on the PATH (pyenv, a venv) is left alone.
+#   fashion-mnist  Debian's dataset-fashion-mnist (the four IDX files of Zalando's Fashion-MNIST, 30 MB) in
+#              /usr/share/datasets/fashion-mnist: the built-in dataset the default run trains on.
 set -euo pipefail
 
 say()  { echo "install-prereqs: $*"; }
@@ -155,12 +157,27 @@ ensure_pytorch() {
   say "PyTorch installed: $(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
 }
 
+ensure_fashion_mnist() {
+  local folder=/usr/share/datasets/fashion-mnist
+  if [ -r "$folder/train-images-idx3-ubyte.gz" ] && [ -r "$folder/t10k-labels-idx1-ubyte.gz" ]; then
+    say "Fashion-MNIST present: $folder"; return
+  fi
+  need_root "Fashion-MNIST (Debian's dataset-fashion-mnist, the default run's dataset)" fashion-mnist
+  apt_update
+  say "apt-get install dataset-fashion-mnist"
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null \
+    || fail "could not install dataset-fashion-mnist"
+  [ -r "$folder/train-images-idx3-ubyte.gz" ] || fail "dataset-fashion-mnist was installed but $folder is missing"
+  say "Fashion-MNIST installed: $folder"
+}
+
 for w in "${want[@]}"; do
   case "$w" in
     libstdcxx) ensure_libstdcxx ;;
     chromium)  ensure_chromium ;;
     postgres)  ensure_postgres ;;
     pytorch)   ensure_pytorch ;;
-    *) fail "unknown component '$w' (known: libstdcxx chromium postgres pytorch)" ;;
+    fashion-mnist) ensure_fashion_mnist ;;
+    *) fail "unknown component '$w' (known: libstdcxx chromium postgres pytorch fashion-mnist)" ;;
   esac
 done

@@ -21,6 +21,72 @@ public class DataTests
     }
 
     [Fact]
+    public void Fashion_mnist_is_read_from_debians_package_complete_and_checked()
+    {
+        // The build installs Debian's dataset-fashion-mnist (eng/install-prereqs.sh fashion-mnist, asked by this engine).
+        Assert.Null(DatasetCatalog.MissingReason(DatasetCatalog.FashionMnist));
+        Assert.Contains(DatasetCatalog.FashionMnist, DatasetCatalog.Names);
+        var (train, test) = InstalledDataset.FashionMnist.Load();
+        Assert.Equal((60_000, 10_000, 28, 28), (train.Count, test.Count, train.Height, train.Width));
+        // Zalando's splits are balanced: 6,000 and 1,000 images of each of the 10 classes.
+        Assert.All(train.Labels.CountBy(l => l), c => Assert.Equal(6_000, c.Value));
+        Assert.All(test.Labels.CountBy(l => l), c => Assert.Equal(1_000, c.Value));
+        Assert.Equal(10, train.Labels.Distinct().Count());
+        // Described without loading, with the numbers the files hold.
+        var info = DatasetCatalog.Describe(DatasetCatalog.FashionMnist);
+        Assert.Equal((60_000, 10_000, 28, 28, 10, true), (info.TrainCount, info.EvalCount, info.Height, info.Width, info.ClassCount, info.BuiltIn));
+    }
+
+    [Fact]
+    public void A_changed_or_cut_fashion_mnist_file_is_refused_by_name_with_the_fix()
+    {
+        var folder = Directory.CreateTempSubdirectory("fashion-").FullName;
+        try
+        {
+            var dataset = InstalledDataset.FashionMnist with { Directory = folder };
+            foreach (var file in Directory.GetFiles(InstalledDataset.FashionMnist.Directory)) File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+            // Copied as installed: read (re-compressing changes nothing the check looks at).
+            var labels = Path.Combine(folder, "t10k-labels-idx1-ubyte.gz");
+            var contents = Decompress(labels);
+            WriteGzip(labels, contents);
+            Assert.Equal(10_000, dataset.Load().Test.Count);
+
+            contents[5_000] ^= 1; // one label changed, still a valid IDX file
+            WriteGzip(labels, contents);
+            var changed = Assert.Throws<InvalidDataException>(() => dataset.Load());
+            Assert.Contains(labels, changed.Message);
+            Assert.Contains("SHA-256", changed.Message);
+            Assert.Contains("apt-get install --reinstall dataset-fashion-mnist", changed.Message);
+
+            WriteGzip(labels, contents[..9_000]);
+            var cut = Assert.Throws<InvalidDataException>(() => dataset.Load());
+            Assert.Contains("9,000 bytes, not the 10,008 bytes", cut.Message);
+
+            File.Delete(labels);
+            var missing = (dataset with { Name = "fashion-mnist" }).MissingReason;
+            Assert.Contains("eng/install-prereqs.sh fashion-mnist", missing);
+            Assert.Throws<FileNotFoundException>(() => dataset.Load());
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    static byte[] Decompress(string path)
+    {
+        using var plain = new MemoryStream();
+        using (var gz = new GZipStream(File.OpenRead(path), CompressionMode.Decompress)) gz.CopyTo(plain);
+        return plain.ToArray();
+    }
+
+    static void WriteGzip(string path, byte[] contents)
+    {
+        using var gz = new GZipStream(File.Create(path), CompressionLevel.Fastest);
+        gz.Write(contents);
+    }
+
+    [Fact]
     public void Plain_and_gzip_idx_read_the_same()
     {
         var path = DatasetFile("mnist-10k/t10k-labels-idx1-ubyte.gz");

@@ -122,8 +122,8 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
     {
         if (name.Length == 0) return "Give the dataset a name.";
         if (name.Length > MaxNameLength || !DatasetName().IsMatch(name))
-            return $"A dataset name has 1 to {MaxNameLength} lower-case letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. fashion-mnist).";
-        if (DatasetCatalog.Contains(name)) return $"A dataset named '{name}' exists already.";
+            return $"A dataset name has 1 to {MaxNameLength} lower-case letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. kmnist-10k).";
+        if (DatasetCatalog.IsBuiltIn(name) || DatasetCatalog.Contains(name)) return $"A dataset named '{name}' exists already.";
         return null;
     }
 

@@ -16,7 +16,8 @@ public sealed record DatasetInfo(string Name, string Description, int TrainCount
 
 /// <summary>
 /// The datasets runs train on: those shipped inside the assembly (see Data/Datasets/README.md for provenance and
-/// licences), so a fresh machine trains with no download, and those uploaded into a dataset directory
+/// licences), so a fresh machine trains with no download; Fashion-MNIST, installed by the build from Debian's package
+/// (<see cref="InstalledDataset"/>); and those uploaded into a dataset directory
 /// (<see cref="AddDirectory"/>: one folder per dataset, see <see cref="DatasetFolder"/>). Loaded once per process and
 /// import; the splits are immutable.
 /// </summary>
@@ -24,6 +25,7 @@ public static class DatasetCatalog
 {
     public const string Digits8x8 = "digits-8x8";
     public const string Mnist10k = "mnist-10k";
+    public static readonly string FashionMnist = InstalledDataset.FashionMnist.Name;
 
     /// <summary>The digits file has no official split: a fixed permutation holds out 20 % for evaluation, the same for every run.</summary>
     const long DigitsSplitSeed = 8_8_1797;
@@ -39,14 +41,23 @@ public static class DatasetCatalog
         [Mnist10k] = "MNIST subset, 28x28, 8,000 train / 2,000 test (CC BY-SA 3.0)",
     };
 
-    public static IReadOnlyList<string> BuiltInNames { get; } = [Digits8x8, Mnist10k];
+    static readonly Dictionary<string, InstalledDataset> Installed = new() { [FashionMnist] = InstalledDataset.FashionMnist };
 
-    /// <summary>The built-in datasets, then the uploaded ones by name.</summary>
-    public static IReadOnlyList<string> Names => [.. BuiltInNames, .. Uploaded().Select(u => u.Manifest.Name).Order(StringComparer.Ordinal)];
+    /// <summary>The built-in datasets, installed here or not.</summary>
+    public static IReadOnlyList<string> BuiltInNames { get; } = [Digits8x8, Mnist10k, FashionMnist];
 
-    public static bool IsBuiltIn(string name) => Descriptions.ContainsKey(name);
+    /// <summary>The datasets a run can train on here: the built-in ones present, then the uploaded ones by name.</summary>
+    public static IReadOnlyList<string> Names =>
+        [.. BuiltInNames.Where(n => MissingReason(n) is null), .. Uploaded().Select(u => u.Manifest.Name).Order(StringComparer.Ordinal)];
 
-    public static bool Contains(string name) => IsBuiltIn(name) || Find(name) is not null;
+    /// <summary>Whether the name is a built-in dataset's, even one not installed here (an upload may not take it).</summary>
+    public static bool IsBuiltIn(string name) => Descriptions.ContainsKey(name) || Installed.ContainsKey(name);
+
+    /// <summary>Whether a run can train on it here.</summary>
+    public static bool Contains(string name) => IsBuiltIn(name) ? MissingReason(name) is null : Find(name) is not null;
+
+    /// <summary>Why a built-in dataset cannot be used here and how to install it; null when it can (or is not built in).</summary>
+    public static string? MissingReason(string name) => Installed.TryGetValue(name, out var installed) ? installed.MissingReason : null;
 
     /// <summary>Makes the datasets uploaded into <paramref name="directory"/> (one folder each) available by name.</summary>
     public static void AddDirectory(string directory)
@@ -96,6 +107,8 @@ public static class DatasetCatalog
     {
         if (Find(name) is { Manifest: var m })
             return new DatasetInfo(name, m.Description, m.TrainCount, m.EvalCount, m.Height, m.Width, m.ClassCount, BuiltIn: false, m.UploadedBy);
+        // Described without reading its 55 MB: listing the datasets must not load them all.
+        if (Installed.TryGetValue(name, out var i)) return new DatasetInfo(name, i.Description, i.TrainCount, i.TestCount, i.Height, i.Width, i.ClassCount);
         var d = Load(name);
         return new DatasetInfo(name, Descriptions[name], d.Train.Count, d.Eval.Count, d.Height, d.Width, d.ClassCount);
     }
@@ -103,7 +116,11 @@ public static class DatasetCatalog
     static DatasetSplits LoadUncached(string name)
     {
         LabeledImages train, eval;
-        if (name == Mnist10k)
+        if (Installed.TryGetValue(name, out var installed))
+        {
+            (train, eval) = installed.Load();
+        }
+        else if (name == Mnist10k)
         {
             train = LoadIdx("mnist-10k/train-images-idx3-ubyte.gz", "mnist-10k/train-labels-idx1-ubyte.gz");
             eval = LoadIdx("mnist-10k/t10k-images-idx3-ubyte.gz", "mnist-10k/t10k-labels-idx1-ubyte.gz");

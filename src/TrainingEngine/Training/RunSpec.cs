@@ -112,7 +112,8 @@ public sealed record RunSpec
         var datasetKnown = DatasetCatalog.Contains(Dataset);
         long? plannedSteps = null; // known once the dataset, batch size and length are valid
         var modelKnown = ModelArchitecture.Kinds.Contains(Model);
-        if (!datasetKnown) yield return Invalid("dataset", $"Unknown dataset '{Dataset}'; choose one of {string.Join(", ", DatasetCatalog.Names)}.");
+        if (!datasetKnown)
+            yield return Invalid("dataset", DatasetCatalog.MissingReason(Dataset) ?? $"Unknown dataset '{Dataset}'; choose one of {string.Join(", ", DatasetCatalog.Names)}.");
         if (!modelKnown) yield return Invalid("model", $"Unknown model '{Model}'; choose one of {string.Join(", ", ModelArchitecture.Kinds)}.");
         if (!Optimizers.Contains(Optimizer))
             yield return Invalid("optimizer", $"Unknown optimizer '{Optimizer}'; choose one of {string.Join(", ", Optimizers)}.");

@@ -26,13 +26,16 @@ static class Python
     public static Task<(int ExitCode, string Output)> RunModuleAsync(string module, params string[] arguments) =>
         StartAsync(["-m", module, .. arguments]);
 
-    static async Task<(int ExitCode, string Output)> StartAsync(IEnumerable<string> arguments)
+    /// <summary>Runs a script file from the repository's root (where the README's relative paths start).</summary>
+    public static Task<(int ExitCode, string Output)> RunFromRootAsync(string scriptPath) => StartAsync([scriptPath], RepositoryRoot);
+
+    static async Task<(int ExitCode, string Output)> StartAsync(IEnumerable<string> arguments, string? workingDirectory = null)
     {
         var start = new ProcessStartInfo(Executable)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            WorkingDirectory = Companion,
+            WorkingDirectory = workingDirectory ?? Companion,
         };
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         start.Environment["PYTHONPATH"] = Companion;

@@ -215,11 +215,12 @@ public abstract class RunApiSuite(EmaLabFactory factory)
     {
         var datasets = await Api.GetAsync(_client, "/api/datasets");
         // The built-in ones first; uploads (another test's, in this process's dataset folder) after them.
-        Assert.Equal(["digits-8x8", "mnist-10k"], datasets.EnumerateArray().Where(d => d.GetProperty("builtIn").GetBoolean()).Select(d => d.GetProperty("name").GetString()));
-        Assert.Equal(["digits-8x8", "mnist-10k"], datasets.EnumerateArray().Take(2).Select(d => d.GetProperty("name").GetString()));
+        Assert.Equal(["digits-8x8", "mnist-10k", "fashion-mnist"], datasets.EnumerateArray().Where(d => d.GetProperty("builtIn").GetBoolean()).Select(d => d.GetProperty("name").GetString()));
+        Assert.Equal(["digits-8x8", "mnist-10k", "fashion-mnist"], datasets.EnumerateArray().Take(3).Select(d => d.GetProperty("name").GetString()));
         Assert.Equal(8000, datasets[1].GetProperty("trainCount").GetInt32());
+        Assert.Equal(60_000, datasets[2].GetProperty("trainCount").GetInt32());
         var models = await Api.GetAsync(_client, "/api/models");
-        Assert.Equal(["mlp", "cnn"], models.EnumerateArray().Select(d => d.GetProperty("name").GetString()));
+        Assert.Equal(["mlp", "cnn", "resnet"], models.EnumerateArray().Select(d => d.GetProperty("name").GetString()));
         var openApi = await Api.GetAsync(_client, "/openapi/v1.json");
         Assert.True(openApi.GetProperty("paths").TryGetProperty("/api/runs/{id}/metrics", out _));
         // The run body is described: the spec's fields and the service's own.

@@ -76,7 +76,7 @@ public class OptimizerTests
         Assert.Equal(steps, engine.Steps);
     }
 
-    static TorchSharp.Modules.Sequential Build(ModelArchitecture architecture)
+    static nn.Module<Tensor, Tensor> Build(ModelArchitecture architecture)
     {
         using var generator = new Generator(5);
         var model = ModelFactory.Build(architecture, generator);

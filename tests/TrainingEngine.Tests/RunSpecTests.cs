@@ -8,7 +8,7 @@ public class RunSpecTests
     public static TheoryData<string, string> InvalidSpecs() => new()
     {
         { new RunSpec { Dataset = "cifar" }.ToJson(), "dataset" },
-        { new RunSpec { Model = "resnet" }.ToJson(), "model" },
+        { new RunSpec { Model = "vit" }.ToJson(), "model" },
         { new RunSpec { Optimizer = "lion" }.ToJson(), "optimizer" },
         { new RunSpec { LearningRate = 0 }.ToJson(), "learningRate" },
         { new RunSpec { LearningRate = -1 }.ToJson(), "learningRate" },
@@ -96,11 +96,39 @@ public class RunSpecTests
     [InlineData("mlp", new[] { 256, 256 }, 28, 28)]
     [InlineData("cnn", new[] { 4, 8 }, 8, 8)]
     [InlineData("cnn", new[] { 16, 32 }, 28, 28)]
+    [InlineData("resnet", new[] { 16, 32, 64 }, 28, 28)]
+    [InlineData("resnet", new[] { 8, 8, 16 }, 8, 8)]
+    [InlineData("resnet", new[] { 4 }, 5, 7)]
     public void The_parameter_count_is_computed_without_building_the_model(string kind, int[] sizes, int height, int width)
     {
-        var architecture = new Models.ModelArchitecture { Kind = kind, Height = height, Width = width, Classes = 10, Hidden = kind == "mlp" ? sizes : [], Channels = kind == "cnn" ? sizes : [] };
+        var architecture = new Models.ModelArchitecture
+        {
+            Kind = kind, Height = height, Width = width, Classes = 10, Hidden = kind == "mlp" ? sizes : [], Channels = kind != "mlp" ? sizes : [],
+            Blocks = kind == "resnet" ? 2 : 0,
+        };
         using var model = Models.ModelFactory.Build(architecture);
         Assert.Equal(Models.ModelFactory.ParameterCount(model), architecture.ParameterCount());
+    }
+
+    [Fact]
+    public void The_resnet_is_resnet_20_by_default_with_the_readmes_names_and_shapes()
+    {
+        var architecture = new RunSpec { Dataset = "mnist-10k", Model = "resnet" }.ArchitectureFor(Data.DatasetCatalog.Load("mnist-10k"));
+        Assert.Equal([16, 32, 64], architecture.Channels);
+        Assert.Equal(3, architecture.Blocks);
+        using var model = Models.ModelFactory.Build(architecture, new TorchSharp.torch.Generator(1));
+        var state = model.state_dict();
+        // ResNet-20: 19 convolutions (stem + 2 per block × 9) and the head; shortcuts only where a stage starts.
+        Assert.Equal(19, state.Keys.Count(k => k.EndsWith("weight") && state[k].ndim == 4 && state[k].shape[2] == 3));
+        Assert.Equal(["blocks.3.shortcut.0.weight", "blocks.6.shortcut.0.weight"], state.Keys.Where(k => k.Contains("shortcut.0")).Order());
+        Assert.Equal([16L, 1, 3, 3], state["stem.0.weight"].shape);
+        Assert.Equal([10L, 64], state["head.weight"].shape);
+        Assert.Contains("blocks.8.bn2.num_batches_tracked", state.Keys);
+        // 28 → 28 → 14 → 7, pooled: a batch of images gives one row of logits each.
+        using var logits = model.forward(TorchSharp.torch.zeros(2, 1, 28, 28));
+        Assert.Equal([2L, 10], logits.shape);
+        Assert.Equal(architecture.ParameterCount(), Models.ModelFactory.ParameterCount(model));
+        Assert.InRange(architecture.ParameterCount(), 270_000, 275_000); // He et al.: ResNet-20 has 0.27 M
     }
 
     [Fact]

@@ -57,6 +57,9 @@ public static class RunEndpoints
                 ModelArchitecture.DefaultHidden),
             new ModelInfo(ModelArchitecture.Cnn, "CNN: per channel count Conv3x3 + BatchNorm + ReLU + MaxPool2, then Linear",
                 ModelArchitecture.DefaultChannels),
+            new ModelInfo(ModelArchitecture.ResNet, $"ResNet: a Conv3x3 stem, then per channel count a stage of 'blocks' basic blocks " +
+                $"(default {ModelArchitecture.DefaultBlocks}: ResNet-20; each stage after the first halves the size), global average pooling, Linear",
+                ModelArchitecture.DefaultResNetChannels),
         }).ForAnyCaller("the model catalog").WithTags("Catalog").WithSummary("Model kinds and their default sizes.");
     }
 

@@ -20,14 +20,14 @@ public sealed record InputPreprocessing(double Scale, double Mean, double Std, i
 public sealed record CheckpointLabel(string RunId, string Track, long Step, EvalResult Evaluation, EmaRule? Rule = null);
 
 /// <summary>A model rebuilt from an exported checkpoint, with what its metadata says.</summary>
-public sealed record ImportedCheckpoint(Sequential Model, ModelArchitecture Architecture, InputPreprocessing Preprocessing, IReadOnlyDictionary<string, string> Metadata) : IDisposable
+public sealed record ImportedCheckpoint(TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> Model, ModelArchitecture Architecture, InputPreprocessing Preprocessing, IReadOnlyDictionary<string, string> Metadata) : IDisposable
 {
     public void Dispose() => Model.Dispose();
 }
 
 /// <summary>
 /// Exports one track (raw or one EMA) as a <c>.safetensors</c> file whose tensor names are the PyTorch
-/// <c>nn.Sequential</c>'s state_dict keys and whose <c>__metadata__</c> (string → string, as the format
+/// model's state_dict keys and whose <c>__metadata__</c> (string → string, as the format
 /// requires) holds the architecture, the preprocessing, the dataset, step, track and EMA settings.
 /// </summary>
 public static class CheckpointExport

@@ -5,12 +5,13 @@ namespace EmaLab.TrainingEngine.Models;
 
 /// <summary>
 /// Everything needed to rebuild a model: its kind, sizes, input shape and class count. Stored as
-/// JSON in every exported checkpoint; the README shows the equivalent PyTorch <c>nn.Sequential</c>.
+/// JSON in every exported checkpoint; the README shows the equivalent PyTorch modules.
 /// </summary>
 public sealed record ModelArchitecture
 {
     public const string Mlp = "mlp";
     public const string Cnn = "cnn";
+    public const string ResNet = "resnet";
 
     public required string Kind { get; init; }
     public int InputChannels { get; init; } = 1;
@@ -19,13 +20,21 @@ public sealed record ModelArchitecture
     public required int Classes { get; init; }
     /// <summary>Hidden layer widths of the MLP.</summary>
     public int[] Hidden { get; init; } = [];
-    /// <summary>Output channels of each conv block of the CNN (each block halves the spatial size).</summary>
+    /// <summary>Output channels of each conv block of the CNN (each block halves the spatial size), or of each stage of the ResNet.</summary>
     public int[] Channels { get; init; } = [];
+    /// <summary>Basic blocks per stage of the ResNet (3 makes ResNet-20 with three stages); 0 for the other kinds.</summary>
+    public int Blocks { get; init; }
 
     public static readonly int[] DefaultHidden = [256, 256];
     public static readonly int[] DefaultChannels = [16, 32];
+    public static readonly int[] DefaultResNetChannels = [16, 32, 64];
+    public const int DefaultBlocks = 3;
+    public const int MaxBlocks = 32;
 
-    public static IReadOnlyList<string> Kinds { get; } = [Mlp, Cnn];
+    public static IReadOnlyList<string> Kinds { get; } = [Mlp, Cnn, ResNet];
+
+    /// <summary>The channel counts a kind takes when none are given (none for the MLP).</summary>
+    public static int[] DefaultChannelsOf(string kind) => kind switch { Cnn => DefaultChannels, ResNet => DefaultResNetChannels, _ => [] };
 
     /// <summary>Hidden layers of an MLP and conv stages of a CNN at most (each CNN stage also halves the input).</summary>
     public const int MaxLayers = 16;
@@ -45,6 +54,21 @@ public sealed record ModelArchitecture
                 inputs = width;
             }
             return total + inputs * Classes + Classes;
+        }
+        if (Kind == ResNet)
+        {
+            // Stem conv + BatchNorm; per block two convs with their norms and, where the shape changes, a 1x1 shortcut with its norm.
+            long c = Channels[0];
+            total = InputChannels * c * 9 + 2 * c;
+            for (var stage = 0; stage < Channels.Length; stage++)
+                for (var b = 0; b < Blocks; b++)
+                {
+                    long o = Channels[stage];
+                    total += c * o * 9 + 2 * o + o * o * 9 + 2 * o;
+                    if (c != o || (stage > 0 && b == 0)) total += c * o + 2 * o;
+                    c = o;
+                }
+            return total + c * Classes + Classes;
         }
         long channels = InputChannels, height = Height, width2 = Width;
         foreach (var outChannels in Channels)
@@ -73,7 +97,7 @@ public sealed record ModelArchitecture
     /// <summary>Everything that cannot be built, at most one problem per setting.</summary>
     public IEnumerable<InvalidSettingException> Problems()
     {
-        if (Kind is not (Mlp or Cnn)) yield return new InvalidSettingException("model", $"Unknown model '{Kind}'; known models: {string.Join(", ", Kinds)}.");
+        if (!Kinds.Contains(Kind)) yield return new InvalidSettingException("model", $"Unknown model '{Kind}'; known models: {string.Join(", ", Kinds)}.");
         if (Height < 1 || Width < 1 || InputChannels < 1) yield return new InvalidSettingException("height", "The input shape must be positive.");
         if (Classes < 2) yield return new InvalidSettingException("classes", "A classifier needs at least 2 classes.");
         var shapeOk = true;
@@ -82,10 +106,11 @@ public sealed record ModelArchitecture
             shapeOk = false;
             yield return new InvalidSettingException("hidden", $"The MLP needs 1 to {MaxLayers} hidden sizes, each from 1 to 16384.");
         }
-        if (Kind == Cnn && (Channels is null || Channels.Length is 0 or > MaxLayers || Channels.Any(c => c < 1 || c > 1024)))
+        if (Kind is Cnn or ResNet && (Channels is null || Channels.Length is 0 or > MaxLayers || Channels.Any(c => c < 1 || c > 1024)))
         {
             shapeOk = false;
-            yield return new InvalidSettingException("channels", $"The CNN needs 1 to {MaxLayers} channel counts, each from 1 to 1024.");
+            yield return new InvalidSettingException("channels",
+                $"The {(Kind == Cnn ? "CNN" : "ResNet")} needs 1 to {MaxLayers} channel counts (one per {(Kind == Cnn ? "conv block" : "stage")}), each from 1 to 1024.");
         }
         else if (Kind == Cnn && (Height % (1L << Channels.Length) != 0 || Width % (1L << Channels.Length) != 0))
         {
@@ -93,7 +118,12 @@ public sealed record ModelArchitecture
             yield return new InvalidSettingException("channels",
                 $"The CNN's {Channels.Length} pooling stages need the input size to be a multiple of {1L << Channels.Length}; it is {Height}x{Width}.");
         }
-        if (shapeOk && Kind is Mlp or Cnn && ParameterCount() is var parameters and > MaxParameters)
+        if (Kind == ResNet && Blocks is < 1 or > MaxBlocks)
+        {
+            shapeOk = false;
+            yield return new InvalidSettingException("blocks", $"The ResNet needs 1 to {MaxBlocks} blocks per stage.");
+        }
+        if (shapeOk && Kinds.Contains(Kind) && ParameterCount() is var parameters and > MaxParameters)
             yield return new InvalidSettingException(Kind == Mlp ? "hidden" : "channels",
                 $"This model would have {parameters:N0} parameters; at most {MaxParameters:N0} are allowed.");
     }

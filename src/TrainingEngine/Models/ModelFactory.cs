@@ -6,9 +6,9 @@ using Sequential = TorchSharp.Modules.Sequential;
 namespace EmaLab.TrainingEngine.Models;
 
 /// <summary>
-/// Builds the models as a plain <c>nn.Sequential</c>, so parameter and buffer names are those of the
-/// same PyTorch <c>nn.Sequential</c> (<c>1.weight</c>, <c>1.running_mean</c>, ...). See the README for
-/// the PyTorch definitions.
+/// Builds the models: the MLP and the CNN as a plain <c>nn.Sequential</c>, the ResNet as <see cref="ResidualNetwork"/>,
+/// so parameter and buffer names are those of the README's PyTorch definitions (<c>1.weight</c>,
+/// <c>blocks.0.bn1.running_mean</c>, ...).
 /// </summary>
 public static class ModelFactory
 {
@@ -17,14 +17,21 @@ public static class ModelFactory
     /// conv weights and biases; BatchNorm γ=1, β=0), drawing from <paramref name="generator"/> so that
     /// concurrent runs in one process stay reproducible (the global torch seed is process-wide).
     /// </summary>
-    public static Sequential Build(ModelArchitecture architecture, Generator? generator = null)
+    public static Module<Tensor, Tensor> Build(ModelArchitecture architecture, Generator? generator = null)
     {
         architecture.Validate();
-        var layers = architecture.Kind == ModelArchitecture.Mlp ? MlpLayers(architecture) : CnnLayers(architecture);
-        var model = Sequential(layers.Select((m, i) => (i.ToString(System.Globalization.CultureInfo.InvariantCulture), m)).ToArray());
+        Module<Tensor, Tensor> model = architecture.Kind switch
+        {
+            ModelArchitecture.ResNet => new ResidualNetwork(architecture),
+            ModelArchitecture.Mlp => Numbered(MlpLayers(architecture)),
+            _ => Numbered(CnnLayers(architecture)),
+        };
         if (generator is not null) Initialise(model, generator);
         return model;
     }
+
+    static Sequential Numbered(List<Module<Tensor, Tensor>> layers) =>
+        Sequential(layers.Select((m, i) => (i.ToString(System.Globalization.CultureInfo.InvariantCulture), m)).ToArray());
 
     static List<Module<Tensor, Tensor>> MlpLayers(ModelArchitecture a)
     {
@@ -60,10 +67,11 @@ public static class ModelFactory
         return layers;
     }
 
-    static void Initialise(Sequential model, Generator generator)
+    static void Initialise(Module model, Generator generator)
     {
         using var _ = no_grad();
-        foreach (var (_, module) in model.named_children())
+        // In the order of named_modules (PyTorch's registration order), so a model's draws follow its definition.
+        foreach (var module in model.modules())
         {
             if (module is not (TorchSharp.Modules.Linear or TorchSharp.Modules.Conv2d)) continue;
             foreach (var parameter in module.parameters())

@@ -36,8 +36,10 @@ public sealed record RunSpec
     public string Model { get; init; } = ModelArchitecture.Mlp;
     /// <summary>MLP hidden widths (default 256, 256).</summary>
     public int[]? Hidden { get; init; }
-    /// <summary>CNN channels per conv block (default 16, 32).</summary>
+    /// <summary>CNN channels per conv block (default 16, 32); ResNet channels per stage (default 16, 32, 64).</summary>
     public int[]? Channels { get; init; }
+    /// <summary>ResNet basic blocks per stage (default 3: ResNet-20).</summary>
+    public int? Blocks { get; init; }
 
     public string Optimizer { get; init; } = Adam;
     public double LearningRate { get; init; } = 1e-3;
@@ -70,7 +72,8 @@ public sealed record RunSpec
         Width = data.Width,
         Classes = data.ClassCount,
         Hidden = Model == ModelArchitecture.Mlp ? Hidden ?? ModelArchitecture.DefaultHidden : [],
-        Channels = Model == ModelArchitecture.Cnn ? Channels ?? ModelArchitecture.DefaultChannels : [],
+        Channels = Model is ModelArchitecture.Cnn or ModelArchitecture.ResNet ? Channels ?? ModelArchitecture.DefaultChannelsOf(Model) : [],
+        Blocks = Model == ModelArchitecture.ResNet ? Blocks ?? ModelArchitecture.DefaultBlocks : 0,
     };
 
     public long TotalSteps(int batchesPerEpoch) => Steps ?? (long)(Epochs ?? 1) * batchesPerEpoch;

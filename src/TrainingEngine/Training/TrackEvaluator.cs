@@ -17,7 +17,7 @@ public sealed class TrackEvaluator : IDisposable
 {
     const int EvalBatchSize = 512;
 
-    readonly Sequential _model;
+    readonly nn.Module<Tensor, Tensor> _model;
 
     public TrackEvaluator(RunSpec spec)
     {

@@ -21,7 +21,7 @@ public sealed class TrainingSession : IDisposable
     static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
 
     readonly BatchSchedule _batches;
-    readonly Sequential _model;
+    readonly nn.Module<Tensor, Tensor> _model;
     readonly Optimizer _optimizer;
     readonly List<Action<long>> _afterStep = [];
     readonly Action<long, double> _optimizerStep;

@@ -49,6 +49,15 @@ public class CheckpointTests
                 ],
             },
         }.ToJson(),
+        // A ResNet with the issue-26 recipe: augmentation (crop and flip), label smoothing, warm-up then cosine, clipping,
+        // Adam exempting norms and biases from its decay; the augmentation's draws and the warm-up are pure functions of the step.
+        new RunSpec
+        {
+            Model = "resnet", Channels = [8, 16], Blocks = 1, Optimizer = RunSpec.Adam, LearningRate = 3e-3, WeightDecay = 0.05,
+            DecayNormsAndBiases = false, Schedule = RunSpec.Cosine, LearningRateWarmup = 20, GradientClipNorm = 1.0, LabelSmoothing = 0.1,
+            RandomCropPadding = 1, HorizontalFlip = true, BatchSize = 32, Steps = 80, Seed = 4, EvalInterval = 40,
+            Ema = new EmaSettings { Decays = [0.9, 0.99] },
+        }.ToJson(),
     };
 
     [Theory]

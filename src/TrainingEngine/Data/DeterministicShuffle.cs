@@ -22,6 +22,10 @@ public static class DeterministicShuffle
         return order;
     }
 
+    /// <summary>64 random bits that are a pure function of (seed, stream, index): a draw per sample of a step, say.</summary>
+    public static ulong Draw(long seed, long stream, long index) =>
+        Mix((ulong)seed ^ Mix((ulong)stream + 0x9E3779B97F4A7C15UL ^ Mix((ulong)index + 0x632BE59BD9B4E019UL)));
+
     static ulong Mix(ulong z)
     {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;

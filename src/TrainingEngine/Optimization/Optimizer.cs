@@ -16,16 +16,51 @@ namespace EmaLab.TrainingEngine.Optimization;
 public abstract unsafe class Optimizer : IDisposable
 {
     private protected readonly (string Name, Parameter Parameter)[] Parameters;
+    /// <summary>Each parameter's weight decay: the run's, or 0 for norms and biases when they are exempt.</summary>
+    private protected readonly double[] WeightDecays;
     readonly int _parallelism;
 
-    private protected Optimizer(nn.Module model, int parallelism)
+    /// <param name="decayNormsAndBiases">
+    /// False exempts every parameter of fewer than two dimensions (biases, batch-norm γ and β) from weight decay, as
+    /// timm's <c>filter_bias_and_bn</c> and nanoGPT's parameter groups do: shrinking them toward zero regularises nothing.
+    /// </param>
+    private protected Optimizer(nn.Module model, double weightDecay, bool decayNormsAndBiases, int parallelism)
     {
         Parameters = model.named_parameters().Select(p => (p.name, p.parameter)).ToArray();
         foreach (var (name, p) in Parameters)
             if (p.dtype != ScalarType.Float32 || !p.is_contiguous() || p.device_type != DeviceType.CPU)
                 throw new ArgumentException($"Parameter {name} is not a contiguous float32 CPU tensor.", nameof(model));
+        WeightDecays = Parameters.Select(p => decayNormsAndBiases || p.Parameter.dim() >= 2 ? weightDecay : 0).ToArray();
         _parallelism = Math.Max(1, parallelism);
     }
+
+    /// <summary>
+    /// Scales every gradient so that their joint L2 norm is at most <paramref name="maxNorm"/>, as
+    /// <c>torch.nn.utils.clip_grad_norm_</c> does (coefficient <c>maxNorm / (norm + 1e-6)</c>, applied when below 1, in
+    /// float32); the norm is summed in double here, where PyTorch sums per-tensor float32 norms. Returns the norm before.
+    /// </summary>
+    public double ClipGradientNorm(double maxNorm)
+    {
+        double sumOfSquares = 0;
+        foreach (var (_, parameter) in Parameters)
+        {
+            using var gradient = parameter.grad;
+            if (gradient is null) continue;
+            foreach (var g in Span(gradient)) sumOfSquares += (double)g * g;
+        }
+        var norm = Math.Sqrt(sumOfSquares);
+        var coefficient = (float)(maxNorm / (norm + 1e-6));
+        if (coefficient < 1)
+            foreach (var (_, parameter) in Parameters)
+            {
+                using var gradient = parameter.grad;
+                if (gradient is null) continue;
+                foreach (ref var g in Span(gradient)) g *= coefficient;
+            }
+        return norm;
+    }
+
+    static Span<float> Span(Tensor t) => new(Pointer(t), checked((int)t.NumberOfElements));
 
     /// <summary>Steps taken (each parameter with a gradient is updated once per step).</summary>
     public long Steps { get; private set; }
@@ -109,20 +144,20 @@ public abstract unsafe class Optimizer : IDisposable
 /// <summary>SGD with optional momentum (no dampening, not Nesterov) and L2 weight decay, as <c>torch.optim.SGD</c>.</summary>
 public sealed unsafe class Sgd : Optimizer
 {
-    readonly double _momentum, _weightDecay;
+    readonly double _momentum;
     readonly Tensor[]? _buffers;
 
-    public Sgd(nn.Module model, double momentum, double weightDecay, int parallelism = 1) : base(model, parallelism)
+    public Sgd(nn.Module model, double momentum, double weightDecay, int parallelism = 1, bool decayNormsAndBiases = true)
+        : base(model, weightDecay, decayNormsAndBiases, parallelism)
     {
         _momentum = momentum;
-        _weightDecay = weightDecay;
         if (momentum != 0) _buffers = Parameters.Select(p => ZerosLike(p.Parameter)).ToArray();
     }
 
     private protected override void UpdateRange(int index, float* parameter, float* gradient, long start, long end, double learningRate)
     {
         // The buffer starts as the first gradient (a resumed run is past step 1 on its first call).
-        var constants = new SgdConstants(learningRate, _momentum, _weightDecay, firstStep: Steps == 1);
+        var constants = new SgdConstants(learningRate, _momentum, WeightDecays[index], firstStep: Steps == 1);
         OptimizerKernels.Sgd(parameter, gradient, _buffers is null ? null : Pointer(_buffers[index]), start, end, constants);
     }
 
@@ -138,13 +173,12 @@ public sealed unsafe class Adam : Optimizer
 {
     public const double Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8;
 
-    readonly double _weightDecay;
     readonly bool _decoupled;
     readonly Tensor[] _firstMoments, _secondMoments;
 
-    public Adam(nn.Module model, double weightDecay, bool decoupled, int parallelism = 1) : base(model, parallelism)
+    public Adam(nn.Module model, double weightDecay, bool decoupled, int parallelism = 1, bool decayNormsAndBiases = true)
+        : base(model, weightDecay, decayNormsAndBiases, parallelism)
     {
-        _weightDecay = weightDecay;
         _decoupled = decoupled;
         _firstMoments = Parameters.Select(p => ZerosLike(p.Parameter)).ToArray();
         _secondMoments = Parameters.Select(p => ZerosLike(p.Parameter)).ToArray();
@@ -152,7 +186,7 @@ public sealed unsafe class Adam : Optimizer
 
     private protected override void UpdateRange(int index, float* parameter, float* gradient, long start, long end, double learningRate)
     {
-        var constants = new AdamConstants(learningRate, Beta1, Beta2, Epsilon, _weightDecay, _decoupled, Steps);
+        var constants = new AdamConstants(learningRate, Beta1, Beta2, Epsilon, WeightDecays[index], _decoupled, Steps);
         OptimizerKernels.Adam(parameter, gradient, Pointer(_firstMoments[index]), Pointer(_secondMoments[index]), start, end, constants);
     }
 

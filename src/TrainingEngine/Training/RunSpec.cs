@@ -46,10 +46,23 @@ public sealed record RunSpec
     /// <summary>SGD momentum.</summary>
     public double Momentum { get; init; } = 0.9;
     public double WeightDecay { get; init; }
+    /// <summary>False exempts biases and batch-norm γ/β (parameters of fewer than 2 dimensions) from weight decay, as timm and nanoGPT do.</summary>
+    public bool DecayNormsAndBiases { get; init; } = true;
     /// <summary>none, cosine (to zero at the last step) or step (× <see cref="StepGamma"/> every <see cref="StepSize"/> steps).</summary>
     public string Schedule { get; init; } = NoSchedule;
     public int StepSize { get; init; } = 1000;
     public double StepGamma { get; init; } = 0.1;
+    /// <summary>Steps of linear learning-rate warm-up (lr·t/W for t ≤ W) before the schedule, which then runs over the remaining steps.</summary>
+    public long LearningRateWarmup { get; init; }
+    /// <summary>The largest joint L2 norm of the gradients (<c>clip_grad_norm_</c>); 0 does not clip.</summary>
+    public double GradientClipNorm { get; init; }
+    /// <summary>The training loss's label smoothing (<c>cross_entropy(label_smoothing=)</c>); evaluation losses are never smoothed.</summary>
+    public double LabelSmoothing { get; init; }
+    /// <summary>Random crop: each training image shifted by up to this many pixels each way (0 = off).</summary>
+    public int RandomCropPadding { get; init; }
+    /// <summary>Each training image mirrored left-right with probability ½.</summary>
+    public bool HorizontalFlip { get; init; }
+    public const int MaxCropPadding = 16;
 
     public int BatchSize { get; init; } = 64;
     /// <summary>Either <see cref="Steps"/> or <see cref="Epochs"/>; steps win when both are given.</summary>
@@ -128,6 +141,12 @@ public sealed record RunSpec
             yield return Invalid("schedule", $"Unknown schedule '{Schedule}'; choose one of {string.Join(", ", Schedules)}.");
         if (StepSize < 1) yield return Invalid("stepSize", "The schedule's step size must be at least 1.");
         if (!double.IsFinite(StepGamma) || StepGamma <= 0 || StepGamma > 1) yield return Invalid("stepGamma", "The schedule's gamma must be in (0, 1].");
+        if (!double.IsFinite(GradientClipNorm) || GradientClipNorm < 0)
+            yield return Invalid("gradientClipNorm", "The gradient clipping norm must be a finite number ≥ 0 (0 does not clip).");
+        if (!double.IsFinite(LabelSmoothing) || LabelSmoothing < 0 || LabelSmoothing >= 1)
+            yield return Invalid("labelSmoothing", "Label smoothing must be in [0, 1).");
+        if (RandomCropPadding < 0 || RandomCropPadding > MaxCropPadding)
+            yield return Invalid("randomCropPadding", $"The random crop's padding must be from 0 (off) to {MaxCropPadding} pixels.");
 
         if (datasetKnown)
         {
@@ -144,6 +163,10 @@ public sealed record RunSpec
             if (batchOk && Steps is null or (>= 1 and <= MaxSteps) && Epochs is null or >= 1)
                 plannedSteps = TotalSteps(Math.Max(1, data.Train.Count / BatchSize));
         }
+        if (LearningRateWarmup < 0 || (plannedSteps is { } planned && LearningRateWarmup >= planned))
+            yield return Invalid("learningRateWarmup", plannedSteps is { } total
+                ? $"The learning-rate warm-up must be from 0 to {total - 1:N0} steps (the run has {total:N0})."
+                : "The learning-rate warm-up must be at least 0 steps.");
         if (EvalInterval < 1) yield return Invalid("evalInterval", "The evaluation interval must be at least 1 step.");
         if (Threads < 1 || Threads > MaxThreads) yield return Invalid("threads", $"Threads must be from 1 to {MaxThreads}.");
         foreach (var problem in Ema.Problems()) yield return problem;

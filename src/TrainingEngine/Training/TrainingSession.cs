@@ -25,6 +25,8 @@ public sealed class TrainingSession : IDisposable
     readonly Optimizer _optimizer;
     readonly List<Action<long>> _afterStep = [];
     readonly Action<long, double> _optimizerStep;
+    readonly Augmentation? _augmentation;
+    float[] _augmented = [];
 
     TrainingSession(RunSpec spec, string runId)
     {
@@ -38,6 +40,8 @@ public sealed class TrainingSession : IDisposable
             _model = ModelFactory.Build(Architecture, generator);
         _model.train();
         _optimizer = CreateOptimizer(spec, _model);
+        if (spec.RandomCropPadding > 0 || spec.HorizontalFlip)
+            _augmentation = new Augmentation(spec.RandomCropPadding, spec.HorizontalFlip, fill: Data.Normalization.Apply([0])[0]);
         Ema = new ExponentialMovingAverage(_model, spec.Ema, spec.Threads);
 
         if (spec.PostHoc is { } postHoc)
@@ -164,7 +168,7 @@ public sealed class TrainingSession : IDisposable
         observer.OnLog(TrainingLogLevel.Info, string.Create(CultureInfo.InvariantCulture,
             $"Training {Architecture.Kind} ({ModelFactory.ParameterCount(_model):N0} parameters) on {Spec.Dataset} for {TotalSteps:N0} steps " +
             $"(batch {Spec.BatchSize}, {BatchesPerEpoch} batches an epoch, seed {Spec.Seed}, {Spec.Threads} thread(s)) with {Spec.Optimizer} " +
-            $"lr={Spec.LearningRate} schedule={Spec.Schedule}; EMA tracks {string.Join(", ", Ema.Shadows.Select(s => s.Track))} (shared: warm-up {(e.Warmup ? "on" : "off")}, " +
+            $"lr={Spec.LearningRate} schedule={Spec.Schedule}{Recipe()}; EMA tracks {string.Join(", ", Ema.Shadows.Select(s => s.Track))} (shared: warm-up {(e.Warmup ? "on" : "off")}, " +
             $"zero-debias {(e.ZeroDebias ? "on" : "off")}, every {e.Every}, from step {e.StartStep}, batch norm {e.BnPolicy.ToString().ToLowerInvariant()}, " +
             $"{Spec.EmaApplication.ToString().ToLowerInvariant()} application)."));
         foreach (var shadow in Ema.Shadows)
@@ -175,6 +179,19 @@ public sealed class TrainingSession : IDisposable
                     $"{shadow.Track}: after {TotalSteps:N0} steps the initial weights still make up {share:P0} of this average " +
                     $"(half-life {EmaMath.HalfLife(shadow.Decay):N0} steps); turn on warm-up or zero-debias, or pick a smaller decay."));
         }
+    }
+
+    /// <summary>The recipe's parts that are on, for the start line (", warm-up 500 steps, clip 1, ...").</summary>
+    string Recipe()
+    {
+        var parts = new List<string>();
+        if (Spec.WeightDecay > 0) parts.Add(string.Create(CultureInfo.InvariantCulture, $"weight decay {Spec.WeightDecay}{(Spec.DecayNormsAndBiases ? "" : " (not on norms and biases)")}"));
+        if (Spec.LearningRateWarmup > 0) parts.Add($"warm-up {Spec.LearningRateWarmup:N0} steps");
+        if (Spec.GradientClipNorm > 0) parts.Add(string.Create(CultureInfo.InvariantCulture, $"gradient norm clipped at {Spec.GradientClipNorm}"));
+        if (Spec.LabelSmoothing > 0) parts.Add(string.Create(CultureInfo.InvariantCulture, $"label smoothing {Spec.LabelSmoothing}"));
+        if (Spec.RandomCropPadding > 0) parts.Add($"random crop ±{Spec.RandomCropPadding} px");
+        if (Spec.HorizontalFlip) parts.Add("horizontal flip");
+        return string.Concat(parts.Select(p => ", " + p));
     }
 
     // Progress is throttled across calls to Train: a caller that trains in slices (to save bundles) still
@@ -201,24 +218,45 @@ public sealed class TrainingSession : IDisposable
 
         var indices = TrackEvaluator.Indices(_batches.IndicesOf(step));
         var x = Evaluator.TrainX.index_select(0, indices);
+        if (_augmentation is not null) x = Augment(x, step);
         var y = Evaluator.TrainY.index_select(0, indices);
         _optimizer.ZeroGrad();
-        var loss = nn.functional.cross_entropy(_model.forward(x), y);
+        var loss = nn.functional.cross_entropy(_model.forward(x), y, label_smoothing: Spec.LabelSmoothing);
         loss.backward();
         var value = loss.item<float>();
         if (!float.IsFinite(value)) return value;
+        if (Spec.GradientClipNorm > 0) _optimizer.ClipGradientNorm(Spec.GradientClipNorm);
         _optimizerStep(step, LearningRateAt(step));
         foreach (var hook in _afterStep) hook(step);
         return value;
     }
 
-    /// <summary>The learning rate used for the 1-based step: a pure function of the step, so resuming needs no scheduler state.</summary>
-    public double LearningRateAt(long step) => Spec.Schedule switch
+    /// <summary>A batch's images augmented (a new tensor; <paramref name="x"/> belongs to the step's dispose scope).</summary>
+    Tensor Augment(Tensor x, long step)
     {
-        RunSpec.Cosine => Spec.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (step - 1) / TotalSteps)),
-        RunSpec.StepSchedule => Spec.LearningRate * Math.Pow(Spec.StepGamma, (step - 1) / Spec.StepSize),
-        _ => Spec.LearningRate,
-    };
+        var count = (int)x.shape[0];
+        var size = count * Data.Height * Data.Width;
+        if (_augmented.Length != size) _augmented = new float[size];
+        _augmentation!.Apply(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(x.bytes), _augmented, count, Data.Height, Data.Width, Spec.Seed, step);
+        return tensor(_augmented, x.shape);
+    }
+
+    /// <summary>
+    /// The learning rate used for the 1-based step: a linear warm-up over the first <see cref="RunSpec.LearningRateWarmup"/>
+    /// steps, then the schedule over the remaining ones. A pure function of the step, so resuming needs no scheduler state.
+    /// </summary>
+    public double LearningRateAt(long step)
+    {
+        var warmup = Spec.LearningRateWarmup;
+        if (step <= warmup) return Spec.LearningRate * step / warmup;
+        var (t, length) = (step - warmup, TotalSteps - warmup);
+        return Spec.Schedule switch
+        {
+            RunSpec.Cosine => Spec.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (t - 1) / length)),
+            RunSpec.StepSchedule => Spec.LearningRate * Math.Pow(Spec.StepGamma, (t - 1) / Spec.StepSize),
+            _ => Spec.LearningRate,
+        };
+    }
 
     IReadOnlyDictionary<string, EvalResult> EvaluateAll(ITrainingObserver observer, CancellationToken cancellationToken)
     {
@@ -270,9 +308,9 @@ public sealed class TrainingSession : IDisposable
 
     static Optimizer CreateOptimizer(RunSpec spec, nn.Module model) => spec.Optimizer switch
     {
-        RunSpec.Sgd => new Sgd(model, spec.Momentum, spec.WeightDecay, spec.Threads),
-        RunSpec.Adam => new Optimization.Adam(model, spec.WeightDecay, decoupled: false, spec.Threads),
-        RunSpec.AdamW => new Optimization.Adam(model, spec.WeightDecay, decoupled: true, spec.Threads),
+        RunSpec.Sgd => new Sgd(model, spec.Momentum, spec.WeightDecay, spec.Threads, spec.DecayNormsAndBiases),
+        RunSpec.Adam => new Optimization.Adam(model, spec.WeightDecay, decoupled: false, spec.Threads, spec.DecayNormsAndBiases),
+        RunSpec.AdamW => new Optimization.Adam(model, spec.WeightDecay, decoupled: true, spec.Threads, spec.DecayNormsAndBiases),
         _ => throw new ArgumentException($"Unknown optimizer '{spec.Optimizer}'.", nameof(spec)),
     };
 

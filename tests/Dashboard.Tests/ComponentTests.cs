@@ -165,6 +165,49 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     }
 
     [Fact]
+    public async Task New_run_form_sets_the_training_recipe_names_its_mistakes_by_field_and_a_clone_keeps_it()
+    {
+        UseAppServices();
+        var cut = Render<NewRun>();
+        cut.Find("#dataset").Change("digits-8x8");
+        cut.Find("#model").Change("resnet");
+        cut.Find("#steps").Change("30");
+        cut.Find("#evalInterval").Change("30");
+        cut.Find("#checkpointEvery").Change("");
+        cut.Find("#labelSmoothing").Change("0,1");
+        cut.Find("#gradientClipNorm").Change("-1");
+        cut.Find("#learningRateWarmup").Change("30");
+        cut.Find("form").Submit();
+        Assert.Equal("'0,1' is not a number.", cut.Find("#labelSmoothing").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        Assert.StartsWith("The gradient clipping norm must be", cut.Find("#gradientClipNorm").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        Assert.StartsWith("The learning-rate warm-up must be from 0 to 29 steps", cut.Find("#learningRateWarmup").ParentElement!.QuerySelector(".field-error")!.TextContent);
+
+        cut.Find("#labelSmoothing").Change("0.1");
+        cut.Find("#gradientClipNorm").Change("2");
+        cut.Find("#learningRateWarmup").Change("5");
+        cut.Find("#weightDecay").Change("0.05");
+        cut.Find("#decayNormsAndBiases").Change(false);
+        cut.Find("#randomCropPadding").Change("2");
+        cut.Find("#horizontalFlip").Change(true);
+        Assert.Empty(cut.FindAll(".field-error").Select(e => $"{e.GetAttribute("data-field")}: {e.TextContent}"));
+        cut.Find("form").Submit();
+        var id = (await Api.GetAsync(_client, "/api/runs")).GetProperty("items")[0].GetProperty("id").GetInt64();
+        var spec = (await Api.GetAsync(_client, $"/api/runs/{id}")).GetProperty("spec");
+        Assert.Equal("resnet", spec.GetProperty("model").GetString());
+        Assert.Equal((0.1, 2.0, 5L, 0.05, false, 2, true), (spec.GetProperty("labelSmoothing").GetDouble(), spec.GetProperty("gradientClipNorm").GetDouble(),
+            spec.GetProperty("learningRateWarmup").GetInt64(), spec.GetProperty("weightDecay").GetDouble(), spec.GetProperty("decayNormsAndBiases").GetBoolean(),
+            spec.GetProperty("randomCropPadding").GetInt32(), spec.GetProperty("horizontalFlip").GetBoolean()));
+        Assert.Equal("completed", (await Api.WaitForFinishAsync(_client, id)).GetProperty("status").GetString());
+
+        Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"runs/new?from={id}");
+        var clone = Render<NewRun>();
+        Assert.Equal(("0.1", "2", "5", "2"), (clone.Find("#labelSmoothing").GetAttribute("value"), clone.Find("#gradientClipNorm").GetAttribute("value"),
+            clone.Find("#learningRateWarmup").GetAttribute("value"), clone.Find("#randomCropPadding").GetAttribute("value")));
+        Assert.False(clone.Find("#decayNormsAndBiases").HasAttribute("checked"));
+        Assert.True(clone.Find("#horizontalFlip").HasAttribute("checked"));
+    }
+
+    [Fact]
     public void Decay_lens_shows_half_life_window_and_what_is_left_of_the_start()
     {
         UseAppServices();

@@ -22,6 +22,15 @@ public sealed class RunForm
     public string Optimizer { get; set; } = RunSpec.Adam;
     public string LearningRate { get; set; } = "0.001";
     public string Schedule { get; set; } = RunSpec.NoSchedule;
+    // The training recipe (augmentation, label smoothing, warm-up, clipping, weight decay): numbers kept as typed text,
+    // so that "0,1" is reported by field instead of silently read as something else.
+    public string WeightDecay { get; set; } = "0";
+    public bool DecayNormsAndBiases { get; set; } = true;
+    public long LearningRateWarmup { get; set; }
+    public string GradientClipNorm { get; set; } = "0";
+    public string LabelSmoothing { get; set; } = "0";
+    public int RandomCropPadding { get; set; }
+    public bool HorizontalFlip { get; set; }
     public int BatchSize { get; set; } = 64;
     public long Steps { get; set; } = 1500;
     public long Seed { get; set; } = 1;
@@ -70,6 +79,13 @@ public sealed class RunForm
             Optimizer = spec.Optimizer,
             LearningRate = spec.LearningRate.ToString("R", CultureInfo.InvariantCulture),
             Schedule = spec.Schedule,
+            WeightDecay = spec.WeightDecay.ToString("R", CultureInfo.InvariantCulture),
+            DecayNormsAndBiases = spec.DecayNormsAndBiases,
+            LearningRateWarmup = spec.LearningRateWarmup,
+            GradientClipNorm = spec.GradientClipNorm.ToString("R", CultureInfo.InvariantCulture),
+            LabelSmoothing = spec.LabelSmoothing.ToString("R", CultureInfo.InvariantCulture),
+            RandomCropPadding = spec.RandomCropPadding,
+            HorizontalFlip = spec.HorizontalFlip,
             BatchSize = spec.BatchSize,
             Steps = spec.PlannedSteps(),
             Seed = spec.Seed,
@@ -156,6 +172,10 @@ public sealed class RunForm
             ["model"] = Model,
             ["optimizer"] = Optimizer,
             ["schedule"] = Schedule,
+            ["decayNormsAndBiases"] = DecayNormsAndBiases,
+            ["learningRateWarmup"] = LearningRateWarmup,
+            ["randomCropPadding"] = RandomCropPadding,
+            ["horizontalFlip"] = HorizontalFlip,
             ["batchSize"] = BatchSize,
             ["steps"] = Steps,
             ["seed"] = Seed,
@@ -181,6 +201,9 @@ public sealed class RunForm
         }
         else if (Number(LearningRate) is [var rate]) body["learningRate"] = rate;
         else typos["learningRate"] = $"'{LearningRate}' is not a number.";
+        foreach (var (field, text) in new[] { ("weightDecay", WeightDecay), ("gradientClipNorm", GradientClipNorm), ("labelSmoothing", LabelSmoothing) })
+            if (Number(text) is [var value]) body[field] = value;
+            else typos[field] = $"'{text}' is not a number.";
         body["experimentId"] = ExperimentId;
         if (CheckpointEvery is { } every) body["checkpointEvery"] = every;
         if (PostHoc)

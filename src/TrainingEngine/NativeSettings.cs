@@ -13,9 +13,9 @@ static partial class NativeSettings
 
     /// <summary>
     /// oneDNN 3.7.1 (inside TorchSharp 0.107's libtorch) computes a convolution's input gradient wrongly on AVX-512 CPUs
-    /// with more than one thread when the channel count is not a multiple of 16: a 3x3 convolution from 24 to 24
-    /// channels on 28x28 images returns NaN in about one backward pass in four (8 or 24 channels; 16 never), which ends
-    /// a ResNet's run as "diverged" within a few steps. Its AVX2 kernels are right, so oneDNN is capped at AVX2 unless
+    /// when the channel count is not a multiple of 16: a 3x3 convolution from 24 to 24 channels on 28x28 images returns
+    /// NaN in about one backward pass in four on two threads (8 or 24 channels; 16 never; once seen on one thread),
+    /// which ends a ResNet's run as "diverged" within a few steps. Its AVX2 kernels are right, so oneDNN is capped at AVX2 unless
     /// the user set the variable (the cost is measured in the README's benchmarks). The variable must be in the native
     /// environment (setenv): .NET's Environment.SetEnvironmentVariable does not reach native code on Linux.
     /// </summary>

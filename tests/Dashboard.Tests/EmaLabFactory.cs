@@ -1,8 +1,11 @@
+using System.Collections.Concurrent;
 using System.Net.Http.Json;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Logging;
 
 namespace EmaLab.Dashboard.Tests;
 
@@ -57,8 +60,33 @@ public class EmaLabFactory : WebApplicationFactory<Program>
         }
     }
 
+    readonly AppLog _log = new();
+    /// <summary>Which app each client talks to, so that a test waiting on a client can print that app's log when it times out.</summary>
+    static readonly ConditionalWeakTable<HttpClient, EmaLabFactory> AppOfClient = new();
+
+    protected override void ConfigureClient(HttpClient client)
+    {
+        base.ConfigureClient(client);
+        AppOfClient.AddOrUpdate(client, this);
+    }
+
+    /// <summary>
+    /// What the app behind <paramref name="client"/> logged at warning and above (Hangfire's lines whichever app they came
+    /// from: its log provider is process-wide), and on PostgreSQL the server's last lines: the evidence a timeout prints.
+    /// </summary>
+    public static string EvidenceFor(HttpClient client)
+    {
+        if (!AppOfClient.TryGetValue(client, out var app)) return "";
+        var evidence = new System.Text.StringBuilder();
+        evidence.AppendLine().AppendLine("-- the app's log (warnings and errors, last lines):").AppendLine(app._log.Text());
+        evidence.AppendLine("-- Hangfire's log (every app of this process):").AppendLine(AppLog.Hangfire.Text());
+        if (app.ConnectionString is not null) evidence.AppendLine("-- PostgreSQL's log (last lines):").AppendLine(PostgresCluster.Instance.LogTail(40));
+        return evidence.ToString();
+    }
+
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
+        builder.ConfigureLogging(logging => logging.AddProvider(_log));
         builder.UseSetting("EmaLab:DataDirectory", DataDirectory);
         builder.UseSetting("EmaLab:Training:BundleEvery", "50");
         foreach (var (key, value) in Settings) builder.UseSetting(key, value);
@@ -85,6 +113,28 @@ public class EmaLabFactory : WebApplicationFactory<Program>
             catch (IOException) when (attempt < 20) { Thread.Sleep(250); }
         }
     }
+}
+
+/// <summary>The last lines an app logged at warning and above (Hangfire's informational lines too, kept apart).</summary>
+sealed class AppLog : ILoggerProvider, ILogger
+{
+    const int Kept = 200;
+    public static readonly AppLog Hangfire = new();
+    readonly ConcurrentQueue<string> _lines = new();
+
+    public ILogger CreateLogger(string categoryName) => categoryName.StartsWith("Hangfire", StringComparison.Ordinal) ? Hangfire : this;
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= (this == Hangfire ? LogLevel.Information : LogLevel.Warning);
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (!IsEnabled(logLevel)) return;
+        _lines.Enqueue($"{DateTime.UtcNow:HH:mm:ss.fff} {logLevel}: {formatter(state, exception)}{(exception is null ? "" : $" ({exception.GetType().Name}: {exception.Message})")}");
+        while (_lines.Count > Kept) _lines.TryDequeue(out _);
+    }
+
+    public string Text() => string.Join('\n', _lines);
+    public void Dispose() { }
 }
 
 /// <summary>The app on PostgreSQL (<c>EmaLab:Database=postgres</c>): the API test classes run once on each database.</summary>
@@ -153,7 +203,8 @@ static class Api
         {
             var run = await GetAsync(client, $"/api/runs/{id}");
             if (done(run)) return run;
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"run {id} still {run.GetProperty("status")} at step {run.GetProperty("step")}");
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"run {id} still {run.GetProperty("status")} at step {run.GetProperty("step")}{EmaLabFactory.EvidenceFor(client)}");
             await Task.Delay(50);
         }
     }

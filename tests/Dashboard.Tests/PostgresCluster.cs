@@ -89,6 +89,13 @@ public sealed class PostgresCluster : IDisposable
 
     public string ConnectionString(string database) => $"Host=127.0.0.1;Port={_port};Username=emalab;Database={database};Maximum Pool Size=50";
 
+    /// <summary>The server log's last <paramref name="count"/> lines (a test's evidence when the app seems stuck).</summary>
+    public string LogTail(int count)
+    {
+        try { return string.Join('\n', File.ReadLines(Path.Combine(_folder, "log")).TakeLast(count)); }
+        catch (IOException e) { return $"(no log: {e.Message})"; }
+    }
+
     /// <summary>A new, empty database; its connection string.</summary>
     public string CreateDatabase()
     {

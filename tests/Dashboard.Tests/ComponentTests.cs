@@ -1,4 +1,5 @@
 using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Training;
 using Bunit;
 using EmaLab.Dashboard.Components.Pages;
 using EmaLab.Dashboard.Components.Shared;
@@ -242,6 +243,35 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     }
 
     [Fact]
+    public void Decay_lens_draws_the_learning_rate_training_will_use_with_its_warm_up_and_drops()
+    {
+        UseAppServices();
+        var cosine = new RunSpec { LearningRate = 0.01, Schedule = RunSpec.Cosine, LearningRateWarmup = 100 };
+        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, new EmaSettings { Decays = [0.99] }.Rules()).Add(l => l.PlannedSteps, 1000)
+            .Add(l => l.Training, [cosine]));
+        var chart = cut.FindComponents<MetricChart>().Single(c => c.Instance.Id == "lens-lr-chart").Instance;
+        var curve = Assert.Single(chart.Series).Points;
+        Assert.All(curve, p => Assert.Equal(cosine.LearningRateAt(p.Step, 1000), p.Value));
+        Assert.Equal([1L, 1000], [curve[0].Step, curve[^1].Step]);
+        Assert.Equal(0.0001, curve[0].Value, 15);                             // 0.01 · 1/100
+        Assert.Contains(curve, p => p.Step == 100 && p.Value == 0.01);         // the warm-up's peak is drawn, not cut off
+        Assert.True(curve[^1].Value < 1e-6, $"the cosine ends at {curve[^1].Value}");
+        Assert.Equal("Linear warm-up from 0 over 100 steps, then cosine decay to 0 at step 1,000.", cut.Find("[data-chart=lens-lr-chart] .chart-note").TextContent);
+
+        // A group's learning rates each get a line; a step schedule is drawn as steps (the step before a drop and the one after).
+        var form = new RunForm { IsGroup = true, LearningRate = "0.001, 0.003, x", Schedule = RunSpec.StepSchedule, Steps = 3000 };
+        var training = form.LearningRatePreview();
+        Assert.Equal([0.001, 0.003], training.Select(t => t.LearningRate));
+        cut.Render(p => p.Add(l => l.Training, training).Add(l => l.PlannedSteps, 3000));
+        chart = cut.FindComponents<MetricChart>().Single(c => c.Instance.Id == "lens-lr-chart").Instance;
+        Assert.Equal(["lr 0.001", "lr 0.003"], chart.TraceNames);
+        var stepped = chart.Series[1].Points;
+        Assert.Equal(0.003, stepped.Single(p => p.Step == 1000).Value, 15);
+        Assert.Equal(0.0003, stepped.Single(p => p.Step == 1001).Value, 15);
+        Assert.Equal("× 0.1 every 1,000 steps.", cut.Find("[data-chart=lens-lr-chart] .chart-note").TextContent);
+    }
+
+    [Fact]
     public void Decay_lens_says_when_a_warm_up_reaches_the_decay_and_warns_when_two_tracks_are_one()
     {
         UseAppServices();
@@ -351,6 +381,37 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Contains("Completed 100 steps.", cut.Find("[data-testid=log]").TextContent);
         // Every chart was drawn through Plotly's interop module.
         Assert.Equal(4, _plotly!.Invocations.Count(i => i.Identifier == "newPlot"));
+    }
+
+    [Fact]
+    public async Task Run_detail_says_which_images_the_points_score_and_what_share_of_the_time_evaluation_took()
+    {
+        UseAppServices();
+        var body = Api.DigitsRun(steps: 100, evalInterval: 25);
+        body["evalSubset"] = 120;
+        var run = await Api.CreateAsync(_client, body);
+        await Api.WaitForFinishAsync(_client, run.Id());
+
+        var cut = Render<RunDetail>(p => p.Add(d => d.Id, run.Id()));
+        var all = EmaLab.TrainingEngine.Data.DatasetCatalog.Describe("digits-8x8").EvalCount;
+        var note = $"Before step 100 each point scores a fixed subset of 120 of the {all:N0} held-out images; the last step scores all {all:N0}.";
+        Assert.Equal(note, cut.Find("[data-chart=chart-accuracy] .chart-note").TextContent);
+        Assert.Equal(note, cut.Find("[data-chart=chart-loss] .chart-note").TextContent);
+        Assert.Empty(cut.FindAll("[data-chart=chart-train] .chart-note"));
+
+        // The share is the engine's measurements as stored: five evaluations (steps 0, 25, 50, 75, 100).
+        async Task<double> Sum(string key) => (await Api.GetAsync(_client, $"/api/runs/{run.Id()}/metrics?key={key}&track=raw&maxPoints=0"))[0]
+            .GetProperty("points").EnumerateArray().Sum(p => p.GetProperty("value").GetDouble());
+        var (training, evaluation) = (await Sum(EmaLab.TrainingEngine.MetricKeys.TrainingSeconds), await Sum(EmaLab.TrainingEngine.MetricKeys.EvaluationSeconds));
+        var split = cut.Find("[data-testid=time-split]").TextContent;
+        Assert.Contains($"Evaluation took {(evaluation / (training + evaluation)).ToString("P0", System.Globalization.CultureInfo.InvariantCulture)} of the run's time", split);
+        Assert.Contains("in 5 evaluations of 3 tracks", split);
+
+        // Without a subset the charts carry no note.
+        var whole = await Api.CreateAsync(_client, Api.DigitsRun(steps: 20, evalInterval: 10));
+        await Api.WaitForFinishAsync(_client, whole.Id());
+        var plain = Render<RunDetail>(p => p.Add(d => d.Id, whole.Id()));
+        Assert.Empty(plain.FindAll(".chart-note"));
     }
 
     [Fact]

@@ -80,8 +80,43 @@ public class EmaLabFactory : WebApplicationFactory<Program>
         var evidence = new System.Text.StringBuilder();
         evidence.AppendLine().AppendLine("-- the app's log (warnings and errors, last lines):").AppendLine(app._log.Text());
         evidence.AppendLine("-- Hangfire's log (every app of this process):").AppendLine(AppLog.Hangfire.Text());
-        if (app.ConnectionString is not null) evidence.AppendLine("-- PostgreSQL's log (last lines):").AppendLine(PostgresCluster.Instance.LogTail(40));
+        if (app.ConnectionString is not null)
+        {
+            evidence.AppendLine("-- the job tables:").AppendLine(app.JobTables());
+            evidence.AppendLine("-- PostgreSQL's log (last lines):").AppendLine(PostgresCluster.Instance.LogTail(40));
+        }
         return evidence.ToString();
+    }
+
+    /// <summary>The runs, Hangfire's jobs with their states, its queue and its servers, as rows of text.</summary>
+    string JobTables()
+    {
+        var text = new System.Text.StringBuilder();
+        try
+        {
+            using var db = new Npgsql.NpgsqlConnection(ConnectionString);
+            db.Open();
+            foreach (var query in new[]
+            {
+                "SELECT \"Id\", \"Status\", \"Step\", \"DispatchId\", \"JobId\", \"Attempt\", \"StartAttempts\" FROM \"Runs\" ORDER BY \"Id\"",
+                "SELECT j.id, j.statename, j.createdat, s.name, s.reason, s.createdat FROM hangfire.job j LEFT JOIN hangfire.state s ON s.jobid = j.id ORDER BY j.id, s.id",
+                "SELECT id, jobid, queue, fetchedat FROM hangfire.jobqueue ORDER BY id",
+                "SELECT id, lastheartbeat, data FROM hangfire.server",
+                "SELECT now()",
+            })
+            {
+                text.AppendLine(query);
+                using var command = new Npgsql.NpgsqlCommand(query, db);
+                using var reader = command.ExecuteReader();
+                while (reader.Read())
+                    text.AppendLine("  " + string.Join(" | ", Enumerable.Range(0, reader.FieldCount).Select(i => reader.IsDBNull(i) ? "null" : Convert.ToString(reader.GetValue(i), System.Globalization.CultureInfo.InvariantCulture))));
+            }
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or InvalidOperationException)
+        {
+            text.AppendLine($"(could not read them: {e.Message})");
+        }
+        return text.ToString();
     }
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
@@ -115,7 +150,7 @@ public class EmaLabFactory : WebApplicationFactory<Program>
     }
 }
 
-/// <summary>The last lines an app logged at warning and above (Hangfire's informational lines too, kept apart).</summary>
+/// <summary>The last lines an app logged at warning and above (Hangfire's kept apart: its log provider is process-wide).</summary>
 sealed class AppLog : ILoggerProvider, ILogger
 {
     const int Kept = 200;
@@ -124,7 +159,7 @@ sealed class AppLog : ILoggerProvider, ILogger
 
     public ILogger CreateLogger(string categoryName) => categoryName.StartsWith("Hangfire", StringComparison.Ordinal) ? Hangfire : this;
     public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-    public bool IsEnabled(LogLevel logLevel) => logLevel >= (this == Hangfire ? LogLevel.Information : LogLevel.Warning);
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
 
     public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
     {

@@ -1,3 +1,4 @@
+using EmaLab.TrainingEngine;
 namespace EmaLab.Dashboard.Data;
 
 /// <summary>A point of a series; <see cref="WallTimeMs"/> (Unix ms when it was logged) is 0 where a point has no time (derived series).</summary>
@@ -12,6 +13,12 @@ public sealed record MetricSeries(string Track, string Key, int TotalPoints, boo
 public sealed record SeriesEnvelope(IReadOnlyList<MetricValue> Line, IReadOnlyList<MetricValue>? Low, IReadOnlyList<MetricValue>? High);
 
 public sealed record SeriesInfo(string Track, string Key, int Points, long LastStep, double LastValue);
+
+/// <summary>Where an engine run's time went: seconds in training steps and in its evaluations (every track each time).</summary>
+public sealed record RunTimeSplit(double TrainingSeconds, double EvaluationSeconds, int Evaluations)
+{
+    public double EvaluationShare => EvaluationSeconds / Math.Max(TrainingSeconds + EvaluationSeconds, 1e-9);
+}
 
 /// <summary>Best and final value of one track for one metric.</summary>
 public sealed record TrackSummary(long RunId, string Track, double Best, long BestStep, double Final, long FinalStep);
@@ -68,6 +75,15 @@ public sealed class MetricQueries(EmaLabDatabase database, MetricVersions versio
         var buckets = Downsampling.Buckets(points, maxPoints);
         return new SeriesEnvelope(buckets.Select(b => b.Mean).ToList(), buckets.Select(b => b.Mean with { Value = b.Min }).ToList(),
             buckets.Select(b => b.Mean with { Value = b.Max }).ToList());
+    }
+
+    /// <summary>The engine's time split of a run, summed over its evaluations; null before its first (or for a client's run).</summary>
+    public RunTimeSplit? TimeSplit(long runId)
+    {
+        var evaluations = Read(runId, MetricKeys.RawTrack, MetricKeys.EvaluationSeconds, maxPoints: 0).Points;
+        if (evaluations.Count == 0) return null;
+        var training = Read(runId, MetricKeys.RawTrack, MetricKeys.TrainingSeconds, maxPoints: 0).Points;
+        return new RunTimeSplit(training.Sum(p => p.Value), evaluations.Sum(p => p.Value), evaluations.Count);
     }
 
     /// <summary>Best (highest, or lowest when <paramref name="lowerIsBetter"/>) and final value per run and track of one metric.</summary>

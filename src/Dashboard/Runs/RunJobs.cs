@@ -1,6 +1,5 @@
 using System.ComponentModel;
 using Hangfire;
-using Hangfire.Logging;
 using Hangfire.PostgreSql;
 using Hangfire.Server;
 using Microsoft.Extensions.Options;
@@ -53,9 +52,7 @@ public static class RunJobStorage
                 PrepareSchemaIfNecessary = options.Serves,
             };
             var connectionString = provider.GetRequiredService<IConfiguration>().GetConnectionString(Data.DatabaseRegistration.ConnectionStringName)!;
-            // Hangfire logs through a static provider, silent unless set: a worker whose fetches fail (and that backs off
-            // for minutes) must show in the app's log. One app per process in production; in tests the last app built gets it.
-            LogProvider.SetCurrentLogProvider(new Hangfire.AspNetCore.AspNetCoreLogProvider(provider.GetRequiredService<ILoggerFactory>()));
+            HangfireLog.WriteTo(provider.GetRequiredService<ILoggerFactory>());
             return new PostgreSqlStorage(new Hangfire.PostgreSql.Factories.NpgsqlConnectionFactory(connectionString, storageOptions), storageOptions);
         });
         // Its tables are built with the storage (only the web role's lets it install them).

@@ -11,6 +11,12 @@ public static class MetricKeys
     public const string EvalAccuracy = "eval/accuracy";
     /// <summary>A low-precision shadow's relative distance ‖s − s_f32‖ / ‖s_f32‖ to its float32 twin, at each evaluation.</summary>
     public const string Float32Gap = "weights/float32_gap";
+    /// <summary>Seconds spent in training steps since the previous evaluation (on the raw track, at each evaluation).</summary>
+    public const string TrainingSeconds = "system/training_seconds";
+    /// <summary>Seconds the evaluation of every track took (on the raw track, at each evaluation).</summary>
+    public const string EvaluationSeconds = "system/evaluation_seconds";
+    /// <summary>Wall-clock measurements: the only metrics that two runs of one spec do not repeat exactly.</summary>
+    public static bool IsWallClock(string key) => key is TrainingSeconds or EvaluationSeconds;
     /// <summary>The live weights' track (same as <see cref="TrackNames.Raw"/>).</summary>
     public const string RawTrack = TrackNames.Raw;
 }

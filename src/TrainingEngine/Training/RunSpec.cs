@@ -70,6 +70,12 @@ public sealed record RunSpec
     public int? Epochs { get; init; }
     public long Seed { get; init; } = 1;
     public int EvalInterval { get; init; } = 50;
+    /// <summary>
+    /// Held-out images scored at the intermediate evaluations: a fixed subset, the same for every run of the dataset
+    /// (<see cref="TrackEvaluator.SubsetOf"/>). The evaluation at the last step always scores the whole split. Null or 0
+    /// (the default, which stored specs keep) scores the whole split every time.
+    /// </summary>
+    public int? EvalSubset { get; init; }
     /// <summary>torch.set_num_threads for this run (process-wide in libtorch).</summary>
     public int Threads { get; init; } = 1;
 
@@ -88,6 +94,23 @@ public sealed record RunSpec
         Channels = Model is ModelArchitecture.Cnn or ModelArchitecture.ResNet ? Channels ?? ModelArchitecture.DefaultChannelsOf(Model) : [],
         Blocks = Model == ModelArchitecture.ResNet ? Blocks ?? ModelArchitecture.DefaultBlocks : 0,
     };
+
+    /// <summary>
+    /// The learning rate used for the 1-based step of a run of <paramref name="totalSteps"/>: a linear warm-up over the
+    /// first <see cref="LearningRateWarmup"/> steps, then the schedule over the remaining ones. A pure function of the
+    /// step, so resuming needs no scheduler state (and the new-run form's lens draws what training will use).
+    /// </summary>
+    public double LearningRateAt(long step, long totalSteps)
+    {
+        if (step <= LearningRateWarmup) return LearningRate * step / LearningRateWarmup;
+        var (t, length) = (step - LearningRateWarmup, totalSteps - LearningRateWarmup);
+        return Schedule switch
+        {
+            Cosine => LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (t - 1) / length)),
+            StepSchedule => LearningRate * Math.Pow(StepGamma, (t - 1) / StepSize),
+            _ => LearningRate,
+        };
+    }
 
     public long TotalSteps(int batchesPerEpoch) => Steps ?? (long)(Epochs ?? 1) * batchesPerEpoch;
 
@@ -160,6 +183,8 @@ public sealed record RunSpec
                 yield return Invalid("epochs", $"Epochs must be at least 1 and give at most {MaxSteps:N0} steps.");
             if (modelKnown)
                 foreach (var problem in ArchitectureFor(data).Problems()) yield return problem;
+            if (EvalSubset is < 0 || EvalSubset > data.Eval.Count)
+                yield return Invalid("evalSubset", $"The evaluation subset must be from 1 to {data.Eval.Count:N0} images (the size of {Dataset}'s held-out split), or 0 for all of them.");
             if (batchOk && Steps is null or (>= 1 and <= MaxSteps) && Epochs is null or >= 1)
                 plannedSteps = TotalSteps(Math.Max(1, data.Train.Count / BatchSize));
         }

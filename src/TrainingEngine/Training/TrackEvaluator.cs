@@ -27,6 +27,15 @@ public sealed class TrackEvaluator : IDisposable
         Architecture = spec.ArchitectureFor(Data);
         (TrainX, TrainY) = ToTensors(Data.Train, Data.Normalization);
         (EvalX, EvalY) = ToTensors(Data.Eval, Data.Normalization);
+        if (spec.EvalSubset is > 0 and var size && size < Data.Eval.Count)
+        {
+            using var indices = Indices(SubsetOf(Data.Eval.Count, size));
+            (SubsetX, SubsetY) = (EvalX.index_select(0, indices), EvalY.index_select(0, indices));
+        }
+        else
+        {
+            (SubsetX, SubsetY) = (EvalX, EvalY);
+        }
         _model = ModelFactory.Build(Architecture);
         _model.eval();
     }
@@ -39,6 +48,24 @@ public sealed class TrackEvaluator : IDisposable
     internal Tensor TrainY { get; }
     Tensor EvalX { get; }
     Tensor EvalY { get; }
+    /// <summary>What an intermediate evaluation scores: the fixed subset the spec asks for, else the whole held-out split.</summary>
+    Tensor SubsetX { get; }
+    Tensor SubsetY { get; }
+
+    /// <summary>How many held-out images an evaluation scores: the whole split, or at intermediate points the spec's subset.</summary>
+    public long ImagesScored(bool subset) => (subset ? SubsetY : EvalY).shape[0];
+
+    /// <summary>
+    /// The held-out images an intermediate evaluation scores: <paramref name="size"/> of <paramref name="count"/>, drawn once
+    /// from a permutation that depends on neither the run's seed nor its settings (every run of a dataset, every seed of a
+    /// group, is compared on the same images), in ascending order (batches read the split front to back).
+    /// </summary>
+    public static int[] SubsetOf(int count, int size)
+    {
+        var chosen = DeterministicShuffle.Permutation(count, seed: 0, stream: -2)[..size];
+        Array.Sort(chosen);
+        return chosen;
+    }
 
     /// <summary>The evaluation model with the weights loaded last (eval mode). Read it; load weights through this class.</summary>
     public nn.Module Model => _model;
@@ -72,15 +99,16 @@ public sealed class TrackEvaluator : IDisposable
         RecalibrateIfAsked();
     }
 
-    /// <summary>Evaluates the loaded weights.</summary>
-    public EvalResult Evaluate(CancellationToken cancellationToken = default) => Evaluate(_model, cancellationToken);
+    /// <summary>Evaluates the loaded weights on the whole held-out split, or on the spec's subset.</summary>
+    public EvalResult Evaluate(bool subset = false, CancellationToken cancellationToken = default) => Evaluate(_model, subset, cancellationToken);
 
     /// <summary>Evaluates any model of this architecture on the held-out split (the model is left in eval mode).</summary>
-    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model, CancellationToken cancellationToken = default)
+    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model, bool subset = false, CancellationToken cancellationToken = default)
     {
         model.eval();
         using var _ = no_grad();
-        var count = EvalX.shape[0];
+        var (images, labels) = subset ? (SubsetX, SubsetY) : (EvalX, EvalY);
+        var count = images.shape[0];
         double lossSum = 0;
         long correct = 0;
         for (long start = 0; start < count; start += EvalBatchSize)
@@ -88,8 +116,8 @@ public sealed class TrackEvaluator : IDisposable
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             var length = Math.Min(EvalBatchSize, count - start);
-            var x = EvalX.narrow(0, start, length);
-            var y = EvalY.narrow(0, start, length);
+            var x = images.narrow(0, start, length);
+            var y = labels.narrow(0, start, length);
             var logits = model.forward(x);
             lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).item<float>();
             correct += logits.argmax(1).eq(y).sum().item<long>();
@@ -152,6 +180,7 @@ public sealed class TrackEvaluator : IDisposable
     public void Dispose()
     {
         _model.Dispose();
+        if (!ReferenceEquals(SubsetX, EvalX)) { SubsetX.Dispose(); SubsetY.Dispose(); }
         foreach (var t in new[] { TrainX, TrainY, EvalX, EvalY }) t.Dispose();
     }
 }

@@ -141,7 +141,9 @@ public sealed class TrainingSession : IDisposable
                 return new TrainingResult(TrainingOutcome.Paused, Step, null, lastEvaluation);
 
             var step = Step + 1;
+            _trainingTime.Start();
             var loss = TrainStep(step);
+            _trainingTime.Stop();
             if (!double.IsFinite(loss))
             {
                 var message = $"Diverged at step {step:N0}: the training loss is {loss.ToString(CultureInfo.InvariantCulture)}.";
@@ -241,50 +243,55 @@ public sealed class TrainingSession : IDisposable
         return tensor(_augmented, x.shape);
     }
 
-    /// <summary>
-    /// The learning rate used for the 1-based step: a linear warm-up over the first <see cref="RunSpec.LearningRateWarmup"/>
-    /// steps, then the schedule over the remaining ones. A pure function of the step, so resuming needs no scheduler state.
-    /// </summary>
-    public double LearningRateAt(long step)
-    {
-        var warmup = Spec.LearningRateWarmup;
-        if (step <= warmup) return Spec.LearningRate * step / warmup;
-        var (t, length) = (step - warmup, TotalSteps - warmup);
-        return Spec.Schedule switch
-        {
-            RunSpec.Cosine => Spec.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (t - 1) / length)),
-            RunSpec.StepSchedule => Spec.LearningRate * Math.Pow(Spec.StepGamma, (t - 1) / Spec.StepSize),
-            _ => Spec.LearningRate,
-        };
-    }
+    /// <summary>The learning rate used for the 1-based step (<see cref="RunSpec.LearningRateAt"/>).</summary>
+    public double LearningRateAt(long step) => Spec.LearningRateAt(step, TotalSteps);
 
+    /// <summary>Time in training steps since the previous evaluation (reported with each evaluation, then reset).</summary>
+    readonly Stopwatch _trainingTime = new();
+
+    /// <summary>
+    /// Evaluates every track: on the spec's fixed subset of the held-out split at intermediate points, on all of it at the
+    /// last step. Reports the evaluation's time beside the training time since the previous one (the run's time split).
+    /// </summary>
     IReadOnlyDictionary<string, EvalResult> EvaluateAll(ITrainingObserver observer, CancellationToken cancellationToken)
     {
+        var clock = Stopwatch.StartNew();
+        var subset = Step < TotalSteps;
         var results = new Dictionary<string, EvalResult>();
-        foreach (var track in Tracks) results[track] = Evaluate(track, cancellationToken);
+        foreach (var track in Tracks) results[track] = Evaluate(track, subset, cancellationToken);
+        // What a bfloat16/float16 shadow loses: its distance to the float32 shadow of the same rule, when the run has one.
+        var rules = Ema.Shadows.Select(s => s.Rule).ToList();
+        var gaps = new List<MetricPoint>();
+        for (var k = 0; k < rules.Count; k++)
+            if (EmaRule.Float32Twin(rules[k], rules) is { } twin)
+                gaps.Add(new MetricPoint(RunId, rules[k].Name, MetricKeys.Float32Gap, Step, Ema.RelativeDistance(k, rules.IndexOf(twin))));
+        var evaluationSeconds = clock.Elapsed.TotalSeconds;
+
         // Reported only once every track is evaluated: a cancel during an evaluation leaves no partial step.
         foreach (var (track, result) in results)
         {
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalLoss, Step, result.Loss));
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalAccuracy, Step, result.Accuracy));
         }
-        // What a bfloat16/float16 shadow loses: its distance to the float32 shadow of the same rule, when the run has one.
-        var rules = Ema.Shadows.Select(s => s.Rule).ToList();
-        for (var k = 0; k < rules.Count; k++)
-            if (EmaRule.Float32Twin(rules[k], rules) is { } twin)
-                observer.OnMetric(new MetricPoint(RunId, rules[k].Name, MetricKeys.Float32Gap, Step, Ema.RelativeDistance(k, rules.IndexOf(twin))));
-        observer.OnLog(TrainingLogLevel.Info, $"Step {Step:N0}: " + string.Join("; ", results.Select(r =>
+        foreach (var gap in gaps) observer.OnMetric(gap);
+        observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.TrainingSeconds, Step, _trainingTime.Elapsed.TotalSeconds));
+        observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.EvaluationSeconds, Step, evaluationSeconds));
+        _trainingTime.Reset();
+
+        var scored = Evaluator.ImagesScored(subset);
+        var of = scored < Data.Eval.Count ? $" (on {scored:N0} of {Data.Eval.Count:N0} held-out images)" : "";
+        observer.OnLog(TrainingLogLevel.Info, $"Step {Step:N0}{of}: " + string.Join("; ", results.Select(r =>
             $"{r.Key} accuracy {r.Value.Accuracy.ToString("P2", CultureInfo.InvariantCulture)} loss {r.Value.Loss.ToString("G4", CultureInfo.InvariantCulture)}")));
         return results;
     }
 
-    /// <summary>Evaluates one track (<c>raw</c> or <c>ema-&lt;decay&gt;</c>) on the held-out split.</summary>
-    public EvalResult Evaluate(string track) => Evaluate(track, CancellationToken.None);
+    /// <summary>Evaluates one track (<c>raw</c> or <c>ema-&lt;decay&gt;</c>) on the whole held-out split.</summary>
+    public EvalResult Evaluate(string track) => Evaluate(track, subset: false, CancellationToken.None);
 
-    EvalResult Evaluate(string track, CancellationToken cancellationToken)
+    EvalResult Evaluate(string track, bool subset, CancellationToken cancellationToken)
     {
         LoadTrack(track);
-        return Evaluator.Evaluate(cancellationToken);
+        return Evaluator.Evaluate(subset, cancellationToken);
     }
 
     /// <summary>

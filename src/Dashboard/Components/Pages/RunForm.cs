@@ -35,6 +35,8 @@ public sealed class RunForm
     public long Steps { get; set; } = 1500;
     public long Seed { get; set; } = 1;
     public int EvalInterval { get; set; } = 100;
+    /// <summary>Held-out images scored at intermediate evaluations (the last one scores all); empty: all every time.</summary>
+    public int? EvalSubset { get; set; }
     public int Threads { get; set; } = Math.Clamp(Environment.ProcessorCount, 1, 2);
     public long? CheckpointEvery { get; set; } = 500;
     public long ExperimentId { get; set; } = Experiment.DefaultId;
@@ -90,6 +92,7 @@ public sealed class RunForm
             Steps = spec.PlannedSteps(),
             Seed = spec.Seed,
             EvalInterval = spec.EvalInterval,
+            EvalSubset = spec.EvalSubset,
             Threads = spec.Threads,
             CheckpointEvery = run.CheckpointEvery,
             ExperimentId = run.ExperimentId,
@@ -112,6 +115,20 @@ public sealed class RunForm
     /// <summary>The shared settings as typed (clamped to valid values: the lens previews while the person types).</summary>
     public EmaSettings SharedEma() =>
         new() { Warmup = Warmup, ZeroDebias = ZeroDebias, Every = Math.Max(1, Every), StartStep = Math.Max(0, StartStep) };
+
+    /// <summary>
+    /// The optimisation settings as typed, one per learning rate that reads (a group's list), for the lens to draw the
+    /// learning rate step by step; a warm-up out of range is left out rather than refused while the person types.
+    /// </summary>
+    public IReadOnlyList<RunSpec> LearningRatePreview()
+    {
+        var warmup = LearningRateWarmup > 0 && LearningRateWarmup < Steps ? LearningRateWarmup : 0;
+        var schedule = RunSpec.Schedules.Contains(Schedule) ? Schedule : RunSpec.NoSchedule;
+        var rates = IsGroup ? LearningRate.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : [LearningRate];
+        return rates.Select(r => Number(r) is [var value] ? (double)value : double.NaN)
+            .Where(r => double.IsFinite(r) && r > 0).Distinct().Take(6)
+            .Select(r => new RunSpec { LearningRate = r, Schedule = schedule, LearningRateWarmup = warmup }).ToList();
+    }
 
     /// <summary>
     /// Each row's rule as it stands, null for a row that is not complete or valid yet: the decay lens and the rows'
@@ -180,6 +197,7 @@ public sealed class RunForm
             ["steps"] = Steps,
             ["seed"] = Seed,
             ["evalInterval"] = EvalInterval,
+            ["evalSubset"] = EvalSubset,
             ["threads"] = Threads,
             ["ema"] = new JsonObject
             {

@@ -1,0 +1,110 @@
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Training;
+
+namespace EmaLab.TrainingEngine.Tests;
+
+/// <summary>What an evaluation scores (a fixed subset at intermediate points, everything at the end) and what it costs.</summary>
+[Collection(TrainingCollection.Name)]
+public class EvaluationTests
+{
+    static readonly RunSpec Digits = new()
+    {
+        Dataset = "digits-8x8", Model = "mlp", Hidden = [32], Optimizer = RunSpec.Adam, LearningRate = 3e-3,
+        BatchSize = 32, Steps = 40, Seed = 5, EvalInterval = 20, EvalSubset = 100,
+        Ema = new EmaSettings { Decays = [0.9] },
+    };
+
+    [Fact]
+    public void The_subset_is_fixed_sorted_and_the_same_for_every_run_of_a_dataset()
+    {
+        var subset = TrackEvaluator.SubsetOf(1000, 200);
+        Assert.Equal(200, subset.Distinct().Count());
+        Assert.Equal(subset.Order(), subset);
+        Assert.All(subset, i => Assert.InRange(i, 0, 999));
+        Assert.Equal(subset, TrackEvaluator.SubsetOf(1000, 200));
+        // Spread over the split, not its front: a split sorted by class (as some are) is still sampled throughout.
+        Assert.True(subset.Max() > 900 && subset.Min() < 100, $"subset from {subset.Min()} to {subset.Max()}");
+
+        using var one = new TrackEvaluator(Digits);
+        using var other = new TrackEvaluator(Digits with { Seed = 99, BatchSize = 8 });
+        Assert.Equal(100, one.ImagesScored(subset: true));
+        Assert.Equal(one.Data.Eval.Count, one.ImagesScored(subset: false));
+        using var model = Models.ModelFactory.Build(one.Architecture, new TorchSharp.torch.Generator(1));
+        Assert.Equal(one.Evaluate(model, subset: true), other.Evaluate(model, subset: true));
+    }
+
+    [Fact]
+    public void Intermediate_evaluations_score_the_subset_and_the_last_one_every_held_out_image()
+    {
+        var observer = new RecordingObserver();
+        using (var session = TrainingSession.Create(Digits))
+        {
+            var result = session.Train(observer);
+            Assert.Equal(TrainingOutcome.Completed, result.Outcome);
+            // The last evaluation is the whole split: what the session reports for a track afterwards.
+            Assert.Equal(session.Evaluate("raw"), result.LastEvaluation["raw"]);
+            Assert.Equal(session.Evaluate("ema-0.9"), result.LastEvaluation["ema-0.9"]);
+        }
+
+        // The same run stopped at step 20 and scored on the subset and on everything: the point at 20 is the subset's.
+        using var paused = TrainingSession.Create(Digits);
+        Assert.Equal(TrainingOutcome.Paused, paused.Train(new RecordingObserver(), stopAfterStep: 20).Outcome);
+        foreach (var track in paused.Tracks)
+        {
+            paused.LoadTrack(track);
+            var onSubset = paused.Evaluator.Evaluate(subset: true);
+            var reported = observer.Series(track, MetricKeys.EvalAccuracy).Single(m => m.Step == 20).Value;
+            Assert.Equal(onSubset.Accuracy, reported);
+            Assert.Equal(onSubset.Loss, observer.Series(track, MetricKeys.EvalLoss).Single(m => m.Step == 20).Value);
+            Assert.Equal(0, onSubset.Accuracy * 100 % 1, 9); // a count out of 100 images
+        }
+        Assert.Contains(observer.Log, l => l.Message.StartsWith($"Step 20 (on 100 of {paused.Data.Eval.Count:N0} held-out images):", StringComparison.Ordinal));
+        Assert.Contains(observer.Log, l => l.Message.StartsWith("Step 40: ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_subset_as_large_as_the_split_or_none_scores_everything_every_time()
+    {
+        foreach (var spec in new[] { Digits with { EvalSubset = null }, Digits with { EvalSubset = 0 } })
+        {
+            using var session = TrainingSession.Create(spec);
+            Assert.Equal(session.Data.Eval.Count, session.Evaluator.ImagesScored(subset: true));
+        }
+        var all = Data.DatasetCatalog.Describe(Digits.Dataset).EvalCount;
+        using var whole = TrainingSession.Create(Digits with { EvalSubset = all });
+        Assert.Equal(all, whole.Evaluator.ImagesScored(subset: true));
+    }
+
+    [Fact]
+    public void Each_evaluation_reports_its_time_beside_the_training_time_since_the_previous_one()
+    {
+        var observer = new RecordingObserver();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var session = TrainingSession.Create(Digits with { Steps = 60 });
+        session.Train(observer);
+        var wall = clock.Elapsed.TotalSeconds;
+
+        var training = observer.Series("raw", MetricKeys.TrainingSeconds).ToList();
+        var evaluation = observer.Series("raw", MetricKeys.EvaluationSeconds).ToList();
+        Assert.Equal([0L, 20, 40, 60], training.Select(m => m.Step));
+        Assert.Equal([0L, 20, 40, 60], evaluation.Select(m => m.Step));
+        Assert.Equal(0, training[0].Value); // nothing trained before step 0
+        Assert.All(training.Skip(1), m => Assert.True(m.Value > 0, $"training seconds {m.Value} at step {m.Step}"));
+        Assert.All(evaluation, m => Assert.True(m.Value > 0, $"evaluation seconds {m.Value} at step {m.Step}"));
+        // Parts of the run's time: together they fit in it.
+        Assert.True(training.Sum(m => m.Value) + evaluation.Sum(m => m.Value) <= wall, "the parts exceed the run's wall time");
+        Assert.DoesNotContain(observer.Metrics, m => m.Key.StartsWith("system/", StringComparison.Ordinal) && m.Track != "raw");
+    }
+
+    [Fact]
+    public void A_subset_larger_than_the_held_out_split_is_refused_by_field()
+    {
+        var all = Data.DatasetCatalog.Describe(Digits.Dataset).EvalCount;
+        foreach (var size in new[] { -1, all + 1 })
+        {
+            var problem = Assert.Single((Digits with { EvalSubset = size }).Problems());
+            Assert.Equal("evalSubset", problem.Field);
+            Assert.Contains($"1 to {all:N0}", problem.Message);
+        }
+    }
+}

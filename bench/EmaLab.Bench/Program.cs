@@ -9,9 +9,12 @@ using static TorchSharp.torch;
 // in the same process, and the interesting numbers are ratios between them, which are steadier on a
 // shared 2-core machine than absolute times.
 //
-//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [optimizer] [steps] [store] [posthoc] [load] [tracking] [reads] [workers] [access]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [optimizer] [steps] [store] [posthoc] [load] [tracking] [reads] [workers] [access] [resnet]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
-var what = args.Length == 0 ? ["ema", "tracks", "optimizer", "steps", "store", "posthoc", "load", "tracking", "reads", "workers", "access"] : args;
+// The ResNet benchmark's candidates, each in a fresh process (oneDNN reads its ISA cap once, when it starts).
+if (args is ["resnet-step", var threads, var steps]) { ResNetBenchmarks.ChildStep(int.Parse(threads), int.Parse(steps)); return; }
+if (args is ["resnet-memory"]) { ResNetBenchmarks.ChildMemory(); return; }
+var what = args.Length == 0 ? ["ema", "tracks", "optimizer", "steps", "store", "posthoc", "load", "tracking", "reads", "workers", "access", "resnet"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();
 if (what.Contains("tracks")) EmaBenchmarks.RunMixed();
 if (what.Contains("optimizer")) OptimizerBenchmarks.Run();
@@ -23,6 +26,7 @@ if (what.Contains("tracking")) await TrackingBenchmarks.RunAsync();
 if (what.Contains("reads")) await ReadBenchmarks.RunAsync();
 if (what.Contains("workers")) await WorkerBenchmarks.RunAsync();
 if (what.Contains("access")) await AccessBenchmarks.RunAsync();
+if (what.Contains("resnet")) ResNetBenchmarks.Run();
 
 static class Timing
 {

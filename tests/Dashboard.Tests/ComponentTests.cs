@@ -68,7 +68,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#batchSize").Change("0");
         cut.Find("form").Submit();
         Assert.Equal("Decay 1.5 is outside (0, 1).", cut.Find("[data-field='ema.tracks[1].decay']").TextContent);
-        Assert.StartsWith("The batch size must be from 1 to 8000", cut.Find("#batchSize").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        Assert.StartsWith("The batch size must be from 1 to 60000 (the size of fashion-mnist's training split)", cut.Find("#batchSize").ParentElement!.QuerySelector(".field-error")!.TextContent);
         cut.Find("#batchSize").Change("64");
         // After a refused start every change re-checks: the fixed field's message leaves at once.
         Assert.Empty(cut.Find("#batchSize").ParentElement!.QuerySelectorAll(".field-error"));
@@ -88,7 +88,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("form").Submit();
         Assert.Equal("'fast' is not a number.", cut.Find("#learningRate").ParentElement!.QuerySelector(".field-error")!.TextContent);
         Assert.Equal("'high' is not a number.", cut.Find("[data-field='ema.tracks[0].decay']").TextContent);
-        Assert.StartsWith("The batch size must be from 1 to 8000", cut.Find("#batchSize").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        Assert.StartsWith("The batch size must be from 1 to 60000 (the size of fashion-mnist's training split)", cut.Find("#batchSize").ParentElement!.QuerySelector(".field-error")!.TextContent);
 
         Assert.Equal(before, (await Api.GetAsync(_client, "/api/runs")).GetProperty("total").GetInt32());
     }
@@ -101,6 +101,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#dataset").Change("digits-8x8");
         cut.Find("#model").Change("mlp");
         cut.Find("#steps").Change("60");
+        cut.Find("#learningRateWarmup").Change("0");
         cut.Find("#evalInterval").Change("30");
         cut.Find("#checkpointEvery").Change("");
         Assert.Equal(2, cut.FindAll(".track-row").Count);
@@ -178,7 +179,13 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#labelSmoothing").Change("0,1");
         cut.Find("#gradientClipNorm").Change("-1");
         cut.Find("#learningRateWarmup").Change("30");
+        cut.Find("#channels").Change("8, x");
+        cut.Find("#blocks").Change("0");
+        cut.Find("#evalSubset").Change("-5");
         cut.Find("form").Submit();
+        Assert.Equal("'x' is not a whole number; give widths such as 16, 32, 64.", cut.Find("#channels").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        Assert.Equal("The ResNet needs 1 to 32 blocks per stage.", cut.Find("#blocks").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        Assert.StartsWith("The evaluation subset must be a number of images", cut.Find("#evalSubset").ParentElement!.QuerySelector(".field-error")!.TextContent);
         Assert.Equal("'0,1' is not a number.", cut.Find("#labelSmoothing").ParentElement!.QuerySelector(".field-error")!.TextContent);
         Assert.StartsWith("The gradient clipping norm must be", cut.Find("#gradientClipNorm").ParentElement!.QuerySelector(".field-error")!.TextContent);
         Assert.StartsWith("The learning-rate warm-up must be from 0 to 29 steps", cut.Find("#learningRateWarmup").ParentElement!.QuerySelector(".field-error")!.TextContent);
@@ -190,6 +197,9 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#decayNormsAndBiases").Change(false);
         cut.Find("#randomCropPadding").Change("2");
         cut.Find("#horizontalFlip").Change(true);
+        cut.Find("#channels").Change("8, 16");
+        cut.Find("#blocks").Change("1");
+        cut.Find("#evalSubset").Change("100");
         Assert.Empty(cut.FindAll(".field-error").Select(e => $"{e.GetAttribute("data-field")}: {e.TextContent}"));
         cut.Find("form").Submit();
         var id = (await Api.GetAsync(_client, "/api/runs")).GetProperty("items")[0].GetProperty("id").GetInt64();
@@ -198,6 +208,8 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal((0.1, 2.0, 5L, 0.05, false, 2, true), (spec.GetProperty("labelSmoothing").GetDouble(), spec.GetProperty("gradientClipNorm").GetDouble(),
             spec.GetProperty("learningRateWarmup").GetInt64(), spec.GetProperty("weightDecay").GetDouble(), spec.GetProperty("decayNormsAndBiases").GetBoolean(),
             spec.GetProperty("randomCropPadding").GetInt32(), spec.GetProperty("horizontalFlip").GetBoolean()));
+        Assert.Equal("[8,16] 1 100", $"{spec.GetProperty("channels").GetRawText()} {spec.GetProperty("blocks")} {spec.GetProperty("evalSubset")}");
+        Assert.False(spec.TryGetProperty("hidden", out _)); // only the chosen model's fields are sent
         Assert.Equal("completed", (await Api.WaitForFinishAsync(_client, id)).GetProperty("status").GetString());
 
         Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"runs/new?from={id}");
@@ -206,6 +218,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
             clone.Find("#learningRateWarmup").GetAttribute("value"), clone.Find("#randomCropPadding").GetAttribute("value")));
         Assert.False(clone.Find("#decayNormsAndBiases").HasAttribute("checked"));
         Assert.True(clone.Find("#horizontalFlip").HasAttribute("checked"));
+        Assert.Equal(("8, 16", "1", "100"), (clone.Find("#channels").GetAttribute("value"), clone.Find("#blocks").GetAttribute("value"), clone.Find("#evalSubset").GetAttribute("value")));
     }
 
     [Fact]
@@ -259,7 +272,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal("Linear warm-up from 0 over 100 steps, then cosine decay to 0 at step 1,000.", cut.Find("[data-chart=lens-lr-chart] .chart-note").TextContent);
 
         // A group's learning rates each get a line; a step schedule is drawn as steps (the step before a drop and the one after).
-        var form = new RunForm { IsGroup = true, LearningRate = "0.001, 0.003, x", Schedule = RunSpec.StepSchedule, Steps = 3000 };
+        var form = new RunForm { IsGroup = true, LearningRate = "0.001, 0.003, x", Schedule = RunSpec.StepSchedule, Steps = 3000, LearningRateWarmup = 0 };
         var training = form.LearningRatePreview();
         Assert.Equal([0.001, 0.003], training.Select(t => t.LearningRate));
         cut.Render(p => p.Add(l => l.Training, training).Add(l => l.PlannedSteps, 3000));
@@ -297,6 +310,19 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Render(p => p.Add(l => l.Rules, twins.Rules()));
         Assert.Empty(cut.FindAll("[data-testid=lens-warnings]"));
         Assert.Equal("1", cut.Find("tr[data-track='ema-0.999'] .reached").TextContent);
+    }
+
+    [Fact]
+    public void The_new_run_forms_default_is_the_readmes_measured_resnet_on_fashion_mnist()
+    {
+        // The README reports this run's seed group; a change here must be measured again there.
+        var spec = new RunForm().ToRequest().Spec;
+        Assert.Equal(("fashion-mnist", "resnet", (int[]?)null, 1, RunSpec.Adam, 0.003, 100L, RunSpec.NoSchedule),
+            (spec.Dataset, spec.Model, spec.Channels, spec.Blocks, spec.Optimizer, spec.LearningRate, spec.LearningRateWarmup, spec.Schedule));
+        Assert.Equal((128, 1200L, 100, 2000, 1L), (spec.BatchSize, spec.Steps, spec.EvalInterval, spec.EvalSubset, spec.Seed));
+        Assert.Equal(["ema-0.99", "ema-0.999"], spec.Ema.Rules().Select(r => r.Name));
+        Assert.True(spec.Ema.ZeroDebias && !spec.Ema.Warmup);
+        Assert.Equal((0, false, 0.0, 0.0), (spec.RandomCropPadding, spec.HorizontalFlip, spec.LabelSmoothing, spec.WeightDecay));
     }
 
     [Fact]

@@ -32,6 +32,7 @@ public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, I
         cut.Find("#dataset").Change("digits-8x8");
         cut.Find("#steps").Change("40");
         cut.Find("#evalInterval").Change("20");
+        cut.Find("#learningRateWarmup").Change("0");
         cut.Find("#checkpointEvery").Change("");
         cut.Find("#postHoc").Change(false);
         cut.Find("#seed").Change("1-3");
@@ -52,7 +53,7 @@ public sealed class ExperimentPageTests(EmaLabFactory factory) : BunitContext, I
 
         cut.Find("[data-testid=optimizers] input[value=sgd]").Change(true);
         cut.Find("[data-testid=models] input[value=mlp]").Change(true);
-        cut.Find("[data-testid=models] input[value=cnn]").Change(false);
+        cut.Find("[data-testid=models] input[value=resnet]").Change(false);
         Assert.StartsWith("4 runs", cut.Find("[data-testid=group-preview]").TextContent.Trim());
         cut.Find("form").Submit();
         cut.WaitForAssertion(() => Assert.EndsWith("groups/form%20grid?experiment=0", navigation.Uri));

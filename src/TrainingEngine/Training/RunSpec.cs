@@ -71,9 +71,10 @@ public sealed record RunSpec
     public long Seed { get; init; } = 1;
     public int EvalInterval { get; init; } = 50;
     /// <summary>
-    /// Held-out images scored at the intermediate evaluations: a fixed subset, the same for every run of the dataset
-    /// (<see cref="TrackEvaluator.SubsetOf"/>). The evaluation at the last step always scores the whole split. Null or 0
-    /// (the default, which stored specs keep) scores the whole split every time.
+    /// At most this many held-out images scored at the intermediate evaluations: a fixed subset, the same for every run of
+    /// the dataset (<see cref="TrackEvaluator.SubsetOf"/>), or all of a smaller split (so one setting suits every dataset).
+    /// The evaluation at the last step always scores the whole split. Null or 0 (the default, which stored specs keep)
+    /// scores the whole split every time.
     /// </summary>
     public int? EvalSubset { get; init; }
     /// <summary>torch.set_num_threads for this run (process-wide in libtorch).</summary>
@@ -183,8 +184,7 @@ public sealed record RunSpec
                 yield return Invalid("epochs", $"Epochs must be at least 1 and give at most {MaxSteps:N0} steps.");
             if (modelKnown)
                 foreach (var problem in ArchitectureFor(data).Problems()) yield return problem;
-            if (EvalSubset is < 0 || EvalSubset > data.Eval.Count)
-                yield return Invalid("evalSubset", $"The evaluation subset must be from 1 to {data.Eval.Count:N0} images (the size of {Dataset}'s held-out split), or 0 for all of them.");
+
             if (batchOk && Steps is null or (>= 1 and <= MaxSteps) && Epochs is null or >= 1)
                 plannedSteps = TotalSteps(Math.Max(1, data.Train.Count / BatchSize));
         }
@@ -193,6 +193,7 @@ public sealed record RunSpec
                 ? $"The learning-rate warm-up must be from 0 to {total - 1:N0} steps (the run has {total:N0})."
                 : "The learning-rate warm-up must be at least 0 steps.");
         if (EvalInterval < 1) yield return Invalid("evalInterval", "The evaluation interval must be at least 1 step.");
+        if (EvalSubset < 0) yield return Invalid("evalSubset", "The evaluation subset must be a number of images ≥ 1, or 0 for all of them.");
         if (Threads < 1 || Threads > MaxThreads) yield return Invalid("threads", $"Threads must be from 1 to {MaxThreads}.");
         foreach (var problem in Ema.Problems()) yield return problem;
         if (PostHoc is not null)

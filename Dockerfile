@@ -26,7 +26,10 @@ COPY --from=build /app .
 # that is an explicit setting here, and it turns accounts on (the first admin from EmaLab__Admin__*, or the
 # one-time setup link in the log). Every API call and page then needs credentials, so any host name may
 # reach it (AllowedHosts).
+# One malloc arena (as `dotnet run` and the tests have it): a run trains on a thread of its own, and libtorch's
+# feature maps fit no 64 MB heap of a thread's arena, so they were mapped and unmapped at every pass.
 ENV ASPNETCORE_HTTP_PORTS=8080 \
+    MALLOC_ARENA_MAX=1 \
     EmaLab__AllowRemote=true \
     EmaLab__DataDirectory=/data \
     AllowedHosts=*

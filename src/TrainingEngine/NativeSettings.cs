@@ -36,6 +36,10 @@ static partial class NativeSettings
     /// are the same: only where the memory comes from changes). Applied unless the user tuned malloc (GLIBC_TUNABLES or
     /// the MALLOC_*_ variables). Both are set: a fixed trim threshold alone stops glibc raising its mmap threshold, which
     /// maps every block above 128 kB (4× slower still).
+    /// A thread other than the process's first gets a malloc arena of its own, made of heaps of at most 64 MB, where
+    /// large blocks fit badly and are mapped again and again whatever these settings say; a run trains on such a thread
+    /// in the dashboard. Only <c>MALLOC_ARENA_MAX=1</c> in the environment before the process starts helps there (glibc
+    /// fixes its arena limit early): the dashboard's launch profile, the Dockerfile and the tests' run settings set it.
     /// </summary>
 #pragma warning disable CA2255 // as above: before libtorch allocates
     [ModuleInitializer]

@@ -320,7 +320,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal(("fashion-mnist", "resnet", (int[]?)null, 1, RunSpec.Adam, 0.003, 100L, RunSpec.NoSchedule),
             (spec.Dataset, spec.Model, spec.Channels, spec.Blocks, spec.Optimizer, spec.LearningRate, spec.LearningRateWarmup, spec.Schedule));
         Assert.Equal((128, 1200L, 100, 2000, 1L), (spec.BatchSize, spec.Steps, spec.EvalInterval, spec.EvalSubset, spec.Seed));
-        Assert.Equal(["ema-0.99", "ema-0.999"], spec.Ema.Rules().Select(r => r.Name));
+        Assert.Equal(["ema-0.99", "ema-0.995"], spec.Ema.Rules().Select(r => r.Name));
         Assert.True(spec.Ema.ZeroDebias && !spec.Ema.Warmup);
         Assert.Equal((0, false, 0.0, 0.0), (spec.RandomCropPadding, spec.HorizontalFlip, spec.LabelSmoothing, spec.WeightDecay));
     }
@@ -330,7 +330,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     {
         var form = new RunForm();
         var rules = form.RowRules().Select(r => r!).ToList();
-        Assert.Equal(["ema-0.99", "ema-0.999"], rules.Select(r => r.Name));
+        Assert.Equal(["ema-0.99", "ema-0.995"], rules.Select(r => r.Name));
         Assert.Empty(DecayLens.Warnings(rules, form.Steps));
         Assert.Equal(0, EmaMath.IdenticalUntil(rules[0], rules[1], form.Steps));
         Assert.All(rules, r => Assert.Equal(1, EmaMath.NominalDecayFrom(r, form.Steps)));

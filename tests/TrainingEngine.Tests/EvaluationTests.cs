@@ -96,6 +96,31 @@ public class EvaluationTests
         Assert.DoesNotContain(observer.Metrics, m => m.Key.StartsWith("system/", StringComparison.Ordinal) && m.Track != "raw");
     }
 
+    [Theory]
+    [InlineData("mlp")]
+    [InlineData("cnn")]
+    [InlineData("resnet")]
+    public void Forward_passes_in_chunks_score_exactly_what_one_pass_over_each_batch_scores(string model)
+    {
+        var spec = Digits with { Model = model, Channels = model == "mlp" ? null : [8, 16], Blocks = model == "resnet" ? 1 : null };
+        using var session = TrainingSession.Create(spec);
+        session.Train(new RecordingObserver(), stopAfterStep: 20); // trained weights and batch-norm statistics
+        session.LoadTrack("raw");
+        var chunked = session.Evaluator.Evaluate();
+
+        // The evaluation as one forward pass per 512-image batch (the split is smaller than one batch: one pass).
+        var model_ = (TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>)session.Evaluator.Model;
+        var data = session.Data;
+        using var _ = TorchSharp.torch.no_grad();
+        using var x = TorchSharp.torch.tensor(data.Normalization.Apply(data.Eval.Pixels), [data.Eval.Count, 1, data.Height, data.Width]);
+        using var y = TorchSharp.torch.tensor(data.Eval.Labels.Select(l => (long)l).ToArray(), TorchSharp.torch.ScalarType.Int64);
+        using var logits = model_.forward(x);
+        var loss = (double)TorchSharp.torch.nn.functional.cross_entropy(logits, y, reduction: TorchSharp.torch.nn.Reduction.Sum).item<float>() / data.Eval.Count;
+        var accuracy = (double)logits.argmax(1).eq(y).sum().item<long>() / data.Eval.Count;
+        Assert.True(data.Eval.Count > TrackEvaluator.ForwardChunk, "the split must need several chunks");
+        Assert.Equal(new EvalResult(loss, accuracy), chunked);
+    }
+
     [Fact]
     public void A_negative_subset_is_refused_by_field_and_one_larger_than_the_split_scores_all_of_it()
     {

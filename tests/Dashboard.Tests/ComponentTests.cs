@@ -105,6 +105,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#evalInterval").Change("30");
         cut.Find("#checkpointEvery").Change("");
         Assert.Equal(2, cut.FindAll(".track-row").Count);
+        cut.Find("#track-1-decay").Change("0.999"); // the rows below are added after it
 
         // One click adds timm's ModelEmaV3 with use_warmup: its settings only, empty ones showing timm's defaults.
         cut.Find("button[data-preset='timm use_warmup']").Click();

@@ -63,6 +63,27 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
     }
 
     [Fact]
+    public async Task Live_points_before_the_first_plot_redraw_instead_of_extending_traces_the_browser_does_not_have()
+    {
+        UseAppServices();
+        // Plotly.Blazor's first plot still on its way (as while the browser loads Plotly's script).
+        var plotly = JSInterop.SetupModule("./_content/Plotly.Blazor/plotly-interop-7.2.0.js");
+        var firstPlot = plotly.SetupVoid("newPlot", _ => true);
+        var all = Learning();
+        var cut = Render<MetricChart>(p => p.Add(c => c.Id, "c").Add(c => c.Title, "t")
+            .Add(c => c.Series, [new ChartSeries("raw", "#000", all.Take(11).ToList())]));
+        var early = cut.InvokeAsync(() => cut.Instance.ExtendAsync(new Dictionary<string, List<MetricValue>> { ["raw"] = all.Skip(11).Take(10).ToList() }, n => new ChartSeries(n, "#000", [])));
+        firstPlot.SetVoidResult();
+        await early;
+        Assert.Equal(["newPlot", "react"], plotly.Invocations.Select(i => i.Identifier).Where(i => i != "importScript"));
+        Assert.Equal(21, ((Plotly.Blazor.Traces.Scatter)cut.Instance.Traces[0]).Y.Count);
+
+        // Plotted: later points extend the traces.
+        await cut.InvokeAsync(() => cut.Instance.ExtendAsync(new Dictionary<string, List<MetricValue>> { ["raw"] = all.Skip(21).ToList() }, n => new ChartSeries(n, "#000", [])));
+        Assert.Contains(plotly.Invocations, i => i.Identifier == "extendTraces");
+    }
+
+    [Fact]
     public void Smoothing_draws_the_debiased_ema_of_the_points_and_leaves_bands_and_markers_alone()
     {
         UseAppServices();

@@ -6,7 +6,7 @@ using Sequential = TorchSharp.Modules.Sequential;
 namespace EmaLab.TrainingEngine.Models;
 
 /// <summary>
-/// Builds the models: the MLP and the CNN as a plain <c>nn.Sequential</c>, the ResNet as <see cref="ResidualNetwork"/>,
+/// Builds the models: the MLP as a plain <c>nn.Sequential</c>, the CNN as <see cref="ConvolutionalNetwork"/> (named as one), the ResNet as <see cref="ResidualNetwork"/>,
 /// so parameter and buffer names are those of the README's PyTorch definitions (<c>1.weight</c>,
 /// <c>blocks.0.bn1.running_mean</c>, ...).
 /// </summary>
@@ -24,7 +24,7 @@ public static class ModelFactory
         {
             ModelArchitecture.ResNet => new ResidualNetwork(architecture),
             ModelArchitecture.Mlp => Numbered(MlpLayers(architecture)),
-            _ => Numbered(CnnLayers(architecture)),
+            _ => new ConvolutionalNetwork(CnnLayers(architecture)),
         };
         if (generator is not null) Initialise(model, generator);
         return model;

@@ -44,7 +44,8 @@ public sealed class ResidualNetwork : Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        var features = _blocks.forward(_stem.forward(input));
+        // Channels-last from the stem on (the input's single channel has no layout to choose): see ChannelsLast.
+        var features = _blocks.forward(ChannelsLast.Of(_stem.forward(input)));
         return _head.forward(features.mean([2, 3])).MoveToOuterDisposeScope();
     }
 

@@ -73,6 +73,10 @@ public abstract unsafe class Optimizer : IDisposable
         {
             using var gradient = Parameters[i].Parameter.grad;
             if (gradient is null) continue;
+            // Element i of the gradient must be element i of the parameter. Autograd lays a gradient out like its
+            // parameter (channels-last feature maps included); a gradient set by hand might not be.
+            if (!gradient.is_contiguous())
+                throw new InvalidOperationException($"The gradient of {Parameters[i].Name} is not contiguous: the update would pair the wrong elements.");
             var parameter = Pointer(Parameters[i].Parameter);
             var length = Parameters[i].Parameter.NumberOfElements;
             if (_parallelism <= 1 || length < OptimizerKernels.ParallelThreshold) UpdateRange(i, parameter, Pointer(gradient), 0, length, learningRate);

@@ -12,12 +12,14 @@ static partial class NativeSettings
     public const string OneDnnMaxIsa = "ONEDNN_MAX_CPU_ISA";
 
     /// <summary>
-    /// oneDNN 3.7.1 (inside TorchSharp 0.107's libtorch) computes a convolution's input gradient wrongly on AVX-512 CPUs
-    /// when the channel count is not a multiple of 16: a 3x3 convolution from 24 to 24 channels on 28x28 images returns
-    /// NaN in about one backward pass in four on two threads (8 or 24 channels; 16 never; once seen on one thread),
-    /// which ends a ResNet's run as "diverged" within a few steps. Its AVX2 kernels are right, so oneDNN is capped at AVX2 unless
-    /// the user set the variable (the cost is measured in the README's benchmarks). The variable must be in the native
-    /// environment (setenv): .NET's Environment.SetEnvironmentVariable does not reach native code on Linux.
+    /// oneDNN 3.7.1 (inside TorchSharp 0.107's libtorch) is wrong on AVX-512 CPUs for channel counts that are not a multiple
+    /// of 16: in its blocked layout a 3x3 convolution's input gradient from 24 to 24 channels on 28x28 images was NaN in
+    /// most passes on two threads (a ResNet's run "diverged" within a few steps), and its channels-last kernels, which
+    /// the models use (<see cref="Models.ChannelsLast"/>), returned gradients 99 % off for a ResNet of 24 and 40 channels
+    /// and crashed the process for 8, 24 and 40. Capped at AVX2, channels-last gradients match a float64 reference for
+    /// every width tried (the engine's tests hold it), so oneDNN is capped at AVX2 unless the user set the variable (the
+    /// cost is measured in the README's benchmarks). The variable must be in the native environment (setenv): .NET's
+    /// Environment.SetEnvironmentVariable does not reach native code on Linux.
     /// </summary>
 #pragma warning disable CA2255 // A library's module initializer: it must run before any of the engine's code calls libtorch.
     [ModuleInitializer]

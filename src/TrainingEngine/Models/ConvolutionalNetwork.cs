@@ -12,7 +12,7 @@ sealed class ConvolutionalNetwork : Module<Tensor, Tensor>
 {
     readonly Module<Tensor, Tensor>[] _layers;
 
-    public ConvolutionalNetwork(IReadOnlyList<Module<Tensor, Tensor>> layers) : base("Sequential")
+    public ConvolutionalNetwork(IReadOnlyList<Module<Tensor, Tensor>> layers) : base("ConvolutionalNetwork")
     {
         _layers = [.. layers];
         for (var i = 0; i < _layers.Length; i++) register_module(i.ToString(System.Globalization.CultureInfo.InvariantCulture), _layers[i]);

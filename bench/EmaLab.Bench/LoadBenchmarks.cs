@@ -122,6 +122,8 @@ static class LoadBenchmarks
                 ["EmaLab__Limits__MaxEventStreamsPerRun"] = "250",
                 ["EmaLab__Limits__MaxEventStreams"] = "300",
                 ["Logging__LogLevel__Default"] = "Warning",
+                // As the dashboard's launch profile and the Dockerfile start it (one malloc arena: see NativeSettings).
+                ["MALLOC_ARENA_MAX"] = "1",
             },
         };
         foreach (var (key, value) in settings ?? new Dictionary<string, string>()) start.Environment[key] = value;

@@ -16,8 +16,9 @@ namespace EmaLab.TrainingEngine.Models;
 /// The price: libtorch's channels-last batch norm sums each channel in float32, one row after another, which doubles
 /// float32's rounding in the gradients (a ResNet-20 at batch 128: the worst tensor 1.1 % from float64 against 0.5 % in
 /// NCHW, by the norm of the difference), as PyTorch's own channels-last training does (0.9 % against 0.4 % on 1.13).
-/// Parameters and their gradients stay contiguous (autograd lays a gradient out like its parameter), so checkpoints and the optimizers see no difference.
-/// A map with one channel (a grayscale input) is both layouts at once and stays as it is: the stem converts its output.
+/// Parameters and their gradients stay contiguous (autograd lays a gradient out like its parameter), so checkpoints
+/// and the optimizers see no difference. A map with one channel (a grayscale input) is both layouts at once and stays
+/// as it is: the first convolution's output is converted.
 /// </summary>
 static class ChannelsLast
 {

@@ -183,7 +183,9 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#channels").Change("8, x");
         cut.Find("#blocks").Change("0");
         cut.Find("#evalSubset").Change("-5");
+        cut.Find("#postHocSigmaRels").Change("0.05, wide");
         cut.Find("form").Submit();
+        Assert.Equal("'wide' is not a number; σ_rel is in (0, 0.2887], e.g. 0.05.", cut.Find("#postHocSigmaRels").ParentElement!.QuerySelector(".field-error")!.TextContent);
         Assert.Equal("'x' is not a whole number; give widths such as 16, 32, 64.", cut.Find("#channels").ParentElement!.QuerySelector(".field-error")!.TextContent);
         Assert.Equal("The ResNet needs 1 to 32 blocks per stage.", cut.Find("#blocks").ParentElement!.QuerySelector(".field-error")!.TextContent);
         Assert.StartsWith("The evaluation subset must be a number of images", cut.Find("#evalSubset").ParentElement!.QuerySelector(".field-error")!.TextContent);
@@ -201,6 +203,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#channels").Change("8, 16");
         cut.Find("#blocks").Change("1");
         cut.Find("#evalSubset").Change("100");
+        cut.Find("#postHocSigmaRels").Change("0.05, 0.1");
         Assert.Empty(cut.FindAll(".field-error").Select(e => $"{e.GetAttribute("data-field")}: {e.TextContent}"));
         cut.Find("form").Submit();
         var id = (await Api.GetAsync(_client, "/api/runs")).GetProperty("items")[0].GetProperty("id").GetInt64();
@@ -211,6 +214,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
             spec.GetProperty("randomCropPadding").GetInt32(), spec.GetProperty("horizontalFlip").GetBoolean()));
         Assert.Equal("[8,16] 1 100", $"{spec.GetProperty("channels").GetRawText()} {spec.GetProperty("blocks")} {spec.GetProperty("evalSubset")}");
         Assert.False(spec.TryGetProperty("hidden", out _)); // only the chosen model's fields are sent
+        Assert.Equal("[0.05,0.1]", spec.GetProperty("postHoc").GetProperty("sigmaRels").GetRawText());
         Assert.Equal("completed", (await Api.WaitForFinishAsync(_client, id)).GetProperty("status").GetString());
 
         Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"runs/new?from={id}");

@@ -184,7 +184,6 @@ public sealed record RunSpec
                 yield return Invalid("epochs", $"Epochs must be at least 1 and give at most {MaxSteps:N0} steps.");
             if (modelKnown)
                 foreach (var problem in ArchitectureFor(data).Problems()) yield return problem;
-
             if (batchOk && Steps is null or (>= 1 and <= MaxSteps) && Epochs is null or >= 1)
                 plannedSteps = TotalSteps(Math.Max(1, data.Train.Count / BatchSize));
         }

@@ -224,9 +224,9 @@ public sealed class RunForm
         };
         if (IsGroup)
         {
-            body["seed"] = List(Seeds, "seed", typos, SeedRange);
-            body["learningRate"] = List(LearningRate, "learningRate", typos, Number);
-            body["batchSize"] = List(BatchSizes, "batchSize", typos, Integer);
+            body["seed"] = List(Seeds, "seed", typos, SeedRange, "a seed or a range such as 1-5");
+            body["learningRate"] = List(LearningRate, "learningRate", typos, Number, "a number");
+            body["batchSize"] = List(BatchSizes, "batchSize", typos, Integer, "a whole number");
             body["optimizer"] = new JsonArray(RunSpec.Optimizers.Where(Optimizers.Contains).Select(o => (JsonNode)o).ToArray());
             body["model"] = new JsonArray(ModelArchitecture.Kinds.Where(Models.Contains).Select(m => (JsonNode)m).ToArray());
         }
@@ -244,10 +244,7 @@ public sealed class RunForm
         if (CheckpointEvery is { } every) body["checkpointEvery"] = every;
         if (PostHoc)
         {
-            var sigmas = new JsonArray();
-            foreach (var text in PostHocSigmaRels.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var sigma)) sigmas.Add(sigma);
-                else typos["postHoc.sigmaRels"] = $"'{text}' is not a number; σ_rel is in (0, 0.2887], e.g. 0.05.";
+            var sigmas = List(PostHocSigmaRels, "postHoc.sigmaRels", typos, Number, "a number; σ_rel is in (0, 0.2887], e.g. 0.05");
             var postHoc = new JsonObject { ["sigmaRels"] = sigmas };
             if (SnapshotEvery is { } snapshots) postHoc["snapshotEvery"] = snapshots;
             body["postHoc"] = postHoc;
@@ -255,25 +252,24 @@ public sealed class RunForm
         return body;
     }
 
-    /// <summary>Layer widths ("64, 128") as one list value; empty sends nothing (the model's default).</summary>
+    /// <summary>Layer widths ("64, 128") as one list value; nothing typed sends nothing (the model's default).</summary>
     static void Widths(JsonObject body, string field, string text, Dictionary<string, string> typos)
     {
-        var items = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        if (items.Length == 0) return;
-        var widths = new JsonArray();
-        foreach (var item in items)
-            if (int.TryParse(item, NumberStyles.Integer, CultureInfo.InvariantCulture, out var width)) widths.Add(width);
-            else typos[field] = $"'{item}' is not a whole number; give widths such as 16, 32, 64.";
-        body[field] = widths;
+        var widths = List(text, field, typos, Integer, "a whole number; give widths such as 16, 32, 64");
+        // Empty and no typo: there was no item at all.
+        if (widths.Count > 0 || typos.ContainsKey(field)) body[field] = widths;
     }
 
-    /// <summary>A comma-separated list read item by item; an item that does not read is reported under <paramref name="field"/>.</summary>
-    static JsonArray List(string text, string field, Dictionary<string, string> typos, Func<string, JsonNode[]?> read)
+    /// <summary>
+    /// A comma-separated list read item by item; an item that does not read is reported under <paramref name="field"/>
+    /// as not being <paramref name="expected"/>.
+    /// </summary>
+    static JsonArray List(string text, string field, Dictionary<string, string> typos, Func<string, JsonNode[]?> read, string expected)
     {
         var list = new JsonArray();
         foreach (var item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             if (read(item) is { } values) foreach (var value in values) list.Add(value);
-            else typos[field] = $"'{item}' is not {(field == "seed" ? "a seed or a range such as 1-5" : field == "batchSize" ? "a whole number" : "a number")}.";
+            else typos[field] = $"'{item}' is not {expected}.";
         return list;
     }
 

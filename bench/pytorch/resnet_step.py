@@ -10,7 +10,8 @@ and the step counters copied. Prints milliseconds per step (median of rounds).
 
     python3 bench/pytorch/resnet_step.py [threads] [steps] [channels] [blocks]
 """
-import gzip, json, os, re, statistics, sys, time
+import gzip, os, re, sys
+from timing import median_ms_per_step
 import numpy as np
 import torch
 import torch.nn as nn
@@ -67,12 +68,4 @@ def step(i):
                 s.copy_(t)
     return value
 
-for i in range(10):
-    step(i)
-rounds = []
-for r in range(5):
-    t = time.perf_counter()
-    for i in range(steps // 5):
-        step(i)
-    rounds.append((time.perf_counter() - t) / (steps // 5))
-print(f"{statistics.median(rounds) * 1e3:.4f}")
+print(f"{median_ms_per_step(step, warmup=10, steps=steps, rounds=5):.4f}")

@@ -7,7 +7,8 @@ each step as the engine does. Prints milliseconds per step (median of rounds).
 
     python3 bench/pytorch/step.py [threads] [steps]
 """
-import sys, time, statistics
+import sys
+from timing import median_ms_per_step
 import torch
 import torch.nn as nn
 
@@ -40,12 +41,4 @@ def step(i):
                 s.lerp_(p, weights[k])
     return value
 
-for i in range(50):
-    step(i)
-rounds = []
-for r in range(7):
-    t = time.perf_counter()
-    for i in range(steps // 7):
-        step(i)
-    rounds.append((time.perf_counter() - t) / (steps // 7))
-print(f"{statistics.median(rounds) * 1e3:.4f}")
+print(f"{median_ms_per_step(step, warmup=50, steps=steps, rounds=7):.4f}")

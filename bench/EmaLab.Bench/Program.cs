@@ -92,7 +92,7 @@ static class EmaBenchmarks
 
         // The decay lens and the σ_rel axis walk each rule's schedule over every planned step: how long for the longest run allowed?
         Console.WriteLine($"== Walking a rule's schedule over {RunSpec.MaxSteps:N0} steps (decay lens, σ_rel of a track) ==");
-        var rules = MixedTracks(EmaDtype.Float32).Rules().Append(new EmaTrackSettings { Preset = EmaPresets.EmaPytorch }.Resolve(new EmaSettings(), "t"));
+        var rules = MixedTracks(EmaDtype.Float32).Rules(null).Append(new EmaTrackSettings { Preset = EmaPresets.EmaPytorch }.Resolve(new EmaSettings(), "t", null));
         foreach (var rule in rules)
         {
             var clock = Stopwatch.StartNew();
@@ -125,7 +125,7 @@ static class EmaBenchmarks
         // The reference: eight plain EMA Lab decays in one fused pass (one rule, one update form).
         var plain = new EmaSettings { Decays = [0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995] };
         var emas = new[] { MixedTracks(EmaDtype.Float32), MixedTracks(EmaDtype.BFloat16), MixedTracks(EmaDtype.Float16), plain }
-            .Select(settings => new ExponentialMovingAverage(model, settings, threads)).ToArray();
+            .Select(settings => new ExponentialMovingAverage(model, settings, null, threads)).ToArray();
         var step = new long[emas.Length];
         foreach (var (ema, i) in emas.Select((e, i) => (e, i)))
             for (step[i] = 1; step[i] <= 200; step[i]++) ema.Update(step[i]); // past the copies and the warm-ups' first steps
@@ -149,10 +149,10 @@ static class EmaBenchmarks
 
         var one = new EmaSettings { Decays = [0.999] };
         var three = new EmaSettings { Decays = ThreeDecays };
-        using var lerpOne = new ExponentialMovingAverage(model, one, threads, EmaKernel.Lerp);
-        using var fusedOne = new ExponentialMovingAverage(model, one, threads, EmaKernel.Fused);
-        using var fusedThree = new ExponentialMovingAverage(model, three, threads, EmaKernel.Fused);
-        using var lerpThree = new ExponentialMovingAverage(model, three, threads, EmaKernel.Lerp);
+        using var lerpOne = new ExponentialMovingAverage(model, one, null, threads, EmaKernel.Lerp);
+        using var fusedOne = new ExponentialMovingAverage(model, one, null, threads, EmaKernel.Fused);
+        using var fusedThree = new ExponentialMovingAverage(model, three, null, threads, EmaKernel.Fused);
+        using var lerpThree = new ExponentialMovingAverage(model, three, null, threads, EmaKernel.Lerp);
         long n = 0;
         var times = Timing.Interleaved([
             bench.CopyAll,

@@ -65,7 +65,7 @@ public sealed class EngineParityTests : IDisposable
             var tracks = Groups[g].Select(json => JsonSerializer.Deserialize<EmaTrackSettings>(json, JsonSerializerOptions.Web)!).ToList();
             using var model = new Weights(trajectory[0]);
             using var reader = new Weights(zeros(Size));
-            using var ema = new ExponentialMovingAverage(model, new EmaSettings { Tracks = tracks });
+            using var ema = new ExponentialMovingAverage(model, new EmaSettings { Tracks = tracks }, null);
             names.Add(ema.Shadows.Select(s => s.Track).ToList());
             for (var t = 1; t <= Steps; t++)
             {

@@ -35,8 +35,8 @@ public sealed class CompanionLiveTests : IDisposable
         var tracked = overview.GetProperty("tracked").EnumerateArray().ToList();
         Assert.Equal(["ema-0.99", "ema-0.995-timm"], tracked.Select(t => t.GetProperty("track").GetString()));
         var timm = new EmaLab.TrainingEngine.Averaging.EmaTrackSettings { Preset = "timm", Decay = 0.995 }
-            .Resolve(new EmaLab.TrainingEngine.Averaging.EmaSettings(), "timm");
-        var emalab = new EmaLab.TrainingEngine.Averaging.EmaTrackSettings { Decay = 0.99 }.Resolve(new EmaLab.TrainingEngine.Averaging.EmaSettings(), "emalab");
+            .Resolve(new EmaLab.TrainingEngine.Averaging.EmaSettings(), "timm", null);
+        var emalab = new EmaLab.TrainingEngine.Averaging.EmaTrackSettings { Decay = 0.99 }.Resolve(new EmaLab.TrainingEngine.Averaging.EmaSettings(), "emalab", null);
         Assert.Equal(EmaLab.TrainingEngine.Averaging.EmaMath.SigmaRel(emalab, 300), tracked[0].GetProperty("sigmaRel").GetDouble());
         Assert.Equal(EmaLab.TrainingEngine.Averaging.EmaMath.SigmaRel(timm, 300), tracked[1].GetProperty("sigmaRel").GetDouble());
         var badRules = System.Text.Json.JsonSerializer.Serialize(new

@@ -231,7 +231,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     {
         UseAppServices();
         var cut = Render<DecayLens>(p => p
-            .Add(l => l.Rules, new EmaSettings { Decays = [0.99, 0.9999] }.Rules())
+            .Add(l => l.Rules, new EmaSettings { Decays = [0.99, 0.9999] }.Rules(null))
             .Add(l => l.PlannedSteps, 2000));
 
         var slow = cut.Find("tr[data-track='ema-0.9999']");
@@ -244,7 +244,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal("0.0 %", fast.QuerySelector(".share")!.TextContent);
 
         // Warm-up forgets the start quickly; updating every 10 steps stretches the half-life tenfold.
-        cut.Render(p => p.Add(l => l.Rules, new EmaSettings { Decays = [0.99, 0.9999], Warmup = true, Every = 10 }.Rules()));
+        cut.Render(p => p.Add(l => l.Rules, new EmaSettings { Decays = [0.99, 0.9999], Warmup = true, Every = 10 }.Rules(null)));
         slow = cut.Find("tr[data-track='ema-0.9999']");
         var share = 1.0;
         for (var n = 10; n <= 2000; n += 10) share *= Math.Min(0.9999, (1.0 + n) / (10.0 + n));
@@ -265,7 +265,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     {
         UseAppServices();
         var cosine = new RunSpec { LearningRate = 0.01, Schedule = RunSpec.Cosine, LearningRateWarmup = 100 };
-        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, new EmaSettings { Decays = [0.99] }.Rules()).Add(l => l.PlannedSteps, 1000)
+        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, new EmaSettings { Decays = [0.99] }.Rules(null)).Add(l => l.PlannedSteps, 1000)
             .Add(l => l.Training, [cosine]));
         var chart = cut.FindComponents<MetricChart>().Single(c => c.Instance.Id == "lens-lr-chart").Instance;
         var curve = Assert.Single(chart.Series).Points;
@@ -294,7 +294,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     {
         UseAppServices();
         // The old default: 0.99 and 0.999 under TF's warm-up over 1,500 steps.
-        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, new EmaSettings { Decays = [0.99, 0.999], Warmup = true }.Rules()).Add(l => l.PlannedSteps, 1500));
+        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, new EmaSettings { Decays = [0.99, 0.999], Warmup = true }.Rules(null)).Add(l => l.PlannedSteps, 1500));
         Assert.Equal("890", cut.Find("tr[data-track='ema-0.99'] .reached").TextContent);
         Assert.Equal("never in this run", cut.Find("tr[data-track='ema-0.999'] .reached").TextContent);
         Assert.StartsWith("its warm-up never reaches the decay in this run", cut.Find("tr[data-track='ema-0.999'] .note").TextContent);
@@ -312,7 +312,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
                 new EmaTrackSettings { Preset = EmaPresets.AveragedModel, Decay = 0.99, Dtype = EmaDtype.BFloat16 },
             ],
         };
-        cut.Render(p => p.Add(l => l.Rules, twins.Rules()));
+        cut.Render(p => p.Add(l => l.Rules, twins.Rules(null)));
         Assert.Empty(cut.FindAll("[data-testid=lens-warnings]"));
         Assert.Equal("1", cut.Find("tr[data-track='ema-0.999'] .reached").TextContent);
     }
@@ -325,7 +325,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal(("fashion-mnist", "resnet", (int[]?)null, 1, RunSpec.Adam, 0.003, 100L, RunSpec.NoSchedule),
             (spec.Dataset, spec.Model, spec.Channels, spec.Blocks, spec.Optimizer, spec.LearningRate, spec.LearningRateWarmup, spec.Schedule));
         Assert.Equal((128, 1200L, 100, 2000, 1L), (spec.BatchSize, spec.Steps, spec.EvalInterval, spec.EvalSubset, spec.Seed));
-        Assert.Equal(["ema-0.99", "ema-0.995"], spec.Ema.Rules().Select(r => r.Name));
+        Assert.Equal(["ema-0.99", "ema-0.995"], spec.Ema.Rules(null).Select(r => r.Name));
         Assert.True(spec.Ema.ZeroDebias && !spec.Ema.Warmup);
         Assert.Equal((0, false, 0.0, 0.0), (spec.RandomCropPadding, spec.HorizontalFlip, spec.LabelSmoothing, spec.WeightDecay));
     }
@@ -355,7 +355,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
                 new EmaTrackSettings { Preset = EmaPresets.Swa, StartStep = 1001 },
             ],
         };
-        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, settings.Rules()).Add(l => l.PlannedSteps, 2000));
+        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, settings.Rules(null)).Add(l => l.PlannedSteps, 2000));
 
         // ema-pytorch updates every 10 steps with beta: the half-life in steps is ten times 0.99's.
         var lucid = cut.Find("tr[data-track='ema-0.99-ema-pytorch']");

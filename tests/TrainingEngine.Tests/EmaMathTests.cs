@@ -29,7 +29,7 @@ public class EmaMathTests
     static List<double> Run(EmaSettings settings, double initial, IReadOnlyList<double> weights, EmaKernel kernel)
     {
         using var model = new ScriptedWeights((float)initial);
-        using var ema = new ExponentialMovingAverage(model, settings, kernel: kernel);
+        using var ema = new ExponentialMovingAverage(model, settings, null, kernel: kernel);
         using var reader = new ScriptedWeights(0);
         var values = new List<double>();
         for (var step = 1; step <= weights.Count; step++)
@@ -150,7 +150,7 @@ public class EmaMathTests
     [Fact]
     public void Initial_weight_share_shows_when_an_average_never_forgets_its_start()
     {
-        static double Share(double decay, EmaSettings run, long steps) => EmaMath.InitialWeightShare((run with { Decays = [decay] }).Rules()[0], steps);
+        static double Share(double decay, EmaSettings run, long steps) => EmaMath.InitialWeightShare((run with { Decays = [decay] }).Rules(null)[0], steps);
         // 0.9999 over 2,000 steps without warm-up: 0.9999^2000 = e^(2000 ln 0.9999) ≈ 0.8187.
         Assert.Equal(Math.Pow(0.9999, 2000), Share(0.9999, new EmaSettings(), 2000), 12);
         Assert.Equal(0.8187, Share(0.9999, new EmaSettings(), 2000), 4);
@@ -164,7 +164,7 @@ public class EmaMathTests
     [Fact]
     public void The_lens_knows_when_a_warm_up_reaches_the_decay_and_how_long_two_tracks_are_one()
     {
-        var rules = new EmaSettings { Decays = [0.99, 0.999], Warmup = true }.Rules();
+        var rules = new EmaSettings { Decays = [0.99, 0.999], Warmup = true }.Rules(null);
         // TF's warm-up (1+t)/(10+t) reaches 0.99 at t = 890 and 0.999 at t = 8,990: never in a run of 1,500 steps.
         Assert.Equal(890, EmaMath.NominalDecayFrom(rules[0], 1500));
         Assert.Null(EmaMath.NominalDecayFrom(rules[1], 1500));
@@ -172,10 +172,10 @@ public class EmaMathTests
         // Both apply the warm-up's decay, the same one, through step 890, where it reaches 0.99 (from 891 the first is capped).
         Assert.Equal(890, EmaMath.IdenticalUntil(rules[0], rules[1], 1500));
         // Without the warm-up they differ from step 1; a late start holds both on the live weights until it.
-        var plain = new EmaSettings { Decays = [0.99, 0.999] }.Rules();
+        var plain = new EmaSettings { Decays = [0.99, 0.999] }.Rules(null);
         Assert.Equal(0, EmaMath.IdenticalUntil(plain[0], plain[1], 1500));
         Assert.Equal(1, EmaMath.NominalDecayFrom(plain[0], 1500));
-        var late = new EmaSettings { Decays = [0.99, 0.999], StartStep = 300 }.Rules();
+        var late = new EmaSettings { Decays = [0.99, 0.999], StartStep = 300 }.Rules(null);
         Assert.Equal(299, EmaMath.IdenticalUntil(late[0], late[1], 1500)); // both follow the live weights before step 300
         Assert.Equal(300, EmaMath.NominalDecayFrom(late[0], 1500));
     }
@@ -190,7 +190,7 @@ public class EmaMathTests
     public void Equivalent_sigma_rel_follows_each_rule_s_own_averaging_profile()
     {
         var run = new EmaSettings();
-        EmaRule Rule(EmaTrackSettings track) => track.Resolve(run, "t");
+        EmaRule Rule(EmaTrackSettings track) => track.Resolve(run, "t", null);
 
         // A plain EMA long past its window: EDM2's steady-state formula √d / (1 − d) / t.
         Assert.Equal(PowerFunctionProfile.SigmaRelOfDecay(0.99, 10_000), EmaMath.SigmaRel(Rule(new EmaTrackSettings { Decay = 0.99 }), 10_000), 1e-9);

@@ -41,11 +41,11 @@ public class EmaPresetTests
     }
 
     /// <summary>Runs the engine with one track (or, without one, <paramref name="run"/>'s compact form) and returns the value read after every step.</summary>
-    static List<Tensor> Engine(EmaTrackSettings? track, List<Tensor> trajectory, EmaSettings? run = null)
+    static List<Tensor> Engine(EmaTrackSettings? track, List<Tensor> trajectory, EmaSettings? run = null, EmaRunShape? shape = null)
     {
         using var model = new Weights(trajectory[0]);
         using var reader = new Weights(zeros(Size));
-        using var ema = new ExponentialMovingAverage(model, track is null ? run! : (run ?? new EmaSettings()) with { Tracks = [track] });
+        using var ema = new ExponentialMovingAverage(model, track is null ? run! : (run ?? new EmaSettings()) with { Tracks = [track] }, shape);
         var read = new List<Tensor>();
         for (var t = 1; t <= Steps; t++)
         {
@@ -274,13 +274,236 @@ public class EmaPresetTests
     }
 
     [Fact]
+    public void Trl_BEMACallback_with_update_after_and_a_floor_on_beta()
+    {
+        var trajectory = Trajectory(10);
+        // TRL's defaults (update_freq 400) scaled to this run: every 6 steps; update_after 0 (θ₀ = the initial weights) and 12.
+        foreach (var (after, minimum, lag, multiplier) in new[] { (0L, 0.0, 10L, 1.0), (12L, 0.0, 10L, 1.0), (0L, 0.3, 2L, 0.5) })
+        {
+            const int updateFreq = 6;
+            const double emaPower = 0.5, biasPower = 0.2;
+            var theta0 = trajectory[0].clone(); // on_train_begin: θ₀ and the EMA clone the parameters
+            var ema = trajectory[0].clone();
+            var running = trajectory[0].clone(); // the running model is a copy of the model at the start
+            var reference = new List<Tensor>();
+            for (var step = 1; step <= Steps; step++)
+            {
+                var thetat = trajectory[step];
+                if (step >= after)
+                {
+                    if (step == after) { theta0.copy_(thetat); ema.copy_(thetat); }
+                    else if ((step - after) % updateFreq == 0)
+                    {
+                        var x = lag + multiplier * step;
+                        var beta = Math.Max(Math.Pow(x, -emaPower), minimum);
+                        var alpha = Math.Pow(x, -biasPower);
+                        ema.mul_(1 - beta).add_(thetat, alpha: beta);
+                        running.copy_(ema + alpha * (thetat - theta0));
+                    }
+                }
+                reference.Add(running.clone());
+            }
+            var track = new EmaTrackSettings
+            {
+                Preset = EmaPresets.TrlBema, Every = updateFreq, UpdateAfterStep = after, MinEmaMultiplier = minimum, Lag = lag, Multiplier = multiplier,
+            };
+            AssertSame(reference, Engine(track, trajectory), $"trl-bema after={after} min={minimum}");
+        }
+    }
+
+    [Fact]
+    public void Bema_as_its_authors_run_it_including_no_ema_and_no_bias()
+    {
+        var trajectory = Trajectory(11);
+        foreach (var (after, emaPower, etaPower, gamma, minimum) in new[] { (0L, 0.5, 0.2, 1.0, 0.0), (20L, 0.5, 0.2, 0.8, 0.25), (0L, 0.0, 0.2, 1.0, 0.0), (3L, 0.5, 0.0, 1.0, 0.0) })
+        {
+            const int updateFreq = 7;
+            const long scalingLag = 10;
+            // abblock/bema core_online.py (2025-12-03): the three buffers clone the parameters at on_train_begin.
+            var theta0 = trajectory[0].clone();
+            var ema = trajectory[0].clone();
+            var bema = trajectory[0].clone();
+            long lastUpdateStep = -1;
+            var reference = new List<Tensor>();
+            for (var t = 1; t <= Steps; t++)
+            {
+                var p = trajectory[t];
+                if (t >= after && t != lastUpdateStep && (t - lastUpdateStep) % updateFreq == 0)
+                {
+                    var te = Math.Max(0, t - scalingLag);
+                    var doEma = emaPower > 0;
+                    var doBema = etaPower > 0;
+                    var beta = doEma ? gamma * Math.Pow(1.0 + te, -emaPower) : 0.0;
+                    if (doEma && minimum > 0) beta = Math.Max(beta, minimum);
+                    var alpha = doBema ? gamma * Math.Pow(1.0 + te, -etaPower) : 0.0;
+                    if (doEma) ema.mul_(1 - beta).add_(p, alpha: beta);
+                    else ema = p.clone();
+                    if (doBema)
+                    {
+                        var biasCorrection = p - theta0;
+                        bema.copy_(ema + alpha * biasCorrection);
+                    }
+                    else bema.copy_(ema);
+                    lastUpdateStep = t;
+                }
+                reference.Add(bema.clone());
+            }
+            var track = new EmaTrackSettings
+            {
+                Preset = EmaPresets.Bema, Every = updateFreq, UpdateAfterStep = after, EmaPower = emaPower, BiasPower = etaPower,
+                Multiplier = gamma, MinEmaMultiplier = minimum, Lag = scalingLag,
+            };
+            AssertSame(reference, Engine(track, trajectory), $"bema after={after} κ={emaPower} η={etaPower}");
+        }
+    }
+
+    [Fact]
+    public void Lawa_is_the_mean_of_the_latest_k_checkpoints_as_lawa_py_folds_them()
+    {
+        var trajectory = Trajectory(12);
+        foreach (var (k, every) in new[] { (5, 10), (3, 7), (1, 4) })
+        {
+            var checkpoints = new List<Tensor>();
+            var reference = new List<Tensor>();
+            for (var t = 1; t <= Steps; t++)
+            {
+                if (t % every == 0) checkpoints.Add(trajectory[t].clone());
+                if (checkpoints.Count == 0) { reference.Add(trajectory[t].clone()); continue; } // no average yet: the weights themselves
+                // Sanyal et al.'s lawa.py: the first of the k latest loaded as the average, then uni_update with n = 2, 3, …
+                var latest = checkpoints.TakeLast(k).ToList();
+                var average = latest[0].clone();
+                for (var n = 2; n <= latest.Count; n++) average = average + (latest[n - 1] - average) / n;
+                reference.Add(average);
+            }
+            AssertSame(reference, Engine(new EmaTrackSettings { Preset = EmaPresets.Lawa, Checkpoints = k, Every = every }, trajectory), $"lawa k={k} every={every}");
+
+            // And it is the plain mean of those weights, to float rounding.
+            var last = Enumerable.Range(1, Steps).Where(t => t % every == 0).TakeLast(k).Select(t => trajectory[t]).ToList();
+            Assert.True((stack(last).mean([0]) - reference[^1]).abs().max().item<float>() < 1e-5);
+        }
+    }
+
+    [Fact]
+    public void Edm_half_life_in_samples_with_and_without_ramp_up()
+    {
+        var trajectory = Trajectory(13);
+        const int batchSize = 32;
+        foreach (var (kimg, rampup) in new[] { (0.5, (double?)0.05), (0.5, null), (0.05, 0.5) })
+        {
+            // NVlabs/edm training/training_loop.py: the EMA after the optimizer step, then cur_nimg += batch_size.
+            var ema = trajectory[0].clone();
+            long curNimg = 0;
+            var reference = new List<Tensor>();
+            for (var t = 1; t <= Steps; t++)
+            {
+                var halfLifeNimg = kimg * 1000;
+                if (rampup is { } ratio) halfLifeNimg = Math.Min(halfLifeNimg, curNimg * ratio);
+                var beta = Math.Pow(0.5, batchSize / Math.Max(halfLifeNimg, 1e-8));
+                ema.copy_(trajectory[t].lerp(ema, tensor((float)beta)));
+                curNimg += batchSize;
+                reference.Add(ema.clone());
+            }
+            var track = new EmaTrackSettings { Preset = EmaPresets.Edm, HalfLifeKimg = kimg, RampupRatio = rampup ?? 0 };
+            AssertSame(reference, Engine(track, trajectory, shape: new EmaRunShape(batchSize, 100)), $"edm kimg={kimg} rampup={rampup}");
+        }
+    }
+
+    [Fact]
+    public void A_half_life_in_samples_is_the_decay_it_implies_at_the_runs_batch_size()
+    {
+        var run = new EmaSettings();
+        var shape = new EmaRunShape(128, 78);
+        var rule = new EmaTrackSettings { HalfLifeSamples = 12_800 }.Resolve(run, "t", shape);
+        Assert.Equal(Math.Pow(0.5, 0.01), rule.Decay);
+        Assert.Equal("ema-hl12800", rule.Name);
+        Assert.Equal(100, EmaMath.HalfLife(rule.Decay), 9); // 12,800 samples are 100 steps of 128
+        // Twice the batch, the same window in samples: half the steps (Busbridge et al.'s ρ^κ with κ = 2).
+        var doubled = new EmaTrackSettings { HalfLifeSamples = 12_800 }.Resolve(run, "t", shape with { BatchSize = 256 });
+        Assert.Equal(rule.Decay * rule.Decay, doubled.Decay, 15);
+
+        var trajectory = Trajectory(14);
+        AssertSame(Engine(new EmaTrackSettings { Decay = rule.Decay }, trajectory), Engine(new EmaTrackSettings { HalfLifeSamples = 12_800 }, trajectory, shape: shape), "half-life row");
+
+        var problem = Assert.Throws<InvalidSettingException>(() => new EmaTrackSettings { HalfLifeSamples = 100, Decay = 0.9 }.Resolve(run, "ema.tracks[0]", shape));
+        Assert.Equal("ema.tracks[0].halfLifeSamples", problem.Field);
+        problem = Assert.Throws<InvalidSettingException>(() => new EmaTrackSettings { HalfLifeSamples = -5 }.Resolve(run, "ema.tracks[0]", shape));
+        Assert.Equal("ema.tracks[0].halfLifeSamples", problem.Field);
+        problem = Assert.Throws<InvalidSettingException>(() => new EmaTrackSettings { Preset = EmaPresets.Edm }.Resolve(run, "ema.tracks[1]", null));
+        Assert.Equal("ema.tracks[1].halfLifeKimg", problem.Field);
+    }
+
+    [Fact]
+    public void The_new_rules_resume_mid_way_with_identical_shadows()
+    {
+        var trajectory = Trajectory(15);
+        var shape = new EmaRunShape(16, 25);
+        var settings = new EmaSettings
+        {
+            Tracks =
+            [
+                new EmaTrackSettings { Preset = EmaPresets.TrlBema, Every = 5, UpdateAfterStep = 8 },
+                new EmaTrackSettings { Preset = EmaPresets.Bema, Every = 6 },
+                new EmaTrackSettings { Preset = EmaPresets.Lawa, Checkpoints = 4, Every = 9 },
+                new EmaTrackSettings { Preset = EmaPresets.Edm, HalfLifeKimg = 0.2 },
+            ],
+        };
+        using var model = new Weights(trajectory[0]);
+        using var whole = new ExponentialMovingAverage(model, settings, shape);
+        using var first = new ExponentialMovingAverage(model, settings, shape);
+        for (var t = 1; t <= 57; t++)
+        {
+            using (no_grad()) model.W.copy_(trajectory[t]);
+            whole.Update(t);
+            first.Update(t);
+        }
+        using var resumed = new ExponentialMovingAverage(model, settings, shape);
+        resumed.LoadState(first.StateTensors().ToDictionary(p => p.Key, p => p.Tensor.clone()), first.Counters());
+        for (var t = 58; t <= Steps; t++)
+        {
+            using (no_grad()) model.W.copy_(trajectory[t]);
+            whole.Update(t);
+            resumed.Update(t);
+        }
+        TensorAssert.Identical(whole.StateTensors(), resumed.StateTensors());
+        Assert.Equal(whole.Counters(), resumed.Counters());
+        Assert.Contains(whole.StateTensors(), p => p.Key == "lawa-k4-every9#ring3/w");
+        Assert.Contains(whole.StateTensors(), p => p.Key == "trl-bema-every5-after8#theta0/w");
+    }
+
+    [Fact]
+    public void The_new_rules_refuse_bad_settings_by_field()
+    {
+        var run = new EmaSettings();
+        var shape = new EmaRunShape(32, 10);
+        string FieldOf(EmaTrackSettings track) => Assert.Throws<InvalidSettingException>(() => track.Resolve(run, "ema.tracks[0]", shape)).Field;
+        Assert.Equal("ema.tracks[0].emaPower", FieldOf(new() { Preset = EmaPresets.TrlBema, EmaPower = -1 }));
+        Assert.Equal("ema.tracks[0].biasPower", FieldOf(new() { Preset = EmaPresets.Bema, BiasPower = double.NaN }));
+        Assert.Equal("ema.tracks[0].multiplier", FieldOf(new() { Preset = EmaPresets.Bema, Multiplier = 1.5 }));
+        Assert.Equal("ema.tracks[0].lag", FieldOf(new() { Preset = EmaPresets.TrlBema, Lag = 0, Multiplier = 0.5 }));
+        Assert.Equal("ema.tracks[0].minEmaMultiplier", FieldOf(new() { Preset = EmaPresets.TrlBema, MinEmaMultiplier = 2 }));
+        Assert.Equal("ema.tracks[0].every", FieldOf(new() { Preset = EmaPresets.TrlBema, Every = 0 }));
+        Assert.Equal("ema.tracks[0].checkpoints", FieldOf(new() { Preset = EmaPresets.Lawa, Checkpoints = 0 }));
+        Assert.Equal("ema.tracks[0].rampupRatio", FieldOf(new() { Preset = EmaPresets.Edm, RampupRatio = -1 }));
+        Assert.Equal("ema.tracks[0].decay", FieldOf(new() { Preset = EmaPresets.Lawa, Decay = 0.9 }));
+        Assert.Equal("ema.tracks[0].dtype", FieldOf(new() { Preset = EmaPresets.Bema, Dtype = EmaDtype.BFloat16 }));
+        // Defaults are the sources' own, and LAWA takes a checkpoint per epoch.
+        var trl = new EmaTrackSettings { Preset = EmaPresets.TrlBema }.Resolve(run, "t", shape);
+        Assert.Equal((400, 0.5, 0.2, 10L, 1.0, 0L, 0.0), (trl.Every, trl.EmaPower, trl.BiasPower, trl.Lag, trl.Multiplier, trl.UpdateAfterStep, trl.MinEmaMultiplier));
+        Assert.Equal(100, new EmaTrackSettings { Preset = EmaPresets.Bema }.Resolve(run, "t", shape).Every);
+        var lawa = new EmaTrackSettings { Preset = EmaPresets.Lawa }.Resolve(run, "t", shape);
+        Assert.Equal((5, 10, "lawa-k5-every10"), (lawa.Checkpoints, lawa.Every, lawa.Name));
+        var edm = new EmaTrackSettings { Preset = EmaPresets.Edm }.Resolve(run, "t", shape);
+        Assert.Equal((500.0, 0.05, 32, "edm-500kimg"), (edm.HalfLifeKimg, edm.RampupRatio, edm.BatchSize, edm.Name));
+    }
+
+    [Fact]
     public void The_compact_form_and_its_tracks_give_todays_shadows_bit_for_bit()
     {
         var trajectory = Trajectory(9);
         var compact = new EmaSettings { Decays = [0.9, 0.99], Warmup = true, Every = 2, StartStep = 5 };
         var asTracks = compact with { Tracks = [new EmaTrackSettings { Decay = 0.9 }, new EmaTrackSettings { Decay = 0.99 }] };
-        Assert.Equal(compact.Rules(), asTracks.Rules());
-        Assert.Equal(["ema-0.9", "ema-0.99"], asTracks.Rules().Select(r => r.Name));
+        Assert.Equal(compact.Rules(null), asTracks.Rules(null));
+        Assert.Equal(["ema-0.9", "ema-0.99"], asTracks.Rules(null).Select(r => r.Name));
 
         // Today's arithmetic written out: before the start the shadow is w; then s + (float)(1 − d)(w − s) on multiples of 2.
         for (var k = 0; k < 2; k++)
@@ -312,7 +535,7 @@ public class EmaPresetTests
         using var ema = new ExponentialMovingAverage(model, new EmaSettings
         {
             Tracks = [new EmaTrackSettings { Decay = 0.999 }, new EmaTrackSettings { Decay = 0.999, Dtype = EmaDtype.BFloat16 }],
-        });
+        }, null);
         Assert.Equal(["ema-0.999", "ema-0.999-bf16"], ema.Shadows.Select(s => s.Track));
         using (no_grad()) model.W.fill_(1.001f);
         for (var t = 1; t <= 500; t++) ema.Update(t);
@@ -332,7 +555,7 @@ public class EmaPresetTests
     {
         static double D(EmaRule rule, long t, long u = 0) => EmaSchedule.Next(rule, t, u).Decay;
         var run = new EmaSettings();
-        EmaRule Rule(EmaTrackSettings s) => s.Resolve(run, "t");
+        EmaRule Rule(EmaTrackSettings s) => s.Resolve(run, "t", null);
 
         var timm = Rule(new EmaTrackSettings { Preset = EmaPresets.Timm, Warmup = EmaWarmup.Power });
         Assert.Equal(0, D(timm, 1));
@@ -370,10 +593,10 @@ public class EmaPresetTests
                 new EmaTrackSettings { Name = "mine", Preset = EmaPresets.Keras },
             ],
         };
-        Assert.Equal(["ema-0.999", "ema-0.999-power", "ema-0.9999-timm-warmup", "ema-0.9999-timm-warmup-2", "swa-from-1500", "mine"], settings.Rules().Select(r => r.Name));
+        Assert.Equal(["ema-0.999", "ema-0.999-power", "ema-0.9999-timm-warmup", "ema-0.9999-timm-warmup-2", "swa-from-1500", "mine"], settings.Rules(null).Select(r => r.Name));
 
         static string FieldOf(params EmaTrackSettings[] tracks) =>
-            Assert.Throws<InvalidSettingException>(() => new EmaSettings { Tracks = tracks }.Validate()).Field;
+            Assert.Throws<InvalidSettingException>(() => new EmaSettings { Tracks = tracks }.Validate(null)).Field;
         Assert.Equal("ema.tracks[1].name", FieldOf(new EmaTrackSettings { Decay = 0.9, Name = "a" }, new EmaTrackSettings { Decay = 0.99, Name = "a" }));
         Assert.Equal("ema.tracks[0].name", FieldOf(new EmaTrackSettings { Decay = 0.9, Name = "Big Name" }));
         Assert.Equal("ema.tracks[0].name", FieldOf(new EmaTrackSettings { Decay = 0.9, Name = "raw" }));

@@ -12,7 +12,7 @@ public class MultiDecayLerpTests
         {
             Kind = "mlp", Height = 8, Width = 8, Classes = 10, Hidden = [64, 64],
         }, new Generator(1));
-        using var ema = new ExponentialMovingAverage(model, new EmaSettings { Decays = [0.9, 0.99, 0.999], Warmup = true });
+        using var ema = new ExponentialMovingAverage(model, new EmaSettings { Decays = [0.9, 0.99, 0.999], Warmup = true }, null);
         Assert.True(ema.UsesFusedKernel);
         for (var step = 1; step <= 10; step++) ema.Update(step); // warm up the JIT
         var before = GC.GetAllocatedBytesForCurrentThread();

@@ -49,7 +49,7 @@ public class RunSpecTests
         Assert.Contains("\"decays\":[0.9]", compact.ToJson());
         Assert.DoesNotContain("decays", tracked.ToJson());
         Assert.DoesNotContain("shadowCount", tracked.ToJson());
-        Assert.Equal(["swa"], RunSpec.FromJson(tracked.ToJson()).Ema.Rules().Select(r => r.Name));
+        Assert.Equal(["swa"], RunSpec.FromJson(tracked.ToJson()).Ema.Rules(null).Select(r => r.Name));
     }
 
     [Fact]

@@ -193,7 +193,7 @@ public sealed class PostHocService(
         var end = steps.Count > 0 ? steps[^1] : run.Step;
         var (tags, accuracy, loss) = await EvaluationsAsync(run, cancellationToken);
         // An engine run's rules are its spec's; a script's, those its companion recorded (emalab.tracks), if any.
-        var rules = run.SpecJson is not null ? run.EngineSpec().Ema.Rules() : ClientTrackRules.Parse(tags.GetValueOrDefault(TagNames.Tracks)) ?? [];
+        var rules = run.SpecJson is not null ? run.EngineSpec().EmaRules() : ClientTrackRules.Parse(tags.GetValueOrDefault(TagNames.Tracks)) ?? [];
         var tracked = end < 1 ? [] : rules.Select(rule =>
         {
             var a = accuracy.FirstOrDefault(s => s.Track == rule.Name);

@@ -44,7 +44,7 @@ public sealed class RunService(
             TotalSteps = request.Spec.PlannedSteps(),
             CreatedAt = DateTimeOffset.UtcNow,
             Tracks = [new EmaTrack { Name = MetricKeys.RawTrack },
-                .. request.Spec.Ema.Rules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
+                .. request.Spec.EmaRules().Select(r => new EmaTrack { Name = r.Name, Decay = double.IsNaN(r.Decay) ? null : r.Decay })],
             Tags = [.. request.Group is { } group ? [new RunTag { Key = TagNames.Group, Value = group }] : Array.Empty<RunTag>(),
                 .. creator.Account is { } account ? [new RunTag { Key = TagNames.User, Value = account }] : Array.Empty<RunTag>()],
         }).ToList();

@@ -18,4 +18,13 @@ public static class EmaFields
     public const string Init = "init";
     public const string ZeroDebias = "zeroDebias";
     public const string Dtype = "dtype";
+    public const string HalfLifeSamples = "halfLifeSamples";
+    public const string HalfLifeKimg = "halfLifeKimg";
+    public const string RampupRatio = "rampupRatio";
+    public const string EmaPower = "emaPower";
+    public const string BiasPower = "biasPower";
+    public const string Lag = "lag";
+    public const string Multiplier = "multiplier";
+    public const string MinEmaMultiplier = "minEmaMultiplier";
+    public const string Checkpoints = "checkpoints";
 }

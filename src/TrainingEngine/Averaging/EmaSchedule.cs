@@ -14,14 +14,23 @@ public enum ShadowAction : byte
     Copy,
     /// <summary>Average with <see cref="ShadowStep.Update"/>.</summary>
     Average,
+    /// <summary>BEMA (TRL) at <c>update_after</c>: θ₀ and the EMA become the live weights; the weights read stay as they are.</summary>
+    Anchor,
+    /// <summary>LAWA: keep a copy of the live weights in the ring of the latest k (counted).</summary>
+    Snapshot,
 }
 
-/// <summary>One step of a shadow's rule: the action, its arithmetic, and the decay it amounts to (for the counters and the lens).</summary>
-public readonly record struct ShadowStep(ShadowAction Action, ShadowUpdate Update, double Decay)
+/// <summary>
+/// One step of a shadow's rule: the action, its arithmetic, and the decay it amounts to (for the counters and the lens).
+/// <paramref name="Bias"/>: BEMA's α, the weight of θ_t − θ₀ added to the EMA in the weights read (NaN for the other rules).
+/// </summary>
+public readonly record struct ShadowStep(ShadowAction Action, ShadowUpdate Update, double Decay, double Bias = double.NaN)
 {
     public static readonly ShadowStep None = new(ShadowAction.None, default, double.NaN);
     public static readonly ShadowStep FollowLive = new(ShadowAction.FollowLive, default, 0);
     public static readonly ShadowStep Copy = new(ShadowAction.Copy, default, 0);
+    public static readonly ShadowStep Anchor = new(ShadowAction.Anchor, default, double.NaN);
+    public static readonly ShadowStep Snapshot = new(ShadowAction.Snapshot, default, double.NaN);
 }
 
 /// <summary>
@@ -43,6 +52,10 @@ public static class EmaSchedule
         EmaPresets.AveragedModel => AveragedModel(rule, u),
         EmaPresets.Lightning => Lightning(rule, t, u),
         EmaPresets.Swa => Swa(rule, t, u),
+        EmaPresets.Bema => Bema(rule, t),
+        EmaPresets.TrlBema => TrlBema(rule, t),
+        EmaPresets.Lawa => Lawa(rule, t, u),
+        EmaPresets.Edm => Edm(rule, t),
         _ => throw new ArgumentException($"Unknown preset '{rule.Preset}'.", nameof(rule)),
     };
 
@@ -191,5 +204,68 @@ public static class EmaSchedule
         if (u == 0) return ShadowStep.Copy;
         var weight = 1f / (u + 1);
         return new ShadowStep(ShadowAction.Average, ShadowUpdate.Lerp(weight), 1.0 - weight);
+    }
+
+    /// <summary>
+    /// BEMA as its authors run it (abblock/bema src/core_online.py, 2025-12-03): θ₀, the EMA and the weights read are the
+    /// weights before training. <c>on_step_end</c> with t = global step skips t &lt; update_after, then updates when
+    /// (t − last) % update_freq == 0 with last = −1 before the first update: first at the first t ≥ update_after with
+    /// (t + 1) % update_freq == 0, then every update_freq steps. With t_e = max(0, t − scaling_lag):
+    /// β = γ(1 + t_e)^−κ (at least min_ema_multiplier when that is positive), α = γ(1 + t_e)^−η, in Python floats;
+    /// κ = 0 makes the EMA a copy of θ_t, η = 0 reads the EMA itself.
+    /// </summary>
+    static ShadowStep Bema(EmaRule r, long t)
+    {
+        var start = Math.Max(1, r.UpdateAfterStep);
+        var first = start + Modulo(r.Every - 1 - start, r.Every);
+        if (t < first || (t - first) % r.Every != 0) return ShadowStep.None;
+        var age = 1.0 + Math.Max(0, t - r.Lag);
+        var alpha = r.BiasPower > 0 ? r.Multiplier * Math.Pow(age, -r.BiasPower) : 0.0;
+        if (!(r.EmaPower > 0)) return ShadowStep.Copy with { Bias = alpha };
+        var beta = r.Multiplier * Math.Pow(age, -r.EmaPower);
+        if (r.MinEmaMultiplier > 0) beta = Math.Max(beta, r.MinEmaMultiplier);
+        return BemaAverage(beta, alpha);
+    }
+
+    static long Modulo(long a, long m) => ((a % m) + m) % m;
+
+    /// <summary>
+    /// TRL <c>BEMACallback.on_step_end</c> (trl/trainer/callbacks.py), t = global step: nothing before update_after; at
+    /// t = update_after θ₀ and the EMA take θ_t (never at 0, which is before the first step: then θ₀ is the initial
+    /// weights); then every update_freq steps after it, with x = ρ + γ·t: β = max(x^−κ, min_ema_multiplier), α = x^−η.
+    /// The weights read (its running model) are the initial weights until the first update.
+    /// </summary>
+    static ShadowStep TrlBema(EmaRule r, long t)
+    {
+        if (t < r.UpdateAfterStep) return ShadowStep.None;
+        if (t == r.UpdateAfterStep) return ShadowStep.Anchor;
+        if ((t - r.UpdateAfterStep) % r.Every != 0) return ShadowStep.None;
+        var x = r.Lag + r.Multiplier * t;
+        return BemaAverage(Math.Max(Math.Pow(x, -r.EmaPower), r.MinEmaMultiplier), Math.Pow(x, -r.BiasPower));
+    }
+
+    /// <summary><c>ema.mul_(1 − β).add_(θ, alpha=β)</c>: both coefficients Python floats, rounded to float32 by the ops.</summary>
+    static ShadowStep BemaAverage(double beta, double alpha) =>
+        new(ShadowAction.Average, ShadowUpdate.ScaleAdd((float)(1.0 - beta), (float)beta), 1.0 - beta, alpha);
+
+    /// <summary>
+    /// LAWA: a copy of the weights every ν steps into a ring of the k latest; the weights read are their uniform mean
+    /// (<see cref="ExponentialMovingAverage"/> computes it afresh from the copies). Before the first copy, the live weights.
+    /// </summary>
+    static ShadowStep Lawa(EmaRule r, long t, long u) =>
+        t % r.Every == 0 ? ShadowStep.Snapshot : u == 0 ? ShadowStep.FollowLive : ShadowStep.None;
+
+    /// <summary>
+    /// EDM (NVlabs/edm training/training_loop.py), after the optimizer step and before <c>cur_nimg += batch_size</c>, so
+    /// cur_nimg = (t − 1)·B: H = ema_halflife_kimg·1000, min(H, cur_nimg·ema_rampup_ratio) with a ramp-up,
+    /// β = 0.5^(B / max(H, 1e-8)) in Python floats (the first step copies), then <c>p_ema.copy_(p_net.lerp(p_ema, β))</c>.
+    /// </summary>
+    static ShadowStep Edm(EmaRule r, long t)
+    {
+        var samplesSeen = (t - 1) * r.BatchSize;
+        var halfLife = r.HalfLifeKimg * 1000;
+        if (!double.IsNaN(r.RampupRatio)) halfLife = Math.Min(halfLife, samplesSeen * r.RampupRatio);
+        var beta = Math.Pow(0.5, r.BatchSize / Math.Max(halfLife, 1e-8));
+        return new ShadowStep(ShadowAction.Average, ShadowUpdate.ReverseLerp((float)beta), beta);
     }
 }

@@ -46,11 +46,11 @@ public sealed record EmaSettings
     [JsonIgnore] public int ShadowCount => Tracks?.Count ?? Decays.Count;
 
     /// <summary>Every shadow's complete rule, in order: the <see cref="Tracks"/> when given, else one per decay. Throws on invalid settings.</summary>
-    public IReadOnlyList<EmaRule> Rules()
+    public IReadOnlyList<EmaRule> Rules(EmaRunShape? shape)
     {
         // The compact form is a track per decay that says nothing else: the run's own rule, named ema-<decay>.
-        if (Tracks is null) return Decays.Select(d => new EmaTrackSettings { Decay = d }.Resolve(this, Field(nameof(Decays)))).ToArray();
-        var (rules, problems) = ResolveTracks();
+        if (Tracks is null) return Decays.Select(d => new EmaTrackSettings { Decay = d }.Resolve(this, Field(nameof(Decays)), shape)).ToArray();
+        var (rules, problems) = ResolveTracks(shape);
         return problems.Count > 0 ? throw problems[0] : rules.Select(r => r!).ToArray();
     }
 
@@ -59,7 +59,7 @@ public sealed record EmaSettings
     /// row's message at once, a preview such as the decay lens shows the rows that are complete. Generated names stay
     /// unique: a second identical rule becomes <c>name-2</c>.
     /// </summary>
-    public (IReadOnlyList<EmaRule?> ByTrack, IReadOnlyList<InvalidSettingException> Problems) ResolveTracks()
+    public (IReadOnlyList<EmaRule?> ByTrack, IReadOnlyList<InvalidSettingException> Problems) ResolveTracks(EmaRunShape? shape)
     {
         var byTrack = new List<EmaRule?>();
         var rules = new List<EmaRule>();
@@ -70,7 +70,7 @@ public sealed record EmaSettings
             var track = Tracks![i];
             try
             {
-                var rule = (track ?? throw new InvalidSettingException(field, "A track is an object.")).Resolve(this, field);
+                var rule = (track ?? throw new InvalidSettingException(field, "A track is an object.")).Resolve(this, field, shape);
                 if (track.Name is null)
                 {
                     var name = rule.Name;
@@ -97,15 +97,15 @@ public sealed record EmaSettings
     static string Field(string property) => "ema." + JsonNamingPolicy.CamelCase.ConvertName(property);
 
     /// <summary>Throws <see cref="InvalidSettingException"/> naming the offending setting (e.g. <c>ema.decays</c>).</summary>
-    public void Validate()
+    public void Validate(EmaRunShape? shape)
     {
-        if (Problems().FirstOrDefault() is { } problem) throw problem;
+        if (Problems(shape).FirstOrDefault() is { } problem) throw problem;
     }
 
     /// <summary>Every rule broken, at most one per setting.</summary>
-    public IEnumerable<InvalidSettingException> Problems()
+    public IEnumerable<InvalidSettingException> Problems(EmaRunShape? shape)
     {
-        foreach (var problem in TrackProblems()) yield return problem;
+        foreach (var problem in TrackProblems(shape)) yield return problem;
         // With tracks the decays are not used, so their (default) value is not checked.
         if (Tracks is null && DecaysProblem() is { } decaysProblem) yield return new InvalidSettingException(Field(nameof(Decays)), decaysProblem);
         if (Every < 1) yield return new InvalidSettingException(Field(nameof(Every)), "'every' must be at least 1.");
@@ -123,14 +123,14 @@ public sealed record EmaSettings
         return null;
     }
 
-    IEnumerable<InvalidSettingException> TrackProblems()
+    IEnumerable<InvalidSettingException> TrackProblems(EmaRunShape? shape)
     {
         if (Tracks is null) yield break;
         var tracks = Field(nameof(Tracks));
         if (Tracks.Count == 0) yield return new InvalidSettingException(tracks, "At least one track is needed (or leave 'tracks' out to use 'decays').");
         else if (Tracks.Count > MaxDecays) yield return new InvalidSettingException(tracks, $"At most {MaxDecays} tracks can be shadowed in one run.");
         else
-            foreach (var problem in ResolveTracks().Problems) yield return problem;
+            foreach (var problem in ResolveTracks(shape).Problems) yield return problem;
     }
 }
 

@@ -38,15 +38,35 @@ public sealed partial record EmaTrackSettings
     public bool? ZeroDebias { get; init; }
     /// <summary>The shadow's storage: <c>float32</c>, <c>bfloat16</c> or <c>float16</c>.</summary>
     public string? Dtype { get; init; }
+    /// <summary>emalab: the decay as a half-life in samples, <c>decay = 0.5^(batch / halfLifeSamples)</c> (instead of <c>decay</c>).</summary>
+    public double? HalfLifeSamples { get; init; }
+    /// <summary>edm <c>ema_halflife_kimg</c>.</summary>
+    public double? HalfLifeKimg { get; init; }
+    /// <summary>edm <c>ema_rampup_ratio</c> (EDM's 0.05 when left out); 0 for none (EDM's <c>None</c>: a ratio of 0 would only ever copy).</summary>
+    public double? RampupRatio { get; init; }
+    /// <summary>BEMA <c>ema_power</c> κ.</summary>
+    public double? EmaPower { get; init; }
+    /// <summary>BEMA η: TRL <c>bias_power</c>, the authors' <c>eta_power</c>.</summary>
+    public double? BiasPower { get; init; }
+    /// <summary>BEMA ρ: TRL <c>lag</c>, the authors' <c>scaling_lag</c>.</summary>
+    public long? Lag { get; init; }
+    /// <summary>BEMA γ: TRL <c>multiplier</c>, the authors' <c>ema_gamma</c>.</summary>
+    public double? Multiplier { get; init; }
+    /// <summary>BEMA <c>min_ema_multiplier</c>.</summary>
+    public double? MinEmaMultiplier { get; init; }
+    /// <summary>LAWA k: the mean of this many latest weights.</summary>
+    public int? Checkpoints { get; init; }
 
     [GeneratedRegex("^[a-z0-9][a-z0-9._-]*$")]
     private static partial Regex NameCharacters();
 
     /// <summary>
     /// The complete rule for this track. <paramref name="field"/> is its path (<c>ema.tracks[2]</c>) for errors;
-    /// <paramref name="run"/> supplies the defaults of the <c>emalab</c> preset. Throws <see cref="InvalidSettingException"/>.
+    /// <paramref name="run"/> supplies the defaults of the <c>emalab</c> preset; <paramref name="shape"/>, the run's batch size
+    /// and epoch length, which rules counted in samples or epochs need (null where not known: such a rule is refused).
+    /// Throws <see cref="InvalidSettingException"/>.
     /// </summary>
-    public EmaRule Resolve(EmaSettings run, string field)
+    public EmaRule Resolve(EmaSettings run, string field, EmaRunShape? shape)
     {
         var preset = Preset ?? EmaPresets.EmaLab;
         if (!EmaPresets.All.Contains(preset))
@@ -56,24 +76,45 @@ public sealed partial record EmaTrackSettings
                 throw new InvalidSettingException($"{field}.{name}", $"The {preset} preset has no '{name}' setting (it takes {string.Join(", ", EmaPresets.Fields(preset))}).");
 
         var isEmaLab = preset == EmaPresets.EmaLab;
+        T Default<T>(string name, T fallback) => EmaPresets.SourceDefault(preset, name) is T value ? value : fallback;
+        if (HalfLifeSamples is not null && Decay is not null)
+            throw new InvalidSettingException(field + "." + EmaFields.HalfLifeSamples, "Give either a decay or a half-life in samples, not both.");
+        var needsBatch = HalfLifeSamples is not null || EmaPresets.UsesBatchSize(preset);
+        if (needsBatch && shape is null)
+            throw new InvalidSettingException(field + "." + (HalfLifeSamples is not null ? EmaFields.HalfLifeSamples : EmaFields.HalfLifeKimg), "A half-life in samples needs the run's batch size.");
+        if (preset == EmaPresets.Lawa && Every is null && shape is null)
+            throw new InvalidSettingException(field + "." + EmaFields.Every, "LAWA takes a checkpoint per epoch unless 'every' says otherwise, and the run's epoch length is not known here: give 'every'.");
         var rule = new EmaRule
         {
             Preset = preset,
-            Decay = preset == EmaPresets.Swa ? double.NaN : Decay ?? EmaPresets.DefaultDecay(preset)
-                ?? throw new InvalidSettingException(field + "." + EmaFields.Decay, "A decay is needed."),
+            Decay = !EmaPresets.HasDecay(preset) ? double.NaN
+                : HalfLifeSamples is { } halfLife ? (halfLife > 0 ? Math.Pow(0.5, shape!.Value.BatchSize / halfLife) : double.NaN)
+                : Decay ?? EmaPresets.DefaultDecay(preset) ?? throw new InvalidSettingException(field + "." + EmaFields.Decay, "A decay is needed."),
             Warmup = Warmup ?? (isEmaLab ? (run.Warmup ? EmaWarmup.Tf : EmaWarmup.None) : EmaPresets.Warmups(preset)[0]),
             InvGamma = InvGamma ?? 1.0,
             Power = Power ?? 2.0 / 3.0,
             MinDecay = MinDecay ?? 0.0,
-            UpdateAfterStep = UpdateAfterStep ?? (preset == EmaPresets.EmaPytorch ? 100 : 0),
+            UpdateAfterStep = UpdateAfterStep ?? Default(EmaFields.UpdateAfterStep, 0L),
             StartStep = StartStep ?? (isEmaLab ? run.StartStep : preset == EmaPresets.Swa ? 1 : 0),
-            Every = Every ?? (isEmaLab ? run.Every : preset == EmaPresets.EmaPytorch ? 10 : 1),
+            // LAWA takes a checkpoint per epoch unless told otherwise.
+            Every = Every ?? (isEmaLab ? run.Every : preset == EmaPresets.Lawa ? shape!.Value.BatchesPerEpoch : Default(EmaFields.Every, 1)),
             AdjustDecay = AdjustDecay ?? false,
             Init = Init ?? EmaInit.Initial,
             ZeroDebias = ZeroDebias ?? (isEmaLab && run.ZeroDebias),
             Dtype = Dtype ?? EmaDtype.Float32,
+            HalfLifeSamples = HalfLifeSamples ?? double.NaN,
+            HalfLifeKimg = HalfLifeKimg ?? Default(EmaFields.HalfLifeKimg, double.NaN),
+            RampupRatio = RampupRatio is 0 ? double.NaN : RampupRatio ?? Default(EmaFields.RampupRatio, double.NaN),
+            BatchSize = needsBatch ? shape!.Value.BatchSize : 0,
+            EmaPower = EmaPower ?? Default(EmaFields.EmaPower, 0.0),
+            BiasPower = BiasPower ?? Default(EmaFields.BiasPower, 0.0),
+            Lag = Lag ?? Default(EmaFields.Lag, 0L),
+            Multiplier = Multiplier ?? Default(EmaFields.Multiplier, 0.0),
+            MinEmaMultiplier = MinEmaMultiplier ?? Default(EmaFields.MinEmaMultiplier, 0.0),
+            Checkpoints = Checkpoints ?? Default(EmaFields.Checkpoints, 0),
             Name = "",
         };
+        if (RampupRatio is < 0) throw new InvalidSettingException(field + "." + EmaFields.RampupRatio, "rampupRatio must not be negative (0 for no ramp-up).");
         rule.Check(field);
         return rule with { Name = Name ?? rule.DefaultName(run) };
     }
@@ -94,6 +135,12 @@ public sealed partial record EmaTrackSettings
         (EmaFields.MinDecay, MinDecay is not null), (EmaFields.UpdateAfterStep, UpdateAfterStep is not null), (EmaFields.StartStep, StartStep is not null),
         (EmaFields.Every, Every is not null), (EmaFields.AdjustDecay, AdjustDecay is not null), (EmaFields.Init, Init is not null),
         (EmaFields.ZeroDebias, ZeroDebias is not null), (EmaFields.Dtype, Dtype is not null),
+        (EmaFields.HalfLifeSamples, HalfLifeSamples is not null), (EmaFields.HalfLifeKimg, HalfLifeKimg is not null), (EmaFields.RampupRatio, RampupRatio is not null),
+        (EmaFields.EmaPower, EmaPower is not null), (EmaFields.BiasPower, BiasPower is not null), (EmaFields.Lag, Lag is not null),
+        (EmaFields.Multiplier, Multiplier is not null), (EmaFields.MinEmaMultiplier, MinEmaMultiplier is not null), (EmaFields.Checkpoints, Checkpoints is not null),
     ];
 }
 
+
+/// <summary>What rules counted in samples or epochs need to know of their run: samples per step and steps per epoch.</summary>
+public readonly record struct EmaRunShape(int BatchSize, int BatchesPerEpoch);

@@ -23,8 +23,22 @@ public sealed class EmaShadow
     public bool IsFloat32 => Rule.Dtype == EmaDtype.Float32;
     /// <summary>What the rule does after <paramref name="step"/>, given the updates counted so far.</summary>
     public ShadowStep Next(long step) => _next(step, UpdatesApplied);
-    /// <summary>Aligned with <see cref="ExponentialMovingAverage.AveragedNames"/>.</summary>
+    /// <summary>The weights read (evaluation, export), aligned with <see cref="ExponentialMovingAverage.AveragedNames"/>.</summary>
     internal Tensor[] Tensors { get; }
+    /// <summary>BEMA: the EMA itself (the weights read add α(θ_t − θ₀) to it); null for the other rules.</summary>
+    internal Tensor[]? BemaEma { get; init; }
+    /// <summary>BEMA: θ₀, the weights the bias correction is measured from.</summary>
+    internal Tensor[]? Anchor { get; init; }
+    /// <summary>LAWA: the ring of the k latest copies; copy n (counted from 0) is in slot n % k.</summary>
+    internal Tensor[][]? Ring { get; init; }
+    /// <summary>The state besides the weights read, by name, for the resume bundle.</summary>
+    internal IEnumerable<(string Part, Tensor[] Tensors)> ExtraState()
+    {
+        if (BemaEma is not null) yield return ("ema", BemaEma);
+        if (Anchor is not null) yield return ("theta0", Anchor);
+        if (Ring is not null)
+            for (var i = 0; i < Ring.Length; i++) yield return ("ring" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), Ring[i]);
+    }
     /// <summary>Updates counted so far (averages, and the first copy of the rules that count it).</summary>
     public long UpdatesApplied { get; internal set; }
     /// <summary>Π d over the updates applied (zero-debias divides by 1 − this).</summary>
@@ -57,9 +71,10 @@ public sealed class ExponentialMovingAverage : IDisposable
     // Pre-allocated scalar weights for the lerp_ path: the double overload would allocate a tensor per call.
     readonly Tensor[] _lerpWeights;
 
-    public ExponentialMovingAverage(nn.Module liveModel, EmaSettings settings, int parallelism = 1, EmaKernel kernel = EmaKernel.Fused)
-        : this(liveModel, Validated(settings).BnPolicy,
-               settings.Rules().Select(rule => (rule, (Func<long, long, ShadowStep>)((t, u) => EmaSchedule.Next(rule, t, u)))).ToList(),
+    /// <param name="shape">The run's batch size and epoch length, for rules counted in samples or epochs (null where there are none).</param>
+    public ExponentialMovingAverage(nn.Module liveModel, EmaSettings settings, EmaRunShape? shape, int parallelism = 1, EmaKernel kernel = EmaKernel.Fused)
+        : this(liveModel, Validated(settings, shape).BnPolicy,
+               settings.Rules(shape).Select(rule => (rule, (Func<long, long, ShadowStep>)((t, u) => EmaSchedule.Next(rule, t, u)))).ToList(),
                parallelism, kernel)
     {
     }
@@ -84,9 +99,9 @@ public sealed class ExponentialMovingAverage : IDisposable
 
     public static string PowerFunctionTrack(double sigmaRel) => TrackNames.PowerFunction(sigmaRel);
 
-    static EmaSettings Validated(EmaSettings settings)
+    static EmaSettings Validated(EmaSettings settings, EmaRunShape? shape)
     {
-        settings.Validate();
+        settings.Validate(shape);
         return settings;
     }
 
@@ -105,12 +120,18 @@ public sealed class ExponentialMovingAverage : IDisposable
         _live = averaged.Select(a => a.Item2).ToArray();
         _copied = copied.ToArray();
         _fused = kernel == EmaKernel.Fused && _live.All(MultiDecayLerp.Supports);
-        if (shadows.Any(s => s.Rule.Dtype != EmaDtype.Float32) && !_live.All(MultiDecayLerp.Supports))
-            throw new ArgumentException("Low-precision shadows need contiguous float32 CPU weights.", nameof(liveModel));
+        if (shadows.Any(s => s.Rule.Dtype != EmaDtype.Float32 || s.Rule.IsBema || s.Rule.Preset == EmaPresets.Lawa) && !_live.All(MultiDecayLerp.Supports))
+            throw new ArgumentException("Low-precision, BEMA and LAWA shadows need contiguous float32 CPU weights.", nameof(liveModel));
 
         using (no_grad())
         {
-            Shadows = shadows.Select(d => new EmaShadow(d.Rule, d.Next, _live.Select(w => InitialShadow(w, d.Rule)).ToArray())).ToArray();
+            Shadows = shadows.Select(d => new EmaShadow(d.Rule, d.Next, _live.Select(w => InitialShadow(w, d.Rule)).ToArray())
+            {
+                // BEMA's θ₀ and EMA start as the weights before training, as both sources clone them at on_train_begin.
+                BemaEma = d.Rule.IsBema ? _live.Select(w => w.detach().clone()).ToArray() : null,
+                Anchor = d.Rule.IsBema ? _live.Select(w => w.detach().clone()).ToArray() : null,
+                Ring = d.Rule.Preset == EmaPresets.Lawa ? Enumerable.Range(0, d.Rule.Checkpoints).Select(_ => _live.Select(w => empty_like(w)).ToArray()).ToArray() : null,
+            }).ToArray();
             _scratch = Shadows.Any(s => !s.IsFloat32) ? _live.Select(w => empty_like(w)).ToArray() : null;
         }
         _active = new int[Shadows.Count];
@@ -139,7 +160,11 @@ public sealed class ExponentialMovingAverage : IDisposable
         {
             var shadow = Shadows[k];
             var next = shadow.Next(step);
-            switch (next.Action)
+            if (shadow.BemaEma is not null || shadow.Ring is not null)
+            {
+                if (!UpdateStateful(shadow, next)) continue;
+            }
+            else switch (next.Action)
             {
                 case ShadowAction.None:
                     continue;
@@ -156,10 +181,57 @@ public sealed class ExponentialMovingAverage : IDisposable
                     break;
             }
             shadow.UpdatesApplied++;
+            if (double.IsNaN(next.Decay)) continue; // a LAWA copy has no decay
             shadow.DecayProduct *= next.Decay;
             shadow.LastEffectiveDecay = next.Decay;
         }
         if (averaging > 0) UpdateFused(averaging);
+    }
+
+    /// <summary>BEMA and LAWA, whose weights read are computed from state of their own; true when the step counts as an update.</summary>
+    bool UpdateStateful(EmaShadow shadow, ShadowStep next)
+    {
+        using var _ = no_grad();
+        switch (next.Action)
+        {
+            case ShadowAction.None:
+                return false;
+            case ShadowAction.FollowLive:
+                CopyLiveInto(shadow.Tensors);
+                return false;
+            case ShadowAction.Anchor:
+                CopyLiveInto(shadow.Anchor!);
+                CopyLiveInto(shadow.BemaEma!);
+                return false;
+            case ShadowAction.Snapshot:
+                var ring = shadow.Ring!;
+                CopyLiveInto(ring[shadow.UpdatesApplied % ring.Length]);
+                // The mean is taken afresh from the copies (oldest first), so nothing accumulates rounding over the run.
+                var count = (int)Math.Min(shadow.UpdatesApplied + 1, ring.Length);
+                var oldest = shadow.UpdatesApplied + 1 - count;
+                var copies = new Tensor[count];
+                for (var i = 0; i < _live.Length; i++)
+                {
+                    for (var n = 0; n < count; n++) copies[n] = ring[(oldest + n) % ring.Length][i];
+                    MultiDecayLerp.RunningMean(copies, shadow.Tensors[i]);
+                }
+                return true;
+            default: // BEMA's update: the EMA (or, with κ = 0, a copy), then the weights read
+                var ema = shadow.BemaEma!;
+                if (next.Action == ShadowAction.Copy) CopyLiveInto(ema);
+                else
+                {
+                    Span<ShadowUpdate> updates = [next.Update];
+                    for (var i = 0; i < _live.Length; i++)
+                        MultiDecayLerp.ApplyUnchecked(_live[i], new ReadOnlySpan<Tensor>(ref ema[i]), updates, _parallelism);
+                }
+                for (var i = 0; i < _live.Length; i++)
+                {
+                    if (next.Bias == 0) shadow.Tensors[i].copy_(ema[i]); // the authors' η = 0: the EMA itself
+                    else MultiDecayLerp.BiasCorrected(ema[i], _live[i], shadow.Anchor![i], (float)next.Bias, shadow.Tensors[i]);
+                }
+                return true;
+        }
     }
 
     void UpdateFused(int count)
@@ -199,10 +271,12 @@ public sealed class ExponentialMovingAverage : IDisposable
         }
     }
 
-    void CopyLiveInto(EmaShadow shadow)
+    void CopyLiveInto(EmaShadow shadow) => CopyLiveInto(shadow.Tensors);
+
+    void CopyLiveInto(Tensor[] tensors)
     {
         using var _ = no_grad();
-        for (var i = 0; i < _live.Length; i++) shadow.Tensors[i].copy_(_live[i]);
+        for (var i = 0; i < _live.Length; i++) tensors[i].copy_(_live[i]);
     }
 
     /// <summary>
@@ -251,7 +325,8 @@ public sealed class ExponentialMovingAverage : IDisposable
 
     /// <summary>The shadows' raw tensors and counters, for the resume bundle.</summary>
     public IEnumerable<(string Key, Tensor Tensor)> StateTensors() =>
-        Shadows.SelectMany(s => s.Tensors.Select((t, i) => ($"{s.Track}/{AveragedNames[i]}", t)));
+        Shadows.SelectMany(s => s.Tensors.Select((t, i) => ($"{s.Track}/{AveragedNames[i]}", t))
+            .Concat(s.ExtraState().SelectMany(part => part.Tensors.Select((t, i) => ($"{s.Track}#{part.Part}/{AveragedNames[i]}", t)))));
 
     public void LoadState(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyList<EmaShadowCounters> counters)
     {
@@ -263,12 +338,13 @@ public sealed class ExponentialMovingAverage : IDisposable
             shadow.UpdatesApplied = c.UpdatesApplied;
             shadow.DecayProduct = c.DecayProduct;
             shadow.LastEffectiveDecay = c.LastEffectiveDecay;
-            for (var i = 0; i < shadow.Tensors.Length; i++)
-            {
-                var key = $"{shadow.Track}/{AveragedNames[i]}";
-                if (!tensors.TryGetValue(key, out var saved)) throw new InvalidDataException($"The resume bundle has no tensor {key}.");
-                shadow.Tensors[i].copy_(saved);
-            }
+            foreach (var (prefix, part) in shadow.ExtraState().Select(p => ($"{shadow.Track}#{p.Part}/", p.Tensors)).Prepend(($"{shadow.Track}/", shadow.Tensors)))
+                for (var i = 0; i < part.Length; i++)
+                {
+                    var key = prefix + AveragedNames[i];
+                    if (!tensors.TryGetValue(key, out var saved)) throw new InvalidDataException($"The resume bundle has no tensor {key}.");
+                    part[i].copy_(saved);
+                }
         }
     }
 
@@ -277,7 +353,11 @@ public sealed class ExponentialMovingAverage : IDisposable
 
     public void Dispose()
     {
-        foreach (var s in Shadows) foreach (var t in s.Tensors) t.Dispose();
+        foreach (var s in Shadows)
+        {
+            foreach (var t in s.Tensors) t.Dispose();
+            foreach (var (_, part) in s.ExtraState()) foreach (var t in part) t.Dispose();
+        }
         foreach (var t in _lerpWeights) t.Dispose();
         if (_scratch is not null) foreach (var t in _scratch) t.Dispose();
     }

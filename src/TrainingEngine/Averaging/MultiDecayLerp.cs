@@ -14,6 +14,13 @@ public enum UpdateForm : byte
     Lerp,
     /// <summary><c>a·s + b·w</c>, three roundings (Keras, PyTorch's <c>get_ema_avg_fn</c> in Lightning).</summary>
     Blend,
+    /// <summary><c>s.mul_(a).add_(w, alpha=b)</c>: <c>fma(b, w, a·s)</c>, libtorch's vectorized add with alpha (BEMA).</summary>
+    ScaleAdd,
+    /// <summary>
+    /// <c>w.lerp(s, β)</c>, libtorch's lerp from the weights towards the shadow (EDM): <c>fma(−β, w − s, w)</c> for β &lt; 0.5,
+    /// else <c>fma(1 − β, w − s, s)</c> (its <c>fma(β − 1, s − w, s)</c>; β − 1 is exact there).
+    /// </summary>
+    ReverseLerp,
 }
 
 /// <summary>One shadow's update: its form and coefficients (α for subtract and lerp; a and b for blend).</summary>
@@ -22,6 +29,8 @@ public readonly record struct ShadowUpdate(UpdateForm Form, float A, float B = 0
     public static ShadowUpdate Subtract(float alpha) => new(UpdateForm.Subtract, alpha);
     public static ShadowUpdate Lerp(float alpha) => new(UpdateForm.Lerp, alpha);
     public static ShadowUpdate Blend(float onShadow, float onWeights) => new(UpdateForm.Blend, onShadow, onWeights);
+    public static ShadowUpdate ScaleAdd(float onShadow, float onWeights) => new(UpdateForm.ScaleAdd, onShadow, onWeights);
+    public static ShadowUpdate ReverseLerp(float beta) => new(UpdateForm.ReverseLerp, beta);
 }
 
 /// <summary>
@@ -123,6 +132,9 @@ public static unsafe class MultiDecayLerp
                     // libtorch picks the formula by the weight: near 0 it moves from s, near 1 from w.
                     case UpdateForm.Lerp when a[j].A < 0.5f: FusedLerp(s[j], w, s[j], a[j].A, blockStart, blockEnd); break;
                     case UpdateForm.Lerp: FusedLerp(w, w, s[j], a[j].A - 1f, blockStart, blockEnd); break;
+                    case UpdateForm.ReverseLerp when a[j].A < 0.5f: FusedLerp(w, w, s[j], -a[j].A, blockStart, blockEnd); break;
+                    case UpdateForm.ReverseLerp: FusedLerp(s[j], w, s[j], 1f - a[j].A, blockStart, blockEnd); break;
+                    case UpdateForm.ScaleAdd: ScaleAdd(w, s[j], a[j].A, a[j].B, blockStart, blockEnd); break;
                     default: Blend(w, s[j], a[j].A, a[j].B, blockStart, blockEnd); break;
                 }
             }
@@ -182,5 +194,60 @@ public static unsafe class MultiDecayLerp
         for (; i + width <= end; i += width)
             Vector.Store(av * Vector.Load(s + i) + bv * Vector.Load(w + i), s + i);
         for (; i < end; i++) s[i] = a * s[i] + b * w[i];
+    }
+
+    /// <summary>s[i] = fma(b, w[i], a·s[i]): the product a·s rounded, then one rounding for the multiply-add.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void ScaleAdd(float* w, float* s, float a, float b, long start, long end)
+    {
+        var width = Vector<float>.Count;
+        var av = new Vector<float>(a);
+        var bv = new Vector<float>(b);
+        var i = start;
+        for (; i + width <= end; i += width)
+            Vector.Store(Vector.FusedMultiplyAdd(bv, Vector.Load(w + i), av * Vector.Load(s + i)), s + i);
+        for (; i < end; i++) s[i] = MathF.FusedMultiplyAdd(b, w[i], a * s[i]);
+    }
+
+    /// <summary>
+    /// BEMA's weights read: out[i] = e[i] + α·(w[i] − θ₀[i]), each operation rounded (<c>ema + alpha * (θ − θ₀)</c>).
+    /// All four must be contiguous float32 CPU tensors of one size.
+    /// </summary>
+    public static void BiasCorrected(Tensor ema, Tensor weights, Tensor anchor, float alpha, Tensor output)
+    {
+        float* e = (float*)DataPointer(ema), w = (float*)DataPointer(weights), z = (float*)DataPointer(anchor), o = (float*)DataPointer(output);
+        var length = weights.NumberOfElements;
+        var width = Vector<float>.Count;
+        var av = new Vector<float>(alpha);
+        long i = 0;
+        for (; i + width <= length; i += width)
+            Vector.Store(Vector.Load(e + i) + av * (Vector.Load(w + i) - Vector.Load(z + i)), o + i);
+        for (; i < length; i++) o[i] = e[i] + alpha * (w[i] - z[i]);
+    }
+
+    /// <summary>
+    /// LAWA's weights read: the mean of <paramref name="copies"/> (oldest first) as Sanyal et al.'s <c>lawa.py</c> folds
+    /// them in: m = c₀, then m ← m + (c_n − m) / (n + 1), each operation rounded.
+    /// </summary>
+    public static void RunningMean(ReadOnlySpan<Tensor> copies, Tensor output)
+    {
+        var o = (float*)DataPointer(output);
+        var length = output.NumberOfElements;
+        var first = (float*)DataPointer(copies[0]);
+        new Span<float>(first, checked((int)length)).CopyTo(new Span<float>(o, (int)length));
+        var width = Vector<float>.Count;
+        for (var n = 1; n < copies.Length; n++)
+        {
+            var c = (float*)DataPointer(copies[n]);
+            var count = (float)(n + 1);
+            var countV = new Vector<float>(count);
+            long i = 0;
+            for (; i + width <= length; i += width)
+            {
+                var m = Vector.Load(o + i);
+                Vector.Store(m + (Vector.Load(c + i) - m) / countV, o + i);
+            }
+            for (; i < length; i++) o[i] += (c[i] - o[i]) / count;
+        }
     }
 }

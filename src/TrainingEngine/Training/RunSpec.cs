@@ -118,6 +118,14 @@ public sealed record RunSpec
     /// <summary>The run's length in steps (loads the dataset to count its batches).</summary>
     public long PlannedSteps() => TotalSteps(new BatchSchedule(DatasetCatalog.Load(Dataset).Train.Count, BatchSize, Seed).BatchesPerEpoch);
 
+    /// <summary>The batch size and epoch length the EMA rules counted in samples or epochs need (loads the dataset to count its batches).</summary>
+    public EmaRunShape EmaShape() => ShapeFor(DatasetCatalog.Load(Dataset).Train.Count);
+
+    EmaRunShape ShapeFor(int trainCount) => new(BatchSize, Math.Max(1, trainCount / BatchSize));
+
+    /// <summary>Every EMA track's complete rule for this run (throws <see cref="InvalidSettingException"/> on invalid settings).</summary>
+    public IReadOnlyList<EmaRule> EmaRules() => Ema.Rules(EmaShape());
+
     /// <summary>
     /// Checks every field and throws <see cref="InvalidSettingException"/> whose Field is the field's
     /// JSON path (e.g. <c>learningRate</c>, <c>ema.decays</c>). Nothing is loaded but the dataset sizes.
@@ -151,6 +159,7 @@ public sealed record RunSpec
     {
         var datasetKnown = DatasetCatalog.Contains(Dataset);
         long? plannedSteps = null; // known once the dataset, batch size and length are valid
+        EmaRunShape? shape = null; // known once the dataset and batch size are valid
         var modelKnown = ModelArchitecture.Kinds.Contains(Model);
         if (!datasetKnown)
             yield return Invalid("dataset", DatasetCatalog.MissingReason(Dataset) ?? $"Unknown dataset '{Dataset}'; choose one of {string.Join(", ", DatasetCatalog.Names)}.");
@@ -184,6 +193,7 @@ public sealed record RunSpec
                 yield return Invalid("epochs", $"Epochs must be at least 1 and give at most {MaxSteps:N0} steps.");
             if (modelKnown)
                 foreach (var problem in ArchitectureFor(data).Problems()) yield return problem;
+            if (batchOk) shape = ShapeFor(data.Train.Count);
             if (batchOk && Steps is null or (>= 1 and <= MaxSteps) && Epochs is null or >= 1)
                 plannedSteps = TotalSteps(Math.Max(1, data.Train.Count / BatchSize));
         }
@@ -194,7 +204,7 @@ public sealed record RunSpec
         if (EvalInterval < 1) yield return Invalid("evalInterval", "The evaluation interval must be at least 1 step.");
         if (EvalSubset < 0) yield return Invalid("evalSubset", "The evaluation subset must be a number of images ≥ 1, or 0 for all of them.");
         if (Threads < 1 || Threads > MaxThreads) yield return Invalid("threads", $"Threads must be from 1 to {MaxThreads}.");
-        foreach (var problem in Ema.Problems()) yield return problem;
+        foreach (var problem in Ema.Problems(shape)) yield return problem;
         if (PostHoc is not null)
             foreach (var problem in PostHoc.Problems(plannedSteps)) yield return problem;
     }

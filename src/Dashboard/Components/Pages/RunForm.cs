@@ -126,6 +126,11 @@ public sealed class RunForm
     }
 
     /// <summary>The shared settings as typed (clamped to valid values: the lens previews while the person types).</summary>
+    /// <summary>The batch size and epoch length the rows counted in samples or epochs need; null while the dataset or batch size is invalid.</summary>
+    public EmaRunShape? Shape() =>
+        DatasetCatalog.Contains(Dataset) && DatasetCatalog.Load(Dataset).Train.Count is var count && BatchSize >= 1 && BatchSize <= count
+            ? new EmaRunShape(BatchSize, count / BatchSize) : null;
+
     public EmaSettings SharedEma() =>
         new() { Warmup = Warmup, ZeroDebias = ZeroDebias, Every = Math.Max(1, Every), StartStep = Math.Max(0, StartStep) };
 
@@ -161,7 +166,7 @@ public sealed class RunForm
             typos.Clear();
             tracks.Add(track!); // a missing track resolves to null with a problem, keeping the rows' positions
         }
-        return (SharedEma() with { Tracks = tracks }).ResolveTracks().ByTrack;
+        return (SharedEma() with { Tracks = tracks }).ResolveTracks(Shape()).ByTrack;
     }
 
     /// <summary>

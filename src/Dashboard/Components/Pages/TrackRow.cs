@@ -58,8 +58,11 @@ public sealed class TrackRow
         foreach (var field in _values.Keys.Where(f => !EmaPresets.Accepts(preset, f)).ToList()) _values.Remove(field);
     }
 
-    public static bool IsNumber(string field) => field is EmaFields.Decay or EmaFields.InvGamma or EmaFields.Power or EmaFields.MinDecay;
-    public static bool IsWholeNumber(string field) => field is EmaFields.UpdateAfterStep or EmaFields.StartStep or EmaFields.Every;
+    public static bool IsNumber(string field) => field is EmaFields.Decay or EmaFields.InvGamma or EmaFields.Power or EmaFields.MinDecay
+        or EmaFields.HalfLifeSamples or EmaFields.HalfLifeKimg or EmaFields.RampupRatio or EmaFields.EmaPower or EmaFields.BiasPower
+        or EmaFields.Multiplier or EmaFields.MinEmaMultiplier;
+    public static bool IsWholeNumber(string field) => field is EmaFields.UpdateAfterStep or EmaFields.StartStep or EmaFields.Every
+        or EmaFields.Lag or EmaFields.Checkpoints;
     public static bool IsSwitch(string field) => field is EmaFields.AdjustDecay or EmaFields.ZeroDebias;
 
     /// <summary>The values a choice setting takes (warm-up, init, dtype, switches); empty for typed settings.</summary>
@@ -125,12 +128,15 @@ public sealed class TrackRow
     public string DefaultOf(string field, EmaSettings shared)
     {
         if (field == EmaFields.Decay) return EmaPresets.DefaultDecay(Preset) is { } decay ? decay.ToString("R", CultureInfo.InvariantCulture) : "";
+        if (EmaPresets.SourceDefault(Preset, field) is { } own) return Convert.ToString(own, CultureInfo.InvariantCulture) ?? "";
+        if (Preset == EmaPresets.Lawa && field == EmaFields.Every) return "one epoch";
+        if (field is EmaFields.HalfLifeSamples or EmaFields.RampupRatio) return "";
         EmaRule rule;
         try
         {
             // Any valid decay: the other defaults do not depend on it.
             rule = new EmaTrackSettings { Preset = Preset,
-                Decay = EmaPresets.DefaultDecay(Preset) is null && Preset != EmaPresets.Swa ? 0.5 : null }.Resolve(shared, "");
+                Decay = EmaPresets.DefaultDecay(Preset) is null && EmaPresets.HasDecay(Preset) ? 0.5 : null }.Resolve(shared, "", shape: null);
         }
         catch (InvalidSettingException)
         {
@@ -167,6 +173,15 @@ public sealed class TrackRow
         EmaFields.Init => "Initial shadow",
         EmaFields.ZeroDebias => "Zero-debias",
         EmaFields.Dtype => "Shadow dtype",
+        EmaFields.HalfLifeSamples => "Half-life (samples)",
+        EmaFields.HalfLifeKimg => "Half-life (kimg)",
+        EmaFields.RampupRatio => "Ramp-up ratio (0: none)",
+        EmaFields.EmaPower => "ema_power κ",
+        EmaFields.BiasPower => "bias_power η",
+        EmaFields.Lag => "lag ρ",
+        EmaFields.Multiplier => "multiplier γ",
+        EmaFields.MinEmaMultiplier => "min_ema_multiplier",
+        EmaFields.Checkpoints => "Checkpoints k",
         _ => field,
     };
 }

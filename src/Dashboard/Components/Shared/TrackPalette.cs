@@ -62,7 +62,7 @@ public sealed class TrackPalette
     /// has them already), or for a client's run by name.
     /// </summary>
     public static TrackPalette ForRun(Run run, IReadOnlyList<EmaRule>? rules = null) =>
-        Of(EmaTrack.InDisplayOrder(run.Tracks).Select(t => t.Name), run.SpecJson is null ? null : TwinsBy(rules ?? run.EngineSpec().Ema.Rules()));
+        Of(EmaTrack.InDisplayOrder(run.Tracks).Select(t => t.Name), run.SpecJson is null ? null : TwinsBy(rules ?? run.EngineSpec().EmaRules()));
 
     static Func<string, string?> TwinsBy(IReadOnlyList<EmaRule> rules) =>
         track => rules.FirstOrDefault(r => r.Name == track) is { } rule ? EmaRule.Float32Twin(rule, rules)?.Name : null;

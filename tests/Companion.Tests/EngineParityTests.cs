@@ -37,7 +37,16 @@ public sealed class EngineParityTests : IDisposable
             """{"preset": "tensorflow", "decay": 0.999, "zeroDebias": true, "dtype": "bfloat16"}""", """{"preset": "timm", "decay": 0.9, "dtype": "float16"}""",
             """{"preset": "keras", "decay": 0.99, "dtype": "bfloat16"}""", """{"decay": 0.9, "warmup": "tf", "zeroDebias": true, "every": 2}""",
         ],
+        [
+            """{"preset": "trl-bema", "every": 6, "updateAfterStep": 10}""", """{"preset": "trl-bema", "every": 4, "minEmaMultiplier": 0.3, "lag": 2, "multiplier": 0.5}""",
+            """{"preset": "bema", "every": 7, "updateAfterStep": 20, "multiplier": 0.8}""", """{"preset": "bema", "every": 5, "emaPower": 0, "biasPower": 0.3}""",
+            """{"preset": "lawa", "checkpoints": 3, "every": 7}""", """{"preset": "lawa"}""",
+            """{"preset": "edm", "halfLifeKimg": 0.5}""", """{"halfLifeSamples": 300, "warmup": "tf"}""",
+        ],
     ];
+
+    /// <summary>The batch size and epoch length the rules counted in samples or epochs resolve with (LAWA's default: one epoch).</summary>
+    static readonly EmaRunShape Shape = new(32, 11);
 
     readonly string _folder = Directory.CreateTempSubdirectory("emalab-parity-").FullName;
 
@@ -65,7 +74,7 @@ public sealed class EngineParityTests : IDisposable
             var tracks = Groups[g].Select(json => JsonSerializer.Deserialize<EmaTrackSettings>(json, JsonSerializerOptions.Web)!).ToList();
             using var model = new Weights(trajectory[0]);
             using var reader = new Weights(zeros(Size));
-            using var ema = new ExponentialMovingAverage(model, new EmaSettings { Tracks = tracks }, null);
+            using var ema = new ExponentialMovingAverage(model, new EmaSettings { Tracks = tracks }, Shape);
             names.Add(ema.Shadows.Select(s => s.Track).ToList());
             for (var t = 1; t <= Steps; t++)
             {
@@ -83,6 +92,8 @@ public sealed class EngineParityTests : IDisposable
             ["groups"] = JsonSerializer.Serialize(Groups.Select(g => g.Select(json => JsonDocument.Parse(json).RootElement))),
             ["names"] = JsonSerializer.Serialize(names),
             ["steps"] = Steps.ToString(),
+            ["batchSize"] = Shape.BatchSize.ToString(),
+            ["batchesPerEpoch"] = Shape.BatchesPerEpoch.ToString(),
         });
 
         var (code, output) = await Python.RunAsync("engine_parity.py", _folder);

@@ -24,15 +24,22 @@ KERAS = "keras"
 AVERAGED_MODEL = "averaged-model"
 LIGHTNING = "lightning"
 SWA = "swa"
-PRESETS = (EMALAB, TENSORFLOW, TIMM, DIFFUSERS, EMA_PYTORCH, KERAS, AVERAGED_MODEL, LIGHTNING, SWA)
+BEMA = "bema"
+TRL_BEMA = "trl-bema"
+LAWA = "lawa"
+EDM = "edm"
+PRESETS = (EMALAB, TENSORFLOW, TIMM, DIFFUSERS, EMA_PYTORCH, KERAS, AVERAGED_MODEL, LIGHTNING, SWA, BEMA, TRL_BEMA, LAWA, EDM)
 
 # Setting names (EmaFields.cs): a track is written as the engine's JSON writes it.
 DECAY, WARMUP, INV_GAMMA, POWER, MIN_DECAY = "decay", "warmup", "invGamma", "power", "minDecay"
 UPDATE_AFTER_STEP, START_STEP, EVERY, ADJUST_DECAY = "updateAfterStep", "startStep", "every", "adjustDecay"
 INIT, ZERO_DEBIAS, DTYPE = "init", "zeroDebias", "dtype"
+HALF_LIFE_SAMPLES, HALF_LIFE_KIMG, RAMPUP_RATIO = "halfLifeSamples", "halfLifeKimg", "rampupRatio"
+EMA_POWER, BIAS_POWER, LAG, MULTIPLIER, MIN_EMA_MULTIPLIER = "emaPower", "biasPower", "lag", "multiplier", "minEmaMultiplier"
+CHECKPOINTS = "checkpoints"
 
 _SETTINGS = {
-    EMALAB: [DECAY, WARMUP, INV_GAMMA, POWER, MIN_DECAY, START_STEP, EVERY, ADJUST_DECAY, INIT, ZERO_DEBIAS, DTYPE],
+    EMALAB: [DECAY, HALF_LIFE_SAMPLES, WARMUP, INV_GAMMA, POWER, MIN_DECAY, START_STEP, EVERY, ADJUST_DECAY, INIT, ZERO_DEBIAS, DTYPE],
     TENSORFLOW: [DECAY, WARMUP, ZERO_DEBIAS, DTYPE],
     TIMM: [DECAY, WARMUP, INV_GAMMA, POWER, MIN_DECAY, UPDATE_AFTER_STEP, DTYPE],
     DIFFUSERS: [DECAY, WARMUP, INV_GAMMA, POWER, MIN_DECAY, UPDATE_AFTER_STEP, DTYPE],
@@ -41,7 +48,20 @@ _SETTINGS = {
     AVERAGED_MODEL: [DECAY, DTYPE],
     LIGHTNING: [DECAY, START_STEP, EVERY, DTYPE],
     SWA: [START_STEP, EVERY, DTYPE],
+    BEMA: [EVERY, EMA_POWER, BIAS_POWER, LAG, MULTIPLIER, UPDATE_AFTER_STEP, MIN_EMA_MULTIPLIER],
+    TRL_BEMA: [EVERY, EMA_POWER, BIAS_POWER, LAG, MULTIPLIER, UPDATE_AFTER_STEP, MIN_EMA_MULTIPLIER],
+    LAWA: [CHECKPOINTS, EVERY],
+    EDM: [HALF_LIFE_KIMG, RAMPUP_RATIO],
 }
+# Each preset's own defaults, as its source sets them (EmaPresets.SourceDefaults; a test holds the two tables equal).
+_SOURCE_DEFAULTS = {
+    EMA_PYTORCH: {UPDATE_AFTER_STEP: 100, EVERY: 10},
+    BEMA: {EVERY: 100, EMA_POWER: 0.5, BIAS_POWER: 0.2, LAG: 10, MULTIPLIER: 1.0, UPDATE_AFTER_STEP: 0, MIN_EMA_MULTIPLIER: 0.0},
+    TRL_BEMA: {EVERY: 400, EMA_POWER: 0.5, BIAS_POWER: 0.2, LAG: 10, MULTIPLIER: 1.0, UPDATE_AFTER_STEP: 0, MIN_EMA_MULTIPLIER: 0.0},
+    LAWA: {CHECKPOINTS: 5},
+    EDM: {HALF_LIFE_KIMG: 500.0, RAMPUP_RATIO: 0.05},
+}
+MAX_LAWA_CHECKPOINTS = 32
 _DEFAULT_DECAY = {TIMM: 0.9999, DIFFUSERS: 0.9999, EMA_PYTORCH: 0.9999, KERAS: 0.99, AVERAGED_MODEL: 0.999, LIGHTNING: 0.999}
 _WARMUPS = {
     EMALAB: ["none", "tf", "power"], TENSORFLOW: ["none", "tf"], TIMM: ["none", "power"], DIFFUSERS: ["none", "power"],
@@ -75,6 +95,25 @@ def warmups_of(preset: str) -> list:
     return list(_WARMUPS.get(preset, ["none"]))
 
 
+def has_decay(preset: str) -> bool:
+    """Presets with one decay (the others average by a count, a schedule of their own, or a half-life in samples)."""
+    return preset not in (SWA, BEMA, TRL_BEMA, LAWA, EDM)
+
+
+def table() -> dict:
+    """The presets as the engine's ``EmaPresets`` describes them: settings, default decay, warm-ups, source defaults."""
+    return {p: {"settings": settings_of(p), "defaultDecay": _DEFAULT_DECAY.get(p), "warmups": warmups_of(p),
+                "sourceDefaults": dict(_SOURCE_DEFAULTS.get(p, {}))} for p in PRESETS}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What rules counted in samples or epochs need of their run (the engine's ``EmaRunShape``)."""
+
+    batchSize: int
+    batchesPerEpoch: int
+
+
 @dataclass(frozen=True)
 class EmaRule:
     """A track's complete rule (every field set), as the engine's ``EmaRule`` and a checkpoint's metadata record it."""
@@ -93,6 +132,20 @@ class EmaRule:
     init: str = "initial"
     zeroDebias: bool = False
     dtype: str = "float32"
+    halfLifeSamples: float = math.nan
+    halfLifeKimg: float = math.nan
+    rampupRatio: float = math.nan
+    batchSize: int = 0
+    emaPower: float = 0.0
+    biasPower: float = 0.0
+    lag: int = 0
+    multiplier: float = 0.0
+    minEmaMultiplier: float = 0.0
+    checkpoints: int = 0
+
+    @property
+    def is_bema(self) -> bool:
+        return self.preset in (BEMA, TRL_BEMA)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,12 +163,52 @@ class Shared:
 
 def decay_name(decay: float) -> str:
     """``ema-0.999``: the decay in the shortest form that reads back the same (C#'s "R" format)."""
-    return "ema-" + repr(float(decay)).replace("e", "E")
+    return "ema-" + _r(decay)
+
+
+def _r(x: float) -> str:
+    """A number as C#'s "R" format writes it: the shortest form that reads back the same, no trailing ".0"."""
+    text = repr(float(x)).replace("e", "E")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _bad_number(x: float, positive: bool) -> bool:
+    return math.isnan(x) or math.isinf(x) or (x <= 0 if positive else x < 0)
+
+
+def _check_new_rules(rule: EmaRule, path: str) -> None:
+    p = rule.preset
+    if rule.is_bema:
+        if _bad_number(rule.emaPower, False):
+            raise InvalidSetting(f"{path}.{EMA_POWER}", "emaPower (κ) must be a number ≥ 0.")
+        if _bad_number(rule.biasPower, False):
+            raise InvalidSetting(f"{path}.{BIAS_POWER}", "biasPower (η) must be a number ≥ 0.")
+        if rule.lag < 0:
+            raise InvalidSetting(f"{path}.{LAG}", "lag (ρ) must not be negative.")
+        if _bad_number(rule.multiplier, True):
+            raise InvalidSetting(f"{path}.{MULTIPLIER}", "multiplier (γ) must be a positive number.")
+        if p == BEMA and rule.multiplier > 1:
+            raise InvalidSetting(f"{path}.{MULTIPLIER}", "multiplier (γ) is at most 1 here: β = γ(1 + t)^−κ starts at γ.")
+        if p == TRL_BEMA and rule.lag + rule.multiplier < 1:
+            raise InvalidSetting(f"{path}.{LAG}", "lag + multiplier must be at least 1: β = (ρ + γt)^−κ must not exceed 1 at t = 1.")
+        if not (0 <= rule.minEmaMultiplier <= 1):
+            raise InvalidSetting(f"{path}.{MIN_EMA_MULTIPLIER}", "minEmaMultiplier must be in [0, 1].")
+    if p == LAWA and not (1 <= rule.checkpoints <= MAX_LAWA_CHECKPOINTS):
+        raise InvalidSetting(f"{path}.{CHECKPOINTS}",
+                             f"checkpoints (k) is from 1 to {MAX_LAWA_CHECKPOINTS}: each one is a copy of the model kept in memory.")
+    if p == EDM:
+        if _bad_number(rule.halfLifeKimg, True):
+            raise InvalidSetting(f"{path}.{HALF_LIFE_KIMG}", "halfLifeKimg must be a positive number (thousands of samples).")
+        if not math.isnan(rule.rampupRatio) and _bad_number(rule.rampupRatio, True):
+            raise InvalidSetting(f"{path}.{RAMPUP_RATIO}", "rampupRatio must be a positive number (or left out for none).")
+    if not math.isnan(rule.halfLifeSamples) and _bad_number(rule.halfLifeSamples, True):
+        raise InvalidSetting(f"{path}.{HALF_LIFE_SAMPLES}", "halfLifeSamples must be a positive number.")
 
 
 def _check(rule: EmaRule, path: str) -> None:
+    _check_new_rules(rule, path)
     p = rule.preset
-    if p != SWA and not (0 <= rule.decay < 1 and (rule.decay > 0 or p != EMALAB)):
+    if has_decay(p) and not (0 <= rule.decay < 1 and (rule.decay > 0 or p != EMALAB)):
         raise InvalidSetting(f"{path}.{DECAY}", f"Decay {rule.decay:g} is outside {'(0, 1)' if p == EMALAB else '[0, 1)'}.")
     if rule.warmup not in warmups_of(p):
         raise InvalidSetting(f"{path}.{WARMUP}", f"The {p} preset's warm-up is one of {', '.join(warmups_of(p))}.")
@@ -144,14 +237,26 @@ def _check(rule: EmaRule, path: str) -> None:
 
 def _default_name(rule: EmaRule, run: Shared) -> str:
     parts = []
-    if rule.preset == SWA:
+    if rule.is_bema:
+        parts.append(rule.preset)
+        if rule.every != _SOURCE_DEFAULTS[rule.preset][EVERY]:
+            parts.append(f"every{rule.every}")
+        if rule.updateAfterStep > 0:
+            parts.append(f"after{rule.updateAfterStep}")
+    elif rule.preset == LAWA:
+        parts.append(f"lawa-k{rule.checkpoints}-every{rule.every}")
+    elif rule.preset == EDM:
+        parts.append("edm-" + _r(rule.halfLifeKimg) + "kimg")
+        if math.isnan(rule.rampupRatio):
+            parts.append("norampup")
+    elif rule.preset == SWA:
         parts.append("swa")
         if rule.startStep > 1:
             parts.append(f"from-{rule.startStep}")
         if rule.every > 1:
             parts.append(f"every{rule.every}")
     else:
-        parts.append(decay_name(rule.decay))
+        parts.append(decay_name(rule.decay) if math.isnan(rule.halfLifeSamples) else "ema-hl" + _r(rule.halfLifeSamples))
         if rule.preset == EMALAB:
             if rule.warmup != ("tf" if run.warmup else "none"):
                 parts.append("nowarmup" if rule.warmup == "none" else rule.warmup)
@@ -188,9 +293,10 @@ def name_problem(name: str):
     return None
 
 
-def resolve(track, run: Shared = Shared(), path: str = "tracks[0]") -> EmaRule:
+def resolve(track, run: Shared = Shared(), path: str = "tracks[0]", shape: Shape | None = None) -> EmaRule:
     """One track as the engine's ``EmaTrackSettings.Resolve`` makes it complete: a float is an ``emalab`` decay; a dict
-    holds ``preset`` (default ``emalab``), ``name`` and the preset's settings; a setting the preset lacks is refused."""
+    holds ``preset`` (default ``emalab``), ``name`` and the preset's settings; a setting the preset lacks is refused.
+    ``shape``: the run's batch size and epoch length, which rules counted in samples or epochs need."""
     if isinstance(track, (int, float)) and not isinstance(track, bool):
         track = {DECAY: float(track)}
     if not isinstance(track, dict):
@@ -204,9 +310,30 @@ def resolve(track, run: Shared = Shared(), path: str = "tracks[0]") -> EmaRule:
         if key not in _SETTINGS[preset]:
             raise InvalidSetting(f"{path}.{key}", f"The {preset} preset has no '{key}' setting (it takes {', '.join(_SETTINGS[preset])}).")
     is_emalab = preset == EMALAB
-    decay = math.nan if preset == SWA else track.get(DECAY, _DEFAULT_DECAY.get(preset))
-    if decay is None:
-        raise InvalidSetting(f"{path}.{DECAY}", "A decay is needed.")
+    own = _SOURCE_DEFAULTS.get(preset, {})
+    half_life = track.get(HALF_LIFE_SAMPLES)
+    if half_life is not None and DECAY in track:
+        raise InvalidSetting(f"{path}.{HALF_LIFE_SAMPLES}", "Give either a decay or a half-life in samples, not both.")
+    needs_batch = half_life is not None or preset == EDM
+    if needs_batch and shape is None:
+        raise InvalidSetting(f"{path}.{HALF_LIFE_SAMPLES if half_life is not None else HALF_LIFE_KIMG}",
+                             "A half-life in samples needs the run's batch size.")
+    if preset == LAWA and EVERY not in track and shape is None:
+        raise InvalidSetting(f"{path}.{EVERY}", "LAWA takes a checkpoint per epoch unless 'every' says otherwise, and the run's "
+                                                "epoch length is not known here: give 'every'.")
+    if not has_decay(preset):
+        decay = math.nan
+    elif half_life is not None:
+        decay = math.pow(0.5, shape.batchSize / half_life) if half_life > 0 else math.nan
+    else:
+        decay = track.get(DECAY, _DEFAULT_DECAY.get(preset))
+        if decay is None:
+            raise InvalidSetting(f"{path}.{DECAY}", "A decay is needed.")
+    if LAWA == preset and EVERY not in track:
+        every = shape.batchesPerEpoch
+    else:
+        every = track.get(EVERY, run.every if is_emalab else own.get(EVERY, 1))
+    rampup = track.get(RAMPUP_RATIO, own.get(RAMPUP_RATIO, math.nan))
     rule = EmaRule(
         name="",
         preset=preset,
@@ -215,19 +342,31 @@ def resolve(track, run: Shared = Shared(), path: str = "tracks[0]") -> EmaRule:
         invGamma=float(track.get(INV_GAMMA, 1.0)),
         power=float(track.get(POWER, 2.0 / 3.0)),
         minDecay=float(track.get(MIN_DECAY, 0.0)),
-        updateAfterStep=int(track.get(UPDATE_AFTER_STEP, 100 if preset == EMA_PYTORCH else 0)),
+        updateAfterStep=int(track.get(UPDATE_AFTER_STEP, own.get(UPDATE_AFTER_STEP, 0))),
         startStep=int(track.get(START_STEP, run.startStep if is_emalab else 1 if preset == SWA else 0)),
-        every=int(track.get(EVERY, run.every if is_emalab else 10 if preset == EMA_PYTORCH else 1)),
+        every=int(every),
         adjustDecay=bool(track.get(ADJUST_DECAY, False)),
         init=track.get(INIT, "initial"),
         zeroDebias=bool(track.get(ZERO_DEBIAS, is_emalab and run.zeroDebias)),
         dtype=track.get(DTYPE, "float32"),
+        halfLifeSamples=float(half_life) if half_life is not None else math.nan,
+        halfLifeKimg=float(track.get(HALF_LIFE_KIMG, own.get(HALF_LIFE_KIMG, math.nan))),
+        rampupRatio=math.nan if rampup == 0 else float(rampup),
+        batchSize=shape.batchSize if needs_batch else 0,
+        emaPower=float(track.get(EMA_POWER, own.get(EMA_POWER, 0.0))),
+        biasPower=float(track.get(BIAS_POWER, own.get(BIAS_POWER, 0.0))),
+        lag=int(track.get(LAG, own.get(LAG, 0))),
+        multiplier=float(track.get(MULTIPLIER, own.get(MULTIPLIER, 0.0))),
+        minEmaMultiplier=float(track.get(MIN_EMA_MULTIPLIER, own.get(MIN_EMA_MULTIPLIER, 0.0))),
+        checkpoints=int(track.get(CHECKPOINTS, own.get(CHECKPOINTS, 0))),
     )
+    if rampup < 0:
+        raise InvalidSetting(f"{path}.{RAMPUP_RATIO}", "rampupRatio must not be negative (0 for no ramp-up).")
     _check(rule, path)
     return replace(rule, name=track.get("name") or _default_name(rule, run))
 
 
-def resolve_all(tracks, run: Shared = Shared()) -> list:
+def resolve_all(tracks, run: Shared = Shared(), shape: Shape | None = None) -> list:
     """Every track's rule; generated names stay unique (a second identical rule becomes ``name-2``), as in the engine."""
     if not tracks:
         raise InvalidSetting("tracks", "At least one track is needed.")
@@ -236,7 +375,7 @@ def resolve_all(tracks, run: Shared = Shared()) -> list:
     rules = []
     for i, track in enumerate(tracks):
         path = f"tracks[{i}]"
-        rule = resolve(track, run, path)
+        rule = resolve(track, run, path, shape)
         named = isinstance(track, dict) and track.get("name")
         if not named:
             name, n = rule.name, 2
@@ -254,24 +393,33 @@ def resolve_all(tracks, run: Shared = Shared()) -> list:
 
 # ---- What a shadow does after one optimizer step (EmaSchedule.cs) ----
 
-NONE, FOLLOW_LIVE, COPY, AVERAGE = "none", "follow-live", "copy", "average"
-SUBTRACT, LERP, BLEND = "subtract", "lerp", "blend"
+NONE, FOLLOW_LIVE, COPY, AVERAGE, ANCHOR, SNAPSHOT = "none", "follow-live", "copy", "average", "anchor", "snapshot"
+SUBTRACT, LERP, BLEND, SCALE_ADD, REVERSE_LERP = "subtract", "lerp", "blend", "scale-add", "reverse-lerp"
 
 
 @dataclass(frozen=True)
 class ShadowStep:
-    """The action, the update's form and float32 coefficients (α, or a and b for a blend), and the decay it amounts to."""
+    """The action, the update's form and float32 coefficients (α, or a and b for a blend), and the decay it amounts to.
+    ``bias``: BEMA's α, the weight of θ_t − θ₀ added to the EMA in the weights read (NaN for the other rules)."""
 
     action: str
     form: str = ""
     a: float = 0.0
     b: float = 0.0
     decay: float = math.nan
+    bias: float = math.nan
 
 
 _NONE = ShadowStep(NONE)
 _FOLLOW = ShadowStep(FOLLOW_LIVE, decay=0.0)
 _COPY = ShadowStep(COPY, decay=0.0)
+_ANCHOR = ShadowStep(ANCHOR)
+_SNAPSHOT = ShadowStep(SNAPSHOT)
+
+
+def _bema_average(beta: float, alpha: float) -> ShadowStep:
+    # ema.mul_(1 − β).add_(θ, alpha=β): both Python floats, rounded to float32 by the ops.
+    return ShadowStep(AVERAGE, SCALE_ADD, f32(1.0 - beta), f32(beta), 1.0 - beta, alpha)
 
 
 def f32(x: float) -> float:
@@ -363,6 +511,40 @@ def next_step(rule: EmaRule, t: int, u: int) -> ShadowStep:
             return _COPY
         weight = f32(1.0 / f32(u + 1))
         return ShadowStep(AVERAGE, LERP, weight, 0.0, 1.0 - weight)
+    if p == BEMA:
+        # abblock/bema core_online.py (2025-12-03): the first update at the first t ≥ update_after with (t + 1) % freq == 0.
+        start = max(1, rule.updateAfterStep)
+        first = start + (rule.every - 1 - start) % rule.every
+        if t < first or (t - first) % rule.every != 0:
+            return _NONE
+        age = 1.0 + max(0, t - rule.lag)
+        alpha = rule.multiplier * math.pow(age, -rule.biasPower) if rule.biasPower > 0 else 0.0
+        if not rule.emaPower > 0:
+            return replace(_COPY, bias=alpha)
+        beta = rule.multiplier * math.pow(age, -rule.emaPower)
+        if rule.minEmaMultiplier > 0:
+            beta = max(beta, rule.minEmaMultiplier)
+        return _bema_average(beta, alpha)
+    if p == TRL_BEMA:
+        if t < rule.updateAfterStep:
+            return _NONE
+        if t == rule.updateAfterStep:
+            return _ANCHOR
+        if (t - rule.updateAfterStep) % rule.every != 0:
+            return _NONE
+        x = rule.lag + rule.multiplier * t
+        return _bema_average(max(math.pow(x, -rule.emaPower), rule.minEmaMultiplier), math.pow(x, -rule.biasPower))
+    if p == LAWA:
+        if t % rule.every == 0:
+            return _SNAPSHOT
+        return _FOLLOW if u == 0 else _NONE
+    if p == EDM:
+        samples_seen = (t - 1) * rule.batchSize
+        half_life = rule.halfLifeKimg * 1000
+        if not math.isnan(rule.rampupRatio):
+            half_life = min(half_life, samples_seen * rule.rampupRatio)
+        beta = math.pow(0.5, rule.batchSize / max(half_life, 1e-8))
+        return ShadowStep(AVERAGE, REVERSE_LERP, f32(beta), 0.0, beta)
     raise ValueError(f"Unknown preset '{p}'.")
 
 

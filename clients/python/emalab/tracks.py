@@ -25,9 +25,14 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 class _Shadow:
-    def __init__(self, rule: R.EmaRule, tensors: list):
+    def __init__(self, rule: R.EmaRule, tensors: list, live: list):
         self.rule = rule
-        self.tensors = tensors
+        self.tensors = tensors      # the weights read (evaluation, export)
+        # BEMA: its EMA and θ₀ apart from the weights read, both the weights before training as its sources clone them.
+        self.ema = [w.detach().clone() for w in live] if rule.is_bema else None
+        self.anchor = [w.detach().clone() for w in live] if rule.is_bema else None
+        # LAWA: the ring of the k latest copies; copy n (from 0) is in slot n % k.
+        self.ring = [[torch.empty_like(w) for w in live] for _ in range(rule.checkpoints)] if rule.preset == R.LAWA else None
         self.updates = 0            # updates counted (averages, and the first copy of the rules that count it)
         self.decay_product = 1.0    # Π d over the updates (zero-debias divides by 1 − this)
         self.last_decay = math.nan  # the last decay applied
@@ -45,10 +50,15 @@ class EmaTracks:
     ``updateAfterStep``, ``startStep``, ``every``, ``adjustDecay``, ``init``, ``zeroDebias``, ``dtype``).
     ``bn_policy``: ``average`` (float buffers averaged like weights, the engine's default), ``copy`` (the live
     model's buffers), or ``recalibrate`` (recomputed from batches given to ``swapped``).
+    The newer rules: ``{"preset": "trl-bema"}`` / ``{"preset": "bema"}`` (``every``, ``emaPower``, ``biasPower``, ``lag``,
+    ``multiplier``, ``updateAfterStep``, ``minEmaMultiplier``), ``{"preset": "lawa", "checkpoints": k, "every": ν}``,
+    ``{"preset": "edm", "halfLifeKimg": …, "rampupRatio": …}`` and ``{"halfLifeSamples": H}`` for EMA Lab's rule. Those
+    counted in samples need ``batch_size``; LAWA's default of a copy per epoch needs ``batches_per_epoch``.
     """
 
     def __init__(self, model: torch.nn.Module, tracks=(0.99, 0.999), *, warmup: bool = False, zero_debias: bool = False,
-                 every: int = 1, start_step: int = 0, bn_policy: str = "average"):
+                 every: int = 1, start_step: int = 0, bn_policy: str = "average", batch_size: int | None = None,
+                 batches_per_epoch: int | None = None):
         if bn_policy not in BN_POLICIES:
             raise R.InvalidSetting("bnPolicy", f"bnPolicy is one of {', '.join(BN_POLICIES)}.")
         if every < 1:
@@ -58,7 +68,9 @@ class EmaTracks:
         self.model = model
         self.bn_policy = bn_policy
         self.shared = R.Shared(warmup=warmup, zeroDebias=zero_debias, every=every, startStep=start_step)
-        self.rules = R.resolve_all(list(tracks), self.shared)
+        # Rules counted in samples (a half-life) need the batch size; LAWA's default of a checkpoint per epoch, the epoch's length.
+        self.shape = None if batch_size is None else R.Shape(int(batch_size), int(batches_per_epoch or 0))
+        self.rules = R.resolve_all(list(tracks), self.shared, self.shape)
         averaged = [(n, p) for n, p in model.named_parameters()]
         copied = []
         for n, b in model.named_buffers():
@@ -67,7 +79,10 @@ class EmaTracks:
         self.copied_names = [n for n, _ in copied]
         self.step = 0
         with torch.no_grad():
-            self._shadows = [_Shadow(rule, [self._initial(w, rule) for _, w in averaged]) for rule in self.rules]
+            live = [w for _, w in averaged]
+            if any(r.is_bema or r.preset == R.LAWA for r in self.rules) and any(w.dtype != torch.float32 for w in live):
+                raise ValueError("BEMA and LAWA tracks need float32 weights.")
+            self._shadows = [_Shadow(rule, [self._initial(w, rule) for w in live], live) for rule in self.rules]
 
     # ---- the update ----
 
@@ -97,6 +112,14 @@ class EmaTracks:
             nxt = R.next_step(shadow.rule, self.step, shadow.updates)
             if nxt.action == R.NONE:
                 continue
+            if shadow.ema is not None or shadow.ring is not None:
+                if not self._update_stateful(shadow, nxt, live32):
+                    continue
+                shadow.updates += 1
+                if not math.isnan(nxt.decay):
+                    shadow.decay_product *= nxt.decay
+                    shadow.last_decay = nxt.decay
+                continue
             if nxt.action in (R.FOLLOW_LIVE, R.COPY):
                 for s, w in zip(shadow.tensors, live):
                     s.copy_(w)
@@ -114,6 +137,47 @@ class EmaTracks:
             shadow.updates += 1
             shadow.decay_product *= nxt.decay
             shadow.last_decay = nxt.decay
+
+    def _update_stateful(self, shadow: _Shadow, nxt: R.ShadowStep, live: list) -> bool:
+        """BEMA and LAWA (ExponentialMovingAverage.UpdateStateful): True when the step counts as an update."""
+        if nxt.action == R.FOLLOW_LIVE:
+            for s, w in zip(shadow.tensors, live):
+                s.copy_(w)
+            return False
+        if nxt.action == R.ANCHOR:
+            for z, e, w in zip(shadow.anchor, shadow.ema, live):
+                z.copy_(w)
+                e.copy_(w)
+            return False
+        scratch = self._scratch(live)
+        if nxt.action == R.SNAPSHOT:
+            ring, k = shadow.ring, len(shadow.ring)
+            for c, w in zip(ring[shadow.updates % k], live):
+                c.copy_(w)
+            # The mean taken afresh from the copies, oldest first, as Sanyal et al.'s lawa.py folds them: m + (c − m) / n.
+            count = min(shadow.updates + 1, k)
+            oldest = shadow.updates + 1 - count
+            for i, out in enumerate(shadow.tensors):
+                out.copy_(ring[oldest % k][i])
+                for n in range(1, count):
+                    torch.sub(ring[(oldest + n) % k][i], out, out=scratch[i])
+                    scratch[i].div_(n + 1)
+                    out.add_(scratch[i])
+            return True
+        # BEMA: the EMA (or, with κ = 0, a copy of θ_t), then the weights read: ema + α·(θ_t − θ₀), each op rounded.
+        if nxt.action == R.COPY:
+            for e, w in zip(shadow.ema, live):
+                e.copy_(w)
+        else:
+            _apply(nxt, shadow.ema, live, scratch)
+        for out, e, z, w, d in zip(shadow.tensors, shadow.ema, shadow.anchor, live, scratch):
+            if nxt.bias == 0:
+                out.copy_(e)  # the authors' η = 0: the EMA itself
+            else:
+                torch.sub(w, z, out=d)
+                d.mul_(nxt.bias)
+                torch.add(e, d, out=out)
+        return True
 
     def _scratch(self, live: list) -> list:
         """Float32 tensors shaped as the weights for an update's intermediate products, kept between updates (allocating
@@ -199,7 +263,9 @@ class EmaTracks:
             "averaged_names": list(self.averaged_names),
             "tracks": [
                 {"rule": s.rule.to_dict(), "updates": s.updates, "decay_product": s.decay_product, "last_decay": s.last_decay,
-                 "shadow": [t.detach().clone() for t in s.tensors]}
+                 "shadow": [t.detach().clone() for t in s.tensors],
+                 **({"ema": [t.clone() for t in s.ema], "theta0": [t.clone() for t in s.anchor]} if s.ema is not None else {}),
+                 **({"ring": [[t.clone() for t in copy] for copy in s.ring]} if s.ring is not None else {})}
                 for s in self._shadows
             ],
         }
@@ -219,6 +285,14 @@ class EmaTracks:
                 raise ValueError(f"Track '{shadow.rule.name}' was saved with another rule: {entry['rule']}.")
             for s, t in zip(shadow.tensors, entry["shadow"]):
                 s.copy_(t)
+            if shadow.ema is not None:
+                for mine, kept in ((shadow.ema, entry["ema"]), (shadow.anchor, entry["theta0"])):
+                    for s, t in zip(mine, kept):
+                        s.copy_(t)
+            if shadow.ring is not None:
+                for copy, kept in zip(shadow.ring, entry["ring"]):
+                    for s, t in zip(copy, kept):
+                        s.copy_(t)
             shadow.updates = int(entry["updates"])
             shadow.decay_product = float(entry["decay_product"])
             shadow.last_decay = float(entry["last_decay"])
@@ -243,6 +317,17 @@ def _apply(step: R.ShadowStep, shadows: list, live: list, scratch: list | None =
                 s.lerp_(w, step.a)
         return
     scratch = scratch if scratch is not None else [torch.empty_like(w) for w in live]
+    if step.form == R.SCALE_ADD:
+        # BEMA's ema.mul_(1 − β).add_(θ, alpha=β), its sources' own ops.
+        for s, w in zip(shadows, live):
+            s.mul_(step.a).add_(w, alpha=step.b)
+        return
+    if step.form == R.REVERSE_LERP:
+        # EDM's p_ema.copy_(p_net.lerp(p_ema, β)).
+        for s, w, d in zip(shadows, live, scratch):
+            torch.lerp(w, s, step.a, out=d)
+            s.copy_(d)
+        return
     if step.form == R.SUBTRACT:
         # s + α(w − s): three roundings, no fused multiply-add (add_ with alpha may fuse; mul then add does not).
         for s, w, d in zip(shadows, live, scratch):

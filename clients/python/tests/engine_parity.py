@@ -22,10 +22,11 @@ def main(folder):
     trajectory, _ = safetensors.load(os.path.join(folder, "trajectory.safetensors"))
     engine, metadata = safetensors.load(os.path.join(folder, "engine.safetensors"))
     groups, names, steps = json.loads(metadata["groups"]), json.loads(metadata["names"]), int(metadata["steps"])
+    shape = {"batch_size": int(metadata["batchSize"]), "batches_per_epoch": int(metadata["batchesPerEpoch"])}
     problems, count = [], 0
     for g, (tracks, engine_names) in enumerate(zip(groups, names)):
         model = Weights(trajectory["w/0"])
-        ema = EmaTracks(model, tracks)
+        ema = EmaTracks(model, tracks, **shape)
         if ema.names != engine_names:
             problems.append(f"group {g}: names {ema.names} != the engine's {engine_names}")
             continue

@@ -19,6 +19,35 @@ class ResolveTests(unittest.TestCase):
         pytorch = R.resolve({"preset": "ema-pytorch"})
         self.assertEqual((100, 10, "power"), (pytorch.updateAfterStep, pytorch.every, pytorch.warmup))
 
+    def test_the_newer_rules_take_their_sources_defaults(self):
+        shape = R.Shape(batchSize=128, batchesPerEpoch=468)
+        trl = R.resolve({"preset": "trl-bema"}, shape=shape)
+        self.assertEqual((400, 0.5, 0.2, 10, 1.0, 0, 0.0), (trl.every, trl.emaPower, trl.biasPower, trl.lag, trl.multiplier,
+                                                           trl.updateAfterStep, trl.minEmaMultiplier))
+        self.assertEqual(100, R.resolve({"preset": "bema"}).every)
+        lawa = R.resolve({"preset": "lawa"}, shape=shape)
+        self.assertEqual((5, 468, "lawa-k5-every468"), (lawa.checkpoints, lawa.every, lawa.name))
+        edm = R.resolve({"preset": "edm"}, shape=shape)
+        self.assertEqual((500.0, 0.05, 128, "edm-500kimg"), (edm.halfLifeKimg, edm.rampupRatio, edm.batchSize, edm.name))
+        self.assertEqual("edm-500kimg-norampup", R.resolve({"preset": "edm", "rampupRatio": 0}, shape=shape).name)
+        half = R.resolve({"halfLifeSamples": 12800}, shape=shape)
+        self.assertEqual((math.pow(0.5, 0.01), "ema-hl12800"), (half.decay, half.name))
+
+    def test_the_newer_rules_refuse_bad_values_by_path(self):
+        shape = R.Shape(32, 10)
+        for track, field in [({"preset": "trl-bema", "emaPower": -1}, "emaPower"), ({"preset": "bema", "multiplier": 1.5}, "multiplier"),
+                             ({"preset": "trl-bema", "lag": 0, "multiplier": 0.5}, "lag"), ({"preset": "lawa", "checkpoints": 0}, "checkpoints"),
+                             ({"preset": "edm", "rampupRatio": -1}, "rampupRatio"), ({"preset": "lawa", "decay": 0.9}, "decay"),
+                             ({"halfLifeSamples": 100, "decay": 0.9}, "halfLifeSamples"), ({"preset": "bema", "dtype": "bfloat16"}, "dtype")]:
+            with self.subTest(track=track), self.assertRaises(R.InvalidSetting) as e:
+                R.resolve_all([track], shape=shape)
+            self.assertEqual(f"tracks[0].{field}", e.exception.field)
+        # Without the run's batch size a half-life in samples cannot be a decay; without its epoch, LAWA needs 'every'.
+        for track, field in [({"preset": "edm"}, "halfLifeKimg"), ({"halfLifeSamples": 10}, "halfLifeSamples"), ({"preset": "lawa"}, "every")]:
+            with self.subTest(track=track), self.assertRaises(R.InvalidSetting) as e:
+                R.resolve_all([track])
+            self.assertEqual(f"tracks[0].{field}", e.exception.field)
+
     def test_a_setting_the_preset_lacks_is_refused_by_its_path(self):
         with self.assertRaises(R.InvalidSetting) as e:
             R.resolve_all([0.99, {"preset": "keras", "warmup": "tf"}])

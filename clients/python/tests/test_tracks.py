@@ -65,6 +65,33 @@ class TracksTests(unittest.TestCase):
             for key, value in straight.averaged(name).items():
                 self.assertTrue(torch.equal(value, resumed.averaged(name)[key]), f"{name}/{key} differs after the resume")
 
+    def test_the_newer_rules_resume_exactly_between_their_updates(self):
+        newer = [{"preset": "trl-bema", "every": 4, "updateAfterStep": 5}, {"preset": "bema", "every": 5},
+                 {"preset": "lawa", "checkpoints": 3}, {"preset": "edm", "halfLifeKimg": 0.1}, {"halfLifeSamples": 200}]
+        shape = {"batch_size": 16, "batches_per_epoch": 4}
+        data = batches(30)
+        net = model()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        straight = EmaTracks(net, newer, **shape)
+        train(net, opt, straight, data)
+        self.assertEqual(["trl-bema-every4-after5", "bema-every5", "lawa-k3-every4", "edm-0.1kimg", "ema-hl200"], straight.names)
+
+        net = model()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        first = EmaTracks(net, newer, **shape)
+        train(net, opt, first, data[:13])
+        state = {"model": {k: v.clone() for k, v in net.state_dict().items()}, "optimizer": opt.state_dict(), "ema": first.state_dict()}
+        net = model()
+        net.load_state_dict(state["model"])
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        opt.load_state_dict(state["optimizer"])
+        resumed = EmaTracks(net, newer, **shape)
+        resumed.load_state_dict(state["ema"])
+        train(net, opt, resumed, data[13:])
+        for name in straight.names:
+            for key, value in straight.averaged(name).items():
+                self.assertTrue(torch.equal(value, resumed.averaged(name)[key]), f"{name}/{key} differs after the resume")
+
     def test_a_resume_into_other_rules_is_refused(self):
         tracks = EmaTracks(model(), [0.99, 0.999])
         with self.assertRaisesRegex(ValueError, "The saved tracks are ema-0.99, ema-0.999; these are ema-0.99"):

@@ -209,5 +209,55 @@ public class EmaMathTests
         var sigma = Math.Sqrt(weights.Select((a, t) => a * (t - mean) * (t - mean)).Sum()) / t2;
         Assert.Equal(sigma, EmaMath.SigmaRel(Rule(new EmaTrackSettings { Decay = d }), t2), 1e-9);
     }
-}
 
+    /// <summary>A model whose weights are a one-hot vector: at step t they are e_t, so a track's weights read are its profile.</summary>
+    sealed class OneHot : nn.Module
+    {
+        public readonly TorchSharp.Modules.Parameter W;
+
+        public OneHot(int size) : base(nameof(OneHot))
+        {
+            W = new TorchSharp.Modules.Parameter(zeros(size));
+            register_parameter("w", W);
+            using var _ = no_grad();
+            W[0] = 1;
+        }
+    }
+
+    [Fact]
+    public void Sigma_rel_of_bema_and_lawa_is_that_of_the_weights_they_read()
+    {
+        const int steps = 120;
+        var shape = new EmaRunShape(16, 10);
+        foreach (var track in new[]
+        {
+            new EmaTrackSettings { Preset = EmaPresets.TrlBema, Every = 5, UpdateAfterStep = 7 },
+            new EmaTrackSettings { Preset = EmaPresets.Bema, Every = 6, UpdateAfterStep = 3 },
+            new EmaTrackSettings { Preset = EmaPresets.Bema, Every = 4, EmaPower = 0 },
+            new EmaTrackSettings { Preset = EmaPresets.Lawa, Checkpoints = 4, Every = 9 },
+            new EmaTrackSettings { Preset = EmaPresets.Edm, HalfLifeKimg = 0.3 },
+        })
+        {
+            var rule = track.Resolve(new EmaSettings(), "t", shape);
+            using var model = new OneHot(steps + 1);
+            using var reader = new OneHot(steps + 1);
+            using var ema = new ExponentialMovingAverage(model, new EmaSettings { Tracks = [track] }, shape);
+            for (var t = 1; t <= steps; t++)
+            {
+                using (no_grad()) { model.W.zero_(); model.W[t] = 1; }
+                ema.Update(t);
+            }
+            ema.WriteInto(0, reader);
+            // The weights read are Σ a_τ e_τ: the profile itself, whose mass is 1 (BEMA's bias terms cancel).
+            var profile = reader.W.detach().to(ScalarType.Float64).data<double>().ToArray();
+            var taus = Enumerable.Range(0, steps + 1).Select(t => (double)t / steps).ToArray();
+            var mass = profile.Sum();
+            var mean = profile.Zip(taus, (a, tau) => a * tau).Sum() / mass;
+            var variance = profile.Zip(taus, (a, tau) => a * tau * tau).Sum() / mass - mean * mean;
+            Assert.True(Math.Abs(mass - 1) < 1e-4, $"{rule.Name}: mass {mass}");
+            var expected = Math.Sqrt(Math.Max(0, variance));
+            var actual = EmaMath.SigmaRel(rule, steps);
+            Assert.True(Math.Abs(expected - actual) < 1e-4, $"{rule.Name}: σ_rel {actual}, its weights' {expected}");
+        }
+    }
+}

@@ -28,7 +28,9 @@ public static class EmaMath
         var lastCopy = Math.Max(rule.StartStep + 1, rule.UpdateAfterStep + 2) * Math.Max(1, rule.Every) + 1;
         foreach (var (step, next) in Schedule(rule, totalSteps))
         {
-            if (next.Action is ShadowAction.FollowLive or ShadowAction.Copy) share = 1;
+            // LAWA's mean holds copies taken after the start, none of them the initial weights.
+            if (next.Action == ShadowAction.Snapshot) return 0;
+            if (next.Action is ShadowAction.FollowLive or ShadowAction.Copy or ShadowAction.Anchor) share = 1;
             else if (next.Action == ShadowAction.Average) share *= next.Decay;
             if (share < 1e-12 && step > lastCopy) return share;
         }
@@ -47,9 +49,29 @@ public static class EmaMath
         ArgumentOutOfRangeException.ThrowIfLessThan(step, 1);
         // Unnormalised moments Σ a_τ, Σ a_τ·τ, Σ a_τ·τ² of the profile (steps in units of the end step, for precision).
         double mass = rule.ZeroDebias ? 0 : 1, first = 0, second = 0;
+        // BEMA: its EMA's moments and θ₀'s place apart from the weights read (which add α at θ_t and −α at θ₀).
+        double emaFirst = 0, emaSecond = 0, anchor = 0;
+        var copies = new Queue<double>(); // LAWA: the places of the copies its mean holds
         foreach (var (t, next) in Schedule(rule, step))
         {
             var tau = (double)t / step;
+            if (rule.IsBema)
+            {
+                if (next.Action == ShadowAction.Anchor) (emaFirst, emaSecond, anchor) = (tau, tau * tau, tau);
+                if (next.Action == ShadowAction.Copy) (emaFirst, emaSecond) = (tau, tau * tau);
+                if (next.Action == ShadowAction.Average)
+                    (emaFirst, emaSecond) = (next.Decay * emaFirst + (1 - next.Decay) * tau, next.Decay * emaSecond + (1 - next.Decay) * tau * tau);
+                if (next.Action is ShadowAction.Copy or ShadowAction.Average)
+                    (mass, first, second) = (1, emaFirst + next.Bias * (tau - anchor), emaSecond + next.Bias * (tau * tau - anchor * anchor));
+                continue;
+            }
+            if (next.Action == ShadowAction.Snapshot)
+            {
+                copies.Enqueue(tau);
+                if (copies.Count > rule.Checkpoints) copies.Dequeue();
+                (mass, first, second) = (1, copies.Average(), copies.Average(c => c * c));
+                continue;
+            }
             if (next.Action is ShadowAction.FollowLive or ShadowAction.Copy) (mass, first, second) = (1, tau, tau * tau);
             else if (next.Action == ShadowAction.Average)
             {
@@ -103,7 +125,7 @@ public static class EmaMath
         for (var step = 1L; step <= steps; step++)
         {
             var next = EmaSchedule.Next(rule, step, updates);
-            if (next.Action is ShadowAction.Copy or ShadowAction.Average) updates++;
+            if (next.Action is ShadowAction.Copy or ShadowAction.Average or ShadowAction.Snapshot) updates++;
             yield return (step, next);
         }
     }

@@ -61,6 +61,13 @@ public abstract class BadInputSuite(EmaLabFactory factory)
         { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["decay"] = 0.9, ["name"] = "Raw!" })), "ema.tracks[0].name" },
         { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["preset"] = "torch-ema" })), "ema.tracks[0].preset" },
         { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["decay"] = 0.9, ["dtype"] = "float8" })), "ema.tracks[0].dtype" },
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["decay"] = 0.9 }, new JsonObject { ["preset"] = "bema", ["multiplier"] = 2 })), "ema.tracks[1].multiplier" },
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["preset"] = "lawa", ["checkpoints"] = 0 })), "ema.tracks[0].checkpoints" },
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["preset"] = "edm", ["halfLifeKimg"] = -1 })), "ema.tracks[0].halfLifeKimg" },
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["halfLifeSamples"] = 500, ["decay"] = 0.9 })), "ema.tracks[0].halfLifeSamples" },
+        { With(b => Ema(b)["tracks"] = new JsonArray(new JsonObject { ["preset"] = "trl-bema", ["decay"] = 0.9 })), "ema.tracks[0].decay" },
+        { With(b => b["switchEma"] = new JsonObject { ["track"] = "ema-0.5", ["every"] = 10 }), "switchEma.track" },
+        { With(b => b["switchEma"] = new JsonObject { ["every"] = 0 }), "switchEma.every" },
         { With(b => Ema(b)["tracks"] = new JsonArray()), "ema.tracks" },
         { With(b => b["postHoc"] = new JsonObject { ["sigmaRels"] = null }), "postHoc.sigmaRels" },
         // Bounded resources.

@@ -318,6 +318,34 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     }
 
     [Fact]
+    public void The_lens_reads_the_newer_rules_in_steps_and_samples_beside_adamws_own_timescale()
+    {
+        UseAppServices();
+        var training = new RunSpec { Dataset = "digits-8x8", Model = "mlp", Optimizer = RunSpec.AdamW, LearningRate = 1e-3, WeightDecay = 0.05, BatchSize = 64, Steps = 1_000 };
+        var rules = new EmaSettings
+        {
+            Tracks =
+            [
+                new EmaTrackSettings { HalfLifeSamples = 6_400 }, new EmaTrackSettings { Preset = EmaPresets.Lawa, Checkpoints = 5, Every = 40 },
+                new EmaTrackSettings { Preset = EmaPresets.TrlBema, Every = 50 }, new EmaTrackSettings { Preset = EmaPresets.Edm, HalfLifeKimg = 3.2, RampupRatio = 0 },
+            ],
+        }.Rules(new EmaRunShape(64, 22));
+        var cut = Render<DecayLens>(p => p.Add(l => l.Rules, rules).Add(l => l.PlannedSteps, 1_000).Add(l => l.Training, [training]));
+        // 6,400 samples at 64 a step: a half-life of 100 steps, and so 6,400 samples again in the samples column.
+        Assert.Equal("100.0", cut.Find("tr[data-track='ema-hl6400'] .half-life").TextContent);
+        Assert.Equal("6,400", cut.Find("tr[data-track='ema-hl6400'] .half-life-samples").TextContent);
+        Assert.StartsWith("half-life 6,400 samples at batch 64", cut.Find("tr[data-track='ema-hl6400'] .note").TextContent);
+        Assert.Equal("200", cut.Find("tr[data-track='lawa-k5-every40'] .window").TextContent);
+        Assert.StartsWith("uniform mean of the 5 latest weights, 40 steps apart", cut.Find("tr[data-track='lawa-k5-every40'] .note").TextContent);
+        // TRL's last update at step 1,000: β = (10 + 1,000)^−½.
+        Assert.StartsWith($"β at the end {Math.Pow(1010, -0.5).ToString("G3", System.Globalization.CultureInfo.InvariantCulture)}", cut.Find("tr[data-track='trl-bema-every50'] .note").TextContent);
+        Assert.Equal("50.0", cut.Find("tr[data-track='edm-3.2kimg-norampup'] .half-life").TextContent); // 3,200 samples at 64 a step
+        Assert.Equal("AdamW's own averaging timescale 1/(η·λ) = 20,000 steps (1,280,000 samples) at its peak learning rate: "
+            + "its weights already average the updates over about this many steps (Wang & Aitchison 2024).", cut.Find("[data-testid=optimizer-timescale]").TextContent);
+        Assert.Null(DecayLens.OptimizerTimescale(training with { Optimizer = RunSpec.Adam }));
+    }
+
+    [Fact]
     public void The_new_run_forms_default_is_the_readmes_measured_resnet_on_fashion_mnist()
     {
         // The README reports this run's seed group; a change here must be measured again there.
@@ -412,6 +440,32 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Contains("Completed 100 steps.", cut.Find("[data-testid=log]").TextContent);
         // Every chart was drawn through Plotly's interop module.
         Assert.Equal(4, _plotly!.Invocations.Count(i => i.Identifier == "newPlot"));
+    }
+
+    [Fact]
+    public async Task A_switch_ema_run_says_so_beside_its_curves_and_its_weights_become_the_tracks()
+    {
+        UseAppServices();
+        var body = Api.DigitsRun(steps: 60, evalInterval: 30);
+        body["switchEma"] = new System.Text.Json.Nodes.JsonObject { ["track"] = "ema-0.9", ["every"] = 20 };
+        var run = await Api.CreateAsync(_client, body);
+        await Api.WaitForFinishAsync(_client, run.Id());
+
+        var cut = Render<RunDetail>(p => p.Add(d => d.Id, run.Id()));
+        const string note = "Switch EMA: ema-0.9 copied into the trained weights every 20 steps: the raw curves are of this training, not of plain training.";
+        Assert.Equal(note, cut.Find("[data-testid=switch-ema]").TextContent);
+        Assert.Equal(note, cut.Find("[data-chart=chart-train] .chart-note").TextContent);
+        Assert.Equal(note, cut.Find("[data-chart=chart-accuracy] .chart-note").TextContent);
+        // At step 60, a switch step, the raw weights are the track's: their evaluations are the same numbers.
+        async Task<double> Final(string track) => (await Api.GetAsync(_client, $"/api/runs/{run.Id()}/metrics?key=eval/accuracy&track={track}&maxPoints=0"))[0]
+            .GetProperty("points").EnumerateArray().Last().GetProperty("value").GetDouble();
+        Assert.Equal(await Final("ema-0.9"), await Final("raw"));
+        Assert.NotEqual(await Final("ema-0.99"), await Final("raw"));
+
+        Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"compare?runs={run.Id()}");
+        var compare = Render<Compare>();
+        Assert.Contains($"#{run.Id()} raw (switch EMA)", compare.FindComponent<MetricChart>().Instance.TraceNames);
+        Assert.Equal("switch EMA", compare.Find("[data-testid=switch-ema-badge]").TextContent);
     }
 
     [Fact]

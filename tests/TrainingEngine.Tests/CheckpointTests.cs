@@ -65,6 +65,8 @@ public class CheckpointTests
                     new EmaTrackSettings { HalfLifeSamples = 800 },
                 ],
             },
+            // Switch EMA to the EDM track every 15 steps: the pause at 37 falls between switches.
+            SwitchEma = new SwitchEmaSettings { Track = "edm-0.4kimg", Every = 15 },
         }.ToJson(),
         // A ResNet with the issue-26 recipe: augmentation (crop and flip), label smoothing, warm-up then cosine, clipping,
         // Adam exempting norms and biases from its decay; the augmentation's draws and the warm-up are pure functions of the step.

@@ -497,6 +497,89 @@ public class EmaPresetTests
     }
 
     [Fact]
+    public void Switch_ema_copies_the_track_into_the_weights_as_ema_pytorch_does()
+    {
+        // Training is scripted as fixed increments: after a switch the weights continue from the EMA, as they would.
+        var trajectory = Trajectory(16);
+        var increments = Enumerable.Range(1, Steps).Select(t => trajectory[t] - trajectory[t - 1]).ToList();
+        const double beta = 0.95;
+        const long after = 10;
+        const int every = 3, switchEvery = 7;
+
+        // ema-pytorch EMA.update() with update_model_with_ema_every (update_model_with_ema_beta 0: a copy into the model).
+        var w = trajectory[0].clone();
+        var ema = trajectory[0].clone();
+        var stepBuffer = tensor(0L);
+        var initted = false;
+        var (weights, shadows) = (new List<Tensor>(), new List<Tensor>());
+        for (var t = 1; t <= Steps; t++)
+        {
+            w.add_(increments[t - 1]);
+            var step = stepBuffer.item<long>();
+            stepBuffer.add_(1);
+            if (!initted) { ema.copy_(w); initted = true; }
+            else
+            {
+                var shouldUpdate = step % every == 0;
+                if (shouldUpdate && step <= after) ema.copy_(w);
+                else
+                {
+                    if (shouldUpdate)
+                    {
+                        var epoch = (stepBuffer - after - 1).clamp(min: 0.0);
+                        var value = 1 - (1 + epoch / 1.0).pow(-(2.0 / 3.0));
+                        var decay = (double)value.clamp(0.0, beta).item<float>();
+                        ema.lerp_(w, tensor((float)(1.0 - decay)));
+                    }
+                    if (step % switchEvery == 0) w.copy_(ema);
+                }
+            }
+            weights.Add(w.clone());
+            shadows.Add(ema.clone());
+        }
+
+        var settings = new EmaSettings { Tracks = [new EmaTrackSettings { Preset = EmaPresets.EmaPytorch, Decay = beta, UpdateAfterStep = after, Every = every }] };
+        var (engineWeights, engineShadows) = Switched(settings, new SwitchEmaSettings { Every = switchEvery }, trajectory[0], increments);
+        AssertSame(weights, engineWeights, "ema-pytorch switch: the trained weights");
+        AssertSame(shadows, engineShadows, "ema-pytorch switch: the shadow");
+        Assert.False(weights[^1].equal(trajectory[^1]).all().item<bool>()); // it did switch
+    }
+
+    [Fact]
+    public void Switch_ema_of_another_rule_switches_on_multiples_of_every()
+    {
+        var trajectory = Trajectory(17);
+        var increments = Enumerable.Range(1, Steps).Select(t => trajectory[t] - trajectory[t - 1]).ToList();
+        var settings = new EmaSettings { Tracks = [new EmaTrackSettings { Decay = 0.9 }, new EmaTrackSettings { Preset = EmaPresets.TrlBema, Every = 4 }] };
+        var (weights, shadows) = Switched(settings, new SwitchEmaSettings { Track = "trl-bema-every4", Every = 8 }, trajectory[0], increments);
+        for (var t = 1; t <= Steps; t++)
+            Assert.Equal(t % 8 == 0, weights[t - 1].equal(shadows[t - 1]).all().item<bool>());
+        var problems = new SwitchEmaSettings { Track = "ema-0.5", Every = 0 }.Problems(settings.Rules(null)).Select(p => p.Field);
+        Assert.Equal(["switchEma.every", "switchEma.track"], problems);
+    }
+
+    /// <summary>Scripted training with Switch EMA: the weights after every step and the switched track's weights read.</summary>
+    static (List<Tensor> Weights, List<Tensor> Shadows) Switched(EmaSettings settings, SwitchEmaSettings switchSettings, Tensor initial, List<Tensor> increments)
+    {
+        using var model = new Weights(initial);
+        using var reader = new Weights(zeros(Size));
+        using var ema = new ExponentialMovingAverage(model, settings, null);
+        var track = switchSettings.Resolve(ema.Shadows.Select(s => s.Rule).ToList())!.Value;
+        var switchEma = new SwitchEma(switchSettings, ema, track);
+        var (weights, shadows) = (new List<Tensor>(), new List<Tensor>());
+        for (var t = 1; t <= Steps; t++)
+        {
+            using (no_grad()) model.W.add_(increments[t - 1]);
+            ema.Update(t);
+            switchEma.AfterUpdate(t, model);
+            weights.Add(model.W.detach().clone());
+            ema.WriteInto(track, reader);
+            shadows.Add(reader.W.detach().clone());
+        }
+        return (weights, shadows);
+    }
+
+    [Fact]
     public void The_compact_form_and_its_tracks_give_todays_shadows_bit_for_bit()
     {
         var trajectory = Trajectory(9);

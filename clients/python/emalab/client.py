@@ -133,7 +133,8 @@ class EmaLab:
     def log_tracks(self, run_id: str, tracks) -> None:
         """Records an ``EmaTracks``' rules on the run (tag ``emalab.tracks``): the run page then marks its tracks on the
         post-hoc σ_rel plot at their equivalent σ_rel, as it marks the engine's."""
-        rules = [{**r.to_dict(), "decay": "NaN" if math.isnan(r.decay) else r.decay} for r in tracks.rules]
+        # JSON has no NaN: a number the rule does not have (SWA's decay, a half-life not given) is written "NaN", as .NET reads it.
+        rules = [{k: "NaN" if isinstance(v, float) and math.isnan(v) else v for k, v in r.to_dict().items()} for r in tracks.rules]
         self.set_tag(run_id, "emalab.tracks", json.dumps(rules))
 
     def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:

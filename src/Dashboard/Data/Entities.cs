@@ -147,6 +147,17 @@ public sealed class Run
     public TrainingEngine.Training.RunSpec EngineSpec() => TrainingEngine.Training.RunSpec.FromJson(
         SpecJson ?? throw new InvalidOperationException($"Run {Id} was logged by a client: it has no engine spec."));
 
+    /// <summary>
+    /// What this run's curves are of when it trained with Switch EMA (its raw weights were replaced by a track's every N
+    /// steps): shown wherever its curves are, since its "raw" is not plain training. Null for other runs.
+    /// </summary>
+    public string? SwitchEmaNote()
+    {
+        if (SpecJson is null) return null;
+        return EngineSpec().SwitchEma?.Describe(
+            Tracks.Where(t => t.SigmaRel is null && t.Name != TrainingEngine.TrackNames.Raw).OrderBy(t => t.Id).Select(t => t.Name).ToList());
+    }
+
     /// <summary>A new tracking id: 32 lower-case hex digits, as MLflow makes them.</summary>
     public static string NewUuid() => Guid.NewGuid().ToString("N");
 

@@ -84,6 +84,8 @@ public sealed record RunSpec
     /// <summary>Post-hoc EMA (power-function profiles and snapshots); null when off.</summary>
     public PostHocSettings? PostHoc { get; init; }
     public EmaApplication EmaApplication { get; init; } = EmaApplication.Hook;
+    /// <summary>Switch EMA: every N steps the trained weights become one track's (null when off).</summary>
+    public SwitchEmaSettings? SwitchEma { get; init; }
 
     public ModelArchitecture ArchitectureFor(DatasetSplits data) => new()
     {
@@ -207,6 +209,15 @@ public sealed record RunSpec
         foreach (var problem in Ema.Problems(shape)) yield return problem;
         if (PostHoc is not null)
             foreach (var problem in PostHoc.Problems(plannedSteps)) yield return problem;
+        if (SwitchEma is not null)
+            foreach (var problem in SwitchEma.Problems(TryRules(shape))) yield return problem;
+    }
+
+    /// <summary>The EMA rules, or null while they are invalid (their problems are reported under <c>ema.*</c>).</summary>
+    IReadOnlyList<EmaRule>? TryRules(EmaRunShape? shape)
+    {
+        try { return Ema.Rules(shape); }
+        catch (InvalidSettingException) { return null; }
     }
 
     static InvalidSettingException Invalid(string field, string message) => new(field, message);

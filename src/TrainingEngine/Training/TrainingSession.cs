@@ -55,23 +55,36 @@ public sealed class TrainingSession : IDisposable
             });
         }
 
+        if (spec.SwitchEma is { } switchEma)
+            Switch = new SwitchEma(switchEma, Ema, switchEma.Resolve(Ema.Shadows.Select(x => x.Rule).ToList())
+                ?? throw new InvalidSettingException("switchEma.track", $"'{switchEma.Track}' is not one of this run's EMA tracks."));
         if (spec.EmaApplication == EmaApplication.Fused)
         {
             // The EMA is part of the step itself, as TF groups the EMA op into the train op.
             _optimizerStep = (step, learningRate) =>
             {
                 _optimizer.Step(learningRate);
-                Ema.Update(step);
+                UpdateAverages(step);
             };
         }
         else
         {
             _optimizerStep = (_, learningRate) => _optimizer.Step(learningRate);
-            AddStepHook(Ema.Update);
+            AddStepHook(UpdateAverages);
         }
     }
 
     public static TrainingSession Create(RunSpec spec, string runId = "") => new(spec, runId);
+
+    /// <summary>The shadows' update after a step, then Switch EMA's copy into the trained weights when it is due.</summary>
+    void UpdateAverages(long step)
+    {
+        Ema.Update(step);
+        Switch?.AfterUpdate(step, _model);
+    }
+
+    /// <summary>Switch EMA, when the run has it: it changes the trained weights themselves.</summary>
+    public SwitchEma? Switch { get; }
 
     public string RunId { get; }
     public RunSpec Spec { get; }

@@ -107,6 +107,25 @@ public abstract class GroupApiSuite(EmaLabFactory factory)
     }
 
     [Fact]
+    public async Task A_group_compares_switch_ema_with_training_without_it()
+    {
+        var body = Grid("switch or not", [1, 2]);
+        body["switchEma"] = new JsonArray(null, new JsonObject { ["track"] = "ema-0.9", ["every"] = 10 });
+        var created = await CreateGroupAsync(body);
+        var ids = created.GetProperty("runIds").EnumerateArray().Select(i => i.GetInt64()).ToList();
+        Assert.Equal(4, ids.Count);
+        foreach (var id in ids) Assert.Equal("completed", (await Api.WaitForFinishAsync(_client, id)).Status());
+
+        var group = await Api.GetAsync(_client, "/api/groups/switch%20or%20not");
+        // Two configurations of two seeds each, told apart by the switch's settings: with and without it.
+        var configurations = group.GetProperty("configurations").EnumerateArray().ToList();
+        Assert.Equal(2, configurations.Count);
+        Assert.All(configurations, c => Assert.Equal(2, c.GetProperty("runIds").GetArrayLength()));
+        Assert.Contains(group.GetProperty("varied").EnumerateArray().Select(v => v.GetString()), v => v!.StartsWith("switchEma", StringComparison.Ordinal));
+        Assert.Equal(["switchEma.every=— switchEma.track=—", "switchEma.every=10 switchEma.track=ema-0.9"], configurations.Select(c => c.GetProperty("label").GetString()));
+    }
+
+    [Fact]
     public async Task A_preview_counts_runs_and_steps_and_stores_nothing()
     {
         var before = await RunCountAsync();

@@ -357,6 +357,51 @@ public class EmaPresetTests
         }
     }
 
+    /// <summary>A parameter and a batch-norm-like running variance that falls towards zero.</summary>
+    sealed class WithStatistic : nn.Module
+    {
+        public readonly TorchSharp.Modules.Parameter W;
+        public readonly Tensor RunningVar;
+
+        public WithStatistic(Tensor initial) : base(nameof(WithStatistic))
+        {
+            W = new TorchSharp.Modules.Parameter(initial.clone());
+            RunningVar = ones(Size);
+            register_parameter("w", W);
+            register_buffer("running_var", RunningVar);
+        }
+    }
+
+    [Fact]
+    public void Bema_corrects_parameters_only_and_averages_batch_norm_statistics_as_the_run_asks()
+    {
+        var trajectory = Trajectory(18);
+        using var model = new WithStatistic(trajectory[0]);
+        using var reader = new WithStatistic(zeros(Size));
+        var settings = new EmaSettings { BnPolicy = BatchNormPolicy.Average, Tracks = [new EmaTrackSettings { Preset = EmaPresets.TrlBema, Every = 2 }] };
+        using var ema = new ExponentialMovingAverage(model, settings, null);
+        var statisticEma = ones(Size);
+        for (var t = 1; t <= Steps; t++)
+        {
+            using (no_grad())
+            {
+                model.W.copy_(trajectory[t]);
+                model.RunningVar.fill_(Math.Pow(0.9, t)); // falls from 1 towards 0, as a variance may
+            }
+            ema.Update(t);
+            if (t % 2 == 0)
+            {
+                var beta = Math.Pow(10 + t, -0.5);
+                statisticEma.mul_(1 - beta).add_(model.RunningVar, alpha: beta);
+            }
+        }
+        ema.WriteInto(0, reader);
+        // θ₀'s variance was 1 and θ_t's is ~0: the bias term would push the read variance below zero.
+        TensorAssert.Identical(statisticEma, reader.RunningVar, "the statistic is read as its EMA");
+        Assert.True(reader.RunningVar.min().item<float>() > 0);
+        Assert.False(reader.W.detach().equal(zeros(Size)).all().item<bool>());
+    }
+
     [Fact]
     public void Lawa_is_the_mean_of_the_latest_k_checkpoints_as_lawa_py_folds_them()
     {

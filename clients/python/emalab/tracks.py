@@ -76,6 +76,7 @@ class EmaTracks:
         for n, b in model.named_buffers():
             (averaged if b.is_floating_point() and bn_policy == "average" else copied).append((n, b))
         self.averaged_names = [n for n, _ in averaged]
+        self._parameter_count = len(list(model.named_parameters()))  # the averaged tensors: parameters, then buffers
         self.copied_names = [n for n, _ in copied]
         self.step = 0
         with torch.no_grad():
@@ -170,9 +171,10 @@ class EmaTracks:
                 e.copy_(w)
         else:
             _apply(nxt, shadow.ema, live, scratch)
-        for out, e, z, w, d in zip(shadow.tensors, shadow.ema, shadow.anchor, live, scratch):
-            if nxt.bias == 0:
-                out.copy_(e)  # the authors' η = 0: the EMA itself
+        for i, (out, e, z, w, d) in enumerate(zip(shadow.tensors, shadow.ema, shadow.anchor, live, scratch)):
+            # Both sources correct parameters only; an averaged batch-norm statistic is read as its EMA.
+            if nxt.bias == 0 or i >= self._parameter_count:
+                out.copy_(e)  # and the authors' η = 0: the EMA itself
             else:
                 torch.sub(w, z, out=d)
                 d.mul_(nxt.bias)

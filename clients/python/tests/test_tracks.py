@@ -92,6 +92,22 @@ class TracksTests(unittest.TestCase):
             for key, value in straight.averaged(name).items():
                 self.assertTrue(torch.equal(value, resumed.averaged(name)[key]), f"{name}/{key} differs after the resume")
 
+    def test_bema_corrects_parameters_only_and_averages_batch_norm_statistics(self):
+        net = torch.nn.BatchNorm1d(4)
+        tracks = EmaTracks(net, [{"preset": "trl-bema", "every": 2}])
+        expected = torch.ones(4)
+        for t in range(1, 41):
+            with torch.no_grad():
+                net.weight.add_(0.1)
+                net.running_var.fill_(0.9 ** t)  # falls towards 0; θ₀'s was 1
+            tracks.update()
+            if t % 2 == 0:
+                beta = (10 + t) ** -0.5
+                expected.mul_(1 - beta).add_(net.running_var, alpha=beta)
+        averaged = tracks.averaged(tracks.names[0])
+        self.assertTrue(torch.equal(expected, averaged["running_var"]))
+        self.assertGreater(averaged["running_var"].min().item(), 0)
+
     def test_a_resume_into_other_rules_is_refused(self):
         tracks = EmaTracks(model(), [0.99, 0.999])
         with self.assertRaisesRegex(ValueError, "The saved tracks are ema-0.99, ema-0.999; these are ema-0.99"):

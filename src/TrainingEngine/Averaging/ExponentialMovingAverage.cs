@@ -62,6 +62,8 @@ public sealed class ExponentialMovingAverage : IDisposable
     readonly (string Name, Tensor Live)[] _copied;
     readonly bool _fused;
     readonly int _parallelism;
+    // The averaged tensors are the parameters, then (under BatchNormPolicy.Average) the float buffers.
+    readonly int _parameterCount;
     // Per step, the float32 shadows that average and their updates (pre-allocated: the update allocates nothing).
     readonly int[] _active;
     readonly ShadowUpdate[] _activeUpdates;
@@ -116,6 +118,7 @@ public sealed class ExponentialMovingAverage : IDisposable
             if (buffer.is_floating_point() && bnPolicy == BatchNormPolicy.Average) averaged.Add((name, buffer));
             else copied.Add((name, buffer));
         }
+        _parameterCount = liveModel.named_parameters().Count();
         AveragedNames = averaged.Select(a => a.Item1).ToArray();
         _live = averaged.Select(a => a.Item2).ToArray();
         _copied = copied.ToArray();
@@ -227,7 +230,9 @@ public sealed class ExponentialMovingAverage : IDisposable
                 }
                 for (var i = 0; i < _live.Length; i++)
                 {
-                    if (next.Bias == 0) shadow.Tensors[i].copy_(ema[i]); // the authors' η = 0: the EMA itself
+                    // Both sources correct parameters only: an averaged batch-norm statistic is read as its EMA (a running
+                    // variance pushed by α(θ_t − θ₀) could turn negative), as the run's bnPolicy has every track average it.
+                    if (next.Bias == 0 || i >= _parameterCount) shadow.Tensors[i].copy_(ema[i]); // and the authors' η = 0: the EMA itself
                     else MultiDecayLerp.BiasCorrected(ema[i], _live[i], shadow.Anchor![i], (float)next.Bias, shadow.Tensors[i]);
                 }
                 return true;

@@ -43,10 +43,14 @@ public sealed class EngineParityTests : IDisposable
             """{"preset": "lawa", "checkpoints": 3, "every": 7}""", """{"preset": "lawa"}""",
             """{"preset": "edm", "halfLifeKimg": 0.5}""", """{"halfLifeSamples": 300, "warmup": "tf"}""",
         ],
+        [
+            """{"preset": "torchvision", "decay": 0.999, "every": 3}""", """{"preset": "torchvision", "decay": 0.9995, "every": 4, "warmupEpochs": 2}""",
+            """{"preset": "torchvision"}""", """{"preset": "edm", "halfLifeKimg": 0.2, "rampupRatio": 0}""",
+        ],
     ];
 
     /// <summary>The batch size and epoch length the rules counted in samples or epochs resolve with (LAWA's default: one epoch).</summary>
-    static readonly EmaRunShape Shape = new(32, 11);
+    static readonly EmaRunShape Shape = new(32, 11, Steps);
 
     readonly string _folder = Directory.CreateTempSubdirectory("emalab-parity-").FullName;
 
@@ -94,6 +98,7 @@ public sealed class EngineParityTests : IDisposable
             ["steps"] = Steps.ToString(),
             ["batchSize"] = Shape.BatchSize.ToString(),
             ["batchesPerEpoch"] = Shape.BatchesPerEpoch.ToString(),
+            ["totalSteps"] = Shape.TotalSteps.ToString(),
         });
 
         var (code, output) = await Python.RunAsync("engine_parity.py", _folder);

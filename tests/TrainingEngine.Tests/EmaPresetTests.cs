@@ -454,6 +454,42 @@ public class EmaPresetTests
     }
 
     [Fact]
+    public void Torchvision_reference_ema_adjusted_to_batch_steps_and_epochs_with_warmup_copies()
+    {
+        var trajectory = Trajectory(19);
+        const int batchSize = 16, batchesPerEpoch = 23; // epochs of 23 iterations: updates at i = 0, 5, 10, 15, 20 of each
+        foreach (var (decayArg, steps, epochs, warmupEpochs) in new[] { (0.999, 5, 7, 0), (0.9995, 5, 7, 2), (0.9, 4, 3, 0) })
+        {
+            // train.py: adjust and alpha in Python floats; utils.ExponentialMovingAverage is an AveragedModel with ema_avg.
+            var adjust = 1.0 * batchSize * steps / epochs;
+            var alpha = Math.Min(1.0, (1.0 - decayArg) * adjust);
+            var decay = 1.0 - alpha;
+            var averaged = trajectory[0].clone();
+            long nAveraged = 0;
+            var reference = new List<Tensor>();
+            for (var t = 1; t <= Steps; t++)
+            {
+                var (epoch, i) = ((t - 1) / batchesPerEpoch, (t - 1) % batchesPerEpoch);
+                if (i % steps == 0)
+                {
+                    if (nAveraged == 0) averaged.copy_(trajectory[t]);
+                    else averaged.copy_(decay * averaged + (1 - decay) * trajectory[t]);
+                    nAveraged++;
+                    if (epoch < warmupEpochs) nAveraged = 0; // "Reset ema buffer to keep copying weights during warmup period"
+                }
+                reference.Add(averaged.clone());
+            }
+            var track = new EmaTrackSettings { Preset = EmaPresets.Torchvision, Decay = decayArg, Every = steps, WarmupEpochs = warmupEpochs };
+            AssertSame(reference, Engine(track, trajectory, shape: new EmaRunShape(batchSize, batchesPerEpoch, epochs * (long)batchesPerEpoch)),
+                $"torchvision decay={decayArg} steps={steps} warmup={warmupEpochs}");
+        }
+        // Its defaults: model_ema_decay 0.99998, model_ema_steps 32, the run's epochs (a last partial one counted).
+        var rule = new EmaTrackSettings { Preset = EmaPresets.Torchvision }.Resolve(new EmaSettings(), "t", new EmaRunShape(128, 468, 1200));
+        Assert.Equal((0.99998, 32, 3, 0, "ema-0.99998-torchvision"), (rule.Decay, rule.Every, rule.Epochs, rule.WarmupEpochs, rule.Name));
+        Assert.Equal("t.epochs", Assert.Throws<InvalidSettingException>(() => new EmaTrackSettings { Preset = EmaPresets.Torchvision }.Resolve(new EmaSettings(), "t", null)).Field);
+    }
+
+    [Fact]
     public void A_half_life_in_samples_is_the_decay_it_implies_at_the_runs_batch_size()
     {
         var run = new EmaSettings();

@@ -28,7 +28,8 @@ BEMA = "bema"
 TRL_BEMA = "trl-bema"
 LAWA = "lawa"
 EDM = "edm"
-PRESETS = (EMALAB, TENSORFLOW, TIMM, DIFFUSERS, EMA_PYTORCH, KERAS, AVERAGED_MODEL, LIGHTNING, SWA, BEMA, TRL_BEMA, LAWA, EDM)
+TORCHVISION = "torchvision"
+PRESETS = (EMALAB, TENSORFLOW, TIMM, DIFFUSERS, EMA_PYTORCH, KERAS, AVERAGED_MODEL, LIGHTNING, SWA, BEMA, TRL_BEMA, LAWA, EDM, TORCHVISION)
 
 # Setting names (EmaFields.cs): a track is written as the engine's JSON writes it.
 DECAY, WARMUP, INV_GAMMA, POWER, MIN_DECAY = "decay", "warmup", "invGamma", "power", "minDecay"
@@ -36,7 +37,7 @@ UPDATE_AFTER_STEP, START_STEP, EVERY, ADJUST_DECAY = "updateAfterStep", "startSt
 INIT, ZERO_DEBIAS, DTYPE = "init", "zeroDebias", "dtype"
 HALF_LIFE_SAMPLES, HALF_LIFE_KIMG, RAMPUP_RATIO = "halfLifeSamples", "halfLifeKimg", "rampupRatio"
 EMA_POWER, BIAS_POWER, LAG, MULTIPLIER, MIN_EMA_MULTIPLIER = "emaPower", "biasPower", "lag", "multiplier", "minEmaMultiplier"
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS, EPOCHS, WARMUP_EPOCHS = "checkpoints", "epochs", "warmupEpochs"
 
 _SETTINGS = {
     EMALAB: [DECAY, HALF_LIFE_SAMPLES, WARMUP, INV_GAMMA, POWER, MIN_DECAY, START_STEP, EVERY, ADJUST_DECAY, INIT, ZERO_DEBIAS, DTYPE],
@@ -52,6 +53,7 @@ _SETTINGS = {
     TRL_BEMA: [EVERY, EMA_POWER, BIAS_POWER, LAG, MULTIPLIER, UPDATE_AFTER_STEP, MIN_EMA_MULTIPLIER],
     LAWA: [CHECKPOINTS, EVERY],
     EDM: [HALF_LIFE_KIMG, RAMPUP_RATIO],
+    TORCHVISION: [DECAY, EVERY, EPOCHS, WARMUP_EPOCHS],
 }
 # Each preset's own defaults, as its source sets them (EmaPresets.SourceDefaults; a test holds the two tables equal).
 _SOURCE_DEFAULTS = {
@@ -60,9 +62,11 @@ _SOURCE_DEFAULTS = {
     TRL_BEMA: {EVERY: 400, EMA_POWER: 0.5, BIAS_POWER: 0.2, LAG: 10, MULTIPLIER: 1.0, UPDATE_AFTER_STEP: 0, MIN_EMA_MULTIPLIER: 0.0},
     LAWA: {CHECKPOINTS: 5},
     EDM: {HALF_LIFE_KIMG: 500.0, RAMPUP_RATIO: 0.05},
+    TORCHVISION: {EVERY: 32, WARMUP_EPOCHS: 0},
 }
 MAX_LAWA_CHECKPOINTS = 32
-_DEFAULT_DECAY = {TIMM: 0.9999, DIFFUSERS: 0.9999, EMA_PYTORCH: 0.9999, KERAS: 0.99, AVERAGED_MODEL: 0.999, LIGHTNING: 0.999}
+_DEFAULT_DECAY = {TIMM: 0.9999, DIFFUSERS: 0.9999, EMA_PYTORCH: 0.9999, KERAS: 0.99, AVERAGED_MODEL: 0.999, LIGHTNING: 0.999,
+                  TORCHVISION: 0.99998}
 _WARMUPS = {
     EMALAB: ["none", "tf", "power"], TENSORFLOW: ["none", "tf"], TIMM: ["none", "power"], DIFFUSERS: ["none", "power"],
     EMA_PYTORCH: ["power"],
@@ -108,10 +112,16 @@ def table() -> dict:
 
 @dataclass(frozen=True)
 class Shape:
-    """What rules counted in samples or epochs need of their run (the engine's ``EmaRunShape``)."""
+    """What rules counted in samples or epochs need of their run (the engine's ``EmaRunShape``); totalSteps 0: unknown."""
 
     batchSize: int
     batchesPerEpoch: int
+    totalSteps: int = 0
+
+    @property
+    def epochs(self) -> int:
+        """The run's epochs, a last partial one counted."""
+        return 0 if self.batchesPerEpoch < 1 else -(-self.totalSteps // self.batchesPerEpoch)
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,9 @@ class EmaRule:
     multiplier: float = 0.0
     minEmaMultiplier: float = 0.0
     checkpoints: int = 0
+    epochs: int = 0
+    warmupEpochs: int = 0
+    batchesPerEpoch: int = 0
 
     @property
     def is_bema(self) -> bool:
@@ -193,6 +206,11 @@ def _check_new_rules(rule: EmaRule, path: str) -> None:
             raise InvalidSetting(f"{path}.{LAG}", "lag + multiplier must be at least 1: β = (ρ + γt)^−κ must not exceed 1 at t = 1.")
         if not (0 <= rule.minEmaMultiplier <= 1):
             raise InvalidSetting(f"{path}.{MIN_EMA_MULTIPLIER}", "minEmaMultiplier must be in [0, 1].")
+    if p == TORCHVISION:
+        if rule.epochs < 1:
+            raise InvalidSetting(f"{path}.{EPOCHS}", "epochs must be at least 1.")
+        if rule.warmupEpochs < 0:
+            raise InvalidSetting(f"{path}.{WARMUP_EPOCHS}", "warmupEpochs must not be negative.")
     if p == LAWA and not (1 <= rule.checkpoints <= MAX_LAWA_CHECKPOINTS):
         raise InvalidSetting(f"{path}.{CHECKPOINTS}",
                              f"checkpoints (k) is from 1 to {MAX_LAWA_CHECKPOINTS}: each one is a copy of the model kept in memory.")
@@ -314,10 +332,14 @@ def resolve(track, run: Shared = Shared(), path: str = "tracks[0]", shape: Shape
     half_life = track.get(HALF_LIFE_SAMPLES)
     if half_life is not None and DECAY in track:
         raise InvalidSetting(f"{path}.{HALF_LIFE_SAMPLES}", "Give either a decay or a half-life in samples, not both.")
-    needs_batch = half_life is not None or preset == EDM
+    if preset == TORCHVISION and EPOCHS not in track and (shape is None or shape.totalSteps <= 0):
+        raise InvalidSetting(f"{path}.{EPOCHS}", "torchvision adjusts its decay to the run's epochs, which are not known here: give 'epochs'.")
+    needs_batch = half_life is not None or preset in (EDM, TORCHVISION)
     if needs_batch and shape is None:
-        raise InvalidSetting(f"{path}.{HALF_LIFE_SAMPLES if half_life is not None else HALF_LIFE_KIMG}",
-                             "A half-life in samples needs the run's batch size.")
+        if half_life is not None or preset == EDM:
+            raise InvalidSetting(f"{path}.{HALF_LIFE_SAMPLES if half_life is not None else HALF_LIFE_KIMG}",
+                                 "A half-life in samples needs the run's batch size.")
+        raise InvalidSetting(f"{path}.preset", f"The {preset} preset needs the run's batch size and epoch length.")
     if preset == LAWA and EVERY not in track and shape is None:
         raise InvalidSetting(f"{path}.{EVERY}", "LAWA takes a checkpoint per epoch unless 'every' says otherwise, and the run's "
                                                 "epoch length is not known here: give 'every'.")
@@ -359,6 +381,9 @@ def resolve(track, run: Shared = Shared(), path: str = "tracks[0]", shape: Shape
         multiplier=float(track.get(MULTIPLIER, own.get(MULTIPLIER, 0.0))),
         minEmaMultiplier=float(track.get(MIN_EMA_MULTIPLIER, own.get(MIN_EMA_MULTIPLIER, 0.0))),
         checkpoints=int(track.get(CHECKPOINTS, own.get(CHECKPOINTS, 0))),
+        epochs=int(track.get(EPOCHS, shape.epochs if preset == TORCHVISION else 0)),
+        warmupEpochs=int(track.get(WARMUP_EPOCHS, own.get(WARMUP_EPOCHS, 0))),
+        batchesPerEpoch=shape.batchesPerEpoch if preset == TORCHVISION else 0,
     )
     if rampup < 0:
         raise InvalidSetting(f"{path}.{RAMPUP_RATIO}", "rampupRatio must not be negative (0 for no ramp-up).")
@@ -538,6 +563,16 @@ def next_step(rule: EmaRule, t: int, u: int) -> ShadowStep:
         if t % rule.every == 0:
             return _SNAPSHOT
         return _FOLLOW if u == 0 else _NONE
+    if p == TORCHVISION:
+        epoch, i = divmod(t - 1, rule.batchesPerEpoch)
+        if i % rule.every != 0:
+            return _NONE
+        previous_epoch = epoch if i >= rule.every else epoch - 1  # the update before: earlier in this epoch, or the last of the one before
+        if u == 0 or previous_epoch < rule.warmupEpochs:
+            return _COPY
+        adjust = rule.batchSize * rule.every / rule.epochs
+        decay = 1.0 - min(1.0, (1.0 - rule.decay) * adjust)
+        return ShadowStep(AVERAGE, BLEND, f32(decay), f32(1 - decay), decay)
     if p == EDM:
         samples_seen = (t - 1) * rule.batchSize
         half_life = rule.halfLifeKimg * 1000

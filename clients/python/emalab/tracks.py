@@ -53,12 +53,14 @@ class EmaTracks:
     The newer rules: ``{"preset": "trl-bema"}`` / ``{"preset": "bema"}`` (``every``, ``emaPower``, ``biasPower``, ``lag``,
     ``multiplier``, ``updateAfterStep``, ``minEmaMultiplier``), ``{"preset": "lawa", "checkpoints": k, "every": ν}``,
     ``{"preset": "edm", "halfLifeKimg": …, "rampupRatio": …}`` and ``{"halfLifeSamples": H}`` for EMA Lab's rule. Those
-    counted in samples need ``batch_size``; LAWA's default of a copy per epoch needs ``batches_per_epoch``.
+    counted in samples need ``batch_size``; LAWA's default of a copy per epoch needs ``batches_per_epoch``;
+    ``{"preset": "torchvision"}`` (``decay``, ``every``, ``epochs``, ``warmupEpochs``) needs both, and ``total_steps`` for
+    its default ``epochs``.
     """
 
     def __init__(self, model: torch.nn.Module, tracks=(0.99, 0.999), *, warmup: bool = False, zero_debias: bool = False,
                  every: int = 1, start_step: int = 0, bn_policy: str = "average", batch_size: int | None = None,
-                 batches_per_epoch: int | None = None):
+                 batches_per_epoch: int | None = None, total_steps: int | None = None):
         if bn_policy not in BN_POLICIES:
             raise R.InvalidSetting("bnPolicy", f"bnPolicy is one of {', '.join(BN_POLICIES)}.")
         if every < 1:
@@ -69,7 +71,7 @@ class EmaTracks:
         self.bn_policy = bn_policy
         self.shared = R.Shared(warmup=warmup, zeroDebias=zero_debias, every=every, startStep=start_step)
         # Rules counted in samples (a half-life) need the batch size; LAWA's default of a checkpoint per epoch, the epoch's length.
-        self.shape = None if batch_size is None else R.Shape(int(batch_size), int(batches_per_epoch or 0))
+        self.shape = None if batch_size is None else R.Shape(int(batch_size), int(batches_per_epoch or 0), int(total_steps or 0))
         self.rules = R.resolve_all(list(tracks), self.shared, self.shape)
         averaged = [(n, p) for n, p in model.named_parameters()]
         copied = []

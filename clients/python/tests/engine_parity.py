@@ -22,7 +22,8 @@ def main(folder):
     trajectory, _ = safetensors.load(os.path.join(folder, "trajectory.safetensors"))
     engine, metadata = safetensors.load(os.path.join(folder, "engine.safetensors"))
     groups, names, steps = json.loads(metadata["groups"]), json.loads(metadata["names"]), int(metadata["steps"])
-    shape = {"batch_size": int(metadata["batchSize"]), "batches_per_epoch": int(metadata["batchesPerEpoch"])}
+    shape = {"batch_size": int(metadata["batchSize"]), "batches_per_epoch": int(metadata["batchesPerEpoch"]),
+             "total_steps": int(metadata["totalSteps"])}
     problems, count = [], 0
     for g, (tracks, engine_names) in enumerate(zip(groups, names)):
         model = Weights(trajectory["w/0"])

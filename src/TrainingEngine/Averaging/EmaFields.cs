@@ -27,4 +27,6 @@ public static class EmaFields
     public const string Multiplier = "multiplier";
     public const string MinEmaMultiplier = "minEmaMultiplier";
     public const string Checkpoints = "checkpoints";
+    public const string Epochs = "epochs";
+    public const string WarmupEpochs = "warmupEpochs";
 }

@@ -34,8 +34,13 @@ public static class EmaPresets
     public const string Lawa = "lawa";
     /// <summary>EDM's EMA by half-life in samples (NVlabs/edm training/training_loop.py): β = 0.5^(B / H), H ramped up to a share of the samples seen.</summary>
     public const string Edm = "edm";
+    /// <summary>
+    /// torchvision's classification reference (references/classification/train.py): the EMA scaling rule to first order,
+    /// α = min(1, (1 − decay)·batch·every/epochs), an <c>AveragedModel</c> updated every <c>model_ema_steps</c> iterations of each epoch.
+    /// </summary>
+    public const string Torchvision = "torchvision";
 
-    public static IReadOnlyList<string> All { get; } = [EmaLab, TensorFlow, Timm, Diffusers, EmaPytorch, Keras, AveragedModel, Lightning, Swa, Bema, TrlBema, Lawa, Edm];
+    public static IReadOnlyList<string> All { get; } = [EmaLab, TensorFlow, Timm, Diffusers, EmaPytorch, Keras, AveragedModel, Lightning, Swa, Bema, TrlBema, Lawa, Edm, Torchvision];
 
     static readonly Dictionary<string, string[]> Settings = new()
     {
@@ -52,12 +57,14 @@ public static class EmaPresets
         [TrlBema] = [Every, EmaPower, BiasPower, Lag, Multiplier, UpdateAfterStep, MinEmaMultiplier],
         [Lawa] = [EmaFields.Checkpoints, Every],
         [Edm] = [HalfLifeKimg, RampupRatio],
+        [Torchvision] = [Decay, Every, Epochs, WarmupEpochs],
     };
 
     /// <summary>
     /// Each preset's own defaults for the settings it takes, as its source sets them (the shared settings of the run's own
     /// rule and the decay are not here: <see cref="EmaTrackSettings.Resolve"/> fills those). A null default means
-    /// "none" (EDM without ramp-up); LAWA's <c>every</c> defaults to one epoch of the run (a checkpoint per epoch, as LAWA takes them).
+    /// "none" (EDM without ramp-up); LAWA's <c>every</c> defaults to one epoch of the run (a checkpoint per epoch, as LAWA takes
+    /// them), torchvision's <c>epochs</c> to the run's epochs.
     /// </summary>
     static readonly Dictionary<string, Dictionary<string, object?>> SourceDefaults = new()
     {
@@ -70,6 +77,8 @@ public static class EmaPresets
         [Lawa] = new() { [EmaFields.Checkpoints] = 5 },
         // EDM's train.py: --ema 0.5 (Mimg, i.e. 500 kimg), --ema-rampup 0.05.
         [Edm] = new() { [HalfLifeKimg] = 500.0, [RampupRatio] = 0.05 },
+        // train.py: --model-ema-steps 32, --lr-warmup-epochs 0 (its --epochs defaults to the run's own here).
+        [Torchvision] = new() { [Every] = 32, [WarmupEpochs] = 0 },
     };
 
     /// <summary>The preset's source default for <paramref name="field"/>, or null when it has none of its own.</summary>
@@ -80,7 +89,7 @@ public static class EmaPresets
     public static bool HasDecay(string preset) => preset is not (Swa or Bema or TrlBema or Lawa or Edm);
 
     /// <summary>Presets whose averaging rate depends on the samples per step: they need the run's batch size to resolve.</summary>
-    public static bool UsesBatchSize(string preset) => preset == Edm;
+    public static bool UsesBatchSize(string preset) => preset is Edm or Torchvision;
 
     public static IReadOnlyList<string> Fields(string preset) => Settings[preset];
 
@@ -91,6 +100,7 @@ public static class EmaPresets
     {
         Timm or Diffusers or EmaPytorch => 0.9999,
         Keras => 0.99,
+        Torchvision => 0.99998,
         AveragedModel or Lightning => 0.999,
         _ => null,
     };

@@ -43,6 +43,12 @@ public sealed record EmaRule
     public double MinEmaMultiplier { get; init; }
     /// <summary>LAWA k: how many of the latest weights the mean takes.</summary>
     public int Checkpoints { get; init; }
+    /// <summary>torchvision <c>epochs</c>: the run's length its decay is adjusted for.</summary>
+    public int Epochs { get; init; }
+    /// <summary>torchvision <c>lr_warmup_epochs</c>: during them every update copies the weights.</summary>
+    public int WarmupEpochs { get; init; }
+    /// <summary>Steps per epoch, for the rules that count iterations within an epoch (torchvision); 0 for the others.</summary>
+    public int BatchesPerEpoch { get; init; }
 
     /// <summary>BEMA of either source: a bias-corrected EMA (θ₀, the EMA and the weights read are kept apart).</summary>
     public bool IsBema => Preset is EmaPresets.Bema or EmaPresets.TrlBema;
@@ -91,6 +97,11 @@ public sealed record EmaRule
             if (Preset == EmaPresets.Bema && Multiplier > 1) throw new InvalidSettingException(Path(EmaFields.Multiplier), "multiplier (γ) is at most 1 here: β = γ(1 + t)^−κ starts at γ.");
             if (Preset == EmaPresets.TrlBema && Lag + Multiplier < 1) throw new InvalidSettingException(Path(EmaFields.Lag), "lag + multiplier must be at least 1: β = (ρ + γt)^−κ must not exceed 1 at t = 1.");
             if (!(MinEmaMultiplier >= 0 && MinEmaMultiplier <= 1)) throw new InvalidSettingException(Path(EmaFields.MinEmaMultiplier), "minEmaMultiplier must be in [0, 1].");
+        }
+        if (Preset == EmaPresets.Torchvision)
+        {
+            if (Epochs < 1) throw new InvalidSettingException(Path(EmaFields.Epochs), "epochs must be at least 1.");
+            if (WarmupEpochs < 0) throw new InvalidSettingException(Path(EmaFields.WarmupEpochs), "warmupEpochs must not be negative.");
         }
         if (Preset == EmaPresets.Lawa && Checkpoints is < 1 or > MaxLawaCheckpoints)
             throw new InvalidSettingException(Path(EmaFields.Checkpoints), $"checkpoints (k) is from 1 to {MaxLawaCheckpoints}: each one is a copy of the model kept in memory.");

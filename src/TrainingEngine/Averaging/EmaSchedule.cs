@@ -56,6 +56,7 @@ public static class EmaSchedule
         EmaPresets.TrlBema => TrlBema(rule, t),
         EmaPresets.Lawa => Lawa(rule, t, u),
         EmaPresets.Edm => Edm(rule, t),
+        EmaPresets.Torchvision => Torchvision(rule, t, u),
         _ => throw new ArgumentException($"Unknown preset '{rule.Preset}'.", nameof(rule)),
     };
 
@@ -267,5 +268,25 @@ public static class EmaSchedule
         if (!double.IsNaN(r.RampupRatio)) halfLife = Math.Min(halfLife, samplesSeen * r.RampupRatio);
         var beta = Math.Pow(0.5, r.BatchSize / Math.Max(halfLife, 1e-8));
         return new ShadowStep(ShadowAction.Average, ShadowUpdate.ReverseLerp((float)beta), beta);
+    }
+
+    /// <summary>
+    /// torchvision's references/classification/train.py: adjust = world_size·batch_size·model_ema_steps/epochs (world size
+    /// 1 here), α = min(1, (1 − model_ema_decay)·adjust), decay = 1 − α, all Python floats; in each epoch, after the
+    /// optimizer step of iteration i (from 0), when i % model_ema_steps == 0, <c>update_parameters</c> of an
+    /// <c>AveragedModel</c> with <c>decay·avg + (1 − decay)·param</c> (the first update copies), and during the
+    /// lr_warmup_epochs <c>n_averaged</c> is reset to 0 after it, so the next update copies again.
+    /// </summary>
+    static ShadowStep Torchvision(EmaRule r, long t, long u)
+    {
+        var (epoch, i) = ((t - 1) / r.BatchesPerEpoch, (t - 1) % r.BatchesPerEpoch);
+        if (i % r.Every != 0) return ShadowStep.None;
+        // The update before this one is earlier in this epoch, or the last of the one before.
+        var previousEpoch = i >= r.Every ? epoch : epoch - 1;
+        if (u == 0 || previousEpoch < r.WarmupEpochs) return ShadowStep.Copy;
+        var adjust = (double)(r.BatchSize * (long)r.Every) / r.Epochs;
+        var alpha = Math.Min(1.0, (1.0 - r.Decay) * adjust);
+        var decay = 1.0 - alpha;
+        return new ShadowStep(ShadowAction.Average, ShadowUpdate.Blend((float)decay, (float)(1 - decay)), decay);
     }
 }

@@ -56,6 +56,10 @@ public sealed partial record EmaTrackSettings
     public double? MinEmaMultiplier { get; init; }
     /// <summary>LAWA k: the mean of this many latest weights.</summary>
     public int? Checkpoints { get; init; }
+    /// <summary>torchvision <c>epochs</c> (the run's epochs when left out).</summary>
+    public int? Epochs { get; init; }
+    /// <summary>torchvision <c>lr_warmup_epochs</c>.</summary>
+    public int? WarmupEpochs { get; init; }
 
     [GeneratedRegex("^[a-z0-9][a-z0-9._-]*$")]
     private static partial Regex NameCharacters();
@@ -79,9 +83,13 @@ public sealed partial record EmaTrackSettings
         T Default<T>(string name, T fallback) => EmaPresets.SourceDefault(preset, name) is T value ? value : fallback;
         if (HalfLifeSamples is not null && Decay is not null)
             throw new InvalidSettingException(field + "." + EmaFields.HalfLifeSamples, "Give either a decay or a half-life in samples, not both.");
+        if (preset == EmaPresets.Torchvision && Epochs is null && shape is not { TotalSteps: > 0 })
+            throw new InvalidSettingException(field + "." + EmaFields.Epochs, "torchvision adjusts its decay to the run's epochs, which are not known here: give 'epochs'.");
         var needsBatch = HalfLifeSamples is not null || EmaPresets.UsesBatchSize(preset);
         if (needsBatch && shape is null)
-            throw new InvalidSettingException(field + "." + (HalfLifeSamples is not null ? EmaFields.HalfLifeSamples : EmaFields.HalfLifeKimg), "A half-life in samples needs the run's batch size.");
+            throw HalfLifeSamples is not null || preset == EmaPresets.Edm
+                ? new InvalidSettingException(field + "." + (HalfLifeSamples is not null ? EmaFields.HalfLifeSamples : EmaFields.HalfLifeKimg), "A half-life in samples needs the run's batch size.")
+                : new InvalidSettingException(field + ".preset", $"The {preset} preset needs the run's batch size and epoch length.");
         if (preset == EmaPresets.Lawa && Every is null && shape is null)
             throw new InvalidSettingException(field + "." + EmaFields.Every, "LAWA takes a checkpoint per epoch unless 'every' says otherwise, and the run's epoch length is not known here: give 'every'.");
         var rule = new EmaRule
@@ -112,6 +120,9 @@ public sealed partial record EmaTrackSettings
             Multiplier = Multiplier ?? Default(EmaFields.Multiplier, 0.0),
             MinEmaMultiplier = MinEmaMultiplier ?? Default(EmaFields.MinEmaMultiplier, 0.0),
             Checkpoints = Checkpoints ?? Default(EmaFields.Checkpoints, 0),
+            Epochs = Epochs ?? (preset == EmaPresets.Torchvision ? shape!.Value.Epochs : 0),
+            WarmupEpochs = WarmupEpochs ?? Default(EmaFields.WarmupEpochs, 0),
+            BatchesPerEpoch = preset == EmaPresets.Torchvision ? shape!.Value.BatchesPerEpoch : 0,
             Name = "",
         };
         if (RampupRatio is < 0) throw new InvalidSettingException(field + "." + EmaFields.RampupRatio, "rampupRatio must not be negative (0 for no ramp-up).");
@@ -138,9 +149,17 @@ public sealed partial record EmaTrackSettings
         (EmaFields.HalfLifeSamples, HalfLifeSamples is not null), (EmaFields.HalfLifeKimg, HalfLifeKimg is not null), (EmaFields.RampupRatio, RampupRatio is not null),
         (EmaFields.EmaPower, EmaPower is not null), (EmaFields.BiasPower, BiasPower is not null), (EmaFields.Lag, Lag is not null),
         (EmaFields.Multiplier, Multiplier is not null), (EmaFields.MinEmaMultiplier, MinEmaMultiplier is not null), (EmaFields.Checkpoints, Checkpoints is not null),
+        (EmaFields.Epochs, Epochs is not null), (EmaFields.WarmupEpochs, WarmupEpochs is not null),
     ];
 }
 
 
-/// <summary>What rules counted in samples or epochs need to know of their run: samples per step and steps per epoch.</summary>
-public readonly record struct EmaRunShape(int BatchSize, int BatchesPerEpoch);
+/// <summary>
+/// What rules counted in samples or epochs need to know of their run: samples per step, steps per epoch and the run's
+/// length in steps (0 where not known).
+/// </summary>
+public readonly record struct EmaRunShape(int BatchSize, int BatchesPerEpoch, long TotalSteps = 0)
+{
+    /// <summary>The run's epochs, a last partial one counted (what an epoch-based script would be told).</summary>
+    public int Epochs => BatchesPerEpoch < 1 ? 0 : (int)((TotalSteps + BatchesPerEpoch - 1) / BatchesPerEpoch);
+}

@@ -123,7 +123,11 @@ public sealed record RunSpec
     /// <summary>The batch size and epoch length the EMA rules counted in samples or epochs need (loads the dataset to count its batches).</summary>
     public EmaRunShape EmaShape() => ShapeFor(DatasetCatalog.Load(Dataset).Train.Count);
 
-    EmaRunShape ShapeFor(int trainCount) => new(BatchSize, Math.Max(1, trainCount / BatchSize));
+    EmaRunShape ShapeFor(int trainCount)
+    {
+        var batchesPerEpoch = Math.Max(1, trainCount / BatchSize);
+        return new(BatchSize, batchesPerEpoch, Steps is null or (>= 1 and <= MaxSteps) && Epochs is null or >= 1 ? TotalSteps(batchesPerEpoch) : 0);
+    }
 
     /// <summary>Every EMA track's complete rule for this run (throws <see cref="InvalidSettingException"/> on invalid settings).</summary>
     public IReadOnlyList<EmaRule> EmaRules() => Ema.Rules(EmaShape());

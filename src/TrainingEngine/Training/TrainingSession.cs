@@ -42,7 +42,7 @@ public sealed class TrainingSession : IDisposable
         _optimizer = CreateOptimizer(spec, _model);
         if (spec.RandomCropPadding > 0 || spec.HorizontalFlip)
             _augmentation = new Augmentation(spec.RandomCropPadding, spec.HorizontalFlip, fill: Data.Normalization.Apply([0])[0]);
-        Ema = new ExponentialMovingAverage(_model, spec.Ema, new EmaRunShape(spec.BatchSize, _batches.BatchesPerEpoch), spec.Threads);
+        Ema = new ExponentialMovingAverage(_model, spec.Ema, new EmaRunShape(spec.BatchSize, _batches.BatchesPerEpoch, TotalSteps), spec.Threads);
 
         if (spec.PostHoc is { } postHoc)
         {

@@ -62,7 +62,7 @@ public sealed class TrackRow
         or EmaFields.HalfLifeSamples or EmaFields.HalfLifeKimg or EmaFields.RampupRatio or EmaFields.EmaPower or EmaFields.BiasPower
         or EmaFields.Multiplier or EmaFields.MinEmaMultiplier;
     public static bool IsWholeNumber(string field) => field is EmaFields.UpdateAfterStep or EmaFields.StartStep or EmaFields.Every
-        or EmaFields.Lag or EmaFields.Checkpoints;
+        or EmaFields.Lag or EmaFields.Checkpoints or EmaFields.Epochs or EmaFields.WarmupEpochs;
     public static bool IsSwitch(string field) => field is EmaFields.AdjustDecay or EmaFields.ZeroDebias;
 
     /// <summary>The values a choice setting takes (warm-up, init, dtype, switches); empty for typed settings.</summary>
@@ -130,6 +130,7 @@ public sealed class TrackRow
         if (field == EmaFields.Decay) return EmaPresets.DefaultDecay(Preset) is { } decay ? decay.ToString("R", CultureInfo.InvariantCulture) : "";
         if (EmaPresets.SourceDefault(Preset, field) is { } own) return Convert.ToString(own, CultureInfo.InvariantCulture) ?? "";
         if (Preset == EmaPresets.Lawa && field == EmaFields.Every) return "one epoch";
+        if (field == EmaFields.Epochs) return "the run's";
         if (field is EmaFields.HalfLifeSamples or EmaFields.RampupRatio) return "";
         EmaRule rule;
         try
@@ -182,6 +183,8 @@ public sealed class TrackRow
         EmaFields.Multiplier => "multiplier γ",
         EmaFields.MinEmaMultiplier => "min_ema_multiplier",
         EmaFields.Checkpoints => "Checkpoints k",
+        EmaFields.Epochs => "Epochs",
+        EmaFields.WarmupEpochs => "Warm-up epochs (copies)",
         _ => field,
     };
 }

@@ -469,6 +469,26 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     }
 
     [Fact]
+    public async Task The_run_page_says_which_lawa_the_kept_checkpoints_allow_and_averages_one()
+    {
+        UseAppServices();
+        var body = Api.DigitsRun(steps: 90, evalInterval: 30);
+        body["checkpointEvery"] = 30;
+        var run = await Api.CreateAsync(_client, body);
+        await Api.WaitForFinishAsync(_client, run.Id());
+
+        var cut = Render<RunDetail>(p => p.Add(d => d.Id, run.Id()));
+        Assert.Contains("Raw weights kept at steps 0, 30, 60, 90.", cut.Find("[data-testid=lawa-kept]").TextContent);
+        Assert.Equal("Possible: every 30: k ≤ 3; every 60: k ≤ 2.", cut.Find("[data-testid=lawa-choices]").TextContent);
+        cut.Find("#lawa-k").Change("4");
+        await cut.Find("#lawa-average").ClickAsync(new());
+        Assert.Equal("With every 30, at most 3 of the kept checkpoints are that far apart.", cut.Find("[data-testid=lawa-message]").TextContent);
+        cut.Find("#lawa-k").Change("3");
+        await cut.Find("#lawa-average").ClickAsync(new());
+        cut.WaitForAssertion(() => Assert.StartsWith("posthoc-lawa-k3-every30", cut.Find("[data-testid=lawa-result]").TextContent));
+    }
+
+    [Fact]
     public async Task Run_detail_says_which_images_the_points_score_and_what_share_of_the_time_evaluation_took()
     {
         UseAppServices();

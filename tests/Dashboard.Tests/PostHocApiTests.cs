@@ -27,6 +27,60 @@ public abstract class PostHocApiSuite(EmaLabFactory factory)
     }
 
     [Fact]
+    public async Task Lawa_of_the_stored_raw_checkpoints_is_the_mean_of_their_weights_evaluated_and_stored_as_a_track()
+    {
+        var body = Api.DigitsRun(steps: 200, decays: [0.9]);
+        body["checkpointEvery"] = 50;
+        var id = (await Api.CreateAsync(_client, body)).Id();
+        Assert.Equal("completed", (await Api.WaitForFinishAsync(_client, id)).Status());
+
+        // Raw weights at 0, 50, 100, 150, 200: spacings of 50 (4 copies), 100 (2) and 150 (2) end at 200.
+        var options = await Api.GetAsync(_client, $"/api/runs/{id}/posthoc/lawa");
+        Assert.Equal([0L, 50, 100, 150, 200], options.GetProperty("keptSteps").EnumerateArray().Select(s => s.GetInt64()));
+        Assert.Equal([(50L, 4), (100L, 2), (150L, 2)], options.GetProperty("choices").EnumerateArray()
+            .Select(c => (c.GetProperty("every").GetInt64(), c.GetProperty("maxCheckpoints").GetInt32())));
+
+        var response = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc/lawa", new { checkpoints = 3, every = 50 });
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        var result = JsonDocument.Parse(text).RootElement;
+        Assert.Equal("posthoc-lawa-k3-every50", result.GetProperty("track").GetString());
+        Assert.Equal(PostHocLawa.SigmaRel([100, 150, 200], 200), result.GetProperty("sigmaRel").GetDouble(), 12);
+
+        // Its checkpoint holds the mean of the three raw checkpoints' weights, and it scored what the metric says.
+        var checkpoints = (await Api.GetAsync(_client, $"/api/runs/{id}/checkpoints")).EnumerateArray().ToList();
+        async Task<EmaLab.TrainingEngine.Formats.SafeTensorsContent> Load(string track, long step)
+        {
+            var row = checkpoints.Single(c => c.GetProperty("track").GetString() == track && c.GetProperty("step").GetInt64() == step);
+            return EmaLab.TrainingEngine.Formats.SafeTensors.Read(new MemoryStream(await _client.GetByteArrayAsync($"/api/checkpoints/{row.GetProperty("id").GetInt64()}/download")));
+        }
+        using var lawa = await Load("posthoc-lawa-k3-every50", 200);
+        var raws = new[] { await Load("raw", 100), await Load("raw", 150), await Load("raw", 200) };
+        try
+        {
+            var expected = PostHocLawa.Mean(raws.Select(r => r.Tensors).ToList());
+            foreach (var (name, tensor) in expected) Assert.True(tensor.equal(lawa.Tensors[name]).all().item<bool>(), $"{name} is not the mean of the raw checkpoints");
+        }
+        finally { foreach (var r in raws) r.Dispose(); }
+        var series = await Api.GetAsync(_client, $"/api/runs/{id}/metrics?key=eval/accuracy&track=posthoc-lawa-k3-every50");
+        Assert.Equal(result.GetProperty("accuracy").GetDouble(), series[0].GetProperty("points")[0].GetProperty("value").GetDouble());
+        // On the σ_rel axis with the run's tracks, not among the σ_rel reconstructions.
+        var overview = await Api.GetAsync(_client, $"/api/runs/{id}/posthoc");
+        Assert.Contains(overview.GetProperty("tracked").EnumerateArray(), t => t.GetProperty("track").GetString() == "posthoc-lawa-k3-every50");
+        Assert.DoesNotContain(overview.GetProperty("results").EnumerateArray(), t => t.GetProperty("track").GetString() == "posthoc-lawa-k3-every50");
+
+        // What the kept steps do not allow is a 400 naming the field and what is possible.
+        var tooMany = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc/lawa", new { checkpoints = 5, every = 50 });
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Contains("at most 4 of the kept checkpoints", (await tooMany.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("errors").GetProperty("checkpoints")[0].GetString());
+        var offGrid = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc/lawa", new { checkpoints = 2, every = 70 });
+        Assert.Contains("possible: every 50: k ≤ 4; every 100: k ≤ 2; every 150: k ≤ 2",
+            (await offGrid.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("errors").GetProperty("every")[0].GetString());
+        var missing = await _client.PostAsJsonAsync($"/api/runs/{id}/posthoc/lawa", new { every = 50 });
+        Assert.True((await missing.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("errors").TryGetProperty("checkpoints", out _));
+    }
+
+    [Fact]
     public async Task A_sigma_rel_is_reconstructed_evaluated_and_stored_as_a_track()
     {
         var id = await TrainedRunAsync();

@@ -108,3 +108,39 @@ public sealed class PostHocTests : IDisposable
 
     public void Dispose() => Directory.Delete(_snapshots, recursive: true);
 }
+
+public class PostHocLawaTests
+{
+    [Fact]
+    public void The_kept_steps_say_which_k_and_spacing_are_possible()
+    {
+        // Checkpoints every 400 steps of a 1,200-step run, and the initial weights (never a LAWA copy).
+        var kept = new long[] { 0, 400, 800, 1200 };
+        Assert.Equal([new LawaChoice(400, 3), new LawaChoice(800, 2)], PostHocLawa.Choices(kept));
+        Assert.Null(PostHocLawa.Problem(kept, 3, 400));
+        Assert.Equal("With every 400, at most 3 of the kept checkpoints are that far apart.", PostHocLawa.Problem(kept, 4, 400));
+        Assert.Equal("No kept checkpoints are 300 steps apart from the last one; possible: every 400: k ≤ 3; every 800: k ≤ 2.", PostHocLawa.Problem(kept, 2, 300));
+        Assert.Equal([400L, 800, 1200], PostHocLawa.StepsOf(1200, 3, 400));
+        // A last step off the grid (a run of 1,000 steps, checkpoints every 400) pairs only with what is there.
+        Assert.Equal([new LawaChoice(200, 2), new LawaChoice(600, 2)], PostHocLawa.Choices([0, 400, 800, 1000]));
+        Assert.Empty(PostHocLawa.Choices([0, 500]));
+        // Three copies evenly spread over the run: σ_rel is their spread, √(2/3)/3.
+        Assert.Equal(Math.Sqrt(2.0 / 3) / 3, PostHocLawa.SigmaRel([400, 800, 1200], 1200), 12);
+    }
+
+    [Fact]
+    public void The_mean_folds_the_copies_as_lawa_py_and_keeps_the_latest_counters()
+    {
+        using var generator = new TorchSharp.torch.Generator(3);
+        var copies = Enumerable.Range(0, 4).Select(_ => (IReadOnlyDictionary<string, TorchSharp.torch.Tensor>)new Dictionary<string, TorchSharp.torch.Tensor>
+        {
+            ["w"] = TorchSharp.torch.randn([37], generator: generator),
+            ["bn.num_batches_tracked"] = TorchSharp.torch.tensor(7L),
+        }).ToList();
+        var expected = copies[0]["w"].clone();
+        for (var n = 2; n <= 4; n++) expected = expected + (copies[n - 1]["w"] - expected) / n;
+        var mean = PostHocLawa.Mean(copies);
+        TensorAssert.Identical(expected, mean["w"], "the fold");
+        Assert.Equal(7L, mean["bn.num_batches_tracked"].item<long>());
+    }
+}

@@ -161,6 +161,62 @@ public sealed class PostHocService(
         track.Decay = result.EquivalentDecay;
     }
 
+    /// <summary>The steps of the run's raw checkpoints and the LAWAs they allow (an engine run's, once it has stopped).</summary>
+    public async Task<LawaOptions> LawaOptionsAsync(Run run, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var kept = await db.Checkpoints.AsNoTracking().Where(c => c.RunId == run.Id && c.Track == TrackNames.Raw)
+            .Select(c => c.Step).Distinct().OrderBy(s => s).ToListAsync(cancellationToken);
+        string? problem = null;
+        if (run.SpecJson is null) problem = $"Run {run.Id} was logged by a script: LAWA after the fact averages the engine's raw checkpoints.";
+        else if (!run.Status.IsFinished()) problem = $"Run {run.Id} is {run.Status.ToApi()}; average its checkpoints once it has stopped.";
+        var choices = PostHocLawa.Choices(kept);
+        if (problem is null && choices.Count == 0)
+            problem = $"Run {run.Id} kept raw weights at {(kept.Count == 0 ? "no step" : "step " + string.Join(", ", kept))}: LAWA needs two after step 0 (set checkpointEvery).";
+        return new LawaOptions(kept, choices, problem);
+    }
+
+    /// <summary>
+    /// LAWA of the run's raw checkpoints: the mean of <paramref name="checkpoints"/> of them <paramref name="every"/> steps
+    /// apart ending at the last, evaluated and stored as the track <c>posthoc-lawa-k…-every…</c> with a checkpoint, placed on
+    /// the σ_rel axis at the spread of its copies. Call after <see cref="LawaOptionsAsync"/> allowed it.
+    /// </summary>
+    public Task<PostHocResult> ReconstructLawaAsync(Run run, LawaOptions options, int checkpoints, long every) =>
+        Task.Factory.StartNew(() =>
+        {
+            _gate.Wait();
+            try
+            {
+                var last = options.KeptSteps.Max();
+                var steps = PostHocLawa.StepsOf(last, checkpoints, every);
+                var sigma = PostHocLawa.SigmaRel(steps, last);
+                var copies = new List<SafeTensorsContent>();
+                try
+                {
+                    using var db = dbFactory.CreateDbContext();
+                    foreach (var step in steps)
+                    {
+                        var file = db.Checkpoints.AsNoTracking().First(c => c.RunId == run.Id && c.Track == TrackNames.Raw && c.Step == step);
+                        copies.Add(SafeTensors.Read(paths.Absolute(file.RelativePath)));
+                    }
+                    var state = PostHocLawa.Mean(copies.Select(c => c.Tensors).ToList());
+                    try
+                    {
+                        using var evaluator = new TrackEvaluator(run.EngineSpec());
+                        var result = new PostHocResult(TrackNames.PostHocLawa(checkpoints, every), sigma, PowerFunctionProfile.DecayOfSigmaRel(sigma, last), last,
+                            double.NaN, double.NaN);
+                        result = EvaluateAndStore(run, evaluator, result, state);
+                        pipeline.FlushAsync().GetAwaiter().GetResult();
+                        hub.Publish(new RunEvent(RunEventType.PostHoc, run.Id) { Step = 1, Message = result.Track });
+                        return result;
+                    }
+                    finally { foreach (var t in state.Values) t.Dispose(); }
+                }
+                finally { foreach (var c in copies) c.Dispose(); }
+            }
+            finally { _gate.Release(); }
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
     /// <summary>Starts a sweep of <paramref name="count"/> σ_rel values spaced evenly in log scale; false when one is already running.</summary>
     public bool StartSweep(Run run, double from, double to, int count)
     {
@@ -201,6 +257,14 @@ public sealed class PostHocService(
             return a is null || l is null ? null
                 : new TrackedOnSigmaAxis(rule.Name, double.IsNaN(rule.Decay) ? null : rule.Decay, SigmaRelOf(run.Id, rule, end), a.Final, l.Final);
         }).OfType<TrackedOnSigmaAxis>().ToList();
+        await using (var db = await dbFactory.CreateDbContextAsync(cancellationToken))
+        {
+            var lawas = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id && t.Name.StartsWith(TrackNames.PostHocLawaPrefix) && t.SigmaRel != null)
+                .ToListAsync(cancellationToken);
+            foreach (var lawa in lawas)
+                if (accuracy.FirstOrDefault(s => s.Track == lawa.Name) is { } a && loss.FirstOrDefault(s => s.Track == lawa.Name) is { } l)
+                    tracked.Add(new TrackedOnSigmaAxis(lawa.Name, null, lawa.SigmaRel!.Value, a.Final, l.Final));
+        }
         return new PostHocOverview(sweep, await ListAsync(run, accuracy, loss, cancellationToken), tracked,
             SnapshotSigmaRels(run), steps.Count, PostHocSnapshots.SizeBytes(directory));
     }
@@ -234,7 +298,9 @@ public sealed class PostHocService(
     async Task<List<PostHocResult>> ListAsync(Run run, List<TrackSummary> accuracy, List<TrackSummary> loss, CancellationToken cancellationToken)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id && t.SigmaRel != null).ToListAsync(cancellationToken);
+        // LAWA of checkpoints is not a point of the σ_rel reconstructions: the overview places it among the run's tracks.
+        var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id && t.SigmaRel != null && !t.Name.StartsWith(TrackNames.PostHocLawaPrefix))
+            .ToListAsync(cancellationToken);
         var client = run.Origin == RunOrigin.Client;
         return tracks.Select(t =>
         {

@@ -50,6 +50,15 @@ public sealed record PostHocRequest(double? SigmaRel, double? Decay);
 
 public sealed record SweepRequest(double From = 0.02, double To = 0.25, int Count = 12);
 
+/// <summary>LAWA of the run's stored raw checkpoints: k of them, <c>every</c> steps apart, ending at the last one.</summary>
+public sealed record LawaRequest(int? Checkpoints, long? Every);
+
+/// <summary>
+/// What LAWA after the fact can average for a run: the steps whose raw weights were kept (<c>checkpointEvery</c> and the
+/// last step), the spacings and counts they allow, and why none, when so.
+/// </summary>
+public sealed record LawaOptions(IReadOnlyList<long> KeptSteps, IReadOnlyList<EmaLab.TrainingEngine.Averaging.LawaChoice> Choices, string? Problem);
+
 /// <summary>
 /// A track of the run placed on the σ_rel axis at its equivalent width at the end of the run (the standard deviation
 /// of the weight its rule gave each step, <see cref="EmaLab.TrainingEngine.Averaging.EmaMath.SigmaRel"/>); its

@@ -46,6 +46,10 @@ public static class RunEndpoints
             .WithSummary("Post-hoc tracks, the sweep's progress, and the run's classic EMAs on the σ_rel axis.");
         runs.MapPost("/{id:long}/posthoc", ReconstructPostHoc).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Run, "id").WithTags("Post-hoc EMA").RequireJsonBody().Accepts<PostHocRequest>("application/json")
             .WithSummary("Reconstructs the EMA of a σ_rel (or of a classic decay) from the snapshots, evaluates it and stores it as a track.");
+        runs.MapGet("/{id:long}/posthoc/lawa", GetLawaOptions).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithTags("Post-hoc EMA")
+            .WithSummary("The steps whose raw weights were kept, and the LAWAs (k copies ν steps apart) they allow.");
+        runs.MapPost("/{id:long}/posthoc/lawa", ReconstructLawa).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Run, "id").WithTags("Post-hoc EMA").RequireJsonBody().Accepts<LawaRequest>("application/json")
+            .WithSummary("LAWA after the fact: the mean of the k latest raw checkpoints ν steps apart, evaluated and stored as a track.");
         runs.MapPost("/{id:long}/posthoc/sweep", StartSweep).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Run, "id").WithTags("Post-hoc EMA").RequireJsonBody().Accepts<SweepRequest>("application/json")
             .WithSummary("Reconstructs and evaluates a range of σ_rel values in the background.");
         runs.MapGet("/{id:long}/log", GetLog).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithSummary("The run's log: start, spec summary, evaluations, warnings, errors.");
@@ -253,6 +257,29 @@ public static class RunEndpoints
             return Invalid("decay",
                 $"decay {request.Decay} is narrower than post-hoc EMA reconstructs (σ_rel {sigma:G3} at step {step}; {PowerFunctionProfile.SupportedRange})");
         return TypedResults.Ok((await postHoc.ReconstructAsync(run, [sigma]))[0]);
+    }
+
+    static async Task<Results<Ok<LawaOptions>, ProblemHttpResult>> GetLawaOptions(long id, PostHocService postHoc, CancellationToken ct)
+    {
+        var (run, _) = await postHoc.CheckAsync(id, ct);
+        return run is null ? NotFound(id) : TypedResults.Ok(await postHoc.LawaOptionsAsync(run, ct));
+    }
+
+    static async Task<Results<Ok<PostHocResult>, ValidationProblem, ProblemHttpResult>> ReconstructLawa(long id, HttpRequest http,
+        PostHocService postHoc, CancellationToken ct)
+    {
+        LawaRequest request;
+        try { request = RequestJson.Deserialize<LawaRequest>(await ReadJsonAsync(http, ct)); }
+        catch (RequestValidationException e) { return Invalid(e); }
+        if (request.Checkpoints is not { } k) return Invalid("checkpoints", "checkpoints (k, at least 2) is required.");
+        if (request.Every is not { } every || every < 1) return Invalid("every", "every (ν, the steps between copies) is required and at least 1.");
+        var (run, _) = await postHoc.CheckAsync(id, ct);
+        if (run is null) return NotFound(id);
+        var options = await postHoc.LawaOptionsAsync(run, ct);
+        if (options.Problem is not null) return Conflict(options.Problem);
+        if (PostHocLawa.Problem(options.KeptSteps, k, every) is { } problem)
+            return Invalid(k < 2 || options.Choices.Any(c => c.Every == every) ? "checkpoints" : "every", problem);
+        return TypedResults.Ok(await postHoc.ReconstructLawaAsync(run, options, k, every));
     }
 
     static async Task<Results<Accepted<SweepStatus>, ValidationProblem, ProblemHttpResult>> StartSweep(long id, HttpRequest http,

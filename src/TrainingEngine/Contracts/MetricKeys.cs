@@ -37,4 +37,10 @@ public static class TrackNames
 
     /// <summary><c>posthoc-0.075</c>: a reconstruction, by its σ_rel to 4 significant digits (the same track when asked again).</summary>
     public static string PostHoc(double sigmaRel) => PostHocPrefix + sigmaRel.ToString("G4", CultureInfo.InvariantCulture);
+
+    public const string PostHocLawaPrefix = PostHocPrefix + "lawa-";
+
+    /// <summary><c>posthoc-lawa-k3-every400</c>: LAWA of stored checkpoints, by how many and how far apart.</summary>
+    public static string PostHocLawa(int checkpoints, long every) =>
+        string.Create(CultureInfo.InvariantCulture, $"{PostHocLawaPrefix}k{checkpoints}-every{every}");
 }

@@ -9,14 +9,15 @@ using static TorchSharp.torch;
 // in the same process, and the interesting numbers are ratios between them, which are steadier on a
 // shared 2-core machine than absolute times.
 //
-//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [optimizer] [steps] [store] [posthoc] [load] [tracking] [reads] [workers] [access] [resnet]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [rules] [optimizer] [steps] [store] [posthoc] [load] [tracking] [reads] [workers] [access] [resnet]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 // The ResNet benchmark's candidates, each in a fresh process (oneDNN reads its ISA cap once, when it starts).
 if (args is ["resnet-step", var threads, var steps]) { ResNetBenchmarks.ChildStep(int.Parse(threads), int.Parse(steps)); return; }
 if (args is ["resnet-memory"]) { ResNetBenchmarks.ChildMemory(); return; }
-var what = args.Length == 0 ? ["ema", "tracks", "optimizer", "steps", "store", "posthoc", "load", "tracking", "reads", "workers", "access", "resnet"] : args;
+var what = args.Length == 0 ? ["ema", "tracks", "rules", "optimizer", "steps", "store", "posthoc", "load", "tracking", "reads", "workers", "access", "resnet"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();
 if (what.Contains("tracks")) EmaBenchmarks.RunMixed();
+if (what.Contains("rules")) EmaBenchmarks.RunRules();
 if (what.Contains("optimizer")) OptimizerBenchmarks.Run();
 if (what.Contains("steps")) StepBenchmarks.Run();
 if (what.Contains("store")) await StoreBenchmarks.RunAsync();
@@ -99,6 +100,44 @@ static class EmaBenchmarks
             var sigma = EmaMath.SigmaRel(rule, RunSpec.MaxSteps);
             Console.WriteLine($"{rule.Name,-28} {clock.Elapsed.TotalMilliseconds,8:F1} ms   (σ_rel {sigma:G3})");
         }
+        Console.WriteLine();
+    }
+
+    /// <summary>
+    /// One update of each rule adopted since the classic ones, against <c>copy_</c> of the weights and a plain EMA, each
+    /// set to update at every call (their own cadence — every 400 steps for TRL's BEMA, every epoch for LAWA — divides
+    /// the cost per training step).
+    /// </summary>
+    public static void RunRules()
+    {
+        Console.WriteLine("== One update of each newer rule (every call updates), against copy_ of the weights ==");
+        var architecture = new ModelArchitecture { Kind = "mlp", Height = 28, Width = 28, Classes = 10, Hidden = [2048, 2048] };
+        foreach (var threads in new[] { 1, 2 })
+        {
+            using var bench = new BenchModel(architecture, threads);
+            var shape = new EmaRunShape(128, 468, 4680);
+            (string Name, EmaTrackSettings Track)[] rules =
+            [
+                ("emalab 0.999", new EmaTrackSettings { Decay = 0.999 }),
+                ("edm (half-life)", new EmaTrackSettings { Preset = EmaPresets.Edm, HalfLifeKimg = 50 }),
+                ("torchvision", new EmaTrackSettings { Preset = EmaPresets.Torchvision, Every = 1 }),
+                ("trl-bema", new EmaTrackSettings { Preset = EmaPresets.TrlBema, Every = 1 }),
+                ("bema (authors)", new EmaTrackSettings { Preset = EmaPresets.Bema, Every = 1 }),
+                ("lawa k=5", new EmaTrackSettings { Preset = EmaPresets.Lawa, Checkpoints = 5, Every = 1 }),
+                ("lawa k=10", new EmaTrackSettings { Preset = EmaPresets.Lawa, Checkpoints = 10, Every = 1 }),
+            ];
+            var emas = rules.Select(r => new ExponentialMovingAverage(bench.Model, new EmaSettings { Tracks = [r.Track] }, shape, threads)).ToArray();
+            var steps = new long[emas.Length];
+            for (var i = 0; i < emas.Length; i++)
+                for (steps[i] = 1; steps[i] <= 20; steps[i]++) emas[i].Update(steps[i]); // past first copies; LAWA's ring full
+            var times = Timing.Interleaved([bench.CopyAll, .. emas.Select((e, i) => (Action)(() => e.Update(steps[i]++)))]);
+            Console.WriteLine($"mlp-5.8M ({bench.Count:N0} parameters), {threads} thread(s): copy_ {Timing.Us(times[0]).Trim()}");
+            for (var i = 0; i < rules.Length; i++)
+                Console.WriteLine($"  {rules[i].Name,-16} {Timing.Us(times[i + 1])}  {times[i + 1] / times[0],6:F2} x copy_  {times[i + 1] / times[1],6:F2} x emalab");
+            foreach (var ema in emas) ema.Dispose();
+        }
+        Console.WriteLine("BEMA: the EMA (mul then fused add) and the weights read (θ_t − θ₀, × α, + EMA): ~2 passes; LAWA: a copy and the mean");
+        Console.WriteLine("of the k copies taken afresh (k − 1 folds), so its cost grows with k but is paid once per ν steps.");
         Console.WriteLine();
     }
 

@@ -260,4 +260,20 @@ public class EmaMathTests
             Assert.True(Math.Abs(expected - actual) < 1e-4, $"{rule.Name}: σ_rel {actual}, its weights' {expected}");
         }
     }
+
+    [Fact]
+    public void Tracks_of_the_newer_rules_are_one_track_only_while_they_read_the_same_weights()
+    {
+        var shape = new EmaRunShape(32, 10);
+        EmaRule Rule(EmaTrackSettings track) => track.Resolve(new EmaSettings(), "t", shape);
+        // LAWA of 3 and of 5 copies 10 steps apart: the same mean until the fourth copy (step 40).
+        Assert.Equal(39, EmaMath.IdenticalUntil(Rule(new() { Preset = EmaPresets.Lawa, Checkpoints = 3, Every = 10 }), Rule(new() { Preset = EmaPresets.Lawa, Checkpoints = 5, Every = 10 }), 200));
+        Assert.Equal(200, EmaMath.IdenticalUntil(Rule(new() { Preset = EmaPresets.Lawa, Checkpoints = 3, Every = 10 }), Rule(new() { Preset = EmaPresets.Lawa, Checkpoints = 3, Every = 10 }), 200));
+        // TRL's BEMA with another bias power: its EMA is the same, the weights it reads are not.
+        Assert.Equal(399, EmaMath.IdenticalUntil(Rule(new() { Preset = EmaPresets.TrlBema }), Rule(new() { Preset = EmaPresets.TrlBema, BiasPower = 0.3 }), 1000));
+        // EDM's ramp-up sets two half-lives alike until the longer one's samples seen make them differ.
+        var (short_, long_) = (Rule(new() { Preset = EmaPresets.Edm, HalfLifeKimg = 1 }), Rule(new() { Preset = EmaPresets.Edm, HalfLifeKimg = 2 }));
+        Assert.Equal(626, EmaMath.IdenticalUntil(short_, long_, 2000)); // the ramp-up, (t − 1)·32·0.05 samples, reaches 1,000 at t = 626
+        Assert.Equal(0, EmaMath.IdenticalUntil(Rule(new() { Decay = 0.99 }), Rule(new() { Preset = EmaPresets.Lawa, Every = 1, Checkpoints = 2 }), 100));
+    }
 }

@@ -106,13 +106,20 @@ public static class EmaMath
     /// </summary>
     public static long IdenticalUntil(EmaRule a, EmaRule b, long steps)
     {
+        // What the schedule does not show: BEMA of one source reads other weights than plain averaging, and a LAWA mean
+        // of k copies is one of fewer copies only until it holds more than the fewer.
+        if (a.IsBema != b.IsBema || a.Preset == EmaPresets.Lawa != (b.Preset == EmaPresets.Lawa)) return 0;
+        var copiesAlike = a.Preset == EmaPresets.Lawa ? Math.Min(a.Checkpoints, b.Checkpoints) + (a.Checkpoints == b.Checkpoints ? long.MaxValue / 2 : 0) : long.MaxValue;
         using var first = Schedule(a, steps).GetEnumerator();
         using var second = Schedule(b, steps).GetEnumerator();
-        long same = 0;
+        long same = 0, copies = 0;
         while (first.MoveNext() && second.MoveNext())
         {
             var (x, y) = (first.Current.Next, second.Current.Next);
             if (x.Action != y.Action || x.Action == ShadowAction.Average && Math.Abs(x.Decay - y.Decay) > 1e-12) return same;
+            // BEMA's bias weight is part of what it reads (NaN for the other rules on both sides).
+            if (!(x.Bias.Equals(y.Bias) || Math.Abs(x.Bias - y.Bias) <= 1e-12)) return same;
+            if (x.Action == ShadowAction.Snapshot && ++copies > copiesAlike) return same;
             same = first.Current.Step;
         }
         return same;

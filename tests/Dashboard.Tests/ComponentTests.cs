@@ -94,6 +94,66 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     }
 
     [Fact]
+    public async Task New_run_form_offers_the_newer_rules_with_their_sources_defaults_and_switch_ema()
+    {
+        UseAppServices();
+        var cut = Render<NewRun>();
+        cut.Find("#dataset").Change("digits-8x8");
+        cut.Find("#model").Change("mlp");
+        cut.Find("#steps").Change("60");
+        cut.Find("#learningRateWarmup").Change("0");
+        cut.Find("#evalInterval").Change("30");
+        cut.Find("#checkpointEvery").Change("");
+        cut.Find("#batchSize").Change("64");
+        cut.Find("#postHoc").Change(false);
+
+        cut.Find("button[data-preset='TRL BEMA']").Click();
+        Assert.Equal("400", cut.Find("#track-2-every").GetAttribute("placeholder"));
+        Assert.Equal("0.2", cut.Find("#track-2-biasPower").GetAttribute("placeholder"));
+        Assert.Equal("10", cut.Find("#track-2-lag").GetAttribute("placeholder"));
+        Assert.Empty(cut.FindAll("#track-2-decay"));                  // BEMA has no decay
+        Assert.Equal("trl-bema", cut.Find("#track-2-name").GetAttribute("placeholder"));
+        cut.Find("#track-2-every").Change("10");
+        cut.Find("button[data-preset='LAWA']").Click();
+        Assert.Equal("5", cut.Find("#track-3-checkpoints").GetAttribute("placeholder"));
+        Assert.Equal("one epoch", cut.Find("#track-3-every").GetAttribute("placeholder"));
+        cut.Find("button[data-preset='EDM half-life']").Click();
+        Assert.Equal("500", cut.Find("#track-4-halfLifeKimg").GetAttribute("placeholder"));
+        cut.Find("#track-4-halfLifeKimg").Change("0.64");
+        cut.Find("button[data-preset='torchvision EMA']").Click();
+        Assert.Equal("the run's", cut.Find("#track-5-epochs").GetAttribute("placeholder"));
+        // 22 batches of 64 an epoch: LAWA's copy per epoch, and the lens's rows for all four.
+        Assert.Equal("lawa-k5-every22", cut.Find("#track-3-name").GetAttribute("placeholder"));
+        Assert.NotNull(cut.Find("[data-testid=lens] tr[data-track='edm-0.64kimg']"));
+
+        cut.Find("#track-3-checkpoints").Change("0");
+        cut.Find("form").Submit();
+        Assert.StartsWith("checkpoints (k) is from 1 to 32", cut.Find("[data-field='ema.tracks[3].checkpoints']").TextContent);
+        cut.Find("#track-3-checkpoints").Change("3");
+        cut.Find("#switchEma").Change(true);
+        Assert.Equal("ema-0.99", cut.Find("#switchEmaTrack").GetAttribute("placeholder"));
+        cut.Find("#switchEmaEvery").Change("20");
+        cut.Find("#switchEmaTrack").Change("nope");
+        cut.Find("form").Submit();
+        Assert.StartsWith("'nope' is not one of this run's EMA tracks", cut.Find("[data-field='switchEma.track']").TextContent);
+        cut.Find("#switchEmaTrack").Change("lawa-k3-every22");
+        Assert.Empty(cut.FindAll(".field-error").Select(e => $"{e.GetAttribute("data-field")}: {e.TextContent}"));
+
+        cut.Find("form").Submit();
+        var id = (await Api.GetAsync(_client, "/api/runs")).GetProperty("items")[0].GetProperty("id").GetInt64();
+        var run = await Api.WaitForFinishAsync(_client, id);
+        Assert.Equal("completed", run.Status());
+        Assert.Equal(["raw", "ema-0.99", "ema-0.995", "trl-bema-every10", "lawa-k3-every22", "edm-0.64kimg", "ema-0.99998-torchvision"],
+            run.GetProperty("tracks").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
+        Assert.Equal("lawa-k3-every22", run.GetProperty("spec").GetProperty("switchEma").GetProperty("track").GetString());
+        // A clone brings the switch back.
+        var clone = RunForm.From(await RunServiceFindAsync(id));
+        Assert.Equal((true, "lawa-k3-every22", 20), (clone.SwitchEma, clone.SwitchEmaTrack, clone.SwitchEmaEvery));
+    }
+
+    async Task<Run> RunServiceFindAsync(long id) => (await Services.GetRequiredService<RunService>().FindAsync(id))!;
+
+    [Fact]
     public async Task New_run_form_edits_tracks_as_rows_with_one_click_presets_and_messages_by_setting()
     {
         UseAppServices();

@@ -78,6 +78,13 @@ public sealed class RunForm
     /// <summary>Post-hoc EMA: power-function profiles snapshotted during training.</summary>
     public bool PostHoc { get; set; } = true;
     public string PostHocSigmaRels { get; set; } = "0.05, 0.10";
+    /// <summary>Switch EMA: every <see cref="SwitchEmaEvery"/> steps the trained weights become a track's (it changes training).</summary>
+    public bool SwitchEma { get; set; }
+    /// <summary>The track switched to; empty: the first row's.</summary>
+    public string SwitchEmaTrack { get; set; } = "";
+    public int SwitchEmaEvery { get; set; } = 500;
+    /// <summary>A group's runs with and without Switch EMA: two configurations of the same seeds.</summary>
+    public bool SwitchEmaBoth { get; set; }
     public long? SnapshotEvery { get; set; }
 
     public static RunForm From(Run run)
@@ -122,15 +129,18 @@ public sealed class RunForm
             PostHocSigmaRels = spec.PostHoc is { } p ? string.Join(", ", p.SigmaRels.Select(v => v.ToString("R", CultureInfo.InvariantCulture)))
                 : "0.05, 0.10",
             SnapshotEvery = spec.PostHoc?.SnapshotEvery,
+            SwitchEma = spec.SwitchEma is not null,
+            SwitchEmaTrack = spec.SwitchEma?.Track ?? "",
+            SwitchEmaEvery = spec.SwitchEma?.Every ?? 500,
         };
     }
 
-    /// <summary>The shared settings as typed (clamped to valid values: the lens previews while the person types).</summary>
     /// <summary>The batch size and epoch length the rows counted in samples or epochs need; null while the dataset or batch size is invalid.</summary>
     public EmaRunShape? Shape() =>
         DatasetCatalog.Contains(Dataset) && DatasetCatalog.Load(Dataset).Train.Count is var count && BatchSize >= 1 && BatchSize <= count
             ? new EmaRunShape(BatchSize, count / BatchSize) : null;
 
+    /// <summary>The shared settings as typed (clamped to valid values: the lens previews while the person types).</summary>
     public EmaSettings SharedEma() =>
         new() { Warmup = Warmup, ZeroDebias = ZeroDebias, Every = Math.Max(1, Every), StartStep = Math.Max(0, StartStep) };
 
@@ -227,6 +237,13 @@ public sealed class RunForm
                 ["bnPolicy"] = BnPolicy,
             },
         };
+        if (SwitchEma)
+        {
+            var switchEma = new JsonObject { [EmaFields.Every] = SwitchEmaEvery };
+            if (SwitchEmaTrack.Trim() is { Length: > 0 } track) switchEma["track"] = track;
+            // A group compares the same seeds with and without it: the setting becomes an axis.
+            body["switchEma"] = IsGroup && SwitchEmaBoth ? new JsonArray(null, switchEma) : switchEma;
+        }
         if (IsGroup)
         {
             body["seed"] = List(Seeds, "seed", typos, SeedRange, "a seed or a range such as 1-5");

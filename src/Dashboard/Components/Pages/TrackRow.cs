@@ -205,6 +205,11 @@ public sealed record PresetChoice(string Label, string Preset, (string Field, st
         new("AveragedModel EMA", EmaPresets.AveragedModel, []),
         new("Lightning EMA", EmaPresets.Lightning, []),
         new("SWA", EmaPresets.Swa, []),
+        new("TRL BEMA", EmaPresets.TrlBema, []),
+        new("BEMA (authors)", EmaPresets.Bema, []),
+        new("LAWA", EmaPresets.Lawa, []),
+        new("EDM half-life", EmaPresets.Edm, []),
+        new("torchvision EMA", EmaPresets.Torchvision, []),
     ];
 
     public TrackRow NewRow() => TrackRow.Of(Preset, Values);

@@ -97,13 +97,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     public async Task New_run_form_offers_the_newer_rules_with_their_sources_defaults_and_switch_ema()
     {
         UseAppServices();
-        var cut = Render<NewRun>();
-        cut.Find("#dataset").Change("digits-8x8");
-        cut.Find("#model").Change("mlp");
-        cut.Find("#steps").Change("60");
-        cut.Find("#learningRateWarmup").Change("0");
-        cut.Find("#evalInterval").Change("30");
-        cut.Find("#checkpointEvery").Change("");
+        var cut = ShortDigitsForm();
         cut.Find("#batchSize").Change("64");
         cut.Find("#postHoc").Change(false);
 
@@ -153,10 +147,9 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
 
     async Task<Run> RunServiceFindAsync(long id) => (await Services.GetRequiredService<RunService>().FindAsync(id))!;
 
-    [Fact]
-    public async Task New_run_form_edits_tracks_as_rows_with_one_click_presets_and_messages_by_setting()
+    /// <summary>The new-run form set to a 60-step digits MLP without warm-up or intermediate checkpoints: a run a test can wait for.</summary>
+    IRenderedComponent<NewRun> ShortDigitsForm()
     {
-        UseAppServices();
         var cut = Render<NewRun>();
         cut.Find("#dataset").Change("digits-8x8");
         cut.Find("#model").Change("mlp");
@@ -164,6 +157,14 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#learningRateWarmup").Change("0");
         cut.Find("#evalInterval").Change("30");
         cut.Find("#checkpointEvery").Change("");
+        return cut;
+    }
+
+    [Fact]
+    public async Task New_run_form_edits_tracks_as_rows_with_one_click_presets_and_messages_by_setting()
+    {
+        UseAppServices();
+        var cut = ShortDigitsForm();
         Assert.Equal(2, cut.FindAll(".track-row").Count);
         cut.Find("#track-1-decay").Change("0.999"); // the rows below are added after it
 

@@ -118,8 +118,10 @@ public class PostHocLawaTests
         var kept = new long[] { 0, 400, 800, 1200 };
         Assert.Equal([new LawaChoice(400, 3), new LawaChoice(800, 2)], PostHocLawa.Choices(kept));
         Assert.Null(PostHocLawa.Problem(kept, 3, 400));
-        Assert.Equal("With every 400, at most 3 of the kept checkpoints are that far apart.", PostHocLawa.Problem(kept, 4, 400));
-        Assert.Equal("No kept checkpoints are 300 steps apart from the last one; possible: every 400: k ≤ 3; every 800: k ≤ 2.", PostHocLawa.Problem(kept, 2, 300));
+        var tooMany = PostHocLawa.Problem(kept, 4, 400)!;
+        Assert.Equal(("checkpoints", "With every 400, at most 3 of the kept checkpoints are that far apart."), (tooMany.Field, tooMany.Reason));
+        var offGrid = PostHocLawa.Problem(kept, 2, 300)!;
+        Assert.Equal(("every", "No kept checkpoints are 300 steps apart from the last one; possible: every 400: k ≤ 3; every 800: k ≤ 2."), (offGrid.Field, offGrid.Reason));
         Assert.Equal([400L, 800, 1200], PostHocLawa.StepsOf(1200, 3, 400));
         // A last step off the grid (a run of 1,000 steps, checkpoints every 400) pairs only with what is there.
         Assert.Equal([new LawaChoice(200, 2), new LawaChoice(600, 2)], PostHocLawa.Choices([0, 400, 800, 1000]));

@@ -218,7 +218,7 @@ def _check_new_rules(rule: EmaRule, path: str) -> None:
         if _bad_number(rule.halfLifeKimg, True):
             raise InvalidSetting(f"{path}.{HALF_LIFE_KIMG}", "halfLifeKimg must be a positive number (thousands of samples).")
         if not math.isnan(rule.rampupRatio) and _bad_number(rule.rampupRatio, True):
-            raise InvalidSetting(f"{path}.{RAMPUP_RATIO}", "rampupRatio must be a positive number (or left out for none).")
+            raise InvalidSetting(f"{path}.{RAMPUP_RATIO}", "rampupRatio must be a positive number (0 for no ramp-up).")
     if not math.isnan(rule.halfLifeSamples) and _bad_number(rule.halfLifeSamples, True):
         raise InvalidSetting(f"{path}.{HALF_LIFE_SAMPLES}", "halfLifeSamples must be a positive number.")
 
@@ -385,8 +385,6 @@ def resolve(track, run: Shared = Shared(), path: str = "tracks[0]", shape: Shape
         warmupEpochs=int(track.get(WARMUP_EPOCHS, own.get(WARMUP_EPOCHS, 0))),
         batchesPerEpoch=shape.batchesPerEpoch if preset == TORCHVISION else 0,
     )
-    if rampup < 0:
-        raise InvalidSetting(f"{path}.{RAMPUP_RATIO}", "rampupRatio must not be negative (0 for no ramp-up).")
     _check(rule, path)
     return replace(rule, name=track.get("name") or _default_name(rule, run))
 

@@ -74,11 +74,11 @@ class EmaTracks:
         self.shape = None if batch_size is None else R.Shape(int(batch_size), int(batches_per_epoch or 0), int(total_steps or 0))
         self.rules = R.resolve_all(list(tracks), self.shared, self.shape)
         averaged = [(n, p) for n, p in model.named_parameters()]
+        self._parameter_count = len(averaged)  # the averaged tensors: parameters, then buffers
         copied = []
         for n, b in model.named_buffers():
             (averaged if b.is_floating_point() and bn_policy == "average" else copied).append((n, b))
         self.averaged_names = [n for n, _ in averaged]
-        self._parameter_count = len(list(model.named_parameters()))  # the averaged tensors: parameters, then buffers
         self.copied_names = [n for n, _ in copied]
         self.step = 0
         with torch.no_grad():
@@ -118,12 +118,7 @@ class EmaTracks:
             if shadow.ema is not None or shadow.ring is not None:
                 if not self._update_stateful(shadow, nxt, live32):
                     continue
-                shadow.updates += 1
-                if not math.isnan(nxt.decay):
-                    shadow.decay_product *= nxt.decay
-                    shadow.last_decay = nxt.decay
-                continue
-            if nxt.action in (R.FOLLOW_LIVE, R.COPY):
+            elif nxt.action in (R.FOLLOW_LIVE, R.COPY):
                 for s, w in zip(shadow.tensors, live):
                     s.copy_(w)
                 if nxt.action == R.FOLLOW_LIVE:
@@ -138,6 +133,8 @@ class EmaTracks:
                 for s, x in zip(shadow.tensors, wide):
                     s.copy_(x)
             shadow.updates += 1
+            if math.isnan(nxt.decay):
+                continue  # a LAWA copy has no decay
             shadow.decay_product *= nxt.decay
             shadow.last_decay = nxt.decay
 

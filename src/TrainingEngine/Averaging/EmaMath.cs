@@ -109,7 +109,8 @@ public static class EmaMath
         // What the schedule does not show: BEMA of one source reads other weights than plain averaging, and a LAWA mean
         // of k copies is one of fewer copies only until it holds more than the fewer.
         if (a.IsBema != b.IsBema || a.Preset == EmaPresets.Lawa != (b.Preset == EmaPresets.Lawa)) return 0;
-        var copiesAlike = a.Preset == EmaPresets.Lawa ? Math.Min(a.Checkpoints, b.Checkpoints) + (a.Checkpoints == b.Checkpoints ? long.MaxValue / 2 : 0) : long.MaxValue;
+        // Copies after which two LAWA means differ: never for the same k, else once the smaller k is exceeded.
+        var copiesAlike = a.Preset == EmaPresets.Lawa && a.Checkpoints != b.Checkpoints ? Math.Min(a.Checkpoints, b.Checkpoints) : long.MaxValue;
         using var first = Schedule(a, steps).GetEnumerator();
         using var second = Schedule(b, steps).GetEnumerator();
         long same = 0, copies = 0;

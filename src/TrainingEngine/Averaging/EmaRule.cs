@@ -108,7 +108,7 @@ public sealed record EmaRule
         if (Preset == EmaPresets.Edm)
         {
             if (!(HalfLifeKimg > 0) || double.IsInfinity(HalfLifeKimg)) throw new InvalidSettingException(Path(EmaFields.HalfLifeKimg), "halfLifeKimg must be a positive number (thousands of samples).");
-            if (!double.IsNaN(RampupRatio) && !(RampupRatio > 0 && !double.IsInfinity(RampupRatio))) throw new InvalidSettingException(Path(EmaFields.RampupRatio), "rampupRatio must be a positive number (or left out for none).");
+            if (!double.IsNaN(RampupRatio) && !(RampupRatio > 0 && !double.IsInfinity(RampupRatio))) throw new InvalidSettingException(Path(EmaFields.RampupRatio), "rampupRatio must be a positive number (0 for no ramp-up).");
         }
         if (!double.IsNaN(HalfLifeSamples) && !(HalfLifeSamples > 0 && !double.IsInfinity(HalfLifeSamples)))
             throw new InvalidSettingException(Path(EmaFields.HalfLifeSamples), "halfLifeSamples must be a positive number.");

@@ -125,7 +125,6 @@ public sealed partial record EmaTrackSettings
             BatchesPerEpoch = preset == EmaPresets.Torchvision ? shape!.Value.BatchesPerEpoch : 0,
             Name = "",
         };
-        if (RampupRatio is < 0) throw new InvalidSettingException(field + "." + EmaFields.RampupRatio, "rampupRatio must not be negative (0 for no ramp-up).");
         rule.Check(field);
         return rule with { Name = Name ?? rule.DefaultName(run) };
     }

@@ -112,13 +112,13 @@ public sealed class ExponentialMovingAverage : IDisposable
         _parallelism = Math.Max(1, parallelism);
 
         var averaged = new List<(string, Tensor)>(liveModel.named_parameters().Select(p => (p.name, (Tensor)p.parameter)));
+        _parameterCount = averaged.Count;
         var copied = new List<(string, Tensor)>();
         foreach (var (name, buffer) in liveModel.named_buffers())
         {
             if (buffer.is_floating_point() && bnPolicy == BatchNormPolicy.Average) averaged.Add((name, buffer));
             else copied.Add((name, buffer));
         }
-        _parameterCount = liveModel.named_parameters().Count();
         AveragedNames = averaged.Select(a => a.Item1).ToArray();
         _live = averaged.Select(a => a.Item2).ToArray();
         _copied = copied.ToArray();

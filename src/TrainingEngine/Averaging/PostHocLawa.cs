@@ -35,16 +35,19 @@ public static class PostHocLawa
     public static IReadOnlyList<long> StepsOf(long last, int checkpoints, long every) =>
         Enumerable.Range(0, checkpoints).Select(j => last - (checkpoints - 1 - j) * every).ToList();
 
-    /// <summary>Why k copies ν apart are not in <paramref name="keptSteps"/> (naming what is possible), or null when they are.</summary>
-    public static string? Problem(IReadOnlyCollection<long> keptSteps, int checkpoints, long every)
+    /// <summary>
+    /// Why k copies ν apart are not in <paramref name="keptSteps"/> (naming what is possible), under the request field
+    /// it is about (<c>checkpoints</c> or <c>every</c>), or null when they are.
+    /// </summary>
+    public static InvalidSettingException? Problem(IReadOnlyCollection<long> keptSteps, int checkpoints, long every)
     {
         var choices = Choices(keptSteps);
-        if (choices.Count == 0) return "LAWA needs at least two stored raw checkpoints after step 0.";
-        if (checkpoints < 2) return "LAWA averages at least 2 checkpoints.";
+        if (choices.Count == 0) return new("checkpoints", "LAWA needs at least two stored raw checkpoints after step 0.");
+        if (checkpoints < 2) return new("checkpoints", "LAWA averages at least 2 checkpoints.");
         if (choices.FirstOrDefault(c => c.Every == every) is { } choice)
             return checkpoints <= choice.MaxCheckpoints ? null
-                : $"With every {every:N0}, at most {choice.MaxCheckpoints} of the kept checkpoints are that far apart.";
-        return $"No kept checkpoints are {every:N0} steps apart from the last one; possible: {Describe(choices)}.";
+                : new("checkpoints", $"With every {every:N0}, at most {choice.MaxCheckpoints} of the kept checkpoints are that far apart.");
+        return new("every", $"No kept checkpoints are {every:N0} steps apart from the last one; possible: {Describe(choices)}.");
     }
 
     /// <summary><c>every 400: k ≤ 3; every 800: k ≤ 2</c>.</summary>

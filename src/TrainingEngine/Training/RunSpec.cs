@@ -123,6 +123,7 @@ public sealed record RunSpec
     /// <summary>The batch size and epoch length the EMA rules counted in samples or epochs need (loads the dataset to count its batches).</summary>
     public EmaRunShape EmaShape() => ShapeFor(DatasetCatalog.Load(Dataset).Train.Count);
 
+    /// <summary>The shape for a training split of <paramref name="trainCount"/> samples; its length is 0 while steps or epochs are invalid.</summary>
     EmaRunShape ShapeFor(int trainCount)
     {
         var batchesPerEpoch = Math.Max(1, trainCount / BatchSize);
@@ -199,9 +200,11 @@ public sealed record RunSpec
                 yield return Invalid("epochs", $"Epochs must be at least 1 and give at most {MaxSteps:N0} steps.");
             if (modelKnown)
                 foreach (var problem in ArchitectureFor(data).Problems()) yield return problem;
-            if (batchOk) shape = ShapeFor(data.Train.Count);
-            if (batchOk && Steps is null or (>= 1 and <= MaxSteps) && Epochs is null or >= 1)
-                plannedSteps = TotalSteps(Math.Max(1, data.Train.Count / BatchSize));
+            if (batchOk)
+            {
+                shape = ShapeFor(data.Train.Count);
+                if (shape.Value.TotalSteps > 0) plannedSteps = shape.Value.TotalSteps;
+            }
         }
         if (LearningRateWarmup < 0 || (plannedSteps is { } planned && LearningRateWarmup >= planned))
             yield return Invalid("learningRateWarmup", plannedSteps is { } total

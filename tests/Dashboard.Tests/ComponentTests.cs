@@ -116,6 +116,9 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         cut.Find("#track-4-halfLifeKimg").Change("0.64");
         cut.Find("button[data-preset='torchvision EMA']").Click();
         Assert.Equal("the run's", cut.Find("#track-5-epochs").GetAttribute("placeholder"));
+        // The preview knows the run's length, so torchvision's row (its epochs) resolves before the run starts.
+        Assert.Equal("ema-0.99998-torchvision", cut.Find("#track-5-name").GetAttribute("placeholder"));
+        Assert.NotNull(cut.Find("[data-testid=lens] tr[data-track='ema-0.99998-torchvision']"));
         // 22 batches of 64 an epoch: LAWA's copy per epoch, and the lens's rows for all four.
         Assert.Equal("lawa-k5-every22", cut.Find("#track-3-name").GetAttribute("placeholder"));
         Assert.NotNull(cut.Find("[data-testid=lens] tr[data-track='edm-0.64kimg']"));
@@ -146,6 +149,14 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
     }
 
     async Task<Run> RunServiceFindAsync(long id) => (await Services.GetRequiredService<RunService>().FindAsync(id))!;
+
+    /// <summary>Trains the run <paramref name="body"/> describes to its end and renders its page.</summary>
+    async Task<(long Id, IRenderedComponent<RunDetail> Page)> FinishedRunPageAsync(System.Text.Json.Nodes.JsonObject body)
+    {
+        var id = (await Api.CreateAsync(_client, body)).Id();
+        await Api.WaitForFinishAsync(_client, id);
+        return (id, Render<RunDetail>(p => p.Add(d => d.Id, id)));
+    }
 
     /// <summary>The new-run form set to a 60-step digits MLP without warm-up or intermediate checkpoints: a run a test can wait for.</summary>
     IRenderedComponent<NewRun> ShortDigitsForm()
@@ -473,10 +484,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         UseAppServices();
         var body = Api.DigitsRun(steps: 100);
         body["checkpointEvery"] = 50;
-        var run = await Api.CreateAsync(_client, body);
-        await Api.WaitForFinishAsync(_client, run.Id());
-
-        var cut = Render<RunDetail>(p => p.Add(d => d.Id, run.Id()));
+        var (runId, cut) = await FinishedRunPageAsync(body);
         var charts = cut.FindComponents<MetricChart>().ToDictionary(c => c.Instance.Id, c => c.Instance);
         Assert.Equal(["raw", "ema-0.9", "ema-0.99"], charts["chart-accuracy"].TraceNames);
         Assert.Equal(["raw", "ema-0.9", "ema-0.99"], charts["chart-loss"].TraceNames);
@@ -484,7 +492,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal(["ema-0.9", "ema-0.99"], charts["chart-gap"].TraceNames);
         Assert.Equal(3, cut.FindAll("[data-testid=summary] tbody tr").Count);
         // The ranking at the top: each EMA against raw, the better best first, the difference in points.
-        var summaries = Services.GetRequiredService<MetricQueries>().Summaries([run.Id()], "eval/accuracy");
+        var summaries = Services.GetRequiredService<MetricQueries>().Summaries([runId], "eval/accuracy");
         var raw = summaries.Single(s => s.Track == "raw");
         var expected = summaries.Where(s => s.Track != "raw").OrderByDescending(s => s.Best).ThenByDescending(s => s.Final).ToList();
         var ranked = cut.FindAll("[data-testid=ranking] .ranking-name");
@@ -509,23 +517,20 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         UseAppServices();
         var body = Api.DigitsRun(steps: 60, evalInterval: 30);
         body["switchEma"] = new System.Text.Json.Nodes.JsonObject { ["track"] = "ema-0.9", ["every"] = 20 };
-        var run = await Api.CreateAsync(_client, body);
-        await Api.WaitForFinishAsync(_client, run.Id());
-
-        var cut = Render<RunDetail>(p => p.Add(d => d.Id, run.Id()));
+        var (runId, cut) = await FinishedRunPageAsync(body);
         const string note = "Switch EMA: ema-0.9 copied into the trained weights every 20 steps: the raw curves are of this training, not of plain training.";
         Assert.Equal(note, cut.Find("[data-testid=switch-ema]").TextContent);
         Assert.Equal(note, cut.Find("[data-chart=chart-train] .chart-note").TextContent);
         Assert.Equal(note, cut.Find("[data-chart=chart-accuracy] .chart-note").TextContent);
         // At step 60, a switch step, the raw weights are the track's: their evaluations are the same numbers.
-        async Task<double> Final(string track) => (await Api.GetAsync(_client, $"/api/runs/{run.Id()}/metrics?key=eval/accuracy&track={track}&maxPoints=0"))[0]
+        async Task<double> Final(string track) => (await Api.GetAsync(_client, $"/api/runs/{runId}/metrics?key=eval/accuracy&track={track}&maxPoints=0"))[0]
             .GetProperty("points").EnumerateArray().Last().GetProperty("value").GetDouble();
         Assert.Equal(await Final("ema-0.9"), await Final("raw"));
         Assert.NotEqual(await Final("ema-0.99"), await Final("raw"));
 
-        Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"compare?runs={run.Id()}");
+        Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"compare?runs={runId}");
         var compare = Render<Compare>();
-        Assert.Contains($"#{run.Id()} raw (switch EMA)", compare.FindComponent<MetricChart>().Instance.TraceNames);
+        Assert.Contains($"#{runId} raw (switch EMA)", compare.FindComponent<MetricChart>().Instance.TraceNames);
         Assert.Equal("switch EMA", compare.Find("[data-testid=switch-ema-badge]").TextContent);
     }
 
@@ -535,10 +540,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         UseAppServices();
         var body = Api.DigitsRun(steps: 90, evalInterval: 30);
         body["checkpointEvery"] = 30;
-        var run = await Api.CreateAsync(_client, body);
-        await Api.WaitForFinishAsync(_client, run.Id());
-
-        var cut = Render<RunDetail>(p => p.Add(d => d.Id, run.Id()));
+        var (runId, cut) = await FinishedRunPageAsync(body);
         Assert.Contains("Raw weights kept at steps 0, 30, 60, 90.", cut.Find("[data-testid=lawa-kept]").TextContent);
         Assert.Equal("Possible: every 30: k ≤ 3; every 60: k ≤ 2.", cut.Find("[data-testid=lawa-choices]").TextContent);
         cut.Find("#lawa-k").Change("4");
@@ -555,10 +557,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         UseAppServices();
         var body = Api.DigitsRun(steps: 100, evalInterval: 25);
         body["evalSubset"] = 120;
-        var run = await Api.CreateAsync(_client, body);
-        await Api.WaitForFinishAsync(_client, run.Id());
-
-        var cut = Render<RunDetail>(p => p.Add(d => d.Id, run.Id()));
+        var (runId, cut) = await FinishedRunPageAsync(body);
         var all = EmaLab.TrainingEngine.Data.DatasetCatalog.Describe("digits-8x8").EvalCount;
         var note = $"Before step 100 each point scores a fixed subset of 120 of the {all:N0} held-out images; the last step scores all {all:N0}.";
         Assert.Equal(note, cut.Find("[data-chart=chart-accuracy] .chart-note").TextContent);
@@ -566,7 +565,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Empty(cut.FindAll("[data-chart=chart-train] .chart-note"));
 
         // The share is the engine's measurements as stored: five evaluations (steps 0, 25, 50, 75, 100).
-        async Task<double> Sum(string key) => (await Api.GetAsync(_client, $"/api/runs/{run.Id()}/metrics?key={key}&track=raw&maxPoints=0"))[0]
+        async Task<double> Sum(string key) => (await Api.GetAsync(_client, $"/api/runs/{runId}/metrics?key={key}&track=raw&maxPoints=0"))[0]
             .GetProperty("points").EnumerateArray().Sum(p => p.GetProperty("value").GetDouble());
         var (training, evaluation) = (await Sum(EmaLab.TrainingEngine.MetricKeys.TrainingSeconds), await Sum(EmaLab.TrainingEngine.MetricKeys.EvaluationSeconds));
         var split = cut.Find("[data-testid=time-split]").TextContent;
@@ -589,11 +588,8 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
             new System.Text.Json.Nodes.JsonObject { ["decay"] = 0.99 },
             new System.Text.Json.Nodes.JsonObject { ["decay"] = 0.99, ["dtype"] = "bfloat16" },
             new System.Text.Json.Nodes.JsonObject { ["decay"] = 0.9, ["dtype"] = "float16" });
-        var run = await Api.CreateAsync(_client, body);
-        await Api.WaitForFinishAsync(_client, run.Id());
-
-        var cut = Render<RunDetail>(p => p.Add(d => d.Id, run.Id()));
-        var gaps = (await Api.GetAsync(_client, $"/api/runs/{run.Id()}/metrics?key=weights/float32_gap"))[0];
+        var (runId, cut) = await FinishedRunPageAsync(body);
+        var gaps = (await Api.GetAsync(_client, $"/api/runs/{runId}/metrics?key=weights/float32_gap"))[0];
         Assert.Equal("ema-0.99-bf16", gaps.GetProperty("track").GetString());
         var last = gaps.GetProperty("points").EnumerateArray().Last().GetProperty("value").GetDouble();
         Assert.True(last > 0);

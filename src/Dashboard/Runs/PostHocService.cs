@@ -193,12 +193,11 @@ public sealed class PostHocService(
                 var copies = new List<SafeTensorsContent>();
                 try
                 {
-                    using var db = dbFactory.CreateDbContext();
-                    foreach (var step in steps)
-                    {
-                        var file = db.Checkpoints.AsNoTracking().First(c => c.RunId == run.Id && c.Track == TrackNames.Raw && c.Step == step);
-                        copies.Add(SafeTensors.Read(paths.Absolute(file.RelativePath)));
-                    }
+                    Dictionary<long, string> files;
+                    using (var db = dbFactory.CreateDbContext())
+                        files = db.Checkpoints.AsNoTracking().Where(c => c.RunId == run.Id && c.Track == TrackNames.Raw && steps.Contains(c.Step))
+                            .ToDictionary(c => c.Step, c => c.RelativePath);
+                    foreach (var step in steps) copies.Add(SafeTensors.Read(paths.Absolute(files[step])));
                     var state = PostHocLawa.Mean(copies.Select(c => c.Tensors).ToList());
                     try
                     {
@@ -257,15 +256,15 @@ public sealed class PostHocService(
             return a is null || l is null ? null
                 : new TrackedOnSigmaAxis(rule.Name, double.IsNaN(rule.Decay) ? null : rule.Decay, SigmaRelOf(run.Id, rule, end), a.Final, l.Final);
         }).OfType<TrackedOnSigmaAxis>().ToList();
+        List<EmaTrack> postHoc;
         await using (var db = await dbFactory.CreateDbContextAsync(cancellationToken))
-        {
-            var lawas = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id && t.Name.StartsWith(TrackNames.PostHocLawaPrefix) && t.SigmaRel != null)
-                .ToListAsync(cancellationToken);
-            foreach (var lawa in lawas)
-                if (accuracy.FirstOrDefault(s => s.Track == lawa.Name) is { } a && loss.FirstOrDefault(s => s.Track == lawa.Name) is { } l)
-                    tracked.Add(new TrackedOnSigmaAxis(lawa.Name, null, lawa.SigmaRel!.Value, a.Final, l.Final));
-        }
-        return new PostHocOverview(sweep, await ListAsync(run, accuracy, loss, cancellationToken), tracked,
+            postHoc = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id && t.SigmaRel != null).ToListAsync(cancellationToken);
+        // LAWA of checkpoints is not a point of the σ_rel reconstructions: it is placed among the run's tracks.
+        var lawas = postHoc.Where(t => t.Name.StartsWith(TrackNames.PostHocLawaPrefix, StringComparison.Ordinal)).ToList();
+        foreach (var lawa in lawas)
+            if (accuracy.FirstOrDefault(s => s.Track == lawa.Name) is { } a && loss.FirstOrDefault(s => s.Track == lawa.Name) is { } l)
+                tracked.Add(new TrackedOnSigmaAxis(lawa.Name, null, lawa.SigmaRel!.Value, a.Final, l.Final));
+        return new PostHocOverview(sweep, Results(run, postHoc.Except(lawas), accuracy, loss), tracked,
             SnapshotSigmaRels(run), steps.Count, PostHocSnapshots.SizeBytes(directory));
     }
 
@@ -292,15 +291,11 @@ public sealed class PostHocService(
     readonly ConcurrentDictionary<(long RunId, string Track, long End), double> _sigmaRels = new();
 
     /// <summary>
-    /// The run's post-hoc tracks with their evaluations from the run's summaries (<see cref="EvaluationsAsync"/>); a script's
-    /// reconstruction is listed with NaN until the script has logged its evaluation.
+    /// The run's σ_rel reconstructions with their evaluations from the run's summaries (<see cref="EvaluationsAsync"/>); a
+    /// script's reconstruction is listed with NaN until the script has logged its evaluation.
     /// </summary>
-    async Task<List<PostHocResult>> ListAsync(Run run, List<TrackSummary> accuracy, List<TrackSummary> loss, CancellationToken cancellationToken)
+    static List<PostHocResult> Results(Run run, IEnumerable<EmaTrack> tracks, List<TrackSummary> accuracy, List<TrackSummary> loss)
     {
-        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        // LAWA of checkpoints is not a point of the σ_rel reconstructions: the overview places it among the run's tracks.
-        var tracks = await db.Tracks.AsNoTracking().Where(t => t.RunId == run.Id && t.SigmaRel != null && !t.Name.StartsWith(TrackNames.PostHocLawaPrefix))
-            .ToListAsync(cancellationToken);
         var client = run.Origin == RunOrigin.Client;
         return tracks.Select(t =>
         {

@@ -277,8 +277,7 @@ public static class RunEndpoints
         if (run is null) return NotFound(id);
         var options = await postHoc.LawaOptionsAsync(run, ct);
         if (options.Problem is not null) return Conflict(options.Problem);
-        if (PostHocLawa.Problem(options.KeptSteps, k, every) is { } problem)
-            return Invalid(k < 2 || options.Choices.Any(c => c.Every == every) ? "checkpoints" : "every", problem);
+        if (PostHocLawa.Problem(options.KeptSteps, k, every) is { } problem) return Invalid(problem.Field, problem.Reason);
         return TypedResults.Ok(await postHoc.ReconstructLawaAsync(run, options, k, every));
     }
 

@@ -135,10 +135,13 @@ public sealed class RunForm
         };
     }
 
-    /// <summary>The batch size and epoch length the rows counted in samples or epochs need; null while the dataset or batch size is invalid.</summary>
+    /// <summary>
+    /// The batch size, epoch length and run length the rows counted in samples or epochs need, as the run's spec will
+    /// compute them; null while the dataset or batch size is invalid.
+    /// </summary>
     public EmaRunShape? Shape() =>
-        DatasetCatalog.Contains(Dataset) && DatasetCatalog.Load(Dataset).Train.Count is var count && BatchSize >= 1 && BatchSize <= count
-            ? new EmaRunShape(BatchSize, count / BatchSize) : null;
+        DatasetCatalog.Contains(Dataset) && BatchSize >= 1 && BatchSize <= DatasetCatalog.Load(Dataset).Train.Count
+            ? new RunSpec { Dataset = Dataset, BatchSize = BatchSize, Steps = Steps }.EmaShape() : null;
 
     /// <summary>The shared settings as typed (clamped to valid values: the lens previews while the person types).</summary>
     public EmaSettings SharedEma() =>

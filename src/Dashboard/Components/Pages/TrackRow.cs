@@ -131,7 +131,6 @@ public sealed class TrackRow
         if (EmaPresets.SourceDefault(Preset, field) is { } own) return Convert.ToString(own, CultureInfo.InvariantCulture) ?? "";
         if (Preset == EmaPresets.Lawa && field == EmaFields.Every) return "one epoch";
         if (field == EmaFields.Epochs) return "the run's";
-        if (field is EmaFields.HalfLifeSamples or EmaFields.RampupRatio) return "";
         EmaRule rule;
         try
         {

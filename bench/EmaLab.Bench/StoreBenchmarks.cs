@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Metrics;
 using System.Diagnostics;
 using EmaLab.Dashboard;
 using EmaLab.Dashboard.Data;

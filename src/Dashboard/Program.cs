@@ -1,3 +1,5 @@
+using EmaLab.Dashboard.Metrics;
+using EmaLab.Dashboard.Trainers;
 using EmaLab.Dashboard;
 using EmaLab.Dashboard.Components;
 using EmaLab.Dashboard.Data;

@@ -4,9 +4,10 @@ namespace EmaLab.Dashboard.Tests;
 
 /// <summary>
 /// The dashboard's folders depend on each other one way only, as the engine's do (its <c>LayeringTests</c>): host
-/// settings and HTTP plumbing at the bottom, then the database, the run's life and metrics, the MLflow protocol and
-/// access, the features that build on runs (groups, datasets), the API that maps them all, the pages on top; the root
-/// holds only the composition (<c>Program.cs</c>).
+/// settings and HTTP plumbing at the bottom, then the database, metrics and live events, the run's life, who trains
+/// (above the run's life: a trainer host implements the run's <c>ITrainerHost</c>), the MLflow protocol and access, the
+/// features that build on runs (groups, datasets), the API that maps them all, the pages on top; the root holds only the
+/// composition (<c>Program.cs</c>). Nothing but the composition sees <c>Trainers</c>.
 /// </summary>
 public class DashboardLayeringTests
 {
@@ -14,13 +15,15 @@ public class DashboardLayeringTests
     {
         ["Hosting"] = [],
         ["Data"] = ["Hosting"],
-        ["Runs"] = ["Data", "Hosting"],
-        ["Tracking"] = ["Runs", "Data", "Hosting"],
+        ["Metrics"] = ["Data", "Hosting"],
+        ["Runs"] = ["Metrics", "Data", "Hosting"],
+        ["Trainers"] = ["Runs", "Metrics", "Data", "Hosting"],
+        ["Tracking"] = ["Runs", "Metrics", "Data", "Hosting"],
         ["Security"] = ["Tracking", "Data", "Hosting"],
-        ["Groups"] = ["Runs", "Data", "Hosting"],
+        ["Groups"] = ["Runs", "Metrics", "Data", "Hosting"],
         ["Datasets"] = ["Runs", "Data", "Hosting"],
-        ["Api"] = ["Runs", "Tracking", "Security", "Groups", "Datasets", "Data", "Hosting"],
-        ["Components"] = ["Runs", "Tracking", "Security", "Groups", "Datasets", "Data", "Hosting"],
+        ["Api"] = ["Runs", "Metrics", "Tracking", "Security", "Groups", "Datasets", "Data", "Hosting"],
+        ["Components"] = ["Runs", "Metrics", "Tracking", "Security", "Groups", "Datasets", "Data", "Hosting"],
     };
 
     static readonly string Dashboard = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../src/Dashboard"));

@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Metrics;
 using EmaLab.Dashboard.Components.Shared;
 using EmaLab.Dashboard.Runs;
 using EmaLab.Dashboard.Data;
@@ -108,8 +109,8 @@ public class RunSeriesTests
         var points = Enumerable.Range(1, 10_000).Select(i => new MetricRow("raw", "train/loss", i, 1.0 / i)).ToList();
 
         // All at once (a reload) and in live batches give the same train-loss points.
-        var whole = new EmaLab.Dashboard.Components.Shared.RunSeries(tracks, 10_000, 0.6, EmaLab.Dashboard.Runs.MetricRoles.Engine).Apply(points);
-        var live = new EmaLab.Dashboard.Components.Shared.RunSeries(tracks, 10_000, 0.6, EmaLab.Dashboard.Runs.MetricRoles.Engine);
+        var whole = new EmaLab.Dashboard.Components.Shared.RunSeries(tracks, 10_000, 0.6, EmaLab.Dashboard.Metrics.MetricRoles.Engine).Apply(points);
+        var live = new EmaLab.Dashboard.Components.Shared.RunSeries(tracks, 10_000, 0.6, EmaLab.Dashboard.Metrics.MetricRoles.Engine);
         var collected = new Dictionary<string, List<MetricValue>>();
         foreach (var chunk in points.Chunk(37))
             foreach (var (name, list) in live.Apply(chunk).Train)
@@ -132,18 +133,18 @@ public class RunSeriesTests
         [
             ("raw", "val_acc"), ("ema-0.999", "val_acc"), ("raw", "top5_acc"), ("raw", "loss"), ("raw", "val_loss"), ("ema-0.999", "val_loss"), ("raw", "lr"),
         ];
-        Assert.Equal(new EmaLab.Dashboard.Runs.MetricRoles("val_acc", "val_loss", "loss"), EmaLab.Dashboard.Runs.MetricRoles.For(run, null, series));
+        Assert.Equal(new EmaLab.Dashboard.Metrics.MetricRoles("val_acc", "val_loss", "loss"), EmaLab.Dashboard.Metrics.MetricRoles.For(run, null, series));
         // The tag names them; a part it leaves out is still inferred.
-        Assert.Equal(new EmaLab.Dashboard.Runs.MetricRoles("top5_acc", "val_loss", "loss"), EmaLab.Dashboard.Runs.MetricRoles.For(run, """{"accuracy": "top5_acc"}""", series));
-        Assert.NotNull(EmaLab.Dashboard.Runs.MetricRoles.Problem("""{"acc": "x"}"""));
+        Assert.Equal(new EmaLab.Dashboard.Metrics.MetricRoles("top5_acc", "val_loss", "loss"), EmaLab.Dashboard.Metrics.MetricRoles.For(run, """{"accuracy": "top5_acc"}""", series));
+        Assert.NotNull(EmaLab.Dashboard.Metrics.MetricRoles.Problem("""{"acc": "x"}"""));
         // The engine's runs always use its own keys.
-        Assert.Same(EmaLab.Dashboard.Runs.MetricRoles.Engine, EmaLab.Dashboard.Runs.MetricRoles.For(new EmaLab.Dashboard.Data.Run { Name = "e", Uuid = "x" }, null, series));
+        Assert.Same(EmaLab.Dashboard.Metrics.MetricRoles.Engine, EmaLab.Dashboard.Metrics.MetricRoles.For(new EmaLab.Dashboard.Data.Run { Name = "e", Uuid = "x" }, null, series));
     }
 
     [Fact]
     public void The_gap_is_ema_minus_raw_at_each_evaluation_whichever_arrives_first()
     {
-        var series = new EmaLab.Dashboard.Components.Shared.RunSeries(["raw", "ema-0.9", "ema-0.99"], 100, 0.6, EmaLab.Dashboard.Runs.MetricRoles.Engine);
+        var series = new EmaLab.Dashboard.Components.Shared.RunSeries(["raw", "ema-0.9", "ema-0.99"], 100, 0.6, EmaLab.Dashboard.Metrics.MetricRoles.Engine);
         var batch = series.Apply([new("ema-0.9", "eval/accuracy", 50, 0.8), new("raw", "eval/accuracy", 50, 0.75), new("ema-0.99", "eval/accuracy", 50, 0.7)]);
         Assert.Equal(0.05, batch.Gap["ema-0.9"].Single().Value, 12);
         Assert.Equal(-0.05, batch.Gap["ema-0.99"].Single().Value, 12);

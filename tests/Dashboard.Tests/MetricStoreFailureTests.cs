@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Metrics;
 using System.Text.Json;
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Training;

@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Metrics;
 using Bunit;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;

@@ -36,7 +36,7 @@ public static class AccountEndpoints
                 if (UserIdOf(http) is not { } id) return NoAccount();
                 try
                 {
-                    var body = await RunEndpoints.ReadJsonAsync(http.Request, ct) as JsonObject
+                    var body = await ApiResults.ReadJsonAsync(http.Request, ct) as JsonObject
                         ?? throw new RequestValidationException("$", "The body must be a JSON object: {\"name\": …, \"expiresInDays\": …}.");
                     var name = body["name"] is JsonValue n && n.TryGetValue<string>(out var text) ? text.Trim() : "";
                     if (name.Length is 0 or > PersonalToken.MaxNameLength)
@@ -50,7 +50,7 @@ public static class AccountEndpoints
                 }
                 catch (RequestValidationException e)
                 {
-                    return RunEndpoints.Invalid(e);
+                    return ApiResults.Invalid(e);
                 }
             })
             .RequireJsonBody().WithSummary("Makes a personal access token: {\"name\", \"expiresInDays\"?}; the answer holds its secret, shown this once.");

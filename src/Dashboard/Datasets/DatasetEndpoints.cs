@@ -68,7 +68,7 @@ public static class DatasetEndpoints
         }
         catch (RequestValidationException e)
         {
-            return RunEndpoints.Invalid(e);
+            return ApiResults.Invalid(e);
         }
         catch (UploadTooLargeException e)
         {
@@ -78,11 +78,11 @@ public static class DatasetEndpoints
         catch (IOException e) when (e is not FileNotFoundException)
         {
             // A body that ends early (the client went away) or a multipart framing error.
-            return RunEndpoints.Invalid("$", $"The upload could not be read: {e.Message}");
+            return ApiResults.Invalid("$", $"The upload could not be read: {e.Message}");
         }
         catch (InvalidDataException e)
         {
-            return RunEndpoints.Invalid("$", $"The multipart body is malformed: {e.Message}");
+            return ApiResults.Invalid("$", $"The multipart body is malformed: {e.Message}");
         }
     }
 
@@ -101,6 +101,6 @@ public static class DatasetEndpoints
                 TypedResults.Problem(message, statusCode: StatusCodes.Status403Forbidden, title: "Permission denied"),
             (DatasetStore.DeleteOutcome.NotFound, _) =>
                 TypedResults.Problem($"There is no dataset '{name}'.", statusCode: StatusCodes.Status404NotFound, title: "Not found"),
-            (_, var message) => RunEndpoints.Conflict(message!),
+            (_, var message) => ApiResults.Conflict(message!),
         };
 }

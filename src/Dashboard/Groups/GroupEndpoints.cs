@@ -48,13 +48,13 @@ public static class GroupEndpoints
     {
         try
         {
-            var group = GroupRequest.Parse(await RunEndpoints.ReadJsonAsync(request, ct));
+            var group = GroupRequest.Parse(await ApiResults.ReadJsonAsync(request, ct));
             return TypedResults.Ok(new GroupPreview(group.Name, group.ExperimentId, group.Runs.Count, group.TotalSteps, group.Axes,
                 group.Runs.Select(r => r.Name).ToList()));
         }
         catch (RequestValidationException e)
         {
-            return RunEndpoints.Invalid(e);
+            return ApiResults.Invalid(e);
         }
     }
 
@@ -62,7 +62,7 @@ public static class GroupEndpoints
     {
         try
         {
-            var group = GroupRequest.Parse(await RunEndpoints.ReadJsonAsync(request, ct));
+            var group = GroupRequest.Parse(await ApiResults.ReadJsonAsync(request, ct));
             var created = await runs.CreateManyAsync(group.Runs, CallerClaims.Of(request.HttpContext)!, ct);
             var url = UrlOf(group.Name, group.ExperimentId);
             return TypedResults.Created(url,
@@ -70,7 +70,7 @@ public static class GroupEndpoints
         }
         catch (RequestValidationException e)
         {
-            return RunEndpoints.Invalid(e);
+            return ApiResults.Invalid(e);
         }
     }
 
@@ -78,7 +78,7 @@ public static class GroupEndpoints
         string name, GroupService groups, long experiment = Data.Experiment.DefaultId, string metric = "accuracy", CancellationToken ct = default)
     {
         if (!GroupService.Metrics.Contains(metric))
-            return RunEndpoints.Invalid("metric", $"Unknown metric '{metric}'; one of {string.Join(", ", GroupService.Metrics)}.");
+            return ApiResults.Invalid("metric", $"Unknown metric '{metric}'; one of {string.Join(", ", GroupService.Metrics)}.");
         var data = await groups.LoadAsync(experiment, NameOf(name), ct);
         return data is null ? NotFound(NameOf(name), experiment) : TypedResults.Ok(groups.Analyze(data, metric));
     }
@@ -104,7 +104,7 @@ public static class GroupEndpoints
                         t.BestStep,
                     t.BestGap?.Difference.Mean, t.BestGap?.Difference.ConfidenceHalfWidth, t.BestGap?.PValue, t.Track == configuration.BestTrack,
                         t.Verdict));
-        context.Response.Headers.ContentDisposition = $"attachment; filename=\"group-{RunEndpoints.Slug(analysis.Name)}.csv\"";
+        context.Response.Headers.ContentDisposition = $"attachment; filename=\"group-{ApiResults.Slug(analysis.Name)}.csv\"";
         return TypedResults.Text(string.Join("\n", lines) + "\n", "text/csv; charset=utf-8");
     }
 
@@ -112,10 +112,10 @@ public static class GroupEndpoints
         string name, HttpRequest http, GroupService groups, long experiment = Data.Experiment.DefaultId, CancellationToken ct = default)
     {
         GroupPostHocRequest request;
-        try { request = RequestJson.Deserialize<GroupPostHocRequest>(await RunEndpoints.ReadJsonAsync(http, ct)); }
-        catch (RequestValidationException e) { return RunEndpoints.Invalid(e); }
-        if (request.SigmaRel is not { } sigmaRel) return RunEndpoints.Invalid("sigmaRel", "Give the σ_rel to reconstruct on every run.");
-        if (!PowerFunctionProfile.IsSupported(sigmaRel)) return RunEndpoints.Invalid("sigmaRel", PowerFunctionProfile.SupportedRange);
+        try { request = RequestJson.Deserialize<GroupPostHocRequest>(await ApiResults.ReadJsonAsync(http, ct)); }
+        catch (RequestValidationException e) { return ApiResults.Invalid(e); }
+        if (request.SigmaRel is not { } sigmaRel) return ApiResults.Invalid("sigmaRel", "Give the σ_rel to reconstruct on every run.");
+        if (!PowerFunctionProfile.IsSupported(sigmaRel)) return ApiResults.Invalid("sigmaRel", PowerFunctionProfile.SupportedRange);
         var data = await groups.LoadAsync(experiment, NameOf(name), ct);
         if (data is null) return NotFound(NameOf(name), experiment);
         return TypedResults.Ok(await groups.ReconstructAsync(data, sigmaRel));

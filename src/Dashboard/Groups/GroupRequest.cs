@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Hosting;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EmaLab.Dashboard.Runs;

@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Metrics;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine;

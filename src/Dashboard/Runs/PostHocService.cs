@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Metrics;
 using System.Collections.Concurrent;
 using System.Globalization;
 using EmaLab.Dashboard.Data;

@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Data;
 
 namespace EmaLab.Dashboard.Runs;

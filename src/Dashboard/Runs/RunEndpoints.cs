@@ -1,3 +1,5 @@
+using EmaLab.Dashboard.Metrics;
+using static EmaLab.Dashboard.Hosting.ApiResults;
 using System.Globalization;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
@@ -328,30 +330,7 @@ public static class RunEndpoints
         return TypedResults.PhysicalFile(path, "application/octet-stream", fileName);
     }
 
-    /// <summary>A name made safe for a file name: ASCII letters, digits, '.' and '-', at most 60 characters.</summary>
-    internal static string Slug(string name)
-    {
-        var chars = name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' ? c : '-').ToArray();
-        var slug = string.Join('-', new string(chars).Split('-', StringSplitOptions.RemoveEmptyEntries));
-        return slug.Length == 0 ? "run" : slug[..Math.Min(slug.Length, 60)];
-    }
-
-    internal static async Task<JsonNode?> ReadJsonAsync(HttpRequest request, CancellationToken ct)
-    {
-        using var buffer = new MemoryStream();
-        await request.Body.CopyToAsync(buffer, ct);
-        return RequestJson.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
-    }
-
-    internal static ValidationProblem Invalid(string field, string message) => Invalid(new RequestValidationException(field, message));
-
-    internal static ValidationProblem Invalid(RequestValidationException e) =>
-        TypedResults.ValidationProblem(e.Errors, title: "The request is invalid.");
-
     static ProblemHttpResult NotFound(long id) =>
         TypedResults.Problem($"Run {id.ToString(CultureInfo.InvariantCulture)} does not exist.", statusCode: StatusCodes.Status404NotFound,
             title: "Not found");
-
-    internal static ProblemHttpResult Conflict(string message) =>
-        TypedResults.Problem(message, statusCode: StatusCodes.Status409Conflict, title: "Conflict");
 }

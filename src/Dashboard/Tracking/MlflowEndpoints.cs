@@ -25,9 +25,9 @@ public static class MlflowEndpoints
     public static void MapMlflowApi(this RouteGroupBuilder api)
     {
         var mlflow = api.MapGroup("/2.0/mlflow").WithTags("MLflow tracking").AddEndpointFilter(MlflowErrors)
-            .RequireRateLimiting(Runs.ApiLoad.TrackingPolicy);
+            .RequireRateLimiting(Hosting.ApiLoad.TrackingPolicy);
         var artifacts = api.MapGroup("/2.0/mlflow-artifacts").WithTags("MLflow artifacts").AddEndpointFilter(MlflowErrors)
-            .RequireRateLimiting(Runs.ApiLoad.TrackingPolicy);
+            .RequireRateLimiting(Hosting.ApiLoad.TrackingPolicy);
         MapArtifacts(artifacts,
             ((IEndpointRouteBuilder)api).ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value);
         MapEndpointNotFound(artifacts);

@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Metrics;
 using EmaLab.Dashboard.Hosting;
 using System.Globalization;
 using System.Linq.Expressions;

@@ -5,7 +5,7 @@ using EmaLab.Dashboard.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Metrics;
 
 /// <summary>
 /// Live events between the processes that share one PostgreSQL database (a web role and its workers), on one

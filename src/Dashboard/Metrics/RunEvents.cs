@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Hosting;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Metrics;
 
 /// <summary>What a live event is about; in JSON and as the SSE event name, its wire name (<see cref="WireNames"/>).</summary>
 [JsonConverter(typeof(WireNames.Json<RunEventType>))]

@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Trainers;
 
 /// <summary>
 /// Takes queued runs in order and trains each on a dedicated thread (TorchSharp work must not run on

@@ -1,3 +1,5 @@
+using EmaLab.Dashboard.Metrics;
+using EmaLab.Dashboard.Runs;
 using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Training;
@@ -5,7 +7,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Trainers;
 
 /// <summary>
 /// Trains one run on the calling (dedicated) thread: status changes, resume bundles every

@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Runs;
 using System.ComponentModel;
 using Hangfire;
 using Hangfire.PostgreSql;
@@ -5,7 +6,7 @@ using Hangfire.Server;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Trainers;
 
 /// <summary>The Hangfire job that trains one run on whichever worker process fetched it.</summary>
 public sealed class RunJob(RunExecutor executor, IHostApplicationLifetime lifetime, IOptions<EmaLabOptions> options, ILogger<RunJob> logger)
@@ -25,12 +26,6 @@ public sealed class RunJob(RunExecutor executor, IHostApplicationLifetime lifeti
         executor.Execute(runId, lifetime.ApplicationStopping, job);
     }
 }
-
-/// <summary>
-/// What a Hangfire job brings to a claim: its ticket, its id (to be withdrawn by a cancel), the worker's name for the log,
-/// and the token Hangfire fires when the job is deleted.
-/// </summary>
-public sealed record JobTicket(string DispatchId, string? JobId, string WorkerName, CancellationToken Withdrawn);
 
 /// <summary>Hangfire's storage in the app's PostgreSQL database (schema <c>hangfire</c>), built on first use.</summary>
 public static class RunJobStorage

@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.Threading.Channels;
 using EmaLab.Dashboard.Data;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Metrics;
 
 /// <summary>
 /// The in-process broadcast of committed metrics, progress and status changes. Publishing only queues the

@@ -1,6 +1,9 @@
+using EmaLab.Dashboard.Metrics;
 using EmaLab.TrainingEngine.Training;
 
-namespace EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Runs;
+
+namespace EmaLab.Dashboard.Trainers;
 
 /// <summary>Connects the engine's reports for one run to the metric pipeline (the only way metrics reach storage).</summary>
 sealed class RunObserver(long runId, string attempt, MetricPipeline pipeline, ActiveRuns.ActiveRun active) : ITrainingObserver

@@ -2,7 +2,9 @@ using EmaLab.Dashboard.Data;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
 
-namespace EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Runs;
+
+namespace EmaLab.Dashboard.Trainers;
 
 /// <summary>Runs are trained by this process's <see cref="RunWorker"/> threads, from its own queue.</summary>
 public sealed class InProcessTrainers(

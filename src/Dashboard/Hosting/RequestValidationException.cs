@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using EmaLab.TrainingEngine.Training;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Hosting;
 
 /// <summary>Request fields that break rules; answered with 400 and problem details naming each field.</summary>
 public sealed class RequestValidationException : Exception

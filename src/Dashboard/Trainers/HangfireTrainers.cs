@@ -4,7 +4,9 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
 
-namespace EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Runs;
+
+namespace EmaLab.Dashboard.Trainers;
 
 /// <summary>
 /// Each queued run is one Hangfire job in PostgreSQL; whichever worker process fetches it trains it (<see cref="RunJob"/>).

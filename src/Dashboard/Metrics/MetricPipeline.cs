@@ -5,7 +5,7 @@ using EmaLab.TrainingEngine.Training;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Metrics;
 
 /// <summary>
 /// <b>Where a metric is written</b> (docs/design.md, "A metric, from the training loop to a chart"): a bounded channel

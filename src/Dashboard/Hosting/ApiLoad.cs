@@ -1,6 +1,6 @@
 using System.Threading.RateLimiting;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Hosting;
 
 /// <summary>
 /// How many API requests run at once: one core fewer than the machine has (at least one), the rest wait in

@@ -2,7 +2,7 @@ using System.Text.Json;
 using EmaLab.Dashboard.Data;
 using EmaLab.TrainingEngine;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Metrics;
 
 /// <summary>
 /// Which of a run's metric keys play the parts the pages are built on: the held-out accuracy (higher is better; the

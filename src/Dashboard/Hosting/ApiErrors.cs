@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Mvc;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Hosting;
 
 /// <summary>How exceptions become API answers: a request the framework could not bind is a 400 naming the parameter;
 /// anything else is a 500 that says nothing about the request.</summary>

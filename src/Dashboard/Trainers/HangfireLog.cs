@@ -2,7 +2,7 @@ using Hangfire.Logging;
 using HangfireLevel = Hangfire.Logging.LogLevel;
 using LogLevel = Microsoft.Extensions.Logging.LogLevel;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Trainers;
 
 /// <summary>
 /// Hangfire's log in the app's <see cref="ILogger"/>: Hangfire logs through one static provider per process and is silent

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Hosting;
 
 /// <summary>CSV rows as RFC 4180 writes them (a field with a comma, quote or line break is quoted, quotes doubled); numbers round-trip.</summary>
 public static class CsvText

@@ -1,6 +1,6 @@
 using System.Threading.Channels;
 
-namespace EmaLab.Dashboard.Runs;
+namespace EmaLab.Dashboard.Trainers;
 
 /// <summary>Runs waiting, in order, for this process's <see cref="RunWorker"/> threads (<see cref="InProcessTrainers"/>).</summary>
 public sealed class RunQueue

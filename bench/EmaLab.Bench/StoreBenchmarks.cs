@@ -57,7 +57,7 @@ static class StoreBenchmarks
             }
 
             var versions = new MetricVersions();
-            var pipeline = new MetricPipeline(new RunEventHub(), versions, store, paths, options, NullLogger<MetricPipeline>.Instance);
+            var pipeline = new MetricPipeline(new RunEventHub(), versions, store, new BundleCleaner(paths, NullLogger<BundleCleaner>.Instance), options, NullLogger<MetricPipeline>.Instance);
             await pipeline.StartAsync(CancellationToken.None);
             var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             var clock = Stopwatch.StartNew();

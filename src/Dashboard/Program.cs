@@ -54,6 +54,7 @@ builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.TrackingService>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.LoggedModelService>();
 builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.ArtifactStore>();
 // Registered before the worker: hosted services stop in reverse order, so the writer outlives the runs it records.
+builder.Services.AddSingleton<BundleCleaner>();
 builder.Services.AddSingleton<MetricPipeline>();
 builder.Services.AddHostedService(services => services.GetRequiredService<MetricPipeline>());
 // Who trains: chosen here once (EmaLab:Trainer); nothing else asks.

@@ -3,6 +3,7 @@ using System.Text.Json;
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.Data.Sqlite;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using EmaLab.TrainingEngine.Formats;
 
@@ -125,5 +126,36 @@ public sealed class MetricStoreFailureTests
         Assert.Equal(0, failed.GetProperty("step").GetInt64());
         Assert.StartsWith("Not enough free disk space for this run", failed.GetProperty("error").GetString());
         Assert.Equal("Healthy", await client.GetStringAsync("/health"));
+    }
+
+    /// <summary>A cleaner on a mount that hangs until the test lets it go.</summary>
+    sealed class StalledCleaner(Data.DataPaths paths, Microsoft.Extensions.Logging.ILogger<BundleCleaner> logger) : BundleCleaner(paths, logger)
+    {
+        public static readonly ManualResetEventSlim Gate = new(false);
+        protected override void Delete(long runId, long keepStep)
+        {
+            Gate.Wait();
+            base.Delete(runId, keepStep);
+        }
+    }
+
+    [Fact]
+    public async Task A_slow_artifact_mount_does_not_stall_the_metric_writer_and_superseded_bundles_go_once_it_answers()
+    {
+        using var factory = new EmaLabFactory();
+        StalledCleaner.Gate.Reset();
+        var client = factory.WithWebHostBuilder(builder => builder.ConfigureTestServices(services =>
+            services.AddSingleton<BundleCleaner, StalledCleaner>())).CreateClient();
+        var run = await Api.CreateAsync(client, Api.DigitsRun(steps: 1_000_000, evalInterval: 500));
+        // Bundles every 50 steps: deleting the older ones hangs, the run's rows keep being committed.
+        var stoppedAt = await StopAfterAsync(client, run.Id(), 300);
+        Assert.Equal(Enumerable.Range(1, (int)stoppedAt).Select(i => (long)i), await TrainLossStepsAsync(client, run.Id()));
+        var folder = Path.Combine(factory.DataDirectory, "runs", run.Id().ToString());
+        Assert.True(Directory.GetFiles(folder, "resume-*.zip").Length > 2);
+
+        StalledCleaner.Gate.Set();
+        var kept = $"resume-{(await Api.GetAsync(client, $"/api/runs/{run.Id()}")).GetProperty("bundleStep").GetInt64()}.zip";
+        for (var i = 0; i < 100 && Directory.GetFiles(folder, "resume-*.zip").Length > 1; i++) await Task.Delay(100);
+        Assert.Equal([kept], Directory.GetFiles(folder, "resume-*.zip").Select(Path.GetFileName));
     }
 }

@@ -37,17 +37,17 @@ public sealed class MetricPipeline : BackgroundService
     readonly RunEventHub _hub;
     readonly MetricVersions _versions;
     readonly EmaLabDatabase _database;
-    readonly DataPaths _paths;
+    readonly BundleCleaner _bundles;
     readonly EmaLabOptions _options;
     readonly ILogger<MetricPipeline> _logger;
 
-    public MetricPipeline(RunEventHub hub, MetricVersions versions, EmaLabDatabase database, DataPaths paths, IOptions<EmaLabOptions> options,
+    public MetricPipeline(RunEventHub hub, MetricVersions versions, EmaLabDatabase database, BundleCleaner bundles, IOptions<EmaLabOptions> options,
         ILogger<MetricPipeline> logger)
     {
         _hub = hub;
         _database = database;
         _versions = versions;
-        _paths = paths;
+        _bundles = bundles;
         _options = options.Value;
         _logger = logger;
     }
@@ -254,8 +254,8 @@ public sealed class MetricPipeline : BackgroundService
                     _hub.Publish(new RunEvent(RunEventType.Log, item.RunId) { Level = LevelName(item.Level), Message = item.Text });
                     break;
                 case Kind.BundleSaved:
-                    // The database now names this bundle: older ones can go.
-                    _paths.DeleteBundles(item.RunId, keepStep: item.Step);
+                    // The database now names this bundle: older ones can go (on the cleaner's task, not this thread).
+                    _bundles.Superseded(item.RunId, keepStep: item.Step);
                     break;
                 case Kind.Flush:
                     item.Flushed!.TrySetResult();

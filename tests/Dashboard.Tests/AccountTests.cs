@@ -64,11 +64,11 @@ public sealed class AccountTests : IDisposable
     public async Task A_session_follows_the_accounts_admin_flag_from_its_next_request()
     {
         var accounts = _factory.Services.GetRequiredService<AccountService>();
-        var (bob, _) = await accounts.CreateUserAsync("bob", Password, isAdmin: true);
+        var (bob, _) = await accounts.CreateUserAsync("bob", Password, isAdmin: true, Caller.Local);
         var browser = _factory.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true });
         Assert.Equal(HttpStatusCode.Redirect, (await SignInAsync(browser, "bob", Password, "/")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/2.0/mlflow/users/list")).StatusCode);
-        Assert.Null(await accounts.SetAdminAsync(bob!.Id, isAdmin: false));
+        Assert.Null(await accounts.SetAdminAsync(bob!.Id, isAdmin: false, Caller.Local));
         Assert.Equal(HttpStatusCode.Forbidden, (await browser.GetAsync("/api/2.0/mlflow/users/list")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/runs")).StatusCode); // still signed in, as a user
     }
@@ -156,23 +156,23 @@ public sealed class AccountTests : IDisposable
     {
         var accounts = _factory.Services.GetRequiredService<AccountService>();
         var ana = (await accounts.CheckPasswordAsync("ana", Password, "test")).User!;
-        Assert.Equal("The last admin stays an admin.", await accounts.SetAdminAsync(ana.Id, isAdmin: false));
-        Assert.Equal("The last admin cannot be deleted.", await accounts.DeleteUserAsync(ana.Id));
+        Assert.Equal("The last admin stays an admin.", await accounts.SetAdminAsync(ana.Id, isAdmin: false, Caller.Local));
+        Assert.Equal("The last admin cannot be deleted.", await accounts.DeleteUserAsync(ana.Id, Caller.Local));
 
-        var (bob, errors) = await accounts.CreateUserAsync("bob", Password, isAdmin: false);
+        var (bob, errors) = await accounts.CreateUserAsync("bob", Password, isAdmin: false, Caller.Local);
         Assert.Empty(errors);
         for (var i = 0; i < 5; i++) await accounts.CheckPasswordAsync("bob", "wrong password", "test");
         Assert.Equal(PasswordCheck.LockedOut, (await accounts.CheckPasswordAsync("bob", Password, "test")).Result);
-        Assert.Contains(await accounts.UsersAsync(), u => u.User.UserName == "bob" && u.LockedOut);
-        await accounts.UnlockAsync(bob!.Id);
+        Assert.Contains(await accounts.UsersAsync(Caller.Local), u => u.User.UserName == "bob" && u.LockedOut);
+        await accounts.UnlockAsync(bob!.Id, Caller.Local);
         Assert.Equal(PasswordCheck.Accepted, (await accounts.CheckPasswordAsync("bob", Password, "test")).Result);
 
-        Assert.Null(await accounts.SetAdminAsync(bob.Id, isAdmin: true));
-        Assert.Null(await accounts.SetAdminAsync(ana.Id, isAdmin: false)); // not the last one any more
+        Assert.Null(await accounts.SetAdminAsync(bob.Id, isAdmin: true, Caller.Local));
+        Assert.Null(await accounts.SetAdminAsync(ana.Id, isAdmin: false, Caller.Local)); // not the last one any more
         var (_, secret) = await accounts.CreateTokenAsync(ana.Id, "laptop", null);
-        Assert.Null(await accounts.DeleteUserAsync(ana.Id));
+        Assert.Null(await accounts.DeleteUserAsync(ana.Id, Caller.Local));
         Assert.Null(await accounts.UserOfTokenAsync(secret)); // its tokens went with it
-        Assert.Equal(["bob"], (await accounts.UsersAsync()).Select(u => u.User.UserName));
+        Assert.Equal(["bob"], (await accounts.UsersAsync(Caller.Local)).Select(u => u.User.UserName));
     }
 
     const string Experiment0 = "/api/2.0/mlflow/experiments/get?experiment_id=0";
@@ -182,15 +182,15 @@ public sealed class AccountTests : IDisposable
     {
         // HTTP Basic remembers a pair that passed (Identity's hash costs tens of ms per call), never past the account's state.
         var accounts = _factory.Services.GetRequiredService<AccountService>();
-        var (carl, _) = await accounts.CreateUserAsync("carl", Password, isAdmin: false);
+        var (carl, _) = await accounts.CreateUserAsync("carl", Password, isAdmin: false, Caller.Local);
         var old = Basic(_factory.CreateClient(), "carl", Password);
         Assert.Equal(HttpStatusCode.OK, (await old.GetAsync(Experiment0)).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await old.GetAsync(Experiment0)).StatusCode);
-        Assert.Empty(await accounts.ChangePasswordAsync(carl!.Id, Password, Password + " two"));
+        Assert.Empty(await accounts.ChangePasswordAsync(AccountService.CallerOf(carl!, CallerKind.Password), Password, Password + " two"));
         Assert.Equal(HttpStatusCode.Unauthorized, (await old.GetAsync(Experiment0)).StatusCode);
         var renewed = Basic(_factory.CreateClient(), "carl", Password + " two");
         Assert.Equal(HttpStatusCode.OK, (await renewed.GetAsync(Experiment0)).StatusCode);
-        Assert.Null(await accounts.DeleteUserAsync(carl.Id));
+        Assert.Null(await accounts.DeleteUserAsync(carl!.Id, Caller.Local));
         Assert.Equal(HttpStatusCode.Unauthorized, (await renewed.GetAsync(Experiment0)).StatusCode);
     }
 
@@ -220,7 +220,7 @@ public sealed class AccountTests : IDisposable
             Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
             Assert.True((await refused.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("errors").TryGetProperty(field, out _), body);
         }
-        var (bob, _) = await _factory.Services.GetRequiredService<AccountService>().CreateUserAsync("bob", Password, isAdmin: false);
+        var (bob, _) = await _factory.Services.GetRequiredService<AccountService>().CreateUserAsync("bob", Password, isAdmin: false, Caller.Local);
         var (bobs, _) = await _factory.Services.GetRequiredService<AccountService>().CreateTokenAsync(bob!.Id, "bob's", null);
         Assert.Equal(HttpStatusCode.NotFound, (await ana.DeleteAsync($"/api/account/tokens/{bobs.Id}")).StatusCode); // only one's own
 

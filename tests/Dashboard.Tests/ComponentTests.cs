@@ -148,7 +148,7 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal((true, "lawa-k3-every22", 20), (clone.SwitchEma, clone.SwitchEmaTrack, clone.SwitchEmaEvery));
     }
 
-    async Task<Run> RunServiceFindAsync(long id) => (await Services.GetRequiredService<RunService>().FindAsync(id))!;
+    async Task<Run> RunServiceFindAsync(long id) => (await Services.GetRequiredService<RunQueries>().FindAsync(id))!;
 
     /// <summary>Trains the run <paramref name="body"/> describes to its end and renders its page.</summary>
     async Task<(long Id, IRenderedComponent<RunDetail> Page)> FinishedRunPageAsync(System.Text.Json.Nodes.JsonObject body)

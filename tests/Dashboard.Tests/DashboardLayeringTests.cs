@@ -64,6 +64,16 @@ public class DashboardLayeringTests
     }
 
     [Fact]
+    public void EMA_Labs_own_endpoints_read_through_the_query_services_the_pages_use()
+    {
+        // One rule per read: GET /api/runs and the runs page, a run's page and /api/runs/{id}, /checkpoints, /log all read
+        // through RunQueries (MLflow's protocol has its own service, TrackingService).
+        var handlers = new[] { "Runs/RunEndpoints.cs", "Groups/GroupEndpoints.cs", "Datasets/DatasetEndpoints.cs" }
+            .Where(f => Regex.IsMatch(File.ReadAllText(Path.Combine(Dashboard, f)), @"DbContext|Microsoft\.EntityFrameworkCore"));
+        Assert.Empty(handlers);
+    }
+
+    [Fact]
     public void Pages_get_live_events_through_one_throttled_subscription()
     {
         // LiveEvents is the one live mechanism: no page subscribes to the hub, polls or loops with its own delay.

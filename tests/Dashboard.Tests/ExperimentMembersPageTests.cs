@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Hosting;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Bunit;
@@ -20,7 +21,7 @@ public sealed class ExperimentMembersPageTests(EmaLabFactory factory) : BunitCon
         var experiment = (await (await client.PostAsJsonAsync("/api/2.0/mlflow/experiments/create", new { name = $"members-{Guid.NewGuid():N}" }))
             .Content.ReadFromJsonAsync<JsonElement>()).GetProperty("experiment_id").GetString()!;
         var user = $"hal-{Guid.NewGuid():N}"[..12];
-        Assert.NotNull((await factory.Services.GetRequiredService<AccountService>().CreateUserAsync(user, "a long enough passphrase", false)).User);
+        Assert.NotNull((await factory.Services.GetRequiredService<AccountService>().CreateUserAsync(user, "a long enough passphrase", false, Caller.Local)).User);
 
         var cut = Render<ExperimentMembers>(p => p.Add(c => c.Id, long.Parse(experiment)));
         Assert.Contains("Everyone else: READ", cut.Find("[data-testid=default-permission]").TextContent);

@@ -73,12 +73,12 @@ public abstract class PermissionSuite(AccountsFactory factory)
         var secret = $"secret-{Guid.NewGuid():N}";
         await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/runs/set-tag", new { run_id = runId, key = "emalab.group", value = secret }));
         await Api.OkAsync(await admin.PostAsJsonAsync($"{Prefix}/runs/set-tag", new { run_id = runId, key = secret, value = "x" }));
-        var hiddenUser = (await factory.Services.GetRequiredService<Security.AccountService>().UsersAsync()).Single(u => u.User.UserName == hiddenName).User;
+        var hiddenUser = (await factory.Services.GetRequiredService<Security.AccountService>().UsersAsync(Caller.Local)).Single(u => u.User.UserName == hiddenName).User;
         var hiddenAccess = await factory.Services.GetRequiredService<Security.Permissions>()
             .AccessOfAsync(Security.AccountService.CallerOf(hiddenUser, Hosting.CallerKind.Password));
-        var facets = await factory.Services.GetRequiredService<Runs.RunQueries>().ListAsync(new Runs.RunFilter(Readable: hiddenAccess.Readable()), 1, 50);
+        var facets = await factory.Services.GetRequiredService<Runs.RunQueries>().FilterChoicesAsync(hiddenAccess.Readable());
         Assert.DoesNotContain(secret, string.Join(" ", facets.Groups.Concat(facets.UserTags)));
-        var adminFacets = await factory.Services.GetRequiredService<Runs.RunQueries>().ListAsync(new Runs.RunFilter(), 1, 50);
+        var adminFacets = await factory.Services.GetRequiredService<Runs.RunQueries>().FilterChoicesAsync(null);
         Assert.Contains(secret, adminFacets.Groups);
 
         // READ (the default): reads, changes nothing.
@@ -131,7 +131,7 @@ public abstract class PermissionSuite(AccountsFactory factory)
 
         // A personal token's stream: open (its first event says where the run stands), then the token is revoked.
         var accounts = factory.Services.GetRequiredService<Security.AccountService>();
-        var userId = (await accounts.UsersAsync()).Single(u => u.User.UserName == name).User.Id;
+        var userId = (await accounts.UsersAsync(Caller.Local)).Single(u => u.User.UserName == name).User.Id;
         var (token, secret) = await accounts.CreateTokenAsync(userId, "stream", expiresAt: null);
         var byToken = factory.CreateClient();
         byToken.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", secret);

@@ -1,3 +1,4 @@
+using EmaLab.Dashboard.Hosting;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -68,8 +69,8 @@ public abstract class WhoDidWhatSuite(AccountsFactory factory)
 
         // A token: created, used twice within a minute (one line), refused once revoked.
         var accounts = factory.Services.GetRequiredService<AccountService>();
-        var userId = (await accounts.UsersAsync()).Single(u => u.User.UserName == name).User.Id;
-        await accounts.UnlockAsync(userId);
+        var userId = (await accounts.UsersAsync(Caller.Local)).Single(u => u.User.UserName == name).User.Id;
+        await accounts.UnlockAsync(userId, Caller.Local);
         var (token, secret) = await accounts.CreateTokenAsync(userId, "ci", expiresAt: null);
         var bearer = factory.CreateClient();
         bearer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", secret);

@@ -15,7 +15,8 @@ public static class EmaLabApi
         // Every API call: signed in when a token is set; changes only from this origin or non-browser clients;
         // a bounded number at once, so request handling cannot take the cores training runs on.
         var api = app.MapGroup("/api").RequireAuthorization(Access.Policy).RequireSameOriginForChanges().RequireRateLimiting(ApiLoad.Policy)
-            .RequireExperimentAccess().RecordAuditedActions();
+            .RequireExperimentAccess().RecordAuditedActions()
+            .AnswerServiceRefusals();
         api.MapMlflowApi();
         api.MapMlflowAuthApi();
         api.MapAccountApi();

@@ -33,7 +33,12 @@ public static class TagNames
     /// <summary>The track a logged model's weights are (<c>log_model(ema, tags={"emalab.track": "ema-0.999"})</c>).</summary>
     public const string Track = "emalab.track";
 
+    /// <summary>MLflow's system tags.</summary>
+    public const string MlflowPrefix = "mlflow.";
+    /// <summary>EMA Lab's system tags.</summary>
+    public const string EmaLabPrefix = "emalab.";
+
     /// <summary>A tag the user sets (not <c>mlflow.*</c> or <c>emalab.*</c>).</summary>
     public static bool IsUser(string key) =>
-        !key.StartsWith("mlflow.", StringComparison.Ordinal) && !key.StartsWith("emalab.", StringComparison.Ordinal);
+        !key.StartsWith(MlflowPrefix, StringComparison.Ordinal) && !key.StartsWith(EmaLabPrefix, StringComparison.Ordinal);
 }

@@ -19,11 +19,11 @@ public static class DatasetEndpoints
         datasets.MapPost("", Upload).ForAnyCaller("any user may upload a dataset").DisableAntiforgery()
             .WithSummary("Uploads a dataset (multipart/form-data): 'name'; IDX files 'trainImages' + 'trainLabels' (optionally 'testImages' + 'testLabels') or CSV files 'train' (optionally 'test'), pixels then the label per line, gzip or plain; without test files 'evalFraction' (default 0.2) is held out by 'splitSeed' (default 1); 'width' for CSV images that are not square.");
         datasets.MapDelete("/{name}", Delete).ForAnyCaller("its uploader or an admin: the handler checks who uploaded it")
-            .WithSummary("Deletes an uploaded dataset that no run uses (its uploader or an admin).").Audited("dataset.delete", "dataset", "name");
+            .WithSummary("Deletes an uploaded dataset that no run uses (its uploader or an admin).");
     }
 
     static async Task<Results<Created<DatasetInfo>, ValidationProblem, ProblemHttpResult>> Upload(HttpContext context, DatasetStore store,
-        IAuditTrail audit, CancellationToken ct)
+        CancellationToken ct)
     {
         var request = context.Request;
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
@@ -59,11 +59,10 @@ public static class DatasetEndpoints
             }
             var upload = new DatasetUpload(fields.GetValueOrDefault("name"),
                 Number(fields, "evalFraction", DatasetFolder.DefaultEvalFraction), (long)Number(fields, "splitSeed", 1),
-                fields.TryGetValue("width", out var width) ? (int)Number(fields, "width", 0) : null, CallerClaims.Of(context)?.Account);
+                fields.TryGetValue("width", out var width) ? (int)Number(fields, "width", 0) : null);
             if (fields.Keys.FirstOrDefault(k => k is not ("name" or "evalFraction" or "splitSeed" or "width")) is { } unknown)
                 throw new RequestValidationException(unknown, $"Unknown field '{unknown}'.");
-            var info = store.Finish(import, upload);
-            await audit.RecordAsync(CallerClaims.Of(context)!, "dataset.upload", $"dataset {info.Name}", info.Description, context);
+            var info = await store.FinishAsync(import, upload, CallerClaims.Of(context)!);
             return TypedResults.Created($"/api/datasets/{info.Name}", info);
         }
         catch (RequestValidationException e)

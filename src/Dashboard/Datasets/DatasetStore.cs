@@ -9,9 +9,7 @@ using EmaLab.Dashboard.Hosting;
 namespace EmaLab.Dashboard.Datasets;
 
 /// <summary>The fields of an upload besides its files (the page's form and the API's multipart fields alike).</summary>
-/// <param name="UploadedBy">The uploading account (a server with accounts), who may delete the dataset with the admins.</param>
-public sealed record DatasetUpload(string? Name, double EvalFraction = DatasetFolder.DefaultEvalFraction, long SplitSeed = 1, int? Width = null,
-    string? UploadedBy = null);
+public sealed record DatasetUpload(string? Name, double EvalFraction = DatasetFolder.DefaultEvalFraction, long SplitSeed = 1, int? Width = null);
 
 /// <summary>A file is too large for the upload limit (answered 413).</summary>
 public sealed class UploadTooLargeException(string field, string message) : Exception(message)
@@ -24,7 +22,8 @@ public sealed class UploadTooLargeException(string field, string message) : Exce
 /// stream in (never held in memory), validated by the engine's readers, and only then moved to <c>datasets/&lt;name&gt;</c>;
 /// anything refused is deleted, so nothing half-written is ever listed. A dataset is deletable while no run uses it.
 /// </summary>
-public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaLabDbContext> dbFactory, IOptions<EmaLabOptions> options)
+public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaLabDbContext> dbFactory, IOptions<EmaLabOptions> options,
+    IAuditTrail audit)
 {
     /// <summary>The file fields, by format: IDX pairs (train, optional test) or CSV files.</summary>
     public static readonly string[] IdxFields = ["trainImages", "trainLabels", "testImages", "testLabels"];
@@ -79,8 +78,16 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
     /// <summary>
     /// Validates the name and the files (by reading them: a problem names its field and file), writes the manifest and
     /// moves the folder into place. Throws <see cref="RequestValidationException"/>; the import is then removed by its Dispose.
+    /// The uploader's account (a server with accounts) may delete it with the admins; the audit log keeps who uploaded it.
     /// </summary>
-    public DatasetInfo Finish(Import import, DatasetUpload upload)
+    public async Task<DatasetInfo> FinishAsync(Import import, DatasetUpload upload, Caller uploader)
+    {
+        var info = Finish(import, upload, uploader.Account);
+        await audit.RecordAsync(uploader, "dataset.upload", $"dataset {info.Name}", info.Description);
+        return info;
+    }
+
+    DatasetInfo Finish(Import import, DatasetUpload upload, string? uploadedBy)
     {
         var name = upload.Name?.Trim() ?? "";
         if (NameProblem(name) is { } problem) throw new RequestValidationException("name", problem);
@@ -103,7 +110,7 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
         try
         {
             var manifest = DatasetFolder.Import(import.Folder, name, format, train, test, upload.EvalFraction, upload.SplitSeed, upload.Width,
-                upload.UploadedBy);
+                uploadedBy);
             var target = Path.Combine(paths.DatasetsDirectory, name);
             if (Directory.Exists(target)) throw new RequestValidationException("name", $"A dataset named '{name}' exists already.");
             Directory.Move(import.Folder, target);
@@ -145,7 +152,7 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
         !dataset.BuiltIn && (caller.IsAdmin || caller.Account is { } account && account == dataset.UploadedBy);
 
     /// <summary>Deletes an uploaded dataset no run uses (runs keep their spec: a run on a deleted dataset could not resume),
-    /// if <paramref name="caller"/> may (<see cref="MayDelete"/>).</summary>
+    /// if <paramref name="caller"/> may (<see cref="MayDelete"/>); the audit log keeps who did.</summary>
     public async Task<(DeleteOutcome Outcome, string? Message)> DeleteAsync(string name, Caller caller, CancellationToken cancellationToken = default)
     {
         if (DatasetCatalog.IsBuiltIn(name)) return (DeleteOutcome.BuiltIn, $"'{name}' is built in; only uploaded datasets can be deleted.");
@@ -158,6 +165,7 @@ public sealed partial class DatasetStore(DataPaths paths, IDbContextFactory<EmaL
                 $"'{name}' is used by {runs.Count} run{(runs.Count == 1 ? "" : "s")} ({string.Join(", ", runs.Take(5).Select(id => $"#{id}"))}{(runs.Count > 5 ? ", …" : "")}); delete those first.");
         Directory.Delete(found.Directory, recursive: true);
         DatasetCatalog.Forget(name);
+        await audit.RecordAsync(caller, "dataset.delete", $"dataset {name}");
         return (DeleteOutcome.Deleted, null);
     }
 

@@ -115,10 +115,9 @@ public static class GroupEndpoints
         try { request = RequestJson.Deserialize<GroupPostHocRequest>(await ApiResults.ReadJsonAsync(http, ct)); }
         catch (RequestValidationException e) { return ApiResults.Invalid(e); }
         if (request.SigmaRel is not { } sigmaRel) return ApiResults.Invalid("sigmaRel", "Give the σ_rel to reconstruct on every run.");
-        if (!PowerFunctionProfile.IsSupported(sigmaRel)) return ApiResults.Invalid("sigmaRel", PowerFunctionProfile.SupportedRange);
         var data = await groups.LoadAsync(experiment, NameOf(name), ct);
         if (data is null) return NotFound(NameOf(name), experiment);
-        return TypedResults.Ok(await groups.ReconstructAsync(data, sigmaRel));
+        return TypedResults.Ok(await groups.ReconstructAsync(data, sigmaRel, CallerClaims.Of(http.HttpContext)!));
     }
 
     /// <summary>The API address of a group (its name escaped as one path segment).</summary>

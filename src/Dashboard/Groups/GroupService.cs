@@ -1,3 +1,4 @@
+using EmaLab.TrainingEngine.Averaging;
 using EmaLab.Dashboard.Metrics;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
@@ -51,7 +52,8 @@ public enum Band { StandardDeviation, MinMax }
 /// Reads groups and works out their statistics: configurations (runs equal in every parameter but the seed), mean
 /// curves with bands, and the paired EMA − raw comparison of <see cref="PairedComparison"/> per configuration.
 /// </summary>
-public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, MetricQueries metrics, PostHocService postHoc)
+public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, MetricQueries metrics, PostHocService postHoc,
+    IExperimentPermissions permissions)
 {
     /// <summary>The parts a group is judged on: held-out accuracy (higher is better) or held-out loss.</summary>
     public static IReadOnlyList<string> Metrics { get; } = ["accuracy", "loss"];
@@ -222,8 +224,10 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
     /// Reconstructs the same σ_rel on every run of the group that can be (finished engine runs with snapshots), so the
     /// post-hoc track joins the statistics on every seed; the others are listed with the reason.
     /// </summary>
-    public async Task<List<PostHocOutcome>> ReconstructAsync(GroupData group, double sigmaRel, Action<int>? progress = null)
+    public async Task<List<PostHocOutcome>> ReconstructAsync(GroupData group, double sigmaRel, Caller caller, Action<int>? progress = null)
     {
+        if (!PowerFunctionProfile.IsSupported(sigmaRel)) throw new RequestValidationException("sigmaRel", PowerFunctionProfile.SupportedRange);
+        await permissions.RequireAsync(caller, group.ExperimentId, ExperimentPermissionLevel.Edit);
         var outcomes = new List<PostHocOutcome>();
         foreach (var member in group.Members)
         {

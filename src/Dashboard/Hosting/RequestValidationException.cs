@@ -4,7 +4,7 @@ using EmaLab.TrainingEngine.Training;
 namespace EmaLab.Dashboard.Hosting;
 
 /// <summary>Request fields that break rules; answered with 400 and problem details naming each field.</summary>
-public sealed class RequestValidationException : Exception
+public sealed class RequestValidationException : RefusalException
 {
     public RequestValidationException(string field, string message) : this(new Dictionary<string, string[]> { [field] = [message] }) { }
 

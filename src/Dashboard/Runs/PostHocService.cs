@@ -2,6 +2,7 @@ using EmaLab.Dashboard.Metrics;
 using System.Collections.Concurrent;
 using System.Globalization;
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Formats;
@@ -34,6 +35,7 @@ public sealed class PostHocService(
     MetricPipeline pipeline,
     CheckpointStore checkpoints,
     RunEventHub hub,
+    IExperimentPermissions permissions,
     ILogger<PostHocService> logger)
 {
     public const int MaxSweepPoints = 50;
@@ -78,8 +80,44 @@ public sealed class PostHocService(
         return null;
     }
 
-    /// <summary>Reconstructs, evaluates and stores each σ_rel; returns their results in order.</summary>
-    public Task<List<PostHocResult>> ReconstructAsync(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress = null) =>
+    /// <summary>
+    /// The run a caller may reconstruct on: it exists (<see cref="NotFoundException"/>), the caller may EDIT its experiment
+    /// (<see cref="PermissionDeniedException"/>), and its snapshots allow it (<see cref="ConflictException"/>).
+    /// </summary>
+    async Task<Run> ReconstructableAsync(long runId, Caller caller, CancellationToken cancellationToken)
+    {
+        var (run, problem) = await CheckAsync(runId, cancellationToken);
+        if (run is null) throw new NotFoundException($"Run {runId.ToString(CultureInfo.InvariantCulture)} does not exist.");
+        await permissions.RequireAsync(caller, run.ExperimentId, ExperimentPermissionLevel.Edit, cancellationToken);
+        if (problem is not null) throw new ConflictException(problem);
+        return run;
+    }
+
+    /// <summary>
+    /// Reconstructs the EMA of a σ_rel, or of a classic decay by its σ_rel at the last snapshot, evaluates it and stores it as
+    /// a track. Inputs outside what post-hoc EMA reconstructs are refused naming the field, before any work.
+    /// </summary>
+    public async Task<PostHocResult> ReconstructAsync(long runId, PostHocRequest request, Caller caller, CancellationToken cancellationToken = default)
+    {
+        if (request.SigmaRel is null == request.Decay is null) throw new RequestValidationException("sigmaRel", "Give either sigmaRel or decay.");
+        if (request.SigmaRel is { } s && !PowerFunctionProfile.IsSupported(s))
+            throw new RequestValidationException("sigmaRel", PowerFunctionProfile.SupportedRange);
+        if (request.Decay is { } d && !(d > 0 && d < 1)) throw new RequestValidationException("decay", "decay must be in (0, 1).");
+        var run = await ReconstructableAsync(runId, caller, cancellationToken);
+        var step = LastSnapshotStep(run)!.Value;
+        var sigma = request.SigmaRel ?? PowerFunctionProfile.SigmaRelOfDecay(request.Decay!.Value, step);
+        if (!(sigma <= PowerFunctionProfile.MaxSigmaRel))
+            throw new RequestValidationException("decay",
+                $"decay {request.Decay} is wider than the whole run (σ_rel {sigma:F3} at step {step}); the widest average is the uniform one.");
+        if (!PowerFunctionProfile.IsSupported(sigma))
+            throw new RequestValidationException("decay",
+                $"decay {request.Decay} is narrower than post-hoc EMA reconstructs (σ_rel {sigma:G3} at step {step}; {PowerFunctionProfile.SupportedRange})");
+        return (await ReconstructAsync(run, [sigma]))[0];
+    }
+
+    /// <summary>Reconstructs, evaluates and stores each σ_rel; returns their results in order. For callers that checked the
+    /// caller and the σ_rels (a group's reconstruction, a sweep).</summary>
+    internal Task<List<PostHocResult>> ReconstructAsync(Run run, IReadOnlyList<double> sigmaRels, Action<int>? progress = null) =>
         Task.Factory.StartNew(() =>
             Reconstruct(run, sigmaRels, progress), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
@@ -178,11 +216,25 @@ public sealed class PostHocService(
     }
 
     /// <summary>
-    /// LAWA of the run's raw checkpoints: the mean of <paramref name="checkpoints"/> of them <paramref name="every"/> steps
-    /// apart ending at the last, evaluated and stored as the track <c>posthoc-lawa-k…-every…</c> with a checkpoint, placed on
-    /// the σ_rel axis at the spread of its copies. Call after <see cref="LawaOptionsAsync"/> allowed it.
+    /// LAWA of the run's raw checkpoints: the mean of k of them ν steps apart ending at the last, evaluated and stored as
+    /// the track <c>posthoc-lawa-k…-every…</c> with a checkpoint, placed on the σ_rel axis at the spread of its copies.
+    /// A k or ν the kept checkpoints do not allow is refused naming the field.
     /// </summary>
-    public Task<PostHocResult> ReconstructLawaAsync(Run run, LawaOptions options, int checkpoints, long every) =>
+    public async Task<PostHocResult> ReconstructLawaAsync(long runId, LawaRequest request, Caller caller, CancellationToken cancellationToken = default)
+    {
+        if (request.Checkpoints is not { } k) throw new RequestValidationException("checkpoints", "checkpoints (k, at least 2) is required.");
+        if (request.Every is not { } every || every < 1)
+            throw new RequestValidationException("every", "every (ν, the steps between copies) is required and at least 1.");
+        var (run, _) = await CheckAsync(runId, cancellationToken);
+        if (run is null) throw new NotFoundException($"Run {runId.ToString(CultureInfo.InvariantCulture)} does not exist.");
+        await permissions.RequireAsync(caller, run.ExperimentId, ExperimentPermissionLevel.Edit, cancellationToken);
+        var options = await LawaOptionsAsync(run, cancellationToken);
+        if (options.Problem is not null) throw new ConflictException(options.Problem);
+        if (PostHocLawa.Problem(options.KeptSteps, k, every) is { } problem) throw new RequestValidationException(problem.Field, problem.Reason);
+        return await ReconstructLawaAsync(run, options, k, every);
+    }
+
+    Task<PostHocResult> ReconstructLawaAsync(Run run, LawaOptions options, int checkpoints, long every) =>
         Task.Factory.StartNew(() =>
         {
             _gate.Wait();
@@ -217,8 +269,22 @@ public sealed class PostHocService(
             finally { _gate.Release(); }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
-    /// <summary>Starts a sweep of <paramref name="count"/> σ_rel values spaced evenly in log scale; false when one is already running.</summary>
-    public bool StartSweep(Run run, double from, double to, int count)
+    /// <summary>
+    /// Starts a background sweep of <see cref="SweepRequest.Count"/> σ_rel values spaced evenly in log scale; a range outside
+    /// what post-hoc EMA reconstructs is refused naming the field, a sweep of the run already running is a conflict.
+    /// </summary>
+    public async Task<SweepStatus> StartSweepAsync(long runId, SweepRequest request, Caller caller, CancellationToken cancellationToken = default)
+    {
+        if (!PowerFunctionProfile.IsSupported(request.From)) throw new RequestValidationException("from", PowerFunctionProfile.SupportedRange);
+        if (!(PowerFunctionProfile.IsSupported(request.To) && request.To > request.From))
+            throw new RequestValidationException("to", "to must be above from; " + PowerFunctionProfile.SupportedRange);
+        if (request.Count is < 2 or > MaxSweepPoints) throw new RequestValidationException("count", $"count must be from 2 to {MaxSweepPoints}.");
+        var run = await ReconstructableAsync(runId, caller, cancellationToken);
+        if (!StartSweep(run, request.From, request.To, request.Count)) throw new ConflictException($"A sweep of run {runId} is already running.");
+        return SweepOf(runId)!;
+    }
+
+    bool StartSweep(Run run, double from, double to, int count)
     {
         var status = new SweepStatus(count, 0, true, null);
         if (_sweeps.TryGetValue(run.Id, out var existing) && existing.Running) return false;
@@ -274,7 +340,7 @@ public sealed class PostHocService(
         CancellationToken cancellationToken)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var tags = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key.StartsWith("emalab."))
+        var tags = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key.StartsWith(TagNames.EmaLabPrefix))
             .ToDictionaryAsync(t => t.Key, t => t.Value, cancellationToken);
         var roles = MetricRoles.For(run, tags.GetValueOrDefault(TagNames.MetricRoles), metrics);
         var accuracy = roles.Accuracy is { } accuracyKey ? metrics.Summaries([run.Id], accuracyKey) : [];

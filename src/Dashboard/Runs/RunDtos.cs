@@ -42,7 +42,10 @@ public sealed record CheckpointDto(long Id, long RunId, string Track, long Step,
         new(c.Id, c.RunId, c.Track, c.Step, c.SizeBytes, c.Sha256, c.CreatedAt, $"/api/checkpoints/{c.Id}/download");
 }
 
-public sealed record LogEntryDto(DateTimeOffset Time, string Level, string Message);
+public sealed record LogEntryDto(DateTimeOffset Time, string Level, string Message)
+{
+    public static LogEntryDto From(RunLogEntry entry) => new(DateTimeOffset.FromUnixTimeMilliseconds(entry.WallTimeMs), entry.Level, entry.Message);
+}
 
 public sealed record ModelInfo(string Name, string Description, IReadOnlyList<int> DefaultSizes);
 

@@ -11,7 +11,6 @@ using EmaLab.TrainingEngine.Data;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using EmaLab.Dashboard.Hosting;
 
@@ -37,7 +36,7 @@ public static class RunEndpoints
             .Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experimentId", optional: true).WithSummary("Creates a new run from this one's spec with overrides (e.g. other decays).")
             .RequireJsonBody(optional: true)
             .Accepts<RunSpec>(isOptional: true, "application/json");
-        runs.MapDelete("/{id:long}", DeleteRun).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Run, "id").WithSummary("Stops the run if needed and removes its rows and files.").Audited("run.delete", "run", "id");
+        runs.MapDelete("/{id:long}", DeleteRun).Needs(ExperimentPermissionLevel.Manage, ExperimentOf.Run, "id").WithSummary("Stops the run if needed and removes its rows and files.");
         runs.MapGet("/{id:long}/metrics", GetMetrics).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id")
             .WithSummary("Metric series (downsampled with min/max buckets unless maxPoints=0); without key, the list of series.");
         runs.MapGet("/{id:long}/metrics.csv", GetMetricsCsv).Needs(ExperimentPermissionLevel.Read, ExperimentOf.Run, "id").WithSummary("Every metric of the run as CSV.");
@@ -72,7 +71,7 @@ public static class RunEndpoints
     const int MaxPage = 1_000_000;
 
     static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
-        HttpContext http, IDbContextFactory<EmaLabDbContext> dbFactory, ActiveRuns active, string? status = null, long? experiment = null, string? search = null,
+        HttpContext http, RunQueries queries, ActiveRuns active, string? status = null, long? experiment = null, string? search = null,
         string? dataset = null, string? model = null, string? group = null, string? tag = null, string? trackingId = null, int page = 1,
         int pageSize = 50, CancellationToken ct = default)
     {
@@ -86,22 +85,19 @@ public static class RunEndpoints
                     $"Unknown status '{status}'; one of {string.Join(", ", Enum.GetValues<RunStatus>().Select(v => v.ToApi()))}.");
             wanted = s;
         }
-        await using var db = await dbFactory.CreateDbContextAsync(ct);
-        var query = new RunFilter(search, wanted, experiment, dataset, model, group, tag, trackingId, ReadableExperiments.Of(http)).Apply(db.Runs.AsNoTracking(), db);
-        var total = await query.CountAsync(ct);
-        var items = await query.Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery()
-            .OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(ct);
-        return TypedResults.Ok(new RunPage(items.Select(r => RunDto.From(r, active.ProgressOf(r.Id))).ToList(), total, page, pageSize));
+        var listed = await queries.PageAsync(new RunFilter(search, wanted, experiment, dataset, model, group, tag, trackingId, ReadableExperiments.Of(http)),
+            page, pageSize, ct);
+        return TypedResults.Ok(new RunPage(listed.Runs.Select(r => RunDto.From(r, active.ProgressOf(r.Id))).ToList(), listed.Total, page, pageSize));
     }
 
     static async Task<Results<Ok<RunDto>, ValidationProblem, ProblemHttpResult>> UpdateRun(long id, HttpRequest request, RunService runs,
-        ActiveRuns active, CancellationToken ct)
+        RunQueries queries, ActiveRuns active, CancellationToken ct)
     {
         try
         {
             var update = RequestJson.Deserialize<RunUpdate>(await ReadJsonAsync(request, ct));
-            if (await runs.UpdateAsync(id, update, ct) is null) return NotFound(id);
-            return TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, active.ProgressOf(id)));
+            if (await runs.UpdateAsync(id, update, CallerOf(request), ct) is null) return NotFound(id);
+            return TypedResults.Ok(RunDto.From((await queries.FindAsync(id, ct))!, active.ProgressOf(id)));
         }
         catch (RequestValidationException e)
         {
@@ -113,7 +109,7 @@ public static class RunEndpoints
     {
         try
         {
-            var run = await runs.CreateAsync(RunRequest.Parse(await ReadJsonAsync(request, ct)), CallerClaims.Of(request.HttpContext)!, ct);
+            var run = await runs.CreateAsync(RunRequest.Parse(await ReadJsonAsync(request, ct)), CallerOf(request), ct);
             return TypedResults.Created($"/api/runs/{run.Id}", RunDto.From(run, null));
         }
         catch (RequestValidationException e)
@@ -122,38 +118,38 @@ public static class RunEndpoints
         }
     }
 
-    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> GetRun(long id, RunService runs, ActiveRuns active, CancellationToken ct) =>
-        await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(RunDto.From(run, active.ProgressOf(id))) : NotFound(id);
+    static async Task<Results<Ok<RunDto>, ProblemHttpResult>> GetRun(long id, RunQueries queries, ActiveRuns active, CancellationToken ct) =>
+        await queries.FindAsync(id, ct) is { } run ? TypedResults.Ok(RunDto.From(run, active.ProgressOf(id))) : NotFound(id);
 
-    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> CancelRun(long id, RunService runs, ActiveRuns active,
-        CancellationToken ct) =>
-        await AfterAction(id, await runs.CancelAsync(id, ct), runs, active, ct);
+    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> CancelRun(long id, HttpRequest request, RunService runs,
+        RunQueries queries, ActiveRuns active, CancellationToken ct) =>
+        await AfterAction(id, await runs.CancelAsync(id, CallerOf(request), ct), queries, active, ct);
 
-    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> ResumeRun(long id, RunService runs, ActiveRuns active,
-        CancellationToken ct) =>
-        await AfterAction(id, await runs.ResumeAsync(id, ct), runs, active, ct);
+    static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> ResumeRun(long id, HttpRequest request, RunService runs,
+        RunQueries queries, ActiveRuns active, CancellationToken ct) =>
+        await AfterAction(id, await runs.ResumeAsync(id, CallerOf(request), ct), queries, active, ct);
 
     /// <summary>The run as it stands after a cancel or resume (202 while it is still stopping), or why the action was refused.</summary>
     static async Task<Results<Ok<RunDto>, Accepted<RunDto>, ProblemHttpResult>> AfterAction(
-        long id, (RunService.Outcome Outcome, string? Message) result, RunService runs, ActiveRuns active, CancellationToken ct) =>
+        long id, (RunService.Outcome Outcome, string? Message) result, RunQueries queries, ActiveRuns active, CancellationToken ct) =>
             result.Outcome switch
     {
         RunService.Outcome.NotFound => NotFound(id),
         RunService.Outcome.Conflict => Conflict(result.Message!),
-        RunService.Outcome.Accepted => TypedResults.Accepted($"/api/runs/{id}", RunDto.From((await runs.FindAsync(id, ct))!, active.ProgressOf(id))),
-        _ => TypedResults.Ok(RunDto.From((await runs.FindAsync(id, ct))!, active.ProgressOf(id))),
+        RunService.Outcome.Accepted => TypedResults.Accepted($"/api/runs/{id}", RunDto.From((await queries.FindAsync(id, ct))!, active.ProgressOf(id))),
+        _ => TypedResults.Ok(RunDto.From((await queries.FindAsync(id, ct))!, active.ProgressOf(id))),
     };
 
     static async Task<Results<Created<RunDto>, ValidationProblem, ProblemHttpResult>> CloneRun(long id, HttpRequest request, RunService runs,
-        CancellationToken ct)
+        RunQueries queries, CancellationToken ct)
     {
-        var original = await runs.FindAsync(id, ct);
+        var original = await queries.FindAsync(id, ct);
         if (original is null) return NotFound(id);
         try
         {
             var overrides = request.ContentLength is 0 || (request.ContentLength is null && !request.HasJsonContentType()) ? null
                 : await ReadJsonAsync(request, ct);
-            var run = await runs.CreateAsync(RunRequest.CloneOf(original, overrides), CallerClaims.Of(request.HttpContext)!, ct);
+            var run = await runs.CreateAsync(RunRequest.CloneOf(original, overrides), CallerOf(request), ct);
             return TypedResults.Created($"/api/runs/{run.Id}", RunDto.From(run, null));
         }
         catch (RequestValidationException e)
@@ -162,8 +158,9 @@ public static class RunEndpoints
         }
     }
 
-    static async Task<Results<NoContent, Accepted, ProblemHttpResult>> DeleteRun(long id, RunService runs, CancellationToken ct) =>
-        await runs.DeleteAsync(id, ct) switch
+    static async Task<Results<NoContent, Accepted, ProblemHttpResult>> DeleteRun(long id, HttpRequest request, RunService runs,
+        CancellationToken ct) =>
+        await runs.DeleteAsync(id, CallerOf(request), ct) switch
         {
             RunService.Outcome.NotFound => NotFound(id),
             RunService.Outcome.Accepted => TypedResults.Accepted($"/api/runs/{id}"), // removed once its current step ends
@@ -171,12 +168,12 @@ public static class RunEndpoints
         };
 
     static async Task<Results<Ok<List<SeriesInfo>>, Ok<List<MetricSeries>>, ValidationProblem, ProblemHttpResult>> GetMetrics(
-        long id, RunService runs, MetricQueries metrics, string? key = null, string? track = null, int maxPoints = MetricQueries.DefaultMaxPoints,
+        long id, RunQueries queries, MetricQueries metrics, string? key = null, string? track = null, int maxPoints = MetricQueries.DefaultMaxPoints,
             CancellationToken ct = default)
     {
         if (maxPoints != 0 && maxPoints is < 10 or > 1_000_000)
             return Invalid("maxPoints", "maxPoints must be 0 (full resolution) or from 10 to 1,000,000.");
-        var run = await runs.FindAsync(id, ct);
+        var run = await queries.FindAsync(id, ct);
         if (run is null) return NotFound(id);
         // One named series is read directly (listing every series scans the whole run).
         if (key is not null && track is not null)
@@ -187,9 +184,9 @@ public static class RunEndpoints
         return TypedResults.Ok(wanted.Select(s => metrics.Read(id, s.Track, s.Key, maxPoints)).ToList());
     }
 
-    static async Task<IResult> GetMetricsCsv(long id, RunService runs, MetricQueries metrics, HttpContext context, CancellationToken ct)
+    static async Task<IResult> GetMetricsCsv(long id, RunQueries queries, MetricQueries metrics, HttpContext context, CancellationToken ct)
     {
-        var run = await runs.FindAsync(id, ct);
+        var run = await queries.FindAsync(id, ct);
         if (run is null) return NotFound(id);
         context.Response.ContentType = "text/csv; charset=utf-8";
         context.Response.Headers.ContentDisposition = $"attachment; filename=\"run{id}-metrics.csv\"";
@@ -198,9 +195,9 @@ public static class RunEndpoints
     }
 
     static async Task<Results<ServerSentEventsResult<RunEvent>, ProblemHttpResult>> GetEvents(
-        long id, HttpContext http, RunService runs, RunEventHub hub, IStreamAccess access, IOptions<EmaLabOptions> options, CancellationToken ct)
+        long id, HttpContext http, RunQueries queries, RunEventHub hub, IStreamAccess access, IOptions<EmaLabOptions> options, CancellationToken ct)
     {
-        if (await runs.FindAsync(id, ct) is not { } run) return NotFound(id);
+        if (await queries.FindAsync(id, ct) is not { } run) return NotFound(id);
         // The stream lasts while its caller may read the run: a revoked token or a removed grant ends it.
         ct = await access.WhileAllowedAsync(http, run.ExperimentId);
         var subscription = hub.TrySubscribeStream(id, options.Value.Limits.MaxEventStreamsPerRun, options.Value.Limits.MaxEventStreams);
@@ -229,37 +226,13 @@ public static class RunEndpoints
         }
     }
 
-    static async Task<Results<Ok<List<CheckpointDto>>, ProblemHttpResult>> GetCheckpoints(long id, IDbContextFactory<EmaLabDbContext> dbFactory,
-        CancellationToken ct)
-    {
-        await using var db = await dbFactory.CreateDbContextAsync(ct);
-        if (!await db.Runs.AnyAsync(r => r.Id == id, ct)) return NotFound(id);
-        var list = await db.Checkpoints.AsNoTracking().Where(c => c.RunId == id).OrderBy(c => c.Step).ThenBy(c => c.Track).ToListAsync(ct);
-        return TypedResults.Ok(list.Select(CheckpointDto.From).ToList());
-    }
+    static async Task<Results<Ok<List<CheckpointDto>>, ProblemHttpResult>> GetCheckpoints(long id, RunQueries queries, CancellationToken ct) =>
+        await queries.CheckpointsAsync(id, ct) is { } list ? TypedResults.Ok(list.Select(CheckpointDto.From).ToList()) : NotFound(id);
 
+    // The post-hoc service checks the request and the caller, and refuses as Api/ServiceRefusals answers (400, 403, 404, 409).
     static async Task<Results<Ok<PostHocResult>, ValidationProblem, ProblemHttpResult>> ReconstructPostHoc(long id, HttpRequest http,
-        PostHocService postHoc, CancellationToken ct)
-    {
-        PostHocRequest request;
-        try { request = RequestJson.Deserialize<PostHocRequest>(await ReadJsonAsync(http, ct)); }
-        catch (RequestValidationException e) { return Invalid(e); }
-        if (request.SigmaRel is null == request.Decay is null) return Invalid("sigmaRel", "Give either sigmaRel or decay.");
-        if (request.SigmaRel is { } s && !PowerFunctionProfile.IsSupported(s)) return Invalid("sigmaRel", PowerFunctionProfile.SupportedRange);
-        if (request.Decay is { } d && !(d > 0 && d < 1)) return Invalid("decay", "decay must be in (0, 1).");
-        var (run, problem) = await postHoc.CheckAsync(id, ct);
-        if (run is null) return NotFound(id);
-        if (problem is not null) return Conflict(problem);
-        var step = postHoc.LastSnapshotStep(run)!.Value;
-        var sigma = request.SigmaRel ?? PowerFunctionProfile.SigmaRelOfDecay(request.Decay!.Value, step);
-        if (!(sigma <= PowerFunctionProfile.MaxSigmaRel))
-            return Invalid("decay",
-                $"decay {request.Decay} is wider than the whole run (σ_rel {sigma:F3} at step {step}); the widest average is the uniform one.");
-        if (!PowerFunctionProfile.IsSupported(sigma))
-            return Invalid("decay",
-                $"decay {request.Decay} is narrower than post-hoc EMA reconstructs (σ_rel {sigma:G3} at step {step}; {PowerFunctionProfile.SupportedRange})");
-        return TypedResults.Ok((await postHoc.ReconstructAsync(run, [sigma]))[0]);
-    }
+        PostHocService postHoc, CancellationToken ct) =>
+        TypedResults.Ok(await postHoc.ReconstructAsync(id, RequestJson.Deserialize<PostHocRequest>(await ReadJsonAsync(http, ct)), CallerOf(http), ct));
 
     static async Task<Results<Ok<LawaOptions>, ProblemHttpResult>> GetLawaOptions(long id, PostHocService postHoc, CancellationToken ct)
     {
@@ -268,64 +241,32 @@ public static class RunEndpoints
     }
 
     static async Task<Results<Ok<PostHocResult>, ValidationProblem, ProblemHttpResult>> ReconstructLawa(long id, HttpRequest http,
-        PostHocService postHoc, CancellationToken ct)
-    {
-        LawaRequest request;
-        try { request = RequestJson.Deserialize<LawaRequest>(await ReadJsonAsync(http, ct)); }
-        catch (RequestValidationException e) { return Invalid(e); }
-        if (request.Checkpoints is not { } k) return Invalid("checkpoints", "checkpoints (k, at least 2) is required.");
-        if (request.Every is not { } every || every < 1) return Invalid("every", "every (ν, the steps between copies) is required and at least 1.");
-        var (run, _) = await postHoc.CheckAsync(id, ct);
-        if (run is null) return NotFound(id);
-        var options = await postHoc.LawaOptionsAsync(run, ct);
-        if (options.Problem is not null) return Conflict(options.Problem);
-        if (PostHocLawa.Problem(options.KeptSteps, k, every) is { } problem) return Invalid(problem.Field, problem.Reason);
-        return TypedResults.Ok(await postHoc.ReconstructLawaAsync(run, options, k, every));
-    }
+        PostHocService postHoc, CancellationToken ct) =>
+        TypedResults.Ok(await postHoc.ReconstructLawaAsync(id, RequestJson.Deserialize<LawaRequest>(await ReadJsonAsync(http, ct)), CallerOf(http), ct));
 
     static async Task<Results<Accepted<SweepStatus>, ValidationProblem, ProblemHttpResult>> StartSweep(long id, HttpRequest http,
-        PostHocService postHoc, CancellationToken ct)
-    {
-        SweepRequest request;
-        try { request = RequestJson.Deserialize<SweepRequest>(await ReadJsonAsync(http, ct)); }
-        catch (RequestValidationException e) { return Invalid(e); }
-        if (!PowerFunctionProfile.IsSupported(request.From)) return Invalid("from", PowerFunctionProfile.SupportedRange);
-        if (!(PowerFunctionProfile.IsSupported(request.To) && request.To > request.From))
-            return Invalid("to", "to must be above from; " + PowerFunctionProfile.SupportedRange);
-        if (request.Count is < 2 or > PostHocService.MaxSweepPoints)
-            return Invalid("count", $"count must be from 2 to {PostHocService.MaxSweepPoints}.");
-        var (run, problem) = await postHoc.CheckAsync(id, ct);
-        if (run is null) return NotFound(id);
-        if (problem is not null) return Conflict(problem);
-        if (!postHoc.StartSweep(run, request.From, request.To, request.Count)) return Conflict($"A sweep of run {id} is already running.");
-        return TypedResults.Accepted($"/api/runs/{id}/posthoc", postHoc.SweepOf(id));
-    }
+        PostHocService postHoc, CancellationToken ct) =>
+        TypedResults.Accepted($"/api/runs/{id}/posthoc",
+            await postHoc.StartSweepAsync(id, RequestJson.Deserialize<SweepRequest>(await ReadJsonAsync(http, ct)), CallerOf(http), ct));
 
-    static async Task<Results<Ok<PostHocOverview>, ProblemHttpResult>> GetPostHoc(long id, RunService runs, PostHocService postHoc,
+    /// <summary>The request's caller: the access filter has refused anyone not signed in before a handler runs.</summary>
+    static Caller CallerOf(HttpRequest request) => CallerClaims.Of(request.HttpContext)!;
+
+    static async Task<Results<Ok<PostHocOverview>, ProblemHttpResult>> GetPostHoc(long id, RunQueries queries, PostHocService postHoc,
         CancellationToken ct) =>
-        await runs.FindAsync(id, ct) is { } run ? TypedResults.Ok(await postHoc.OverviewAsync(run, ct)) : NotFound(id);
+        await queries.FindAsync(id, ct) is { } run ? TypedResults.Ok(await postHoc.OverviewAsync(run, ct)) : NotFound(id);
 
-    static async Task<Results<Ok<List<LogEntryDto>>, ProblemHttpResult>> GetLog(long id, IDbContextFactory<EmaLabDbContext> dbFactory,
-        CancellationToken ct)
-    {
-        await using var db = await dbFactory.CreateDbContextAsync(ct);
-        if (!await db.Runs.AnyAsync(r => r.Id == id, ct)) return NotFound(id);
-        var entries = await db.RunLog.AsNoTracking().Where(l => l.RunId == id).OrderBy(l => l.Id).ToListAsync(ct);
-        return TypedResults.Ok(entries.Select(l => new LogEntryDto(DateTimeOffset.FromUnixTimeMilliseconds(l.WallTimeMs), l.Level, l.Message))
-            .ToList());
-    }
+    static async Task<Results<Ok<List<LogEntryDto>>, ProblemHttpResult>> GetLog(long id, RunQueries queries, CancellationToken ct) =>
+        await queries.LogAsync(id, ct) is { } entries ? TypedResults.Ok(entries.Select(LogEntryDto.From).ToList()) : NotFound(id);
 
     static async Task<Results<PhysicalFileHttpResult, ProblemHttpResult>> DownloadCheckpoint(
-        long id, IDbContextFactory<EmaLabDbContext> dbFactory, DataPaths paths, CancellationToken ct)
+        long id, RunQueries queries, DataPaths paths, CancellationToken ct)
     {
-        await using var db = await dbFactory.CreateDbContextAsync(ct);
-        var checkpoint = await db.Checkpoints.AsNoTracking().SingleOrDefaultAsync(c => c.Id == id, ct);
-        if (checkpoint is null)
+        if (await queries.CheckpointFileAsync(id, ct) is not var (checkpoint, runName))
             return TypedResults.Problem($"Checkpoint {id} does not exist.", statusCode: StatusCodes.Status404NotFound, title: "Not found");
         var path = paths.Absolute(checkpoint.RelativePath);
         if (!File.Exists(path))
             return TypedResults.Problem($"The file of checkpoint {id} is missing.", statusCode: StatusCodes.Status410Gone, title: "Gone");
-        var runName = await db.Runs.Where(r => r.Id == checkpoint.RunId).Select(r => r.Name).SingleAsync(ct);
         var fileName = $"{Slug(runName)}-run{checkpoint.RunId}-{checkpoint.Track}-step{checkpoint.Step}.safetensors";
         return TypedResults.PhysicalFile(path, "application/octet-stream", fileName);
     }

@@ -1,13 +1,15 @@
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
 using Microsoft.EntityFrameworkCore;
 
 namespace EmaLab.Dashboard.Runs;
 
 /// <summary>
-/// <b>Where a page reads runs.</b> The reads the pages need besides metrics (<see cref="MetricQueries"/>), groups and a
-/// client's logged models, so that no page holds a database context.
+/// <b>Where runs are read</b>, by the pages and the REST API alike (one rule for each read): a run, a page of runs, a run's
+/// checkpoints, log and whole view, runs to compare. Metrics are <see cref="MetricQueries"/>'; groups and a client's logged
+/// models have their own services. No page and no handler holds a database context for these.
 /// </summary>
-public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
+public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, ActiveRuns active)
 {
     /// <summary>Experiment names by id, oldest first; deleted ones only when asked for (a group of a deleted experiment still names it).</summary>
     public async Task<Dictionary<long, string>> ExperimentNamesAsync(bool withDeleted = false)
@@ -22,43 +24,62 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
         return await db.Experiments.Where(e => e.Id == id).Select(e => e.Name).SingleOrDefaultAsync();
     }
 
-    /// <summary>One page of the runs list: its runs with their tracks and tags, how many match, and what the filters offer.</summary>
-    /// <param name="Page">The page shown: the one asked for, or the last when fewer runs match now.</param>
-    /// <param name="Groups">Every group in use; <paramref name="UserTags"/>: every user tag in use, as a label and as key=value —
-    /// on the runs the filter's reader may read (a group's or a tag's name says something of runs the reader may not see).</param>
-    public sealed record RunsPage(IReadOnlyList<Run> Runs, int Total, int Page, IReadOnlyList<RunTag> Tags,
-        IReadOnlyList<string> Groups, IReadOnlyList<string> UserTags);
-
-    public async Task<RunsPage> ListAsync(RunFilter filter, int page, int pageSize)
+    /// <summary>One run with its tracks and tags, as the API and the run's page show it; null when there is no such run.</summary>
+    public async Task<Run?> FindAsync(long id, CancellationToken cancellationToken = default)
     {
-        await using var db = await dbFactory.CreateDbContextAsync();
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        return await db.Runs.AsNoTracking().Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery()
+            .SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+    }
+
+    /// <summary>A page of runs matching a filter, newest first, with their tracks and tags, and how many match.</summary>
+    /// <param name="Page">The page read: 1-based; past the last one it is empty (the runs list then shows the last page).</param>
+    public sealed record RunsPage(IReadOnlyList<Run> Runs, int Total, int Page, int PageSize)
+    {
+        /// <summary>The last page that has runs (1 when none match).</summary>
+        public int LastPage => Math.Max(1, (Total + PageSize - 1) / PageSize);
+    }
+
+    public async Task<RunsPage> PageAsync(RunFilter filter, int page, int pageSize, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var query = filter.Apply(db.Runs.AsNoTracking(), db);
-        var total = await query.CountAsync();
-        page = Math.Clamp(page, 1, Math.Max(1, (total + pageSize - 1) / pageSize));
-        var runs = await query.OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize).Include(r => r.Tracks).ToListAsync();
-        var ids = runs.Select(r => r.Id).ToList();
-        var tags = await db.RunTags.AsNoTracking().Where(t => ids.Contains(t.RunId)).ToListAsync();
-        var readable = new RunFilter(Readable: filter.Readable).Apply(db.Runs.AsNoTracking(), db).Select(r => r.Id);
-        var inUse = await db.RunTags.AsNoTracking().Where(t => readable.Contains(t.RunId))
-            .Where(t => t.Key == TagNames.Group || !(t.Key.StartsWith("mlflow.") || t.Key.StartsWith("emalab.")))
-            .Select(t => new { t.Key, t.Value }).Distinct().Take(1000).ToListAsync();
+        var total = await query.CountAsync(cancellationToken);
+        var runs = await query.OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize)
+            .Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery().ToListAsync(cancellationToken);
+        return new RunsPage(runs, total, page, pageSize);
+    }
+
+    /// <summary>What the runs list's filters offer: every group and every user tag in use (as a label and as key=value) on
+    /// the runs the reader may read — a group's or a tag's name says something of runs the reader may not see.</summary>
+    public sealed record FilterChoices(IReadOnlyList<string> Groups, IReadOnlyList<string> UserTags);
+
+    public async Task<FilterChoices> FilterChoicesAsync(ReadableExperiments? readable, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var runs = new RunFilter(Readable: readable).Apply(db.Runs.AsNoTracking(), db).Select(r => r.Id);
+        var inUse = await db.RunTags.AsNoTracking().Where(t => runs.Contains(t.RunId))
+            .Where(t => t.Key == TagNames.Group || !(t.Key.StartsWith(TagNames.MlflowPrefix) || t.Key.StartsWith(TagNames.EmaLabPrefix)))
+            .Select(t => new { t.Key, t.Value }).Distinct().Take(1000).ToListAsync(cancellationToken);
         var groups = inUse.Where(t => t.Key == TagNames.Group).Select(t => t.Value).Distinct().Order(StringComparer.Ordinal).ToList();
         var userTags = inUse.Where(t => TagNames.IsUser(t.Key)).SelectMany(t => t.Value.Length == 0 ? [t.Key] : new[] { t.Key, $"{t.Key}={t.Value}" })
             .Distinct().Order(StringComparer.Ordinal).ToList();
-        return new RunsPage(runs, total, page, tags, groups, userTags);
+        return new FilterChoices(groups, userTags);
     }
 
     /// <summary>
-    /// Runs to compare: the <paramref name="newest"/> newest, and those asked for even when older; with their tracks,
-    /// metric-role tags and params.
+    /// Runs to compare: the <paramref name="newest"/> newest the reader may read, and those asked for even when older; with
+    /// their tracks, metric-role tags and params. What the reader may not read is left out in the query, before the newest
+    /// are counted, so older readable runs fill the list.
     /// </summary>
     public sealed record CompareRuns(List<Run> Runs, IReadOnlyDictionary<long, string> RoleTags, ILookup<long, RunParam> Params);
 
-    public async Task<CompareRuns> ForCompareAsync(IReadOnlyCollection<long> wanted, int newest)
+    public async Task<CompareRuns> ForCompareAsync(IReadOnlyCollection<long> wanted, int newest, ReadableExperiments? readable)
     {
         await using var db = await dbFactory.CreateDbContextAsync();
-        var runs = await db.Runs.AsNoTracking().Include(r => r.Tracks).Where(r => !r.Deleted)
-            .Where(r => wanted.Contains(r.Id) || r.Id >= db.Runs.OrderByDescending(x => x.Id).Skip(newest - 1).Select(x => x.Id).FirstOrDefault())
+        var candidates = new RunFilter(Readable: readable).Apply(db.Runs.AsNoTracking(), db).Where(r => !r.Deleted);
+        var runs = await candidates.Include(r => r.Tracks)
+            .Where(r => wanted.Contains(r.Id) || r.Id >= candidates.OrderByDescending(x => x.Id).Skip(newest - 1).Select(x => x.Id).FirstOrDefault())
             .OrderByDescending(r => r.Id).ToListAsync();
         var ids = runs.Select(r => r.Id).ToList();
         var roleTags = await db.RunTags.AsNoTracking().Where(t => ids.Contains(t.RunId) && t.Key == TagNames.MetricRoles)
@@ -74,19 +95,49 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory)
         return await db.Runs.AsNoTracking().Include(r => r.Tracks).Where(r => ids.Contains(r.Id)).ToListAsync();
     }
 
-    /// <summary>What a run's page shows besides the run and its metrics: checkpoints, log, experiment, tags and params.</summary>
-    public sealed record RunPage(IReadOnlyList<Checkpoint> Checkpoints, IReadOnlyList<RunLogEntry> Log, string ExperimentName,
-        IReadOnlyDictionary<string, string> Tags, IReadOnlyList<(string Key, string Value)> Params);
-
-    public async Task<RunPage> PageOfAsync(Run run)
+    /// <summary>The run's checkpoints by step, then track; null when there is no such run.</summary>
+    public async Task<IReadOnlyList<Checkpoint>?> CheckpointsAsync(long runId, CancellationToken cancellationToken = default)
     {
-        await using var db = await dbFactory.CreateDbContextAsync();
-        var checkpoints = await db.Checkpoints.AsNoTracking().Where(c => c.RunId == run.Id).ToListAsync();
-        var log = await db.RunLog.AsNoTracking().Where(l => l.RunId == run.Id).OrderBy(l => l.Id).ToListAsync();
-        var experiment = await db.Experiments.Where(e => e.Id == run.ExperimentId).Select(e => e.Name).SingleAsync();
-        var tags = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id).ToDictionaryAsync(t => t.Key, t => t.Value);
-        var parameters = (await db.Params.AsNoTracking().Where(p => p.RunId == run.Id).OrderBy(p => p.Key).ToListAsync())
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        if (!await db.Runs.AnyAsync(r => r.Id == runId, cancellationToken)) return null;
+        return await db.Checkpoints.AsNoTracking().Where(c => c.RunId == runId).OrderBy(c => c.Step).ThenBy(c => c.Track).ToListAsync(cancellationToken);
+    }
+
+    /// <summary>A checkpoint and its run's name (for the downloaded file's name); null when there is no such checkpoint.</summary>
+    public async Task<(Checkpoint Checkpoint, string RunName)?> CheckpointFileAsync(long checkpointId, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var found = await db.Checkpoints.AsNoTracking().Where(c => c.Id == checkpointId)
+            .Join(db.Runs, c => c.RunId, r => r.Id, (c, r) => new { Checkpoint = c, r.Name }).SingleOrDefaultAsync(cancellationToken);
+        return found is null ? null : (found.Checkpoint, found.Name);
+    }
+
+    /// <summary>The run's log in the order it was written; null when there is no such run.</summary>
+    public async Task<IReadOnlyList<RunLogEntry>?> LogAsync(long runId, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        if (!await db.Runs.AnyAsync(r => r.Id == runId, cancellationToken)) return null;
+        return await db.RunLog.AsNoTracking().Where(l => l.RunId == runId).OrderBy(l => l.Id).ToListAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// A run as its page shows it besides metrics: the run (tracks, tags), its live progress in this process, its
+    /// experiment's name, tags and params by key, checkpoints and log — read with the same rules as the API's
+    /// <c>/api/runs/{id}</c>, <c>/checkpoints</c> and <c>/log</c>.
+    /// </summary>
+    public sealed record RunView(Run Run, ActiveRuns.LiveProgress? Progress, string ExperimentName, IReadOnlyDictionary<string, string> Tags,
+        IReadOnlyList<(string Key, string Value)> Params, IReadOnlyList<Checkpoint> Checkpoints, IReadOnlyList<RunLogEntry> Log);
+
+    /// <summary>The run's view; null when there is no such run or the reader may not read it.</summary>
+    public async Task<RunView?> ViewAsync(long id, ReadableExperiments? readable, CancellationToken cancellationToken = default)
+    {
+        var run = await FindAsync(id, cancellationToken);
+        if (run is null || readable is not null && !readable.CanRead(run.ExperimentId)) return null;
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var experiment = await db.Experiments.Where(e => e.Id == run.ExperimentId).Select(e => e.Name).SingleAsync(cancellationToken);
+        var parameters = (await db.Params.AsNoTracking().Where(p => p.RunId == id).OrderBy(p => p.Key).ToListAsync(cancellationToken))
             .Select(p => (p.Key, p.Value)).ToList();
-        return new RunPage(checkpoints, log, experiment, tags, parameters);
+        return new RunView(run, active.ProgressOf(id), experiment, run.Tags.ToDictionary(t => t.Key, t => t.Value), parameters,
+            await CheckpointsAsync(id, cancellationToken) ?? [], await LogAsync(id, cancellationToken) ?? []);
     }
 }

@@ -8,7 +8,11 @@ using EmaLab.TrainingEngine;
 
 namespace EmaLab.Dashboard.Runs;
 
-/// <summary>What pages and the REST API do to runs: create, cancel, resume, clone, delete.</summary>
+/// <summary>
+/// What pages and the REST API do to runs: create, rename and annotate, cancel, resume, clone, delete. Every change takes
+/// its caller and checks the caller's permission on the run's experiment here (EDIT; MANAGE to delete), so a page cannot
+/// forget what the API's access filter also checks at its edge; a deletion writes its audit line here too.
+/// </summary>
 public sealed class RunService(
     IDbContextFactory<EmaLabDbContext> dbFactory,
     ITrainerHost trainers,
@@ -17,6 +21,7 @@ public sealed class RunService(
     RunEventHub hub,
     MetricVersions versions,
     DataPaths paths,
+    IExperimentPermissions permissions,
     IAuditTrail audit,
     ILogger<RunService> logger)
 {
@@ -33,8 +38,11 @@ public sealed class RunService(
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         foreach (var experimentId in requests.Select(r => r.ExperimentId).Distinct())
+        {
             if (!await db.Experiments.AnyAsync(e => e.Id == experimentId && !e.Deleted, cancellationToken))
                 throw new RequestValidationException("experimentId", $"There is no active experiment {experimentId}.");
+            await permissions.RequireAsync(creator, experimentId, ExperimentPermissionLevel.Edit, cancellationToken);
+        }
         var runs = requests.Select(request => new Run
         {
             Name = request.Name,
@@ -56,17 +64,23 @@ public sealed class RunService(
         return runs;
     }
 
-    public async Task<Run?> FindAsync(long id, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The run, once the caller is known to have <paramref name="level"/> on its experiment (null when there is no such run;
+    /// <see cref="PermissionDeniedException"/> when they do not).
+    /// </summary>
+    async Task<Run?> RunForAsync(long id, Caller caller, ExperimentPermissionLevel level, CancellationToken cancellationToken)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        return await db.Runs.AsNoTracking().Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery()
-            .SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        if (run is not null) await permissions.RequireAsync(caller, run.ExperimentId, level, cancellationToken);
+        return run;
     }
 
     /// <summary>Renames the run and sets its notes and user tags (each only when given); null when there is no such run.</summary>
-    public async Task<Run?> UpdateAsync(long id, RunUpdate update, CancellationToken cancellationToken = default)
+    public async Task<Run?> UpdateAsync(long id, RunUpdate update, Caller caller, CancellationToken cancellationToken = default)
     {
         update.Validate();
+        if (await RunForAsync(id, caller, ExperimentPermissionLevel.Edit, cancellationToken) is null) return null;
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var run = await db.Runs.Include(r => r.Tags).SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
         if (run is null) return null;
@@ -101,8 +115,9 @@ public sealed class RunService(
     /// Cancels a queued run at once (one conditional update, so it cannot race the worker taking it), or stops a
     /// running one and waits up to <see cref="ActiveRuns.StopTimeout"/>; a step that takes longer leaves it stopping (Accepted).
     /// </summary>
-    public async Task<(Outcome, string?)> CancelAsync(long id, CancellationToken cancellationToken = default)
+    public async Task<(Outcome, string?)> CancelAsync(long id, Caller caller, CancellationToken cancellationToken = default)
     {
+        if (await RunForAsync(id, caller, ExperimentPermissionLevel.Edit, cancellationToken) is null) return (Outcome.NotFound, null);
         if (await lifecycle.CancelQueuedAsync(id, cancellationToken) is (true, var jobId))
         {
             trainers.Withdraw(jobId);
@@ -122,10 +137,9 @@ public sealed class RunService(
 
     /// <summary>Queues an interrupted or cancelled run to continue from its resume bundle (one conditional update: two
     /// resumes cannot both queue it).</summary>
-    public async Task<(Outcome, string?)> ResumeAsync(long id, CancellationToken cancellationToken = default)
+    public async Task<(Outcome, string?)> ResumeAsync(long id, Caller caller, CancellationToken cancellationToken = default)
     {
-        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var run = await db.Runs.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
+        var run = await RunForAsync(id, caller, ExperimentPermissionLevel.Edit, cancellationToken);
         if (run is null) return (Outcome.NotFound, null);
         if (run.Origin == RunOrigin.Client) return (Outcome.Conflict, ClientRunMessage(id));
         if (!run.Status.IsResumable())
@@ -143,18 +157,20 @@ public sealed class RunService(
 
     /// <summary>
     /// Stops the run if needed, then removes its rows and its folder. A run whose step outlasts <see cref="ActiveRuns.StopTimeout"/>
-    /// is removed in the background once it has stopped (Accepted).
+    /// is removed in the background once it has stopped (Accepted). Needs MANAGE; the audit log keeps who asked.
     /// </summary>
-    public async Task<Outcome> DeleteAsync(long id, CancellationToken cancellationToken = default)
+    public async Task<Outcome> DeleteAsync(long id, Caller caller, CancellationToken cancellationToken = default)
     {
-        await using (var db = await dbFactory.CreateDbContextAsync(cancellationToken))
-            if (!await db.Runs.AnyAsync(r => r.Id == id, cancellationToken)) return Outcome.NotFound;
+        if (await RunForAsync(id, caller, ExperimentPermissionLevel.Manage, cancellationToken) is null) return Outcome.NotFound;
+        Outcome outcome;
         if (await trainers.StopAsync(id, cancellationToken) == ActiveRuns.CancelResult.Stopping)
         {
             _ = DeleteWhenStoppedAsync(id);
-            return Outcome.Accepted;
+            outcome = Outcome.Accepted;
         }
-        return await DeleteStoppedAsync(id, cancellationToken) ? Outcome.Done : Outcome.NotFound;
+        else outcome = await DeleteStoppedAsync(id, cancellationToken) ? Outcome.Done : Outcome.NotFound;
+        if (outcome != Outcome.NotFound) await audit.RecordAsync(caller, "run.delete", $"run {id}");
+        return outcome;
     }
 
     async Task DeleteWhenStoppedAsync(long id)

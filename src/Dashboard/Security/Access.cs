@@ -43,7 +43,9 @@ public static class Access
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<AccessMode>();
         services.AddSingleton<AccountService>();
+        services.AddHttpContextAccessor();
         services.AddSingleton<Permissions>();
+        services.AddSingleton<IExperimentPermissions>(provider => provider.GetRequiredService<Permissions>());
         services.AddSingleton<AuditLog>();
         services.AddSingleton<IAuditTrail>(provider => provider.GetRequiredService<AuditLog>());
         services.AddSingleton<IStreamAccess, StreamAccess>();

@@ -101,8 +101,18 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
         return await scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByIdAsync(userId);
     }
 
-    /// <summary>Creates an account; Identity's errors (name taken, password rules) come back as messages.</summary>
-    public async Task<(EmaLabUser? User, IReadOnlyList<string> Errors)> CreateUserAsync(string userName, string password, bool isAdmin)
+    /// <summary>An admin creates an account (the audit log says so); Identity's errors (name taken, password rules) come back
+    /// as messages.</summary>
+    public async Task<(EmaLabUser? User, IReadOnlyList<string> Errors)> CreateUserAsync(string userName, string password, bool isAdmin, Caller by)
+    {
+        by.RequireAdmin();
+        var (user, errors) = await CreateAccountAsync(userName, password, isAdmin);
+        if (user is not null) await audit.RecordAsync(by, "user.create", $"user {user.UserName}", isAdmin ? "admin" : null);
+        return (user, errors);
+    }
+
+    /// <summary>Creates an account with nobody's check: the first admin, from the one-time setup link (which records it).</summary>
+    internal async Task<(EmaLabUser? User, IReadOnlyList<string> Errors)> CreateAccountAsync(string userName, string password, bool isAdmin)
     {
         using var scope = scopes.CreateScope();
         var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
@@ -111,9 +121,10 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
         return result.Succeeded ? (user, []) : (null, result.Errors.Select(e => e.Description).ToList());
     }
 
-    /// <summary>Every account, by name, with whether it is locked out now.</summary>
-    public async Task<IReadOnlyList<(EmaLabUser User, bool LockedOut)>> UsersAsync()
+    /// <summary>Every account, by name, with whether it is locked out now (for an admin).</summary>
+    public async Task<IReadOnlyList<(EmaLabUser User, bool LockedOut)>> UsersAsync(Caller by)
     {
+        by.RequireAdmin();
         using var scope = scopes.CreateScope();
         var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
         var now = clock.GetUtcNow();
@@ -122,46 +133,57 @@ public sealed class AccountService(IServiceScopeFactory scopes, TimeProvider clo
     }
 
     /// <summary>Makes a user an admin or not; the last admin stays one (nobody could manage users after).</summary>
-    public async Task<string?> SetAdminAsync(string userId, bool isAdmin)
+    public async Task<string?> SetAdminAsync(string userId, bool isAdmin, Caller by)
     {
+        by.RequireAdmin();
         using var scope = scopes.CreateScope();
         var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
         if (await users.FindByIdAsync(userId) is not { } user) return "This account no longer exists.";
         if (!isAdmin && user.IsAdmin && await users.Users.CountAsync(u => u.IsAdmin) == 1) return "The last admin stays an admin.";
         user.IsAdmin = isAdmin;
         await users.UpdateAsync(user);
+        await audit.RecordAsync(by, "user.admin", $"user {user.UserName}", $"is_admin={(isAdmin ? "true" : "false")}");
         return null;
     }
 
     /// <summary>Ends a lock-out now (an admin's decision after too many wrong passwords).</summary>
-    public async Task UnlockAsync(string userId)
+    public async Task UnlockAsync(string userId, Caller by)
     {
+        by.RequireAdmin();
         using var scope = scopes.CreateScope();
         var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
         if (await users.FindByIdAsync(userId) is not { } user) return;
         await users.SetLockoutEndDateAsync(user, null);
         await users.ResetAccessFailedCountAsync(user);
+        await audit.RecordAsync(by, "user.unlock", $"user {user.UserName}");
     }
 
     /// <summary>Deletes an account with its tokens and grants; never the last admin.</summary>
-    public async Task<string?> DeleteUserAsync(string userId)
+    public async Task<string?> DeleteUserAsync(string userId, Caller by)
     {
+        by.RequireAdmin();
         using var scope = scopes.CreateScope();
         var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
         if (await users.FindByIdAsync(userId) is not { } user) return null;
         if (user.IsAdmin && await users.Users.CountAsync(u => u.IsAdmin) == 1) return "The last admin cannot be deleted.";
         var result = await users.DeleteAsync(user);
-        return result.Succeeded ? null : string.Join(" ", result.Errors.Select(e => e.Description));
+        if (!result.Succeeded) return string.Join(" ", result.Errors.Select(e => e.Description));
+        await audit.RecordAsync(by, "user.delete", $"user {user.UserName}");
+        return null;
     }
 
-    public async Task<IReadOnlyList<string>> ChangePasswordAsync(string userId, string current, string next)
+    /// <summary>A user changes their own password, the current one re-asserted (the audit log says so).</summary>
+    public async Task<IReadOnlyList<string>> ChangePasswordAsync(Caller self, string current, string next)
     {
+        if (self.UserId is not { } userId) throw new PermissionDeniedException("Only an account has a password to change.");
         using var scope = scopes.CreateScope();
         var users = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>();
         var user = await users.FindByIdAsync(userId);
         if (user is null) return ["This account no longer exists."];
         var result = await users.ChangePasswordAsync(user, current, next);
-        return result.Succeeded ? [] : result.Errors.Select(e => e.Description).ToList();
+        if (!result.Succeeded) return result.Errors.Select(e => e.Description).ToList();
+        await audit.RecordAsync(self, "password.change", $"user {user.UserName}");
+        return [];
     }
 
     /// <summary>A new token for the user (the audit log says so): the secret is returned once and only its hash is kept.</summary>

@@ -14,11 +14,13 @@ public sealed record AuditEntryDto(long Id, DateTimeOffset At, string Actor, str
 
 /// <summary>
 /// <b>Who did what.</b> Sign-ins (failed ones and lock-outs too), the use of personal tokens, changes of accounts and
-/// permissions, and deletions each write one <see cref="AuditEntry"/>, from the API (endpoints declare it:
-/// <see cref="AccessRuleConventions.Audited{TBuilder}"/>) and from the pages alike. Admins read it at <c>/admin/audit</c> and
+/// permissions, and deletions each write one <see cref="AuditEntry"/>, from the API and the pages alike: the service method
+/// that makes the change writes it (it takes its caller), or an endpoint declares it
+/// (<see cref="AccessRuleConventions.Audited{TBuilder}"/>) where the change is the endpoint's own. Admins read it at <c>/admin/audit</c> and
 /// <c>GET /api/audit</c>. A line that cannot be written is logged and the action stands: the log reports, it does not gate.
 /// </summary>
-public sealed class AuditLog(IDbContextFactory<EmaLabDbContext> dbFactory, TimeProvider clock, ILogger<AuditLog> logger) : IAuditTrail
+public sealed class AuditLog(IDbContextFactory<EmaLabDbContext> dbFactory, TimeProvider clock, IHttpContextAccessor requests,
+    ILogger<AuditLog> logger) : IAuditTrail
 {
     public const int MaxPageSize = 500;
 
@@ -42,7 +44,8 @@ public sealed class AuditLog(IDbContextFactory<EmaLabDbContext> dbFactory, TimeP
             Action = action,
             Target = Clip(target, AuditEntry.MaxTextLength)!,
             Detail = Clip(detail, AuditEntry.MaxTextLength),
-            Address = http?.Connection.RemoteIpAddress?.ToString(),
+            // A service that records a change an API request asked for has no request at hand: the address is the request's.
+            Address = (http ?? requests.HttpContext)?.Connection.RemoteIpAddress?.ToString(),
         };
         try
         {

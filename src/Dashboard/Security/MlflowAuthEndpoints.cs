@@ -25,10 +25,10 @@ public static class MlflowAuthEndpoints
             var body = await BodyAsync(http);
             if (Text(body, "username") is not { Length: > 0 } name || Text(body, "password") is not { Length: > 0 } password)
                 throw MlflowException.Invalid("Username and password cannot be empty.");
-            var (user, errors) = await accounts.CreateUserAsync(name, password, isAdmin: false);
+            var (user, errors) = await accounts.CreateUserAsync(name, password, isAdmin: false, CallerOf(http));
             if (user is null) throw RefusedUser(name, errors);
             return MlflowJson.Ok(new { user = await UserJsonAsync(http, user) });
-        }).Audited("user.create", "user", "username");
+        });
         auth.MapGet("/users/get", async (HttpContext http) =>
         {
             var user = await UserAsync(http, Query(http, "username"));
@@ -90,36 +90,34 @@ public static class MlflowAuthEndpoints
         auth.MapPost("/experiments/permissions/create", async (HttpContext http, Permissions permissions) =>
         {
             var body = await BodyAsync(http);
-            await ManagerAsync(http, permissions, Text(body, "experiment_id"));
             return MlflowJson.Ok(new
             {
                 experiment_permission = await permissions.CreateAsync(Text(body, "experiment_id"), Text(body, "username"),
-                    Text(body, "permission"), http.RequestAborted),
+                    Text(body, "permission"), CallerOf(http), http.RequestAborted),
             });
-        }).Audited("permission.create", "experiment", "experiment_id", "username", "permission");
+        });
         auth.MapGet("/experiments/permissions/get", async (HttpContext http, Permissions permissions) =>
         {
-            await ManagerAsync(http, permissions, Query(http, "experiment_id"));
             return MlflowJson.Ok(new
             {
-                experiment_permission = await permissions.GetAsync(Query(http, "experiment_id"), Query(http, "username"), http.RequestAborted),
+                experiment_permission = await permissions.GetAsync(Query(http, "experiment_id"), Query(http, "username"), CallerOf(http),
+                    http.RequestAborted),
             });
         });
         auth.MapMethods("/experiments/permissions/update", ["PATCH"], async (HttpContext http, Permissions permissions) =>
         {
             var body = await BodyAsync(http);
-            await ManagerAsync(http, permissions, Text(body, "experiment_id"));
-            await permissions.UpdateAsync(Text(body, "experiment_id"), Text(body, "username"), Text(body, "permission"), http.RequestAborted);
+            await permissions.UpdateAsync(Text(body, "experiment_id"), Text(body, "username"), Text(body, "permission"), CallerOf(http),
+                http.RequestAborted);
             return MlflowJson.Empty();
-        }).Audited("permission.update", "experiment", "experiment_id", "username", "permission");
+        });
         auth.MapDelete("/experiments/permissions/delete", async (HttpContext http, Permissions permissions) =>
         {
             var body = http.Request.HasJsonContentType() ? await BodyAsync(http) : [];
             var experimentId = Text(body, "experiment_id") ?? Query(http, "experiment_id");
-            await ManagerAsync(http, permissions, experimentId);
-            await permissions.DeleteAsync(experimentId, Text(body, "username") ?? Query(http, "username"), http.RequestAborted);
+            await permissions.DeleteAsync(experimentId, Text(body, "username") ?? Query(http, "username"), CallerOf(http), http.RequestAborted);
             return MlflowJson.Empty();
-        }).Audited("permission.delete", "experiment", "experiment_id", "username");
+        });
     }
 
     static MlflowException Denied() => new(MlflowException.PermissionDenied, "Permission denied");
@@ -139,16 +137,6 @@ public static class MlflowAuthEndpoints
     }
 
     /// <summary>MLflow's <c>validate_can_manage_experiment</c>: the grant operations need MANAGE on the experiment.</summary>
-    static async Task ManagerAsync(HttpContext http, Permissions permissions, string? experimentId)
-    {
-        var caller = CallerOf(http);
-        if (caller.IsAdmin) return;
-        if (experimentId is null) throw MlflowException.Missing("experiment_id");
-        if (!Experiment.TryParseId(experimentId, out var id)
-            || !(await permissions.OnExperimentAsync(caller, id, http.RequestAborted)).CanManage())
-            throw Denied();
-    }
-
     static async Task<EmaLabUser> UserAsync(HttpContext http, string? userName)
     {
         if (userName is null) throw MlflowException.Missing("username");

@@ -27,17 +27,16 @@ public sealed record ExperimentAccess(ExperimentPermissionLevel Default, IReadOn
 /// experiment, read afresh on each call (a grant changed elsewhere counts on the next load).
 /// </summary>
 public sealed class PageAccess(Microsoft.AspNetCore.Components.Authorization.AuthenticationStateProvider authentication, AccessMode mode,
-    Permissions permissions, AuditLog audit)
+    Permissions permissions)
 {
     /// <summary>Null when nobody is signed in (pages ask to sign in first, so only a page being left sees that).</summary>
     public async Task<Caller?> CallerAsync() => CallerClaims.Of((await authentication.GetAuthenticationStateAsync()).User, mode);
 
+    /// <summary>The caller a page acts as: refused when nobody is signed in (a page being left).</summary>
+    public async Task<Caller> ActingAsync() => await CallerAsync() ?? throw new PermissionDeniedException("Sign in first.");
+
     public async Task<ExperimentAccess> AccessAsync() =>
         await CallerAsync() is { } caller ? await permissions.AccessOfAsync(caller) : ExperimentAccess.Nothing;
-
-    /// <summary>Writes what the signed-in user did on the page to the audit log (as the API's audited endpoints do).</summary>
-    public async Task RecordAsync(string action, string target, string? detail = null) =>
-        await audit.RecordAsync(await CallerAsync() ?? Caller.Local, action, target, detail);
 }
 
 /// <summary>
@@ -46,7 +45,7 @@ public sealed class PageAccess(Microsoft.AspNetCore.Components.Authorization.Aut
 /// accounts) may do everything; whoever creates an experiment manages it. The grant operations are MLflow's
 /// <c>/api/2.0/mlflow/experiments/permissions/*</c> with its messages and error codes.
 /// </summary>
-public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOptions> options)
+public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOptions> options, IAuditTrail audit) : IExperimentPermissions
 {
     /// <summary>What the caller may do with each experiment (one query: for a list or a page that shows several).</summary>
     public async Task<ExperimentAccess> AccessOfAsync(Caller caller, CancellationToken cancel = default)
@@ -58,6 +57,9 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
             .ToDictionaryAsync(p => p.ExperimentId, p => p.Permission, cancel);
         return new ExperimentAccess(options.Value.DefaultLevel, grants);
     }
+
+    public async Task<ReadableExperiments?> ReadableAsync(Caller caller, CancellationToken cancel = default) =>
+        (await AccessOfAsync(caller, cancel)).Readable();
 
     /// <summary>The caller's permission on one experiment.</summary>
     public async Task<ExperimentPermissionLevel> OnExperimentAsync(Caller caller, long experimentId, CancellationToken cancel = default)
@@ -90,10 +92,25 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
             $"INSERT INTO \"ExperimentPermissions\" (\"ExperimentId\", \"UserId\", \"Permission\") VALUES ({experimentId}, {userId}, {PermissionNames.Of(level)})",
             cancel);
 
-    // ---- MLflow's experiment-permission API ----
+    // ---- MLflow's experiment-permission API: whoever may MANAGE the experiment; each change into the audit log ----
 
-    public async Task<MlflowExperimentPermission> CreateAsync(string? experimentId, string? userName, string? permission, CancellationToken cancel)
+    /// <summary>MLflow's <c>validate_can_manage_experiment</c>: admins, or MANAGE on the experiment named.</summary>
+    async Task RequireManagerAsync(Caller by, string? experimentId, CancellationToken cancel)
     {
+        if (by.IsAdmin) return;
+        if (experimentId is null) throw MlflowException.Missing("experiment_id");
+        if (!Experiment.TryParseId(experimentId, out var id) || !(await OnExperimentAsync(by, id, cancel)).CanManage())
+            throw new PermissionDeniedException($"Changing who may use experiment {experimentId} needs MANAGE on it.");
+    }
+
+    Task RecordAsync(Caller by, string action, string? experimentId, string? userName, string? permission) =>
+        audit.RecordAsync(by, action, $"experiment {experimentId}",
+            permission is null ? $"username={userName}" : $"username={userName} permission={permission}");
+
+    public async Task<MlflowExperimentPermission> CreateAsync(string? experimentId, string? userName, string? permission, Caller by,
+        CancellationToken cancel)
+    {
+        await RequireManagerAsync(by, experimentId, cancel);
         var level = Level(permission);
         var (id, user) = await ResolveAsync(experimentId, userName, cancel);
         using var scope = scopes.CreateScope();
@@ -102,18 +119,21 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
             throw new MlflowException(MlflowException.ResourceAlreadyExists,
                 $"Experiment permission (experiment_id={experimentId}, username={userName}) already exists.");
         await InsertAsync(db, id, user.Id, level, cancel);
+        await RecordAsync(by, "permission.create", experimentId, userName, permission);
         return new MlflowExperimentPermission(experimentId!, user.Id, PermissionNames.Of(level));
     }
 
-    public async Task<MlflowExperimentPermission> GetAsync(string? experimentId, string? userName, CancellationToken cancel)
+    public async Task<MlflowExperimentPermission> GetAsync(string? experimentId, string? userName, Caller by, CancellationToken cancel)
     {
+        await RequireManagerAsync(by, experimentId, cancel);
         var (id, user) = await ResolveAsync(experimentId, userName, cancel);
         var grant = await FindAsync(id, user, experimentId!, userName!, cancel);
         return new MlflowExperimentPermission(experimentId!, user.Id, PermissionNames.Of(grant.Permission));
     }
 
-    public async Task UpdateAsync(string? experimentId, string? userName, string? permission, CancellationToken cancel)
+    public async Task UpdateAsync(string? experimentId, string? userName, string? permission, Caller by, CancellationToken cancel)
     {
+        await RequireManagerAsync(by, experimentId, cancel);
         var level = Level(permission);
         var (id, user) = await ResolveAsync(experimentId, userName, cancel);
         using var scope = scopes.CreateScope();
@@ -121,15 +141,18 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
         var updated = await db.ExperimentPermissions.Where(p => p.ExperimentId == id && p.UserId == user.Id)
             .ExecuteUpdateAsync(set => set.SetProperty(p => p.Permission, level), cancel);
         if (updated == 0) throw NotFound(experimentId!, userName!);
+        await RecordAsync(by, "permission.update", experimentId, userName, permission);
     }
 
-    public async Task DeleteAsync(string? experimentId, string? userName, CancellationToken cancel)
+    public async Task DeleteAsync(string? experimentId, string? userName, Caller by, CancellationToken cancel)
     {
+        await RequireManagerAsync(by, experimentId, cancel);
         var (id, user) = await ResolveAsync(experimentId, userName, cancel);
         using var scope = scopes.CreateScope();
         var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
         var deleted = await db.ExperimentPermissions.Where(p => p.ExperimentId == id && p.UserId == user.Id).ExecuteDeleteAsync(cancel);
         if (deleted == 0) throw NotFound(experimentId!, userName!);
+        await RecordAsync(by, "permission.delete", experimentId, userName, null);
     }
 
     /// <summary>The users granted a permission on the experiment (its members page), by name.</summary>

@@ -76,7 +76,7 @@ public static class SignIn
                 return SetupPage(context, antiforgery, token!, userName, ["Choose a user name."]);
             if (password != confirmPassword)
                 return SetupPage(context, antiforgery, token!, userName, ["The two passwords differ."]);
-            var (user, errors) = await accounts.CreateUserAsync(userName, password ?? "", isAdmin: true);
+            var (user, errors) = await accounts.CreateAccountAsync(userName, password ?? "", isAdmin: true);
             if (user is null) return SetupPage(context, antiforgery, token!, userName, errors);
             mode.SetupToken = null; // once
             await audit.RecordAsync(user.UserName ?? "", "user.create", $"user {user.UserName}", "the first admin, from the setup link", context);

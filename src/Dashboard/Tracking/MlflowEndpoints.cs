@@ -237,6 +237,10 @@ public static class MlflowEndpoints
         {
             return MlflowJson.Error(e);
         }
+        catch (PermissionDeniedException)
+        {
+            return MlflowJson.Error(new MlflowException(MlflowException.PermissionDenied, "Permission denied"));
+        }
     }
 
     /// <summary>The artifact proxy the client's <c>mlflow-artifacts:</c> URIs resolve to, and the tracking API's artifact list.</summary>

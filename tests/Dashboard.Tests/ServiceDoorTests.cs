@@ -1,0 +1,162 @@
+using System.Reflection;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Datasets;
+using EmaLab.Dashboard.Groups;
+using EmaLab.Dashboard.Hosting;
+using EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Security;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace EmaLab.Dashboard.Tests;
+
+/// <summary>
+/// Every change a page can make goes through a service method that takes its caller, checks the caller's right, checks
+/// its input and writes its audit line — the doors pages and the API share. As the authorization matrix walks every API
+/// route, this walks every such method: each is called by someone who lacks the right and must refuse, change nothing
+/// and write no audit line; a new method that takes a caller and is not walked here fails the first test.
+/// </summary>
+public sealed class ServiceDoorTests(AccountsFactory factory) : IClassFixture<AccountsFactory>
+{
+    static readonly Type[] Doors =
+        [typeof(RunService), typeof(PostHocService), typeof(GroupService), typeof(DatasetStore), typeof(AccountService), typeof(Permissions)];
+
+    /// <summary>What each door needs, and an attempt by someone without it (the product's policy, written out here).</summary>
+    sealed record Door(string Needs, Func<Context, Task> AttemptWithout);
+
+    /// <summary>The app's services, a finished run in the default experiment, and callers at each level on that experiment.</summary>
+    sealed record Context(IServiceProvider Services, long RunId, Caller Reader, Caller Editor, Caller Admin, string ReaderName)
+    {
+        public T Get<T>() where T : notnull => Services.GetRequiredService<T>();
+    }
+
+    static RunRequest Request() => RunRequest.Parse(Api.DigitsRun(steps: 5));
+
+    static readonly Dictionary<string, Door> Matrix = new()
+    {
+        ["RunService.CreateAsync"] = new("EDIT on the experiment", c => c.Get<RunService>().CreateAsync(Request(), c.Reader)),
+        ["RunService.CreateManyAsync"] = new("EDIT on each experiment", c => c.Get<RunService>().CreateManyAsync([Request(), Request()], c.Reader)),
+        ["RunService.UpdateAsync"] = new("EDIT", c => c.Get<RunService>().UpdateAsync(c.RunId, new RunUpdate(Name: "renamed"), c.Reader)),
+        ["RunService.CancelAsync"] = new("EDIT", c => c.Get<RunService>().CancelAsync(c.RunId, c.Reader)),
+        ["RunService.ResumeAsync"] = new("EDIT", c => c.Get<RunService>().ResumeAsync(c.RunId, c.Reader)),
+        ["RunService.DeleteAsync"] = new("MANAGE", c => c.Get<RunService>().DeleteAsync(c.RunId, c.Editor)),
+        ["PostHocService.ReconstructAsync"] = new("EDIT",
+            c => c.Get<PostHocService>().ReconstructAsync(c.RunId, new PostHocRequest(0.1, null), c.Reader)),
+        ["PostHocService.ReconstructLawaAsync"] = new("EDIT",
+            c => c.Get<PostHocService>().ReconstructLawaAsync(c.RunId, new LawaRequest(2, 1), c.Reader)),
+        ["PostHocService.StartSweepAsync"] = new("EDIT", c => c.Get<PostHocService>().StartSweepAsync(c.RunId, new SweepRequest(), c.Reader)),
+        ["GroupService.ReconstructAsync"] = new("EDIT", c => c.Get<GroupService>().ReconstructAsync(
+            new GroupService.GroupData("g", Experiment.DefaultId, [], []), 0.1, c.Reader)),
+        ["DatasetStore.FinishAsync"] = new("any signed-in user: tested by the upload tests", _ => Task.CompletedTask),
+        ["DatasetStore.DeleteAsync"] = new("its uploader or an admin", async c =>
+        {
+            // A refusal of a dataset is an outcome (the page shows it by the row), not an exception.
+            var (outcome, _) = await c.Get<DatasetStore>().DeleteAsync("uploaded-by-admin", c.Editor);
+            if (outcome != DatasetStore.DeleteOutcome.NotYours) return;
+            throw new PermissionDeniedException("not yours");
+        }),
+        ["AccountService.CreateUserAsync"] = new("admin", c => c.Get<AccountService>().CreateUserAsync("mallory", AccountsFactory.UserPassword, true, c.Editor)),
+        ["AccountService.UsersAsync"] = new("admin", c => c.Get<AccountService>().UsersAsync(c.Editor)),
+        ["AccountService.SetAdminAsync"] = new("admin", c => c.Get<AccountService>().SetAdminAsync(c.Editor.UserId!, true, c.Editor)),
+        ["AccountService.UnlockAsync"] = new("admin", c => c.Get<AccountService>().UnlockAsync(c.Reader.UserId!, c.Editor)),
+        ["AccountService.DeleteUserAsync"] = new("admin", c => c.Get<AccountService>().DeleteUserAsync(c.Reader.UserId!, c.Editor)),
+        ["AccountService.ChangePasswordAsync"] = new("an account of one's own", c => c.Get<AccountService>().ChangePasswordAsync(
+            new Caller(null, "service token", true, CallerKind.Service), AccountsFactory.UserPassword, "another long passphrase")),
+        ["Permissions.CreateAsync"] = new("MANAGE", c => c.Get<Permissions>().CreateAsync("0", c.ReaderName, "MANAGE", c.Editor, default)),
+        ["Permissions.GetAsync"] = new("MANAGE", c => c.Get<Permissions>().GetAsync("0", c.ReaderName, c.Editor, default)),
+        ["Permissions.UpdateAsync"] = new("MANAGE", c => c.Get<Permissions>().UpdateAsync("0", c.ReaderName, "MANAGE", c.Editor, default)),
+        ["Permissions.DeleteAsync"] = new("MANAGE", c => c.Get<Permissions>().DeleteAsync("0", c.ReaderName, c.Editor, default)),
+    };
+
+    /// <summary>Methods that take a caller but change nothing a person asked for: what the caller may do, and the
+    /// consequence of creating an experiment.</summary>
+    static readonly Dictionary<string, string> NotDoors = new()
+    {
+        ["Permissions.AccessOfAsync"] = "reads what the caller may do",
+        ["Permissions.OnExperimentAsync"] = "reads what the caller may do",
+        ["Permissions.ReadableAsync"] = "reads what the caller may do",
+        ["Permissions.GrantCreatorAsync"] = "whoever creates an experiment manages it: part of creating one (MLflow's experiments/create)",
+    };
+
+    [Fact]
+    public void Every_service_method_that_takes_a_caller_is_walked()
+    {
+        var doors = Doors.SelectMany(type => type.GetMethods(BindingFlags.Public | BindingFlags.Instance | BindingFlags.DeclaredOnly)
+                .Where(m => m.GetParameters().Any(p => p.ParameterType == typeof(Caller)))
+                .Select(m => $"{type.Name}.{m.Name}"))
+            .Distinct().Order().ToList();
+        Assert.Equal(doors, Matrix.Keys.Concat(NotDoors.Keys).Order().ToList());
+    }
+
+    [Fact]
+    public void Pages_write_no_audit_line_and_decide_no_change_by_themselves()
+    {
+        // The services write the audit lines; a page that records by hand, or acts as the local admin when it finds
+        // nobody signed in, bypasses them.
+        var components = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../src/Dashboard/Components"));
+        var offenders = Directory.EnumerateFiles(components, "*.*", SearchOption.AllDirectories)
+            .Where(f => f.EndsWith(".razor", StringComparison.Ordinal) || f.EndsWith(".cs", StringComparison.Ordinal))
+            .Where(f => System.Text.RegularExpressions.Regex.IsMatch(File.ReadAllText(f), @"RecordAsync\(|\?\?\s*Caller\.Local"))
+            .Select(f => Path.GetRelativePath(components, f));
+        Assert.Empty(offenders);
+    }
+
+    [Fact]
+    public async Task Each_door_refuses_whoever_lacks_the_right_and_changes_nothing()
+    {
+        var services = factory.Services;
+        var admin = factory.Admin();
+        var (_, readerName) = await factory.NewUserAsync("reader");
+        var (_, editorName) = await factory.NewUserAsync("editor");
+        await Api.OkAsync(await admin.PostAsync("/api/2.0/mlflow/experiments/permissions/create",
+            Api.JsonBody($$"""{"experiment_id": "0", "username": "{{editorName}}", "permission": "EDIT"}""")));
+        var run = await Api.CreateAsync(admin, Api.DigitsRun(steps: 5));
+        await Api.WaitForFinishAsync(admin, run.Id());
+        await UploadDatasetAsync(admin);
+
+        Caller CallerOf(string name)
+        {
+            using var scope = services.CreateScope();
+            var user = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByNameAsync(name).GetAwaiter().GetResult()!;
+            return AccountService.CallerOf(user, CallerKind.Password);
+        }
+        var context = new Context(services, run.Id(), CallerOf(readerName), CallerOf(editorName), Caller.Local, readerName);
+
+        var dbFactory = services.GetRequiredService<IDbContextFactory<EmaLabDbContext>>();
+        async Task<string> StateAsync()
+        {
+            await using var db = await dbFactory.CreateDbContextAsync();
+            var runs = string.Join(";", await db.Runs.OrderBy(r => r.Id).Select(r => $"{r.Id}:{r.Name}:{r.Status}:{r.Tracks.Count}").ToListAsync());
+            var users = string.Join(";", await db.Users.OrderBy(u => u.UserName).Select(u => $"{u.UserName}:{u.IsAdmin}:{u.PasswordHash}").ToListAsync());
+            var grants = string.Join(";", await db.ExperimentPermissions.OrderBy(p => p.UserId).Select(p => $"{p.ExperimentId}:{p.UserId}:{p.Permission}").ToListAsync());
+            var audit = await db.AuditEntries.CountAsync();
+            return $"{runs}|{users}|{grants}|{audit}|{string.Join(",", TrainingEngine.Data.DatasetCatalog.Names)}";
+        }
+
+        var failures = new List<string>();
+        foreach (var (name, door) in Matrix)
+        {
+            var before = await StateAsync();
+            var refused = false;
+            try { await door.AttemptWithout(context); }
+            catch (PermissionDeniedException) { refused = true; }
+            if (!refused && !door.Needs.StartsWith("any signed-in user", StringComparison.Ordinal))
+                failures.Add($"{name} did not refuse someone without {door.Needs}");
+            if (await StateAsync() != before) failures.Add($"{name} changed something (or wrote an audit line) while refusing");
+        }
+        Assert.Empty(failures);
+    }
+
+    static async Task UploadDatasetAsync(HttpClient admin)
+    {
+        var csv = string.Join("\n", Enumerable.Range(0, 40).Select(i => string.Join(",", Enumerable.Repeat((i % 4) * 80, 16)) + $",{i % 4}"));
+        using var form = new MultipartFormDataContent
+        {
+            { new StringContent("uploaded-by-admin"), "name" },
+            { new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(csv)), "train", "train.csv" },
+        };
+        var response = await admin.PostAsync("/api/datasets", form);
+        Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+    }
+}

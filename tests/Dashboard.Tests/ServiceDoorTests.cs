@@ -159,4 +159,40 @@ public sealed class ServiceDoorTests(AccountsFactory factory) : IClassFixture<Ac
         var response = await admin.PostAsync("/api/datasets", form);
         Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
     }
+
+    [Fact]
+    public async Task A_sigma_rel_the_API_refuses_is_refused_naming_its_field_wherever_it_comes_from()
+    {
+        // The run page's slider and the API call the same method: the field's message, not the engine's exception.
+        var postHoc = factory.Services.GetRequiredService<PostHocService>();
+        var refused = await Assert.ThrowsAsync<RequestValidationException>(() => postHoc.ReconstructAsync(1, new PostHocRequest(5.0, null), Caller.Local));
+        Assert.Equal("sigmaRel", refused.Field);
+        Assert.Contains("σ_rel", refused.Message);
+        var tooWide = await Assert.ThrowsAsync<RequestValidationException>(() => postHoc.StartSweepAsync(1, new SweepRequest(0.05, 0.04), Caller.Local));
+        Assert.Equal("to", tooWide.Field);
+    }
+
+    [Fact]
+    public async Task Compare_offers_the_newest_runs_the_reader_may_read_not_the_newest_runs_filtered_afterwards()
+    {
+        var admin = factory.Admin();
+        var (_, readerName) = await factory.NewUserAsync("compare");
+        async Task<string> RunInAsync(string experiment) => (await Api.OkAsync(await admin.PostAsync("/api/2.0/mlflow/runs/create",
+            Api.JsonBody($$"""{"experiment_id": "{{experiment}}", "run_name": "r"}""")))).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
+        await RunInAsync("0");
+        var readable = await RunInAsync("0");
+        var hidden = (await Api.OkAsync(await admin.PostAsync("/api/2.0/mlflow/experiments/create",
+            Api.JsonBody($$"""{"name": "hidden-{{Guid.NewGuid():N}}"}""")))).GetProperty("experiment_id").GetString()!;
+        await Api.OkAsync(await admin.PostAsync("/api/2.0/mlflow/experiments/permissions/create",
+            Api.JsonBody($$"""{"experiment_id": "{{hidden}}", "username": "{{readerName}}", "permission": "NO_PERMISSIONS"}""")));
+        for (var i = 0; i < 3; i++) await RunInAsync(hidden);
+
+        using var scope = factory.Services.CreateScope();
+        var user = (await scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByNameAsync(readerName))!;
+        var access = await factory.Services.GetRequiredService<Permissions>().AccessOfAsync(AccountService.CallerOf(user, CallerKind.Password));
+        var offered = await factory.Services.GetRequiredService<RunQueries>().ForCompareAsync([], newest: 2, access.Readable());
+        Assert.Contains(offered.Runs, r => r.Uuid == readable);
+        Assert.All(offered.Runs, r => Assert.True(access.On(r.ExperimentId).CanRead()));
+        Assert.Equal(2, offered.Runs.Count);
+    }
 }

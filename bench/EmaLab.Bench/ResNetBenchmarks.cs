@@ -8,7 +8,7 @@ using EmaLab.TrainingEngine.Training;
 using static TorchSharp.torch;
 
 /// <summary>
-/// The built-in workload where EMA matters: a ResNet-20 on Fashion-MNIST. Its training step against the README's own
+/// The built-in workload where EMA matters: a ResNet-20 on Fashion-MNIST. Its training step against the documentation's own
 /// PyTorch class in Debian's PyTorch (bench/pytorch/resnet_step.py) on 1 and 2 threads, and against the engine without
 /// its oneDNN ISA cap (each candidate in a fresh process: the cap is read when oneDNN starts; rounds alternate);
 /// the EMA's share of a step; what an evaluation of every track costs on all 10,000 test images and on a subset;

@@ -1,6 +1,6 @@
 """The engine's ResNet training step in PyTorch, for the ratio the resnet benchmark prints.
 
-The network is the README's own `ResNet` class (its "Models (PyTorch equivalents)" block, read from README.md),
+The network is the documentation's own `ResNet` class (its "Models (PyTorch equivalents)" block, read from docs/training.md),
 ResNet-20 by default (channels 16, 32, 64; 3 basic blocks a stage) on Fashion-MNIST's 60,000 training images
 (Debian's dataset-fashion-mnist), normalised with the split's mean and deviation. Each step: a batch of 128 by
 index_select from a seeded permutation, cross-entropy, backward, loss.item() (as the engine reads it), Adam
@@ -23,13 +23,13 @@ blocks = int(sys.argv[4]) if len(sys.argv) > 4 else 3
 torch.set_num_threads(threads)
 torch.manual_seed(1)
 
-# The repository's README: above this file (bench/pytorch, or the benchmark's build output inside bench/EmaLab.Bench).
+# The repository's docs/training.md: above this file (bench/pytorch, or the benchmark's build output inside bench/EmaLab.Bench).
 root = os.path.dirname(os.path.abspath(__file__))
-while not os.path.exists(os.path.join(root, "README.md")) or not os.path.isdir(os.path.join(root, "src", "TrainingEngine")):
+while not os.path.exists(os.path.join(root, "docs", "training.md")) or not os.path.isdir(os.path.join(root, "src", "TrainingEngine")):
     if os.path.dirname(root) == root:
-        sys.exit("README.md of the repository not found above " + __file__)
+        sys.exit("docs/training.md of the repository not found above " + __file__)
     root = os.path.dirname(root)
-readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+readme = open(os.path.join(root, "docs", "training.md"), encoding="utf-8").read()
 models = readme[readme.index("## Models (PyTorch equivalents)"):]
 exec(re.search(r"```python\n(.*?)```", models, re.S).group(1))  # defines BasicBlock, ResNet, build
 

@@ -18,7 +18,7 @@ static partial class NativeSettings
     /// the models use (<see cref="Models.ChannelsLast"/>), returned gradients 99 % off for a ResNet of 24 and 40 channels
     /// and crashed the process for 8, 24 and 40. Capped at AVX2, channels-last gradients match a float64 reference for
     /// every width tried (the engine's tests hold it), so oneDNN is capped at AVX2 unless the user set the variable (the
-    /// cost is measured in the README's benchmarks). The variable must be in the native environment (setenv): .NET's
+    /// cost is measured in docs/benchmarks.md). The variable must be in the native environment (setenv): .NET's
     /// Environment.SetEnvironmentVariable does not reach native code on Linux.
     /// </summary>
 #pragma warning disable CA2255 // A library's module initializer: it must run before any of the engine's code calls libtorch.

@@ -11,6 +11,7 @@ namespace EmaLab.Companion.Tests;
 /// low-precision shadows, read after every step, must be identical bit for bit. The engine's own preset tests hold it
 /// to each library's update loop, so this holds the companion to them too.
 /// </summary>
+[Trait("Speed", "Process")]
 public sealed class EngineParityTests : IDisposable
 {
     const int Steps = 120;

@@ -11,6 +11,7 @@ namespace EmaLab.Companion.Tests;
 /// trajectory (identical bit for bit, metadata included), and the engine's reconstruction of any σ_rel from the
 /// companion's files equal to its reconstruction from its own.
 /// </summary>
+[Trait("Speed", "Process")]
 public sealed class PostHocParityTests : IDisposable
 {
     const int Steps = 90;

@@ -10,6 +10,7 @@ namespace EmaLab.Companion.Tests;
 /// settings it takes, its default decay, its warm-ups and its source's defaults. The parity test holds the arithmetic
 /// equal; this holds the table equal, so a preset or default added on one side alone fails here.
 /// </summary>
+[Trait("Speed", "Process")]
 public sealed class PresetTableTests
 {
     [Fact]

@@ -7,6 +7,7 @@ namespace EmaLab.Companion.Tests;
 /// The Python companion's own tests (clients/python/tests/test_*.py), run once in one Python process and reported here
 /// one by one, so that <c>dotnet test</c> counts and names each of them. A skipped Python test fails here: nothing hides.
 /// </summary>
+[Trait("Speed", "Process")]
 public sealed partial class PythonSuiteTests(PythonSuiteTests.Suite suite) : IClassFixture<PythonSuiteTests.Suite>
 {
     public static TheoryData<string> Tests()

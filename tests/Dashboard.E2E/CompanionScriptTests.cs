@@ -9,6 +9,7 @@ namespace EmaLab.Dashboard.E2E;
 /// from its snapshots and the script logs their evaluations back into the page's σ_rel plot; the slider then asks for a
 /// reconstruction that only the script can evaluate, and the page says which and how.
 /// </summary>
+[Trait("Speed", "Browser")]
 public sealed class CompanionScriptTests : IClassFixture<BrowserFixture>
 {
     readonly BrowserFixture fixture;

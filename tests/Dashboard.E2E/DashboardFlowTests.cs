@@ -5,6 +5,7 @@ using Microsoft.Playwright;
 namespace EmaLab.Dashboard.E2E;
 
 /// <summary>A person's first session, in a real browser: start a run from the form, watch it, open it, download an EMA.</summary>
+[Trait("Speed", "Browser")]
 public sealed class DashboardFlowTests : IClassFixture<BrowserFixture>
 {
     readonly BrowserFixture fixture;
@@ -125,6 +126,7 @@ public sealed class DashboardFlowTests : IClassFixture<BrowserFixture>
 }
 
 /// <summary>A long run followed live, in a narrow window (its own app and database: the first flow starts from an empty list).</summary>
+[Trait("Speed", "Browser")]
 public sealed class LiveRunTests : IClassFixture<BrowserFixture>
 {
     readonly BrowserFixture fixture;
@@ -224,6 +226,7 @@ public sealed class LiveRunTests : IClassFixture<BrowserFixture>
 }
 
 /// <summary>A training script elsewhere logs through the MLflow REST API while a person watches its run page (its own app).</summary>
+[Trait("Speed", "Browser")]
 public sealed class ClientRunTests : IClassFixture<BrowserFixture>
 {
     readonly BrowserFixture fixture;

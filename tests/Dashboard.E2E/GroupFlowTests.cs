@@ -10,6 +10,7 @@ namespace EmaLab.Dashboard.E2E;
 /// Is the EMA gain real? In a real browser: launch a 3-seed group from the form, watch its page fill and read the verdict,
 /// export a chart as PNG, compare the runs, then bring a dataset of one's own (IDX files) and train on it.
 /// </summary>
+[Trait("Speed", "Browser")]
 public sealed class GroupFlowTests : IClassFixture<BrowserFixture>
 {
     readonly BrowserFixture fixture;

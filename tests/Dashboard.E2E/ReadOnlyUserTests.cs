@@ -10,6 +10,7 @@ namespace EmaLab.Dashboard.E2E;
 /// A user who may only READ an experiment signs in and finds its runs, but no button that changes or deletes one — and
 /// the API refuses the delete anyway.
 /// </summary>
+[Trait("Speed", "Browser")]
 public sealed class ReadOnlyUserTests : IClassFixture<AccountsBrowserFixture>
 {
     readonly AccountsBrowserFixture fixture;

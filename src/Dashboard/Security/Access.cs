@@ -78,7 +78,7 @@ public static class Access
                 cookie.Cookie.Name = "emalab_session";
                 cookie.Cookie.HttpOnly = true;
                 cookie.Cookie.SameSite = SameSiteMode.Strict;
-                // Secure whenever the request is https, including behind a TLS proxy with forwarded headers on (README).
+                // Secure whenever the request is https, including behind a TLS proxy with forwarded headers on (docs/security.md).
                 cookie.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
                 cookie.ExpireTimeSpan = TimeSpan.FromDays(14);
                 cookie.SlidingExpiration = true;

@@ -17,7 +17,7 @@ public enum BatchNormPolicy
 
 /// <summary>
 /// How the EMA shadows of one run behave, following <c>tf.train.ExponentialMovingAverage</c>
-/// (see docs: the EMA contract in the README).
+/// (see docs/ema.md, the EMA contract).
 /// </summary>
 public sealed record EmaSettings
 {

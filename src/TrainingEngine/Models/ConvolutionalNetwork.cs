@@ -5,7 +5,7 @@ namespace EmaLab.TrainingEngine.Models;
 
 /// <summary>
 /// The CNN: its layers in order, registered as <c>nn.Sequential</c> registers them (<c>0</c>, <c>1</c>, ...), so its
-/// parameter and buffer names are the README's PyTorch <c>nn.Sequential</c>'s; it differs from one only in putting the
+/// parameter and buffer names are docs/training.md's PyTorch <c>nn.Sequential</c>'s; it differs from one only in putting the
 /// feature maps in channels-last order after each convolution (<see cref="ChannelsLast"/>; a no-op after the first).
 /// </summary>
 sealed class ConvolutionalNetwork : Module<Tensor, Tensor>

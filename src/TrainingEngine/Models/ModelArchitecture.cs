@@ -5,7 +5,7 @@ namespace EmaLab.TrainingEngine.Models;
 
 /// <summary>
 /// Everything needed to rebuild a model: its kind, sizes, input shape and class count. Stored as
-/// JSON in every exported checkpoint; the README shows the equivalent PyTorch modules.
+/// JSON in every exported checkpoint; docs/training.md shows the equivalent PyTorch modules.
 /// </summary>
 public sealed record ModelArchitecture
 {

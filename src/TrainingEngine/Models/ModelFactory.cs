@@ -8,7 +8,7 @@ namespace EmaLab.TrainingEngine.Models;
 /// <summary>
 /// Builds the models: the MLP as a plain <c>nn.Sequential</c>, the CNN as <see cref="ConvolutionalNetwork"/> (whose
 /// names are a Sequential's), the ResNet as <see cref="ResidualNetwork"/>, so parameter and buffer names are those of
-/// the README's PyTorch definitions (<c>1.weight</c>, <c>blocks.0.bn1.running_mean</c>, ...).
+/// docs/training.md's PyTorch definitions (<c>1.weight</c>, <c>blocks.0.bn1.running_mean</c>, ...).
 /// </summary>
 public static class ModelFactory
 {

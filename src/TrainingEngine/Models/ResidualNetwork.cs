@@ -8,7 +8,7 @@ namespace EmaLab.TrainingEngine.Models;
 /// <summary>
 /// A ResNet for small images in the style of He et al.'s CIFAR networks (ResNet-20 = three stages of three blocks):
 /// a 3x3 stem, stages of <see cref="BasicBlock"/>s whose first block halves the size from the second stage on, global
-/// average pooling and a linear head. Submodules are registered under the names of the README's PyTorch class
+/// average pooling and a linear head. Submodules are registered under the names of docs/training.md's PyTorch class
 /// (<c>stem.0.weight</c>, <c>blocks.3.shortcut.1.running_mean</c>, <c>head.bias</c>), so an exported checkpoint loads
 /// into it with <c>load_state_dict</c>.
 /// </summary>

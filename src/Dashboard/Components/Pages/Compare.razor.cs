@@ -1,0 +1,208 @@
+using System.Globalization;
+using EmaLab.Dashboard.Components.Shared;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Groups;
+using EmaLab.Dashboard.Hosting;
+using EmaLab.Dashboard.Metrics;
+using EmaLab.TrainingEngine;
+using Microsoft.AspNetCore.Components;
+
+namespace EmaLab.Dashboard.Components.Pages;
+
+public partial class Compare
+{
+    /// <summary>Run ids to preselect, comma-separated (the page keeps the address in sync).</summary>
+    [SupplyParameterFromQuery(Name = "runs")] public string? RunIds { get; set; }
+
+    /// <summary>A column of the table: the run, a parameter, or the best/final value of a track.</summary>
+    sealed record Column(string Id, string Title, bool Numeric, Func<Row, object?> Value);
+
+    sealed record Row(Run Run, IReadOnlyDictionary<string, string> Parameters, Dictionary<string, TrackSummary> Accuracy);
+
+    const int Newest = 100;
+    List<Run> _runs = [];
+    List<string> _allTracks = [];
+    readonly HashSet<long> _selected = [];
+    List<long> _selectedOrder = [];
+    /// <summary>The part compared: each run shows its own key for it (the engine's eval/accuracy, a client's val_acc).</summary>
+    string _key = "accuracy";
+    Dictionary<long, MetricRoles> _roles = [];
+    Dictionary<long, IReadOnlyDictionary<string, string>> _parameters = [];
+    string _track = "";
+    bool _allParameters;
+    IReadOnlyList<ChartSeries> _series = [];
+    List<Row> _rows = [];
+    /// <summary>The selected runs trained with Switch EMA, and what it did (each run's spec read once per build).</summary>
+    Dictionary<long, string> _switchNotes = [];
+    List<Column> _columns = [];
+    List<string> _differing = [];
+    IReadOnlyList<ParallelCoordinates.Line> _lines = [];
+    string _sortBy = "run";
+    bool _descending = true;
+    LiveEvents? _live;
+
+    protected override async Task OnInitializedAsync()
+    {
+        var wanted = (RunIds ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries)
+            .Select(id => long.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : -1).Where(v => v > 0).ToList();
+        // The newest runs to pick from, and the ones asked for even when older (a group's, the runs list's selection).
+        // Only what the signed-in user may read, left out in the query.
+        var (runs, roleTags, clientParams) = await Queries.ForCompareAsync(wanted, Newest, (await Access.AccessAsync()).Readable());
+        _runs = runs;
+        _allTracks = _runs.SelectMany(r => EmaTrack.InDisplayOrder(r.Tracks)).Select(t => t.Name).Distinct().ToList();
+        _roles = _runs.ToDictionary(r => r.Id, r => MetricRoles.For(r, roleTags.GetValueOrDefault(r.Id), Metrics));
+        _parameters = _runs.ToDictionary(r => r.Id, r => (IReadOnlyDictionary<string, string>)RunParameters.Of(r, clientParams[r.Id]));
+        foreach (var id in wanted.Where(id => _runs.Any(r => r.Id == id))) _selected.Add(id);
+        if (_selected.Count == 0) foreach (var r in _runs.Where(r => r.Status == RunStatus.Completed).Take(2)) _selected.Add(r.Id);
+        Build();
+        _live = LiveEvents.Follow(Hub, null, TimeSpan.FromSeconds(1), batch => InvokeAsync(() => FollowAsync(batch)));
+    }
+
+    /// <summary>While a selected run trains, the chart and table follow it (redrawn at most once a second).</summary>
+    async Task FollowAsync(IReadOnlyList<RunEvent> batch)
+    {
+        var mine = batch.Where(e => _selected.Contains(e.RunId) && e.Type is RunEventType.Metrics or RunEventType.Status).ToList();
+        if (mine.Count == 0) return;
+        var statusChanged = mine.Where(e => e.Type == RunEventType.Status).Select(e => e.RunId).Distinct().ToList();
+        if (statusChanged.Count > 0) await ReloadRunsAsync(statusChanged);
+        Build();
+        StateHasChanged();
+    }
+
+    /// <summary>A run that changed status (finished, a post-hoc track added) is read again: its tracks and status.</summary>
+    async Task ReloadRunsAsync(IEnumerable<long> ids)
+    {
+        foreach (var run in await Queries.WithTracksAsync(ids.ToList()))
+        {
+            var index = _runs.FindIndex(r => r.Id == run.Id);
+            if (index >= 0) _runs[index] = run;
+        }
+    }
+
+    string? KeyOf(long runId, string part) => _roles.GetValueOrDefault(runId) is not { } roles ? null
+        : part switch { "accuracy" => roles.Accuracy, "loss" => roles.Loss, _ => roles.Train };
+
+    string ChartTitle() => $"{_key} ({string.Join(", ", _selectedOrder.Select(id => KeyOf(id, _key)).OfType<string>().Distinct())})";
+
+    /// <summary>Best and final values of each run's own key for the part.</summary>
+    List<TrackSummary> Summaries(IReadOnlyList<long> ids, string part, bool lowerIsBetter) =>
+        ids.GroupBy(id => KeyOf(id, part)).Where(g => g.Key is not null)
+           .SelectMany(g => Metrics.Summaries(g.ToList(), g.Key!, lowerIsBetter)).ToList();
+
+    void Toggle(long id, bool on)
+    {
+        if (on) _selected.Add(id); else _selected.Remove(id);
+        Navigation.NavigateTo($"compare?runs={string.Join(",", _selected.Order())}", replace: true);
+        Build();
+    }
+
+    bool Wanted(string track) => _track switch
+    {
+        "" => true,
+        "raw" => track == MetricKeys.RawTrack,
+        "ema" => track != MetricKeys.RawTrack,
+        _ => track == _track,
+    };
+
+    /// <summary>
+    /// One line per (run, track): colour by run, dash by track, so both read at a glance; a long series thinned for the
+    /// browser keeps its spread as a min–max band. Then the table and the parallel coordinates.
+    /// </summary>
+    void Build()
+    {
+        _selectedOrder = _selected.Order().ToList();
+        var selectedRuns = _runs.Where(r => _selected.Contains(r.Id)).OrderBy(r => r.Id).ToList();
+        var series = new List<ChartSeries>();
+        _switchNotes = selectedRuns.Select(r => (r.Id, Note: r.SwitchEmaNote())).Where(n => n.Note is not null).ToDictionary(n => n.Id, n => n.Note!);
+        foreach (var run in selectedRuns)
+        {
+            var tracks = EmaTrack.InDisplayOrder(run.Tracks).Select(t => t.Name).ToList();
+            if (KeyOf(run.Id, _key) is not { } key) continue;
+            var keyTracks = _key == "train" ? [MetricKeys.RawTrack] : tracks.Where(Wanted).ToList();
+            var color = TrackColors.ForIndex(_selectedOrder.IndexOf(run.Id));
+            foreach (var track in keyTracks)
+            {
+                // A Switch EMA run's raw weights are not plain training: its legend says so.
+                var name = track == MetricKeys.RawTrack && _switchNotes.ContainsKey(run.Id) ? $"#{run.Id} raw (switch EMA)" : $"#{run.Id} {track}";
+                var data = Metrics.ReadEnvelope(run.Id, track, key);
+                if (data.Low is { } low && data.High is { } high) series.AddRange(ChartSeries.Band(name, color, low, high));
+                var dash = track == MetricKeys.RawTrack ? null : (tracks.IndexOf(track) % 3) switch { 1 => "dash", 2 => "dot", _ => "dashdot" };
+                // A post-hoc track is one evaluation at the run's end: a marker, not a line.
+                series.Add(new ChartSeries(name, color, data.Line, Dash: dash)
+                {
+                    Markers = track.StartsWith(TrackNames.PostHocPrefix, StringComparison.Ordinal),
+                    LinesToo = !track.StartsWith(TrackNames.PostHocPrefix, StringComparison.Ordinal),
+                });
+            }
+        }
+        _series = series;
+
+        var accuracy = Summaries(_selectedOrder, "accuracy", lowerIsBetter: false);
+        _rows = selectedRuns.Select(r => new Row(r, _parameters[r.Id], accuracy.Where(a => a.RunId == r.Id).ToDictionary(a => a.Track))).ToList();
+        var all = _rows.Select(r => r.Parameters).ToList();
+        _differing = RunParameters.Differing(all);
+        var shownParameters = _allParameters ? all.SelectMany(p => p.Keys).Distinct().Order(StringComparer.Ordinal).ToList() : _differing;
+        var tracksShown = _rows.SelectMany(r => EmaTrack.InDisplayOrder(r.Run.Tracks)).Select(t => t.Name).Distinct().Where(Wanted).ToList();
+        _columns =
+        [
+            new Column("run", "Run", false, r => r.Run.Id),
+            new Column("status", "Status", false, r => r.Run.Status.ToApi()),
+            .. shownParameters.Select(p => new Column($"param:{p}", p, false, r => r.Parameters.GetValueOrDefault(p))),
+            .. tracksShown.SelectMany(t => new[]
+            {
+                new Column($"best:{t}", $"best {t}", true, r => r.Accuracy.GetValueOrDefault(t)?.Best),
+                new Column($"final:{t}", $"final {t}", true, r => r.Accuracy.GetValueOrDefault(t)?.Final),
+            }),
+        ];
+        _lines = _rows.Where(r => r.Run.Status.IsFinished())
+            .Select(r => new ParallelCoordinates.Line($"#{r.Run.Id}", r.Parameters,
+                r.Accuracy.Values.Where(s => s.Track != MetricKeys.RawTrack).Select(s => s.Best).DefaultIfEmpty(double.NaN).Max()))
+            .ToList();
+    }
+
+    void SortBy(string column)
+    {
+        _descending = _sortBy == column ? !_descending : column.StartsWith("best:") || column.StartsWith("final:");
+        _sortBy = column;
+    }
+
+    /// <summary>Numbers sort as numbers (a parameter too, when every value is one); empty cells last.</summary>
+    IEnumerable<Row> SortedRows()
+    {
+        var column = _columns.FirstOrDefault(c => c.Id == _sortBy) ?? _columns[0];
+        static double? Number(object? v) => v switch
+        {
+            double d => d,
+            long l => l,
+            string s when double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) => d,
+            _ => null,
+        };
+        var values = _rows.Select(r => (Row: r, Value: column.Value(r))).ToList();
+        var numeric = values.All(v => v.Value is null || Number(v.Value) is not null);
+        var present = values.Where(v => v.Value is not null);
+        var ordered = numeric
+            ? (_descending ? present.OrderByDescending(v => Number(v.Value)) : present.OrderBy(v => Number(v.Value)))
+            : (_descending ? present.OrderByDescending(v => v.Value!.ToString(), StringComparer.Ordinal)
+                : present.OrderBy(v => v.Value!.ToString(), StringComparer.Ordinal));
+        return ordered.Concat(values.Where(v => v.Value is null)).Select(v => v.Row);
+    }
+
+    static string Show(Column column, Row row) => column.Value(row) switch
+    {
+        null => "–",
+        double d when column.Numeric => d.ToString("P2", CultureInfo.InvariantCulture),
+        var v => v.ToString() ?? "",
+    };
+
+    string CsvLink()
+    {
+        var lines = new List<string> { CsvText.Row(_columns.Select(c => (object?)c.Title)) };
+        lines.AddRange(SortedRows().Select(r => CsvText.Row(_columns.Select(c => c.Id == "run" ? $"#{r.Run.Id} {r.Run.Name}" : c.Value(r)))));
+        return "data:text/csv;charset=utf-8," + Uri.EscapeDataString(string.Join("\n", lines) + "\n");
+    }
+
+    public void Dispose()
+    {
+        _live?.Dispose();
+    }
+}

@@ -1,0 +1,222 @@
+using System.Globalization;
+using EmaLab.Dashboard.Components.Shared;
+using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Hosting;
+using EmaLab.Dashboard.Metrics;
+using EmaLab.Dashboard.Runs;
+using EmaLab.TrainingEngine;
+using Microsoft.AspNetCore.Components;
+
+namespace EmaLab.Dashboard.Components.Pages;
+
+public partial class RunsList
+{
+    public const int PageSize = 200;
+
+    /// <summary>The filters as the form edits them (text: the selects' values); the address carries them, so a filtered list can be shared.</summary>
+    internal sealed class Filters
+    {
+        public string? Search { get; set; }
+        public string? Status { get; set; }
+        public string? Experiment { get; set; }
+        public string? Dataset { get; set; }
+        public string? Model { get; set; }
+        public string? Group { get; set; }
+        public string? Tag { get; set; }
+
+        public bool IsEmpty => new[] { Search, Status, Experiment, Dataset, Model, Group, Tag }.All(string.IsNullOrEmpty);
+
+        public RunFilter ToFilter() => new(Search,
+            Enum.TryParse<RunStatus>(Status, ignoreCase: true, out var s) ? s : null,
+            long.TryParse(Experiment, NumberStyles.None, CultureInfo.InvariantCulture, out var e) ? e : null,
+            Dataset, Model, Group, Tag);
+
+        public Dictionary<string, object?> ToQuery() => new()
+        {
+            ["q"] = Blank(Search), ["status"] = Blank(Status), ["experiment"] = Blank(Experiment), ["dataset"] = Blank(Dataset),
+            ["model"] = Blank(Model), ["group"] = Blank(Group), ["tag"] = Blank(Tag),
+        };
+
+        static string? Blank(string? value) => string.IsNullOrEmpty(value) ? null : value;
+    }
+
+    [SupplyParameterFromQuery(Name = "q")] public string? Search { get; set; }
+    [SupplyParameterFromQuery(Name = "status")] public string? Status { get; set; }
+    [SupplyParameterFromQuery(Name = "experiment")] public string? ExperimentFilter { get; set; }
+    [SupplyParameterFromQuery(Name = "dataset")] public string? Dataset { get; set; }
+    [SupplyParameterFromQuery(Name = "model")] public string? Model { get; set; }
+    [SupplyParameterFromQuery(Name = "group")] public string? Group { get; set; }
+    [SupplyParameterFromQuery(Name = "tag")] public string? Tag { get; set; }
+    [SupplyParameterFromQuery(Name = "page")] public int? Page { get; set; }
+
+    Filters _filter = new();
+    int _page = 1;
+    int _total;
+    int PageCount => Math.Max(1, (_total + PageSize - 1) / PageSize);
+    readonly HashSet<long> _selected = [];
+    IReadOnlyList<string> _groups = [];
+    IReadOnlyList<string> _tags = [];
+
+    sealed class Row(Run run)
+    {
+        public Run Run { get; set; } = run;
+        public ActiveRuns.LiveProgress? Live { get; set; }
+        public long Step => Live?.Progress.Step ?? Run.Step;
+        public double? BestRaw { get; set; }
+        /// <summary>The key whose best the row shows (the engine's eval/accuracy, or a client run's accuracy key).</summary>
+        public string? AccuracyKey { get; set; }
+        public string? Source { get; set; }
+        public string? User { get; set; }
+        public string? Group { get; set; }
+        /// <summary>The run's own tags (not mlflow.* or emalab.*), the first few.</summary>
+        public IReadOnlyList<(string Key, string Value)> UserTags { get; set; } = [];
+        public TrackSummary? BestEma { get; set; }
+        /// <summary>The run's track colours, as its page shows them.</summary>
+        public TrackPalette Palette => field ??= TrackPalette.ForRun(Run);
+    }
+
+    List<Row>? _rows;
+    Dictionary<long, string> _experiments = [];
+    long? _confirmDelete;
+    EmaLab.Dashboard.Security.ExperimentAccess _access = EmaLab.Dashboard.Security.ExperimentAccess.Nothing;
+    string? _message;
+    LiveEvents? _live;
+
+    protected override async Task OnInitializedAsync()
+    {
+        _filter = new Filters { Search = Search, Status = Status, Experiment = ExperimentFilter, Dataset = Dataset, Model = Model, Group = Group,
+            Tag = Tag };
+        _page = Math.Max(1, Page ?? 1);
+        await LoadAsync();
+        _live = LiveEvents.Follow(Hub, null, TimeSpan.FromMilliseconds(250), batch => InvokeAsync(() => FollowAsync(batch)));
+    }
+
+    async Task LoadAsync()
+    {
+        // Only what the signed-in user may read (the API's rule: lists never show the rest).
+        _access = await Access.AccessAsync();
+        _experiments = (await Queries.ExperimentNamesAsync()).Where(e => _access.On(e.Key).CanRead()).ToDictionary();
+        // The same read as GET /api/runs; past the last page (runs were deleted meanwhile) the list shows the last one.
+        var filter = _filter.ToFilter() with { Readable = _access.Readable() };
+        var listed = await Queries.PageAsync(filter, _page, PageSize);
+        if (listed.Runs.Count == 0 && _page > listed.LastPage) listed = await Queries.PageAsync(filter, listed.LastPage, PageSize);
+        var choices = await Queries.FilterChoicesAsync(_access.Readable());
+        (_total, _page, _groups, _tags) = (listed.Total, listed.Page, choices.Groups, choices.UserTags);
+        var runs = listed.Runs;
+        var tags = runs.SelectMany(r => r.Tags).ToList();
+        // A client's run has its own accuracy key (MetricRoles); its source is MLflow's mlflow.source.name tag.
+        var keys = runs.ToDictionary(r => r.Id, r =>
+            MetricRoles.For(r, tags.FirstOrDefault(t => t.RunId == r.Id && t.Key == TagNames.MetricRoles)?.Value, Metrics).Accuracy);
+        var summaries = keys.Values.OfType<string>().Distinct()
+            .SelectMany(key => Metrics.Summaries(runs.Where(r => keys[r.Id] == key).Select(r => r.Id).ToList(), key)).ToList();
+        _rows = runs.Select(r =>
+        {
+            var mine = summaries.Where(s => s.RunId == r.Id).ToList();
+            return new Row(r)
+            {
+                AccuracyKey = keys[r.Id],
+                Source = tags.FirstOrDefault(t => t.RunId == r.Id && t.Key == TagNames.SourceName)?.Value is { } path ? Path.GetFileName(path) : null,
+                User = tags.FirstOrDefault(t => t.RunId == r.Id && t.Key == TagNames.User)?.Value,
+                Group = tags.FirstOrDefault(t => t.RunId == r.Id && t.Key == TagNames.Group)?.Value,
+                UserTags = tags.Where(t => t.RunId == r.Id && TagNames.IsUser(t.Key))
+                    .OrderBy(t => t.Key, StringComparer.Ordinal).Take(4).Select(t => (t.Key, t.Value.Length > 24 ? t.Value[..24] + "…" : t.Value))
+                        .ToList(),
+                Live = Active.ProgressOf(r.Id),
+                BestRaw = mine.FirstOrDefault(s => s.Track == MetricKeys.RawTrack)?.Best,
+                BestEma = mine.Where(s => s.Track != MetricKeys.RawTrack).MaxBy(s => s.Best),
+            };
+        }).ToList();
+    }
+
+    /// <summary>Live updates: progress and accuracy in place, a reload when a run changes status; redrawn at most 4 times a second.</summary>
+    async Task FollowAsync(IReadOnlyList<RunEvent> batch)
+    {
+        var reload = false;
+        foreach (var e in batch)
+        {
+            if (e.Type is RunEventType.Status or RunEventType.Deleted) reload = true;
+            else if (e.Type is RunEventType.Progress or RunEventType.Metrics) reload |= !Apply(e);
+        }
+        if (reload) await LoadAsync();
+        StateHasChanged();
+    }
+
+    /// <summary>Applies a live event (progress, or its eval accuracies) to its row; false when the run is not on the page yet.</summary>
+    bool Apply(RunEvent e)
+    {
+        var row = _rows?.FirstOrDefault(r => r.Run.Id == e.RunId);
+        if (row is null) return false;
+        if (e.Type == RunEventType.Progress) row.Live = Active.ProgressOf(e.RunId) ?? row.Live;
+        foreach (var p in e.Points ?? [])
+        {
+            if (p.Key != row.AccuracyKey || !double.IsFinite(p.Value)) continue;
+            if (p.Track == MetricKeys.RawTrack) row.BestRaw = Math.Max(row.BestRaw ?? 0, p.Value);
+            else if (row.BestEma is null || p.Value > row.BestEma.Best)
+                row.BestEma = new TrackSummary(e.RunId, p.Track, p.Value, p.Step, p.Value, p.Step);
+        }
+        return true;
+    }
+
+    /// <summary>A changed filter starts again at the first page, and the address follows (replace: no history entry per keystroke).</summary>
+    async Task FilterChangedAsync()
+    {
+        _page = 1;
+        SyncAddress();
+        await LoadAsync();
+    }
+
+    async Task GoToAsync(int page)
+    {
+        _page = Math.Clamp(page, 1, PageCount);
+        SyncAddress();
+        await LoadAsync();
+    }
+
+    void SyncAddress()
+    {
+        var query = _filter.ToQuery();
+        query["page"] = _page == 1 ? null : _page;
+        Navigation.NavigateTo(Navigation.GetUriWithQueryParameters(query), replace: true);
+    }
+
+    void Select(long id, bool on)
+    {
+        if (on) _selected.Add(id); else _selected.Remove(id);
+    }
+
+    string ShownText()
+    {
+        if (_total == 0) return "No run matches these filters.";
+        var first = (_page - 1) * PageSize + 1;
+        return _total <= PageSize ? $"{_total:N0} run{(_total == 1 ? "" : "s")}" : $"Runs {first:N0}–{first + _rows!.Count - 1:N0} of {_total:N0}";
+    }
+
+    Task CancelAsync(long id) => Safely(async () => Report((await RunService.CancelAsync(id, await Access.ActingAsync())).Item2));
+    Task ResumeAsync(long id) => Safely(async () => Report((await RunService.ResumeAsync(id, await Access.ActingAsync())).Item2));
+
+    Task DeleteAsync(long id) => Safely(async () =>
+    {
+        _confirmDelete = null;
+        var outcome = await RunService.DeleteAsync(id, await Access.ActingAsync());
+        if (outcome == RunService.Outcome.Accepted)
+            Report($"Run {id} is stopping; it is removed once its current step ends.");
+        await LoadAsync();
+    });
+
+    void Report(string? problem) => _message = problem;
+
+    /// <summary>An action that fails shows why; it never ends the page's circuit.</summary>
+    async Task Safely(Func<Task> action)
+    {
+        try { await action(); }
+        catch (RefusalException e) { _message = e.Message; }
+        catch (Exception e) { _message = $"That did not work: {e.Message}"; }
+    }
+
+    static string Percent(double? value) => value is { } v ? v.ToString("P1", CultureInfo.InvariantCulture) : "–";
+
+    public void Dispose()
+    {
+        _live?.Dispose();
+    }
+}

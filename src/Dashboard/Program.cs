@@ -1,5 +1,8 @@
 using EmaLab.Dashboard.Metrics;
 using EmaLab.Dashboard.Trainers;
+using EmaLab.Dashboard.Tracking;
+using EmaLab.Dashboard.Groups;
+using EmaLab.Dashboard.Datasets;
 using EmaLab.Dashboard;
 using EmaLab.Dashboard.Components;
 using EmaLab.Dashboard.Data;
@@ -35,39 +38,17 @@ if (EmaLabOptions.Refusals(builder.Configuration.GetSection(EmaLabOptions.Sectio
 builder.Services.AddOptions<EmaLabOptions>().BindConfiguration(EmaLabOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 // The role and the database decide which services this process runs; the values are validated at start like the rest.
 var setup = builder.Configuration.GetSection(EmaLabOptions.Section).Get<EmaLabOptions>() ?? new EmaLabOptions();
+// Each area registers its own services (the folders of docs/design.md), bottom to top.
 builder.Services.AddSingleton<DataPaths>();
 builder.Services.AddEmaLabDatabase();
-
-builder.Services.AddSingleton<RunEventHub>();
-builder.Services.AddSingleton<ActiveRuns>();
-builder.Services.AddSingleton<RunLifecycle>();
-builder.Services.AddSingleton<RunQueries>();
-builder.Services.AddSingleton<MetricVersions>();
-builder.Services.AddSingleton<MetricQueries>();
-builder.Services.AddSingleton<CheckpointStore>();
-builder.Services.AddSingleton<RunExecutor>();
-builder.Services.AddSingleton<RunService>();
-builder.Services.AddSingleton<PostHocService>();
-builder.Services.AddSingleton<EmaLab.Dashboard.Groups.GroupService>();
-builder.Services.AddSingleton<EmaLab.Dashboard.Datasets.DatasetStore>();
-builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.TrackingService>();
-builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.LoggedModelService>();
-builder.Services.AddSingleton<EmaLab.Dashboard.Tracking.ArtifactStore>();
-// Registered before the worker: hosted services stop in reverse order, so the writer outlives the runs it records.
-builder.Services.AddSingleton<BundleCleaner>();
-builder.Services.AddSingleton<MetricPipeline>();
-builder.Services.AddHostedService(services => services.GetRequiredService<MetricPipeline>());
+// Before the trainers: hosted services stop in reverse order, so the metric writer outlives the runs it records.
+builder.Services.AddMetrics(setup);
+builder.Services.AddRuns();
 // Who trains: chosen here once (EmaLab:Trainer); nothing else asks.
-if (setup.Trainer == TrainerKind.Hangfire)
-    builder.Services.AddRunJobs(setup);
-else
-{
-    builder.Services.AddSingleton<RunQueue>();
-    builder.Services.AddSingleton<ITrainerHost, InProcessTrainers>();
-    builder.Services.AddHostedService<RunWorker>();
-}
-// On PostgreSQL: live events to and from the other processes on the same database (SQLite has one process).
-if (setup.Database == DatabaseKind.Postgres) builder.Services.AddHostedService<PostgresEventRelay>();
+builder.Services.AddTrainers(setup);
+builder.Services.AddTracking();
+builder.Services.AddGroups();
+builder.Services.AddDatasets();
 
 // A metric can be NaN or ±infinity (a diverged loss): JSON carries them as "NaN"/"Infinity"/"-Infinity", as
 // the proto3 JSON mapping that MLflow's clients use does.

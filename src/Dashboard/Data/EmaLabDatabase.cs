@@ -125,7 +125,7 @@ public static class DatabaseRegistration
     public const string ConnectionStringName = "EmaLab";
 
     /// <summary>The configured database (<see cref="EmaLabOptions.Database"/>) as the store, EF Core's context factory
-    /// and a scoped context.</summary>
+    /// and a scoped context, and the metric reads with their versions.</summary>
     public static IServiceCollection AddEmaLabDatabase(this IServiceCollection services)
     {
         services.AddSingleton<EmaLabDatabase>(provider =>
@@ -139,6 +139,8 @@ public static class DatabaseRegistration
         });
         services.AddSingleton<IDbContextFactory<EmaLabDbContext>, DatabaseContextFactory>();
         services.AddScoped(provider => provider.GetRequiredService<IDbContextFactory<EmaLabDbContext>>().CreateDbContext());
+        services.AddSingleton<MetricVersions>();
+        services.AddSingleton<MetricQueries>();
         return services;
     }
 }

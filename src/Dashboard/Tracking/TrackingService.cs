@@ -224,6 +224,8 @@ public sealed partial class TrackingService(
         }
         await db.SaveChangesAsync(ct);
         lifecycle.Changed(run.Id, run.Status);
+        // A run that ended has logged (a late call reads its keys again).
+        if (run.Status.IsFinished()) _knownKeys.Forget(run.Id);
         return InfoOf(run, await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id).ToListAsync(ct));
     }
 
@@ -235,6 +237,7 @@ public sealed partial class TrackingService(
         run.Deleted = deleted;
         await db.SaveChangesAsync(ct);
         lifecycle.Changed(run.Id, run.Status);
+        if (deleted) _knownKeys.Forget(run.Id);
     }
 
     /// <summary>
@@ -322,7 +325,7 @@ public sealed partial class TrackingService(
             }
             await SaveIgnoringRacesAsync(db, ct);
             // What is stored is what counts (a concurrent request may have mapped the same key first).
-            if (newKeys.Count > 0) _knownKeys.TryRemove(run.Id, out _);
+            if (newKeys.Count > 0) _knownKeys.Forget(run.Id);
         }
 
         if (mapped.Count == 0) return;
@@ -334,15 +337,19 @@ public sealed partial class TrackingService(
         if (pipeline.StoreFailureOf(run.Id) is { } reason) throw new MlflowException(MlflowException.InternalError, reason);
     }
 
-    /// <summary>Each client run's logged key → (track, key), as stored; a key's mapping never changes once stored, so it is kept in memory.</summary>
-    readonly System.Collections.Concurrent.ConcurrentDictionary<long, IReadOnlyDictionary<string, (string Track, string Key)>> _knownKeys = new();
+    readonly ClientKeyCache _knownKeys = new(ClientKeyCache.DefaultCapacity);
 
+    /// <summary>The runs whose key mapping is held now (for tests of when it is let go).</summary>
+    internal ClientKeyCache KnownKeys => _knownKeys;
+
+    /// <summary>Each client run's logged key → (track, key), as stored (see <see cref="ClientKeyCache"/>).</summary>
     async Task<IReadOnlyDictionary<string, (string Track, string Key)>> KnownKeysAsync(EmaLabDbContext db, long runId, CancellationToken ct)
     {
-        if (_knownKeys.TryGetValue(runId, out var cached)) return cached;
+        if (_knownKeys.Get(runId) is { } cached) return cached;
         var stored = await db.ClientMetricKeys.AsNoTracking().Where(k => k.RunId == runId)
             .ToDictionaryAsync(k => k.LoggedKey, k => (k.Track, k.Key), ct);
-        return _knownKeys[runId] = stored;
+        _knownKeys.Set(runId, stored);
+        return stored;
     }
 
     public async Task DeleteTagAsync(DeleteTagRequest request, CancellationToken ct)

@@ -1,8 +1,4 @@
-using EmaLab.Dashboard.Metrics;
-using EmaLab.Dashboard.Components.Shared;
-using EmaLab.Dashboard.Runs;
 using EmaLab.Dashboard.Data;
-using EmaLab.Dashboard.Hosting;
 
 namespace EmaLab.Dashboard.Tests;
 

@@ -1,5 +1,6 @@
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Hosting;
+using EmaLab.TrainingEngine.Averaging;
 using Microsoft.EntityFrameworkCore;
 
 namespace EmaLab.Dashboard.Runs;
@@ -9,7 +10,7 @@ namespace EmaLab.Dashboard.Runs;
 /// checkpoints, log and whole view, runs to compare. Metrics are <see cref="MetricQueries"/>'; groups and a client's logged
 /// models have their own services. No page and no handler holds a database context for these.
 /// </summary>
-public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, ActiveRuns active)
+public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, ActiveRuns active, DataPaths paths)
 {
     /// <summary>Experiment names by id, oldest first; deleted ones only when asked for (a group of a deleted experiment still names it).</summary>
     public async Task<Dictionary<long, string>> ExperimentNamesAsync(bool withDeleted = false)
@@ -123,10 +124,11 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, Act
     /// <summary>
     /// A run as its page shows it besides metrics: the run (tracks, tags), its live progress in this process, its
     /// experiment's name, tags and params by key, checkpoints and log — read with the same rules as the API's
-    /// <c>/api/runs/{id}</c>, <c>/checkpoints</c> and <c>/log</c>.
+    /// <c>/api/runs/{id}</c>, <c>/checkpoints</c> and <c>/log</c>; and whether it has post-hoc EMA (an engine run trained
+    /// with it, or a script's run once it has uploaded snapshots).
     /// </summary>
     public sealed record RunView(Run Run, ActiveRuns.LiveProgress? Progress, string ExperimentName, IReadOnlyDictionary<string, string> Tags,
-        IReadOnlyList<(string Key, string Value)> Params, IReadOnlyList<Checkpoint> Checkpoints, IReadOnlyList<RunLogEntry> Log);
+        IReadOnlyList<(string Key, string Value)> Params, IReadOnlyList<Checkpoint> Checkpoints, IReadOnlyList<RunLogEntry> Log, bool HasPostHoc);
 
     /// <summary>The run's view; null when there is no such run or the reader may not read it.</summary>
     public async Task<RunView?> ViewAsync(long id, ReadableExperiments? readable, CancellationToken cancellationToken = default)
@@ -137,7 +139,10 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, Act
         var experiment = await db.Experiments.Where(e => e.Id == run.ExperimentId).Select(e => e.Name).SingleAsync(cancellationToken);
         var parameters = (await db.Params.AsNoTracking().Where(p => p.RunId == id).OrderBy(p => p.Key).ToListAsync(cancellationToken))
             .Select(p => (p.Key, p.Value)).ToList();
+        var hasPostHoc = run.Origin == RunOrigin.Client
+            ? PostHocSnapshots.Steps(paths.SnapshotDirectory(run)).Count > 0
+            : run.SpecJson is not null && run.EngineSpec().PostHoc is not null;
         return new RunView(run, active.ProgressOf(id), experiment, run.Tags.ToDictionary(t => t.Key, t => t.Value), parameters,
-            await CheckpointsAsync(id, cancellationToken) ?? [], await LogAsync(id, cancellationToken) ?? []);
+            await CheckpointsAsync(id, cancellationToken) ?? [], await LogAsync(id, cancellationToken) ?? [], hasPostHoc);
     }
 }

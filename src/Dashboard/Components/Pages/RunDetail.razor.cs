@@ -108,8 +108,7 @@ public partial class RunDetail
         _specJson = _run.SpecJson is null ? ""
             : JsonSerializer.Serialize(JsonDocument.Parse(_run.SpecJson), new JsonSerializerOptions { WriteIndented = true });
         var spec = _run.SpecJson is null ? null : _run.EngineSpec();
-        // A script's run has post-hoc EMA once it has uploaded snapshots.
-        _hasPostHoc = spec?.PostHoc is not null || _run.Origin == RunOrigin.Client && PostHoc.LastSnapshotStep(_run) is not null;
+        _hasPostHoc = view.HasPostHoc;
         _rules = spec?.EmaRules() ?? [];
         _switchNote = _run.SwitchEmaNote() is { } switched ? switched + ": the raw curves are of this training, not of plain training." : null;
         _evaluationNote = JoinNotes(spec is null ? null : EvaluationNote(spec, _run.TotalSteps), _switchNote);

@@ -70,18 +70,23 @@ public sealed class GcPressureTests : IDisposable
     {
         var spec = Specs[configuration];
         var calm = Exercise(spec, Path.Combine(_directory, "calm"));
-        Outcome busy;
-        using (var hammer = new FinalizerHammer())
+        using var hammer = new FinalizerHammer();
+        hammer.WaitUntilCollecting();
+        var before = hammer.Collections;
+        // On a loaded machine (other test projects run beside this one) a short exercise can see few collections: it is
+        // repeated — each time identical to the calm one — until the collector ran often enough during the work.
+        for (var round = 0; round == 0 || (hammer.Collections - before <= MinCollections && round < 10); round++)
         {
-            busy = Exercise(spec, Path.Combine(_directory, "busy"));
-            Assert.True(hammer.Collections > 10, $"only {hammer.Collections} collections ran during the exercise");
+            var busy = Exercise(spec, Path.Combine(_directory, $"busy-{round}"));
+            Assert.Equal(TrainingOutcome.Completed, busy.Result.Outcome);
+            Assert.Equal(calm.Metrics, busy.Metrics);
+            Assert.Equal(calm.Checkpoints.Count, busy.Checkpoints.Count);
+            for (var i = 0; i < calm.Checkpoints.Count; i++) Assert.True(calm.Checkpoints[i].SequenceEqual(busy.Checkpoints[i]), $"checkpoint {i} differs");
         }
-
-        Assert.Equal(TrainingOutcome.Completed, busy.Result.Outcome);
-        Assert.Equal(calm.Metrics, busy.Metrics);
-        Assert.Equal(calm.Checkpoints.Count, busy.Checkpoints.Count);
-        for (var i = 0; i < calm.Checkpoints.Count; i++) Assert.True(calm.Checkpoints[i].SequenceEqual(busy.Checkpoints[i]), $"checkpoint {i} differs");
+        Assert.True(hammer.Collections - before > MinCollections, $"only {hammer.Collections - before} collections ran during the exercises");
     }
+
+    const int MinCollections = 10;
 
     sealed record Outcome(TrainingResult Result, List<(string, string, long, double)> Metrics, List<byte[]> Checkpoints);
 
@@ -143,6 +148,13 @@ sealed class FinalizerHammer : IDisposable
     }
 
     public int Collections => Volatile.Read(ref _collections);
+
+    /// <summary>Returns once the collector has run once: the work after it is under pressure from its first step.</summary>
+    public void WaitUntilCollecting()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (Collections == 0 && DateTime.UtcNow < deadline) Thread.Sleep(1);
+    }
 
     public void Dispose()
     {

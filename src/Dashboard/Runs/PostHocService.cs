@@ -60,10 +60,14 @@ public sealed class PostHocService(
     /// <summary>Why the run cannot be reconstructed, or null when it can.</summary>
     public async Task<(Run? Run, string? Problem)> CheckAsync(long runId, CancellationToken cancellationToken = default)
     {
+        var run = await RunAsync(runId, cancellationToken);
+        return run is null ? (null, null) : (run, ReconstructionProblem(run));
+    }
+
+    async Task<Run?> RunAsync(long runId, CancellationToken cancellationToken)
+    {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
-        var run = await db.Runs.AsNoTracking().Include(r => r.Tracks).SingleOrDefaultAsync(r => r.Id == runId, cancellationToken);
-        if (run is null) return (null, null);
-        return (run, ReconstructionProblem(run));
+        return await db.Runs.AsNoTracking().Include(r => r.Tracks).SingleOrDefaultAsync(r => r.Id == runId, cancellationToken);
     }
 
     /// <summary>Why the run's post-hoc EMA cannot be reconstructed now, or null when it can (the API and the panel both ask here).</summary>
@@ -86,10 +90,17 @@ public sealed class PostHocService(
     /// </summary>
     async Task<Run> ReconstructableAsync(long runId, Caller caller, CancellationToken cancellationToken)
     {
-        var (run, problem) = await CheckAsync(runId, cancellationToken);
-        if (run is null) throw new NotFoundException($"Run {runId.ToString(CultureInfo.InvariantCulture)} does not exist.");
+        var run = await EditableAsync(runId, caller, cancellationToken);
+        if (ReconstructionProblem(run) is { } problem) throw new ConflictException(problem);
+        return run;
+    }
+
+    /// <summary>The run, once it exists and the caller may EDIT its experiment (post-hoc results are stored as tracks).</summary>
+    async Task<Run> EditableAsync(long runId, Caller caller, CancellationToken cancellationToken)
+    {
+        var run = await RunAsync(runId, cancellationToken)
+            ?? throw new NotFoundException($"Run {runId.ToString(CultureInfo.InvariantCulture)} does not exist.");
         await permissions.RequireAsync(caller, run.ExperimentId, ExperimentPermissionLevel.Edit, cancellationToken);
-        if (problem is not null) throw new ConflictException(problem);
         return run;
     }
 
@@ -225,9 +236,7 @@ public sealed class PostHocService(
         if (request.Checkpoints is not { } k) throw new RequestValidationException("checkpoints", "checkpoints (k, at least 2) is required.");
         if (request.Every is not { } every || every < 1)
             throw new RequestValidationException("every", "every (ν, the steps between copies) is required and at least 1.");
-        var (run, _) = await CheckAsync(runId, cancellationToken);
-        if (run is null) throw new NotFoundException($"Run {runId.ToString(CultureInfo.InvariantCulture)} does not exist.");
-        await permissions.RequireAsync(caller, run.ExperimentId, ExperimentPermissionLevel.Edit, cancellationToken);
+        var run = await EditableAsync(runId, caller, cancellationToken);
         var options = await LawaOptionsAsync(run, cancellationToken);
         if (options.Problem is not null) throw new ConflictException(options.Problem);
         if (PostHocLawa.Problem(options.KeptSteps, k, every) is { } problem) throw new RequestValidationException(problem.Field, problem.Reason);

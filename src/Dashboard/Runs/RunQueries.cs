@@ -101,8 +101,11 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, Act
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         if (!await db.Runs.AnyAsync(r => r.Id == runId, cancellationToken)) return null;
-        return await db.Checkpoints.AsNoTracking().Where(c => c.RunId == runId).OrderBy(c => c.Step).ThenBy(c => c.Track).ToListAsync(cancellationToken);
+        return await CheckpointsOf(db, runId, cancellationToken);
     }
+
+    static Task<List<Checkpoint>> CheckpointsOf(EmaLabDbContext db, long runId, CancellationToken cancellationToken) =>
+        db.Checkpoints.AsNoTracking().Where(c => c.RunId == runId).OrderBy(c => c.Step).ThenBy(c => c.Track).ToListAsync(cancellationToken);
 
     /// <summary>A checkpoint and its run's name (for the downloaded file's name); null when there is no such checkpoint.</summary>
     public async Task<(Checkpoint Checkpoint, string RunName)?> CheckpointFileAsync(long checkpointId, CancellationToken cancellationToken = default)
@@ -118,8 +121,11 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, Act
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         if (!await db.Runs.AnyAsync(r => r.Id == runId, cancellationToken)) return null;
-        return await db.RunLog.AsNoTracking().Where(l => l.RunId == runId).OrderBy(l => l.Id).ToListAsync(cancellationToken);
+        return await LogOf(db, runId, cancellationToken);
     }
+
+    static Task<List<RunLogEntry>> LogOf(EmaLabDbContext db, long runId, CancellationToken cancellationToken) =>
+        db.RunLog.AsNoTracking().Where(l => l.RunId == runId).OrderBy(l => l.Id).ToListAsync(cancellationToken);
 
     /// <summary>
     /// A run as its page shows it besides metrics: the run (tracks, tags), its live progress in this process, its
@@ -143,6 +149,6 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, Act
             ? PostHocSnapshots.Steps(paths.SnapshotDirectory(run)).Count > 0
             : run.SpecJson is not null && run.EngineSpec().PostHoc is not null;
         return new RunView(run, active.ProgressOf(id), experiment, run.Tags.ToDictionary(t => t.Key, t => t.Value), parameters,
-            await CheckpointsAsync(id, cancellationToken) ?? [], await LogAsync(id, cancellationToken) ?? [], hasPostHoc);
+            await CheckpointsOf(db, id, cancellationToken), await LogOf(db, id, cancellationToken), hasPostHoc);
     }
 }

@@ -80,10 +80,10 @@ public sealed class RunService(
     public async Task<Run?> UpdateAsync(long id, RunUpdate update, Caller caller, CancellationToken cancellationToken = default)
     {
         update.Validate();
-        if (await RunForAsync(id, caller, ExperimentPermissionLevel.Edit, cancellationToken) is null) return null;
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var run = await db.Runs.Include(r => r.Tags).SingleOrDefaultAsync(r => r.Id == id, cancellationToken);
         if (run is null) return null;
+        await permissions.RequireAsync(caller, run.ExperimentId, ExperimentPermissionLevel.Edit, cancellationToken);
         void Set(string key, string? value)
         {
             var tag = run.Tags.FirstOrDefault(t => t.Key == key);

@@ -99,8 +99,9 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
     {
         if (by.IsAdmin) return;
         if (experimentId is null) throw MlflowException.Missing("experiment_id");
-        if (!Experiment.TryParseId(experimentId, out var id) || !(await OnExperimentAsync(by, id, cancel)).CanManage())
+        if (!Experiment.TryParseId(experimentId, out var id))
             throw new PermissionDeniedException($"Changing who may use experiment {experimentId} needs MANAGE on it.");
+        await this.RequireAsync(by, id, ExperimentPermissionLevel.Manage, cancel);
     }
 
     Task RecordAsync(Caller by, string action, string? experimentId, string? userName, string? permission) =>

@@ -103,10 +103,9 @@ public partial class RunsList
         var choices = await Queries.FilterChoicesAsync(_access.Readable());
         (_total, _page, _groups, _tags) = (listed.Total, listed.Page, choices.Groups, choices.UserTags);
         var runs = listed.Runs;
-        var tags = runs.SelectMany(r => r.Tags).ToList();
         // A client's run has its own accuracy key (MetricRoles); its source is MLflow's mlflow.source.name tag.
         var keys = runs.ToDictionary(r => r.Id, r =>
-            MetricRoles.For(r, tags.FirstOrDefault(t => t.RunId == r.Id && t.Key == TagNames.MetricRoles)?.Value, Metrics).Accuracy);
+            MetricRoles.For(r, r.Tags.FirstOrDefault(t => t.Key == TagNames.MetricRoles)?.Value, Metrics).Accuracy);
         var summaries = keys.Values.OfType<string>().Distinct()
             .SelectMany(key => Metrics.Summaries(runs.Where(r => keys[r.Id] == key).Select(r => r.Id).ToList(), key)).ToList();
         _rows = runs.Select(r =>
@@ -115,10 +114,10 @@ public partial class RunsList
             return new Row(r)
             {
                 AccuracyKey = keys[r.Id],
-                Source = tags.FirstOrDefault(t => t.RunId == r.Id && t.Key == TagNames.SourceName)?.Value is { } path ? Path.GetFileName(path) : null,
-                User = tags.FirstOrDefault(t => t.RunId == r.Id && t.Key == TagNames.User)?.Value,
-                Group = tags.FirstOrDefault(t => t.RunId == r.Id && t.Key == TagNames.Group)?.Value,
-                UserTags = tags.Where(t => t.RunId == r.Id && TagNames.IsUser(t.Key))
+                Source = r.Tags.FirstOrDefault(t => t.Key == TagNames.SourceName)?.Value is { } path ? Path.GetFileName(path) : null,
+                User = r.Tags.FirstOrDefault(t => t.Key == TagNames.User)?.Value,
+                Group = r.Tags.FirstOrDefault(t => t.Key == TagNames.Group)?.Value,
+                UserTags = r.Tags.Where(t => TagNames.IsUser(t.Key))
                     .OrderBy(t => t.Key, StringComparer.Ordinal).Take(4).Select(t => (t.Key, t.Value.Length > 24 ? t.Value[..24] + "…" : t.Value))
                         .ToList(),
                 Live = Active.ProgressOf(r.Id),

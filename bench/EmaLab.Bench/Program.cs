@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 // in the same process, and the interesting numbers are ratios between them, which are steadier on a
 // shared 2-core machine than absolute times.
 //
-//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [rules] [optimizer] [steps] [store] [posthoc] [load] [tracking] [reads] [workers] [access] [resnet]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [rules] [optimizer] [steps] [store] [posthoc] [load] [tracking] [reads] [workers] [access] [resnet] [pages]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 // The ResNet benchmark's candidates, each in a fresh process (oneDNN reads its ISA cap once, when it starts).
 if (args is ["resnet-step", var threads, var steps]) { ResNetBenchmarks.ChildStep(int.Parse(threads), int.Parse(steps)); return; }
@@ -28,6 +28,7 @@ if (what.Contains("reads")) await ReadBenchmarks.RunAsync();
 if (what.Contains("workers")) await WorkerBenchmarks.RunAsync();
 if (what.Contains("access")) await AccessBenchmarks.RunAsync();
 if (what.Contains("resnet")) ResNetBenchmarks.Run();
+if (what.Contains("pages")) await PageBenchmarks.RunAsync();
 
 static class Timing
 {

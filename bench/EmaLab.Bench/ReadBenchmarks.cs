@@ -48,7 +48,7 @@ static class ReadBenchmarks
     });
 
     /// <summary>An experiment of small runs as a sweep makes them: 4 clients at once, a run each: create, then one log-batch.</summary>
-    static async Task<string> ExperimentAsync(HttpClient client, string name, int runs)
+    internal static async Task<string> ExperimentAsync(HttpClient client, string name, int runs)
     {
         var id = (await TrackingBenchmarks.Post(client, "experiments/create", $$"""{"name": "{{name}}"}""")).GetProperty("experiment_id").GetString()!;
         var next = -1;

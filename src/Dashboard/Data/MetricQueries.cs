@@ -9,9 +9,6 @@ public readonly record struct MetricValue(long Step, double Value)
 
 public sealed record MetricSeries(string Track, string Key, int TotalPoints, bool Downsampled, IReadOnlyList<MetricValue> Points);
 
-/// <summary>A series as a chart draws it: the line, and where it was thinned, the band of what each point stands for.</summary>
-public sealed record SeriesEnvelope(IReadOnlyList<MetricValue> Line, IReadOnlyList<MetricValue>? Low, IReadOnlyList<MetricValue>? High);
-
 public sealed record SeriesInfo(string Track, string Key, int Points, long LastStep, double LastValue);
 
 /// <summary>Where an engine run's time went: seconds in training steps and in its evaluations (every track each time).</summary>
@@ -64,17 +61,15 @@ public sealed class MetricQueries(EmaLabDatabase database, MetricVersions versio
     }
 
     /// <summary>
-    /// One series for a chart: every point when it has at most <paramref name="maxPoints"/>, else one point per bucket of
-    /// consecutive points (their mean, at the bucket's last step) with the bucket's min and max as a band, so a long,
-    /// noisy series keeps its spread in a few thousand points.
+    /// One series for a chart: every point when they fit in <paramref name="maxPoints"/>, else the lowest and highest of
+    /// each bucket of consecutive points (<see cref="Downsampling.MinMax"/>: spikes and the spread survive); with a
+    /// <paramref name="window"/> (a zoomed chart), the points of those steps, one more each side, by the same rule.
     /// </summary>
-    public SeriesEnvelope ReadEnvelope(long runId, string track, string key, int maxPoints = DefaultMaxPoints)
+    public IReadOnlyList<MetricValue> ForChart(long runId, string track, string key, int maxPoints = DefaultMaxPoints, (long From, long To)? window = null)
     {
         var points = Read(runId, track, key, maxPoints: 0).Points;
-        if (points.Count <= maxPoints) return new SeriesEnvelope(points, null, null);
-        var buckets = Downsampling.Buckets(points, maxPoints);
-        return new SeriesEnvelope(buckets.Select(b => b.Mean).ToList(), buckets.Select(b => b.Mean with { Value = b.Min }).ToList(),
-            buckets.Select(b => b.Mean with { Value = b.Max }).ToList());
+        if (window is { } w) points = Downsampling.Window(points, w.From, w.To);
+        return points.Count <= maxPoints ? points : Downsampling.MinMax(points, maxPoints);
     }
 
     /// <summary>The engine's time split of a run, summed over its evaluations; null before its first (or for a client's run).</summary>

@@ -117,14 +117,6 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
     }
 
     [Fact]
-    public void Buckets_average_consecutive_points_and_keep_their_spread_without_non_finite_values()
-    {
-        List<MetricValue> points = [new(1, 1), new(2, 3), new(3, double.NaN), new(4, 5), new(5, 2), new(6, 8)];
-        var buckets = Downsampling.Buckets(points, 2);
-        Assert.Equal([(3L, 2.0, 1.0, 3.0), (6L, 5.0, 2.0, 8.0)], buckets.Select(b => (b.Mean.Step, b.Mean.Value, b.Min, b.Max)));
-    }
-
-    [Fact]
     public async Task Compare_shows_only_the_parameters_that_differ_sorts_by_a_result_and_draws_parallel_coordinates()
     {
         UseAppServices();

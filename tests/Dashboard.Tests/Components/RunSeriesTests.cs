@@ -53,4 +53,18 @@ public class RunSeriesTests
         // Post-hoc points belong to their own panel.
         Assert.False(series.Apply([new("posthoc-0.1", "eval/accuracy", 100, 0.9)]).Any);
     }
+
+    [Fact]
+    public void A_live_evaluation_series_that_outgrows_what_the_chart_shows_asks_for_the_history_again()
+    {
+        var series = new EmaLab.Dashboard.Components.Shared.RunSeries(["raw", "ema-0.9"], 0, 0.6, EmaLab.Dashboard.Metrics.MetricRoles.Engine);
+        var limit = 2 * EmaLab.Dashboard.Components.Shared.RunSeries.MaxPoints;
+        var batch = series.Apply(Enumerable.Range(1, limit).SelectMany(i => new MetricRow[] { new("raw", "eval/accuracy", i, 0.5), new("ema-0.9", "eval/accuracy", i, 0.6) }));
+        Assert.Equal(limit, batch.Accuracy["raw"].Count);
+        Assert.Equal(limit, batch.Gap["ema-0.9"].Count);
+        Assert.All(batch.Gap["ema-0.9"], p => Assert.Equal(0.1, p.Value, 12));
+        Assert.False(series.Outgrown);
+        series.Apply([new("raw", "eval/accuracy", limit + 1, 0.5)]);
+        Assert.True(series.Outgrown); // the page reads it again, thinned for its new length
+    }
 }

@@ -104,38 +104,20 @@ public partial class Compare
         _ => track == _track,
     };
 
+    /// <summary>Points the compare chart is given in all: its series share them (each at least a few hundred, at most <see cref="MetricQueries.DefaultMaxPoints"/>).</summary>
+    internal const int ChartBudget = 64_000;
+
     /// <summary>
-    /// One line per (run, track): colour by run, dash by track, so both read at a glance; a long series thinned for the
-    /// browser keeps its spread as a min–max band. Then the table and the parallel coordinates.
+    /// One line per (run, track): colour by run, dash by track, so both read at a glance; each series thinned to its
+    /// share of <see cref="ChartBudget"/> (the lowest and highest point of each bucket: spikes and spread survive), and
+    /// the exact points of a range a person zooms into (<see cref="Window"/>). Then the table and the parallel coordinates.
     /// </summary>
     void Build()
     {
         _selectedOrder = _selected.Order().ToList();
         var selectedRuns = _runs.Where(r => _selected.Contains(r.Id)).OrderBy(r => r.Id).ToList();
-        var series = new List<ChartSeries>();
         _switchNotes = selectedRuns.Select(r => (r.Id, Note: r.SwitchEmaNote())).Where(n => n.Note is not null).ToDictionary(n => n.Id, n => n.Note!);
-        foreach (var run in selectedRuns)
-        {
-            var tracks = EmaTrack.InDisplayOrder(run.Tracks).Select(t => t.Name).ToList();
-            if (KeyOf(run.Id, _key) is not { } key) continue;
-            var keyTracks = _key == "train" ? [MetricKeys.RawTrack] : tracks.Where(Wanted).ToList();
-            var color = TrackColors.ForIndex(_selectedOrder.IndexOf(run.Id));
-            foreach (var track in keyTracks)
-            {
-                // A Switch EMA run's raw weights are not plain training: its legend says so.
-                var name = track == MetricKeys.RawTrack && _switchNotes.ContainsKey(run.Id) ? $"#{run.Id} raw (switch EMA)" : $"#{run.Id} {track}";
-                var data = Metrics.ReadEnvelope(run.Id, track, key);
-                if (data.Low is { } low && data.High is { } high) series.AddRange(ChartSeries.Band(name, color, low, high));
-                var dash = track == MetricKeys.RawTrack ? null : (tracks.IndexOf(track) % 3) switch { 1 => "dash", 2 => "dot", _ => "dashdot" };
-                // A post-hoc track is one evaluation at the run's end: a marker, not a line.
-                series.Add(new ChartSeries(name, color, data.Line, Dash: dash)
-                {
-                    Markers = track.StartsWith(TrackNames.PostHocPrefix, StringComparison.Ordinal),
-                    LinesToo = !track.StartsWith(TrackNames.PostHocPrefix, StringComparison.Ordinal),
-                });
-            }
-        }
-        _series = series;
+        _series = ChartSeriesOf(window: null);
 
         var accuracy = Summaries(_selectedOrder, "accuracy", lowerIsBetter: false);
         _rows = selectedRuns.Select(r => new Row(r, _parameters[r.Id], accuracy.Where(a => a.RunId == r.Id).ToDictionary(a => a.Track))).ToList();
@@ -159,6 +141,35 @@ public partial class Compare
                 r.Accuracy.Values.Where(s => s.Track != MetricKeys.RawTrack).Select(s => s.Best).DefaultIfEmpty(double.NaN).Max()))
             .ToList();
     }
+
+    /// <summary>The chart's series, over every step or over a zoomed window of them.</summary>
+    List<ChartSeries> ChartSeriesOf((long From, long To)? window)
+    {
+        var lines = new List<(Run Run, string Track, string Key, List<string> Tracks)>();
+        foreach (var run in _runs.Where(r => _selected.Contains(r.Id)).OrderBy(r => r.Id))
+        {
+            if (KeyOf(run.Id, _key) is not { } key) continue;
+            var tracks = EmaTrack.InDisplayOrder(run.Tracks).Select(t => t.Name).ToList();
+            foreach (var track in _key == "train" ? [MetricKeys.RawTrack] : tracks.Where(Wanted)) lines.Add((run, track, key, tracks));
+        }
+        var share = Math.Clamp(ChartBudget / Math.Max(1, lines.Count), 400, MetricQueries.DefaultMaxPoints);
+        return lines.Select(line =>
+        {
+            var (run, track, key, tracks) = line;
+            // A Switch EMA run's raw weights are not plain training: its legend says so.
+            var name = track == MetricKeys.RawTrack && _switchNotes.ContainsKey(run.Id) ? $"#{run.Id} raw (switch EMA)" : $"#{run.Id} {track}";
+            var dash = track == MetricKeys.RawTrack ? null : (tracks.IndexOf(track) % 3) switch { 1 => "dash", 2 => "dot", _ => "dashdot" };
+            // A post-hoc track is one evaluation at the run's end: a marker, not a line.
+            var postHoc = track.StartsWith(TrackNames.PostHocPrefix, StringComparison.Ordinal);
+            return new ChartSeries(name, TrackColors.ForIndex(_selectedOrder.IndexOf(run.Id)), Metrics.ForChart(run.Id, track, key, share, window), Dash: dash)
+            {
+                Markers = postHoc,
+                LinesToo = !postHoc,
+            };
+        }).ToList();
+    }
+
+    IReadOnlyList<ChartSeries> Window(long from, long to) => ChartSeriesOf((from, to));
 
     void SortBy(string column)
     {

@@ -132,6 +132,10 @@ public partial class RunDetail
         _gap = RunSeries.Series(history.Gap, Tracks.Where(t => t != MetricKeys.RawTrack), _palette);
     }
 
+    /// <summary>The charts' series over a zoomed step range, by the same rules as the whole run (every point once they fit).</summary>
+    RunSeries.Batch Window(long from, long to) =>
+        new RunSeries(Tracks.ToList(), _run!.TotalSteps, _smoothing, _roles, (from, to)).Load(Metrics, Id);
+
     void SetSmoothing(ChangeEventArgs e)
     {
         if (!double.TryParse(e.Value?.ToString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var value)) return;
@@ -168,10 +172,15 @@ public partial class RunDetail
             {
                 var applied = _series.Apply(points);
                 accuracyArrived = applied.Accuracy.Count > 0;
-                await Extend(_accuracyChart, applied.Accuracy);
-                await Extend(_lossChart, applied.Loss);
-                if (_trainChart is not null) await _trainChart.ExtendAsync(applied.Train, RunSeries.NewTrainSeries);
-                await Extend(_gapChart, applied.Gap);
+                // A run that has doubled since the page read it is read again, thinned for its new length (the charts redraw).
+                if (_series.Outgrown) LoadHistory();
+                else
+                {
+                    await Extend(_accuracyChart, applied.Accuracy);
+                    await Extend(_lossChart, applied.Loss);
+                    if (_trainChart is not null) await _trainChart.ExtendAsync(applied.Train, RunSeries.NewTrainSeries);
+                    await Extend(_gapChart, applied.Gap);
+                }
             }
             if (accuracyArrived && !statusChanged) await LoadRunAsync();
         }

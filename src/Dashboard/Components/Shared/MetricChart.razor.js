@@ -29,3 +29,27 @@ function fit(chart) {
     chart.style.height = `${wanted}px`;
     Plotly.Plots.resize(chart);
 }
+
+/** Tells the component the step range a person zoomed to (box, scroll or axis drag) or that they zoomed out
+ *  (double-click: null, null), a moment after the last change, so it can draw the exact points of that range.
+ *  Called again after the page's redraws, as fitLegend is: a new plot replaces Plotly's event listeners. */
+export function followZoom(id, component) {
+    const chart = document.getElementById(id);
+    if (!chart) return;
+    if (!chart._fullLayout || !chart.on) {
+        setTimeout(() => followZoom(id, component), 100);
+        return;
+    }
+    if (chart._zoomOn === chart.on) return;
+    chart._zoomOn = chart.on;
+    let pending;
+    chart.on("plotly_relayout", change => {
+        let range;
+        if (change["xaxis.autorange"]) range = [null, null];
+        else if ("xaxis.range[0]" in change) range = [change["xaxis.range[0]"], change["xaxis.range[1]"]];
+        else if (Array.isArray(change["xaxis.range"])) range = change["xaxis.range"];
+        else return; // the page's own y-axis changes, a resize
+        clearTimeout(pending);
+        pending = setTimeout(() => component.invokeMethodAsync("Zoomed", range[0], range[1]).catch(() => { }), 150);
+    });
+}

@@ -96,6 +96,35 @@ public class EvaluationTests
         Assert.DoesNotContain(observer.Metrics, m => m.Key.StartsWith("system/", StringComparison.Ordinal) && m.Track != "raw");
     }
 
+    [Fact]
+    public void A_run_records_what_it_costs_under_mlflows_system_keys_and_its_own_process_figures()
+    {
+        var observer = new RecordingObserver();
+        using var session = TrainingSession.Create(Digits with { Steps = 60 });
+        session.SystemMetricsInterval = TimeSpan.FromMilliseconds(1);
+        session.Train(observer);
+
+        var system = observer.Metrics.Where(m => MetricKeys.IsSystem(m.Key)).ToList();
+        Assert.All(system, m => Assert.Equal("raw", m.Track));
+        var rate = observer.Series("raw", MetricKeys.StepsPerSecond).ToList();
+        Assert.NotEmpty(rate);
+        Assert.Equal(rate.Select(m => m.Step).Order(), rate.Select(m => m.Step)); // at the step it was sampled
+        Assert.Contains(rate, m => m.Value > 0);
+        Assert.All(observer.Series("raw", MetricKeys.ProcessMemoryMegabytes), m => Assert.InRange(m.Value, 10, 100_000));
+        Assert.All(observer.Series("raw", MetricKeys.ProcessCpuPercent), m => Assert.InRange(m.Value, 0, 100.0 * 1.05));
+        // This machine is Linux: the machine's own figures under MLflow's keys, as log_system_metrics names them.
+        Assert.All(observer.Series("raw", MetricKeys.SystemMemoryPercent), m => Assert.InRange(m.Value, 0, 100));
+        Assert.NotEmpty(observer.Series("raw", MetricKeys.SystemMemoryMegabytes));
+        Assert.True(MetricKeys.IsWallClock(MetricKeys.StepsPerSecond));
+
+        // Off: none at all.
+        var quiet = new RecordingObserver();
+        using var off = TrainingSession.Create(Digits with { Steps = 20 });
+        off.SystemMetricsInterval = TimeSpan.Zero;
+        off.Train(quiet);
+        Assert.DoesNotContain(quiet.Metrics, m => MetricKeys.IsSystem(m.Key) && m.Key is not (MetricKeys.TrainingSeconds or MetricKeys.EvaluationSeconds));
+    }
+
     [Theory]
     [InlineData("mlp")]
     [InlineData("cnn")]

@@ -10,7 +10,8 @@ namespace EmaLab.Dashboard.Metrics;
 /// runs use <c>eval/accuracy</c>, <c>eval/loss</c>, <c>train/loss</c>. A client's run names its own in the tag
 /// <c>emalab.metrics</c> (<c>{"accuracy": "val_acc", "loss": "val_loss", "train": "loss"}</c>); parts it leaves out
 /// are inferred from the keys it logged: the accuracy is a key containing "acc", the held-out loss a key containing
-/// "loss" that an EMA track has too, the training loss a "loss" key only raw has — each preferring the key more tracks share.
+/// "loss" that an EMA track has too, the training loss a "loss" key only raw has — each preferring the key more tracks share,
+/// and never a system metric (<c>system/…</c>).
 /// </summary>
 public sealed record MetricRoles(string? Accuracy, string? Loss, string? Train)
 {
@@ -25,7 +26,8 @@ public sealed record MetricRoles(string? Accuracy, string? Loss, string? Train)
     {
         if (run.Origin == RunOrigin.Engine) return Engine;
         var named = Parse(tag);
-        var byKey = series.GroupBy(s => s.Key).ToDictionary(g => g.Key, g => g.Select(s => s.Track).ToHashSet());
+        // System metrics (system/…) are what a run cost, never a result a track is ranked by.
+        var byKey = series.Where(s => !MetricKeys.IsSystem(s.Key)).GroupBy(s => s.Key).ToDictionary(g => g.Key, g => g.Select(s => s.Track).ToHashSet());
         string? Pick(Func<string, HashSet<string>, bool> fits) =>
             byKey.Where(k => fits(k.Key, k.Value)).OrderByDescending(k => k.Value.Count).ThenBy(k => k.Key.Length)
                 .ThenBy(k => k.Key, StringComparer.Ordinal)

@@ -15,8 +15,24 @@ public static class MetricKeys
     public const string TrainingSeconds = "system/training_seconds";
     /// <summary>Seconds the evaluation of every track took (on the raw track, at each evaluation).</summary>
     public const string EvaluationSeconds = "system/evaluation_seconds";
-    /// <summary>Wall-clock measurements: the only metrics that two runs of one spec do not repeat exactly.</summary>
-    public static bool IsWallClock(string key) => key is TrainingSeconds or EvaluationSeconds;
+    /// <summary>MLflow's prefix of system metrics (<c>log_system_metrics</c>): what a run costs, never a track's result.</summary>
+    public const string SystemPrefix = "system/";
+    /// <summary>Steps per second since the previous sample (the engine's, every <see cref="Training.TrainingSession.SystemMetricsInterval"/>).</summary>
+    public const string StepsPerSecond = "system/steps_per_second";
+    /// <summary>The training process's CPU time over the wall time since the previous sample, in % of all the machine's cores.</summary>
+    public const string ProcessCpuPercent = "system/process_cpu_utilization_percentage";
+    /// <summary>The training process's resident memory (RSS), in MB.</summary>
+    public const string ProcessMemoryMegabytes = "system/process_memory_rss_megabytes";
+    /// <summary>MLflow's key: the machine's CPU use since the previous sample, in %.</summary>
+    public const string CpuPercent = "system/cpu_utilization_percentage";
+    /// <summary>MLflow's key: the machine's memory in use, in MB.</summary>
+    public const string SystemMemoryMegabytes = "system/system_memory_usage_megabytes";
+    /// <summary>MLflow's key: the machine's memory in use, in %.</summary>
+    public const string SystemMemoryPercent = "system/system_memory_usage_percentage";
+    /// <summary>A system metric (a script's <c>log_system_metrics</c> or the engine's own): in its own section, never a track's result.</summary>
+    public static bool IsSystem(string key) => key.StartsWith(SystemPrefix, StringComparison.Ordinal);
+    /// <summary>Wall-clock measurements (every system metric): the only metrics that two runs of one spec do not repeat exactly.</summary>
+    public static bool IsWallClock(string key) => IsSystem(key);
     /// <summary>The live weights' track (same as <see cref="TrackNames.Raw"/>).</summary>
     public const string RawTrack = TrackNames.Raw;
 }

@@ -20,6 +20,11 @@ public sealed class TrainingSession : IDisposable
 {
     static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>How often the run records what it costs (<see cref="SystemSampler"/>; MLflow's default, 10 s); zero: never.</summary>
+    public TimeSpan SystemMetricsInterval { get; set; } = TimeSpan.FromSeconds(10);
+    SystemSampler? _system;
+    TimeSpan _lastSystemSample;
+
     readonly BatchSchedule _batches;
     readonly nn.Module<Tensor, Tensor> _model;
     readonly Optimizer _optimizer;
@@ -172,6 +177,7 @@ public sealed class TrainingSession : IDisposable
                 lastEvaluation = EvaluateAll(observer, cancellationToken);
             }
             ReportProgress(observer, force: step == TotalSteps);
+            ReportSystem(observer);
         }
         observer.OnLog(TrainingLogLevel.Info, $"Completed {TotalSteps:N0} steps.");
         return new TrainingResult(TrainingOutcome.Completed, Step, null, lastEvaluation);
@@ -225,6 +231,21 @@ public sealed class TrainingSession : IDisposable
         observer.OnProgress(new TrainingProgress(RunId, Step, TotalSteps, rate, remaining));
         _lastReportTime = now;
         _lastReportStep = Step;
+    }
+
+    /// <summary>The run's cost since the last sample, on the raw track at the current step, once every <see cref="SystemMetricsInterval"/>.</summary>
+    void ReportSystem(ITrainingObserver observer)
+    {
+        if (SystemMetricsInterval <= TimeSpan.Zero) return;
+        var now = _progressClock.Elapsed;
+        if (_system is null)
+        {
+            (_system, _lastSystemSample) = (new SystemSampler(Step), now);
+            return;
+        }
+        if (now - _lastSystemSample < SystemMetricsInterval) return;
+        _lastSystemSample = now;
+        foreach (var (key, value) in _system.Sample(Step)) observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, key, Step, value));
     }
 
     double TrainStep(long step)

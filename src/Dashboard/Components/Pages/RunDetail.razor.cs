@@ -28,6 +28,7 @@ public partial class RunDetail
     List<TrackSummary> _accuracySummary = [], _lossSummary = [];
     IReadOnlyList<ChartSeries> _accuracy = [], _loss = [], _train = [], _gap = [];
     MetricChart? _accuracyChart, _lossChart, _trainChart, _gapChart;
+    SystemPanel? _system;
 
     // The charts' series: history and live points through the same rules (RunSeries).
     RunSeries? _series;
@@ -168,6 +169,8 @@ public partial class RunDetail
                 LoadHistory();
                 points.Clear();
             }
+            if (points.Any(p => p.Track == MetricKeys.RawTrack && MetricKeys.IsSystem(p.Key)))
+                _system?.Refresh(points.Where(p => p.Track == MetricKeys.RawTrack).Select(p => p.Key));
             if (_series is not null)
             {
                 var applied = _series.Apply(points);

@@ -73,9 +73,17 @@ public static class RunEndpoints
     static async Task<Results<Ok<RunPage>, ValidationProblem>> ListRuns(
         HttpContext http, RunQueries queries, ActiveRuns active, string? status = null, long? experiment = null, string? search = null,
         string? dataset = null, string? model = null, string? group = null, string? tag = null, string? trackingId = null, int page = 1,
-        int pageSize = 50, CancellationToken ct = default)
+        int pageSize = 50, string? sort = null, string? order = null, CancellationToken ct = default)
     {
         if (page is < 1 or > MaxPage) return Invalid("page", $"page must be from 1 to {MaxPage:N0}.");
+        MetricOrder? sorted = null;
+        if (!string.IsNullOrEmpty(sort))
+        {
+            if (MetricColumn.Parse(sort) is not { } column)
+                return Invalid("sort", $"'{sort}' is not a metric column: key~track~summary, the summary one of last, best, min, max or at:<step> (val_acc~raw~best).");
+            if (order is not (null or "asc" or "desc")) return Invalid("order", $"order must be asc or desc, not '{order}'.");
+            sorted = new MetricOrder(column, Descending: order != "asc");
+        }
         if (pageSize is < 1 or > 500) return Invalid("pageSize", "pageSize must be from 1 to 500.");
         RunStatus? wanted = null;
         if (!string.IsNullOrEmpty(status))
@@ -86,7 +94,7 @@ public static class RunEndpoints
             wanted = s;
         }
         var listed = await queries.PageAsync(new RunFilter(search, wanted, experiment, dataset, model, group, tag, trackingId, ReadableExperiments.Of(http)),
-            page, pageSize, ct);
+            page, pageSize, sorted, ct);
         return TypedResults.Ok(new RunPage(listed.Runs.Select(r => RunDto.From(r, active.ProgressOf(r.Id))).ToList(), listed.Total, page, pageSize));
     }
 

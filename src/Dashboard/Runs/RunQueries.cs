@@ -41,14 +41,45 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, Act
         public int LastPage => Math.Max(1, (Total + PageSize - 1) / PageSize);
     }
 
-    public async Task<RunsPage> PageAsync(RunFilter filter, int page, int pageSize, CancellationToken cancellationToken = default)
+    public async Task<RunsPage> PageAsync(RunFilter filter, int page, int pageSize, MetricOrder? order = null, CancellationToken cancellationToken = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var query = filter.Apply(db.Runs.AsNoTracking(), db);
         var total = await query.CountAsync(cancellationToken);
-        var runs = await query.OrderByDescending(r => r.Id).Skip((page - 1) * pageSize).Take(pageSize)
+        // Newest first, or by a metric column's summary — in the query, so the page holds the runs that sort first of all of them.
+        var ordered = order is null ? query.OrderByDescending(r => r.Id) : order.Apply(query, db);
+        var runs = await ordered.Skip((page - 1) * pageSize).Take(pageSize)
             .Include(r => r.Tracks).Include(r => r.Tags).AsSplitQuery().ToListAsync(cancellationToken);
         return new RunsPage(runs, total, page, pageSize);
+    }
+
+    /// <summary>A metric column's value for each of <paramref name="runIds"/> that has one (a page's runs: one query per column).</summary>
+    public async Task<Dictionary<long, double>> ColumnValuesAsync(IReadOnlyCollection<long> runIds, MetricColumn column, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var (key, track, step) = (column.Key, column.Track, column.Step);
+        var series = db.Metrics.AsNoTracking().Where(m => runIds.Contains(m.RunId) && m.Key == key && m.Track == track);
+        var values = column.Computed switch
+        {
+            MetricSummary.Last => await db.LatestMetrics.AsNoTracking().Where(l => runIds.Contains(l.RunId) && l.Key == key && l.Track == track)
+                .Select(l => new { l.RunId, l.Value }).ToListAsync(cancellationToken),
+            MetricSummary.Min => await series.GroupBy(m => m.RunId).Select(g => new { RunId = g.Key, Value = g.Min(m => m.Value) }).ToListAsync(cancellationToken),
+            MetricSummary.Max => await series.GroupBy(m => m.RunId).Select(g => new { RunId = g.Key, Value = g.Max(m => m.Value) }).ToListAsync(cancellationToken),
+            // The value logged last at the step, as the sort reads it.
+            _ => (await series.Where(m => m.Step == step).Select(m => new { m.RunId, m.Value, m.WallTimeMs }).ToListAsync(cancellationToken))
+                .GroupBy(m => m.RunId).Select(g => g.MaxBy(m => m.WallTimeMs)!).Select(m => new { m.RunId, m.Value }).ToList(),
+        };
+        return values.Where(v => v.Value is not null).ToDictionary(v => v.RunId, v => v.Value!.Value);
+    }
+
+    /// <summary>The (key, track) series the runs a filter finds have, for a table's metric columns: system metrics last, at most 500.</summary>
+    public async Task<List<(string Key, string Track)>> ColumnChoicesAsync(RunFilter filter, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var runs = filter.Apply(db.Runs.AsNoTracking(), db).Select(r => r.Id);
+        var series = await db.LatestMetrics.AsNoTracking().Where(l => runs.Contains(l.RunId)).Select(l => new { l.Key, l.Track }).Distinct()
+            .OrderBy(s => s.Key).ThenBy(s => s.Track).Take(500).ToListAsync(cancellationToken);
+        return series.Select(s => (s.Key, s.Track)).OrderBy(s => EmaLab.TrainingEngine.MetricKeys.IsSystem(s.Key)).ToList();
     }
 
     /// <summary>What the runs list's filters offer: every group and every user tag in use (as a label and as key=value) on

@@ -48,6 +48,19 @@ public partial class RunsList
     [SupplyParameterFromQuery(Name = "group")] public string? Group { get; set; }
     [SupplyParameterFromQuery(Name = "tag")] public string? Tag { get; set; }
     [SupplyParameterFromQuery(Name = "page")] public int? Page { get; set; }
+    /// <summary>Metric columns (<see cref="MetricColumn.ToAddress"/>, comma-separated), the one sorted by, and its direction.</summary>
+    [SupplyParameterFromQuery(Name = "cols")] public string? ColumnList { get; set; }
+    [SupplyParameterFromQuery(Name = "sort")] public string? Sort { get; set; }
+    [SupplyParameterFromQuery(Name = "dir")] public string? Direction { get; set; }
+
+    List<MetricColumn> _columns = [];
+    MetricColumn? _sortColumn;
+    bool _descending = true;
+    Dictionary<MetricColumn, Dictionary<long, double>> _values = [];
+    List<(string Key, string Track)> _choices = [];
+    string? _newSeries;
+    MetricSummary _newSummary = MetricSummary.Best;
+    long _newStep;
 
     Filters _filter = new();
     int _page = 1;
@@ -87,6 +100,9 @@ public partial class RunsList
         _filter = new Filters { Search = Search, Status = Status, Experiment = ExperimentFilter, Dataset = Dataset, Model = Model, Group = Group,
             Tag = Tag };
         _page = Math.Max(1, Page ?? 1);
+        _columns = MetricColumn.ParseList(ColumnList);
+        _sortColumn = MetricColumn.Parse(Sort ?? "") is { } sort && _columns.Contains(sort) ? sort : null;
+        _descending = Direction != "asc";
         await LoadAsync();
         _live = LiveEvents.Follow(Hub, null, TimeSpan.FromMilliseconds(250), batch => InvokeAsync(() => FollowAsync(batch)));
     }
@@ -98,8 +114,13 @@ public partial class RunsList
         _experiments = (await Queries.ExperimentNamesAsync()).Where(e => _access.On(e.Key).CanRead()).ToDictionary();
         // The same read as GET /api/runs; past the last page (runs were deleted meanwhile) the list shows the last one.
         var filter = _filter.ToFilter() with { Readable = _access.Readable() };
-        var listed = await Queries.PageAsync(filter, _page, PageSize);
-        if (listed.Runs.Count == 0 && _page > listed.LastPage) listed = await Queries.PageAsync(filter, listed.LastPage, PageSize);
+        var order = _sortColumn is { } sort ? new MetricOrder(sort, _descending) : null;
+        var listed = await Queries.PageAsync(filter, _page, PageSize, order);
+        if (listed.Runs.Count == 0 && _page > listed.LastPage) listed = await Queries.PageAsync(filter, listed.LastPage, PageSize, order);
+        _choices = await Queries.ColumnChoicesAsync(filter);
+        var ids = listed.Runs.Select(r => r.Id).ToList();
+        _values = [];
+        foreach (var column in _columns) _values[column] = await Queries.ColumnValuesAsync(ids, column);
         var choices = await Queries.FilterChoicesAsync(_access.Readable());
         (_total, _page, _groups, _tags) = (listed.Total, listed.Page, choices.Groups, choices.UserTags);
         var runs = listed.Runs;
@@ -171,10 +192,70 @@ public partial class RunsList
         await LoadAsync();
     }
 
+    async Task AddColumnAsync()
+    {
+        if (_newSeries?.Split('~') is not [var key, var track]) return;
+        var column = new MetricColumn(key, track, _newSummary, _newSummary == MetricSummary.AtStep ? Math.Max(0, _newStep) : 0);
+        if (!_columns.Contains(column)) _columns.Add(column);
+        _newSeries = null;
+        SyncAddress();
+        await LoadAsync();
+    }
+
+    Task ChangeSummaryAsync(MetricColumn column, string? value) =>
+        Enum.TryParse<MetricSummary>(value, out var summary) ? ReplaceColumnAsync(column, column with { Summary = summary }) : Task.CompletedTask;
+
+    Task ChangeStepAsync(MetricColumn column, string? value) =>
+        long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var step) ? ReplaceColumnAsync(column, column with { Step = step }) : Task.CompletedTask;
+
+    /// <summary>A column's new summary: its values and, when it is the one sorted by, the order follow (read again from the database).</summary>
+    async Task ReplaceColumnAsync(MetricColumn old, MetricColumn changed)
+    {
+        var index = _columns.IndexOf(old);
+        if (index < 0) return;
+        _columns[index] = changed;
+        if (_sortColumn == old) _sortColumn = changed;
+        SyncAddress();
+        await LoadAsync();
+    }
+
+    async Task RemoveColumnAsync(MetricColumn column)
+    {
+        _columns.Remove(column);
+        if (_sortColumn == column) _sortColumn = null;
+        SyncAddress();
+        await LoadAsync();
+    }
+
+    /// <summary>Sorts by a column (the best first: descending for a higher-is-better metric), the other way on a second click.</summary>
+    async Task SortByAsync(MetricColumn column)
+    {
+        _descending = _sortColumn == column ? !_descending : !column.LowerBetter;
+        _sortColumn = column;
+        _page = 1;
+        SyncAddress();
+        await LoadAsync();
+    }
+
+    static string SummaryName(MetricSummary summary, MetricColumn? of = null) => summary switch
+    {
+        MetricSummary.AtStep => "value at step",
+        MetricSummary.Best => of is null ? "best" : of.LowerBetter ? "best (lowest)" : "best (highest)",
+        _ => summary.ToString().ToLowerInvariant(),
+    };
+
+    double? ValueOf(MetricColumn column, long runId) =>
+        _values.TryGetValue(column, out var values) && values.TryGetValue(runId, out var value) ? value : null;
+
+    static string Number(double value) => value.ToString("G5", CultureInfo.InvariantCulture);
+
     void SyncAddress()
     {
         var query = _filter.ToQuery();
         query["page"] = _page == 1 ? null : _page;
+        query["cols"] = _columns.Count == 0 ? null : string.Join(",", _columns.Select(c => c.ToAddress()));
+        query["sort"] = _sortColumn?.ToAddress();
+        query["dir"] = _sortColumn is null || _descending ? null : "asc";
         Navigation.NavigateTo(Navigation.GetUriWithQueryParameters(query), replace: true);
     }
 

@@ -65,6 +65,21 @@ static class PageBenchmarks
                 await page.WaitForFunctionAsync("b => document.querySelector('[data-testid=run-count]')?.innerText !== b", before);
             });
 
+            await MeasureAsync("runs page sorted by best acc (in SQL): first paint", 1.0, page, async () =>
+            {
+                await page.GotoAsync($"{origin}/?experiment={many}&cols=acc~raw~best&sort=acc~raw~best");
+                await page.Locator("td[data-column='acc~raw~best']").First.WaitForAsync();
+            });
+            await MeasureAsync("runs page: sort by a metric column's summary", 0.3, page, async () =>
+            {
+                await page.GotoAsync($"{origin}/?experiment={many}&cols=acc~raw~best");
+                await page.Locator("td[data-column='acc~raw~best']").First.WaitForAsync();
+            }, async () =>
+            {
+                await page.ClickAsync("th[data-column='acc~raw~best'] button.sort");
+                await page.Locator("th[data-column='acc~raw~best'][aria-sort=descending]").WaitForAsync();
+            });
+
             await MeasureAsync("run page, 8 tracks x 200,000 steps: first chart", 1.5, page, async () =>
             {
                 await page.GotoAsync($"{origin}/runs/{heavyId}");

@@ -275,4 +275,52 @@ public sealed class ClientRunTests : IClassFixture<BrowserFixture>
         await Assertions.Expect(page.Locator(".badge").First).ToHaveTextAsync("completed", new() { Timeout = 30_000 });
         await page.ScreenshotAsync(new() { Path = Path.Combine(fixture.ScreenshotDirectory, "10-client-run.png"), FullPage = true });
     }
+
+    [Fact]
+    public async Task A_long_script_run_is_drawn_thinned_a_zoom_draws_its_exact_points_and_system_metrics_have_their_own_section()
+    {
+        using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl + "api/2.0/mlflow/") };
+        async Task<System.Text.Json.JsonElement> Post(string path, string json)
+        {
+            var response = await api.PostAsync(path, new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.IsSuccessStatusCode, text);
+            return System.Text.Json.JsonDocument.Parse(text).RootElement;
+        }
+        var runId = (await Post("runs/create", """{"experiment_id": "0", "run_name": "every step"}""")).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        var lines = new List<string>();
+        for (var step = 0; step < 6000; step++)
+        {
+            foreach (var track in new[] { "raw", "ema-0.99" })
+                lines.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $$"""{"key": "{{track}}/val_acc", "value": {{0.5 + step / 20000.0 + (track == "raw" ? 0 : 0.01) + step % 7 * 0.001}}, "timestamp": {{1700000000000 + step}}, "step": {{step}}}"""));
+            if (step % 600 == 0)
+                lines.Add($$"""{"key": "system/cpu_utilization_percentage", "value": {{step % 100}}, "timestamp": {{1700000000000 + step}}, "step": {{step / 600}}}""");
+        }
+        foreach (var chunk in lines.Chunk(1000)) await Post("runs/log-batch", $$"""{"run_id": "{{runId}}", "metrics": [{{string.Join(",", chunk)}}]}""");
+        using var dashboard = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl) };
+        var id = System.Text.Json.JsonDocument.Parse(await dashboard.GetStringAsync($"api/runs?trackingId={runId}"))
+            .RootElement.GetProperty("items")[0].GetProperty("id").GetInt64();
+
+        await using var context = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ViewportSize = new() { Width = 1280, Height = 900 } });
+        var page = await context.NewPageAsync();
+        fixture.Watch(page);
+        await page.GotoAsync($"runs/{id}");
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy')?.data?.length === 2", null, new() { Timeout = 60_000 });
+        var shown = await page.Locator("#chart-accuracy").EvaluateAsync<int>("el => el.data[0].x.length");
+        Assert.InRange(shown, 1000, 2000); // of 6,000
+
+        // A drag on the plot (Plotly's relayout with the new x range): the exact points of steps 3,000–3,100 replace the thinned ones.
+        await page.EvaluateAsync("() => Plotly.relayout('chart-accuracy', { 'xaxis.range': [3000, 3100] })");
+        await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy').data[0].x.length === 103", null, new() { Timeout = 30_000 });
+        Assert.Equal(2999, await page.Locator("#chart-accuracy").EvaluateAsync<int>("el => el.data[0].x[0]"));
+        // A double-click zooms out: the overview again.
+        await page.EvaluateAsync("() => Plotly.relayout('chart-accuracy', { 'xaxis.autorange': true })");
+        await page.WaitForFunctionAsync($"() => document.getElementById('chart-accuracy').data[0].x.length === {shown}", null, new() { Timeout = 30_000 });
+
+        // The system metric is in its own section, not among the tracks' charts.
+        await Assertions.Expect(page.GetByTestId("system-metrics").Locator(".system-group")).ToHaveTextAsync("CPU");
+        Assert.Equal(["raw", "ema-0.99"], await page.Locator("#chart-accuracy").EvaluateAsync<string[]>("el => el.data.map(t => t.name)"));
+        await page.ScreenshotAsync(new() { Path = Path.Combine(fixture.ScreenshotDirectory, "11-long-run-zoomed-out.png"), FullPage = true });
+    }
 }

@@ -22,13 +22,7 @@ public sealed class RunPageScaleTests(EmaLabFactory factory) : BunitContext, ICl
 
     async Task<long> ScriptRunAsync()
     {
-        async Task<System.Text.Json.JsonElement> Mlflow(string path, string body)
-        {
-            var response = await _client.PostAsync("/api/2.0/mlflow/" + path, Api.JsonBody(body));
-            Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
-            return System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
-        }
-        var uuid = (await Mlflow("runs/create", "{}")).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        var uuid = (await Api.MlflowAsync(_client, "runs/create", "{}")).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
         var lines = new List<string>();
         for (var step = 0; step < Steps; step++)
         {
@@ -38,7 +32,7 @@ public sealed class RunPageScaleTests(EmaLabFactory factory) : BunitContext, ICl
             lines.Add(string.Create(CultureInfo.InvariantCulture, $$"""{"key": "loss", "value": {{2.0 / (step + 1):R}}, "timestamp": {{1000 + step}}, "step": {{step}}}"""));
         }
         foreach (var chunk in lines.Chunk(1000))
-            await Mlflow("runs/log-batch", $$"""{"run_id": "{{uuid}}", "metrics": [{{string.Join(",", chunk)}}]}""");
+            await Api.MlflowAsync(_client, "runs/log-batch", $$"""{"run_id": "{{uuid}}", "metrics": [{{string.Join(",", chunk)}}]}""");
         return (await Api.GetAsync(_client, $"/api/runs?trackingId={uuid}")).GetProperty("items")[0].Id();
     }
 

@@ -25,13 +25,7 @@ public sealed class SystemMetricsTests(EmaLabFactory factory) : BunitContext, IC
     public async Task A_scripts_system_metrics_get_their_own_section_grouped_as_mlflow_groups_them_and_never_a_tracks_chart()
     {
         PageServices.Use(this, factory.Services);
-        async Task<System.Text.Json.JsonElement> Mlflow(string path, string body)
-        {
-            var response = await _client.PostAsync("/api/2.0/mlflow/" + path, Api.JsonBody(body));
-            Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
-            return System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
-        }
-        var uuid = (await Mlflow("runs/create", "{}")).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
+        var uuid = (await Api.MlflowAsync(_client, "runs/create", "{}")).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
         var metrics = new List<string>();
         for (var step = 0; step < 5; step++)
         {
@@ -40,7 +34,7 @@ public sealed class SystemMetricsTests(EmaLabFactory factory) : BunitContext, IC
             foreach (var track in new[] { "raw", "ema-0.99" })
                 metrics.Add(string.Create(CultureInfo.InvariantCulture, $$"""{"key": "{{track}}/val_acc", "value": {{0.5 + step * 0.1}}, "timestamp": 1, "step": {{step}}}"""));
         }
-        await Mlflow("runs/log-batch", $$"""{"run_id": "{{uuid}}", "metrics": [{{string.Join(",", metrics)}}]}""");
+        await Api.MlflowAsync(_client, "runs/log-batch", $$"""{"run_id": "{{uuid}}", "metrics": [{{string.Join(",", metrics)}}]}""");
         var runId = (await Api.GetAsync(_client, $"/api/runs?trackingId={uuid}")).GetProperty("items")[0].Id();
 
         var cut = Render<RunDetail>(p => p.Add(d => d.Id, runId));

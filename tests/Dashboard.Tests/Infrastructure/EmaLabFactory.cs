@@ -222,6 +222,10 @@ static class Api
         return JsonDocument.Parse(text).RootElement;
     }
 
+    /// <summary>A call of the MLflow-compatible tracking API (a POST with a JSON body, as MLflow's client sends it) that must succeed.</summary>
+    public static async Task<JsonElement> MlflowAsync(HttpClient client, string path, string body) =>
+        await OkAsync(await client.PostAsync("/api/2.0/mlflow/" + path, JsonBody(body)));
+
     public static async Task<JsonElement> GetAsync(HttpClient client, string url)
     {
         var response = await client.GetAsync(url);

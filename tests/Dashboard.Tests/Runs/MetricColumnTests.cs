@@ -18,25 +18,18 @@ public abstract class MetricColumnSuite(EmaLabFactory factory)
 {
     readonly HttpClient _client = factory.CreateClient();
 
-    async Task<JsonElement> Mlflow(string path, string body)
-    {
-        var response = await _client.PostAsync("/api/2.0/mlflow/" + path, Api.JsonBody(body));
-        Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
-        return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
-    }
-
     /// <summary>An experiment of four script runs whose last, best and lowest val_acc order them differently (one logs none).</summary>
     public async Task<(string Experiment, Dictionary<string, string> Runs)> SweepAsync()
     {
-        var experiment = (await Mlflow("experiments/create", $$"""{"name": "columns-{{Guid.NewGuid():N}}"}""")).GetProperty("experiment_id").GetString()!;
+        var experiment = (await Api.MlflowAsync(_client, "experiments/create", $$"""{"name": "columns-{{Guid.NewGuid():N}}"}""")).GetProperty("experiment_id").GetString()!;
         var runs = new Dictionary<string, string>();
         foreach (var (name, values) in new[] { ("a", new[] { 0.5, 0.9, 0.6 }), ("b", [0.7, 0.75, 0.8]), ("c", [0.2, 0.95, 0.1]), ("d", []) })
         {
-            var uuid = (await Mlflow("runs/create", $$"""{"experiment_id": "{{experiment}}", "run_name": "{{name}}"}""")).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
+            var uuid = (await Api.MlflowAsync(_client, "runs/create", $$"""{"experiment_id": "{{experiment}}", "run_name": "{{name}}"}""")).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString()!;
             runs[name] = uuid;
             var metrics = values.Select((v, step) => string.Create(CultureInfo.InvariantCulture, $$"""{"key": "val_acc", "value": {{v}}, "timestamp": {{1000 + step}}, "step": {{step}}}"""))
                 .Append("""{"key": "loss", "value": 1.0, "timestamp": 1, "step": 0}""");
-            await Mlflow("runs/log-batch", $$"""{"run_id": "{{uuid}}", "metrics": [{{string.Join(",", metrics)}}]}""");
+            await Api.MlflowAsync(_client, "runs/log-batch", $$"""{"run_id": "{{uuid}}", "metrics": [{{string.Join(",", metrics)}}]}""");
         }
         return (experiment, runs);
     }

@@ -507,8 +507,11 @@ public sealed class ComponentTests(EmaLabFactory factory) : BunitContext, IClass
         Assert.Equal(9, cut.FindAll("[data-testid=checkpoints] a[download]").Count); // 3 tracks × steps 0, 50, 100
         Assert.Contains("\"decays\"", cut.Find("[data-testid=spec]").TextContent);
         Assert.Contains("Completed 100 steps.", cut.Find("[data-testid=log]").TextContent);
-        // Every chart was drawn through Plotly's interop module.
-        Assert.Equal(4, _plotly!.Invocations.Count(i => i.Identifier == "newPlot"));
+        // Every chart was drawn through Plotly's interop module: the tracks' four and the system section's (the training and
+        // evaluation seconds of each evaluation, and the cost samples if the run took more than their 10 s interval).
+        var system = cut.FindComponents<MetricChart>().Count(c => c.Instance.Id.StartsWith("chart-system-", StringComparison.Ordinal));
+        Assert.True(system >= 2, $"{system} system charts");
+        Assert.Equal(4 + system, _plotly!.Invocations.Count(i => i.Identifier == "newPlot"));
     }
 
     [Fact]

@@ -55,6 +55,30 @@ public sealed record MetricColumn(string Key, string Track, MetricSummary Summar
     public static List<MetricColumn> ParseList(string? text) =>
         (text ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(Parse).OfType<MetricColumn>().Distinct().ToList();
 
+    /// <summary>
+    /// The summary of a series' points in step order, computed as the database computes it (<see cref="ValueOf"/>):
+    /// non-finite values (stored as NULL) are no value; at a step, the value logged last there.
+    /// </summary>
+    public double? Of(IReadOnlyList<MetricValue> points)
+    {
+        var finite = points.Where(p => double.IsFinite(p.Value)).ToList();
+        return Computed switch
+        {
+            MetricSummary.Last => points.Count > 0 && double.IsFinite(points[^1].Value) ? points[^1].Value : null,
+            MetricSummary.Min => finite.Count > 0 ? finite.Min(p => p.Value) : null,
+            MetricSummary.Max => finite.Count > 0 ? finite.Max(p => p.Value) : null,
+            _ => AtStep(points),
+        };
+    }
+
+    double? AtStep(IReadOnlyList<MetricValue> points)
+    {
+        double? value = null;
+        foreach (var point in points)
+            if (point.Step == Step) value = double.IsFinite(point.Value) ? point.Value : null;
+        return value;
+    }
+
     /// <summary>The column's value of a run, as the database computes it inside a query (NaN is stored as NULL: no value).</summary>
     public Expression<Func<Run, double?>> ValueOf(EmaLabDbContext db)
     {

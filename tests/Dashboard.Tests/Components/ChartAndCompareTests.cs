@@ -131,19 +131,35 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
         Services.GetRequiredService<NavigationManager>().NavigateTo($"compare?runs={string.Join(",", ids)}");
         var cut = Render<Compare>();
         var headings = cut.FindAll("[data-testid=compare-table] th").Select(th => th.GetAttribute("data-column")).ToList();
-        Assert.Equal(["run", "status", "param:learningRate", "param:optimizer", "best:raw", "final:raw", "best:ema-0.9", "final:ema-0.9", "best:ema-0.99", "final:ema-0.99"], headings);
+        Assert.Equal(["run", "status", "param:learningRate", "param:optimizer", "best:raw", "last:raw", "best:ema-0.9", "last:ema-0.9", "best:ema-0.99", "last:ema-0.99"], headings);
 
         cut.Find("#all-parameters").Change(true);
         Assert.Contains("param:batchSize", cut.FindAll("[data-testid=compare-table] th").Select(th => th.GetAttribute("data-column")));
         cut.Find("#all-parameters").Change(false);
 
         // Sorted by the final accuracy of ema-0.99, best first: the order of the API's own values.
-        cut.Find("th[data-column='final:ema-0.99']").Click();
+        cut.Find("th[data-column='last:ema-0.99']").Click();
         var finals = new Dictionary<long, double>();
         foreach (var id in ids)
             finals[id] = (await Api.GetAsync(_client, $"/api/runs/{id}/metrics?key=eval/accuracy&track=ema-0.99"))[0].GetProperty("points").EnumerateArray().Last().GetProperty("value").GetDouble();
         var shown = cut.FindAll("[data-testid=compare-table] tbody tr").Select(r => long.Parse(r.GetAttribute("data-run-id")!)).ToList();
         Assert.Equal(finals.OrderByDescending(f => f.Value).Select(f => f.Key), shown);
+
+        // The column shows the value at step 20 instead: the address keeps the choice, the sort follows the column.
+        cut.Find("th[data-column='last:ema-0.99'] select.column-summary").Change("AtStep");
+        cut.Find("th[data-column='at0:ema-0.99'] input.column-step").Change("20");
+        var navigation = Services.GetRequiredService<NavigationManager>();
+        Assert.Contains("cols=raw~best,raw~last,ema-0.9~best,ema-0.9~last,ema-0.99~best,ema-0.99~at:20", Uri.UnescapeDataString(navigation.Uri));
+        var atTwenty = new Dictionary<long, double>();
+        foreach (var id in ids)
+            atTwenty[id] = (await Api.GetAsync(_client, $"/api/runs/{id}/metrics?key=eval/accuracy&track=ema-0.99"))[0].GetProperty("points").EnumerateArray()
+                .Single(p => p.GetProperty("step").GetInt64() == 20).GetProperty("value").GetDouble();
+        var sortedAtTwenty = cut.FindAll("[data-testid=compare-table] tbody tr").Select(r => long.Parse(r.GetAttribute("data-run-id")!)).ToList();
+        Assert.Equal(atTwenty.OrderByDescending(f => f.Value).Select(f => f.Key), sortedAtTwenty);
+        Assert.Equal("descending", cut.Find("th[data-column='at20:ema-0.99']").GetAttribute("aria-sort"));
+        // The page opened at that address shows the same columns.
+        var again = Render<Compare>();
+        Assert.Contains("at20:ema-0.99", again.FindAll("[data-testid=compare-table] th").Select(th => th.GetAttribute("data-column")));
 
         var parallel = cut.FindComponent<ParallelCoordinates>().Instance;
         Assert.Equal(["learningRate", "optimizer"], parallel.Dimensions);

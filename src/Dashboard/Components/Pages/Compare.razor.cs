@@ -4,6 +4,7 @@ using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Groups;
 using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Metrics;
+using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine;
 using Microsoft.AspNetCore.Components;
 
@@ -13,11 +14,33 @@ public partial class Compare
 {
     /// <summary>Run ids to preselect, comma-separated (the page keeps the address in sync).</summary>
     [SupplyParameterFromQuery(Name = "runs")] public string? RunIds { get; set; }
+    /// <summary>The table's result columns (<c>track~summary</c>, comma-separated); by default each track's best and last.</summary>
+    [SupplyParameterFromQuery(Name = "cols")] public string? ColumnList { get; set; }
 
-    /// <summary>A column of the table: the run, a parameter, or the best/final value of a track.</summary>
-    sealed record Column(string Id, string Title, bool Numeric, Func<Row, object?> Value);
+    /// <summary>A result column: a track's held-out accuracy summarized as chosen (each run reads its own accuracy key).</summary>
+    internal sealed record ResultColumn(string Track, MetricSummary Summary, long Step = 0)
+    {
+        /// <summary>As a <see cref="MetricColumn"/> of the accuracy part: higher is better.</summary>
+        public MetricColumn Metric => new("accuracy", Track, Summary, Step);
+        public string Id => $"{Metric.ToAddress().Split('~')[2].Replace("at:", "at")}:{Track}";
+        public string Address => $"{Track}~{Metric.ToAddress().Split('~')[2]}";
+        public static ResultColumn? Parse(string text) =>
+            MetricColumn.Parse("accuracy~" + text) is { } column ? new(column.Track, column.Summary, column.Step) : null;
+    }
 
-    sealed record Row(Run Run, IReadOnlyDictionary<string, string> Parameters, Dictionary<string, TrackSummary> Accuracy);
+    List<ResultColumn>? _chosen;
+
+    /// <summary>A column of the table: the run, a parameter, or a summary of a track's accuracy (<see cref="Result"/>).</summary>
+    sealed record Column(string Id, string Title, bool Numeric, Func<Row, object?> Value)
+    {
+        public ResultColumn? Result { get; init; }
+    }
+
+    sealed record Row(Run Run, IReadOnlyDictionary<string, string> Parameters, Dictionary<string, TrackSummary> Accuracy)
+    {
+        /// <summary>The result columns' values, by column id.</summary>
+        public Dictionary<string, double?> Results { get; } = [];
+    }
 
     const int Newest = 100;
     List<Run> _runs = [];
@@ -53,6 +76,8 @@ public partial class Compare
         _roles = _runs.ToDictionary(r => r.Id, r => MetricRoles.For(r, roleTags.GetValueOrDefault(r.Id), Metrics));
         _parameters = _runs.ToDictionary(r => r.Id, r => (IReadOnlyDictionary<string, string>)RunParameters.Of(r, clientParams[r.Id]));
         foreach (var id in wanted.Where(id => _runs.Any(r => r.Id == id))) _selected.Add(id);
+        var chosen = (ColumnList ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(ResultColumn.Parse).OfType<ResultColumn>().Distinct().ToList();
+        _chosen = chosen.Count > 0 ? chosen : null;
         if (_selected.Count == 0) foreach (var r in _runs.Where(r => r.Status == RunStatus.Completed).Take(2)) _selected.Add(r.Id);
         Build();
         _live = LiveEvents.Follow(Hub, null, TimeSpan.FromSeconds(1), batch => InvokeAsync(() => FollowAsync(batch)));
@@ -92,7 +117,7 @@ public partial class Compare
     void Toggle(long id, bool on)
     {
         if (on) _selected.Add(id); else _selected.Remove(id);
-        Navigation.NavigateTo($"compare?runs={string.Join(",", _selected.Order())}", replace: true);
+        SyncAddress();
         Build();
     }
 
@@ -125,16 +150,16 @@ public partial class Compare
         _differing = RunParameters.Differing(all);
         var shownParameters = _allParameters ? all.SelectMany(p => p.Keys).Distinct().Order(StringComparer.Ordinal).ToList() : _differing;
         var tracksShown = _rows.SelectMany(r => EmaTrack.InDisplayOrder(r.Run.Tracks)).Select(t => t.Name).Distinct().Where(Wanted).ToList();
+        var results = ResultColumns(tracksShown);
+        foreach (var row in _rows)
+            foreach (var column in results)
+                row.Results[column.Id] = KeyOf(row.Run.Id, "accuracy") is { } key ? column.Metric.Of(Metrics.Read(row.Run.Id, column.Track, key, maxPoints: 0).Points) : null;
         _columns =
         [
             new Column("run", "Run", false, r => r.Run.Id),
             new Column("status", "Status", false, r => r.Run.Status.ToApi()),
             .. shownParameters.Select(p => new Column($"param:{p}", p, false, r => r.Parameters.GetValueOrDefault(p))),
-            .. tracksShown.SelectMany(t => new[]
-            {
-                new Column($"best:{t}", $"best {t}", true, r => r.Accuracy.GetValueOrDefault(t)?.Best),
-                new Column($"final:{t}", $"final {t}", true, r => r.Accuracy.GetValueOrDefault(t)?.Final),
-            }),
+            .. results.Select(c => new Column(c.Id, $"{ResultTitle(c)} {c.Track}", true, r => r.Results.GetValueOrDefault(c.Id)) { Result = c }),
         ];
         _lines = _rows.Where(r => r.Run.Status.IsFinished())
             .Select(r => new ParallelCoordinates.Line($"#{r.Run.Id}", r.Parameters,
@@ -171,9 +196,42 @@ public partial class Compare
 
     IReadOnlyList<ChartSeries> Window(long from, long to) => ChartSeriesOf((from, to));
 
+    /// <summary>The result columns shown: those chosen (of the tracks shown), else each track's best and last.</summary>
+    List<ResultColumn> ResultColumns(IReadOnlyList<string> tracks) => _chosen is { } chosen
+        ? chosen.Where(c => tracks.Contains(c.Track)).ToList()
+        : tracks.SelectMany(t => new[] { new ResultColumn(t, MetricSummary.Best), new ResultColumn(t, MetricSummary.Last) }).ToList();
+
+    static string ResultTitle(ResultColumn column) => column.Summary switch
+    {
+        MetricSummary.AtStep => string.Create(CultureInfo.InvariantCulture, $"at step {column.Step:N0}"),
+        _ => column.Summary.ToString().ToLowerInvariant(),
+    };
+
+    /// <summary>A result column shows another summary (or the value at another step): the address keeps every column's choice.</summary>
+    void ChangeResult(ResultColumn old, string? summary, string? step)
+    {
+        var changed = old with
+        {
+            Summary = Enum.TryParse<MetricSummary>(summary, out var s) ? s : old.Summary,
+            Step = long.TryParse(step, NumberStyles.None, CultureInfo.InvariantCulture, out var at) ? at : old.Step,
+        };
+        var shown = _columns.Select(c => c.Result).OfType<ResultColumn>().ToList();
+        _chosen = shown.Select(c => c == old ? changed : c).Distinct().ToList();
+        if (_sortBy == new ResultColumn(old.Track, old.Summary, old.Step).Id) _sortBy = changed.Id;
+        SyncAddress();
+        Build();
+    }
+
+    void SyncAddress() =>
+        Navigation.NavigateTo(Navigation.GetUriWithQueryParameters(new Dictionary<string, object?>
+        {
+            ["runs"] = string.Join(",", _selected.Order()),
+            ["cols"] = _chosen is null ? null : string.Join(",", _chosen.Select(c => c.Address)),
+        }), replace: true);
+
     void SortBy(string column)
     {
-        _descending = _sortBy == column ? !_descending : column.StartsWith("best:") || column.StartsWith("final:");
+        _descending = _sortBy == column ? !_descending : _columns.Any(c => c.Id == column && c.Result is not null);
         _sortBy = column;
     }
 

@@ -165,7 +165,15 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, Act
     /// with it, or a script's run once it has uploaded snapshots).
     /// </summary>
     public sealed record RunView(Run Run, ActiveRuns.LiveProgress? Progress, string ExperimentName, IReadOnlyDictionary<string, string> Tags,
-        IReadOnlyList<(string Key, string Value)> Params, IReadOnlyList<Checkpoint> Checkpoints, IReadOnlyList<RunLogEntry> Log, bool HasPostHoc);
+        IReadOnlyList<(string Key, string Value)> Params, IReadOnlyList<Checkpoint> Checkpoints, IReadOnlyList<RunLogEntry> Log, bool HasPostHoc,
+        IReadOnlyList<(string Track, string Key)> Series)
+    {
+        /// <summary>The batch size: an engine run's spec's, or the one a script logged as a param (<c>batch_size</c> and its spellings).</summary>
+        public long? BatchSize => Run.SpecJson is not null ? Run.EngineSpec().BatchSize
+            : Params.Where(p => p.Key.Replace("-", "_").ToLowerInvariant() is "batch_size" or "batchsize" or "train_batch_size" or "per_device_train_batch_size")
+                .Select(p => long.TryParse(p.Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var b) && b > 0 ? b : (long?)null)
+                .FirstOrDefault(b => b is not null);
+    }
 
     /// <summary>The run's view; null when there is no such run or the reader may not read it.</summary>
     public async Task<RunView?> ViewAsync(long id, ReadableExperiments? readable, CancellationToken cancellationToken = default)
@@ -179,7 +187,10 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, Act
         var hasPostHoc = run.Origin == RunOrigin.Client
             ? PostHocSnapshots.Steps(paths.SnapshotDirectory(run)).Count > 0
             : run.SpecJson is not null && run.EngineSpec().PostHoc is not null;
+        // The (track, key) series it has, from the latest values (one row each: no count over every point).
+        var series = (await db.LatestMetrics.AsNoTracking().Where(l => l.RunId == id).Select(l => new { l.Track, l.Key }).ToListAsync(cancellationToken))
+            .Select(l => (l.Track, l.Key)).ToList();
         return new RunView(run, active.ProgressOf(id), experiment, run.Tags.ToDictionary(t => t.Key, t => t.Value), parameters,
-            await CheckpointsOf(db, id, cancellationToken), await LogOf(db, id, cancellationToken), hasPostHoc);
+            await CheckpointsOf(db, id, cancellationToken), await LogOf(db, id, cancellationToken), hasPostHoc, series);
     }
 }

@@ -117,6 +117,29 @@ public sealed class ChartAndCompareTests(EmaLabFactory factory) : BunitContext, 
     }
 
     [Fact]
+    public void The_x_axis_can_be_samples_seen_or_another_metric_of_the_run()
+    {
+        UseAppServices();
+        var points = new List<MetricValue> { new(10, 0.5), new(20, 0.6), new(30, 0.7) };
+        IReadOnlyDictionary<long, double> LearningRate(string key) =>
+            key == "train/lr" ? new Dictionary<long, double> { [10] = 0.003, [30] = 0.001 } : throw new ArgumentException(key);
+        var cut = Render<MetricChart>(p => p.Add(c => c.Id, "c").Add(c => c.Title, "t").Add(c => c.Series, [new ChartSeries("raw", "#000", points)])
+            .Add(c => c.BatchSize, 128L).Add(c => c.AxisKeys, ["train/lr"]).Add(c => c.MetricAxis, LearningRate));
+        Assert.Equal(["Step", "SamplesSeen", "metric:train/lr"], cut.FindAll("select.x-axis option").Select(o => o.GetAttribute("value")));
+
+        cut.Find("select.x-axis").Change(nameof(MetricChart.XAxisMode.SamplesSeen));
+        Assert.Equal([1280L, 2560L, 3840L], ((Scatter)cut.Instance.Traces[0]).X.Cast<long>());
+        Assert.Equal("samples seen", ((Plotly.Blazor.Layout)cut.FindComponent<Plotly.Blazor.PlotlyChart>().Instance.Layout).XAxis[0].Title.Text);
+
+        // Against the learning rate: a point where the learning rate was logged at its step, placed at that value.
+        cut.Find("select.x-axis").Change("metric:train/lr");
+        var trace = (Scatter)cut.Instance.Traces[0];
+        Assert.Equal([0.003, 0.001], trace.X.Cast<double>());
+        Assert.Equal([0.5, 0.7], trace.Y.Cast<double>());
+        Assert.Equal("train/lr", ((Plotly.Blazor.Layout)cut.FindComponent<Plotly.Blazor.PlotlyChart>().Instance.Layout).XAxis[0].Title.Text);
+    }
+
+    [Fact]
     public async Task Compare_shows_only_the_parameters_that_differ_sorts_by_a_result_and_draws_parallel_coordinates()
     {
         UseAppServices();

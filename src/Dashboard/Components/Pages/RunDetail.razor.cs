@@ -116,6 +116,12 @@ public partial class RunDetail
         _timeSplit = _run.Origin == RunOrigin.Engine ? Metrics.TimeSplit(Id) : null;
         _palette = TrackPalette.ForRun(_run, _rules);
         (_checkpoints, _log, _experimentName, _tags, _params) = (view.Checkpoints, view.Log, view.ExperimentName, view.Tags, view.Params);
+        _seriesKeys = view.Series;
+        _batchSize = view.BatchSize;
+        // Any metric the run logged on its raw weights can be a chart's x axis (not a system metric: sampled on its own clock).
+        _axisKeys = view.Series.Where(s => s.Track == MetricKeys.RawTrack && !MetricKeys.IsSystem(s.Key)).Select(s => s.Key).Distinct()
+            .Order(StringComparer.Ordinal).ToList();
+        _axisValues.Clear();
         _roles = RolesOf(_run);
         _artifacts = _run.Origin == RunOrigin.Client ? Artifacts.AllFiles(_run) : [];
         _models = await LoggedModels.OfRunAsync(_run);
@@ -162,6 +168,8 @@ public partial class RunDetail
             var accuracyArrived = false;
             // A client's run grows: a new track, or a key that fills a part the page had no key for, redraws from the history.
             var rolesMissing = _roles.Accuracy is null || _roles.Loss is null || _roles.Train is null;
+            var arrived = points.Select(p => (p.Track, p.Key)).Distinct().Where(s => !_seriesKeys.Contains(s)).ToList();
+            if (arrived.Count > 0) _seriesKeys = [.. _seriesKeys, .. arrived];
             if (_run is { Origin: RunOrigin.Client } && _series is not null && points.Count > 0
                 && (points.Any(p => !_series.Tracks.Contains(p.Track)) || rolesMissing && !_roles.Equals(RolesOf(_run))))
             {
@@ -206,7 +214,22 @@ public partial class RunDetail
     Task Extend(MetricChart? chart, Dictionary<string, List<MetricValue>> points) =>
         chart is null ? Task.CompletedTask : chart.ExtendAsync(points, name => _palette.Series(name, []));
 
-    MetricRoles RolesOf(Run run) => MetricRoles.For(run, _tags.GetValueOrDefault(TagNames.MetricRoles), Metrics);
+    MetricRoles RolesOf(Run run) => MetricRoles.For(run, _tags.GetValueOrDefault(TagNames.MetricRoles), _seriesKeys);
+
+    IReadOnlyList<(string Track, string Key)> _seriesKeys = [];
+    long? _batchSize;
+    IReadOnlyList<string> _axisKeys = [];
+    readonly Dictionary<string, IReadOnlyDictionary<long, double>> _axisValues = [];
+
+    /// <summary>A raw metric's values by step, for a chart's x axis (the last value logged at a step), read once per page view.</summary>
+    IReadOnlyDictionary<long, double> AxisValues(string key)
+    {
+        if (_axisValues.TryGetValue(key, out var known)) return known;
+        var byStep = new Dictionary<long, double>();
+        foreach (var point in Metrics.Read(Id, MetricKeys.RawTrack, key, maxPoints: 0).Points)
+            if (double.IsFinite(point.Value)) byStep[point.Step] = point.Value;
+        return _axisValues[key] = byStep;
+    }
 
     Task CancelAsync() => ActAsync(async () => await RunService.CancelAsync(Id, await Access.ActingAsync()));
     Task ResumeAsync() => ActAsync(async () => await RunService.ResumeAsync(Id, await Access.ActingAsync()));

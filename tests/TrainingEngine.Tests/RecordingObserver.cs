@@ -8,6 +8,7 @@ sealed class RecordingObserver(Action<MetricPoint>? onMetric = null) : ITraining
     public List<MetricPoint> Metrics { get; } = [];
     public List<TrainingProgress> Progress { get; } = [];
     public List<(TrainingLogLevel Level, string Message)> Log { get; } = [];
+    public List<TrainingImage> Images { get; } = [];
 
     public void OnMetric(in MetricPoint point)
     {
@@ -17,6 +18,7 @@ sealed class RecordingObserver(Action<MetricPoint>? onMetric = null) : ITraining
 
     public void OnProgress(TrainingProgress progress) => Progress.Add(progress);
     public void OnLog(TrainingLogLevel level, string message) => Log.Add((level, message));
+    public void OnImage(TrainingImage image) => Images.Add(image);
 
     public IEnumerable<MetricPoint> Series(string track, string key) => Metrics.Where(m => m.Track == track && m.Key == key);
 }

@@ -63,7 +63,7 @@ public sealed class RunExecutor(
             session.SnapshotDirectory = paths.PostHocDirectory(runId);
             step = session.Step;
             MarkStarted(run, session);
-            var observer = new RunObserver(runId, attempt, pipeline, active);
+            var observer = new RunObserver(runId, attempt, pipeline, active, paths.ClientArtifactsDirectory(runId));
             var result = Train(run, session, observer, active.Cancellation.Token);
             step = result.Step;
             (outcome, error) = result.Outcome switch

@@ -2,11 +2,16 @@ using EmaLab.Dashboard.Metrics;
 using EmaLab.TrainingEngine.Training;
 
 using EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Data;
 
 namespace EmaLab.Dashboard.Trainers;
 
-/// <summary>Connects the engine's reports for one run to the metric pipeline (the only way metrics reach storage).</summary>
-sealed class RunObserver(long runId, string attempt, MetricPipeline pipeline, ActiveRuns.ActiveRun active) : ITrainingObserver
+/// <summary>
+/// Connects the engine's reports for one run to the metric pipeline (the only way metrics reach storage); its images go to
+/// the run's artifact folder under the names MLflow's client gives logged images (<see cref="ImageFileNames"/>), so the run
+/// page's gallery and MLflow's <c>list_artifacts</c> read them as a script's.
+/// </summary>
+sealed class RunObserver(long runId, string attempt, MetricPipeline pipeline, ActiveRuns.ActiveRun active, string artifactsDirectory) : ITrainingObserver
 {
     public void OnMetric(in MetricPoint point)
     {
@@ -22,4 +27,13 @@ sealed class RunObserver(long runId, string attempt, MetricPipeline pipeline, Ac
     }
 
     public void OnLog(TrainingLogLevel level, string message) => pipeline.WriteLog(runId, level, message, attempt);
+
+    public void OnImage(TrainingImage image)
+    {
+        var path = Path.Combine(artifactsDirectory, ImageFileNames.For($"{image.Track}/{image.Key}", image.Step,
+            DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Guid.NewGuid()));
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        // Whole or not at all: a page listing the folder meanwhile never shows half an image.
+        EmaLab.TrainingEngine.Formats.AtomicFile.Write(path, image.Png.Length, stream => stream.Write(image.Png));
+    }
 }

@@ -108,11 +108,18 @@ public sealed class TrackEvaluator : IDisposable
     }
 
     /// <summary>Evaluates the loaded weights on the whole held-out split, or on the spec's subset.</summary>
-    public EvalResult Evaluate(bool subset = false, CancellationToken cancellationToken = default) => Evaluate(_model, subset, cancellationToken);
+    public EvalResult Evaluate(bool subset = false, CancellationToken cancellationToken = default, long[]? confusion = null) =>
+        Evaluate(_model, subset, cancellationToken, confusion);
 
-    /// <summary>Evaluates any model of this architecture on the held-out split (the model is left in eval mode).</summary>
-    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model, bool subset = false, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Evaluates any model of this architecture on the held-out split (the model is left in eval mode); with
+    /// <paramref name="confusion"/> (classes × classes, row = true label, column = prediction) also counts each pair.
+    /// </summary>
+    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model, bool subset = false, CancellationToken cancellationToken = default, long[]? confusion = null)
     {
+        var classes = Architecture.Classes;
+        if (confusion is not null && confusion.Length != classes * classes)
+            throw new ArgumentException($"A confusion matrix of {classes} classes has {classes * classes} cells.", nameof(confusion));
         model.eval();
         using var _ = no_grad();
         var (images, labels) = subset ? (SubsetX, SubsetY) : (EvalX, EvalY);
@@ -130,7 +137,14 @@ public sealed class TrackEvaluator : IDisposable
                 : cat(Enumerable.Range(0, (int)((length + ForwardChunk - 1) / ForwardChunk))
                     .Select(c => model.forward(x.narrow(0, c * ForwardChunk, Math.Min(ForwardChunk, length - c * ForwardChunk)))).ToList(), 0);
             lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).item<float>();
-            correct += logits.argmax(1).eq(y).sum().item<long>();
+            var predicted = logits.argmax(1);
+            correct += predicted.eq(y).sum().item<long>();
+            if (confusion is not null)
+            {
+                using var pairs = (y * classes + predicted).bincount(null, classes * classes);
+                var counts = pairs.data<long>().ToArray();
+                for (var i = 0; i < counts.Length; i++) confusion[i] += counts[i];
+            }
         }
         return new EvalResult(lossSum / count, (double)correct / count);
     }

@@ -7,6 +7,9 @@ public sealed record TrainingProgress(string RunId, long Step, long TotalSteps, 
 
 public enum TrainingLogLevel { Info, Warning, Error }
 
+/// <summary>An image the engine logs by step for a track (a confusion matrix at the last evaluation): a PNG.</summary>
+public sealed record TrainingImage(string RunId, string Track, string Key, long Step, byte[] Png);
+
 /// <summary>
 /// How the engine reports: metrics, progress and log lines go to the observer, never to storage
 /// directly. Calls come on the training thread; an implementation may block to apply back-pressure.
@@ -16,6 +19,8 @@ public interface ITrainingObserver
     void OnMetric(in MetricPoint point);
     void OnProgress(TrainingProgress progress);
     void OnLog(TrainingLogLevel level, string message);
+    /// <summary>An image to keep with the run (a host that shows none may ignore it).</summary>
+    void OnImage(TrainingImage image) { }
 }
 
 public enum TrainingOutcome

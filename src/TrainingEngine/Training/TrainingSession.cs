@@ -292,7 +292,15 @@ public sealed class TrainingSession : IDisposable
         var clock = Stopwatch.StartNew();
         var subset = Step < TotalSteps;
         var results = new Dictionary<string, EvalResult>();
-        foreach (var track in Tracks) results[track] = Evaluate(track, subset, cancellationToken);
+        // The last evaluation (every held-out image) also counts each track's confusion matrix.
+        var confusions = new Dictionary<string, long[]>();
+        var classes = Architecture.Classes;
+        foreach (var track in Tracks)
+        {
+            LoadTrack(track);
+            var confusion = subset ? null : confusions[track] = new long[classes * classes];
+            results[track] = Evaluator.Evaluate(subset, cancellationToken, confusion);
+        }
         // What a bfloat16/float16 shadow loses: its distance to the float32 shadow of the same rule, when the run has one.
         var rules = Ema.Shadows.Select(s => s.Rule).ToList();
         var gaps = new List<MetricPoint>();
@@ -308,6 +316,8 @@ public sealed class TrainingSession : IDisposable
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalAccuracy, Step, result.Accuracy));
         }
         foreach (var gap in gaps) observer.OnMetric(gap);
+        foreach (var (track, confusion) in confusions)
+            observer.OnImage(new TrainingImage(RunId, track, ConfusionMatrixImage.Key, Step, ConfusionMatrixImage.Render(confusion, classes)));
         observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.TrainingSeconds, Step, _trainingTime.Elapsed.TotalSeconds));
         observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.EvaluationSeconds, Step, evaluationSeconds));
         _trainingTime.Reset();

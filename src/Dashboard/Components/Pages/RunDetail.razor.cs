@@ -5,6 +5,7 @@ using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Metrics;
 using EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Tracking;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Training;
 using EmaLab.TrainingEngine;
@@ -123,7 +124,10 @@ public partial class RunDetail
             .Order(StringComparer.Ordinal).ToList();
         _axisValues.Clear();
         _roles = RolesOf(_run);
-        _artifacts = _run.Origin == RunOrigin.Client ? Artifacts.AllFiles(_run) : [];
+        // A script's artifacts, and the images either kind of run logged by step (the engine writes its own in MLflow's form).
+        var files = Artifacts.AllFiles(_run);
+        _images = LoggedImages.Of(files, TrackSuffixes());
+        _artifacts = _run.Origin == RunOrigin.Client ? files.Where(f => ImageFileNames.Parse(f.Path) is null).ToList() : [];
         _models = await LoggedModels.OfRunAsync(_run);
         _accuracySummary = _roles.Accuracy is { } accuracy ? Metrics.Summaries([Id], accuracy) : [];
         _lossSummary = _roles.Loss is { } lossKey ? Metrics.Summaries([Id], lossKey, lowerIsBetter: true) : [];
@@ -213,6 +217,21 @@ public partial class RunDetail
 
     Task Extend(MetricChart? chart, Dictionary<string, List<MetricValue>> points) =>
         chart is null ? Task.CompletedTask : chart.ExtendAsync(points, name => _palette.Series(name, []));
+
+    IReadOnlyList<LoggedImage> _images = [];
+
+    /// <summary>The gallery's columns: the run's tracks in their order, then any track only an image names.</summary>
+    IReadOnlyList<string> ImageColumns => Tracks.Concat(_images.Select(i => i.Track)).Distinct().ToList();
+
+    IReadOnlyDictionary<string, string> TrackSuffixes()
+    {
+        try { return ClientTrackKeys.ParseSuffixes(_tags.GetValueOrDefault(TagNames.TrackSuffixes)); }
+        catch (MlflowException) { return new Dictionary<string, string>(); } // refused when set: an old value is read as none
+    }
+
+    /// <summary>An artifact file of this run as the browser downloads it (MLflow's artifact proxy path, each segment escaped: names hold '+' and '~').</summary>
+    string ArtifactUrl(string path) =>
+        $"api/2.0/mlflow-artifacts/artifacts/{_run!.ExperimentId}/{_run.Uuid}/artifacts/{string.Join('/', path.Split('/').Select(Uri.EscapeDataString))}";
 
     MetricRoles RolesOf(Run run) => MetricRoles.For(run, _tags.GetValueOrDefault(TagNames.MetricRoles), _seriesKeys);
 

@@ -5,6 +5,7 @@ using EmaLab.Dashboard.Groups;
 using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Metrics;
 using EmaLab.Dashboard.Runs;
+using EmaLab.Dashboard.Tracking;
 using EmaLab.TrainingEngine;
 using Microsoft.AspNetCore.Components;
 
@@ -143,6 +144,11 @@ public partial class Compare
         var selectedRuns = _runs.Where(r => _selected.Contains(r.Id)).OrderBy(r => r.Id).ToList();
         _switchNotes = selectedRuns.Select(r => (r.Id, Note: r.SwitchEmaNote())).Where(n => n.Note is not null).ToDictionary(n => n.Id, n => n.Note!);
         _series = ChartSeriesOf(window: null);
+        // The images the selected runs logged (a key's same step side by side), of the tracks the chart shows.
+        _images = selectedRuns.SelectMany(run => LoggedImages.Of(Artifacts.AllFiles(run), NoSuffixes)
+            .Where(i => Wanted(i.Track)).Select(i => i with { RunId = run.Id })).ToList();
+        _imageColumns = _images.OrderBy(i => i.RunId).ThenBy(i => i.Track == MetricKeys.RawTrack ? 0 : 1).ThenBy(i => i.Track, StringComparer.Ordinal)
+            .Select(ImageColumn).Distinct().ToList();
 
         var accuracy = Summaries(_selectedOrder, "accuracy", lowerIsBetter: false);
         _rows = selectedRuns.Select(r => new Row(r, _parameters[r.Id], accuracy.Where(a => a.RunId == r.Id).ToDictionary(a => a.Track))).ToList();
@@ -165,6 +171,19 @@ public partial class Compare
             .Select(r => new ParallelCoordinates.Line($"#{r.Run.Id}", r.Parameters,
                 r.Accuracy.Values.Where(s => s.Track != MetricKeys.RawTrack).Select(s => s.Best).DefaultIfEmpty(double.NaN).Max()))
             .ToList();
+    }
+
+    IReadOnlyList<LoggedImage> _images = [];
+    IReadOnlyList<string> _imageColumns = [];
+    static readonly IReadOnlyDictionary<string, string> NoSuffixes = new Dictionary<string, string>();
+
+    static string ImageColumn(LoggedImage image) => $"#{image.RunId} {image.Track}";
+
+    /// <summary>An image file of one of the compared runs, as the browser downloads it (MLflow's artifact proxy path).</summary>
+    string ImageUrl(LoggedImage image, string path)
+    {
+        var run = _runs.Single(r => r.Id == image.RunId);
+        return $"api/2.0/mlflow-artifacts/artifacts/{run.ExperimentId}/{run.Uuid}/artifacts/{string.Join('/', path.Split('/').Select(Uri.EscapeDataString))}";
     }
 
     /// <summary>The chart's series, over every step or over a zoomed window of them.</summary>

@@ -205,6 +205,14 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
             .OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
     }
 
+    /// <summary>A file of a run's artifacts by its path relative to the artifact root (as <see cref="AllFiles(Run)"/> lists it), or null.</summary>
+    public string? RunFile(Run run, string relativePath)
+    {
+        var root = Path.GetFullPath(Root(run)) + Path.DirectorySeparatorChar;
+        var file = Path.GetFullPath(Path.Combine(root, relativePath));
+        return file.StartsWith(root, StringComparison.Ordinal) && File.Exists(file) ? file : null;
+    }
+
     /// <summary>Every file of a run's artifacts (for its page), by path relative to the artifact root.</summary>
     public IReadOnlyList<MlflowFileInfo> AllFiles(Run run) => FilesUnder(Root(run));
 

@@ -219,6 +219,12 @@ public partial class RunDetail
         chart is null ? Task.CompletedTask : chart.ExtendAsync(points, name => _palette.Series(name, []));
 
     IReadOnlyList<LoggedImage> _images = [];
+    (string Path, ArtifactPreview Preview)? _preview;
+
+    /// <summary>Shows an artifact in place (read now, at most a preview's bytes); a second click on the same one closes it.</summary>
+    void ShowPreview(string path) =>
+        _preview = _preview?.Path == path || _run is null ? null
+            : (path, Artifacts.RunFile(_run, path) is { } file ? ArtifactPreview.Of(file) : new ArtifactPreview.None("the file is gone"));
 
     /// <summary>The gallery's columns: the run's tracks in their order, then any track only an image names.</summary>
     IReadOnlyList<string> ImageColumns => Tracks.Concat(_images.Select(i => i.Track)).Distinct().ToList();

@@ -99,9 +99,10 @@ public sealed record MetricOrder(MetricColumn Column, bool Descending)
 {
     public IOrderedQueryable<Run> Apply(IQueryable<Run> runs, EmaLabDbContext db)
     {
+        // One subquery per run: a missing value (NaN is stored as NULL) becomes the far end of the order, so it sorts last.
         var value = Column.ValueOf(db);
-        var missing = Expression.Lambda<Func<Run, bool>>(Expression.Equal(value.Body, Expression.Constant(null, typeof(double?))), value.Parameters);
-        var ordered = runs.OrderBy(missing);
-        return (Descending ? ordered.ThenByDescending(value) : ordered.ThenBy(value)).ThenByDescending(r => r.Id);
+        var last = Expression.Constant(Descending ? double.MinValue : double.MaxValue, typeof(double));
+        var ordered = Expression.Lambda<Func<Run, double>>(Expression.Coalesce(value.Body, last), value.Parameters);
+        return (Descending ? runs.OrderByDescending(ordered) : runs.OrderBy(ordered)).ThenByDescending(r => r.Id);
     }
 }

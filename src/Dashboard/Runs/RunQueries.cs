@@ -72,6 +72,15 @@ public sealed class RunQueries(IDbContextFactory<EmaLabDbContext> dbFactory, Act
         return values.Where(v => v.Value is not null).ToDictionary(v => v.RunId, v => v.Value!.Value);
     }
 
+    /// <summary>The (track, key) series each of <paramref name="runIds"/> has, from the latest values (one row per series: no count over points).</summary>
+    public async Task<ILookup<long, (string Track, string Key)>> SeriesOfAsync(IReadOnlyCollection<long> runIds, CancellationToken cancellationToken = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
+        var rows = await db.LatestMetrics.AsNoTracking().Where(l => runIds.Contains(l.RunId)).Select(l => new { l.RunId, l.Track, l.Key })
+            .ToListAsync(cancellationToken);
+        return rows.ToLookup(r => r.RunId, r => (r.Track, r.Key));
+    }
+
     /// <summary>The (key, track) series the runs a filter finds have, for a table's metric columns: system metrics last, at most 500.</summary>
     public async Task<List<(string Key, string Track)>> ColumnChoicesAsync(RunFilter filter, CancellationToken cancellationToken = default)
     {

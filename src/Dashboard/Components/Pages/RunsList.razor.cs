@@ -131,8 +131,10 @@ public partial class RunsList
         }
         var runs = listed.Runs;
         // A client's run has its own accuracy key (MetricRoles); its source is MLflow's mlflow.source.name tag.
+        // One read of the page's series (their latest values) instead of one count over each client run's points.
+        var series = await Queries.SeriesOfAsync(runs.Select(r => r.Id).ToList());
         var keys = runs.ToDictionary(r => r.Id, r =>
-            MetricRoles.For(r, r.Tags.FirstOrDefault(t => t.Key == TagNames.MetricRoles)?.Value, Metrics).Accuracy);
+            MetricRoles.For(r, r.Tags.FirstOrDefault(t => t.Key == TagNames.MetricRoles)?.Value, series[r.Id]).Accuracy);
         var summaries = keys.Values.OfType<string>().Distinct()
             .SelectMany(key => Metrics.Summaries(runs.Where(r => keys[r.Id] == key).Select(r => r.Id).ToList(), key)).ToList();
         _rows = runs.Select(r =>

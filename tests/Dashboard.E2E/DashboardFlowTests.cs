@@ -277,7 +277,7 @@ public sealed class ClientRunTests : IClassFixture<BrowserFixture>
     }
 
     [Fact]
-    public async Task A_long_script_run_is_drawn_thinned_a_zoom_draws_its_exact_points_and_system_metrics_have_their_own_section()
+    public async Task A_long_script_run_is_drawn_thinned_a_zoom_draws_its_exact_points_its_images_open_full_size_and_system_metrics_have_their_own_section()
     {
         using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl + "api/2.0/mlflow/") };
         async Task<System.Text.Json.JsonElement> Post(string path, string json)
@@ -298,6 +298,15 @@ public sealed class ClientRunTests : IClassFixture<BrowserFixture>
                 lines.Add($$"""{"key": "system/cpu_utilization_percentage", "value": {{step % 100}}, "timestamp": {{1700000000000 + step}}, "step": {{step / 600}}}""");
         }
         foreach (var chunk in lines.Chunk(1000)) await Post("runs/log-batch", $$"""{"run_id": "{{runId}}", "metrics": [{{string.Join(",", chunk)}}]}""");
+        // Two sample grids as mlflow.log_image uploads them (the path quoted: '+' as %2B).
+        using var artifacts = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl) };
+        foreach (var key in new[] { "samples", "ema-0.99~samples" })
+        {
+            var pixels = Enumerable.Range(0, 16 * 16 * 3).Select(i => (byte)(i * (key.Length + 3))).ToArray();
+            var name = $"images/{key}%2Bstep%2B5999%2Btimestamp%2B1700000005999%2B{Guid.NewGuid()}.png";
+            (await artifacts.PutAsync($"api/2.0/mlflow-artifacts/artifacts/0/{runId}/artifacts/{name}",
+                new ByteArrayContent(EmaLab.TrainingEngine.Formats.Png.Encode(16, 16, pixels)))).EnsureSuccessStatusCode();
+        }
         using var dashboard = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl) };
         var id = System.Text.Json.JsonDocument.Parse(await dashboard.GetStringAsync($"api/runs?trackingId={runId}"))
             .RootElement.GetProperty("items")[0].GetProperty("id").GetInt64();
@@ -317,6 +326,14 @@ public sealed class ClientRunTests : IClassFixture<BrowserFixture>
         // A double-click zooms out: the overview again.
         await page.EvaluateAsync("() => Plotly.relayout('chart-accuracy', { 'xaxis.autorange': true })");
         await page.WaitForFunctionAsync($"() => document.getElementById('chart-accuracy').data[0].x.length === {shown}", null, new() { Timeout = 30_000 });
+
+        // The gallery: both tracks' images decoded by the browser; the full size opens on click and closes with Escape.
+        await page.WaitForFunctionAsync("() => { const i = [...document.querySelectorAll('.gallery-item img')]; return i.length === 2 && i.every(x => x.complete && x.naturalWidth === 16); }",
+            null, new() { Timeout = 30_000 });
+        await page.Locator(".gallery-item[data-column=raw] button.thumb").ClickAsync();
+        await Assertions.Expect(page.Locator(".lightbox img")).ToBeVisibleAsync();
+        await page.Keyboard.PressAsync("Escape");
+        await Assertions.Expect(page.Locator(".lightbox")).ToHaveCountAsync(0);
 
         // The system metric is in its own section, not among the tracks' charts.
         await Assertions.Expect(page.GetByTestId("system-metrics").Locator(".system-group")).ToHaveTextAsync("CPU");

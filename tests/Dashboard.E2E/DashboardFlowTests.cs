@@ -241,13 +241,7 @@ public sealed class ClientRunTests : IClassFixture<BrowserFixture>
     public async Task A_client_logging_through_the_tracking_api_extends_the_open_run_page_live()
     {
         using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl + "api/2.0/mlflow/") };
-        async Task<System.Text.Json.JsonElement> Post(string path, string json)
-        {
-            var response = await api.PostAsync(path, new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
-            var text = await response.Content.ReadAsStringAsync();
-            Assert.True(response.IsSuccessStatusCode, text);
-            return System.Text.Json.JsonDocument.Parse(text).RootElement;
-        }
+        Task<System.Text.Json.JsonElement> Post(string path, string json) => PostAsync(api, path, json);
         var created = await Post("runs/create", """{"experiment_id": "0", "run_name": "script", "tags": [{"key": "mlflow.source.name", "value": "/home/me/train.py"}, {"key": "team", "value": "vision"}, {"key": "emalab.track_suffixes", "value": "{\"_ema\": \"ema-0.999\"}"}]}""");
         var runId = created.GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
         async Task Log(int step) => await Post("runs/log-batch",
@@ -280,13 +274,7 @@ public sealed class ClientRunTests : IClassFixture<BrowserFixture>
     public async Task A_long_script_run_is_drawn_thinned_a_zoom_draws_its_exact_points_its_images_open_full_size_and_system_metrics_have_their_own_section()
     {
         using var api = new HttpClient { BaseAddress = new Uri(fixture.BaseUrl + "api/2.0/mlflow/") };
-        async Task<System.Text.Json.JsonElement> Post(string path, string json)
-        {
-            var response = await api.PostAsync(path, new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
-            var text = await response.Content.ReadAsStringAsync();
-            Assert.True(response.IsSuccessStatusCode, text);
-            return System.Text.Json.JsonDocument.Parse(text).RootElement;
-        }
+        Task<System.Text.Json.JsonElement> Post(string path, string json) => PostAsync(api, path, json);
         var runId = (await Post("runs/create", """{"experiment_id": "0", "run_name": "every step"}""")).GetProperty("run").GetProperty("info").GetProperty("run_id").GetString();
         var lines = new List<string>();
         for (var step = 0; step < 6000; step++)
@@ -339,5 +327,14 @@ public sealed class ClientRunTests : IClassFixture<BrowserFixture>
         await Assertions.Expect(page.GetByTestId("system-metrics").Locator(".system-group")).ToHaveTextAsync("CPU");
         Assert.Equal(["raw", "ema-0.99"], await page.Locator("#chart-accuracy").EvaluateAsync<string[]>("el => el.data.map(t => t.name)"));
         await page.ScreenshotAsync(new() { Path = Path.Combine(fixture.ScreenshotDirectory, "11-long-run-zoomed-out.png"), FullPage = true });
+    }
+
+    /// <summary>A tracking API call (<c>api</c> is based at <c>api/2.0/mlflow/</c>) that must succeed, as a script's client makes it.</summary>
+    static async Task<System.Text.Json.JsonElement> PostAsync(HttpClient api, string path, string json)
+    {
+        var response = await api.PostAsync(path, new StringContent(json, System.Text.Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, text);
+        return System.Text.Json.JsonDocument.Parse(text).RootElement;
     }
 }

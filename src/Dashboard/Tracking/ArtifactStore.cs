@@ -205,6 +205,11 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
             .OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
     }
 
+    /// <summary>Where a browser downloads a file of a run's artifacts: MLflow's artifact proxy path, relative to the site, each
+    /// segment escaped (logged images' names hold '+' and '~').</summary>
+    public static string DownloadPath(Run run, string relativePath) =>
+        $"api/2.0/mlflow-artifacts/artifacts/{run.ExperimentId}/{run.Uuid}/artifacts/{string.Join('/', relativePath.Split('/').Select(Uri.EscapeDataString))}";
+
     /// <summary>A file of a run's artifacts by its path relative to the artifact root (as <see cref="AllFiles(Run)"/> lists it), or null.</summary>
     public string? RunFile(Run run, string relativePath)
     {

@@ -180,11 +180,7 @@ public partial class Compare
     static string ImageColumn(LoggedImage image) => $"#{image.RunId} {image.Track}";
 
     /// <summary>An image file of one of the compared runs, as the browser downloads it (MLflow's artifact proxy path).</summary>
-    string ImageUrl(LoggedImage image, string path)
-    {
-        var run = _runs.Single(r => r.Id == image.RunId);
-        return $"api/2.0/mlflow-artifacts/artifacts/{run.ExperimentId}/{run.Uuid}/artifacts/{string.Join('/', path.Split('/').Select(Uri.EscapeDataString))}";
-    }
+    string ImageUrl(LoggedImage image, string path) => ArtifactStore.DownloadPath(_runs.Single(r => r.Id == image.RunId), path);
 
     /// <summary>The chart's series, over every step or over a zoomed window of them.</summary>
     List<ChartSeries> ChartSeriesOf((long From, long To)? window)

@@ -236,8 +236,7 @@ public partial class RunDetail
     }
 
     /// <summary>An artifact file of this run as the browser downloads it (MLflow's artifact proxy path, each segment escaped: names hold '+' and '~').</summary>
-    string ArtifactUrl(string path) =>
-        $"api/2.0/mlflow-artifacts/artifacts/{_run!.ExperimentId}/{_run.Uuid}/artifacts/{string.Join('/', path.Split('/').Select(Uri.EscapeDataString))}";
+    string ArtifactUrl(string path) => ArtifactStore.DownloadPath(_run!, path);
 
     MetricRoles RolesOf(Run run) => MetricRoles.For(run, _tags.GetValueOrDefault(TagNames.MetricRoles), _seriesKeys);
 

@@ -7,7 +7,7 @@ namespace EmaLab.TrainingEngine.Diffusion;
 /// <c>‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½)</c>, in float64 throughout. The trace of the matrix square root is taken as
 /// Tr((Σ₁^½ Σ₂ Σ₁^½)^½) — the same value, as the two products are similar — from symmetric eigendecompositions, so it
 /// stays real and needs no offset where a covariance is singular (pytorch-fid adds one then); eigenvalues a rounding
-/// error made slightly negative count as 0.
+/// error made slightly negative count as 0. No implicit torch scalar is created (see <see cref="TorchScalars"/>).
 /// </summary>
 public static class FrechetDistance
 {
@@ -25,7 +25,7 @@ public static class FrechetDistance
         var x = features.to(ScalarType.Float64);
         var mean = x.mean([0]);
         var centered = x - mean;
-        var covariance = centered.T.matmul(centered) / (x.shape[0] - 1);
+        var covariance = centered.T.matmul(centered).div(tensor((double)(x.shape[0] - 1), ScalarType.Float64));
         return new Moments(mean.data<double>().ToArray(), covariance.contiguous().data<double>().ToArray());
     }
 
@@ -39,8 +39,8 @@ public static class FrechetDistance
         var (sigma1, sigma2) = (tensor(a.Covariance, ScalarType.Float64).reshape(d, d), tensor(b.Covariance, ScalarType.Float64).reshape(d, d));
         var root1 = SymmetricSqrt(sigma1);
         var middle = root1.matmul(sigma2).matmul(root1);
-        middle = (middle + middle.T) / 2; // symmetric in exact arithmetic: remove the rounding's asymmetry
-        var traceOfRoot = linalg.eigvalsh(middle).clamp_min(0).sqrt().sum().item<double>();
+        middle = Symmetric(middle); // symmetric in exact arithmetic: remove the rounding's asymmetry
+        var traceOfRoot = linalg.eigvalsh(middle).relu().sqrt().sum().item<double>();
         var difference = (mean1 - mean2).square().sum().item<double>();
         // Never below 0 in exact arithmetic; with a singular covariance the square roots of rounding-sized eigenvalues can
         // take it a few parts in 10⁸ of the traces below.
@@ -50,7 +50,10 @@ public static class FrechetDistance
     /// <summary>The square root of a symmetric positive semi-definite matrix: V diag(√λ) Vᵀ, negative rounding made 0.</summary>
     static Tensor SymmetricSqrt(Tensor matrix)
     {
-        var (values, vectors) = linalg.eigh((matrix + matrix.T) / 2);
-        return vectors.matmul(diag(values.clamp_min(0).sqrt())).matmul(vectors.T);
+        var (values, vectors) = linalg.eigh(Symmetric(matrix));
+        return vectors.matmul(diag(values.relu().sqrt())).matmul(vectors.T);
     }
+
+    /// <summary>(M + Mᵀ)/2, with the half as a tensor (no implicit torch scalar: see <see cref="TorchScalars"/>).</summary>
+    static Tensor Symmetric(Tensor matrix) => matrix.add(matrix.T).mul(tensor(0.5, ScalarType.Float64));
 }

@@ -40,7 +40,9 @@ public sealed class NoiseSchedule
         var shape = new long[clean.dim()];
         Array.Fill(shape, 1L);
         shape[0] = clean.shape[0];
-        var alphaBar = tensor(AlphasCumulative, clean.dtype, clean.device).index_select(0, timesteps).reshape(shape);
-        return (alphaBar.sqrt() * clean + (1 - alphaBar).sqrt() * noise).MoveToOuterDisposeScope();
+        // Square roots taken here in float64, so no implicit torch scalar is needed (see TorchScalars).
+        var signal = tensor(AlphasCumulative.Select(Math.Sqrt).ToArray(), clean.dtype, clean.device).index_select(0, timesteps).reshape(shape);
+        var spread = tensor(AlphasCumulative.Select(a => Math.Sqrt(1 - a)).ToArray(), clean.dtype, clean.device).index_select(0, timesteps).reshape(shape);
+        return clean.mul(signal).add_(noise.mul(spread)).MoveToOuterDisposeScope();
     }
 }

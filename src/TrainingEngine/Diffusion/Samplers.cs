@@ -7,10 +7,15 @@ namespace EmaLab.TrainingEngine.Diffusion;
 /// starting noise, over K of the T steps) and DDPM's ancestral sampler (Ho et al., the posterior variance β̃_t,
 /// diffusers' <c>fixed_small</c>). Neither clips the predicted x₀: the engine's images are normalized by their dataset's
 /// mean and deviation, not to [−1, 1]. The formulas are diffusers' DDIMScheduler and DDPMScheduler, so the README's
-/// PyTorch sampler reproduces them.
+/// PyTorch sampler reproduces them. Coefficients multiply as 0-dimensional tensors, never as implicit torch scalars (a
+/// finalizer can free one mid-call: see <see cref="TorchScalars"/>).
 /// </summary>
 public static class Samplers
 {
+    /// <summary>a·x + b·y with a and b as tensors of x's type (inside the caller's dispose scope).</summary>
+    static Tensor Combine(double a, Tensor x, double b, Tensor y) =>
+        x.mul(tensor(a, x.dtype, x.device)).add_(y.mul(tensor(b, y.dtype, y.device)));
+
     /// <summary>The K timesteps DDIM visits, last first: T/K apart from 0 (diffusers' "leading" spacing).</summary>
     public static long[] DdimTimesteps(int timesteps, int steps)
     {
@@ -31,8 +36,8 @@ public static class Samplers
             var alphaBar = schedule.AlphasCumulative[t];
             var alphaBarPrevious = i + 1 < times.Length ? schedule.AlphasCumulative[times[i + 1]] : 1.0;
             var predicted = epsilon(x, t);
-            var clean = (x - Math.Sqrt(1 - alphaBar) * predicted) / Math.Sqrt(alphaBar);
-            var next = Math.Sqrt(alphaBarPrevious) * clean + Math.Sqrt(1 - alphaBarPrevious) * predicted;
+            var clean = Combine(1 / Math.Sqrt(alphaBar), x, -Math.Sqrt(1 - alphaBar) / Math.Sqrt(alphaBar), predicted);
+            var next = Combine(Math.Sqrt(alphaBarPrevious), clean, Math.Sqrt(1 - alphaBarPrevious), predicted);
             x.Dispose();
             x = next.MoveToOuterDisposeScope();
         }
@@ -48,11 +53,11 @@ public static class Samplers
             using var scope = NewDisposeScope();
             var (alphaBar, alphaBarPrevious, beta) = (schedule.AlphasCumulative[t], schedule.AlphaCumulativeBefore(t), schedule.Betas[t]);
             var predicted = epsilon(x, t);
-            var clean = (x - Math.Sqrt(1 - alphaBar) * predicted) / Math.Sqrt(alphaBar);
+            var clean = Combine(1 / Math.Sqrt(alphaBar), x, -Math.Sqrt(1 - alphaBar) / Math.Sqrt(alphaBar), predicted);
             // The posterior q(x_{t−1} | x_t, x̂₀): its mean, and its variance β̃_t = (1 − ᾱ_{t−1}) / (1 − ᾱ_t) · β_t.
-            var mean = Math.Sqrt(alphaBarPrevious) * beta / (1 - alphaBar) * clean + Math.Sqrt(1 - beta) * (1 - alphaBarPrevious) / (1 - alphaBar) * x;
+            var mean = Combine(Math.Sqrt(alphaBarPrevious) * beta / (1 - alphaBar), clean, Math.Sqrt(1 - beta) * (1 - alphaBarPrevious) / (1 - alphaBar), x);
             var next = t > 0
-                ? mean + Math.Sqrt(Math.Max((1 - alphaBarPrevious) / (1 - alphaBar) * beta, 1e-20)) * randn(x.shape, x.dtype, x.device, generator: generator)
+                ? Combine(1, mean, Math.Sqrt(Math.Max((1 - alphaBarPrevious) / (1 - alphaBar) * beta, 1e-20)), randn(x.shape, x.dtype, x.device, generator: generator))
                 : mean;
             x.Dispose();
             x = next.MoveToOuterDisposeScope();

@@ -67,7 +67,7 @@ public static class ModelFactory
         return layers;
     }
 
-    static void Initialise(Module model, Generator generator)
+    public static void Initialise(Module model, Generator generator)
     {
         using var _ = no_grad();
         // In the order of named_modules (PyTorch's registration order), so a model's draws follow its definition.

@@ -1,0 +1,89 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using EmaLab.TrainingEngine.Diffusion;
+using EmaLab.TrainingEngine.Formats;
+using EmaLab.TrainingEngine.Models;
+using static TorchSharp.torch;
+
+namespace EmaLab.Companion.Tests;
+
+/// <summary>
+/// docs/training.md's PyTorch U-Net and DDIM sampler, run as they stand there, against the engine: a seeded engine network's
+/// weights load into the documented class by name, and for the same input and the same noise its predicted noise and its
+/// DDIM samples are the engine's (float32 tolerance).
+/// </summary>
+[Trait("Speed", "Process")]
+public sealed partial class DocsDiffusionTests : IDisposable
+{
+    readonly string _folder = Directory.CreateTempSubdirectory("emalab-diffusion-docs-").FullName;
+
+    [Fact]
+    public async Task The_documented_unet_and_ddim_reproduce_the_engines_noise_predictions_and_samples()
+    {
+        var weights = Path.Combine(_folder, "unet.safetensors");
+        var data = Path.Combine(_folder, "data.safetensors");
+        var schedule = NoiseSchedule.Linear();
+        using (var net = new DiffusionUNet(new DiffusionUNet.Settings(1, [8, 16], BlocksPerLevel: 1, MiddleAttention: true)))
+        using (var generator = new Generator(21))
+        {
+            ModelFactory.Initialise(net, generator);
+            SafeTensors.Write(weights, net.named_parameters().Select(p => (p.name, (Tensor)p.parameter)));
+            using var _ = no_grad();
+            using var x = randn([2, 1, 8, 8], generator: generator);
+            using var t = tensor(new long[] { 3, 700 });
+            using var predicted = net.forward(x, t);
+            using var noise = randn([2, 1, 8, 8], generator: generator);
+            using var samples = Samplers.Ddim((input, step) => net.forward(input, full([input.shape[0]], step, ScalarType.Int64)), schedule, noise, steps: 10);
+            SafeTensors.Write(data, [("x", x), ("t", t), ("predicted", predicted), ("noise", noise), ("samples", samples)]);
+        }
+
+        var docs = await File.ReadAllTextAsync(Path.Combine(Python.RepositoryRoot, "docs", "training.md"));
+        var script = Path.Combine(_folder, "check.py");
+        await File.WriteAllTextAsync(script,
+            PythonBlockAfter(docs, "## Loading an exported checkpoint in PyTorch").Split("state, meta = load(")[0] + "\n" +
+            PythonBlockAfter(docs, "## The diffusion U-Net and DDIM sampler in PyTorch") + "\n" +
+            $$"""
+            def load_plain(path):
+                with open(path, "rb") as f:
+                    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+                    body = f.read()
+                header.pop("__metadata__", None)
+                dtypes = {"F32": torch.float32, "I64": torch.int64}
+                return {k: torch.frombuffer(bytearray(body[v["data_offsets"][0]:v["data_offsets"][1]]), dtype=dtypes[v["dtype"]]).reshape(v["shape"]) for k, v in header.items()}
+            torch.set_num_threads(1)
+            model = DiffusionUNet(in_channels=1, widths=(8, 16), blocks=1, attention=True)
+            model.load_state_dict(load_plain({{JsonSerializer.Serialize(weights)}}))
+            model.eval()
+            d = load_plain({{JsonSerializer.Serialize(data)}})
+            with torch.no_grad():
+                print((model(d["x"], d["t"]) - d["predicted"]).abs().max().item(), d["predicted"].abs().max().item())
+            print((ddim_sample(model, linear_alphas_cumprod(), d["noise"], 10) - d["samples"]).abs().max().item(), d["samples"].abs().max().item())
+            """);
+        var (exitCode, output) = await Python.RunFromRootAsync(script);
+        Assert.True(exitCode == 0, output);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var (predictionGap, predictionScale) = Pair(lines[^2]);
+        var (sampleGap, sampleScale) = Pair(lines[^1]);
+        Assert.True(predictionScale > 0.01 && predictionGap <= 1e-5 * Math.Max(1, predictionScale), $"ε: PyTorch differs by {predictionGap} (values up to {predictionScale})");
+        Assert.True(sampleGap <= 1e-4 * Math.Max(1, sampleScale), $"DDIM samples: PyTorch differs by {sampleGap} (values up to {sampleScale})");
+    }
+
+    static (double Gap, double Scale) Pair(string line)
+    {
+        var parts = line.Split(' ');
+        return (double.Parse(parts[0], CultureInfo.InvariantCulture), double.Parse(parts[1], CultureInfo.InvariantCulture));
+    }
+
+    static string PythonBlockAfter(string docs, string heading)
+    {
+        var start = docs.IndexOf(heading, StringComparison.Ordinal);
+        Assert.True(start >= 0, $"docs/training.md has no '{heading}'");
+        return PythonBlock().Match(docs, start).Groups[1].Value;
+    }
+
+    [GeneratedRegex(@"```python\n(.*?)\n```", RegexOptions.Singleline)]
+    private static partial Regex PythonBlock();
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+}

@@ -14,6 +14,7 @@ CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 // The ResNet benchmark's candidates, each in a fresh process (oneDNN reads its ISA cap once, when it starts).
 if (args is ["resnet-step", var threads, var steps]) { ResNetBenchmarks.ChildStep(int.Parse(threads), int.Parse(steps)); return; }
 if (args is ["resnet-memory"]) { ResNetBenchmarks.ChildMemory(); return; }
+if (args is ["reference-features", ..]) { ReferenceFeatures.Run(args.Length > 1 ? args[1] : Path.Combine(FindRepository(), "src/TrainingEngine/Diffusion/Reference")); return; }
 var what = args.Length == 0 ? ["ema", "tracks", "rules", "optimizer", "steps", "store", "posthoc", "load", "tracking", "reads", "workers", "access", "resnet"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();
 if (what.Contains("tracks")) EmaBenchmarks.RunMixed();
@@ -290,4 +291,15 @@ sealed class QuietObserver : ITrainingObserver
     public void OnMetric(in MetricPoint point) { }
     public void OnProgress(TrainingProgress progress) { }
     public void OnLog(TrainingLogLevel level, string message) { }
+}
+
+static partial class Program
+{
+    /// <summary>The repository root (the folder holding Dashboard.sln) above the bench's output folder.</summary>
+    static string FindRepository()
+    {
+        var folder = new DirectoryInfo(AppContext.BaseDirectory);
+        while (folder is not null && !File.Exists(Path.Combine(folder.FullName, "Dashboard.sln"))) folder = folder.Parent;
+        return folder?.FullName ?? throw new InvalidOperationException("Run from inside the repository, or give the output folder.");
+    }
 }

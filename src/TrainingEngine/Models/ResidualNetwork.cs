@@ -44,9 +44,16 @@ public sealed class ResidualNetwork : Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
+        return _head.forward(Features(input)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The penultimate features: the last stage's maps averaged over their positions, [B, last width] (what the head reads).</summary>
+    public Tensor Features(Tensor input)
+    {
+        using var scope = NewDisposeScope();
         // Channels-last from the stem on (the input's single channel has no layout to choose): see ChannelsLast.
-        var features = _blocks.forward(ChannelsLast.Of(_stem.forward(input)));
-        return _head.forward(features.mean([2, 3])).MoveToOuterDisposeScope();
+        var maps = _blocks.forward(ChannelsLast.Of(_stem.forward(input)));
+        return maps.mean([2, 3]).MoveToOuterDisposeScope();
     }
 
     /// <summary>Two 3x3 convolutions with batch norm; the input is added back (through a strided 1x1 convolution and batch norm when the shape changes).</summary>

@@ -1,0 +1,59 @@
+using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Models;
+using static TorchSharp.torch;
+
+namespace EmaLab.TrainingEngine.Diffusion;
+
+/// <summary>
+/// The fixed network whose penultimate features the diffusion workload's Fréchet distance compares (the "FID for MNIST"
+/// idea of dfaroughy/FID-MNIST, with a network that fits the data instead of Inception): the engine's ResNet-8 trained on
+/// Fashion-MNIST once, shipped in the engine (Diffusion/Reference/, with the spec that reproduces it and its test
+/// accuracy; bench <c>reference-features</c> retrains it). Its inputs are images preprocessed as in training (the
+/// dataset's normalization), which is the space the diffusion model generates in.
+/// </summary>
+public sealed class FeatureNetwork : IDisposable
+{
+    const string FashionMnistResource = "EmaLab.Diffusion.fashion-mnist-resnet8.safetensors";
+
+    readonly ImportedCheckpoint _checkpoint;
+    readonly ResidualNetwork _network;
+
+    FeatureNetwork(ImportedCheckpoint checkpoint)
+    {
+        _checkpoint = checkpoint;
+        _network = checkpoint.Model as ResidualNetwork ?? throw new InvalidDataException("The reference checkpoint is not a ResNet.");
+    }
+
+    /// <summary>The Fashion-MNIST reference network shipped with the engine.</summary>
+    public static FeatureNetwork FashionMnist()
+    {
+        using var stream = typeof(FeatureNetwork).Assembly.GetManifestResourceStream(FashionMnistResource)
+            ?? throw new InvalidOperationException($"The engine was built without {FashionMnistResource}.");
+        return new FeatureNetwork(CheckpointExport.Import(stream, "the reference network"));
+    }
+
+    /// <summary>The checkpoint's metadata (its track, step, the accuracy the engine measured).</summary>
+    public IReadOnlyDictionary<string, string> Metadata => _checkpoint.Metadata;
+
+    /// <summary>The features of preprocessed images [N, 1, 28, 28]: [N, 64], in batches of <paramref name="batch"/>.</summary>
+    public Tensor Features(Tensor images, int batch = 500)
+    {
+        using var _ = no_grad();
+        _network.eval();
+        var parts = new List<Tensor>();
+        for (long start = 0; start < images.shape[0]; start += batch)
+            parts.Add(_network.Features(images.narrow(0, start, Math.Min(batch, images.shape[0] - start))));
+        var features = cat(parts, 0);
+        foreach (var part in parts) part.Dispose();
+        return features;
+    }
+
+    /// <summary>The Gaussian fitted to the images' features (what a Fréchet distance compares).</summary>
+    public FrechetDistance.Moments MomentsOf(Tensor images)
+    {
+        using var features = Features(images);
+        return FrechetDistance.Of(features);
+    }
+
+    public void Dispose() => _checkpoint.Dispose();
+}

@@ -4,7 +4,8 @@ namespace EmaLab.TrainingEngine.Tests;
 
 /// <summary>
 /// The engine's folders depend on each other one way only: shared contracts, file formats, data, models and
-/// optimizers at the bottom; averaging above the formats; training above those; checkpoints (bundles, export) on top.
+/// optimizers at the bottom; averaging above the formats; diffusion (schedules, samplers, the Fréchet distance and its
+/// reference network) above formats and models; training above those; checkpoints (bundles, export) on top.
 /// </summary>
 public class LayeringTests
 {
@@ -16,6 +17,7 @@ public class LayeringTests
         ["Models"] = [],
         ["Optimization"] = [],
         ["Averaging"] = ["Formats"],
+        ["Diffusion"] = ["Formats", "Models"],
         ["Training"] = ["Averaging", "Data", "Models", "Optimization", "Formats"],
         ["Checkpoints"] = ["Averaging", "Data", "Formats", "Models", "Optimization", "Training"],
     };

@@ -1,4 +1,4 @@
-using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Formats;
 using EmaLab.TrainingEngine.Models;
 using static TorchSharp.torch;
 
@@ -15,25 +15,25 @@ public sealed class FeatureNetwork : IDisposable
 {
     const string FashionMnistResource = "EmaLab.Diffusion.fashion-mnist-resnet8.safetensors";
 
-    readonly ImportedCheckpoint _checkpoint;
     readonly ResidualNetwork _network;
 
-    FeatureNetwork(ImportedCheckpoint checkpoint)
-    {
-        _checkpoint = checkpoint;
-        _network = checkpoint.Model as ResidualNetwork ?? throw new InvalidDataException("The reference checkpoint is not a ResNet.");
-    }
+    FeatureNetwork(ResidualNetwork network, IReadOnlyDictionary<string, string> metadata) => (_network, Metadata) = (network, metadata);
 
-    /// <summary>The Fashion-MNIST reference network shipped with the engine.</summary>
+    /// <summary>The Fashion-MNIST reference network shipped with the engine (an exported checkpoint: its architecture in the metadata).</summary>
     public static FeatureNetwork FashionMnist()
     {
         using var stream = typeof(FeatureNetwork).Assembly.GetManifestResourceStream(FashionMnistResource)
             ?? throw new InvalidOperationException($"The engine was built without {FashionMnistResource}.");
-        return new FeatureNetwork(CheckpointExport.Import(stream, "the reference network"));
+        using var content = SafeTensors.Read(stream, "the reference network");
+        var architecture = ModelArchitecture.FromJson(content.Metadata["architecture"]);
+        if (ModelFactory.Build(architecture) is not ResidualNetwork network) throw new InvalidDataException("The reference network is not a ResNet.");
+        content.LoadInto(network, "the reference network");
+        network.eval();
+        return new FeatureNetwork(network, content.Metadata);
     }
 
     /// <summary>The checkpoint's metadata (its track, step, the accuracy the engine measured).</summary>
-    public IReadOnlyDictionary<string, string> Metadata => _checkpoint.Metadata;
+    public IReadOnlyDictionary<string, string> Metadata { get; }
 
     /// <summary>The features of preprocessed images [N, 1, 28, 28]: [N, 64], in batches of <paramref name="batch"/>.</summary>
     public Tensor Features(Tensor images, int batch = 500)
@@ -55,5 +55,5 @@ public sealed class FeatureNetwork : IDisposable
         return FrechetDistance.Of(features);
     }
 
-    public void Dispose() => _checkpoint.Dispose();
+    public void Dispose() => _network.Dispose();
 }

@@ -24,7 +24,7 @@ public static class FrechetDistance
         using var scope = NewDisposeScope();
         var x = features.to(ScalarType.Float64);
         var mean = x.mean([0]);
-        var centered = x - mean;
+        var centered = x.sub(mean);
         var covariance = centered.T.matmul(centered).div(tensor((double)(x.shape[0] - 1), ScalarType.Float64));
         return new Moments(mean.data<double>().ToArray(), covariance.contiguous().data<double>().ToArray());
     }
@@ -41,7 +41,7 @@ public static class FrechetDistance
         var middle = root1.matmul(sigma2).matmul(root1);
         middle = Symmetric(middle); // symmetric in exact arithmetic: remove the rounding's asymmetry
         var traceOfRoot = linalg.eigvalsh(middle).relu().sqrt().sum().item<double>();
-        var difference = (mean1 - mean2).square().sum().item<double>();
+        var difference = mean1.sub(mean2).square().sum().item<double>();
         // Never below 0 in exact arithmetic; with a singular covariance the square roots of rounding-sized eigenvalues can
         // take it a few parts in 10⁸ of the traces below.
         return Math.Max(0, difference + sigma1.trace().item<double>() + sigma2.trace().item<double>() - 2 * traceOfRoot);
@@ -54,6 +54,6 @@ public static class FrechetDistance
         return vectors.matmul(diag(values.relu().sqrt())).matmul(vectors.T);
     }
 
-    /// <summary>(M + Mᵀ)/2, with the half as a tensor (no implicit torch scalar: see <see cref="TorchScalars"/>).</summary>
-    static Tensor Symmetric(Tensor matrix) => matrix.add(matrix.T).mul(tensor(0.5, ScalarType.Float64));
+    /// <summary>(M + Mᵀ)/2, the half as a tensor and the sum's alpha explicit (no implicit torch scalar: see <see cref="TorchScalars"/>).</summary>
+    static Tensor Symmetric(Tensor matrix) => matrix.add(matrix.T, TorchScalars.One).mul(tensor(0.5, ScalarType.Float64));
 }

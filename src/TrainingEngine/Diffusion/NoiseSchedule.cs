@@ -43,6 +43,6 @@ public sealed class NoiseSchedule
         // Square roots taken here in float64, so no implicit torch scalar is needed (see TorchScalars).
         var signal = tensor(AlphasCumulative.Select(Math.Sqrt).ToArray(), clean.dtype, clean.device).index_select(0, timesteps).reshape(shape);
         var spread = tensor(AlphasCumulative.Select(a => Math.Sqrt(1 - a)).ToArray(), clean.dtype, clean.device).index_select(0, timesteps).reshape(shape);
-        return clean.mul(signal).add_(noise.mul(spread)).MoveToOuterDisposeScope();
+        return clean.mul(signal).add_(noise.mul(spread), TorchScalars.One).MoveToOuterDisposeScope();
     }
 }

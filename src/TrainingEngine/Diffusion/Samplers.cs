@@ -14,7 +14,7 @@ public static class Samplers
 {
     /// <summary>a·x + b·y with a and b as tensors of x's type (inside the caller's dispose scope).</summary>
     static Tensor Combine(double a, Tensor x, double b, Tensor y) =>
-        x.mul(tensor(a, x.dtype, x.device)).add_(y.mul(tensor(b, y.dtype, y.device)));
+        x.mul(tensor(a, x.dtype, x.device)).add_(y.mul(tensor(b, y.dtype, y.device)), TorchScalars.One);
 
     /// <summary>The K timesteps DDIM visits, last first: T/K apart from 0 (diffusers' "leading" spacing).</summary>
     public static long[] DdimTimesteps(int timesteps, int steps)

@@ -182,9 +182,9 @@ public sealed class DiffusionUNet : Module<Tensor, Tensor, Tensor>
         {
             using var scope = NewDisposeScope();
             var h = _conv1.forward(functional.silu(_norm1.forward(x)));
-            h = h.add(_time.forward(functional.silu(time)).unsqueeze(2).unsqueeze(3));
+            h = h.add(_time.forward(functional.silu(time)).unsqueeze(2).unsqueeze(3), TorchScalars.One);
             h = _conv2.forward(functional.silu(_norm2.forward(h)));
-            return h.add(_skip is null ? x : _skip.forward(x)).MoveToOuterDisposeScope();
+            return h.add(_skip is null ? x : _skip.forward(x), TorchScalars.One).MoveToOuterDisposeScope();
         }
     }
 
@@ -213,7 +213,7 @@ public sealed class DiffusionUNet : Module<Tensor, Tensor, Tensor>
             var (q, k, v) = (qkv.select(1, 0), qkv.select(1, 1), qkv.select(1, 2));
             var weights = functional.softmax(q.transpose(1, 2).bmm(k).mul(_scale.to(x.dtype).to(x.device)), 2); // [B, HW (queries), HW (keys)]
             var attended = v.bmm(weights.transpose(1, 2)).reshape(batch, channels, height, width);
-            return x.add(_projection.forward(attended)).MoveToOuterDisposeScope();
+            return x.add(_projection.forward(attended), TorchScalars.One).MoveToOuterDisposeScope();
         }
     }
 }

@@ -12,7 +12,7 @@ namespace EmaLab.TrainingEngine.Training;
 public sealed class SystemSampler
 {
     readonly Stopwatch _clock = Stopwatch.StartNew();
-    TimeSpan _lastWall, _lastCpu = Process.GetCurrentProcess().TotalProcessorTime;
+    TimeSpan _lastWall, _lastCpu = Environment.CpuUsage.TotalTime;
     long _lastStep;
     (ulong Busy, ulong Total)? _lastMachine = MachineCpu();
 
@@ -23,13 +23,12 @@ public sealed class SystemSampler
     {
         var wall = _clock.Elapsed;
         var seconds = Math.Max((wall - _lastWall).TotalSeconds, 1e-9);
-        using var process = Process.GetCurrentProcess();
-        var cpu = process.TotalProcessorTime;
+        var cpu = Environment.CpuUsage.TotalTime;
         var figures = new List<(string, double)>
         {
             (MetricKeys.StepsPerSecond, (step - _lastStep) / seconds),
             (MetricKeys.ProcessCpuPercent, 100 * (cpu - _lastCpu).TotalSeconds / seconds / Environment.ProcessorCount),
-            (MetricKeys.ProcessMemoryMegabytes, process.WorkingSet64 / 1e6),
+            (MetricKeys.ProcessMemoryMegabytes, Environment.WorkingSet / 1e6),
         };
         var machine = MachineCpu();
         if (machine is { } now && _lastMachine is { } before && now.Total > before.Total)

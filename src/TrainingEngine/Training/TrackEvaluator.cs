@@ -122,6 +122,9 @@ public sealed class TrackEvaluator : IDisposable
             throw new ArgumentException($"A confusion matrix of {classes} classes has {classes * classes} cells.", nameof(confusion));
         model.eval();
         using var _ = no_grad();
+        // A (label, prediction) pair's cell is label × classes + prediction: the width as a tensor, the sum's alpha explicit
+        // (no implicit torch scalar: see TorchScalars).
+        using var width = confusion is null ? null : tensor((long)classes);
         var (images, labels) = subset ? (SubsetX, SubsetY) : (EvalX, EvalY);
         var count = images.shape[0];
         double lossSum = 0;
@@ -141,7 +144,7 @@ public sealed class TrackEvaluator : IDisposable
             correct += predicted.eq(y).sum().item<long>();
             if (confusion is not null)
             {
-                using var pairs = (y * classes + predicted).bincount(null, classes * classes);
+                using var pairs = y.mul(width!).add(predicted, TorchScalars.One).bincount(null, classes * classes);
                 var counts = pairs.data<long>().ToArray();
                 for (var i = 0; i < counts.Length; i++) confusion[i] += counts[i];
             }

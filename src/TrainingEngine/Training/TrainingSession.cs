@@ -296,11 +296,7 @@ public sealed class TrainingSession : IDisposable
         var confusions = new Dictionary<string, long[]>();
         var classes = Architecture.Classes;
         foreach (var track in Tracks)
-        {
-            LoadTrack(track);
-            var confusion = subset ? null : confusions[track] = new long[classes * classes];
-            results[track] = Evaluator.Evaluate(subset, cancellationToken, confusion);
-        }
+            results[track] = Evaluate(track, subset, cancellationToken, subset ? null : confusions[track] = new long[classes * classes]);
         // What a bfloat16/float16 shadow loses: its distance to the float32 shadow of the same rule, when the run has one.
         var rules = Ema.Shadows.Select(s => s.Rule).ToList();
         var gaps = new List<MetricPoint>();
@@ -332,10 +328,10 @@ public sealed class TrainingSession : IDisposable
     /// <summary>Evaluates one track (<c>raw</c> or <c>ema-&lt;decay&gt;</c>) on the whole held-out split.</summary>
     public EvalResult Evaluate(string track) => Evaluate(track, subset: false, CancellationToken.None);
 
-    EvalResult Evaluate(string track, bool subset, CancellationToken cancellationToken)
+    EvalResult Evaluate(string track, bool subset, CancellationToken cancellationToken, long[]? confusion = null)
     {
         LoadTrack(track);
-        return Evaluator.Evaluate(subset, cancellationToken);
+        return Evaluator.Evaluate(subset, cancellationToken, confusion);
     }
 
     /// <summary>

@@ -50,16 +50,26 @@ static class PageBenchmarks
             var origin = client.BaseAddress!.ToString().TrimEnd('/');
             Console.WriteLine("page / interaction                                         median    (runs)    goal     points in the browser");
 
-            await MeasureAsync("runs page, 10,000 runs: first paint", 1.0, page, async () =>
+            // How each page is opened: the address, then what must be on screen.
+            async Task OpenRuns(string query, string shown)
             {
-                await page.GotoAsync($"{origin}/?experiment={many}");
-                await page.Locator("table.runs tbody tr").First.WaitForAsync();
-            });
-            await MeasureAsync("runs page: search by name", 0.3, page, async () =>
+                await page.GotoAsync($"{origin}/?experiment={many}{query}");
+                await page.Locator(shown).First.WaitForAsync();
+            }
+            async Task OpenChart(string address, string chart)
             {
-                await page.GotoAsync($"{origin}/?experiment={many}");
-                await page.Locator("table.runs tbody tr").First.WaitForAsync();
-            }, async () =>
+                await page.GotoAsync(address);
+                await page.Locator($"#{chart} .scatterlayer .trace").First.WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 120_000 });
+            }
+            async Task OpenGallery()
+            {
+                await page.GotoAsync($"{origin}/runs/{galleryId}");
+                await ImagesShownAsync(page);
+            }
+            Task OpenRunPage() => OpenChart($"{origin}/runs/{heavyId}", "chart-accuracy");
+
+            await MeasureAsync("runs page, 10,000 runs: first paint", 1.0, page, () => OpenRuns("", "table.runs tbody tr"));
+            await MeasureAsync("runs page: search by name", 0.3, page, () => OpenRuns("", "table.runs tbody tr"), async () =>
             {
                 var before = await page.Locator("[data-testid=run-count]").InnerTextAsync();
                 await page.FillAsync("#search", "no-such-run");
@@ -67,68 +77,34 @@ static class PageBenchmarks
                 await page.WaitForFunctionAsync("b => document.querySelector('[data-testid=run-count]')?.innerText !== b", before);
             });
 
-            await MeasureAsync("runs page sorted by best acc (in SQL): first paint", 1.0, page, async () =>
-            {
-                await page.GotoAsync($"{origin}/?experiment={many}&cols=acc~raw~best&sort=acc~raw~best");
-                await page.Locator("td[data-column='acc~raw~best']").First.WaitForAsync();
-            });
-            await MeasureAsync("runs page: sort by a metric column's summary", 0.3, page, async () =>
-            {
-                await page.GotoAsync($"{origin}/?experiment={many}&cols=acc~raw~best");
-                await page.Locator("td[data-column='acc~raw~best']").First.WaitForAsync();
-            }, async () =>
+            await MeasureAsync("runs page sorted by best acc (in SQL): first paint", 1.0, page,
+                () => OpenRuns("&cols=acc~raw~best&sort=acc~raw~best", "td[data-column='acc~raw~best']"));
+            await MeasureAsync("runs page: sort by a metric column's summary", 0.3, page, () => OpenRuns("&cols=acc~raw~best", "td[data-column='acc~raw~best']"), async () =>
             {
                 await page.ClickAsync("th[data-column='acc~raw~best'] button.sort");
                 await page.Locator("th[data-column='acc~raw~best'][aria-sort=descending]").WaitForAsync();
             });
 
-            await MeasureAsync("run page, 8 tracks x 200,000 steps: first chart", 1.5, page, async () =>
-            {
-                await page.GotoAsync($"{origin}/runs/{heavyId}");
-                await page.Locator("#chart-accuracy .scatterlayer .trace").First.WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 120_000 });
-            }, points: true);
-            await MeasureAsync("run page: full range on the accuracy chart", 0.3, page, async () =>
-            {
-                await page.GotoAsync($"{origin}/runs/{heavyId}");
-                await page.Locator("#chart-accuracy .scatterlayer .trace").First.WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 120_000 });
-            }, async () =>
-            {
-                await NextPlotAsync(page, "chart-accuracy", () => page.Locator("[data-chart=chart-accuracy] .full-range").ClickAsync());
-            });
-
-            await MeasureAsync("run page: zoom into 500 steps (their exact points)", 0.3, page, async () =>
-            {
-                await page.GotoAsync($"{origin}/runs/{heavyId}");
-                await page.Locator("#chart-accuracy .scatterlayer .trace").First.WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 120_000 });
-            }, async () =>
+            await MeasureAsync("run page, 8 tracks x 200,000 steps: first chart", 1.5, page, OpenRunPage, points: true);
+            await MeasureAsync("run page: full range on the accuracy chart", 0.3, page, OpenRunPage,
+                () => NextPlotAsync(page, "chart-accuracy", () => page.Locator("[data-chart=chart-accuracy] .full-range").ClickAsync()));
+            await MeasureAsync("run page: zoom into 500 steps (their exact points)", 0.3, page, OpenRunPage, async () =>
             {
                 // As a drag on the plot ends: Plotly's relayout event with the new x range.
                 await page.EvaluateAsync("() => Plotly.relayout('chart-accuracy', { 'xaxis.range': [100000, 100500] })");
                 await page.WaitForFunctionAsync("() => document.getElementById('chart-accuracy').data[0].x.length <= 503");
             });
 
-            await MeasureAsync("run page, a gallery of 500 images: first images", 1.5, page, async () =>
-            {
-                await page.GotoAsync($"{origin}/runs/{galleryId}");
-                await ImagesShownAsync(page);
-            });
-            await MeasureAsync("gallery: move the step slider", 0.3, page, async () =>
-            {
-                await page.GotoAsync($"{origin}/runs/{galleryId}");
-                await ImagesShownAsync(page);
-            }, async () =>
+            await MeasureAsync("run page, a gallery of 500 images: first images", 1.5, page, OpenGallery);
+            await MeasureAsync("gallery: move the step slider", 0.3, page, OpenGallery, async () =>
             {
                 await page.Locator(".gallery-key input[type=range]").FillAsync("100");
                 await page.Locator("[data-testid=gallery-step]", new() { HasTextString = "100" }).WaitForAsync();
                 await ImagesShownAsync(page);
             });
 
-            var compare = $"{origin}/compare?runs={string.Join(",", comparedIds)}";
-            await MeasureAsync("compare, 20 runs x 8 tracks: first chart", 2.0, page, async () =>
-            {
-                await page.GotoAsync(compare);
-                await page.Locator("#chart-compare .scatterlayer .trace").First.WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 120_000 });
-            }, points: true);
+            await MeasureAsync("compare, 20 runs x 8 tracks: first chart", 2.0, page,
+                () => OpenChart($"{origin}/compare?runs={string.Join(",", comparedIds)}", "chart-compare"), points: true);
         });
         Console.WriteLine();
     }

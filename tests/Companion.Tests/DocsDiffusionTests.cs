@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using EmaLab.TrainingEngine.Diffusion;
 using EmaLab.TrainingEngine.Formats;
 using EmaLab.TrainingEngine.Models;
@@ -14,7 +12,7 @@ namespace EmaLab.Companion.Tests;
 /// DDIM samples are the engine's (float32 tolerance).
 /// </summary>
 [Trait("Speed", "Process")]
-public sealed partial class DocsDiffusionTests : IDisposable
+public sealed class DocsDiffusionTests : IDisposable
 {
     readonly string _folder = Directory.CreateTempSubdirectory("emalab-diffusion-docs-").FullName;
 
@@ -41,8 +39,8 @@ public sealed partial class DocsDiffusionTests : IDisposable
         var docs = await File.ReadAllTextAsync(Path.Combine(Python.RepositoryRoot, "docs", "training.md"));
         var script = Path.Combine(_folder, "check.py");
         await File.WriteAllTextAsync(script,
-            PythonBlockAfter(docs, "## Loading an exported checkpoint in PyTorch").Split("state, meta = load(")[0] + "\n" +
-            PythonBlockAfter(docs, "## The diffusion U-Net and DDIM sampler in PyTorch") + "\n" +
+            DocsBlocks.PythonAfter(docs, "## Loading an exported checkpoint in PyTorch").Split("state, meta = load(")[0] + "\n" +
+            DocsBlocks.PythonAfter(docs, "## The diffusion U-Net and DDIM sampler in PyTorch") + "\n" +
             $$"""
             def load_plain(path):
                 with open(path, "rb") as f:
@@ -63,27 +61,12 @@ public sealed partial class DocsDiffusionTests : IDisposable
         var (exitCode, output) = await Python.RunFromRootAsync(script);
         Assert.True(exitCode == 0, output);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var (predictionGap, predictionScale) = Pair(lines[^2]);
-        var (sampleGap, sampleScale) = Pair(lines[^1]);
+        var (predictionGap, predictionScale) = DocsBlocks.TwoNumbers(lines[^2]);
+        var (sampleGap, sampleScale) = DocsBlocks.TwoNumbers(lines[^1]);
         Assert.True(predictionScale > 0.01 && predictionGap <= 1e-5 * Math.Max(1, predictionScale), $"ε: PyTorch differs by {predictionGap} (values up to {predictionScale})");
         Assert.True(sampleGap <= 1e-4 * Math.Max(1, sampleScale), $"DDIM samples: PyTorch differs by {sampleGap} (values up to {sampleScale})");
     }
 
-    static (double Gap, double Scale) Pair(string line)
-    {
-        var parts = line.Split(' ');
-        return (double.Parse(parts[0], CultureInfo.InvariantCulture), double.Parse(parts[1], CultureInfo.InvariantCulture));
-    }
-
-    static string PythonBlockAfter(string docs, string heading)
-    {
-        var start = docs.IndexOf(heading, StringComparison.Ordinal);
-        Assert.True(start >= 0, $"docs/training.md has no '{heading}'");
-        return PythonBlock().Match(docs, start).Groups[1].Value;
-    }
-
-    [GeneratedRegex(@"```python\n(.*?)\n```", RegexOptions.Singleline)]
-    private static partial Regex PythonBlock();
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 }

@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Training;
@@ -12,7 +10,7 @@ namespace EmaLab.Companion.Tests;
 /// (every kind) load each file with <c>load_state_dict</c> and score the held-out split as the engine did.
 /// </summary>
 [Trait("Speed", "Process")]
-public sealed partial class DocsPyTorchTests : IDisposable
+public sealed class DocsPyTorchTests : IDisposable
 {
     readonly string _folder = Directory.CreateTempSubdirectory("emalab-readme-").FullName;
 
@@ -39,35 +37,18 @@ public sealed partial class DocsPyTorchTests : IDisposable
 
         var readme = await File.ReadAllTextAsync(Path.Combine(Python.RepositoryRoot, "docs", "training.md"));
         var script = Path.Combine(_folder, model + ".py");
-        await File.WriteAllTextAsync(script, PythonBlockAfter(readme, "## Models (PyTorch equivalents)") + "\n" +
-            PythonBlockAfter(readme, "## Loading an exported checkpoint in PyTorch").Replace("\"checkpoint.safetensors\"", JsonSerializer.Serialize(checkpoint)));
+        await File.WriteAllTextAsync(script, DocsBlocks.PythonAfter(readme, "## Models (PyTorch equivalents)") + "\n" +
+            DocsBlocks.PythonAfter(readme, "## Loading an exported checkpoint in PyTorch").Replace("\"checkpoint.safetensors\"", JsonSerializer.Serialize(checkpoint)));
         var (exitCode, output) = await Python.RunFromRootAsync(script);
         Assert.True(exitCode == 0, output);
 
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var (accuracy, engineAccuracy) = Pair(lines[^2]);
-        var (loss, engineLoss) = Pair(lines[^1]);
+        var (accuracy, engineAccuracy) = DocsBlocks.TwoNumbers(lines[^2]);
+        var (loss, engineLoss) = DocsBlocks.TwoNumbers(lines[^1]);
         Assert.Equal(engineAccuracy, accuracy);
         Assert.InRange(engineAccuracy, 0.3, 1.0); // trained, not a random model's 10 %
         Assert.Equal(engineLoss, loss, tolerance: 2e-5 * engineLoss);
     }
-
-    static (double Python, double Engine) Pair(string line)
-    {
-        var parts = line.Split(' ');
-        return (double.Parse(parts[0], CultureInfo.InvariantCulture), double.Parse(parts[1], CultureInfo.InvariantCulture));
-    }
-
-    /// <summary>The first ```python block after a heading of the page.</summary>
-    static string PythonBlockAfter(string readme, string heading)
-    {
-        var start = readme.IndexOf(heading, StringComparison.Ordinal);
-        Assert.True(start >= 0, $"docs/training.md has no '{heading}'");
-        return PythonBlock().Match(readme, start).Groups[1].Value;
-    }
-
-    [GeneratedRegex(@"```python\n(.*?)\n```", RegexOptions.Singleline)]
-    private static partial Regex PythonBlock();
 
     sealed class Silent : ITrainingObserver
     {

@@ -74,7 +74,6 @@ public static class Downsampling
     /// </summary>
     public sealed class MinMaxStream(int bucketSize)
     {
-        public int BucketSize => bucketSize;
         MetricValue _low, _high, _last, _sent;
         int _count;
         bool _any, _sentAny;

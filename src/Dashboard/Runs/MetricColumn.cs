@@ -28,7 +28,8 @@ public sealed record MetricColumn(string Key, string Track, MetricSummary Summar
 
     public string ToAddress() => $"{Key}~{Track}~{SummaryAddress}";
 
-    string SummaryAddress => Summary == MetricSummary.AtStep ? string.Create(CultureInfo.InvariantCulture, $"at:{Step}") : Summary.ToString().ToLowerInvariant();
+    /// <summary>The summary's part of the address: <c>best</c>, <c>at:500</c>.</summary>
+    public string SummaryAddress => Summary == MetricSummary.AtStep ? string.Create(CultureInfo.InvariantCulture, $"at:{Step}") : Summary.ToString().ToLowerInvariant();
 
     /// <summary>"val_acc · raw · best", "loss · raw · at step 500".</summary>
     public string Title => $"{Key} · {Track} · {SummaryTitle}";
@@ -36,9 +37,15 @@ public sealed record MetricColumn(string Key, string Track, MetricSummary Summar
     public string SummaryTitle => Summary switch
     {
         MetricSummary.AtStep => string.Create(CultureInfo.InvariantCulture, $"at step {Step:N0}"),
-        MetricSummary.Best => LowerBetter ? "best (lowest)" : "best (highest)",
-        _ => Summary.ToString().ToLowerInvariant(),
+        MetricSummary.Best => BestName,
+        _ => NameOf(Summary),
     };
+
+    /// <summary>"best (lowest)" or "best (highest)", by the key's direction.</summary>
+    public string BestName => LowerBetter ? "best (lowest)" : "best (highest)";
+
+    /// <summary>A summary as a picker names it: "last", "best", "min", "max", "value at step".</summary>
+    public static string NameOf(MetricSummary summary) => summary == MetricSummary.AtStep ? "value at step" : summary.ToString().ToLowerInvariant();
 
     /// <summary>A column from its address form, or null for one that is not (an address edited by hand is ignored, not an error page).</summary>
     public static MetricColumn? Parse(string text)

@@ -213,9 +213,9 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     /// <summary>A file of a run's artifacts by its path relative to the artifact root (as <see cref="AllFiles(Run)"/> lists it), or null.</summary>
     public string? RunFile(Run run, string relativePath)
     {
-        var root = Path.GetFullPath(Root(run)) + Path.DirectorySeparatorChar;
-        var file = Path.GetFullPath(Path.Combine(root, relativePath));
-        return file.StartsWith(root, StringComparison.Ordinal) && File.Exists(file) ? file : null;
+        var location = new Location(run, null, Root(run), relativePath);
+        // Inside the run's artifacts only (the path comes from a page, not through SafePath).
+        return FullPath(location).StartsWith(Path.GetFullPath(location.Root) + Path.DirectorySeparatorChar, StringComparison.Ordinal) ? FileOf(location) : null;
     }
 
     /// <summary>Every file of a run's artifacts (for its page), by path relative to the artifact root.</summary>

@@ -23,8 +23,8 @@ public partial class Compare
     {
         /// <summary>As a <see cref="MetricColumn"/> of the accuracy part: higher is better.</summary>
         public MetricColumn Metric => new("accuracy", Track, Summary, Step);
-        public string Id => $"{Metric.ToAddress().Split('~')[2].Replace("at:", "at")}:{Track}";
-        public string Address => $"{Track}~{Metric.ToAddress().Split('~')[2]}";
+        public string Id => $"{Metric.SummaryAddress.Replace("at:", "at")}:{Track}";
+        public string Address => $"{Track}~{Metric.SummaryAddress}";
         public static ResultColumn? Parse(string text) =>
             MetricColumn.Parse("accuracy~" + text) is { } column ? new(column.Track, column.Summary, column.Step) : null;
     }
@@ -74,12 +74,15 @@ public partial class Compare
         var (runs, roleTags, clientParams) = await Queries.ForCompareAsync(wanted, Newest, (await Access.AccessAsync()).Readable());
         _runs = runs;
         _allTracks = _runs.SelectMany(r => EmaTrack.InDisplayOrder(r.Tracks)).Select(t => t.Name).Distinct().ToList();
-        _roles = _runs.ToDictionary(r => r.Id, r => MetricRoles.For(r, roleTags.GetValueOrDefault(r.Id), Metrics));
+        // One read of the runs' series (their latest values) finds each client run's keys, not a count over its points.
+        var series = await Queries.SeriesOfAsync(_runs.Select(r => r.Id).ToList());
+        _roles = _runs.ToDictionary(r => r.Id, r => MetricRoles.For(r, roleTags.GetValueOrDefault(r.Id), series[r.Id]));
         _parameters = _runs.ToDictionary(r => r.Id, r => (IReadOnlyDictionary<string, string>)RunParameters.Of(r, clientParams[r.Id]));
         foreach (var id in wanted.Where(id => _runs.Any(r => r.Id == id))) _selected.Add(id);
         var chosen = (ColumnList ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(ResultColumn.Parse).OfType<ResultColumn>().Distinct().ToList();
         _chosen = chosen.Count > 0 ? chosen : null;
         if (_selected.Count == 0) foreach (var r in _runs.Where(r => r.Status == RunStatus.Completed).Take(2)) _selected.Add(r.Id);
+        ReadImages();
         Build();
         _live = LiveEvents.Follow(Hub, null, TimeSpan.FromSeconds(1), batch => InvokeAsync(() => FollowAsync(batch)));
     }
@@ -90,7 +93,11 @@ public partial class Compare
         var mine = batch.Where(e => _selected.Contains(e.RunId) && e.Type is RunEventType.Metrics or RunEventType.Status).ToList();
         if (mine.Count == 0) return;
         var statusChanged = mine.Where(e => e.Type == RunEventType.Status).Select(e => e.RunId).Distinct().ToList();
-        if (statusChanged.Count > 0) await ReloadRunsAsync(statusChanged);
+        if (statusChanged.Count > 0)
+        {
+            await ReloadRunsAsync(statusChanged);
+            ReadImages();
+        }
         Build();
         StateHasChanged();
     }
@@ -119,6 +126,7 @@ public partial class Compare
     {
         if (on) _selected.Add(id); else _selected.Remove(id);
         SyncAddress();
+        ReadImages();
         Build();
     }
 
@@ -145,8 +153,7 @@ public partial class Compare
         _switchNotes = selectedRuns.Select(r => (r.Id, Note: r.SwitchEmaNote())).Where(n => n.Note is not null).ToDictionary(n => n.Id, n => n.Note!);
         _series = ChartSeriesOf(window: null);
         // The images the selected runs logged (a key's same step side by side), of the tracks the chart shows.
-        _images = selectedRuns.SelectMany(run => LoggedImages.Of(Artifacts.AllFiles(run), NoSuffixes)
-            .Where(i => Wanted(i.Track)).Select(i => i with { RunId = run.Id })).ToList();
+        _images = _loggedImages.Where(i => Wanted(i.Track)).ToList();
         _imageColumns = _images.OrderBy(i => i.RunId).ThenBy(i => i.Track == MetricKeys.RawTrack ? 0 : 1).ThenBy(i => i.Track, StringComparer.Ordinal)
             .Select(ImageColumn).Distinct().ToList();
 
@@ -174,6 +181,12 @@ public partial class Compare
     }
 
     IReadOnlyList<LoggedImage> _images = [];
+    /// <summary>Every image the selected runs logged, read from their folders when the selection or a run's status changes
+    /// (a run logs its images by its last evaluation), not at every live redraw.</summary>
+    List<LoggedImage> _loggedImages = [];
+
+    void ReadImages() => _loggedImages = _runs.Where(r => _selected.Contains(r.Id))
+        .SelectMany(run => LoggedImages.Of(Artifacts.AllFiles(run), NoSuffixes).Select(i => i with { RunId = run.Id })).ToList();
     IReadOnlyList<string> _imageColumns = [];
     static readonly IReadOnlyDictionary<string, string> NoSuffixes = new Dictionary<string, string>();
 
@@ -216,11 +229,8 @@ public partial class Compare
         ? chosen.Where(c => tracks.Contains(c.Track)).ToList()
         : tracks.SelectMany(t => new[] { new ResultColumn(t, MetricSummary.Best), new ResultColumn(t, MetricSummary.Last) }).ToList();
 
-    static string ResultTitle(ResultColumn column) => column.Summary switch
-    {
-        MetricSummary.AtStep => string.Create(CultureInfo.InvariantCulture, $"at step {column.Step:N0}"),
-        _ => column.Summary.ToString().ToLowerInvariant(),
-    };
+    static string ResultTitle(ResultColumn column) => column.Summary == MetricSummary.AtStep
+        ? string.Create(CultureInfo.InvariantCulture, $"at step {column.Step:N0}") : MetricColumn.NameOf(column.Summary);
 
     /// <summary>A result column shows another summary (or the value at another step): the address keeps every column's choice.</summary>
     void ChangeResult(ResultColumn old, string? summary, string? step)

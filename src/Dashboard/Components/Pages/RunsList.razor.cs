@@ -245,12 +245,9 @@ public partial class RunsList
         await LoadAsync(choices: false);
     }
 
-    static string SummaryName(MetricSummary summary, MetricColumn? of = null) => summary switch
-    {
-        MetricSummary.AtStep => "value at step",
-        MetricSummary.Best => of is null ? "best" : of.LowerBetter ? "best (lowest)" : "best (highest)",
-        _ => summary.ToString().ToLowerInvariant(),
-    };
+    /// <summary>A summary's name in a column's picker: its best says which way the column's key is better.</summary>
+    static string SummaryName(MetricSummary summary, MetricColumn? of = null) =>
+        summary == MetricSummary.Best && of is not null ? of.BestName : MetricColumn.NameOf(summary);
 
     double? ValueOf(MetricColumn column, long runId) =>
         _values.TryGetValue(column, out var values) && values.TryGetValue(runId, out var value) ? value : null;

@@ -5,21 +5,26 @@
 const besidesLegend = 270; // px: the plot area and the axes' margins
 const smallest = 300;
 
-/** Fits the chart now and after each of Plotly's redraws (called again after a redraw the page asks for: a new plot
- *  replaces Plotly's event listeners). */
-export function fitLegend(id) {
+/** Runs `listen` on the chart once per plot (a new plot replaces Plotly's event listeners; `marker` remembers which plot
+ *  has them) and then `ready`, once Plotly has plotted it: until then (Plotly.Blazor draws once Plotly's script has
+ *  loaded, seconds on a busy machine) it looks again every 100 ms. */
+function whenPlotted(id, marker, listen, ready = () => { }) {
     const chart = document.getElementById(id);
     if (!chart) return; // the page has moved on
     if (!chart._fullLayout || !chart.on) {
-        // Not plotted yet (Plotly.Blazor draws once Plotly's script has loaded, seconds on a busy machine): look again.
-        setTimeout(() => fitLegend(id), 100);
+        setTimeout(() => whenPlotted(id, marker, listen, ready), 100);
         return;
     }
-    if (chart._fitLegendOn !== chart.on) {
-        chart._fitLegendOn = chart.on;
-        chart.on("plotly_afterplot", () => fit(chart));
+    if (chart[marker] !== chart.on) {
+        chart[marker] = chart.on;
+        listen(chart);
     }
-    fit(chart);
+    ready(chart);
+}
+
+/** Fits the chart now and after each of Plotly's redraws (called again after a redraw the page asks for). */
+export function fitLegend(id) {
+    whenPlotted(id, "_fitLegendOn", chart => chart.on("plotly_afterplot", () => fit(chart)), fit);
 }
 
 function fit(chart) {
@@ -34,22 +39,16 @@ function fit(chart) {
  *  (double-click: null, null), a moment after the last change, so it can draw the exact points of that range.
  *  Called again after the page's redraws, as fitLegend is: a new plot replaces Plotly's event listeners. */
 export function followZoom(id, component) {
-    const chart = document.getElementById(id);
-    if (!chart) return;
-    if (!chart._fullLayout || !chart.on) {
-        setTimeout(() => followZoom(id, component), 100);
-        return;
-    }
-    if (chart._zoomOn === chart.on) return;
-    chart._zoomOn = chart.on;
-    let pending;
-    chart.on("plotly_relayout", change => {
-        let range;
-        if (change["xaxis.autorange"]) range = [null, null];
-        else if ("xaxis.range[0]" in change) range = [change["xaxis.range[0]"], change["xaxis.range[1]"]];
-        else if (Array.isArray(change["xaxis.range"])) range = change["xaxis.range"];
-        else return; // the page's own y-axis changes, a resize
-        clearTimeout(pending);
-        pending = setTimeout(() => component.invokeMethodAsync("Zoomed", range[0], range[1]).catch(() => { }), 150);
+    whenPlotted(id, "_zoomOn", chart => {
+        let pending;
+        chart.on("plotly_relayout", change => {
+            let range;
+            if (change["xaxis.autorange"]) range = [null, null];
+            else if ("xaxis.range[0]" in change) range = [change["xaxis.range[0]"], change["xaxis.range[1]"]];
+            else if (Array.isArray(change["xaxis.range"])) range = change["xaxis.range"];
+            else return; // the page's own y-axis changes, a resize
+            clearTimeout(pending);
+            pending = setTimeout(() => component.invokeMethodAsync("Zoomed", range[0], range[1]).catch(() => { }), 150);
+        });
     });
 }

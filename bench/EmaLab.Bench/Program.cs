@@ -10,10 +10,14 @@ using static TorchSharp.torch;
 // shared 2-core machine than absolute times.
 //
 //   dotnet run -c Release --project bench/EmaLab.Bench -- [ema] [tracks] [rules] [optimizer] [steps] [store] [posthoc] [load] [tracking] [reads] [workers] [access] [resnet] [pages]
+//   dotnet run -c Release --project bench/EmaLab.Bench -- diffusion [widths] [blocks] [attention 0|1] [batch]
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 // The ResNet benchmark's candidates, each in a fresh process (oneDNN reads its ISA cap once, when it starts).
 if (args is ["resnet-step", var threads, var steps]) { ResNetBenchmarks.ChildStep(int.Parse(threads), int.Parse(steps)); return; }
 if (args is ["resnet-memory"]) { ResNetBenchmarks.ChildMemory(); return; }
+if (args is ["diffusion-step", var unetThreads, var unetSteps, .. var unetShape]) { DiffusionBenchmarks.ChildStep(int.Parse(unetThreads), int.Parse(unetSteps), unetShape); return; }
+if (args is ["diffusion-memory", .. var memoryShape]) { DiffusionBenchmarks.ChildMemory(memoryShape); return; }
+if (args is ["diffusion", .. var diffusionShape]) { DiffusionBenchmarks.Run(diffusionShape); return; }
 if (args is ["reference-features", ..]) { ReferenceFeatures.Run(args.Length > 1 ? args[1] : Path.Combine(FindRepository(), "src/TrainingEngine/Diffusion/Reference")); return; }
 var what = args.Length == 0 ? ["ema", "tracks", "rules", "optimizer", "steps", "store", "posthoc", "load", "tracking", "reads", "workers", "access", "resnet"] : args;
 if (what.Contains("ema")) EmaBenchmarks.Run();

@@ -82,12 +82,12 @@ static class ResNetBenchmarks
         Console.WriteLine();
     }
 
-    static string Join(List<double> values) => string.Join(", ", values.Select(v => v.ToString("F1", CultureInfo.InvariantCulture)));
+    internal static string Join(List<double> values) => string.Join(", ", values.Select(v => v.ToString("F1", CultureInfo.InvariantCulture)));
 
-    static double Median(List<double> values) => values.Count == 0 ? double.NaN : values.Order().ElementAt(values.Count / 2);
+    internal static double Median(List<double> values) => values.Count == 0 ? double.NaN : values.Order().ElementAt(values.Count / 2);
 
     /// <summary>Runs a candidate in a fresh process with one thread count everywhere (torch, OpenMP, OpenBLAS); its ms per step.</summary>
-    static double? Child(string file, string[] arguments, int threads, string? isa)
+    internal static double? Child(string file, string[] arguments, int threads, string? isa)
     {
         try
         {

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Checkpoints;
+using EmaLab.TrainingEngine.Diffusion;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
 using static TorchSharp.torch;
@@ -76,6 +77,14 @@ public class CheckpointTests
             DecayNormsAndBiases = false, Schedule = RunSpec.Cosine, LearningRateWarmup = 20, GradientClipNorm = 1.0, LabelSmoothing = 0.1,
             RandomCropPadding = 1, HorizontalFlip = true, BatchSize = 32, Steps = 80, Seed = 4, EvalInterval = 40,
             Ema = new EmaSettings { Decays = [0.9, 0.99] },
+        }.ToJson(),
+        // A diffusion U-Net (cosine schedule, flips): its timesteps and noise are drawn from the step, its evaluation's noise is fixed.
+        new RunSpec
+        {
+            Model = "unet", Channels = [8, 16], Blocks = 1, Optimizer = RunSpec.Adam, LearningRate = 2e-3, HorizontalFlip = true,
+            BatchSize = 32, Steps = 80, Seed = 8, EvalInterval = 40,
+            Diffusion = new DiffusionSettings { Schedule = DiffusionSettings.CosineSchedule, Timesteps = 200, SamplingSteps = 3, Samples = 100, FinalSamples = 100 },
+            Ema = new EmaSettings { Decays = [0.9, 0.99], Warmup = true },
         }.ToJson(),
     };
 

@@ -11,7 +11,7 @@ namespace EmaLab.TrainingEngine.Tests;
 public class ImageTests
 {
     /// <summary>Decodes the PNGs this engine writes (RGB, 8 bits, filter 0), checking every chunk's CRC: width, height, pixels.</summary>
-    static (int Width, int Height, byte[] Rgb) Decode(byte[] png)
+    internal static (int Width, int Height, byte[] Rgb) Decode(byte[] png)
     {
         Assert.Equal([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], png[..8]);
         int width = 0, height = 0;

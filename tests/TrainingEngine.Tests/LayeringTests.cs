@@ -5,7 +5,7 @@ namespace EmaLab.TrainingEngine.Tests;
 /// <summary>
 /// The engine's folders depend on each other one way only: shared contracts, file formats, data, models and
 /// optimizers at the bottom; averaging above the formats; diffusion (schedules, samplers, the Fréchet distance and its
-/// reference network) above formats and models; training above those; checkpoints (bundles, export) on top.
+/// reference network) above data, formats and models; training above those; checkpoints (bundles, export) on top.
 /// </summary>
 public class LayeringTests
 {
@@ -17,8 +17,8 @@ public class LayeringTests
         ["Models"] = [],
         ["Optimization"] = [],
         ["Averaging"] = ["Formats"],
-        ["Diffusion"] = ["Formats", "Models"],
-        ["Training"] = ["Averaging", "Data", "Models", "Optimization", "Formats"],
+        ["Diffusion"] = ["Data", "Formats", "Models"],
+        ["Training"] = ["Averaging", "Data", "Diffusion", "Models", "Optimization", "Formats"],
         ["Checkpoints"] = ["Averaging", "Data", "Formats", "Models", "Optimization", "Training"],
     };
 

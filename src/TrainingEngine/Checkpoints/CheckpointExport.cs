@@ -20,7 +20,8 @@ public sealed record InputPreprocessing(double Scale, double Mean, double Std, i
 public sealed record CheckpointLabel(string RunId, string Track, long Step, EvalResult Evaluation, EmaRule? Rule = null);
 
 /// <summary>A model rebuilt from an exported checkpoint, with what its metadata says.</summary>
-public sealed record ImportedCheckpoint(TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> Model, ModelArchitecture Architecture, InputPreprocessing Preprocessing, IReadOnlyDictionary<string, string> Metadata) : IDisposable
+/// <param name="Model">The classifier (<c>nn.Module&lt;Tensor, Tensor&gt;</c>) or the diffusion U-Net (<see cref="DiffusionUNet"/>).</param>
+public sealed record ImportedCheckpoint(TorchSharp.torch.nn.Module Model, ModelArchitecture Architecture, InputPreprocessing Preprocessing, IReadOnlyDictionary<string, string> Metadata) : IDisposable
 {
     public void Dispose() => Model.Dispose();
 }
@@ -49,6 +50,10 @@ public static class CheckpointExport
         public const string RunId = "run_id";
         public const string EvalAccuracy = "eval_accuracy";
         public const string EvalLoss = "eval_loss";
+        /// <summary>A diffusion track's Fréchet distance (absent for classifiers, and where the dataset has no reference network).</summary>
+        public const string EvalFrechetDistance = "eval_fd";
+        /// <summary>A diffusion model's noise schedule and sampling settings (<see cref="Diffusion.DiffusionSettings"/>), absent for classifiers.</summary>
+        public const string Diffusion = "diffusion";
     }
 
     static readonly JsonSerializerOptions Json = RunSpec.JsonOptions;
@@ -90,6 +95,14 @@ public static class CheckpointExport
             [Keys.EvalLoss] = label.Evaluation.Loss.ToString("R", CultureInfo.InvariantCulture),
         };
         if (label.Rule is { } rule) metadata[Keys.EmaRule] = JsonSerializer.Serialize(rule, Json);
+        if (evaluator.Diffusion is { } diffusion)
+        {
+            // A denoiser has no accuracy; its sample quality, where scored, is what it is judged by.
+            metadata.Remove(Keys.EvalAccuracy);
+            metadata[Keys.Diffusion] = JsonSerializer.Serialize(diffusion.Settings, Json);
+            if (!double.IsNaN(label.Evaluation.FrechetDistance))
+                metadata[Keys.EvalFrechetDistance] = label.Evaluation.FrechetDistance.ToString("R", CultureInfo.InvariantCulture);
+        }
         SafeTensors.Write(stream, evaluator.Model.state_dict().Select(p => (p.Key, p.Value)), metadata);
     }
 
@@ -102,7 +115,7 @@ public static class CheckpointExport
         var architecture = ModelArchitecture.FromJson(Required(content.Metadata, Keys.Architecture, name));
         var preprocessing = JsonSerializer.Deserialize<InputPreprocessing>(Required(content.Metadata, Keys.Preprocessing, name), Json)
             ?? throw new InvalidDataException($"{name}: empty preprocessing metadata.");
-        var model = ModelFactory.Build(architecture);
+        var model = ModelFactory.Create(architecture);
         try
         {
             content.LoadInto(model, name);

@@ -9,6 +9,8 @@ public static class MetricKeys
     public const string LearningRate = "train/lr";
     public const string EvalLoss = "eval/loss";
     public const string EvalAccuracy = "eval/accuracy";
+    /// <summary>A diffusion track's sample quality: the Fréchet distance of its samples to the held-out images (lower is better).</summary>
+    public const string EvalFrechetDistance = "eval/fd";
     /// <summary>A low-precision shadow's relative distance ‖s − s_f32‖ / ‖s_f32‖ to its float32 twin, at each evaluation.</summary>
     public const string Float32Gap = "weights/float32_gap";
     /// <summary>Seconds spent in training steps since the previous evaluation (on the raw track, at each evaluation).</summary>

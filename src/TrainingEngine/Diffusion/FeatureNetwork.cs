@@ -32,6 +32,12 @@ public sealed class FeatureNetwork : IDisposable
         return new FeatureNetwork(network, content.Metadata);
     }
 
+    /// <summary>The dataset the shipped reference network was trained on: the one the Fréchet distance is scored for.</summary>
+    public const string FashionMnistDataset = "fashion-mnist";
+
+    /// <summary>The reference network for <paramref name="dataset"/>'s images, or null where none is shipped (every dataset but Fashion-MNIST).</summary>
+    public static FeatureNetwork? For(string dataset) => dataset == FashionMnistDataset ? FashionMnist() : null;
+
     /// <summary>The checkpoint's metadata (its track, step, the accuracy the engine measured).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 

@@ -19,6 +19,8 @@ public static class ModelFactory
     /// </summary>
     public static Module<Tensor, Tensor> Build(ModelArchitecture architecture, Generator? generator = null)
     {
+        if (architecture.IsDiffusion)
+            throw new ArgumentException($"A {architecture.Kind} is not a classifier: build it with {nameof(Create)}.", nameof(architecture));
         architecture.Validate();
         Module<Tensor, Tensor> model = architecture.Kind switch
         {
@@ -26,6 +28,19 @@ public static class ModelFactory
             ModelArchitecture.Mlp => Numbered(MlpLayers(architecture)),
             _ => new ConvolutionalNetwork(CnnLayers(architecture)),
         };
+        if (generator is not null) Initialise(model, generator);
+        return model;
+    }
+
+    /// <summary>
+    /// Builds a model of any kind — a classifier (<see cref="Build"/>) or the diffusion U-Net, whose forward also takes the
+    /// timesteps — initialised as <see cref="Build"/> does when <paramref name="generator"/> is given.
+    /// </summary>
+    public static Module Create(ModelArchitecture architecture, Generator? generator = null)
+    {
+        if (!architecture.IsDiffusion) return Build(architecture, generator);
+        architecture.Validate();
+        var model = new DiffusionUNet(architecture.UNetSettings());
         if (generator is not null) Initialise(model, generator);
         return model;
     }

@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
+using EmaLab.TrainingEngine.Diffusion;
 using EmaLab.TrainingEngine.Models;
 
 namespace EmaLab.TrainingEngine.Training;
@@ -36,10 +37,17 @@ public sealed record RunSpec
     public string Model { get; init; } = ModelArchitecture.Mlp;
     /// <summary>MLP hidden widths (default 256, 256).</summary>
     public int[]? Hidden { get; init; }
-    /// <summary>CNN channels per conv block (default 16, 32); ResNet channels per stage (default 16, 32, 64).</summary>
+    /// <summary>CNN channels per conv block (default 16, 32); ResNet channels per stage (default 16, 32, 64); U-Net widths per level (default 32, 64).</summary>
     public int[]? Channels { get; init; }
-    /// <summary>ResNet basic blocks per stage (default 3: ResNet-20).</summary>
+    /// <summary>ResNet basic blocks per stage (default 3: ResNet-20); U-Net residual blocks per level (default 1).</summary>
     public int? Blocks { get; init; }
+    /// <summary>The U-Net's self-attention at its lowest resolution (default on).</summary>
+    public bool? Attention { get; init; }
+    /// <summary>A diffusion run's noise schedule and sample-quality evaluation (model <c>unet</c> only; null: the defaults).</summary>
+    public DiffusionSettings? Diffusion { get; init; }
+
+    /// <summary>The diffusion settings a <c>unet</c> run uses (its own or the defaults); null for a classifier.</summary>
+    public DiffusionSettings? DiffusionOrDefault() => Model == ModelArchitecture.UNet ? Diffusion ?? new DiffusionSettings() : null;
 
     public string Optimizer { get; init; } = Adam;
     public double LearningRate { get; init; } = 1e-3;
@@ -94,8 +102,9 @@ public sealed record RunSpec
         Width = data.Width,
         Classes = data.ClassCount,
         Hidden = Model == ModelArchitecture.Mlp ? Hidden ?? ModelArchitecture.DefaultHidden : [],
-        Channels = Model is ModelArchitecture.Cnn or ModelArchitecture.ResNet ? Channels ?? ModelArchitecture.DefaultChannelsOf(Model) : [],
-        Blocks = Model == ModelArchitecture.ResNet ? Blocks ?? ModelArchitecture.DefaultBlocks : 0,
+        Channels = Model is ModelArchitecture.Cnn or ModelArchitecture.ResNet or ModelArchitecture.UNet ? Channels ?? ModelArchitecture.DefaultChannelsOf(Model) : [],
+        Blocks = Model is ModelArchitecture.ResNet or ModelArchitecture.UNet ? Blocks ?? ModelArchitecture.DefaultBlocksOf(Model) : 0,
+        Attention = Model == ModelArchitecture.UNet && (Attention ?? true),
     };
 
     /// <summary>
@@ -185,6 +194,12 @@ public sealed record RunSpec
             yield return Invalid("gradientClipNorm", "The gradient clipping norm must be a finite number ≥ 0 (0 does not clip).");
         if (!double.IsFinite(LabelSmoothing) || LabelSmoothing < 0 || LabelSmoothing >= 1)
             yield return Invalid("labelSmoothing", "Label smoothing must be in [0, 1).");
+        else if (LabelSmoothing > 0 && Model == ModelArchitecture.UNet)
+            yield return Invalid("labelSmoothing", "Label smoothing is for classifiers; a diffusion U-Net predicts noise, not labels.");
+        if (Diffusion is not null && Model != ModelArchitecture.UNet)
+            yield return Invalid("diffusion", $"Diffusion settings are for model '{ModelArchitecture.UNet}'; '{Model}' is a classifier.");
+        if (Attention is not null && Model != ModelArchitecture.UNet)
+            yield return Invalid("attention", $"Attention is a setting of model '{ModelArchitecture.UNet}'.");
         if (RandomCropPadding < 0 || RandomCropPadding > MaxCropPadding)
             yield return Invalid("randomCropPadding", $"The random crop's padding must be from 0 (off) to {MaxCropPadding} pixels.");
 
@@ -213,6 +228,8 @@ public sealed record RunSpec
         if (EvalInterval < 1) yield return Invalid("evalInterval", "The evaluation interval must be at least 1 step.");
         if (EvalSubset < 0) yield return Invalid("evalSubset", "The evaluation subset must be a number of images ≥ 1, or 0 for all of them.");
         if (Threads < 1 || Threads > MaxThreads) yield return Invalid("threads", $"Threads must be from 1 to {MaxThreads}.");
+        if (Model == ModelArchitecture.UNet)
+            foreach (var problem in DiffusionOrDefault()!.Problems(Math.Max(1, EvalInterval))) yield return problem;
         foreach (var problem in Ema.Problems(shape)) yield return problem;
         if (PostHoc is not null)
             foreach (var problem in PostHoc.Problems(plannedSteps)) yield return problem;

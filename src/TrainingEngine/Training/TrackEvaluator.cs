@@ -1,5 +1,6 @@
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
+using EmaLab.TrainingEngine.Diffusion;
 using EmaLab.TrainingEngine.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,8 +8,9 @@ using static TorchSharp.torch;
 namespace EmaLab.TrainingEngine.Training;
 
 /// <summary>
-/// Scores weights of one run's architecture on its held-out split: holds the run's data as tensors and an
-/// evaluation model that weights are loaded into (raw weights, an EMA shadow, or weights made after
+/// Scores weights of one run's architecture on its held-out split — a classifier by its loss and accuracy, a diffusion
+/// U-Net by its denoising loss and the Fréchet distance of its samples (<see cref="DiffusionScorer"/>): holds the run's
+/// data as tensors and an evaluation model that weights are loaded into (raw weights, an EMA shadow, or weights made after
 /// training such as a post-hoc reconstruction), applying the run's batch-norm policy to averaged weights.
 /// A training session evaluates through one; post-hoc reconstruction and export need nothing else, so
 /// they build no live model, optimizer or EMA. Not thread-safe.
@@ -25,7 +27,7 @@ public sealed class TrackEvaluator : IDisposable
     /// </summary>
     internal const int ForwardChunk = 128;
 
-    readonly nn.Module<Tensor, Tensor> _model;
+    readonly nn.Module _model;
 
     public TrackEvaluator(RunSpec spec)
     {
@@ -35,18 +37,15 @@ public sealed class TrackEvaluator : IDisposable
         Architecture = spec.ArchitectureFor(Data);
         (TrainX, TrainY) = ToTensors(Data.Train, Data.Normalization);
         (EvalX, EvalY) = ToTensors(Data.Eval, Data.Normalization);
-        if (spec.EvalSubset is > 0 and var size && size < Data.Eval.Count)
-        {
-            using var indices = Indices(SubsetOf(Data.Eval.Count, size));
-            (SubsetX, SubsetY) = (EvalX.index_select(0, indices), EvalY.index_select(0, indices));
-        }
-        else
-        {
-            (SubsetX, SubsetY) = (EvalX, EvalY);
-        }
-        _model = ModelFactory.Build(Architecture);
+        using var subset = spec.EvalSubset is > 0 and var size && size < Data.Eval.Count ? Indices(SubsetOf(Data.Eval.Count, size)) : null;
+        (SubsetX, SubsetY) = subset is null ? (EvalX, EvalY) : (EvalX.index_select(0, subset), EvalY.index_select(0, subset));
+        if (spec.DiffusionOrDefault() is { } diffusion) Diffusion = new DiffusionScorer(diffusion, spec.Dataset, EvalX, subset, Data.Normalization);
+        _model = ModelFactory.Create(Architecture);
         _model.eval();
     }
+
+    /// <summary>How a diffusion run's tracks are scored; null for a classifier.</summary>
+    public DiffusionScorer? Diffusion { get; }
 
     public RunSpec Spec { get; }
     public DatasetSplits Data { get; }
@@ -60,7 +59,7 @@ public sealed class TrackEvaluator : IDisposable
     Tensor SubsetX { get; }
     Tensor SubsetY { get; }
 
-    /// <summary>How many held-out images an evaluation scores: the whole split, or at intermediate points the spec's subset.</summary>
+    /// <summary>How many held-out images an evaluation scores (a classifier's, or a denoiser's loss): the whole split, or at intermediate points the spec's subset.</summary>
     public long ImagesScored(bool subset) => (subset ? SubsetY : EvalY).shape[0];
 
     /// <summary>
@@ -112,10 +111,32 @@ public sealed class TrackEvaluator : IDisposable
         Evaluate(_model, subset, cancellationToken, confusion);
 
     /// <summary>
-    /// Evaluates any model of this architecture on the held-out split (the model is left in eval mode); with
-    /// <paramref name="confusion"/> (classes × classes, row = true label, column = prediction) also counts each pair.
+    /// Evaluates any model of this architecture on the held-out split (the model is left in eval mode). A classifier: with
+    /// <paramref name="confusion"/> (classes × classes, row = true label, column = prediction) also counts each pair. A
+    /// diffusion U-Net: its denoising loss, and on the whole split also its samples' Fréchet distance at the final count.
     /// </summary>
-    public EvalResult Evaluate(nn.Module<Tensor, Tensor> model, bool subset = false, CancellationToken cancellationToken = default, long[]? confusion = null)
+    public EvalResult Evaluate(nn.Module model, bool subset = false, CancellationToken cancellationToken = default, long[]? confusion = null) =>
+        model is DiffusionUNet denoiser
+            ? EvaluateDenoiser(denoiser, subset, subset ? 0 : Diffusion!.Settings.FinalSamples, cancellationToken).Result
+            : EvaluateClassifier((nn.Module<Tensor, Tensor>)model, subset, cancellationToken, confusion);
+
+    /// <summary>A diffusion track's scores, and the grid of its first samples when they were drawn.</summary>
+    public sealed record DenoiserEvaluation(EvalResult Result, byte[]? SampleGrid);
+
+    /// <summary>The loaded U-Net's denoising loss and, when <paramref name="samples"/> &gt; 0, that many samples' Fréchet distance and grid.</summary>
+    public DenoiserEvaluation EvaluateDenoiser(bool subset, int samples, CancellationToken cancellationToken = default) =>
+        EvaluateDenoiser((DiffusionUNet)_model, subset, samples, cancellationToken);
+
+    DenoiserEvaluation EvaluateDenoiser(DiffusionUNet model, bool subset, int samples, CancellationToken cancellationToken)
+    {
+        var scorer = Diffusion ?? throw new InvalidOperationException("A classifier's run has no diffusion scorer.");
+        var loss = scorer.DenoisingLoss(model, subset, cancellationToken);
+        if (samples == 0) return new(new EvalResult(loss, double.NaN), null);
+        using var drawn = scorer.Sample(model, samples, cancellationToken);
+        return new(new EvalResult(loss, double.NaN, scorer.FrechetDistanceOf(drawn)), scorer.Grid(drawn));
+    }
+
+    EvalResult EvaluateClassifier(nn.Module<Tensor, Tensor> model, bool subset, CancellationToken cancellationToken, long[]? confusion)
     {
         var classes = Architecture.Classes;
         if (confusion is not null && confusion.Length != classes * classes)
@@ -182,7 +203,7 @@ public sealed class TrackEvaluator : IDisposable
             {
                 using var scope = NewDisposeScope();
                 var indices = Indices(order.AsSpan(b * batchSize, Math.Min(batchSize, order.Length - b * batchSize)));
-                _model.forward(TrainX.index_select(0, indices));
+                ((nn.Module<Tensor, Tensor>)_model).forward(TrainX.index_select(0, indices));
             }
         }
         _model.eval();
@@ -207,6 +228,7 @@ public sealed class TrackEvaluator : IDisposable
     public void Dispose()
     {
         _model.Dispose();
+        Diffusion?.Dispose();
         if (!ReferenceEquals(SubsetX, EvalX)) { SubsetX.Dispose(); SubsetY.Dispose(); }
         foreach (var t in new[] { TrainX, TrainY, EvalX, EvalY }) t.Dispose();
     }

@@ -33,6 +33,10 @@ public enum TrainingOutcome
     Paused,
 }
 
-public sealed record EvalResult(double Loss, double Accuracy);
+/// <summary>
+/// One track's scores at an evaluation: a classifier's held-out loss and accuracy; a diffusion model's held-out denoising
+/// loss (accuracy NaN) and, where its samples were scored, their Fréchet distance (NaN otherwise).
+/// </summary>
+public sealed record EvalResult(double Loss, double Accuracy, double FrechetDistance = double.NaN);
 
 public sealed record TrainingResult(TrainingOutcome Outcome, long Step, string? Message, IReadOnlyDictionary<string, EvalResult> LastEvaluation);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
+using EmaLab.TrainingEngine.Diffusion;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Optimization;
 using TorchSharp;
@@ -26,7 +27,7 @@ public sealed class TrainingSession : IDisposable
     TimeSpan _lastSystemSample;
 
     readonly BatchSchedule _batches;
-    readonly nn.Module<Tensor, Tensor> _model;
+    readonly nn.Module _model;
     readonly Optimizer _optimizer;
     readonly List<Action<long>> _afterStep = [];
     readonly Action<long, double> _optimizerStep;
@@ -42,7 +43,7 @@ public sealed class TrainingSession : IDisposable
         TotalSteps = spec.TotalSteps(_batches.BatchesPerEpoch);
 
         using (var generator = new Generator((ulong)spec.Seed))
-            _model = ModelFactory.Build(Architecture, generator);
+            _model = ModelFactory.Create(Architecture, generator);
         _model.train();
         _optimizer = CreateOptimizer(spec, _model);
         if (spec.RandomCropPadding > 0 || spec.HorizontalFlip)
@@ -192,6 +193,16 @@ public sealed class TrainingSession : IDisposable
             $"lr={Spec.LearningRate} schedule={Spec.Schedule}{Recipe()}; EMA tracks {string.Join(", ", Ema.Shadows.Select(s => s.Track))} (shared: warm-up {(e.Warmup ? "on" : "off")}, " +
             $"zero-debias {(e.ZeroDebias ? "on" : "off")}, every {e.Every}, from step {e.StartStep}, batch norm {e.BnPolicy.ToString().ToLowerInvariant()}, " +
             $"{Spec.EmaApplication.ToString().ToLowerInvariant()} application)."));
+        if (Evaluator.Diffusion is { } diffusion)
+        {
+            var d = diffusion.Settings;
+            observer.OnLog(TrainingLogLevel.Info, string.Create(CultureInfo.InvariantCulture,
+                $"Diffusion: {d.Schedule} noise schedule over {d.Timesteps:N0} timesteps, ε-prediction; samples by DDIM in {d.SamplingSteps} steps, " +
+                $"{d.Samples:N0} scored {(d.QualityInterval is { } every ? $"every {every:N0} steps" : "at every evaluation")} and {d.FinalSamples:N0} at the last step."));
+            if (!diffusion.ScoresFrechetDistance)
+                observer.OnLog(TrainingLogLevel.Warning, $"No reference network covers {Spec.Dataset}: the samples' Fréchet distance is scored on " +
+                    $"{FeatureNetwork.FashionMnistDataset} only. This run reports the denoising loss and keeps the sample grids.");
+        }
         foreach (var shadow in Ema.Shadows)
         {
             var share = EmaMath.InitialWeightShare(shadow.Rule, TotalSteps);
@@ -255,9 +266,9 @@ public sealed class TrainingSession : IDisposable
         var indices = TrackEvaluator.Indices(_batches.IndicesOf(step));
         var x = Evaluator.TrainX.index_select(0, indices);
         if (_augmentation is not null) x = Augment(x, step);
-        var y = Evaluator.TrainY.index_select(0, indices);
         _optimizer.ZeroGrad();
-        var loss = nn.functional.cross_entropy(_model.forward(x), y, label_smoothing: Spec.LabelSmoothing);
+        var loss = _model is DiffusionUNet denoiser ? DenoisingLoss(denoiser, x, step)
+            : nn.functional.cross_entropy(((nn.Module<Tensor, Tensor>)_model).forward(x), Evaluator.TrainY.index_select(0, indices), label_smoothing: Spec.LabelSmoothing);
         loss.backward();
         var value = loss.item<float>();
         if (!float.IsFinite(value)) return value;
@@ -265,6 +276,20 @@ public sealed class TrainingSession : IDisposable
         _optimizerStep(step, LearningRateAt(step));
         foreach (var hook in _afterStep) hook(step);
         return value;
+    }
+
+    /// <summary>
+    /// DDPM's training loss for a batch of clean images: each noised at a timestep drawn uniformly from the schedule's, the
+    /// U-Net's prediction of the noise scored by mean squared error (Ho et al.'s simple loss). The timesteps and noise come
+    /// from a generator seeded by the run's seed and the step, so a resumed run draws what it would have drawn.
+    /// </summary>
+    Tensor DenoisingLoss(DiffusionUNet denoiser, Tensor clean, long step)
+    {
+        var schedule = Evaluator.Diffusion!.Schedule;
+        using var generator = new Generator(DeterministicShuffle.Draw(Spec.Seed, stream: -3, index: step));
+        var timesteps = randint(0, schedule.Timesteps, [clean.shape[0]], ScalarType.Int64, generator: generator);
+        var noise = randn(clean.shape, generator: generator);
+        return nn.functional.mse_loss(denoiser.forward(schedule.AddNoise(clean, noise, timesteps), timesteps), noise);
     }
 
     /// <summary>A batch's images augmented (a new tensor; <paramref name="x"/> belongs to the step's dispose scope).</summary>
@@ -292,11 +317,30 @@ public sealed class TrainingSession : IDisposable
         var clock = Stopwatch.StartNew();
         var subset = Step < TotalSteps;
         var results = new Dictionary<string, EvalResult>();
-        // The last evaluation (every held-out image) also counts each track's confusion matrix.
-        var confusions = new Dictionary<string, long[]>();
-        var classes = Architecture.Classes;
-        foreach (var track in Tracks)
-            results[track] = Evaluate(track, subset, cancellationToken, subset ? null : confusions[track] = new long[classes * classes]);
+        var images = new List<TrainingImage>();
+        if (Evaluator.Diffusion is { } diffusion)
+        {
+            // Sample quality where it is due (the last step's with more samples); each track's grid of the same samples' noise.
+            var samples = !diffusion.Settings.ScoresSamplesAt(Step, TotalSteps) ? 0 : subset ? diffusion.Settings.Samples : diffusion.Settings.FinalSamples;
+            foreach (var track in Tracks)
+            {
+                LoadTrack(track);
+                var (result, grid) = Evaluator.EvaluateDenoiser(subset, samples, cancellationToken);
+                results[track] = result;
+                if (grid is not null) images.Add(new TrainingImage(RunId, track, DiffusionScorer.GridKey, Step, grid));
+            }
+        }
+        else
+        {
+            // The last evaluation (every held-out image) also counts each track's confusion matrix.
+            var classes = Architecture.Classes;
+            foreach (var track in Tracks)
+            {
+                var confusion = subset ? null : new long[classes * classes];
+                results[track] = Evaluate(track, subset, cancellationToken, confusion);
+                if (confusion is not null) images.Add(new TrainingImage(RunId, track, ConfusionMatrixImage.Key, Step, ConfusionMatrixImage.Render(confusion, classes)));
+            }
+        }
         // What a bfloat16/float16 shadow loses: its distance to the float32 shadow of the same rule, when the run has one.
         var rules = Ema.Shadows.Select(s => s.Rule).ToList();
         var gaps = new List<MetricPoint>();
@@ -309,21 +353,25 @@ public sealed class TrainingSession : IDisposable
         foreach (var (track, result) in results)
         {
             observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalLoss, Step, result.Loss));
-            observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalAccuracy, Step, result.Accuracy));
+            if (!double.IsNaN(result.Accuracy)) observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalAccuracy, Step, result.Accuracy));
+            if (!double.IsNaN(result.FrechetDistance)) observer.OnMetric(new MetricPoint(RunId, track, MetricKeys.EvalFrechetDistance, Step, result.FrechetDistance));
         }
         foreach (var gap in gaps) observer.OnMetric(gap);
-        foreach (var (track, confusion) in confusions)
-            observer.OnImage(new TrainingImage(RunId, track, ConfusionMatrixImage.Key, Step, ConfusionMatrixImage.Render(confusion, classes)));
+        foreach (var image in images) observer.OnImage(image);
         observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.TrainingSeconds, Step, _trainingTime.Elapsed.TotalSeconds));
         observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.EvaluationSeconds, Step, evaluationSeconds));
         _trainingTime.Reset();
 
-        var scored = Evaluator.ImagesScored(subset);
+        var scored = Evaluator.Diffusion?.ImagesScored(subset) ?? Evaluator.ImagesScored(subset);
         var of = scored < Data.Eval.Count ? $" (on {scored:N0} of {Data.Eval.Count:N0} held-out images)" : "";
-        observer.OnLog(TrainingLogLevel.Info, $"Step {Step:N0}{of}: " + string.Join("; ", results.Select(r =>
-            $"{r.Key} accuracy {r.Value.Accuracy.ToString("P2", CultureInfo.InvariantCulture)} loss {r.Value.Loss.ToString("G4", CultureInfo.InvariantCulture)}")));
+        observer.OnLog(TrainingLogLevel.Info, $"Step {Step:N0}{of}: " + string.Join("; ", results.Select(r => $"{r.Key} {Describe(r.Value)}")));
         return results;
     }
+
+    /// <summary>A track's scores for the log: accuracy and loss, or a denoiser's loss and (when scored) Fréchet distance.</summary>
+    string Describe(EvalResult result) => Evaluator.Diffusion is not null
+        ? string.Create(CultureInfo.InvariantCulture, $"denoising loss {result.Loss:G4}{(double.IsNaN(result.FrechetDistance) ? "" : $" FD {result.FrechetDistance:G4}")}")
+        : string.Create(CultureInfo.InvariantCulture, $"accuracy {result.Accuracy.ToString("P2", CultureInfo.InvariantCulture)} loss {result.Loss:G4}");
 
     /// <summary>Evaluates one track (<c>raw</c> or <c>ema-&lt;decay&gt;</c>) on the whole held-out split.</summary>
     public EvalResult Evaluate(string track) => Evaluate(track, subset: false, CancellationToken.None);

@@ -59,7 +59,11 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
     public static IReadOnlyList<string> Metrics { get; } = ["accuracy", "loss"];
 
     /// <summary>A group's runs as loaded once: parameters and metric roles, for the analysis and the curves.</summary>
-    public sealed record GroupData(string Name, long ExperimentId, IReadOnlyList<Member> Members, IReadOnlyList<string> Varied);
+    public sealed record GroupData(string Name, long ExperimentId, IReadOnlyList<Member> Members, IReadOnlyList<string> Varied)
+    {
+        /// <summary>The roles of the first run that has a score (a group's runs are one kind of model): what "the score" is here.</summary>
+        public MetricRoles Roles => Members.Select(m => m.Roles).FirstOrDefault(r => r.Score is not null) ?? MetricRoles.Engine;
+    }
 
     public sealed record Member(Run Run, IReadOnlyDictionary<string, string> Parameters, MetricRoles Roles, string Configuration);
 
@@ -98,7 +102,11 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
         return new GroupData(name, experimentId, members, varied);
     }
 
-    static string? KeyFor(MetricRoles roles, string metric) => metric == "loss" ? roles.Loss : roles.Accuracy;
+    static string? KeyFor(MetricRoles roles, string metric) => metric == "loss" ? roles.Loss : roles.Score;
+
+    /// <summary>A loss is lower-better; the score as its key says (an accuracy higher, a Fréchet distance lower).</summary>
+    public static bool HigherIsBetter(GroupData group, string metric) =>
+        metric != "loss" && !group.Roles.LowerIsBetter;
 
     /// <summary>
     /// Configurations in order of first appearance, each with its tracks' statistics over the seeds that finished
@@ -106,7 +114,7 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
     /// </summary>
     public GroupAnalysis Analyze(GroupData group, string metric)
     {
-        var higherIsBetter = metric != "loss";
+        var higherIsBetter = HigherIsBetter(group, metric);
         var configurations = new List<GroupConfiguration>();
         foreach (var configuration in group.Members.GroupBy(m => m.Configuration))
         {

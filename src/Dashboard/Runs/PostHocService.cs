@@ -14,10 +14,26 @@ using EmaLab.TrainingEngine;
 namespace EmaLab.Dashboard.Runs;
 
 /// <summary>
-/// One reconstructed EMA: its track, width, the classic decay of the same width, and its evaluation (NaN for a client's
-/// run until its script has evaluated the reconstruction and logged the result).
+/// One reconstructed EMA: its track, width, the classic decay of the same width, and its evaluation — the run's score (a
+/// classifier's accuracy, a diffusion run's Fréchet distance: <see cref="PostHocOverview.ScoreKey"/>) and held-out loss;
+/// NaN for a client's run until its script has evaluated the reconstruction and logged the result.
 /// </summary>
-public sealed record PostHocResult(string Track, double SigmaRel, double EquivalentDecay, long Step, double Accuracy, double Loss);
+public sealed record PostHocResult(string Track, double SigmaRel, double EquivalentDecay, long Step, double Score, double Loss,
+    string? ScoreKey = MetricKeys.EvalAccuracy)
+{
+    /// <summary>Its evaluation in words: "accuracy 91.20 %, loss 0.2413", "eval/fd 12.31, loss 0.0412" (a lower-is-better score as itself).</summary>
+    public string Evaluation()
+    {
+        var loss = $"loss {Loss.ToString("G4", CultureInfo.InvariantCulture)}";
+        return ScoreKey switch
+        {
+            null => loss,
+            MetricKeys.EvalAccuracy => $"accuracy {Score.ToString("P2", CultureInfo.InvariantCulture)}, {loss}",
+            _ when MetricColumn.LowerIsBetter(ScoreKey) => $"{ScoreKey} {Score.ToString("G4", CultureInfo.InvariantCulture)}, {loss}",
+            _ => $"{ScoreKey} {Score.ToString("P2", CultureInfo.InvariantCulture)}, {loss}",
+        };
+    }
+}
 
 /// <summary>Progress of a background sweep over σ_rel.</summary>
 public sealed record SweepStatus(int Total, int Done, bool Running, string? Error);
@@ -175,11 +191,13 @@ public sealed class PostHocService(
     {
         evaluator.LoadAveraged(state, reconstructed.Track);
         var evaluation = evaluator.Evaluate();
-        var result = reconstructed with { Accuracy = evaluation.Accuracy, Loss = evaluation.Loss };
+        // A classifier is scored by its accuracy, a diffusion model by its samples' Fréchet distance (the key its runs chart).
+        var (scoreKey, score) = evaluator.Diffusion is null ? (MetricKeys.EvalAccuracy, evaluation.Accuracy) : (MetricKeys.EvalFrechetDistance, evaluation.FrechetDistance);
+        var result = reconstructed with { Score = score, Loss = evaluation.Loss, ScoreKey = double.IsNaN(score) ? null : scoreKey };
         var label = new CheckpointLabel(run.Id.ToString(CultureInfo.InvariantCulture), result.Track, result.Step, evaluation);
         checkpoints.Save(run.Id, result.Step, evaluator, [(result.Track, stream => CheckpointExport.Export(evaluator, label, stream))], db =>
             RecordTrack(db, run.Id, result));
-        pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalAccuracy, result.Step, result.Accuracy));
+        if (!double.IsNaN(score)) pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, scoreKey, result.Step, score));
         pipeline.WriteMetric(run.Id, new MetricPoint("", result.Track, MetricKeys.EvalLoss, result.Step, result.Loss));
         return result;
     }
@@ -322,15 +340,16 @@ public sealed class PostHocService(
         var directory = paths.SnapshotDirectory(run);
         var steps = PostHocSnapshots.Steps(directory);
         var end = steps.Count > 0 ? steps[^1] : run.Step;
-        var (tags, accuracy, loss) = await EvaluationsAsync(run, cancellationToken);
+        var (tags, roles, accuracy, loss) = await EvaluationsAsync(run, cancellationToken);
         // An engine run's rules are its spec's; a script's, those its companion recorded (emalab.tracks), if any.
         var rules = run.SpecJson is not null ? run.EngineSpec().EmaRules() : ClientTrackRules.Parse(tags.GetValueOrDefault(TagNames.Tracks)) ?? [];
         var tracked = end < 1 ? [] : rules.Select(rule =>
         {
             var a = accuracy.FirstOrDefault(s => s.Track == rule.Name);
             var l = loss.FirstOrDefault(s => s.Track == rule.Name);
-            return a is null || l is null ? null
-                : new TrackedOnSigmaAxis(rule.Name, double.IsNaN(rule.Decay) ? null : rule.Decay, SigmaRelOf(run.Id, rule, end), a.Final, l.Final);
+            // A run with no score (a diffusion run where no reference network covers the data) is placed by its loss alone.
+            return (a is null && roles.Score is not null) || l is null ? null
+                : new TrackedOnSigmaAxis(rule.Name, double.IsNaN(rule.Decay) ? null : rule.Decay, SigmaRelOf(run.Id, rule, end), a?.Final ?? double.NaN, l.Final);
         }).OfType<TrackedOnSigmaAxis>().ToList();
         List<EmaTrack> postHoc;
         await using (var db = await dbFactory.CreateDbContextAsync(cancellationToken))
@@ -338,23 +357,24 @@ public sealed class PostHocService(
         // LAWA of checkpoints is not a point of the σ_rel reconstructions: it is placed among the run's tracks.
         var lawas = postHoc.Where(t => t.Name.StartsWith(TrackNames.PostHocLawaPrefix, StringComparison.Ordinal)).ToList();
         foreach (var lawa in lawas)
-            if (accuracy.FirstOrDefault(s => s.Track == lawa.Name) is { } a && loss.FirstOrDefault(s => s.Track == lawa.Name) is { } l)
-                tracked.Add(new TrackedOnSigmaAxis(lawa.Name, null, lawa.SigmaRel!.Value, a.Final, l.Final));
-        return new PostHocOverview(sweep, Results(run, postHoc.Except(lawas), accuracy, loss), tracked,
-            SnapshotSigmaRels(run), steps.Count, PostHocSnapshots.SizeBytes(directory));
+            if (accuracy.FirstOrDefault(s => s.Track == lawa.Name) is var a && (a is not null || roles.Score is null)
+                && loss.FirstOrDefault(s => s.Track == lawa.Name) is { } l)
+                tracked.Add(new TrackedOnSigmaAxis(lawa.Name, null, lawa.SigmaRel!.Value, a?.Final ?? double.NaN, l.Final));
+        return new PostHocOverview(sweep, Results(run, postHoc.Except(lawas), roles, accuracy, loss), tracked,
+            SnapshotSigmaRels(run), steps.Count, PostHocSnapshots.SizeBytes(directory), roles.Score, roles.LowerIsBetter);
     }
 
-    /// <summary>The run's tags, and the best and final accuracy and loss of its tracks under the keys its roles name.</summary>
-    async Task<(Dictionary<string, string> Tags, List<TrackSummary> Accuracy, List<TrackSummary> Loss)> EvaluationsAsync(Run run,
+    /// <summary>The run's tags and metric roles, and the best and final score and loss of its tracks under the keys its roles name.</summary>
+    async Task<(Dictionary<string, string> Tags, MetricRoles Roles, List<TrackSummary> Score, List<TrackSummary> Loss)> EvaluationsAsync(Run run,
         CancellationToken cancellationToken)
     {
         await using var db = await dbFactory.CreateDbContextAsync(cancellationToken);
         var tags = await db.RunTags.AsNoTracking().Where(t => t.RunId == run.Id && t.Key.StartsWith(TagNames.EmaLabPrefix))
             .ToDictionaryAsync(t => t.Key, t => t.Value, cancellationToken);
         var roles = MetricRoles.For(run, tags.GetValueOrDefault(TagNames.MetricRoles), metrics);
-        var accuracy = roles.Accuracy is { } accuracyKey ? metrics.Summaries([run.Id], accuracyKey) : [];
+        var score = roles.Score is { } scoreKey ? metrics.Summaries([run.Id], scoreKey, roles.LowerIsBetter) : [];
         var loss = roles.Loss is { } lossKey ? metrics.Summaries([run.Id], lossKey, lowerIsBetter: true) : [];
-        return (tags, accuracy, loss);
+        return (tags, roles, score, loss);
     }
 
     /// <summary>A track's σ_rel at the run's end, kept: it runs the rule's schedule over every step, and the panel asks on each refresh.</summary>
@@ -370,16 +390,16 @@ public sealed class PostHocService(
     /// The run's σ_rel reconstructions with their evaluations from the run's summaries (<see cref="EvaluationsAsync"/>); a
     /// script's reconstruction is listed with NaN until the script has logged its evaluation.
     /// </summary>
-    static List<PostHocResult> Results(Run run, IEnumerable<EmaTrack> tracks, List<TrackSummary> accuracy, List<TrackSummary> loss)
+    static List<PostHocResult> Results(Run run, IEnumerable<EmaTrack> tracks, MetricRoles roles, List<TrackSummary> score, List<TrackSummary> loss)
     {
         var client = run.Origin == RunOrigin.Client;
         return tracks.Select(t =>
         {
-            var a = accuracy.FirstOrDefault(s => s.Track == t.Name);
+            var a = score.FirstOrDefault(s => s.Track == t.Name);
             var l = loss.FirstOrDefault(s => s.Track == t.Name);
-            if (!client && (a is null || l is null)) return null;
+            if (!client && ((a is null && roles.Score is not null) || l is null)) return null;
             return new PostHocResult(t.Name, t.SigmaRel!.Value, t.Decay ?? double.NaN, a?.FinalStep ?? l?.FinalStep ?? 0,
-                a?.Final ?? double.NaN, l?.Final ?? double.NaN);
+                a?.Final ?? double.NaN, l?.Final ?? double.NaN, roles.Score);
         }).OfType<PostHocResult>().OrderBy(r => r.SigmaRel).ToList();
     }
 }

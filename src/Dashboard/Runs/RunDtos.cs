@@ -1,3 +1,4 @@
+using EmaLab.TrainingEngine;
 using System.Text.Json;
 using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Hosting;
@@ -65,9 +66,12 @@ public sealed record LawaOptions(IReadOnlyList<long> KeptSteps, IReadOnlyList<Em
 /// <summary>
 /// A track of the run placed on the σ_rel axis at its equivalent width at the end of the run (the standard deviation
 /// of the weight its rule gave each step, <see cref="EmaLab.TrainingEngine.Averaging.EmaMath.SigmaRel"/>); its
-/// final evaluation. <see cref="Decay"/> is null for SWA.
+/// final evaluation (its score under <see cref="PostHocOverview.ScoreKey"/>, NaN when the run has none, and its loss).
+/// <see cref="Decay"/> is null for SWA.
 /// </summary>
-public sealed record TrackedOnSigmaAxis(string Track, double? Decay, double SigmaRel, double Accuracy, double Loss);
+public sealed record TrackedOnSigmaAxis(string Track, double? Decay, double SigmaRel, double Score, double Loss);
 
+/// <param name="ScoreKey">The metric the results' and tracks' score is (<c>eval/accuracy</c>, a diffusion run's <c>eval/fd</c>, a script's own key), null when the run has none.</param>
+/// <param name="LowerIsBetter">Whether a lower score is better (a Fréchet distance), so the best reconstruction is the lowest.</param>
 public sealed record PostHocOverview(SweepStatus? Sweep, IReadOnlyList<PostHocResult> Results, IReadOnlyList<TrackedOnSigmaAxis> Tracked,
-    IReadOnlyList<double> SnapshotSigmaRels, int Snapshots, long SnapshotBytes);
+    IReadOnlyList<double> SnapshotSigmaRels, int Snapshots, long SnapshotBytes, string? ScoreKey = MetricKeys.EvalAccuracy, bool LowerIsBetter = false);

@@ -115,11 +115,27 @@ public sealed class DiffusionScorer : IDisposable
         }
     }
 
-    /// <summary>The Fréchet distance of <paramref name="samples"/> to the held-out images; NaN where no reference network covers the dataset.</summary>
+    /// <summary>
+    /// The Fréchet distance of <paramref name="samples"/> to the held-out images, as images: each sample made the 8-bit
+    /// image a person sees in the grid (pixels clamped to the dataset's range and rounded, as the held-out images are
+    /// stored), so a sampler's overshoot beyond black or white is not scored as features no image has. NaN where no
+    /// reference network covers the dataset.
+    /// </summary>
     public double FrechetDistanceOf(Tensor samples)
     {
         if (_features is null) return double.NaN;
-        return FrechetDistance.Between(_features.MomentsOf(samples), _reference!);
+        using var images = AsImages(samples);
+        return FrechetDistance.Between(_features.MomentsOf(images), _reference!);
+    }
+
+    /// <summary>Samples as 8-bit images, normalised again: x → (round(255 · clamp(x·σ + μ, 0, 1)) / 255 − μ) / σ, with no implicit torch scalar.</summary>
+    Tensor AsImages(Tensor samples)
+    {
+        using var scope = NewDisposeScope();
+        var (std, mean, minusMean) = (tensor(_normalization.Std, samples.dtype), tensor(_normalization.Mean, samples.dtype), tensor(-_normalization.Mean, samples.dtype));
+        var (levels, zero, one) = (tensor(255.0, samples.dtype), tensor(0.0, samples.dtype), tensor(1.0, samples.dtype));
+        var pixels = samples.mul(std).add_(mean, TorchScalars.One).clamp_(zero, one).mul_(levels).round_().div_(levels);
+        return pixels.add_(minusMean, TorchScalars.One).div_(std).MoveToOuterDisposeScope();
     }
 
     /// <summary>

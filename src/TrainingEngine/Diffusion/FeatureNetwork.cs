@@ -36,7 +36,10 @@ public sealed class FeatureNetwork : IDisposable
     public const string FashionMnistDataset = "fashion-mnist";
 
     /// <summary>The reference network for <paramref name="dataset"/>'s images, or null where none is shipped (every dataset but Fashion-MNIST).</summary>
-    public static FeatureNetwork? For(string dataset) => dataset == FashionMnistDataset ? FashionMnist() : null;
+    public static FeatureNetwork? For(string dataset) => Covers(dataset) ? FashionMnist() : null;
+
+    /// <summary>Whether a reference network is shipped for <paramref name="dataset"/> (its samples' Fréchet distance is scored).</summary>
+    public static bool Covers(string dataset) => dataset == FashionMnistDataset;
 
     /// <summary>The checkpoint's metadata (its track, step, the accuracy the engine measured).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }

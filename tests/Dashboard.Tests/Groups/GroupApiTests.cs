@@ -259,7 +259,7 @@ public abstract class GroupApiSuite(EmaLabFactory factory)
         var configuration = (await Api.GetAsync(_client, "/api/groups/posthoc%20seeds")).GetProperty("configurations")[0];
         var postHoc = configuration.GetProperty("tracks").EnumerateArray().Single(t => t.GetProperty("track").GetString() == "posthoc-0.08");
         Assert.Equal(2, postHoc.GetProperty("seeds").GetInt32());
-        var accuracies = outcomes.EnumerateArray().Select(o => o.GetProperty("result").GetProperty("accuracy").GetDouble()).ToList();
+        var accuracies = outcomes.EnumerateArray().Select(o => o.GetProperty("result").GetProperty("score").GetDouble()).ToList();
         Assert.Equal(accuracies.Average(), postHoc.GetProperty("final").GetProperty("mean").GetDouble(), 12);
         Assert.Contains("2 seeds", postHoc.GetProperty("verdict").GetString());
 

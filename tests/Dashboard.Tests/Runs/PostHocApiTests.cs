@@ -64,7 +64,7 @@ public abstract class PostHocApiSuite(EmaLabFactory factory)
         }
         finally { foreach (var r in raws) r.Dispose(); }
         var series = await Api.GetAsync(_client, $"/api/runs/{id}/metrics?key=eval/accuracy&track=posthoc-lawa-k3-every50");
-        Assert.Equal(result.GetProperty("accuracy").GetDouble(), series[0].GetProperty("points")[0].GetProperty("value").GetDouble());
+        Assert.Equal(result.GetProperty("score").GetDouble(), series[0].GetProperty("points")[0].GetProperty("value").GetDouble());
         // On the σ_rel axis with the run's tracks, not among the σ_rel reconstructions.
         var overview = await Api.GetAsync(_client, $"/api/runs/{id}/posthoc");
         Assert.Contains(overview.GetProperty("tracked").EnumerateArray(), t => t.GetProperty("track").GetString() == "posthoc-lawa-k3-every50");
@@ -91,7 +91,7 @@ public abstract class PostHocApiSuite(EmaLabFactory factory)
         var result = JsonDocument.Parse(text).RootElement;
         Assert.Equal("posthoc-0.075", result.GetProperty("track").GetString());
         Assert.Equal(200, result.GetProperty("step").GetInt64());
-        var accuracy = result.GetProperty("accuracy").GetDouble();
+        var accuracy = result.GetProperty("score").GetDouble();
         Assert.True(accuracy > 0.8, text);
 
         // Stored like any track: its metric, its checkpoint, listed on the run.

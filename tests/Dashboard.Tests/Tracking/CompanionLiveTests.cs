@@ -31,7 +31,7 @@ public sealed class CompanionLiveTests : IDisposable
         Assert.Equal(6, overview.GetProperty("snapshots").GetInt32()); // every 50 steps of 300; the refused one is not among them
         var results = overview.GetProperty("results").EnumerateArray().ToList();
         Assert.Equal(["posthoc-0.03", "posthoc-0.07", "posthoc-0.15"], results.Select(r => r.GetProperty("track").GetString()));
-        Assert.All(results, r => Assert.InRange(r.GetProperty("accuracy").GetDouble(), 0.7, 1.0)); // the script's evaluation
+        Assert.All(results, r => Assert.InRange(r.GetProperty("score").GetDouble(), 0.7, 1.0)); // the script's evaluation
         // The script recorded its rules (emalab.tracks): its tracks are marked at their σ_rel, as an engine run's are.
         var tracked = overview.GetProperty("tracked").EnumerateArray().ToList();
         Assert.Equal(["ema-0.99", "ema-0.995-timm"], tracked.Select(t => t.GetProperty("track").GetString()));
@@ -61,7 +61,7 @@ public sealed class CompanionLiveTests : IDisposable
         Assert.True(cli == 0, cliOutput);
         var swept = (await Api.GetAsync(server.Client, $"/api/runs/{id}/posthoc")).GetProperty("results").EnumerateArray()
             .Single(r => r.GetProperty("track").GetString() == "posthoc-0.2");
-        Assert.InRange(swept.GetProperty("accuracy").GetDouble(), 0.5, 1.0);
+        Assert.InRange(swept.GetProperty("score").GetDouble(), 0.5, 1.0);
     }
 
     public void Dispose()

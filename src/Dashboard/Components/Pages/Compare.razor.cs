@@ -18,11 +18,13 @@ public partial class Compare
     /// <summary>The table's result columns (<c>track~summary</c>, comma-separated); by default each track's best and last.</summary>
     [SupplyParameterFromQuery(Name = "cols")] public string? ColumnList { get; set; }
 
-    /// <summary>A result column: a track's held-out accuracy summarized as chosen (each run reads its own accuracy key).</summary>
+    /// <summary>A result column: a track's held-out score summarized as chosen (each run reads its own score key: an accuracy, a Fréchet distance).</summary>
     internal sealed record ResultColumn(string Track, MetricSummary Summary, long Step = 0)
     {
-        /// <summary>As a <see cref="MetricColumn"/> of the accuracy part: higher is better.</summary>
+        /// <summary>As a <see cref="MetricColumn"/> of the score part (its address form).</summary>
         public MetricColumn Metric => new("accuracy", Track, Summary, Step);
+        /// <summary>As a column of one run's own score key, whose direction says which value is best.</summary>
+        public MetricColumn MetricOf(string key) => new(key, Track, Summary, Step);
         public string Id => $"{Metric.SummaryAddress.Replace("at:", "at")}:{Track}";
         public string Address => $"{Track}~{Metric.SummaryAddress}";
         public static ResultColumn? Parse(string text) =>
@@ -31,7 +33,7 @@ public partial class Compare
 
     List<ResultColumn>? _chosen;
 
-    /// <summary>A column of the table: the run, a parameter, or a summary of a track's accuracy (<see cref="Result"/>).</summary>
+    /// <summary>A column of the table: the run, a parameter, or a summary of a track's score (<see cref="Result"/>).</summary>
     sealed record Column(string Id, string Title, bool Numeric, Func<Row, object?> Value)
     {
         public ResultColumn? Result { get; init; }
@@ -113,14 +115,17 @@ public partial class Compare
     }
 
     string? KeyOf(long runId, string part) => _roles.GetValueOrDefault(runId) is not { } roles ? null
-        : part switch { "accuracy" => roles.Accuracy, "loss" => roles.Loss, _ => roles.Train };
+        : part switch { "accuracy" => roles.Score, "loss" => roles.Loss, _ => roles.Train };
 
     string ChartTitle() => $"{_key} ({string.Join(", ", _selectedOrder.Select(id => KeyOf(id, _key)).OfType<string>().Distinct())})";
 
-    /// <summary>Best and final values of each run's own key for the part.</summary>
-    List<TrackSummary> Summaries(IReadOnlyList<long> ids, string part, bool lowerIsBetter) =>
+    /// <summary>Best and final values of each run's own key for the part (best by the key's direction: a loss or a distance lowest).</summary>
+    List<TrackSummary> Summaries(IReadOnlyList<long> ids, string part) =>
         ids.GroupBy(id => KeyOf(id, part)).Where(g => g.Key is not null)
-           .SelectMany(g => Metrics.Summaries(g.ToList(), g.Key!, lowerIsBetter)).ToList();
+           .SelectMany(g => Metrics.Summaries(g.ToList(), g.Key!, part != "accuracy" || MetricColumn.LowerIsBetter(g.Key!))).ToList();
+
+    /// <summary>The score of the selected runs (those of one kind share it): what the score part is called, and which way is better.</summary>
+    MetricRoles ScoreRoles => _selectedOrder.Select(id => _roles.GetValueOrDefault(id)).FirstOrDefault(r => r?.Score is not null) ?? MetricRoles.Engine;
 
     void Toggle(long id, bool on)
     {
@@ -157,7 +162,7 @@ public partial class Compare
         _imageColumns = _images.OrderBy(i => i.RunId).ThenBy(i => i.Track == MetricKeys.RawTrack ? 0 : 1).ThenBy(i => i.Track, StringComparer.Ordinal)
             .Select(ImageColumn).Distinct().ToList();
 
-        var accuracy = Summaries(_selectedOrder, "accuracy", lowerIsBetter: false);
+        var accuracy = Summaries(_selectedOrder, "accuracy");
         _rows = selectedRuns.Select(r => new Row(r, _parameters[r.Id], accuracy.Where(a => a.RunId == r.Id).ToDictionary(a => a.Track))).ToList();
         var all = _rows.Select(r => r.Parameters).ToList();
         _differing = RunParameters.Differing(all);
@@ -166,7 +171,7 @@ public partial class Compare
         var results = ResultColumns(tracksShown);
         foreach (var row in _rows)
             foreach (var column in results)
-                row.Results[column.Id] = KeyOf(row.Run.Id, "accuracy") is { } key ? column.Metric.Of(Metrics.Read(row.Run.Id, column.Track, key, maxPoints: 0).Points) : null;
+                row.Results[column.Id] = KeyOf(row.Run.Id, "accuracy") is { } key ? column.MetricOf(key).Of(Metrics.Read(row.Run.Id, column.Track, key, maxPoints: 0).Points) : null;
         _columns =
         [
             new Column("run", "Run", false, r => r.Run.Id),
@@ -176,7 +181,7 @@ public partial class Compare
         ];
         _lines = _rows.Where(r => r.Run.Status.IsFinished())
             .Select(r => new ParallelCoordinates.Line($"#{r.Run.Id}", r.Parameters,
-                r.Accuracy.Values.Where(s => s.Track != MetricKeys.RawTrack).Select(s => s.Best).DefaultIfEmpty(double.NaN).Max()))
+                ScoreRoles.Best(r.Accuracy.Values.Where(s => s.Track != MetricKeys.RawTrack).Select(s => s.Best)) ?? double.NaN))
             .ToList();
     }
 
@@ -256,7 +261,8 @@ public partial class Compare
 
     void SortBy(string column)
     {
-        _descending = _sortBy == column ? !_descending : _columns.Any(c => c.Id == column && c.Result is not null);
+        // A result column sorts best first: an accuracy descending, a distance ascending.
+        _descending = _sortBy == column ? !_descending : _columns.Any(c => c.Id == column && c.Result is not null) && !ScoreRoles.LowerIsBetter;
         _sortBy = column;
     }
 
@@ -281,10 +287,10 @@ public partial class Compare
         return ordered.Concat(values.Where(v => v.Value is null)).Select(v => v.Row);
     }
 
-    static string Show(Column column, Row row) => column.Value(row) switch
+    string Show(Column column, Row row) => column.Value(row) switch
     {
         null => "–",
-        double d when column.Numeric => d.ToString("P2", CultureInfo.InvariantCulture),
+        double d when column.Numeric => d.ToString(ScoreRoles.LowerIsBetter ? "G4" : "P2", CultureInfo.InvariantCulture),
         var v => v.ToString() ?? "",
     };
 

@@ -123,7 +123,7 @@ public partial class GroupDetail
 
     ValueFormat Units => ValueFormat.For(_analysis!.HigherIsBetter);
 
-    /// <summary>An accuracy as a percentage (its gaps are in points), a loss as itself.</summary>
+    /// <summary>An accuracy as a percentage (its gaps are in points), a loss or a distance as itself.</summary>
     string Format(double value) => Units.Number(value) + (_analysis!.HigherIsBetter ? " %" : "");
 
     string Interval(double mean, double halfWidth) => double.IsNaN(halfWidth) ? Format(mean) : $"{Format(mean)} ± {Units.Number(halfWidth)}";

@@ -60,6 +60,12 @@ public partial class RunDetail
     }
 
     /// <summary>An engine run's chart titles name the part; a client's name its own keys.</summary>
+    /// <summary>An engine diffusion run (model unet): scored by its samples' Fréchet distance and its denoising loss.</summary>
+    bool _diffusion;
+    string? _scoreNote;
+
+    string ScoreChartTitle => _diffusion ? "Sample quality: Fréchet distance to held-out images (lower is better)" : "Eval accuracy";
+
     string RoleTitle(string? key, string engineTitle) => _run?.Origin == RunOrigin.Client ? key ?? engineTitle : engineTitle;
 
     long? _shownId;
@@ -81,6 +87,18 @@ public partial class RunDetail
         catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException) { return null; } // its dataset is gone
         return subset >= scored ? null
             : $"Before step {totalSteps:N0} each point scores a fixed subset of {subset:N0} of the {scored:N0} held-out images; the last step scores all {scored:N0}.";
+    }
+
+    /// <summary>What a diffusion run's Fréchet distance points score, and the smallest difference that is not noise at their sample count.</summary>
+    internal static string? SampleQualityNote(RunSpec spec)
+    {
+        if (spec.DiffusionOrDefault() is not { } d) return null;
+        if (!EmaLab.TrainingEngine.Diffusion.FeatureNetwork.Covers(spec.Dataset))
+            return $"No reference network covers {spec.Dataset}: its samples are shown, not scored; tracks rank by the denoising loss.";
+        string Floor(int n) => EmaLab.TrainingEngine.Diffusion.DiffusionSettings.FloorAt(n).ToString("0.00", CultureInfo.InvariantCulture);
+        return $"Each point scores {d.Samples:N0} DDIM samples ({d.SamplingSteps} steps) drawn from the same noise for every track, the last step " +
+               $"{d.FinalSamples:N0}; with nothing to find the distance reads about {Floor(d.Samples)} at {d.Samples:N0} samples and {Floor(d.FinalSamples)} at " +
+               $"{d.FinalSamples:N0}: smaller differences are noise.";
     }
 
     protected override async Task OnParametersSetAsync()
@@ -114,6 +132,7 @@ public partial class RunDetail
         _rules = spec?.EmaRules() ?? [];
         _switchNote = _run.SwitchEmaNote() is { } switched ? switched + ": the raw curves are of this training, not of plain training." : null;
         _evaluationNote = JoinNotes(spec is null ? null : EvaluationNote(spec, _run.TotalSteps), _switchNote);
+        _scoreNote = JoinNotes(spec is null ? null : SampleQualityNote(spec), _evaluationNote);
         _timeSplit = _run.Origin == RunOrigin.Engine ? Metrics.TimeSplit(Id) : null;
         _palette = TrackPalette.ForRun(_run, _rules);
         (_checkpoints, _log, _experimentName, _tags, _params) = (view.Checkpoints, view.Log, view.ExperimentName, view.Tags, view.Params);
@@ -124,12 +143,13 @@ public partial class RunDetail
             .Order(StringComparer.Ordinal).ToList();
         _axisValues.Clear();
         _roles = RolesOf(_run);
+        _diffusion = spec?.Model == EmaLab.TrainingEngine.Models.ModelArchitecture.UNet;
         // A script's artifacts, and the images either kind of run logged by step (the engine writes its own in MLflow's form).
         var files = Artifacts.AllFiles(_run);
         _images = LoggedImages.Of(files, TrackSuffixes());
         _artifacts = _run.Origin == RunOrigin.Client ? files.Where(f => ImageFileNames.Parse(f.Path) is null).ToList() : [];
         _models = await LoggedModels.OfRunAsync(_run);
-        _accuracySummary = _roles.Accuracy is { } accuracy ? Metrics.Summaries([Id], accuracy) : [];
+        _accuracySummary = _roles.Score is { } accuracy ? Metrics.Summaries([Id], accuracy, _roles.LowerIsBetter) : [];
         _lossSummary = _roles.Loss is { } lossKey ? Metrics.Summaries([Id], lossKey, lowerIsBetter: true) : [];
     }
 
@@ -171,7 +191,7 @@ public partial class RunDetail
         {
             var accuracyArrived = false;
             // A client's run grows: a new track, or a key that fills a part the page had no key for, redraws from the history.
-            var rolesMissing = _roles.Accuracy is null || _roles.Loss is null || _roles.Train is null;
+            var rolesMissing = _roles.Score is null || _roles.Loss is null || _roles.Train is null;
             var arrived = points.Select(p => (p.Track, p.Key)).Distinct().Where(s => !_seriesKeys.Contains(s)).ToList();
             if (arrived.Count > 0) _seriesKeys = [.. _seriesKeys, .. arrived];
             if (_run is { Origin: RunOrigin.Client } && _series is not null && points.Count > 0

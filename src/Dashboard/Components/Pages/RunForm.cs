@@ -4,6 +4,7 @@ using EmaLab.Dashboard.Data;
 using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Averaging;
 using EmaLab.TrainingEngine.Data;
+using EmaLab.TrainingEngine.Diffusion;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine.Training;
 using EmaLab.Dashboard.Hosting;
@@ -27,8 +28,18 @@ public sealed class RunForm
     public string Hidden { get; set; } = "";
     /// <summary>CNN channels per conv block or ResNet channels per stage, comma-separated.</summary>
     public string Channels { get; set; } = "";
-    /// <summary>ResNet basic blocks per stage.</summary>
+    /// <summary>ResNet basic blocks per stage, or U-Net residual blocks per level.</summary>
     public int? Blocks { get; set; } = 1;
+    /// <summary>The U-Net's self-attention at its lowest resolution.</summary>
+    public bool Attention { get; set; } = true;
+    // A diffusion run's (model unet) noise schedule and sample-quality evaluation (DiffusionSettings), its defaults.
+    public string NoiseSchedule { get; set; } = DiffusionSettings.LinearSchedule;
+    public int Timesteps { get; set; } = new DiffusionSettings().Timesteps;
+    public int SamplingSteps { get; set; } = new DiffusionSettings().SamplingSteps;
+    public int Samples { get; set; } = new DiffusionSettings().Samples;
+    public int FinalSamples { get; set; } = new DiffusionSettings().FinalSamples;
+    /// <summary>Steps between sample-quality evaluations; empty: every evaluation.</summary>
+    public long? QualityInterval { get; set; }
     public string LearningRate { get; set; } = "0.003";
     public string Schedule { get; set; } = RunSpec.NoSchedule;
     // The training recipe (augmentation, label smoothing, warm-up, clipping, weight decay): numbers kept as typed text,
@@ -99,6 +110,13 @@ public sealed class RunForm
             Hidden = spec.Hidden is { } hidden ? string.Join(", ", hidden) : "",
             Channels = spec.Channels is { } channels ? string.Join(", ", channels) : "",
             Blocks = spec.Blocks,
+            Attention = spec.Attention ?? true,
+            NoiseSchedule = spec.DiffusionOrDefault()?.Schedule ?? DiffusionSettings.LinearSchedule,
+            Timesteps = spec.DiffusionOrDefault()?.Timesteps ?? new DiffusionSettings().Timesteps,
+            SamplingSteps = spec.DiffusionOrDefault()?.SamplingSteps ?? new DiffusionSettings().SamplingSteps,
+            Samples = spec.DiffusionOrDefault()?.Samples ?? new DiffusionSettings().Samples,
+            FinalSamples = spec.DiffusionOrDefault()?.FinalSamples ?? new DiffusionSettings().FinalSamples,
+            QualityInterval = spec.DiffusionOrDefault()?.QualityInterval,
             LearningRate = spec.LearningRate.ToString("R", CultureInfo.InvariantCulture),
             Schedule = spec.Schedule,
             WeightDecay = spec.WeightDecay.ToString("R", CultureInfo.InvariantCulture),
@@ -263,8 +281,21 @@ public sealed class RunForm
         // Only the chosen models' fields go (a group's models may share channels: a CNN's and a ResNet's both read them).
         var models = IsGroup ? Models : [Model];
         if (models.Contains(ModelArchitecture.Mlp)) Widths(body, "hidden", Hidden, typos);
-        if (models.Contains(ModelArchitecture.Cnn) || models.Contains(ModelArchitecture.ResNet)) Widths(body, "channels", Channels, typos);
-        if (models.Contains(ModelArchitecture.ResNet) && Blocks is { } blocks) body["blocks"] = blocks;
+        if (models.Contains(ModelArchitecture.Cnn) || models.Contains(ModelArchitecture.ResNet) || models.Contains(ModelArchitecture.UNet))
+            Widths(body, "channels", Channels, typos);
+        if ((models.Contains(ModelArchitecture.ResNet) || models.Contains(ModelArchitecture.UNet)) && Blocks is { } blocks) body["blocks"] = blocks;
+        // The U-Net's own settings go only where every run is one (a classifier refuses them by name).
+        if (models.Count > 0 && models.All(m => m == ModelArchitecture.UNet))
+        {
+            body["attention"] = Attention;
+            var diffusion = new JsonObject
+            {
+                ["schedule"] = NoiseSchedule, ["timesteps"] = Timesteps, ["samplingSteps"] = SamplingSteps,
+                ["samples"] = Samples, ["finalSamples"] = FinalSamples,
+            };
+            if (QualityInterval is { } quality) diffusion["qualityInterval"] = quality;
+            body["diffusion"] = diffusion;
+        }
         body["experimentId"] = ExperimentId;
         if (CheckpointEvery is { } every) body["checkpointEvery"] = every;
         if (PostHoc)

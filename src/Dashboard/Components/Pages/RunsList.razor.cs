@@ -78,6 +78,8 @@ public partial class RunsList
         public double? BestRaw { get; set; }
         /// <summary>The key whose best the row shows (the engine's eval/accuracy, or a client run's accuracy key).</summary>
         public string? AccuracyKey { get; set; }
+        /// <summary>Whether the row's score is lower-is-better (a diffusion run's Fréchet distance), so its best is its lowest.</summary>
+        public bool LowerIsBetter { get; set; }
         public string? Source { get; set; }
         public string? User { get; set; }
         public string? Group { get; set; }
@@ -134,15 +136,18 @@ public partial class RunsList
         // One read of the page's series (their latest values) instead of one count over each client run's points.
         var series = await Queries.SeriesOfAsync(runs.Select(r => r.Id).ToList());
         var keys = runs.ToDictionary(r => r.Id, r =>
-            MetricRoles.For(r, r.Tags.FirstOrDefault(t => t.Key == TagNames.MetricRoles)?.Value, series[r.Id]).Accuracy);
+            MetricRoles.For(r, r.Tags.FirstOrDefault(t => t.Key == TagNames.MetricRoles)?.Value, series[r.Id]).Score);
         var summaries = keys.Values.OfType<string>().Distinct()
-            .SelectMany(key => Metrics.Summaries(runs.Where(r => keys[r.Id] == key).Select(r => r.Id).ToList(), key)).ToList();
+            .SelectMany(key => Metrics.Summaries(runs.Where(r => keys[r.Id] == key).Select(r => r.Id).ToList(), key, MetricColumn.LowerIsBetter(key))).ToList();
         _rows = runs.Select(r =>
         {
             var mine = summaries.Where(s => s.RunId == r.Id).ToList();
+            var lower = keys[r.Id] is { } key && MetricColumn.LowerIsBetter(key);
+            var emas = mine.Where(s => s.Track != MetricKeys.RawTrack);
             return new Row(r)
             {
                 AccuracyKey = keys[r.Id],
+                LowerIsBetter = lower,
                 Source = r.Tags.FirstOrDefault(t => t.Key == TagNames.SourceName)?.Value is { } path ? Path.GetFileName(path) : null,
                 User = r.Tags.FirstOrDefault(t => t.Key == TagNames.User)?.Value,
                 Group = r.Tags.FirstOrDefault(t => t.Key == TagNames.Group)?.Value,
@@ -151,7 +156,7 @@ public partial class RunsList
                         .ToList(),
                 Live = Active.ProgressOf(r.Id),
                 BestRaw = mine.FirstOrDefault(s => s.Track == MetricKeys.RawTrack)?.Best,
-                BestEma = mine.Where(s => s.Track != MetricKeys.RawTrack).MaxBy(s => s.Best),
+                BestEma = lower ? emas.MinBy(s => s.Best) : emas.MaxBy(s => s.Best),
             };
         }).ToList();
     }
@@ -178,8 +183,9 @@ public partial class RunsList
         foreach (var p in e.Points ?? [])
         {
             if (p.Key != row.AccuracyKey || !double.IsFinite(p.Value)) continue;
-            if (p.Track == MetricKeys.RawTrack) row.BestRaw = Math.Max(row.BestRaw ?? 0, p.Value);
-            else if (row.BestEma is null || p.Value > row.BestEma.Best)
+            bool Better(double value, double? than) => than is not { } t || (row.LowerIsBetter ? value < t : value > t);
+            if (p.Track == MetricKeys.RawTrack) { if (Better(p.Value, row.BestRaw)) row.BestRaw = p.Value; }
+            else if (Better(p.Value, row.BestEma?.Best))
                 row.BestEma = new TrackSummary(e.RunId, p.Track, p.Value, p.Step, p.Value, p.Step);
         }
         return true;
@@ -298,7 +304,9 @@ public partial class RunsList
         catch (Exception e) { _message = $"That did not work: {e.Message}"; }
     }
 
-    static string Percent(double? value) => value is { } v ? v.ToString("P1", CultureInfo.InvariantCulture) : "–";
+    /// <summary>A row's score: an accuracy as a percentage, a lower-is-better score (a Fréchet distance) as itself.</summary>
+    static string Score(Row row, double? value) => value is not { } v ? "–"
+        : row.LowerIsBetter ? "FD " + v.ToString("G4", CultureInfo.InvariantCulture) : v.ToString("P1", CultureInfo.InvariantCulture);
 
     public void Dispose()
     {

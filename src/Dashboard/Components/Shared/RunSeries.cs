@@ -73,14 +73,14 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
         }
         Dictionary<long, double>? rawAccuracy = null;
         foreach (var track in tracks)
-            foreach (var key in new[] { roles.Accuracy, roles.Loss }.OfType<string>())
+            foreach (var key in new[] { roles.Score, roles.Loss }.OfType<string>())
             {
                 var points = InWindow(metrics.Read(runId, track, key, maxPoints: 0).Points);
                 var thinning = Thin(track, key, points.Count);
-                var into = key == roles.Accuracy ? batch.Accuracy : batch.Loss;
+                var into = key == roles.Score ? batch.Accuracy : batch.Loss;
                 foreach (var point in points) Emit(into, track, point, thinning);
                 Flush(into, track, thinning);
-                if (key != roles.Accuracy) continue;
+                if (key != roles.Score) continue;
                 if (track == MetricKeys.RawTrack) rawAccuracy = ByStep(points);
                 else if (rawAccuracy is not null)
                 {
@@ -139,9 +139,9 @@ public sealed class RunSeries(IReadOnlyList<string> tracks, long totalSteps, dou
                 AddTrain(batch, point.Point);
                 if (point.Step > _trainReloadAt) Outgrown = true;
             }
-            else if (point.Key == roles.Accuracy || point.Key == roles.Loss)
+            else if (point.Key == roles.Score || point.Key == roles.Loss)
             {
-                var accuracy = point.Key == roles.Accuracy;
+                var accuracy = point.Key == roles.Score;
                 Emit(accuracy ? batch.Accuracy : batch.Loss, point.Track, point.Point, LiveThinning(point.Track, point.Key));
                 if (accuracy) AddGap(batch.Gap, point.Track, point.Point);
             }

@@ -122,6 +122,9 @@ public class DiffusionTrainingTests
         var architecture = new ModelArchitecture { Kind = ModelArchitecture.UNet, Height = 28, Width = 28, Classes = 10, Channels = widths, Blocks = blocks, Attention = attention };
         using var model = ModelFactory.Create(architecture);
         Assert.Equal(ModelFactory.ParameterCount(model), architecture.ParameterCount());
+        // Every part once, under its PyTorch name (TorchSharp would add each block's fields again under their .NET names).
+        Assert.DoesNotContain(model.state_dict().Keys, name => name.Contains("._"));
+        Assert.Equal(model.parameters().Count(), model.state_dict().Count);
         Assert.Throws<ArgumentException>(() => ModelFactory.Build(architecture));
     }
 

@@ -91,6 +91,13 @@ public sealed class DiffusionUNet : Module<Tensor, Tensor, Tensor>
         register_module("out_conv", _outConv);
     }
 
+    /// <summary>
+    /// Nothing more to register: every part is registered by its PyTorch name in the constructor. TorchSharp registers a
+    /// module's fields by their .NET names (<c>_norm1</c>) when a parent registers it, which gave each block its parts
+    /// twice in the state_dict — names PyTorch's class does not have, and tensors averaged twice by every EMA.
+    /// </summary>
+    protected override void RegisterComponents() { }
+
     /// <summary>GroupNorm's groups for a width: 8 where they divide it, else the largest divisor of 8 that does.</summary>
     internal static long Groups(long channels) => new[] { 8L, 4, 2, 1 }.First(g => channels % g == 0);
 
@@ -178,6 +185,8 @@ public sealed class DiffusionUNet : Module<Tensor, Tensor, Tensor>
             }
         }
 
+        protected override void RegisterComponents() { } // registered by name above (see DiffusionUNet.RegisterComponents)
+
         public override Tensor forward(Tensor x, Tensor time)
         {
             using var scope = NewDisposeScope();
@@ -204,6 +213,8 @@ public sealed class DiffusionUNet : Module<Tensor, Tensor, Tensor>
             register_module("qkv", _qkv);
             register_module("projection", _projection);
         }
+
+        protected override void RegisterComponents() { } // registered by name above (see DiffusionUNet.RegisterComponents)
 
         public override Tensor forward(Tensor x)
         {

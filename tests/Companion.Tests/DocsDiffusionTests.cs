@@ -1,7 +1,10 @@
 using System.Text.Json;
+using EmaLab.TrainingEngine.Averaging;
+using EmaLab.TrainingEngine.Checkpoints;
 using EmaLab.TrainingEngine.Diffusion;
 using EmaLab.TrainingEngine.Formats;
 using EmaLab.TrainingEngine.Models;
+using EmaLab.TrainingEngine.Training;
 using static TorchSharp.torch;
 
 namespace EmaLab.Companion.Tests;
@@ -67,6 +70,58 @@ public sealed class DocsDiffusionTests : IDisposable
         Assert.True(sampleGap <= 1e-4 * Math.Max(1, sampleScale), $"DDIM samples: PyTorch differs by {sampleGap} (values up to {sampleScale})");
     }
 
+
+    [Fact]
+    public async Task An_exported_ema_checkpoint_of_a_diffusion_run_loads_in_pytorch_and_samples_as_the_engine()
+    {
+        var checkpoint = Path.Combine(_folder, "ema.safetensors");
+        var data = Path.Combine(_folder, "data.safetensors");
+        var spec = new RunSpec
+        {
+            Model = ModelArchitecture.UNet, Channels = [8, 16], Blocks = 1, Steps = 30, EvalInterval = 30, BatchSize = 32, LearningRate = 3e-3,
+            Diffusion = new DiffusionSettings { SamplingSteps = 2, Samples = 100, FinalSamples = 100 }, Ema = new EmaSettings { Decays = [0.9] },
+        };
+        using (var session = TrainingSession.Create(spec, "docs"))
+        {
+            session.Train(new NoObserver());
+            CheckpointExport.Export(session, "ema-0.9", checkpoint);
+            var model = (DiffusionUNet)session.LoadTrack("ema-0.9");
+            using var generator = new Generator(5);
+            using var _ = no_grad();
+            using var noise = randn([3, 1, 8, 8], generator: generator);
+            using var samples = Samplers.Ddim((input, step) => model.forward(input, full([input.shape[0]], step, ScalarType.Int64)), NoiseSchedule.Linear(), noise, steps: 10);
+            SafeTensors.Write(data, [("noise", noise), ("samples", samples)], new Dictionary<string, string> { ["what"] = "the noise and the engine's samples" });
+        }
+
+        var docs = await File.ReadAllTextAsync(Path.Combine(Python.RepositoryRoot, "docs", "training.md"));
+        var script = Path.Combine(_folder, "exported.py");
+        await File.WriteAllTextAsync(script,
+            DocsBlocks.PythonAfter(docs, "## Loading an exported checkpoint in PyTorch").Split("state, meta = load(")[0] + "\n" +
+            DocsBlocks.PythonAfter(docs, "## The diffusion U-Net and DDIM sampler in PyTorch") + "\n" +
+            $$"""
+            torch.set_num_threads(1)
+            state, meta = load({{JsonSerializer.Serialize(checkpoint)}})
+            model = build_unet(json.loads(meta["architecture"]))
+            model.load_state_dict(state)          # strict: every name, no other
+            model.eval()
+            d, _ = load({{JsonSerializer.Serialize(data)}})
+            print(meta["track"], meta["eval_loss"])
+            print((ddim_sample(model, linear_alphas_cumprod(), d["noise"], 10) - d["samples"]).abs().max().item(), d["samples"].abs().max().item())
+            """);
+        var (exitCode, output) = await Python.RunFromRootAsync(script);
+        Assert.True(exitCode == 0, output);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.StartsWith("ema-0.9 ", lines[^2]);
+        var (gap, scale) = DocsBlocks.TwoNumbers(lines[^1]);
+        Assert.True(scale > 0.01 && gap <= 1e-4 * Math.Max(1, scale), $"DDIM samples of the exported EMA: PyTorch differs by {gap} (values up to {scale})");
+    }
+
+    sealed class NoObserver : ITrainingObserver
+    {
+        public void OnMetric(in MetricPoint point) { }
+        public void OnProgress(TrainingProgress progress) { }
+        public void OnLog(TrainingLogLevel level, string message) { }
+    }
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 }

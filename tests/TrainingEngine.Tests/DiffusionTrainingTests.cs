@@ -88,6 +88,16 @@ public class DiffusionTrainingTests
         };
         using var session = TrainingSession.Create(spec, "f");
         var observer = new RecordingObserver();
+        session.Train(observer, stopAfterStep: 4);
+        // Between evaluations of the whole split an export is labelled with its denoising loss alone: no samples drawn again.
+        using (var early = new MemoryStream())
+        {
+            CheckpointExport.Export(session, "raw", early);
+            early.Position = 0;
+            using var between = CheckpointExport.Import(early);
+            Assert.False(between.Metadata.ContainsKey(CheckpointExport.Keys.EvalFrechetDistance));
+            Assert.True(double.Parse(between.Metadata[CheckpointExport.Keys.EvalLoss], CultureInfo.InvariantCulture) > 0);
+        }
         var result = session.Train(observer);
 
         foreach (var track in session.Tracks)

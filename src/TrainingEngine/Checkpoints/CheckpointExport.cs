@@ -58,11 +58,16 @@ public static class CheckpointExport
 
     static readonly JsonSerializerOptions Json = RunSpec.JsonOptions;
 
-    /// <summary>Evaluates <paramref name="track"/> of a session at its step and exports it.</summary>
+    /// <summary>
+    /// Exports <paramref name="track"/> of a session at its step, labelled with its evaluation on the whole held-out split:
+    /// the one training just made (the last step's), else a new one — for a diffusion run between evaluations, its
+    /// denoising loss only (its samples are scored at the evaluations, not again for every file).
+    /// </summary>
     public static void Export(TrainingSession session, string track, Stream stream)
     {
         session.LoadTrack(track);
-        var evaluation = session.Evaluator.Evaluate();
+        var evaluation = session.FullEvaluationNow(track)
+            ?? (session.Evaluator.Diffusion is null ? session.Evaluator.Evaluate() : session.Evaluator.EvaluateDenoiser(subset: false, samples: 0).Result);
         var rule = session.Ema.Shadows.FirstOrDefault(s => s.Track == track)?.Rule;
         Export(session.Evaluator, new CheckpointLabel(session.RunId, track, session.Step, evaluation, rule), stream);
     }

@@ -22,8 +22,8 @@ public sealed record DiffusionSettings
 
     public string Schedule { get; init; } = LinearSchedule;
     public int Timesteps { get; init; } = 1000;
-    /// <summary>K: the DDIM steps of each sample the evaluation draws.</summary>
-    public int SamplingSteps { get; init; } = 20;
+    /// <summary>K: the DDIM steps of each sample the evaluation draws (10: half the cost of 20, measured in the bench).</summary>
+    public int SamplingSteps { get; init; } = 10;
     /// <summary>N at the intermediate sample-quality evaluations.</summary>
     public int Samples { get; init; } = 500;
     /// <summary>N at the last step's evaluation (and for an exported or reconstructed track).</summary>

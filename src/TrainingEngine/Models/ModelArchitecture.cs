@@ -37,7 +37,8 @@ public sealed record ModelArchitecture
     public static readonly int[] DefaultResNetChannels = [16, 32, 64];
     public const int DefaultBlocks = 3;
     public const int MaxBlocks = 32;
-    public static readonly int[] DefaultUNetChannels = [32, 64];
+    /// <summary>The measured default: about 0.23 s a step at batch 64 on 2 cores, so a 1,200-step run with its evaluations takes about 8 minutes.</summary>
+    public static readonly int[] DefaultUNetChannels = [16, 32];
     public const int DefaultUNetBlocks = 1;
     /// <summary>Resolution levels of the U-Net at most (each halves the size, rounding up).</summary>
     public const int MaxUNetLevels = 5;

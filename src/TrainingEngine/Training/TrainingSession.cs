@@ -362,6 +362,7 @@ public sealed class TrainingSession : IDisposable
         observer.OnMetric(new MetricPoint(RunId, MetricKeys.RawTrack, MetricKeys.EvaluationSeconds, Step, evaluationSeconds));
         _trainingTime.Reset();
 
+        (_evaluated, _evaluatedStep) = (subset ? null : results, Step);
         var scored = Evaluator.Diffusion?.ImagesScored(subset) ?? Evaluator.ImagesScored(subset);
         var of = scored < Data.Eval.Count ? $" (on {scored:N0} of {Data.Eval.Count:N0} held-out images)" : "";
         observer.OnLog(TrainingLogLevel.Info, $"Step {Step:N0}{of}: " + string.Join("; ", results.Select(r => $"{r.Key} {Describe(r.Value)}")));
@@ -372,6 +373,17 @@ public sealed class TrainingSession : IDisposable
     string Describe(EvalResult result) => Evaluator.Diffusion is not null
         ? string.Create(CultureInfo.InvariantCulture, $"denoising loss {result.Loss:G4}{(double.IsNaN(result.FrechetDistance) ? "" : $" FD {result.FrechetDistance:G4}")}")
         : string.Create(CultureInfo.InvariantCulture, $"accuracy {result.Accuracy.ToString("P2", CultureInfo.InvariantCulture)} loss {result.Loss:G4}");
+
+    /// <summary>The last evaluation of every track when it scored the whole held-out split (the last step's), and its step.</summary>
+    IReadOnlyDictionary<string, EvalResult>? _evaluated;
+    long _evaluatedStep = -1;
+
+    /// <summary>
+    /// The track's evaluation on the whole held-out split at the current step, when training has just made it (the last
+    /// step's): exporting the track then costs no second evaluation — for a diffusion run, no second set of samples.
+    /// </summary>
+    public EvalResult? FullEvaluationNow(string track) =>
+        _evaluatedStep == Step && _evaluated?.GetValueOrDefault(track) is { } result ? result : null;
 
     /// <summary>Evaluates one track (<c>raw</c> or <c>ema-&lt;decay&gt;</c>) on the whole held-out split.</summary>
     public EvalResult Evaluate(string track) => Evaluate(track, subset: false, CancellationToken.None);

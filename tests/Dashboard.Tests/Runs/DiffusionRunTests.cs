@@ -9,6 +9,7 @@ using EmaLab.Dashboard.Groups;
 using EmaLab.Dashboard.Metrics;
 using EmaLab.TrainingEngine;
 using EmaLab.TrainingEngine.Data;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace EmaLab.Dashboard.Tests;
 
@@ -92,6 +93,58 @@ public sealed class DiffusionRunTests(EmaLabFactory factory) : BunitContext, ICl
         var list = Render<RunsList>();
         var row = list.Find($"tr[data-run-id='{id}']");
         Assert.Contains("FD " + fd["raw"].Min().ToString("G4", System.Globalization.CultureInfo.InvariantCulture), row.TextContent);
+    }
+
+    [Fact]
+    public async Task The_new_run_form_offers_the_unet_with_its_diffusion_settings_names_their_mistakes_and_a_clone_keeps_them()
+    {
+        PageServices.Use(this, factory.Services);
+        var cut = Render<NewRun>();
+        Assert.Empty(cut.FindAll("[data-testid=diffusion-settings]"));
+        // One click fills the README's measured diffusion run.
+        cut.Find("#diffusion-default").Click();
+        Assert.Equal(("unet", DatasetCatalog.FashionMnist, "16, 32", "1200", "400"), (cut.Find("#model").GetAttribute("value"), cut.Find("#dataset").GetAttribute("value"),
+            cut.Find("#channels").GetAttribute("value"), cut.Find("#steps").GetAttribute("value"), cut.Find("[id='diffusion.qualityInterval']").GetAttribute("value")));
+        cut.Find("#model").Change("resnet");
+        Assert.Empty(cut.FindAll("[data-testid=diffusion-settings]"));
+        cut.Find("#dataset").Change(DatasetCatalog.Digits8x8);
+        cut.Find("#model").Change("unet");
+        cut.Find("#channels").Change("");
+        Assert.Equal("16, 32", cut.Find("#channels").GetAttribute("placeholder"));
+        Assert.NotEmpty(cut.FindAll("[data-testid=diffusion-settings]"));
+        cut.Find("[id='diffusion.qualityInterval']").Change("");
+        // The lens says why a warm-up matters for a diffusion model (the default rows have none).
+        Assert.Contains("No row here has one", cut.Find("[data-testid=diffusion-lens-note]").TextContent);
+        cut.Find("#channels").Change("8, 16");
+        cut.Find("#steps").Change("10");
+        cut.Find("#learningRateWarmup").Change("0");
+        cut.Find("#evalInterval").Change("5");
+        cut.Find("#checkpointEvery").Change("");
+        cut.Find("#evalSubset").Change("100");
+        cut.Find("[id='diffusion.timesteps']").Change("100");
+        cut.Find("[id='diffusion.samplingSteps']").Change("200");
+        cut.Find("[id='diffusion.samples']").Change("100");
+        cut.Find("[id='diffusion.finalSamples']").Change("100");
+        cut.Find("form").Submit();
+        Assert.StartsWith("DDIM takes from 1 to 100 steps", cut.Find("[id='diffusion.samplingSteps']").ParentElement!.QuerySelector(".field-error")!.TextContent);
+        cut.Find("[id='diffusion.samplingSteps']").Change("2");
+        cut.Find("#attention").Change(false);
+        cut.Find("form").Submit();
+        Assert.Empty(cut.FindAll(".field-error"));
+
+        var id = (await Api.GetAsync(_client, "/api/runs")).GetProperty("items")[0].Id();
+        var run = await Api.WaitForFinishAsync(_client, id);
+        Assert.Equal("completed", run.Status());
+        var spec = run.GetProperty("spec");
+        Assert.Equal("unet", spec.GetProperty("model").GetString());
+        Assert.False(spec.GetProperty("attention").GetBoolean());
+        Assert.Equal(2, spec.GetProperty("diffusion").GetProperty("samplingSteps").GetInt32());
+
+        Services.GetRequiredService<Microsoft.AspNetCore.Components.NavigationManager>().NavigateTo($"runs/new?from={id}");
+        var clone = Render<NewRun>();
+        Assert.Equal("unet", clone.Find("#model").GetAttribute("value"));
+        Assert.Equal("2", clone.Find("[id='diffusion.samplingSteps']").GetAttribute("value"));
+        Assert.Null(clone.Find("#attention").GetAttribute("checked"));
     }
 
     [Fact]

@@ -44,6 +44,15 @@ public partial class NewRun
     /// Any change: the group's count and steps follow at once; once a start was refused, every change re-checks the form,
     /// so a message leaves as soon as its field is fixed (one parse either way).
     /// </summary>
+    /// <summary>The form filled with the README's measured diffusion run (a group keeps being one, with its seeds).</summary>
+    void UseDiffusionDefault()
+    {
+        var (isGroup, seeds) = (_form.IsGroup, _form.Seeds);
+        _form = RunForm.DiffusionDefault(_form.ExperimentId);
+        (_form.IsGroup, _form.Seeds) = (isGroup, seeds);
+        Changed();
+    }
+
     void Changed()
     {
         if (_attempted) Validate();

@@ -191,7 +191,7 @@ public sealed class RunForm
         var rates = IsGroup ? LearningRate.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : [LearningRate];
         return rates.Select(r => Number(r) is [var value] ? (double)value : double.NaN)
             .Where(r => double.IsFinite(r) && r > 0).Distinct().Take(6)
-            .Select(r => new RunSpec { LearningRate = r, Schedule = schedule, LearningRateWarmup = warmup }).ToList();
+            .Select(r => new RunSpec { LearningRate = r, Schedule = schedule, LearningRateWarmup = warmup, Model = IsGroup && Models.Count == 1 ? Models.First() : Model }).ToList();
     }
 
     /// <summary>

@@ -132,7 +132,8 @@ public partial class RunDetail
         _rules = spec?.EmaRules() ?? [];
         _switchNote = _run.SwitchEmaNote() is { } switched ? switched + ": the raw curves are of this training, not of plain training." : null;
         _evaluationNote = JoinNotes(spec is null ? null : EvaluationNote(spec, _run.TotalSteps), _switchNote);
-        _scoreNote = JoinNotes(spec is null ? null : SampleQualityNote(spec), _evaluationNote);
+        // A diffusion run's distance always compares with every held-out image: the subset note is the loss chart's.
+        _scoreNote = spec is not null && SampleQualityNote(spec) is { } quality ? JoinNotes(quality, _switchNote) : _evaluationNote;
         _timeSplit = _run.Origin == RunOrigin.Engine ? Metrics.TimeSplit(Id) : null;
         _palette = TrackPalette.ForRun(_run, _rules);
         (_checkpoints, _log, _experimentName, _tags, _params) = (view.Checkpoints, view.Log, view.ExperimentName, view.Tags, view.Params);

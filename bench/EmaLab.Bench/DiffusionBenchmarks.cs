@@ -161,19 +161,18 @@ static class DiffusionBenchmarks
 
     public static void ChildMemory(IReadOnlyList<string> shape)
     {
-        static double Rss() => long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
         var decays = new[] { 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995 };
         using (var warm = tensor(new float[] { 1 })) { } // libtorch loaded
-        var baseline = Rss();
+        var baseline = Timing.ResidentMegabytes();
         var settings = new DiffusionSettings { Samples = 500, FinalSamples = 2000 };
         using var session = TrainingSession.Create(Spec(Shape.Parse(shape), 2, decays, settings) with { EvalSubset = 2000 });
         session.SystemMetricsInterval = TimeSpan.Zero;
-        var created = Rss();
+        var created = Timing.ResidentMegabytes();
         session.Train(new QuietObserver(), stopAfterStep: 10);
-        var trained = Rss();
+        var trained = Timing.ResidentMegabytes();
         var scorer = session.Evaluator.Diffusion!;
         using (var samples = scorer.Sample((DiffusionUNet)session.LoadTrack(MetricKeys.RawTrack), 500, CancellationToken.None)) scorer.FrechetDistanceOf(samples);
-        var evaluated = Rss();
+        var evaluated = Timing.ResidentMegabytes();
         var state = session.LiveModel.state_dict().Values.Where(t => t.is_floating_point()).Sum(t => t.numel());
         double Mb(long floats) => floats * 4 / 1048576.0;
         Console.WriteLine($"libtorch loaded                     {baseline,7:F0} MB");

@@ -64,6 +64,10 @@ static class Timing
         return samples.Select(list => list.Order().ElementAt(list.Count / 2)).ToArray();
     }
 
+    /// <summary>This process's resident set (VmRSS), in MB.</summary>
+    public static double ResidentMegabytes() =>
+        long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
+
     public static string Us(double seconds) => seconds < 1e-3 ? $"{seconds * 1e6,9:F1} µs" : $"{seconds * 1e3,9:F2} ms";
 }
 

@@ -230,16 +230,15 @@ static class ResNetBenchmarks
 
     public static void ChildMemory()
     {
-        static double Rss() => long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
         var decays = new[] { 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995 };
         using (var warm = tensor(new float[] { 1 })) { } // libtorch loaded
-        var baseline = Rss();
+        var baseline = Timing.ResidentMegabytes();
         var data = DatasetCatalog.Load(Dataset);
-        var loaded = Rss();
+        var loaded = Timing.ResidentMegabytes();
         using var session = TrainingSession.Create(Spec(2, decays));
-        var created = Rss();
+        var created = Timing.ResidentMegabytes();
         session.Train(new QuietObserver(), stopAfterStep: 20);
-        var trained = Rss();
+        var trained = Timing.ResidentMegabytes();
         var parameters = ModelFactory.ParameterCount(session.LiveModel);
         var state = session.LiveModel.state_dict().Values.Where(t => t.is_floating_point()).Sum(t => t.numel());
         double Mb(long floats) => floats * 4 / 1048576.0;

@@ -10,8 +10,9 @@ and the step counters copied. Prints milliseconds per step (median of rounds).
 
     python3 bench/pytorch/resnet_step.py [threads] [steps] [channels] [blocks]
 """
-import gzip, os, re, sys
+import sys
 from timing import median_ms_per_step
+from workload import docs_block, idx, training_images
 import numpy as np
 import torch
 import torch.nn as nn
@@ -23,23 +24,8 @@ blocks = int(sys.argv[4]) if len(sys.argv) > 4 else 3
 torch.set_num_threads(threads)
 torch.manual_seed(1)
 
-# The repository's docs/training.md: above this file (bench/pytorch, or the benchmark's build output inside bench/EmaLab.Bench).
-root = os.path.dirname(os.path.abspath(__file__))
-while not os.path.exists(os.path.join(root, "docs", "training.md")) or not os.path.isdir(os.path.join(root, "src", "TrainingEngine")):
-    if os.path.dirname(root) == root:
-        sys.exit("docs/training.md of the repository not found above " + __file__)
-    root = os.path.dirname(root)
-readme = open(os.path.join(root, "docs", "training.md"), encoding="utf-8").read()
-models = readme[readme.index("## Models (PyTorch equivalents)"):]
-exec(re.search(r"```python\n(.*?)```", models, re.S).group(1))  # defines BasicBlock, ResNet, build
-
-def idx(name):
-    with gzip.open(f"/usr/share/datasets/fashion-mnist/{name}") as f:
-        data = f.read()
-    return np.frombuffer(data, np.uint8, offset=16 if "images" in name else 8)
-
-pixels = torch.from_numpy(idx("train-images-idx3-ubyte.gz").astype(np.float32).reshape(-1, 1, 28, 28) / 255)
-x_all = (pixels - pixels.mean()) / pixels.std()
+exec(docs_block("## Models (PyTorch equivalents)"))  # defines BasicBlock, ResNet, build
+x_all = training_images()
 y_all = torch.from_numpy(idx("train-labels-idx1-ubyte.gz").astype(np.int64))
 model = build({"kind": "resnet", "inputChannels": 1, "height": 28, "width": 28, "classes": 10, "channels": channels, "blocks": blocks})
 model.train()

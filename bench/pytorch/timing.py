@@ -1,6 +1,6 @@
 """The timing the PyTorch step scripts print, so that both measure alike.
 
-Imported by step.py and resnet_step.py (Python puts a script's own directory on its path).
+Imported by step.py, resnet_step.py and unet_step.py (Python puts a script's own directory on its path).
 """
 import statistics, time
 

@@ -10,38 +10,23 @@ Prints milliseconds per step (median of rounds).
 
     python3 bench/pytorch/unet_step.py [threads] [steps] [widths] [blocks] [attention 0|1] [batch]
 """
-import gzip, math, os, re, sys
+import sys
 from timing import median_ms_per_step
-import numpy as np
+from workload import docs_block, training_images
 import torch
 import torch.nn as nn
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-widths = [int(c) for c in sys.argv[3].split(",")] if len(sys.argv) > 3 else [32, 64]
+widths = [int(c) for c in sys.argv[3].split(",")] if len(sys.argv) > 3 else [16, 32]
 blocks = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 attention = sys.argv[5] != "0" if len(sys.argv) > 5 else True
 batch = int(sys.argv[6]) if len(sys.argv) > 6 else 64
 torch.set_num_threads(threads)
 torch.manual_seed(1)
 
-# The repository's docs/training.md: above this file (bench/pytorch, or the benchmark's build output inside bench/EmaLab.Bench).
-root = os.path.dirname(os.path.abspath(__file__))
-while not os.path.exists(os.path.join(root, "docs", "training.md")) or not os.path.isdir(os.path.join(root, "src", "TrainingEngine")):
-    if os.path.dirname(root) == root:
-        sys.exit("docs/training.md of the repository not found above " + __file__)
-    root = os.path.dirname(root)
-readme = open(os.path.join(root, "docs", "training.md"), encoding="utf-8").read()
-section = readme[readme.index("## The diffusion U-Net and DDIM sampler in PyTorch"):]
-exec(re.search(r"```python\n(.*?)```", section, re.S).group(1))  # defines DiffusionUNet, linear_alphas_cumprod, ddim_sample
-
-def idx(name):
-    with gzip.open(f"/usr/share/datasets/fashion-mnist/{name}") as f:
-        data = f.read()
-    return np.frombuffer(data, np.uint8, offset=16 if "images" in name else 8)
-
-pixels = torch.from_numpy(idx("train-images-idx3-ubyte.gz").astype(np.float32).reshape(-1, 1, 28, 28) / 255)
-x_all = (pixels - pixels.mean()) / pixels.std()
+exec(docs_block("## The diffusion U-Net and DDIM sampler in PyTorch"))  # defines DiffusionUNet, linear_alphas_cumprod, ddim_sample
+x_all = training_images()
 model = DiffusionUNet(1, widths, blocks, attention)
 model.train()
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

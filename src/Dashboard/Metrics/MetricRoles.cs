@@ -1,6 +1,5 @@
 using System.Text.Json;
 using EmaLab.Dashboard.Data;
-using EmaLab.Dashboard.Runs;
 using EmaLab.TrainingEngine.Diffusion;
 using EmaLab.TrainingEngine.Models;
 using EmaLab.TrainingEngine;
@@ -27,8 +26,15 @@ public sealed record MetricRoles(string? Score, string? Loss, string? Train)
     public static MetricRoles EngineDiffusion(string dataset) =>
         new(FeatureNetwork.Covers(dataset) ? MetricKeys.EvalFrechetDistance : null, MetricKeys.EvalLoss, MetricKeys.TrainLoss);
 
-    /// <summary>Whether a lower score is better (a distance, an error), from its key (<see cref="MetricColumn.LowerIsBetter"/>).</summary>
-    public bool LowerIsBetter => Score is { } key && MetricColumn.LowerIsBetter(key);
+    /// <summary>Whether a lower score is better (a distance, an error), from its key (<see cref="IsLowerBetter"/>).</summary>
+    public bool LowerIsBetter => Score is { } key && IsLowerBetter(key);
+
+    /// <summary>A metric whose key names a loss, an error, a distance: lower is better. Anything else (accuracy, a score): higher.</summary>
+    public static bool IsLowerBetter(string key)
+    {
+        var name = key.ToLowerInvariant();
+        return new[] { "loss", "err", "perplexity", "fid", "fd", "mse", "mae", "nll", "distance" }.Any(name.Contains);
+    }
 
     /// <summary>What the score is, for headings: "held-out accuracy", "sample quality (FD)", or a lower-is-better score's key.</summary>
     public string ScoreTitle => Score switch

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Linq.Expressions;
 using EmaLab.Dashboard.Data;
+using EmaLab.Dashboard.Metrics;
 
 namespace EmaLab.Dashboard.Runs;
 
@@ -14,12 +15,8 @@ public enum MetricSummary { Last, Best, Min, Max, AtStep }
 /// </summary>
 public sealed record MetricColumn(string Key, string Track, MetricSummary Summary, long Step = 0)
 {
-    /// <summary>A loss, an error, a distance: lower is better. Anything else (accuracy, a score): higher.</summary>
-    public static bool LowerIsBetter(string key)
-    {
-        var name = key.ToLowerInvariant();
-        return new[] { "loss", "err", "perplexity", "fid", "fd", "mse", "mae", "nll", "distance" }.Any(name.Contains);
-    }
+    /// <summary>A loss, an error, a distance: lower is better (<see cref="MetricRoles.IsLowerBetter"/>).</summary>
+    public static bool LowerIsBetter(string key) => MetricRoles.IsLowerBetter(key);
 
     public bool LowerBetter => LowerIsBetter(Key);
 

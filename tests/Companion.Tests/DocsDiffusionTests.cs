@@ -42,8 +42,7 @@ public sealed class DocsDiffusionTests : IDisposable
         var docs = await File.ReadAllTextAsync(Path.Combine(Python.RepositoryRoot, "docs", "training.md"));
         var script = Path.Combine(_folder, "check.py");
         await File.WriteAllTextAsync(script,
-            DocsBlocks.PythonAfter(docs, "## Loading an exported checkpoint in PyTorch").Split("state, meta = load(")[0] + "\n" +
-            DocsBlocks.PythonAfter(docs, "## The diffusion U-Net and DDIM sampler in PyTorch") + "\n" +
+            DocsPython(docs) +
             $$"""
             def load_plain(path):
                 with open(path, "rb") as f:
@@ -96,8 +95,7 @@ public sealed class DocsDiffusionTests : IDisposable
         var docs = await File.ReadAllTextAsync(Path.Combine(Python.RepositoryRoot, "docs", "training.md"));
         var script = Path.Combine(_folder, "exported.py");
         await File.WriteAllTextAsync(script,
-            DocsBlocks.PythonAfter(docs, "## Loading an exported checkpoint in PyTorch").Split("state, meta = load(")[0] + "\n" +
-            DocsBlocks.PythonAfter(docs, "## The diffusion U-Net and DDIM sampler in PyTorch") + "\n" +
+            DocsPython(docs) +
             $$"""
             torch.set_num_threads(1)
             state, meta = load({{JsonSerializer.Serialize(checkpoint)}})
@@ -115,6 +113,11 @@ public sealed class DocsDiffusionTests : IDisposable
         var (gap, scale) = DocsBlocks.TwoNumbers(lines[^1]);
         Assert.True(scale > 0.01 && gap <= 1e-4 * Math.Max(1, scale), $"DDIM samples of the exported EMA: PyTorch differs by {gap} (values up to {scale})");
     }
+
+    /// <summary>The docs' checkpoint reader (its functions, not its example call), then the U-Net and DDIM block, as the docs give them.</summary>
+    static string DocsPython(string docs) =>
+        DocsBlocks.PythonAfter(docs, "## Loading an exported checkpoint in PyTorch").Split("state, meta = load(")[0] + "\n" +
+        DocsBlocks.PythonAfter(docs, "## The diffusion U-Net and DDIM sampler in PyTorch") + "\n";
 
     sealed class NoObserver : ITrainingObserver
     {

@@ -28,6 +28,10 @@ public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLa
     public DbSet<PersonalToken> PersonalTokens => Set<PersonalToken>();
     public DbSet<ExperimentPermission> ExperimentPermissions => Set<ExperimentPermission>();
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
+    public DbSet<RegisteredModel> RegisteredModels => Set<RegisteredModel>();
+    public DbSet<ModelVersion> ModelVersions => Set<ModelVersion>();
+    public DbSet<RegisteredModelAlias> RegisteredModelAliases => Set<RegisteredModelAlias>();
+    public DbSet<RegisteredModelPermission> RegisteredModelPermissions => Set<RegisteredModelPermission>();
 
     /// <summary>
     /// SQLite has no time type, and the text EF writes for a <see cref="DateTimeOffset"/> by default cannot be compared
@@ -77,6 +81,7 @@ public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLa
             permission.HasOne<EmaLabUser>().WithMany().HasForeignKey(p => p.UserId).OnDelete(DeleteBehavior.Cascade);
             permission.HasOne<Experiment>().WithMany().HasForeignKey(p => p.ExperimentId).OnDelete(DeleteBehavior.Cascade);
         });
+        ConfigureRegistry(model);
         model.Entity<Run>(run =>
         {
             run.Property(r => r.Name).HasMaxLength(200);
@@ -193,6 +198,63 @@ public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLa
             checkpoint.HasIndex(c => new { c.RunId, c.Track, c.Step });
         });
         model.Entity<RunLogEntry>(log => log.HasIndex(l => new { l.RunId, l.Id }));
+    }
+
+    /// <summary>The model registry's tables, with MLflow's column limits (mlflow/store/model_registry/dbmodels/models.py).</summary>
+    static void ConfigureRegistry(ModelBuilder model)
+    {
+        model.Entity<RegisteredModel>(registered =>
+        {
+            registered.Property(m => m.Name).HasMaxLength(RegisteredModel.MaxNameLength);
+            registered.Property(m => m.Description).HasMaxLength(5000);
+            registered.Property(m => m.CreatedBy).HasMaxLength(256);
+            registered.HasIndex(m => m.Name).IsUnique();
+            registered.HasMany(m => m.Tags).WithOne().HasForeignKey(t => t.RegisteredModelId).OnDelete(DeleteBehavior.Cascade);
+            registered.HasMany(m => m.Aliases).WithOne().HasForeignKey(a => a.RegisteredModelId).OnDelete(DeleteBehavior.Cascade);
+            registered.HasMany(m => m.Versions).WithOne().HasForeignKey(v => v.RegisteredModelId).OnDelete(DeleteBehavior.Cascade);
+        });
+        model.Entity<RegisteredModelTag>(tag =>
+        {
+            tag.HasKey(t => new { t.RegisteredModelId, t.Key });
+            tag.Property(t => t.Key).HasMaxLength(250);
+        });
+        model.Entity<RegisteredModelAlias>(alias =>
+        {
+            alias.HasKey(a => new { a.RegisteredModelId, a.Alias });
+            alias.Property(a => a.Alias).HasMaxLength(RegisteredModelAlias.MaxLength);
+        });
+        model.Entity<ModelVersion>(version =>
+        {
+            version.HasIndex(v => new { v.RegisteredModelId, v.Version }).IsUnique();
+            version.Property(v => v.Description).HasMaxLength(5000);
+            version.Property(v => v.UserId).HasMaxLength(256);
+            version.Property(v => v.CurrentStage).HasMaxLength(20);
+            version.Property(v => v.Source).HasMaxLength(500);
+            version.Property(v => v.StorageLocation).HasMaxLength(500);
+            version.Property(v => v.RunUuid).HasMaxLength(32);
+            version.Property(v => v.RunLink).HasMaxLength(500);
+            version.Property(v => v.Status).HasMaxLength(20);
+            version.Property(v => v.StatusMessage).HasMaxLength(500);
+            version.Property(v => v.ModelId).HasMaxLength(34);
+            version.Property(v => v.Track).HasMaxLength(64);
+            version.HasIndex(v => v.RunUuid);
+            version.HasIndex(v => v.ModelId);
+            version.HasMany(v => v.Tags).WithOne().HasForeignKey(t => t.ModelVersionId).OnDelete(DeleteBehavior.Cascade);
+        });
+        model.Entity<ModelVersionTag>(tag =>
+        {
+            tag.HasKey(t => new { t.ModelVersionId, t.Key });
+            tag.Property(t => t.Key).HasMaxLength(250);
+        });
+        model.Entity<RegisteredModelPermission>(permission =>
+        {
+            permission.HasKey(p => new { p.RegisteredModelId, p.UserId });
+            permission.Property(p => p.UserId).HasMaxLength(450);
+            permission.Property(p => p.Permission).HasConversion(p => PermissionNames.Of(p), p => Parse(p)).HasMaxLength(16);
+            permission.HasIndex(p => p.UserId);
+            permission.HasOne<EmaLabUser>().WithMany().HasForeignKey(p => p.UserId).OnDelete(DeleteBehavior.Cascade);
+            permission.HasOne<RegisteredModel>().WithMany().HasForeignKey(p => p.RegisteredModelId).OnDelete(DeleteBehavior.Cascade);
+        });
     }
 
     static ExperimentPermissionLevel Parse(string name) =>

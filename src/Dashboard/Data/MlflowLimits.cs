@@ -46,6 +46,12 @@ public static class MlflowLimits
         foreach (var rune in name.EnumerateRunes())
             if (!IsNameCharacter(rune))
                 return "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/).";
+        return PathProblem(name);
+    }
+
+    /// <summary>MLflow's <c>path_not_unique</c> with its <c>bad_path_message</c>: a name must not resolve to another path.</summary>
+    public static string? PathProblem(string name)
+    {
         var normalized = NormalizePath(name);
         if (normalized != name || normalized == "." || normalized.StartsWith("..", StringComparison.Ordinal) || normalized.StartsWith('/'))
             return $"Names may be treated as files in certain cases, and must not resolve to other names when treated as such. This name would resolve to '{normalized}'";

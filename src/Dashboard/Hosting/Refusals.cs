@@ -46,3 +46,18 @@ public static class ExperimentPermissionChecks
         if (!caller.IsAdmin) throw new PermissionDeniedException("Only an admin may do this.");
     }
 }
+
+/// <summary>
+/// Permissions per registered model (MLflow's auth app: READ, EDIT, MANAGE; the creator manages it; the server's default
+/// elsewhere), implemented by <c>Security.Permissions</c>. Admins, the service token and a server without accounts may do everything.
+/// </summary>
+public interface IRegisteredModelPermissions
+{
+    Task<ExperimentPermissionLevel> OnRegisteredModelAsync(Caller caller, long registeredModelId, CancellationToken cancel = default);
+
+    /// <summary>Which registered models lists may show the caller: null when all.</summary>
+    Task<Func<long, bool>?> ReadableModelsAsync(Caller caller, CancellationToken cancel = default);
+
+    /// <summary>Whoever creates a registered model manages it.</summary>
+    Task GrantModelCreatorAsync(Caller caller, long registeredModelId, CancellationToken cancel = default);
+}

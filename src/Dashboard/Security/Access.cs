@@ -46,6 +46,7 @@ public static class Access
         services.AddHttpContextAccessor();
         services.AddSingleton<Permissions>();
         services.AddSingleton<IExperimentPermissions>(provider => provider.GetRequiredService<Permissions>());
+        services.AddSingleton<IRegisteredModelPermissions>(provider => provider.GetRequiredService<Permissions>());
         services.AddSingleton<AuditLog>();
         services.AddSingleton<IAuditTrail>(provider => provider.GetRequiredService<AuditLog>());
         services.AddSingleton<IStreamAccess, StreamAccess>();

@@ -118,6 +118,40 @@ public static class MlflowAuthEndpoints
             await permissions.DeleteAsync(experimentId, Text(body, "username") ?? Query(http, "username"), CallerOf(http), http.RequestAborted);
             return MlflowJson.Empty();
         });
+        MapRegisteredModelPermissions(auth);
+    }
+
+    /// <summary>MLflow's <c>registered-models/permissions/*</c>: whoever may MANAGE the registered model.</summary>
+    static void MapRegisteredModelPermissions(RouteGroupBuilder auth)
+    {
+        auth.MapPost("/registered-models/permissions/create", async (HttpContext http, Permissions permissions) =>
+        {
+            var body = await BodyAsync(http);
+            return MlflowJson.Ok(new
+            {
+                registered_model_permission = await permissions.CreateModelGrantAsync(Text(body, "name"), Text(body, "username"),
+                    Text(body, "permission"), CallerOf(http), http.RequestAborted),
+            });
+        });
+        auth.MapGet("/registered-models/permissions/get", async (HttpContext http, Permissions permissions) => MlflowJson.Ok(new
+        {
+            registered_model_permission = await permissions.GetModelGrantAsync(Query(http, "name"), Query(http, "username"), CallerOf(http),
+                http.RequestAborted),
+        }));
+        auth.MapMethods("/registered-models/permissions/update", ["PATCH"], async (HttpContext http, Permissions permissions) =>
+        {
+            var body = await BodyAsync(http);
+            await permissions.UpdateModelGrantAsync(Text(body, "name"), Text(body, "username"), Text(body, "permission"), CallerOf(http),
+                http.RequestAborted);
+            return MlflowJson.Empty();
+        });
+        auth.MapDelete("/registered-models/permissions/delete", async (HttpContext http, Permissions permissions) =>
+        {
+            var body = http.Request.HasJsonContentType() ? await BodyAsync(http) : [];
+            await permissions.DeleteModelGrantAsync(Text(body, "name") ?? Query(http, "name"), Text(body, "username") ?? Query(http, "username"),
+                CallerOf(http), http.RequestAborted);
+            return MlflowJson.Empty();
+        });
     }
 
     static MlflowException Denied() => new(MlflowException.PermissionDenied, "Permission denied");
@@ -144,14 +178,14 @@ public static class MlflowAuthEndpoints
             ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"User with username={userName} not found");
     }
 
-    /// <summary>MLflow's <c>User.to_json()</c> (no registered models or scorers here: their lists are empty).</summary>
+    /// <summary>MLflow's <c>User.to_json()</c> (no scorers here: their list is empty).</summary>
     static async Task<object> UserJsonAsync(HttpContext http, EmaLabUser user) => new
     {
         id = user.Id,
         username = user.UserName,
         is_admin = user.IsAdmin,
         experiment_permissions = await http.RequestServices.GetRequiredService<Permissions>().OfUserAsync(user.Id, http.RequestAborted),
-        registered_model_permissions = Array.Empty<object>(),
+        registered_model_permissions = await http.RequestServices.GetRequiredService<Permissions>().ModelGrantsOfUserAsync(user.Id, http.RequestAborted),
         scorer_permissions = Array.Empty<object>(),
     };
 

@@ -45,7 +45,8 @@ public sealed class PageAccess(Microsoft.AspNetCore.Components.Authorization.Aut
 /// accounts) may do everything; whoever creates an experiment manages it. The grant operations are MLflow's
 /// <c>/api/2.0/mlflow/experiments/permissions/*</c> with its messages and error codes.
 /// </summary>
-public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOptions> options, IAuditTrail audit) : IExperimentPermissions
+public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOptions> options, IAuditTrail audit) : IExperimentPermissions,
+    IRegisteredModelPermissions
 {
     /// <summary>What the caller may do with each experiment (one query: for a list or a page that shows several).</summary>
     public async Task<ExperimentAccess> AccessOfAsync(Caller caller, CancellationToken cancel = default)
@@ -211,6 +212,138 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
             ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"User with username={userName} not found");
         return (id, user);
     }
+
+    // ---- registered models: the same levels, per model (MLflow's registered_model_permissions) ----
+
+    public async Task<ExperimentPermissionLevel> OnRegisteredModelAsync(Caller caller, long registeredModelId, CancellationToken cancel = default)
+    {
+        if (caller.IsAdmin || caller.UserId is null) return ExperimentPermissionLevel.Manage;
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var grant = await db.RegisteredModelPermissions.AsNoTracking()
+            .Where(p => p.UserId == caller.UserId && p.RegisteredModelId == registeredModelId).Select(p => (ExperimentPermissionLevel?)p.Permission)
+            .SingleOrDefaultAsync(cancel);
+        return grant ?? options.Value.DefaultLevel;
+    }
+
+    public async Task<Func<long, bool>?> ReadableModelsAsync(Caller caller, CancellationToken cancel = default)
+    {
+        if (caller.IsAdmin || caller.UserId is null) return null;
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var grants = await db.RegisteredModelPermissions.AsNoTracking().Where(p => p.UserId == caller.UserId)
+            .ToDictionaryAsync(p => p.RegisteredModelId, p => p.Permission, cancel);
+        var byDefault = options.Value.DefaultLevel.CanRead();
+        return id => grants.TryGetValue(id, out var level) ? level.CanRead() : byDefault;
+    }
+
+    /// <summary>MLflow's <c>set_can_manage_registered_model_permission</c>.</summary>
+    public async Task GrantModelCreatorAsync(Caller caller, long registeredModelId, CancellationToken cancel = default)
+    {
+        if (caller.UserId is null) return;
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        db.RegisteredModelPermissions.Add(new RegisteredModelPermission
+        {
+            RegisteredModelId = registeredModelId, UserId = caller.UserId, Permission = ExperimentPermissionLevel.Manage,
+        });
+        await db.SaveChangesAsync(cancel);
+    }
+
+    /// <summary>MLflow's <c>validate_can_manage_registered_model</c>: admins, or MANAGE on the model named (which must exist).</summary>
+    async Task<long> RequireModelManagerAsync(Caller by, string? name, CancellationToken cancel)
+    {
+        if (name is null) throw MlflowException.Missing("name");
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var id = await db.RegisteredModels.Where(m => m.Name == name).Select(m => (long?)m.Id).SingleOrDefaultAsync(cancel)
+            ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Registered Model with name={name} not found");
+        if (!by.IsAdmin && await OnRegisteredModelAsync(by, id, cancel) < ExperimentPermissionLevel.Manage)
+            throw new PermissionDeniedException($"Changing who may use registered model '{name}' needs MANAGE on it.");
+        return id;
+    }
+
+    async Task<(long Id, EmaLabUser User)> ResolveModelAsync(Caller by, string? name, string? userName, CancellationToken cancel)
+    {
+        var id = await RequireModelManagerAsync(by, name, cancel);
+        if (userName is null) throw MlflowException.Missing("username");
+        using var scope = scopes.CreateScope();
+        var user = await scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByNameAsync(userName)
+            ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"User with username={userName} not found");
+        return (id, user);
+    }
+
+    /// <summary>A user's grants on registered models, for MLflow's <c>users/get</c>.</summary>
+    public async Task<List<MlflowRegisteredModelPermission>> ModelGrantsOfUserAsync(string userId, CancellationToken cancel)
+    {
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        return (await db.RegisteredModelPermissions.AsNoTracking().Where(p => p.UserId == userId)
+                .Join(db.RegisteredModels, p => p.RegisteredModelId, m => m.Id, (p, m) => new { m.Name, p.Permission }).ToListAsync(cancel))
+            .OrderBy(g => g.Name, StringComparer.Ordinal).Select(g => new MlflowRegisteredModelPermission(g.Name, userId, PermissionNames.Of(g.Permission)))
+            .ToList();
+    }
+
+    static MlflowException ModelGrantNotFound(string name, string userName) => new(MlflowException.ResourceDoesNotExist,
+        $"Registered model permission with workspace=default, name={name} and username={userName} not found");
+
+    Task RecordModelAsync(Caller by, string action, string name, string userName, string? permission) =>
+        audit.RecordAsync(by, action, $"registered model {name}",
+            permission is null ? $"username={userName}" : $"username={userName} permission={permission}");
+
+    public async Task<MlflowRegisteredModelPermission> CreateModelGrantAsync(string? name, string? userName, string? permission, Caller by,
+        CancellationToken cancel)
+    {
+        var (id, user) = await ResolveModelAsync(by, name, userName, cancel);
+        var level = Level(permission);
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        if (await db.RegisteredModelPermissions.AnyAsync(p => p.RegisteredModelId == id && p.UserId == user.Id, cancel))
+            throw new MlflowException(MlflowException.ResourceAlreadyExists,
+                $"Registered model permission with workspace=default, name={name} and username={userName} already exists.");
+        db.RegisteredModelPermissions.Add(new RegisteredModelPermission { RegisteredModelId = id, UserId = user.Id, Permission = level });
+        await db.SaveChangesAsync(cancel);
+        await RecordModelAsync(by, "permission.create", name!, userName!, permission);
+        return new MlflowRegisteredModelPermission(name!, user.Id, PermissionNames.Of(level));
+    }
+
+    public async Task<MlflowRegisteredModelPermission> GetModelGrantAsync(string? name, string? userName, Caller by, CancellationToken cancel)
+    {
+        var (id, user) = await ResolveModelAsync(by, name, userName, cancel);
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        var grant = await db.RegisteredModelPermissions.AsNoTracking().SingleOrDefaultAsync(p => p.RegisteredModelId == id && p.UserId == user.Id, cancel)
+            ?? throw ModelGrantNotFound(name!, userName!);
+        return new MlflowRegisteredModelPermission(name!, user.Id, PermissionNames.Of(grant.Permission));
+    }
+
+    public async Task UpdateModelGrantAsync(string? name, string? userName, string? permission, Caller by, CancellationToken cancel)
+    {
+        var (id, user) = await ResolveModelAsync(by, name, userName, cancel);
+        var level = Level(permission);
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        if (await db.RegisteredModelPermissions.Where(p => p.RegisteredModelId == id && p.UserId == user.Id)
+                .ExecuteUpdateAsync(set => set.SetProperty(p => p.Permission, level), cancel) == 0)
+            throw ModelGrantNotFound(name!, userName!);
+        await RecordModelAsync(by, "permission.update", name!, userName!, permission);
+    }
+
+    public async Task DeleteModelGrantAsync(string? name, string? userName, Caller by, CancellationToken cancel)
+    {
+        var (id, user) = await ResolveModelAsync(by, name, userName, cancel);
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
+        if (await db.RegisteredModelPermissions.Where(p => p.RegisteredModelId == id && p.UserId == user.Id).ExecuteDeleteAsync(cancel) == 0)
+            throw ModelGrantNotFound(name!, userName!);
+        await RecordModelAsync(by, "permission.delete", name!, userName!, null);
+    }
+}
+
+/// <summary>MLflow's <c>RegisteredModelPermission.to_json()</c> (its workspace is the default one here).</summary>
+public sealed record MlflowRegisteredModelPermission(string Name, string UserId, string Permission)
+{
+    public string Workspace => "default";
 }
 
 /// <summary>MLflow's <c>ExperimentPermission.to_json()</c>.</summary>

@@ -106,7 +106,8 @@ public static class MlflowEndpoints
             if (request.Value is null) throw MlflowException.Missing("value");
             if (request.Timestamp is null) throw MlflowException.Missing("timestamp");
             await store.LogBatchAsync(request.RunId ?? request.RunUuid,
-                [new MlflowMetric(request.Key, request.Value, request.Timestamp, request.Step)], [], [], http.RequestAborted);
+                [new MlflowMetric(request.Key, request.Value, request.Timestamp, request.Step, request.DatasetName, request.DatasetDigest, request.ModelId)],
+                [], [], http.RequestAborted);
             return MlflowJson.Empty();
         }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         mlflow.MapPost("/runs/log-parameter", async (HttpContext http, TrackingService store) =>
@@ -147,6 +148,7 @@ public static class MlflowEndpoints
             return MlflowJson.Empty();
         }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.RunUuid, "run_id");
         MapLoggedModels(mlflow.MapGroup("/logged-models"));
+        mlflow.MapModelRegistry();
         mlflow.MapGet("/artifacts/list", async (HttpContext http, TrackingService runs, ArtifactStore store) =>
         {
             var run = (await runs.GetRunAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), http.RequestAborted)).Info;

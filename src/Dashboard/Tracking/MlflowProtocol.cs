@@ -104,7 +104,9 @@ public sealed record SearchExperimentsRequest(long? MaxResults, string? PageToke
 public sealed record CreateRunRequest(string? ExperimentId, string? UserId, string? RunName, long? StartTime, IReadOnlyList<MlflowTag>? Tags);
 public sealed record UpdateRunRequest(string? RunId, string? RunUuid, string? Status, long? EndTime, string? RunName);
 public sealed record RunIdRequest(string? RunId);
-public sealed record LogMetricRequest(string? RunId, string? RunUuid, string? Key, double? Value, long? Timestamp, long? Step);
+/// <summary>MLflow 3's log-metric also names the logged model and the dataset a metric was evaluated on.</summary>
+public sealed record LogMetricRequest(string? RunId, string? RunUuid, string? Key, double? Value, long? Timestamp, long? Step,
+    string? ModelId = null, string? DatasetName = null, string? DatasetDigest = null);
 public sealed record LogParamRequest(string? RunId, string? RunUuid, string? Key, string? Value);
 public sealed record SetTagRequest(string? RunId, string? RunUuid, string? Key, string? Value);
 public sealed record DeleteTagRequest(string? RunId, string? Key);

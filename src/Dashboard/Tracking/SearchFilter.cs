@@ -16,7 +16,7 @@ namespace EmaLab.Dashboard.Tracking;
 /// </summary>
 public sealed partial class SearchFilter
 {
-    public enum Entity { Run, Experiment, LoggedModel }
+    public enum Entity { Run, Experiment, LoggedModel, RegisteredModel, ModelVersion }
 
     readonly List<Clause> _clauses;
 
@@ -76,16 +76,17 @@ public sealed partial class SearchFilter
 
     static Clause Check(Clause c, string filter)
     {
-        var time = c.Kind == "attributes" && IsTime(c.Name);
-        if (c.Kind == "metrics" || time)
+        // Times are milliseconds since the epoch and a version is a number: integers (MLflow reads them with int()).
+        var integer = c.Kind == "attributes" && (IsTime(c.Name) || c.Name == "version_number");
+        if (c.Kind == "metrics" || integer)
         {
             if (c.Comparator is not ("=" or "!=" or "<" or "<=" or ">" or ">="))
                 throw Invalid(filter, $"'{c.Comparator}' is not a comparator for {c.Kind}.{c.Name}: use =, !=, <, <=, > or >=");
             var text = (string)c.Value!;
-            // A time is milliseconds since the epoch, an integer (MLflow reads it with int()).
-            if (time)
-                return long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var ms) ? c with { Value = ms }
-                    : throw Invalid(filter, $"expected an integer (milliseconds since the epoch) for {c.Name}, got {text}");
+            if (integer)
+                return long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var whole) ? c with { Value = whole }
+                    : throw Invalid(filter, c.Name == "version_number" ? $"expected an integer for version_number, got {text}"
+                        : $"expected an integer (milliseconds since the epoch) for {c.Name}, got {text}");
             if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number))
                 throw Invalid(filter, $"expected a number for {c.Kind}.{c.Name}, got {text}");
             return c with { Value = number };
@@ -153,7 +154,7 @@ public sealed partial class SearchFilter
         _ => null,
     };
 
-    static bool Compare(double value, Clause c)
+    internal static bool Compare(double value, Clause c)
     {
         var target = Convert.ToDouble(c.Value, CultureInfo.InvariantCulture);
         return c.Comparator switch
@@ -164,14 +165,14 @@ public sealed partial class SearchFilter
     }
 
     /// <summary>A param's or tag's value, null when the entity has none: only IS NULL matches a missing one.</summary>
-    static bool CompareOptional(string? value, Clause c) => c.Comparator switch
+    internal static bool CompareOptional(string? value, Clause c) => c.Comparator switch
     {
         "IS NULL" => value is null,
         "IS NOT NULL" => value is not null,
         _ => value is not null && Compare(value, c),
     };
 
-    static bool Compare(string value, Clause c) => c.Comparator switch
+    internal static bool Compare(string value, Clause c) => c.Comparator switch
     {
         "=" => value == (string)c.Value!,
         "!=" => value != (string)c.Value!,
@@ -193,10 +194,14 @@ public sealed partial class SearchFilter
     static readonly string[] ExperimentAttributes = ["name", "creation_time", "last_update_time"];
     static readonly string[] LoggedModelAttributes = ["name", "model_id", "model_type", "status", "source_run_id", "creation_timestamp",
         "last_updated_timestamp"];
+    // The registry's (SearchModelUtils, SearchModelVersionUtils): what its filters may name.
+    static readonly string[] RegisteredModelAttributes = ["name"];
+    static readonly string[] ModelVersionAttributes = ["name", "version_number", "run_id", "source_path"];
 
     /// <summary>(kind, name) of <c>metrics.x</c>, <c>params."a b"</c>, <c>attributes.status</c> or a bare attribute.</summary>
     internal static (string Kind, string Name) Identifier(string token, Entity entity, string text)
     {
+        if (entity is Entity.RegisteredModel or Entity.ModelVersion) return RegistryIdentifier(token, entity);
         var dot = token.IndexOf('.');
         var prefix = dot > 0 ? token[..dot].ToLowerInvariant() : "";
         var kind = prefix switch
@@ -230,6 +235,29 @@ public sealed partial class SearchFilter
             throw Invalid(text, $"Invalid dataset key '{name}' specified. Valid keys are name, digest and context");
         if (name.Length == 0) throw Invalid(text, $"'{token}' has no name");
         return (kind, name);
+    }
+
+    /// <summary>The registry's names (SearchModelUtils._get_model_search_identifier): <c>tag.</c>/<c>tags.</c>, <c>attribute.</c>
+    /// or a bare attribute, with MLflow's messages.</summary>
+    static (string Kind, string Name) RegistryIdentifier(string token, Entity entity)
+    {
+        var known = entity == Entity.RegisteredModel ? RegisteredModelAttributes : ModelVersionAttributes;
+        var dot = token.IndexOf('.');
+        var kind = "attributes";
+        var name = token;
+        if (dot > 0)
+        {
+            kind = token[..dot] switch
+            {
+                "tag" or "tags" => "tags",
+                "attribute" => "attributes",
+                var other => throw MlflowException.Invalid($"Invalid entity type '{other}'. Valid entity types are ('attribute', 'tag', 'tags')"),
+            };
+            name = token[(dot + 1)..];
+        }
+        if (kind == "attributes" && !known.Contains(name))
+            throw MlflowException.Invalid($"Invalid attribute key '{name}' specified. Valid keys are '{{{string.Join(", ", known.Select(k => $"'{k}'"))}}}'");
+        return (kind, Unquote(name));
     }
 
     static string Unquote(string name) =>

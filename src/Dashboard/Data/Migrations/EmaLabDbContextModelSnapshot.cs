@@ -467,6 +467,104 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.ToTable("Metrics");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersion", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CreationTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("CurrentStage")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Description")
+                        .HasMaxLength(5000)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("LastUpdatedTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("ModelId")
+                        .HasMaxLength(34)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("RegisteredModelId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("RunLink")
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("RunUuid")
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Source")
+                        .IsRequired()
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("StatusMessage")
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("Step")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("StorageLocation")
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Track")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("UserId")
+                        .HasMaxLength(256)
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Version")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ModelId");
+
+                    b.HasIndex("RunUuid");
+
+                    b.HasIndex("RegisteredModelId", "Version")
+                        .IsUnique();
+
+                    b.ToTable("ModelVersions");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersionTag", b =>
+                {
+                    b.Property<long>("ModelVersionId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("ModelVersionId", "Key");
+
+                    b.ToTable("ModelVersionTag");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.PersonalToken", b =>
                 {
                     b.Property<long>("Id")
@@ -514,6 +612,95 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.HasIndex("UserId");
 
                     b.ToTable("PersonalTokens");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModel", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("CreatedBy")
+                        .HasMaxLength(256)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreationTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Description")
+                        .HasMaxLength(5000)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("LastUpdatedTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(256)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("Name")
+                        .IsUnique();
+
+                    b.ToTable("RegisteredModels");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelAlias", b =>
+                {
+                    b.Property<long>("RegisteredModelId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Alias")
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Version")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("RegisteredModelId", "Alias");
+
+                    b.ToTable("RegisteredModelAliases");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelPermission", b =>
+                {
+                    b.Property<long>("RegisteredModelId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("UserId")
+                        .HasMaxLength(450)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Permission")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("RegisteredModelId", "UserId");
+
+                    b.HasIndex("UserId");
+
+                    b.ToTable("RegisteredModelPermissions");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelTag", b =>
+                {
+                    b.Property<long>("RegisteredModelId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("RegisteredModelId", "Key");
+
+                    b.ToTable("RegisteredModelTag");
                 });
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.Run", b =>
@@ -971,11 +1158,62 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .IsRequired();
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersion", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.RegisteredModel", null)
+                        .WithMany("Versions")
+                        .HasForeignKey("RegisteredModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersionTag", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.ModelVersion", null)
+                        .WithMany("Tags")
+                        .HasForeignKey("ModelVersionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.PersonalToken", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.EmaLabUser", null)
                         .WithMany()
                         .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelAlias", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.RegisteredModel", null)
+                        .WithMany("Aliases")
+                        .HasForeignKey("RegisteredModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelPermission", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.RegisteredModel", null)
+                        .WithMany()
+                        .HasForeignKey("RegisteredModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+
+                    b.HasOne("EmaLab.Dashboard.Data.EmaLabUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelTag", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.RegisteredModel", null)
+                        .WithMany("Tags")
+                        .HasForeignKey("RegisteredModelId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });
@@ -1097,6 +1335,20 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Navigation("Params");
 
                     b.Navigation("Tags");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersion", b =>
+                {
+                    b.Navigation("Tags");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModel", b =>
+                {
+                    b.Navigation("Aliases");
+
+                    b.Navigation("Tags");
+
+                    b.Navigation("Versions");
                 });
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.Run", b =>

@@ -484,6 +484,106 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.ToTable("Metrics");
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersion", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<long>("CreationTimeMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("CurrentStage")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)");
+
+                    b.Property<string>("Description")
+                        .HasMaxLength(5000)
+                        .HasColumnType("character varying(5000)");
+
+                    b.Property<long>("LastUpdatedTimeMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("ModelId")
+                        .HasMaxLength(34)
+                        .HasColumnType("character varying(34)");
+
+                    b.Property<long>("RegisteredModelId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("RunLink")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)");
+
+                    b.Property<string>("RunUuid")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)");
+
+                    b.Property<string>("Source")
+                        .IsRequired()
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)");
+
+                    b.Property<string>("StatusMessage")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)");
+
+                    b.Property<long?>("Step")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("StorageLocation")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)");
+
+                    b.Property<string>("Track")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
+                    b.Property<string>("UserId")
+                        .HasMaxLength(256)
+                        .HasColumnType("character varying(256)");
+
+                    b.Property<int>("Version")
+                        .HasColumnType("integer");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ModelId");
+
+                    b.HasIndex("RunUuid");
+
+                    b.HasIndex("RegisteredModelId", "Version")
+                        .IsUnique();
+
+                    b.ToTable("ModelVersions");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersionTag", b =>
+                {
+                    b.Property<long>("ModelVersionId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.HasKey("ModelVersionId", "Key");
+
+                    b.ToTable("ModelVersionTag");
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.PersonalToken", b =>
                 {
                     b.Property<long>("Id")
@@ -532,6 +632,97 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.HasIndex("UserId");
 
                     b.ToTable("PersonalTokens");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModel", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<string>("CreatedBy")
+                        .HasMaxLength(256)
+                        .HasColumnType("character varying(256)");
+
+                    b.Property<long>("CreationTimeMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Description")
+                        .HasMaxLength(5000)
+                        .HasColumnType("character varying(5000)");
+
+                    b.Property<long>("LastUpdatedTimeMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(256)
+                        .HasColumnType("character varying(256)");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("Name")
+                        .IsUnique();
+
+                    b.ToTable("RegisteredModels");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelAlias", b =>
+                {
+                    b.Property<long>("RegisteredModelId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Alias")
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)");
+
+                    b.Property<int>("Version")
+                        .HasColumnType("integer");
+
+                    b.HasKey("RegisteredModelId", "Alias");
+
+                    b.ToTable("RegisteredModelAliases");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelPermission", b =>
+                {
+                    b.Property<long>("RegisteredModelId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("UserId")
+                        .HasMaxLength(450)
+                        .HasColumnType("character varying(450)");
+
+                    b.Property<string>("Permission")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.HasKey("RegisteredModelId", "UserId");
+
+                    b.HasIndex("UserId");
+
+                    b.ToTable("RegisteredModelPermissions");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelTag", b =>
+                {
+                    b.Property<long>("RegisteredModelId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("Value")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.HasKey("RegisteredModelId", "Key");
+
+                    b.ToTable("RegisteredModelTag");
                 });
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.Run", b =>
@@ -998,11 +1189,62 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                         .IsRequired();
                 });
 
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersion", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.RegisteredModel", null)
+                        .WithMany("Versions")
+                        .HasForeignKey("RegisteredModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersionTag", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.ModelVersion", null)
+                        .WithMany("Tags")
+                        .HasForeignKey("ModelVersionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
             modelBuilder.Entity("EmaLab.Dashboard.Data.PersonalToken", b =>
                 {
                     b.HasOne("EmaLab.Dashboard.Data.EmaLabUser", null)
                         .WithMany()
                         .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelAlias", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.RegisteredModel", null)
+                        .WithMany("Aliases")
+                        .HasForeignKey("RegisteredModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelPermission", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.RegisteredModel", null)
+                        .WithMany()
+                        .HasForeignKey("RegisteredModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+
+                    b.HasOne("EmaLab.Dashboard.Data.EmaLabUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModelTag", b =>
+                {
+                    b.HasOne("EmaLab.Dashboard.Data.RegisteredModel", null)
+                        .WithMany("Tags")
+                        .HasForeignKey("RegisteredModelId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });
@@ -1124,6 +1366,20 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.Navigation("Params");
 
                     b.Navigation("Tags");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.ModelVersion", b =>
+                {
+                    b.Navigation("Tags");
+                });
+
+            modelBuilder.Entity("EmaLab.Dashboard.Data.RegisteredModel", b =>
+                {
+                    b.Navigation("Aliases");
+
+                    b.Navigation("Tags");
+
+                    b.Navigation("Versions");
                 });
 
             modelBuilder.Entity("EmaLab.Dashboard.Data.Run", b =>

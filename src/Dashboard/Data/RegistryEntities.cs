@@ -18,6 +18,9 @@ public sealed class RegisteredModel
     public string? Description { get; set; }
     /// <summary>Who created it (an account's name; null without accounts), shown on the Models page.</summary>
     public string? CreatedBy { get; set; }
+    /// <summary>The highest version number ever given: the next version takes one more, in one statement (so two
+    /// registrations at once never take the same number, and a deleted number is never given again).</summary>
+    public int LastVersion { get; set; }
     public List<RegisteredModelTag> Tags { get; set; } = [];
     public List<RegisteredModelAlias> Aliases { get; set; } = [];
     public List<ModelVersion> Versions { get; set; } = [];

@@ -225,30 +225,20 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
         }
         var (whereTrack, whereStep) = await OriginAsync(db, promoted, ct);
         var now = Now;
-        ModelVersion created;
-        // Two registrations of one name at once both read the same highest number: the unique (model, version) index
-        // refuses the second, which reads again (MLflow's store retries the same way).
-        for (var attempt = 0; ; attempt++)
+        // The number is taken in one statement (UPDATE … RETURNING, on SQLite and PostgreSQL alike): registrations at
+        // once each get their own, and a number is never given twice (MLflow's store reads the highest and retries).
+        var number = (await db.Database.SqlQuery<int>(
+            $"UPDATE \"RegisteredModels\" SET \"LastVersion\" = \"LastVersion\" + 1 WHERE \"Id\" = {model.Id} RETURNING \"LastVersion\" AS \"Value\"")
+            .ToListAsync(ct)).Single();
+        var created = new ModelVersion
         {
-            var number = (await db.ModelVersions.Where(v => v.RegisteredModelId == model.Id).MaxAsync(v => (int?)v.Version, ct) ?? 0) + 1;
-            created = new ModelVersion
-            {
-                RegisteredModelId = model.Id, Version = number, CreationTimeMs = now, LastUpdatedTimeMs = now, Source = source,
-                StorageLocation = storage, RunUuid = runId, RunLink = NullIfEmpty(request.RunLink), Description = NullIfEmpty(request.Description),
-                UserId = by.Account, ModelId = modelId, Track = track ?? whereTrack, Step = step ?? whereStep,
-                Tags = tags.Select(t => new ModelVersionTag { Key = t.Key, Value = t.Value }).ToList(),
-            };
-            db.ModelVersions.Add(created);
-            try
-            {
-                await db.SaveChangesAsync(ct);
-                break;
-            }
-            catch (DbUpdateException) when (attempt < 2)
-            {
-                db.ChangeTracker.Clear();
-            }
-        }
+            RegisteredModelId = model.Id, Version = number, CreationTimeMs = now, LastUpdatedTimeMs = now, Source = source,
+            StorageLocation = storage, RunUuid = runId, RunLink = NullIfEmpty(request.RunLink), Description = NullIfEmpty(request.Description),
+            UserId = by.Account, ModelId = modelId, Track = track ?? whereTrack, Step = step ?? whereStep,
+            Tags = tags.Select(t => new ModelVersionTag { Key = t.Key, Value = t.Value }).ToList(),
+        };
+        db.ModelVersions.Add(created);
+        await db.SaveChangesAsync(ct);
         await db.RegisteredModels.Where(m => m.Id == model.Id).ExecuteUpdateAsync(set => set.SetProperty(m => m.LastUpdatedTimeMs, now), ct);
         if (promoted is not null) await TagLoggedModelAsync(db, promoted.Id, model.Name, created.Version, ct);
         await audit.RecordAsync(by, "model-version.create", Target(model.Name, created.Version), $"source={source}");
@@ -287,17 +277,19 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
             throw MlflowException.Invalid($"Model version transition cannot archive existing model versions because '{request.Stage}' is not an Active stage. Valid stages are ['Staging', 'Production']");
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var model = await FindAsync(db, request.Name, by, ExperimentPermissionLevel.Edit, ct);
-        var version = await FindVersionAsync(db, model, request.Version, ct, track: true);
+        var version = await FindVersionAsync(db, model, request.Version, ct);
         var now = Now;
-        await using var transaction = await db.Database.BeginTransactionAsync(ct);
-        if (archive)
-            await db.ModelVersions.Where(v => v.RegisteredModelId == model.Id && v.Version != version.Version && v.CurrentStage == stage)
-                .ExecuteUpdateAsync(set => set.SetProperty(v => v.CurrentStage, "Archived").SetProperty(v => v.LastUpdatedTimeMs, now), ct);
+        await InTransactionAsync(db, async () =>
+        {
+            if (archive)
+                await db.ModelVersions.Where(v => v.RegisteredModelId == model.Id && v.Version != version.Version && v.CurrentStage == stage)
+                    .ExecuteUpdateAsync(set => set.SetProperty(v => v.CurrentStage, "Archived").SetProperty(v => v.LastUpdatedTimeMs, now), ct);
+            await db.ModelVersions.Where(v => v.Id == version.Id)
+                .ExecuteUpdateAsync(set => set.SetProperty(v => v.CurrentStage, stage).SetProperty(v => v.LastUpdatedTimeMs, now), ct);
+            await db.RegisteredModels.Where(m => m.Id == model.Id).ExecuteUpdateAsync(set => set.SetProperty(m => m.LastUpdatedTimeMs, now), ct);
+        }, ct);
         version.CurrentStage = stage;
         version.LastUpdatedTimeMs = now;
-        await db.SaveChangesAsync(ct);
-        await db.RegisteredModels.Where(m => m.Id == model.Id).ExecuteUpdateAsync(set => set.SetProperty(m => m.LastUpdatedTimeMs, now), ct);
-        await transaction.CommitAsync(ct);
         await audit.RecordAsync(by, "model-version.stage", Target(model.Name, version.Version), $"stage={stage}");
         return ToDto(model, version, await AliasesOfAsync(db, model.Id, version.Version, ct));
     }
@@ -307,22 +299,19 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var model = await FindAsync(db, name, by, ExperimentPermissionLevel.Manage, ct);
-        var version = await FindVersionAsync(db, model, versionText, ct, track: true);
+        var version = await FindVersionAsync(db, model, versionText, ct);
         var now = Now;
-        await using var transaction = await db.Database.BeginTransactionAsync(ct);
-        await db.RegisteredModelAliases.Where(a => a.RegisteredModelId == model.Id && a.Version == version.Version).ExecuteDeleteAsync(ct);
-        version.CurrentStage = ModelVersion.DeletedStage;
-        version.LastUpdatedTimeMs = now;
-        version.Description = null;
-        version.UserId = null;
-        version.Source = "REDACTED-SOURCE-PATH";
-        version.StorageLocation = null;
-        version.RunUuid = "REDACTED-RUN-ID";
-        version.RunLink = "REDACTED-RUN-LINK";
-        version.StatusMessage = null;
-        await db.SaveChangesAsync(ct);
-        await db.RegisteredModels.Where(m => m.Id == model.Id).ExecuteUpdateAsync(set => set.SetProperty(m => m.LastUpdatedTimeMs, now), ct);
-        await transaction.CommitAsync(ct);
+        await InTransactionAsync(db, async () =>
+        {
+            await db.RegisteredModelAliases.Where(a => a.RegisteredModelId == model.Id && a.Version == version.Version).ExecuteDeleteAsync(ct);
+            await db.ModelVersions.Where(v => v.Id == version.Id).ExecuteUpdateAsync(set => set
+                .SetProperty(v => v.CurrentStage, ModelVersion.DeletedStage).SetProperty(v => v.LastUpdatedTimeMs, now)
+                .SetProperty(v => v.Description, (string?)null).SetProperty(v => v.UserId, (string?)null)
+                .SetProperty(v => v.Source, "REDACTED-SOURCE-PATH").SetProperty(v => v.StorageLocation, (string?)null)
+                .SetProperty(v => v.RunUuid, "REDACTED-RUN-ID").SetProperty(v => v.RunLink, "REDACTED-RUN-LINK")
+                .SetProperty(v => v.StatusMessage, (string?)null), ct);
+            await db.RegisteredModels.Where(m => m.Id == model.Id).ExecuteUpdateAsync(set => set.SetProperty(m => m.LastUpdatedTimeMs, now), ct);
+        }, ct);
         await audit.RecordAsync(by, "model-version.delete", Target(model.Name, version.Version));
     }
 
@@ -630,6 +619,16 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
         return versions.GroupBy(v => v.RegisteredModelId).ToDictionary(g => g.Key, g => g.GroupBy(v => v.CurrentStage)
             .OrderBy(stage => stage.Min(v => v.Version)).Select(stage => stage.MaxBy(v => v.Version)!).ToList());
     }
+
+    /// <summary>Statements that stand or fall together, through the execution strategy (PostgreSQL's retries on a dropped
+    /// connection take user transactions only this way).</summary>
+    static Task InTransactionAsync(EmaLabDbContext db, Func<Task> work, CancellationToken ct) =>
+        db.Database.CreateExecutionStrategy().ExecuteAsync(async () =>
+        {
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            await work();
+            await transaction.CommitAsync(ct);
+        });
 
     static async Task<IReadOnlyList<ModelVersion>> LatestOfAsync(EmaLabDbContext db, long modelId, CancellationToken ct) =>
         (await LatestVersionsAsync(db, [modelId], ct)).GetValueOrDefault(modelId) ?? [];

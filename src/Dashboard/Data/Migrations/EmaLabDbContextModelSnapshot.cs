@@ -634,6 +634,9 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Property<long>("LastUpdatedTimeMs")
                         .HasColumnType("INTEGER");
 
+                    b.Property<int>("LastVersion")
+                        .HasColumnType("INTEGER");
+
                     b.Property<string>("Name")
                         .IsRequired()
                         .HasMaxLength(256)

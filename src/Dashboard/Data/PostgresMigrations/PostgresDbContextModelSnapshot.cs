@@ -656,6 +656,9 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.Property<long>("LastUpdatedTimeMs")
                         .HasColumnType("bigint");
 
+                    b.Property<int>("LastVersion")
+                        .HasColumnType("integer");
+
                     b.Property<string>("Name")
                         .IsRequired()
                         .HasMaxLength(256)

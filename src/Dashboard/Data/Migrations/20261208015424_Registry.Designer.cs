@@ -10,7 +10,7 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 namespace EmaLab.Dashboard.Data.Migrations
 {
     [DbContext(typeof(EmaLabDbContext))]
-    [Migration("20261208014432_Registry")]
+    [Migration("20261208015424_Registry")]
     partial class Registry
     {
         /// <inheritdoc />
@@ -635,6 +635,9 @@ namespace EmaLab.Dashboard.Data.Migrations
                         .HasColumnType("TEXT");
 
                     b.Property<long>("LastUpdatedTimeMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("LastVersion")
                         .HasColumnType("INTEGER");
 
                     b.Property<string>("Name")

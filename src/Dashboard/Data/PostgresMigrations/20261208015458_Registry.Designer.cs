@@ -12,7 +12,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace EmaLab.Dashboard.Data.PostgresMigrations
 {
     [DbContext(typeof(PostgresDbContext))]
-    [Migration("20261208014435_Registry")]
+    [Migration("20261208015458_Registry")]
     partial class Registry
     {
         /// <inheritdoc />
@@ -658,6 +658,9 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
 
                     b.Property<long>("LastUpdatedTimeMs")
                         .HasColumnType("bigint");
+
+                    b.Property<int>("LastVersion")
+                        .HasColumnType("integer");
 
                     b.Property<string>("Name")
                         .IsRequired()

@@ -32,7 +32,7 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
     enum Kind { Engine, Client }
 
     /// <summary>What one operation is called on: an experiment the callers hold grants on, one engine and one client run in it.</summary>
-    sealed record Targets(long Experiment, string ExperimentName, string Throwaway, string ModelId,
+    sealed record Targets(long Experiment, string ExperimentName, string Throwaway, string ModelId, string RegisteredModel,
         (long Number, string Uuid, long Checkpoint) Engine, (long Number, string Uuid, long Checkpoint) Client)
     {
         public (long Number, string Uuid, long Checkpoint) Of(Kind kind) => kind == Kind.Engine ? Engine : Client;
@@ -123,6 +123,14 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
             await Mlflow(admin, HttpMethod.Post, "experiments/permissions/create", new { experiment_id = experiment, username = user, permission });
             callers[caller] = factory.As(user, AccountsFactory.UserPassword);
         }
+        // A registered model with a version and an alias, on which each caller holds the same level as on the experiment.
+        var registered = $"registered-{suffix}";
+        await Mlflow(admin, HttpMethod.Post, "registered-models/create", new { name = registered });
+        await Mlflow(admin, HttpMethod.Post, "model-versions/create", new { name = registered, source = "s3://bucket/model" });
+        await Mlflow(admin, HttpMethod.Post, "registered-models/alias", new { name = registered, alias = "champion", version = "1" });
+        foreach (var (caller, permission) in new[] { (Caller.NoPermission, "NO_PERMISSIONS"), (Caller.Read, "READ"), (Caller.Edit, "EDIT"), (Caller.Manage, "MANAGE") })
+            await Mlflow(admin, HttpMethod.Post, "registered-models/permissions/create",
+                new { name = registered, username = UserName(caller, suffix), permission });
         var throwaway = $"gone-{suffix}"; // the user the user-management calls act on
         await Mlflow(admin, HttpMethod.Post, "users/create", new { username = throwaway, password = AccountsFactory.UserPassword });
 
@@ -141,7 +149,7 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
             var checkpoint = (await Api.GetAsync(admin, $"/api/runs/{id}/checkpoints"))[0].GetProperty("id").GetInt64();
             engine = (id, uuid, checkpoint);
         }
-        return new Targets(long.Parse(experiment), name, throwaway, model, engine, (client.Number, client.Uuid, client.Checkpoint));
+        return new Targets(long.Parse(experiment), name, throwaway, model, registered, engine, (client.Number, client.Uuid, client.Checkpoint));
     }
 
     /// <summary>A script's run in the experiment: a metric, an artifact and a checkpoint (a safetensors artifact).</summary>
@@ -179,7 +187,8 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
                 Assert.True(endpoint is not null, $"{verb} {path.Name}: no endpoint");
                 operations.Add(new Operation(verb, path.Name, endpoint.Metadata));
             }
-        int Order(Operation o) => o.Method == "DELETE" ? (o.Path == "/api/runs/{id}" ? 3 : 2) : o.Path.EndsWith("/delete", StringComparison.Ordinal) ? 1 : 0;
+        int Order(Operation o) => o.Method == "DELETE" ? (o.Path is "/api/runs/{id}" or "/api/2.0/mlflow/registered-models/delete" ? 3 : 2)
+            : o.Path.EndsWith("/delete", StringComparison.Ordinal) ? 1 : 0;
         return operations.OrderBy(Order).ThenByDescending(o => Order(o) == 2 ? o.Path.Length : 0).ToList();
     }
 
@@ -211,6 +220,8 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
         };
         var (method, path) = (operation.Method, operation.Path);
         if (OpenToEveryone.Contains($"{method} {path}")) return true;
+        // The registry: the caller's level on the registered model, as MLflow's auth app asks it of each call.
+        if (RegistryNeeds.TryGetValue($"{method} {path}", out var onModel)) return level >= onModel;
         if (AdminsOnly.Contains($"{method} {path}") || path.StartsWith("/api/2.0/mlflow/users/", StringComparison.Ordinal)) return false;
         var needed = path.StartsWith("/api/2.0/mlflow/experiments/permissions/", StringComparison.Ordinal)
             || path.EndsWith("/delete", StringComparison.Ordinal) || path.EndsWith("/restore", StringComparison.Ordinal)
@@ -231,9 +242,41 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
         "GET /api/datasets", "POST /api/datasets",
         "DELETE /api/datasets/{name}", // its uploader or an admin: the handler knows who uploaded it (WhoDidWhatTests)
         "GET /api/account/tokens", "POST /api/account/tokens", "DELETE /api/account/tokens/{id}", // the caller's own
+        // The registry: anyone may create a registered model (and manages it); its searches list what the caller may read.
+        "POST /api/2.0/mlflow/registered-models/create", "GET /api/2.0/mlflow/registered-models/search",
+        "GET /api/2.0/mlflow/model-versions/search",
     ];
 
     static readonly HashSet<string> AdminsOnly = ["GET /api/audit"];
+
+    /// <summary>MLflow's auth app's table for the registry (mlflow/server/auth/__init__.py, BEFORE_REQUEST_VALIDATORS): reads
+    /// need READ, changes EDIT, deletions MANAGE — except a registered model's tag, which EDIT deletes.</summary>
+    static readonly Dictionary<string, ExperimentPermissionLevel> RegistryNeeds = new()
+    {
+        ["GET /api/2.0/mlflow/registered-models/get"] = ExperimentPermissionLevel.Read,
+        ["POST /api/2.0/mlflow/registered-models/get-latest-versions"] = ExperimentPermissionLevel.Read,
+        ["GET /api/2.0/mlflow/registered-models/get-latest-versions"] = ExperimentPermissionLevel.Read,
+        ["GET /api/2.0/mlflow/registered-models/alias"] = ExperimentPermissionLevel.Read,
+        ["GET /api/2.0/mlflow/model-versions/get"] = ExperimentPermissionLevel.Read,
+        ["GET /api/2.0/mlflow/model-versions/get-download-uri"] = ExperimentPermissionLevel.Read,
+        ["PATCH /api/2.0/mlflow/registered-models/update"] = ExperimentPermissionLevel.Edit,
+        ["POST /api/2.0/mlflow/registered-models/rename"] = ExperimentPermissionLevel.Edit,
+        ["POST /api/2.0/mlflow/registered-models/set-tag"] = ExperimentPermissionLevel.Edit,
+        ["DELETE /api/2.0/mlflow/registered-models/delete-tag"] = ExperimentPermissionLevel.Edit,
+        ["POST /api/2.0/mlflow/registered-models/alias"] = ExperimentPermissionLevel.Edit,
+        ["POST /api/2.0/mlflow/model-versions/create"] = ExperimentPermissionLevel.Edit,
+        ["PATCH /api/2.0/mlflow/model-versions/update"] = ExperimentPermissionLevel.Edit,
+        ["POST /api/2.0/mlflow/model-versions/transition-stage"] = ExperimentPermissionLevel.Edit,
+        ["POST /api/2.0/mlflow/model-versions/set-tag"] = ExperimentPermissionLevel.Edit,
+        ["DELETE /api/2.0/mlflow/registered-models/delete"] = ExperimentPermissionLevel.Manage,
+        ["DELETE /api/2.0/mlflow/registered-models/alias"] = ExperimentPermissionLevel.Manage,
+        ["DELETE /api/2.0/mlflow/model-versions/delete"] = ExperimentPermissionLevel.Manage,
+        ["DELETE /api/2.0/mlflow/model-versions/delete-tag"] = ExperimentPermissionLevel.Manage,
+        ["POST /api/2.0/mlflow/registered-models/permissions/create"] = ExperimentPermissionLevel.Manage,
+        ["GET /api/2.0/mlflow/registered-models/permissions/get"] = ExperimentPermissionLevel.Manage,
+        ["PATCH /api/2.0/mlflow/registered-models/permissions/update"] = ExperimentPermissionLevel.Manage,
+        ["DELETE /api/2.0/mlflow/registered-models/permissions/delete"] = ExperimentPermissionLevel.Manage,
+    };
 
     /// <summary>A refusal answers as MLflow's auth app on its paths, as a problem elsewhere.</summary>
     static bool RefusedAsDocumented(Operation operation, string body)
@@ -279,6 +322,14 @@ public abstract class AuthorizationMatrixSuite(AccountsFactory factory)
             ["permission"] = "READ",
             ["key"] = "k",
             ["value"] = "v",
+            // The registry's calls act on the registered model (a rename keeps its name, so the calls after it find it).
+            ["name"] = targets.RegisteredModel,
+            ["new_name"] = targets.RegisteredModel,
+            ["version"] = "1",
+            ["alias"] = "champion",
+            ["source"] = "s3://bucket/model",
+            ["stage"] = "Staging",
+            ["archive_existing_versions"] = false,
         };
         if (rules.Any(r => r.Of == ExperimentOf.ArtifactPath)) fields["path"] = $"{targets.Experiment}/{run.Uuid}/artifacts";
         if (operation.Method == "GET")

@@ -23,6 +23,7 @@ public static class EmaLabApi
         api.MapGroupApi();
         api.MapRunApi();
         api.MapDatasetApi();
+        api.MapRegistrationApi();
         api.MapGet("/audit", (AuditLog audit, string? actor, string? action, long? before, int? pageSize, CancellationToken ct) =>
                 audit.ListAsync(actor, action, before, pageSize ?? 100, ct))
             .ForAdmins().WithTags("Accounts")

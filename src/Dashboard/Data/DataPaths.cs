@@ -44,6 +44,15 @@ public sealed class DataPaths
     /// <summary>The post-hoc EMA snapshots the engine takes of a run it trains.</summary>
     public string PostHocDirectory(long runId) => Path.Combine(RunDirectory(runId), "posthoc");
 
+    /// <summary>A logged model's files: under its source run's folder (deleted with it — unless a registered version
+    /// promotes it: the run's deletion moves it out first, see <see cref="RegisteredModelDirectory"/>), else under <c>models/</c>.</summary>
+    public string LoggedModelDirectory(LoggedModel model) => model.SourceRunId is { } run
+        ? Path.Combine(RunDirectory(run), "models", model.Id, "artifacts")
+        : RegisteredModelDirectory(model.Id);
+
+    /// <summary>Where a logged model's files are when no run holds them: <c>models/&lt;id&gt;/artifacts</c>.</summary>
+    public string RegisteredModelDirectory(string modelId) => Path.Combine(Root, "models", modelId, "artifacts");
+
     /// <summary>A client run's artifacts (MLflow's artifact proxy stores them here).</summary>
     public string ClientArtifactsDirectory(long runId) => Path.Combine(RunDirectory(runId), "artifacts");
 

@@ -186,6 +186,29 @@ public sealed class RunService(
         }
     }
 
+    /// <summary>
+    /// A registered version keeps its files when its run goes: each logged model of the run that a version promotes leaves
+    /// the run's folder for <c>models/</c> (files first, so a crash between the two loses nothing) and stops naming the run.
+    /// </summary>
+    async Task KeepRegisteredModelsAsync(EmaLabDbContext db, long runId, CancellationToken cancellationToken)
+    {
+        var registered = await db.LoggedModels.AsNoTracking()
+            .Where(m => m.SourceRunId == runId && db.ModelVersions.Any(v => v.ModelId == m.Id && v.CurrentStage != ModelVersion.DeletedStage))
+            .ToListAsync(cancellationToken);
+        foreach (var model in registered)
+        {
+            var from = paths.LoggedModelDirectory(model);
+            var to = paths.RegisteredModelDirectory(model.Id);
+            if (Directory.Exists(from) && !Directory.Exists(to))
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(to)!);
+                Directory.Move(from, to);
+            }
+            await db.LoggedModels.Where(m => m.Id == model.Id).ExecuteUpdateAsync(set => set.SetProperty(m => m.SourceRunId, (long?)null),
+                cancellationToken);
+        }
+    }
+
     async Task<bool> DeleteStoppedAsync(long id, CancellationToken cancellationToken)
     {
         await pipeline.FlushAsync();
@@ -193,6 +216,7 @@ public sealed class RunService(
         // Metrics are many: delete them in SQL rather than loading them for the cascade.
         await db.Metrics.Where(m => m.RunId == id).ExecuteDeleteAsync(cancellationToken);
         await db.LatestMetrics.Where(m => m.RunId == id).ExecuteDeleteAsync(cancellationToken);
+        await KeepRegisteredModelsAsync(db, id, cancellationToken);
         var deleted = await db.Runs.Where(r => r.Id == id).ExecuteDeleteAsync(cancellationToken);
         versions.Advance(id); // what readers cached of it is gone
         if (deleted == 0) return false;

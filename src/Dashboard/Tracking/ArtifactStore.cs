@@ -32,10 +32,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     [GeneratedRegex(@"^(\d+)/models/(m-[0-9a-f]{32})/artifacts(?:/(.*))?$")]
     private static partial Regex ModelArtifactPath();
 
-    /// <summary>A logged model's folder: under its source run's (deleted with it), else under <c>models/</c>.</summary>
-    string ModelRoot(LoggedModel model) => model.SourceRunId is { } run
-        ? Path.Combine(paths.RunDirectory(run), "models", model.Id, "artifacts")
-        : Path.Combine(paths.Root, "models", model.Id, "artifacts");
+    string ModelRoot(LoggedModel model) => paths.LoggedModelDirectory(model);
 
     /// <summary>A path under a logged model's artifact root (<c>…/logged-models/{id}/artifacts/directories</c>).</summary>
     public async Task<Location> ResolveModelAsync(string modelId, string? relativePath, CancellationToken ct)

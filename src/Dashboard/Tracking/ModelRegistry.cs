@@ -406,10 +406,7 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
     public async Task SetAliasAsync(AliasRequest request, Caller by, CancellationToken ct)
     {
         if (request.Name is null) throw MlflowException.Missing("name");
-        var alias = ValidAlias(request.Alias);
-        if (alias.Equals(Latest, StringComparison.OrdinalIgnoreCase))
-            throw MlflowException.Invalid("'latest' alias name (case insensitive) is reserved.");
-        if (VersionAlias().IsMatch(alias)) throw MlflowException.Invalid($"Version alias name '{alias}' is reserved.");
+        var alias = ValidSettableAlias(request.Alias);
         if (request.Version is null) throw MlflowException.Missing("version");
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var model = await FindAsync(db, request.Name, by, ExperimentPermissionLevel.Edit, ct);
@@ -719,7 +716,7 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
     [GeneratedRegex(@"^[\w\-]*$")]
     private static partial Regex AliasCharacters();
 
-    static string ValidName(string? name)
+    public static string ValidName(string? name)
     {
         if (name is null) throw MlflowException.Missing("name");
         if (name.Trim().Length == 0) throw MlflowException.Invalid("Missing value for required parameter 'name'.");
@@ -729,6 +726,16 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
         if (Length(name) > RegisteredModel.MaxNameLength)
             throw MlflowException.Invalid($"'name' exceeds the maximum length of {RegisteredModel.MaxNameLength} characters");
         return name;
+    }
+
+    /// <summary>An alias that may be set: valid, and neither <c>latest</c> nor a version's name (<c>v3</c>), which MLflow reserves.</summary>
+    public static string ValidSettableAlias(string? alias)
+    {
+        var valid = ValidAlias(alias);
+        if (valid.Equals(Latest, StringComparison.OrdinalIgnoreCase))
+            throw MlflowException.Invalid("'latest' alias name (case insensitive) is reserved.");
+        if (VersionAlias().IsMatch(valid)) throw MlflowException.Invalid($"Version alias name '{valid}' is reserved.");
+        return valid;
     }
 
     static string ValidAlias(string? alias)

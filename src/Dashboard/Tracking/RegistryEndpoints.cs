@@ -121,6 +121,24 @@ public static class RegistryEndpoints
         }).ForAnyCaller(Checked);
     }
 
+    /// <summary>EMA Lab's own routes for what a run page registers: a track's checkpoint, or a script's logged model.</summary>
+    public static void MapRegistrationApi(this RouteGroupBuilder api)
+    {
+        api.MapPost("/checkpoints/{id:long}/register", async (long id, RegisterRequest request, CheckpointRegistration registration, HttpContext http) =>
+            TypedResults.Ok(await registration.RegisterCheckpointAsync(id, request.Name ?? throw new RequestValidationException("name", "Name the registered model."),
+                request.Alias, By(http), http.RequestAborted)))
+            .Needs(ExperimentPermissionLevel.Read, ExperimentOf.Checkpoint, "id").WithTags("Model registry")
+            .WithSummary("Registers a track's checkpoint as a new version of a registered model (created if new), optionally under an alias; the registry checks EDIT on the registered model.");
+        api.MapPost("/logged-models/{modelId}/register", async (string modelId, RegisterRequest request, CheckpointRegistration registration, HttpContext http) =>
+            TypedResults.Ok(await registration.RegisterLoggedModelAsync(modelId, request.Name ?? throw new RequestValidationException("name", "Name the registered model."),
+                request.Alias, By(http), http.RequestAborted)))
+            .Needs(ExperimentPermissionLevel.Read, ExperimentOf.LoggedModel, "modelId").WithTags("Model registry")
+            .WithSummary("Registers a run's logged model as a new version of a registered model, optionally under an alias.");
+    }
+
+    /// <summary>What to register under: the registered model's name and, optionally, an alias to point at the new version.</summary>
+    public sealed record RegisterRequest(string? Name, string? Alias);
+
     static Caller By(HttpContext http) => CallerClaims.Of(http) ?? throw new PermissionDeniedException("Sign in first.");
 
     static IResult LatestVersions(List<MlflowModelVersion> versions) => MlflowJson.Ok(new { model_versions = versions.Count > 0 ? versions : null });

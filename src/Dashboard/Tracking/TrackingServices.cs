@@ -9,6 +9,7 @@ public static class TrackingServices
         services.AddSingleton<LoggedModelService>();
         services.AddSingleton<ArtifactStore>();
         services.AddSingleton<ModelRegistry>();
+        services.AddSingleton<CheckpointRegistration>();
         return services;
     }
 }

@@ -32,10 +32,11 @@ public sealed record StepRange(long From, long To)
         : $"{From.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)}–{To.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)}";
 }
 
-/// <summary>The runs of a group that differ only in their seed, and what they show together.</summary>
+/// <summary>The runs of a group that differ only in their seed, and what they show together. <see cref="WinnerRun"/> is the
+/// finished seed whose final value of the best track is best: the run whose checkpoint of that track the page registers.</summary>
 public sealed record GroupConfiguration(
     string Label, IReadOnlyDictionary<string, string> Parameters, IReadOnlyList<long> RunIds, int Finished, int Unusable,
-    IReadOnlyList<TrackStatistics> Tracks, string? BestTrack);
+    IReadOnlyList<TrackStatistics> Tracks, string? BestTrack, long? WinnerRun = null);
 
 /// <summary>Everything the group page and <c>GET /api/groups/{name}</c> show, for one metric.</summary>
 public sealed record GroupAnalysis(
@@ -148,10 +149,12 @@ public sealed class GroupService(IDbContextFactory<EmaLabDbContext> dbFactory, M
             var complete = tracks.Where(t => t.Seeds == finished.Count).ToList();
             var bestTrack = complete.Count == 0 ? null
                 : (higherIsBetter ? complete.MaxBy(t => t.Final.Mean) : complete.MinBy(t => t.Final.Mean))!.Track;
+            var winners = bestTrack is null ? [] : values.Values.Where(v => v.Track == bestTrack).ToList();
+            long? winnerRun = winners.Count == 0 ? null : (higherIsBetter ? winners.MaxBy(v => v.Final) : winners.MinBy(v => v.Final))!.RunId;
             var first = configuration.First();
             configurations.Add(new GroupConfiguration(configuration.Key,
                 group.Varied.ToDictionary(k => k, k => first.Parameters.GetValueOrDefault(k) ?? ""),
-                configuration.Select(m => m.Run.Id).ToList(), finished.Count, unusable, tracks, bestTrack));
+                configuration.Select(m => m.Run.Id).ToList(), finished.Count, unusable, tracks, bestTrack, winnerRun));
         }
         var runs = group.Members.Select(m => new GroupRun(m.Run.Id, m.Run.Name, m.Run.Status.ToApi(), m.Configuration,
             m.Parameters.FirstOrDefault(p => RunParameters.IsSeed(p.Key)).Value, m.Run.Step, m.Run.TotalSteps, WireNames.Of(m.Run.Origin))).ToList();

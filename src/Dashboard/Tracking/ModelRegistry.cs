@@ -18,7 +18,7 @@ namespace EmaLab.Dashboard.Tracking;
 /// rule; registering, alias moves and deletions go into the audit log.
 /// </summary>
 public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbFactory,
-    IRegisteredModelPermissions permissions, IAuditTrail audit)
+    IRegisteredModelPermissions permissions, IAuditTrail audit, ArtifactStore artifacts)
 {
     public const int MaxTagValueLength = 100_000;
     public const int MaxSearchRegisteredModels = 1000;
@@ -457,8 +457,15 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
 
     // ---- what the pages read ----
 
-    /// <summary>A registered model with every live version (newest first), its aliases and tags, for the Models page.</summary>
-    public sealed record ModelDetail(RegisteredModel Model, IReadOnlyList<ModelVersion> Versions, ExperimentPermissionLevel Permission);
+    /// <summary>A registered model with every live version (newest first), for its page; what the caller may do with it.</summary>
+    public sealed record ModelDetail(RegisteredModel Model, IReadOnlyList<VersionView> Versions, ExperimentPermissionLevel Permission);
+
+    /// <summary>
+    /// A version as the Models page shows it: its aliases; where it came from (the run — null when deleted or not EMA
+    /// Lab's —, the track described, the step); its evaluation (the logged model's metrics); its weights' download path.
+    /// </summary>
+    public sealed record VersionView(ModelVersion Version, IReadOnlyList<string> Aliases, long? RunNumber, string? RunName, string? TrackDescription,
+        IReadOnlyList<LoggedModelMetric> Evaluation, string? WeightsPath);
 
     /// <summary>The registered models the caller may read, by name, with their version counts and aliases.</summary>
     public async Task<List<(RegisteredModel Model, int Versions)>> ListAsync(Caller by, CancellationToken ct = default)
@@ -472,13 +479,59 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
         return models.Where(m => readable?.Invoke(m.Id) ?? true).Select(m => (m, counts.GetValueOrDefault(m.Id))).ToList();
     }
 
+    /// <summary>The names of the registered models the caller may add a version to (a register form's suggestions).</summary>
+    public async Task<List<string>> EditableNamesAsync(Caller by, CancellationToken ct = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var models = await db.RegisteredModels.AsNoTracking().OrderBy(m => m.Name).Select(m => new { m.Id, m.Name }).ToListAsync(ct);
+        var names = new List<string>();
+        foreach (var model in models)
+            if (await permissions.OnRegisteredModelAsync(by, model.Id, ct) >= ExperimentPermissionLevel.Edit) names.Add(model.Name);
+        return names;
+    }
+
     public async Task<ModelDetail> DetailAsync(string name, Caller by, CancellationToken ct = default)
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var model = await FindAsync(db, name, by, ExperimentPermissionLevel.Read, ct);
         var versions = await db.ModelVersions.AsNoTracking().Include(v => v.Tags)
             .Where(v => v.RegisteredModelId == model.Id && v.CurrentStage != ModelVersion.DeletedStage).OrderByDescending(v => v.Version).ToListAsync(ct);
-        return new ModelDetail(model, versions, await permissions.OnRegisteredModelAsync(by, model.Id, ct));
+        var uuids = versions.Select(v => v.RunUuid).OfType<string>().Distinct().ToList();
+        var runs = await db.Runs.AsNoTracking().Where(r => uuids.Contains(r.Uuid)).Select(r => new { r.Uuid, r.Id, r.Name })
+            .ToDictionaryAsync(r => r.Uuid, ct);
+        var modelIds = versions.Select(v => v.ModelId).OfType<string>().Distinct().ToList();
+        var logged = await db.LoggedModels.AsNoTracking().Include(m => m.Tags).Include(m => m.Metrics).AsSplitQuery()
+            .Where(m => modelIds.Contains(m.Id)).ToDictionaryAsync(m => m.Id, ct);
+        var views = versions.Select(v =>
+        {
+            var source = v.ModelId is { } id ? logged.GetValueOrDefault(id) : null;
+            var run = v.RunUuid is { } uuid ? runs.GetValueOrDefault(uuid) : null;
+            var weights = source is null ? null : artifacts.AllFiles(source).Where(f => !f.IsDir).Select(f => f.Path)
+                .OrderBy(p => p == PyTorchFlavor.WeightsFile ? 0 : p.EndsWith(".safetensors", StringComparison.Ordinal) ? 1 : 2)
+                .FirstOrDefault(p => p.EndsWith(".safetensors", StringComparison.Ordinal) || p.EndsWith(".pth", StringComparison.Ordinal)
+                    || p.EndsWith(".pt", StringComparison.Ordinal));
+            return new VersionView(v, model.Aliases.Where(a => a.Version == v.Version).Select(a => a.Alias).Order(StringComparer.Ordinal).ToList(),
+                run?.Id, run?.Name, Describe(v.Track, source),
+                source?.Metrics.GroupBy(m => m.Key).Select(g => g.MaxBy(m => (m.Step, m.TimestampMs))!).OrderBy(m => m.Key, StringComparer.Ordinal).ToList() ?? [],
+                source is not null && weights is not null
+                    ? $"api/2.0/mlflow-artifacts/artifacts/{LoggedModelService.ArtifactUri(source)["mlflow-artifacts:/".Length..]}/{weights}" : null);
+        }).ToList();
+        return new ModelDetail(model, views, await permissions.OnRegisteredModelAsync(by, model.Id, ct));
+    }
+
+    /// <summary>What a track is, in words: raw weights, a post-hoc σ_rel, or the EMA rule's preset and decay.</summary>
+    static string? Describe(string? track, LoggedModel? source)
+    {
+        if (track is null) return null;
+        if (track == EmaLab.TrainingEngine.TrackNames.Raw) return "raw weights";
+        if (track.StartsWith("posthoc-", StringComparison.Ordinal)) return $"post-hoc reconstruction, σ_rel {track["posthoc-".Length..]}";
+        var tags = source?.Tags.ToDictionary(t => t.Key, t => t.Value) ?? [];
+        string? preset = null;
+        if (tags.GetValueOrDefault("emalab.ema_rule") is { } rule)
+            try { preset = JsonNode.Parse(rule)?["preset"]?.GetValue<string>(); }
+            catch (JsonException) { } // a rule cut at the tag's limit: the decay alone
+        var decay = tags.GetValueOrDefault("emalab.decay") is { Length: > 0 } d ? $"decay {d}" : null;
+        return string.Join(" · ", new[] { preset is null ? "EMA" : $"{preset} rule", decay }.OfType<string>());
     }
 
     /// <summary>The versions registered from a run (its page says where each went).</summary>

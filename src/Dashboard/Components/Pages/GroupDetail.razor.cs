@@ -148,4 +148,16 @@ public partial class GroupDetail
     string CsvLink() => $"api/groups/{Uri.EscapeDataString(Name)}/runs.csv?experiment={ExperimentId}";
 
     public void Dispose() => _live?.Dispose();
+
+    /// <summary>The checkpoint a group's "Register the winner" registers: the best seed's latest of the best track.</summary>
+    Checkpoint? _registering;
+    string? _registerProblem;
+
+    async Task RegisterWinnerAsync(long run, string track)
+    {
+        _registerProblem = null;
+        _registering = (await Queries.CheckpointsAsync(run))?.Where(c => c.Track == track).MaxBy(c => c.Step);
+        if (_registering is null)
+            _registerProblem = $"Run #{run} has no checkpoint of {track}: an engine run saves its tracks' checkpoints when it completes; a script's are the .safetensors files it logs.";
+    }
 }

@@ -46,6 +46,8 @@ public partial class RunDetail
     IReadOnlyList<(string Key, string Value)> _params = [];
     IReadOnlyList<EmaLab.Dashboard.Tracking.MlflowFileInfo> _artifacts = [];
     IReadOnlyList<EmaLab.Dashboard.Tracking.LoggedModelService.RunModel> _models = [];
+    /// <summary>The versions registered from this run (the checkpoints section lists them).</summary>
+    IReadOnlyList<(string Name, ModelVersion Version)> _versions = [];
 
     /// <summary>The browser tab shows how far a training run is, so it can be watched from another tab.</summary>
     string TabTitle() => TabTitle(_run, _live?.Progress.Step);
@@ -150,8 +152,15 @@ public partial class RunDetail
         _images = LoggedImages.Of(files, TrackSuffixes());
         _artifacts = _run.Origin == RunOrigin.Client ? files.Where(f => ImageFileNames.Parse(f.Path) is null).ToList() : [];
         _models = await LoggedModels.OfRunAsync(_run);
+        _versions = await Registry.OfRunAsync(_run.Uuid);
         _accuracySummary = _roles.Score is { } accuracy ? Metrics.Summaries([Id], accuracy, _roles.LowerIsBetter) : [];
         _lossSummary = _roles.Loss is { } lossKey ? Metrics.Summaries([Id], lossKey, lowerIsBetter: true) : [];
+    }
+
+    async Task ReloadVersionsAsync(EmaLab.Dashboard.Tracking.MlflowModelVersion registered)
+    {
+        _versions = await Registry.OfRunAsync(_run!.Uuid);
+        _models = await LoggedModels.OfRunAsync(_run);
     }
 
     void LoadHistory()

@@ -93,6 +93,8 @@ public partial class RunsList
     List<Row>? _rows;
     Dictionary<long, string> _experiments = [];
     long? _confirmDelete;
+    /// <summary>The registered versions of the run whose deletion is being confirmed (the dialog says their files stay).</summary>
+    int _registeredFromDeleted;
     EmaLab.Dashboard.Security.ExperimentAccess _access = EmaLab.Dashboard.Security.ExperimentAccess.Nothing;
     string? _message;
     LiveEvents? _live;
@@ -284,6 +286,12 @@ public partial class RunsList
 
     Task CancelAsync(long id) => Safely(async () => Report((await RunService.CancelAsync(id, await Access.ActingAsync())).Item2));
     Task ResumeAsync(long id) => Safely(async () => Report((await RunService.ResumeAsync(id, await Access.ActingAsync())).Item2));
+
+    async Task ConfirmDeleteAsync(long id, string trackingId)
+    {
+        _registeredFromDeleted = (await Registry.OfRunAsync(trackingId)).Count;
+        _confirmDelete = id;
+    }
 
     Task DeleteAsync(long id) => Safely(async () =>
     {

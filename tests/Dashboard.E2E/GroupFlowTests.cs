@@ -77,6 +77,7 @@ public sealed class GroupFlowTests : IClassFixture<BrowserFixture>
         await download.SaveAsAsync(png);
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(png)[..4]);
 
+        var groupUrl = page.Url;
         // Dark mode, as a system set to dark shows it.
         var dark = await fixture.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fixture.BaseUrl, ColorScheme = ColorScheme.Dark, ViewportSize = new() { Width = 1280, Height = 900 } });
         var darkPage = await dark.NewPageAsync();
@@ -86,6 +87,9 @@ public sealed class GroupFlowTests : IClassFixture<BrowserFixture>
         Assert.Equal("rgb(15, 19, 27)", await darkPage.EvaluateAsync<string>("() => getComputedStyle(document.documentElement).backgroundColor"));
         await darkPage.ScreenshotAsync(new() { Path = Shot("13-group-dark.png"), FullPage = true });
         await dark.CloseAsync();
+
+        await RegistryFlow(page);
+        await page.GotoAsync(groupUrl);
 
         await page.GetByRole(AriaRole.Link, new() { Name = "Compare runs" }).ClickAsync();
         await Assertions.Expect(page.Locator("[data-testid=compare-table] tbody tr")).ToHaveCountAsync(3);
@@ -118,6 +122,51 @@ public sealed class GroupFlowTests : IClassFixture<BrowserFixture>
         await Assertions.Expect(page).ToHaveURLAsync(new Regex("/runs/\\d+$"));
         await Assertions.Expect(page.Locator(".badge").First).ToHaveTextAsync("completed", Patient);
         Directory.Delete(folder, recursive: true);
+    }
+
+    /// <summary>
+    /// The registry: the group's winner registered under <c>champion</c>, another track registered from a run page, the alias
+    /// moved to it on the Models page and its weights downloaded.
+    /// </summary>
+    async Task RegistryFlow(IPage page)
+    {
+        var best = (await page.Locator("[data-testid=best-track] strong").TextContentAsync())!.Trim();
+        await page.ClickAsync("[data-testid=register-winner]");
+        await page.FillAsync("#register-name", "e2e-digits");
+        await page.FillAsync("#register-alias", "champion");
+        await page.ClickAsync("#register-submit");
+        await Assertions.Expect(page.GetByTestId("registered")).ToContainTextAsync("e2e-digits v1 (champion)");
+
+        var group = System.Text.Json.JsonDocument.Parse(await (await page.APIRequest.GetAsync("api/groups/e2e%20seeds?experiment=0")).TextAsync()).RootElement;
+        var winner = group.GetProperty("configurations")[0].GetProperty("winnerRun").GetInt64();
+        var other = group.GetProperty("runs").EnumerateArray().Select(r => r.GetProperty("id").GetInt64()).First(id => id != winner);
+        await page.GotoAsync($"runs/{other}");
+        await page.ClickAsync("button[data-register-track='raw']");
+        await page.FillAsync("#register-name", "e2e-digits");
+        await page.ClickAsync("#register-submit");
+        await Assertions.Expect(page.GetByTestId("registered")).ToContainTextAsync("e2e-digits v2");
+        await Assertions.Expect(page.GetByTestId("run-versions")).ToContainTextAsync("e2e-digits v2 · raw");
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Models" }).First.ClickAsync();
+        await Assertions.Expect(page.Locator("tr[data-model='e2e-digits'] [data-alias='champion']")).ToHaveTextAsync("champion → v1");
+        await page.ScreenshotAsync(new() { Path = Shot("16-models.png"), FullPage = true });
+        await page.ClickAsync("tr[data-model='e2e-digits'] a");
+        await Assertions.Expect(page.Locator("[data-testid=versions] tbody tr")).ToHaveCountAsync(2);
+        await Assertions.Expect(page.Locator("tr[data-version='1']")).ToContainTextAsync(best);
+        await Assertions.Expect(page.Locator("tr[data-version='1'] [data-testid=evaluation]")).ToContainTextAsync("eval_accuracy");
+        await page.FillAsync("#alias", "champion");
+        await page.SelectOptionAsync("#alias-version", "2");
+        await page.ClickAsync("#set-alias");
+        await Assertions.Expect(page.Locator("[data-testid=aliases] [data-alias='champion']")).ToContainTextAsync("champion → v2");
+        await page.ScreenshotAsync(new() { Path = Shot("17-registered-model.png"), FullPage = true });
+
+        var download = await page.RunAndWaitForDownloadAsync(() => page.Locator("tr[data-version='2'] [data-testid=download-version]").ClickAsync());
+        var file = Path.Combine(fixture.ScreenshotDirectory, "registered.safetensors");
+        await download.SaveAsAsync(file);
+        // The run's raw checkpoint, byte for byte.
+        var checkpoints = System.Text.Json.JsonDocument.Parse(await (await page.APIRequest.GetAsync($"api/runs/{other}/checkpoints")).TextAsync()).RootElement;
+        var raw = checkpoints.EnumerateArray().Single(c => c.GetProperty("track").GetString() == "raw");
+        Assert.Equal(raw.GetProperty("sha256").GetString(), Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(file))));
     }
 
     /// <summary>The images and labels as IDX files (gzip), the format MNIST and Fashion-MNIST are published in.</summary>

@@ -149,8 +149,17 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
                 : SearchFilter.Compare(m.Name, c)));
         var sortedIds = Sort(matching.ToList(), order, m => m.Name, m => m.CreationTimeMs, m => m.LastUpdatedTimeMs).Select(m => m.Id).ToList();
         var (pageIds, next) = TrackingService.Page(sortedIds, request.PageToken, (int)max);
-        var models = await db.RegisteredModels.AsNoTracking().Include(m => m.Tags).Include(m => m.Aliases).AsSplitQuery()
-            .Where(m => pageIds.Contains(m.Id)).ToDictionaryAsync(m => m.Id, ct);
+        // Three plain queries: EF's split query of the same (Include, Include) took half a second for a page of 1,000 on SQLite.
+        var models = await db.RegisteredModels.AsNoTracking().Where(m => pageIds.Contains(m.Id)).ToDictionaryAsync(m => m.Id, ct);
+        var tagsOf = (await db.Set<RegisteredModelTag>().AsNoTracking().Where(t => pageIds.Contains(t.RegisteredModelId)).ToListAsync(ct))
+            .ToLookup(t => t.RegisteredModelId);
+        var aliasesOf = (await db.RegisteredModelAliases.AsNoTracking().Where(a => pageIds.Contains(a.RegisteredModelId)).ToListAsync(ct))
+            .ToLookup(a => a.RegisteredModelId);
+        foreach (var (id, model) in models)
+        {
+            model.Tags = tagsOf[id].ToList();
+            model.Aliases = aliasesOf[id].ToList();
+        }
         var latest = await LatestVersionsAsync(db, pageIds, ct);
         // MLflow's search reads the newest version per stage with a window over (name, stage): they come in stage order.
         return (pageIds.Select(id => ToDto(models[id], (latest.GetValueOrDefault(id) ?? []).OrderBy(v => v.CurrentStage, StringComparer.Ordinal).ToList()))
@@ -664,10 +673,15 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
     static async Task<Dictionary<long, List<ModelVersion>>> LatestVersionsAsync(EmaLabDbContext db, IReadOnlyCollection<long> modelIds,
         CancellationToken ct)
     {
-        var versions = await db.ModelVersions.AsNoTracking().Include(v => v.Tags)
-            .Where(v => modelIds.Contains(v.RegisteredModelId) && v.CurrentStage != ModelVersion.DeletedStage).ToListAsync(ct);
-        return versions.GroupBy(v => v.RegisteredModelId).ToDictionary(g => g.Key, g => g.GroupBy(v => v.CurrentStage)
-            .OrderBy(stage => stage.Min(v => v.Version)).Select(stage => stage.MaxBy(v => v.Version)!).ToList());
+        // The numbers first (a search's page of 1,000 models has 10,000 versions), then the few newest ones whole.
+        var numbers = await db.ModelVersions.AsNoTracking()
+            .Where(v => modelIds.Contains(v.RegisteredModelId) && v.CurrentStage != ModelVersion.DeletedStage)
+            .Select(v => new { v.Id, v.RegisteredModelId, v.Version, v.CurrentStage }).ToListAsync(ct);
+        var latest = numbers.GroupBy(v => v.RegisteredModelId).ToDictionary(g => g.Key, g => g.GroupBy(v => v.CurrentStage)
+            .OrderBy(stage => stage.Min(v => v.Version)).Select(stage => stage.MaxBy(v => v.Version)!.Id).ToList());
+        var ids = latest.Values.SelectMany(v => v).ToList();
+        var versions = await db.ModelVersions.AsNoTracking().Include(v => v.Tags).Where(v => ids.Contains(v.Id)).ToDictionaryAsync(v => v.Id, ct);
+        return latest.ToDictionary(l => l.Key, l => l.Value.Select(id => versions[id]).ToList());
     }
 
     /// <summary>Statements that stand or fall together, through the execution strategy (PostgreSQL's retries on a dropped

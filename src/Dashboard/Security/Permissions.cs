@@ -208,9 +208,16 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
         var db = scope.ServiceProvider.GetRequiredService<EmaLabDbContext>();
         if (!await db.Experiments.AnyAsync(e => e.Id == id, cancel))
             throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Could not find experiment with ID {experimentId}");
-        var user = await scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByNameAsync(userName)
+        return (id, await UserNamedAsync(userName));
+    }
+
+    /// <summary>The user a grant names (MLflow: <c>User with username=… not found</c>).</summary>
+    async Task<EmaLabUser> UserNamedAsync(string? userName)
+    {
+        if (userName is null) throw MlflowException.Missing("username");
+        using var scope = scopes.CreateScope();
+        return await scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByNameAsync(userName)
             ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"User with username={userName} not found");
-        return (id, user);
     }
 
     // ---- registered models: the same levels, per model (MLflow's registered_model_permissions) ----
@@ -266,11 +273,7 @@ public sealed class Permissions(IServiceScopeFactory scopes, IOptions<EmaLabOpti
     async Task<(long Id, EmaLabUser User)> ResolveModelAsync(Caller by, string? name, string? userName, CancellationToken cancel)
     {
         var id = await RequireModelManagerAsync(by, name, cancel);
-        if (userName is null) throw MlflowException.Missing("username");
-        using var scope = scopes.CreateScope();
-        var user = await scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByNameAsync(userName)
-            ?? throw new MlflowException(MlflowException.ResourceDoesNotExist, $"User with username={userName} not found");
-        return (id, user);
+        return (id, await UserNamedAsync(userName));
     }
 
     /// <summary>A user's grants on registered models, for MLflow's <c>users/get</c>.</summary>

@@ -19,41 +19,44 @@ public sealed class CheckpointRegistration(IDbContextFactory<EmaLabDbContext> db
     /// <summary>A logged model made from a checkpoint carries its id, so registering the checkpoint again reuses it.</summary>
     public const string CheckpointTag = "emalab.checkpoint";
 
-    public async Task<MlflowModelVersion> RegisterCheckpointAsync(long checkpointId, string name, string? alias, Caller by,
-        CancellationToken ct = default)
+    public Task<MlflowModelVersion> RegisterCheckpointAsync(long checkpointId, string name, string? alias, Caller by,
+        CancellationToken ct = default) => SaidAsRefusals(async () =>
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var checkpoint = await db.Checkpoints.AsNoTracking().SingleOrDefaultAsync(c => c.Id == checkpointId, ct)
             ?? throw new NotFoundException($"Checkpoint {checkpointId} does not exist.");
         var run = await db.Runs.AsNoTracking().SingleAsync(r => r.Id == checkpoint.RunId, ct);
         await experiments.RequireAsync(by, run.ExperimentId, ExperimentPermissionLevel.Read, ct);
+        // Refused before the checkpoint becomes a logged model: a refusal leaves nothing behind.
+        await RequireRegistrableAsync(name, alias, by, ct);
         var id = checkpointId.ToString(CultureInfo.InvariantCulture);
         var model = await db.LoggedModels.AsNoTracking()
             .Where(m => m.SourceRunId == run.Id && !m.Deleted && m.Tags.Any(t => t.Key == CheckpointTag && t.Value == id)).FirstOrDefaultAsync(ct)
             ?? await LogCheckpointAsync(db, checkpoint, run, ct);
         return await RegisterAsync(name, model.Id, run.Uuid, alias, by, ct, checkpoint.Track, checkpoint.Step);
-    }
+    });
 
     /// <summary>A logged model a script's run logged (<c>mlflow.pytorch.log_model</c>), registered as it is.</summary>
-    public async Task<MlflowModelVersion> RegisterLoggedModelAsync(string modelId, string name, string? alias, Caller by, CancellationToken ct = default)
+    public Task<MlflowModelVersion> RegisterLoggedModelAsync(string modelId, string name, string? alias, Caller by, CancellationToken ct = default) =>
+        SaidAsRefusals(async () =>
     {
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var model = await LoggedModelService.FindAsync(db, modelId, ct);
         await experiments.RequireAsync(by, model.ExperimentId, ExperimentPermissionLevel.Read, ct);
+        await RequireRegistrableAsync(name, alias, by, ct);
         var runUuid = model.SourceRunId is { } runId ? await db.Runs.Where(r => r.Id == runId).Select(r => r.Uuid).SingleOrDefaultAsync(ct) : null;
         return await RegisterAsync(name, model.Id, runUuid, alias, by, ct);
-    }
+    });
 
     /// <summary>
-    /// The version, under a new or existing name. The registry's refusals are said as the pages and the API say theirs: a
-    /// bad name or alias by its field (checked before anything is written), a missing thing as not found.
+    /// The registry's refusals as the pages and the API say theirs: a bad name or alias by its field (both checked before
+    /// anything is written), a missing thing as not found; a missing permission is already the pages' refusal.
     /// </summary>
-    async Task<MlflowModelVersion> RegisterAsync(string name, string modelId, string? runUuid, string? alias, Caller by, CancellationToken ct,
-        string? track = null, long? step = null)
+    static async Task<MlflowModelVersion> SaidAsRefusals(Func<Task<MlflowModelVersion>> registration)
     {
         try
         {
-            return await RegisterCheckedAsync(name, modelId, runUuid, alias, by, ct, track, step);
+            return await registration();
         }
         catch (MlflowException e) when (e.ErrorCode == MlflowException.InvalidParameterValue)
         {
@@ -65,12 +68,18 @@ public sealed class CheckpointRegistration(IDbContextFactory<EmaLabDbContext> db
         }
     }
 
-    async Task<MlflowModelVersion> RegisterCheckedAsync(string name, string modelId, string? runUuid, string? alias, Caller by, CancellationToken ct,
-        string? track, long? step)
+    /// <summary>The name and the alias are valid, and the caller may add a version under the name.</summary>
+    async Task RequireRegistrableAsync(string name, string? alias, Caller by, CancellationToken ct)
     {
-        // Both names are checked before anything is written: a refused alias leaves no version behind.
         ModelRegistry.ValidName(name);
         if (!string.IsNullOrEmpty(alias)) ModelRegistry.ValidSettableAlias(alias);
+        await registry.RequireCanAddVersionAsync(name, by, ct);
+    }
+
+    /// <summary>The version, under a new or existing name, and the alias moved to it.</summary>
+    async Task<MlflowModelVersion> RegisterAsync(string name, string modelId, string? runUuid, string? alias, Caller by, CancellationToken ct,
+        string? track = null, long? step = null)
+    {
         try
         {
             await registry.CreateRegisteredModelAsync(new CreateRegisteredModelRequest(name, null, null), by, ct);

@@ -476,6 +476,14 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
     public sealed record VersionView(ModelVersion Version, IReadOnlyList<string> Aliases, long? RunNumber, string? RunName, string? TrackDescription,
         IReadOnlyList<LoggedModelMetric> Evaluation, string? WeightsPath);
 
+    /// <summary>Refuses unless the caller may add a version under <paramref name="name"/>: EDIT on it when it exists (anyone
+    /// may create a new one). Checked before a registration writes anything of its own.</summary>
+    public async Task RequireCanAddVersionAsync(string name, Caller by, CancellationToken ct = default)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        if (await db.RegisteredModels.AnyAsync(m => m.Name == name, ct)) await FindAsync(db, name, by, ExperimentPermissionLevel.Edit, ct);
+    }
+
     /// <summary>The registered models the caller may read, by name, with their version counts and aliases.</summary>
     public async Task<List<(RegisteredModel Model, int Versions)>> ListAsync(Caller by, CancellationToken ct = default)
     {

@@ -15,6 +15,7 @@ static class PageServices
         typeof(RunService), typeof(ActiveRuns), typeof(RunEventHub), typeof(MetricQueries), typeof(IDbContextFactory<EmaLabDbContext>),
         typeof(Tracking.ArtifactStore), typeof(PostHocService), typeof(Groups.GroupService), typeof(Datasets.DatasetStore),
         typeof(RunQueries), typeof(Tracking.LoggedModelService), typeof(Hosting.AccessMode), typeof(Security.Permissions), typeof(Security.AuditLog),
+        typeof(Tracking.ModelRegistry), typeof(Tracking.CheckpointRegistration),
     ];
 
     /// <summary>Registers the app's page services in <paramref name="context"/>; returns Plotly's interop module (to count its calls).</summary>

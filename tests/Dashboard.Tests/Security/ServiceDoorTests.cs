@@ -5,6 +5,7 @@ using EmaLab.Dashboard.Groups;
 using EmaLab.Dashboard.Hosting;
 using EmaLab.Dashboard.Runs;
 using EmaLab.Dashboard.Security;
+using EmaLab.Dashboard.Tracking;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -20,13 +21,17 @@ namespace EmaLab.Dashboard.Tests;
 public sealed class ServiceDoorTests(AccountsFactory factory) : IClassFixture<AccountsFactory>
 {
     static readonly Type[] Doors =
-        [typeof(RunService), typeof(PostHocService), typeof(GroupService), typeof(DatasetStore), typeof(AccountService), typeof(Permissions)];
+        [typeof(RunService), typeof(PostHocService), typeof(GroupService), typeof(DatasetStore), typeof(AccountService), typeof(Permissions),
+            typeof(ModelRegistry), typeof(CheckpointRegistration)];
 
     /// <summary>What each door needs, and an attempt by someone without it (the product's policy, written out here).</summary>
     sealed record Door(string Needs, Func<Context, Task> AttemptWithout);
 
     /// <summary>The app's services, a finished run in the default experiment, and callers at each level on that experiment.</summary>
-    sealed record Context(IServiceProvider Services, long RunId, Caller Reader, Caller Editor, Caller Admin, string ReaderName)
+    /// <summary><see cref="Model"/> is a registered model the admin made, with version 1 under <c>champion</c>; the reader reads it
+    /// by the default (READ) and may change nothing of it. <see cref="LoggedModel"/> is a logged model of the run's experiment.</summary>
+    sealed record Context(IServiceProvider Services, long RunId, Caller Reader, Caller Editor, Caller Admin, string ReaderName,
+        long CheckpointId = 0, string Model = "", string LoggedModel = "")
     {
         public T Get<T>() where T : notnull => Services.GetRequiredService<T>();
     }
@@ -70,6 +75,43 @@ public sealed class ServiceDoorTests(AccountsFactory factory) : IClassFixture<Ac
         ["Permissions.GetAsync"] = new("MANAGE", c => c.Get<Permissions>().GetAsync("0", c.ReaderName, c.Editor, default)),
         ["Permissions.UpdateAsync"] = new("MANAGE", c => c.Get<Permissions>().UpdateAsync("0", c.ReaderName, "MANAGE", c.Editor, default)),
         ["Permissions.DeleteAsync"] = new("MANAGE", c => c.Get<Permissions>().DeleteAsync("0", c.ReaderName, c.Editor, default)),
+        // The registry: EDIT on the registered model to change it, MANAGE to delete and grant (MLflow's auth table).
+        ["Permissions.CreateModelGrantAsync"] = new("MANAGE on the model", c => c.Get<Permissions>().CreateModelGrantAsync(c.Model, c.ReaderName, "MANAGE", c.Editor, default)),
+        ["Permissions.GetModelGrantAsync"] = new("MANAGE on the model", c => c.Get<Permissions>().GetModelGrantAsync(c.Model, c.ReaderName, c.Editor, default)),
+        ["Permissions.UpdateModelGrantAsync"] = new("MANAGE on the model", c => c.Get<Permissions>().UpdateModelGrantAsync(c.Model, c.ReaderName, "MANAGE", c.Editor, default)),
+        ["Permissions.DeleteModelGrantAsync"] = new("MANAGE on the model", c => c.Get<Permissions>().DeleteModelGrantAsync(c.Model, c.ReaderName, c.Editor, default)),
+        ["ModelRegistry.CreateRegisteredModelAsync"] = new("any signed-in user: its creator manages it (RegistryPermissionTests)", _ => Task.CompletedTask),
+        ["ModelRegistry.UpdateRegisteredModelAsync"] = new("EDIT on the model",
+            c => c.Get<ModelRegistry>().UpdateRegisteredModelAsync(new UpdateRegisteredModelRequest(c.Model, "changed"), c.Reader, default)),
+        ["ModelRegistry.RenameRegisteredModelAsync"] = new("EDIT on the model",
+            c => c.Get<ModelRegistry>().RenameRegisteredModelAsync(new RenameRegisteredModelRequest(c.Model, c.Model + "-x"), c.Reader, default)),
+        ["ModelRegistry.DeleteRegisteredModelAsync"] = new("MANAGE on the model", c => c.Get<ModelRegistry>().DeleteRegisteredModelAsync(c.Model, c.Reader, default)),
+        ["ModelRegistry.SetRegisteredModelTagAsync"] = new("EDIT on the model",
+            c => c.Get<ModelRegistry>().SetRegisteredModelTagAsync(new RegisteredModelTagRequest(c.Model, "k", "v"), c.Reader, default)),
+        ["ModelRegistry.DeleteRegisteredModelTagAsync"] = new("EDIT on the model",
+            c => c.Get<ModelRegistry>().DeleteRegisteredModelTagAsync(new RegisteredModelTagRequest(c.Model, "team", null), c.Reader, default)),
+        ["ModelRegistry.CreateModelVersionAsync"] = new("EDIT on the model",
+            c => c.Get<ModelRegistry>().CreateModelVersionAsync(new CreateModelVersionRequest(c.Model, "s3://b/m", null, null, null, null, null), c.Reader, default)),
+        ["ModelRegistry.UpdateModelVersionAsync"] = new("EDIT on the model",
+            c => c.Get<ModelRegistry>().UpdateModelVersionAsync(new UpdateModelVersionRequest(c.Model, "1", "changed"), c.Reader, default)),
+        ["ModelRegistry.TransitionStageAsync"] = new("EDIT on the model",
+            c => c.Get<ModelRegistry>().TransitionStageAsync(new TransitionStageRequest(c.Model, "1", "Production", false), c.Reader, default)),
+        ["ModelRegistry.DeleteModelVersionAsync"] = new("MANAGE on the model", c => c.Get<ModelRegistry>().DeleteModelVersionAsync(c.Model, "1", c.Reader, default)),
+        ["ModelRegistry.SetModelVersionTagAsync"] = new("EDIT on the model",
+            c => c.Get<ModelRegistry>().SetModelVersionTagAsync(new ModelVersionTagRequest(c.Model, "1", "k", "v"), c.Reader, default)),
+        ["ModelRegistry.DeleteModelVersionTagAsync"] = new("MANAGE on the model",
+            c => c.Get<ModelRegistry>().DeleteModelVersionTagAsync(new ModelVersionTagRequest(c.Model, "1", "quality", null), c.Reader, default)),
+        ["ModelRegistry.SetAliasAsync"] = new("EDIT on the model",
+            c => c.Get<ModelRegistry>().SetAliasAsync(new AliasRequest(c.Model, "champion", "1"), c.Reader, default)),
+        ["ModelRegistry.DeleteAliasAsync"] = new("MANAGE on the model",
+            c => c.Get<ModelRegistry>().DeleteAliasAsync(new AliasRequest(c.Model, "champion", null), c.Reader, default)),
+        ["ModelRegistry.RequireCanAddVersionAsync"] = new("EDIT on the model", c => c.Get<ModelRegistry>().RequireCanAddVersionAsync(c.Model, c.Reader)),
+        // Registering a track reads the run (READ on its experiment) and adds a version (EDIT on the model): refused before
+        // the checkpoint becomes a logged model, so nothing is left behind.
+        ["CheckpointRegistration.RegisterCheckpointAsync"] = new("EDIT on the model",
+            c => c.Get<CheckpointRegistration>().RegisterCheckpointAsync(c.CheckpointId, c.Model, "champion", c.Reader)),
+        ["CheckpointRegistration.RegisterLoggedModelAsync"] = new("EDIT on the model",
+            c => c.Get<CheckpointRegistration>().RegisterLoggedModelAsync(c.LoggedModel, c.Model, null, c.Reader)),
     };
 
     /// <summary>Methods that take a caller but change nothing a person asked for: what the caller may do, and the
@@ -80,6 +122,20 @@ public sealed class ServiceDoorTests(AccountsFactory factory) : IClassFixture<Ac
         ["Permissions.OnExperimentAsync"] = "reads what the caller may do",
         ["Permissions.ReadableAsync"] = "reads what the caller may do",
         ["Permissions.GrantCreatorAsync"] = "whoever creates an experiment manages it: part of creating one (MLflow's experiments/create)",
+        ["Permissions.OnRegisteredModelAsync"] = "reads what the caller may do",
+        ["Permissions.ReadableModelsAsync"] = "reads what the caller may do",
+        ["Permissions.GrantModelCreatorAsync"] = "whoever creates a registered model manages it: part of creating one",
+        // Reads: READ on the model (RegistryPermissionTests refuses a caller with NO_PERMISSIONS); lists leave out the rest.
+        ["ModelRegistry.GetRegisteredModelAsync"] = "reads",
+        ["ModelRegistry.GetLatestVersionsAsync"] = "reads",
+        ["ModelRegistry.GetModelVersionAsync"] = "reads",
+        ["ModelRegistry.GetDownloadUriAsync"] = "reads",
+        ["ModelRegistry.GetByAliasAsync"] = "reads",
+        ["ModelRegistry.DetailAsync"] = "reads",
+        ["ModelRegistry.SearchRegisteredModelsAsync"] = "lists what the caller may read",
+        ["ModelRegistry.SearchModelVersionsAsync"] = "lists what the caller may read",
+        ["ModelRegistry.ListAsync"] = "lists what the caller may read",
+        ["ModelRegistry.EditableNamesAsync"] = "lists what the caller may change",
     };
 
     [Fact]
@@ -124,7 +180,18 @@ public sealed class ServiceDoorTests(AccountsFactory factory) : IClassFixture<Ac
             var user = scope.ServiceProvider.GetRequiredService<UserManager<EmaLabUser>>().FindByNameAsync(name).GetAwaiter().GetResult()!;
             return AccountService.CallerOf(user, CallerKind.Password);
         }
-        var context = new Context(services, run.Id(), CallerOf(readerName), CallerOf(editorName), Caller.Local, readerName);
+        var checkpoint = (await Api.GetAsync(admin, $"/api/runs/{run.Id()}/checkpoints"))[0].GetProperty("id").GetInt64();
+        var model = $"door-{Guid.NewGuid():N}"[..13];
+        foreach (var (path, body) in new[]
+        {
+            ("registered-models/create", $$"""{"name": "{{model}}", "tags": [{"key": "team", "value": "vision"}]}"""),
+            ("model-versions/create", $$"""{"name": "{{model}}", "source": "s3://b/m", "tags": [{"key": "quality", "value": "good"}]}"""),
+            ("registered-models/alias", $$"""{"name": "{{model}}", "alias": "champion", "version": "1"}"""),
+        })
+            await Api.OkAsync(await admin.PostAsync($"/api/2.0/mlflow/{path}", Api.JsonBody(body)));
+        var logged = (await Api.OkAsync(await admin.PostAsync("/api/2.0/mlflow/logged-models", Api.JsonBody("""{"experiment_id": "0", "name": "door"}"""))))
+            .GetProperty("model").GetProperty("info").GetProperty("model_id").GetString()!;
+        var context = new Context(services, run.Id(), CallerOf(readerName), CallerOf(editorName), Caller.Local, readerName, checkpoint, model, logged);
 
         var dbFactory = services.GetRequiredService<IDbContextFactory<EmaLabDbContext>>();
         async Task<string> StateAsync()
@@ -134,8 +201,12 @@ public sealed class ServiceDoorTests(AccountsFactory factory) : IClassFixture<Ac
             var users = string.Join(";", await db.Users.OrderBy(u => u.UserName).Select(u => $"{u.UserName}:{u.IsAdmin}:{u.PasswordHash}").ToListAsync());
             var grants = string.Join(";", await db.ExperimentPermissions.OrderBy(p => p.UserId).Select(p => $"{p.ExperimentId}:{p.UserId}:{p.Permission}").ToListAsync());
             var audit = await db.AuditEntries.CountAsync();
+            var registry = string.Join(";", await db.RegisteredModels.OrderBy(m => m.Id).Select(m => $"{m.Name}:{m.Description}:{m.Tags.Count}:{m.Aliases.Count}:{m.LastVersion}").ToListAsync())
+                + string.Join(";", await db.ModelVersions.OrderBy(v => v.Id).Select(v => $"{v.Version}:{v.CurrentStage}:{v.Description}:{v.Tags.Count}").ToListAsync())
+                + string.Join(";", await db.RegisteredModelPermissions.OrderBy(p => p.UserId).Select(p => $"{p.RegisteredModelId}:{p.UserId}:{p.Permission}").ToListAsync())
+                + $":{await db.LoggedModels.CountAsync()}";
             // Only this test's dataset: other test classes upload and delete theirs at the same time.
-            return $"{runs}|{users}|{grants}|{audit}|{TrainingEngine.Data.DatasetCatalog.Find(Dataset) is not null}";
+            return $"{runs}|{users}|{grants}|{audit}|{registry}|{TrainingEngine.Data.DatasetCatalog.Find(Dataset) is not null}";
         }
 
         var failures = new List<string>();

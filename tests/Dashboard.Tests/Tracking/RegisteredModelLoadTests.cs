@@ -18,6 +18,7 @@ public sealed partial class RegisteredModelLoadTests : IDisposable
     [Theory]
     [InlineData("mlp", "Sequential")]
     [InlineData("resnet", "ResNet")]
+    [InlineData("unet", "DiffusionUNet")]
     public async Task A_registered_track_loads_by_its_alias_as_the_docs_network_with_the_checkpoints_weights(string model, string pythonClass)
     {
         using var server = await ChildServer.StartAsync(_data);
@@ -28,6 +29,12 @@ public sealed partial class RegisteredModelLoadTests : IDisposable
             spec.Remove("hidden");
             spec["channels"] = new System.Text.Json.Nodes.JsonArray(8, 8);
             spec["blocks"] = 1;
+        }
+        if (model == "unet")
+        {
+            spec.Remove("hidden");
+            spec["channels"] = new System.Text.Json.Nodes.JsonArray(8, 16);
+            spec["diffusion"] = new System.Text.Json.Nodes.JsonObject { ["samples"] = 100, ["finalSamples"] = 100, ["samplingSteps"] = 4 };
         }
         var run = (await Api.CreateAsync(server.Client, spec)).Id();
         await Api.WaitForFinishAsync(server.Client, run);

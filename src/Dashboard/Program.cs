@@ -75,6 +75,10 @@ var trainers = app.Services.GetRequiredService<ITrainerHost>();
 app.Logger.LogInformation("Runs are trained {Trainers}", trainers.Description);
 await trainers.RecoverAtStartAsync(CancellationToken.None);
 
+// MLflow's UI routes (/ajax-api/…, /get-artifact) are its REST API under other paths: rewritten before routing.
+app.Use((http, next) => MlflowUiRoutes.RewriteAsync(http, () => next(http)));
+app.UseRouting();
+
 // API errors are problem details in every environment (the developer page would echo request headers);
 // pages get the error and not-found pages. The API's own 4xx answers already carry problem details.
 app.UseWhen(context => IsApi(context), api =>

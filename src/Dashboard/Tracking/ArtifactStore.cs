@@ -75,7 +75,7 @@ public sealed partial class ArtifactStore(IDbContextFactory<EmaLabDbContext> dbF
     /// segment, not absolute (POSIX, or Windows: <c>C:\</c>, <c>C:/</c>, <c>\\server</c>); ':' and '\' are ordinary
     /// characters of a name there (<c>epoch:3.txt</c>). Empty and '.' segments are dropped, as the file system would.
     /// </summary>
-    static string SafePath(string path)
+    internal static string SafePath(string path)
     {
         var decoded = Uri.UnescapeDataString(path);
         if (decoded.Contains('#') || decoded.Contains('\0') || decoded.StartsWith('/') || decoded.StartsWith(@"\\", StringComparison.Ordinal)

@@ -233,6 +233,20 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         await db.SaveChangesAsync(ct);
     }
 
+    /// <summary>
+    /// MLflow's UI route <c>experiments/search-datasets</c> (its SQL store's <c>_search_datasets</c>): each distinct
+    /// (experiment, dataset name, digest, context) the experiments' runs logged as inputs, 1,000 at most.
+    /// </summary>
+    public async Task<List<MlflowDatasetSummary>> DatasetSummariesAsync(IReadOnlyCollection<long> experimentIds, CancellationToken ct)
+    {
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var rows = await db.RunInputs.AsNoTracking().Where(i => i.DatasetName != null)
+            .Join(db.Runs, i => i.RunId, r => r.Id, (i, r) => new { r.ExperimentId, i.DatasetName, i.DatasetDigest, i.Context })
+            .Where(x => experimentIds.Contains(x.ExperimentId)).Distinct().Take(1000).ToListAsync(ct);
+        return rows.Select(x => new MlflowDatasetSummary(x.ExperimentId.ToString(CultureInfo.InvariantCulture), x.DatasetName!, x.DatasetDigest,
+            x.Context)).ToList();
+    }
+
     /// <summary>runs/outputs: the models a run produced, each at a step.</summary>
     public async Task LogOutputsAsync(LogOutputsRequest request, CancellationToken ct)
     {

@@ -18,9 +18,10 @@ public static class MlflowEndpoints
 {
     const string TrackingPrefix = "/api/2.0/mlflow";
 
-    /// <summary>A request to the tracking or artifact API (whose errors are MLflow's JSON, not problem details).</summary>
-    public static bool IsMlflowPath(PathString path) =>
-        path.StartsWithSegments(TrackingPrefix) || path.StartsWithSegments(TrackingPrefix + "-artifacts");
+    /// <summary>A request to MLflow's API — tracking, artifacts, or any other path under its versions, which MLflow's
+    /// server answers too (its UI routes are rewritten onto these: <see cref="MlflowUiRoutes"/>) — whose errors are
+    /// MLflow's JSON, not problem details.</summary>
+    public static bool IsMlflowPath(PathString path) => path.StartsWithSegments("/api/2.0") || path.StartsWithSegments("/api/3.0");
 
     public static void MapMlflowApi(this RouteGroupBuilder api)
     {
@@ -32,6 +33,11 @@ public static class MlflowEndpoints
             ((IEndpointRouteBuilder)api).ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmaLabOptions>>().Value);
         MapEndpointNotFound(artifacts);
         MapEndpointNotFound(mlflow);
+        // The rest of MLflow's API (traces, prompts, scorers, the gateway…): answered as MLflow's server answers an
+        // endpoint it does not have, so a client says what is missing instead of reporting an internal error.
+        MapEndpointNotFound(api.MapGroup("/2.0").AddEndpointFilter(MlflowErrors));
+        MapEndpointNotFound(api.MapGroup("/3.0").AddEndpointFilter(MlflowErrors));
+        mlflow.MapMlflowUiRoutes();
 
         mlflow.MapPost("/experiments/create", async (HttpContext http, TrackingService store, IEnumerable<IExperimentCreators> creators) =>
         {
@@ -225,7 +231,7 @@ public static class MlflowEndpoints
     /// </summary>
     static void MapEndpointNotFound(RouteGroupBuilder group) =>
         group.Map("/{**rest}", (HttpContext http) => MlflowJson.Error(new MlflowException(MlflowException.EndpointNotFound,
-            $"No endpoint {http.Request.Method} {http.Request.Path} in this server's MLflow API.")))
+            $"No endpoint {http.Request.Method} {MlflowUiRoutes.RequestedPath(http)} in this server's MLflow API.")))
             .ExcludeFromDescription().ForAnyCaller("answers ENDPOINT_NOT_FOUND");
 
     /// <summary>Every MLflow error the handlers raise becomes MLflow's error body with its status.</summary>

@@ -85,6 +85,8 @@ public sealed record MlflowRunOutputs(IReadOnlyList<MlflowModelOutput>? ModelOut
 public sealed record MlflowDatasetInput(IReadOnlyList<MlflowTag>? Tags, MlflowDataset? Dataset);
 public sealed record MlflowDataset(string? Name, string? Digest, string? SourceType, string? Source, string? Schema, string? Profile);
 public sealed record MlflowModelInput(string? ModelId);
+/// <summary>A dataset an experiment's runs read, as MLflow's UI lists them (<c>experiments/search-datasets</c>).</summary>
+public sealed record MlflowDatasetSummary(string ExperimentId, string Name, string? Digest, string? Context);
 public sealed record MlflowModelOutput(string? ModelId, long? Step);
 
 // MLflow 3's logged models (service.proto: LoggedModel, LoggedModelInfo, LoggedModelData).

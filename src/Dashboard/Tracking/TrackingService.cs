@@ -385,6 +385,34 @@ public sealed partial class TrackingService(
         return (rows, null);
     }
 
+    /// <summary>
+    /// MLflow's UI route <c>metrics/get-history-bulk</c> (<c>get_metric_history_bulk_handler</c> over its SQL store): every
+    /// value of the key in each run — runs by id, then by time, step and value —, the first <paramref name="maxResults"/>
+    /// (25,000 at most). A run id that names no run adds nothing, as MLflow's store filters the ids it knows.
+    /// </summary>
+    public async Task<List<MlflowMetricWithRunId>> GetMetricHistoryBulkAsync(IReadOnlyList<string> runIds, string? metricKey, int? maxResults,
+        CancellationToken ct)
+    {
+        if (runIds.Count == 0) throw MlflowException.Invalid("GetMetricHistoryBulk request must specify at least one run_id.");
+        if (runIds.Count > MaxRunsPerBulkHistory)
+            throw MlflowException.Invalid($"GetMetricHistoryBulk request cannot specify more than {MaxRunsPerBulkHistory} run_ids. Received {runIds.Count} run_ids.");
+        if (metricKey is null) throw MlflowException.Invalid("GetMetricHistoryBulk request must specify a metric_key.");
+        var max = Math.Min(maxResults ?? MaxResultsGetMetricHistory, MaxResultsGetMetricHistory);
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var metrics = new List<MlflowMetricWithRunId>();
+        foreach (var runId in runIds.Distinct().Order(StringComparer.Ordinal))
+        {
+            if (await _runByUuid(db, runId, ct) is not { } run) continue;
+            var (track, key) = await StoredKeyAsync(db, run, metricKey, ct);
+            metrics.AddRange((await db.Metrics.AsNoTracking().Where(m => m.RunId == run.Id && m.Key == key && m.Track == track)
+                    .Select(m => new { m.Step, m.WallTimeMs, m.Value }).ToListAsync(ct))
+                .OrderBy(m => m.WallTimeMs).ThenBy(m => m.Step).ThenBy(m => m.Value ?? double.NaN)
+                .Select(m => new MlflowMetricWithRunId(metricKey, m.Value ?? double.NaN, m.WallTimeMs, m.Step, run.Uuid)));
+            if (metrics.Count >= max) break;
+        }
+        return metrics.Take(max).ToList();
+    }
+
     // mlflow/server/handlers.py: the limits of get-history-bulk-interval.
     public const int MaxRunsPerBulkHistory = 100;
     public const int MaxResultsPerRun = 2500;

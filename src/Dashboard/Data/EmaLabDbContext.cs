@@ -160,6 +160,7 @@ public class EmaLabDbContext(DbContextOptions options) : IdentityDbContext<EmaLa
             logged.Property(m => m.ModelType).HasMaxLength(250);
             logged.HasIndex(m => m.ExperimentId);
             logged.HasIndex(m => m.SourceRunId);
+            logged.Property(m => m.SourceRunUuid).HasMaxLength(64);
             logged.HasOne<Experiment>().WithMany().HasForeignKey(m => m.ExperimentId).OnDelete(DeleteBehavior.Restrict);
             logged.HasOne<Run>().WithMany().HasForeignKey(m => m.SourceRunId).OnDelete(DeleteBehavior.Cascade);
             logged.HasMany(m => m.Tags).WithOne().HasForeignKey(t => t.ModelId).OnDelete(DeleteBehavior.Cascade);

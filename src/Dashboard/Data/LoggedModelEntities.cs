@@ -22,7 +22,11 @@ public sealed class LoggedModel
     public required string Id { get; set; }
     public long ExperimentId { get; set; }
     public required string Name { get; set; }
+    /// <summary>The run that made it, when it is one of this server's (its files live in that run's folder).</summary>
     public long? SourceRunId { get; set; }
+    /// <summary>MLflow's <c>source_run_id</c> as the client gave it: kept even when it names no run here (MLflow stores it
+    /// unchecked) and after the run is deleted.</summary>
+    public string? SourceRunUuid { get; set; }
     public string? ModelType { get; set; }
     public LoggedModelStatus Status { get; set; }
     public string? StatusMessage { get; set; }

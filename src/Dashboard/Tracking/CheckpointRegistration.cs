@@ -107,7 +107,7 @@ public sealed class CheckpointRegistration(IDbContextFactory<EmaLabDbContext> db
         var now = DateTimeOffset.UtcNow;
         var model = new LoggedModel
         {
-            Id = LoggedModel.NewId(), ExperimentId = run.ExperimentId, SourceRunId = run.Id,
+            Id = LoggedModel.NewId(), ExperimentId = run.ExperimentId, SourceRunId = run.Id, SourceRunUuid = run.Uuid,
             // A logged model's name may not hold '.': ema-0.999 is logged as ema-0_999 (its track is in a tag).
             Name = checkpoint.Track.Replace('.', '_'), ModelType = metadata.ContainsKey(CheckpointExport.Keys.Architecture) ? "pytorch" : "safetensors",
             Status = LoggedModelStatus.Ready, CreationTimeMs = now.ToUnixTimeMilliseconds(), LastUpdatedTimeMs = now.ToUnixTimeMilliseconds(),

@@ -56,15 +56,14 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         var experiment = await TrackingService.FindExperimentAsync(db, request.ExperimentId, ct);
         TrackingService.RequireActive(experiment);
         long? sourceRunId = null;
+        // MLflow stores the source run id as given, without looking it up: a run of this server's also holds the model's files.
         if (!string.IsNullOrEmpty(request.SourceRunId))
-        {
-            var run = await tracking.FindRunAsync(db, request.SourceRunId, ct);
-            sourceRunId = run.Id;
-        }
+            sourceRunId = await db.Runs.Where(r => r.Uuid == request.SourceRunId).Select(r => (long?)r.Id).SingleOrDefaultAsync(ct);
         var now = Now;
         var model = new LoggedModel
         {
             Id = LoggedModel.NewId(), ExperimentId = experiment.Id, Name = request.Name ?? TrackingService.GeneratedName(), SourceRunId = sourceRunId,
+            SourceRunUuid = string.IsNullOrEmpty(request.SourceRunId) ? null : request.SourceRunId,
             ModelType = string.IsNullOrEmpty(request.ModelType) ? null : request.ModelType, Status = LoggedModelStatus.Pending,
             CreationTimeMs = now, LastUpdatedTimeMs = now,
         };
@@ -158,12 +157,23 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         if (request.ExperimentIds is not { Count: > 0 } experimentIds) throw MlflowException.Missing("experiment_ids");
         var max = TrackingService.MaxResults(request.MaxResults, unasked: 50);
         var filter = SearchFilter.Parse(request.Filter, SearchFilter.Entity.LoggedModel);
+        var datasets = request.Datasets ?? [];
+        if (datasets.Any(d => string.IsNullOrEmpty(d.DatasetName)))
+            throw MlflowException.Invalid("`dataset_name` in the `datasets` clause must be specified.");
         var ids = experimentIds.Select(TrackingService.ParseExperimentId).ToList();
         await using var db = await dbFactory.CreateDbContextAsync(ct);
         var models = await db.LoggedModels.AsNoTracking().Include(m => m.Tags).Include(m => m.Params).Include(m => m.Metrics)
             .Where(m => ids.Contains(m.ExperimentId) && !m.Deleted).ToListAsync(ct);
         var runs = await RunUuidsAsync(db, models, ct);
-        var matching = models.Select(m => ToDto(m, runs)).Where(filter.Matches).ToList();
+        // With datasets, the metrics clauses look at those datasets' metrics only; without a metrics clause a model must
+        // have a metric on one of them (MLflow's SQL store).
+        bool OnDatasets(LoggedModelMetric metric) => datasets.Any(d => metric.DatasetName == d.DatasetName
+            && (d.DatasetDigest is null || metric.DatasetDigest == d.DatasetDigest));
+        var byMetrics = filter.Clauses.Any(c => c.Kind == "metrics");
+        var matching = models
+            .Where(m => datasets.Count == 0 || byMetrics || m.Metrics.Any(OnDatasets))
+            .Select(m => (Model: ToDto(m, runs), Scored: datasets.Count == 0 ? null : ToDto(WithMetrics(m, m.Metrics.Where(OnDatasets)), runs)))
+            .Where(x => filter.Matches(x.Scored ?? x.Model)).Select(x => x.Model).ToList();
         IOrderedEnumerable<MlflowLoggedModel>? sorted = null;
         foreach (var order in request.OrderBy ?? [])
         {
@@ -286,6 +296,13 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
         }).ToList();
     }
 
+    static LoggedModel WithMetrics(LoggedModel model, IEnumerable<LoggedModelMetric> metrics) => new()
+    {
+        Id = model.Id, ExperimentId = model.ExperimentId, Name = model.Name, SourceRunId = model.SourceRunId, SourceRunUuid = model.SourceRunUuid,
+        ModelType = model.ModelType, Status = model.Status, StatusMessage = model.StatusMessage, CreationTimeMs = model.CreationTimeMs,
+        LastUpdatedTimeMs = model.LastUpdatedTimeMs, Deleted = model.Deleted, Tags = model.Tags, Params = model.Params, Metrics = metrics.ToList(),
+    };
+
     internal static async Task<LoggedModel> FindAsync(EmaLabDbContext db, string modelId, CancellationToken ct, bool track = false,
         bool allowDeleted = false)
     {
@@ -361,7 +378,7 @@ public sealed class LoggedModelService(IDbContextFactory<EmaLabDbContext> dbFact
     static MlflowLoggedModel ToDto(LoggedModel m, IReadOnlyDictionary<long, string> runUuids) => new(
         new MlflowLoggedModelInfo(m.Id, m.ExperimentId.ToString(CultureInfo.InvariantCulture), m.Name, m.CreationTimeMs, m.LastUpdatedTimeMs,
             ArtifactUri(m),
-            StatusName(m.Status), m.ModelType, m.SourceRunId is { } run ? runUuids.GetValueOrDefault(run) : null, m.StatusMessage,
+            StatusName(m.Status), m.ModelType, m.SourceRunUuid ?? (m.SourceRunId is { } run ? runUuids.GetValueOrDefault(run) : null), m.StatusMessage,
             m.Tags.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => new MlflowTag(t.Key, t.Value)).ToList()),
         new MlflowLoggedModelData(m.Params.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => new MlflowTag(p.Key, p.Value)).ToList(),
             m.Metrics.OrderBy(x => x.Key, StringComparer.Ordinal).ThenBy(x => x.Step).ThenBy(x => x.TimestampMs)

@@ -14,7 +14,7 @@ public interface IExperimentCreators
 /// <c>MLFLOW_TRACKING_URI=http://host:port</c> makes any MLflow client log here. Errors are MLflow's
 /// <c>{"error_code", "message"}</c>; access is the API's (a Bearer token is what <c>MLFLOW_TRACKING_TOKEN</c> sends).
 /// </summary>
-public static class MlflowEndpoints
+public static partial class MlflowEndpoints
 {
     const string TrackingPrefix = "/api/2.0/mlflow";
 
@@ -79,6 +79,12 @@ public static class MlflowEndpoints
         mlflow.MapPost("/experiments/set-experiment-tag", async (HttpContext http, TrackingService store) =>
         {
             await store.SetExperimentTagAsync(await BodyAsync<SetExperimentTagRequest>(http), http.RequestAborted);
+            return MlflowJson.Empty();
+        }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment_id");
+
+        mlflow.MapPost("/experiments/delete-experiment-tag", async (HttpContext http, TrackingService store) =>
+        {
+            await store.DeleteExperimentTagAsync(await BodyAsync<SetExperimentTagRequest>(http), http.RequestAborted);
             return MlflowJson.Empty();
         }).Needs(ExperimentPermissionLevel.Edit, ExperimentOf.Experiment, "experiment_id");
 
@@ -331,11 +337,60 @@ public static class MlflowEndpoints
         }
         catch (JsonException e)
         {
-            throw new MlflowException(MlflowException.InvalidParameterValue, $"Invalid request body: {e.Message}");
+            throw TypeError(e, buffer.AsSpan(0, length));
         }
         finally
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+
+    /// <summary>
+    /// A field of the wrong JSON type, said as MLflow's <c>_validate_param_against_schema</c> says it (<c>Invalid value 123
+    /// for parameter 'name' supplied:  Hint: Value was of type 'int'.</c>, the value as <c>json.dumps</c> writes it, the
+    /// type by Python's name); JSON that does not parse, by where it broke. Never the serializer's words, which name the
+    /// server's types.
+    /// </summary>
+    static MlflowException TypeError(JsonException e, ReadOnlySpan<byte> body)
+    {
+        const string SeeDocs = " See the API docs for more information about request parameters.";
+        if (e.Path is { Length: > 2 } path)
+            try
+            {
+                using var document = JsonDocument.Parse(body.ToArray());
+                var value = document.RootElement;
+                var parameter = "";
+                foreach (System.Text.RegularExpressions.Match step in JsonPathStep().Matches(path))
+                {
+                    if (step.Groups["index"].Success)
+                    {
+                        value = value[int.Parse(step.Groups["index"].Value, System.Globalization.CultureInfo.InvariantCulture)];
+                        parameter += $"[{step.Groups["index"].Value}]";
+                    }
+                    else
+                    {
+                        var name = step.Groups["name"].Success ? step.Groups["name"].Value : step.Groups["quoted"].Value;
+                        value = value.GetProperty(name);
+                        parameter += parameter.Length == 0 ? name : "." + name;
+                    }
+                }
+                var type = value.ValueKind switch
+                {
+                    JsonValueKind.Number => value.GetRawText().IndexOfAny(['.', 'e', 'E']) >= 0 ? "float" : "int",
+                    JsonValueKind.String => "str",
+                    JsonValueKind.Array => "list",
+                    JsonValueKind.Object => "dict",
+                    JsonValueKind.True or JsonValueKind.False => "bool",
+                    _ => "NoneType",
+                };
+                var shown = value.ValueKind is JsonValueKind.True or JsonValueKind.False ? (value.GetBoolean() ? "true" : "false")
+                    : JsonSerializer.Serialize(value, MlflowJson.Options);
+                return MlflowException.Invalid($"Invalid value {shown} for parameter '{parameter}' supplied:  Hint: Value was of type '{type}'.{SeeDocs}");
+            }
+            catch (Exception inner) when (inner is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException) { }
+        return MlflowException.Invalid($"Invalid request body: the JSON does not parse (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}).");
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\.(?<name>[^.\[]+)|\[(?<index>\d+)\]|\['(?<quoted>(?:[^']|'')*)'\]")]
+    private static partial System.Text.RegularExpressions.Regex JsonPathStep();
 }

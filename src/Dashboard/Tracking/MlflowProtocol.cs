@@ -123,7 +123,9 @@ public sealed record FinalizeLoggedModelRequest(string? ModelId, JsonElement? St
 public sealed record LoggedModelTagsRequest(string? ModelId, IReadOnlyList<MlflowTag>? Tags);
 public sealed record LoggedModelParamsRequest(string? ModelId, IReadOnlyList<MlflowTag>? Params);
 public sealed record SearchLoggedModelsRequest(IReadOnlyList<string>? ExperimentIds, string? Filter, int? MaxResults,
-    IReadOnlyList<LoggedModelOrderBy>? OrderBy, string? PageToken);
+    IReadOnlyList<LoggedModelOrderBy>? OrderBy, string? PageToken, IReadOnlyList<LoggedModelDatasetFilter>? Datasets = null);
+/// <summary>A dataset the metrics clauses of a logged-model search look at (its digest optional).</summary>
+public sealed record LoggedModelDatasetFilter(string? DatasetName, string? DatasetDigest);
 public sealed record LoggedModelOrderBy(string? FieldName, bool? Ascending);
 public sealed record SearchRunsRequest(IReadOnlyList<string>? ExperimentIds, string? Filter, string? RunViewType, int? MaxResults,
     IReadOnlyList<string>? OrderBy, string? PageToken);

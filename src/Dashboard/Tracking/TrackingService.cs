@@ -31,7 +31,7 @@ public sealed partial class TrackingService(
     public async Task<string> CreateExperimentAsync(CreateExperimentRequest request, CancellationToken ct)
     {
         var name = request.Name;
-        if (string.IsNullOrEmpty(name)) throw MlflowException.Invalid($"Invalid experiment name: '{name}'");
+        if (string.IsNullOrEmpty(name)) throw MlflowException.Missing("name");
         if (Length(name) > Experiment.MaxNameLength)
             throw MlflowException.Invalid($"Experiment name exceeds the maximum length of {Experiment.MaxNameLength} characters");
         var tags = (request.Tags ?? []).Select(t => ValidExperimentTag(t.Key, t.Value)).ToList();
@@ -41,7 +41,7 @@ public sealed partial class TrackingService(
         var now = Now;
         var experiment = new Experiment
         {
-            Name = name, ArtifactLocation = request.ArtifactLocation, CreationTimeMs = now, LastUpdateTimeMs = now,
+            Name = name, ArtifactLocation = ResolvedIfLocal(request.ArtifactLocation), CreationTimeMs = now, LastUpdateTimeMs = now,
             Tags = tags.Select(t => new ExperimentTag { Key = t.Key, Value = t.Value }).ToList(),
         };
         db.Experiments.Add(experiment);
@@ -119,6 +119,23 @@ public sealed partial class TrackingService(
         else existing.Value = value;
         await db.SaveChangesAsync(ct);
     }
+
+    /// <summary>MLflow's <c>experiments/delete-experiment-tag</c>: the experiment active, the tag there.</summary>
+    public async Task DeleteExperimentTagAsync(SetExperimentTagRequest request, CancellationToken ct)
+    {
+        if (request.Key is null) throw MlflowException.Missing("key");
+        await using var db = await dbFactory.CreateDbContextAsync(ct);
+        var experiment = await FindExperimentAsync(db, request.ExperimentId, ct);
+        RequireActive(experiment);
+        if (await db.Set<ExperimentTag>().Where(t => t.ExperimentId == experiment.Id && t.Key == request.Key).ExecuteDeleteAsync(ct) == 0)
+            throw new MlflowException(MlflowException.ResourceDoesNotExist, $"No tag with name: {request.Key} in experiment with id {request.ExperimentId}");
+    }
+
+    /// <summary>MLflow's <c>resolve_uri_if_local</c>: a location without a scheme is a path, made absolute under the server's
+    /// working directory; a URI (<c>s3://…</c>, <c>file:///…</c>, <c>mlflow-artifacts:/…</c>) is kept as given.</summary>
+    static string? ResolvedIfLocal(string? location) =>
+        string.IsNullOrEmpty(location) || System.Text.RegularExpressions.Regex.IsMatch(location, "^[A-Za-z][A-Za-z0-9+.-]*:") ? location
+            : Path.GetFullPath(location).Replace('\\', '/');
 
     internal static async Task<Experiment> FindExperimentAsync(EmaLabDbContext db, string? experimentId, CancellationToken ct, bool tracking = false)
     {

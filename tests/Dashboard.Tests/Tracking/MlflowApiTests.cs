@@ -63,7 +63,7 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
         var id = (await OkAsync(PostAsync("experiments/create", """{"name": "ema-decays", "tags": [{"key": "team", "value": "vision"}]}""")))
             .GetProperty("experiment_id").GetString()!;
         AssertError(HttpStatusCode.BadRequest, "RESOURCE_ALREADY_EXISTS", await PostAsync("experiments/create", """{"name": "ema-decays"}"""), "already exists");
-        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("experiments/create", """{}"""), "Invalid experiment name");
+        AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await PostAsync("experiments/create", """{}"""), "Missing value for required parameter 'name'");
         AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await GetAsync("experiments/get?experiment_id=424242"));
         AssertError(HttpStatusCode.NotFound, "RESOURCE_DOES_NOT_EXIST", await GetAsync("experiments/get-by-name?experiment_name=nope"), "Could not find experiment with name 'nope'");
 

@@ -347,6 +347,10 @@ namespace EmaLab.Dashboard.Data.Migrations
                     b.Property<long?>("SourceRunId")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("SourceRunUuid")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
                     b.Property<int>("Status")
                         .HasColumnType("INTEGER");
 

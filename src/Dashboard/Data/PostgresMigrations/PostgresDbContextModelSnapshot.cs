@@ -360,6 +360,10 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                     b.Property<long?>("SourceRunId")
                         .HasColumnType("bigint");
 
+                    b.Property<string>("SourceRunUuid")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
                     b.Property<int>("Status")
                         .HasColumnType("integer");
 

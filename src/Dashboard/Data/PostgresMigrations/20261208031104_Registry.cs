@@ -1,8 +1,9 @@
 ﻿using Microsoft.EntityFrameworkCore.Migrations;
+using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 
 #nullable disable
 
-namespace EmaLab.Dashboard.Data.Migrations
+namespace EmaLab.Dashboard.Data.PostgresMigrations
 {
     /// <inheritdoc />
     public partial class Registry : Migration
@@ -10,18 +11,25 @@ namespace EmaLab.Dashboard.Data.Migrations
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.AddColumn<string>(
+                name: "SourceRunUuid",
+                table: "LoggedModels",
+                type: "character varying(64)",
+                maxLength: 64,
+                nullable: true);
+
             migrationBuilder.CreateTable(
                 name: "RegisteredModels",
                 columns: table => new
                 {
-                    Id = table.Column<long>(type: "INTEGER", nullable: false)
-                        .Annotation("Sqlite:Autoincrement", true),
-                    Name = table.Column<string>(type: "TEXT", maxLength: 256, nullable: false),
-                    CreationTimeMs = table.Column<long>(type: "INTEGER", nullable: false),
-                    LastUpdatedTimeMs = table.Column<long>(type: "INTEGER", nullable: false),
-                    Description = table.Column<string>(type: "TEXT", maxLength: 5000, nullable: true),
-                    CreatedBy = table.Column<string>(type: "TEXT", maxLength: 256, nullable: true),
-                    LastVersion = table.Column<int>(type: "INTEGER", nullable: false)
+                    Id = table.Column<long>(type: "bigint", nullable: false)
+                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityByDefaultColumn),
+                    Name = table.Column<string>(type: "character varying(256)", maxLength: 256, nullable: false),
+                    CreationTimeMs = table.Column<long>(type: "bigint", nullable: false),
+                    LastUpdatedTimeMs = table.Column<long>(type: "bigint", nullable: false),
+                    Description = table.Column<string>(type: "character varying(5000)", maxLength: 5000, nullable: true),
+                    CreatedBy = table.Column<string>(type: "character varying(256)", maxLength: 256, nullable: true),
+                    LastVersion = table.Column<int>(type: "integer", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -32,24 +40,24 @@ namespace EmaLab.Dashboard.Data.Migrations
                 name: "ModelVersions",
                 columns: table => new
                 {
-                    Id = table.Column<long>(type: "INTEGER", nullable: false)
-                        .Annotation("Sqlite:Autoincrement", true),
-                    RegisteredModelId = table.Column<long>(type: "INTEGER", nullable: false),
-                    Version = table.Column<int>(type: "INTEGER", nullable: false),
-                    CreationTimeMs = table.Column<long>(type: "INTEGER", nullable: false),
-                    LastUpdatedTimeMs = table.Column<long>(type: "INTEGER", nullable: false),
-                    Description = table.Column<string>(type: "TEXT", maxLength: 5000, nullable: true),
-                    UserId = table.Column<string>(type: "TEXT", maxLength: 256, nullable: true),
-                    CurrentStage = table.Column<string>(type: "TEXT", maxLength: 20, nullable: false),
-                    Source = table.Column<string>(type: "TEXT", maxLength: 500, nullable: false),
-                    StorageLocation = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true),
-                    RunUuid = table.Column<string>(type: "TEXT", maxLength: 32, nullable: true),
-                    RunLink = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true),
-                    Status = table.Column<string>(type: "TEXT", maxLength: 20, nullable: false),
-                    StatusMessage = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true),
-                    ModelId = table.Column<string>(type: "TEXT", maxLength: 34, nullable: true),
-                    Track = table.Column<string>(type: "TEXT", maxLength: 64, nullable: true),
-                    Step = table.Column<long>(type: "INTEGER", nullable: true)
+                    Id = table.Column<long>(type: "bigint", nullable: false)
+                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityByDefaultColumn),
+                    RegisteredModelId = table.Column<long>(type: "bigint", nullable: false),
+                    Version = table.Column<int>(type: "integer", nullable: false),
+                    CreationTimeMs = table.Column<long>(type: "bigint", nullable: false),
+                    LastUpdatedTimeMs = table.Column<long>(type: "bigint", nullable: false),
+                    Description = table.Column<string>(type: "character varying(5000)", maxLength: 5000, nullable: true),
+                    UserId = table.Column<string>(type: "character varying(256)", maxLength: 256, nullable: true),
+                    CurrentStage = table.Column<string>(type: "character varying(20)", maxLength: 20, nullable: false),
+                    Source = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: false),
+                    StorageLocation = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),
+                    RunUuid = table.Column<string>(type: "character varying(32)", maxLength: 32, nullable: true),
+                    RunLink = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),
+                    Status = table.Column<string>(type: "character varying(20)", maxLength: 20, nullable: false),
+                    StatusMessage = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),
+                    ModelId = table.Column<string>(type: "character varying(34)", maxLength: 34, nullable: true),
+                    Track = table.Column<string>(type: "character varying(64)", maxLength: 64, nullable: true),
+                    Step = table.Column<long>(type: "bigint", nullable: true)
                 },
                 constraints: table =>
                 {
@@ -66,9 +74,9 @@ namespace EmaLab.Dashboard.Data.Migrations
                 name: "RegisteredModelAliases",
                 columns: table => new
                 {
-                    RegisteredModelId = table.Column<long>(type: "INTEGER", nullable: false),
-                    Alias = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
-                    Version = table.Column<int>(type: "INTEGER", nullable: false)
+                    RegisteredModelId = table.Column<long>(type: "bigint", nullable: false),
+                    Alias = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    Version = table.Column<int>(type: "integer", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -85,9 +93,9 @@ namespace EmaLab.Dashboard.Data.Migrations
                 name: "RegisteredModelPermissions",
                 columns: table => new
                 {
-                    RegisteredModelId = table.Column<long>(type: "INTEGER", nullable: false),
-                    UserId = table.Column<string>(type: "TEXT", maxLength: 450, nullable: false),
-                    Permission = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false)
+                    RegisteredModelId = table.Column<long>(type: "bigint", nullable: false),
+                    UserId = table.Column<string>(type: "character varying(450)", maxLength: 450, nullable: false),
+                    Permission = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false)
                 },
                 constraints: table =>
                 {
@@ -99,7 +107,7 @@ namespace EmaLab.Dashboard.Data.Migrations
                         principalColumn: "Id",
                         onDelete: ReferentialAction.Cascade);
                     table.ForeignKey(
-                        name: "FK_RegisteredModelPermissions_RegisteredModels_RegisteredModelId",
+                        name: "FK_RegisteredModelPermissions_RegisteredModels_RegisteredModel~",
                         column: x => x.RegisteredModelId,
                         principalTable: "RegisteredModels",
                         principalColumn: "Id",
@@ -110,9 +118,9 @@ namespace EmaLab.Dashboard.Data.Migrations
                 name: "RegisteredModelTag",
                 columns: table => new
                 {
-                    RegisteredModelId = table.Column<long>(type: "INTEGER", nullable: false),
-                    Key = table.Column<string>(type: "TEXT", maxLength: 250, nullable: false),
-                    Value = table.Column<string>(type: "TEXT", nullable: false)
+                    RegisteredModelId = table.Column<long>(type: "bigint", nullable: false),
+                    Key = table.Column<string>(type: "character varying(250)", maxLength: 250, nullable: false),
+                    Value = table.Column<string>(type: "text", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -129,9 +137,9 @@ namespace EmaLab.Dashboard.Data.Migrations
                 name: "ModelVersionTag",
                 columns: table => new
                 {
-                    ModelVersionId = table.Column<long>(type: "INTEGER", nullable: false),
-                    Key = table.Column<string>(type: "TEXT", maxLength: 250, nullable: false),
-                    Value = table.Column<string>(type: "TEXT", nullable: false)
+                    ModelVersionId = table.Column<long>(type: "bigint", nullable: false),
+                    Key = table.Column<string>(type: "character varying(250)", maxLength: 250, nullable: false),
+                    Value = table.Column<string>(type: "text", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -192,6 +200,10 @@ namespace EmaLab.Dashboard.Data.Migrations
 
             migrationBuilder.DropTable(
                 name: "RegisteredModels");
+
+            migrationBuilder.DropColumn(
+                name: "SourceRunUuid",
+                table: "LoggedModels");
         }
     }
 }

@@ -1,9 +1,8 @@
 ﻿using Microsoft.EntityFrameworkCore.Migrations;
-using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 
 #nullable disable
 
-namespace EmaLab.Dashboard.Data.PostgresMigrations
+namespace EmaLab.Dashboard.Data.Migrations
 {
     /// <inheritdoc />
     public partial class Registry : Migration
@@ -11,18 +10,25 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.AddColumn<string>(
+                name: "SourceRunUuid",
+                table: "LoggedModels",
+                type: "TEXT",
+                maxLength: 64,
+                nullable: true);
+
             migrationBuilder.CreateTable(
                 name: "RegisteredModels",
                 columns: table => new
                 {
-                    Id = table.Column<long>(type: "bigint", nullable: false)
-                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityByDefaultColumn),
-                    Name = table.Column<string>(type: "character varying(256)", maxLength: 256, nullable: false),
-                    CreationTimeMs = table.Column<long>(type: "bigint", nullable: false),
-                    LastUpdatedTimeMs = table.Column<long>(type: "bigint", nullable: false),
-                    Description = table.Column<string>(type: "character varying(5000)", maxLength: 5000, nullable: true),
-                    CreatedBy = table.Column<string>(type: "character varying(256)", maxLength: 256, nullable: true),
-                    LastVersion = table.Column<int>(type: "integer", nullable: false)
+                    Id = table.Column<long>(type: "INTEGER", nullable: false)
+                        .Annotation("Sqlite:Autoincrement", true),
+                    Name = table.Column<string>(type: "TEXT", maxLength: 256, nullable: false),
+                    CreationTimeMs = table.Column<long>(type: "INTEGER", nullable: false),
+                    LastUpdatedTimeMs = table.Column<long>(type: "INTEGER", nullable: false),
+                    Description = table.Column<string>(type: "TEXT", maxLength: 5000, nullable: true),
+                    CreatedBy = table.Column<string>(type: "TEXT", maxLength: 256, nullable: true),
+                    LastVersion = table.Column<int>(type: "INTEGER", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -33,24 +39,24 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                 name: "ModelVersions",
                 columns: table => new
                 {
-                    Id = table.Column<long>(type: "bigint", nullable: false)
-                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityByDefaultColumn),
-                    RegisteredModelId = table.Column<long>(type: "bigint", nullable: false),
-                    Version = table.Column<int>(type: "integer", nullable: false),
-                    CreationTimeMs = table.Column<long>(type: "bigint", nullable: false),
-                    LastUpdatedTimeMs = table.Column<long>(type: "bigint", nullable: false),
-                    Description = table.Column<string>(type: "character varying(5000)", maxLength: 5000, nullable: true),
-                    UserId = table.Column<string>(type: "character varying(256)", maxLength: 256, nullable: true),
-                    CurrentStage = table.Column<string>(type: "character varying(20)", maxLength: 20, nullable: false),
-                    Source = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: false),
-                    StorageLocation = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),
-                    RunUuid = table.Column<string>(type: "character varying(32)", maxLength: 32, nullable: true),
-                    RunLink = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),
-                    Status = table.Column<string>(type: "character varying(20)", maxLength: 20, nullable: false),
-                    StatusMessage = table.Column<string>(type: "character varying(500)", maxLength: 500, nullable: true),
-                    ModelId = table.Column<string>(type: "character varying(34)", maxLength: 34, nullable: true),
-                    Track = table.Column<string>(type: "character varying(64)", maxLength: 64, nullable: true),
-                    Step = table.Column<long>(type: "bigint", nullable: true)
+                    Id = table.Column<long>(type: "INTEGER", nullable: false)
+                        .Annotation("Sqlite:Autoincrement", true),
+                    RegisteredModelId = table.Column<long>(type: "INTEGER", nullable: false),
+                    Version = table.Column<int>(type: "INTEGER", nullable: false),
+                    CreationTimeMs = table.Column<long>(type: "INTEGER", nullable: false),
+                    LastUpdatedTimeMs = table.Column<long>(type: "INTEGER", nullable: false),
+                    Description = table.Column<string>(type: "TEXT", maxLength: 5000, nullable: true),
+                    UserId = table.Column<string>(type: "TEXT", maxLength: 256, nullable: true),
+                    CurrentStage = table.Column<string>(type: "TEXT", maxLength: 20, nullable: false),
+                    Source = table.Column<string>(type: "TEXT", maxLength: 500, nullable: false),
+                    StorageLocation = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true),
+                    RunUuid = table.Column<string>(type: "TEXT", maxLength: 32, nullable: true),
+                    RunLink = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true),
+                    Status = table.Column<string>(type: "TEXT", maxLength: 20, nullable: false),
+                    StatusMessage = table.Column<string>(type: "TEXT", maxLength: 500, nullable: true),
+                    ModelId = table.Column<string>(type: "TEXT", maxLength: 34, nullable: true),
+                    Track = table.Column<string>(type: "TEXT", maxLength: 64, nullable: true),
+                    Step = table.Column<long>(type: "INTEGER", nullable: true)
                 },
                 constraints: table =>
                 {
@@ -67,9 +73,9 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                 name: "RegisteredModelAliases",
                 columns: table => new
                 {
-                    RegisteredModelId = table.Column<long>(type: "bigint", nullable: false),
-                    Alias = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
-                    Version = table.Column<int>(type: "integer", nullable: false)
+                    RegisteredModelId = table.Column<long>(type: "INTEGER", nullable: false),
+                    Alias = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
+                    Version = table.Column<int>(type: "INTEGER", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -86,9 +92,9 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                 name: "RegisteredModelPermissions",
                 columns: table => new
                 {
-                    RegisteredModelId = table.Column<long>(type: "bigint", nullable: false),
-                    UserId = table.Column<string>(type: "character varying(450)", maxLength: 450, nullable: false),
-                    Permission = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false)
+                    RegisteredModelId = table.Column<long>(type: "INTEGER", nullable: false),
+                    UserId = table.Column<string>(type: "TEXT", maxLength: 450, nullable: false),
+                    Permission = table.Column<string>(type: "TEXT", maxLength: 16, nullable: false)
                 },
                 constraints: table =>
                 {
@@ -100,7 +106,7 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                         principalColumn: "Id",
                         onDelete: ReferentialAction.Cascade);
                     table.ForeignKey(
-                        name: "FK_RegisteredModelPermissions_RegisteredModels_RegisteredModel~",
+                        name: "FK_RegisteredModelPermissions_RegisteredModels_RegisteredModelId",
                         column: x => x.RegisteredModelId,
                         principalTable: "RegisteredModels",
                         principalColumn: "Id",
@@ -111,9 +117,9 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                 name: "RegisteredModelTag",
                 columns: table => new
                 {
-                    RegisteredModelId = table.Column<long>(type: "bigint", nullable: false),
-                    Key = table.Column<string>(type: "character varying(250)", maxLength: 250, nullable: false),
-                    Value = table.Column<string>(type: "text", nullable: false)
+                    RegisteredModelId = table.Column<long>(type: "INTEGER", nullable: false),
+                    Key = table.Column<string>(type: "TEXT", maxLength: 250, nullable: false),
+                    Value = table.Column<string>(type: "TEXT", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -130,9 +136,9 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
                 name: "ModelVersionTag",
                 columns: table => new
                 {
-                    ModelVersionId = table.Column<long>(type: "bigint", nullable: false),
-                    Key = table.Column<string>(type: "character varying(250)", maxLength: 250, nullable: false),
-                    Value = table.Column<string>(type: "text", nullable: false)
+                    ModelVersionId = table.Column<long>(type: "INTEGER", nullable: false),
+                    Key = table.Column<string>(type: "TEXT", maxLength: 250, nullable: false),
+                    Value = table.Column<string>(type: "TEXT", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -193,6 +199,10 @@ namespace EmaLab.Dashboard.Data.PostgresMigrations
 
             migrationBuilder.DropTable(
                 name: "RegisteredModels");
+
+            migrationBuilder.DropColumn(
+                name: "SourceRunUuid",
+                table: "LoggedModels");
         }
     }
 }

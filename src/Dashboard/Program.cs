@@ -61,6 +61,13 @@ builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails 
     // A query or route value that does not bind ("page=abc") is the client's mistake: say which parameter.
     if (context.Exception is BadHttpRequestException bad) ApiErrors.Describe(context.ProblemDetails, bad);
 });
+// MLflow's UI asks for the histories of up to 100 runs in one GET (run_id repeated): a longer request line than
+// Kestrel's 8 KB default, which answered 414 where MLflow's server answers.
+builder.WebHost.ConfigureKestrel(kestrel =>
+{
+    kestrel.Limits.MaxRequestLineSize = 64 * 1024;
+    kestrel.Limits.MaxRequestHeadersTotalSize = 96 * 1024;
+});
 builder.Services.AddOpenApi(RunSpecSchema.Describe);
 builder.Services.AddHealthChecks().AddDbContextCheck<EmaLabDbContext>();
 builder.Services.AddRazorComponents().AddInteractiveServerComponents();

@@ -446,7 +446,7 @@ public sealed partial class TrackingService(
         if (runIds.Count == 0) throw MlflowException.Missing("run_ids");
         if (runIds.Count > MaxRunsPerBulkHistory)
             throw MlflowException.Invalid($"GetMetricHistoryBulkInterval request must specify at most {MaxRunsPerBulkHistory} run_ids. Received {runIds.Count} run_ids.");
-        if (metricKey is null) throw MlflowException.Missing("metric_key");
+        if (string.IsNullOrEmpty(metricKey)) throw MlflowException.Missing("metric_key"); // _assert_required: "" is missing too
         var max = maxResults ?? MaxResultsPerRun;
         if (max is < 1 or > MaxResultsPerRun) throw MlflowException.Invalid($"max_results must be between 1 and {MaxResultsPerRun}.");
         if (start is { } s && end is { } e && s > e)

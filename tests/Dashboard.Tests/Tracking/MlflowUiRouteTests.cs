@@ -66,6 +66,10 @@ public abstract class MlflowUiRouteSuite(EmaLabFactory factory)
         Error(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await SendAsync(HttpMethod.Get, $"/ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id={run}"),
             "GetMetricHistoryBulk request must specify a metric_key.");
         Error(HttpStatusCode.NotFound, "ENDPOINT_NOT_FOUND", await SendAsync(HttpMethod.Get, $"/api/2.0/mlflow/metrics/get-history-bulk?run_id={run}&metric_key=acc"));
+        // The interval route checks its parameters before it looks a run up (an empty key is a missing one).
+        Error(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE",
+            await SendAsync(HttpMethod.Get, "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval?run_ids=123&metric_key="),
+            "Missing value for required parameter 'metric_key'.");
 
         // Every other path under MLflow's prefixes is an endpoint this server does not have, in MLflow's words.
         foreach (var (method, path) in new[] { ("POST", "/api/3.0/mlflow/traces"), ("GET", "/api/2.0/mlflow/nothing"), ("GET", "/ajax-api/3.0/mlflow/x"),

@@ -210,8 +210,9 @@ public abstract class MlflowApiSuite(EmaLabFactory factory)
             ("""{"key": "acc", "value": 1, "timestamp": -5}""", "Timestamp must be a nonnegative long"),
             ("""{"key": "acc", "timestamp": 5}""", "Missing value for required parameter 'metrics[1].value'"),
             ("""{"key": "acc", "value": 5}""", "Missing value for required parameter 'metrics[1].timestamp'"),
-            ("""{"key": "acc", "value": 5, "timestamp": 1, "step": "NaN"}""", "Invalid request body"),
-            ("""{"key": "acc", "value": 5, "timestamp": 1.5}""", "Invalid request body"),
+            // A field of the wrong type, in MLflow's words (the value as json.dumps writes it, the type by Python's name).
+            ("""{"key": "acc", "value": 5, "timestamp": 1, "step": "NaN"}""", "Invalid value \"NaN\" for parameter 'metrics[1].step' supplied:  Hint: Value was of type 'str'."),
+            ("""{"key": "acc", "value": 5, "timestamp": 1.5}""", "Invalid value 1.5 for parameter 'metrics[1].timestamp' supplied:  Hint: Value was of type 'float'."),
         })
             AssertError(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE",
                 await PostAsync("runs/log-batch", $$"""{"run_id": "{{runId}}", "metrics": [{"key": "good", "value": 1, "timestamp": 1}, {{bad}}]}"""), message);

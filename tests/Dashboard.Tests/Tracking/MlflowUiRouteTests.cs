@@ -80,7 +80,7 @@ public abstract class MlflowUiRouteSuite(EmaLabFactory factory)
     [Fact]
     public async Task An_artifact_uploads_through_the_ui_route_and_downloads_from_the_root_route()
     {
-        var (experiment, run) = await RunAsync();
+        var (_, run) = await RunAsync();
         Error(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await SendAsync(HttpMethod.Post, "/ajax-api/2.0/mlflow/upload-artifact"), "Request must specify run_uuid.");
         Error(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await SendAsync(HttpMethod.Post, $"/ajax-api/2.0/mlflow/upload-artifact?run_uuid={run}&path="),
             "Request must specify path.");
@@ -98,7 +98,6 @@ public abstract class MlflowUiRouteSuite(EmaLabFactory factory)
         Error(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE", await SendAsync(HttpMethod.Get, $"/get-artifact?run_id={run}&path=../path"), "Invalid path");
         Error(HttpStatusCode.BadRequest, "INVALID_PARAMETER_VALUE",
             await SendAsync(HttpMethod.Get, "/model-versions/get-artifact?name=model&version=1&path=../path"), "Invalid path");
-        _ = experiment;
     }
 
     [Fact]

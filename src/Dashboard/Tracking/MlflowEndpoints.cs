@@ -268,14 +268,19 @@ public static partial class MlflowEndpoints
         }).WithMetadata(new Microsoft.AspNetCore.Mvc.RequestSizeLimitAttribute((long)options.Limits.MaxArtifactMegabytes << 20))
           .WithSummary("Uploads an artifact; a .safetensors file is checked and listed as a checkpoint of its track.").Needs(ExperimentPermissionLevel.Edit, ExperimentOf.ArtifactPath, "path");
         artifacts.MapGet("/artifacts/{**path}", async (string path, HttpContext http, ArtifactStore store) =>
-            store.FileOf(await store.ResolveAsync(path, http.RequestAborted)) is { } file
-                ? Results.File(file, "application/octet-stream", Path.GetFileName(file), enableRangeProcessing: true)
-                : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Artifact '{path}' does not exist."))
+            ArtifactFile(store, await store.ResolveAsync(path, http.RequestAborted), path))
             .WithSummary("Downloads an artifact.").Needs(ExperimentPermissionLevel.Read, ExperimentOf.ArtifactPath, "path");
         artifacts.MapGet("/artifacts", async (HttpContext http, ArtifactStore store) =>
             MlflowJson.Ok(new { files = store.List(await store.ResolveAsync(Query(http, "path"), http.RequestAborted), fullPaths: false) }))
             .WithSummary("Lists a folder of artifacts (names relative to it).").Needs(ExperimentPermissionLevel.Read, ExperimentOf.ArtifactPath, "path");
     }
+
+    /// <summary>An artifact's file as MLflow's <c>_send_artifact</c> sends it — an attachment, never shown inline on this
+    /// origin —, or MLflow's error when there is none (the proxy's downloads and the UI routes alike).</summary>
+    internal static IResult ArtifactFile(ArtifactStore store, ArtifactStore.Location location, string path) =>
+        store.FileOf(location) is { } file
+            ? Results.File(file, "application/octet-stream", Path.GetFileName(file), enableRangeProcessing: true)
+            : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Artifact '{path}' does not exist.");
 
     /// <summary>A page of experiments without those the caller may not read (the page may come out shorter, as MLflow's auth
     /// app filters its pages; the token still leads on).</summary>

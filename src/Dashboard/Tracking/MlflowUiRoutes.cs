@@ -90,32 +90,26 @@ public static class MlflowUiRoutes
             var path = Query(http, "artifact_file_path");
             if (string.IsNullOrEmpty(path))
                 throw new MlflowException(MlflowException.BadRequest, "Request must include the \"artifact_file_path\" query parameter.");
-            return Send(store, await store.ResolveModelAsync(modelId, path, http.RequestAborted), path);
+            return ArtifactFile(store, await store.ResolveModelAsync(modelId, path, http.RequestAborted), path);
         }).Needs(ExperimentPermissionLevel.Read, ExperimentOf.LoggedModel, "modelId");
         ui.MapGet("/get-artifact", async (HttpContext http, TrackingService runs, ArtifactStore store) =>
         {
             var path = Query(http, "path") ?? throw MlflowException.Missing("path");
             ArtifactStore.SafePath(path);
             var run = (await runs.GetRunAsync(Query(http, "run_id") ?? Query(http, "run_uuid"), http.RequestAborted)).Info;
-            return Send(store, await store.ResolveAsync($"{run.ExperimentId}/{run.RunId}/artifacts/{path}", http.RequestAborted), path);
+            return ArtifactFile(store, await store.ResolveAsync($"{run.ExperimentId}/{run.RunId}/artifacts/{path}", http.RequestAborted), path);
         }).Needs(ExperimentPermissionLevel.Read, ExperimentOf.RunUuid, "run_id");
         ui.MapGet("/model-versions/get-artifact", async (HttpContext http, ModelRegistry registry, ArtifactStore store) =>
         {
             var path = Query(http, "path") ?? throw MlflowException.Missing("path");
             ArtifactStore.SafePath(path);
-            var uri = await registry.GetDownloadUriAsync(Query(http, "name"), Query(http, "version"), CallerClaims.Of(http)!, http.RequestAborted);
+            var uri = await registry.GetDownloadUriAsync(Query(http, "name"), Query(http, "version"), RegistryEndpoints.By(http), http.RequestAborted);
             const string proxied = "mlflow-artifacts:/";
             if (!uri.StartsWith(proxied, StringComparison.Ordinal))
                 throw new MlflowException(MlflowException.ResourceDoesNotExist, $"The version's files are at {uri}, which this server does not hold.");
-            return Send(store, await store.ResolveAsync($"{uri[proxied.Length..].TrimEnd('/')}/{path}", http.RequestAborted), path);
+            return ArtifactFile(store, await store.ResolveAsync($"{uri[proxied.Length..].TrimEnd('/')}/{path}", http.RequestAborted), path);
         }).ForAnyCaller("the registry checks READ on the registered model");
     }
-
-    /// <summary>A file as MLflow's <c>_send_artifact</c> sends it: an attachment, never shown inline on this origin.</summary>
-    static IResult Send(ArtifactStore store, ArtifactStore.Location location, string path) =>
-        store.FileOf(location) is { } file
-            ? Results.File(file, "application/octet-stream", Path.GetFileName(file))
-            : throw new MlflowException(MlflowException.ResourceDoesNotExist, $"Artifact '{path}' does not exist.");
 }
 
 public sealed record SearchDatasetsRequest(IReadOnlyList<string>? ExperimentIds);

@@ -4,8 +4,15 @@ using static EmaLab.Dashboard.Data.MlflowLimits;
 namespace EmaLab.Dashboard.Tracking;
 
 /// <summary>The tracking API's checks of MLflow's limits and name rules (<see cref="MlflowLimits"/>): a broken one is MLflow's error.</summary>
-public static class MlflowValidation
+public static partial class MlflowValidation
 {
+    /// <summary>A URI's scheme (<c>s3</c>, <c>file</c>, <c>mlflow-artifacts</c>), or null for a plain path, as Python's
+    /// <c>urlparse</c> reads it for MLflow's <c>is_local_uri</c> and <c>resolve_uri_if_local</c>.</summary>
+    public static string? UriScheme(string uri) => SchemePrefix().Match(uri) is { Success: true } m ? m.Groups[1].Value : null;
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^([A-Za-z][A-Za-z0-9+.\-]*):")]
+    private static partial System.Text.RegularExpressions.Regex SchemePrefix();
+
     /// <summary>
     /// <c>validate_param_and_metric_name</c> on Linux, <c>^[/\w.\- :]*$</c> with Python's Unicode <c>\w</c> (letters,
     /// numbers and '_'), and <c>path_not_unique</c>: a name must not resolve to another path.

@@ -760,16 +760,14 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
     static bool IsLocal(string uri)
     {
         if (uri == "databricks") return false;
-        var scheme = UriScheme().Match(uri);
-        if (!scheme.Success) return true;
-        return scheme.Groups[1].Value.Equals("file", StringComparison.OrdinalIgnoreCase)
+        if (MlflowValidation.UriScheme(uri) is not { } scheme) return true;
+        return scheme.Equals("file", StringComparison.OrdinalIgnoreCase)
             && (uri.Length <= 7 || !uri.StartsWith("file://", StringComparison.OrdinalIgnoreCase) || uri[7] == '/' || uri[7..].StartsWith("localhost", StringComparison.Ordinal));
     }
 
     static string PathOf(string uri)
     {
-        var scheme = UriScheme().Match(uri);
-        var rest = scheme.Success ? uri[scheme.Length..] : uri;
+        var rest = MlflowValidation.UriScheme(uri) is { } scheme ? uri[(scheme.Length + 1)..] : uri;
         if (rest.StartsWith("//", StringComparison.Ordinal))
         {
             var slash = rest.IndexOf('/', 2);
@@ -778,9 +776,6 @@ public sealed partial class ModelRegistry(IDbContextFactory<EmaLabDbContext> dbF
         var end = rest.IndexOfAny(['?', '#']);
         return end < 0 ? rest : rest[..end];
     }
-
-    [GeneratedRegex(@"^([A-Za-z][A-Za-z0-9+.\-]*):")]
-    private static partial Regex UriScheme();
 
     [GeneratedRegex(@"^models:/(?:(?<id>m-[0-9a-f]{32})/?$|(?<name>[^/@]+)(?:/(?<version>\d+)|@(?<alias>[\w\-]+))/?$)")]
     private static partial Regex ModelsUri();

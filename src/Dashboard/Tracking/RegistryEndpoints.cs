@@ -139,7 +139,7 @@ public static class RegistryEndpoints
     /// <summary>What to register under: the registered model's name and, optionally, an alias to point at the new version.</summary>
     public sealed record RegisterRequest(string? Name, string? Alias);
 
-    static Caller By(HttpContext http) => CallerClaims.Of(http) ?? throw new PermissionDeniedException("Sign in first.");
+    internal static Caller By(HttpContext http) => CallerClaims.Of(http) ?? throw new PermissionDeniedException("Sign in first.");
 
     static IResult LatestVersions(List<MlflowModelVersion> versions) => MlflowJson.Ok(new { model_versions = versions.Count > 0 ? versions : null });
 

@@ -134,7 +134,7 @@ public sealed partial class TrackingService(
     /// <summary>MLflow's <c>resolve_uri_if_local</c>: a location without a scheme is a path, made absolute under the server's
     /// working directory; a URI (<c>s3://…</c>, <c>file:///…</c>, <c>mlflow-artifacts:/…</c>) is kept as given.</summary>
     static string? ResolvedIfLocal(string? location) =>
-        string.IsNullOrEmpty(location) || System.Text.RegularExpressions.Regex.IsMatch(location, "^[A-Za-z][A-Za-z0-9+.-]*:") ? location
+        string.IsNullOrEmpty(location) || MlflowValidation.UriScheme(location) is not null ? location
             : Path.GetFullPath(location).Replace('\\', '/');
 
     internal static async Task<Experiment> FindExperimentAsync(EmaLabDbContext db, string? experimentId, CancellationToken ct, bool tracking = false)
